@@ -1,0 +1,53 @@
+"""The small contract between a kernel module and the tuner.
+
+A kernel module (kernels/<op>.py, or a user's own file) describes one operator family with a
+`KernelSpec`: how to make a problem's inputs, how to launch the Triton template for one config,
+the higher-precision reference, the torch peer that is timed beside it, and the cost model. The
+tuner imports this type and nothing else from the kernel side; kernels never import the tuner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+
+# The dtypes a problem may name, by the names used in experiment files.
+DTYPES: dict[str, torch.dtype] = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+}
+
+Inputs = tuple  # a kernel's positional inputs, whatever its launcher takes
+Config = Mapping[str, Any]  # one point of the search space: constexprs plus num_warps/num_stages
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Everything the tuner needs to verify and time one operator family.
+
+    problem:      a pydantic model class; one instance is one problem (shapes, dtype).
+    make_inputs:  (problem, device, seed) -> inputs; fresh random values, never zeros.
+    make_output:  (problem, inputs) -> an output tensor; the tuner poisons it before each run.
+    launch:       (inputs, out, config) -> whatever the Triton launch returned (a compiled kernel
+                  handle on a GPU, where the tuner reads registers and spills); writes `out`.
+    reference:    inputs -> the result in higher precision (float64 where the device has it).
+    baseline:     inputs -> the torch peer (cuBLAS for matmul) timed in the same run.
+    flops/bytes_moved: problem -> the work and the fewest bytes a perfect kernel moves.
+    """
+
+    name: str
+    description: str
+    problem: type
+    make_inputs: Callable[[Any, torch.device, int], Inputs]
+    make_output: Callable[[Any, Inputs], torch.Tensor]
+    launch: Callable[[Inputs, torch.Tensor, Config], Any]
+    reference: Callable[[Inputs], torch.Tensor]
+    baseline: Callable[[Inputs], torch.Tensor]
+    flops: Callable[[Any], float]
+    bytes_moved: Callable[[Any], float]
+
+
+def element_size(dtype_name: str) -> int:
+    return torch.empty((), dtype=DTYPES[dtype_name]).element_size()

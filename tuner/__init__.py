@@ -1,0 +1,1 @@
+"""kernelevolve's engine: experiment config, search spaces, samplers, sweeps, evaluation, tracking."""

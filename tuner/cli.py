@@ -1,0 +1,165 @@
+"""`kernelevolve`: run sweeps, show the best configs, list kernels, open the MLflow UI.
+
+User errors (a bad experiment file, an unknown kernel or experiment, a target no node can serve)
+print one message and exit with code 2; argparse does the same for bad command lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from tuner import config as config_mod
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    pass
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols), "  ".join("-" * widths[c] for c in cols)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v, digits=4):
+    return f"{v:.{digits}g}" if isinstance(v, (int, float)) and v is not None else ("-" if v is None else str(v))
+
+
+def cmd_run(args) -> int:
+    from tuner import sweep
+
+    exp = config_mod.load(args.experiment)
+    try:
+        summaries = sweep.run(exp, address=args.address, log=(lambda m: None) if args.quiet else print)
+    except sweep.TargetUnavailable as exc:
+        raise UserError(str(exc)) from None
+    rows = [{"study": s["study"], "timing": s["timing"], "candidates": sum(s["counts"].values()),
+             "ok": s["counts"].get("ok", 0),
+             "best_ms": _fmt((s["best"] or {}).get("latency_ms")),
+             "speedup_vs_torch": _fmt((s["best"] or {}).get("speedup"), 3),
+             "failures": ", ".join(f"{k}={v}" for k, v in sorted(s["counts"].items()) if k != "ok")}
+            for s in summaries]
+    print(_table(rows, ["study", "timing", "candidates", "ok", "best_ms", "speedup_vs_torch", "failures"]))
+    print(f"\nreview: kernelevolve best {exp.name}   |   kernelevolve ui")
+    return 0
+
+
+def _experiment_name(arg: str) -> tuple[str, str]:
+    """An experiment by name, or by the YAML that names it (then its tracking URI too)."""
+    if arg.endswith((".yaml", ".yml")):
+        exp = config_mod.load(arg)
+        return exp.name, exp.tracking.uri
+    return arg, config_mod.Tracking().uri
+
+
+def cmd_best(args) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from tuner.tracking import resolve_uri
+
+    name, uri = _experiment_name(args.experiment)
+    client = MlflowClient(tracking_uri=resolve_uri(args.uri or uri))
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        names = [e.name for e in client.search_experiments()]
+        raise UserError(f"no experiment '{name}' in {resolve_uri(args.uri or uri)} "
+                        f"(experiments there: {', '.join(names) or 'none'})")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`kernelevolve.role` = 'study'",
+                              order_by=["attributes.start_time DESC"])
+    latest = {}
+    for r in runs:  # the newest run of each study
+        latest.setdefault(r.data.tags.get("kernelevolve.study"), r)
+    rows = []
+    for key, r in sorted(latest.items()):
+        best = {k[5:]: v for k, v in r.data.params.items() if k.startswith("best.")}
+        m = r.data.metrics
+        rows.append({"study": key, "timing": r.data.tags.get("timing", ""),
+                     "latency_ms": _fmt(m.get("best_latency_ms")),
+                     "speedup_vs_torch": _fmt(m.get("best_speedup"), 3),
+                     "tflops": _fmt(m.get("best_tflops"), 4),
+                     "candidates": int(m.get("candidates", 0)),
+                     "config": json.dumps(best) if best else "(no correct candidate)",
+                     "run_id": r.info.run_id[:12]})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(rows, ["study", "timing", "latency_ms", "speedup_vs_torch", "tflops",
+                            "candidates", "config", "run_id"]))
+    return 0
+
+
+def cmd_kernels(args) -> int:
+    from tuner import hardware, registry
+
+    if args.target not in hardware.PROFILES:
+        raise UserError(f"unknown target '{args.target}': known are {', '.join(hardware.PROFILES)}")
+    hw = hardware.profile(args.target)
+    for name, ref in sorted(registry.BUILTIN.items()):
+        tunable = registry.load(ref)
+        spec = tunable.kernel
+        fields = spec.problem.model_fields
+        example = {k: (1024 if f.is_required() else f.default) for k, f in fields.items()}
+        sp = tunable.space(spec.problem(**example), hw)
+        print(f"{name}: {spec.description}")
+        print(f"  problem fields: {', '.join(fields)}   (space shown for {example} on {hw.name})")
+        for d in sp.describe():
+            print(f"  {d['name']:<12} {d['kind']:<8} {d['values']}")
+        for c in sp.constraints:
+            print(f"  constraint: {getattr(c, '__doc__', None) or c}")
+        print(f"  {sp.size()} points before constraints\n")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from tuner.tracking import resolve_uri
+
+    _, uri = _experiment_name(args.experiment) if args.experiment else ("", config_mod.Tracking().uri)
+    uri = resolve_uri(args.uri or uri)
+    print(f"MLflow UI over {uri} at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port)]
+    return subprocess.call(cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kernelevolve", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the sweep an experiment file describes")
+    r.add_argument("experiment", help="path to an experiment YAML")
+    r.add_argument("--address", help="Ray cluster address ('auto' for the running cluster)")
+    r.add_argument("--quiet", action="store_true", help="print only the final table")
+    r.set_defaults(fn=cmd_run)
+    b = sub.add_parser("best", help="the best correct config of each study")
+    b.add_argument("experiment", help="experiment name (or its YAML)")
+    b.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(fn=cmd_best)
+    k = sub.add_parser("kernels", help="the kernels and their search-space parameters")
+    k.add_argument("--target", default="h100", help="hardware profile the spaces are shown for")
+    k.set_defaults(fn=cmd_kernels)
+    u = sub.add_parser("ui", help="open the MLflow UI over the project's store")
+    u.add_argument("experiment", nargs="?", help="an experiment YAML whose tracking URI to use")
+    u.add_argument("--uri")
+    u.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    u.add_argument("--port", type=int, default=5000)
+    u.set_defaults(fn=cmd_ui)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (config_mod.ConfigError, UserError) as exc:
+        print(f"kernelevolve: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Experiment files: YAML -> a frozen, validated `Experiment`, or one clear `ConfigError`.
+
+Every error names the file, the field and what to do, and is raised before Ray starts. The
+loader also resolves what a sweep needs to be reproducible: each kernel's canonical reference,
+each problem validated by the kernel's own problem model, each target's hardware profile.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from tuner import hardware, registry
+from tuner.search import SAMPLERS
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigError(Exception):
+    """A user error in an experiment file: printed as one message, exit code 2."""
+
+
+class KernelEntry(BaseModel):
+    model_config = _STRICT
+    kernel: str = Field(min_length=1)
+    problems: list[dict[str, Any]] = Field(min_length=1)
+
+
+class Target(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    hardware: str | None = None  # a profile in tuner.hardware.PROFILES; defaults to `name`
+    resources: dict[str, float] | None = None  # Ray resources one candidate takes
+
+    @property
+    def profile(self) -> hardware.Hardware:
+        return hardware.profile(self.hardware or self.name)
+
+    def ray_resources(self) -> dict[str, float]:
+        if self.resources is not None:
+            return dict(self.resources)
+        return {"CPU": 1.0} if self.profile.interpreter else {"CPU": 1.0, "GPU": 1.0}
+
+
+class Search(BaseModel):
+    model_config = _STRICT
+    sampler: str = "tpe"
+    samples: PositiveInt | None = None  # candidates evaluated per study; grid: the whole grid
+    concurrency: PositiveInt = 1
+    seed: int = 0
+    timeout_s: float = Field(default=300.0, gt=0)  # one candidate's limit, compile included
+    top_k: PositiveInt = 3  # re-timed together at the end of each study
+    max_rejects: PositiveInt = 2000  # constraint-rejected or duplicate proposals per candidate
+
+
+class Tracking(BaseModel):
+    model_config = _STRICT
+    uri: str = "sqlite:///mlflow.db"
+
+
+class RayOptions(BaseModel):
+    model_config = _STRICT
+    address: str | None = None  # None: a local Ray on this machine, no set-up
+
+
+class Experiment(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    description: str = ""
+    kernels: list[KernelEntry] = Field(min_length=1)
+    targets: list[Target] = Field(min_length=1)
+    search: Search = Search()
+    tracking: Tracking = Tracking()
+    ray: RayOptions = RayOptions()
+    # Filled by load(): canonical kernel refs, in the order of `kernels`.
+    kernel_refs: tuple[str, ...] = ()
+    source_path: str = ""
+
+    @model_validator(mode="after")
+    def _search_budget(self):
+        s = self.search
+        if s.samples is not None and s.concurrency > s.samples:
+            raise ValueError(f"search.concurrency ({s.concurrency}) exceeds search.samples ({s.samples}); "
+                             "lower concurrency or raise samples")
+        return self
+
+    def studies(self):
+        """One study per (kernel, problem, target), in file order."""
+        for entry, ref in zip(self.kernels, self.kernel_refs):
+            tunable = registry.load(ref)
+            for raw in entry.problems:
+                problem = tunable.kernel.problem(**raw)
+                for target in self.targets:
+                    yield Study(self, entry.kernel, ref, tunable, problem, target)
+
+
+class Study:
+    """One (kernel, problem, target) of an experiment: what the driver sweeps as a unit."""
+
+    def __init__(self, exp, kernel_name, ref, tunable, problem, target):
+        self.experiment, self.kernel_name, self.ref = exp, kernel_name, ref
+        self.tunable, self.problem, self.target = tunable, problem, target
+        self.space = tunable.space(problem, target.profile)
+
+    @property
+    def problem_key(self) -> str:
+        return "_".join(f"{k}{v}" if k != "dtype" else str(v)
+                        for k, v in self.problem.model_dump().items())
+
+    @property
+    def key(self) -> str:
+        return f"{self.kernel_name}/{self.problem_key}/{self.target.name}"
+
+    def budget(self) -> int:
+        s = self.experiment.search
+        if s.sampler == "grid":
+            return s.samples or len(self.space.valid_configs())
+        return s.samples or 32
+
+
+def _where(loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _fail(path: str, field: str, msg: str, fix: str = "") -> ConfigError:
+    return ConfigError(f"{path}: {field}: {msg}" + (f" ({fix})" if fix else ""))
+
+
+def load(path: str) -> Experiment:
+    """Read and validate an experiment file. Raises ConfigError with file, field and fix."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such experiment file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)  # safe_load: an experiment file cannot construct objects
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with name, kernels, targets "
+                          f"(got {type(data).__name__})")
+    try:
+        exp = Experiment(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise _fail(path, _where(err["loc"]), err["msg"] + more,
+                    "allowed keys are those of the example experiments/quickstart.yaml"
+                    if err["type"] == "extra_forbidden" else "") from None
+    except TypeError as exc:  # e.g. a non-string key at the top level
+        raise ConfigError(f"{path}: {exc}") from None
+    return _resolve(exp, path)
+
+
+def _resolve(exp: Experiment, path: str) -> Experiment:
+    base = os.path.dirname(os.path.abspath(path))
+    s = exp.search
+    if s.sampler not in SAMPLERS:
+        raise _fail(path, "search.sampler", f"unknown sampler '{s.sampler}'",
+                    "choose one of " + ", ".join(SAMPLERS))
+    for i, t in enumerate(exp.targets):
+        prof = t.hardware or t.name
+        if prof not in hardware.PROFILES:
+            raise _fail(path, f"targets[{i}]", f"unknown hardware '{prof}'",
+                        "name one of " + ", ".join(hardware.PROFILES) + " as name or hardware")
+        if t.resources is not None and any(v < 0 for v in t.resources.values()):
+            raise _fail(path, f"targets[{i}].resources", "resource amounts must be >= 0")
+    names = [t.name for t in exp.targets]
+    if len(set(names)) != len(names):
+        raise _fail(path, "targets", f"target names repeat: {names}")
+    refs = []
+    for i, entry in enumerate(exp.kernels):
+        try:
+            ref = registry.resolve_ref(entry.kernel, base)
+            tunable = registry.load(ref)
+        except registry.KernelNotFound as exc:
+            raise _fail(path, f"kernels[{i}].kernel", str(exc)) from None
+        for j, raw in enumerate(entry.problems):
+            try:
+                problem = tunable.kernel.problem(**raw)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise _fail(path, f"kernels[{i}].problems[{j}].{_where(err['loc'])}", err["msg"],
+                            f"a {entry.kernel} problem has fields "
+                            + ", ".join(tunable.kernel.problem.model_fields)) from None
+            except TypeError as exc:
+                raise _fail(path, f"kernels[{i}].problems[{j}]", str(exc)) from None
+            if s.sampler == "grid":
+                for t in exp.targets:
+                    n = len(tunable.space(problem, t.profile).valid_configs())
+                    if s.samples is not None and s.samples != n:
+                        raise _fail(path, "search.samples",
+                                    f"the grid sampler is exhaustive: {entry.kernel} {raw} on "
+                                    f"{t.name} has {n} valid configs, samples is {s.samples}",
+                                    f"set samples: {n} or leave it out")
+        refs.append(ref)
+    return exp.model_copy(update={"kernel_refs": tuple(refs), "source_path": os.path.abspath(path)})
+
+
+def dump(exp: Experiment) -> str:
+    """The resolved experiment as YAML (logged with every study so a sweep can be reproduced)."""
+    data = exp.model_dump(exclude={"kernel_refs", "source_path"})
+    data["resolved_kernels"] = list(exp.kernel_refs)
+    return yaml.safe_dump(data, sort_keys=False)
+

@@ -1,0 +1,97 @@
+"""What a target is: its chip's limits (for search-space constraints, known before any compile),
+its measured ceilings (for % of peak), the Ray resources that place work on it, and detection of
+the device a worker actually runs on.
+
+Ceilings carry their source. Figures measured on this project's machines say so; datasheet
+figures are marked as such, so a '% of peak' is never silently computed from an invented number.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    value: float  # bytes/s or flop/s
+    source: str  # "measured <date> <how>" or "datasheet"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    vendor: str  # "nvidia", "amd", "cpu"
+    interpreter: bool = False  # runs kernels in TRITON_INTERPRET=1 on the CPU
+    arch: str = ""  # "sm90", "sm80", "gfx942"
+    sm_count: int = 0
+    smem_per_block: int = 0  # bytes a program may opt into
+    regs_per_sm: int = 0
+    max_regs_per_thread: int = 255
+    device_match: tuple = ()  # substrings of torch.cuda.get_device_name() that identify it
+    accelerator_type: str = ""  # Ray's accelerator_type label on nodes that carry it
+    ceilings: dict = field(default_factory=dict)  # "copy_bytes", "bfloat16_flops", ...
+
+
+_H100_MEASURED = "measured 2026-11-24 on this project's H100 (STACK-NOTES.md)"
+
+PROFILES: dict[str, Hardware] = {
+    "cpu-interpreter": Hardware(name="cpu-interpreter", vendor="cpu", interpreter=True),
+    "h100": Hardware(
+        name="h100", vendor="nvidia", arch="sm90", sm_count=132, smem_per_block=232448,
+        regs_per_sm=65536, device_match=("H100",), accelerator_type="H100",
+        ceilings={
+            "copy_bytes": Ceiling(3.02e12, _H100_MEASURED + ": device copy, read + write"),
+            "bfloat16_flops": Ceiling(742e12, _H100_MEASURED + ": cuBLAS bf16 8192^3"),
+            "float16_flops": Ceiling(989e12, "datasheet (dense fp16 tensor core, SXM)"),
+            "float32_flops": Ceiling(494e12, "datasheet (dense tf32 tensor core, SXM)"),
+        },
+    ),
+    "h200": Hardware(
+        name="h200", vendor="nvidia", arch="sm90", sm_count=132, smem_per_block=232448,
+        regs_per_sm=65536, device_match=("H200",), accelerator_type="H200",
+        ceilings={
+            "copy_bytes": Ceiling(4.3e12, "measured 2026-10-28 on this workplace's H200 (device copy)"),
+            "bfloat16_flops": Ceiling(788e12, "measured 2026-10-28 on this workplace's H200 (torch bf16 8192^3)"),
+        },
+    ),
+    "a100": Hardware(
+        name="a100", vendor="nvidia", arch="sm80", sm_count=108, smem_per_block=166912,
+        regs_per_sm=65536, device_match=("A100",), accelerator_type="A100",
+        ceilings={
+            "copy_bytes": Ceiling(2.0e12, "datasheet (HBM2e, 80GB SXM)"),
+            "bfloat16_flops": Ceiling(312e12, "datasheet (dense bf16 tensor core)"),
+        },
+    ),
+}
+
+
+def profile(name: str) -> Hardware:
+    return PROFILES[name]
+
+
+def ceiling_for(hw: Hardware, kind: str) -> Ceiling | None:
+    return hw.ceilings.get(kind)
+
+
+def detect_device() -> dict:
+    """Describe the device this process runs kernels on (called in workers, never on the driver)."""
+    import platform
+
+    import torch
+    import triton
+
+    info = {"node": platform.node(), "torch": torch.__version__, "triton": triton.__version__}
+    if torch.cuda.is_available():
+        idx = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(idx)
+        info.update(gpu_name=props.name, gpu_uuid=str(getattr(props, "uuid", idx)),
+                    gpu_index=idx, sm_count=props.multi_processor_count)
+    else:
+        info.update(gpu_name="none (CPU)", gpu_uuid="cpu", gpu_index=-1)
+    return info
+
+
+def matches(hw: Hardware, device: dict) -> bool:
+    """Whether the device a worker found is the chip its target names."""
+    if hw.interpreter:
+        return True
+    return any(s in device.get("gpu_name", "") for s in hw.device_match)

@@ -1,0 +1,75 @@
+"""Kernels by name: the built-in ones, and users' own by `path/to/file.py:object` or `module:object`.
+
+A `Tunable` pairs a kernel's `KernelSpec` with its search-space function. Built-in kernels are
+listed here by reference so that naming one imports only that kernel. A user's reference is
+code: importing it runs it with the user's rights, exactly like `python file.py` would.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from kernels.spec import KernelSpec
+
+BUILTIN: dict[str, str] = {
+    "matmul": "search_spaces.matmul:TUNABLE",
+}
+
+
+@dataclass(frozen=True)
+class Tunable:
+    kernel: KernelSpec
+    space: Callable  # (problem, hardware) -> tuner.space.Space
+
+
+class KernelNotFound(Exception):
+    pass
+
+
+def resolve_ref(name: str, base_dir: str = ".") -> str:
+    """The canonical reference for a kernel name: built-in names map to their module; a file path
+    is made absolute (relative to the experiment file's folder) so workers find the same file."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    if ":" not in name:
+        raise KernelNotFound(
+            f"unknown kernel '{name}': built-in kernels are {', '.join(sorted(BUILTIN))}; "
+            "a kernel of your own is named 'path/to/file.py:OBJECT' or 'package.module:OBJECT'")
+    target, _, obj = name.rpartition(":")
+    if target.endswith(".py"):
+        path = target if os.path.isabs(target) else os.path.normpath(os.path.join(base_dir, target))
+        if not os.path.isfile(path):
+            raise KernelNotFound(f"kernel file not found: {path}")
+        return f"{path}:{obj}"
+    return name
+
+
+def load(ref: str) -> Tunable:
+    """Import the object a canonical reference names and check that it is a Tunable."""
+    target, _, obj = ref.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            mod_name = "kernelevolve_user_" + os.path.splitext(os.path.basename(target))[0]
+            module = sys.modules.get(mod_name)
+            if module is None or getattr(module, "__file__", None) != target:
+                spec = importlib.util.spec_from_file_location(mod_name, target)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[mod_name] = module
+                spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except Exception as exc:  # the user's module failed to import: say which and why
+        raise KernelNotFound(f"cannot import kernel module '{target}': {type(exc).__name__}: {exc}") from exc
+    try:
+        found = getattr(module, obj)
+    except AttributeError:
+        raise KernelNotFound(f"'{target}' has no object named '{obj}'") from None
+    if not isinstance(found, Tunable):
+        raise KernelNotFound(
+            f"'{ref}' is a {type(found).__name__}, not a tuner.registry.Tunable "
+            "(Tunable(kernel=KernelSpec(...), space=space_function))")
+    return found

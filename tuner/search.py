@@ -1,0 +1,119 @@
+"""Samplers by name, and the searcher that puts our space's constraints in front of Optuna.
+
+Ray Tune's OptunaSearch drives Optuna's samplers. We wrap it (ConstrainedSearch) for three things
+it does not do:
+  * constraints: a proposal that breaks a constraint is told to Optuna at once as a penalty and
+    recorded as an `invalid` candidate; it never takes a Ray trial, a compile or GPU time.
+  * duplicates: a proposal equal to a finished candidate is told its known value and not run
+    again (TPE proposes repeats often on small discrete spaces).
+  * failures: a failed or crashed candidate reaches Optuna as a finite penalty, never as FAIL or
+    NaN (with FAIL, TPE learns nothing and proposes the same crash again; NaN makes `tell` raise
+    inside Ray and leaves the Optuna trial RUNNING forever).
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import warnings
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from tuner.journal import Journal
+from tuner.space import Space, config_key
+
+OBJECTIVE = "objective"  # log10 of the median latency in seconds; lower is better
+PENALTY = 3.0  # log10(1000 s): finite and worse than any kernel that ran
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _grid(space: Space, seed: int):
+    return optuna.samplers.GridSampler(space.grid(), seed=seed)
+
+
+SAMPLERS = {
+    "tpe": lambda space, seed: optuna.samplers.TPESampler(seed=seed),
+    "gp": lambda space, seed: optuna.samplers.GPSampler(seed=seed),
+    "cmaes": lambda space, seed: optuna.samplers.CmaEsSampler(seed=seed),
+    "random": lambda space, seed: optuna.samplers.RandomSampler(seed=seed),
+    "qmc": lambda space, seed: optuna.samplers.QMCSampler(seed=seed),
+    "grid": _grid,
+    "nsga2": lambda space, seed: optuna.samplers.NSGAIISampler(seed=seed),
+}
+
+
+def make_sampler(name: str, space: Space, seed: int):
+    return SAMPLERS[name](space, seed)
+
+
+def objective_of(latency_s: float) -> float:
+    return math.log10(latency_s)
+
+
+class ConstrainedSearch(Searcher):
+    def __init__(self, space: Space, sampler: str, seed: int, journal_path: str,
+                 study_key: str, max_rejects: int = 2000, start_points: list | None = None):
+        super().__init__(metric=OBJECTIVE, mode="min")
+        self.space = space
+        self.study_key = study_key
+        self.journal_path = journal_path
+        self.max_rejects = max_rejects
+        self.inner = OptunaSearch(
+            space=space.distributions(), metric=OBJECTIVE, mode="min",
+            sampler=make_sampler(sampler, space, seed),
+            points_to_evaluate=[space.encode(p) for p in (start_points or [])] or None,
+        )
+        self.seen: dict[str, float | None] = {}  # config key -> objective (None while running)
+        self.live: dict[str, tuple[str, str]] = {}  # Tune trial id -> (Optuna-side id, config key)
+        self.proposals = 0
+
+    def suggest(self, trial_id: str):
+        for attempt in range(self.max_rejects):
+            inner_id = f"{trial_id}#{attempt}"
+            raw = self.inner.suggest(inner_id)
+            self.proposals += 1
+            cfg = self.space.decode(raw)
+            key = config_key(cfg)
+            if key in self.seen:
+                known = self.seen[key]
+                self.inner.on_trial_complete(inner_id, {OBJECTIVE: known} if known is not None else None)
+                continue
+            reasons = self.space.violations(cfg)
+            if reasons:
+                self.seen[key] = PENALTY
+                self.inner.on_trial_complete(inner_id, {OBJECTIVE: PENALTY})
+                Journal(self.journal_path).append({
+                    "candidate_id": f"{trial_id}-r{attempt}", "study": self.study_key,
+                    "config": cfg, "status": "invalid", "error": "; ".join(reasons),
+                    OBJECTIVE: PENALTY,
+                })
+                continue
+            self.seen[key] = None
+            self.live[trial_id] = (inner_id, key)
+            return cfg
+        return Searcher.FINISHED  # nothing new and valid in max_rejects proposals: space exhausted
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id not in self.live:
+            return
+        inner_id, key = self.live.pop(trial_id)
+        value = (result or {}).get(OBJECTIVE)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            value = PENALTY  # a trial that crashed still teaches the sampler to stay away
+        self.seen[key] = value
+        self.inner.on_trial_complete(inner_id, {OBJECTIVE: value})
+
+    def history(self) -> list[tuple[dict, str, float]]:
+        """What Optuna has been told, in order: (params, state, value)."""
+        return [(t.params, t.state.name, t.value) for t in self.inner._ot_study.trials]
+
+    def save(self, checkpoint_path: str):
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.__dict__.copy(), fh)
+
+    def restore(self, checkpoint_path: str):
+        with open(checkpoint_path, "rb") as fh:
+            self.__dict__.update(pickle.load(fh))

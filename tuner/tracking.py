@@ -1,0 +1,153 @@
+"""MLflow, written from the driver only: a parent run per study, a child run per candidate.
+
+Records reach MLflow from the journal (tuner.journal), never straight from a worker: one process
+writes the SQLite store (many writers hit lock errors), and a candidate is written exactly once,
+keyed by its `candidate_id` tag, however often `sync` runs (after each trial, at the end, after a
+resume or by `kernelevolve sync`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+ROLE = "kernelevolve.role"
+MAX_TAG = 7000  # MLflow caps tag values at 8000 characters
+
+# Record fields that are measurements (metrics); the rest of a record becomes tags or params.
+METRIC_KEYS = ("latency_ms", "latency_p20_ms", "latency_p80_ms", "tflops", "gbps",
+               "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms", "speedup",
+               "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs", "n_spills",
+               "shared_bytes", "objective")
+TAG_KEYS = ("status", "timing", "gpu_name", "gpu_uuid", "node", "worker_pid", "torch", "triton",
+            "candidate_id", "worker_replaced")
+
+
+def resolve_uri(uri: str) -> str:
+    """Make a relative sqlite path absolute from the driver's cwd (Ray workers chdir elsewhere)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + os.path.abspath(uri[len(prefix):])
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts beside a SQLite store, so the store and its artifacts move together."""
+    if uri.startswith("sqlite:///"):
+        return os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "mlartifacts")
+    return None
+
+
+def git_commit() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        sha = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha or "unknown") + ("-dirty" if dirty else "")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment: str):
+        self.uri = resolve_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            root = artifact_root(self.uri)
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=os.path.join(root, experiment) if root else None)
+        else:
+            self.experiment_id = exp.experiment_id
+        self._logged: dict[str, set] = {}  # parent run id -> candidate ids already in MLflow
+        self.commit = git_commit()
+
+    # -- studies -----------------------------------------------------------------------------
+    def start_study(self, study, sweep_id: str, artifacts: dict[str, str]) -> str:
+        s = study.experiment.search
+        tags = {ROLE: "study", "mlflow.runName": study.key, "kernelevolve.study": study.key,
+                "kernelevolve.sweep": sweep_id, "kernel": study.kernel_name, "kernel_ref": study.ref,
+                "target": study.target.name, "hardware": study.target.profile.name,
+                "timing": "interpreter" if study.target.profile.interpreter else "gpu",
+                "git_commit": self.commit}
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
+        params.update({"sampler": s.sampler, "seed": s.seed, "samples": study.budget(),
+                       "concurrency": s.concurrency, "timeout_s": s.timeout_s, "top_k": s.top_k,
+                       "resources": json.dumps(study.target.ray_resources(), sort_keys=True)})
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        for name, text in artifacts.items():
+            self.client.log_text(run.info.run_id, text, name)
+        return run.info.run_id
+
+    def find_study(self, sweep_id: str, study_key: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`kernelevolve.sweep` = '{sweep_id}' and "
+                          f"tags.`kernelevolve.study` = '{study_key}'")
+        return runs[0].info.run_id if runs else None
+
+    def finish_study(self, parent_id: str, summary: dict) -> None:
+        best = summary.get("best")
+        metrics, params, tags = {}, {}, {"status_counts": json.dumps(summary["counts"])}
+        if best:
+            for k in ("latency_ms", "baseline_ms", "speedup", "tflops", "gbps",
+                      "pct_flops_ceiling", "pct_bandwidth_ceiling"):
+                if _finite(best.get(k)):
+                    metrics[f"best_{k}"] = best[k]
+            params.update({f"best.{k}": str(v) for k, v in best["config"].items()})
+            tags["best_candidate_id"] = best.get("candidate_id", "")
+            tags["best_measured_by"] = best.get("measured_by", "")
+            self.client.log_text(parent_id, json.dumps(best, indent=2, default=str), "best_config.json")
+        metrics["candidates"] = sum(summary["counts"].values())
+        metrics["candidates_ok"] = summary["counts"].get("ok", 0)
+        self.client.log_batch(parent_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+                              params=[Param(k, v) for k, v in params.items()],
+                              tags=[RunTag(k, v) for k, v in tags.items()])
+        if summary.get("retime"):
+            self.client.log_text(parent_id, json.dumps(summary["retime"], indent=2, default=str),
+                                 "retime_top_k.json")
+        self.client.set_terminated(parent_id, "FINISHED" if best else "FAILED")
+
+    # -- candidates ----------------------------------------------------------------------------
+    def _known(self, parent_id: str) -> set:
+        if parent_id not in self._logged:
+            runs = self.client.search_runs([self.experiment_id],
+                                           filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+                                           max_results=50000)
+            self._logged[parent_id] = {r.data.tags.get("candidate_id") for r in runs}
+        return self._logged[parent_id]
+
+    def log_candidate(self, parent_id: str, record: dict, study_tags: dict) -> None:
+        cid = record["candidate_id"]
+        known = self._known(parent_id)
+        if cid in known:
+            return
+        tags = {"mlflow.parentRunId": parent_id, ROLE: "candidate", "git_commit": self.commit,
+                "mlflow.runName": f"{record['status']}:{cid}", **study_tags}
+        tags.update({k: str(record[k]) for k in TAG_KEYS if record.get(k) is not None})
+        if record.get("error"):
+            tags["error"] = str(record["error"])[:MAX_TAG]
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        metrics = [Metric(k, float(record[k]), 0, 0) for k in METRIC_KEYS if _finite(record.get(k))]
+        params = [Param(k, str(v)) for k, v in record.get("config", {}).items()]
+        self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        self.client.set_terminated(run.info.run_id, "FINISHED" if record["status"] == "ok" else "FAILED")
+        known.add(cid)
+
+    def sync(self, parent_id: str, records: list[dict], study_tags: dict) -> int:
+        """Write every journal record not yet in MLflow; returns how many were written."""
+        before = len(self._known(parent_id))
+        for rec in records:
+            self.log_candidate(parent_id, rec, study_tags)
+        return len(self._known(parent_id)) - before
