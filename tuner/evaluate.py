@@ -159,8 +159,8 @@ class Evaluator:
         return out
 
     def _tags(self) -> dict:
-        return {"gpu_name": self.info["gpu_name"], "gpu_uuid": self.info["gpu_uuid"],
-                "node": self.info["node"], "worker_pid": os.getpid()}
+        keys = ("gpu_name", "gpu_uuid", "node", "torch", "triton")
+        return {**{k: self.info[k] for k in keys}, "worker_pid": os.getpid()}
 
     def retime(self, req: dict) -> dict:
         """Re-time the top configs and the peer, interleaved round by round (no winner's curse:

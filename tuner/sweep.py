@@ -23,13 +23,14 @@ from tuner import config as config_mod
 from tuner.journal import Journal
 from tuner.search import ConstrainedSearch
 from tuner.tracking import Tracker
-from tuner.trial import retime, run_candidate
+from tuner import hardware
+from tuner.trial import one_shot, run_candidate
 
 RECORD_KEYS = ("status", "error", "timing", "latency_ms", "latency_p20_ms", "latency_p80_ms",
                "tflops", "gbps", "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms",
                "speedup", "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs",
                "n_spills", "shared_bytes", "objective", "gpu_name", "gpu_uuid", "node",
-               "worker_pid", "worker_replaced")
+               "worker_pid", "worker_replaced", "torch", "triton")
 
 
 class TargetUnavailable(Exception):
@@ -119,14 +120,29 @@ def _context(study, resources: dict, ctx_id: str) -> dict:
             "ctx_id": ctx_id}
 
 
-def _remote_retime(ctx: dict, configs: list, rounds: int) -> dict:
+def _remote(ctx: dict, payload: dict, timeout_s: float) -> dict:
+    """One request on the target's resources, in a fresh worker; failures come back as records."""
     res = dict(ctx["resources"])
-    task = ray.remote(retime).options(num_cpus=res.pop("CPU", 1), num_gpus=res.pop("GPU", 0),
-                                      resources=res or None, max_retries=0)
+    task = ray.remote(one_shot).options(num_cpus=res.pop("CPU", 1), num_gpus=res.pop("GPU", 0),
+                                        resources=res or None, max_retries=0)
+    payload = {"kernel_ref": ctx["kernel_ref"], "problem": ctx["problem"],
+               "hardware": ctx["hardware"], "bench": ctx["bench"], **payload}
     try:
-        return ray.get(task.remote(ctx, configs, rounds), timeout=ctx["timeout_s"] * (len(configs) + 2))
-    except Exception as exc:  # the sweep's own records stand; say why re-timing is missing
+        return ray.get(task.remote(ctx, payload, timeout_s), timeout=timeout_s + 120)
+    except Exception as exc:
         return {"status": "runtime_error", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def probe_target(study, ctx: dict) -> dict:
+    """Check, on the target's own resources, that its device is the chip the target names."""
+    info = _remote(ctx, {"op": "probe"}, timeout_s=300)
+    if info.get("status") != "ok":
+        raise TargetUnavailable(f"target '{study.target.name}': its worker failed to start: "
+                                f"{info.get('error')}")
+    if not hardware.matches(study.target.profile, info):
+        raise TargetUnavailable(f"target '{study.target.name}' names {study.target.profile.name}, "
+                                f"but its worker found '{info.get('gpu_name')}'")
+    return info
 
 
 def summarize(records: list[dict], retimed: dict | None) -> dict:
@@ -148,7 +164,9 @@ def run_study(study, tracker: Tracker, sweep_id: str, log) -> dict:
     resources = check_target(study.target)
     journal = Journal(os.path.join(state_dir(study.experiment.name), sweep_id, _slug(study.key) + ".jsonl"))
     artifacts = {"experiment.yaml": config_mod.dump(study.experiment), "search_space.json": study.space.to_json()}
-    parent = tracker.start_study(study, sweep_id, artifacts)
+    ctx = _context(study, resources, f"{sweep_id}/{study.key}")
+    device = probe_target(study, ctx)
+    parent = tracker.start_study(study, sweep_id, artifacts, device)
     tags = {"study": study.key, "target": study.target.name, "kernel": study.kernel_name}
 
     def sink():
@@ -164,7 +182,6 @@ def run_study(study, tracker: Tracker, sweep_id: str, log) -> dict:
             + (f"  ({str(rec.get('error', ''))[:120]})" if rec["status"] != "ok" else ""))
 
     searcher = ConstrainedSearch(study.space, s.sampler, s.seed, journal.path, study.key, s.max_rejects)
-    ctx = _context(study, resources, f"{sweep_id}/{study.key}")
     trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), resources)
     tuner = tune.Tuner(
         trainable,
@@ -181,7 +198,8 @@ def run_study(study, tracker: Tracker, sweep_id: str, log) -> dict:
     records = journal.records()
     sink()
     top = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])[: s.top_k]
-    retimed = _remote_retime(ctx, [r["config"] for r in top], rounds=5) if top else None
+    retimed = (_remote(ctx, {"op": "retime", "configs": [r["config"] for r in top], "rounds": 5},
+                       s.timeout_s * (len(top) + 1)) if top else None)
     summary = summarize(records, retimed)
     summary.update(study=study.key, parent_run_id=parent, wall_s=time.time() - t0,
                    timing="interpreter" if study.target.profile.interpreter else "gpu")

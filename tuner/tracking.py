@@ -73,13 +73,14 @@ class Tracker:
         self.commit = git_commit()
 
     # -- studies -----------------------------------------------------------------------------
-    def start_study(self, study, sweep_id: str, artifacts: dict[str, str]) -> str:
+    def start_study(self, study, sweep_id: str, artifacts: dict[str, str], device: dict) -> str:
         s = study.experiment.search
         tags = {ROLE: "study", "mlflow.runName": study.key, "kernelevolve.study": study.key,
                 "kernelevolve.sweep": sweep_id, "kernel": study.kernel_name, "kernel_ref": study.ref,
                 "target": study.target.name, "hardware": study.target.profile.name,
                 "timing": "interpreter" if study.target.profile.interpreter else "gpu",
                 "git_commit": self.commit}
+        tags.update({k: str(device[k]) for k in ("gpu_name", "node", "torch", "triton") if k in device})
         run = self.client.create_run(self.experiment_id, tags=tags)
         params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
         params.update({"sampler": s.sampler, "seed": s.seed, "samples": study.budget(),

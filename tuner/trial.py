@@ -40,13 +40,10 @@ def run_candidate(config: dict, ctx: dict) -> None:
     tune.report({k: v for k, v in reply.items() if isinstance(v, (int, float, str, bool))})
 
 
-def retime(ctx: dict, configs: list[dict], rounds: int) -> dict:
-    """Ray task: re-time the study's top configs and the peer, interleaved, on the target."""
+def one_shot(ctx: dict, payload: dict, timeout_s: float) -> dict:
+    """Ray task: one request (a device probe, the end-of-study re-timing) in a fresh worker."""
     worker = CandidateWorker(env=ctx["env"], cwd=ctx["cwd"])
     try:
-        return worker.request({"op": "retime", "kernel_ref": ctx["kernel_ref"],
-                               "problem": ctx["problem"], "hardware": ctx["hardware"],
-                               "configs": configs, "rounds": rounds, "bench": ctx["bench"]},
-                              ctx["timeout_s"] * (len(configs) + 1))
+        return worker.request(payload, timeout_s)
     finally:
         worker.close()

@@ -1,0 +1,108 @@
+"""Spaces and the constrained searcher, without Ray: what reaches a trial is valid and new; invalid
+proposals are journaled; failures reach Optuna as a finite penalty; every sampler proposes."""
+import math
+
+import pytest
+
+from kernels.matmul import MatmulProblem
+from search_spaces.matmul import shared_memory_bytes, space
+from tuner.hardware import profile
+from tuner.journal import Journal
+from tuner.search import PENALTY, SAMPLERS, ConstrainedSearch
+from tuner.space import Choice, Const, IntRange, Pow2, Space, config_key
+
+
+def test_pow2_is_searched_by_exponent():
+    d = Pow2("B", 16, 256)
+    assert d.values() == [16, 32, 64, 128, 256]
+    dist = d.distribution()
+    assert (dist.low, dist.high) == (4, 8)
+    assert d.decode(d.encode(64)) == 64
+
+
+def test_space_decode_adds_constants_and_rejects_duplicates():
+    sp = Space((Pow2("A", 1, 4), IntRange("B", 2, 3), Choice("C", ["x", "y"]), Const("D", 7)))
+    assert sp.decode({"A": 2, "B": 3, "C": "y"}) == {"A": 4, "B": 3, "C": "y", "D": 7}
+    assert sp.size() == 3 * 2 * 2
+    with pytest.raises(ValueError):
+        Space((Pow2("A", 1, 4), IntRange("A", 1, 2)))
+
+
+def test_h100_constraints_reject_what_cannot_fit():
+    p = MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16")
+    sp = space(p, profile("h100"))
+    big = {"BLOCK_M": 256, "BLOCK_N": 256, "BLOCK_K": 128, "GROUP_M": 8, "SPLIT_K": 1,
+           "num_warps": 8, "num_stages": 5}
+    reasons = " ".join(sp.violations(big))
+    assert "shared memory" in reasons and "registers" in reasons
+    good = dict(big, BLOCK_N=128, BLOCK_K=64, num_stages=3)
+    assert sp.violations(good) == []
+    assert shared_memory_bytes(good, "bfloat16") == 3 * (256 + 128) * 64 * 2
+    assert any("SPLIT_K" in r for r in sp.violations(dict(good, SPLIT_K=2)))  # 128 tiles per wave..
+    assert any("Hopper" in r for r in sp.violations(dict(good, BLOCK_M=32)))
+
+
+def test_split_k_allowed_when_tiles_are_few():
+    p = MatmulProblem(M=64, N=64, K=8192, dtype="bfloat16")
+    sp = space(p, profile("h100"))
+    cfg = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 1, "SPLIT_K": 8,
+           "num_warps": 4, "num_stages": 3}
+    assert sp.violations(cfg) == []
+
+
+def _drive(searcher, n, value_of):
+    """Play Ray Tune's part: ask n trials, complete each with value_of(config)."""
+    seen = []
+    for i in range(n):
+        cfg = searcher.suggest(f"t{i}")
+        if cfg == "FINISHED":
+            break
+        seen.append(cfg)
+        searcher.on_trial_complete(f"t{i}", value_of(cfg))
+    return seen
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_every_sampler_proposes_valid_unique_configs(tmp_path, sampler):
+    p = MatmulProblem(M=100, N=72, K=130, dtype="float16")
+    sp = space(p, profile("cpu-interpreter"))
+    journal = str(tmp_path / "j.jsonl")
+    s = ConstrainedSearch(sp, sampler, seed=1, journal_path=journal, study_key="k")
+    seen = _drive(s, 10, lambda c: {"objective": -c["BLOCK_M"] / 100})
+    assert len(seen) == 10
+    assert len({config_key(c) for c in seen}) == 10, "a config reached a trial twice"
+    assert all(sp.violations(c) == [] for c in seen)
+    for rec in Journal(journal).records():  # whatever was rejected was journaled as invalid
+        assert rec["status"] == "invalid" and rec["error"] and sp.violations(rec["config"])
+
+
+def test_failures_reach_optuna_as_finite_penalty(tmp_path):
+    sp = space(MatmulProblem(M=100, N=72, K=130), profile("cpu-interpreter"))
+    s = ConstrainedSearch(sp, "tpe", 0, str(tmp_path / "j.jsonl"), "k")
+    s.suggest("a")
+    s.on_trial_complete("a", {"objective": float("nan")})
+    s.suggest("b")
+    s.on_trial_complete("b", None, error=True)
+    told = [v for _, state, v in s.history() if state == "COMPLETE"]
+    assert told[-2:] == [PENALTY, PENALTY] and all(math.isfinite(v) for v in told)
+
+
+def test_grid_is_exhaustive_then_finishes(tmp_path):
+    sp = Space((Pow2("A", 1, 4), Choice("C", (0, 1))),
+               constraints=(lambda c: "no" if c["A"] == 2 and c["C"] == 1 else None,))
+    s = ConstrainedSearch(sp, "grid", 0, str(tmp_path / "j.jsonl"), "k", max_rejects=50)
+    seen = _drive(s, 20, lambda c: {"objective": 1.0})
+    assert sorted(config_key(c) for c in seen) == sorted(config_key(c) for c in sp.valid_configs())
+    assert len(seen) == 5
+
+
+def test_searcher_state_survives_save_and_restore(tmp_path):
+    sp = space(MatmulProblem(M=100, N=72, K=130), profile("cpu-interpreter"))
+    s = ConstrainedSearch(sp, "tpe", 3, str(tmp_path / "j.jsonl"), "k")
+    _drive(s, 6, lambda c: {"objective": 0.5})
+    path = str(tmp_path / "ckpt.pkl")
+    s.save(path)
+    fresh = ConstrainedSearch(sp, "tpe", 99, str(tmp_path / "j.jsonl"), "k")
+    fresh.restore(path)
+    assert fresh.history() == s.history() and fresh.seen == s.seen
+    assert fresh.suggest("t100") == s.suggest("t100")

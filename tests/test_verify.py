@@ -1,0 +1,43 @@
+"""The correctness check never passes NaN, an unwritten region, or a wrong tile."""
+import torch
+
+from tuner.verify import check, poison
+
+
+def _ref():
+    torch.manual_seed(0)
+    return torch.randn(64, 48, dtype=torch.float64)
+
+
+def test_correct_output_passes_per_dtype():
+    ref = _ref()
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        assert check(ref.to(dtype), ref).ok
+
+
+def test_nan_fails():
+    ref = _ref()
+    out = ref.to(torch.float16)
+    out[3, 4] = float("nan")
+    c = check(out, ref)
+    assert not c.ok and "NaN" in c.reason
+
+
+def test_poisoned_unwritten_region_fails():
+    ref = _ref()
+    out = torch.empty(64, 48, dtype=torch.float16)
+    poison(out)
+    out[:32] = ref[:32].to(torch.float16)  # half the output never written
+    assert not check(out, ref).ok
+
+
+def test_one_wrong_element_fails():
+    ref = _ref()
+    out = ref.to(torch.float32).clone()
+    out[10, 10] += 0.2  # one element off by 0.2 RMS: the Frobenius error alone would pass
+    c = check(out, ref)
+    assert not c.ok and "element" in c.reason
+
+
+def test_shape_mismatch_fails():
+    assert not check(torch.zeros(3, 3), torch.zeros(3, 4, dtype=torch.float64)).ok

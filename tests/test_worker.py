@@ -1,0 +1,47 @@
+"""The evaluation worker: a real child process, classified failures, timeouts that kill."""
+import os
+
+import pytest
+
+from tuner.worker import CandidateWorker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REQ = {"op": "evaluate", "kernel_ref": "search_spaces.matmul:TUNABLE",
+       "problem": {"M": 40, "N": 24, "K": 50, "dtype": "float32"}, "hardware": "cpu-interpreter",
+       "config": {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 4, "SPLIT_K": 2,
+                  "num_warps": 4, "num_stages": 1}, "seed": 5}
+
+
+@pytest.fixture
+def worker():
+    w = CandidateWorker(env={"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""})
+    yield w
+    w.close()
+
+
+def test_ok_candidate_is_verified_and_timed_as_interpreter(worker):
+    rec = worker.request(REQ, timeout_s=120)
+    assert rec["status"] == "ok", rec
+    assert rec["timing"] == "interpreter" and rec["latency_ms"] > 0
+    assert rec["rel_error"] < 1e-5
+    assert "speedup" not in rec  # no peer comparison from interpreter wall time
+
+
+def test_invalid_config_is_rejected_by_the_worker_too(worker):
+    rec = worker.request(dict(REQ, config=dict(REQ["config"], BLOCK_M=256)), timeout_s=120)
+    assert rec["status"] == "invalid" and "BLOCK_M" in rec["error"]
+
+
+def test_process_is_reused_between_candidates(worker):
+    a = worker.request(REQ, timeout_s=120)
+    b = worker.request(dict(REQ, seed=6), timeout_s=120)
+    assert a["worker_pid"] == b["worker_pid"] and worker.starts == 1
+
+
+def test_timeout_kills_and_replaces_the_process(worker):
+    rec = worker.request({"op": "evaluate", "kernel_ref": f"{HERE}/faults.py:HANG",
+                          "problem": {"n": 64}, "hardware": "cpu-interpreter",
+                          "config": {"BLOCK": 64}, "seed": 0}, timeout_s=3)
+    assert rec["status"] == "timeout" and "killed" in rec["error"]
+    assert worker.request(REQ, timeout_s=120)["status"] == "ok"
+    assert worker.starts == 2
