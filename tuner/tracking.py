@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 
 from mlflow.entities import Metric, Param, RunTag
@@ -50,8 +51,10 @@ def git_commit() -> str:
         dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha or "unknown") + ("-dirty" if dirty else "")
+        return os.environ.get("KERNELEVOLVE_GIT_COMMIT", "unknown")
+    if not re.fullmatch(r"[0-9a-f]{40}", sha):  # not a git checkout (e.g. a copied tree)
+        return os.environ.get("KERNELEVOLVE_GIT_COMMIT", "unknown")
+    return sha + ("-dirty" if dirty else "")
 
 
 def _finite(v) -> bool:
