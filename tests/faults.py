@@ -5,13 +5,17 @@ with its cause, and that none is ever chosen as best.
 """
 from __future__ import annotations
 
+import os
+import signal
+import tempfile
+
 import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernels.spec import KernelSpec
 from tuner.registry import Tunable
-from tuner.space import Choice, Space
+from tuner.space import Choice, Const, Space
 
 
 class VecProblem(BaseModel):
@@ -62,6 +66,20 @@ def some_inputs_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def oob_write_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    # Correct values, but one extra block past the end of y: writes outside its output.
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(y_ptr + offs, 2 * tl.load(x_ptr + offs, mask=offs < n), mask=offs < n + BLOCK)
+
+
+@triton.jit
+def illegal_address_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    # Stores a terabyte past the output: an illegal memory access on the GPU (GPU only).
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(y_ptr + offs + (1 << 40), tl.load(x_ptr + offs, mask=offs < n), mask=offs < n)
+
+
+@triton.jit
 def bad_compile_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
     offs = tl.arange(0, 3)  # not a power of two: Triton refuses to compile this
     tl.store(y_ptr + offs, tl.load(x_ptr + offs))
@@ -79,7 +97,8 @@ def _output(problem, inputs):
 
 
 def _grid(n, cfg):
-    return (triton.cdiv(n, cfg["BLOCK"]),)
+    # One extra program for the out-of-bounds writer, so its extra block is really stored.
+    return (triton.cdiv(n, cfg["BLOCK"]) + (1 if cfg.get("fault") == "oob_write" else 0),)
 
 
 def _launch_with(kernel):
@@ -87,6 +106,7 @@ def _launch_with(kernel):
         (x,) = inputs
         return kernel[_grid(x.numel(), cfg)](x, out, x.numel(), BLOCK=cfg["BLOCK"])
     return launch
+
 
 
 def _launch_hang(inputs, out, cfg):
@@ -109,6 +129,63 @@ def _launch_cached(inputs, out, cfg):
     out.copy_(_CACHE["first"])
 
 
+def _launch_crash(inputs, out, cfg):
+    os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-candidate
+
+
+def _launch_flaky_crash(inputs, out, cfg):
+    # Dies the first time a given worker owner runs it, then works: the retry policy's case.
+    marker = os.path.join(tempfile.gettempdir(), f"kernelevolve-flaky-{os.getppid()}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _launch_with(double_kernel)(inputs, out, cfg)
+
+
+def _launch_raise(inputs, out, cfg):
+    raise RuntimeError("launcher bug: index out of range in grid computation")
+
+
+def _launch_out_of_resources(inputs, out, cfg):
+    # A GEMM tile far beyond Hopper's 227 KB of shared memory per program (GPU only).
+    import torch
+
+    from kernels.matmul import launch
+
+    a = torch.randn(512, 512, device=out.device, dtype=torch.float16)
+    c = torch.empty(512, 512, device=out.device, dtype=torch.float16)
+    launch((a, a), c, {"BLOCK_M": 256, "BLOCK_N": 256, "BLOCK_K": 256, "GROUP_M": 1,
+                       "SPLIT_K": 1, "num_warps": 8, "num_stages": 5})
+
+
+LAUNCHERS = {
+    "none": _launch_with(double_kernel),
+    "compile_error": _launch_with(bad_compile_kernel),
+    "hang": _launch_hang,
+    "nan": _launch_with(nan_kernel),
+    "partial": _launch_with(partial_kernel),
+    "some_inputs": _launch_with(some_inputs_kernel),
+    "cached": _launch_cached,
+    "oob_write": _launch_with(oob_write_kernel),
+    "crash": _launch_crash,
+    "flaky_crash": _launch_flaky_crash,
+    "raise": _launch_raise,
+    "illegal_address": _launch_with(illegal_address_kernel),
+    "out_of_resources": _launch_out_of_resources,
+}
+# What each fault must end as (flaky_crash: retried once in a fresh process, then ok).
+EXPECTED = {"none": "ok", "compile_error": "compile_error", "hang": "timeout", "nan": "incorrect",
+            "partial": "incorrect", "some_inputs": "incorrect", "cached": "incorrect",
+            "oob_write": "incorrect", "crash": "runtime_error", "flaky_crash": "ok",
+            "raise": "runtime_error", "illegal_address": "runtime_error",
+            "out_of_resources": "out_of_resources"}
+GPU_ONLY = ("illegal_address", "out_of_resources")
+
+
+def _launch_fault(inputs, out, cfg):
+    return LAUNCHERS[cfg["fault"]](inputs, out, cfg)
+
+
 def _spec(name, launch):
     return KernelSpec(
         name=name, description=f"fault injection: {name}", problem=VecProblem,
@@ -121,10 +198,13 @@ def _space(problem, hw):
     return Space((Choice("BLOCK", (64, 128)),))
 
 
-GOOD = Tunable(_spec("good", _launch_with(double_kernel)), _space)
+def _fault_space(problem, hw):
+    kinds = [k for k in LAUNCHERS if hw.interpreter is False or k not in GPU_ONLY]
+    # hang, crash and flaky_crash are for targeted tests with short timeouts, not every sweep
+    return Space((Choice("fault", tuple(kinds)), Const("BLOCK", 64)))
+
+
 HANG = Tunable(_spec("hang", _launch_hang), _space)
-NAN = Tunable(_spec("nan", _launch_with(nan_kernel)), _space)
-PARTIAL = Tunable(_spec("partial", _launch_with(partial_kernel)), _space)
-SOME_INPUTS = Tunable(_spec("some_inputs", _launch_with(some_inputs_kernel)), _space)
-CACHED = Tunable(_spec("cached", _launch_cached), _space)
-COMPILE_ERROR = Tunable(_spec("compile_error", _launch_with(bad_compile_kernel)), _space)
+GOOD = Tunable(_spec("good", _launch_with(double_kernel)), _space)
+# Every fault as one kernel whose `fault` switch picks the way it breaks: a grid sweep meets all.
+FAULTS = Tunable(_spec("faults", _launch_fault), _fault_space)

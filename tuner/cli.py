@@ -35,10 +35,8 @@ def cmd_run(args) -> int:
     from tuner import sweep
 
     exp = config_mod.load(args.experiment)
-    try:
-        summaries = sweep.run(exp, address=args.address, log=(lambda m: None) if args.quiet else print)
-    except sweep.TargetUnavailable as exc:
-        raise UserError(str(exc)) from None
+    summaries = sweep.run(exp, address=args.address, resume=args.resume,
+                          log=(lambda m: None) if args.quiet else print)
     rows = [{"study": s["study"], "timing": s["timing"], "candidates": sum(s["counts"].values()),
              "ok": s["counts"].get("ok", 0),
              "best_ms": _fmt((s["best"] or {}).get("latency_ms")),
@@ -47,6 +45,13 @@ def cmd_run(args) -> int:
             for s in summaries]
     print(_table(rows, ["study", "timing", "candidates", "ok", "best_ms", "speedup_vs_torch", "failures"]))
     print(f"\nreview: kernelevolve best {exp.name}   |   kernelevolve ui")
+    return 0
+
+
+def cmd_sync(args) -> int:
+    from tuner import sweep
+
+    sweep.sync(config_mod.load(args.experiment))
     return 0
 
 
@@ -134,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", help="path to an experiment YAML")
     r.add_argument("--address", help="Ray cluster address ('auto' for the running cluster)")
     r.add_argument("--quiet", action="store_true", help="print only the final table")
+    r.add_argument("--resume", action="store_true",
+                   help="finish the experiment's latest sweep (after a crash or a kill)")
     r.set_defaults(fn=cmd_run)
+    y = sub.add_parser("sync", help="send journaled records to MLflow (after it was unreachable)")
+    y.add_argument("experiment", help="path to the experiment YAML")
+    y.set_defaults(fn=cmd_sync)
     b = sub.add_parser("best", help="the best correct config of each study")
     b.add_argument("experiment", help="experiment name (or its YAML)")
     b.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
@@ -152,11 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_errors() -> tuple:
+    """Exceptions that are the user's to fix: one message, exit 2 (imported lazily: Ray is slow)."""
+    import importlib
+
+    found = [config_mod.ConfigError, UserError]
+    for mod, names in (("tuner.sweep", ("TargetUnavailable", "NothingToResume")),
+                       ("tuner.tracking", ("TrackingUnavailable",))):
+        if mod in sys.modules:
+            found += [getattr(importlib.import_module(mod), n) for n in names]
+    return tuple(found)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (config_mod.ConfigError, UserError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
         print(f"kernelevolve: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
 

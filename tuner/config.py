@@ -53,6 +53,7 @@ class Search(BaseModel):
     timeout_s: float = Field(default=300.0, gt=0)  # one candidate's limit, compile included
     top_k: PositiveInt = 3  # re-timed together at the end of each study
     max_rejects: PositiveInt = 2000  # constraint-rejected or duplicate proposals per candidate
+    retries: int = Field(default=1, ge=0, le=5)  # re-runs of a candidate whose worker process died
 
 
 class Tracking(BaseModel):

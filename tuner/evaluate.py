@@ -17,6 +17,10 @@ import sys
 import time
 import traceback
 
+# Poisoned elements on each side of every output: a kernel that writes past its output's ends
+# lands here and is caught (instead of silently corrupting a neighbour).
+GUARD_ELEMENTS = 1 << 16
+
 STATUSES = ("ok", "invalid", "compile_error", "out_of_resources", "incorrect", "runtime_error",
             "timeout")
 
@@ -30,7 +34,10 @@ def _error_classes():
                               ("triton.runtime.autotuner", "OutOfResources", "oor"),
                               ("triton.compiler.errors", "CompilationError", "compile"),
                               ("triton.runtime.errors", "PTXASError", "compile"),
-                              ("triton.compiler.errors", "CompileTimeAssertionFailure", "compile")):
+                              ("triton.compiler.errors", "CompileTimeAssertionFailure", "compile"),
+                              # the interpreter reports kernel-code errors (what the compiler
+                              # would reject) when it runs the kernel
+                              ("triton.runtime.interpreter", "InterpreterError", "compile")):
         try:
             found[bucket].append(getattr(importlib.import_module(mod), name))
         except (ImportError, AttributeError):
@@ -84,14 +91,26 @@ class Evaluator:
         return tunable, problem, hardware.profile(req["hardware"])
 
     def _run_checked(self, spec, problem, cfg, seed):
-        from tuner.verify import check, poison
+        """Launch on fresh inputs into a poisoned output that sits between two poisoned guard
+        zones of the same allocation; check the output and that both guards are untouched."""
+        from tuner.verify import Check, check, poison
 
         inputs = spec.make_inputs(problem, self.device, seed)
-        out = spec.make_output(problem, inputs)
-        poison(out)
+        shape_of = spec.make_output(problem, inputs)
+        n = shape_of.numel()
+        buf = shape_of.new_empty(n + 2 * GUARD_ELEMENTS)
+        poison(buf)
+        out = buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)
         handle = spec.launch(inputs, out, cfg)
         self._sync()
-        return handle, check(out, spec.reference(inputs))
+        result = check(out, spec.reference(inputs))
+        guards = self.torch.cat([buf[:GUARD_ELEMENTS], buf[GUARD_ELEMENTS + n:]])
+        touched = int((~self.torch.isnan(guards)).sum()) if guards.is_floating_point() else \
+            int((guards != self.torch.iinfo(guards.dtype).min).sum())
+        if touched:
+            result = Check(False, result.rel_error, result.max_error,
+                           f"wrote {touched} elements outside its output buffer")
+        return handle, result
 
     def _baseline_ms(self, spec, problem, bench):
         key = (spec.name, problem.model_dump_json())

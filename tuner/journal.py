@@ -40,3 +40,73 @@ class Journal:
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill mid-write: the candidate is re-run on resume
         return out
+
+
+def unique_by_candidate(records: list[dict]) -> list[dict]:
+    """The first record of each candidate id (a resumed sweep may journal a candidate twice)."""
+    seen, out = set(), []
+    for rec in records:
+        cid = rec.get("candidate_id")
+        if cid is None or cid in seen:
+            continue
+        seen.add(cid)
+        out.append(rec)
+    return out
+
+
+class SweepState:
+    """Which sweep of an experiment is current, and each study's parent run and progress.
+
+    `.kernelevolve/<experiment>/latest` names the current sweep; its folder holds `sweep.json`
+    and one journal per study. Written atomically (write, then rename), so a kill leaves either
+    the old state or the new one.
+    """
+
+    def __init__(self, root: str, sweep_id: str, data: dict | None = None):
+        self.root, self.sweep_id = root, sweep_id
+        self.data = data or {"sweep_id": sweep_id, "studies": {}}
+
+    @property
+    def folder(self) -> str:
+        return os.path.join(self.root, self.sweep_id)
+
+    def journal(self, study_slug: str) -> Journal:
+        return Journal(os.path.join(self.folder, study_slug + ".jsonl"))
+
+    @classmethod
+    def new(cls, root: str, sweep_id: str, experiment_path: str) -> "SweepState":
+        state = cls(root, sweep_id)
+        state.data["experiment_path"] = experiment_path
+        state.save()
+        _atomic_write(os.path.join(root, "latest"), sweep_id)
+        return state
+
+    @classmethod
+    def latest(cls, root: str) -> "SweepState | None":
+        try:
+            with open(os.path.join(root, "latest"), encoding="utf-8") as fh:
+                sweep_id = fh.read().strip()
+            with open(os.path.join(root, sweep_id, "sweep.json"), encoding="utf-8") as fh:
+                return cls(root, sweep_id, json.load(fh))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def study(self, key: str) -> dict:
+        return self.data["studies"].setdefault(key, {})
+
+    def update(self, key: str, **fields) -> None:
+        self.study(key).update(fields)
+        self.save()
+
+    def save(self) -> None:
+        _atomic_write(os.path.join(self.folder, "sweep.json"), json.dumps(self.data, indent=1, default=str))
+
+
+def _atomic_write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -106,6 +106,28 @@ class ConstrainedSearch(Searcher):
         self.seen[key] = value
         self.inner.on_trial_complete(inner_id, {OBJECTIVE: value})
 
+    def replay(self, records: list[dict]) -> int:
+        """Tell Optuna every journaled candidate, in journal order (a resumed sweep's history).
+
+        Why not Ray Tune's own restore: Tune checkpoints the searcher periodically, so a driver
+        killed between checkpoints comes back with a searcher that lacks the latest results. The
+        journal is written (and fsynced) per candidate, so replaying it restores all of them.
+        Returns how many candidates were replayed.
+        """
+        n = 0
+        for rec in records:
+            cfg = rec.get("config")
+            key = config_key(cfg)
+            if key in self.seen:
+                continue
+            value = rec.get(OBJECTIVE)
+            if rec.get("status") != "ok" or not isinstance(value, (int, float)) or not math.isfinite(value):
+                value = PENALTY
+            self.seen[key] = value
+            self.inner.add_evaluated_point(self.space.encode(cfg), value)
+            n += 1
+        return n
+
     def history(self) -> list[tuple[dict, str, float]]:
         """What Optuna has been told, in order: (params, state, value)."""
         return [(t.params, t.state.name, t.value) for t in self.inner._ot_study.trials]

@@ -1,14 +1,17 @@
-"""The driver: one Ray Tune study per (kernel, problem, target), records journaled then sent to MLflow.
+"""The driver: one Ray Tune study per (kernel, problem, target); records journaled, then sent to MLflow.
 
 For each study: check that the target can be served, open a parent MLflow run, let
 ConstrainedSearch (Optuna through Ray Tune) propose candidates that Ray runs with the target's
-resources, journal and log every candidate as it ends, then re-time the top-k side by side with
-the torch peer and write the winner to the parent run. Nothing incorrect can win: only candidates
-whose status is `ok` (verified on two fresh input sets) reach the re-timing.
+resources, journal every candidate as it ends and copy the journal to MLflow, then re-time the
+top-k side by side with the torch peer and write the winner to the parent run. Nothing incorrect
+can win: only candidates whose status is `ok` (verified on two fresh input sets) are re-timed.
+
+Nothing is lost: the journal is written first (fsynced, per candidate). A tracking server that is
+away only delays MLflow (`kernelevolve sync` or the next sync catches up); a killed driver is
+resumed with `--resume`, which replays the journal into a fresh searcher and runs what is left.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -20,24 +23,29 @@ import ray
 from ray import tune
 
 from tuner import config as config_mod
-from tuner.journal import Journal
+from tuner import hardware
+from tuner.journal import SweepState, unique_by_candidate
+from tuner.progress import Progress
 from tuner.search import ConstrainedSearch
 from tuner.tracking import Tracker
-from tuner import hardware
 from tuner.trial import one_shot, run_candidate
 
 RECORD_KEYS = ("status", "error", "timing", "latency_ms", "latency_p20_ms", "latency_p80_ms",
                "tflops", "gbps", "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms",
                "speedup", "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs",
                "n_spills", "shared_bytes", "objective", "gpu_name", "gpu_uuid", "node",
-               "worker_pid", "worker_replaced", "torch", "triton")
+               "worker_pid", "worker_replaced", "retries", "torch", "triton")
 
 
 class TargetUnavailable(Exception):
     """No node of the Ray cluster can serve a target: a user error (exit 2), never a hang."""
 
 
-def state_dir(exp_name: str) -> str:
+class NothingToResume(Exception):
+    """--resume with no unfinished sweep of this experiment: a user error (exit 2)."""
+
+
+def state_root(exp_name: str) -> str:
     return os.path.abspath(os.path.join(".kernelevolve", exp_name))
 
 
@@ -46,9 +54,11 @@ def init_ray(address: str | None) -> None:
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)
+    if ray.is_initialized():
+        return
+    local = {} if address else {"_node_ip_address": "127.0.0.1"}  # a local Ray listens on loopback
+    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR, **local)
 
 
 def target_resources(target) -> dict:
@@ -76,22 +86,23 @@ def check_target(target) -> dict:
     return need
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 class RecordCallback(tune.Callback):
     """Journal each finished trial, then hand the journal to MLflow (driver side, in order)."""
 
-    def __init__(self, journal_path: str, study_key: str, sink, progress):
-        self.journal_path, self.study_key, self.sink, self.progress = journal_path, study_key, sink, progress
+    def __init__(self, journal_path: str, study_key: str, on_record):
+        self.journal_path, self.study_key, self.on_record = journal_path, study_key, on_record
 
     def _record(self, trial, result: dict) -> None:
+        from tuner.journal import Journal
+
         rec = {k: result[k] for k in RECORD_KEYS if k in result}
         rec.update(candidate_id=trial.trial_id, study=self.study_key, config=dict(trial.config))
         Journal(self.journal_path).append(rec)
-        self.sink()
-        self.progress(rec)
+        self.on_record(rec)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = dict(trial.last_result or {})
@@ -109,15 +120,14 @@ class RecordCallback(tune.Callback):
 
 
 def _context(study, resources: dict, ctx_id: str) -> dict:
-    hw = study.target.profile
+    hw, s = study.target.profile, study.experiment.search
     env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # explicit: results must not depend on a default
     if hw.interpreter:
         env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
     bench = {"warmup_ms": 25, "rep_ms": 100} if not hw.interpreter else {"wall_reps": 3}
     return {"kernel_ref": study.ref, "problem": study.problem.model_dump(), "hardware": hw.name,
-            "seed": study.experiment.search.seed, "timeout_s": study.experiment.search.timeout_s,
-            "bench": bench, "env": env, "cwd": os.getcwd(), "resources": resources,
-            "ctx_id": ctx_id}
+            "seed": s.seed, "timeout_s": s.timeout_s, "retries": s.retries, "bench": bench,
+            "env": env, "cwd": os.getcwd(), "resources": resources, "ctx_id": ctx_id}
 
 
 def _remote(ctx: dict, payload: dict, timeout_s: float) -> dict:
@@ -159,60 +169,146 @@ def summarize(records: list[dict], retimed: dict | None) -> dict:
     return {"counts": dict(counts), "best": best, "retime": retimed}
 
 
-def run_study(study, tracker: Tracker, sweep_id: str, log) -> dict:
+class StudyRecorder:
+    """Sends a study's journal to MLflow, tolerating a tracking server that is away."""
+
+    def __init__(self, tracker: Tracker, state: SweepState, study, log):
+        self.tracker, self.state, self.study, self.log = tracker, state, study, log
+        self.journal = state.journal(slug(study.key))
+        self.tags = {"study": study.key, "target": study.target.name, "kernel": study.kernel_name}
+        self.down_since = None
+
+    @property
+    def parent(self):
+        return self.state.study(self.study.key).get("parent")
+
+    def _guard(self, what, fn):
+        try:
+            out = fn()
+        except Exception as exc:  # MLflow away: the journal keeps everything; say so once
+            if self.down_since is None:
+                self.down_since = time.time()
+                self.log(f"  ! MLflow unreachable ({type(exc).__name__}) during {what}: records "
+                         f"stay in {self.journal.path}; sent when it returns or by `kernelevolve sync`")
+            return None
+        if self.down_since is not None:
+            self.log(f"  MLflow reachable again after {time.time() - self.down_since:.0f} s: catching up")
+            self.down_since = None
+        return out
+
+    def sync(self) -> None:
+        if self.parent:
+            self._guard("sync", lambda: self.tracker.sync(self.parent, unique_by_candidate(
+                self.journal.records()), self.tags))
+
+    def finish(self, summary: dict, history: list) -> bool:
+        def send():
+            self.tracker.sync(self.parent, unique_by_candidate(self.journal.records()), self.tags)
+            self.tracker.finish_study(self.parent, summary, history)
+            return True
+        return bool(self._guard("finish", send))
+
+
+def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict:
     s = study.experiment.search
     resources = check_target(study.target)
-    journal = Journal(os.path.join(state_dir(study.experiment.name), sweep_id, _slug(study.key) + ".jsonl"))
-    artifacts = {"experiment.yaml": config_mod.dump(study.experiment), "search_space.json": study.space.to_json()}
-    ctx = _context(study, resources, f"{sweep_id}/{study.key}")
+    ctx = _context(study, resources, f"{state.sweep_id}/{study.key}")
     device = probe_target(study, ctx)
-    parent = tracker.start_study(study, sweep_id, artifacts, device)
-    tags = {"study": study.key, "target": study.target.name, "kernel": study.kernel_name}
+    rec = StudyRecorder(tracker, state, study, log)
+    if not rec.parent:
+        artifacts = {"experiment.yaml": config_mod.dump(study.experiment),
+                     "search_space.json": study.space.to_json()}
+        state.update(study.key, parent=tracker.start_study(study, state.sweep_id, artifacts, device))
 
-    def sink():
-        tracker.sync(parent, journal.records(), tags)
-
+    searcher = ConstrainedSearch(study.space, s.sampler, s.seed, rec.journal.path, study.key, s.max_rejects)
+    before = unique_by_candidate(rec.journal.records())
+    replayed = searcher.replay(before)
+    evaluated = sum(1 for r in before if r["status"] != "invalid")
     budget = study.budget()
-    done = [0]
+    remaining = max(0, budget - evaluated)
+    progress.study_started(study, budget, evaluated)
+    if replayed:
+        log(f"  resumed: {replayed} journaled candidates told to the sampler, {remaining} to go")
+        rec.sync()
 
-    def progress(rec):
-        done[0] += 1
-        lat = f"{rec['latency_ms']:.4g} ms" if rec.get("latency_ms") else ""
-        log(f"  [{done[0]}/{budget}] {rec['status']:<16} {lat:>12}  {json.dumps(rec['config'])}"
-            + (f"  ({str(rec.get('error', ''))[:120]})" if rec["status"] != "ok" else ""))
+    def on_record(r):
+        rec.sync()
+        progress.candidate(study, r)
 
-    searcher = ConstrainedSearch(study.space, s.sampler, s.seed, journal.path, study.key, s.max_rejects)
-    trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), resources)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=budget,
-                                    max_concurrent_trials=s.concurrency, reuse_actors=True),
-        run_config=tune.RunConfig(name=_slug(f"{sweep_id}-{study.key}"), verbose=0,
-                                  storage_path=os.path.join(state_dir(study.experiment.name), "ray"),
-                                  callbacks=[RecordCallback(journal.path, study.key, sink, progress)]),
-    )
-    log(f"study {study.key}: {s.sampler} sampler, {budget} candidates, "
-        f"{s.concurrency} at a time, resources {resources}")
     t0 = time.time()
-    tuner.fit()
-    records = journal.records()
-    sink()
+    attempt = state.study(study.key).get("attempts", 0) + 1
+    state.update(study.key, attempts=attempt)
+    if remaining:
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), resources),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+                                        max_concurrent_trials=s.concurrency, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=slug(f"{state.sweep_id}-{study.key}-{attempt}"), verbose=0,
+                storage_path=os.path.join(state.folder, "ray"),
+                callbacks=[RecordCallback(rec.journal.path, study.key, on_record)]),
+        )
+        tuner.fit()
+    records = unique_by_candidate(rec.journal.records())
+    rec.sync()
     top = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])[: s.top_k]
     retimed = (_remote(ctx, {"op": "retime", "configs": [r["config"] for r in top], "rounds": 5},
                        s.timeout_s * (len(top) + 1)) if top else None)
     summary = summarize(records, retimed)
-    summary.update(study=study.key, parent_run_id=parent, wall_s=time.time() - t0,
+    summary.update(study=study.key, parent_run_id=rec.parent, wall_s=time.time() - t0,
                    timing="interpreter" if study.target.profile.interpreter else "gpu")
-    tracker.finish_study(parent, summary)
+    history = [{"params": p, "state": st, "value": v} for p, st, v in searcher.history()]
+    in_mlflow = rec.finish(summary, history)
+    state.update(study.key, done=True, summary=summary, history=history, in_mlflow=in_mlflow)
+    progress.study_finished(study, summary)
     return summary
 
 
-def run(exp, address: str | None = None, log=print) -> list[dict]:
+def run(exp, address: str | None = None, log=print, resume: bool = False, progress=None) -> list[dict]:
+    root = state_root(exp.name)
+    if resume:
+        state = SweepState.latest(root)
+        if state is None:
+            raise NothingToResume(f"no sweep of '{exp.name}' to resume under {root}")
     init_ray(address or exp.ray.address)
     for target in exp.targets:  # every target checked before the first study starts
         check_target(target)
     tracker = Tracker(exp.tracking.uri, exp.name)
-    sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    log(f"sweep {sweep_id} of {exp.name}: tracking at {tracker.uri}")
-    return [run_study(study, tracker, sweep_id, log) for study in exp.studies()]
+    if not resume:
+        sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        state = SweepState.new(root, sweep_id, exp.source_path)
+    log(f"sweep {state.sweep_id} of {exp.name}{' (resumed)' if resume else ''}: tracking at {tracker.uri}")
+    progress = progress or Progress(log)
+    out = []
+    for study in exp.studies():
+        done = state.study(study.key)
+        if done.get("done"):
+            log(f"study {study.key}: already finished in this sweep")
+            out.append(done["summary"])
+            continue
+        out.append(run_study(study, tracker, state, progress, log))
+    return out
+
+
+def sync(exp, log=print) -> dict:
+    """Send every journaled record of the experiment's latest sweep to MLflow; finish the parent
+    runs of studies that ended while MLflow was away. Returns counts of what was written."""
+    state = SweepState.latest(state_root(exp.name))
+    if state is None:
+        raise NothingToResume(f"no sweep of '{exp.name}' under {state_root(exp.name)}")
+    tracker = Tracker(exp.tracking.uri, exp.name)
+    written, finished = 0, 0
+    for study in exp.studies():
+        st = state.study(study.key)
+        if not st.get("parent"):
+            continue
+        journal = state.journal(slug(study.key))
+        tags = {"study": study.key, "target": study.target.name, "kernel": study.kernel_name}
+        written += tracker.sync(st["parent"], unique_by_candidate(journal.records()), tags)
+        if st.get("done") and not st.get("in_mlflow"):
+            tracker.finish_study(st["parent"], st["summary"], st.get("history", []))
+            state.update(study.key, in_mlflow=True)
+            finished += 1
+    log(f"sync {state.sweep_id}: {written} candidate records written, {finished} studies finished")
+    return {"written": written, "finished": finished}
 

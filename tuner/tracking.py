@@ -16,6 +16,12 @@ import subprocess
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+# A tracking server that is away must cost seconds, not MLflow's default minutes of retries:
+# the journal keeps every record, and the next sync (or `kernelevolve sync`) sends it.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
 ROLE = "kernelevolve.role"
 MAX_TAG = 7000  # MLflow caps tag values at 8000 characters
 
@@ -61,11 +67,19 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+class TrackingUnavailable(Exception):
+    """The tracking store cannot be reached when a sweep starts: a user error (exit 2)."""
+
+
 class Tracker:
     def __init__(self, uri: str, experiment: str):
         self.uri = resolve_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
-        exp = self.client.get_experiment_by_name(experiment)
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+        except Exception as exc:
+            raise TrackingUnavailable(f"the MLflow tracking store {self.uri} cannot be reached "
+                                      f"({type(exc).__name__}); start it or fix tracking.uri") from None
         if exp is None:
             root = artifact_root(self.uri)
             self.experiment_id = self.client.create_experiment(
@@ -101,7 +115,7 @@ class Tracker:
                           f"tags.`kernelevolve.study` = '{study_key}'")
         return runs[0].info.run_id if runs else None
 
-    def finish_study(self, parent_id: str, summary: dict) -> None:
+    def finish_study(self, parent_id: str, summary: dict, history: list | None = None) -> None:
         best = summary.get("best")
         metrics, params, tags = {}, {}, {"status_counts": json.dumps(summary["counts"])}
         if best:
@@ -118,6 +132,9 @@ class Tracker:
         self.client.log_batch(parent_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
                               params=[Param(k, v) for k, v in params.items()],
                               tags=[RunTag(k, v) for k, v in tags.items()])
+        if history:  # what the sampler was told, in order: proof that a resume kept it
+            self.client.log_text(parent_id, json.dumps(history, indent=1, default=str),
+                                 "sampler_history.json")
         if summary.get("retime"):
             self.client.log_text(parent_id, json.dumps(summary["retime"], indent=2, default=str),
                                  "retime_top_k.json")

@@ -33,6 +33,14 @@ def run_candidate(config: dict, ctx: dict) -> None:
                # a seed of its own per candidate, reproducible from the study seed and trial id
                "seed": (ctx["seed"] * 1_000_003 + zlib.crc32(trial_id.encode())) % (2**31)}
     reply = _worker(ctx).request(request, ctx["timeout_s"])
+    retries = 0
+    # Policy for a worker process that died mid-candidate (killed, segfault): run the candidate
+    # again in a fresh process, up to `retries` times; a second death is its result.
+    while reply.get("worker_died") and retries < ctx.get("retries", 0):
+        retries += 1
+        reply = _worker(ctx).request(request, ctx["timeout_s"])
+    reply["retries"] = retries
+    reply.pop("worker_died", None)
     reply.pop("traceback", None)
     ok = reply.get("status") == "ok"
     reply[OBJECTIVE] = objective_of(reply["latency_ms"] / 1e3) if ok else PENALTY

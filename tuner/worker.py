@@ -100,7 +100,7 @@ class CandidateWorker:
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             tail = self.stderr_tail()
             self.proc = None
-            return {"status": "runtime_error",
+            return {"status": "runtime_error", "worker_died": True,
                     "error": f"worker process died ({how}; {type(exc).__name__}). Last stderr:\n{tail}",
                     "wall_s": time.monotonic() - t0}
         if reply.pop("worker_unusable", False):
