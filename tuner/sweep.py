@@ -90,11 +90,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
+# Live per-study hooks of this driver process, by study key. Ray Tune pickles its callbacks with
+# the experiment state; the callback holds only the key, so whatever the hook reaches (an MLflow
+# HTTP client, a progress display) need not be picklable.
+_ON_RECORD: dict = {}
+
+
 class RecordCallback(tune.Callback):
     """Journal each finished trial, then hand the journal to MLflow (driver side, in order)."""
 
-    def __init__(self, journal_path: str, study_key: str, on_record):
-        self.journal_path, self.study_key, self.on_record = journal_path, study_key, on_record
+    def __init__(self, journal_path: str, study_key: str):
+        self.journal_path, self.study_key = journal_path, study_key
 
     def _record(self, trial, result: dict) -> None:
         from tuner.journal import Journal
@@ -102,7 +108,7 @@ class RecordCallback(tune.Callback):
         rec = {k: result[k] for k in RECORD_KEYS if k in result}
         rec.update(candidate_id=trial.trial_id, study=self.study_key, config=dict(trial.config))
         Journal(self.journal_path).append(rec)
-        self.on_record(rec)
+        _ON_RECORD[self.study_key](rec)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = dict(trial.last_result or {})
@@ -246,9 +252,13 @@ def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict
             run_config=tune.RunConfig(
                 name=slug(f"{state.sweep_id}-{study.key}-{attempt}"), verbose=0,
                 storage_path=os.path.join(state.folder, "ray"),
-                callbacks=[RecordCallback(rec.journal.path, study.key, on_record)]),
+                callbacks=[RecordCallback(rec.journal.path, study.key)]),
         )
-        tuner.fit()
+        _ON_RECORD[study.key] = on_record
+        try:
+            tuner.fit()
+        finally:
+            _ON_RECORD.pop(study.key, None)
     records = unique_by_candidate(rec.journal.records())
     rec.sync()
     top = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])[: s.top_k]
