@@ -56,6 +56,14 @@ class Search(BaseModel):
     retries: int = Field(default=1, ge=0, le=5)  # re-runs of a candidate whose worker process died
 
 
+class Timing(BaseModel):
+    model_config = _STRICT
+    warmup_ms: float = Field(default=25, gt=0)  # GPU: do_bench warm-up, excluded from the figures
+    rep_ms: float = Field(default=100, gt=0)  # GPU: do_bench repetitions, L2 flushed before each
+    wall_reps: PositiveInt = 3  # interpreter: timed runs after one warm-up
+    retime_rounds: PositiveInt = 5  # end of study: interleaved rounds of the top-k and the peer
+
+
 class Tracking(BaseModel):
     model_config = _STRICT
     uri: str = "sqlite:///mlflow.db"
@@ -73,6 +81,7 @@ class Experiment(BaseModel):
     kernels: list[KernelEntry] = Field(min_length=1)
     targets: list[Target] = Field(min_length=1)
     search: Search = Search()
+    timing: Timing = Timing()
     tracking: Tracking = Tracking()
     ray: RayOptions = RayOptions()
     # Filled by load(): canonical kernel refs, in the order of `kernels`.

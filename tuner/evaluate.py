@@ -70,11 +70,11 @@ class Evaluator:
             self.torch.cuda.synchronize()
 
     def _lock(self):
-        from contextlib import nullcontext
-
+        """Exclusive use of this process's device for verification and timing. On the CPU too:
+        concurrent interpreter candidates would otherwise disturb each other's wall time."""
         from tuner.bench import device_lock
 
-        return device_lock(self.info["gpu_uuid"]) if self.device.type == "cuda" else nullcontext()
+        return device_lock(self.info["gpu_uuid"])
 
     def _time(self, fn, bench: dict):
         from tuner.bench import time_gpu, time_wall
@@ -145,7 +145,10 @@ class Evaluator:
         if isinstance(shared, int):
             rec["shared_bytes"] = shared
 
+        t_wait = time.time()
         with self._lock():  # 3. verify set 2, then 4. time; nothing else uses this GPU meanwhile
+            rec["timed_from"] = time.time()
+            rec["lock_wait_s"] = rec["timed_from"] - t_wait
             second = first if not first.ok else self._run_checked(spec, problem, cfg, seed * 2 + 2)[1]
             rec["rel_error"] = max(first.rel_error, second.rel_error)
             rec["max_error"] = max(first.max_error, second.max_error)
@@ -160,6 +163,8 @@ class Evaluator:
                 rec.update(self._rates(spec, problem, hw, p50))
                 base = self._baseline_ms(spec, problem, req.get("bench", {}))[1]
                 rec.update(baseline_ms=base, speedup=base / p50)
+            rec["timed_to"] = time.time()
+        rec["device_busy_s"] = rec["timed_to"] - rec["timed_from"]
         rec["eval_s"] = time.perf_counter() - t_start
         return dict(rec, status="ok")
 
@@ -231,6 +236,7 @@ def serve() -> None:
     os.dup2(2, 1)  # whatever kernels print goes to stderr, never into the channel
     proto_in = sys.stdin.buffer
     evaluator = Evaluator()
+    send(proto_out, {"ready": True, "pid": os.getpid()})
     while True:
         try:
             req = recv(proto_in)

@@ -15,6 +15,7 @@ import time
 class Journal:
     def __init__(self, path: str):
         self.path = path
+        self._offset = 0  # how far read_new has read
 
     def append(self, record: dict) -> None:
         record = dict(record, journal_ts=time.time())
@@ -27,19 +28,29 @@ class Journal:
             os.fsync(fh.fileno())
 
     def records(self) -> list[dict]:
+        """Every record in the file."""
+        return self._read(0)[0]
+
+    def read_new(self) -> list[dict]:
+        """The records appended since the last call (whole lines only)."""
+        out, self._offset = self._read(self._offset)
+        return out
+
+    def _read(self, offset: int) -> tuple[list[dict], int]:
         if not os.path.exists(self.path):
-            return []
+            return [], offset
         out = []
-        with open(self.path, encoding="utf-8") as fh:
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
             for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
+                if not line.endswith(b"\n"):
+                    break  # being written right now: read it next time
+                offset += len(line)
                 try:
                     out.append(json.loads(line))
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill mid-write: the candidate is re-run on resume
-        return out
+        return out, offset
 
 
 def unique_by_candidate(records: list[dict]) -> list[dict]:

@@ -34,7 +34,8 @@ RECORD_KEYS = ("status", "error", "timing", "latency_ms", "latency_p20_ms", "lat
                "tflops", "gbps", "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms",
                "speedup", "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs",
                "n_spills", "shared_bytes", "objective", "gpu_name", "gpu_uuid", "node",
-               "worker_pid", "worker_replaced", "retries", "torch", "triton")
+               "worker_pid", "worker_replaced", "retries", "torch", "triton", "ray_node_id",
+               "timed_from", "timed_to", "lock_wait_s", "device_busy_s")
 
 
 class TargetUnavailable(Exception):
@@ -130,7 +131,8 @@ def _context(study, resources: dict, ctx_id: str) -> dict:
     env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # explicit: results must not depend on a default
     if hw.interpreter:
         env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
-    bench = {"warmup_ms": 25, "rep_ms": 100} if not hw.interpreter else {"wall_reps": 3}
+    t = study.experiment.timing
+    bench = {"warmup_ms": t.warmup_ms, "rep_ms": t.rep_ms, "wall_reps": t.wall_reps}
     return {"kernel_ref": study.ref, "problem": study.problem.model_dump(), "hardware": hw.name,
             "seed": s.seed, "timeout_s": s.timeout_s, "retries": s.retries, "bench": bench,
             "env": env, "cwd": os.getcwd(), "resources": resources, "ctx_id": ctx_id}
@@ -181,6 +183,7 @@ class StudyRecorder:
     def __init__(self, tracker: Tracker, state: SweepState, study, log):
         self.tracker, self.state, self.study, self.log = tracker, state, study, log
         self.journal = state.journal(slug(study.key))
+        self._records: list[dict] = []  # the journal so far, read incrementally
         self.tags = {"study": study.key, "target": study.target.name, "kernel": study.kernel_name}
         self.down_since = None
 
@@ -202,14 +205,18 @@ class StudyRecorder:
             self.down_since = None
         return out
 
+    def records(self) -> list[dict]:
+        """Every journaled candidate once, in order (new lines read since the last call only)."""
+        self._records += self.journal.read_new()
+        return unique_by_candidate(self._records)
+
     def sync(self) -> None:
         if self.parent:
-            self._guard("sync", lambda: self.tracker.sync(self.parent, unique_by_candidate(
-                self.journal.records()), self.tags))
+            self._guard("sync", lambda: self.tracker.sync(self.parent, self.records(), self.tags))
 
     def finish(self, summary: dict, history: list) -> bool:
         def send():
-            self.tracker.sync(self.parent, unique_by_candidate(self.journal.records()), self.tags)
+            self.tracker.sync(self.parent, self.records(), self.tags)
             self.tracker.finish_study(self.parent, summary, history)
             return True
         return bool(self._guard("finish", send))
@@ -227,7 +234,7 @@ def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict
         state.update(study.key, parent=tracker.start_study(study, state.sweep_id, artifacts, device))
 
     searcher = ConstrainedSearch(study.space, s.sampler, s.seed, rec.journal.path, study.key, s.max_rejects)
-    before = unique_by_candidate(rec.journal.records())
+    before = rec.records()
     replayed = searcher.replay(before)
     evaluated = sum(1 for r in before if r["status"] != "invalid")
     budget = study.budget()
@@ -259,10 +266,11 @@ def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict
             tuner.fit()
         finally:
             _ON_RECORD.pop(study.key, None)
-    records = unique_by_candidate(rec.journal.records())
+    records = rec.records()
     rec.sync()
     top = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])[: s.top_k]
-    retimed = (_remote(ctx, {"op": "retime", "configs": [r["config"] for r in top], "rounds": 5},
+    rounds = study.experiment.timing.retime_rounds
+    retimed = (_remote(ctx, {"op": "retime", "configs": [r["config"] for r in top], "rounds": rounds},
                        s.timeout_s * (len(top) + 1)) if top else None)
     summary = summarize(records, retimed)
     summary.update(study=study.key, parent_run_id=rec.parent, wall_s=time.time() - t0,

@@ -29,9 +29,9 @@ MAX_TAG = 7000  # MLflow caps tag values at 8000 characters
 METRIC_KEYS = ("latency_ms", "latency_p20_ms", "latency_p80_ms", "tflops", "gbps",
                "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms", "speedup",
                "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs", "n_spills",
-               "shared_bytes", "objective")
+               "shared_bytes", "objective", "lock_wait_s", "device_busy_s", "timed_from", "timed_to")
 TAG_KEYS = ("status", "timing", "gpu_name", "gpu_uuid", "node", "worker_pid", "torch", "triton",
-            "candidate_id", "worker_replaced")
+            "candidate_id", "worker_replaced", "retries", "ray_node_id")
 
 
 def resolve_uri(uri: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 
+import ray
 from ray import tune
 
 from tuner.search import OBJECTIVE, PENALTY, objective_of
@@ -40,6 +41,7 @@ def run_candidate(config: dict, ctx: dict) -> None:
         retries += 1
         reply = _worker(ctx).request(request, ctx["timeout_s"])
     reply["retries"] = retries
+    reply["ray_node_id"] = ray.get_runtime_context().get_node_id()  # which node measured it
     reply.pop("worker_died", None)
     reply.pop("traceback", None)
     ok = reply.get("status") == "ok"

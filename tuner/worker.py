@@ -45,8 +45,9 @@ def recv(fh):
 class CandidateWorker:
     """Runs requests in a child `python -m tuner.evaluate`, with a timeout per request."""
 
-    def __init__(self, env: dict | None = None, cwd: str | None = None):
+    def __init__(self, env: dict | None = None, cwd: str | None = None, startup_timeout_s: float = 300):
         self.env = dict(os.environ, **(env or {}))
+        self.startup_timeout_s = startup_timeout_s
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self.stderr_path = ""
@@ -60,6 +61,13 @@ class CandidateWorker:
             stdout=subprocess.PIPE, stderr=self._stderr, env=self.env, cwd=self.cwd,
             start_new_session=True)  # its own process group: a kill takes its children too
         self.starts += 1
+        # The child says "ready" once torch, Triton and the device are up; that start-up is not
+        # part of any candidate's timeout.
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.startup_timeout_s)
+        hello = recv(self.proc.stdout) if ready else None
+        if not (isinstance(hello, dict) and hello.get("ready")):
+            self.kill()
+            raise EOFError(f"worker did not start within {self.startup_timeout_s:g} s")
 
     def stderr_tail(self, lines: int = 15) -> str:
         try:
@@ -82,10 +90,10 @@ class CandidateWorker:
 
     def request(self, payload: dict, timeout_s: float) -> dict:
         """Send one request; return the child's reply or a failure record of our own."""
-        if not self.alive():
-            self._start()
         t0 = time.monotonic()
         try:
+            if not self.alive():
+                self._start()
             send(self.proc.stdin, payload)
             ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
             if not ready:
@@ -101,7 +109,7 @@ class CandidateWorker:
             tail = self.stderr_tail()
             self.proc = None
             return {"status": "runtime_error", "worker_died": True,
-                    "error": f"worker process died ({how}; {type(exc).__name__}). Last stderr:\n{tail}",
+                    "error": f"worker process died ({how}; {type(exc).__name__}: {exc}). Last stderr:\n{tail}",
                     "wall_s": time.monotonic() - t0}
         if reply.pop("worker_unusable", False):
             # e.g. an illegal memory access: this CUDA context must not run another candidate.
