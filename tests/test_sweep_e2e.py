@@ -57,14 +57,25 @@ def test_store_holds_one_parent_and_one_child_per_candidate(swept):
         if c.data.tags["status"] == "ok":
             assert c.data.tags["timing"] == "interpreter"
             assert c.data.metrics["latency_ms"] > 0 and "triton" in c.data.tags
-            assert set(c.data.params) == {"BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "SPLIT_K",
-                                          "num_warps", "num_stages"}
+            assert set(c.data.params) == {d.name for d in next(exp.studies()).space.domains}
         else:
             assert c.data.tags["error"]
     p = parents[0]
     assert p.data.tags["timing"] == "interpreter" and p.data.metrics["best_latency_ms"] > 0
     arts = {a.path for a in client.list_artifacts(p.info.run_id)}
     assert {"experiment.yaml", "search_space.json", "best_config.json"} <= arts
+
+
+def test_concurrent_candidates_never_overlap_their_timed_sections(swept):
+    root, exp, _ = swept
+    from tuner.journal import SweepState
+    state = SweepState.latest(str(root / ".kernelevolve" / "e2e"))
+    recs = [r for f in os.listdir(state.folder) if f.endswith(".jsonl")
+            for r in state.journal(f[:-6]).records() if r["status"] == "ok"]
+    spans = sorted((r["timed_from"], r["timed_to"]) for r in recs)
+    assert len(spans) == 6 and len({r["worker_pid"] for r in recs}) == 2  # two workers at once
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, "two candidates were timed at the same time"
 
 
 def test_best_candidate_is_correct(swept):

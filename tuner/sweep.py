@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from collections import Counter
@@ -50,6 +51,12 @@ def state_root(exp_name: str) -> str:
     return os.path.abspath(os.path.join(".kernelevolve", exp_name))
 
 
+# A Ray started here (no --address) advertises a loopback address, so nothing of it is reachable
+# from outside this machine. Ray maps exactly "127.0.0.1" to the machine's network address on
+# Linux; any other loopback address (all of 127/8 is loopback on Linux) it takes as given.
+LOCAL_RAY_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
+
+
 def init_ray(address: str | None) -> None:
     # Trials must see the driver's cwd: relative kernel paths and stores resolve against it.
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
@@ -57,9 +64,8 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if ray.is_initialized():
         return
-    local = {} if address else {"_node_ip_address": "127.0.0.1"}  # a local Ray listens on loopback
     ray.init(address=address, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, **local)
+             logging_level=logging.ERROR, **({} if address else {"_node_ip_address": LOCAL_RAY_IP}))
 
 
 def target_resources(target) -> dict:

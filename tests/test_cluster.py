@@ -1,0 +1,82 @@
+"""A real multi-node Ray cluster on this machine: a `ray start` head and two workers with different
+custom resources, each on its own loopback address. Studies must land on the nodes that carry
+their target's resources; a target no node can serve is a clear error (exit 2), not a hang."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+PORT = 6391
+HEAD = f"127.0.0.2:{PORT}"
+# Ray 2.60 turns on token authentication for `ray start --head`; every process uses the token.
+ENV = dict(os.environ, RAY_AUTH_MODE="token", PYTHONUNBUFFERED="1")
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]
+
+EXP = """
+name: cluster
+kernels:
+  - kernel: matmul
+    problems: [{M: 40, N: 24, K: 50, dtype: float32}]
+targets:
+  - {name: lane-h100, hardware: cpu-interpreter, resources: {CPU: 1, lane_h100: 1}}
+  - {name: lane-a100, hardware: cpu-interpreter, resources: {CPU: 1, lane_a100: 1}}
+search: {sampler: random, samples: 3, concurrency: 1, seed: 0, timeout_s: 120, top_k: 1}
+tracking: {uri: sqlite:///mlflow.db}
+"""
+
+
+def _ray(*args):
+    subprocess.run(RAY + list(args), env=ENV, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    subprocess.run(RAY + ["stop", "--force"], env=ENV, capture_output=True, timeout=120)
+    _ray("start", "--head", "--node-ip-address=127.0.0.2", f"--port={PORT}", "--num-cpus=1",
+         "--include-dashboard=false", "--disable-usage-stats")
+    try:
+        _ray("start", f"--address={HEAD}", "--node-ip-address=127.0.0.3", "--num-cpus=1",
+             '--resources={"lane_h100": 2}')
+        _ray("start", f"--address={HEAD}", "--node-ip-address=127.0.0.4", "--num-cpus=1",
+             '--resources={"lane_a100": 2}')
+        out = subprocess.run([sys.executable, "-c", (
+            "import json, ray; ray.init(address='%s', _node_ip_address='127.0.0.2', logging_level='ERROR');"
+            "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))") % HEAD],
+            env=ENV, capture_output=True, text=True, timeout=120)
+        yield json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        subprocess.run(RAY + ["stop", "--force"], env=ENV, capture_output=True, timeout=120)
+
+
+def _run(tmp_path, text):
+    (tmp_path / "exp.yaml").write_text(text)
+    return subprocess.run([sys.executable, "-m", "tuner.cli", "run", "exp.yaml", "--address", HEAD,
+                           "--quiet"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def test_studies_land_on_the_nodes_with_their_resources(cluster, tmp_path):
+    assert len(cluster) == 3
+    proc = _run(tmp_path, EXP)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    e = client.get_experiment_by_name("cluster")
+    children = client.search_runs([e.experiment_id], "tags.`kernelevolve.role` = 'candidate' and tags.status = 'ok'")
+    by_target = {}
+    for c in children:
+        by_target.setdefault(c.data.tags["target"], set()).add(c.data.tags["ray_node_id"])
+    assert set(by_target) == {"lane-h100", "lane-a100"}
+    for target, lane in (("lane-h100", "lane_h100"), ("lane-a100", "lane_a100")):
+        nodes = by_target[target]
+        assert len(nodes) == 1, f"{target} ran on several nodes: {nodes}"
+        assert lane in cluster[nodes.pop()], f"{target} ran on a node without {lane}"
+
+
+def test_target_no_node_can_serve_is_a_clear_error(cluster, tmp_path):
+    proc = _run(tmp_path, EXP.replace("lane_a100: 1", "lane_mi300x: 1"))
+    assert proc.returncode == 2
+    assert "needs lane_mi300x=1" in proc.stderr and "Traceback" not in proc.stderr
