@@ -54,6 +54,7 @@ class Search(BaseModel):
     top_k: PositiveInt = 3  # re-timed together at the end of each study
     max_rejects: PositiveInt = 2000  # constraint-rejected or duplicate proposals per candidate
     retries: int = Field(default=1, ge=0, le=5)  # re-runs of a candidate whose worker process died
+    start_points: list[dict[str, Any]] = []  # configs evaluated first, in order (warm start)
 
 
 class Timing(BaseModel):
@@ -201,6 +202,16 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
                             + ", ".join(tunable.kernel.problem.model_fields)) from None
             except TypeError as exc:
                 raise _fail(path, f"kernels[{i}].problems[{j}]", str(exc)) from None
+            for t in exp.targets:
+                sp = tunable.space(problem, t.profile)
+                names = {d.name for d in sp.domains}
+                for k, point in enumerate(s.start_points):
+                    where = f"search.start_points[{k}]"
+                    if set(point) != names:
+                        raise _fail(path, where, f"keys {sorted(point)} are not the parameters of "
+                                    f"{entry.kernel}'s space", "expected " + ", ".join(sorted(names)))
+                    if sp.violations(point):
+                        raise _fail(path, where, "; ".join(sp.violations(point)))
             if s.sampler == "grid":
                 for t in exp.targets:
                     n = len(tunable.space(problem, t.profile).valid_configs())

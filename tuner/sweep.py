@@ -239,7 +239,8 @@ def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict
                      "search_space.json": study.space.to_json()}
         state.update(study.key, parent=tracker.start_study(study, state.sweep_id, artifacts, device))
 
-    searcher = ConstrainedSearch(study.space, s.sampler, s.seed, rec.journal.path, study.key, s.max_rejects)
+    searcher = ConstrainedSearch(study.space, s.sampler, s.seed, rec.journal.path, study.key,
+                                 s.max_rejects, start_points=s.start_points)
     before = rec.records()
     replayed = searcher.replay(before)
     evaluated = sum(1 for r in before if r["status"] != "invalid")
@@ -272,6 +273,7 @@ def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict
             tuner.fit()
         finally:
             _ON_RECORD.pop(study.key, None)
+    fit_s = time.time() - t0
     records = rec.records()
     rec.sync()
     top = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])[: s.top_k]
@@ -279,7 +281,7 @@ def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict
     retimed = (_remote(ctx, {"op": "retime", "configs": [r["config"] for r in top], "rounds": rounds},
                        s.timeout_s * (len(top) + 1)) if top else None)
     summary = summarize(records, retimed)
-    summary.update(study=study.key, parent_run_id=rec.parent, wall_s=time.time() - t0,
+    summary.update(study=study.key, parent_run_id=rec.parent, wall_s=time.time() - t0, fit_s=fit_s,
                    timing="interpreter" if study.target.profile.interpreter else "gpu")
     history = [{"params": p, "state": st, "value": v} for p, st, v in searcher.history()]
     in_mlflow = rec.finish(summary, history)
