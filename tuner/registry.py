@@ -17,6 +17,19 @@ from kernels.spec import KernelSpec
 
 BUILTIN: dict[str, str] = {
     "matmul": "search_spaces.matmul:TUNABLE",
+    "softmax": "search_spaces.softmax:TUNABLE",
+    "layer_norm_fwd": "search_spaces.norms:LAYER_NORM_FWD",
+    "layer_norm_bwd": "search_spaces.norms:LAYER_NORM_BWD",
+    "rms_norm_fwd": "search_spaces.norms:RMS_NORM_FWD",
+    "rms_norm_bwd": "search_spaces.norms:RMS_NORM_BWD",
+    "embedding_bag_fwd": "search_spaces.embedding_bag:EMBEDDING_BAG_FWD",
+    "embedding_bag_bwd": "search_spaces.embedding_bag:EMBEDDING_BAG_BWD",
+    "jagged_to_padded_dense": "search_spaces.jagged:JAGGED_TO_PADDED",
+    "padded_dense_to_jagged": "search_spaces.jagged:PADDED_TO_JAGGED",
+    "jagged_softmax": "search_spaces.jagged:JAGGED_SOFTMAX",
+    "jagged_dense_bmm": "search_spaces.jagged:JAGGED_DENSE_BMM",
+    "dot_interaction": "search_spaces.interaction:TUNABLE",
+    "attention": "search_spaces.attention:TUNABLE",
 }
 
 

@@ -1,0 +1,368 @@
+"""Ranking-model operators on one GPU: a brief tune of our Triton kernels beside torch's peers.
+
+Sizes (bfloat16 unless said; `cases()` below is the source of truth):
+  embedding_bag fwd, bwd   16384 bags, 20 ids per bag on average (uniform in 0..40, empty bags
+                           included), dim 128, a 1M-row float32 table, sum pooling, dense grad
+  jagged (4 ops)           B 2048, max_len 512, D 128, lengths uniform in [0, 512] (50% fill);
+                           jagged x dense bmm: B 1024, max_len 512, K = N = 128
+  attention fwd            B 4, H 16, S 4096, head dim 128, non-causal and causal
+  dot_interaction          B 16384, 27 features of 128 (351 pairs)
+  softmax                  32768 x 1024 and 4096 x 32768 (in registers / online)
+  layer_norm, rms_norm     65536 x 1024, forward and backward
+For each op:
+  (a) ours: up to --configs configs of its search space (`space(problem, hw).valid_configs()`,
+      the kernel's default first, the rest a seeded sample), each verified against the float64
+      reference with tuner.verify (output poisoned with NaN first) before a short timing; the
+      fastest correct one is re-timed in full;
+  (b) peers, timed in the same run: torch eager, torch.compile (default mode) of that eager code,
+      and the specialised library where there is one (SDPA's flash backend for attention,
+      F.embedding_bag and its aten backward for embedding bags, aten's jagged<->padded
+      conversions for the jagged layout ops).
+Timing is `triton.testing.do_bench` (L2 flushed before each repetition), p20/p50/p80 in ms.
+Prints one markdown table and writes it, with a JSON of every row and every config tried, to
+--out DIR. A failure of one op (or one peer, or one config) is recorded with its error and the
+run goes on (but a CUDA illegal memory access leaves the process's CUDA context unusable, so the
+ops after it would report errors too). A time budget (--budget-s) is shared between the ops and
+cuts each op's config search short, so the whole run stays near six minutes on one H100.
+
+On the GPU machine (from the project root): `source .devbundle/activate.sh` (pydantic, optuna),
+then `python benchmarks/ops_bench.py --out "$OUT"`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from kernels import attention as at, embedding_bag as eb, interaction as it, jagged as jg  # noqa: E402
+from kernels import norms, softmax as sm  # noqa: E402
+from search_spaces import attention as s_at, embedding_bag as s_eb, interaction as s_it  # noqa: E402
+from search_spaces import jagged as s_jg, norms as s_norms, softmax as s_sm  # noqa: E402
+from tuner import hardware  # noqa: E402
+from tuner.verify import check, poison  # noqa: E402
+
+COPY_BYTES_PER_S = 3.02e12  # H100 device copy, read + written (STACK-NOTES.md)
+QUICK = {"warmup": 5, "rep": 25}  # screening each config
+FULL = {"warmup": 25, "rep": 100}  # the winner and the peers
+DEVICE = "cuda"
+
+
+@dataclass
+class Case:
+    """One table row: an op at one problem, with its peers. Peers take (inputs, aux) where aux
+    is what `prepare` precomputes once from the inputs (index tensors an eager version needs)."""
+
+    label: str
+    tunable: object
+    problem: object
+    shape: str
+    eager: Callable | None = None  # None: the spec's own baseline
+    library: Callable | None = None
+    library_name: str = ""
+    prepare: Callable = field(default=lambda inputs: None)
+    compute_bound: bool = False
+    default: dict | None = None  # the kernel's own default config, tried first when the space allows it
+
+
+# ---- peers that are not a spec's own baseline ----------------------------------------------------
+def _bag_positions(inputs):
+    indices, offsets = inputs[1], inputs[2]
+    bags = torch.searchsorted(offsets, torch.arange(indices.numel(), device=offsets.device), right=True) - 1
+    lengths = (offsets[1:] - offsets[:-1]).clamp(min=1)
+    return bags, lengths
+
+
+def embedding_bag_fwd_eager(inputs, aux):
+    """Gather the rows, then add each into its bag: what one writes without F.embedding_bag."""
+    weight, indices, offsets, mode = inputs
+    bags, lengths = aux
+    out = torch.zeros((offsets.numel() - 1, weight.shape[1]), dtype=weight.dtype, device=weight.device)
+    out.index_add_(0, bags, weight[indices])
+    return out / lengths[:, None].to(out.dtype) if mode == "mean" else out
+
+
+def embedding_bag_bwd_eager(inputs, aux):
+    grad, indices, offsets, num_rows, mode = inputs[:5]
+    bags, lengths = aux
+    rows = grad[bags] / lengths[bags, None].to(grad.dtype) if mode == "mean" else grad[bags]
+    table = torch.zeros((num_rows, grad.shape[1]), dtype=grad.dtype, device=grad.device)
+    return table.index_add_(0, indices, rows)
+
+
+def to_padded_eager(inputs, aux):
+    values, offsets, max_len = inputs[:3]
+    seq, pos = aux
+    dense = values.new_zeros((offsets.numel() - 1, max_len, values.shape[1]))
+    dense[seq, pos] = values
+    return dense
+
+
+def to_jagged_eager(inputs, aux):
+    seq, pos = aux
+    return inputs[0][seq, pos]
+
+
+def _jagged_positions(inputs):
+    offsets = inputs[1]
+    return jg.positions(offsets, int(offsets[-1]))
+
+
+def attention_eager(inputs, aux):
+    """softmax(q k^T / sqrt(d)) v composed from torch ops (scores materialised)."""
+    q, k, v, causal = inputs
+    scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+    if causal:
+        scores = scores.masked_fill(aux, float("-inf"))
+    return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+
+
+def _causal_mask(inputs):
+    q = inputs[0]
+    return torch.ones(q.shape[2], q.shape[2], dtype=torch.bool, device=q.device).triu(1) if inputs[3] else None
+
+
+def attention_flash(inputs, aux):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v, causal = inputs
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+# ---- the problems: ranking-sized ---------------------------------------------------------------
+def cases() -> list[Case]:
+    EB = dict(num_bags=16384, avg_bag_len=20, dim=128, num_rows=1_000_000, mode="sum", dtype="float32")
+    JG = dict(batch=2048, max_len=512, dim=128, dtype="bfloat16")  # lengths uniform in [0, 512]: 50% fill
+    JG_SHAPE = "B 2048, max_len 512 (50% fill), D 128"
+    NORM = dict(rows=65536, cols=1024, dtype="bfloat16")
+    ATT = dict(batch=4, heads=16, seq_len=4096, head_dim=128, dtype="bfloat16")
+    return [
+        Case("embedding_bag fwd", s_eb.EMBEDDING_BAG_FWD, eb.EmbeddingBagProblem(**EB),
+             "16384 bags, avg 20 ids, dim 128, 1M rows, sum", eager=embedding_bag_fwd_eager,
+             library=lambda i, a: eb.EMBEDDING_BAG_FWD.baseline(i), library_name="F.embedding_bag",
+             prepare=_bag_positions, default=eb.FWD_DEFAULT),
+        Case("embedding_bag bwd", s_eb.EMBEDDING_BAG_BWD, eb.EmbeddingBagProblem(**EB),
+             "16384 bags, avg 20 ids, dim 128, 1M rows, sum; dense grad", eager=embedding_bag_bwd_eager,
+             library=lambda i, a: eb.EMBEDDING_BAG_BWD.baseline(i), library_name="aten _embedding_bag_backward",
+             prepare=_bag_positions, default=eb.BWD_DEFAULT),
+        Case("jagged_to_padded_dense", s_jg.JAGGED_TO_PADDED, jg.JaggedProblem(**JG), JG_SHAPE,
+             eager=to_padded_eager, library=lambda i, a: jg.JAGGED_TO_PADDED.baseline(i),
+             library_name="aten _jagged_to_padded_dense_forward", prepare=_jagged_positions,
+             default=jg.default_copy_config(128)),
+        Case("padded_dense_to_jagged", s_jg.PADDED_TO_JAGGED, jg.JaggedProblem(**JG), JG_SHAPE,
+             eager=to_jagged_eager, library=lambda i, a: jg.PADDED_TO_JAGGED.baseline(i),
+             library_name="aten _padded_dense_to_jagged_forward", prepare=_jagged_positions,
+             default=jg.default_copy_config(128)),
+        Case("jagged_softmax", s_jg.JAGGED_SOFTMAX, jg.JaggedProblem(**JG),
+             JG_SHAPE + "; eager: softmax of the -inf padded dense", default=jg.default_softmax_config(512, 128)),
+        Case("jagged_dense_bmm", s_jg.JAGGED_DENSE_BMM,
+             jg.JaggedBmmProblem(batch=1024, max_len=512, k=128, n=128, dtype="bfloat16"),
+             "B 1024, max_len 512 (50% fill), K 128, N 128; eager: padded bmm", compute_bound=True,
+             default=jg.BMM_DEFAULT),
+        Case("attention fwd", s_at.TUNABLE, at.AttentionProblem(**ATT, causal=False), "B 4, H 16, S 4096, d 128",
+             eager=attention_eager, library=attention_flash, library_name="SDPA flash", prepare=_causal_mask,
+             compute_bound=True, default=dict(at.DEFAULT_CONFIG, SPLIT_MASKED=False)),
+        Case("attention fwd causal", s_at.TUNABLE, at.AttentionProblem(**ATT, causal=True),
+             "B 4, H 16, S 4096, d 128, causal", eager=attention_eager, library=attention_flash,
+             library_name="SDPA flash", prepare=_causal_mask, compute_bound=True, default=at.DEFAULT_CONFIG),
+        Case("dot_interaction", s_it.TUNABLE,
+             it.InteractionProblem(batch=16384, features=27, dim=128, dtype="bfloat16"),
+             "B 16384, 27 features, D 128 (351 pairs)", default=it.DEFAULT_CONFIG),
+        Case("softmax", s_sm.TUNABLE, sm.SoftmaxProblem(rows=32768, cols=1024, dtype="bfloat16"), "32768 x 1024",
+             default=sm.default_config(1024)),
+        Case("softmax long rows", s_sm.TUNABLE, sm.SoftmaxProblem(rows=4096, cols=32768, dtype="bfloat16"),
+             "4096 x 32768", default=sm.default_config(32768)),
+        Case("layer_norm fwd", s_norms.LAYER_NORM_FWD, norms.NormProblem(**NORM), "65536 x 1024",
+             default=norms.default_config(1024)),
+        Case("layer_norm bwd", s_norms.LAYER_NORM_BWD, norms.NormProblem(**NORM), "65536 x 1024 (dx, dw, db)",
+             default=norms.default_config(1024, backward=True)),
+        Case("rms_norm fwd", s_norms.RMS_NORM_FWD, norms.NormProblem(**NORM), "65536 x 1024",
+             default=norms.default_config(1024)),
+        Case("rms_norm bwd", s_norms.RMS_NORM_BWD, norms.NormProblem(**NORM), "65536 x 1024 (dx, dw)",
+             default=norms.default_config(1024, backward=True)),
+    ]
+
+
+# ---- measuring -------------------------------------------------------------------------------
+def bench(fn, how) -> list[float]:
+    import triton.testing
+
+    return [float(x) for x in triton.testing.do_bench(fn, quantiles=[0.2, 0.5, 0.8], **how)]
+
+
+def _err(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+def candidate_configs(valid: list[dict], default: dict | None, limit: int, seed: int) -> list[dict]:
+    """The kernel's default first when the space allows it, then a seeded sample."""
+    rest = [c for c in valid if c != default]
+    random.Random(seed).shuffle(rest)
+    return ([default] if default in valid else []) + rest[:limit - (default in valid)]
+
+
+def tune(case: Case, spec, inputs, ref, configs, deadline) -> list[dict]:
+    tried = []
+    for cfg in configs:
+        if tried and time.perf_counter() > deadline:
+            break
+        row = {"config": cfg}
+        try:
+            out = spec.make_output(case.problem, inputs)
+            poison(out)
+            t0 = time.perf_counter()
+            spec.launch(inputs, out, cfg)
+            torch.cuda.synchronize()
+            row["first_launch_s"] = time.perf_counter() - t0  # mostly the compile
+            result = check(out, ref)
+            row.update(rel_error=result.rel_error, max_error=result.max_error)
+            if not result.ok:
+                row.update(status="incorrect", error=result.reason)
+            else:
+                row.update(status="ok", ms=bench(lambda: spec.launch(inputs, out, cfg), QUICK))
+        except Exception as exc:  # a config that fails to compile or launch is a row, not the end
+            row.update(status="error", error=_err(exc))
+        tried.append(row)
+        ms = f"{row['ms'][1]:.4f}" if "ms" in row else "-"
+        print(f"    {row['status']:<9} {ms} ms  {cfg}" + (f"  ({row['error']})" if "error" in row else ""),
+              flush=True)
+    return tried
+
+
+def time_peer(fn, inputs, aux, compiled: bool):
+    """(p20, p50, p80) of a peer, or an error string."""
+    try:
+        target = torch.compile(fn) if compiled else fn
+        target(inputs, aux)  # warm-up: the compile happens here
+        torch.cuda.synchronize()
+        return bench(lambda: target(inputs, aux), FULL)
+    except Exception as exc:
+        return _err(exc)
+
+
+def run_case(case: Case, hw, args, deadline) -> dict:
+    spec = case.tunable.kernel
+    row = {"op": case.label, "kernel": spec.name, "shape": case.shape, "problem": case.problem.model_dump(),
+           "dtype": getattr(case.problem, "dtype", ""), "library_name": case.library_name}
+    inputs = spec.make_inputs(case.problem, torch.device(DEVICE), args.seed)
+    ref = spec.reference(inputs)
+    valid = case.tunable.space(case.problem, hw).valid_configs()
+    row["configs_valid_in_space"] = len(valid)
+    row["tried"] = tune(case, spec, inputs, ref, candidate_configs(valid, case.default, args.configs, args.seed),
+                        deadline)
+    del ref
+    good = [r for r in row["tried"] if r["status"] == "ok"]
+    if good:
+        best = min(good, key=lambda r: r["ms"][1])
+        out = spec.make_output(case.problem, inputs)
+        row["best_config"] = best["config"]
+        row["ours_ms"] = bench(lambda: spec.launch(inputs, out, best["config"]), FULL)
+    aux = case.prepare(inputs)
+    eager = case.eager or (lambda i, a: spec.baseline(i))
+    row["eager_ms"] = time_peer(eager, inputs, aux, compiled=False)
+    row["compile_ms"] = time_peer(eager, inputs, aux, compiled=True) if not args.no_compile else "skipped"
+    row["library_ms"] = time_peer(case.library, inputs, aux, compiled=False) if case.library else None
+    p50 = row.get("ours_ms", [None, None])[1]
+    if p50:
+        s = p50 * 1e-3
+        row.update(gbps=spec.bytes_moved(case.problem) / s / 1e9, tflops=spec.flops(case.problem) / s / 1e12,
+                   pct_copy_bw=100.0 * spec.bytes_moved(case.problem) / s / COPY_BYTES_PER_S)
+        for peer in ("eager", "compile", "library"):
+            t = row.get(f"{peer}_ms")
+            if isinstance(t, list):
+                row[f"speedup_vs_{peer}"] = t[1] / p50
+    row["compute_bound"] = case.compute_bound
+    return row
+
+
+# ---- reporting ---------------------------------------------------------------------------------
+def _ms(v):
+    if isinstance(v, list):
+        return f"{v[1]:.4f}"
+    return "—" if v is None else "error" if isinstance(v, str) and v != "skipped" else str(v)
+
+
+def table(rows) -> str:
+    head = ("| op | shape | dtype | ours p50 ms | rate | % of 3.02 TB/s | eager ms | compile ms | library ms "
+            "| vs eager | vs compile | vs library |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        if "ours_ms" in r:
+            rate = f"{r['tflops']:.1f} TFLOP/s" if r["compute_bound"] else f"{r['gbps']:.0f} GB/s"
+            pct = f"{r['pct_copy_bw']:.0f}%"
+        else:
+            rate, pct = r.get("error", "no correct config"), ""
+        speedups = [r.get(f"speedup_vs_{k}") for k in ("eager", "compile", "library")]
+        sp = [f"{v:.2f}x" if v is not None else "—" for v in speedups]
+        lib = _ms(r.get("library_ms")) + (f" ({r['library_name']})" if r.get("library_name") else "")
+        lines.append(f"| {r['op']} | {r['shape']} | {r['dtype']} | {_ms(r.get('ours_ms'))} | {rate} | {pct} | "
+                     f"{_ms(r.get('eager_ms'))} | {_ms(r.get('compile_ms'))} | {lib} | " + " | ".join(sp) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="folder for ops_bench.md and ops_bench.json")
+    ap.add_argument("--configs", type=int, default=8, help="configs tried per op (at most)")
+    ap.add_argument("--budget-s", type=float, default=330, help="wall time shared by the ops (a soft limit)")
+    ap.add_argument("--only", default="", help="comma-separated substrings of op labels to run")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("ops_bench needs a CUDA GPU; torch sees none", file=sys.stderr)
+        return 2
+    import triton
+
+    name = torch.cuda.get_device_name()
+    known = [p for p in hardware.PROFILES.values()
+             if not p.interpreter and hardware.matches(p, {"gpu_name": name})]
+    hw = known[0] if known else hardware.profile("h100")  # the constraints' chip limits
+    todo = [c for c in cases() if not args.only or any(s in c.label for s in args.only.split(","))]
+    meta = {"gpu": name, "hardware_profile": hw.name, "torch": torch.__version__, "triton": triton.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "configs_per_op": args.configs, "seed": args.seed,
+            "timing": "triton.testing.do_bench, L2 flushed, p20/p50/p80 ms; screening warmup/rep "
+                      f"{QUICK}, winner and peers {FULL}"}
+    print(json.dumps(meta), flush=True)
+    rows, start = [], time.perf_counter()
+    for n, case in enumerate(todo):
+        # Each op gets an equal share of what is left of the budget; its config search stops at
+        # 60% of it, leaving the rest for the reference, the re-timing and the peers (compile).
+        share = max(5.0, (args.budget_s - (time.perf_counter() - start)) / (len(todo) - n))
+        print(f"== {case.label} [{case.shape}] budget {share:.0f} s", flush=True)
+        t0 = time.perf_counter()
+        try:
+            row = run_case(case, hw, args, deadline=t0 + 0.6 * share)
+        except Exception as exc:  # the op failed as a whole: say why, go on with the next
+            traceback.print_exc()
+            row = {"op": case.label, "shape": case.shape, "dtype": getattr(case.problem, "dtype", ""),
+                   "error": _err(exc), "compute_bound": case.compute_bound}
+        row["wall_s"] = time.perf_counter() - t0
+        rows.append(row)
+        torch._dynamo.reset()
+        torch.cuda.empty_cache()
+    md = table(rows)
+    print("\n" + md)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ops_bench.md").write_text(f"{json.dumps(meta)}\n\n{md}\n")
+    (out / "ops_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
+    total = time.perf_counter() - start
+    print(f"\nwrote {out / 'ops_bench.md'} and {out / 'ops_bench.json'}; total {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

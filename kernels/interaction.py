@@ -1,0 +1,156 @@
+"""DLRM dot interaction, fused: per sample, the dot products of every pair of its F feature
+vectors, gathered to the strictly triangular pairs in one kernel (no [B, F, F] intermediate).
+
+Input T [B, F, D] (the dense feature and the F-1 pooled embeddings of each sample, stacked);
+output [B, F*(F-1)/2] with DLRM's order: pairs (i, j), j < i, by i then j, i.e. DLRM's
+`Z[:, li, lj]` with arch_interaction_itself=False (the diagonal is left out; Z is symmetric, so
+this is also its strict upper triangle). The concat with the dense feature that DLRM does next is
+a copy left to the caller.
+
+Switches:
+  USE_DOT               True: Z = T T^T on tensor cores (tl.dot on a [F_PAD, BLOCK_D] tile with
+                        F padded to a power of two >= 16). False: broadcast-multiply and sum on the
+                        CUDA cores, [F_PAD, F_PAD, BLOCK_D] at a time: no padding to 16, more
+                        registers.
+  BLOCK_D               the feature-vector slice per step of the D loop
+  SAMPLES_PER_PROGRAM   samples one program handles, one after another
+  num_warps / num_stages
+"""
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import torch
+import triton
+import triton.language as tl
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from kernels.spec import DTYPES, KernelSpec, element_size
+
+
+class InteractionProblem(BaseModel):
+    """batch samples of `features` vectors of `dim` each (DLRM Criteo: 27 features of 128)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    batch: PositiveInt
+    features: int = Field(27, ge=2, le=128)
+    dim: PositiveInt
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+
+
+@triton.jit
+def dot_interaction_kernel(t_ptr, out_ptr, batch, F, D, stride_tb, stride_tf, stride_ob,
+                           F_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
+                           SAMPLES_PER_PROGRAM: tl.constexpr, USE_DOT: tl.constexpr):
+    f = tl.arange(0, F_PAD)
+    fmask = f < F
+    i = f[:, None]
+    j = f[None, :]
+    slot = (i * (i - 1)) // 2 + j  # DLRM's position of pair (i, j), j < i
+    keep = (j < i) & (i < F)
+    dcols = tl.arange(0, BLOCK_D)
+    for s in range(0, SAMPLES_PER_PROGRAM):
+        b = tl.program_id(0) * SAMPLES_PER_PROGRAM + s
+        if b < batch:
+            rows = t_ptr + b.to(tl.int64) * stride_tb + f[:, None] * stride_tf
+            acc = tl.zeros((F_PAD, F_PAD), tl.float32)
+            for d0 in range(0, D, BLOCK_D):
+                d = d0 + dcols
+                t = tl.load(rows + d[None, :], mask=fmask[:, None] & (d < D)[None, :], other=0.0)
+                if USE_DOT:
+                    acc = tl.dot(t, tl.trans(t), acc)
+                else:
+                    tf = t.to(tl.float32)
+                    acc += tl.sum(tf[:, None, :] * tf[None, :, :], axis=2)
+            tl.store(out_ptr + b.to(tl.int64) * stride_ob + slot, acc.to(out_ptr.dtype.element_ty), mask=keep)
+
+
+def padded_features(features: int, use_dot: bool) -> int:
+    """tl.dot needs tiles of at least 16 rows; the CUDA-core path only a power of two."""
+    return max(16 if use_dot else 1, triton.next_power_of_2(features))
+
+
+DEFAULT_CONFIG = {"USE_DOT": True, "BLOCK_D": 64, "SAMPLES_PER_PROGRAM": 2, "num_warps": 4, "num_stages": 2}
+
+
+def launch(inputs, out: torch.Tensor, config) -> object:
+    (t,) = inputs
+    batch, F, D = t.shape
+    grid = (triton.cdiv(batch, config["SAMPLES_PER_PROGRAM"]),)
+    use_dot = bool(config["USE_DOT"])
+    return dot_interaction_kernel[grid](
+        t, out, batch, F, D, t.stride(0), t.stride(1), out.stride(0), F_PAD=padded_features(F, use_dot),
+        BLOCK_D=config["BLOCK_D"], SAMPLES_PER_PROGRAM=config["SAMPLES_PER_PROGRAM"],
+        USE_DOT=use_dot, num_warps=config["num_warps"], num_stages=config["num_stages"])
+
+
+def check_inputs(t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"dot_interaction takes a tensor [B, F, D], got {type(t).__name__}")
+    if t.dim() != 3 or t.shape[1] < 2 or t.shape[1] > 128 or t.shape[2] < 1:
+        raise ValueError(f"dot_interaction takes [B, F, D] with 2 <= F <= 128 and D >= 1, got {tuple(t.shape)}")
+    if t.dtype not in DTYPES.values():
+        raise TypeError(f"dot_interaction takes float16, bfloat16 or float32, got {t.dtype}")
+    if t.device.type != "cuda" and not (t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
+        raise ValueError(f"dot_interaction: tensors must be on a CUDA device (or the CPU with "
+                         f"TRITON_INTERPRET=1), got {t.device}")
+
+
+def dot_interaction(t: torch.Tensor, config=None) -> torch.Tensor:
+    """[B, F*(F-1)/2]: the pairwise dot products of each sample's features, DLRM's order."""
+    check_inputs(t)
+    batch, F, _ = t.shape
+    out = torch.empty((batch, F * (F - 1) // 2), dtype=t.dtype, device=t.device)
+    if batch:
+        launch((t.contiguous(),), out, config or DEFAULT_CONFIG)
+    return out
+
+
+def make_inputs(problem: InteractionProblem, device, seed: int):
+    gen = torch.Generator(device=device).manual_seed(seed)
+    t = torch.randn((problem.batch, problem.features, problem.dim), generator=gen, device=device)
+    return (t.to(DTYPES[problem.dtype]),)
+
+
+def make_output(problem: InteractionProblem, inputs) -> torch.Tensor:
+    F = problem.features
+    return torch.empty((problem.batch, F * (F - 1) // 2), dtype=inputs[0].dtype, device=inputs[0].device)
+
+
+def _pairs(F: int, device):
+    li, lj = torch.tril_indices(F, F, offset=-1, device=device)  # row-major: DLRM's li, lj
+    return li, lj
+
+
+def reference(inputs) -> torch.Tensor:
+    t = inputs[0].double()
+    li, lj = _pairs(t.shape[1], t.device)
+    return torch.bmm(t, t.transpose(1, 2))[:, li, lj]
+
+
+def baseline(inputs) -> torch.Tensor:
+    """DLRM's own eager code: bmm, then the triangular gather."""
+    t = inputs[0]
+    li, lj = _pairs(t.shape[1], t.device)
+    return torch.bmm(t, t.transpose(1, 2))[:, li, lj]
+
+
+def flops(problem: InteractionProblem) -> float:
+    # The useful work: one D-long dot product per output pair.
+    F = problem.features
+    return 2.0 * problem.batch * (F * (F - 1) // 2) * problem.dim
+
+
+def bytes_moved(problem: InteractionProblem) -> float:
+    F = problem.features
+    return float(problem.batch * (F * problem.dim + F * (F - 1) // 2) * element_size(problem.dtype))
+
+
+SPEC = KernelSpec(
+    name="dot_interaction",
+    description="DLRM dot interaction + strictly triangular gather, fused; tl.dot or CUDA cores, "
+                "BLOCK_D, samples per program",
+    problem=InteractionProblem, make_inputs=make_inputs, make_output=make_output, launch=launch,
+    reference=reference, baseline=baseline, flops=flops, bytes_moved=bytes_moved,
+)

@@ -1,0 +1,130 @@
+"""EmbeddingBag forward and backward: jagged and empty bags, hot rows, every switch, vs float64."""
+import pytest
+import torch
+
+from kernels import embedding_bag as eb
+from search_spaces.embedding_bag import backward_space, forward_space
+from tuner.hardware import profile
+from tuner.verify import check, poison
+
+# Few table rows for many ids: rows repeat inside a bag and across bags (atomics collide,
+# sorted runs are long); dims that are not powers of two.
+PROBLEMS = [dict(num_bags=9, avg_bag_len=3, dim=20, num_rows=7), dict(num_bags=1, avg_bag_len=1, dim=1, num_rows=1),
+            dict(num_bags=13, avg_bag_len=5, dim=37, num_rows=50)]
+FWD = [{"BLOCK_D": 16, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 4, "IDS_PER_STEP": 8}]
+BWD = [dict(c, SORTED=s) for s in (False, True) for c in
+       ({"BLOCK_D": 16, "ITEMS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "ITEMS_PER_PROGRAM": 3, "IDS_PER_STEP": 4})]
+
+
+def _cfg(c):
+    return {"num_warps": 4, "num_stages": 1, **c}
+
+
+def _ids(c):
+    return "_".join(f"{k.split('_')[0][:3]}{int(v)}" for k, v in c.items())
+
+
+def _run(spec, problem, device, cfg, seed=1):
+    inputs = spec.make_inputs(problem, device, seed)
+    out = spec.make_output(problem, inputs)
+    poison(out)
+    spec.launch(inputs, out, _cfg(cfg))
+    return out, spec.reference(inputs)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("shape", PROBLEMS, ids=lambda p: f"b{p['num_bags']}d{p['dim']}r{p['num_rows']}")
+@pytest.mark.parametrize("cfg", FWD, ids=_ids)
+def test_forward_matches_reference(device, mode, dtype, shape, cfg):
+    problem = eb.EmbeddingBagProblem(**shape, mode=mode, dtype=dtype)
+    result = check(*_run(eb.EMBEDDING_BAG_FWD, problem, device, cfg))
+    assert result.ok, result.reason
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("shape", PROBLEMS[::2], ids=lambda p: f"b{p['num_bags']}d{p['dim']}r{p['num_rows']}")
+@pytest.mark.parametrize("cfg", BWD, ids=_ids)
+def test_backward_matches_reference(device, mode, dtype, shape, cfg):
+    problem = eb.EmbeddingBagProblem(**shape, mode=mode, dtype=dtype)
+    result = check(*_run(eb.EMBEDDING_BAG_BWD, problem, device, cfg))
+    assert result.ok, result.reason
+
+
+def test_empty_and_single_bags_through_public_entry_points(device):
+    weight = torch.randn(10, 6, device=device)
+    indices = torch.tensor([3, 3, 7, 0], device=device)
+    offsets = torch.tensor([0, 0, 1, 1, 4, 4], device=device)  # empty, single, empty, three, empty
+    for mode in ("sum", "mean"):
+        out = eb.embedding_bag(weight, indices, offsets, mode)
+        want = torch.nn.functional.embedding_bag(indices, weight, offsets, mode=mode, include_last_offset=True)
+        assert torch.allclose(out, want, atol=1e-6) and (out[[0, 2, 4]] == 0).all()
+        grad = torch.randn(5, 6, device=device)
+        for sorted_ in (False, True):
+            gw = eb.embedding_bag_backward(grad, indices, offsets, 10, mode, dict(eb.BWD_DEFAULT, SORTED=sorted_, BLOCK_D=16))
+            assert check(gw, eb.reference_backward(grad, indices, offsets, 10, mode)).ok
+    no_ids = eb.embedding_bag(weight, indices[:0], torch.zeros(3, dtype=torch.int64, device=device))
+    assert no_ids.shape == (2, 6) and (no_ids == 0).all()
+    assert (eb.embedding_bag_backward(torch.ones(2, 6, device=device), indices[:0],
+                                      torch.zeros(3, dtype=torch.int64, device=device), 4) == 0).all()
+
+
+def test_peers_agree_with_reference(device):
+    problem = eb.EmbeddingBagProblem(num_bags=6, avg_bag_len=3, dim=8, num_rows=9, mode="mean")
+    for spec in (eb.EMBEDDING_BAG_FWD, eb.EMBEDDING_BAG_BWD):
+        inputs = spec.make_inputs(problem, device, 4)
+        assert check(spec.baseline(inputs), spec.reference(inputs)).ok
+
+
+W, I, O = torch.ones(5, 4), torch.tensor([1, 2, 4]), torch.tensor([0, 1, 3])
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: eb.embedding_bag(W, I, torch.tensor([0, 2, 1])), ValueError, "monotone"),
+    (lambda: eb.embedding_bag(W, I, torch.tensor([1, 2, 3])), ValueError, r"offsets\[0\]"),
+    (lambda: eb.embedding_bag(W, I, torch.tensor([0, 1, 2])), ValueError, "out of range"),
+    (lambda: eb.embedding_bag(W, torch.tensor([1, 2, 5]), O), ValueError, r"indices must lie in \[0, 5\)"),
+    (lambda: eb.embedding_bag(W, torch.tensor([1, -1, 2]), O), ValueError, "indices must lie"),
+    (lambda: eb.embedding_bag(W, I.float(), O), TypeError, "int32/int64"),
+    (lambda: eb.embedding_bag(W, I, O.float()), TypeError, "offsets must be int"),
+    (lambda: eb.embedding_bag(W.int(), I, O), TypeError, "float16"),
+    (lambda: eb.embedding_bag(W, I, O, mode="max"), ValueError, "mode"),
+    (lambda: eb.embedding_bag(W.to("meta"), I.to("meta"), O.to("meta")), ValueError, "CUDA"),
+    (lambda: eb.embedding_bag(W, I, O.to("meta")), ValueError, "different devices"),
+    (lambda: eb.embedding_bag_backward(torch.ones(3, 4), I, O, 5), ValueError, "3 rows for 2 bags"),
+    (lambda: eb.embedding_bag_backward(torch.ones(2, 4), I, O, 2.5), ValueError, "num_rows"),
+    (lambda: eb.embedding_bag("w", I, O), TypeError, "must be a tensor"),
+])
+def test_rejected_inputs(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_search_spaces_cover_both_scatters(device):
+    problem = eb.EmbeddingBagProblem(num_bags=5, avg_bag_len=2, dim=12, num_rows=6, mode="mean")
+    configs = backward_space(problem, profile("cpu-interpreter")).valid_configs()
+    assert {c["SORTED"] for c in configs} == {False, True}
+    for cfg in configs[::5]:
+        result = check(*_run(eb.EMBEDDING_BAG_BWD, problem, device, cfg, seed=2))
+        assert result.ok, (cfg, result.reason)
+    big = eb.EmbeddingBagProblem(num_bags=16384, avg_bag_len=20, dim=128, num_rows=1_000_000)
+    assert forward_space(big, profile("h100")).valid_configs()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("spec", [eb.EMBEDDING_BAG_FWD, eb.EMBEDDING_BAG_BWD], ids=lambda s: s.name)
+def test_bfloat16_tables_on_gpu(device, spec):
+    problem = eb.EmbeddingBagProblem(num_bags=500, avg_bag_len=20, dim=96, num_rows=300, mode="mean", dtype="bfloat16")
+    cfgs = [eb.FWD_DEFAULT] if spec is eb.EMBEDDING_BAG_FWD else [dict(eb.BWD_DEFAULT, SORTED=s) for s in (False, True)]
+    for cfg in cfgs:
+        result = check(*_run(spec, problem, device, cfg))
+        assert result.ok, result.reason
+
+
+def test_cost_model():
+    p = eb.EmbeddingBagProblem(num_bags=4, avg_bag_len=2, dim=8, num_rows=10, dtype="float16")
+    n = eb.count_ids(p)
+    assert n == int(eb.make_bags(p, "cpu", 0)[1][-1])
+    assert eb.EMBEDDING_BAG_FWD.bytes_moved(p) == n * 8 + 5 * 8 + (n + 4) * 8 * 2
+    assert eb.EMBEDDING_BAG_BWD.bytes_moved(p) == n * 8 + 5 * 8 + (4 + 10) * 8 * 2
