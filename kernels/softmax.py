@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernels.spec import DTYPES, KernelSpec, element_size
 
-LOG2E = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)  # a constexpr: kernels may only read constexpr globals
 
 
 class SoftmaxProblem(BaseModel):
