@@ -108,6 +108,62 @@ def autotune_arm(configs: list[dict]) -> dict:
             "best_config": {**best.kwargs, "num_warps": best.num_warps, "num_stages": best.num_stages}}
 
 
+def agreement(rows: list[dict], rounds: int = 7) -> dict:
+    """Re-time every arm's best config (and cuBLAS) side by side, interleaved, in one process:
+    whether the arms agree must not depend on which run measured which."""
+    import torch
+    import triton.testing
+
+    from kernels import matmul as mm
+    from tuner.verify import check
+
+    problem = mm.MatmulProblem(**PROBLEM)
+    inputs = mm.make_inputs(problem, torch.device("cuda"), 1)
+    out = mm.make_output(problem, inputs)
+    configs = {}
+    for r in rows:
+        if r.get("best_config"):
+            full = dict(mm.DEFAULT_CONFIG, **r["best_config"])
+            configs.setdefault(json.dumps(full, sort_keys=True), (full, []))[1].append(r["arm"])
+    samples = {k: [] for k in configs}
+    samples["cuBLAS"] = []
+    for _ in range(rounds):
+        for key, (cfg, _) in configs.items():
+            samples[key].append(triton.testing.do_bench(lambda: mm.launch(inputs, out, cfg), warmup=25, rep=100))
+        samples["cuBLAS"].append(triton.testing.do_bench(lambda: mm.baseline(inputs), warmup=25, rep=100))
+    for key, (cfg, _) in configs.items():  # the agreed winner is also correct on fresh inputs
+        mm.launch(inputs, out, cfg)
+        assert check(out, mm.reference(inputs)).ok
+    med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+    return {"rows": [{"arms": arms, "config": cfg, "median_ms": med[k]} for k, (cfg, arms) in configs.items()],
+            "cublas_ms": med["cuBLAS"], "rounds": rounds}
+
+
+def _write(out: str, rows: list[dict], agree: dict | None) -> str:
+    lines = ["| arm | candidates | wall of tuning phase (s) | candidates/min | GPU busy timing | best ms | cuBLAS ms | best config |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['arm']} | error: {r['error'][:200]} | | | | | | |")
+            continue
+        busy = f"{100 * r['gpu_busy_frac']:.0f}%" if "gpu_busy_frac" in r else "n/a"
+        lines.append(f"| {r['arm']} | {r['candidates']} | {r['fit_s']:.1f} | {r['per_min']:.1f} | {busy} | "
+                     f"{r['best_ms']:.4f} | {r.get('baseline_ms') or float('nan'):.4f} | {json.dumps(r['best_config'])} |")
+    if agree:
+        lines += ["", f"Best configs re-timed side by side ({agree['rounds']} interleaved rounds, one process):", "",
+                  "| found by | median ms | vs cuBLAS | config |", "| --- | --- | --- | --- |"]
+        for a in agree["rows"]:
+            lines.append(f"| {', '.join(a['arms'])} | {a['median_ms']:.4f} | {agree['cublas_ms'] / a['median_ms']:.3f}x "
+                         f"| {json.dumps(a['config'])} |")
+        lines.append(f"| cuBLAS | {agree['cublas_ms']:.4f} | 1.000x | |")
+    text = "\n".join(lines)
+    with open(os.path.join(out, "throughput.md"), "w") as fh:
+        fh.write(text + "\n")
+    with open(os.path.join(out, "throughput.json"), "w") as fh:
+        json.dump({"arms": rows, "agreement": agree}, fh, indent=1, default=str)
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="out")
@@ -131,21 +187,13 @@ def main() -> None:
         except Exception as exc:  # one arm's failure is reported, the others still run
             rows.append({"arm": arm, "error": f"{type(exc).__name__}: {exc}"})
         print(json.dumps(rows[-1], default=str), flush=True)
-    lines = ["| arm | candidates | wall of tuning phase (s) | candidates/min | GPU busy timing | best ms | cuBLAS ms | best config |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['arm']} | error: {r['error'][:200]} | | | | | | |")
-            continue
-        busy = f"{100 * r['gpu_busy_frac']:.0f}%" if "gpu_busy_frac" in r else "n/a"
-        lines.append(f"| {r['arm']} | {r['candidates']} | {r['fit_s']:.1f} | {r['per_min']:.1f} | {busy} | "
-                     f"{r['best_ms']:.4f} | {r.get('baseline_ms') or float('nan'):.4f} | {json.dumps(r['best_config'])} |")
-    text = "\n".join(lines)
-    print(text)
-    with open(os.path.join(out, "throughput.md"), "w") as fh:
-        fh.write(text + "\n")
-    with open(os.path.join(out, "throughput.json"), "w") as fh:
-        json.dump(rows, fh, indent=1, default=str)
+        _write(out, rows, None)
+    agree = None
+    try:
+        agree = agreement(rows)
+    except Exception as exc:
+        print(f"agreement step failed: {type(exc).__name__}: {exc}")
+    print(_write(out, rows, agree))
 
 
 if __name__ == "__main__":
