@@ -1,13 +1,26 @@
-"""GEMM: C[M, N] = A[M, K] @ B[K, N], one Triton template with its transforms as constexpr switches.
+"""GEMM: C[M, N] = A[M, K] @ B[K, N], one Triton template with its transforms as switches.
 
-Switches the search space flips:
-  BLOCK_M/N/K   the output tile and the K step each program works on
-  GROUP_M       programs are swizzled in groups of GROUP_M tile-rows so that neighbours in launch
-                order share A and B tiles in L2 (GROUP_M=1 is plain row-major order)
-  SPLIT_K       the K loop is split across SPLIT_K programs per tile; partial sums meet in an
-                fp32 workspace by atomic add, then one cast writes C (helps when M*N tiles are
-                too few to fill the GPU and K is long)
-  num_warps / num_stages   Triton launch options: warps per program, software-pipeline depth
+Switches the search space flips (config keys; those not in a config take the default in
+SWITCH_DEFAULTS, so configs written before a switch existed still launch):
+  BLOCK_M/N/K     the output tile and the K step each program works on
+  GROUP_M         tiles are swizzled in groups of GROUP_M tile-rows so that neighbours in launch
+                  order share A and B tiles in L2 (GROUP_M=1 is plain row-major order)
+  SPLIT_K         the K loop is split across SPLIT_K programs per tile (helps when the output has
+                  too few tiles to fill the GPU and K is long); the partial sums meet either
+  SPLIT_K_REDUCE  "atomic": by fp32 atomic adds into one zeroed [M, N] workspace, or
+                  "two_pass": each split stores its own slab of a [SPLIT_K, M, N] workspace and a
+                  second kernel sums the slabs (no zero-fill, no atomics, deterministic)
+  PERSISTENT      launch one program per SM, each looping over tiles (vs one tile per program):
+                  no tail of half-empty waves, and launch cost paid once per SM
+  TMA             tensor-descriptor loads and stores (TMA on Hopper) instead of pointer loads
+  WARP_SPECIALIZE producer/consumer warps in the K loop (Hopper, with TMA; Triton feature-detected)
+  num_warps / num_stages   Triton launch options; on AMD also waves_per_eu,
+                  matrix_instr_nonkdim, kpack
+Not searched, set by the launcher from the shapes:
+  EVEN_K          K is a multiple of BLOCK_K: the K masks of the pointer loads are dropped
+  B_KMAJOR        B is a transposed view (K contiguous): descriptors read it as [N, K]
+The same template carries the fused epilogue (kernels/gemm_epilogue.py) and fp8 per-tensor scales
+(kernels/gemm_fp8.py) as constexprs, applied to the fp32 accumulator before the one store.
 
 The file also holds the launcher, the input checks of the public entry point, the float64
 reference, the cuBLAS peer (torch.matmul) and the cost model, so tests and benchmarks import
@@ -15,6 +28,7 @@ one source of truth.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -22,6 +36,9 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
+from kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, apply_epilogue,
+                                launch_options, program_slots, tile_coords, tma_allocator,
+                                tma_compatible)
 from kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -36,76 +53,207 @@ class MatmulProblem(BaseModel):
 
 
 @triton.jit
-def matmul_kernel(
-    a_ptr, b_ptr, c_ptr,
-    M, N, K,
-    stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    # GROUP_M swizzle: walk GROUP_M tile-rows column by column so that consecutive programs
-    # reuse the same B columns (and nearby A rows) while they are still in L2.
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
-    # Rows and columns past the edge wrap around (modulo) instead of being masked: the loads stay
-    # in bounds and unmasked, which keeps the pipelined loads simple; the store below is masked.
-    offs_am = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
-    offs_bn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
-    offs_k = tl.arange(0, BLOCK_K)
+def _gemm_tile(tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
+               bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
+               stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+               stride_rm, stride_rn, stride_ws,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+               GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr,
+               TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr, EVEN_K: tl.constexpr,
+               B_KMAJOR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+               ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
+    """One output tile (or its pid_k-th K slice): accumulate, then store or hand on the sum."""
+    pid_m, pid_n = tile_coords(tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    # Program pid_k of SPLIT_K takes K blocks pid_k, pid_k + SPLIT_K, ...
-    for kb in range(pid_k, tl.cdiv(K, BLOCK_K), SPLIT_K):
-        k0 = kb * BLOCK_K
-        a = tl.load(a_ptr + offs_am[:, None] * stride_am + (k0 + offs_k)[None, :] * stride_ak,
-                    mask=(k0 + offs_k)[None, :] < K, other=0.0)
-        b = tl.load(b_ptr + (k0 + offs_k)[:, None] * stride_bk + offs_bn[None, :] * stride_bn,
-                    mask=(k0 + offs_k)[:, None] < K, other=0.0)
-        acc = tl.dot(a, b, acc)
-
-    offs_cm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_cn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    c_ptrs = c_ptr + offs_cm[:, None] * stride_cm + offs_cn[None, :] * stride_cn
-    c_mask = (offs_cm[:, None] < M) & (offs_cn[None, :] < N)
-    if SPLIT_K == 1:
-        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+    if TMA:
+        acc = accumulate_descriptors(acc, a_desc, b_desc, pid_m, pid_n, K, pid_k, SPLIT_K,
+                                     BLOCK_M, BLOCK_N, BLOCK_K, B_KMAJOR, WARP_SPECIALIZE)
     else:
-        tl.atomic_add(c_ptrs, acc, mask=c_mask)  # c_ptr is the fp32 workspace here
+        acc = accumulate_pointers(acc, a_ptr, b_ptr, pid_m, pid_n, M, N, K, stride_am, stride_ak,
+                                  stride_bk, stride_bn, pid_k, SPLIT_K, BLOCK_M, BLOCK_N, BLOCK_K,
+                                  EVEN_K)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    if SPLIT_K == 1:
+        acc = apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm, stride_rn,
+                             scale_a_ptr, scale_b_ptr, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+        if TMA:  # the descriptor store clips the tile at the matrix edge: no mask needed
+            c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], acc.to(c_desc.dtype))
+        else:
+            c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+            tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+    else:  # c_ptr is the fp32 workspace; splitk_finish_kernel applies the epilogue
+        ws_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+        if TWO_PASS:
+            tl.store(ws_ptrs + pid_k * stride_ws, acc, mask=c_mask)
+        else:
+            tl.atomic_add(ws_ptrs, acc, mask=c_mask)
 
+
+@triton.jit
+def matmul_kernel(
+    a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr,
+    M, N, K,
+    stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
+    stride_ws,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr,
+    PERSISTENT: tl.constexpr, TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
+    EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr,
+):
+    tl.static_assert(not (PERSISTENT and SPLIT_K > 1), "persistent tiles are never split along K")
+    a_desc = None
+    b_desc = None
+    c_desc = None
+    if TMA:  # descriptors are built on the device, once per program (scratch from tma_allocator)
+        a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
+                                           block_shape=[BLOCK_M, BLOCK_K])
+        if B_KMAJOR:
+            b_desc = tl.make_tensor_descriptor(b_ptr, shape=[N, K], strides=[stride_bn, 1],
+                                               block_shape=[BLOCK_N, BLOCK_K])
+        else:
+            b_desc = tl.make_tensor_descriptor(b_ptr, shape=[K, N], strides=[stride_bk, 1],
+                                               block_shape=[BLOCK_K, BLOCK_N])
+        if SPLIT_K == 1:
+            c_desc = tl.make_tensor_descriptor(c_ptr, shape=[M, N], strides=[stride_cm, 1],
+                                               block_shape=[BLOCK_M, BLOCK_N])
+    if PERSISTENT:
+        num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
+        for tile_id in range(tl.program_id(0), num_tiles, tl.num_programs(0)):
+            _gemm_tile(tile_id, 0, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, bias_ptr,
+                       residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, stride_am, stride_ak,
+                       stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn, stride_ws,
+                       BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K, TWO_PASS, TMA,
+                       WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION,
+                       HAS_RESIDUAL)
+    else:  # one tile per program; program_id(1) is the K slice when SPLIT_K > 1
+        _gemm_tile(tl.program_id(0), tl.program_id(1), a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
+                   bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, stride_am, stride_ak,
+                   stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn, stride_ws,
+                   BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K, TWO_PASS, TMA, WARP_SPECIALIZE,
+                   EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+
+
+@triton.jit
+def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N,
+                         stride_ws, stride_cm, stride_cn, stride_rm, stride_rn,
+                         SLABS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                         HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                         ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
+    """Split-K's second step: sum the SLABS fp32 partial slabs of the workspace (1 after atomic
+    adds), apply the epilogue and write C in its dtype."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    ws_ptrs = ws_ptr + offs_m[:, None] * N + offs_n[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for s in tl.static_range(SLABS):
+        acc += tl.load(ws_ptrs + s * stride_ws, mask=mask, other=0.0)
+    acc = apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm, stride_rn,
+                         scale_a_ptr, scale_b_ptr, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask)
+
+
+# The switches added after the first template, and their values when a config does not name
+# them: what every config launched before they existed meant.
+SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
+                   "WARP_SPECIALIZE": False}
+SPLIT_K_REDUCES = ("atomic", "two_pass")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
 # compiles on every NVIDIA GPU Triton supports and on the interpreter.
 DEFAULT_CONFIG = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "SPLIT_K": 1,
-                  "num_warps": 4, "num_stages": 3}
+                  "num_warps": 4, "num_stages": 3, **SWITCH_DEFAULTS}
+
+FINISH_BLOCK = 64  # splitk_finish_kernel's tile: a memory-bound pass, any middling tile does
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """What the template applies to the fp32 accumulator before the store (kernels/gemm_epilogue.py
+    and kernels/gemm_fp8.py fill it; a plain GEMM has none)."""
+
+    bias: torch.Tensor | None = None  # [N]
+    activation: str = "none"  # one of gemm_tiles.ACTIVATIONS
+    residual: torch.Tensor | None = None  # [M, N]
+    scale_a: torch.Tensor | None = None  # per-tensor scales (1 element each, fp32)
+    scale_b: torch.Tensor | None = None
+
+
+NO_EPILOGUE = Epilogue()
+
+
+def even_k(K: int, config) -> bool:
+    """Whether every K block is full, so the pointer loads need no K mask."""
+    return K % config["BLOCK_K"] == 0
+
+
+def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
+                epilogue: Epilogue = NO_EPILOGUE) -> object:
+    """out = epilogue(a @ b) for one config. a: [M, K]; b: [K, N], possibly a transposed view of
+    an [N, K] tensor. Returns the main kernel's compiled handle (registers, spills, shared)."""
+    cfg = {**SWITCH_DEFAULTS, **config}
+    M, K = a.shape
+    N = b.shape[1]
+    split_k, two_pass = int(cfg["SPLIT_K"]), cfg["SPLIT_K_REDUCE"] == "two_pass"
+    if cfg["SPLIT_K_REDUCE"] not in SPLIT_K_REDUCES:
+        raise ValueError(f"SPLIT_K_REDUCE must be one of {SPLIT_K_REDUCES}, got {cfg['SPLIT_K_REDUCE']!r}")
+    if cfg["PERSISTENT"] and split_k > 1:
+        raise ValueError("PERSISTENT=True runs whole tiles: it takes SPLIT_K=1")
+    if cfg["WARP_SPECIALIZE"] and not cfg["TMA"]:
+        raise ValueError("WARP_SPECIALIZE=True needs TMA=True (the producer warp issues TMA copies)")
+    b_kmajor = b.stride(0) == 1 and b.stride(1) != 1
+    if cfg["TMA"]:
+        for name, t in (("a", a), ("b", b)) + ((("out", out),) if split_k == 1 else ()):
+            why = tma_compatible(t)
+            if why:
+                raise ValueError(f"TMA=True cannot read {name} {tuple(t.shape)}: {why}")
+        if a.stride(1) != 1 or (split_k == 1 and out.stride(1) != 1):
+            raise ValueError("TMA=True needs a and out row-major (last dimension contiguous)")
+        tma_allocator(a.device)
+    if split_k == 1:
+        target, stride_ws = out, 0
+    elif two_pass:  # every element of every slab is written by its split: no zero-fill
+        target = torch.empty((split_k, M, N), dtype=torch.float32, device=out.device)
+        stride_ws = M * N
+    else:
+        target, stride_ws = torch.zeros((M, N), dtype=torch.float32, device=out.device), 0
+    tiles = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
+    grid = (min(tiles, program_slots(a.device)),) if cfg["PERSISTENT"] else (tiles, split_k)
+    ep = epilogue
+    res = ep.residual
+    flags = dict(HAS_SCALE=ep.scale_a is not None, HAS_BIAS=ep.bias is not None,
+                 ACTIVATION=ep.activation, HAS_RESIDUAL=res is not None)
+    rstrides = (res.stride(0), res.stride(1)) if res is not None else (0, 0)
+    handle = matmul_kernel[grid](
+        a, b, target, ep.bias, res, ep.scale_a, ep.scale_b, M, N, K,
+        a.stride(0), a.stride(1), b.stride(0), b.stride(1),
+        target.stride(-2), target.stride(-1), *rstrides, stride_ws,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
+        GROUP_M=cfg["GROUP_M"], SPLIT_K=split_k, TWO_PASS=two_pass,
+        PERSISTENT=bool(cfg["PERSISTENT"]), TMA=bool(cfg["TMA"]),
+        WARP_SPECIALIZE=bool(cfg["WARP_SPECIALIZE"]), EVEN_K=even_k(K, cfg), B_KMAJOR=b_kmajor,
+        **flags, **launch_options(cfg),
+    )
+    if split_k > 1:
+        finish_grid = (triton.cdiv(M, FINISH_BLOCK), triton.cdiv(N, FINISH_BLOCK))
+        splitk_finish_kernel[finish_grid](
+            target, out, ep.bias, res, ep.scale_a, ep.scale_b, M, N, stride_ws,
+            out.stride(0), out.stride(1), *rstrides,
+            SLABS=split_k if two_pass else 1, BLOCK_M=FINISH_BLOCK, BLOCK_N=FINISH_BLOCK, **flags,
+            num_warps=4,
+        )
+    return handle
 
 
 def launch(inputs, out: torch.Tensor, config) -> object:
     """Run the template for one config, writing `out`. Returns Triton's compiled-kernel handle."""
     a, b = inputs
-    M, K = a.shape
-    N = b.shape[1]
-    split_k = int(config["SPLIT_K"])
-    grid = (triton.cdiv(M, config["BLOCK_M"]) * triton.cdiv(N, config["BLOCK_N"]), split_k)
-    # Split-K partial sums need a zeroed fp32 buffer to add into; one copy casts it into `out`.
-    target = out if split_k == 1 else torch.zeros((M, N), dtype=torch.float32, device=out.device)
-    handle = matmul_kernel[grid](
-        a, b, target, M, N, K,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), target.stride(0), target.stride(1),
-        BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-        GROUP_M=config["GROUP_M"], SPLIT_K=split_k,
-        num_warps=config["num_warps"], num_stages=config["num_stages"],
-    )
-    if split_k > 1:
-        out.copy_(target)
-    return handle
+    return launch_gemm(a, b, out, config)
 
 
 def check_inputs(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -168,7 +316,8 @@ def bytes_moved(problem: MatmulProblem) -> float:
 
 SPEC = KernelSpec(
     name="matmul",
-    description="GEMM C = A @ B with tile sizes, GROUP_M swizzle and split-K as switches",
+    description="GEMM C = A @ B: tiles, GROUP_M swizzle, split-K (atomic or two-pass), "
+                "persistent, TMA and warp specialization as switches",
     problem=MatmulProblem,
     make_inputs=make_inputs,
     make_output=make_output,

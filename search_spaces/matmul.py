@@ -1,132 +1,105 @@
-"""What the GEMM sweep tries, per target, and why.
+"""What the GEMM sweep tries, per target, and why (the fused-epilogue and fp8 spaces reuse it).
 
-Tiles are powers of two. On a GPU the constraints below reject, before any compile:
-  * shared memory: the pipeline keeps num_stages copies of an A tile and a B tile; more than the
-    chip lets one program opt into is an OutOfResources at launch (a naive space lost 6 of 16
-    H100 trials to this).
-  * registers: the fp32 accumulator is BLOCK_M*BLOCK_N/(32*num_warps) registers per thread; past
-    128 the rest of the kernel spills (255 is the hardware cap, and addresses and the loaded
-    operands need the remainder).
-  * tiles far larger than the problem: a BLOCK_M above the next power of two of M computes rows
-    that are thrown away.
-  * split-K only where it can help: when the output has fewer tiles than two waves of the GPU's
-    multiprocessors, and with at least one K block per split.
-  * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) drops to
-    the older, slower MMA path, so it is not tried.
-On the interpreter (CPU) num_warps and num_stages mean nothing and stay fixed; tiles stay small so
-a candidate takes seconds, not minutes.
+Parameters, by target:
+  every target   BLOCK_M/N/K (powers of two), GROUP_M, SPLIT_K with SPLIT_K_REDUCE
+                 ("atomic" or "two_pass"), PERSISTENT, num_warps, num_stages
+  Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, each only when the
+                 installed Triton has it (kernels/gemm_tiles.py feature-detects them). On other
+                 targets these keys are absent and the kernel runs with them off.
+  AMD (vendor "amd", e.g. mi300x)  also the AMD launch options waves_per_eu,
+                 matrix_instr_nonkdim and kpack. AMD IS NOT TESTED HERE: the project has no AMD
+                 machine; the ranges follow AMD's Triton tuning guide and are unmeasured.
+  interpreter    small tiles, num_warps/num_stages fixed (TRITON_INTERPRET ignores them), so a
+                 candidate takes seconds, not minutes; no TMA or warp specialization (the target
+                 is not Hopper, though tensor descriptors do run on the interpreter: the tests
+                 launch them directly).
+
+Constraints (search_spaces/gemm_rules.py has the models) reject, before any compile:
+  * shared memory: pipeline stages of A and B tiles, TMA barriers, the epilogue tile a persistent
+    TMA or warp-specialized kernel keeps staged; more than the chip lets one program opt into is
+    an OutOfResources at launch (a naive space lost 6 of 16 H100 trials to this).
+  * registers: the fp32 accumulator past 128 registers per thread spills.
+  * tiles far larger than the problem: rows and columns that are thrown away.
+  * split-K only where it can help (fewer than two waves of tiles, a K block per split), and
+    SPLIT_K_REDUCE varied only when there is a split.
+  * PERSISTENT only when there are more tiles than SMs (else nothing to loop over) and no split-K.
+  * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) is not tried.
+  * TMA only with 16-byte aligned row strides (odd K or N in 16-bit types cannot use it).
+  * warp specialization only where Triton 3.6-3.9 compiles it for sm90 and does not drop it.
 """
 from __future__ import annotations
 
-from kernels.matmul import SPEC, MatmulProblem
+from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
+from kernels.matmul import SPEC, SPLIT_K_REDUCES, MatmulProblem
 from kernels.spec import element_size
+from search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, GemmShape,  # noqa: F401
+                                      accumulator_regs, rules, shared_memory_bytes)
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
-from tuner.space import Choice, Const, IntRange, Pow2, Space
-
-ACC_REGS_PER_THREAD_MAX = 128
+from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space
 
 
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
+def hopper_switches(hw: Hardware) -> tuple:
+    """TMA and warp specialization: domains only on Hopper, and only where Triton has them."""
+    if hw.arch != "sm90":
+        return ()
+    out = ()
+    if HAS_TENSOR_DESCRIPTORS:
+        out += (Bool("TMA"),)
+        if HAS_WARP_SPECIALIZE:
+            out += (Bool("WARP_SPECIALIZE"),)
+    return out
 
 
-def shared_memory_bytes(config: dict, dtype: str) -> int:
-    """The pipeline's shared memory: num_stages buffers of an A tile plus a B tile."""
-    tile = (config["BLOCK_M"] + config["BLOCK_N"]) * config["BLOCK_K"] * element_size(dtype)
-    return max(1, config["num_stages"]) * tile
+def amd_launch_options(hw: Hardware) -> tuple:
+    """AMD's launch options (not tested here: no AMD machine). waves_per_eu: occupancy hint, 0 lets
+    the compiler choose; matrix_instr_nonkdim: 16x16 or 32x32 MFMA; kpack: K elements per LDS read."""
+    if hw.vendor != "amd":
+        return ()
+    return (Choice("waves_per_eu", (0, 1, 2, 4)), Choice("matrix_instr_nonkdim", (16, 32)),
+            Choice("kpack", (1, 2)))
 
 
-def accumulator_regs(config: dict) -> float:
-    return config["BLOCK_M"] * config["BLOCK_N"] / (32 * config["num_warps"])
+def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True) -> tuple:
+    """The GEMM template's parameters on one target. split_k / persistent False leave those
+    switches out (the kernel then runs with its defaults: one split, one tile per program)."""
+    splits = (Pow2("SPLIT_K", 1, 4 if hw.interpreter else 8),
+              Choice("SPLIT_K_REDUCE", SPLIT_K_REDUCES)) if split_k else ()
+    loop = (Bool("PERSISTENT"),) if persistent else ()
+    if hw.interpreter:
+        return (Pow2("BLOCK_M", 16, 64), Pow2("BLOCK_N", 16, 64), Pow2("BLOCK_K", 16, 64),
+                Choice("GROUP_M", (1, 4, 8)), *splits, *loop,
+                Const("num_warps", 4), Const("num_stages", 1))
+    if hw.vendor == "amd":  # LDS is 64 KiB and the stream pipeliner wants few stages
+        return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
+                Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
+                Pow2("num_warps", 4, 8), IntRange("num_stages", 1, 3), *amd_launch_options(hw))
+    return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
+            Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop, *hopper_switches(hw),
+            Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 5))
 
 
-def _constraints(problem: MatmulProblem, hw: Hardware) -> tuple:
-    # Closures would not pickle; bind the problem and hardware through a small callable class.
-    return tuple(_Rule(kind, problem, hw) for kind in _RULES)
+def space_notes(hw: Hardware) -> str:
+    if hw.interpreter:
+        return "interpreter: num_warps/num_stages are ignored by TRITON_INTERPRET and fixed"
+    if hw.vendor == "amd":
+        return "AMD: NOT tested here (no AMD machine); see search_spaces/matmul.py"
+    return "GPU: see search_spaces/matmul.py and gemm_rules.py for why each constraint exists"
 
 
-class _Rule:
-    def __init__(self, kind, problem, hw):
-        self.kind, self.problem, self.hw = kind, problem, hw
-        self.__doc__ = _RULES[kind]
-
-    def __call__(self, cfg: dict):
-        return getattr(self, "_" + self.kind)(cfg, self.problem, self.hw)
-
-    @staticmethod
-    def _tile_fits_problem(cfg, p, hw):
-        for blk, dim in (("BLOCK_M", p.M), ("BLOCK_N", p.N), ("BLOCK_K", p.K)):
-            if cfg[blk] > max(16, _next_pow2(dim)):
-                return f"{blk}={cfg[blk]} exceeds the problem ({dim} padded to {max(16, _next_pow2(dim))})"
-        return None
-
-    @staticmethod
-    def _split_k(cfg, p, hw):
-        s = cfg["SPLIT_K"]
-        if s == 1:
-            return None
-        if s * cfg["BLOCK_K"] > p.K:
-            return f"SPLIT_K={s} x BLOCK_K={cfg['BLOCK_K']} > K={p.K}: some splits get no K block"
-        tiles = -(-p.M // cfg["BLOCK_M"]) * -(-p.N // cfg["BLOCK_N"])
-        if hw.sm_count and tiles >= 2 * hw.sm_count:
-            return f"SPLIT_K={s} with {tiles} output tiles: already two waves of {hw.sm_count} SMs"
-        return None
-
-    @staticmethod
-    def _shared_memory(cfg, p, hw):
-        if not hw.smem_per_block:
-            return None
-        need = shared_memory_bytes(cfg, p.dtype)
-        if need > hw.smem_per_block:
-            return f"shared memory {need} B > {hw.smem_per_block} B per program on {hw.name}"
-        return None
-
-    @staticmethod
-    def _registers(cfg, p, hw):
-        if hw.interpreter:
-            return None
-        regs = accumulator_regs(cfg)
-        if regs > ACC_REGS_PER_THREAD_MAX:
-            return f"accumulator needs {regs:.0f} registers/thread > {ACC_REGS_PER_THREAD_MAX}"
-        return None
-
-    @staticmethod
-    def _hopper_mma_rows(cfg, p, hw):
-        if hw.arch == "sm90" and cfg["BLOCK_M"] < 64 <= p.M:
-            return f"BLOCK_M={cfg['BLOCK_M']} < 64 leaves Hopper's warpgroup MMA unused"
-        return None
+def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True) -> Space:
+    kinds = tuple(k for k in RULES if (split_k or k != "split_k") and (persistent or k != "persistent"))
+    return Space(domains=gemm_domains(hw, split_k=split_k, persistent=persistent),
+                 constraints=rules(shape, hw, kinds), notes=space_notes(hw))
 
 
-_RULES = {
-    "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",
-    "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles",
-    "shared_memory": "num_stages * (BLOCK_M + BLOCK_N) * BLOCK_K * elem bytes <= the program's shared memory",
-    "registers": "fp32 accumulator <= 128 registers per thread",
-    "hopper_mma_rows": "on Hopper, BLOCK_M >= 64 when M allows it",
-}
+def shape_of(problem: MatmulProblem) -> GemmShape:
+    e = element_size(problem.dtype)
+    return GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32")
 
 
 def space(problem: MatmulProblem, hw: Hardware) -> Space:
-    if hw.interpreter:
-        return Space(
-            domains=(
-                Pow2("BLOCK_M", 16, 64), Pow2("BLOCK_N", 16, 64), Pow2("BLOCK_K", 16, 64),
-                Choice("GROUP_M", (1, 4, 8)), Pow2("SPLIT_K", 1, 4),
-                Const("num_warps", 4), Const("num_stages", 1),
-            ),
-            constraints=_constraints(problem, hw),
-            notes="interpreter: num_warps/num_stages are ignored by TRITON_INTERPRET and fixed",
-        )
-    return Space(
-        domains=(
-            Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
-            Choice("GROUP_M", (1, 4, 8, 16)), Pow2("SPLIT_K", 1, 8),
-            Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 5),
-        ),
-        constraints=_constraints(problem, hw),
-        notes="GPU: see search_spaces/matmul.py for why each constraint exists",
-    )
+    return gemm_space(shape_of(problem), hw)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

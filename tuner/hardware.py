@@ -61,6 +61,18 @@ PROFILES: dict[str, Hardware] = {
             "bfloat16_flops": Ceiling(312e12, "datasheet (dense bf16 tensor core)"),
         },
     ),
+    # AMD Instinct MI300X (CDNA3). Not tested: this project has no AMD machine. sm_count is its
+    # compute units, smem_per_block its 64 KiB LDS; Ray labels its nodes AMD-Instinct-MI300X-OAM.
+    "mi300x": Hardware(
+        name="mi300x", vendor="amd", arch="gfx942", sm_count=304, smem_per_block=65536,
+        regs_per_sm=131072, max_regs_per_thread=512, device_match=("MI300X",),
+        accelerator_type="AMD-Instinct-MI300X-OAM",
+        ceilings={
+            "copy_bytes": Ceiling(5.3e12, "datasheet (HBM3, 192 GB)"),
+            "bfloat16_flops": Ceiling(1307e12, "datasheet (dense bf16 matrix cores)"),
+            "float16_flops": Ceiling(1307e12, "datasheet (dense fp16 matrix cores)"),
+        },
+    ),
 }
 
 

@@ -17,6 +17,10 @@ from kernels.spec import KernelSpec
 
 BUILTIN: dict[str, str] = {
     "matmul": "search_spaces.matmul:TUNABLE",
+    "gemm_epilogue": "search_spaces.gemm_epilogue:TUNABLE",
+    "gemm_fp8": "search_spaces.gemm_fp8:TUNABLE",
+    "bmm": "search_spaces.bmm:TUNABLE",
+    "conv2d": "search_spaces.conv2d:TUNABLE",
     "softmax": "search_spaces.softmax:TUNABLE",
     "layer_norm_fwd": "search_spaces.norms:LAYER_NORM_FWD",
     "layer_norm_bwd": "search_spaces.norms:LAYER_NORM_BWD",

@@ -1,0 +1,399 @@
+"""The ranking-model GEMM suite on one GPU: our tuned GEMM family beside the vendor library.
+
+Shapes (bf16; SHAPES below is the source of truth): large square 8192^3; MLP layers (M up to
+65536, N and K 256-4096); weight-bound small M (M <= 512, N = K >= 4096); odd sizes. For each,
+side by side in one run, every output verified against the float64 reference (tuner.verify,
+output poisoned with NaN first) and timed with `triton.testing.do_bench` (L2 flushed before each
+repetition) at p20/p50/p80:
+  ours            the matmul search space (search_spaces/matmul.py) searched in-process with a
+                  seeded Optuna TPE for up to --configs configs or the shape's time share,
+                  whichever ends first; known-good Hopper configs are enqueued first; each batch
+                  of proposals is compiled in parallel threads, then verified and timed one by
+                  one; the three fastest are re-timed and the best median wins
+  cuBLAS          torch.matmul (no tuning)
+  torch.compile   torch.compile(mode="max-autotune") of a @ b (tuning = its first call)
+  triton autotune @triton.autotune over the config list of Triton's tutorial
+                  python/tutorials/03-matrix-multiplication.py, get_cuda_autotune_config()
+                  (values copied; the tutorial is MIT-licensed, Copyright 2018-2020 Philippe
+                  Tillet, 2020-2022 OpenAI); tuning = its first call
+Then: fused GEMM + bias + GELU (kernels/gemm_epilogue.py) vs torch eager's separate ops, and
+conv2d NHWC (kernels/conv2d.py) vs F.conv2d on channels_last tensors (cuDNN), three ResNet layers.
+
+Columns: latency p20/p50/p80 (ms), TFLOP/s at p50, tuning wall time (s), ratio to the peer;
+last line: the geomean over the GEMM shapes of ours / cuBLAS (throughput). A --budget-s deadline
+(default 520 s, so the run ends within ~9 minutes on one H100) is split between the shapes: a
+shape's search stops at its share, and a peer that no longer fits is skipped with that reason.
+A failing shape, peer or config prints its error and the run goes on (a CUDA illegal memory
+access, though, leaves the process's CUDA context unusable for whatever follows).
+
+On the GPU machine, from the project root: `source .devbundle/activate.sh` (pydantic, optuna),
+then `python benchmarks/gemm_suite.py --out "$OUT"`. Writes gemm_suite.md and gemm_suite.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import optuna  # noqa: E402
+import torch  # noqa: E402
+import torch._dynamo  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+from kernels import conv2d as cv, gemm_epilogue as ge, matmul as mm  # noqa: E402
+from search_spaces import conv2d as s_cv, gemm_epilogue as s_ge, matmul as s_mm  # noqa: E402
+from tuner import hardware  # noqa: E402
+from tuner.space import config_key  # noqa: E402
+from tuner.verify import check, poison  # noqa: E402
+
+SHAPES = [  # (label, M, N, K)
+    ("square 8192^3", 8192, 8192, 8192),
+    ("MLP 65536x512x1024", 65536, 512, 1024),
+    ("MLP 65536x256x512", 65536, 256, 512),
+    ("MLP 16384x1024x4096", 16384, 1024, 4096),
+    ("weight-bound 64x8192x8192", 64, 8192, 8192),
+    ("weight-bound 512x4096x4096", 512, 4096, 4096),
+    ("odd 30000x768x383", 30000, 768, 383),
+    ("odd 1000x1000x383", 1000, 1000, 383),
+]
+FUSED = ("fused 16384x4096x4096 +bias +gelu", dict(M=16384, N=4096, K=4096, activation="gelu"))
+CONV_LAYERS = [  # ResNet-style 3x3, stride 1, padding 1, batch 32
+    ("conv 56x56x64->64 3x3", dict(N=32, H=56, W=56, C_in=64, C_out=64)),
+    ("conv 28x28x128->128 3x3", dict(N=32, H=28, W=28, C_in=128, C_out=128)),
+    ("conv 14x14x256->256 3x3", dict(N=32, H=14, W=14, C_in=256, C_out=256)),
+]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+QUICK = {"warmup": 5, "rep": 25}  # screening one config
+FULL = {"warmup": 25, "rep": 100}  # the finalists and the peers
+DEVICE = "cuda"
+NON_GEMM_RESERVE_S = 25.0  # kept for each fused/conv job: GEMM peers that would eat it are skipped
+PENALTY = 3.0  # what Optuna is told for an invalid, failing or incorrect config
+WARM_GEMM = [  # tried first where the space allows them: the issue-2 H100 winner and its relatives
+    dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3),
+    dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3, TMA=True, PERSISTENT=True),
+    dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4, TMA=True, WARP_SPECIALIZE=True),
+    dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, GROUP_M=1, num_warps=4, num_stages=4, TMA=True),
+    dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, GROUP_M=1, num_warps=4, num_stages=4, SPLIT_K=4,
+         SPLIT_K_REDUCE="two_pass"),
+]
+WARM_CONV = [dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, FLAT_K=True, num_warps=8, num_stages=3),
+             dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, FLAT_K=True, TMA=True, num_warps=4, num_stages=4)]
+
+
+# ---- Triton's tutorial matmul with its autotune list (03-matrix-multiplication.py) ---------------
+def tutorial_configs():
+    c = triton.Config
+    return [c({"BLOCK_SIZE_M": m, "BLOCK_SIZE_N": n, "BLOCK_SIZE_K": k, "GROUP_SIZE_M": 8}, num_stages=s, num_warps=w)
+            for m, n, k, s, w in [(128, 256, 64, 3, 8), (64, 256, 32, 4, 4), (128, 128, 32, 4, 4),
+                                  (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (128, 32, 32, 4, 4),
+                                  (64, 32, 32, 5, 2), (32, 64, 32, 5, 2),
+                                  # "Good config for fp8 inputs." in the tutorial's list
+                                  (128, 256, 128, 3, 8), (256, 128, 128, 3, 8), (256, 64, 128, 4, 4),
+                                  (64, 256, 128, 4, 4), (128, 128, 128, 4, 4), (128, 64, 64, 4, 4),
+                                  (64, 128, 64, 4, 4), (128, 32, 64, 4, 4)]]
+
+
+@triton.autotune(configs=tutorial_configs(), key=["M", "N", "K"])
+@triton.jit
+def tutorial_matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
+                           stride_cm, stride_cn, BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr,
+                           BLOCK_SIZE_K: tl.constexpr, GROUP_SIZE_M: tl.constexpr):
+    # The tutorial's kernel as it is, but for the output cast (the tutorial writes fp16).
+    pid = tl.program_id(axis=0)
+    num_pid_m = tl.cdiv(M, BLOCK_SIZE_M)
+    num_pid_n = tl.cdiv(N, BLOCK_SIZE_N)
+    num_pid_in_group = GROUP_SIZE_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_SIZE_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_SIZE_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    offs_am = (pid_m * BLOCK_SIZE_M + tl.arange(0, BLOCK_SIZE_M)) % M
+    offs_bn = (pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)) % N
+    offs_k = tl.arange(0, BLOCK_SIZE_K)
+    a_ptrs = a_ptr + (offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak)
+    b_ptrs = b_ptr + (offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn)
+    accumulator = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_SIZE_K)):
+        a = tl.load(a_ptrs, mask=offs_k[None, :] < K - k * BLOCK_SIZE_K, other=0.0)
+        b = tl.load(b_ptrs, mask=offs_k[:, None] < K - k * BLOCK_SIZE_K, other=0.0)
+        accumulator = tl.dot(a, b, accumulator)
+        a_ptrs += BLOCK_SIZE_K * stride_ak
+        b_ptrs += BLOCK_SIZE_K * stride_bk
+    c = accumulator.to(c_ptr.dtype.element_ty)
+    offs_cm = pid_m * BLOCK_SIZE_M + tl.arange(0, BLOCK_SIZE_M)
+    offs_cn = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
+    c_ptrs = c_ptr + stride_cm * offs_cm[:, None] + stride_cn * offs_cn[None, :]
+    tl.store(c_ptrs, c, mask=(offs_cm[:, None] < M) & (offs_cn[None, :] < N))
+
+
+def tutorial_matmul(a, b):
+    M, K = a.shape
+    N = b.shape[1]
+    c = torch.empty((M, N), device=a.device, dtype=a.dtype)
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_SIZE_M"]) * triton.cdiv(N, meta["BLOCK_SIZE_N"]),)  # noqa: E731
+    tutorial_matmul_kernel[grid](a, b, c, M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
+                                 c.stride(0), c.stride(1))
+    return c
+
+
+# ---- timing, verification, rows -----------------------------------------------------------------
+def bench(fn, timing=FULL) -> tuple[float, float, float]:
+    q = triton.testing.do_bench(fn, warmup=timing["warmup"], rep=timing["rep"], quantiles=[0.2, 0.5, 0.8])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def row(section, shape, impl, flops, times=None, tuning_s=0.0, **extra) -> dict:
+    r = {"section": section, "shape": shape, "impl": impl, "tuning_s": round(tuning_s, 2), **extra}
+    if times:
+        r.update(latency_p20_ms=times[0], latency_ms=times[1], latency_p80_ms=times[2],
+                 tflops=flops / (times[1] * 1e-3) / 1e12)
+    return r
+
+
+def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s) -> dict:
+    """Call a peer once (its tuning, if any), verify it, time it; skip it if it no longer fits."""
+    if deadline - time.perf_counter() < need_s:
+        return row(section, shape, impl, flops, error=f"skipped: less than {need_s} s of the time budget left")
+    try:
+        t0 = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize()
+        tuning_s = time.perf_counter() - t0
+        verdict = check(out, ref)
+        return row(section, shape, impl, flops, bench(fn), tuning_s, verified=verdict.ok,
+                   error=None if verdict.ok else verdict.reason)
+    except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
+        traceback.print_exc()
+        return row(section, shape, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500])
+
+
+# ---- our search ---------------------------------------------------------------------------------
+class Search:
+    """Seeded TPE over one space, in batches: propose valid new configs, compile them in parallel
+    threads (Triton's compiler releases the GIL for much of its work), then verify and time each."""
+
+    def __init__(self, tunable, problem, hw, seed, threads):
+        self.spec, self.space = tunable.kernel, tunable.space(problem, hw)
+        self.problem, self.threads = problem, threads
+        self.inputs = self.spec.make_inputs(problem, torch.device(DEVICE), seed)
+        self.ref = self.spec.reference(self.inputs)
+        self.outs = [self.spec.make_output(problem, self.inputs) for _ in range(threads)]
+        self.study = optuna.create_study(direction="minimize",
+                                         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True))
+        self.seen: dict[str, float] = {}
+        self.results: list[dict] = []
+
+    def enqueue(self, configs):
+        for cfg in configs:
+            full = {d.name: cfg.get(d.name, d.values()[0]) for d in self.space.domains}
+            if all(k in full and full[k] == v for k, v in cfg.items()) and not self.space.violations(full):
+                self.study.enqueue_trial(self.space.encode(full))
+
+    def _propose(self, n):
+        batch, asks = [], 0
+        while len(batch) < n and asks < 200 * n:
+            asks += 1
+            trial = self.study.ask(self.space.distributions())
+            cfg = self.space.decode(trial.params)
+            key = config_key(cfg)
+            if key in self.seen or self.space.violations(cfg):
+                self.study.tell(trial, self.seen.get(key, PENALTY))
+                continue
+            self.seen[key] = PENALTY
+            batch.append((trial, cfg, key))
+        return batch
+
+    def _compile(self, cfg, free_outs: list, lock: threading.Lock):
+        with lock:
+            out = free_outs.pop()  # one output buffer per thread
+        try:
+            self.spec.launch(self.inputs, out, cfg)  # the first launch compiles
+            return None
+        except Exception as exc:  # noqa: BLE001 - recorded per config
+            return f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            with lock:
+                free_outs.append(out)
+
+    def run(self, max_configs, until):
+        free_outs, lock = list(self.outs), threading.Lock()
+        with ThreadPoolExecutor(self.threads) as ex:
+            while len(self.results) < max_configs and time.perf_counter() < until:
+                batch = self._propose(min(self.threads, max_configs - len(self.results)))
+                if not batch:
+                    break
+                errors = list(ex.map(lambda c: self._compile(c, free_outs, lock), [c for _, c, _ in batch]))
+                torch.cuda.synchronize()
+                for (trial, cfg, key), err in zip(batch, errors):
+                    self.study.tell(trial, self._evaluate(cfg, key, err))
+
+    def _evaluate(self, cfg, key, err) -> float:
+        rec = {"config": cfg}
+        self.results.append(rec)
+        try:
+            if err:
+                raise RuntimeError(err)
+            out = self.outs[0]
+            poison(out)
+            self.spec.launch(self.inputs, out, cfg)
+            verdict = check(out, self.ref)
+            if not verdict.ok:
+                rec["status"], rec["error"] = "incorrect", verdict.reason
+                return PENALTY
+            rec["latency_ms"] = bench(lambda: self.spec.launch(self.inputs, out, cfg), QUICK)[1]
+            rec["status"] = "ok"
+            self.seen[key] = math.log10(rec["latency_ms"] * 1e-3)
+            return self.seen[key]
+        except Exception as exc:  # noqa: BLE001 - a failing config is data
+            rec["status"], rec["error"] = "error", f"{type(exc).__name__}: {exc}"[:300]
+            return PENALTY
+
+    def finalists(self, k=3):
+        ok = sorted((r for r in self.results if r.get("status") == "ok"), key=lambda r: r["latency_ms"])
+        return ok[:k]
+
+
+def tune_ours(section, label, tunable, problem, hw, args, until, warm) -> tuple[dict, Search]:
+    """Search until `until` (or --configs), re-time the three fastest in full, keep the best."""
+    t0 = time.perf_counter()
+    s = Search(tunable, problem, hw, args.seed, args.threads)
+    s.enqueue(warm)
+    s.run(args.configs, until)
+    best = None
+    for fin in s.finalists():
+        fin["full"] = bench(lambda c=fin["config"]: s.spec.launch(s.inputs, s.outs[0], c))
+        if best is None or fin["full"][1] < best["full"][1]:
+            best = fin
+    tuning_s = time.perf_counter() - t0
+    flops = tunable.kernel.flops(problem)
+    counts = {st: sum(r.get("status") == st for r in s.results) for st in ("ok", "incorrect", "error")}
+    if best is None:
+        return row(section, label, "ours", flops, tuning_s=tuning_s, configs=counts,
+                   error="no config verified correct"), s
+    return row(section, label, "ours", flops, best["full"], tuning_s, verified=True,
+               config=best["config"], configs=counts), s
+
+
+# ---- the suite ----------------------------------------------------------------------------------
+def gemm_shape(label, M, N, K, hw, args, search_until, deadline) -> list[dict]:
+    problem = mm.MatmulProblem(M=M, N=N, K=K, dtype="bfloat16")
+    ours, search = tune_ours("gemm", label, s_mm.TUNABLE, problem, hw, args, search_until, WARM_GEMM)
+    (a, b), ref, flops = search.inputs, search.ref, mm.flops(problem)
+    rows = [ours, timed_peer("gemm", label, "cuBLAS", lambda: torch.matmul(a, b), ref, flops, deadline, 2)]
+    torch._dynamo.reset()  # a fresh compile per shape: its tuning is what we measure
+    compiled = torch.compile(lambda x, y: x @ y, mode="max-autotune", dynamic=False)
+    rows.append(timed_peer("gemm", label, "torch.compile max-autotune", lambda: compiled(a, b), ref, flops,
+                           deadline, 30))
+    rows.append(timed_peer("gemm", label, "triton autotune (tutorial configs)", lambda: tutorial_matmul(a, b),
+                           ref, flops, deadline, 30))
+    return rows
+
+
+def fused(hw, args, search_until, deadline) -> list[dict]:
+    label, fields = FUSED
+    problem = ge.FusedGemmProblem(dtype="bfloat16", **fields)
+    ours, search = tune_ours("fused", label, s_ge.TUNABLE, problem, hw, args, search_until, WARM_GEMM)
+    inputs = search.inputs
+    return [ours, timed_peer("fused", label, "torch eager (separate ops)", lambda: ge.baseline(inputs),
+                             search.ref, ge.flops(problem), deadline, 2)]
+
+
+def conv(label, fields, hw, args, search_until, deadline) -> list[dict]:
+    problem = cv.Conv2dProblem(dtype="bfloat16", **fields)
+    ours, search = tune_ours("conv", label, s_cv.TUNABLE, problem, hw, args, search_until, WARM_CONV)
+    inputs = search.inputs
+    return [ours, timed_peer("conv", label, "cuDNN F.conv2d channels_last", lambda: cv.baseline(inputs),
+                             search.ref, cv.flops(problem), deadline, 2)]
+
+
+def add_ratios(rows):
+    """ratio = our TFLOP/s over each peer's, on the ours row of each shape."""
+    for r in rows:
+        if r["impl"] != "ours" or "tflops" not in r:
+            continue
+        for p in rows:
+            if p["shape"] == r["shape"] and p is not r and "tflops" in p:
+                r.setdefault("vs", {})[p["impl"]] = r["tflops"] / p["tflops"]
+
+
+def markdown(rows, geomean, meta) -> str:
+    lines = [f"GPU: {meta['gpu']} | torch {meta['torch']} | triton {meta['triton']} | bf16 | "
+             f"do_bench p20/p50/p80, L2 flushed | wall {meta['wall_s']:.0f} s", "",
+             "| section | shape | impl | p20 ms | p50 ms | p80 ms | TFLOP/s | tuning s | vs peer | note |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        t = lambda k, f="{:.4f}": f.format(r[k]) if k in r else "-"  # noqa: E731
+        vs = ", ".join(f"{v:.2f}x {k}" for k, v in r.get("vs", {}).items()) or "-"
+        note = r.get("error") or (json.dumps(r["config"], sort_keys=True) if r.get("config") else "")
+        lines.append(f"| {r['section']} | {r['shape']} | {r['impl']} | {t('latency_p20_ms')} | {t('latency_ms')} | "
+                     f"{t('latency_p80_ms')} | {t('tflops', '{:.1f}')} | {r['tuning_s']:.1f} | {vs} | {note} |")
+    lines += ["", f"geomean ours / cuBLAS (throughput) over {geomean[1]} GEMM shapes: "
+              + (f"{geomean[0]:.3f}x" if geomean[1] else "n/a")]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="folder for gemm_suite.md and gemm_suite.json")
+    ap.add_argument("--budget-s", type=float, default=520.0, help="deadline for the whole run")
+    ap.add_argument("--configs", type=int, default=40, help="our configs per shape, at most")
+    ap.add_argument("--search-share", type=float, default=0.35,
+                    help="part of a GEMM shape's time share our search may use (its peers tune too)")
+    ap.add_argument("--min-search-s", type=float, default=8.0, help="our search's floor per shape")
+    ap.add_argument("--threads", type=int, default=8, help="parallel compiles of our candidates")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gemm_suite: needs a CUDA GPU", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    deadline = start + args.budget_s
+    name = torch.cuda.get_device_name()
+    hw = next((p for p in hardware.PROFILES.values() if p.device_match and any(s in name for s in p.device_match)),
+              hardware.profile("h100"))
+    # (label, section, job(search_until, deadline)); GEMM jobs leave most of their share to their
+    # two tuning peers, fused and conv jobs have one untuned peer and search longer
+    jobs = [(lbl, "gemm", lambda su, dl, lbl=lbl, m=m, n=n, k=k: gemm_shape(lbl, m, n, k, hw, args, su, dl))
+            for lbl, m, n, k in SHAPES]
+    jobs.append((FUSED[0], "fused", lambda su, dl: fused(hw, args, su, dl)))
+    jobs += [(lbl, "conv", lambda su, dl, lbl=lbl, f=f: conv(lbl, f, hw, args, su, dl)) for lbl, f in CONV_LAYERS]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (label, section, job) in enumerate(jobs):
+        share = (deadline - time.perf_counter()) / (len(jobs) - i)
+        search_s = max(args.min_search_s, share * (args.search_share if section == "gemm" else 0.8))
+        reserve = NON_GEMM_RESERVE_S * sum(sec != "gemm" for _, sec, _ in jobs[i + 1:])
+        print(f"[{time.perf_counter() - start:6.1f} s] {label}: search {search_s:.0f} s", flush=True)
+        try:
+            rows += job(time.perf_counter() + search_s, deadline - reserve)
+        except Exception as exc:  # noqa: BLE001 - one shape's failure is reported and the run goes on
+            traceback.print_exc()
+            rows.append(row(section, label, "ours", 0.0, error=f"{type(exc).__name__}: {exc}"[:500]))
+        torch.cuda.empty_cache()
+        # rows so far, in case the machine's time limit ends the run early
+        (out / "gemm_suite.partial.json").write_text(json.dumps(rows, indent=1, default=str))
+    add_ratios(rows)
+    ratios = [r["vs"]["cuBLAS"] for r in rows if r["section"] == "gemm" and "cuBLAS" in r.get("vs", {})]
+    geomean = (math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else float("nan"), len(ratios))
+    meta = {"gpu": name, "hardware_profile": hw.name, "torch": torch.__version__, "triton": triton.__version__,
+            "wall_s": time.perf_counter() - start, "args": vars(args), "geomean_ours_over_cublas": geomean[0]}
+    table = markdown(rows, geomean, meta)
+    print(table)
+    (out / "gemm_suite.md").write_text(table + "\n")
+    (out / "gemm_suite.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Building blocks shared by the GEMM family (matmul, fused epilogues, fp8, batched).
+
+Device side (@triton.jit, inlined into each template):
+  tile_coords           output tile -> (pid_m, pid_n), with the GROUP_M swizzle
+  accumulate_pointers   one tile's K loop with pointer loads (masks only when K is ragged)
+  accumulate_descriptors  the same K loop with tensor-descriptor (TMA on Hopper) loads,
+                        optionally warp-specialized
+  apply_epilogue        per-tensor scales, bias, activation, residual on the fp32 accumulator
+Host side:
+  feature detection of the installed Triton (tensor descriptors, warp specialization),
+  tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
+  program_slots() (how many programs a persistent kernel launches), tma_compatible().
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch
+import triton
+import triton.language as tl
+
+# What the installed Triton offers. Feature-detected, never assumed from a version number.
+HAS_TENSOR_DESCRIPTORS = hasattr(tl, "make_tensor_descriptor") and hasattr(triton, "set_allocator")
+HAS_WARP_SPECIALIZE = "warp_specialize" in inspect.signature(tl.range.__init__).parameters
+HAS_FP8_E4M3 = hasattr(tl, "float8e4nv") and hasattr(torch, "float8_e4m3fn")
+
+ACTIVATIONS = ("none", "relu", "gelu", "silu")
+
+# A persistent kernel on the interpreter has no SMs to fill: this many programs loop over the
+# tiles, so that every program runs its tile loop more than once on the small test shapes.
+INTERPRETER_PROGRAM_SLOTS = 4
+
+TMA_ALIGN_BYTES = 16  # TMA needs 16-byte aligned base addresses and row strides
+
+
+@triton.jit
+def tile_coords(tile_id, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """Tile number -> (tile row, tile column). GROUP_M tile-rows are walked column by column, so
+    consecutive tiles reuse the same B columns (and nearby A rows) while they are still in L2;
+    GROUP_M=1 is plain row-major order."""
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = tile_id // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((tile_id % num_pid_in_group) % group_size_m)
+    pid_n = (tile_id % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def accumulate_pointers(acc, a_ptr, b_ptr, pid_m, pid_n, M, N, K,
+                        stride_am, stride_ak, stride_bk, stride_bn, k_first, k_step,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                        EVEN_K: tl.constexpr):
+    """acc += A[tile rows, K blocks k_first, k_first + k_step, ...] @ B[same K blocks, tile cols].
+
+    Rows and columns past the edge wrap around (modulo) instead of being masked: the loads stay in
+    bounds and unmasked, and only the store masks. When K is a multiple of BLOCK_K (EVEN_K) the K
+    masks go too, and the loads are plain vector loads."""
+    offs_am = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
+    offs_bn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
+    offs_k = tl.arange(0, BLOCK_K)
+    for kb in range(k_first, tl.cdiv(K, BLOCK_K), k_step):
+        k = kb * BLOCK_K + offs_k
+        a_ptrs = a_ptr + offs_am[:, None] * stride_am + k[None, :] * stride_ak
+        b_ptrs = b_ptr + k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            b = tl.load(b_ptrs)
+        else:
+            a = tl.load(a_ptrs, mask=k[None, :] < K, other=0.0)
+            b = tl.load(b_ptrs, mask=k[:, None] < K, other=0.0)
+        acc = tl.dot(a, b, acc)
+    return acc
+
+
+@triton.jit
+def accumulate_descriptors(acc, a_desc, b_desc, pid_m, pid_n, K, k_first, k_step,
+                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                           B_KMAJOR: tl.constexpr, WARP_SPECIALIZE: tl.constexpr):
+    """The K loop of accumulate_pointers with tensor-descriptor loads: the copy engine (TMA on
+    Hopper) fetches whole tiles and fills out-of-bounds rows, columns and K with zeros, so there
+    are no masks and no address arithmetic per element. B_KMAJOR: B is stored as [N, K] (K
+    contiguous, as fp8 tensor cores want it) and its tiles are transposed in registers.
+    WARP_SPECIALIZE splits the loop into a producer warp issuing the copies and consumer warps
+    doing the MMAs (Hopper: only with num_warps=4; the search space knows)."""
+    off_m = pid_m * BLOCK_M
+    off_n = pid_n * BLOCK_N
+    for kb in tl.range(k_first, tl.cdiv(K, BLOCK_K), k_step, warp_specialize=WARP_SPECIALIZE):
+        a = a_desc.load([off_m, kb * BLOCK_K])
+        if B_KMAJOR:
+            b = b_desc.load([off_n, kb * BLOCK_K]).T
+        else:
+            b = b_desc.load([kb * BLOCK_K, off_n])
+        acc = tl.dot(a, b, acc)
+    return acc
+
+
+@triton.jit
+def apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm, stride_rn,
+                   scale_a_ptr, scale_b_ptr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
+    """out = act(acc * scale_a * scale_b + bias[n]) + residual[m, n], all in fp32, before the one
+    cast to the output dtype (what a fused epilogue saves: three round trips of C to memory)."""
+    if HAS_SCALE:
+        acc = acc * (tl.load(scale_a_ptr) * tl.load(scale_b_ptr))
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
+        acc = acc + bias.to(tl.float32)[None, :]
+    if ACTIVATION == "relu":
+        acc = tl.maximum(acc, 0.0)
+    elif ACTIVATION == "gelu":  # the exact (erf) GELU, as torch.nn.functional.gelu computes it
+        acc = 0.5 * acc * (1.0 + tl.erf(acc * 0.7071067811865476))
+    elif ACTIVATION == "silu":
+        acc = acc * tl.sigmoid(acc)
+    if HAS_RESIDUAL:
+        r_ptrs = residual_ptr + offs_m[:, None] * stride_rm + offs_n[None, :] * stride_rn
+        r_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+        acc = acc + tl.load(r_ptrs, mask=r_mask, other=0.0).to(tl.float32)
+    return acc
+
+
+# --- host side -----------------------------------------------------------------------------------
+
+def _scratch(size: int, alignment: int, stream):
+    # Device-side tensor descriptors live in a per-launch global scratch buffer that Triton asks
+    # the registered allocator for; torch's caching allocator makes that cheap.
+    return torch.empty(size, device="cuda", dtype=torch.int8)
+
+
+def tma_allocator(device: torch.device) -> None:
+    """Register the scratch allocator tensor descriptors need on a GPU (triton >= 3.6 raises
+    'no allocator was set' without it). The allocator is a context variable: set it on every
+    launch, so that a launch from another thread finds it too. The interpreter needs none."""
+    if device.type == "cuda":
+        triton.set_allocator(_scratch)
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def program_slots(device: torch.device) -> int:
+    """Programs a persistent kernel launches: one per SM (each loops over tiles)."""
+    if device.type == "cuda":
+        return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    return INTERPRETER_PROGRAM_SLOTS
+
+
+def tma_compatible(t: torch.Tensor) -> str | None:
+    """Why a 2-D tensor (or a view) cannot be read by a tensor descriptor, or None: one dimension
+    contiguous, the other's stride and the base address 16-byte aligned."""
+    e = t.element_size()
+    if t.stride(-1) == 1:
+        outer = t.stride(-2)
+    elif t.stride(-2) == 1:
+        outer = t.stride(-1)
+    else:
+        return f"no contiguous dimension (strides {tuple(t.stride())})"
+    if (outer * e) % TMA_ALIGN_BYTES:
+        return f"row stride {outer * e} B is not a multiple of {TMA_ALIGN_BYTES} B"
+    if t.data_ptr() % TMA_ALIGN_BYTES:
+        return f"base address not {TMA_ALIGN_BYTES}-byte aligned"
+    return None
+
+
+def launch_options(config) -> dict:
+    """The Triton launch options a config carries. AMD's (waves_per_eu, matrix_instr_nonkdim,
+    kpack) are passed only when the config has them: the NVIDIA backend rejects unknown ones."""
+    opts = {"num_warps": config["num_warps"], "num_stages": config["num_stages"]}
+    for key in ("waves_per_eu", "matrix_instr_nonkdim", "kpack"):
+        if key in config:
+            opts[key] = config[key]
+    return opts

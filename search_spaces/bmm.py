@@ -1,0 +1,25 @@
+"""What the batched-GEMM sweep tries: the matmul space without split-K and the persistent loop.
+
+The batch already multiplies the programs (grid = tiles x batch), so neither splitting K nor a
+persistent tile loop is offered; tiles, GROUP_M, num_warps/num_stages, and on Hopper TMA and warp
+specialization (per-batch device descriptors) are searched under the matmul constraints
+(search_spaces/gemm_rules.py), with the per-batch matrix as the problem they see.
+"""
+from __future__ import annotations
+
+from kernels.bmm import SPEC, BmmProblem
+from kernels.spec import element_size
+from search_spaces.gemm_rules import GemmShape
+from search_spaces.matmul import gemm_space
+from tuner.hardware import Hardware
+from tuner.registry import Tunable
+from tuner.space import Space
+
+
+def space(problem: BmmProblem, hw: Hardware) -> Space:
+    e = element_size(problem.dtype)
+    shape = GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32")
+    return gemm_space(shape, hw, split_k=False, persistent=False)
+
+
+TUNABLE = Tunable(kernel=SPEC, space=space)

@@ -1,0 +1,186 @@
+"""The constraints every GEMM-family space shares, each with the reason it exists.
+
+A GEMM-like problem (plain, fused epilogue, fp8, batched) is described to the rules by a
+`GemmShape`; each rule is a picklable callable (Ray Tune pickles the searcher with its space)
+whose docstring is what `kernelevolve kernels` prints, and whose return value is the reason a
+config is rejected before any compile. The rules read switches with `cfg.get(key, default)`, so
+a space that does not search a switch (TMA off Hopper, say) still passes its configs.
+
+Models the rules use, measured where they could be:
+  * shared memory (sm90, triton 3.6 and 3.9, compiled without a GPU; tests/test_gemm_sm90_compile.py
+    re-checks them): the pipeline keeps num_stages copies of an A tile and a B tile; TMA adds its
+    barriers (< 100 B); a persistent TMA kernel keeps one output tile staged for its descriptor
+    store; warp specialization stages max(BLOCK_M, 128) x BLOCK_N outputs for its epilogue.
+  * registers: the fp32 accumulator is BLOCK_M*BLOCK_N/(lanes*num_warps) registers per lane.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tuner.hardware import Hardware
+
+ACC_REGS_PER_THREAD_MAX = 128  # NVIDIA: 255 is the cap; addresses and operands need the rest
+ACC_REGS_PER_LANE_MAX_AMD = 256  # CDNA3: 512 VGPR+AGPR per lane (not tested here: no AMD machine)
+TMA_BARRIER_BYTES = 1024  # measured 16-56 B of mbarriers; a round margin
+TMA_ALIGN_BYTES = 16
+
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float8_e4m3fn": 1}
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """What the rules need to know of a GEMM-like problem."""
+
+    M: int
+    N: int
+    K: int
+    in_bytes: int  # bytes per A/B element
+    out_bytes: int  # bytes per C element
+    tf32: bool = False  # float32 inputs (tl.dot runs them as tf32)
+
+
+def _lanes(hw: Hardware) -> int:
+    return 64 if hw.vendor == "amd" else 32
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | None = None) -> int:
+    """The shared memory one program of the GEMM template needs (see the module docstring)."""
+    e = dtype if isinstance(dtype, int) else DTYPE_BYTES[dtype]
+    out = e if out_dtype is None else (out_dtype if isinstance(out_dtype, int) else DTYPE_BYTES[out_dtype])
+    bm, bn = config["BLOCK_M"], config["BLOCK_N"]
+    need = max(1, config["num_stages"]) * (bm + bn) * config["BLOCK_K"] * e
+    if config.get("TMA", False):
+        need += TMA_BARRIER_BYTES
+        store = out if config.get("SPLIT_K", 1) == 1 else 4  # split-K partials are fp32
+        if config.get("WARP_SPECIALIZE", False):
+            need += max(bm, 128) * bn * store
+        elif config.get("PERSISTENT", False):
+            need += bm * bn * store
+    return need
+
+
+def accumulator_regs(config: dict, lanes: int = 32) -> float:
+    return config["BLOCK_M"] * config["BLOCK_N"] / (lanes * config["num_warps"])
+
+
+def _tiles(cfg, s: GemmShape) -> int:
+    return -(-s.M // cfg["BLOCK_M"]) * -(-s.N // cfg["BLOCK_N"])
+
+
+class Rule:
+    """One named constraint bound to a problem's shape and a target (picklable, unlike a closure)."""
+
+    def __init__(self, kind: str, shape: GemmShape, hw: Hardware):
+        self.kind, self.shape, self.hw = kind, shape, hw
+        self.__doc__ = RULES[kind]
+
+    def __call__(self, cfg: dict):
+        return getattr(self, "_" + self.kind)(cfg, self.shape, self.hw)
+
+    @staticmethod
+    def _tile_fits_problem(cfg, s, hw):
+        for blk, dim in (("BLOCK_M", s.M), ("BLOCK_N", s.N), ("BLOCK_K", s.K)):
+            if blk in cfg and cfg[blk] > max(16, next_pow2(dim)):
+                return f"{blk}={cfg[blk]} exceeds the problem ({dim} padded to {max(16, next_pow2(dim))})"
+        return None
+
+    @staticmethod
+    def _split_k(cfg, s, hw):
+        n = cfg.get("SPLIT_K", 1)
+        if n == 1:
+            if cfg.get("SPLIT_K_REDUCE", "atomic") != "atomic":
+                return "SPLIT_K_REDUCE matters only with SPLIT_K > 1 (same kernel as 'atomic')"
+            return None
+        if n * cfg["BLOCK_K"] > s.K:
+            return f"SPLIT_K={n} x BLOCK_K={cfg['BLOCK_K']} > K={s.K}: some splits get no K block"
+        tiles = _tiles(cfg, s)
+        if hw.sm_count and tiles >= 2 * hw.sm_count:
+            return f"SPLIT_K={n} with {tiles} output tiles: already two waves of {hw.sm_count} SMs"
+        return None
+
+    @staticmethod
+    def _persistent(cfg, s, hw):
+        if not cfg.get("PERSISTENT", False):
+            return None
+        if cfg.get("SPLIT_K", 1) > 1:
+            return "PERSISTENT runs whole tiles: it takes SPLIT_K=1"
+        tiles = _tiles(cfg, s)
+        if hw.sm_count and tiles <= hw.sm_count:
+            return f"PERSISTENT with {tiles} tiles <= {hw.sm_count} SMs: every program gets one tile anyway"
+        return None
+
+    @staticmethod
+    def _shared_memory(cfg, s, hw):
+        if not hw.smem_per_block:
+            return None
+        need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes)
+        if need > hw.smem_per_block:
+            return f"shared memory {need} B > {hw.smem_per_block} B per program on {hw.name}"
+        return None
+
+    @staticmethod
+    def _registers(cfg, s, hw):
+        if hw.interpreter:
+            return None
+        cap = ACC_REGS_PER_LANE_MAX_AMD if hw.vendor == "amd" else ACC_REGS_PER_THREAD_MAX
+        regs = accumulator_regs(cfg, _lanes(hw))
+        if regs > cap:
+            return f"accumulator needs {regs:.0f} registers/thread > {cap}"
+        return None
+
+    @staticmethod
+    def _hopper_mma_rows(cfg, s, hw):
+        if hw.arch == "sm90" and cfg["BLOCK_M"] < 64 <= s.M:
+            return f"BLOCK_M={cfg['BLOCK_M']} < 64 leaves Hopper's warpgroup MMA unused"
+        return None
+
+    @staticmethod
+    def _tma_alignment(cfg, s, hw):
+        if not cfg.get("TMA", False):
+            return None
+        for what, nbytes in (("A rows (K x in)", s.K * s.in_bytes), ("B rows (N x in)", s.N * s.in_bytes),
+                             ("C rows (N x out)", s.N * s.out_bytes)):
+            if nbytes % TMA_ALIGN_BYTES:
+                return f"TMA needs {TMA_ALIGN_BYTES}-byte aligned row strides: {what} = {nbytes} B"
+        return None
+
+    @staticmethod
+    def _warp_specialize(cfg, s, hw):
+        # Each condition below was found by compiling for sm90 with triton 3.6 and 3.9: outside
+        # them the compile fails, or (num_warps=8) the switch is silently dropped, which would
+        # only time the same kernel twice.
+        if not cfg.get("WARP_SPECIALIZE", False):
+            return None
+        if not cfg.get("TMA", False):
+            return "WARP_SPECIALIZE needs TMA (the producer warp issues TMA copies)"
+        if cfg["num_warps"] != 4:
+            return f"WARP_SPECIALIZE on Hopper needs num_warps=4 (with {cfg['num_warps']} Triton drops it)"
+        if cfg["BLOCK_N"] > 128:
+            return f"WARP_SPECIALIZE with BLOCK_N={cfg['BLOCK_N']} > 128 fails to compile"
+        if s.tf32:
+            return "WARP_SPECIALIZE does not compile for float32 (tf32) inputs"
+        if cfg.get("SPLIT_K", 1) > 1 and cfg.get("SPLIT_K_REDUCE", "atomic") == "atomic":
+            return "WARP_SPECIALIZE with split-K needs SPLIT_K_REDUCE='two_pass' (atomics fail to compile)"
+        return None
+
+
+RULES = {
+    "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",
+    "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles; "
+               "SPLIT_K_REDUCE only varies when SPLIT_K > 1",
+    "persistent": "PERSISTENT only with SPLIT_K=1 and more output tiles than SMs",
+    "shared_memory": "pipeline stages + TMA barriers + staged epilogue tile <= the program's shared memory",
+    "registers": "fp32 accumulator <= 128 registers per thread (256 per lane on AMD)",
+    "hopper_mma_rows": "on Hopper, BLOCK_M >= 64 when M allows it",
+    "tma_alignment": "TMA only with 16-byte aligned row strides of A, B and C",
+    "warp_specialize": "WARP_SPECIALIZE only with TMA, num_warps=4, BLOCK_N <= 128, 16-bit inputs, "
+                       "and two-pass split-K",
+}
+
+
+def rules(shape: GemmShape, hw: Hardware, kinds=tuple(RULES)) -> tuple:
+    return tuple(Rule(kind, shape, hw) for kind in kinds)

@@ -1,0 +1,134 @@
+"""The Hopper-only code paths compile for sm90 with the installed Triton, on any machine.
+
+No GPU is needed: a child process (without TRITON_INTERPRET) runs the real launchers with Triton's
+launch intercepted, and compiles each captured launch for GPUTarget("cuda", 90) with the
+arguments, constexprs and options the launcher chose. Checked per variant: it compiles, Hopper's
+warpgroup MMA (wgmma) is used, warp specialization is really in the code when asked for, and
+the shared memory the compiler reports is within our constraint model (search_spaces/gemm_rules.py:
+never below it, at most 2 KiB above). Also checked: the two Triton limits the warp-specialization
+constraint encodes (num_warps=8 silently drops it; atomic split-K fails to compile).
+Running the kernels is what the gpu-marked tests do, on the GPU only.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, SPLIT_K=1, num_warps=4, num_stages=3)
+CASES = {  # name: (kernel, problem fields, config changes)
+    "matmul-pointers": ("matmul", {}, {}),
+    "matmul-persistent": ("matmul", {}, dict(PERSISTENT=True)),
+    "matmul-tma": ("matmul", {}, dict(TMA=True)),
+    "matmul-tma-persistent-256": ("matmul", {}, dict(TMA=True, PERSISTENT=True, BLOCK_N=256, num_warps=8)),
+    "matmul-tma-ws": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True)),
+    "matmul-tma-ws-splitk-two-pass": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4,
+                                                         SPLIT_K_REDUCE="two_pass")),
+    "epilogue-gelu-residual-tma-ws": ("gemm_epilogue", dict(activation="gelu", residual=True),
+                                      dict(TMA=True, WARP_SPECIALIZE=True)),
+    "fp8-pointers": ("gemm_fp8", {}, dict(BLOCK_K=128)),
+    "fp8-tma-ws": ("gemm_fp8", {}, dict(BLOCK_K=128, TMA=True, WARP_SPECIALIZE=True)),
+    "bmm-tma-ws": ("bmm", {}, dict(TMA=True, WARP_SPECIALIZE=True)),
+    "conv-flat-tma": ("conv2d", {}, dict(TMA=True, FLAT_K=True)),
+    "conv-nested": ("conv2d", {}, dict(FLAT_K=False)),
+    # the Triton limits behind the warp-specialization constraint:
+    "ws-dropped-with-8-warps": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, num_warps=8)),
+    "ws-atomic-splitk-fails": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4)),
+}
+PROBLEMS = {
+    "matmul": dict(M=1024, N=1024, K=1024, dtype="bfloat16"),
+    "gemm_epilogue": dict(M=1024, N=1024, K=1024, dtype="bfloat16"),
+    "gemm_fp8": dict(M=1024, N=1024, K=1024),
+    "bmm": dict(B=4, M=256, N=256, K=256, dtype="bfloat16"),
+    "conv2d": dict(N=4, H=28, W=28, C_in=128, C_out=128, dtype="bfloat16"),
+}
+
+
+def _child() -> None:
+    """Runs in a process without TRITON_INTERPRET: capture each case's launches, compile them."""
+    from unittest import mock
+
+    import torch
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    from search_spaces.gemm_rules import shared_memory_bytes
+    from tuner.registry import BUILTIN, load
+
+    pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32",
+               torch.float8_e4m3fn: "*fp8e4nv"}
+
+    def compile_launch(kernel, args, kwargs):
+        # the signature Triton's own launcher would build: tensors are 16-byte aligned pointers,
+        # ints equal to 1 are specialised to constants, multiples of 16 are marked as such
+        names = kernel.arg_names
+        bound = {**dict(zip(names, args)), **{k: v for k, v in kwargs.items() if k in names}}
+        options = {k: v for k, v in kwargs.items() if k not in names}
+        sig, consts, attrs = {}, {}, {}
+        for i, (name, param) in enumerate(zip(names, kernel.params)):
+            v = bound[name]
+            if param.is_constexpr or v is None or (type(v) is int and v == 1):
+                sig[name], consts[name] = "constexpr", v
+            elif isinstance(v, torch.Tensor):
+                sig[name], attrs[(i,)] = pointer[v.dtype], [["tt.divisibility", 16]]
+            else:
+                sig[name] = "i32" if abs(v) < 2 ** 31 else "i64"
+                if v % 16 == 0:
+                    attrs[(i,)] = [["tt.divisibility", 16]]
+        return triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", 90, 32),
+                              options=options)
+
+    results = {}
+    for name, (kernel_name, fields, changes) in CASES.items():
+        spec = load(BUILTIN[kernel_name]).kernel
+        problem = spec.problem(**{**PROBLEMS[kernel_name], **fields})
+        inputs = spec.make_inputs(problem, torch.device("cpu"), 0)
+        out = spec.make_output(problem, inputs)
+        cfg = {**BASE, **changes}
+        calls = []
+        with mock.patch.object(JITFunction, "run", lambda self, *a, grid, warmup, **kw: calls.append((self, a, kw))):
+            spec.launch(inputs, out, cfg)
+        in_bytes = 1 if kernel_name == "gemm_fp8" else 2
+        try:
+            compiled = compile_launch(*calls[0])
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
+            results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            continue
+        results[name] = {"shared": compiled.metadata.shared, "model": shared_memory_bytes(cfg, in_bytes, 2),
+                         "wgmma": "wgmma" in compiled.asm["ptx"],
+                         "warp_specialized": "ttg.warp_specialize" in compiled.asm["ttgir"]}
+    print(json.dumps({"triton": triton.__version__, "results": results}))
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.fail(f"the sm90 compile child failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["results"]
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith("ws-")])
+def test_variant_compiles_for_sm90_within_the_shared_memory_model(compiled, name):
+    r = compiled[name]
+    assert "error" not in r, r.get("error")
+    assert r["wgmma"], "Hopper's warpgroup MMA is not used"
+    assert r["warp_specialized"] == CASES[name][2].get("WARP_SPECIALIZE", False)
+    assert r["shared"] <= r["model"] <= r["shared"] + 2048, r
+
+
+def test_warp_specialization_limits_the_constraint_encodes(compiled):
+    assert not compiled["ws-dropped-with-8-warps"].get("warp_specialized", True)
+    assert "error" in compiled["ws-atomic-splitk-fails"]
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--child"]:
+    _child()

@@ -1,0 +1,133 @@
+"""The GEMM-family search spaces depend on the target, and every constraint says why it rejects.
+
+No kernel runs here: spaces are built for each hardware profile (AMD's included: its space is
+built and listed, never run, since the project has no AMD machine).
+"""
+import pytest
+
+from kernels.bmm import BmmProblem
+from kernels.conv2d import Conv2dProblem
+from kernels.gemm_epilogue import FusedGemmProblem
+from kernels.gemm_fp8 import Fp8GemmProblem
+from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
+from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
+from search_spaces import bmm, conv2d, gemm_fp8, matmul
+from search_spaces.gemm_rules import shared_memory_bytes
+from tuner.hardware import PROFILES, profile
+from tuner.registry import BUILTIN, load
+
+BIG = MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16")
+H100 = profile("h100")
+GOOD = dict(DEFAULT_CONFIG, BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=4, num_stages=3)
+
+
+def names(sp):
+    return {d.name for d in sp.domains}
+
+
+def reasons(sp, **cfg):
+    return " ".join(sp.violations(dict(GOOD, **cfg)))
+
+
+def test_hopper_switches_exist_only_on_sm90():
+    h100 = names(matmul.space(BIG, H100))
+    assert ("TMA" in h100) == HAS_TENSOR_DESCRIPTORS
+    assert ("WARP_SPECIALIZE" in h100) == (HAS_TENSOR_DESCRIPTORS and HAS_WARP_SPECIALIZE)
+    for target in ("a100", "mi300x", "cpu-interpreter"):
+        assert not names(matmul.space(BIG, profile(target))) & {"TMA", "WARP_SPECIALIZE"}, target
+    assert {"PERSISTENT", "SPLIT_K_REDUCE"} <= h100
+
+
+def test_amd_profile_and_its_launch_options():
+    hw = PROFILES["mi300x"]
+    assert (hw.vendor, hw.arch) == ("amd", "gfx942")
+    sp = matmul.space(BIG, hw)
+    assert {"waves_per_eu", "matrix_instr_nonkdim", "kpack"} <= names(sp)
+    assert "NOT tested" in sp.notes
+    assert not names(matmul.space(BIG, H100)) & {"waves_per_eu", "matrix_instr_nonkdim", "kpack"}
+    # 64 KiB of LDS: the H100-sized pipeline does not fit
+    assert "shared memory" in " ".join(sp.violations(dict(GOOD, num_stages=3, BLOCK_N=256, waves_per_eu=0,
+                                                          matrix_instr_nonkdim=16, kpack=1)))
+
+
+def test_warp_specialization_rules():
+    sp = matmul.space(BIG, H100)
+    assert reasons(sp, TMA=True, WARP_SPECIALIZE=True) == ""
+    assert "needs TMA" in reasons(sp, WARP_SPECIALIZE=True)
+    assert "num_warps=4" in reasons(sp, TMA=True, WARP_SPECIALIZE=True, num_warps=8)
+    assert "BLOCK_N" in reasons(sp, TMA=True, WARP_SPECIALIZE=True, BLOCK_M=64, BLOCK_N=256)
+    fp32 = matmul.space(MatmulProblem(M=4096, N=4096, K=4096, dtype="float32"), H100)
+    assert "float32" in reasons(fp32, TMA=True, WARP_SPECIALIZE=True, num_stages=2)
+    few_tiles = matmul.space(MatmulProblem(M=128, N=128, K=8192, dtype="bfloat16"), H100)
+    assert "two_pass" in reasons(few_tiles, TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4)
+    assert reasons(few_tiles, TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4, SPLIT_K_REDUCE="two_pass") == ""
+
+
+def test_tma_needs_aligned_rows():
+    odd = matmul.space(MatmulProblem(M=30000, N=768, K=383, dtype="bfloat16"), H100)
+    assert "16-byte" in reasons(odd, TMA=True)
+    assert reasons(odd, TMA=False) == ""
+
+
+def test_persistent_and_split_k_rules():
+    sp = matmul.space(BIG, H100)
+    assert reasons(sp, PERSISTENT=True) == ""  # 1024 tiles > 132 SMs
+    small = matmul.space(MatmulProblem(M=512, N=512, K=4096, dtype="bfloat16"), H100)
+    assert "every program gets one tile" in reasons(small, PERSISTENT=True)
+    assert "SPLIT_K=1" in reasons(small, PERSISTENT=True, SPLIT_K=2)
+    assert "only with SPLIT_K > 1" in reasons(sp, SPLIT_K_REDUCE="two_pass")
+
+
+def test_shared_memory_model_counts_the_staged_epilogue_tile():
+    base = shared_memory_bytes(GOOD, "bfloat16")
+    assert base == 3 * (128 + 128) * 64 * 2
+    assert shared_memory_bytes(dict(GOOD, TMA=True, PERSISTENT=True), "bfloat16") == base + 1024 + 128 * 128 * 2
+    assert shared_memory_bytes(dict(GOOD, TMA=True, WARP_SPECIALIZE=True, BLOCK_M=64), "bfloat16") \
+        == 3 * (64 + 128) * 64 * 2 + 1024 + 128 * 128 * 2  # warp specialization stages 128 rows
+    sp = matmul.space(BIG, H100)  # 4 stages of 128x256x64 + the staged tile: past 227 KiB
+    assert "shared memory" in reasons(sp, BLOCK_N=256, num_warps=8, num_stages=4, TMA=True, PERSISTENT=True)
+    assert "shared memory" not in reasons(sp, BLOCK_N=256, num_warps=8, num_stages=4)
+
+
+def test_fp8_space_exists_only_for_sm90():
+    p = Fp8GemmProblem(M=4096, N=4096, K=4096)
+    hopper = gemm_fp8.space(p, H100)
+    assert hopper.violations(dict(GOOD, BLOCK_K=128, TMA=True)) == []
+    for target in ("a100", "mi300x", "cpu-interpreter"):
+        sp = gemm_fp8.space(p, profile(target))
+        assert sp.size() == 1 and sp.valid_configs() == []
+        assert "needs Hopper" in " ".join(sp.violations(dict(DEFAULT_CONFIG)))
+
+
+def test_bmm_space_has_no_split_k_or_persistent_loop():
+    sp = bmm.space(BmmProblem(B=8, M=512, N=512, K=512, dtype="bfloat16"), H100)
+    assert not names(sp) & {"SPLIT_K", "SPLIT_K_REDUCE", "PERSISTENT"}
+    assert not any("SPLIT_K" in (c.__doc__ or "") for c in sp.constraints)
+
+
+def test_conv_space_rules():
+    p = Conv2dProblem(N=32, H=56, W=56, C_in=64, C_out=64, dtype="bfloat16")
+    sp = conv2d.space(p, H100)
+    cfg = dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, FLAT_K=True, TMA=True, num_warps=4, num_stages=3)
+    assert sp.violations(cfg) == []
+    assert "BLOCK_K=128 exceeds" in " ".join(sp.violations(dict(cfg, BLOCK_K=128)))  # C_in is 64
+    one_by_one = conv2d.space(Conv2dProblem(N=1, H=8, W=8, C_in=16, C_out=16, R=1, S=1, padding=0), H100)
+    assert "single K step" in " ".join(one_by_one.violations(dict(cfg, BLOCK_M=64, BLOCK_N=16, BLOCK_K=16)))
+    odd = conv2d.space(Conv2dProblem(N=1, H=8, W=8, C_in=3, C_out=16, R=1, S=1, padding=0), H100)
+    assert "16-byte aligned weight rows" in " ".join(odd.violations(dict(cfg, BLOCK_M=64, BLOCK_N=16, BLOCK_K=16)))
+    assert "TMA" not in names(conv2d.space(p, profile("a100")))
+
+
+@pytest.mark.parametrize("kernel", ["matmul", "gemm_epilogue", "gemm_fp8", "bmm", "conv2d"])
+@pytest.mark.parametrize("target", sorted(PROFILES))
+def test_every_space_builds_on_every_target_with_documented_rules(kernel, target):
+    tunable = load(BUILTIN[kernel])
+    example = {"matmul": BIG, "gemm_epilogue": FusedGemmProblem(M=512, N=512, K=512),
+               "gemm_fp8": Fp8GemmProblem(M=512, N=512, K=512),
+               "bmm": BmmProblem(B=4, M=128, N=128, K=128),
+               "conv2d": Conv2dProblem(N=2, H=14, W=14, C_in=32, C_out=32)}[kernel]
+    sp = tunable.space(example, profile(target))
+    assert sp.size() >= 1 and sp.notes
+    assert all(getattr(c, "__doc__", None) for c in sp.constraints)
+    if target == "cpu-interpreter" and kernel != "gemm_fp8":
+        assert len(sp.valid_configs()) > 10

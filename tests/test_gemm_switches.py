@@ -1,0 +1,141 @@
+"""Every switch of the GEMM template, on odd and on even shapes, against the float64 reference.
+
+On the CPU the interpreter runs them: tensor descriptors (TMA) run there for real; warp
+specialization does not exist there (the loop runs plainly), so WARP_SPECIALIZE is checked here
+only for its loop logic, compiled for sm90 in tests/test_gemm_sm90_compile.py, and run ON THE
+GPU ONLY (the gpu-marked test below, bf16 too, which the interpreter garbles). On a GPU machine
+every test here runs compiled.
+"""
+import pytest
+import torch
+
+from kernels import matmul as mm
+from kernels.gemm_tiles import launch_options
+from tuner.verify import check, poison
+
+ODD = (100, 72, 130)  # M, N, K: ragged in every dimension (K*2 bytes is not 16-byte aligned)
+TMA_ODD = (100, 72, 136)  # ragged M and tiles, 16-byte aligned rows (what TMA needs)
+EVEN = (128, 64, 128)  # every tile full: EVEN_K drops the K masks
+
+# 64x32 tiles: 6 tiles for the odd shapes, more than the interpreter's 4 persistent programs,
+# so persistent programs loop; 64 rows keep the configs valid for Hopper's MMA when run on a GPU.
+BASE = dict(mm.DEFAULT_CONFIG, BLOCK_M=64, BLOCK_N=32, BLOCK_K=32)
+POINTER_SWITCHES = {
+    "plain": {},
+    "group1": dict(GROUP_M=1),
+    "persistent": dict(PERSISTENT=True),
+    "splitk3_atomic": dict(SPLIT_K=3, BLOCK_K=16),
+    "splitk3_two_pass": dict(SPLIT_K=3, BLOCK_K=16, SPLIT_K_REDUCE="two_pass"),
+}
+TMA_SWITCHES = {
+    "tma": dict(TMA=True),
+    "tma_persistent": dict(TMA=True, PERSISTENT=True),
+    "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
+    "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
+}
+WS_SWITCHES = {  # fp16 only: Hopper's warp specialization does not compile for fp32 (tf32)
+    "tma_ws": dict(TMA=True, WARP_SPECIALIZE=True),
+    "tma_ws_persistent": dict(TMA=True, WARP_SPECIALIZE=True, PERSISTENT=True),
+}
+
+
+def run(device, shape, dtype, cfg, seed=0):
+    M, N, K = shape
+    problem = mm.MatmulProblem(M=M, N=N, K=K, dtype=dtype)
+    inputs = mm.make_inputs(problem, device, seed)
+    out = mm.make_output(problem, inputs)
+    poison(out)
+    mm.launch(inputs, out, cfg)
+    return check(out, mm.reference(inputs))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("shape", [ODD, EVEN], ids=["odd", "even"])
+@pytest.mark.parametrize("name", sorted(POINTER_SWITCHES))
+def test_pointer_switches(device, name, shape, dtype):
+    result = run(device, shape, dtype, dict(BASE, **POINTER_SWITCHES[name]))
+    assert result.ok, result.reason
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("shape", [TMA_ODD, EVEN], ids=["odd", "even"])
+@pytest.mark.parametrize("name", sorted(TMA_SWITCHES))
+def test_tma_switches(device, name, shape, dtype):
+    result = run(device, shape, dtype, dict(BASE, **TMA_SWITCHES[name]))
+    assert result.ok, result.reason
+
+
+@pytest.mark.parametrize("name", sorted(WS_SWITCHES))
+def test_warp_specialize_loop_logic(device, name):
+    result = run(device, TMA_ODD, "float16", dict(BASE, num_warps=4, **WS_SWITCHES[name]))
+    assert result.ok, result.reason
+
+
+def test_even_k_is_set_from_the_shape():
+    assert mm.even_k(128, BASE) and mm.even_k(64, BASE)
+    assert not mm.even_k(130, BASE) and not mm.even_k(16, BASE)
+
+
+@pytest.mark.parametrize("tma", [False, True])
+def test_b_as_transposed_view(device, tma):
+    """B given as the transpose of an [N, K] tensor (K contiguous): strides for pointer loads,
+    an [N, K] descriptor transposed in registers for TMA."""
+    a = torch.randn(100, 136, device=device, dtype=torch.float16)
+    b_t = torch.randn(72, 136, device=device, dtype=torch.float16)
+    out = torch.empty(100, 72, device=device, dtype=torch.float16)
+    poison(out)
+    mm.launch_gemm(a, b_t.t(), out, dict(BASE, TMA=tma))
+    assert check(out, a.double() @ b_t.double().t()).ok
+
+
+def test_configs_without_the_new_switches_still_launch(device):
+    old = {k: v for k, v in BASE.items() if k not in mm.SWITCH_DEFAULTS}
+    assert run(device, ODD, "float16", old).ok
+    assert mm.matmul(torch.ones(5, 3, device=device), torch.ones(3, 4, device=device), old).sum() == 60
+
+
+@pytest.mark.parametrize("cfg,words", [
+    (dict(TMA=True), "16 B"),  # ODD: K*2 = 260 bytes per row
+    (dict(PERSISTENT=True, SPLIT_K=2), "SPLIT_K=1"),
+    (dict(WARP_SPECIALIZE=True), "needs TMA"),
+    (dict(SPLIT_K=2, SPLIT_K_REDUCE="tree"), "SPLIT_K_REDUCE"),
+])
+def test_launcher_rejects_impossible_switches(device, cfg, words):
+    with pytest.raises(ValueError, match=words):
+        run(device, ODD, "float16", dict(BASE, **cfg))
+
+
+def test_amd_options_reach_the_launch_only_when_configured():
+    assert launch_options(BASE) == {"num_warps": 4, "num_stages": 3}
+    amd = dict(BASE, waves_per_eu=2, matrix_instr_nonkdim=16, kpack=2)
+    assert launch_options(amd) == {"num_warps": 4, "num_stages": 3, "waves_per_eu": 2,
+                                   "matrix_instr_nonkdim": 16, "kpack": 2}
+
+
+HOPPER_BF16 = [  # (shape, config): every config valid in the h100 space for its shape
+    ((1000, 1024, 4000), dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)),
+    ((4000, 4096, 1024), dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3,
+                              TMA=True, PERSISTENT=True)),
+    ((1000, 1024, 4000), dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4,
+                              TMA=True, WARP_SPECIALIZE=True)),
+    ((4000, 4096, 1024), dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3,
+                              TMA=True, WARP_SPECIALIZE=True, PERSISTENT=True)),
+    ((64, 128, 8192), dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=1, num_warps=4, num_stages=3, SPLIT_K=4,
+                           SPLIT_K_REDUCE="two_pass", TMA=True, WARP_SPECIALIZE=True)),
+]
+HOPPER_IDS = ["pointers", "tma-persistent", "tma-ws", "tma-ws-persistent", "tma-ws-splitk-two-pass"]
+
+
+@pytest.mark.parametrize("shape,cfg", HOPPER_BF16, ids=HOPPER_IDS)
+def test_gpu_configs_are_valid_in_the_h100_space(shape, cfg):
+    from search_spaces.matmul import space
+    from tuner.hardware import profile
+    problem = mm.MatmulProblem(M=shape[0], N=shape[1], K=shape[2], dtype="bfloat16")
+    assert space(problem, profile("h100")).violations(dict(mm.DEFAULT_CONFIG, **cfg)) == []
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,cfg", HOPPER_BF16, ids=HOPPER_IDS)
+def test_hopper_switches_bf16_on_gpu(device, shape, cfg):
+    result = run(device, shape, "bfloat16", dict(mm.DEFAULT_CONFIG, **cfg))
+    assert result.ok, result.reason
