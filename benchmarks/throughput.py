@@ -177,6 +177,9 @@ def main() -> None:
     configs = candidates(args.candidates, args.seed)
     rows = []
     for arm in args.arms.split(","):
+        # Each arm compiles from scratch: a Triton cache warmed by an earlier arm would make the
+        # later ones look faster than they are.
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"triton-cache-{arm}-")
         try:
             if arm == "concurrent":
                 rows.append(sweep_arm("concurrent", configs, args.concurrency))

@@ -137,6 +137,8 @@ def _context(study, resources: dict, ctx_id: str) -> dict:
     env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # explicit: results must not depend on a default
     if hw.interpreter:
         env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    if "TRITON_CACHE_DIR" in os.environ:  # a cache chosen by the driver reaches every worker
+        env["TRITON_CACHE_DIR"] = os.environ["TRITON_CACHE_DIR"]
     t = study.experiment.timing
     bench = {"warmup_ms": t.warmup_ms, "rep_ms": t.rep_ms, "wall_reps": t.wall_reps}
     return {"kernel_ref": study.ref, "problem": study.problem.model_dump(), "hardware": hw.name,
