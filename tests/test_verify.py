@@ -41,3 +41,14 @@ def test_one_wrong_element_fails():
 
 def test_shape_mismatch_fails():
     assert not check(torch.zeros(3, 3), torch.zeros(3, 4, dtype=torch.float64)).ok
+
+
+def test_heavy_tailed_output_rounded_to_bf16_passes():
+    # softmax-like: a few probabilities near 1, most tiny; bf16 rounding of the big ones is many
+    # times the RMS, and still exactly what the dtype allows
+    torch.manual_seed(1)
+    ref = torch.softmax(torch.randn(64, 3000, dtype=torch.float64) * 3, dim=-1)
+    assert check(ref.to(torch.bfloat16), ref).ok
+    bad = ref.to(torch.bfloat16)
+    bad[5, 7] = bad[5, 7] * 1.2 + 1e-3  # 20% off on one element is not rounding
+    assert not check(bad, ref).ok
