@@ -1,4 +1,4 @@
-"""`kernelevolve`: run sweeps, show the best configs, list kernels, open the MLflow UI.
+"""`kernelevolve`: run sweeps, review them (best configs, targets compared, HTML report, MLflow UI).
 
 User errors (a bad experiment file, an unknown kernel or experiment, a target no node can serve)
 print one message and exit with code 2; argparse does the same for bad command lines.
@@ -6,8 +6,8 @@ print one message and exit with code 2; argparse does the same for bad command l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import subprocess
 import sys
 
@@ -27,24 +27,38 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(v, digits=4):
-    return f"{v:.{digits}g}" if isinstance(v, (int, float)) and v is not None else ("-" if v is None else str(v))
+@contextlib.contextmanager
+def _progress_display(quiet: bool):
+    """Live rows on a terminal; plain lines where stdout is a file or a pipe (CI logs); nothing
+    with --quiet. Yields the progress object, whose `log` takes the driver's messages."""
+    from tuner.progress import Progress, RichProgress
+
+    if quiet:
+        yield Progress(lambda message: None)
+    elif sys.stdout.isatty():
+        with RichProgress() as live:
+            yield live
+    else:
+        yield Progress(print)
 
 
 def cmd_run(args) -> int:
     from tuner import sweep
+    from tuner.report import fmt
 
     exp = config_mod.load(args.experiment)
-    summaries = sweep.run(exp, address=args.address, resume=args.resume,
-                          log=(lambda m: None) if args.quiet else print)
+    with _progress_display(args.quiet) as progress:
+        summaries = sweep.run(exp, address=args.address, resume=args.resume, log=progress.log,
+                              progress=progress)
     rows = [{"study": s["study"], "timing": s["timing"], "candidates": sum(s["counts"].values()),
              "ok": s["counts"].get("ok", 0),
-             "best_ms": _fmt((s["best"] or {}).get("latency_ms")),
-             "speedup_vs_torch": _fmt((s["best"] or {}).get("speedup"), 3),
+             "best_ms": fmt((s["best"] or {}).get("latency_ms")),
+             "speedup_vs_torch": fmt((s["best"] or {}).get("speedup"), 3),
              "failures": ", ".join(f"{k}={v}" for k, v in sorted(s["counts"].items()) if k != "ok")}
             for s in summaries]
     print(_table(rows, ["study", "timing", "candidates", "ok", "best_ms", "speedup_vs_torch", "failures"]))
-    print(f"\nreview: kernelevolve best {exp.name}   |   kernelevolve ui")
+    print(f"\nreview: kernelevolve best {exp.name}   |   kernelevolve report {exp.name} -o report.html"
+          f"   |   kernelevolve ui")
     return 0
 
 
@@ -63,39 +77,49 @@ def _experiment_name(arg: str) -> tuple[str, str]:
     return arg, config_mod.Tracking().uri
 
 
-def cmd_best(args) -> int:
-    from mlflow.tracking import MlflowClient
-
-    from tuner.tracking import resolve_uri
+def _store(args):
+    """(client, experiment id, name) of the experiment an argument names, read from the store
+    --uri names, else the YAML's tracking URI, else the default sqlite:///mlflow.db."""
+    from tuner import report
 
     name, uri = _experiment_name(args.experiment)
-    client = MlflowClient(tracking_uri=resolve_uri(args.uri or uri))
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        names = [e.name for e in client.search_experiments()]
-        raise UserError(f"no experiment '{name}' in {resolve_uri(args.uri or uri)} "
-                        f"(experiments there: {', '.join(names) or 'none'})")
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.`kernelevolve.role` = 'study'",
-                              order_by=["attributes.start_time DESC"])
-    latest = {}
-    for r in runs:  # the newest run of each study
-        latest.setdefault(r.data.tags.get("kernelevolve.study"), r)
-    rows = []
-    for key, r in sorted(latest.items()):
-        best = {k[5:]: v for k, v in r.data.params.items() if k.startswith("best.")}
-        m = r.data.metrics
-        rows.append({"study": key, "timing": r.data.tags.get("timing", ""),
-                     "latency_ms": _fmt(m.get("best_latency_ms")),
-                     "speedup_vs_torch": _fmt(m.get("best_speedup"), 3),
-                     "tflops": _fmt(m.get("best_tflops"), 4),
-                     "candidates": int(m.get("candidates", 0)),
-                     "config": json.dumps(best) if best else "(no correct candidate)",
-                     "run_id": r.info.run_id[:12]})
+    client, experiment_id = report.open_experiment(args.uri or uri, name)
+    return client, experiment_id, name
+
+
+def cmd_best(args) -> int:
+    from tuner import report
+
+    client, experiment_id, _ = _store(args)
+    rows = report.best_rows(report.study_runs(client, experiment_id))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(_table(rows, ["study", "timing", "latency_ms", "speedup_vs_torch", "tflops",
-                            "candidates", "config", "run_id"]))
+        print(_table(rows, report.BEST_COLUMNS))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from tuner import report
+
+    client, experiment_id, name = _store(args)
+    runs = report.study_runs(client, experiment_id)
+    rows, cols = report.compare_rows(runs)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(_table(rows, cols))
+    if any(r.data.tags.get("timing") == "interpreter" for r in runs.values()):
+        print("\n(interpreter): CPU wall time in Triton's interpreter, not GPU performance")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tuner import report
+
+    name, uri = _experiment_name(args.experiment)
+    path = report.write(args.uri or uri, name, args.output)
+    print(f"report of {name}: {path}")
     return 0
 
 
@@ -128,7 +152,7 @@ def cmd_ui(args) -> int:
     uri = resolve_uri(args.uri or uri)
     print(f"MLflow UI over {uri} at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", args.host, "--port", str(args.port)]
+           "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     return subprocess.call(cmd)
 
 
@@ -153,11 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="the kernels and their search-space parameters")
     k.add_argument("--target", default="h100", help="hardware profile the spaces are shown for")
     k.set_defaults(fn=cmd_kernels)
+    c = sub.add_parser("compare", help="hardware targets side by side: best latency, speedup, config")
+    c.add_argument("experiment", help="experiment name (or its YAML)")
+    c.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_compare)
+    h = sub.add_parser("report", help="one self-contained HTML file: plots per study, best configs")
+    h.add_argument("experiment", help="experiment name (or its YAML)")
+    h.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
+    h.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    h.set_defaults(fn=cmd_report)
     u = sub.add_parser("ui", help="open the MLflow UI over the project's store")
     u.add_argument("experiment", nargs="?", help="an experiment YAML whose tracking URI to use")
     u.add_argument("--uri")
     u.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--workers", type=int, default=1,
+                   help="server processes (default 1: one reviewer; MLflow's own default is 4)")
     u.set_defaults(fn=cmd_ui)
     return p
 
@@ -168,7 +204,8 @@ def _user_errors() -> tuple:
 
     found = [config_mod.ConfigError, UserError]
     for mod, names in (("tuner.sweep", ("TargetUnavailable", "NothingToResume")),
-                       ("tuner.tracking", ("TrackingUnavailable",))):
+                       ("tuner.tracking", ("TrackingUnavailable",)),
+                       ("tuner.report", ("UnknownExperiment",))):
         if mod in sys.modules:
             found += [getattr(importlib.import_module(mod), n) for n in names]
     return tuple(found)

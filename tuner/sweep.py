@@ -225,7 +225,7 @@ class StudyRecorder:
     def finish(self, summary: dict, history: list) -> bool:
         def send():
             self.tracker.sync(self.parent, self.records(), self.tags)
-            self.tracker.finish_study(self.parent, summary, history)
+            self.tracker.finish_study(self.parent, summary, history, records=self.records())
             return True
         return bool(self._guard("finish", send))
 

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import subprocess
+import tempfile
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -67,6 +68,31 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _value(text: str):
+    """A config param as the kernel saw it: MLflow keeps params as strings ("64", "True")."""
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def candidate_records(client: MlflowClient, experiment_id: str, parent_id: str) -> list[dict]:
+    """A study's candidates read back from its child runs, as journal-like records, in the order
+    they were logged (sync writes them in journal order)."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+                              max_results=50000)
+    runs.sort(key=lambda r: (r.info.start_time, r.data.tags.get("candidate_id", "")))
+    out = []
+    for r in runs:
+        rec = {k: v for k, v in r.data.tags.items() if k in TAG_KEYS or k == "error"}
+        rec.update(r.data.metrics)
+        rec["config"] = {k: _value(v) for k, v in r.data.params.items()}
+        out.append(rec)
+    return out
+
+
 class TrackingUnavailable(Exception):
     """The tracking store cannot be reached when a sweep starts: a user error (exit 2)."""
 
@@ -115,7 +141,11 @@ class Tracker:
                           f"tags.`kernelevolve.study` = '{study_key}'")
         return runs[0].info.run_id if runs else None
 
-    def finish_study(self, parent_id: str, summary: dict, history: list | None = None) -> None:
+    def finish_study(self, parent_id: str, summary: dict, history: list | None = None,
+                     records: list[dict] | None = None) -> None:
+        """Write the study's outcome to its parent run: best config, counts, artifacts and the
+        review plots. `records` are the study's candidates in journal order; without them (a
+        `kernelevolve sync` after MLflow was away) they are read back from the child runs."""
         best = summary.get("best")
         metrics, params, tags = {}, {}, {"status_counts": json.dumps(summary["counts"])}
         if best:
@@ -138,7 +168,33 @@ class Tracker:
         if summary.get("retime"):
             self.client.log_text(parent_id, json.dumps(summary["retime"], indent=2, default=str),
                                  "retime_top_k.json")
+        self.log_plots(parent_id, records)
         self.client.set_terminated(parent_id, "FINISHED" if best else "FAILED")
+
+    def log_plots(self, parent_id: str, records: list[dict] | None = None) -> None:
+        """Review plots of the study under `plots/`, with `plots/notes.json` saying which plot is
+        missing and why. A plot that fails to draw must not cost the study its parent run: the
+        failure is written to the notes (and a tag); a store that is away still raises."""
+        from tuner import plots  # matplotlib loads only when a study ends, not for `best`
+
+        run = self.client.get_run(parent_id)
+        if records is None:
+            records = candidate_records(self.client, self.experiment_id, parent_id)
+        tags, params = run.data.tags, run.data.params
+        try:
+            pngs, notes = plots.render_study(records, tags.get("kernelevolve.study", parent_id),
+                                             tags.get("hardware", ""), tags.get("timing", ""),
+                                             params.get("problem.dtype"))
+        except Exception as exc:
+            pngs, notes = {}, {"error": f"plots failed to draw: {type(exc).__name__}: {exc}"}
+            self.client.set_tag(parent_id, "plots_error", notes["error"][:MAX_TAG])
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, png in pngs.items():
+                with open(os.path.join(tmp, name), "wb") as fh:
+                    fh.write(png)
+            with open(os.path.join(tmp, "notes.json"), "w", encoding="utf-8") as fh:
+                json.dump(notes, fh, indent=2)
+            self.client.log_artifacts(parent_id, tmp, "plots")
 
     # -- candidates ----------------------------------------------------------------------------
     def _known(self, parent_id: str) -> set:

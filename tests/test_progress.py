@@ -1,0 +1,85 @@
+"""The live progress display: what it shows on a terminal, and that it is silent anywhere else."""
+import io
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from tuner import cli
+from tuner.progress import Progress, RichProgress
+
+
+def _study(key="matmul/M64_N64_K64_float16/h100", interpreter=False):
+    target = SimpleNamespace(name=key.rsplit("/", 1)[1], profile=SimpleNamespace(interpreter=interpreter),
+                             ray_resources=lambda: {"CPU": 1.0, "GPU": 1.0})
+    return SimpleNamespace(key=key, target=target,
+                           experiment=SimpleNamespace(search=SimpleNamespace(sampler="tpe", concurrency=2)))
+
+
+CANDIDATES = [
+    {"status": "ok", "latency_ms": 0.52, "speedup": 0.91, "config": {"BLOCK_M": 64}},
+    {"status": "invalid", "config": {"BLOCK_M": 512}, "error": "too much shared memory"},
+    {"status": "compile_error", "config": {"BLOCK_M": 256}, "error": "boom"},
+    {"status": "ok", "latency_ms": 0.4133, "speedup": 1.27, "config": {"BLOCK_M": 128}},
+    {"status": "timeout", "config": {"BLOCK_M": 32}, "error": "killed after 60 s"},
+]
+
+
+def _drive(display, study, budget=6):
+    display.study_started(study, budget, 0)
+    for rec in CANDIDATES:
+        display.candidate(study, rec)
+
+
+def test_on_a_terminal_each_study_shows_progress_best_failures_and_eta():
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=200, color_system=None)
+    study = _study()
+    with RichProgress(console) as display:
+        _drive(display, study)
+        display.log("a driver message")
+    text = buf.getvalue()
+    last = [line for line in text.splitlines() if study.key in line][-1]
+    assert "4/6" in last  # invalid proposals cost nothing and do not count
+    assert "best 0.4133 ms" in last and "1.27x vs torch" in last
+    assert "compile_error=1" in last and "invalid=1" in last and "timeout=1" in last
+    assert "ETA" in last and "a driver message" in text
+
+
+def test_finished_study_shows_the_retimed_winner_and_interpreter_label():
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=200, color_system=None)
+    study = _study("matmul/M64_N64_K64_float16/cpu-interpreter", interpreter=True)
+    with RichProgress(console) as display:
+        _drive(display, study, budget=4)
+        display.study_finished(study, {"counts": {"ok": 2, "invalid": 7, "compile_error": 1, "timeout": 1},
+                                       "best": {"latency_ms": 0.4, "speedup": None}})
+    last = [line for line in buf.getvalue().splitlines() if study.key in line][-1]
+    assert "done" in last and "best 0.4 ms (interpreter)" in last and "4/4" in last
+    assert "invalid=7" in last  # the journal's counts: rejects the sampler never handed over
+
+
+def test_silent_when_not_a_terminal():
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False)
+    study = _study()
+    with RichProgress(console) as display:
+        _drive(display, study)
+        display.study_finished(study, {"counts": {"ok": 2}, "best": {"latency_ms": 0.41}})
+    assert buf.getvalue() == ""
+
+
+def test_run_picks_rich_only_on_a_terminal(monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False, raising=False)
+    with cli._progress_display(quiet=False) as shown:
+        assert type(shown) is Progress and shown.log is print
+    with cli._progress_display(quiet=True) as shown:
+        assert type(shown) is Progress and shown.log is not print
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
+    with cli._progress_display(quiet=False) as shown:
+        assert isinstance(shown, RichProgress)
+
+
+def test_plain_lines_keep_their_format(capsys):
+    _drive(Progress(print), _study())
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("study matmul/") and "[4/6] timeout" in lines[-1]
