@@ -16,9 +16,20 @@ from tuner.registry import Tunable
 from tuner.space import Space
 
 
+def no_warp_specialized_epilogue(cfg: dict):
+    """no WARP_SPECIALIZE with a fused epilogue (wrong results on the H100, triton 3.6)"""
+    # Found by tests/test_gemm_epilogue.py::test_fused_gelu_bf16_on_gpu[tma-ws] on the H100 with
+    # triton 3.6 (2026-11-24): relative error 0.81 with bias + gelu + residual. Verification would
+    # reject every such candidate anyway; excluding them saves their compile and GPU time.
+    if cfg.get("WARP_SPECIALIZE", False):
+        return "WARP_SPECIALIZE with a fused epilogue gave wrong results on the H100 (triton 3.6)"
+    return None
+
+
 def space(problem: FusedGemmProblem, hw: Hardware) -> Space:
     e = element_size(problem.dtype)
-    return gemm_space(GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32"), hw)
+    base = gemm_space(GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32"), hw)
+    return Space(base.domains, base.constraints + (no_warp_specialized_epilogue,), base.notes)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

@@ -53,7 +53,9 @@ def test_cost_model_counts_bias_and_residual():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("extra", [dict(TMA=True, WARP_SPECIALIZE=True, num_warps=4),
+@pytest.mark.parametrize("extra", [pytest.param(dict(TMA=True, WARP_SPECIALIZE=True, num_warps=4), marks=pytest.mark.xfail(
+                             reason="wrong results on the H100 with triton 3.6 (rel. error 0.81); the fused "
+                                    "space excludes this combination", strict=False)),
                                    dict(TMA=True, PERSISTENT=True, num_warps=8), dict(num_warps=8)],
                          ids=["tma-ws", "tma-persistent", "pointers"])
 def test_fused_gelu_bf16_on_gpu(device, extra):
@@ -61,3 +63,11 @@ def test_fused_gelu_bf16_on_gpu(device, extra):
     cfg = dict(DEFAULT_CONFIG, BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_stages=3, **extra)
     result = run(device, p, cfg)
     assert result.ok, result.reason
+
+
+def test_fused_space_never_offers_warp_specialization():
+    from search_spaces.gemm_epilogue import space
+    from tuner.hardware import profile
+    p = ge.FusedGemmProblem(M=4000, N=4096, K=1024, dtype="bfloat16", activation="gelu", residual=True)
+    sp = space(p, profile("h100"))
+    assert all(not c.get("WARP_SPECIALIZE", False) for c in sp.valid_configs()[:5000])
