@@ -3,8 +3,10 @@ custom resources, each on its own loopback address. Studies must land on the nod
 their target's resources; a target no node can serve is a clear error (exit 2), not a hang."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -29,28 +31,50 @@ tracking: {uri: sqlite:///mlflow.db}
 """
 
 
-def _ray(*args):
-    subprocess.run(RAY + list(args), env=ENV, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=120)
+def _node(*args) -> subprocess.Popen:
+    """One `ray start --block` node in its own process group, so that the teardown stops exactly
+    this test's nodes (a `ray stop` would also kill any other Ray on the machine, the pytest
+    process's own among them)."""
+    return subprocess.Popen(RAY + ["start", "--block", *args], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _nodes() -> dict:
+    out = subprocess.run([sys.executable, "-c", (
+        "import json, ray; ray.init(address='%s', _node_ip_address='127.0.0.2', logging_level='ERROR');"
+        "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))") % HEAD],
+        env=ENV, capture_output=True, text=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    subprocess.run(RAY + ["stop", "--force"], env=ENV, capture_output=True, timeout=120)
-    _ray("start", "--head", "--node-ip-address=127.0.0.2", f"--port={PORT}", "--num-cpus=1",
-         "--include-dashboard=false", "--disable-usage-stats")
+    procs = [_node("--head", "--node-ip-address=127.0.0.2", f"--port={PORT}", "--num-cpus=1",
+                   "--include-dashboard=false", "--disable-usage-stats")]
     try:
-        _ray("start", f"--address={HEAD}", "--node-ip-address=127.0.0.3", "--num-cpus=1",
-             '--resources={"lane_h100": 2}')
-        _ray("start", f"--address={HEAD}", "--node-ip-address=127.0.0.4", "--num-cpus=1",
-             '--resources={"lane_a100": 2}')
-        out = subprocess.run([sys.executable, "-c", (
-            "import json, ray; ray.init(address='%s', _node_ip_address='127.0.0.2', logging_level='ERROR');"
-            "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))") % HEAD],
-            env=ENV, capture_output=True, text=True, timeout=120)
-        yield json.loads(out.stdout.strip().splitlines()[-1])
+        time.sleep(8)  # the head's GCS must be up before workers join
+        procs.append(_node(f"--address={HEAD}", "--node-ip-address=127.0.0.3", "--num-cpus=1",
+                           '--resources={"lane_h100": 2}'))
+        procs.append(_node(f"--address={HEAD}", "--node-ip-address=127.0.0.4", "--num-cpus=1",
+                           '--resources={"lane_a100": 2}'))
+        deadline = time.time() + 120
+        nodes = {}
+        while len(nodes) < 3 and time.time() < deadline:
+            time.sleep(3)
+            nodes = _nodes()
+        yield nodes
     finally:
-        subprocess.run(RAY + ["stop", "--force"], env=ENV, capture_output=True, timeout=120)
+        for p in reversed(procs):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    p.wait(timeout=20)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
 
 
 def _run(tmp_path, text):
