@@ -36,7 +36,7 @@ RECORD_KEYS = ("status", "error", "timing", "latency_ms", "latency_p20_ms", "lat
                "tflops", "gbps", "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms",
                "speedup", "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs",
                "n_spills", "shared_bytes", "objective", "gpu_name", "gpu_uuid", "node",
-               "worker_pid", "worker_replaced", "retries", "torch", "triton", "ray_node_id",
+               "worker_pid", "worker_replaced", "retries", "torch", "triton", "ray_node_id", "ray_gpu_ids",
                "timed_from", "timed_to", "lock_wait_s", "device_busy_s")
 
 

@@ -32,7 +32,7 @@ METRIC_KEYS = ("latency_ms", "latency_p20_ms", "latency_p80_ms", "tflops", "gbps
                "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs", "n_spills",
                "shared_bytes", "objective", "lock_wait_s", "device_busy_s", "timed_from", "timed_to")
 TAG_KEYS = ("status", "timing", "gpu_name", "gpu_uuid", "node", "worker_pid", "torch", "triton",
-            "candidate_id", "worker_replaced", "retries", "ray_node_id")
+            "candidate_id", "worker_replaced", "retries", "ray_node_id", "ray_gpu_ids")
 
 
 def resolve_uri(uri: str) -> str:
@@ -124,6 +124,15 @@ class Tracker:
                 "timing": "interpreter" if study.target.profile.interpreter else "gpu",
                 "git_commit": self.commit}
         tags.update({k: str(device[k]) for k in ("gpu_name", "node", "torch", "triton") if k in device})
+        import optuna
+        import ray
+
+        from tuner.reproduce import kernel_source_sha  # imported here: it imports this module
+
+        # What `kernelevolve reproduce` compares: the kernel's source as swept; and the sampler's
+        # code, without which the same seed need not propose the same candidates.
+        tags.update(kernel_source_sha=kernel_source_sha(study.ref, study.tunable),
+                    optuna=optuna.__version__, ray=ray.__version__)
         run = self.client.create_run(self.experiment_id, tags=tags)
         params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
         params.update({"sampler": s.sampler, "seed": s.seed, "samples": study.budget(),

@@ -42,6 +42,8 @@ def run_candidate(config: dict, ctx: dict) -> None:
         reply = _worker(ctx).request(request, ctx["timeout_s"])
     reply["retries"] = retries
     reply["ray_node_id"] = ray.get_runtime_context().get_node_id()  # which node measured it
+    # which of the node's GPUs Ray gave this trial (its timing lane); "" without GPUs
+    reply["ray_gpu_ids"] = ",".join(str(g) for g in ray.get_gpu_ids())
     reply.pop("worker_died", None)
     reply.pop("traceback", None)
     ok = reply.get("status") == "ok"

@@ -1,0 +1,45 @@
+"""A node with several GPUs: Ray gives each concurrent candidate one GPU's share, so the sweep
+spreads over all of them, one timing lane per GPU (the device lock is keyed by the GPU's UUID).
+Here the GPUs are Ray resources of a local node (no CUDA): the placement and the records are
+real, the timing is the interpreter's. The run on real GPUs is benchmarks/throughput.py on a
+multi-GPU machine (issue 9)."""
+import os
+
+import pytest
+import ray
+
+from tuner import config, sweep
+from tuner.journal import SweepState
+
+pytestmark = pytest.mark.slow
+
+EXP = """
+name: lanes
+kernels:
+  - kernel: matmul
+    problems: [{M: 40, N: 24, K: 50, dtype: float32}]
+targets: [{name: two-gpus, hardware: cpu-interpreter, resources: {CPU: 0.5, GPU: 0.5}}]
+search: {sampler: random, samples: 8, concurrency: 4, seed: 0, timeout_s: 120, top_k: 1}
+tracking: {uri: sqlite:///mlflow.db}
+"""
+
+
+@pytest.fixture
+def two_fake_gpus():
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False,
+             _node_ip_address=sweep.LOCAL_RAY_IP, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def test_candidates_spread_over_every_gpu_of_the_node(two_fake_gpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.yaml").write_text(EXP)
+    [summary] = sweep.run(config.load("exp.yaml"), log=lambda m: None)
+    assert summary["counts"]["ok"] == 8
+    state = SweepState.latest(str(tmp_path / ".kernelevolve" / "lanes"))
+    recs = [r for f in os.listdir(state.folder) if f.endswith(".jsonl")
+            for r in state.journal(f[:-6]).records() if r["status"] == "ok"]
+    lanes = {r["ray_gpu_ids"] for r in recs}
+    assert lanes == {"0", "1"}, f"candidates did not use both GPUs: {lanes}"
