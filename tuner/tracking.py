@@ -124,15 +124,6 @@ class Tracker:
                 "timing": "interpreter" if study.target.profile.interpreter else "gpu",
                 "git_commit": self.commit}
         tags.update({k: str(device[k]) for k in ("gpu_name", "node", "torch", "triton") if k in device})
-        import optuna
-        import ray
-
-        from tuner.reproduce import kernel_source_sha  # imported here: it imports this module
-
-        # What `kernelevolve reproduce` compares: the kernel's source as swept; and the sampler's
-        # code, without which the same seed need not propose the same candidates.
-        tags.update(kernel_source_sha=kernel_source_sha(study.ref, study.tunable),
-                    optuna=optuna.__version__, ray=ray.__version__)
         run = self.client.create_run(self.experiment_id, tags=tags)
         params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
         params.update({"sampler": s.sampler, "seed": s.seed, "samples": study.budget(),
