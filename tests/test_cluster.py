@@ -42,9 +42,10 @@ def _node(*args) -> subprocess.Popen:
 def _nodes() -> dict:
     out = subprocess.run([sys.executable, "-c", (
         "import json, ray; ray.init(address='%s', _node_ip_address='127.0.0.2', logging_level='ERROR');"
-        "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))") % HEAD],
+        "print('NODES=' + json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))") % HEAD],
         env=ENV, capture_output=True, text=True, timeout=120)
-    return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
+    lines = [x for x in out.stdout.splitlines() if x.startswith("NODES=")]  # Ray may print too
+    return json.loads(lines[-1][len("NODES="):]) if lines else {}
 
 
 @pytest.fixture(scope="module")
