@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
+from kernels import tuned
 from kernels.gemm_tiles import (TMA_ALIGN_BYTES, accumulate_descriptors, accumulate_pointers,
                                 launch_options, tile_coords, tma_allocator, tma_compatible)
 from kernels.spec import DTYPES, KernelSpec, element_size
@@ -104,7 +105,15 @@ def bmm(a: torch.Tensor, b: torch.Tensor, config=None) -> torch.Tensor:
         raise TypeError(f"bmm takes two tensors of one dtype among float16, bfloat16, float32; "
                         f"got {a.dtype} and {b.dtype}")
     out = torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype, device=a.device)
-    launch((a, b), out, config or DEFAULT_CONFIG)
+    if not config:  # the tuned table's config (kernels/tuned.py), else DEFAULT_CONFIG
+        def usable(cfg):  # a config tuned for a neighbouring shape may ask for TMA these cannot take
+            return not cfg.get("TMA") or all(
+                not tma_compatible(t[0]) and t.stride(-1) == 1
+                and (t.stride(0) * t.element_size()) % TMA_ALIGN_BYTES == 0 for t in (a, b, out))
+
+        config = tuned.config_for("bmm", {"B": a.shape[0], "M": a.shape[1], "N": b.shape[2],
+                                          "K": a.shape[2]}, a.dtype, a.device, DEFAULT_CONFIG, usable)
+    launch((a, b), out, config)
     return out
 
 

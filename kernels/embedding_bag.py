@@ -30,6 +30,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
+from kernels import tuned
 from kernels.jagged import check_offsets
 from kernels.spec import DTYPES, KernelSpec, element_size
 
@@ -200,7 +201,10 @@ def embedding_bag(weight, indices, offsets, mode="sum", config=None):
     _check("embedding_bag", weight, indices, offsets, mode)
     out = torch.empty((offsets.numel() - 1, weight.shape[1]), dtype=weight.dtype, device=weight.device)
     if out.numel():
-        launch_forward(weight.contiguous(), indices.long(), offsets.long(), out, config or FWD_DEFAULT, mode)
+        if not config:  # the tuned table's config (kernels/tuned.py), else FWD_DEFAULT
+            config = tuned.config_for("embedding_bag_fwd", _bag_dims(indices, offsets, *weight.shape),
+                                      weight.dtype, weight.device, FWD_DEFAULT, extras={"mode": mode})
+        launch_forward(weight.contiguous(), indices.long(), offsets.long(), out, config, mode)
     return out
 
 
@@ -214,8 +218,19 @@ def embedding_bag_backward(grad_out, indices, offsets, num_rows, mode="sum", con
                          f"{offsets.numel() - 1} bags")
     gw = torch.empty((num_rows, grad_out.shape[1]), dtype=grad_out.dtype, device=grad_out.device)
     if gw.numel():
-        launch_backward(grad_out.contiguous(), indices.long(), offsets.long(), gw, config or BWD_DEFAULT, mode)
+        if not config:  # the tuned table's config (kernels/tuned.py), else BWD_DEFAULT
+            dims = _bag_dims(indices, offsets, num_rows, grad_out.shape[1])
+            config = tuned.config_for("embedding_bag_bwd", dims, grad_out.dtype, grad_out.device, BWD_DEFAULT,
+                                      extras={"mode": mode})
+        launch_backward(grad_out.contiguous(), indices.long(), offsets.long(), gw, config, mode)
     return gw
+
+
+def _bag_dims(indices, offsets, num_rows: int, dim: int) -> dict:
+    """A call's sizes as an EmbeddingBagProblem names them (the tuned table's lookup key)."""
+    bags = max(1, offsets.numel() - 1)
+    return {"num_bags": bags, "avg_bag_len": max(1, round(indices.numel() / bags)), "dim": dim,
+            "num_rows": num_rows}
 
 
 # ---- problems, references, peers, cost -----------------------------------------------------------

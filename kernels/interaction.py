@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from kernels import tuned
 from kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -103,7 +104,10 @@ def dot_interaction(t: torch.Tensor, config=None) -> torch.Tensor:
     batch, F, _ = t.shape
     out = torch.empty((batch, F * (F - 1) // 2), dtype=t.dtype, device=t.device)
     if batch:
-        launch((t.contiguous(),), out, config or DEFAULT_CONFIG)
+        if not config:  # the tuned table's config (kernels/tuned.py), else DEFAULT_CONFIG
+            config = tuned.config_for("dot_interaction", {"batch": batch, "features": F, "dim": t.shape[2]},
+                                      t.dtype, t.device, DEFAULT_CONFIG)
+        launch((t.contiguous(),), out, config)
     return out
 
 

@@ -36,6 +36,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
+from kernels import tuned
 from kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, apply_epilogue,
                                 launch_options, program_slots, tile_coords, tma_allocator,
                                 tma_compatible)
@@ -274,10 +275,20 @@ def check_inputs(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, config=None) -> torch.Tensor:
-    """Public entry point: a @ b with the Triton template (DEFAULT_CONFIG unless one is given)."""
+    """Public entry point: a @ b with the Triton template. Without a config: the tuned table's
+    (kernels/tuned.py: KERNELEVOLVE_TUNED or tuned.load_table) for this shape, dtype and GPU kind,
+    else DEFAULT_CONFIG."""
     check_inputs(a, b)
     out = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
-    launch((a, b), out, config or DEFAULT_CONFIG)
+    if not config:
+        # A config tuned for a neighbouring shape may ask for TMA these tensors cannot take.
+        def usable(cfg):
+            return not cfg.get("TMA") or (a.stride(1) == 1
+                                           and not any(tma_compatible(t) for t in (a, b, out)))
+
+        config = tuned.config_for("matmul", {"M": a.shape[0], "N": b.shape[1], "K": a.shape[1]},
+                                  a.dtype, a.device, DEFAULT_CONFIG, usable)
+    launch((a, b), out, config)
     return out
 
 

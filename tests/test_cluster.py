@@ -4,6 +4,7 @@ their target's resources; a target no node can serve is a clear error (exit 2), 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
-PORT = 6391
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.2", 0))
+        return sock.getsockname()[1]
+
+
+PORT = _free_port()  # not a fixed port: another Ray on this machine must not collide with ours
 HEAD = f"127.0.0.2:{PORT}"
 # Ray 2.60 turns on token authentication for `ray start --head`; every process uses the token.
 ENV = dict(os.environ, RAY_AUTH_MODE="token", PYTHONUNBUFFERED="1")

@@ -29,7 +29,8 @@ def worker():
 
 @pytest.mark.parametrize("fault", [k for k in CPU_FAULTS if k not in ("flaky_crash",)])
 def test_each_fault_gets_its_status_and_cause(worker, fault):
-    rec = worker.request(request(fault), timeout_s=5)
+    # hang needs a short limit; the others get room for a loaded CI machine
+    rec = worker.request(request(fault), timeout_s=5 if fault == "hang" else 90)
     assert rec["status"] == faults.EXPECTED[fault], rec
     if fault != "none":
         assert rec["error"], "a failure must carry its cause"
@@ -38,7 +39,7 @@ def test_each_fault_gets_its_status_and_cause(worker, fault):
 
 
 def test_causes_name_what_went_wrong(worker):
-    causes = {f: worker.request(request(f), timeout_s=5)["error"] for f in
+    causes = {f: worker.request(request(f), timeout_s=90)["error"] for f in
               ("nan", "partial", "cached", "oob_write", "crash", "compile_error")}
     assert "NaN" in causes["nan"] and "500 of 1000" in causes["partial"]
     assert "second input set" in causes["cached"] and "outside its output" in causes["oob_write"]

@@ -156,6 +156,39 @@ def cmd_ui(args) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_reproduce(args) -> int:
+    from tuner import reproduce
+
+    try:
+        res = reproduce.reproduce(args.run_id, args.uri or config_mod.Tracking().uri, seed=args.seed)
+    except reproduce.ReproduceError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(res, indent=2, default=str) if args.json else reproduce.format_result(res))
+    return 0 if res["reproduced"] else 1
+
+
+def cmd_export(args) -> int:
+    from tuner import export
+
+    name, uri = _experiment_name(args.experiment)
+    try:
+        table = export.build_table(args.uri or uri, name)
+    except export.NothingToExport as exc:
+        raise UserError(str(exc)) from None
+    export.write(table, args.output)
+    print(f"{len(table['entries'])} tuned configs of {name} -> {args.output} (schema {table['schema']}); "
+          f"use it with KERNELEVOLVE_TUNED={args.output} or kernels.tuned.load_table()")
+    if args.triton_configs:
+        source = export.triton_configs_source(table)
+        if args.triton_configs == "-":
+            print(source)
+        else:
+            with open(args.triton_configs, "w", encoding="utf-8") as fh:
+                fh.write(source)
+            print(f"triton.Config lists -> {args.triton_configs}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kernelevolve", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -195,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--workers", type=int, default=1,
                    help="server processes (default 1: one reviewer; MLflow's own default is 4)")
     u.set_defaults(fn=cmd_ui)
+    x = sub.add_parser("reproduce", help="run one logged candidate again here; compare with its record")
+    x.add_argument("run_id", help="MLflow run id of a candidate (or of a study: its best candidate)")
+    x.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the fresh verification and timing inputs")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(fn=cmd_reproduce)
+    e = sub.add_parser("export", help="the tuned-config table of an experiment's best configs")
+    e.add_argument("experiment", help="experiment name (or its YAML)")
+    e.add_argument("-o", "--output", default="tuned.json", help="table to write (default tuned.json)")
+    e.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    e.add_argument("--triton-configs", metavar="FILE.py",
+                   help="also write the configs as Python lists of triton.Config ('-': print them)")
+    e.set_defaults(fn=cmd_export)
     return p
 
 

@@ -55,6 +55,10 @@ class Search(BaseModel):
     max_rejects: PositiveInt = 2000  # constraint-rejected or duplicate proposals per candidate
     retries: int = Field(default=1, ge=0, le=5)  # re-runs of a candidate whose worker process died
     start_points: list[dict[str, Any]] = []  # configs evaluated first, in order (warm start)
+    # A tuned-config table (`kernelevolve export`, relative to this file): its configs for the
+    # nearest shapes of the same kernel, dtype and hardware that a study's space accepts are
+    # evaluated first, after start_points (tuner/export.py: warm_start_points).
+    warm_start: str | None = None
 
 
 class Timing(BaseModel):
@@ -185,6 +189,18 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
     names = [t.name for t in exp.targets]
     if len(set(names)) != len(names):
         raise _fail(path, "targets", f"target names repeat: {names}")
+    if s.warm_start is not None:
+        from kernels.tuned import Table, TableError
+
+        table_path = os.path.normpath(os.path.join(base, s.warm_start))
+        try:
+            Table.from_file(table_path)
+        except TableError as exc:
+            raise _fail(path, "search.warm_start", str(exc),
+                        "name a table written by `kernelevolve export EXPERIMENT -o tuned.json`") from None
+        # absolute: the sweep (and the logged experiment YAML) must not depend on the cwd
+        s = s.model_copy(update={"warm_start": table_path})
+        exp = exp.model_copy(update={"search": s})
     refs = []
     for i, entry in enumerate(exp.kernels):
         try:

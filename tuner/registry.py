@@ -6,8 +6,11 @@ code: importing it runs it with the user's rights, exactly like `python file.py`
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from dataclasses import dataclass
@@ -90,3 +93,40 @@ def load(ref: str) -> Tunable:
             f"'{ref}' is a {type(found).__name__}, not a tuner.registry.Tunable "
             "(Tunable(kernel=KernelSpec(...), space=space_function))")
     return found
+
+
+# The kernel's source, hashed: logged with each study so `kernelevolve reproduce` can tell
+# whether the code it re-runs is the code that was swept.
+def kernel_source_files(ref: str, tunable) -> list[str]:
+    """The module defining the KernelSpec's launch function, then the search-space module.
+    Raises TypeError where the launch function has no source file (a C function, say)."""
+    launch = tunable.kernel.launch
+    while isinstance(launch, functools.partial):
+        launch = launch.func
+    files = [inspect.getsourcefile(inspect.unwrap(launch))]
+    target = ref.rpartition(":")[0]
+    if target.endswith(".py"):
+        files.append(target)
+    else:
+        spec = importlib.util.find_spec(target)
+        files.append(spec.origin if spec else None)
+    out = []
+    for f in files:
+        if f and os.path.abspath(f) not in out:
+            out.append(os.path.abspath(f))
+    return out
+
+
+def kernel_source_sha(ref: str, tunable) -> str:
+    """sha256 over those files' names (not their folders: a checkout elsewhere hashes the same)
+    and bytes; "unavailable (why)" where they cannot be found or read: a sweep starts even then."""
+    h = hashlib.sha256()
+    try:
+        for path in kernel_source_files(ref, tunable):
+            h.update(os.path.basename(path).encode() + b"\0")
+            with open(path, "rb") as fh:
+                h.update(fh.read())
+            h.update(b"\0")
+    except (OSError, TypeError, ImportError) as exc:
+        return f"unavailable ({type(exc).__name__}: {exc})"[:200]
+    return h.hexdigest()

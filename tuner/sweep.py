@@ -12,6 +12,7 @@ resumed with `--resume`, which replays the journal into a fresh searcher and run
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -232,19 +233,42 @@ class StudyRecorder:
         return bool(self._guard("finish", send))
 
 
+def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | None]:
+    """The configs evaluated first: the experiment's start_points, then the warm start's (chosen
+    once per study and kept in the sweep state, so that a resumed study enqueues the same ones).
+    Returns them and the warm start's record (None without one)."""
+    s = study.experiment.search
+    points = list(s.start_points)
+    if not s.warm_start:
+        return points, None
+    if "warm_start" not in state.study(study.key):
+        from tuner.export import warm_start_points
+
+        warm, entries = warm_start_points(s.warm_start, study)
+        state.update(study.key, warm_start={"table": s.warm_start, "configs": warm, "entries": entries})
+        log(f"  warm start: {len(warm)} configs from {s.warm_start} "
+            f"({len(entries)} entries of this kernel, dtype and hardware)")
+    record = state.study(study.key)["warm_start"]
+    points += [p for p in record["configs"] if p not in points]
+    return points, record
+
+
 def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict:
     s = study.experiment.search
     resources = check_target(study.target)
     ctx = _context(study, resources, f"{state.sweep_id}/{study.key}")
     device = probe_target(study, ctx)
     rec = StudyRecorder(tracker, state, study, log)
+    start_points, warm = _start_points(study, state, log)
     if not rec.parent:
         artifacts = {"experiment.yaml": config_mod.dump(study.experiment),
                      "search_space.json": study.space.to_json()}
+        if warm is not None:  # what the warm start enqueued: the table file may change later
+            artifacts["warm_start.json"] = json.dumps(warm, indent=1, default=str)
         state.update(study.key, parent=tracker.start_study(study, state.sweep_id, artifacts, device))
 
     searcher = ConstrainedSearch(study.space, s.sampler, s.seed, rec.journal.path, study.key,
-                                 s.max_rejects, start_points=s.start_points)
+                                 s.max_rejects, start_points=start_points)
     before = rec.records()
     replayed = searcher.replay(before)
     evaluated = sum(1 for r in before if r["status"] != "invalid")

@@ -17,6 +17,8 @@ import tempfile
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from tuner.registry import kernel_source_sha
+
 # A tracking server that is away must cost seconds, not MLflow's default minutes of retries:
 # the journal keeps every record, and the next sync (or `kernelevolve sync`) sends it.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -124,6 +126,14 @@ class Tracker:
                 "timing": "interpreter" if study.target.profile.interpreter else "gpu",
                 "git_commit": self.commit}
         tags.update({k: str(device[k]) for k in ("gpu_name", "node", "torch", "triton") if k in device})
+        import optuna
+        import ray
+
+
+        # What `kernelevolve reproduce` compares: the kernel's source as swept; and the sampler's
+        # code, without which the same seed need not propose the same candidates.
+        tags.update(kernel_source_sha=kernel_source_sha(study.ref, study.tunable),
+                    optuna=optuna.__version__, ray=ray.__version__)
         run = self.client.create_run(self.experiment_id, tags=tags)
         params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
         params.update({"sampler": s.sampler, "seed": s.seed, "samples": study.budget(),

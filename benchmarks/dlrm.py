@@ -1,0 +1,394 @@
+"""A DLRM-style ranking model, inference, three ways in one run: torch eager, torch.compile, ours.
+
+  model   per sample: 13 dense features -> bottom MLP (relu) -> a dense vector of `dim`;
+          `tables` embedding bags (sum of ~`bag` rows each) -> `tables` pooled vectors of `dim`;
+          dot interaction of those F = tables + 1 vectors (the F(F-1)/2 pairs, DLRM's order),
+          concatenated with the dense vector -> top MLP (relu, last layer linear) -> a logit.
+  eager   torch's ops: F.embedding_bag, F.linear + relu, bmm + triangular gather (DLRM's code).
+  compile torch.compile of that same function (inductor, static shapes per batch size).
+  ours    kernels.embedding_bag, kernels.interaction (fused dot + gather), and the fused
+          GEMM + bias + relu of kernels.gemm_epilogue for every MLP layer (weights pre-transposed
+          once, as an inference deployment would). Each op's config: from the tuned table
+          (--tuned tuned.json, looked up like the entry points do: same kernel, dtype, GPU kind,
+          nearest shape bucket; the kernel's default where nothing matches), else a quick tune
+          per layer: the default and a handful of valid configs of the op's search space on this
+          GPU, each verified against the float64 reference, the fastest kept.
+
+Checked: each path's logits against an fp32 eager run of the same weights (relative Frobenius
+error within the dtype's tolerance). Measured: inference throughput (samples/s), per batch size,
+timed with triton.testing.do_bench (L2 flushed) and, where the path can be captured, inside a
+CUDA graph (do_bench_cudagraph: launch overhead removed, which dominates small batches).
+
+    python benchmarks/dlrm.py --out out/ [--batches 2048,16384] [--tuned tuned.json] [--quick 4]
+    python benchmarks/dlrm.py --smoke --out out/      # CPU: tiny sizes, Triton interpreter, fp32
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+import zlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+FULL = {"tables": 8, "rows": 1_000_000, "dim": 128, "bag": 20, "dense": 13, "bottom": [512, 256, 128],
+        "top": [1024, 1024, 512, 256, 1], "batches": [2048, 16384], "dtype": "bfloat16"}
+SMOKE = {"tables": 3, "rows": 1000, "dim": 16, "bag": 4, "dense": 13, "bottom": [32, 16],
+         "top": [32, 16, 1], "batches": [32], "dtype": "float32"}
+# Relative Frobenius error of the logits against the fp32 eager run: a few roundings of the dtype
+# over eight layers (float32: Triton's dot runs as tf32).
+TOLERANCE = {"float32": 2e-2, "float16": 1e-2, "bfloat16": 4e-2}
+
+
+# -- the model -----------------------------------------------------------------------------
+def make_model(s: dict, device, dtype, seed: int = 0) -> dict:
+    """Tables ~ N(0, 1/dim) (unit-norm rows); He-initialised layers, so activations keep their
+    scale through the MLPs and the check compares numbers of one magnitude."""
+    import torch
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def randn(*shape, scale):
+        return (torch.randn(shape, generator=gen, device=device) * scale).to(dtype)
+
+    def mlp(sizes):
+        return [(randn(o, i, scale=(2.0 / i) ** 0.5), randn(o, scale=0.1)) for i, o in zip(sizes, sizes[1:])]
+
+    F = s["tables"] + 1
+    top_in = s["dim"] + F * (F - 1) // 2
+    return {"tables": [randn(s["rows"], s["dim"], scale=s["dim"] ** -0.5) for _ in range(s["tables"])],
+            "bottom": mlp([s["dense"], *s["bottom"]]), "top": mlp([top_in, *s["top"]])}
+
+
+def make_batch(s: dict, batch: int, device, dtype, seed: int):
+    """Dense features and, per table, fbgemm-style bags (indices, offsets) of 0..2*bag ids."""
+    import torch
+
+    from kernels import embedding_bag as eb
+
+    problem = eb.EmbeddingBagProblem(num_bags=batch, avg_bag_len=s["bag"], dim=s["dim"], num_rows=s["rows"])
+    bags = [eb.make_bags(problem, device, seed + 1 + i)[:2] for i in range(s["tables"])]
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn((batch, s["dense"]), generator=gen, device=device).to(dtype), bags
+
+
+def eager_forward(model: dict, dense, bags):
+    import torch
+    import torch.nn.functional as F
+
+    from kernels import interaction
+
+    x = dense
+    for w, b in model["bottom"]:
+        x = F.relu(F.linear(x, w, b))
+    pooled = [F.embedding_bag(idx, table, off, mode="sum", include_last_offset=True)
+              for table, (idx, off) in zip(model["tables"], bags)]
+    y = torch.cat([x, interaction.baseline((torch.stack([x, *pooled], 1),))], 1)
+    for i, (w, b) in enumerate(model["top"]):
+        y = F.linear(y, w, b)
+        y = F.relu(y) if i < len(model["top"]) - 1 else y
+    return y
+
+
+def pack(model: dict) -> dict:
+    """Our layers read W^T [in, out] row-major: transposed once, outside the timed forward."""
+    return {"tables": model["tables"], **{k: [(w.t().contiguous(), b) for w, b in model[k]]
+                                         for k in ("bottom", "top")}}
+
+
+def ours_forward(packed: dict, plan: dict, dense, bags):
+    """Our kernels through their launchers (the entry points add input checks; embedding_bag's
+    reads the ids' range back to the host, a sync per table that has no place in a timed loop)."""
+    import torch
+
+    from kernels import embedding_bag as eb
+    from kernels import gemm_epilogue, interaction
+
+    def linear(x, wt, b, act, name):
+        out = torch.empty((x.shape[0], wt.shape[1]), dtype=x.dtype, device=x.device)
+        gemm_epilogue.launch((x, wt, b, None, act), out, plan[name]["config"])
+        return out
+
+    x = dense
+    for i, (wt, b) in enumerate(packed["bottom"]):
+        x = linear(x, wt, b, "relu", f"bottom{i}")
+    pooled = []
+    for table, (idx, off) in zip(packed["tables"], bags):
+        out = torch.empty((off.numel() - 1, table.shape[1]), dtype=table.dtype, device=table.device)
+        eb.launch_forward(table, idx, off, out, plan["embedding_bag"]["config"], "sum")
+        pooled.append(out)
+    t = torch.stack([x, *pooled], 1)
+    F = t.shape[1]
+    z = torch.empty((t.shape[0], F * (F - 1) // 2), dtype=t.dtype, device=t.device)
+    interaction.launch((t,), z, plan["interaction"]["config"])
+    y = torch.cat([x, z], 1)
+    for i, (wt, b) in enumerate(packed["top"]):
+        y = linear(y, wt, b, "relu" if i < len(packed["top"]) - 1 else "none", f"top{i}")
+    return y
+
+
+# -- configs of our ops: the tuned table, else a quick tune ---------------------------------
+def ops(s: dict, batch: int) -> list[tuple[str, str, object]]:
+    """(name, kernel, problem) of every distinct op of our forward at this batch size."""
+    from kernels.embedding_bag import EmbeddingBagProblem
+    from kernels.gemm_epilogue import FusedGemmProblem
+    from kernels.interaction import InteractionProblem
+
+    out, F = [], s["tables"] + 1
+    for part, sizes in (("bottom", [s["dense"], *s["bottom"]]),
+                        ("top", [s["dim"] + F * (F - 1) // 2, *s["top"]])):
+        for i, (k, n) in enumerate(zip(sizes, sizes[1:])):
+            act = "none" if part == "top" and i == len(sizes) - 2 else "relu"
+            out.append((f"{part}{i}", "gemm_epilogue",
+                        FusedGemmProblem(M=batch, N=n, K=k, dtype=s["dtype"], activation=act)))
+    out.append(("embedding_bag", "embedding_bag_fwd",
+                EmbeddingBagProblem(num_bags=batch, avg_bag_len=s["bag"], dim=s["dim"],
+                                    num_rows=s["rows"], dtype=s["dtype"])))
+    out.append(("interaction", "dot_interaction",
+                InteractionProblem(batch=batch, features=F, dim=s["dim"], dtype=s["dtype"])))
+    return out
+
+
+def default_config(kernel: str) -> dict:
+    from kernels import embedding_bag, interaction, matmul
+
+    return dict({"gemm_epilogue": matmul.DEFAULT_CONFIG, "embedding_bag_fwd": embedding_bag.FWD_DEFAULT,
+                 "dot_interaction": interaction.DEFAULT_CONFIG}[kernel])
+
+
+def sample_configs(space, n: int, seed: int) -> list[dict]:
+    """Up to n distinct configs of the space that pass its constraints, drawn at random."""
+    rng, out = random.Random(seed), []
+    for _ in range(20000):
+        if len(out) >= n:
+            break
+        cfg = {d.name: rng.choice(d.values()) for d in space.domains}
+        if cfg not in out and not space.violations(cfg):
+            out.append(cfg)
+    return out
+
+
+def quick_tune(kernel: str, problem, hw, device, n: int, timer) -> tuple[dict, list[dict]]:
+    from tuner import registry
+    from tuner.verify import check
+
+    tunable = registry.load(registry.BUILTIN[kernel])
+    spec = tunable.kernel
+    inputs = spec.make_inputs(problem, device, 5)
+    out, ref = spec.make_output(problem, inputs), spec.reference(inputs)
+    tried = []
+    seed = zlib.crc32(problem.model_dump_json().encode())  # the same handful on every run
+    for cfg in [default_config(kernel)] + sample_configs(tunable.space(problem, hw), n - 1, seed):
+        row = {"config": cfg}
+        try:
+            spec.launch(inputs, out, cfg)
+            result = check(out, ref)
+            row.update(ok=result.ok, error=result.reason)
+            if result.ok:
+                row["ms"] = timer(lambda cfg=cfg: spec.launch(inputs, out, cfg))
+        except Exception as exc:  # a config that does not compile here: the next one
+            row.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        tried.append(row)
+    good = [r for r in tried if r.get("ok")]
+    return (min(good, key=lambda r: r["ms"])["config"] if good else default_config(kernel)), tried
+
+
+def tma_usable(problem: dict):
+    """A table's config may come from a neighbouring shape: TMA only where this GEMM's rows are
+    16-byte aligned (A [M, K], W^T [K, N], C [M, N])."""
+    from kernels.spec import element_size
+
+    def usable(cfg):
+        if not cfg.get("TMA"):
+            return True
+        e = element_size(problem["dtype"])
+        return (problem["K"] * e) % 16 == 0 and (problem["N"] * e) % 16 == 0
+    return usable
+
+
+def make_plan(s: dict, batch: int, hw, device, table: bool, n: int, quick_timer) -> dict:
+    from kernels import tuned
+
+    plan = {}
+    for name, kernel, problem in ops(s, batch):
+        p = problem.model_dump()
+        dims = {k: v for k, v in p.items() if tuned.is_dim(v)}
+        if table:
+            extras = {k: v for k, v in p.items() if k not in dims and k != "dtype"}
+            cfg = tuned.config_for(kernel, dims, s["dtype"], device, None, usable=tma_usable(p), extras=extras)
+            plan[name] = {"kernel": kernel, "problem": p, "source": "table" if cfg else "default (no table entry)",
+                          "config": cfg or default_config(kernel)}
+        elif hw is None:
+            plan[name] = {"kernel": kernel, "problem": p, "source": "default (no hardware profile for this GPU)",
+                          "config": default_config(kernel)}
+        else:
+            cfg, tried = quick_tune(kernel, problem, hw, device, n, quick_timer)
+            plan[name] = {"kernel": kernel, "problem": p, "source": f"quick tune ({len(tried)} configs)",
+                          "config": cfg, "tried": tried}
+    return plan
+
+
+# -- measuring ------------------------------------------------------------------------------
+def timers(gpu: bool):
+    """(timer, quick-tune timer, CUDA-graph timer or None), each fn -> milliseconds"""
+    if not gpu:
+        def wall(fn, reps=2):
+            fn()
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            return 1e3 * (time.perf_counter() - t0) / reps
+        return wall, wall, None
+    import triton.testing
+
+    return (lambda fn: triton.testing.do_bench(fn, warmup=25, rep=200),
+            lambda fn: triton.testing.do_bench(fn, warmup=10, rep=40),
+            lambda fn: triton.testing.do_bench_cudagraph(fn, rep=100))
+
+
+def hardware_profile(device):
+    import torch
+
+    from tuner import hardware
+
+    if device.type != "cuda":
+        return hardware.profile("cpu-interpreter")
+    name = torch.cuda.get_device_name(device)
+    return next((h for h in hardware.PROFILES.values() if hardware.matches(h, {"gpu_name": name})
+                 and not h.interpreter), None)
+
+
+def run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw) -> dict:
+    import torch
+
+    timer, quick_timer, graph_timer = timers(device.type == "cuda")
+    phases, t0 = {}, time.time()
+    plan = make_plan(s, batch, hw, device, bool(args.tuned), args.quick, quick_timer)
+    phases["configs_s"] = time.time() - t0
+    dense, bags = make_batch(s, batch, device, dtype, seed=batch)
+    paths = {"eager": lambda: eager_forward(model, dense, bags),
+             "ours": lambda: ours_forward(packed, plan, dense, bags)}
+    t0 = time.time()
+    compiled = torch.compile(eager_forward, dynamic=False)
+    paths["compile"] = lambda: compiled(model, dense, bags)
+    with torch.no_grad():
+        outs = {k: fn().float() for k, fn in paths.items()}  # compile's first call compiles
+        phases["compile_s"] = time.time() - t0
+        ref = eager_forward(ref_model, dense.float(), bags).float()
+        rows = {}
+        for k in ("eager", "compile", "ours"):
+            err = float((outs[k] - ref).norm() / ref.norm().clamp_min(1e-30))
+            ms = timer(paths[k])
+            prob_diff = (torch.sigmoid(outs[k]) - torch.sigmoid(outs["eager"])).abs().max()
+            rows[k] = {"ms": ms, "samples_per_s": batch / (ms * 1e-3), "rel_error_vs_fp32": err,
+                       "max_abs_prob_diff_vs_eager": float(prob_diff), "ok": err <= TOLERANCE[s["dtype"]]}
+        # CUDA graphs last, eager's last of all: a path whose capture fails (an op that syncs
+        # with the host) must not disturb the measurements of the others.
+        for k in ("ours", "compile", "eager") if graph_timer is not None else ():
+            try:
+                gms = graph_timer(paths[k])
+                rows[k].update(graph_ms=gms, graph_samples_per_s=batch / (gms * 1e-3))
+            except Exception as exc:  # a path that cannot be captured says so
+                rows[k]["graph_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    phases["total_s"] = phases["configs_s"] + (time.time() - t0)
+    return {"batch": batch, "paths": rows, "plan": plan, "phases": phases}
+
+
+def markdown(res: dict) -> str:
+    s = res["sizes"]
+    F = s["tables"] + 1
+    arrow = " -> ".join
+    phases = ", ".join(f"{b['batch']}: {b['phases']['configs_s']:.0f} / "
+                       f"{b['phases']['total_s'] - b['phases']['configs_s']:.0f} s" for b in res["batches"])
+    lines = [f"DLRM-style inference, {s['dtype']}, on {res['device']} (torch {res['torch']}, "
+             f"triton {res['triton']})"
+             + (" -- INTERPRETER: CPU wall time, not GPU performance" if res["interpreter"] else ""), "",
+             f"- embeddings: {s['tables']} tables x {s['rows']:,} rows x dim {s['dim']}, sum-pooled bags of "
+             f"0..{2 * s['bag']} ids (mean {s['bag']})",
+             f"- bottom MLP {arrow(map(str, [s['dense'], *s['bottom']]))}; interaction of {F} vectors "
+             f"({F * (F - 1) // 2} pairs); top MLP {arrow(map(str, [s['dim'] + F * (F - 1) // 2, *s['top']]))}",
+             f"- our configs: {res['config_source']}",
+             f"- wall: {res['wall_s']:.0f} s; per batch, configs / torch.compile + checks + timing: {phases}", "",
+             "| batch | path | samples/s | ms/batch | CUDA graph samples/s | vs eager | rel. error vs fp32 | ok |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for b in res["batches"]:
+        base = b["paths"]["eager"]["samples_per_s"]
+        for k, r in b["paths"].items():
+            graph = (f"{r['graph_samples_per_s']:,.0f}" if "graph_samples_per_s" in r
+                     else r.get("graph_error", "n/a")[:60])
+            lines.append(f"| {b['batch']} | {k} | {r['samples_per_s']:,.0f} | {r['ms']:.4f} | {graph} | "
+                         f"{r['samples_per_s'] / base:.2f}x | {r['rel_error_vs_fp32']:.2e} | "
+                         f"{'yes' if r['ok'] else 'NO'} |")
+    lines += ["", "| batch | op | problem | config source | config |", "| --- | --- | --- | --- | --- |"]
+    for b in res["batches"]:
+        for name, p in b["plan"].items():
+            shape = " ".join(f"{k}={v}" for k, v in p["problem"].items() if k != "dtype")
+            lines.append(f"| {b['batch']} | {name} | {shape} | {p['source']} | {json.dumps(p['config'])} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="out")
+    ap.add_argument("--smoke", action="store_true", help="CPU: tiny sizes, Triton interpreter, fp32")
+    ap.add_argument("--batches", help="comma-separated batch sizes (default 2048,16384; smoke 32)")
+    ap.add_argument("--tables", type=int)
+    ap.add_argument("--dtype", choices=sorted(TOLERANCE))
+    ap.add_argument("--tuned", help="a tuned-config table (kernelevolve export) for our ops")
+    ap.add_argument("--quick", type=int, default=4, help="configs per op in the quick tune (default 4)")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        os.environ["TRITON_INTERPRET"] = "1"  # before the first @triton.jit is imported
+    import torch
+    import triton
+
+    from kernels import tuned
+    from kernels.spec import DTYPES
+
+    s = dict(SMOKE if args.smoke else FULL)
+    s.update({k: v for k, v in (("tables", args.tables), ("dtype", args.dtype)) if v})
+    if args.batches:
+        s["batches"] = [int(b) for b in args.batches.split(",")]
+    gpu = torch.cuda.is_available() and not args.smoke
+    if not gpu and not args.smoke:
+        print("no GPU: run with --smoke for the CPU interpreter check")
+        return 2
+    device, dtype = torch.device("cuda" if gpu else "cpu"), DTYPES[s["dtype"]]
+    if args.tuned:
+        tuned.load_table(args.tuned)
+    hw = hardware_profile(device)
+    t0 = time.time()
+    model = make_model(s, device, dtype)
+    packed = pack(model)
+    ref_model = {k: [tuple(t.float() for t in layer) if isinstance(layer, tuple) else layer.float()
+                     for layer in v] for k, v in model.items()}
+    res = {"sizes": s, "device": torch.cuda.get_device_name(device) if gpu else platform.processor() or "CPU",
+           "interpreter": not gpu, "torch": torch.__version__, "triton": triton.__version__,
+           "config_source": f"tuned table {args.tuned}" if args.tuned else
+                            f"quick tune per op over {args.quick} configs ({hw.name if hw else 'no profile'})",
+           "setup_s": time.time() - t0, "batches": []}
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    for batch in s["batches"]:
+        res["batches"].append(run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw))
+        print(json.dumps({"batch": batch, **{k: round(r["samples_per_s"]) for k, r in
+                                             res["batches"][-1]["paths"].items()}}), flush=True)
+    res["ok"] = all(r["ok"] for b in res["batches"] for r in b["paths"].values())
+    res["wall_s"] = time.time() - t0
+    text = markdown(res)
+    with open(os.path.join(out, "dlrm.md"), "w") as fh:
+        fh.write(text + "\n")
+    with open(os.path.join(out, "dlrm.json"), "w") as fh:
+        json.dump(res, fh, indent=1, default=str)
+    print(text)
+    print(f"\nall paths agree with the fp32 run: {res['ok']}   ({res['wall_s']:.0f} s)")
+    return 0 if res["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""benchmarks/dlrm.py --smoke on the CPU: the DLRM-style model's three paths (torch eager,
+torch.compile, our kernels in the interpreter) agree with an fp32 run; our op configs come from a
+quick tune, or from a tuned table when one is given."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+from kernels import interaction, tuned
+
+pytestmark = pytest.mark.slow
+
+PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "dlrm.py")
+
+
+@pytest.fixture(scope="module")
+def dlrm():
+    spec = importlib.util.spec_from_file_location("dlrm_benchmark", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    tuned.clear_table()
+
+
+def _run(dlrm, out, *extra):
+    assert dlrm.main(["--smoke", "--out", str(out), *extra]) == 0
+    res = json.loads((out / "dlrm.json").read_text())
+    assert res["ok"] and res["interpreter"] and (out / "dlrm.md").exists()
+    [batch] = res["batches"]
+    assert set(batch["paths"]) == {"eager", "compile", "ours"}
+    for row in batch["paths"].values():
+        assert row["ok"] and row["rel_error_vs_fp32"] < 1e-4 and row["samples_per_s"] > 0
+        assert row["max_abs_prob_diff_vs_eager"] < 1e-4
+    return res, batch["plan"]
+
+
+def test_three_paths_agree_with_quick_tuned_kernels(dlrm, tmp_path):
+    res, plan = _run(dlrm, tmp_path)
+    s = res["sizes"]
+    assert set(plan) == {"bottom0", "bottom1", "top0", "top1", "top2", "embedding_bag", "interaction"}
+    assert all(p["source"].startswith("quick tune") and any(t["ok"] for t in p["tried"]) for p in plan.values())
+    assert plan["top0"]["problem"]["K"] == s["dim"] + 6  # dense vector + the 4 * 3 / 2 pairs
+    assert "INTERPRETER" in (tmp_path / "dlrm.md").read_text()
+
+
+def test_a_tuned_table_gives_the_configs_it_has(dlrm, tmp_path):
+    cfg = dict(interaction.DEFAULT_CONFIG, BLOCK_D=16, SAMPLES_PER_PROGRAM=1, num_stages=1)
+    entry = {"kernel": "dot_interaction", "problem": {"batch": 32, "features": 4, "dim": 16, "dtype": "float32"},
+             "dtype": "float32", "hardware": "cpu-interpreter", "interpreter": True, "config": cfg}
+    (tmp_path / "tuned.json").write_text(json.dumps({"schema": 1, "entries": [entry]}))
+    _, plan = _run(dlrm, tmp_path, "--tuned", str(tmp_path / "tuned.json"))
+    assert plan["interaction"]["source"] == "table" and plan["interaction"]["config"] == cfg
+    assert plan["top0"]["source"] == "default (no table entry)"
