@@ -19,4 +19,11 @@ if [ -n "${CI:-}" ] && [ ! -x /usr/bin/chromium ]; then
     echo "test.sh: /usr/bin/chromium missing and not root with apt-get: the browser tests will skip" >&2
   fi
 fi
-python -m pytest -q "$@"
+if [ $# -eq 0 ]; then
+  # The multi-node cluster test starts its own `ray start` nodes; it runs in a pytest process of
+  # its own, before any other test has started a private Ray in-process beside them.
+  python -m pytest -q tests/test_cluster.py
+  python -m pytest -q --ignore=tests/test_cluster.py
+else
+  python -m pytest -q "$@"
+fi

@@ -15,12 +15,12 @@ from mlflow.tracking import MlflowClient
 pytestmark = pytest.mark.slow
 def _free_port() -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.2", 0))
+        sock.bind(("127.0.0.5", 0))
         return sock.getsockname()[1]
 
 
 PORT = _free_port()  # not a fixed port: another Ray on this machine must not collide with ours
-HEAD = f"127.0.0.2:{PORT}"
+HEAD = f"127.0.0.5:{PORT}"
 # Ray 2.60 turns on token authentication for `ray start --head`; every process uses the token.
 ENV = dict(os.environ, RAY_AUTH_MODE="token", PYTHONUNBUFFERED="1")
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -42,13 +42,16 @@ def _node(*args) -> subprocess.Popen:
     """One `ray start --block` node in its own process group, so that the teardown stops exactly
     this test's nodes (a `ray stop` would also kill any other Ray on the machine, the pytest
     process's own among them)."""
+    # A small object store per node: by default each takes ~30% of RAM in /dev/shm, and three of
+    # them beside the pytest process's own Ray do not fit on a small CI machine.
+    args = (*args, "--object-store-memory=200000000")
     return subprocess.Popen(RAY + ["start", "--block", *args], env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _nodes() -> dict:
     out = subprocess.run([sys.executable, "-c", (
-        "import json, ray; ray.init(address='%s', _node_ip_address='127.0.0.2', logging_level='ERROR');"
+        "import json, ray; ray.init(address='%s', _node_ip_address='127.0.0.5', logging_level='ERROR');"
         "print('NODES=' + json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))") % HEAD],
         env=ENV, capture_output=True, text=True, timeout=120)
     lines = [x for x in out.stdout.splitlines() if x.startswith("NODES=")]  # Ray may print too
@@ -57,13 +60,15 @@ def _nodes() -> dict:
 
 @pytest.fixture(scope="module")
 def cluster():
-    procs = [_node("--head", "--node-ip-address=127.0.0.2", f"--port={PORT}", "--num-cpus=1",
+    import ray
+    ray.shutdown()  # an earlier test's private Ray in this process would compete with the nodes
+    procs = [_node("--head", "--node-ip-address=127.0.0.5", f"--port={PORT}", "--num-cpus=1",
                    "--include-dashboard=false", "--disable-usage-stats")]
     try:
         time.sleep(8)  # the head's GCS must be up before workers join
-        procs.append(_node(f"--address={HEAD}", "--node-ip-address=127.0.0.3", "--num-cpus=1",
+        procs.append(_node(f"--address={HEAD}", "--node-ip-address=127.0.0.6", "--num-cpus=1",
                            '--resources={"lane_h100": 2}'))
-        procs.append(_node(f"--address={HEAD}", "--node-ip-address=127.0.0.4", "--num-cpus=1",
+        procs.append(_node(f"--address={HEAD}", "--node-ip-address=127.0.0.7", "--num-cpus=1",
                            '--resources={"lane_a100": 2}'))
         deadline = time.time() + 120
         nodes = {}
