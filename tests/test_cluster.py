@@ -58,6 +58,17 @@ def _nodes() -> dict:
     return json.loads(lines[-1][len("NODES="):]) if lines else {}
 
 
+def _wait_for(count: int, timeout_s: float = 180) -> dict:
+    deadline = time.time() + timeout_s
+    nodes = {}
+    while time.time() < deadline:
+        time.sleep(3)
+        nodes = _nodes()
+        if len(nodes) >= count:
+            break
+    return nodes
+
+
 @pytest.fixture(scope="module")
 def cluster():
     import ray
@@ -65,16 +76,15 @@ def cluster():
     procs = [_node("--head", "--node-ip-address=127.0.0.5", f"--port={PORT}", "--num-cpus=1",
                    "--include-dashboard=false", "--disable-usage-stats")]
     try:
-        time.sleep(8)  # the head's GCS must be up before workers join
+        # One node at a time, each registered before the next starts: nodes that start together
+        # race for the head's registration and one of them may never join.
+        nodes = _wait_for(1)
         procs.append(_node(f"--address={HEAD}", "--node-ip-address=127.0.0.6", "--num-cpus=1",
                            '--resources={"lane_h100": 2}'))
+        nodes = _wait_for(2)
         procs.append(_node(f"--address={HEAD}", "--node-ip-address=127.0.0.7", "--num-cpus=1",
                            '--resources={"lane_a100": 2}'))
-        deadline = time.time() + 120
-        nodes = {}
-        while len(nodes) < 3 and time.time() < deadline:
-            time.sleep(3)
-            nodes = _nodes()
+        nodes = _wait_for(3)
         yield nodes
     finally:
         for p in reversed(procs):
