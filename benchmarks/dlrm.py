@@ -6,20 +6,28 @@
           concatenated with the dense vector -> top MLP (relu, last layer linear) -> a logit.
   eager   torch's ops: F.embedding_bag, F.linear + relu, bmm + triangular gather (DLRM's code).
   compile torch.compile of that same function (inductor, static shapes per batch size).
-  ours    kernels.embedding_bag, kernels.interaction (fused dot + gather), and the fused
-          GEMM + bias + relu of kernels.gemm_epilogue for every MLP layer (weights pre-transposed
-          once, as an inference deployment would). Each op's config: from the tuned table
-          (--tuned tuned.json, looked up like the entry points do: same kernel, dtype, GPU kind,
-          nearest shape bucket; the kernel's default where nothing matches), else a quick tune
-          per layer: the default and a handful of valid configs of the op's search space on this
-          GPU, each verified against the float64 reference, the fastest kept.
+  ours    our kernels, laid out as an inference deployment would (fbgemm/torchrec style):
+          - the tables live in one weight tensor (eager and compile read per-table views of the
+            same memory) and the batch's ids come table-batched (a KeyedJaggedTensor's values
+            and offsets), so one table-batched embedding-bag launch pools every table, straight
+            into slots 1..T of the interaction input [B, T+1, dim];
+          - the bottom MLP's last layer writes slot 0 of that buffer (a strided output);
+          - the dot interaction writes [dense | pairs | zero pad] in one pass (no stack, no cat),
+            padded to a 16-byte aligned width, the first top layer's weight padded with zero rows;
+          - every MLP layer is the fused GEMM + bias + relu of kernels.gemm_epilogue on W^T
+            packed once.
+          Each op's config: from the tuned table (--tuned tuned.json, looked up like the entry
+          points do: same kernel, dtype, GPU kind, nearest shape bucket; the kernel's default
+          where nothing matches), else an in-process search per op (tuner/inprocess.py: known-good
+          configs first, then seeded TPE, --configs configs or --op-seconds each, every config
+          verified against the float64 reference, the fastest re-timed).
 
 Checked: each path's logits against an fp32 eager run of the same weights (relative Frobenius
 error within the dtype's tolerance). Measured: inference throughput (samples/s), per batch size,
 timed with triton.testing.do_bench (L2 flushed) and, where the path can be captured, inside a
 CUDA graph (do_bench_cudagraph: launch overhead removed, which dominates small batches).
 
-    python benchmarks/dlrm.py --out out/ [--batches 2048,16384] [--tuned tuned.json] [--quick 4]
+    python benchmarks/dlrm.py --out out/ [--batches 2048,16384] [--tuned tuned.json] [--configs 24]
     python benchmarks/dlrm.py --smoke --out out/      # CPU: tiny sizes, Triton interpreter, fp32
 """
 from __future__ import annotations
@@ -61,7 +69,9 @@ def make_model(s: dict, device, dtype, seed: int = 0) -> dict:
 
     F = s["tables"] + 1
     top_in = s["dim"] + F * (F - 1) // 2
-    return {"tables": [randn(s["rows"], s["dim"], scale=s["dim"] ** -0.5) for _ in range(s["tables"])],
+    weights = randn(s["tables"] * s["rows"], s["dim"], scale=s["dim"] ** -0.5)  # every table, stacked
+    return {"tables": list(weights.split(s["rows"])), "weights": weights,
+            "table_rows": torch.arange(s["tables"], device=device) * s["rows"],
             "bottom": mlp([s["dense"], *s["bottom"]]), "top": mlp([top_in, *s["top"]])}
 
 
@@ -75,6 +85,18 @@ def make_batch(s: dict, batch: int, device, dtype, seed: int):
     bags = [eb.make_bags(problem, device, seed + 1 + i)[:2] for i in range(s["tables"])]
     gen = torch.Generator(device=device).manual_seed(seed)
     return torch.randn((batch, s["dense"]), generator=gen, device=device).to(dtype), bags
+
+
+def table_batched(bags):
+    """The same bags as a KeyedJaggedTensor carries them: all ids in one tensor, offsets [T*B + 1]
+    table-major (what the data loader hands a table-batched embedding; built outside the timing,
+    as per-table offsets are for eager)."""
+    import torch
+
+    indices = torch.cat([idx for idx, _ in bags])
+    starts = torch.tensor([0] + [idx.numel() for idx, _ in bags], device=indices.device).cumsum(0)
+    offsets = torch.cat([off[:-1] + start for (_, off), start in zip(bags, starts)] + [starts[-1:]])
+    return indices, offsets
 
 
 def eager_forward(model: dict, dense, bags):
@@ -95,44 +117,56 @@ def eager_forward(model: dict, dense, bags):
     return y
 
 
+ALIGN = 8  # the top MLP's input width is padded to this many elements: 16-byte rows in bf16
+
+
+def aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
 def pack(model: dict) -> dict:
-    """Our layers read W^T [in, out] row-major: transposed once, outside the timed forward."""
-    return {"tables": model["tables"], **{k: [(w.t().contiguous(), b) for w, b in model[k]]
-                                         for k in ("bottom", "top")}}
+    """Our layers read W^T [in, out] row-major: transposed once, outside the timed forward. The
+    first top layer's W^T gets zero rows up to an aligned K (the interaction writes zeros there)."""
+    import torch.nn.functional as F
+
+    packed = {k: model[k] for k in ("weights", "table_rows")}
+    packed.update({k: [(w.t().contiguous(), b) for w, b in model[k]] for k in ("bottom", "top")})
+    wt, b = packed["top"][0]
+    packed["top"][0] = (F.pad(wt, (0, 0, 0, aligned(wt.shape[0]) - wt.shape[0])), b)
+    return packed
 
 
-def ours_forward(packed: dict, plan: dict, dense, bags):
+def ours_forward(packed: dict, plan: dict, dense, kjt):
     """Our kernels through their launchers (the entry points add input checks; embedding_bag's
-    reads the ids' range back to the host, a sync per table that has no place in a timed loop)."""
+    reads the ids' range back to the host, a sync that has no place in a timed loop)."""
     import torch
 
     from kernels import embedding_bag as eb
-    from kernels import gemm_epilogue, interaction
+    from kernels import interaction
+    from kernels.matmul import Epilogue, launch_gemm
 
-    def linear(x, wt, b, act, name):
-        out = torch.empty((x.shape[0], wt.shape[1]), dtype=x.dtype, device=x.device)
-        gemm_epilogue.launch((x, wt, b, None, act), out, plan[name]["config"])
+    def linear(x, wt, b, act, name, out=None):
+        if out is None:
+            out = torch.empty((x.shape[0], wt.shape[1]), dtype=x.dtype, device=x.device)
+        launch_gemm(x, wt, out, plan[name]["config"], Epilogue(bias=b, activation=act))
         return out
 
+    batch, tables = dense.shape[0], packed["table_rows"].numel()
+    weights = packed["weights"]
+    t = torch.empty((batch, tables + 1, weights.shape[1]), dtype=weights.dtype, device=weights.device)
     x = dense
+    last = len(packed["bottom"]) - 1
     for i, (wt, b) in enumerate(packed["bottom"]):
-        x = linear(x, wt, b, "relu", f"bottom{i}")
-    pooled = []
-    for table, (idx, off) in zip(packed["tables"], bags):
-        out = torch.empty((off.numel() - 1, table.shape[1]), dtype=table.dtype, device=table.device)
-        eb.launch_forward(table, idx, off, out, plan["embedding_bag"]["config"], "sum")
-        pooled.append(out)
-    t = torch.stack([x, *pooled], 1)
-    F = t.shape[1]
-    z = torch.empty((t.shape[0], F * (F - 1) // 2), dtype=t.dtype, device=t.device)
-    interaction.launch((t,), z, plan["interaction"]["config"])
-    y = torch.cat([x, z], 1)
+        x = linear(x, wt, b, "relu", f"bottom{i}", t[:, 0] if i == last else None)
+    eb.launch_forward_tables(weights, packed["table_rows"], *kjt, t[:, 1:], plan["embedding_bag"]["config"], "sum")
+    y = torch.empty((batch, packed["top"][0][0].shape[0]), dtype=t.dtype, device=t.device)
+    interaction.launch_concat(t, y, plan["interaction"]["config"])
     for i, (wt, b) in enumerate(packed["top"]):
         y = linear(y, wt, b, "relu" if i < len(packed["top"]) - 1 else "none", f"top{i}")
     return y
 
 
-# -- configs of our ops: the tuned table, else a quick tune ---------------------------------
+# -- configs of our ops: the tuned table, else a search per op ---------------------------
 def ops(s: dict, batch: int) -> list[tuple[str, str, object]]:
     """(name, kernel, problem) of every distinct op of our forward at this batch size."""
     from kernels.embedding_bag import EmbeddingBagProblem
@@ -144,11 +178,13 @@ def ops(s: dict, batch: int) -> list[tuple[str, str, object]]:
                         ("top", [s["dim"] + F * (F - 1) // 2, *s["top"]])):
         for i, (k, n) in enumerate(zip(sizes, sizes[1:])):
             act = "none" if part == "top" and i == len(sizes) - 2 else "relu"
+            k = aligned(k) if (part, i) == ("top", 0) else k  # pack() pads it
             out.append((f"{part}{i}", "gemm_epilogue",
                         FusedGemmProblem(M=batch, N=n, K=k, dtype=s["dtype"], activation=act)))
+    # one table-batched launch: tuned as one table of all rows with tables x batch bags
     out.append(("embedding_bag", "embedding_bag_fwd",
-                EmbeddingBagProblem(num_bags=batch, avg_bag_len=s["bag"], dim=s["dim"],
-                                    num_rows=s["rows"], dtype=s["dtype"])))
+                EmbeddingBagProblem(num_bags=s["tables"] * batch, avg_bag_len=s["bag"], dim=s["dim"],
+                                    num_rows=s["tables"] * s["rows"], dtype=s["dtype"])))
     out.append(("interaction", "dot_interaction",
                 InteractionProblem(batch=batch, features=F, dim=s["dim"], dtype=s["dtype"])))
     return out
@@ -161,41 +197,25 @@ def default_config(kernel: str) -> dict:
                  "dot_interaction": interaction.DEFAULT_CONFIG}[kernel])
 
 
-def sample_configs(space, n: int, seed: int) -> list[dict]:
-    """Up to n distinct configs of the space that pass its constraints, drawn at random."""
-    rng, out = random.Random(seed), []
-    for _ in range(20000):
-        if len(out) >= n:
-            break
-        cfg = {d.name: rng.choice(d.values()) for d in space.domains}
-        if cfg not in out and not space.violations(cfg):
-            out.append(cfg)
-    return out
+def warm_configs(kernel: str) -> list[dict]:
+    """Tried first by the search: the kernel's default, and for the GEMMs the known-good list."""
+    from search_spaces import matmul as s_mm
+
+    return [default_config(kernel)] + (s_mm.WARM_CONFIGS if kernel == "gemm_epilogue" else [])
 
 
-def quick_tune(kernel: str, problem, hw, device, n: int, timer) -> tuple[dict, list[dict]]:
-    from tuner import registry
-    from tuner.verify import check
+def search_op(kernel: str, problem, hw, device, args) -> tuple[dict, dict]:
+    """(config, record of the search) for one op: tuner/inprocess.py over the op's space."""
+    from tuner import inprocess, registry
 
-    tunable = registry.load(registry.BUILTIN[kernel])
-    spec = tunable.kernel
-    inputs = spec.make_inputs(problem, device, 5)
-    out, ref = spec.make_output(problem, inputs), spec.reference(inputs)
-    tried = []
-    seed = zlib.crc32(problem.model_dump_json().encode())  # the same handful on every run
-    for cfg in [default_config(kernel)] + sample_configs(tunable.space(problem, hw), n - 1, seed):
-        row = {"config": cfg}
-        try:
-            spec.launch(inputs, out, cfg)
-            result = check(out, ref)
-            row.update(ok=result.ok, error=result.reason)
-            if result.ok:
-                row["ms"] = timer(lambda cfg=cfg: spec.launch(inputs, out, cfg))
-        except Exception as exc:  # a config that does not compile here: the next one
-            row.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:200]}")
-        tried.append(row)
-    good = [r for r in tried if r.get("ok")]
-    return (min(good, key=lambda r: r["ms"])["config"] if good else default_config(kernel)), tried
+    seed = zlib.crc32(problem.model_dump_json().encode())  # the same proposals on every run
+    best, search = inprocess.tune(registry.load(registry.BUILTIN[kernel]), problem, hw, warm=warm_configs(kernel),
+                                  max_configs=args.configs, seconds=args.op_seconds, threads=args.threads,
+                                  seed=seed % 2**31, device=device)
+    record = {"configs": search.counts(), "best_ms": best["full"][1] if best else None,
+              "tried": [{k: r.get(k) for k in ("config", "status", "latency_ms", "error") if k in r}
+                        for r in search.results]}
+    return (best["config"] if best else default_config(kernel)), record
 
 
 def tma_usable(problem: dict):
@@ -211,7 +231,7 @@ def tma_usable(problem: dict):
     return usable
 
 
-def make_plan(s: dict, batch: int, hw, device, table: bool, n: int, quick_timer) -> dict:
+def make_plan(s: dict, batch: int, hw, device, table: bool, args) -> dict:
     from kernels import tuned
 
     plan = {}
@@ -227,27 +247,24 @@ def make_plan(s: dict, batch: int, hw, device, table: bool, n: int, quick_timer)
             plan[name] = {"kernel": kernel, "problem": p, "source": "default (no hardware profile for this GPU)",
                           "config": default_config(kernel)}
         else:
-            cfg, tried = quick_tune(kernel, problem, hw, device, n, quick_timer)
-            plan[name] = {"kernel": kernel, "problem": p, "source": f"quick tune ({len(tried)} configs)",
-                          "config": cfg, "tried": tried}
+            t0 = time.time()
+            cfg, record = search_op(kernel, problem, hw, device, args)
+            plan[name] = {"kernel": kernel, "problem": p, "config": cfg, "search": record,
+                          "source": f"search: {sum(record['configs'].values())} configs, "
+                                    f"{record['configs']['ok']} ok, {time.time() - t0:.0f} s"}
     return plan
 
 
 # -- measuring ------------------------------------------------------------------------------
 def timers(gpu: bool):
-    """(timer, quick-tune timer, CUDA-graph timer or None), each fn -> milliseconds"""
+    """(timer, CUDA-graph timer or None), each fn -> milliseconds"""
+    from tuner.inprocess import wall_bench
+
     if not gpu:
-        def wall(fn, reps=2):
-            fn()
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            return 1e3 * (time.perf_counter() - t0) / reps
-        return wall, wall, None
+        return (lambda fn: wall_bench(fn)[1]), None
     import triton.testing
 
     return (lambda fn: triton.testing.do_bench(fn, warmup=25, rep=200),
-            lambda fn: triton.testing.do_bench(fn, warmup=10, rep=40),
             lambda fn: triton.testing.do_bench_cudagraph(fn, rep=100))
 
 
@@ -266,13 +283,14 @@ def hardware_profile(device):
 def run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw) -> dict:
     import torch
 
-    timer, quick_timer, graph_timer = timers(device.type == "cuda")
+    timer, graph_timer = timers(device.type == "cuda")
     phases, t0 = {}, time.time()
-    plan = make_plan(s, batch, hw, device, bool(args.tuned), args.quick, quick_timer)
+    plan = make_plan(s, batch, hw, device, bool(args.tuned), args)
     phases["configs_s"] = time.time() - t0
     dense, bags = make_batch(s, batch, device, dtype, seed=batch)
+    kjt = table_batched(bags)
     paths = {"eager": lambda: eager_forward(model, dense, bags),
-             "ours": lambda: ours_forward(packed, plan, dense, bags)}
+             "ours": lambda: ours_forward(packed, plan, dense, kjt)}
     t0 = time.time()
     compiled = torch.compile(eager_forward, dynamic=False)
     paths["compile"] = lambda: compiled(model, dense, bags)
@@ -340,7 +358,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tables", type=int)
     ap.add_argument("--dtype", choices=sorted(TOLERANCE))
     ap.add_argument("--tuned", help="a tuned-config table (kernelevolve export) for our ops")
-    ap.add_argument("--quick", type=int, default=4, help="configs per op in the quick tune (default 4)")
+    ap.add_argument("--configs", type=int, default=24, help="configs per op in the search (default 24)")
+    ap.add_argument("--op-seconds", type=float, default=20.0, help="search time per op, at most (default 20)")
+    ap.add_argument("--threads", type=int, default=8, help="parallel compiles in the search (default 8)")
     args = ap.parse_args(argv)
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # before the first @triton.jit is imported
@@ -365,12 +385,13 @@ def main(argv=None) -> int:
     t0 = time.time()
     model = make_model(s, device, dtype)
     packed = pack(model)
-    ref_model = {k: [tuple(t.float() for t in layer) if isinstance(layer, tuple) else layer.float()
-                     for layer in v] for k, v in model.items()}
+    ref_model = {"tables": [t.float() for t in model["tables"]],
+                 **{k: [tuple(t.float() for t in layer) for layer in model[k]] for k in ("bottom", "top")}}
     res = {"sizes": s, "device": torch.cuda.get_device_name(device) if gpu else platform.processor() or "CPU",
            "interpreter": not gpu, "torch": torch.__version__, "triton": triton.__version__,
            "config_source": f"tuned table {args.tuned}" if args.tuned else
-                            f"quick tune per op over {args.quick} configs ({hw.name if hw else 'no profile'})",
+                            f"search per op, up to {args.configs} configs or {args.op_seconds:.0f} s "
+                            f"({hw.name if hw else 'no profile'})",
            "setup_s": time.time() - t0, "batches": []}
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)

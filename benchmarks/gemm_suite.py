@@ -35,15 +35,12 @@ import argparse
 import json
 import math
 import sys
-import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import optuna  # noqa: E402
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402
 import triton  # noqa: E402
@@ -52,8 +49,8 @@ import triton.language as tl  # noqa: E402
 from kernels import conv2d as cv, gemm_epilogue as ge, matmul as mm  # noqa: E402
 from search_spaces import conv2d as s_cv, gemm_epilogue as s_ge, matmul as s_mm  # noqa: E402
 from tuner import hardware  # noqa: E402
-from tuner.space import config_key  # noqa: E402
-from tuner.verify import check, poison  # noqa: E402
+from tuner.inprocess import FULL, Search, bench  # noqa: E402
+from tuner.verify import check  # noqa: E402
 
 SHAPES = [  # (label, M, N, K)
     ("square 8192^3", 8192, 8192, 8192),
@@ -65,26 +62,19 @@ SHAPES = [  # (label, M, N, K)
     ("odd 30000x768x383", 30000, 768, 383),
     ("odd 1000x1000x383", 1000, 1000, 383),
 ]
-FUSED = ("fused 16384x4096x4096 +bias +gelu", dict(M=16384, N=4096, K=4096, activation="gelu"))
+FUSED = [  # (label, problem fields): a large square layer and two ranking-MLP layers
+    ("fused 16384x4096x4096 +bias +gelu", dict(M=16384, N=4096, K=4096, activation="gelu")),
+    ("fused MLP 65536x1024x1024 +bias +gelu", dict(M=65536, N=1024, K=1024, activation="gelu")),
+    ("fused MLP 65536x512x1024 +bias +relu", dict(M=65536, N=512, K=1024, activation="relu")),
+]
 CONV_LAYERS = [  # ResNet-style 3x3, stride 1, padding 1, batch 32
     ("conv 56x56x64->64 3x3", dict(N=32, H=56, W=56, C_in=64, C_out=64)),
     ("conv 28x28x128->128 3x3", dict(N=32, H=28, W=28, C_in=128, C_out=128)),
     ("conv 14x14x256->256 3x3", dict(N=32, H=14, W=14, C_in=256, C_out=256)),
 ]
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-QUICK = {"warmup": 5, "rep": 25}  # screening one config
-FULL = {"warmup": 25, "rep": 100}  # the finalists and the peers
 DEVICE = "cuda"
 NON_GEMM_RESERVE_S = 25.0  # kept for each fused/conv job: GEMM peers that would eat it are skipped
-PENALTY = 3.0  # what Optuna is told for an invalid, failing or incorrect config
-WARM_GEMM = [  # tried first where the space allows them: the issue-2 H100 winner and its relatives
-    dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3),
-    dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3, TMA=True, PERSISTENT=True),
-    dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4, TMA=True, WARP_SPECIALIZE=True),
-    dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, GROUP_M=1, num_warps=4, num_stages=4, TMA=True),
-    dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, GROUP_M=1, num_warps=4, num_stages=4, SPLIT_K=4,
-         SPLIT_K_REDUCE="two_pass"),
-]
+WARM_GEMM = s_mm.WARM_CONFIGS  # known-good and the tutorial's list, tried first
 WARM_CONV = [dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, FLAT_K=True, num_warps=8, num_stages=3),
              dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, FLAT_K=True, TMA=True, num_warps=4, num_stages=4)]
 
@@ -147,11 +137,6 @@ def tutorial_matmul(a, b):
 
 
 # ---- timing, verification, rows -----------------------------------------------------------------
-def bench(fn, timing=FULL) -> tuple[float, float, float]:
-    q = triton.testing.do_bench(fn, warmup=timing["warmup"], rep=timing["rep"], quantiles=[0.2, 0.5, 0.8])
-    return float(q[0]), float(q[1]), float(q[2])
-
-
 def row(section, shape, impl, flops, times=None, tuning_s=0.0, **extra) -> dict:
     r = {"section": section, "shape": shape, "impl": impl, "tuning_s": round(tuning_s, 2), **extra}
     if times:
@@ -177,106 +162,17 @@ def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s) -> dict:
         return row(section, shape, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500])
 
 
-# ---- our search ---------------------------------------------------------------------------------
-class Search:
-    """Seeded TPE over one space, in batches: propose valid new configs, compile them in parallel
-    threads (Triton's compiler releases the GIL for much of its work), then verify and time each."""
-
-    def __init__(self, tunable, problem, hw, seed, threads):
-        self.spec, self.space = tunable.kernel, tunable.space(problem, hw)
-        self.problem, self.threads = problem, threads
-        self.inputs = self.spec.make_inputs(problem, torch.device(DEVICE), seed)
-        self.ref = self.spec.reference(self.inputs)
-        self.outs = [self.spec.make_output(problem, self.inputs) for _ in range(threads)]
-        self.study = optuna.create_study(direction="minimize",
-                                         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True))
-        self.seen: dict[str, float] = {}
-        self.results: list[dict] = []
-
-    def enqueue(self, configs):
-        for cfg in configs:
-            full = {d.name: cfg.get(d.name, d.values()[0]) for d in self.space.domains}
-            if all(k in full and full[k] == v for k, v in cfg.items()) and not self.space.violations(full):
-                self.study.enqueue_trial(self.space.encode(full))
-
-    def _propose(self, n):
-        batch, asks = [], 0
-        while len(batch) < n and asks < 200 * n:
-            asks += 1
-            trial = self.study.ask(self.space.distributions())
-            cfg = self.space.decode(trial.params)
-            key = config_key(cfg)
-            if key in self.seen or self.space.violations(cfg):
-                self.study.tell(trial, self.seen.get(key, PENALTY))
-                continue
-            self.seen[key] = PENALTY
-            batch.append((trial, cfg, key))
-        return batch
-
-    def _compile(self, cfg, free_outs: list, lock: threading.Lock):
-        with lock:
-            out = free_outs.pop()  # one output buffer per thread
-        try:
-            self.spec.launch(self.inputs, out, cfg)  # the first launch compiles
-            return None
-        except Exception as exc:  # noqa: BLE001 - recorded per config
-            return f"{type(exc).__name__}: {exc}"[:300]
-        finally:
-            with lock:
-                free_outs.append(out)
-
-    def run(self, max_configs, until):
-        free_outs, lock = list(self.outs), threading.Lock()
-        with ThreadPoolExecutor(self.threads) as ex:
-            while len(self.results) < max_configs and time.perf_counter() < until:
-                batch = self._propose(min(self.threads, max_configs - len(self.results)))
-                if not batch:
-                    break
-                errors = list(ex.map(lambda c: self._compile(c, free_outs, lock), [c for _, c, _ in batch]))
-                torch.cuda.synchronize()
-                for (trial, cfg, key), err in zip(batch, errors):
-                    self.study.tell(trial, self._evaluate(cfg, key, err))
-
-    def _evaluate(self, cfg, key, err) -> float:
-        rec = {"config": cfg}
-        self.results.append(rec)
-        try:
-            if err:
-                raise RuntimeError(err)
-            out = self.outs[0]
-            poison(out)
-            self.spec.launch(self.inputs, out, cfg)
-            verdict = check(out, self.ref)
-            if not verdict.ok:
-                rec["status"], rec["error"] = "incorrect", verdict.reason
-                return PENALTY
-            rec["latency_ms"] = bench(lambda: self.spec.launch(self.inputs, out, cfg), QUICK)[1]
-            rec["status"] = "ok"
-            self.seen[key] = math.log10(rec["latency_ms"] * 1e-3)
-            return self.seen[key]
-        except Exception as exc:  # noqa: BLE001 - a failing config is data
-            rec["status"], rec["error"] = "error", f"{type(exc).__name__}: {exc}"[:300]
-            return PENALTY
-
-    def finalists(self, k=3):
-        ok = sorted((r for r in self.results if r.get("status") == "ok"), key=lambda r: r["latency_ms"])
-        return ok[:k]
-
-
+# ---- our search: tuner/inprocess.py (seeded TPE, parallel compile, verify, time) --------------
 def tune_ours(section, label, tunable, problem, hw, args, until, warm) -> tuple[dict, Search]:
     """Search until `until` (or --configs), re-time the three fastest in full, keep the best."""
     t0 = time.perf_counter()
     s = Search(tunable, problem, hw, args.seed, args.threads)
     s.enqueue(warm)
     s.run(args.configs, until)
-    best = None
-    for fin in s.finalists():
-        fin["full"] = bench(lambda c=fin["config"]: s.spec.launch(s.inputs, s.outs[0], c))
-        if best is None or fin["full"][1] < best["full"][1]:
-            best = fin
+    best = s.best()
     tuning_s = time.perf_counter() - t0
     flops = tunable.kernel.flops(problem)
-    counts = {st: sum(r.get("status") == st for r in s.results) for st in ("ok", "incorrect", "error")}
+    counts = s.counts()
     if best is None:
         return row(section, label, "ours", flops, tuning_s=tuning_s, configs=counts,
                    error="no config verified correct"), s
@@ -299,8 +195,7 @@ def gemm_shape(label, M, N, K, hw, args, search_until, deadline) -> list[dict]:
     return rows
 
 
-def fused(hw, args, search_until, deadline) -> list[dict]:
-    label, fields = FUSED
+def fused(label, fields, hw, args, search_until, deadline) -> list[dict]:
     problem = ge.FusedGemmProblem(dtype="bfloat16", **fields)
     ours, search = tune_ours("fused", label, s_ge.TUNABLE, problem, hw, args, search_until, WARM_GEMM)
     inputs = search.inputs
@@ -352,6 +247,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-search-s", type=float, default=8.0, help="our search's floor per shape")
     ap.add_argument("--threads", type=int, default=8, help="parallel compiles of our candidates")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", help="comma-separated sections (gemm, fused, conv) or parts of shape labels")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("gemm_suite: needs a CUDA GPU", file=sys.stderr)
@@ -365,8 +261,14 @@ def main(argv=None) -> int:
     # two tuning peers, fused and conv jobs have one untuned peer and search longer
     jobs = [(lbl, "gemm", lambda su, dl, lbl=lbl, m=m, n=n, k=k: gemm_shape(lbl, m, n, k, hw, args, su, dl))
             for lbl, m, n, k in SHAPES]
-    jobs.append((FUSED[0], "fused", lambda su, dl: fused(hw, args, su, dl)))
+    jobs += [(lbl, "fused", lambda su, dl, lbl=lbl, f=f: fused(lbl, f, hw, args, su, dl)) for lbl, f in FUSED]
     jobs += [(lbl, "conv", lambda su, dl, lbl=lbl, f=f: conv(lbl, f, hw, args, su, dl)) for lbl, f in CONV_LAYERS]
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        jobs = [j for j in jobs if any(w == j[1] or w in j[0] for w in wanted)]
+        if not jobs:
+            print(f"gemm_suite: --only {args.only!r} matches no shape or section", file=sys.stderr)
+            return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

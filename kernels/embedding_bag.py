@@ -9,6 +9,9 @@ Forward switches:
   BAGS_PER_PROGRAM   bags one program pools, one after another
   IDS_PER_STEP       ids gathered at once: a [IDS_PER_STEP, BLOCK_D] tile of rows per step, so
                      several row loads are in flight instead of one
+  PREFETCH           load the next step's ids before this step's rows are summed (absent = False)
+Table-batched forward (launch_forward_tables, fbgemm's TBE layout): all tables of a model in one
+launch, pooled straight into a [B, T, dim] view; tuned as one table with T x B bags.
 Backward (dweight = scatter of grad_out rows into a dense table gradient) switches:
   SORTED   False: each program walks bags and atomically adds grad rows into the table gradient
                   (into an fp32 workspace, cast once at the end, when the table is 16-bit: 16-bit
@@ -58,9 +61,13 @@ def _bag_bounds(offsets_ptr, bag):
 
 
 @triton.jit
-def embedding_bag_fwd_kernel(weight_ptr, indices_ptr, offsets_ptr, out_ptr, n_bags, dim,
-                             stride_w, stride_out, MEAN: tl.constexpr, BLOCK_D: tl.constexpr,
-                             BAGS_PER_PROGRAM: tl.constexpr, IDS_PER_STEP: tl.constexpr):
+def embedding_bag_fwd_kernel(weight_ptr, indices_ptr, offsets_ptr, table_rows_ptr, out_ptr, n_bags,
+                             bags_per_table, dim, stride_w, stride_out, stride_out_table,
+                             MEAN: tl.constexpr, TABLES: tl.constexpr, BLOCK_D: tl.constexpr,
+                             BAGS_PER_PROGRAM: tl.constexpr, IDS_PER_STEP: tl.constexpr,
+                             PREFETCH: tl.constexpr):
+    """Bag g pools weight rows (table_rows[t] + id) for its ids; with TABLES, g = t * bags_per_table
+    + b is bag b of table t (fbgemm's table-batched layout) and lands at out[b, t]."""
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     cmask = cols < dim
     ids = tl.arange(0, IDS_PER_STEP)
@@ -68,16 +75,36 @@ def embedding_bag_fwd_kernel(weight_ptr, indices_ptr, offsets_ptr, out_ptr, n_ba
         bag = tl.program_id(0) * BAGS_PER_PROGRAM + i
         if bag < n_bags:
             start, end = _bag_bounds(offsets_ptr, bag)
+            if TABLES:
+                table = bag // bags_per_table
+                row0 = tl.load(table_rows_ptr + table).to(tl.int64)
+                dest = out_ptr + (bag - table * bags_per_table).to(tl.int64) * stride_out \
+                    + table.to(tl.int64) * stride_out_table
+            else:
+                row0 = 0
+                dest = out_ptr + bag.to(tl.int64) * stride_out
             acc = tl.zeros((BLOCK_D,), tl.float32)
-            for j in range(start, end, IDS_PER_STEP):
-                pmask = (j + ids) < end
-                idx = tl.load(indices_ptr + j + ids, mask=pmask, other=0).to(tl.int64)
-                rows = tl.load(weight_ptr + idx[:, None] * stride_w + cols[None, :],
-                               mask=pmask[:, None] & cmask[None, :], other=0.0)
-                acc += tl.sum(rows.to(tl.float32), axis=0)
+            if PREFETCH:
+                # the next step's ids are loaded while this step's rows are in flight: the two
+                # dependent memory latencies of a step (ids, then rows) overlap across steps
+                idx = tl.load(indices_ptr + start + ids, mask=(start + ids) < end, other=0)
+                for j in range(start, end, IDS_PER_STEP):
+                    pmask = (j + ids) < end
+                    rows = tl.load(weight_ptr + (row0 + idx.to(tl.int64))[:, None] * stride_w + cols[None, :],
+                                   mask=pmask[:, None] & cmask[None, :], other=0.0)
+                    nxt = j + IDS_PER_STEP + ids
+                    idx = tl.load(indices_ptr + nxt, mask=nxt < end, other=0)
+                    acc += tl.sum(rows.to(tl.float32), axis=0)
+            else:
+                for j in range(start, end, IDS_PER_STEP):
+                    pmask = (j + ids) < end
+                    idx = tl.load(indices_ptr + j + ids, mask=pmask, other=0).to(tl.int64)
+                    rows = tl.load(weight_ptr + (row0 + idx)[:, None] * stride_w + cols[None, :],
+                                   mask=pmask[:, None] & cmask[None, :], other=0.0)
+                    acc += tl.sum(rows.to(tl.float32), axis=0)
             if MEAN:
                 acc = acc / tl.maximum(end - start, 1).to(tl.float32)
-            tl.store(out_ptr + bag.to(tl.int64) * stride_out + cols, acc.to(out_ptr.dtype.element_ty), mask=cmask)
+            tl.store(dest + cols, acc.to(out_ptr.dtype.element_ty), mask=cmask)
 
 
 @triton.jit
@@ -130,12 +157,34 @@ BWD_DEFAULT = {"SORTED": True, "BLOCK_D": 128, "ITEMS_PER_PROGRAM": 4, "IDS_PER_
 
 
 def launch_forward(weight, indices, offsets, out, cfg, mode: str):
-    n_bags, dim = out.shape
+    """out [B, dim] = the pooled bags of one table."""
+    return _launch_forward(weight, None, indices, offsets, out, out.shape[0], 0, cfg, mode)
+
+
+def launch_forward_tables(weight, table_rows, indices, offsets, out, cfg, mode: str):
+    """Table-batched (fbgemm TBE layout): T tables stacked in one weight [sum of rows, dim], table t
+    starting at row table_rows[t]; indices of all tables concatenated (each relative to its
+    table), offsets [T * B + 1] table-major; out [B, T, dim], any strides (e.g. a slice of the
+    interaction input, so no stack copy follows). One launch for all tables."""
+    bags, tables = out.shape[0], out.shape[1]
+    if offsets.numel() != bags * tables + 1 or table_rows.numel() != tables:
+        raise ValueError(f"embedding bags of {tables} tables x {bags} bags need {bags * tables + 1} offsets "
+                         f"and {tables} table starts, got {offsets.numel()} and {table_rows.numel()}")
+    if out.stride(2) != 1:
+        raise ValueError("the pooled output's last dimension must be contiguous")
+    return _launch_forward(weight, table_rows, indices, offsets, out, bags, out.stride(1), cfg, mode)
+
+
+def _launch_forward(weight, table_rows, indices, offsets, out, bags_per_table, stride_out_table, cfg, mode):
+    n_bags = offsets.numel() - 1
+    dim = weight.shape[1]
     grid = (triton.cdiv(n_bags, cfg["BAGS_PER_PROGRAM"]), triton.cdiv(dim, cfg["BLOCK_D"]))
     return embedding_bag_fwd_kernel[grid](
-        weight, indices, offsets, out, n_bags, dim, weight.stride(0), out.stride(0),
-        MEAN=mode == "mean", BLOCK_D=cfg["BLOCK_D"], BAGS_PER_PROGRAM=cfg["BAGS_PER_PROGRAM"],
-        IDS_PER_STEP=cfg["IDS_PER_STEP"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        weight, indices, offsets, table_rows, out, n_bags, bags_per_table, dim, weight.stride(0),
+        out.stride(0), stride_out_table, MEAN=mode == "mean", TABLES=table_rows is not None,
+        BLOCK_D=cfg["BLOCK_D"], BAGS_PER_PROGRAM=cfg["BAGS_PER_PROGRAM"],
+        IDS_PER_STEP=cfg["IDS_PER_STEP"], PREFETCH=bool(cfg.get("PREFETCH", False)),
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
 
 
 def launch_backward(grad_out, indices, offsets, grad_weight, cfg, mode: str):

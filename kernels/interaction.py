@@ -4,8 +4,8 @@ vectors, gathered to the strictly triangular pairs in one kernel (no [B, F, F] i
 Input T [B, F, D] (the dense feature and the F-1 pooled embeddings of each sample, stacked);
 output [B, F*(F-1)/2] with DLRM's order: pairs (i, j), j < i, by i then j, i.e. DLRM's
 `Z[:, li, lj]` with arch_interaction_itself=False (the diagonal is left out; Z is symmetric, so
-this is also its strict upper triangle). The concat with the dense feature that DLRM does next is
-a copy left to the caller.
+this is also its strict upper triangle). launch_concat also writes DLRM's next step, the concat
+[dense vector | pairs] (zero-padded to an aligned width), in the same pass.
 
 Switches:
   USE_DOT               True: Z = T T^T on tensor cores (tl.dot on a [F_PAD, BLOCK_D] tile with
@@ -41,9 +41,10 @@ class InteractionProblem(BaseModel):
 
 
 @triton.jit
-def dot_interaction_kernel(t_ptr, out_ptr, batch, F, D, stride_tb, stride_tf, stride_ob,
-                           F_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
-                           SAMPLES_PER_PROGRAM: tl.constexpr, USE_DOT: tl.constexpr):
+def dot_interaction_kernel(t_ptr, out_ptr, batch, F, D, stride_tb, stride_tf, stride_ob, pair_col0,
+                           out_width, F_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
+                           SAMPLES_PER_PROGRAM: tl.constexpr, USE_DOT: tl.constexpr,
+                           CONCAT: tl.constexpr, PAD_BLOCK: tl.constexpr):
     f = tl.arange(0, F_PAD)
     fmask = f < F
     i = f[:, None]
@@ -55,16 +56,24 @@ def dot_interaction_kernel(t_ptr, out_ptr, batch, F, D, stride_tb, stride_tf, st
         b = tl.program_id(0) * SAMPLES_PER_PROGRAM + s
         if b < batch:
             rows = t_ptr + b.to(tl.int64) * stride_tb + f[:, None] * stride_tf
+            out_row = out_ptr + b.to(tl.int64) * stride_ob
             acc = tl.zeros((F_PAD, F_PAD), tl.float32)
             for d0 in range(0, D, BLOCK_D):
                 d = d0 + dcols
                 t = tl.load(rows + d[None, :], mask=fmask[:, None] & (d < D)[None, :], other=0.0)
+                if CONCAT:  # feature 0 (the dense vector) is copied to out[b, :D] from the tile
+                    tl.store(out_row + d[None, :] + 0 * f[:, None], t.to(out_ptr.dtype.element_ty),
+                             mask=(f == 0)[:, None] & (d < D)[None, :])
                 if USE_DOT:
                     acc = tl.dot(t, tl.trans(t), acc)
                 else:
                     tf = t.to(tl.float32)
                     acc += tl.sum(tf[:, None, :] * tf[None, :, :], axis=2)
-            tl.store(out_ptr + b.to(tl.int64) * stride_ob + slot, acc.to(out_ptr.dtype.element_ty), mask=keep)
+            tl.store(out_row + pair_col0 + slot, acc.to(out_ptr.dtype.element_ty), mask=keep)
+            if CONCAT:  # columns past the pairs (padding to an aligned width) are zeros
+                pad = pair_col0 + (F * (F - 1)) // 2 + tl.arange(0, PAD_BLOCK)
+                tl.store(out_row + pad, tl.zeros((PAD_BLOCK,), tl.float32).to(out_ptr.dtype.element_ty),
+                         mask=pad < out_width)
 
 
 def padded_features(features: int, use_dot: bool) -> int:
@@ -76,14 +85,35 @@ DEFAULT_CONFIG = {"USE_DOT": True, "BLOCK_D": 64, "SAMPLES_PER_PROGRAM": 2, "num
 
 
 def launch(inputs, out: torch.Tensor, config) -> object:
-    (t,) = inputs
+    """out [B, F*(F-1)/2]: the pairs."""
+    return _launch(inputs[0], out, config, concat=False)
+
+
+def launch_concat(t: torch.Tensor, out: torch.Tensor, config) -> object:
+    """out [B, W >= D + F*(F-1)/2] = [t[:, 0] | the pairs | zeros]: DLRM's next step (the concat of
+    the dense vector with the pairs) done in the same pass, padded with zeros to W columns so
+    that the next layer's K can be 16-byte aligned (its weight padded with zero rows)."""
     batch, F, D = t.shape
+    pairs_end = D + F * (F - 1) // 2
+    if out.shape[0] != batch or out.shape[1] < pairs_end or out.stride(1) != 1:
+        raise ValueError(f"the concatenated output must be [{batch}, >= {pairs_end}] with contiguous rows, "
+                         f"got {tuple(out.shape)} strides {tuple(out.stride())}")
+    return _launch(t, out, config, concat=True)
+
+
+def _launch(t, out, config, concat: bool):
+    batch, F, D = t.shape
+    if t.stride(2) != 1:
+        raise ValueError("dot_interaction needs the feature vectors contiguous (t.stride(2) == 1)")
     grid = (triton.cdiv(batch, config["SAMPLES_PER_PROGRAM"]),)
     use_dot = bool(config["USE_DOT"])
+    pad = out.shape[1] - (D if concat else 0) - F * (F - 1) // 2
     return dot_interaction_kernel[grid](
-        t, out, batch, F, D, t.stride(0), t.stride(1), out.stride(0), F_PAD=padded_features(F, use_dot),
-        BLOCK_D=config["BLOCK_D"], SAMPLES_PER_PROGRAM=config["SAMPLES_PER_PROGRAM"],
-        USE_DOT=use_dot, num_warps=config["num_warps"], num_stages=config["num_stages"])
+        t, out, batch, F, D, t.stride(0), t.stride(1), out.stride(0), D if concat else 0, out.shape[1],
+        F_PAD=padded_features(F, use_dot), BLOCK_D=config["BLOCK_D"],
+        SAMPLES_PER_PROGRAM=config["SAMPLES_PER_PROGRAM"], USE_DOT=use_dot, CONCAT=concat,
+        PAD_BLOCK=triton.next_power_of_2(max(pad, 1)), num_warps=config["num_warps"],
+        num_stages=config["num_stages"])
 
 
 def check_inputs(t) -> None:

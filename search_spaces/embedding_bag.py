@@ -8,6 +8,7 @@ gets. The constraints reject, before any compile:
   * registers: the gathered [IDS_PER_STEP, BLOCK_D] tile past 128 fp32 values per thread spills.
   * idle threads: a tile smaller than the program's threads (32 x num_warps).
   * too few programs to fill the GPU (fewer than two per multiprocessor, or than the work allows).
+The forward also chooses whether to prefetch the next step's ids while the rows are in flight.
 The backward adds the choice of scatter: atomics (into an fp32 workspace for 16-bit tables) or a
 sort and segment sums (no atomics, each table row written once).
 """
@@ -74,14 +75,15 @@ def _space(problem: eb.EmbeddingBagProblem, hw: Hardware, backward: bool) -> Spa
     rules = tuple(_bind(r, problem, hw) for r in RULES)
     per = "ITEMS_PER_PROGRAM" if backward else "BAGS_PER_PROGRAM"
     head = (Bool("SORTED"),) if backward else ()
+    prefetch = () if backward else (Bool("PREFETCH"),)
     if hw.interpreter:
         return Space(
             domains=head + (Pow2("BLOCK_D", 16, 32), Pow2(per, 1, 4), Pow2("IDS_PER_STEP", 1, 8),
-                            Const("num_warps", 4), Const("num_stages", 1)),
+                            Const("num_warps", 4), Const("num_stages", 1)) + prefetch,
             constraints=rules, notes="interpreter: num_warps/num_stages fixed, tiles small")
     return Space(
-        domains=head + (Pow2("BLOCK_D", 16, 512), Pow2(per, 1, 16), Pow2("IDS_PER_STEP", 1, 32),
-                        Pow2("num_warps", 1, 8), Choice("num_stages", (1, 2, 3))),
+        domains=head + (Pow2("BLOCK_D", 16, 512), Pow2(per, 1, 16), Pow2("IDS_PER_STEP", 1, 64),
+                        Pow2("num_warps", 1, 8), Choice("num_stages", (1, 2, 3))) + prefetch,
         constraints=rules, notes="GPU: see search_spaces/embedding_bag.py for the constraints")
 
 

@@ -11,7 +11,9 @@ from tuner.verify import check, poison
 # sorted runs are long); dims that are not powers of two.
 PROBLEMS = [dict(num_bags=9, avg_bag_len=3, dim=20, num_rows=7), dict(num_bags=1, avg_bag_len=1, dim=1, num_rows=1),
             dict(num_bags=13, avg_bag_len=5, dim=37, num_rows=50)]
-FWD = [{"BLOCK_D": 16, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 4, "IDS_PER_STEP": 8}]
+FWD = [{"BLOCK_D": 16, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 4, "IDS_PER_STEP": 8},
+       {"BLOCK_D": 16, "BAGS_PER_PROGRAM": 2, "IDS_PER_STEP": 2, "PREFETCH": True},
+       {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 8, "PREFETCH": True}]
 BWD = [dict(c, SORTED=s) for s in (False, True) for c in
        ({"BLOCK_D": 16, "ITEMS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "ITEMS_PER_PROGRAM": 3, "IDS_PER_STEP": 4})]
 
@@ -120,6 +122,34 @@ def test_bfloat16_tables_on_gpu(device, spec):
     for cfg in cfgs:
         result = check(*_run(spec, problem, device, cfg))
         assert result.ok, result.reason
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_table_batched_forward_pools_every_table_into_a_strided_view(device, prefetch):
+    """Three tables of different row counts in one weight, bags table-major (fbgemm's TBE layout),
+    empty bags included, pooled into slots 1..3 of a [B, 4, dim] buffer whose slot 0 is untouched."""
+    gen = torch.Generator().manual_seed(3)
+    rows, dim, bags = [5, 11, 7], 20, 6
+    tables = [torch.randn(r, dim, generator=gen) for r in rows]
+    weight = torch.cat(tables).to(device)
+    starts = torch.tensor([0, 5, 16], device=device)
+    lengths = [torch.randint(0, 5, (bags,), generator=gen) for _ in rows]
+    lengths[1][2] = 0
+    ids = [torch.randint(0, r, (int(n.sum()),), generator=gen) for r, n in zip(rows, lengths)]
+    offsets = torch.zeros(len(rows) * bags + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(torch.cat(lengths), 0)
+    buf = torch.full((bags, 4, dim), 7.0, device=device)
+    cfg = _cfg({"BLOCK_D": 16, "BAGS_PER_PROGRAM": 2, "IDS_PER_STEP": 4, "PREFETCH": prefetch})
+    eb.launch_forward_tables(weight, starts, torch.cat(ids).to(device), offsets.to(device), buf[:, 1:], cfg, "sum")
+    for t, (table, n, i) in enumerate(zip(tables, lengths, ids)):
+        off = torch.zeros(bags + 1, dtype=torch.int64)
+        off[1:] = torch.cumsum(n, 0)
+        want = eb.reference_forward(table, i, off, "sum")
+        torch.testing.assert_close(buf[:, 1 + t].cpu().double(), want, rtol=1e-5, atol=1e-5)
+    assert bool((buf[:, 0] == 7.0).all())
+    with pytest.raises(ValueError, match="offsets"):
+        eb.launch_forward_tables(weight, starts, torch.cat(ids).to(device), offsets[:-1].to(device), buf[:, 1:],
+                                 cfg, "sum")
 
 
 def test_cost_model():

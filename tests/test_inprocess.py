@@ -1,0 +1,64 @@
+"""tuner/inprocess.py on the interpreter: warm configs first, only valid configs launched, every
+config recorded with its status, the best is a verified one, and failures are data."""
+import dataclasses
+
+import pytest
+import torch
+
+from kernels import matmul as mm
+from search_spaces import matmul as s_mm
+from tuner import inprocess
+from tuner.hardware import profile
+from tuner.registry import Tunable
+
+HW = profile("cpu-interpreter")
+PROBLEM = mm.MatmulProblem(M=33, N=17, K=20, dtype="float32")
+
+
+def test_search_tries_warm_configs_first_and_keeps_a_verified_best(device):
+    warm = [dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, GROUP_M=1), dict(BLOCK_M=4096)]  # the second: not in the space
+    s = inprocess.Search(s_mm.TUNABLE, PROBLEM, HW, seed=0, threads=1, device=device)
+    assert s.enqueue(warm) == 1
+    s.run(max_configs=4, until=float("inf"))
+    assert len(s.results) == 4
+    first = s.results[0]["config"]
+    assert (first["BLOCK_M"], first["BLOCK_N"], first["BLOCK_K"], first["GROUP_M"]) == (16, 16, 16, 1)
+    assert len({tuple(sorted(r["config"].items())) for r in s.results}) == 4  # no config twice
+    assert all(not s.space.violations(r["config"]) for r in s.results)
+    best = s.best()
+    assert best is not None and best["status"] == "ok" and best["full"][1] > 0
+    assert s.counts()["ok"] == 4
+
+
+def test_failing_and_wrong_configs_are_recorded_not_chosen(device):
+    """A launcher that raises for one tile size and returns garbage for another: both recorded
+    with their cause, the best is a correct config."""
+    def launch(inputs, out, cfg):
+        if cfg["BLOCK_M"] == 16:
+            raise RuntimeError("out of resources (simulated)")
+        mm.launch(inputs, out, cfg)
+        if cfg["BLOCK_N"] == 32:
+            out.add_(1.0)
+
+    spec = dataclasses.replace(mm.SPEC, launch=launch)
+    tunable = Tunable(kernel=spec, space=s_mm.space)
+    best, s = inprocess.tune(tunable, PROBLEM, HW, warm=[dict(BLOCK_M=16), dict(BLOCK_M=32, BLOCK_N=32)],
+                             max_configs=6, seconds=600, threads=2, device=device)
+    by_status = {r["status"] for r in s.results}
+    assert {"error", "incorrect"} <= by_status
+    assert any("simulated" in r.get("error", "") for r in s.results)
+    assert best is not None and best["config"]["BLOCK_M"] != 16 and best["config"]["BLOCK_N"] != 32
+
+
+def test_wall_bench_is_the_cpu_stand_in():
+    calls = []
+    p20, p50, p80 = inprocess.wall_bench(lambda: calls.append(torch.ones(1)))
+    assert len(calls) == 3 and p20 == p50 == p80 >= 0
+
+
+@pytest.mark.gpu
+def test_search_on_the_gpu(device):
+    problem = mm.MatmulProblem(M=512, N=512, K=512, dtype="float16")
+    best, s = inprocess.tune(s_mm.TUNABLE, problem, profile("h100"), warm=s_mm.WARM_CONFIGS[:2], max_configs=6,
+                             seconds=120, device=device)
+    assert best is not None and s.counts()["ok"] >= 1
