@@ -47,6 +47,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from kernels import attention as at, embedding_bag as eb, interaction as it, jagged as jg  # noqa: E402
+from kernels import jagged_bmm as jbmm, jagged_softmax as jsm  # noqa: E402
 from kernels import norms, softmax as sm  # noqa: E402
 from search_spaces import attention as s_at, embedding_bag as s_eb, interaction as s_it  # noqa: E402
 from search_spaces import jagged as s_jg, norms as s_norms, softmax as s_sm  # noqa: E402
@@ -166,11 +167,11 @@ def cases() -> list[Case]:
              library_name="aten _padded_dense_to_jagged_forward", prepare=_jagged_positions,
              default=jg.default_copy_config(128)),
         Case("jagged_softmax", s_jg.JAGGED_SOFTMAX, jg.JaggedProblem(**JG),
-             JG_SHAPE + "; eager: softmax of the -inf padded dense", default=jg.default_softmax_config(512, 128)),
+             JG_SHAPE + "; eager: softmax of the -inf padded dense", default=jsm.default_softmax_config(512, 128)),
         Case("jagged_dense_bmm", s_jg.JAGGED_DENSE_BMM,
-             jg.JaggedBmmProblem(batch=1024, max_len=512, k=128, n=128, dtype="bfloat16"),
+             jbmm.JaggedBmmProblem(batch=1024, max_len=512, k=128, n=128, dtype="bfloat16"),
              "B 1024, max_len 512 (50% fill), K 128, N 128; eager: padded bmm", compute_bound=True,
-             default=jg.BMM_DEFAULT),
+             default=jbmm.BMM_DEFAULT),
         Case("attention fwd", s_at.TUNABLE, at.AttentionProblem(**ATT, causal=False), "B 4, H 16, S 4096, d 128",
              eager=attention_eager, library=attention_flash, library_name="SDPA flash", prepare=_causal_mask,
              compute_bound=True, default=dict(at.DEFAULT_CONFIG, SPLIT_MASKED=False)),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from kernels import jagged
+from kernels import jagged, jagged_bmm, jagged_softmax
 from kernels.spec import element_size
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
@@ -35,7 +35,7 @@ def _bind(fn, problem, hw):
 
 def _limits(problem):
     """Each tile parameter's padded problem extent."""
-    if isinstance(problem, jagged.JaggedBmmProblem):
+    if isinstance(problem, jagged_bmm.JaggedBmmProblem):
         return {"BLOCK_M": problem.max_len, "BLOCK_N": problem.n, "BLOCK_K": problem.k}
     return {"BLOCK_L": problem.max_len, "BLOCK_D": problem.dim}
 
@@ -110,7 +110,7 @@ def softmax_space(problem: jagged.JaggedProblem, hw: Hardware) -> Space:
     return Space(domains=doms, constraints=_rules(problem, hw), notes="see search_spaces/jagged.py")
 
 
-def bmm_space(problem: jagged.JaggedBmmProblem, hw: Hardware) -> Space:
+def bmm_space(problem: jagged_bmm.JaggedBmmProblem, hw: Hardware) -> Space:
     """jagged x dense bmm: LOOP_L, BLOCK_M/N/K"""
     if hw.interpreter:
         doms = (Bool("LOOP_L"), Pow2("BLOCK_M", 16, 32), Pow2("BLOCK_N", 16, 32), Pow2("BLOCK_K", 16, 32),
@@ -123,5 +123,5 @@ def bmm_space(problem: jagged.JaggedBmmProblem, hw: Hardware) -> Space:
 
 JAGGED_TO_PADDED = Tunable(kernel=jagged.JAGGED_TO_PADDED, space=copy_space)
 PADDED_TO_JAGGED = Tunable(kernel=jagged.PADDED_TO_JAGGED, space=copy_space)
-JAGGED_SOFTMAX = Tunable(kernel=jagged.JAGGED_SOFTMAX, space=softmax_space)
-JAGGED_DENSE_BMM = Tunable(kernel=jagged.JAGGED_DENSE_BMM, space=bmm_space)
+JAGGED_SOFTMAX = Tunable(kernel=jagged_softmax.JAGGED_SOFTMAX, space=softmax_space)
+JAGGED_DENSE_BMM = Tunable(kernel=jagged_bmm.JAGGED_DENSE_BMM, space=bmm_space)

@@ -14,26 +14,12 @@ The constraints reject, before any compile:
 """
 from __future__ import annotations
 
-from functools import partial
-
 from kernels import norms
 from kernels.spec import element_size
+from search_spaces.row_rules import bind, block_mode, padded_row, register_spill
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
 from tuner.space import Bool, Choice, Const, Pow2, Space
-
-REGS_PER_THREAD_MAX = 128
-
-
-def _padded(n: int) -> int:
-    return 1 << max(4, (n - 1).bit_length())
-
-
-def _bind(fn, problem, hw):
-    """A picklable constraint: a module-level rule with its problem and hardware bound."""
-    rule = partial(fn, problem=problem, hw=hw)
-    rule.__doc__ = fn.__doc__
-    return rule
 
 
 def _rows_per_program(cfg):
@@ -42,21 +28,12 @@ def _rows_per_program(cfg):
 
 def block_matches_mode(cfg, problem, hw):
     """row in registers: BLOCK = padded row; LOOPED: BLOCK < padded row"""
-    width = _padded(problem.cols)
-    if not cfg["LOOPED"] and cfg["BLOCK"] != width:
-        return f"row in registers needs BLOCK = padded row {width}, got {cfg['BLOCK']}"
-    if cfg["LOOPED"] and cfg["BLOCK"] >= width:
-        return f"LOOPED with BLOCK={cfg['BLOCK']} >= padded row {width} only adds passes"
-    return None
+    return block_mode(cfg, problem.cols, "LOOPED", "row in registers", "passes")
 
 
 def registers(cfg, problem, hw):
     """live fp32 values <= 128 registers per thread"""
-    if hw.interpreter:
-        return None
-    live = cfg["ROWS"] * cfg["BLOCK"] if "ROWS" in cfg else 4 * cfg["BLOCK"]
-    regs = live / (32 * cfg["num_warps"])
-    return f"needs {regs:.0f} registers/thread > {REGS_PER_THREAD_MAX}" if regs > REGS_PER_THREAD_MAX else None
+    return register_spill(cfg, hw, cfg["ROWS"] * cfg["BLOCK"] if "ROWS" in cfg else 4 * cfg["BLOCK"])
 
 
 def enough_programs(cfg, problem, hw):
@@ -87,8 +64,8 @@ RULES = (block_matches_mode, registers, enough_programs, partial_buffer_size, st
 
 
 def _space(problem: norms.NormProblem, hw: Hardware, rows_name: str) -> Space:
-    rules = tuple(_bind(r, problem, hw) for r in RULES)
-    width = _padded(problem.cols)
+    rules = tuple(bind(r, problem, hw) for r in RULES)
+    width = padded_row(problem.cols)
     if hw.interpreter:
         return Space(
             domains=(Bool("LOOPED"), Pow2("BLOCK", 16, min(width, 1024)), Pow2(rows_name, 1, 4),

@@ -12,44 +12,21 @@ On the interpreter num_warps/num_stages are fixed and tiles small.
 """
 from __future__ import annotations
 
-from functools import partial
-
 from kernels.softmax import SPEC, SoftmaxProblem
+from search_spaces.row_rules import bind, block_mode, padded_row, register_spill
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
 from tuner.space import Bool, Choice, Const, Pow2, Space
 
-TILE_REGS_PER_THREAD_MAX = 128
-
-
-def _padded(n: int) -> int:
-    return 1 << max(4, (n - 1).bit_length())
-
-
-def _bind(fn, problem, hw):
-    """A picklable constraint: a module-level rule with its problem and hardware bound."""
-    rule = partial(fn, problem=problem, hw=hw)
-    rule.__doc__ = fn.__doc__
-    return rule
-
 
 def block_matches_mode(cfg, problem, hw):
     """in registers: BLOCK = padded row; online: BLOCK < padded row"""
-    width = _padded(problem.cols)
-    if not cfg["ONLINE"] and cfg["BLOCK"] != width:
-        return f"in-registers needs BLOCK = padded row {width}, got {cfg['BLOCK']}"
-    if cfg["ONLINE"] and cfg["BLOCK"] >= width:
-        return f"ONLINE with BLOCK={cfg['BLOCK']} >= padded row {width} only adds a second read"
-    return None
+    return block_mode(cfg, problem.cols, "ONLINE", "in-registers", "a second read")
 
 
 def registers(cfg, problem, hw):
     """the live fp32 tile <= 128 registers per thread"""
-    if hw.interpreter:
-        return None
-    regs = cfg["ROWS"] * cfg["BLOCK"] / (32 * cfg["num_warps"])
-    return f"tile needs {regs:.0f} registers/thread > {TILE_REGS_PER_THREAD_MAX}" \
-        if regs > TILE_REGS_PER_THREAD_MAX else None
+    return register_spill(cfg, hw, cfg["ROWS"] * cfg["BLOCK"], "tile ")
 
 
 def enough_programs(cfg, problem, hw):
@@ -70,8 +47,8 @@ RULES = (block_matches_mode, registers, enough_programs, stages_need_loop)
 
 
 def space(problem: SoftmaxProblem, hw: Hardware) -> Space:
-    rules = tuple(_bind(r, problem, hw) for r in RULES)
-    width = _padded(problem.cols)
+    rules = tuple(bind(r, problem, hw) for r in RULES)
+    width = padded_row(problem.cols)
     if hw.interpreter:
         return Space(
             domains=(Bool("ONLINE"), Pow2("BLOCK", 16, min(width, 1024)), Pow2("ROWS", 1, 4),

@@ -3,7 +3,7 @@ odd dims, every switch, against float64 references; rejected offsets and shapes.
 import pytest
 import torch
 
-from kernels import jagged as jg
+from kernels import jagged as jg, jagged_bmm as jbmm, jagged_softmax as jsm
 from search_spaces.jagged import bmm_space, copy_space, softmax_space
 from tuner.hardware import profile
 from tuner.verify import check, poison
@@ -55,7 +55,7 @@ def test_conversions_match_reference(device, spec, dtype, shape, cfg):
 @pytest.mark.parametrize("cfg", SOFTMAX, ids=_ids)
 def test_softmax_matches_reference(device, dtype, shape, cfg):
     problem = jg.JaggedProblem(batch=shape[0], max_len=shape[1], dim=shape[2], dtype=dtype)
-    result = _run(jg.JAGGED_SOFTMAX, problem, _cfg(cfg, problem), device)
+    result = _run(jsm.JAGGED_SOFTMAX, problem, _cfg(cfg, problem), device)
     assert result.ok, result.reason
 
 
@@ -63,8 +63,8 @@ def test_softmax_matches_reference(device, dtype, shape, cfg):
 @pytest.mark.parametrize("shape", [(5, 20, 24, 18), (1, 1, 3, 5), (3, 40, 33, 40)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("cfg", BMM, ids=_ids)
 def test_bmm_matches_reference(device, dtype, shape, cfg):
-    problem = jg.JaggedBmmProblem(batch=shape[0], max_len=shape[1], k=shape[2], n=shape[3], dtype=dtype)
-    result = _run(jg.JAGGED_DENSE_BMM, problem, _cfg(cfg), device)
+    problem = jbmm.JaggedBmmProblem(batch=shape[0], max_len=shape[1], k=shape[2], n=shape[3], dtype=dtype)
+    result = _run(jbmm.JAGGED_DENSE_BMM, problem, _cfg(cfg), device)
     assert result.ok, result.reason
 
 
@@ -75,34 +75,36 @@ def test_public_entry_points(device):
     assert torch.equal(dense, torch.ops.aten._jagged_to_padded_dense_forward(values, [offsets], [4], -1.0))
     back = jg.padded_dense_to_jagged(jg.jagged_to_padded_dense(values, offsets, 5), offsets)
     assert torch.equal(back, values)
-    sm = jg.jagged_softmax(values, offsets)
-    assert check(sm, jg.softmax_reference(values, offsets)).ok
-    assert check(jg.jagged_softmax(values, offsets, config=dict(jg.default_softmax_config(5, 7), ONLINE=True, BLOCK_L=2)),
-                 jg.softmax_reference(values, offsets)).ok
+    sm = jsm.jagged_softmax(values, offsets)
+    assert check(sm, jsm.softmax_reference(values, offsets)).ok
+    online = dict(jsm.default_softmax_config(5, 7), ONLINE=True, BLOCK_L=2)
+    assert check(jsm.jagged_softmax(values, offsets, config=online), jsm.softmax_reference(values, offsets)).ok
     y = torch.randn(5, 7, 3, device=device)
-    assert check(jg.jagged_dense_bmm(values, offsets, y), jg.bmm_reference(values, offsets, y, 5)).ok
+    assert check(jbmm.jagged_dense_bmm(values, offsets, y), jbmm.bmm_reference(values, offsets, y, 5)).ok
 
 
 V, OFF = torch.ones(4, 3), torch.tensor([0, 1, 4])
 
 
 @pytest.mark.parametrize("call,exc,match", [
-    (lambda: jg.jagged_softmax(V, torch.tensor([0, 3, 2, 4])), ValueError, "monotone"),
-    (lambda: jg.jagged_softmax(V, torch.tensor([0, 1, 5])), ValueError, "out of range"),
-    (lambda: jg.jagged_softmax(V, torch.tensor([2, 4])), ValueError, r"offsets\[0\]"),
-    (lambda: jg.jagged_softmax(V, torch.tensor([[0, 4]])), ValueError, "1-D"),
-    (lambda: jg.jagged_softmax(V, OFF.float()), TypeError, "int32 or int64"),
-    (lambda: jg.jagged_softmax(V.int(), OFF), TypeError, "float16"),
-    (lambda: jg.jagged_softmax(V[0], OFF), ValueError, "2-D"),
-    (lambda: jg.jagged_softmax(V, OFF, max_len=2), ValueError, "max_len"),
-    (lambda: jg.jagged_softmax(V, OFF, config=dict(jg.default_softmax_config(3, 3), BLOCK_L=2)), ValueError, "ONLINE"),
-    (lambda: jg.jagged_softmax(V, OFF.to("meta")), ValueError, "different devices"),
+    (lambda: jsm.jagged_softmax(V, torch.tensor([0, 3, 2, 4])), ValueError, "monotone"),
+    (lambda: jsm.jagged_softmax(V, torch.tensor([0, 1, 5])), ValueError, "out of range"),
+    (lambda: jsm.jagged_softmax(V, torch.tensor([2, 4])), ValueError, r"offsets\[0\]"),
+    (lambda: jsm.jagged_softmax(V, torch.tensor([[0, 4]])), ValueError, "1-D"),
+    (lambda: jsm.jagged_softmax(V, OFF.float()), TypeError, "int32 or int64"),
+    (lambda: jsm.jagged_softmax(V.int(), OFF), TypeError, "float16"),
+    (lambda: jsm.jagged_softmax(V[0], OFF), ValueError, "2-D"),
+    (lambda: jsm.jagged_softmax(V, OFF, max_len=2), ValueError, "max_len"),
+    (lambda: jsm.jagged_softmax(V, OFF, config=dict(jsm.default_softmax_config(3, 3), BLOCK_L=2)), ValueError,
+     "ONLINE"),
+    (lambda: jsm.jagged_softmax(V, OFF.to("meta")), ValueError, "different devices"),
     (lambda: jg.jagged_to_padded_dense(V, OFF, max_len=0), ValueError, "positive int"),
     (lambda: jg.padded_dense_to_jagged(torch.ones(2, 2, 3), OFF), ValueError, "> max_len 2"),
     (lambda: jg.padded_dense_to_jagged(torch.ones(3, 4, 3), OFF), ValueError, "3 sequences"),
-    (lambda: jg.jagged_dense_bmm(V, OFF, torch.ones(2, 4, 5)), ValueError, r"K=3"),
-    (lambda: jg.jagged_dense_bmm(V, OFF, torch.ones(2, 3, 5).half()), TypeError, "one dtype"),
-    (lambda: jg.jagged_dense_bmm(V.to("meta"), OFF.to("meta"), torch.ones(2, 3, 5, device="meta")), ValueError, "CUDA"),
+    (lambda: jbmm.jagged_dense_bmm(V, OFF, torch.ones(2, 4, 5)), ValueError, r"K=3"),
+    (lambda: jbmm.jagged_dense_bmm(V, OFF, torch.ones(2, 3, 5).half()), TypeError, "one dtype"),
+    (lambda: jbmm.jagged_dense_bmm(V.to("meta"), OFF.to("meta"), torch.ones(2, 3, 5, device="meta")), ValueError,
+     "CUDA"),
 ])
 def test_rejected_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
@@ -111,35 +113,35 @@ def test_rejected_inputs(call, exc, match):
 
 def test_search_spaces_run(device):
     problem = jg.JaggedProblem(batch=4, max_len=9, dim=12, dtype="float32")
-    for spec, space in ((jg.JAGGED_TO_PADDED, copy_space), (jg.JAGGED_SOFTMAX, softmax_space)):
+    for spec, space in ((jg.JAGGED_TO_PADDED, copy_space), (jsm.JAGGED_SOFTMAX, softmax_space)):
         configs = space(problem, profile("cpu-interpreter")).valid_configs()
         for cfg in configs[::3]:
             result = _run(spec, problem, cfg, device)
             assert result.ok, (cfg, result.reason)
-    bmm = jg.JaggedBmmProblem(batch=1024, max_len=512, k=128, n=128, dtype="bfloat16")
+    bmm = jbmm.JaggedBmmProblem(batch=1024, max_len=512, k=128, n=128, dtype="bfloat16")
     assert bmm_space(bmm, profile("h100")).valid_configs()
     assert {c["ONLINE"] for c in softmax_space(problem, profile("cpu-interpreter")).valid_configs()} == {False, True}
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("spec", [jg.JAGGED_TO_PADDED, jg.PADDED_TO_JAGGED, jg.JAGGED_SOFTMAX], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [jg.JAGGED_TO_PADDED, jg.PADDED_TO_JAGGED, jsm.JAGGED_SOFTMAX], ids=lambda s: s.name)
 def test_bfloat16_on_gpu(device, spec):
     problem = jg.JaggedProblem(batch=300, max_len=200, dim=96, dtype="bfloat16")
-    cfg = _cfg({"LOOP_L": True, "BLOCK_L": 32, "ONLINE": True}) if spec is not jg.JAGGED_SOFTMAX \
+    cfg = _cfg({"LOOP_L": True, "BLOCK_L": 32, "ONLINE": True}) if spec is not jsm.JAGGED_SOFTMAX \
         else _cfg({"ONLINE": True, "BLOCK_L": 32})
     assert _run(spec, problem, cfg, device).ok
 
 
 @pytest.mark.gpu
 def test_bfloat16_bmm_on_gpu(device):
-    problem = jg.JaggedBmmProblem(batch=64, max_len=300, k=128, n=96, dtype="bfloat16")
-    assert _run(jg.JAGGED_DENSE_BMM, problem, dict(jg.BMM_DEFAULT), device).ok
+    problem = jbmm.JaggedBmmProblem(batch=64, max_len=300, k=128, n=96, dtype="bfloat16")
+    assert _run(jbmm.JAGGED_DENSE_BMM, problem, dict(jbmm.BMM_DEFAULT), device).ok
 
 
 def test_cost_model():
     p = jg.JaggedProblem(batch=8, max_len=10, dim=4, dtype="float32")
     total = int(jg.make_offsets(8, 10, "cpu")[-1])
     assert jg.JAGGED_TO_PADDED.bytes_moved(p) == (total + 80) * 16 + 72
-    assert jg.JAGGED_SOFTMAX.flops(p) == 5 * total * 4
-    b = jg.JaggedBmmProblem(batch=8, max_len=10, k=3, n=5, dtype="float16")
-    assert jg.JAGGED_DENSE_BMM.flops(b) == 2 * total * 15
+    assert jsm.JAGGED_SOFTMAX.flops(p) == 5 * total * 4
+    b = jbmm.JaggedBmmProblem(batch=8, max_len=10, k=3, n=5, dtype="float16")
+    assert jbmm.JAGGED_DENSE_BMM.flops(b) == 2 * total * 15
