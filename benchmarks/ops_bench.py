@@ -10,10 +10,10 @@ Sizes (bfloat16 unless said; `cases()` below is the source of truth):
   softmax                  32768 x 1024 and 4096 x 32768 (in registers / online)
   layer_norm, rms_norm     65536 x 1024, forward and backward
 For each op:
-  (a) ours: up to --configs configs of its search space (`space(problem, hw).valid_configs()`,
-      the kernel's default first, the rest a seeded sample), each verified against the float64
-      reference with tuner.verify (output poisoned with NaN first) before a short timing; the
-      fastest correct one is re-timed in full;
+  (a) ours: up to --configs configs of its search space, searched in-process (tuner/inprocess.py:
+      the kernel's default first, then seeded Optuna TPE; proposals compiled in parallel
+      threads), each verified against the float64 reference with tuner.verify (output poisoned
+      with NaN first) before a short timing; the three fastest are re-timed in full, the best kept;
   (b) peers, timed in the same run: torch eager, torch.compile (default mode) of that eager code,
       and the specialised library where there is one (SDPA's flash backend for attention,
       F.embedding_bag and its aten backward for embedding bags, aten's jagged<->padded
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
 import time
 import traceback
@@ -52,11 +51,9 @@ from kernels import norms, softmax as sm  # noqa: E402
 from search_spaces import attention as s_at, embedding_bag as s_eb, interaction as s_it  # noqa: E402
 from search_spaces import jagged as s_jg, norms as s_norms, softmax as s_sm  # noqa: E402
 from tuner import hardware  # noqa: E402
-from tuner.verify import check, poison  # noqa: E402
+from tuner.inprocess import FULL, QUICK, Search, bench as bench3  # noqa: E402
 
 COPY_BYTES_PER_S = 3.02e12  # H100 device copy, read + written (STACK-NOTES.md)
-QUICK = {"warmup": 5, "rep": 25}  # screening each config
-FULL = {"warmup": 25, "rep": 100}  # the winner and the peers
 DEVICE = "cuda"
 
 
@@ -115,6 +112,20 @@ def to_jagged_eager(inputs, aux):
     return inputs[0][seq, pos]
 
 
+def jagged_bmm_torch(inputs, aux):
+    """What torch does for a jagged x: pad it, bmm, and take the real rows of the padded result."""
+    x, offsets, y, max_len = inputs[:4]
+    seq, pos = aux
+    padded = torch.ops.aten._jagged_to_padded_dense_forward(x, [offsets], [max_len], 0.0)
+    return torch.bmm(padded, y)[seq, pos]
+
+
+def jagged_bmm_prepadded(inputs, aux):
+    """torch.bmm alone on an x that is already padded (inputs[4]): no conversion is paid for, the
+    padded output is not unpadded; the floor of any padded-dense approach."""
+    return torch.bmm(inputs[4], inputs[2])
+
+
 def _jagged_positions(inputs):
     offsets = inputs[1]
     return jg.positions(offsets, int(offsets[-1]))
@@ -170,7 +181,9 @@ def cases() -> list[Case]:
              JG_SHAPE + "; eager: softmax of the -inf padded dense", default=jsm.default_softmax_config(512, 128)),
         Case("jagged_dense_bmm", s_jg.JAGGED_DENSE_BMM,
              jbmm.JaggedBmmProblem(batch=1024, max_len=512, k=128, n=128, dtype="bfloat16"),
-             "B 1024, max_len 512 (50% fill), K 128, N 128; eager: padded bmm", compute_bound=True,
+             "B 1024, max_len 512 (50% fill), K 128, N 128; eager: pad, bmm, unpad; library: bmm of a "
+             "pre-padded x", eager=jagged_bmm_torch, library=jagged_bmm_prepadded,
+             library_name="torch.bmm, x pre-padded", prepare=_jagged_positions, compute_bound=True,
              default=jbmm.BMM_DEFAULT),
         Case("attention fwd", s_at.TUNABLE, at.AttentionProblem(**ATT, causal=False), "B 4, H 16, S 4096, d 128",
              eager=attention_eager, library=attention_flash, library_name="SDPA flash", prepare=_causal_mask,
@@ -198,48 +211,11 @@ def cases() -> list[Case]:
 
 # ---- measuring -------------------------------------------------------------------------------
 def bench(fn, how) -> list[float]:
-    import triton.testing
-
-    return [float(x) for x in triton.testing.do_bench(fn, quantiles=[0.2, 0.5, 0.8], **how)]
+    return list(bench3(fn, how))
 
 
 def _err(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-
-
-def candidate_configs(valid: list[dict], default: dict | None, limit: int, seed: int) -> list[dict]:
-    """The kernel's default first when the space allows it, then a seeded sample."""
-    rest = [c for c in valid if c != default]
-    random.Random(seed).shuffle(rest)
-    return ([default] if default in valid else []) + rest[:limit - (default in valid)]
-
-
-def tune(case: Case, spec, inputs, ref, configs, deadline) -> list[dict]:
-    tried = []
-    for cfg in configs:
-        if tried and time.perf_counter() > deadline:
-            break
-        row = {"config": cfg}
-        try:
-            out = spec.make_output(case.problem, inputs)
-            poison(out)
-            t0 = time.perf_counter()
-            spec.launch(inputs, out, cfg)
-            torch.cuda.synchronize()
-            row["first_launch_s"] = time.perf_counter() - t0  # mostly the compile
-            result = check(out, ref)
-            row.update(rel_error=result.rel_error, max_error=result.max_error)
-            if not result.ok:
-                row.update(status="incorrect", error=result.reason)
-            else:
-                row.update(status="ok", ms=bench(lambda: spec.launch(inputs, out, cfg), QUICK))
-        except Exception as exc:  # a config that fails to compile or launch is a row, not the end
-            row.update(status="error", error=_err(exc))
-        tried.append(row)
-        ms = f"{row['ms'][1]:.4f}" if "ms" in row else "-"
-        print(f"    {row['status']:<9} {ms} ms  {cfg}" + (f"  ({row['error']})" if "error" in row else ""),
-              flush=True)
-    return tried
 
 
 def time_peer(fn, inputs, aux, compiled: bool):
@@ -257,19 +233,17 @@ def run_case(case: Case, hw, args, deadline) -> dict:
     spec = case.tunable.kernel
     row = {"op": case.label, "kernel": spec.name, "shape": case.shape, "problem": case.problem.model_dump(),
            "dtype": getattr(case.problem, "dtype", ""), "library_name": case.library_name}
-    inputs = spec.make_inputs(case.problem, torch.device(DEVICE), args.seed)
-    ref = spec.reference(inputs)
-    valid = case.tunable.space(case.problem, hw).valid_configs()
-    row["configs_valid_in_space"] = len(valid)
-    row["tried"] = tune(case, spec, inputs, ref, candidate_configs(valid, case.default, args.configs, args.seed),
-                        deadline)
-    del ref
-    good = [r for r in row["tried"] if r["status"] == "ok"]
-    if good:
-        best = min(good, key=lambda r: r["ms"][1])
-        out = spec.make_output(case.problem, inputs)
+    search = Search(case.tunable, case.problem, hw, args.seed, args.threads, DEVICE)
+    inputs = search.inputs
+    search.enqueue([case.default] if case.default else [])
+    search.run(args.configs, deadline)
+    best = search.best()
+    row["configs"] = search.counts()
+    row["tried"] = [{k: r[k] for k in ("config", "status", "latency_ms", "error") if k in r} for r in search.results]
+    search.ref = None
+    if best:
         row["best_config"] = best["config"]
-        row["ours_ms"] = bench(lambda: spec.launch(inputs, out, best["config"]), FULL)
+        row["ours_ms"] = list(best["full"])
     aux = case.prepare(inputs)
     eager = case.eager or (lambda i, a: spec.baseline(i))
     row["eager_ms"] = time_peer(eager, inputs, aux, compiled=False)
@@ -316,7 +290,8 @@ def table(rows) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder for ops_bench.md and ops_bench.json")
-    ap.add_argument("--configs", type=int, default=8, help="configs tried per op (at most)")
+    ap.add_argument("--configs", type=int, default=48, help="configs tried per op (at most)")
+    ap.add_argument("--threads", type=int, default=8, help="parallel compiles in the search")
     ap.add_argument("--budget-s", type=float, default=330, help="wall time shared by the ops (a soft limit)")
     ap.add_argument("--only", default="", help="comma-separated substrings of op labels to run")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")

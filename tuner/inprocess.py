@@ -73,9 +73,11 @@ class Search:
                 n += 1
         return n
 
-    def _propose(self, n):
+    def _propose(self, n, until=float("inf")):
+        """Up to n new valid configs. Where most of the space is invalid (a tiny K or N) asking
+        takes long: it also stops at `until`."""
         batch, asks = [], 0
-        while len(batch) < n and asks < 200 * n:
+        while len(batch) < n and asks < 200 * n and (asks % 50 or time.perf_counter() < until):
             asks += 1
             trial = self.study.ask(self.space.distributions())
             cfg = self.space.decode(trial.params)
@@ -104,7 +106,7 @@ class Search:
         free_outs, lock = list(self.outs), threading.Lock()
         with ThreadPoolExecutor(self.threads) as ex:
             while len(self.results) < max_configs and time.perf_counter() < until:
-                batch = self._propose(min(self.threads, max_configs - len(self.results)))
+                batch = self._propose(min(self.threads, max_configs - len(self.results)), until)
                 if not batch:
                     break
                 errors = list(ex.map(lambda c: self._compile(c, free_outs, lock), [c for _, c, _ in batch]))
