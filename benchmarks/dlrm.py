@@ -311,6 +311,11 @@ def run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw) -> di
     paths["compile"] = lambda: compiled(model, dense, bags)
     if graph_timer is not None:  # inductor's own CUDA-graph mode: the peer of a graph-captured path
         torch._dynamo.reset()
+        # The weights are plain tensors passed in (not nn.Module parameters): without this,
+        # inductor's CUDA graphs would treat them as inputs and copy all tables into the graph's
+        # own buffers on every call.
+        for t in [model["weights"], *model["tables"], *(x for layer in model["bottom"] + model["top"] for x in layer)]:
+            torch._dynamo.mark_static_address(t)
         graphed = torch.compile(eager_forward, dynamic=False, mode="reduce-overhead")
         paths["compile reduce-overhead"] = lambda: graphed(model, dense, bags)
     with torch.no_grad():
