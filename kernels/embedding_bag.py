@@ -10,6 +10,7 @@ Forward switches:
   IDS_PER_STEP       ids gathered at once: a [IDS_PER_STEP, BLOCK_D] tile of rows per step, so
                      several row loads are in flight instead of one
   PREFETCH           load the next step's ids before this step's rows are summed (absent = False)
+  ROW_LOAD           cache hints of the row loads: "default", "cg" (L2 only) or "evict_first"
 Table-batched forward (launch_forward_tables, fbgemm's TBE layout): all tables of a model in one
 launch, pooled straight into a [B, T, dim] view; tuned as one table with T x B bags.
 Backward (dweight = scatter of grad_out rows into a dense table gradient) switches:
@@ -65,7 +66,7 @@ def embedding_bag_fwd_kernel(weight_ptr, indices_ptr, offsets_ptr, table_rows_pt
                              bags_per_table, dim, stride_w, stride_out, stride_out_table,
                              MEAN: tl.constexpr, TABLES: tl.constexpr, BLOCK_D: tl.constexpr,
                              BAGS_PER_PROGRAM: tl.constexpr, IDS_PER_STEP: tl.constexpr,
-                             PREFETCH: tl.constexpr):
+                             PREFETCH: tl.constexpr, CACHE_MOD: tl.constexpr, EVICT: tl.constexpr):
     """Bag g pools weight rows (table_rows[t] + id) for its ids; with TABLES, g = t * bags_per_table
     + b is bag b of table t (fbgemm's table-batched layout) and lands at out[b, t]."""
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -91,7 +92,8 @@ def embedding_bag_fwd_kernel(weight_ptr, indices_ptr, offsets_ptr, table_rows_pt
                 for j in range(start, end, IDS_PER_STEP):
                     pmask = (j + ids) < end
                     rows = tl.load(weight_ptr + (row0 + idx.to(tl.int64))[:, None] * stride_w + cols[None, :],
-                                   mask=pmask[:, None] & cmask[None, :], other=0.0)
+                                   mask=pmask[:, None] & cmask[None, :], other=0.0,
+                                   cache_modifier=CACHE_MOD, eviction_policy=EVICT)
                     nxt = j + IDS_PER_STEP + ids
                     idx = tl.load(indices_ptr + nxt, mask=nxt < end, other=0)
                     acc += tl.sum(rows.to(tl.float32), axis=0)
@@ -100,7 +102,8 @@ def embedding_bag_fwd_kernel(weight_ptr, indices_ptr, offsets_ptr, table_rows_pt
                     pmask = (j + ids) < end
                     idx = tl.load(indices_ptr + j + ids, mask=pmask, other=0).to(tl.int64)
                     rows = tl.load(weight_ptr + (row0 + idx)[:, None] * stride_w + cols[None, :],
-                                   mask=pmask[:, None] & cmask[None, :], other=0.0)
+                                   mask=pmask[:, None] & cmask[None, :], other=0.0,
+                                   cache_modifier=CACHE_MOD, eviction_policy=EVICT)
                     acc += tl.sum(rows.to(tl.float32), axis=0)
             if MEAN:
                 acc = acc / tl.maximum(end - start, 1).to(tl.float32)
@@ -151,6 +154,12 @@ def embedding_bag_bwd_kernel(grad_ptr, indices_ptr, offsets_ptr, sorted_ptr, sor
                 tl.store(gw_ptr + row * stride_gw + cols, acc.to(gw_ptr.dtype.element_ty), mask=cmask)
 
 
+# How the gathered rows are loaded (PTX cache hints): "cg" caches them in L2 only (not L1: a row is
+# summed once per bag, L1 would only hold it for nothing), "evict_first" marks them first to go from
+# L2 (keeping the ids and offsets there).
+ROW_LOADS = {"default": {"CACHE_MOD": "", "EVICT": ""}, "cg": {"CACHE_MOD": ".cg", "EVICT": ""},
+             "evict_first": {"CACHE_MOD": "", "EVICT": "evict_first"}}
+
 FWD_DEFAULT = {"BLOCK_D": 128, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 8, "num_warps": 4, "num_stages": 1}
 BWD_DEFAULT = {"SORTED": True, "BLOCK_D": 128, "ITEMS_PER_PROGRAM": 4, "IDS_PER_STEP": 4,
                "num_warps": 4, "num_stages": 1}
@@ -184,7 +193,7 @@ def _launch_forward(weight, table_rows, indices, offsets, out, bags_per_table, s
         out.stride(0), stride_out_table, MEAN=mode == "mean", TABLES=table_rows is not None,
         BLOCK_D=cfg["BLOCK_D"], BAGS_PER_PROGRAM=cfg["BAGS_PER_PROGRAM"],
         IDS_PER_STEP=cfg["IDS_PER_STEP"], PREFETCH=bool(cfg.get("PREFETCH", False)),
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        **ROW_LOADS[cfg.get("ROW_LOAD", "default")], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
 
 
 def launch_backward(grad_out, indices, offsets, grad_weight, cfg, mode: str):

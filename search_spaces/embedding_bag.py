@@ -75,7 +75,7 @@ def _space(problem: eb.EmbeddingBagProblem, hw: Hardware, backward: bool) -> Spa
     rules = tuple(_bind(r, problem, hw) for r in RULES)
     per = "ITEMS_PER_PROGRAM" if backward else "BAGS_PER_PROGRAM"
     head = (Bool("SORTED"),) if backward else ()
-    prefetch = () if backward else (Bool("PREFETCH"),)
+    prefetch = () if backward else (Bool("PREFETCH"), Choice("ROW_LOAD", tuple(eb.ROW_LOADS)))
     if hw.interpreter:
         return Space(
             domains=head + (Pow2("BLOCK_D", 16, 32), Pow2(per, 1, 4), Pow2("IDS_PER_STEP", 1, 8),

@@ -13,7 +13,8 @@ PROBLEMS = [dict(num_bags=9, avg_bag_len=3, dim=20, num_rows=7), dict(num_bags=1
             dict(num_bags=13, avg_bag_len=5, dim=37, num_rows=50)]
 FWD = [{"BLOCK_D": 16, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 4, "IDS_PER_STEP": 8},
        {"BLOCK_D": 16, "BAGS_PER_PROGRAM": 2, "IDS_PER_STEP": 2, "PREFETCH": True},
-       {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 8, "PREFETCH": True}]
+       {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 8, "PREFETCH": True, "ROW_LOAD": "cg"},
+       {"BLOCK_D": 16, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 4, "ROW_LOAD": "evict_first"}]
 BWD = [dict(c, SORTED=s) for s in (False, True) for c in
        ({"BLOCK_D": 16, "ITEMS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "ITEMS_PER_PROGRAM": 3, "IDS_PER_STEP": 4})]
 
@@ -23,7 +24,7 @@ def _cfg(c):
 
 
 def _ids(c):
-    return "_".join(f"{k.split('_')[0][:3]}{int(v)}" for k, v in c.items())
+    return "_".join(f"{k.split('_')[0][:3]}{v if isinstance(v, str) else int(v)}" for k, v in c.items())
 
 
 def _run(spec, problem, device, cfg, seed=1):
