@@ -2,7 +2,8 @@
 
 Sizes (bfloat16 unless said; `cases()` below is the source of truth):
   embedding_bag fwd, bwd   16384 bags, 20 ids per bag on average (uniform in 0..40, empty bags
-                           included), dim 128, a 1M-row float32 table, sum pooling, dense grad
+                           included), dim 128, a 1M-row float32 table, sum pooling, dense grad;
+                           the forward also with a bfloat16 table
   jagged (4 ops)           B 2048, max_len 512, D 128, lengths uniform in [0, 512] (50% fill);
                            jagged x dense bmm: B 1024, max_len 512, K = N = 128
   attention fwd            B 4, H 16, S 4096, head dim 128, non-causal and causal
@@ -165,6 +166,10 @@ def cases() -> list[Case]:
              "16384 bags, avg 20 ids, dim 128, 1M rows, sum", eager=embedding_bag_fwd_eager,
              library=lambda i, a: eb.EMBEDDING_BAG_FWD.baseline(i), library_name="F.embedding_bag",
              prepare=_bag_positions, default=eb.FWD_DEFAULT),
+        Case("embedding_bag fwd bf16", s_eb.EMBEDDING_BAG_FWD, eb.EmbeddingBagProblem(**dict(EB, dtype="bfloat16")),
+             "16384 bags, avg 20 ids, dim 128, 1M rows, sum; a bf16 table (as inference serves it)",
+             eager=embedding_bag_fwd_eager, library=lambda i, a: eb.EMBEDDING_BAG_FWD.baseline(i),
+             library_name="F.embedding_bag", prepare=_bag_positions, default=eb.FWD_DEFAULT),
         Case("embedding_bag bwd", s_eb.EMBEDDING_BAG_BWD, eb.EmbeddingBagProblem(**EB),
              "16384 bags, avg 20 ids, dim 128, 1M rows, sum; dense grad", eager=embedding_bag_bwd_eager,
              library=lambda i, a: eb.EMBEDDING_BAG_BWD.baseline(i), library_name="aten _embedding_bag_backward",
