@@ -16,7 +16,6 @@ Switches:
 from __future__ import annotations
 
 import math
-import os
 from typing import Literal
 
 import torch
@@ -24,7 +23,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 LOG2E = 1.4426950408889634
 
@@ -135,12 +134,7 @@ def check_inputs(q, k, v) -> None:
     if q.dtype not in DTYPES.values() or k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"attention: q, k, v must share one dtype among float16, bfloat16, float32; "
                         f"got {q.dtype}, {k.dtype}, {v.dtype}")
-    devices = {q.device, k.device, v.device}
-    if len(devices) > 1:
-        raise ValueError(f"attention: inputs are on different devices ({', '.join(map(str, devices))})")
-    if q.device.type != "cuda" and not (q.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
-        raise ValueError(f"attention: tensors must be on a CUDA device (or the CPU with TRITON_INTERPRET=1), "
-                         f"got {q.device}")
+    check_device("attention", q, k, v)
 
 
 def attention(q, k, v, causal: bool = False, config=None) -> torch.Tensor:

@@ -26,7 +26,6 @@ The backward spec's output is the dense table gradient [num_rows, dim] (rows no 
 """
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import torch
@@ -36,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernels import tuned
 from kernels.jagged import check_offsets
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 MODES = {"sum": 0, "mean": 1}  # also aten's mode numbers
 LENGTHS_SEED = 2024
@@ -240,13 +239,7 @@ def _check(op, table_like, indices, offsets, mode, num_rows=None):
                         f"{table_like.dtype} of shape {tuple(table_like.shape)}")
     if indices.dim() != 1 or indices.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"{op}: indices must be 1-D int32/int64, got {indices.dtype} {tuple(indices.shape)}")
-    devices = {t.device for t in (table_like, indices, offsets)}
-    if len(devices) > 1:
-        raise ValueError(f"{op}: inputs are on different devices ({', '.join(map(str, devices))})")
-    dev = devices.pop()
-    if dev.type != "cuda" and not (dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
-        raise ValueError(f"{op}: tensors must be on a CUDA device (or the CPU with TRITON_INTERPRET=1), "
-                         f"got {dev}")
+    check_device(op, table_like, indices, offsets)
     check_offsets(op, offsets, indices.numel())
     num_rows = table_like.shape[0] if num_rows is None else num_rows
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_rows):

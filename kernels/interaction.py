@@ -18,7 +18,6 @@ Switches:
 """
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import torch
@@ -27,7 +26,7 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from kernels import tuned
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 
 class InteractionProblem(BaseModel):
@@ -123,9 +122,7 @@ def check_inputs(t) -> None:
         raise ValueError(f"dot_interaction takes [B, F, D] with 2 <= F <= 128 and D >= 1, got {tuple(t.shape)}")
     if t.dtype not in DTYPES.values():
         raise TypeError(f"dot_interaction takes float16, bfloat16 or float32, got {t.dtype}")
-    if t.device.type != "cuda" and not (t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
-        raise ValueError(f"dot_interaction: tensors must be on a CUDA device (or the CPU with "
-                         f"TRITON_INTERPRET=1), got {t.device}")
+    check_device("dot_interaction", t)
 
 
 def dot_interaction(t: torch.Tensor, config=None) -> torch.Tensor:

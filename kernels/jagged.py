@@ -21,7 +21,6 @@ so the cost models count the exact number of positions.
 """
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import torch
@@ -29,7 +28,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 LENGTHS_SEED = 2024  # lengths are a property of the problem, values change with the seed
 
@@ -72,13 +71,7 @@ def check_tensors(op, tensors: dict, dims: dict, offsets=None) -> None:
             raise ValueError(f"{op}: {name} must be {dims[name]}-D, got shape {tuple(t.shape)}")
     if len({t.dtype for t in tensors.values()}) > 1:
         raise TypeError(f"{op}: {', '.join(tensors)} must share one dtype")
-    devices = {t.device for t in (*tensors.values(), *([offsets] if isinstance(offsets, torch.Tensor) else []))}
-    if len(devices) > 1:
-        raise ValueError(f"{op}: inputs are on different devices ({', '.join(map(str, devices))})")
-    dev = devices.pop()
-    if dev.type != "cuda" and not (dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
-        raise ValueError(f"{op}: tensors must be on a CUDA device (or the CPU with TRITON_INTERPRET=1), "
-                         f"got {dev}")
+    check_device(op, *tensors.values(), *([offsets] if isinstance(offsets, torch.Tensor) else []))
 
 
 def longest_sequence(op, offsets, max_len=None) -> int:

@@ -24,7 +24,6 @@ half-precision output would make the tuner's per-dtype tolerance reject correct 
 """
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import torch
@@ -32,7 +31,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 EPS = 1e-5
 
@@ -244,13 +243,7 @@ def _check(op, x, vectors=(), rows=(), grads=()):
     for g in grads:
         if g.shape != x.shape:
             raise ValueError(f"{op}: dy shape {tuple(g.shape)} != x shape {tuple(x.shape)}")
-    devices = {t.device for t in tensors}
-    if len(devices) > 1:
-        raise ValueError(f"{op}: inputs are on different devices ({', '.join(map(str, devices))})")
-    dev = devices.pop()
-    if dev.type != "cuda" and not (dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
-        raise ValueError(f"{op}: tensors must be on a CUDA device (or the CPU with TRITON_INTERPRET=1), "
-                         f"got {dev}")
+    check_device(op, *tensors)
 
 
 def _rows(t):

@@ -14,7 +14,6 @@ point `softmax(x, config=None)` takes any tensor and reduces over its last dimen
 """
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import torch
@@ -22,7 +21,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 LOG2E = tl.constexpr(1.4426950408889634)  # a constexpr: kernels may only read constexpr globals
 
@@ -91,17 +90,6 @@ def launch(inputs, out: torch.Tensor, config) -> object:
         x, out, n_rows, n_cols, x.stride(0), out.stride(0),
         BLOCK=config["BLOCK"], ROWS=config["ROWS"], ONLINE=bool(config["ONLINE"]),
         num_warps=config["num_warps"], num_stages=config["num_stages"])
-
-
-def check_device(op: str, *tensors: torch.Tensor) -> None:
-    """One device for all inputs, and one the kernels can run on (CUDA, or the CPU interpreter)."""
-    devices = {t.device for t in tensors}
-    if len(devices) > 1:
-        raise ValueError(f"{op}: inputs are on different devices ({', '.join(map(str, devices))})")
-    dev = devices.pop()
-    if dev.type != "cuda" and not (dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
-        raise ValueError(f"{op}: tensors must be on a CUDA device (or the CPU with TRITON_INTERPRET=1), "
-                         f"got {dev}")
 
 
 def check_inputs(x) -> None:

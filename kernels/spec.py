@@ -7,6 +7,7 @@ tuner imports this type and nothing else from the kernel side; kernels never imp
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -51,3 +52,14 @@ class KernelSpec:
 
 def element_size(dtype_name: str) -> int:
     return torch.empty((), dtype=DTYPES[dtype_name]).element_size()
+
+
+def check_device(op: str, *tensors: torch.Tensor) -> None:
+    """One device for all inputs, and one the kernels can run on (CUDA, or the CPU interpreter)."""
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        raise ValueError(f"{op}: inputs are on different devices ({', '.join(map(str, devices))})")
+    dev = devices.pop()
+    if dev.type != "cuda" and not (dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
+        raise ValueError(f"{op}: tensors must be on a CUDA device (or the CPU with TRITON_INTERPRET=1), "
+                         f"got {dev}")
