@@ -2,26 +2,54 @@
 
 The GEMM it is: rows = output pixels (N*P*Q), columns = output channels (C_out), reduction =
 (r, s, c) over the filter window and the input channels (R*S*C_in). A program owns a
-BLOCK_M x BLOCK_N tile of the output; for each filter tap (r, s) it gathers the input pixels that
+BLOCK_M x BLOCK_N tile of the output; for each filter tap (r, s) it loads the input pixels that
 tap reads (zero outside the padded image) as the A tile, straight from x, and the weight slice
 as the B tile. The weight is read in torch's channels_last layout [C_out, R, S, C_in]: for one
 output channel the whole reduction axis is contiguous, i.e. B is "K-major".
 
-Switches:
+Switches (config keys; a key a config lacks takes its SWITCH_DEFAULTS value, so configs written
+before a switch existed still launch as they did):
   BLOCK_M/N/K   output pixels x output channels per tile, input channels per K step
   GROUP_M       L2 swizzle of the tiles (as in kernels/gemm_tiles.py)
   FLAT_K        one flat K loop over (r, s, channel block), decoded with a division per step,
-                which Triton software-pipelines end to end; versus nested r / s / channel loops,
-                where only the short channel loop is pipelined (better when C_in is large)
-  TMA           weight tiles by tensor descriptor over [C_out, R*S*C_in] (Hopper in the space);
-                the activations are a gather and always use pointer loads
+                which Triton software-pipelines end to end; versus a tap loop around a channel
+                loop, where only the short channel loop is pipelined (better when C_in is large)
+  TMA           weight tiles by tensor descriptor over [C_out, R*S*C_in] (Hopper in the space)
+  X_TMA         activation tiles by a 4-D tensor descriptor over x seen as [N, H, W, C_in]
+                (Hopper in the space). A tile is then BLOCK_P x BLOCK_Q output pixels of one image
+                (BLOCK_Q a power of two, BLOCK_P = BLOCK_M // BLOCK_Q), and tap (r, s) of it is
+                the box [n, p0 + r*DIL - PAD, q0 + s*DIL - PAD, c0] of shape
+                [1, BLOCK_P, BLOCK_Q, BLOCK_K]: one copy-engine request per K step instead of a
+                masked gather with per-element address arithmetic. The copy engine fills what
+                lies outside x with zeros, negative coordinates included: that is the padding,
+                and the channels past C_in of a ragged last block. Stride 1 only (a box walks
+                consecutive input pixels; the launcher raises ValueError otherwise), and x's
+                strides must be 16-byte aligned (C_in * element size % 16 == 0). The Triton
+                interpreter zero-fills negative coordinates too (tests/test_conv2d.py checks it).
+                With BLOCK_P = 1 Triton drops the unit dimensions and the MMA reads the box from
+                shared memory. With BLOCK_P > 1 (triton 3.6 and 3.9, sm90) the reshape is done in
+                registers: the MMA takes A from registers, and Triton leaves those MMAs in flight
+                into the next K step, whose loads then overwrite their A registers. That was
+                seen on the H100: with 8 warps and two programs per SM, results moved from run to
+                run and failed the check. So the launcher sets A_SYNC for that case: one
+                register move of the accumulator after each K step's dot makes Triton wait for
+                the step's MMAs first (SASS: one WARPGROUP.DEPBAR.LE 0 per step), which costs
+                only the MMA/MMA overlap across steps.
+  BLOCK_Q       output columns per tile with X_TMA (ignored without it)
+  SPLIT_K       the K steps of a tile are dealt to SPLIT_K programs (grid axis 1), for layers
+                with too few output tiles to fill the GPU; their fp32 partial sums are atomically
+                added into a zeroed [N, P, Q, C_out] workspace, which one torch copy then casts
+                into y with y's strides. With FLAT_K a split takes every SPLIT_K-th K step; with
+                the tap loop, every SPLIT_K-th tap (whole taps).
   num_warps / num_stages, and AMD's launch options when the config has them
-Set by the launcher: EVEN_C (C_in % BLOCK_K == 0: no channel mask on the loads).
+Set by the launcher: EVEN_C (C_in % BLOCK_K == 0: no channel mask on the pointer loads), A_SYNC
+(X_TMA with BLOCK_P > 1 on a GPU; the interpreter has no MMAs in flight and no inline PTX).
 
 Reference: torch.nn.functional.conv2d in float64. Peer: F.conv2d on channels_last tensors (cuDNN).
 """
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import torch
@@ -30,7 +58,8 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
 
-from kernels.gemm_tiles import launch_options, tile_coords, tma_allocator, tma_compatible
+from kernels.gemm_tiles import (TMA_ALIGN_BYTES, launch_options, tile_coords, tma_allocator,
+                                tma_compatible)
 from kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -60,20 +89,25 @@ class Conv2dProblem(BaseModel):
 
 
 @triton.jit
-def _tap(acc, x_ptr, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, r, s, c0, H, W, C, C_out, S,
+def _tap(acc, x_ptr, x_desc, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, r, s, c0, H, W, C, S,
          stride_xn, stride_xh, stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-         co_start, DIL: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_C: tl.constexpr,
-         TMA: tl.constexpr):
-    """acc += x[pixels shifted by tap (r, s), channels c0:c0+BLOCK_K] @ w[tap, channels, out]."""
+         co_start, DIL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+         EVEN_C: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr, A_SYNC: tl.constexpr):
+    """acc += x[pixels shifted by tap (r, s), channels c0:c0+BLOCK_K] @ w[tap, channels, out].
+    n, h0, w0: per-row image and top-left input pixel of each output pixel; with X_TMA the
+    tile's image and top-left input pixel (scalars: the tile is a box of one image)."""
     offs_c = c0 + tl.arange(0, BLOCK_K)
-    h = h0 + r * DIL
-    w = w0 + s * DIL
-    inside = m_ok & (h >= 0) & (h < H) & (w >= 0) & (w < W)  # padding reads zeros
-    x_ptrs = x_ptr + (n * stride_xn + h * stride_xh + w * stride_xw)[:, None] + offs_c[None, :] * stride_xc
-    if EVEN_C:
-        a = tl.load(x_ptrs, mask=inside[:, None], other=0.0)
+    if X_TMA:  # what the box finds outside x (padding, channels >= C) arrives as zeros
+        a = tl.reshape(x_desc.load([n, h0 + r * DIL, w0 + s * DIL, c0]), [BLOCK_M, BLOCK_K])
     else:
-        a = tl.load(x_ptrs, mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
+        h = h0 + r * DIL
+        w = w0 + s * DIL
+        inside = m_ok & (h >= 0) & (h < H) & (w >= 0) & (w < W)  # padding reads zeros
+        x_ptrs = x_ptr + (n * stride_xn + h * stride_xh + w * stride_xw)[:, None] + offs_c[None, :] * stride_xc
+        if EVEN_C:
+            a = tl.load(x_ptrs, mask=inside[:, None], other=0.0)
+        else:
+            a = tl.load(x_ptrs, mask=inside[:, None] & (offs_c[None, :] < C), other=0.0)
     if TMA:  # rows of [C_out, R*S*C]; a block past this tap's channels meets zeros of `a`
         b = w_desc.load([co_start, (r * S + s) * C + c0]).T
     else:
@@ -83,7 +117,11 @@ def _tap(acc, x_ptr, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, r, s, c0, H, W, C,
             b = tl.load(w_ptrs)
         else:
             b = tl.load(w_ptrs, mask=offs_c[:, None] < C, other=0.0)
-    return tl.dot(a, b, acc)
+    acc = tl.dot(a, b, acc)
+    if A_SYNC:  # a use of acc (a register move) makes Triton finish this step's MMAs (docstring)
+        acc = tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [acc], dtype=tl.float32,
+                                        is_pure=True, pack=1)
+    return acc
 
 
 @triton.jit
@@ -93,16 +131,35 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
                   stride_yn, stride_yc, stride_yp, stride_yq,
                   STRIDE: tl.constexpr, PAD: tl.constexpr, DIL: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  GROUP_M: tl.constexpr, FLAT_K: tl.constexpr, TMA: tl.constexpr,
-                  EVEN_C: tl.constexpr):
-    M = NB * P * Q
-    pid_m, pid_n = tile_coords(tl.program_id(0), M, C_out, BLOCK_M, BLOCK_N, GROUP_M)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    m_ok = offs_m < M
-    n = offs_m // (P * Q)  # output pixel -> (image, row, column)
-    pq = offs_m % (P * Q)
-    h0 = (pq // Q) * STRIDE - PAD
-    w0 = (pq % Q) * STRIDE - PAD
+                  BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr, GROUP_M: tl.constexpr,
+                  FLAT_K: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr,
+                  SPLIT_K: tl.constexpr, EVEN_C: tl.constexpr, A_SYNC: tl.constexpr):
+    x_desc = None
+    if X_TMA:  # tile = (image, BLOCK_P output rows, BLOCK_Q output columns); STRIDE is 1
+        p_tiles = tl.cdiv(P, BLOCK_P)
+        q_tiles = tl.cdiv(Q, BLOCK_Q)
+        # tile_coords over whole tile rows (BLOCK_M=1): consecutive tiles are neighbours in the
+        # image, so with GROUP_M they share their halo rows and the weights in L2
+        pid_m, pid_n = tile_coords(tl.program_id(0), NB * p_tiles * q_tiles, C_out, 1, BLOCK_N, GROUP_M)
+        n = pid_m // (p_tiles * q_tiles)
+        p0 = (pid_m // q_tiles) % p_tiles * BLOCK_P
+        q0 = (pid_m % q_tiles) * BLOCK_Q
+        p = p0 + tl.arange(0, BLOCK_M) // BLOCK_Q  # row-major over the box, as the reshape is
+        q = q0 + tl.arange(0, BLOCK_M) % BLOCK_Q
+        m_ok = (p < P) & (q < Q)
+        x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NB, H, W, C],
+                                           strides=[stride_xn, stride_xh, stride_xw, 1],
+                                           block_shape=[1, BLOCK_P, BLOCK_Q, BLOCK_K])
+        a_n, a_h, a_w = n, p0 - PAD, q0 - PAD
+    else:
+        M = NB * P * Q
+        pid_m, pid_n = tile_coords(tl.program_id(0), M, C_out, BLOCK_M, BLOCK_N, GROUP_M)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        m_ok = offs_m < M
+        n = offs_m // (P * Q)  # output pixel -> (image, row, column)
+        p = (offs_m % (P * Q)) // Q
+        q = offs_m % Q
+        a_n, a_h, a_w = n, p * STRIDE - PAD, q * STRIDE - PAD
     # columns past C_out wrap around (modulo) so the weight loads stay unmasked; the store masks
     offs_co = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % C_out
     w_desc = None
@@ -111,39 +168,77 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
                                            block_shape=[BLOCK_N, BLOCK_K])
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     c_blocks = tl.cdiv(C, BLOCK_K)
+    k_first = 0  # this program's split of the K steps: every SPLIT_K-th, from its own
+    if SPLIT_K > 1:
+        k_first = tl.program_id(1)
     if FLAT_K:
-        for kk in range(0, R * S * c_blocks):
+        for kk in range(k_first, R * S * c_blocks, SPLIT_K):
             tap = kk // c_blocks
-            acc = _tap(acc, x_ptr, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, tap // S, tap % S,
-                       (kk % c_blocks) * BLOCK_K, H, W, C, C_out, S, stride_xn, stride_xh,
+            acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co, tap // S,
+                       tap % S, (kk % c_blocks) * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
                        stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-                       pid_n * BLOCK_N, DIL, BLOCK_K, EVEN_C, TMA)
+                       pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC)
     else:
-        for r in range(0, R):
-            for s in range(0, S):
-                for cb in range(0, c_blocks):
-                    acc = _tap(acc, x_ptr, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, r, s,
-                               cb * BLOCK_K, H, W, C, C_out, S, stride_xn, stride_xh, stride_xw,
-                               stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-                               pid_n * BLOCK_N, DIL, BLOCK_K, EVEN_C, TMA)
+        for tap in range(k_first, R * S, SPLIT_K):  # a split takes whole taps
+            for cb in range(0, c_blocks):
+                acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co,
+                           tap // S, tap % S, cb * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
+                           stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
+                           pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    y_ptrs = y_ptr + (n * stride_yn + (pq // Q) * stride_yp + (pq % Q) * stride_yq)[:, None] \
-        + offs_n[None, :] * stride_yc
-    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None] & (offs_n[None, :] < C_out))
+    y_ptrs = y_ptr + (n * stride_yn + p * stride_yp + q * stride_yq)[:, None] + offs_n[None, :] * stride_yc
+    y_mask = m_ok[:, None] & (offs_n[None, :] < C_out)
+    if SPLIT_K == 1:
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+    else:  # y_ptr is the fp32 workspace; nothing reads it before the launch ends: no ordering
+        tl.atomic_add(y_ptrs, acc, mask=y_mask, sem="relaxed")
 
 
 DEFAULT_CONFIG = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "FLAT_K": True,
                   "TMA": False, "num_warps": 4, "num_stages": 3}
+# The switches added after the first template, and what a config that lacks them meant.
+SWITCH_DEFAULTS = {"FLAT_K": True, "TMA": False, "X_TMA": False, "SPLIT_K": 1}
+
+
+def x_tma_problem(x: torch.Tensor, stride: int) -> str | None:
+    """Why X_TMA cannot read x [N, C_in, H, W] with this conv stride, or None. A 4-D descriptor
+    over [N, H, W, C_in] needs C_in contiguous and the other strides and the base address
+    16-byte aligned (as kernels/gemm_tiles.tma_compatible checks for 2-D tensors)."""
+    if stride != 1:
+        return f"stride {stride}: the box covers consecutive input pixels, so it needs stride 1"
+    if x.stride(1) != 1:
+        return f"x must be channels_last (C_in contiguous), strides are {tuple(x.stride())}"
+    e = x.element_size()
+    for dim, st in (("N", x.stride(0)), ("H", x.stride(2)), ("W", x.stride(3))):
+        if (st * e) % TMA_ALIGN_BYTES:
+            return f"x's {dim} stride {st * e} B is not a multiple of {TMA_ALIGN_BYTES} B"
+    if x.data_ptr() % TMA_ALIGN_BYTES:
+        return f"x's base address is not {TMA_ALIGN_BYTES}-byte aligned"
+    return None
+
+
+def _interpreting() -> bool:
+    """TRITON_INTERPRET runs kernels on the CPU: no MMAs in flight, and no inline PTX."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def default_block_q(block_m: int, Q: int) -> int:
+    """BLOCK_Q for an X_TMA config that names none: a tile row as wide as the output row."""
+    return min(block_m, triton.next_power_of_2(Q))
 
 
 def launch(inputs, out: torch.Tensor, config) -> object:
     """x [N, C_in, H, W] and weight [C_out, C_in, R, S], any strides (channels_last is the fast
-    one); out [N, C_out, P, Q], any strides. Inputs carry (stride, padding, dilation)."""
+    one; X_TMA needs it); out [N, C_out, P, Q], any strides. Inputs carry (stride, padding,
+    dilation). Returns the main kernel's compiled handle."""
     x, w, (stride, padding, dilation) = inputs
-    cfg = {"FLAT_K": True, "TMA": False, **config}
+    cfg = {**SWITCH_DEFAULTS, **config}
     NB, C, H, W = x.shape
     C_out, _, R, S = w.shape
     P, Q = out.shape[2], out.shape[3]
+    split_k, x_tma = int(cfg["SPLIT_K"]), bool(cfg["X_TMA"])
+    if split_k < 1:
+        raise ValueError(f"SPLIT_K must be >= 1, got {split_k}")
     if cfg["TMA"]:
         # the descriptor views the weight as [C_out, R*S*C_in] with the reduction axis contiguous
         w2d = w.permute(0, 2, 3, 1).reshape(C_out, R * S * C)
@@ -151,15 +246,37 @@ def launch(inputs, out: torch.Tensor, config) -> object:
             "weight must be channels_last (its [C_out, R*S*C_in] view contiguous)"
         if why:
             raise ValueError(f"TMA=True cannot read the weight {tuple(w.shape)}: {why}")
+    block_p = block_q = 1  # unused without X_TMA: fixed, so they add no compiled variants
+    if x_tma:
+        why = x_tma_problem(x, stride)
+        if why:
+            raise ValueError(f"X_TMA=True cannot read x {tuple(x.shape)}: {why}")
+        block_q = int(cfg.get("BLOCK_Q") or default_block_q(cfg["BLOCK_M"], Q))
+        if block_q & (block_q - 1) or cfg["BLOCK_M"] % block_q:
+            raise ValueError(f"X_TMA=True needs BLOCK_Q a power of two dividing BLOCK_M="
+                             f"{cfg['BLOCK_M']}, got BLOCK_Q={block_q}")
+        block_p = cfg["BLOCK_M"] // block_q
+        m_tiles = NB * triton.cdiv(P, block_p) * triton.cdiv(Q, block_q)
+    else:
+        m_tiles = triton.cdiv(NB * P * Q, cfg["BLOCK_M"])
+    if cfg["TMA"] or x_tma:
         tma_allocator(x.device)
-    grid = (triton.cdiv(NB * P * Q, cfg["BLOCK_M"]) * triton.cdiv(C_out, cfg["BLOCK_N"]),)
-    return conv2d_kernel[grid](
-        x, w, out, NB, H, W, C, C_out, P, Q, R, S, *x.stride(), *w.stride(), *out.stride(),
+    target = out
+    if split_k > 1:  # fp32 partial sums meet here; [N, C_out, P, Q] view in channels_last order
+        target = torch.zeros((NB, P, Q, C_out), dtype=torch.float32, device=out.device).permute(0, 3, 1, 2)
+    grid = (m_tiles * triton.cdiv(C_out, cfg["BLOCK_N"]), split_k)
+    handle = conv2d_kernel[grid](
+        x, w, target, NB, H, W, C, C_out, P, Q, R, S, *x.stride(), *w.stride(), *target.stride(),
         STRIDE=stride, PAD=padding, DIL=dilation,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
-        GROUP_M=cfg["GROUP_M"], FLAT_K=bool(cfg["FLAT_K"]), TMA=bool(cfg["TMA"]),
-        EVEN_C=C % cfg["BLOCK_K"] == 0, **launch_options(cfg),
+        BLOCK_P=block_p, BLOCK_Q=block_q, GROUP_M=cfg["GROUP_M"], FLAT_K=bool(cfg["FLAT_K"]),
+        TMA=bool(cfg["TMA"]), X_TMA=x_tma, SPLIT_K=split_k, EVEN_C=C % cfg["BLOCK_K"] == 0,
+        A_SYNC=x_tma and block_p > 1 and not _interpreting(),
+        **launch_options(cfg),
     )
+    if split_k > 1:  # the finish: one elementwise cast-and-copy into y, whatever its strides
+        out.copy_(target)
+    return handle
 
 
 def make_inputs(problem: Conv2dProblem, device, seed: int):
@@ -202,7 +319,8 @@ def bytes_moved(problem: Conv2dProblem) -> float:
 
 SPEC = KernelSpec(
     name="conv2d",
-    description="conv2d NHWC as an implicit GEMM: tiles, GROUP_M, flat or nested K loop, TMA weights",
+    description="conv2d NHWC as an implicit GEMM: tiles, GROUP_M, flat or nested K loop, TMA weights, "
+                "TMA activation boxes (X_TMA), split-K",
     problem=Conv2dProblem,
     make_inputs=make_inputs,
     make_output=make_output,

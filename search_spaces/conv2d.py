@@ -3,27 +3,46 @@
 The implicit GEMM is M = N*P*Q output pixels by C_out output channels, reduced over R*S taps of
 C_in channels; a K step is BLOCK_K input channels of one tap. Parameters:
   BLOCK_M/N/K, GROUP_M, num_warps, num_stages   as for matmul
-  FLAT_K     one pipelined loop over (tap, channel block) or nested tap/channel loops
-  TMA        (Hopper only) weight tiles by tensor descriptor; activations are always gathered
+  FLAT_K     one pipelined loop over (tap, channel block) or a tap loop around a channel loop
+  SPLIT_K    1, 2, 3, 4, 6, 9 (interpreter: 1, 2, 3): the K steps of a tile dealt to that many
+             programs, partial sums atomically added in fp32 (divisors and multiples of the 9
+             taps of a 3x3 filter, so the splits get equal work)
+  TMA        (Hopper only) weight tiles by tensor descriptor
+  X_TMA      (Hopper only) activation tiles as 4-D tensor-descriptor boxes of BLOCK_P x BLOCK_Q
+             output pixels (zero-filled padding) instead of a masked pointer gather
+  BLOCK_Q    (Hopper only) 8..64, the box's width in output columns with X_TMA
   AMD        waves_per_eu, matrix_instr_nonkdim, kpack (NOT tested here: no AMD machine)
 Constraints: the matmul ones (search_spaces/gemm_rules.py) on the implicit GEMM, with the
 reduction seen per tap (BLOCK_K is compared with C_in, not R*S*C_in); TMA only when the
 weight's [C_out, R*S*C_in] rows are 16-byte aligned; and
   * FLAT_K only matters with more than one tap or channel block: kept False for a 1x1 filter
     whose channels fit one block (the same loop either way).
+  * X_TMA only with stride 1 and 16-byte aligned pixels (C_in * element size); BLOCK_Q divides
+    BLOCK_M and the box is no wider or taller than the output (each padded to a power of two);
+    without X_TMA, BLOCK_Q is pinned to its smallest value (the kernel ignores it).
+  * SPLIT_K > 1 only while the output has fewer than two waves of tiles, and never more splits
+    than K steps (with the tap loop, than taps).
+Measured on the H100 (triton 3.6, bf16, N=32, GPU time per launch with L2 flushed): X_TMA won
+4-10% on the three ResNet layers (14x14x256 with BLOCK_K=128, 28x28x128 with num_warps=4,
+56x56x64 with BLOCK_M=256); SPLIT_K lost on all three (the 14x14 layer's 98 tiles of 128x128:
+2 splits took 47 us against 28 us unsplit, atomics and the zero-fill/cast passes included), so
+the rule lets it be tried but a sweep should not expect it to win at these sizes.
 """
 from __future__ import annotations
 
 from kernels.conv2d import SPEC, Conv2dProblem
 from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS
 from kernels.spec import element_size
-from search_spaces.gemm_rules import GemmShape, rules
+from search_spaces.gemm_rules import TMA_ALIGN_BYTES, GemmShape, next_pow2, rules
 from search_spaces.matmul import amd_launch_options, space_notes
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
 from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space
 
 CONV_RULES = ("tile_fits_problem", "shared_memory", "registers", "hopper_mma_rows")
+BLOCK_Q_MIN, BLOCK_Q_MAX = 8, 64
+SPLIT_K_GPU = (1, 2, 3, 4, 6, 9)
+SPLIT_K_INTERPRETER = (1, 2, 3)
 
 
 class FlatKNeedsSteps:
@@ -53,21 +72,78 @@ class TmaWeightAlignment:
         return None
 
 
+class ActivationBoxes:
+    """X_TMA only with stride 1 and 16-byte aligned pixels (C_in * element size); BLOCK_Q divides
+    BLOCK_M and the BLOCK_P x BLOCK_Q box fits the output (padded to powers of two); BLOCK_Q pinned
+    to its smallest value without X_TMA"""
+
+    def __init__(self, problem: Conv2dProblem):
+        self.problem = problem
+
+    def __call__(self, cfg: dict):
+        p = self.problem
+        bq = cfg.get("BLOCK_Q", BLOCK_Q_MIN)
+        if not cfg.get("X_TMA", False):
+            # the kernel ignores BLOCK_Q without X_TMA: other values would time the same kernel
+            return None if bq == BLOCK_Q_MIN else f"BLOCK_Q={bq} varies only with X_TMA"
+        if p.stride != 1:  # a box covers consecutive input pixels; strided taps skip some
+            return f"X_TMA needs stride 1, the problem has stride {p.stride}"
+        pixel = p.C_in * element_size(p.dtype)
+        if pixel % TMA_ALIGN_BYTES:  # the descriptor's W stride; H and N strides are multiples
+            return f"X_TMA needs {TMA_ALIGN_BYTES}-byte aligned pixels: C_in x element = {pixel} B"
+        if cfg["BLOCK_M"] % bq:
+            return f"BLOCK_Q={bq} does not divide BLOCK_M={cfg['BLOCK_M']}"
+        # a box past the output in both directions only multiplies zeros: the other shape is tried
+        if bq > max(BLOCK_Q_MIN, next_pow2(p.Q)):
+            return f"BLOCK_Q={bq} is wider than the output row (Q={p.Q})"
+        if cfg["BLOCK_M"] // bq > next_pow2(p.P):
+            return f"BLOCK_P={cfg['BLOCK_M'] // bq} is taller than the output (P={p.P})"
+        return None
+
+
+class SplitKWhereItHelps:
+    """SPLIT_K > 1 only with fewer than two waves of output tiles, and no more splits than K
+    steps (with FLAT_K: taps x channel blocks; with the tap loop, which splits whole taps: taps)"""
+
+    def __init__(self, problem: Conv2dProblem, hw: Hardware):
+        self.problem, self.hw = problem, hw
+
+    def __call__(self, cfg: dict):
+        p, n = self.problem, cfg.get("SPLIT_K", 1)
+        if n == 1:
+            return None
+        steps = p.R * p.S * (-(-p.C_in // cfg["BLOCK_K"]) if cfg.get("FLAT_K", True) else 1)
+        if n > steps:
+            return f"SPLIT_K={n} > {steps} K steps: some splits would get no work"
+        if cfg.get("X_TMA", False):
+            bq = cfg.get("BLOCK_Q", BLOCK_Q_MIN)
+            m_tiles = p.N * -(-p.P // max(1, cfg["BLOCK_M"] // bq)) * -(-p.Q // bq)
+        else:
+            m_tiles = -(-p.N * p.P * p.Q // cfg["BLOCK_M"])
+        tiles = m_tiles * -(-p.C_out // cfg["BLOCK_N"])
+        if self.hw.sm_count and tiles >= 2 * self.hw.sm_count:
+            return f"SPLIT_K={n} with {tiles} output tiles: already two waves of {self.hw.sm_count} SMs"
+        return None
+
+
 def space(problem: Conv2dProblem, hw: Hardware) -> Space:
     p, e = problem, element_size(problem.dtype)
     shape = GemmShape(p.N * p.P * p.Q, p.C_out, p.C_in, e, e, tf32=p.dtype == "float32")
-    tma = (Bool("TMA"),) if hw.arch == "sm90" and HAS_TENSOR_DESCRIPTORS else ()
+    hopper = (Bool("TMA"), Bool("X_TMA"), Pow2("BLOCK_Q", BLOCK_Q_MIN, BLOCK_Q_MAX)) \
+        if hw.arch == "sm90" and HAS_TENSOR_DESCRIPTORS else ()
     if hw.interpreter:
         domains = (Pow2("BLOCK_M", 16, 64), Pow2("BLOCK_N", 16, 64), Pow2("BLOCK_K", 16, 32),
-                   Choice("GROUP_M", (1, 8)), Bool("FLAT_K"), Const("num_warps", 4),
-                   Const("num_stages", 1))
+                   Choice("GROUP_M", (1, 8)), Bool("FLAT_K"), Choice("SPLIT_K", SPLIT_K_INTERPRETER),
+                   Const("num_warps", 4), Const("num_stages", 1))
     else:
         domains = (Pow2("BLOCK_M", 32, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
-                   Choice("GROUP_M", (1, 8)), Bool("FLAT_K"), *tma, Pow2("num_warps", 4, 8),
+                   Choice("GROUP_M", (1, 8)), Bool("FLAT_K"), Choice("SPLIT_K", SPLIT_K_GPU), *hopper,
+                   Pow2("num_warps", 4, 8),
                    IntRange("num_stages", 1 if hw.vendor == "amd" else 2, 3 if hw.vendor == "amd" else 5),
                    *amd_launch_options(hw))
-    return Space(domains=domains, constraints=rules(shape, hw, CONV_RULES) + (FlatKNeedsSteps(p), TmaWeightAlignment(p)),
-                 notes=space_notes(hw))
+    constraints = rules(shape, hw, CONV_RULES) + (FlatKNeedsSteps(p), TmaWeightAlignment(p),
+                                                  ActivationBoxes(p), SplitKWhereItHelps(p, hw))
+    return Space(domains=domains, constraints=constraints, notes=space_notes(hw))
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)
