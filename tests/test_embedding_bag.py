@@ -80,23 +80,25 @@ def test_peers_agree_with_reference(device):
         assert check(spec.baseline(inputs), spec.reference(inputs)).ok
 
 
-W, I, O = torch.ones(5, 4), torch.tensor([1, 2, 4]), torch.tensor([0, 1, 3])
+# Built where the kernels run, so that on a GPU machine the value checks, not the device check, answer.
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+W, I, O = torch.ones(5, 4, device=DEV), torch.tensor([1, 2, 4], device=DEV), torch.tensor([0, 1, 3], device=DEV)
 
 
 @pytest.mark.parametrize("call,exc,match", [
-    (lambda: eb.embedding_bag(W, I, torch.tensor([0, 2, 1])), ValueError, "monotone"),
-    (lambda: eb.embedding_bag(W, I, torch.tensor([1, 2, 3])), ValueError, r"offsets\[0\]"),
-    (lambda: eb.embedding_bag(W, I, torch.tensor([0, 1, 2])), ValueError, "out of range"),
-    (lambda: eb.embedding_bag(W, torch.tensor([1, 2, 5]), O), ValueError, r"indices must lie in \[0, 5\)"),
-    (lambda: eb.embedding_bag(W, torch.tensor([1, -1, 2]), O), ValueError, "indices must lie"),
+    (lambda: eb.embedding_bag(W, I, torch.tensor([0, 2, 1], device=DEV)), ValueError, "monotone"),
+    (lambda: eb.embedding_bag(W, I, torch.tensor([1, 2, 3], device=DEV)), ValueError, r"offsets\[0\]"),
+    (lambda: eb.embedding_bag(W, I, torch.tensor([0, 1, 2], device=DEV)), ValueError, "out of range"),
+    (lambda: eb.embedding_bag(W, torch.tensor([1, 2, 5], device=DEV), O), ValueError, r"indices must lie in \[0, 5\)"),
+    (lambda: eb.embedding_bag(W, torch.tensor([1, -1, 2], device=DEV), O), ValueError, "indices must lie"),
     (lambda: eb.embedding_bag(W, I.float(), O), TypeError, "int32/int64"),
     (lambda: eb.embedding_bag(W, I, O.float()), TypeError, "offsets must be int"),
     (lambda: eb.embedding_bag(W.int(), I, O), TypeError, "float16"),
     (lambda: eb.embedding_bag(W, I, O, mode="max"), ValueError, "mode"),
     (lambda: eb.embedding_bag(W.to("meta"), I.to("meta"), O.to("meta")), ValueError, "CUDA"),
     (lambda: eb.embedding_bag(W, I, O.to("meta")), ValueError, "different devices"),
-    (lambda: eb.embedding_bag_backward(torch.ones(3, 4), I, O, 5), ValueError, "3 rows for 2 bags"),
-    (lambda: eb.embedding_bag_backward(torch.ones(2, 4), I, O, 2.5), ValueError, "num_rows"),
+    (lambda: eb.embedding_bag_backward(torch.ones(3, 4, device=DEV), I, O, 5), ValueError, "3 rows for 2 bags"),
+    (lambda: eb.embedding_bag_backward(torch.ones(2, 4, device=DEV), I, O, 2.5), ValueError, "num_rows"),
     (lambda: eb.embedding_bag("w", I, O), TypeError, "must be a tensor"),
 ])
 def test_rejected_inputs(call, exc, match):
