@@ -43,16 +43,16 @@ def test_order_is_dlrms(device):
 def test_concat_writes_dense_pairs_and_zero_padding(device, use_dot):
     """launch_concat: out = [t[:, 0] | pairs | zeros] for a padded width, from a strided t (a slice of
     a bigger buffer, as DLRM's forward passes it)."""
-    big = torch.randn(3, 7, 12, device=device)
-    t = big[:, 1:, :]  # F = 6, D = 12, 15 pairs
-    out = torch.full((3, 12 + 15 + 5), float("nan"), device=device)
-    it.launch_concat(t, out, {"USE_DOT": use_dot, "BLOCK_D": 8, "SAMPLES_PER_PROGRAM": 2, "num_warps": 4,
+    big = torch.randn(3, 7, 20, device=device)
+    t = big[:, 1:, :]  # F = 6, D = 20 (a full and a ragged block of 16), 15 pairs
+    out = torch.full((3, 20 + 15 + 5), float("nan"), device=device)
+    it.launch_concat(t, out, {"USE_DOT": use_dot, "BLOCK_D": 16, "SAMPLES_PER_PROGRAM": 2, "num_warps": 4,
                               "num_stages": 1})
     want = torch.cat([t[:, 0].double(), it.reference((t.contiguous(),)), torch.zeros(3, 5, dtype=torch.float64,
                                                                                       device=device)], 1)
     assert check(out, want).ok
     with pytest.raises(ValueError, match="concatenated"):
-        it.launch_concat(t, out[:, :20], {"USE_DOT": use_dot, "BLOCK_D": 8, "SAMPLES_PER_PROGRAM": 2,
+        it.launch_concat(t, out[:, :30], {"USE_DOT": use_dot, "BLOCK_D": 16, "SAMPLES_PER_PROGRAM": 2,
                                           "num_warps": 4, "num_stages": 1})
 
 

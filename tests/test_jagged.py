@@ -83,14 +83,16 @@ def test_public_entry_points(device):
     assert check(jbmm.jagged_dense_bmm(values, offsets, y), jbmm.bmm_reference(values, offsets, y, 5)).ok
 
 
-V, OFF = torch.ones(4, 3), torch.tensor([0, 1, 4])
+# Built where the kernels run, so that on a GPU machine the value checks, not the device check, answer.
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+V, OFF = torch.ones(4, 3, device=DEV), torch.tensor([0, 1, 4], device=DEV)
 
 
 @pytest.mark.parametrize("call,exc,match", [
-    (lambda: jsm.jagged_softmax(V, torch.tensor([0, 3, 2, 4])), ValueError, "monotone"),
-    (lambda: jsm.jagged_softmax(V, torch.tensor([0, 1, 5])), ValueError, "out of range"),
-    (lambda: jsm.jagged_softmax(V, torch.tensor([2, 4])), ValueError, r"offsets\[0\]"),
-    (lambda: jsm.jagged_softmax(V, torch.tensor([[0, 4]])), ValueError, "1-D"),
+    (lambda: jsm.jagged_softmax(V, torch.tensor([0, 3, 2, 4], device=DEV)), ValueError, "monotone"),
+    (lambda: jsm.jagged_softmax(V, torch.tensor([0, 1, 5], device=DEV)), ValueError, "out of range"),
+    (lambda: jsm.jagged_softmax(V, torch.tensor([2, 4], device=DEV)), ValueError, r"offsets\[0\]"),
+    (lambda: jsm.jagged_softmax(V, torch.tensor([[0, 4]], device=DEV)), ValueError, "1-D"),
     (lambda: jsm.jagged_softmax(V, OFF.float()), TypeError, "int32 or int64"),
     (lambda: jsm.jagged_softmax(V.int(), OFF), TypeError, "float16"),
     (lambda: jsm.jagged_softmax(V[0], OFF), ValueError, "2-D"),
@@ -99,10 +101,10 @@ V, OFF = torch.ones(4, 3), torch.tensor([0, 1, 4])
      "ONLINE"),
     (lambda: jsm.jagged_softmax(V, OFF.to("meta")), ValueError, "different devices"),
     (lambda: jg.jagged_to_padded_dense(V, OFF, max_len=0), ValueError, "positive int"),
-    (lambda: jg.padded_dense_to_jagged(torch.ones(2, 2, 3), OFF), ValueError, "> max_len 2"),
-    (lambda: jg.padded_dense_to_jagged(torch.ones(3, 4, 3), OFF), ValueError, "3 sequences"),
-    (lambda: jbmm.jagged_dense_bmm(V, OFF, torch.ones(2, 4, 5)), ValueError, r"K=3"),
-    (lambda: jbmm.jagged_dense_bmm(V, OFF, torch.ones(2, 3, 5).half()), TypeError, "one dtype"),
+    (lambda: jg.padded_dense_to_jagged(torch.ones(2, 2, 3, device=DEV), OFF), ValueError, "> max_len 2"),
+    (lambda: jg.padded_dense_to_jagged(torch.ones(3, 4, 3, device=DEV), OFF), ValueError, "3 sequences"),
+    (lambda: jbmm.jagged_dense_bmm(V, OFF, torch.ones(2, 4, 5, device=DEV)), ValueError, r"K=3"),
+    (lambda: jbmm.jagged_dense_bmm(V, OFF, torch.ones(2, 3, 5, device=DEV).half()), TypeError, "one dtype"),
     (lambda: jbmm.jagged_dense_bmm(V.to("meta"), OFF.to("meta"), torch.ones(2, 3, 5, device="meta")), ValueError,
      "CUDA"),
 ])

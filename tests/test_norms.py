@@ -86,7 +86,12 @@ def test_long_rows_default_to_looped(device):
     assert check(norms.rms_norm(x, w), norms.reference_forward(x, w)).ok
 
 
-def _t(*shape, dtype=torch.float32, device="cpu"):
+# Built where the kernels run, so that on a GPU machine the checks of values and shapes answer, not
+# the device check.
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _t(*shape, dtype=torch.float32, device=DEV):
     return torch.ones(shape, dtype=dtype, device=device)
 
 
