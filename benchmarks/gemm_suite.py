@@ -177,6 +177,7 @@ def tune_ours(section, label, tunable, problem, hw, args, until, warm) -> tuple[
     t0 = time.perf_counter()
     s = Search(tunable, problem, hw, args.seed, args.threads)
     s.enqueue(warm)
+    s.seed_sparse_space(args.configs)
     s.run(args.configs, until)
     best = s.best()
     tuning_s = time.perf_counter() - t0

@@ -241,6 +241,7 @@ def run_case(case: Case, hw, args, deadline) -> dict:
     search = Search(case.tunable, case.problem, hw, args.seed, args.threads, DEVICE)
     inputs = search.inputs
     search.enqueue([case.default] if case.default else [])
+    search.seed_sparse_space(args.configs)
     search.run(args.configs, deadline)
     best = search.best()
     row["configs"] = search.counts()

@@ -50,6 +50,22 @@ def test_failing_and_wrong_configs_are_recorded_not_chosen(device):
     assert best is not None and best["config"]["BLOCK_M"] != 16 and best["config"]["BLOCK_N"] != 32
 
 
+def test_a_sparse_space_is_seeded_with_valid_configs(device):
+    """An N=1 layer on the H100 profile: about 1% of the GEMM space is valid, so TPE alone finds
+    almost nothing; the search enqueues a seeded sample of the valid configs (nothing launched here)."""
+    from kernels.gemm_epilogue import FusedGemmProblem
+    from search_spaces import gemm_epilogue as s_ge
+
+    sparse = FusedGemmProblem(M=64, N=1, K=256, activation="none", dtype="float32")
+    s = inprocess.Search(s_ge.TUNABLE, sparse, profile("h100"), seed=0, threads=1, device=device)
+    assert s.seed_sparse_space(5) == 5
+    batch = s._propose(5)  # the study hands out what was enqueued first
+    assert len(batch) == 5 and all(not s.space.violations(cfg) for _, cfg, _ in batch)
+    dense = inprocess.Search(s_mm.TUNABLE, mm.MatmulProblem(M=512, N=512, K=512), profile("h100"), seed=0,
+                             threads=1, device=device)
+    assert dense.seed_sparse_space(5) == 0  # most of a big GEMM's space is valid: TPE is left alone
+
+
 def test_wall_bench_is_the_cpu_stand_in():
     calls = []
     p20, p50, p80 = inprocess.wall_bench(lambda: calls.append(torch.ones(1)))

@@ -11,6 +11,7 @@ first) and timed one by one. Warm configs (known-good, or the tuned table's) are
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +52,7 @@ class Search:
 
     def __init__(self, tunable, problem, hw, seed: int, threads: int, device="cuda", timer=None):
         self.spec, self.space = tunable.kernel, tunable.space(problem, hw)
-        self.problem, self.threads = problem, threads
+        self.problem, self.threads, self.seed = problem, threads, seed
         self.device = torch.device(device)
         self.timer = timer or (bench if self.device.type == "cuda" else wall_bench)
         self.inputs = self.spec.make_inputs(problem, self.device, seed)
@@ -72,6 +73,20 @@ class Search:
                 self.study.enqueue_trial(self.space.encode(full))
                 n += 1
         return n
+
+    def seed_sparse_space(self, n: int, probes: int = 200, min_valid: int = 10) -> int:
+        """Where few configs are valid (a GEMM with K=13 or N=1: ~1% of the space), TPE's asks
+        mostly meet constraints and the time runs out before a batch is full. Probe the space at
+        random; if fewer than min_valid of `probes` configs are valid, enumerate the valid ones and
+        enqueue a seeded sample of n. Returns how many were enqueued."""
+        rng = random.Random(self.seed)
+        domains = [(d.name, d.values()) for d in self.space.domains]
+        probe = ({k: rng.choice(v) for k, v in domains} for _ in range(probes))
+        if sum(not self.space.violations(c) for c in probe) >= min_valid:
+            return 0
+        valid = self.space.valid_configs()
+        rng.shuffle(valid)
+        return self.enqueue(valid[:n])
 
     def _propose(self, n, until=float("inf")):
         """Up to n new valid configs. Where most of the space is invalid (a tiny K or N) asking
@@ -160,5 +175,6 @@ def tune(tunable, problem, hw, *, warm=(), max_configs=24, seconds=60.0, threads
     (best record with its config and full timing, or None; the Search with every record)."""
     s = Search(tunable, problem, hw, seed, threads, device)
     s.enqueue(warm)
+    s.seed_sparse_space(max_configs)
     s.run(max_configs, time.perf_counter() + seconds)
     return s.best(), s
