@@ -12,27 +12,18 @@ the SPLIT_MASKED switch). The constraints reject, before any compile:
 """
 from __future__ import annotations
 
-from functools import partial
-
 from kernels.attention import SPEC, AttentionProblem
 from kernels.spec import element_size
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space
+from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 192
 
 
-def _bind(fn, problem, hw):
-    """A picklable constraint: a module-level rule with its problem and hardware bound."""
-    rule = partial(fn, problem=problem, hw=hw)
-    rule.__doc__ = fn.__doc__
-    return rule
-
-
 def tile_fits_sequence(cfg, problem, hw):
     """BLOCK_M, BLOCK_N <= padded sequence length"""
-    padded = max(16, 1 << max(0, (problem.seq_len - 1).bit_length()))
+    padded = next_pow2(problem.seq_len, 16)
     for name in ("BLOCK_M", "BLOCK_N"):
         if cfg[name] > padded:
             return f"{name}={cfg[name]} > padded sequence {padded}"
@@ -67,7 +58,7 @@ RULES = (tile_fits_sequence, registers, shared_memory, split_has_work)
 
 
 def space(problem: AttentionProblem, hw: Hardware) -> Space:
-    rules = tuple(_bind(r, problem, hw) for r in RULES)
+    rules = tuple(bind_rule(r, problem, hw) for r in RULES)
     if hw.interpreter:
         return Space(
             domains=(Pow2("BLOCK_M", 16, 32), Pow2("BLOCK_N", 16, 32), Bool("SPLIT_MASKED"),

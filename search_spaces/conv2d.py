@@ -33,11 +33,11 @@ from __future__ import annotations
 from kernels.conv2d import SPEC, Conv2dProblem
 from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS
 from kernels.spec import element_size
-from search_spaces.gemm_rules import TMA_ALIGN_BYTES, GemmShape, next_pow2, rules
+from search_spaces.gemm_rules import TMA_ALIGN_BYTES, GemmShape, rules
 from search_spaces.matmul import amd_launch_options, space_notes
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space
+from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space, next_pow2
 
 CONV_RULES = ("tile_fits_problem", "shared_memory", "registers", "hopper_mma_rows")
 BLOCK_Q_MIN, BLOCK_Q_MAX = 8, 64
@@ -94,7 +94,7 @@ class ActivationBoxes:
         if cfg["BLOCK_M"] % bq:
             return f"BLOCK_Q={bq} does not divide BLOCK_M={cfg['BLOCK_M']}"
         # a box past the output in both directions only multiplies zeros: the other shape is tried
-        if bq > max(BLOCK_Q_MIN, next_pow2(p.Q)):
+        if bq > next_pow2(p.Q, BLOCK_Q_MIN):
             return f"BLOCK_Q={bq} is wider than the output row (Q={p.Q})"
         if cfg["BLOCK_M"] // bq > next_pow2(p.P):
             return f"BLOCK_P={cfg['BLOCK_M'] // bq} is taller than the output (P={p.P})"

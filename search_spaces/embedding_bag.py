@@ -14,33 +14,21 @@ sort and segment sums (no atomics, each table row written once).
 """
 from __future__ import annotations
 
-from functools import partial
 
 from kernels import embedding_bag as eb
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space
+from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 128
 
 
-def _padded(n: int, low: int = 1) -> int:
-    return max(low, 1 << max(0, (n - 1).bit_length()))
-
-
-def _bind(fn, problem, hw):
-    """A picklable constraint: a module-level rule with its problem and hardware bound."""
-    rule = partial(fn, problem=problem, hw=hw)
-    rule.__doc__ = fn.__doc__
-    return rule
-
-
 def tile_fits_problem(cfg, problem, hw):
     """BLOCK_D <= padded dim, IDS_PER_STEP <= padded longest bag"""
-    if cfg["BLOCK_D"] > _padded(problem.dim, 16):
-        return f"BLOCK_D={cfg['BLOCK_D']} > padded dim {_padded(problem.dim, 16)}"
-    if cfg["IDS_PER_STEP"] > _padded(2 * problem.avg_bag_len):
-        return f"IDS_PER_STEP={cfg['IDS_PER_STEP']} > padded longest bag {_padded(2 * problem.avg_bag_len)}"
+    if cfg["BLOCK_D"] > next_pow2(problem.dim, 16):
+        return f"BLOCK_D={cfg['BLOCK_D']} > padded dim {next_pow2(problem.dim, 16)}"
+    if cfg["IDS_PER_STEP"] > next_pow2(2 * problem.avg_bag_len):
+        return f"IDS_PER_STEP={cfg['IDS_PER_STEP']} > padded longest bag {next_pow2(2 * problem.avg_bag_len)}"
     return None
 
 
@@ -72,7 +60,7 @@ RULES = (tile_fits_problem, registers, enough_programs)
 
 
 def _space(problem: eb.EmbeddingBagProblem, hw: Hardware, backward: bool) -> Space:
-    rules = tuple(_bind(r, problem, hw) for r in RULES)
+    rules = tuple(bind_rule(r, problem, hw) for r in RULES)
     per = "ITEMS_PER_PROGRAM" if backward else "BAGS_PER_PROGRAM"
     head = (Bool("SORTED"),) if backward else ()
     prefetch = () if backward else (Bool("PREFETCH"), Choice("ROW_LOAD", tuple(eb.ROW_LOADS)))

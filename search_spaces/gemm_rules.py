@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuner.hardware import Hardware
+from tuner.space import next_pow2
 
 ACC_REGS_PER_THREAD_MAX = 128  # NVIDIA: 255 is the cap; addresses and operands need the rest
 ACC_REGS_PER_LANE_MAX_AMD = 256  # CDNA3: 512 VGPR+AGPR per lane (not tested here: no AMD machine)
@@ -41,10 +42,6 @@ class GemmShape:
 
 def _lanes(hw: Hardware) -> int:
     return 64 if hw.vendor == "amd" else 32
-
-
-def next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
 
 
 def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | None = None) -> int:
@@ -84,8 +81,8 @@ class Rule:
     @staticmethod
     def _tile_fits_problem(cfg, s, hw):
         for blk, dim in (("BLOCK_M", s.M), ("BLOCK_N", s.N), ("BLOCK_K", s.K)):
-            if blk in cfg and cfg[blk] > max(16, next_pow2(dim)):
-                return f"{blk}={cfg[blk]} exceeds the problem ({dim} padded to {max(16, next_pow2(dim))})"
+            if blk in cfg and cfg[blk] > next_pow2(dim, 16):
+                return f"{blk}={cfg[blk]} exceeds the problem ({dim} padded to {next_pow2(dim, 16)})"
         return None
 
     @staticmethod

@@ -12,26 +12,18 @@ reject, before any compile:
 """
 from __future__ import annotations
 
-from functools import partial
 
 from kernels.interaction import SPEC, InteractionProblem, padded_features
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space
+from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 128
 
 
-def _bind(fn, problem, hw):
-    """A picklable constraint: a module-level rule with its problem and hardware bound."""
-    rule = partial(fn, problem=problem, hw=hw)
-    rule.__doc__ = fn.__doc__
-    return rule
-
-
 def block_fits_dim(cfg, problem, hw):
     """BLOCK_D <= padded dim"""
-    padded = max(16, 1 << max(0, (problem.dim - 1).bit_length()))
+    padded = next_pow2(problem.dim, 16)
     return f"BLOCK_D={cfg['BLOCK_D']} > padded dim {padded}" if cfg["BLOCK_D"] > padded else None
 
 
@@ -56,7 +48,7 @@ RULES = (block_fits_dim, registers, enough_programs)
 
 
 def space(problem: InteractionProblem, hw: Hardware) -> Space:
-    rules = tuple(_bind(r, problem, hw) for r in RULES)
+    rules = tuple(bind_rule(r, problem, hw) for r in RULES)
     if hw.interpreter:
         return Space(
             domains=(Bool("USE_DOT"), Pow2("BLOCK_D", 16, 64), Pow2("SAMPLES_PER_PROGRAM", 1, 4),

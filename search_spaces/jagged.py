@@ -11,26 +11,14 @@ Common constraints, checked before any compile:
 """
 from __future__ import annotations
 
-from functools import partial
 
 from kernels import jagged, jagged_bmm, jagged_softmax
 from kernels.spec import element_size
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space
+from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 128
-
-
-def _padded(n: int, low: int = 16) -> int:
-    return max(low, 1 << max(0, (n - 1).bit_length()))
-
-
-def _bind(fn, problem, hw):
-    """A picklable constraint: a module-level rule with its problem and hardware bound."""
-    rule = partial(fn, problem=problem, hw=hw)
-    rule.__doc__ = fn.__doc__
-    return rule
 
 
 def _limits(problem):
@@ -43,8 +31,8 @@ def _limits(problem):
 def tile_fits_problem(cfg, problem, hw):
     """no tile dimension above the problem's (padded to a power of two, at least 16)"""
     for name, extent in _limits(problem).items():
-        if cfg[name] > _padded(extent):
-            return f"{name}={cfg[name]} > padded {_padded(extent)}"
+        if cfg[name] > next_pow2(extent, 16):
+            return f"{name}={cfg[name]} > padded {next_pow2(extent, 16)}"
     return None
 
 
@@ -63,7 +51,7 @@ def softmax_block(cfg, problem, hw):
     """softmax in registers: BLOCK_L = padded max_len; ONLINE: BLOCK_L < padded max_len"""
     if "ONLINE" not in cfg:
         return None
-    width = _padded(problem.max_len)
+    width = next_pow2(problem.max_len, 16)
     if not cfg["ONLINE"] and cfg["BLOCK_L"] != width:
         return f"in registers needs BLOCK_L = padded max_len {width}"
     if cfg["ONLINE"] and cfg["BLOCK_L"] >= width:
@@ -84,7 +72,7 @@ RULES = (tile_fits_problem, registers, softmax_block, shared_memory)
 
 
 def _rules(problem, hw):
-    return tuple(_bind(r, problem, hw) for r in RULES)
+    return tuple(bind_rule(r, problem, hw) for r in RULES)
 
 
 def copy_space(problem: jagged.JaggedProblem, hw: Hardware) -> Space:
@@ -100,7 +88,7 @@ def copy_space(problem: jagged.JaggedProblem, hw: Hardware) -> Space:
 
 def softmax_space(problem: jagged.JaggedProblem, hw: Hardware) -> Space:
     """jagged softmax: ONLINE, BLOCK_L, BLOCK_D"""
-    width = _padded(problem.max_len)
+    width = next_pow2(problem.max_len, 16)
     if hw.interpreter:
         doms = (Bool("ONLINE"), Pow2("BLOCK_L", 4, min(width, 64)), Pow2("BLOCK_D", 16, 32),
                 Const("num_warps", 4), Const("num_stages", 1))

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from kernels import norms
 from kernels.spec import element_size
-from search_spaces.row_rules import bind, block_mode, padded_row, register_spill
+from search_spaces.row_rules import block_mode, padded_row, register_spill
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space
+from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule
 
 
 def _rows_per_program(cfg):
@@ -64,7 +64,7 @@ RULES = (block_matches_mode, registers, enough_programs, partial_buffer_size, st
 
 
 def _space(problem: norms.NormProblem, hw: Hardware, rows_name: str) -> Space:
-    rules = tuple(bind(r, problem, hw) for r in RULES)
+    rules = tuple(bind_rule(r, problem, hw) for r in RULES)
     width = padded_row(problem.cols)
     if hw.interpreter:
         return Space(

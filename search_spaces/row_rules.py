@@ -1,8 +1,7 @@
 """What the row-kernel spaces (row softmax, LayerNorm / RMSNorm) share: a row is BLOCK wide, held
 in registers whole or looped over in blocks under a mode switch (softmax ONLINE, norms LOOPED).
 
-  * padded_row / bind: the padded row width (a power of two, at least 16), and a rule with its
-    problem and hardware bound (picklable: Ray Tune pickles the searcher with its space).
+  * padded_row: the padded row width (a power of two, at least 16).
   * block_mode: in registers, BLOCK must be the padded row (smaller cannot hold it, larger only
     computes masked lanes); looped, BLOCK covering the whole row only costs extra reads.
   * register_spill: live fp32 values past 128 per thread spill (not checked on the interpreter).
@@ -11,20 +10,13 @@ calls these for the checks and their messages.
 """
 from __future__ import annotations
 
-from functools import partial
+from tuner.space import next_pow2
 
 REGS_PER_THREAD_MAX = 128
 
 
 def padded_row(n: int) -> int:
-    return 1 << max(4, (n - 1).bit_length())
-
-
-def bind(fn, problem, hw):
-    """A picklable constraint: a module-level rule with its problem and hardware bound."""
-    rule = partial(fn, problem=problem, hw=hw)
-    rule.__doc__ = fn.__doc__
-    return rule
+    return next_pow2(n, 16)
 
 
 def block_mode(cfg, cols: int, switch: str, in_registers: str, looped_cost: str):

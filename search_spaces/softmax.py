@@ -13,10 +13,10 @@ On the interpreter num_warps/num_stages are fixed and tiles small.
 from __future__ import annotations
 
 from kernels.softmax import SPEC, SoftmaxProblem
-from search_spaces.row_rules import bind, block_mode, padded_row, register_spill
+from search_spaces.row_rules import block_mode, padded_row, register_spill
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space
+from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule
 
 
 def block_matches_mode(cfg, problem, hw):
@@ -47,7 +47,7 @@ RULES = (block_matches_mode, registers, enough_programs, stages_need_loop)
 
 
 def space(problem: SoftmaxProblem, hw: Hardware) -> Space:
-    rules = tuple(bind(r, problem, hw) for r in RULES)
+    rules = tuple(bind_rule(r, problem, hw) for r in RULES)
     width = padded_row(problem.cols)
     if hw.interpreter:
         return Space(

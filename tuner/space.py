@@ -16,11 +16,26 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import optuna.distributions as od
 
 Constraint = Callable[[dict], "str | None"]
+
+
+def bind_rule(fn, problem, hw) -> Constraint:
+    """A constraint from a module-level rule fn(cfg, problem, hw): the problem and hardware bound,
+    the rule's docstring kept (it is the reason `kernelevolve kernels` prints). A partial of a
+    module-level function pickles by reference, as Ray Tune needs."""
+    rule = partial(fn, problem=problem, hw=hw)
+    rule.__doc__ = fn.__doc__
+    return rule
+
+
+def next_pow2(n: int, low: int = 1) -> int:
+    """The smallest power of two >= n, and at least `low`: the extent a tile pads a size to."""
+    return max(low, 1 << max(0, (n - 1).bit_length()))
 
 
 @dataclass(frozen=True)
