@@ -290,9 +290,7 @@ def hardware_profile(device):
 
     if device.type != "cuda":
         return hardware.profile("cpu-interpreter")
-    name = torch.cuda.get_device_name(device)
-    return next((h for h in hardware.PROFILES.values() if hardware.matches(h, {"gpu_name": name})
-                 and not h.interpreter), None)
+    return hardware.profile_for_gpu(torch.cuda.get_device_name(device))
 
 
 def run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw) -> dict:

@@ -291,8 +291,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     deadline = start + args.budget_s
     name = torch.cuda.get_device_name()
-    hw = next((p for p in hardware.PROFILES.values() if p.device_match and any(s in name for s in p.device_match)),
-              hardware.profile("h100"))
+    hw = hardware.profile_for_gpu(name) or hardware.profile("h100")
     # (label, section, job(search_until, deadline)); GEMM jobs leave most of their share to their
     # two tuning peers, fused and conv jobs have one untuned peer and search longer
     jobs = [(lbl, "gemm", lambda su, dl, lbl=lbl, m=m, n=n, k=k: gemm_shape(lbl, m, n, k, hw, args, su, dl))

@@ -52,7 +52,8 @@ from kernels import norms, softmax as sm  # noqa: E402
 from search_spaces import attention as s_at, embedding_bag as s_eb, interaction as s_it  # noqa: E402
 from search_spaces import jagged as s_jg, norms as s_norms, softmax as s_sm  # noqa: E402
 from tuner import hardware  # noqa: E402
-from tuner.inprocess import FULL, QUICK, Search, bench as bench3  # noqa: E402
+from tuner import inprocess  # noqa: E402
+from tuner.inprocess import FULL, QUICK, Search  # noqa: E402
 
 COPY_BYTES_PER_S = 3.02e12  # H100 device copy, read + written (STACK-NOTES.md)
 DEVICE = "cuda"
@@ -216,7 +217,7 @@ def cases() -> list[Case]:
 
 # ---- measuring -------------------------------------------------------------------------------
 def bench(fn, how) -> list[float]:
-    return list(bench3(fn, how))
+    return list(inprocess.bench(fn, how))  # a list: rows are JSON, and _ms reads lists
 
 
 def _err(exc: BaseException) -> str:
@@ -246,7 +247,7 @@ def run_case(case: Case, hw, args, deadline) -> dict:
     best = search.best()
     row["configs"] = search.counts()
     row["tried"] = [{k: r[k] for k in ("config", "status", "latency_ms", "error") if k in r} for r in search.results]
-    search.ref = None
+    search.ref = None  # the float64 reference can be large (attention): free it before the peers run
     if best:
         row["best_config"] = best["config"]
         row["ours_ms"] = list(best["full"])
@@ -309,9 +310,7 @@ def main(argv=None) -> int:
     import triton
 
     name = torch.cuda.get_device_name()
-    known = [p for p in hardware.PROFILES.values()
-             if not p.interpreter and hardware.matches(p, {"gpu_name": name})]
-    hw = known[0] if known else hardware.profile("h100")  # the constraints' chip limits
+    hw = hardware.profile_for_gpu(name) or hardware.profile("h100")  # the constraints' chip limits
     todo = [c for c in cases() if not args.only or any(s in c.label for s in args.only.split(","))]
     meta = {"gpu": name, "hardware_profile": hw.name, "torch": torch.__version__, "triton": triton.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "configs_per_op": args.configs, "seed": args.seed,

@@ -105,3 +105,11 @@ def test_gpu_target_without_gpu_is_a_clear_error(tmp_path, capsys):
     assert main(["run", path, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "needs GPU=1" in err and "no GPU" in err and "Traceback" not in err
+
+
+def test_profile_for_gpu_names_the_chip_or_none():
+    from tuner import hardware
+
+    assert hardware.profile_for_gpu("NVIDIA H100 80GB HBM3").name == "h100"
+    assert hardware.profile_for_gpu("NVIDIA A100-SXM4-80GB").name == "a100"
+    assert hardware.profile_for_gpu("none (CPU)") is None

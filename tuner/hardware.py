@@ -107,3 +107,8 @@ def matches(hw: Hardware, device: dict) -> bool:
     if hw.interpreter:
         return True
     return any(s in device.get("gpu_name", "") for s in hw.device_match)
+
+
+def profile_for_gpu(gpu_name: str) -> Hardware | None:
+    """The GPU profile whose chip this is (torch.cuda.get_device_name), or None if none knows it."""
+    return next((h for h in PROFILES.values() if not h.interpreter and matches(h, {"gpu_name": gpu_name})), None)
