@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import sys
 import time
 import zlib

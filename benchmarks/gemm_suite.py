@@ -50,7 +50,7 @@ import triton.language as tl  # noqa: E402
 from kernels import conv2d as cv, gemm_epilogue as ge, matmul as mm  # noqa: E402
 from search_spaces import conv2d as s_cv, gemm_epilogue as s_ge, matmul as s_mm  # noqa: E402
 from tuner import hardware  # noqa: E402
-from tuner.inprocess import FULL, Search, bench  # noqa: E402
+from tuner.inprocess import Search, bench  # noqa: E402
 from tuner.verify import check  # noqa: E402
 
 SHAPES = [  # (label, M, N, K)
