@@ -58,8 +58,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
 
-from kernels.gemm_tiles import (TMA_ALIGN_BYTES, launch_options, tile_coords, tma_allocator,
-                                tma_compatible)
+from kernels.gemm_tiles import launch_options, tile_coords, tma_allocator, tma_compatible
 from kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -203,18 +202,12 @@ SWITCH_DEFAULTS = {"FLAT_K": True, "TMA": False, "X_TMA": False, "SPLIT_K": 1}
 def x_tma_problem(x: torch.Tensor, stride: int) -> str | None:
     """Why X_TMA cannot read x [N, C_in, H, W] with this conv stride, or None. A 4-D descriptor
     over [N, H, W, C_in] needs C_in contiguous and the other strides and the base address
-    16-byte aligned (as kernels/gemm_tiles.tma_compatible checks for 2-D tensors)."""
+    16-byte aligned (kernels/gemm_tiles.tma_compatible of that view)."""
     if stride != 1:
         return f"stride {stride}: the box covers consecutive input pixels, so it needs stride 1"
     if x.stride(1) != 1:
         return f"x must be channels_last (C_in contiguous), strides are {tuple(x.stride())}"
-    e = x.element_size()
-    for dim, st in (("N", x.stride(0)), ("H", x.stride(2)), ("W", x.stride(3))):
-        if (st * e) % TMA_ALIGN_BYTES:
-            return f"x's {dim} stride {st * e} B is not a multiple of {TMA_ALIGN_BYTES} B"
-    if x.data_ptr() % TMA_ALIGN_BYTES:
-        return f"x's base address is not {TMA_ALIGN_BYTES}-byte aligned"
-    return None
+    return tma_compatible(x.permute(0, 2, 3, 1))
 
 
 def _interpreting() -> bool:

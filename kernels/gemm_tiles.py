@@ -152,17 +152,19 @@ def program_slots(device: torch.device) -> int:
 
 
 def tma_compatible(t: torch.Tensor) -> str | None:
-    """Why a 2-D tensor (or a view) cannot be read by a tensor descriptor, or None: one dimension
-    contiguous, the other's stride and the base address 16-byte aligned."""
+    """Why a tensor (or a view) cannot be read by a tensor descriptor, or None: the last dimension
+    contiguous (a 2-D tensor may have its first one contiguous instead: a transposed view), every
+    other stride and the base address 16-byte aligned."""
     e = t.element_size()
     if t.stride(-1) == 1:
-        outer = t.stride(-2)
-    elif t.stride(-2) == 1:
-        outer = t.stride(-1)
+        outer = t.stride()[:-1]
+    elif t.dim() == 2 and t.stride(-2) == 1:
+        outer = (t.stride(-1),)
     else:
         return f"no contiguous dimension (strides {tuple(t.stride())})"
-    if (outer * e) % TMA_ALIGN_BYTES:
-        return f"row stride {outer * e} B is not a multiple of {TMA_ALIGN_BYTES} B"
+    for st in outer:
+        if (st * e) % TMA_ALIGN_BYTES:
+            return f"row stride {st * e} B is not a multiple of {TMA_ALIGN_BYTES} B"
     if t.data_ptr() % TMA_ALIGN_BYTES:
         return f"base address not {TMA_ALIGN_BYTES}-byte aligned"
     return None
