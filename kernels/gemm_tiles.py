@@ -9,7 +9,8 @@ Device side (@triton.jit, inlined into each template):
 Host side:
   feature detection of the installed Triton (tensor descriptors, warp specialization),
   tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
-  program_slots() (how many programs a persistent kernel launches), tma_compatible().
+  program_slots() (how many programs a persistent kernel launches), tma_compatible(),
+  aligned_rows() (a copy of a matrix whose rows start 16-byte aligned).
 """
 from __future__ import annotations
 
@@ -168,6 +169,25 @@ def tma_compatible(t: torch.Tensor) -> str | None:
     if t.data_ptr() % TMA_ALIGN_BYTES:
         return f"base address not {TMA_ALIGN_BYTES}-byte aligned"
     return None
+
+
+STAGE_PITCH_BYTES = 128  # a staged copy's rows start on 128-byte lines (one L2 line, TMA's swizzle)
+
+
+def aligned_rows(t: torch.Tensor) -> torch.Tensor:
+    """t itself if a tensor descriptor can read it, else a copy whose rows start 128-byte aligned:
+    a [rows, cols] view of a [rows, pitch] buffer (the pitch's tail columns are never read: pointer
+    loads mask them, descriptors clip at cols). For a matrix like [1000, 383] fp16 (766-byte rows)
+    every row starts at a different alignment, so loads cannot be vectorized or asynchronous (cp.async
+    and TMA move 4 to 16 aligned bytes); one streaming copy buys both for the whole K loop."""
+    if tma_compatible(t) is None:
+        return t
+    rows, cols = t.shape
+    per_line = STAGE_PITCH_BYTES // t.element_size()
+    buf = torch.empty((rows, -(-cols // per_line) * per_line), dtype=t.dtype, device=t.device)
+    staged = buf[:, :cols]
+    staged.copy_(t)
+    return staged
 
 
 def launch_options(config) -> dict:

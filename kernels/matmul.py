@@ -14,6 +14,10 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   no tail of half-empty waves, and launch cost paid once per SM
   TMA             tensor-descriptor loads and stores (TMA on Hopper) instead of pointer loads
   WARP_SPECIALIZE producer/consumer warps in the K loop (Hopper, with TMA; Triton feature-detected)
+  STAGE_A         copy A first into a buffer whose rows start 128-byte aligned (gemm_tiles.aligned_rows),
+                  for an A whose row stride is not a multiple of 16 bytes (odd K in fp16/bf16): its
+                  loads then vectorize and pipeline asynchronously, and TMA can read it. The copy's
+                  time is part of the candidate's measured latency. A no-op for an aligned A.
   num_warps / num_stages   Triton launch options; on AMD also waves_per_eu,
                   matrix_instr_nonkdim, kpack
 Not searched, set by the launcher from the shapes:
@@ -37,9 +41,9 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernels import tuned
-from kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, apply_epilogue,
-                                launch_options, program_slots, tile_coords, tma_allocator,
-                                tma_compatible)
+from kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, aligned_rows,
+                                apply_epilogue, launch_options, program_slots, tile_coords,
+                                tma_allocator, tma_compatible)
 from kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -162,7 +166,7 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 # The switches added after the first template, and their values when a config does not name
 # them: what every config launched before they existed meant.
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
-                   "WARP_SPECIALIZE": False}
+                   "WARP_SPECIALIZE": False, "STAGE_A": False}
 SPLIT_K_REDUCES = ("atomic", "two_pass")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
@@ -208,6 +212,8 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     if cfg["WARP_SPECIALIZE"] and not cfg["TMA"]:
         raise ValueError("WARP_SPECIALIZE=True needs TMA=True (the producer warp issues TMA copies)")
     b_kmajor = b.stride(0) == 1 and b.stride(1) != 1
+    if cfg["STAGE_A"]:
+        a = aligned_rows(a)
     if cfg["TMA"]:
         for name, t in (("a", a), ("b", b)) + ((("out", out),) if split_k == 1 else ()):
             why = tma_compatible(t)
@@ -283,8 +289,9 @@ def matmul(a: torch.Tensor, b: torch.Tensor, config=None) -> torch.Tensor:
     if not config:
         # A config tuned for a neighbouring shape may ask for TMA these tensors cannot take.
         def usable(cfg):
-            return not cfg.get("TMA") or (a.stride(1) == 1
-                                           and not any(tma_compatible(t) for t in (a, b, out)))
+            staged = cfg.get("STAGE_A") and a.stride(1) == 1
+            return not cfg.get("TMA") or (a.stride(1) == 1 and not any(
+                tma_compatible(t) for t in ((b, out) if staged else (a, b, out))))
 
         config = tuned.config_for("matmul", {"M": a.shape[0], "N": b.shape[1], "K": a.shape[1]},
                                   a.dtype, a.device, DEFAULT_CONFIG, usable)

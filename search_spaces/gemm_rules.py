@@ -139,8 +139,8 @@ class Rule:
     def _tma_alignment(cfg, s, hw):
         if not cfg.get("TMA", False):
             return None
-        for what, nbytes in (("A rows (K x in)", s.K * s.in_bytes), ("B rows (N x in)", s.N * s.in_bytes),
-                             ("C rows (N x out)", s.N * s.out_bytes)):
+        a_rows = () if cfg.get("STAGE_A") else (("A rows (K x in)", s.K * s.in_bytes),)  # staged: aligned
+        for what, nbytes in a_rows + (("B rows (N x in)", s.N * s.in_bytes), ("C rows (N x out)", s.N * s.out_bytes)):
             if nbytes % TMA_ALIGN_BYTES:
                 return f"TMA needs {TMA_ALIGN_BYTES}-byte aligned row strides: {what} = {nbytes} B"
         return None
@@ -173,7 +173,7 @@ RULES = {
     "shared_memory": "pipeline stages + TMA barriers + staged epilogue tile <= the program's shared memory",
     "registers": "fp32 accumulator <= 128 registers per thread (256 per lane on AMD)",
     "hopper_mma_rows": "on Hopper, BLOCK_M >= 64 when M allows it",
-    "tma_alignment": "TMA only with 16-byte aligned row strides of A, B and C",
+    "tma_alignment": "TMA only with 16-byte aligned row strides of A (or a staged A), B and C",
     "warp_specialize": "WARP_SPECIALIZE only with TMA, num_warps=4, BLOCK_N <= 128, 16-bit inputs, "
                        "and two-pass split-K",
 }

@@ -6,6 +6,8 @@ Parameters, by target:
   Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, each only when the
                  installed Triton has it (kernels/gemm_tiles.py feature-detects them). On other
                  targets these keys are absent and the kernel runs with them off.
+  odd K          STAGE_A (copy A to 128-byte aligned rows first), on every target, only when A's
+                 rows are not 16-byte aligned (K x element size): elsewhere it would be a no-op.
   AMD (vendor "amd", e.g. mi300x)  also the AMD launch options waves_per_eu,
                  matrix_instr_nonkdim and kpack. AMD IS NOT TESTED HERE: the project has no AMD
                  machine; the ranges follow AMD's Triton tuning guide and are unmeasured.
@@ -32,8 +34,8 @@ from __future__ import annotations
 from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
 from kernels.matmul import SPEC, SPLIT_K_REDUCES, MatmulProblem
 from kernels.spec import element_size
-from search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, GemmShape,  # noqa: F401
-                                      accumulator_regs, rules, shared_memory_bytes)
+from search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, TMA_ALIGN_BYTES,  # noqa: F401
+                                      GemmShape, accumulator_regs, rules, shared_memory_bytes)
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
 from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space
@@ -87,9 +89,13 @@ def space_notes(hw: Hardware) -> str:
     return "GPU: see search_spaces/matmul.py and gemm_rules.py for why each constraint exists"
 
 
-def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True) -> Space:
+def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True,
+               stage_a: bool = False) -> Space:
+    """stage_a: the template's launcher takes STAGE_A (kernels/matmul.py launch_gemm); searched only
+    where A's rows are misaligned."""
     kinds = tuple(k for k in RULES if (split_k or k != "split_k") and (persistent or k != "persistent"))
-    return Space(domains=gemm_domains(hw, split_k=split_k, persistent=persistent),
+    staging = (Bool("STAGE_A"),) if stage_a and (shape.K * shape.in_bytes) % TMA_ALIGN_BYTES else ()
+    return Space(domains=gemm_domains(hw, split_k=split_k, persistent=persistent) + staging,
                  constraints=rules(shape, hw, kinds), notes=space_notes(hw))
 
 
@@ -99,7 +105,7 @@ def shape_of(problem: MatmulProblem) -> GemmShape:
 
 
 def space(problem: MatmulProblem, hw: Hardware) -> Space:
-    return gemm_space(shape_of(problem), hw)
+    return gemm_space(shape_of(problem), hw, stage_a=True)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

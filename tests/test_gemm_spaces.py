@@ -67,6 +67,12 @@ def test_tma_needs_aligned_rows():
     odd = matmul.space(MatmulProblem(M=30000, N=768, K=383, dtype="bfloat16"), H100)
     assert "16-byte" in reasons(odd, TMA=True)
     assert reasons(odd, TMA=False) == ""
+    # a staged A (copied to aligned rows) lifts the rule for A only
+    assert "STAGE_A" in names(odd) and reasons(odd, TMA=True, STAGE_A=True) == ""
+    odd_n = matmul.space(MatmulProblem(M=1000, N=383, K=384, dtype="bfloat16"), H100)
+    assert "STAGE_A" not in names(odd_n) and "B rows" in reasons(odd_n, TMA=True, STAGE_A=True)
+    assert "STAGE_A" not in names(matmul.space(BIG, H100)) and "STAGE_A" not in names(bmm.space(
+        BmmProblem(B=2, M=64, N=64, K=383, dtype="bfloat16"), H100))
 
 
 def test_persistent_and_split_k_rules():

@@ -65,6 +65,24 @@ def test_tma_switches(device, name, shape, dtype):
     assert result.ok, result.reason
 
 
+@pytest.mark.parametrize("extra", [{}, dict(TMA=True), dict(TMA=True, PERSISTENT=True),
+                                   dict(SPLIT_K=3, BLOCK_K=16)], ids=["pointers", "tma", "tma_persistent", "splitk3"])
+def test_stage_a_makes_a_misaligned_a_readable(device, extra):
+    # K=130 fp16: 260-byte rows of A; the staged copy's rows start 128-byte aligned, so even TMA runs
+    result = run(device, ODD, "float16", dict(BASE, STAGE_A=True, **extra))
+    assert result.ok, result.reason
+
+
+def test_aligned_rows_copies_only_what_needs_it():
+    from kernels.gemm_tiles import aligned_rows, tma_compatible
+    odd = torch.randn(5, 13).half()
+    staged = aligned_rows(odd)
+    assert staged.shape == odd.shape and torch.equal(staged, odd)
+    assert staged.stride() == (64, 1) and tma_compatible(staged) is None  # 13 -> 64 halves (128 B)
+    even = torch.randn(5, 16).half()
+    assert aligned_rows(even) is even
+
+
 @pytest.mark.parametrize("name", sorted(WS_SWITCHES))
 def test_warp_specialize_loop_logic(device, name):
     result = run(device, TMA_ODD, "float16", dict(BASE, num_warps=4, **WS_SWITCHES[name]))
