@@ -11,6 +11,7 @@ C_in channels; a K step is BLOCK_K input channels of one tap. Parameters:
   X_TMA      (Hopper only) activation tiles as 4-D tensor-descriptor boxes of BLOCK_P x BLOCK_Q
              output pixels (zero-filled padding) instead of a masked pointer gather
   BLOCK_Q    (Hopper only) 8..64, the box's width in output columns with X_TMA
+  STAGE_X    (Hopper only) a bordered copy of x read as shifted 2-D boxes (kernels/conv2d.py)
   AMD        waves_per_eu, matrix_instr_nonkdim, kpack (NOT tested here: no AMD machine)
 Constraints: the matmul ones (search_spaces/gemm_rules.py) on the implicit GEMM, with the
 reduction seen per tap (BLOCK_K is compared with C_in, not R*S*C_in); TMA only when the
@@ -20,6 +21,9 @@ weight's [C_out, R*S*C_in] rows are 16-byte aligned; and
   * X_TMA only with stride 1 and 16-byte aligned pixels (C_in * element size); BLOCK_Q divides
     BLOCK_M and the box is no wider or taller than the output (each padded to a power of two);
     without X_TMA, BLOCK_Q is pinned to its smallest value (the kernel ignores it).
+  * STAGE_X only with stride 1, 16-byte aligned pixels and weight rows; it runs its own kernel
+    (flat K loop, weights by descriptor), so FLAT_K=True, TMA=True, X_TMA=False, SPLIT_K=1 are
+    pinned with it: other values would time the same kernel again.
   * SPLIT_K > 1 only while the output has fewer than two waves of tiles, and never more splits
     than K steps (with the tap loop, than taps).
 Measured on the H100 (triton 3.6, bf16, N=32, GPU time per launch with L2 flushed): X_TMA won
@@ -101,6 +105,26 @@ class ActivationBoxes:
         return None
 
 
+class StagedInput:
+    """STAGE_X only with stride 1 and 16-byte aligned pixels and weight rows; with it FLAT_K and TMA
+    are pinned True, X_TMA False and SPLIT_K 1 (its kernel has no other variant)"""
+
+    def __init__(self, problem: Conv2dProblem):
+        self.problem = problem
+
+    def __call__(self, cfg: dict):
+        if not cfg.get("STAGE_X", False):
+            return None
+        p, e = self.problem, element_size(self.problem.dtype)
+        if p.stride != 1:
+            return f"STAGE_X needs stride 1, the problem has stride {p.stride}"
+        if (p.C_in * e) % TMA_ALIGN_BYTES or (p.R * p.S * p.C_in * e) % TMA_ALIGN_BYTES:
+            return f"STAGE_X needs {TMA_ALIGN_BYTES}-byte aligned pixels and weight rows (C_in = {p.C_in})"
+        pinned = {"FLAT_K": True, "TMA": True, "X_TMA": False, "SPLIT_K": 1}
+        off = [k for k, v in pinned.items() if k in cfg and cfg[k] != v]
+        return f"STAGE_X runs one kernel: {', '.join(off)} pinned" if off else None
+
+
 class SplitKWhereItHelps:
     """SPLIT_K > 1 only with fewer than two waves of output tiles, and no more splits than K
     steps (with FLAT_K: taps x channel blocks; with the tap loop, which splits whole taps: taps)"""
@@ -129,7 +153,7 @@ class SplitKWhereItHelps:
 def space(problem: Conv2dProblem, hw: Hardware) -> Space:
     p, e = problem, element_size(problem.dtype)
     shape = GemmShape(p.N * p.P * p.Q, p.C_out, p.C_in, e, e, tf32=p.dtype == "float32")
-    hopper = (Bool("TMA"), Bool("X_TMA"), Pow2("BLOCK_Q", BLOCK_Q_MIN, BLOCK_Q_MAX)) \
+    hopper = (Bool("TMA"), Bool("X_TMA"), Pow2("BLOCK_Q", BLOCK_Q_MIN, BLOCK_Q_MAX), Bool("STAGE_X")) \
         if hw.arch == "sm90" and HAS_TENSOR_DESCRIPTORS else ()
     if hw.interpreter:
         domains = (Pow2("BLOCK_M", 16, 64), Pow2("BLOCK_N", 16, 64), Pow2("BLOCK_K", 16, 32),
@@ -142,7 +166,7 @@ def space(problem: Conv2dProblem, hw: Hardware) -> Space:
                    IntRange("num_stages", 1 if hw.vendor == "amd" else 2, 3 if hw.vendor == "amd" else 5),
                    *amd_launch_options(hw))
     constraints = rules(shape, hw, CONV_RULES) + (FlatKNeedsSteps(p), TmaWeightAlignment(p),
-                                                  ActivationBoxes(p), SplitKWhereItHelps(p, hw))
+                                                  ActivationBoxes(p), StagedInput(p), SplitKWhereItHelps(p, hw))
     return Space(domains=domains, constraints=constraints, notes=space_notes(hw))
 
 

@@ -129,6 +129,43 @@ def test_x_tma_fp32_and_nchw_output(device):
     assert result.ok, result.reason
 
 
+STAGE_CASES = dict(XTMA_CASES, **{  # + an output larger than the input (padding 2 of a 3x3 filter)
+    "3x3_pad2_grows": dict(N=3, H=5, W=4, C_in=16, C_out=9, padding=2),
+    "1x1": dict(N=2, H=3, W=5, C_in=40, C_out=24, R=1, S=1, padding=0)})
+
+
+@pytest.mark.parametrize("block_k", [16, 32])  # 32 > C_in=24 and 8: a ragged channel block
+@pytest.mark.parametrize("case", sorted(STAGE_CASES))
+def test_staged_input(device, case, block_k):
+    result = run(device, STAGE_CASES[case], "float16", dict(CFG, STAGE_X=True, BLOCK_K=block_k))
+    assert result.ok, result.reason
+
+
+def test_staged_input_fp32_and_nchw_output(device):
+    result = run(device, STAGE_CASES["3x3_pad2_grows"], "float32", dict(CFG, STAGE_X=True), out_channels_last=False)
+    assert result.ok, result.reason
+
+
+def test_staged_borders_and_copy():
+    # same-padding 3x3: one shared zero column per row, one shared zero row per image
+    assert cv.staged_borders(14, 14, 14, 14, 1) == (1, 1)
+    assert cv.staged_borders(5, 4, 7, 6, 2) == (2, 2) and cv.staged_borders(9, 9, 7, 7, 0) == (0, 0)
+    x = torch.arange(2 * 3 * 2 * 4, dtype=torch.float32).view(2, 4, 2, 3).to(memory_format=torch.channels_last)
+    xp = cv.stage_input(x, (1, 2))
+    assert xp.shape == (2, 3, 5, 4) and xp.is_contiguous()
+    assert torch.equal(xp[:, :2, :3], x.permute(0, 2, 3, 1))
+    assert xp[:, 2].abs().sum() == 0 and xp[:, :, 3:].abs().sum() == 0
+
+
+def test_staged_input_rejects_what_it_cannot_run(device):
+    with pytest.raises(ValueError, match="STAGE_X.*stride 1"):
+        run(device, dict(N=1, H=9, W=8, C_in=8, C_out=8, stride=2), "float16", dict(CFG, STAGE_X=True))
+    with pytest.raises(ValueError, match="STAGE_X.*16-byte"):
+        run(device, dict(CASES["stride2_pad1_dil2_odd_channels"], stride=1), "float16", dict(CFG, STAGE_X=True))
+    with pytest.raises(ValueError, match="X_TMA=False and SPLIT_K=1"):
+        run(device, XTMA_CASES["3x3_pad1_ragged"], "float16", dict(CFG, STAGE_X=True, SPLIT_K=2))
+
+
 def test_x_tma_rejects_stride_2_unaligned_channels_and_bad_block_q(device):
     with pytest.raises(ValueError, match="X_TMA.*needs stride 1"):
         run(device, dict(N=1, H=9, W=8, C_in=8, C_out=8, stride=2), "float16", dict(CFG, X_TMA=True))
@@ -180,6 +217,9 @@ def test_space_rules_for_x_tma_and_split_k():
     assert "wider than the output row" in why(sp, BLOCK_Q=32)
     assert "taller than the output" in why(sp, BLOCK_Q=8, BLOCK_M=256)
     assert why(sp, SPLIT_K=9, FLAT_K=False) == ""  # the tap loop splits 9 taps 9 ways
+    assert why(sp, STAGE_X=True, X_TMA=False, BLOCK_Q=8) == ""  # the staged kernel: one variant per tile
+    assert "X_TMA pinned" in why(sp, STAGE_X=True) and "TMA, SPLIT_K pinned" in why(
+        sp, STAGE_X=True, X_TMA=False, BLOCK_Q=8, TMA=False, SPLIT_K=3)
     pointwise = space_cv.space(cv.Conv2dProblem(N=32, H=14, W=14, C_in=64, C_out=64, R=1, S=1, padding=0,
                                                 dtype="bfloat16"), h100)
     assert "> 1 K steps" in why(pointwise, SPLIT_K=2, BLOCK_N=64, BLOCK_K=64, BLOCK_Q=16, FLAT_K=False)
@@ -187,11 +227,12 @@ def test_space_rules_for_x_tma_and_split_k():
     assert "two waves" in why(wide, SPLIT_K=2, BLOCK_N=64, BLOCK_Q=64, BLOCK_K=64)
     strided = space_cv.space(cv.Conv2dProblem(N=8, H=28, W=28, C_in=64, C_out=64, stride=2, dtype="bfloat16"), h100)
     assert "stride 1" in why(strided, BLOCK_N=64, BLOCK_K=64, BLOCK_Q=8)
+    assert "STAGE_X needs stride 1" in why(strided, BLOCK_N=64, BLOCK_K=64, BLOCK_Q=8, X_TMA=False, STAGE_X=True)
     rgb = space_cv.space(cv.Conv2dProblem(N=8, H=28, W=28, C_in=3, C_out=64, dtype="bfloat16"), h100)
     assert "aligned pixels" in why(rgb, BLOCK_N=64, BLOCK_K=16, BLOCK_Q=32, TMA=False)
     for target in ("a100", "cpu-interpreter"):  # X_TMA and BLOCK_Q are Hopper's; SPLIT_K is everyone's
         other = {d.name: d for d in space_cv.space(layer, profile(target)).domains}
-        assert not {"X_TMA", "BLOCK_Q", "TMA"} & set(other) and "SPLIT_K" in other
+        assert not {"X_TMA", "BLOCK_Q", "TMA", "STAGE_X"} & set(other) and "SPLIT_K" in other
     interp = {d.name: d for d in space_cv.space(layer, profile("cpu-interpreter")).domains}
     assert max(interp["SPLIT_K"].values()) <= 3  # small values: each split is a slow interpreted launch
 
@@ -225,6 +266,7 @@ SM90_CASES = {  # name: config changes on a 28x28x128 bf16 layer
     "x_tma_one_row": dict(X_TMA=True, TMA=True, BLOCK_Q=128),
     "split_k_x_tma": dict(X_TMA=True, TMA=True, BLOCK_Q=32, SPLIT_K=3),
     "split_k_pointers": dict(SPLIT_K=2),
+    "staged_input": dict(STAGE_X=True, num_warps=8, num_stages=4),
 }
 
 
@@ -290,6 +332,8 @@ def test_new_paths_compile_for_sm90_and_register_operands_are_waited_for(sm90, n
         assert r["pendings_in_loop"] == [0], r
     if name == "x_tma_one_row":  # BLOCK_P = 1: Triton drops the unit dimensions, A stays in shared memory
         assert not r["a_from_registers"]
+    if name == "staged_input":  # STAGE_X's point: A straight from shared memory, MMAs left in flight
+        assert not r["a_from_registers"] and max(r["pendings_in_loop"]) > 0, r
 
 
 @pytest.mark.gpu
