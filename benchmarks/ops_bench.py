@@ -128,6 +128,14 @@ def jagged_bmm_prepadded(inputs, aux):
     return torch.bmm(inputs[4], inputs[2])
 
 
+def rms_norm_composed(inputs, aux):
+    """RMSNorm written out in torch ops, as model code does without F.rms_norm (HF's LlamaRMSNorm):
+    fp32 square, mean, rsqrt, scale, cast, weight."""
+    x, w = inputs[:2]
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norms.EPS)).to(x.dtype) * w
+
+
 def _jagged_positions(inputs):
     offsets = inputs[1]
     return jg.positions(offsets, int(offsets[-1]))
@@ -209,6 +217,7 @@ def cases() -> list[Case]:
         Case("layer_norm bwd", s_norms.LAYER_NORM_BWD, norms.NormProblem(**NORM), "65536 x 1024 (dx, dw, db)",
              default=norms.default_config(1024, backward=True)),
         Case("rms_norm fwd", s_norms.RMS_NORM_FWD, norms.NormProblem(**NORM), "65536 x 1024",
+             library=rms_norm_composed, library_name="composed torch ops, HF-style RMSNorm",
              default=norms.default_config(1024)),
         Case("rms_norm bwd", s_norms.RMS_NORM_BWD, norms.NormProblem(**NORM), "65536 x 1024 (dx, dw)",
              default=norms.default_config(1024, backward=True)),

@@ -3,8 +3,8 @@
 For questions a search answers badly ("does switch X help on this layer at all?"): every config of
 the plan runs on the same inputs, is checked against the float64 reference (output poisoned first)
 and timed twice, with do_bench (events, L2 flushed) and do_bench_cudagraph (no launch cost), as is
-the kernel's baseline (its library peer: cuBLAS, cuDNN, ...). A failing config is recorded with
-its error, and the plan goes on.
+the kernel's baseline (its library peer: cuBLAS, cuDNN, ...), and the host's cost per launch is
+measured. A failing config is recorded with its error, and the plan goes on.
 
   python benchmarks/probe_configs.py --plan plan.json --out DIR
 plan.json: [{"kernel": "conv2d", "label": "...", "problem": {...}, "configs": [{...}, ...]}, ...]
@@ -28,10 +28,29 @@ from tuner.registry import load, resolve_ref  # noqa: E402
 from tuner.verify import check, poison  # noqa: E402
 
 
+HOST_CALLS = 200
+
+
+def host_us(fn) -> float:
+    """Host time per call: HOST_CALLS launches back to back, no synchronisation in between (the
+    GPU queue absorbs them while they are shorter than the kernels), divided by their number."""
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(HOST_CALLS):
+        fn()
+    host = (time.perf_counter() - t0) / HOST_CALLS * 1e6
+    torch.cuda.synchronize()
+    return host
+
+
 def timings(fn) -> dict:
+    """do_bench (events, L2 flushed, p20/p50/p80), do_bench_cudagraph (GPU time without launch
+    cost) and the host's launch cost per call."""
     q = triton.testing.do_bench(fn, warmup=25, rep=100, quantiles=[0.2, 0.5, 0.8])
     graph = triton.testing.do_bench_cudagraph(fn, rep=100)
-    return {"p20_ms": float(q[0]), "ms": float(q[1]), "p80_ms": float(q[2]), "graph_ms": float(graph)}
+    return {"p20_ms": float(q[0]), "ms": float(q[1]), "p80_ms": float(q[2]), "graph_ms": float(graph),
+            "host_us": host_us(fn)}
 
 
 def probe(item: dict) -> list[dict]:
@@ -42,7 +61,8 @@ def probe(item: dict) -> list[dict]:
     label = item.get("label", item["kernel"])
     peer = {"label": label, "impl": "peer (kernel baseline)", **timings(lambda: spec.baseline(inputs))}
     rows = [peer]
-    print(f"{label}: peer {peer['ms'] * 1e3:.1f} us (graph {peer['graph_ms'] * 1e3:.1f})", flush=True)
+    print(f"{label}: peer {peer['ms'] * 1e3:.1f} us (graph {peer['graph_ms'] * 1e3:.1f}, "
+          f"host {peer['host_us']:.0f})", flush=True)
     for cfg in item["configs"]:
         row = {"label": label, "impl": "ours", "config": cfg}
         try:
@@ -62,7 +82,7 @@ def probe(item: dict) -> list[dict]:
             row["error"] = f"{type(exc).__name__}: {exc}"[:300]
         rows.append(row)
         what = (f"{row['ms'] * 1e3:7.1f} us  {row['vs_peer']:.2f}x  graph {row['graph_ms'] * 1e3:6.1f} us "
-                f"{row['graph_vs_peer']:.2f}x" if "ms" in row else row["error"][:120])
+                f"{row['graph_vs_peer']:.2f}x host {row['host_us']:4.0f} us" if "ms" in row else row["error"][:120])
         print(f"  {what}  {cfg}", flush=True)
     return rows
 
