@@ -48,6 +48,14 @@ before a switch existed still launch as they did):
                 part of every STAGE_X candidate's latency) and the border rows of the output grid,
                 computed and not stored (15% more rows at 14x14, 7% at 28x28, 4% at 56x56).
                 Weights are read by descriptor (the TMA layout); FLAT_K, X_TMA, SPLIT_K are unused.
+  SWAP_AB       the MMA computes the transposed tile, y^T = w_tile @ x_tile^T: the weights become its A
+                operand and the pixels its B. Hopper's wgmma takes B only from shared memory, and
+                Triton (seen in the sm90 TTGIR of 3.9) then reshapes a multi-row X_TMA box as a
+                shared-memory view (memdesc_reshape) instead of in registers: no register operand,
+                no A_SYNC wait, MMAs overlap across K steps as in a GEMM. The pixel count per tile
+                becomes the MMA's N (any multiple of 8 up to 256), so small boxes (one 16-wide row
+                pair of a 14x14 image) keep the tensor cores busy. The tile is transposed back
+                once, before the store.
   SPLIT_K       the K steps of a tile are dealt to SPLIT_K programs (grid axis 1), for layers
                 with too few output tiles to fill the GPU; their fp32 partial sums are atomically
                 added into a zeroed [N, P, Q, C_out] workspace, which one torch copy then casts
@@ -55,7 +63,8 @@ before a switch existed still launch as they did):
                 the tap loop, every SPLIT_K-th tap (whole taps).
   num_warps / num_stages, and AMD's launch options when the config has them
 Set by the launcher: EVEN_C (C_in % BLOCK_K == 0: no channel mask on the pointer loads), A_SYNC
-(X_TMA with BLOCK_P > 1 on a GPU; the interpreter has no MMAs in flight and no inline PTX).
+(X_TMA with BLOCK_P > 1 and no SWAP_AB, on a GPU; the interpreter has no MMAs in flight and no
+inline PTX).
 
 Reference: torch.nn.functional.conv2d in float64. Peer: F.conv2d on channels_last tensors (cuDNN).
 """
@@ -103,7 +112,8 @@ class Conv2dProblem(BaseModel):
 def _tap(acc, x_ptr, x_desc, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, r, s, c0, H, W, C, S,
          stride_xn, stride_xh, stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
          co_start, DIL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-         EVEN_C: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr, A_SYNC: tl.constexpr):
+         EVEN_C: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr, A_SYNC: tl.constexpr,
+         SWAP_AB: tl.constexpr):
     """acc += x[pixels shifted by tap (r, s), channels c0:c0+BLOCK_K] @ w[tap, channels, out].
     n, h0, w0: per-row image and top-left input pixel of each output pixel; with X_TMA the
     tile's image and top-left input pixel (scalars: the tile is a box of one image)."""
@@ -128,7 +138,10 @@ def _tap(acc, x_ptr, x_desc, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, r, s, c0, 
             b = tl.load(w_ptrs)
         else:
             b = tl.load(w_ptrs, mask=offs_c[:, None] < C, other=0.0)
-    acc = tl.dot(a, b, acc)
+    if SWAP_AB:  # acc is [BLOCK_N, BLOCK_M]: the weights are the MMA's A, the pixels its B
+        acc = tl.dot(tl.trans(b), tl.trans(a), acc)
+    else:
+        acc = tl.dot(a, b, acc)
     if A_SYNC:  # a use of acc (a register move) makes Triton finish this step's MMAs (docstring)
         acc = tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [acc], dtype=tl.float32,
                                         is_pure=True, pack=1)
@@ -144,7 +157,8 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr, GROUP_M: tl.constexpr,
                   FLAT_K: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr,
-                  SPLIT_K: tl.constexpr, EVEN_C: tl.constexpr, A_SYNC: tl.constexpr):
+                  SPLIT_K: tl.constexpr, EVEN_C: tl.constexpr, A_SYNC: tl.constexpr,
+                  SWAP_AB: tl.constexpr):
     x_desc = None
     if X_TMA:  # tile = (image, BLOCK_P output rows, BLOCK_Q output columns); STRIDE is 1
         p_tiles = tl.cdiv(P, BLOCK_P)
@@ -177,7 +191,10 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
     if TMA:
         w_desc = tl.make_tensor_descriptor(w_ptr, shape=[C_out, R * S * C], strides=[stride_wo, 1],
                                            block_shape=[BLOCK_N, BLOCK_K])
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if SWAP_AB:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     c_blocks = tl.cdiv(C, BLOCK_K)
     k_first = 0  # this program's split of the K steps: every SPLIT_K-th, from its own
     if SPLIT_K > 1:
@@ -188,14 +205,16 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
             acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co, tap // S,
                        tap % S, (kk % c_blocks) * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
                        stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-                       pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC)
+                       pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB)
     else:
         for tap in range(k_first, R * S, SPLIT_K):  # a split takes whole taps
             for cb in range(0, c_blocks):
                 acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co,
                            tap // S, tap % S, cb * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
                            stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-                           pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC)
+                           pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB)
+    if SWAP_AB:
+        acc = tl.trans(acc)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     y_ptrs = y_ptr + (n * stride_yn + p * stride_yp + q * stride_yq)[:, None] + offs_n[None, :] * stride_yc
     y_mask = m_ok[:, None] & (offs_n[None, :] < C_out)
@@ -241,7 +260,8 @@ def conv2d_staged_kernel(xp_ptr, w_ptr, y_ptr, ROWS, Hp, Wp, C, C_out, P, Q, S, 
 
 
 # The switches added after the first template, and what a config that lacks them meant.
-SWITCH_DEFAULTS = {"FLAT_K": True, "TMA": False, "X_TMA": False, "SPLIT_K": 1, "STAGE_X": False}
+SWITCH_DEFAULTS = {"FLAT_K": True, "TMA": False, "X_TMA": False, "SPLIT_K": 1, "STAGE_X": False,
+                   "SWAP_AB": False}
 
 
 def x_tma_problem(x: torch.Tensor, stride: int) -> str | None:
@@ -268,9 +288,16 @@ def staged_borders(H: int, W: int, P: int, Q: int, pad: int) -> tuple[int, int]:
 
 
 def stage_input(x: torch.Tensor, borders: tuple[int, int]) -> torch.Tensor:
-    """x [N, C, H, W] -> xp [N, H + B_h, W + B_w, C], contiguous, zero borders (one pad kernel)."""
+    """x [N, C, H, W] -> xp [N, H + B_h, W + B_w, C], contiguous, zero borders. Zeroing the borders
+    and copying the interior (three kernels) moved the 56x56x64 layer's copy in 5-8 us on the H100
+    where F.pad took 20 us (it fills the whole buffer, then copies)."""
     b_h, b_w = borders
-    return F.pad(x.permute(0, 2, 3, 1), (0, 0, 0, b_w, 0, b_h))
+    N, C, H, W = x.shape
+    xp = x.new_empty((N, H + b_h, W + b_w, C))
+    xp[:, H:].zero_()
+    xp[:, :H, W:].zero_()
+    xp[:, :H, :W].copy_(x.permute(0, 2, 3, 1))
+    return xp
 
 
 def _launch_staged(x, w, out, cfg, stride, padding, dilation):
@@ -280,8 +307,8 @@ def _launch_staged(x, w, out, cfg, stride, padding, dilation):
     P, Q = out.shape[2], out.shape[3]
     if stride != 1:
         raise ValueError(f"STAGE_X=True needs stride 1 (a tap is a constant row shift), got stride {stride}")
-    if cfg["X_TMA"] or int(cfg["SPLIT_K"]) != 1:
-        raise ValueError("STAGE_X=True runs its own kernel: it takes X_TMA=False and SPLIT_K=1")
+    if cfg["X_TMA"] or int(cfg["SPLIT_K"]) != 1 or cfg["SWAP_AB"]:
+        raise ValueError("STAGE_X=True runs its own kernel: it takes X_TMA=False, SWAP_AB=False and SPLIT_K=1")
     if (C * x.element_size()) % 16:
         raise ValueError(f"STAGE_X=True needs 16-byte aligned pixels: C_in x element = {C * x.element_size()} B")
     _check_weight_descriptor(w, "STAGE_X")
@@ -352,7 +379,8 @@ def launch(inputs, out: torch.Tensor, config) -> object:
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
         BLOCK_P=block_p, BLOCK_Q=block_q, GROUP_M=cfg["GROUP_M"], FLAT_K=bool(cfg["FLAT_K"]),
         TMA=bool(cfg["TMA"]), X_TMA=x_tma, SPLIT_K=split_k, EVEN_C=C % cfg["BLOCK_K"] == 0,
-        A_SYNC=x_tma and block_p > 1 and not _interpreting(),
+        A_SYNC=x_tma and block_p > 1 and not _interpreting() and not cfg["SWAP_AB"],
+        SWAP_AB=bool(cfg["SWAP_AB"]),
         **launch_options(cfg),
     )
     if split_k > 1:  # the finish: one elementwise cast-and-copy into y, whatever its strides

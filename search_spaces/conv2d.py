@@ -12,6 +12,9 @@ C_in channels; a K step is BLOCK_K input channels of one tap. Parameters:
              output pixels (zero-filled padding) instead of a masked pointer gather
   BLOCK_Q    (Hopper only) 8..64, the box's width in output columns with X_TMA
   STAGE_X    (Hopper only) a bordered copy of x read as shifted 2-D boxes (kernels/conv2d.py)
+  SWAP_AB    (Hopper only) the MMA computes y^T: weights as its A, pixels as its B, so a multi-row
+             X_TMA box stays in shared memory; pixel tiles may then be as small as 16 (the rows
+             rule moves to BLOCK_N)
   AMD        waves_per_eu, matrix_instr_nonkdim, kpack (NOT tested here: no AMD machine)
 Constraints: the matmul ones (search_spaces/gemm_rules.py) on the implicit GEMM, with the
 reduction seen per tap (BLOCK_K is compared with C_in, not R*S*C_in); TMA only when the
@@ -107,7 +110,7 @@ class ActivationBoxes:
 
 class StagedInput:
     """STAGE_X only with stride 1 and 16-byte aligned pixels and weight rows; with it FLAT_K and TMA
-    are pinned True, X_TMA False and SPLIT_K 1 (its kernel has no other variant)"""
+    are pinned True, X_TMA and SWAP_AB False and SPLIT_K 1 (its kernel has no other variant)"""
 
     def __init__(self, problem: Conv2dProblem):
         self.problem = problem
@@ -120,7 +123,7 @@ class StagedInput:
             return f"STAGE_X needs stride 1, the problem has stride {p.stride}"
         if (p.C_in * e) % TMA_ALIGN_BYTES or (p.R * p.S * p.C_in * e) % TMA_ALIGN_BYTES:
             return f"STAGE_X needs {TMA_ALIGN_BYTES}-byte aligned pixels and weight rows (C_in = {p.C_in})"
-        pinned = {"FLAT_K": True, "TMA": True, "X_TMA": False, "SPLIT_K": 1}
+        pinned = {"FLAT_K": True, "TMA": True, "X_TMA": False, "SPLIT_K": 1, "SWAP_AB": False}
         off = [k for k, v in pinned.items() if k in cfg and cfg[k] != v]
         return f"STAGE_X runs one kernel: {', '.join(off)} pinned" if off else None
 
@@ -153,14 +156,15 @@ class SplitKWhereItHelps:
 def space(problem: Conv2dProblem, hw: Hardware) -> Space:
     p, e = problem, element_size(problem.dtype)
     shape = GemmShape(p.N * p.P * p.Q, p.C_out, p.C_in, e, e, tf32=p.dtype == "float32")
-    hopper = (Bool("TMA"), Bool("X_TMA"), Pow2("BLOCK_Q", BLOCK_Q_MIN, BLOCK_Q_MAX), Bool("STAGE_X")) \
+    hopper = (Bool("TMA"), Bool("X_TMA"), Pow2("BLOCK_Q", BLOCK_Q_MIN, BLOCK_Q_MAX), Bool("STAGE_X"),
+              Bool("SWAP_AB")) \
         if hw.arch == "sm90" and HAS_TENSOR_DESCRIPTORS else ()
     if hw.interpreter:
         domains = (Pow2("BLOCK_M", 16, 64), Pow2("BLOCK_N", 16, 64), Pow2("BLOCK_K", 16, 32),
                    Choice("GROUP_M", (1, 8)), Bool("FLAT_K"), Choice("SPLIT_K", SPLIT_K_INTERPRETER),
                    Const("num_warps", 4), Const("num_stages", 1))
     else:
-        domains = (Pow2("BLOCK_M", 32, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
+        domains = (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
                    Choice("GROUP_M", (1, 8)), Bool("FLAT_K"), Choice("SPLIT_K", SPLIT_K_GPU), *hopper,
                    Pow2("num_warps", 4, 8),
                    IntRange("num_stages", 1 if hw.vendor == "amd" else 2, 3 if hw.vendor == "amd" else 5),

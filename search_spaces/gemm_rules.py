@@ -131,8 +131,10 @@ class Rule:
 
     @staticmethod
     def _hopper_mma_rows(cfg, s, hw):
-        if hw.arch == "sm90" and cfg["BLOCK_M"] < 64 <= s.M:
-            return f"BLOCK_M={cfg['BLOCK_M']} < 64 leaves Hopper's warpgroup MMA unused"
+        # SWAP_AB (conv2d) makes the output channels the MMA's rows: then BLOCK_N is what must be 64
+        blk, dim = ("BLOCK_N", s.N) if cfg.get("SWAP_AB", False) else ("BLOCK_M", s.M)
+        if hw.arch == "sm90" and cfg[blk] < 64 <= dim:
+            return f"{blk}={cfg[blk]} < 64 leaves Hopper's warpgroup MMA unused"
         return None
 
     @staticmethod

@@ -141,6 +141,15 @@ def test_staged_input(device, case, block_k):
     assert result.ok, result.reason
 
 
+@pytest.mark.parametrize("extra", [dict(X_TMA=True, TMA=True, BLOCK_Q=8), dict(X_TMA=True, BLOCK_Q=16, BLOCK_M=16),
+                                   dict(TMA=True), dict(X_TMA=True, BLOCK_Q=8, SPLIT_K=3), dict(FLAT_K=False)],
+                         ids=["x_tma_rows", "x_tma_one_row_16", "pointers", "split_k", "nested"])
+@pytest.mark.parametrize("case", ["3x3_pad1_ragged", "3x3_pad2_dil2"])
+def test_swapped_operands(device, case, extra):
+    result = run(device, XTMA_CASES[case], "float16", dict(CFG, SWAP_AB=True, **extra))
+    assert result.ok, result.reason
+
+
 def test_staged_input_fp32_and_nchw_output(device):
     result = run(device, STAGE_CASES["3x3_pad2_grows"], "float32", dict(CFG, STAGE_X=True), out_channels_last=False)
     assert result.ok, result.reason
@@ -162,7 +171,7 @@ def test_staged_input_rejects_what_it_cannot_run(device):
         run(device, dict(N=1, H=9, W=8, C_in=8, C_out=8, stride=2), "float16", dict(CFG, STAGE_X=True))
     with pytest.raises(ValueError, match="STAGE_X.*16-byte"):
         run(device, dict(CASES["stride2_pad1_dil2_odd_channels"], stride=1), "float16", dict(CFG, STAGE_X=True))
-    with pytest.raises(ValueError, match="X_TMA=False and SPLIT_K=1"):
+    with pytest.raises(ValueError, match="X_TMA=False, SWAP_AB=False and SPLIT_K=1"):
         run(device, XTMA_CASES["3x3_pad1_ragged"], "float16", dict(CFG, STAGE_X=True, SPLIT_K=2))
 
 
@@ -218,6 +227,9 @@ def test_space_rules_for_x_tma_and_split_k():
     assert "taller than the output" in why(sp, BLOCK_Q=8, BLOCK_M=256)
     assert why(sp, SPLIT_K=9, FLAT_K=False) == ""  # the tap loop splits 9 taps 9 ways
     assert why(sp, STAGE_X=True, X_TMA=False, BLOCK_Q=8) == ""  # the staged kernel: one variant per tile
+    # swapped operands: pixels are the MMA's N, so a 32-pixel tile is fine and the rows rule moves
+    assert "BLOCK_M=32 < 64" in why(sp, BLOCK_M=32) and why(sp, BLOCK_M=32, SWAP_AB=True) == ""
+    assert "BLOCK_N=32 < 64" in why(sp, BLOCK_N=32, SWAP_AB=True)
     assert "X_TMA pinned" in why(sp, STAGE_X=True) and "TMA, SPLIT_K pinned" in why(
         sp, STAGE_X=True, X_TMA=False, BLOCK_Q=8, TMA=False, SPLIT_K=3)
     pointwise = space_cv.space(cv.Conv2dProblem(N=32, H=14, W=14, C_in=64, C_out=64, R=1, S=1, padding=0,
@@ -258,6 +270,8 @@ def test_a_sync_set_only_where_mmas_read_a_from_registers(monkeypatch, block_q, 
     assert rec.kwargs["A_SYNC"] is want and rec.kwargs["BLOCK_P"] == 32 // block_q
     cv.launch(inputs, cv.make_output(p, inputs), dict(CFG, BLOCK_Q=block_q))
     assert rec.kwargs["A_SYNC"] is False
+    cv.launch(inputs, cv.make_output(p, inputs), dict(CFG, X_TMA=True, BLOCK_Q=block_q, SWAP_AB=True))
+    assert rec.kwargs["A_SYNC"] is False and rec.kwargs["SWAP_AB"] is True  # the box is the MMA's B
 
 
 SM90_CASES = {  # name: config changes on a 28x28x128 bf16 layer
@@ -267,6 +281,7 @@ SM90_CASES = {  # name: config changes on a 28x28x128 bf16 layer
     "split_k_x_tma": dict(X_TMA=True, TMA=True, BLOCK_Q=32, SPLIT_K=3),
     "split_k_pointers": dict(SPLIT_K=2),
     "staged_input": dict(STAGE_X=True, num_warps=8, num_stages=4),
+    "x_tma_rows_swapped": dict(X_TMA=True, TMA=True, BLOCK_Q=32, SWAP_AB=True, num_warps=8, num_stages=4),
 }
 
 
@@ -332,7 +347,7 @@ def test_new_paths_compile_for_sm90_and_register_operands_are_waited_for(sm90, n
         assert r["pendings_in_loop"] == [0], r
     if name == "x_tma_one_row":  # BLOCK_P = 1: Triton drops the unit dimensions, A stays in shared memory
         assert not r["a_from_registers"]
-    if name == "staged_input":  # STAGE_X's point: A straight from shared memory, MMAs left in flight
+    if name in ("staged_input", "x_tma_rows_swapped"):  # both operands from shared memory, MMAs in flight
         assert not r["a_from_registers"] and max(r["pendings_in_loop"]) > 0, r
 
 
