@@ -19,6 +19,12 @@ repetition) at p20/p50/p80:
 Then: fused GEMM + bias + GELU (kernels/gemm_epilogue.py) vs torch eager's separate ops, and
 conv2d NHWC (kernels/conv2d.py) vs F.conv2d on channels_last tensors (cuDNN), three ResNet layers.
 
+Clock: a shape whose library peer (cuBLAS, cuDNN, eager) takes under SHORT_KERNEL_MS (50 us) is
+timed by CUDA-graph replay (tuner.inprocess.graph_bench), ours, its search and every peer alike:
+at that size event timing measures the host's Python launch cost (40-200 us per Triton launch on
+the H100 host, ~15 us for torch.matmul). Each such row also records its event-timed p50 and the
+host's launch cost (host_us), so what an eager Python caller would see stays on record.
+
 Columns: latency p20/p50/p80 (ms), TFLOP/s at p50, tuning wall time (s), ratio to the peer;
 last line: the geomean over the GEMM shapes of ours / cuBLAS (throughput). A --budget-s deadline
 (default 520 s, so the run ends within ~9 minutes on one H100) is split between the shapes: a
@@ -50,7 +56,7 @@ import triton.language as tl  # noqa: E402
 from kernels import conv2d as cv, gemm_epilogue as ge, matmul as mm  # noqa: E402
 from search_spaces import conv2d as s_cv, gemm_epilogue as s_ge, matmul as s_mm  # noqa: E402
 from tuner import hardware  # noqa: E402
-from tuner.inprocess import Search, bench  # noqa: E402
+from tuner.inprocess import FULL, Search, bench, graph_bench  # noqa: E402
 from tuner.verify import check  # noqa: E402
 
 SHAPES = [  # (label, M, N, K)
@@ -76,7 +82,8 @@ CONV_LAYERS = [  # ResNet-style 3x3, stride 1, padding 1, batch 32
 DEVICE = "cuda"
 NON_GEMM_RESERVE_S = 25.0  # kept for each fused/conv job: GEMM peers that would eat it are skipped
 WARM_GEMM = s_mm.WARM_CONFIGS  # known-good and the tutorial's list, tried first
-WARM_CONV = [  # the first session's winners, then the H100 bests with TMA activations (X_TMA)
+WARM_CONV = [  # the first session's winners, the H100 bests with TMA activations (X_TMA), then
+    # this session's probe winners with swapped operands (docs/results/conv_probe_*.json)
     dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, FLAT_K=True, num_warps=8, num_stages=3),
     dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, FLAT_K=True, TMA=True, num_warps=4, num_stages=4),
     dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=8, FLAT_K=True, TMA=True, X_TMA=True, BLOCK_Q=16,
@@ -85,7 +92,13 @@ WARM_CONV = [  # the first session's winners, then the H100 bests with TMA activ
          num_warps=4, num_stages=3),
     dict(BLOCK_M=256, BLOCK_N=64, BLOCK_K=64, GROUP_M=1, FLAT_K=True, TMA=True, X_TMA=True, BLOCK_Q=64,
          num_warps=8, num_stages=3),
-]
+    dict(BLOCK_M=256, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, FLAT_K=True, TMA=True, X_TMA=True, BLOCK_Q=16,
+         num_warps=4, num_stages=5),
+] + [dict(FLAT_K=True, TMA=True, X_TMA=True, SWAP_AB=True, BLOCK_M=m, BLOCK_N=n, BLOCK_K=64, BLOCK_Q=q,
+          GROUP_M=g, num_warps=w, num_stages=st)
+     for m, n, q, g, w, st in [(128, 128, 32, 8, 4, 3), (256, 128, 32, 8, 8, 3), (128, 128, 8, 1, 8, 3),
+                               (128, 128, 16, 8, 4, 4), (64, 256, 8, 1, 4, 3), (128, 128, 16, 8, 4, 3),
+                               (256, 64, 64, 8, 8, 2)]]
 
 
 # ---- Triton's tutorial matmul with its autotune list (03-matrix-multiplication.py) ---------------
@@ -154,8 +167,9 @@ def row(section, shape, impl, flops, times=None, tuning_s=0.0, **extra) -> dict:
     return r
 
 
-def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s) -> dict:
-    """Call a peer once (its tuning, if any), verify it, time it; skip it if it no longer fits."""
+def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s, clock=bench) -> dict:
+    """Call a peer once (its tuning, if any), verify it, time it with the shape's clock; skip it if
+    it no longer fits."""
     if deadline - time.perf_counter() < need_s:
         return row(section, shape, impl, flops, error=f"skipped: less than {need_s} s of the time budget left")
     try:
@@ -164,18 +178,29 @@ def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s) -> dict:
         torch.cuda.synchronize()
         tuning_s = time.perf_counter() - t0
         verdict = check(out, ref)
-        return row(section, shape, impl, flops, bench(fn), tuning_s, verified=verdict.ok,
-                   error=None if verdict.ok else verdict.reason)
+        try:
+            times = clock(fn, FULL)
+        except Exception as exc:  # noqa: BLE001 - e.g. a peer that runs its own CUDA graphs
+            print(f"{impl}: {clock_name(clock)} timing failed ({type(exc).__name__}); events instead", flush=True)
+            clock, times = bench, bench(fn, FULL)
+        r = row(section, shape, impl, flops, times, tuning_s, verified=verdict.ok,
+                error=None if verdict.ok else verdict.reason, clock=clock_name(clock))
+        if clock is graph_bench:
+            r.update(events_ms=bench(fn)[1], host_us=host_us(fn))
+        return r
     except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
         traceback.print_exc()
         return row(section, shape, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500])
 
 
 # ---- our search: tuner/inprocess.py (seeded TPE, parallel compile, verify, time) --------------
-def tune_ours(section, label, tunable, problem, hw, args, until, warm) -> tuple[dict, Search]:
-    """Search until `until` (or --configs), re-time the three fastest in full, keep the best."""
+def tune_ours(section, label, tunable, problem, hw, args, until, warm, peer_of) -> tuple[dict, Search, object]:
+    """Search until `until` (or --configs), re-time the three fastest in full, keep the best. The
+    clock (events, or CUDA graphs for short kernels) is chosen from the library peer, peer_of(inputs)."""
     t0 = time.perf_counter()
     s = Search(tunable, problem, hw, args.seed, args.threads)
+    clock = pick_clock(peer_of(s.inputs))
+    s.timer = clock
     s.enqueue(warm)
     s.seed_sparse_space(args.configs)
     s.run(args.configs, until)
@@ -185,63 +210,73 @@ def tune_ours(section, label, tunable, problem, hw, args, until, warm) -> tuple[
     counts = s.counts()
     if best is None:
         return row(section, label, "ours", flops, tuning_s=tuning_s, configs=counts,
-                   error="no config verified correct"), s
-    return row(section, label, "ours", flops, best["full"], tuning_s, verified=True,
-               config=best["config"], configs=counts), s
+                   error="no config verified correct"), s, clock
+    r = row(section, label, "ours", flops, best["full"], tuning_s, verified=True,
+            config=best["config"], configs=counts, clock=clock_name(clock))
+    if clock is graph_bench:
+        out = s.spec.make_output(s.problem, s.inputs)
+        fn = lambda: s.spec.launch(s.inputs, out, best["config"])  # noqa: E731
+        r.update(events_ms=bench(fn)[1], host_us=host_us(fn))
+    return r, s, clock
+
+
+SHORT_KERNEL_MS = 0.05
+HOST_CALLS = 100
+
+
+def pick_clock(peer_fn):
+    """CUDA-graph replay when the library peer runs under SHORT_KERNEL_MS, else events (module doc)."""
+    peer_fn()
+    return graph_bench if bench(peer_fn)[1] < SHORT_KERNEL_MS else bench
+
+
+def clock_name(clock) -> str:
+    return "cuda graph" if clock is graph_bench else "events, L2 flushed"
+
+
+def host_us(fn) -> float:
+    """The host's cost of one call: HOST_CALLS calls without synchronising, per call."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(HOST_CALLS):
+        fn()
+    us = (time.perf_counter() - t0) / HOST_CALLS * 1e6
+    torch.cuda.synchronize()
+    return us
 
 
 # ---- the suite ----------------------------------------------------------------------------------
 def gemm_shape(label, M, N, K, hw, args, search_until, deadline) -> list[dict]:
     problem = mm.MatmulProblem(M=M, N=N, K=K, dtype="bfloat16")
-    ours, search = tune_ours("gemm", label, s_mm.TUNABLE, problem, hw, args, search_until, WARM_GEMM)
+    ours, search, clock = tune_ours("gemm", label, s_mm.TUNABLE, problem, hw, args, search_until, WARM_GEMM,
+                                    lambda inputs: (lambda: torch.matmul(*inputs)))
     (a, b), ref, flops = search.inputs, search.ref, mm.flops(problem)
-    rows = [ours, timed_peer("gemm", label, "cuBLAS", lambda: torch.matmul(a, b), ref, flops, deadline, 2)]
+    rows = [ours, timed_peer("gemm", label, "cuBLAS", lambda: torch.matmul(a, b), ref, flops, deadline, 2, clock)]
     torch._dynamo.reset()  # a fresh compile per shape: its tuning is what we measure
     compiled = torch.compile(lambda x, y: x @ y, mode="max-autotune", dynamic=False)
     rows.append(timed_peer("gemm", label, "torch.compile max-autotune", lambda: compiled(a, b), ref, flops,
-                           deadline, 30))
+                           deadline, 30, clock))
     rows.append(timed_peer("gemm", label, "triton autotune (tutorial configs)", lambda: tutorial_matmul(a, b),
-                           ref, flops, deadline, 30))
-    if ours.get("latency_ms", 1.0) < SHORT_KERNEL_MS:
-        graph_cross_check(rows[0], rows[1], search, lambda: torch.matmul(a, b))
+                           ref, flops, deadline, 30, clock))
     return rows
-
-
-SHORT_KERNEL_MS = 0.05
-
-
-def graph_cross_check(ours: dict, peer: dict, search, peer_fn) -> None:
-    """For kernels of a few microseconds, Python's launch cost (tens of microseconds for a Triton
-    launch on the H100 host, against ~10 for torch.matmul) can leak into do_bench's event timing.
-    Time ours and the peer once more inside CUDA graphs (do_bench_cudagraph: no launch cost at
-    all), both the same way, and record both."""
-    try:
-        out = search.spec.make_output(search.problem, search.inputs)
-        ours["graph_ms"] = float(triton.testing.do_bench_cudagraph(
-            lambda: search.spec.launch(search.inputs, out, ours["config"]), rep=100))
-        peer["graph_ms"] = float(triton.testing.do_bench_cudagraph(peer_fn, rep=100))
-        ours["graph_vs_" + peer["impl"]] = peer["graph_ms"] / ours["graph_ms"]
-    except Exception as exc:  # noqa: BLE001 - the cross-check is extra; its failure is noted
-        ours["graph_error"] = f"{type(exc).__name__}: {exc}"[:200]
 
 
 def fused(label, fields, hw, args, search_until, deadline) -> list[dict]:
     problem = ge.FusedGemmProblem(dtype="bfloat16", **fields)
-    ours, search = tune_ours("fused", label, s_ge.TUNABLE, problem, hw, args, search_until, WARM_GEMM)
+    ours, search, clock = tune_ours("fused", label, s_ge.TUNABLE, problem, hw, args, search_until, WARM_GEMM,
+                                    lambda inputs: (lambda: ge.baseline(inputs)))
     inputs = search.inputs
     return [ours, timed_peer("fused", label, "torch eager (separate ops)", lambda: ge.baseline(inputs),
-                             search.ref, ge.flops(problem), deadline, 2)]
+                             search.ref, ge.flops(problem), deadline, 2, clock)]
 
 
 def conv(label, fields, hw, args, search_until, deadline) -> list[dict]:
     problem = cv.Conv2dProblem(dtype="bfloat16", **fields)
-    ours, search = tune_ours("conv", label, s_cv.TUNABLE, problem, hw, args, search_until, WARM_CONV)
+    ours, search, clock = tune_ours("conv", label, s_cv.TUNABLE, problem, hw, args, search_until, WARM_CONV,
+                                    lambda inputs: (lambda: cv.baseline(inputs)))
     inputs = search.inputs
-    rows = [ours, timed_peer("conv", label, "cuDNN F.conv2d channels_last", lambda: cv.baseline(inputs),
-                             search.ref, cv.flops(problem), deadline, 2)]
-    if ours.get("latency_ms", 1.0) < SHORT_KERNEL_MS:
-        graph_cross_check(rows[0], rows[1], search, lambda: cv.baseline(inputs))
-    return rows
+    return [ours, timed_peer("conv", label, "cuDNN F.conv2d channels_last", lambda: cv.baseline(inputs),
+                             search.ref, cv.flops(problem), deadline, 2, clock)]
 
 
 def add_ratios(rows):
@@ -256,16 +291,16 @@ def add_ratios(rows):
 
 def markdown(rows, geomean, meta) -> str:
     lines = [f"GPU: {meta['gpu']} | torch {meta['torch']} | triton {meta['triton']} | bf16 | "
-             f"do_bench p20/p50/p80, L2 flushed | wall {meta['wall_s']:.0f} s", "",
+             f"do_bench p20/p50/p80, L2 flushed (shapes whose peer runs under {SHORT_KERNEL_MS * 1e3:.0f} us: "
+             f"CUDA-graph replay, ours and peers) | wall {meta['wall_s']:.0f} s", "",
              "| section | shape | impl | p20 ms | p50 ms | p80 ms | TFLOP/s | tuning s | vs peer | note |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         t = lambda k, f="{:.4f}": f.format(r[k]) if k in r else "-"  # noqa: E731
         vs = ", ".join(f"{v:.2f}x {k}" for k, v in r.get("vs", {}).items()) or "-"
         note = r.get("error") or (json.dumps(r["config"], sort_keys=True) if r.get("config") else "")
-        if "graph_ms" in r:
-            note = f"CUDA graph {r['graph_ms']:.4f} ms" + "".join(
-                f" ({v:.2f}x {k[9:]} in graphs)" for k, v in r.items() if k.startswith("graph_vs_")) + "; " + note
+        if "events_ms" in r:  # a short kernel, timed in CUDA graphs: what an eager Python caller sees
+            note = f"timed in CUDA graphs; event-timed p50 {r['events_ms']:.4f} ms, host {r['host_us']:.0f} us/call; " + note
         lines.append(f"| {r['section']} | {r['shape']} | {r['impl']} | {t('latency_p20_ms')} | {t('latency_ms')} | "
                      f"{t('latency_p80_ms')} | {t('tflops', '{:.1f}')} | {r['tuning_s']:.1f} | {vs} | {note} |")
     lines += ["", f"geomean ours / cuBLAS (throughput) over {geomean[1]} GEMM shapes: "

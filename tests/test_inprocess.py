@@ -78,3 +78,16 @@ def test_search_on_the_gpu(device):
     best, s = inprocess.tune(s_mm.TUNABLE, problem, profile("h100"), warm=s_mm.WARM_CONFIGS[:2], max_configs=6,
                              seconds=120, device=device)
     assert best is not None and s.counts()["ok"] >= 1
+
+
+@pytest.mark.gpu
+def test_graph_clock_searches_a_short_kernel(device):
+    # K=383: A's rows are misaligned, so STAGE_A is in the space; the graph clock times the staged copy too
+    problem = mm.MatmulProblem(M=256, N=256, K=383, dtype="float16")
+    s = inprocess.Search(s_mm.TUNABLE, problem, profile("h100"), seed=0, threads=4, device=device,
+                         timer=inprocess.graph_bench)
+    s.enqueue([dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, STAGE_A=True, TMA=True, num_warps=4, num_stages=3)])
+    s.run(4, float("inf"))
+    best = s.best()
+    assert best is not None and best["full"][0] <= best["full"][1] <= best["full"][2]
+    assert s.results[0]["status"] == "ok" and s.results[0]["config"]["STAGE_A"]

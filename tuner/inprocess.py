@@ -37,6 +37,17 @@ def bench(fn, timing=FULL) -> tuple[float, float, float]:
     return float(q[0]), float(q[1]), float(q[2])
 
 
+def graph_bench(fn, timing=FULL) -> tuple[float, float, float]:
+    """(p20, p50, p80) ms of fn replayed inside a CUDA graph (triton.testing.do_bench_cudagraph):
+    GPU time without the host's launch cost. For kernels of a few tens of microseconds, where a
+    Python launch (40-200 us per Triton launch on the H100 host) would otherwise be what event
+    timing measures. L2 is not flushed between replays: time the peer with it too."""
+    import triton.testing
+
+    q = triton.testing.do_bench_cudagraph(fn, rep=timing["rep"], quantiles=[0.2, 0.5, 0.8])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
 def wall_bench(fn, timing=None) -> tuple[float, float, float]:
     """The interpreter's stand-in: CPU wall time of two calls (never a performance result)."""
     fn()
