@@ -210,9 +210,9 @@ def tune_ours(section, label, tunable, problem, hw, args, until, warm, peer_of) 
     counts = s.counts()
     if best is None:
         return row(section, label, "ours", flops, tuning_s=tuning_s, configs=counts,
-                   error="no config verified correct"), s, clock
+                   error="no config verified correct", tried=s.results), s, clock
     r = row(section, label, "ours", flops, best["full"], tuning_s, verified=True,
-            config=best["config"], configs=counts, clock=clock_name(clock))
+            config=best["config"], configs=counts, clock=clock_name(clock), tried=s.results)
     if clock is graph_bench:
         out = s.spec.make_output(s.problem, s.inputs)
         fn = lambda: s.spec.launch(s.inputs, out, best["config"])  # noqa: E731
