@@ -11,10 +11,6 @@ Forward switches:
                      several row loads are in flight instead of one
   PREFETCH           load the next step's ids before this step's rows are summed (absent = False)
   ROW_LOAD           cache hints of the row loads: "default", "cg" (L2 only) or "evict_first"
-  D_FASTEST          with BLOCK_D < dim: the column blocks of one bag are consecutive programs (a
-                     1-D grid, column block fastest) instead of a second grid axis, so both halves
-                     of a row are fetched together (one DRAM page opened once) rather than a whole
-                     grid row apart (absent = False)
 Table-batched forward (launch_forward_tables, fbgemm's TBE layout): all tables of a model in one
 launch, pooled straight into a [B, T, dim] view; tuned as one table with T x B bags.
 Backward (dweight = scatter of grad_out rows into a dense table gradient) switches:
@@ -69,20 +65,14 @@ def embedding_bag_fwd_kernel(weight_ptr, indices_ptr, offsets_ptr, table_rows_pt
                              bags_per_table, dim, stride_w, stride_out, stride_out_table,
                              MEAN: tl.constexpr, TABLES: tl.constexpr, BLOCK_D: tl.constexpr,
                              BAGS_PER_PROGRAM: tl.constexpr, IDS_PER_STEP: tl.constexpr,
-                             PREFETCH: tl.constexpr, CACHE_MOD: tl.constexpr, EVICT: tl.constexpr,
-                             D_FASTEST: tl.constexpr):
+                             PREFETCH: tl.constexpr, CACHE_MOD: tl.constexpr, EVICT: tl.constexpr):
     """Bag g pools weight rows (table_rows[t] + id) for its ids; with TABLES, g = t * bags_per_table
     + b is bag b of table t (fbgemm's table-batched layout) and lands at out[b, t]."""
-    if D_FASTEST:  # (bag program, column block) = divmod(program, column blocks)
-        d_blocks = tl.cdiv(dim, BLOCK_D)
-        pid_bags, pid_d = tl.program_id(0) // d_blocks, tl.program_id(0) % d_blocks
-    else:
-        pid_bags, pid_d = tl.program_id(0), tl.program_id(1)
-    cols = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     cmask = cols < dim
     ids = tl.arange(0, IDS_PER_STEP)
     for i in range(0, BAGS_PER_PROGRAM):
-        bag = pid_bags * BAGS_PER_PROGRAM + i
+        bag = tl.program_id(0) * BAGS_PER_PROGRAM + i
         if bag < n_bags:
             start, end = _bag_bounds(offsets_ptr, bag)
             if TABLES:
@@ -196,15 +186,12 @@ def launch_forward_tables(weight, table_rows, indices, offsets, out, cfg, mode: 
 def _launch_forward(weight, table_rows, indices, offsets, out, bags_per_table, stride_out_table, cfg, mode):
     n_bags = offsets.numel() - 1
     dim = weight.shape[1]
-    d_fastest = bool(cfg.get("D_FASTEST", False))
     grid = (triton.cdiv(n_bags, cfg["BAGS_PER_PROGRAM"]), triton.cdiv(dim, cfg["BLOCK_D"]))
-    if d_fastest:
-        grid = (grid[0] * grid[1],)
     return embedding_bag_fwd_kernel[grid](
         weight, indices, offsets, table_rows, out, n_bags, bags_per_table, dim, weight.stride(0),
         out.stride(0), stride_out_table, MEAN=mode == "mean", TABLES=table_rows is not None,
         BLOCK_D=cfg["BLOCK_D"], BAGS_PER_PROGRAM=cfg["BAGS_PER_PROGRAM"],
-        IDS_PER_STEP=cfg["IDS_PER_STEP"], PREFETCH=bool(cfg.get("PREFETCH", False)), D_FASTEST=d_fastest,
+        IDS_PER_STEP=cfg["IDS_PER_STEP"], PREFETCH=bool(cfg.get("PREFETCH", False)),
         **ROW_LOADS[cfg.get("ROW_LOAD", "default")], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
 
 

@@ -8,8 +8,10 @@ gets. The constraints reject, before any compile:
   * registers: the gathered [IDS_PER_STEP, BLOCK_D] tile past 128 fp32 values per thread spills.
   * idle threads: a tile smaller than the program's threads (32 x num_warps).
   * too few programs to fill the GPU (fewer than two per multiprocessor, or than the work allows).
-The forward also chooses whether to prefetch the next step's ids while the rows are in flight, and
-(when BLOCK_D splits a row) whether a bag's column blocks are neighbouring programs (D_FASTEST).
+The forward also chooses whether to prefetch the next step's ids while the rows are in flight.
+Tried on the H100 and left out (docs/results/eb_probe_d_fastest.json, 118 configs): ordering the
+grid so that a bag's column blocks are neighbouring programs (both halves of a 512-byte row fetched
+together): the best such config was 1.6% slower than the best plain one (71.6 vs 70.5 us).
 The backward adds the choice of scatter: atomics (into an fp32 workspace for 16-bit tables) or a
 sort and segment sums (no atomics, each table row written once).
 """
@@ -57,21 +59,14 @@ def enough_programs(cfg, problem, hw):
     return f"{programs} programs < {want}" if per > 1 and programs < want else None
 
 
-def column_order(cfg, problem, hw):
-    """D_FASTEST only when BLOCK_D splits a row (else one column block: the same grid)"""
-    if cfg.get("D_FASTEST") and cfg["BLOCK_D"] >= problem.dim:
-        return f"D_FASTEST with BLOCK_D={cfg['BLOCK_D']} >= dim {problem.dim}: one column block"
-    return None
-
-
-RULES = (tile_fits_problem, registers, enough_programs, column_order)
+RULES = (tile_fits_problem, registers, enough_programs)
 
 
 def _space(problem: eb.EmbeddingBagProblem, hw: Hardware, backward: bool) -> Space:
     rules = tuple(bind_rule(r, problem, hw) for r in RULES)
     per = "ITEMS_PER_PROGRAM" if backward else "BAGS_PER_PROGRAM"
     head = (Bool("SORTED"),) if backward else ()
-    prefetch = () if backward else (Bool("PREFETCH"), Choice("ROW_LOAD", tuple(eb.ROW_LOADS)), Bool("D_FASTEST"))
+    prefetch = () if backward else (Bool("PREFETCH"), Choice("ROW_LOAD", tuple(eb.ROW_LOADS)))
     if hw.interpreter:
         return Space(
             domains=head + (Pow2("BLOCK_D", 16, 32), Pow2(per, 1, 4), Pow2("IDS_PER_STEP", 1, 8),

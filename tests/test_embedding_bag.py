@@ -14,8 +14,7 @@ PROBLEMS = [dict(num_bags=9, avg_bag_len=3, dim=20, num_rows=7), dict(num_bags=1
 FWD = [{"BLOCK_D": 16, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 4, "IDS_PER_STEP": 8},
        {"BLOCK_D": 16, "BAGS_PER_PROGRAM": 2, "IDS_PER_STEP": 2, "PREFETCH": True},
        {"BLOCK_D": 32, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 8, "PREFETCH": True, "ROW_LOAD": "cg"},
-       {"BLOCK_D": 16, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 4, "ROW_LOAD": "evict_first"},
-       {"BLOCK_D": 16, "BAGS_PER_PROGRAM": 3, "IDS_PER_STEP": 4, "D_FASTEST": True, "PREFETCH": True}]
+       {"BLOCK_D": 16, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 4, "ROW_LOAD": "evict_first"}]
 BWD = [dict(c, SORTED=s) for s in (False, True) for c in
        ({"BLOCK_D": 16, "ITEMS_PER_PROGRAM": 1, "IDS_PER_STEP": 1}, {"BLOCK_D": 32, "ITEMS_PER_PROGRAM": 3, "IDS_PER_STEP": 4})]
 
@@ -115,12 +114,7 @@ def test_search_spaces_cover_both_scatters(device):
         result = check(*_run(eb.EMBEDDING_BAG_BWD, problem, device, cfg, seed=2))
         assert result.ok, (cfg, result.reason)
     big = eb.EmbeddingBagProblem(num_bags=16384, avg_bag_len=20, dim=128, num_rows=1_000_000)
-    h100 = forward_space(big, profile("h100"))
-    assert h100.valid_configs()
-    good = {"BLOCK_D": 64, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 16, "num_warps": 1, "num_stages": 2,
-            "PREFETCH": True, "ROW_LOAD": "evict_first"}
-    assert h100.violations(dict(good, D_FASTEST=True)) == []
-    assert "one column block" in " ".join(h100.violations(dict(good, D_FASTEST=True, BLOCK_D=128, num_warps=2)))
+    assert forward_space(big, profile("h100")).valid_configs()
 
 
 @pytest.mark.gpu
