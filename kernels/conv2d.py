@@ -17,7 +17,7 @@ before a switch existed still launch as they did):
   TMA           weight tiles by tensor descriptor over [C_out, R*S*C_in] (Hopper in the space)
   X_TMA         activation tiles by a 4-D tensor descriptor over x seen as [N, H, W, C_in]
                 (Hopper in the space). A tile is then BLOCK_P x BLOCK_Q output pixels of one image
-                (BLOCK_Q a power of two, BLOCK_P = BLOCK_M // BLOCK_Q), and tap (r, s) of it is
+                (BLOCK_Q a power of two, BLOCK_P = BLOCK_M // (BLOCK_Q x BLOCK_I)), and tap (r, s) of it is
                 the box [n, p0 + r*DIL - PAD, q0 + s*DIL - PAD, c0] of shape
                 [1, BLOCK_P, BLOCK_Q, BLOCK_K]: one copy-engine request per K step instead of a
                 masked gather with per-element address arithmetic. The copy engine fills what
@@ -36,6 +36,11 @@ before a switch existed still launch as they did):
                 the step's MMAs first (SASS: one WARPGROUP.DEPBAR.LE 0 per step), which costs
                 only the MMA/MMA overlap across steps.
   BLOCK_Q       output columns per tile with X_TMA (ignored without it)
+  BLOCK_I       images per X_TMA box (a 5-D descriptor over x seen as [N / BLOCK_I, BLOCK_I, H, W, C]):
+                the tile is BLOCK_I x BLOCK_P x BLOCK_Q pixels. Box sides are powers of two, so a
+                14x14 image in 16 x 8 boxes computes 31% thrown-away rows; 4 images x 2 rows x 16
+                columns per 128-pixel tile throw away 12.5%, and 56x56 in 2 x 8 x 8 none. BLOCK_I
+                must divide N (the descriptor's shape splits the batch)
   STAGE_X       (stride 1) copy x once into a zero-bordered NHWC buffer xp [N, H+B_h, W+B_w, C_in]
                 whose B_w zero columns after each image row and B_h zero rows after each image serve
                 as the padding of both sides (the left padding of a row is the right border of
@@ -63,7 +68,7 @@ before a switch existed still launch as they did):
                 the tap loop, every SPLIT_K-th tap (whole taps).
   num_warps / num_stages, and AMD's launch options when the config has them
 Set by the launcher: EVEN_C (C_in % BLOCK_K == 0: no channel mask on the pointer loads), A_SYNC
-(X_TMA with BLOCK_P > 1 and no SWAP_AB, on a GPU; the interpreter has no MMAs in flight and no
+(X_TMA with BLOCK_P x BLOCK_I > 1 and no SWAP_AB, on a GPU; the interpreter has no MMAs in flight and no
 inline PTX).
 
 Reference: torch.nn.functional.conv2d in float64. Peer: F.conv2d on channels_last tensors (cuDNN).
@@ -113,13 +118,17 @@ def _tap(acc, x_ptr, x_desc, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, r, s, c0, 
          stride_xn, stride_xh, stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
          co_start, DIL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
          EVEN_C: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr, A_SYNC: tl.constexpr,
-         SWAP_AB: tl.constexpr):
+         SWAP_AB: tl.constexpr, BLOCK_I: tl.constexpr):
     """acc += x[pixels shifted by tap (r, s), channels c0:c0+BLOCK_K] @ w[tap, channels, out].
     n, h0, w0: per-row image and top-left input pixel of each output pixel; with X_TMA the
-    tile's image and top-left input pixel (scalars: the tile is a box of one image)."""
+    tile's image (or group of BLOCK_I images) and top-left input pixel (scalars: the tile is a
+    box of BLOCK_I images)."""
     offs_c = c0 + tl.arange(0, BLOCK_K)
     if X_TMA:  # what the box finds outside x (padding, channels >= C) arrives as zeros
-        a = tl.reshape(x_desc.load([n, h0 + r * DIL, w0 + s * DIL, c0]), [BLOCK_M, BLOCK_K])
+        if BLOCK_I > 1:  # 5-D descriptor [N / BLOCK_I, BLOCK_I, H, W, C]: BLOCK_I images per box
+            a = tl.reshape(x_desc.load([n, 0, h0 + r * DIL, w0 + s * DIL, c0]), [BLOCK_M, BLOCK_K])
+        else:
+            a = tl.reshape(x_desc.load([n, h0 + r * DIL, w0 + s * DIL, c0]), [BLOCK_M, BLOCK_K])
     else:
         h = h0 + r * DIL
         w = w0 + s * DIL
@@ -158,24 +167,32 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
                   BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr, GROUP_M: tl.constexpr,
                   FLAT_K: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr,
                   SPLIT_K: tl.constexpr, EVEN_C: tl.constexpr, A_SYNC: tl.constexpr,
-                  SWAP_AB: tl.constexpr):
+                  SWAP_AB: tl.constexpr, BLOCK_I: tl.constexpr):
     x_desc = None
-    if X_TMA:  # tile = (image, BLOCK_P output rows, BLOCK_Q output columns); STRIDE is 1
+    if X_TMA:  # tile = (BLOCK_I images, BLOCK_P output rows, BLOCK_Q output columns); STRIDE is 1
         p_tiles = tl.cdiv(P, BLOCK_P)
         q_tiles = tl.cdiv(Q, BLOCK_Q)
         # tile_coords over whole tile rows (BLOCK_M=1): consecutive tiles are neighbours in the
         # image, so with GROUP_M they share their halo rows and the weights in L2
-        pid_m, pid_n = tile_coords(tl.program_id(0), NB * p_tiles * q_tiles, C_out, 1, BLOCK_N, GROUP_M)
-        n = pid_m // (p_tiles * q_tiles)
+        pid_m, pid_n = tile_coords(tl.program_id(0), (NB // BLOCK_I) * p_tiles * q_tiles, C_out, 1,
+                                   BLOCK_N, GROUP_M)
+        group = pid_m // (p_tiles * q_tiles)
         p0 = (pid_m // q_tiles) % p_tiles * BLOCK_P
         q0 = (pid_m % q_tiles) * BLOCK_Q
-        p = p0 + tl.arange(0, BLOCK_M) // BLOCK_Q  # row-major over the box, as the reshape is
-        q = q0 + tl.arange(0, BLOCK_M) % BLOCK_Q
+        rows = tl.arange(0, BLOCK_M)  # row-major over the box [images, rows, columns], as the reshape is
+        n = group * BLOCK_I + rows // (BLOCK_P * BLOCK_Q)
+        p = p0 + (rows // BLOCK_Q) % BLOCK_P
+        q = q0 + rows % BLOCK_Q
         m_ok = (p < P) & (q < Q)
-        x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NB, H, W, C],
-                                           strides=[stride_xn, stride_xh, stride_xw, 1],
-                                           block_shape=[1, BLOCK_P, BLOCK_Q, BLOCK_K])
-        a_n, a_h, a_w = n, p0 - PAD, q0 - PAD
+        if BLOCK_I > 1:
+            x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NB // BLOCK_I, BLOCK_I, H, W, C],
+                                               strides=[BLOCK_I * stride_xn, stride_xn, stride_xh, stride_xw, 1],
+                                               block_shape=[1, BLOCK_I, BLOCK_P, BLOCK_Q, BLOCK_K])
+        else:
+            x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NB, H, W, C],
+                                               strides=[stride_xn, stride_xh, stride_xw, 1],
+                                               block_shape=[1, BLOCK_P, BLOCK_Q, BLOCK_K])
+        a_n, a_h, a_w = group, p0 - PAD, q0 - PAD
     else:
         M = NB * P * Q
         pid_m, pid_n = tile_coords(tl.program_id(0), M, C_out, BLOCK_M, BLOCK_N, GROUP_M)
@@ -205,14 +222,14 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
             acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co, tap // S,
                        tap % S, (kk % c_blocks) * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
                        stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-                       pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB)
+                       pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB, BLOCK_I)
     else:
         for tap in range(k_first, R * S, SPLIT_K):  # a split takes whole taps
             for cb in range(0, c_blocks):
                 acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co,
                            tap // S, tap % S, cb * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
                            stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-                           pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB)
+                           pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB, BLOCK_I)
     if SWAP_AB:
         acc = tl.trans(acc)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -261,7 +278,7 @@ def conv2d_staged_kernel(xp_ptr, w_ptr, y_ptr, ROWS, Hp, Wp, C, C_out, P, Q, S, 
 
 # The switches added after the first template, and what a config that lacks them meant.
 SWITCH_DEFAULTS = {"FLAT_K": True, "TMA": False, "X_TMA": False, "SPLIT_K": 1, "STAGE_X": False,
-                   "SWAP_AB": False}
+                   "SWAP_AB": False, "BLOCK_I": 1}
 
 
 def x_tma_problem(x: torch.Tensor, stride: int) -> str | None:
@@ -354,17 +371,20 @@ def launch(inputs, out: torch.Tensor, config) -> object:
         return _launch_staged(x, w, out, cfg, stride, padding, dilation)
     if cfg["TMA"]:
         _check_weight_descriptor(w, "TMA")
-    block_p = block_q = 1  # unused without X_TMA: fixed, so they add no compiled variants
+    block_p = block_q = block_i = 1  # unused without X_TMA: fixed, so they add no compiled variants
     if x_tma:
         why = x_tma_problem(x, stride)
         if why:
             raise ValueError(f"X_TMA=True cannot read x {tuple(x.shape)}: {why}")
         block_q = int(cfg.get("BLOCK_Q") or default_block_q(cfg["BLOCK_M"], Q))
-        if block_q & (block_q - 1) or cfg["BLOCK_M"] % block_q:
-            raise ValueError(f"X_TMA=True needs BLOCK_Q a power of two dividing BLOCK_M="
-                             f"{cfg['BLOCK_M']}, got BLOCK_Q={block_q}")
-        block_p = cfg["BLOCK_M"] // block_q
-        m_tiles = NB * triton.cdiv(P, block_p) * triton.cdiv(Q, block_q)
+        block_i = int(cfg["BLOCK_I"])
+        if block_q & (block_q - 1) or block_i & (block_i - 1) or cfg["BLOCK_M"] % (block_q * block_i):
+            raise ValueError(f"X_TMA=True needs BLOCK_Q and BLOCK_I powers of two whose product divides "
+                             f"BLOCK_M={cfg['BLOCK_M']}, got BLOCK_Q={block_q}, BLOCK_I={block_i}")
+        if NB % block_i:
+            raise ValueError(f"BLOCK_I={block_i} images per box must divide the batch N={NB}")
+        block_p = cfg["BLOCK_M"] // (block_q * block_i)
+        m_tiles = NB // block_i * triton.cdiv(P, block_p) * triton.cdiv(Q, block_q)
     else:
         m_tiles = triton.cdiv(NB * P * Q, cfg["BLOCK_M"])
     if cfg["TMA"] or x_tma:
@@ -379,8 +399,8 @@ def launch(inputs, out: torch.Tensor, config) -> object:
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
         BLOCK_P=block_p, BLOCK_Q=block_q, GROUP_M=cfg["GROUP_M"], FLAT_K=bool(cfg["FLAT_K"]),
         TMA=bool(cfg["TMA"]), X_TMA=x_tma, SPLIT_K=split_k, EVEN_C=C % cfg["BLOCK_K"] == 0,
-        A_SYNC=x_tma and block_p > 1 and not _interpreting() and not cfg["SWAP_AB"],
-        SWAP_AB=bool(cfg["SWAP_AB"]),
+        A_SYNC=x_tma and block_p * block_i > 1 and not _interpreting() and not cfg["SWAP_AB"],
+        SWAP_AB=bool(cfg["SWAP_AB"]), BLOCK_I=block_i,
         **launch_options(cfg),
     )
     if split_k > 1:  # the finish: one elementwise cast-and-copy into y, whatever its strides

@@ -11,6 +11,8 @@ C_in channels; a K step is BLOCK_K input channels of one tap. Parameters:
   X_TMA      (Hopper only) activation tiles as 4-D tensor-descriptor boxes of BLOCK_P x BLOCK_Q
              output pixels (zero-filled padding) instead of a masked pointer gather
   BLOCK_Q    (Hopper only) 8..64, the box's width in output columns with X_TMA
+  BLOCK_I    (Hopper only) 1..8 images per X_TMA box, dividing N (less thrown-away work on
+             images whose sides are not powers of two)
   STAGE_X    (Hopper only) a bordered copy of x read as shifted 2-D boxes (kernels/conv2d.py)
   SWAP_AB    (Hopper only) the MMA computes y^T: weights as its A, pixels as its B, so a multi-row
              X_TMA box stays in shared memory; pixel tiles may then be as small as 16 (the rows
@@ -80,31 +82,35 @@ class TmaWeightAlignment:
 
 
 class ActivationBoxes:
-    """X_TMA only with stride 1 and 16-byte aligned pixels (C_in * element size); BLOCK_Q divides
-    BLOCK_M and the BLOCK_P x BLOCK_Q box fits the output (padded to powers of two); BLOCK_Q pinned
-    to its smallest value without X_TMA"""
+    """X_TMA only with stride 1 and 16-byte aligned pixels (C_in * element size); BLOCK_I divides N,
+    BLOCK_Q x BLOCK_I divides BLOCK_M and the BLOCK_P x BLOCK_Q box fits the output (padded to
+    powers of two); BLOCK_Q and BLOCK_I pinned to their smallest values without X_TMA"""
 
     def __init__(self, problem: Conv2dProblem):
         self.problem = problem
 
     def __call__(self, cfg: dict):
         p = self.problem
-        bq = cfg.get("BLOCK_Q", BLOCK_Q_MIN)
+        bq, bi = cfg.get("BLOCK_Q", BLOCK_Q_MIN), cfg.get("BLOCK_I", 1)
         if not cfg.get("X_TMA", False):
-            # the kernel ignores BLOCK_Q without X_TMA: other values would time the same kernel
+            # the kernel ignores BLOCK_Q and BLOCK_I without X_TMA: other values would time the same kernel
+            if bi != 1:
+                return f"BLOCK_I={bi} varies only with X_TMA"
             return None if bq == BLOCK_Q_MIN else f"BLOCK_Q={bq} varies only with X_TMA"
+        if p.N % bi:
+            return f"BLOCK_I={bi} does not divide the batch N={p.N}"
+        if cfg["BLOCK_M"] % (bq * bi):
+            return f"BLOCK_Q={bq} x BLOCK_I={bi} does not divide BLOCK_M={cfg['BLOCK_M']}"
         if p.stride != 1:  # a box covers consecutive input pixels; strided taps skip some
             return f"X_TMA needs stride 1, the problem has stride {p.stride}"
         pixel = p.C_in * element_size(p.dtype)
         if pixel % TMA_ALIGN_BYTES:  # the descriptor's W stride; H and N strides are multiples
             return f"X_TMA needs {TMA_ALIGN_BYTES}-byte aligned pixels: C_in x element = {pixel} B"
-        if cfg["BLOCK_M"] % bq:
-            return f"BLOCK_Q={bq} does not divide BLOCK_M={cfg['BLOCK_M']}"
         # a box past the output in both directions only multiplies zeros: the other shape is tried
         if bq > next_pow2(p.Q, BLOCK_Q_MIN):
             return f"BLOCK_Q={bq} is wider than the output row (Q={p.Q})"
-        if cfg["BLOCK_M"] // bq > next_pow2(p.P):
-            return f"BLOCK_P={cfg['BLOCK_M'] // bq} is taller than the output (P={p.P})"
+        if cfg["BLOCK_M"] // (bq * bi) > next_pow2(p.P):
+            return f"BLOCK_P={cfg['BLOCK_M'] // (bq * bi)} is taller than the output (P={p.P})"
         return None
 
 
@@ -143,8 +149,8 @@ class SplitKWhereItHelps:
         if n > steps:
             return f"SPLIT_K={n} > {steps} K steps: some splits would get no work"
         if cfg.get("X_TMA", False):
-            bq = cfg.get("BLOCK_Q", BLOCK_Q_MIN)
-            m_tiles = p.N * -(-p.P // max(1, cfg["BLOCK_M"] // bq)) * -(-p.Q // bq)
+            bq, bi = cfg.get("BLOCK_Q", BLOCK_Q_MIN), cfg.get("BLOCK_I", 1)
+            m_tiles = p.N // bi * -(-p.P // max(1, cfg["BLOCK_M"] // (bq * bi))) * -(-p.Q // bq)
         else:
             m_tiles = -(-p.N * p.P * p.Q // cfg["BLOCK_M"])
         tiles = m_tiles * -(-p.C_out // cfg["BLOCK_N"])
@@ -156,8 +162,8 @@ class SplitKWhereItHelps:
 def space(problem: Conv2dProblem, hw: Hardware) -> Space:
     p, e = problem, element_size(problem.dtype)
     shape = GemmShape(p.N * p.P * p.Q, p.C_out, p.C_in, e, e, tf32=p.dtype == "float32")
-    hopper = (Bool("TMA"), Bool("X_TMA"), Pow2("BLOCK_Q", BLOCK_Q_MIN, BLOCK_Q_MAX), Bool("STAGE_X"),
-              Bool("SWAP_AB")) \
+    hopper = (Bool("TMA"), Bool("X_TMA"), Pow2("BLOCK_Q", BLOCK_Q_MIN, BLOCK_Q_MAX), Pow2("BLOCK_I", 1, 8),
+              Bool("STAGE_X"), Bool("SWAP_AB")) \
         if hw.arch == "sm90" and HAS_TENSOR_DESCRIPTORS else ()
     if hw.interpreter:
         domains = (Pow2("BLOCK_M", 16, 64), Pow2("BLOCK_N", 16, 64), Pow2("BLOCK_K", 16, 32),

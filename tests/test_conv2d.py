@@ -150,6 +150,28 @@ def test_swapped_operands(device, case, extra):
     assert result.ok, result.reason
 
 
+IMAGES_CASES = {"4x5x6_pad1": dict(N=4, H=5, W=6, C_in=24, C_out=20),
+                "4x9x7_pad2_dil2": dict(N=4, H=9, W=7, C_in=8, C_out=12, padding=2, dilation=2)}
+
+
+@pytest.mark.parametrize("extra", [dict(BLOCK_I=2, BLOCK_Q=8), dict(BLOCK_I=4, BLOCK_Q=8, SWAP_AB=True),
+                                   dict(BLOCK_I=2, BLOCK_Q=16, SWAP_AB=True, TMA=True),
+                                   dict(BLOCK_I=4, BLOCK_Q=8, SPLIT_K=2), dict(BLOCK_I=2, BLOCK_Q=8, FLAT_K=False)],
+                         ids=["i2", "i4_swap", "i2_swap_w_tma", "i4_split", "i2_nested"])
+@pytest.mark.parametrize("case", sorted(IMAGES_CASES))
+def test_several_images_per_box(device, case, extra):
+    # BLOCK_M=32: e.g. 4 images x 1 row x 8 columns, or 2 x 2 x 8 (5-D descriptor over the batch)
+    result = run(device, IMAGES_CASES[case], "float16", dict(CFG, X_TMA=True, **extra))
+    assert result.ok, result.reason
+
+
+def test_images_per_box_must_divide_the_batch(device):
+    with pytest.raises(ValueError, match="BLOCK_I=2 images per box must divide the batch N=1"):
+        run(device, XTMA_CASES["3x3_pad2_dil2"], "float16", dict(CFG, X_TMA=True, BLOCK_Q=8, BLOCK_I=2))
+    with pytest.raises(ValueError, match="BLOCK_Q and BLOCK_I powers of two"):
+        run(device, IMAGES_CASES["4x5x6_pad1"], "float16", dict(CFG, X_TMA=True, BLOCK_Q=16, BLOCK_I=4))
+
+
 def test_staged_input_fp32_and_nchw_output(device):
     result = run(device, STAGE_CASES["3x3_pad2_grows"], "float32", dict(CFG, STAGE_X=True), out_channels_last=False)
     assert result.ok, result.reason
@@ -230,6 +252,12 @@ def test_space_rules_for_x_tma_and_split_k():
     # swapped operands: pixels are the MMA's N, so a 32-pixel tile is fine and the rows rule moves
     assert "BLOCK_M=32 < 64" in why(sp, BLOCK_M=32) and why(sp, BLOCK_M=32, SWAP_AB=True) == ""
     assert "BLOCK_N=32 < 64" in why(sp, BLOCK_N=32, SWAP_AB=True)
+    # several images per box: BLOCK_I divides N and, with BLOCK_Q, BLOCK_M; pinned without X_TMA
+    assert why(sp, BLOCK_I=4, SWAP_AB=True) == ""  # 4 images x 2 rows x 16 columns
+    assert "does not divide BLOCK_M" in why(sp, BLOCK_I=16, BLOCK_Q=16)
+    assert "varies only with X_TMA" in why(sp, X_TMA=False, BLOCK_Q=8, BLOCK_I=2)
+    odd_batch = space_cv.space(cv.Conv2dProblem(N=6, H=14, W=14, C_in=256, C_out=256, dtype="bfloat16"), h100)
+    assert "does not divide the batch" in " ".join(odd_batch.violations(dict(base, BLOCK_I=4)))
     assert "X_TMA pinned" in why(sp, STAGE_X=True) and "TMA, SPLIT_K pinned" in why(
         sp, STAGE_X=True, X_TMA=False, BLOCK_Q=8, TMA=False, SPLIT_K=3)
     pointwise = space_cv.space(cv.Conv2dProblem(N=32, H=14, W=14, C_in=64, C_out=64, R=1, S=1, padding=0,
@@ -272,6 +300,11 @@ def test_a_sync_set_only_where_mmas_read_a_from_registers(monkeypatch, block_q, 
     assert rec.kwargs["A_SYNC"] is False
     cv.launch(inputs, cv.make_output(p, inputs), dict(CFG, X_TMA=True, BLOCK_Q=block_q, SWAP_AB=True))
     assert rec.kwargs["A_SYNC"] is False and rec.kwargs["SWAP_AB"] is True  # the box is the MMA's B
+    if block_q == 32:  # one row, but two images: the box is reshaped again (in registers unless swapped)
+        two = cv.Conv2dProblem(dtype="float16", **IMAGES_CASES["4x5x6_pad1"])
+        inputs = cv.make_inputs(two, torch.device("cpu"), 0)
+        cv.launch(inputs, cv.make_output(two, inputs), dict(CFG, BLOCK_M=64, X_TMA=True, BLOCK_Q=32, BLOCK_I=2))
+        assert rec.kwargs["A_SYNC"] is (not interpreting) and rec.kwargs["BLOCK_P"] == 1
 
 
 SM90_CASES = {  # name: config changes on a 28x28x128 bf16 layer
@@ -282,6 +315,8 @@ SM90_CASES = {  # name: config changes on a 28x28x128 bf16 layer
     "split_k_pointers": dict(SPLIT_K=2),
     "staged_input": dict(STAGE_X=True, num_warps=8, num_stages=4),
     "x_tma_rows_swapped": dict(X_TMA=True, TMA=True, BLOCK_Q=32, SWAP_AB=True, num_warps=8, num_stages=4),
+    "x_tma_images_swapped": dict(X_TMA=True, TMA=True, BLOCK_Q=32, BLOCK_I=2, SWAP_AB=True),
+    "x_tma_images_w8": dict(X_TMA=True, TMA=True, BLOCK_Q=32, BLOCK_I=2, num_warps=8),
 }
 
 
@@ -347,7 +382,7 @@ def test_new_paths_compile_for_sm90_and_register_operands_are_waited_for(sm90, n
         assert r["pendings_in_loop"] == [0], r
     if name == "x_tma_one_row":  # BLOCK_P = 1: Triton drops the unit dimensions, A stays in shared memory
         assert not r["a_from_registers"]
-    if name in ("staged_input", "x_tma_rows_swapped"):  # both operands from shared memory, MMAs in flight
+    if name in ("staged_input", "x_tma_rows_swapped", "x_tma_images_swapped"):  # smem operands, MMAs in flight
         assert not r["a_from_registers"] and max(r["pendings_in_loop"]) > 0, r
 
 
