@@ -66,6 +66,25 @@ def test_a_sparse_space_is_seeded_with_valid_configs(device):
     assert dense.seed_sparse_space(5) == 0  # most of a big GEMM's space is valid: TPE is left alone
 
 
+def test_a_huge_sparse_space_is_sampled_not_enumerated(device, monkeypatch):
+    """A Hopper conv space: ~5 million configs, 0.5-2% valid. Enumerating it took longer than the
+    search's time share on the H100 host; the seed is drawn by rejection sampling instead."""
+    from kernels.conv2d import Conv2dProblem
+    from search_spaces import conv2d as s_cv
+
+    layer = Conv2dProblem(N=2, H=6, W=6, C_in=16, C_out=16, dtype="float16")
+    s = inprocess.Search(s_cv.TUNABLE, layer, profile("h100"), seed=0, threads=1, device=device)
+    assert s.space.size() > inprocess.ENUMERATE_MAX
+
+    def never(self):
+        raise AssertionError("enumerated a space of millions")
+
+    monkeypatch.setattr(type(s.space), "valid_configs", never)
+    assert s.seed_sparse_space(8) == 8
+    batch = s._propose(8)
+    assert len({key for _, _, key in batch}) == 8 and all(not s.space.violations(cfg) for _, cfg, _ in batch)
+
+
 def test_wall_bench_is_the_cpu_stand_in():
     calls = []
     p20, p50, p80 = inprocess.wall_bench(lambda: calls.append(torch.ones(1)))

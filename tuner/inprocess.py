@@ -27,6 +27,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 QUICK = {"warmup": 5, "rep": 25}  # screening one config
 FULL = {"warmup": 25, "rep": 100}  # the finalists and the peers
 PENALTY = 3.0  # what Optuna is told for an invalid, failing or incorrect config (log10 s)
+ENUMERATE_MAX = 200_000  # a sparse space up to this size is enumerated to seed the search...
+SAMPLE_MAX = 50_000  # ...a larger one is sampled, at most this many draws (~1 s of rule checks)
 
 
 def bench(fn, timing=FULL) -> tuple[float, float, float]:
@@ -86,17 +88,32 @@ class Search:
         return n
 
     def seed_sparse_space(self, n: int, probes: int = 200, min_valid: int = 10) -> int:
-        """Where few configs are valid (a GEMM with K=13 or N=1: ~1% of the space), TPE's asks
-        mostly meet constraints and the time runs out before a batch is full. Probe the space at
-        random; if fewer than min_valid of `probes` configs are valid, enumerate the valid ones and
-        enqueue a seeded sample of n. Returns how many were enqueued."""
+        """Where few configs are valid (a GEMM with K=13 or N=1: ~1% of the space; a Hopper conv
+        space, with its box and operand switches, a few %), TPE's asks mostly meet constraints and
+        the time runs out before a batch is full. Probe the space at random; if fewer than
+        min_valid of `probes` configs are valid, enqueue a seeded sample of n valid ones: drawn
+        from the enumeration of a space of up to ENUMERATE_MAX configs, else by rejection sampling
+        (a conv space has millions of configs: enumerating it outlasted a 70 s search on the
+        H100 host). Returns how many were enqueued."""
         rng = random.Random(self.seed)
         domains = [(d.name, d.values()) for d in self.space.domains]
         probe = ({k: rng.choice(v) for k, v in domains} for _ in range(probes))
         if sum(not self.space.violations(c) for c in probe) >= min_valid:
             return 0
-        valid = self.space.valid_configs()
-        rng.shuffle(valid)
+        if self.space.size() <= ENUMERATE_MAX:
+            valid = self.space.valid_configs()
+            rng.shuffle(valid)
+        else:
+            valid, seen = [], set()
+            for _ in range(SAMPLE_MAX):
+                cfg = {k: rng.choice(v) for k, v in domains}
+                key = config_key(cfg)
+                if key not in seen:
+                    seen.add(key)
+                    if not self.space.violations(cfg):
+                        valid.append(cfg)
+                        if len(valid) >= n:
+                            break
         return self.enqueue(valid[:n])
 
     def _propose(self, n, until=float("inf")):
