@@ -268,20 +268,6 @@ def timers(gpu: bool):
             lambda fn: triton.testing.do_bench_cudagraph(fn, rep=100))
 
 
-def host_time_us(fn, calls: int = 20) -> float:
-    """Host time to issue one forward (no sync inside): what bounds a path's throughput when the
-    GPU finishes its kernels faster than Python launches them."""
-    import torch
-
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    host = time.perf_counter() - t0
-    torch.cuda.synchronize()
-    return 1e6 * host / calls
-
-
 def hardware_profile(device):
     import torch
 
@@ -294,6 +280,8 @@ def hardware_profile(device):
 
 def run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw) -> dict:
     import torch
+
+    from tuner.inprocess import host_us
 
     timer, graph_timer = timers(device.type == "cuda")
     phases, t0 = {}, time.time()
@@ -328,7 +316,7 @@ def run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw) -> di
             ms = timer(paths[k])
             prob_diff = (torch.sigmoid(outs[k]) - torch.sigmoid(outs["eager"])).abs().max()
             rows[k] = {"ms": ms, "samples_per_s": batch / (ms * 1e-3), "rel_error_vs_fp32": err,
-                       "host_us": host_time_us(paths[k]) if graph_timer is not None else None,
+                       "host_us": host_us(paths[k], calls=20) if graph_timer is not None else None,
                        "max_abs_prob_diff_vs_eager": float(prob_diff), "ok": err <= TOLERANCE[s["dtype"]]}
         # CUDA graphs last, eager's last of all: a path whose capture fails (an op that syncs
         # with the host) must not disturb the measurements of the others.

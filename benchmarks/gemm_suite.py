@@ -56,7 +56,7 @@ import triton.language as tl  # noqa: E402
 from kernels import conv2d as cv, gemm_epilogue as ge, matmul as mm  # noqa: E402
 from search_spaces import conv2d as s_cv, gemm_epilogue as s_ge, matmul as s_mm  # noqa: E402
 from tuner import hardware  # noqa: E402
-from tuner.inprocess import FULL, Search, bench, graph_bench  # noqa: E402
+from tuner.inprocess import FULL, Search, bench, graph_bench, host_us  # noqa: E402
 from tuner.verify import check  # noqa: E402
 
 SHAPES = [  # (label, M, N, K)
@@ -227,7 +227,6 @@ def tune_ours(section, label, tunable, problem, hw, args, until, warm, peer_of) 
 
 
 SHORT_KERNEL_MS = 0.05
-HOST_CALLS = 100
 
 
 def pick_clock(peer_fn):
@@ -238,17 +237,6 @@ def pick_clock(peer_fn):
 
 def clock_name(clock) -> str:
     return "cuda graph" if clock is graph_bench else "events, L2 flushed"
-
-
-def host_us(fn) -> float:
-    """The host's cost of one call: HOST_CALLS calls without synchronising, per call."""
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(HOST_CALLS):
-        fn()
-    us = (time.perf_counter() - t0) / HOST_CALLS * 1e6
-    torch.cuda.synchronize()
-    return us
 
 
 # ---- the suite ----------------------------------------------------------------------------------

@@ -24,24 +24,9 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
+from tuner.inprocess import host_us  # noqa: E402
 from tuner.registry import load, resolve_ref  # noqa: E402
 from tuner.verify import check, poison  # noqa: E402
-
-
-HOST_CALLS = 200
-
-
-def host_us(fn) -> float:
-    """Host time per call: HOST_CALLS launches back to back, no synchronisation in between (the
-    GPU queue absorbs them while they are shorter than the kernels), divided by their number."""
-    fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(HOST_CALLS):
-        fn()
-    host = (time.perf_counter() - t0) / HOST_CALLS * 1e6
-    torch.cuda.synchronize()
-    return host
 
 
 def timings(fn) -> dict:
@@ -50,7 +35,7 @@ def timings(fn) -> dict:
     q = triton.testing.do_bench(fn, warmup=25, rep=100, quantiles=[0.2, 0.5, 0.8])
     graph = triton.testing.do_bench_cudagraph(fn, rep=100)
     return {"p20_ms": float(q[0]), "ms": float(q[1]), "p80_ms": float(q[2]), "graph_ms": float(graph),
-            "host_us": host_us(fn)}
+            "host_us": host_us(fn, calls=200)}
 
 
 def probe(item: dict) -> list[dict]:

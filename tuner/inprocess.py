@@ -50,6 +50,19 @@ def graph_bench(fn, timing=FULL) -> tuple[float, float, float]:
     return float(q[0]), float(q[1]), float(q[2])
 
 
+def host_us(fn, calls: int = 100) -> float:
+    """The host's cost of one call, in us: `calls` calls back to back with no synchronisation in
+    between (the GPU queue absorbs them while they are shorter than the kernels), per call. What
+    bounds an eagerly launched kernel or model when the GPU finishes faster than Python launches."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    us = (time.perf_counter() - t0) / calls * 1e6
+    torch.cuda.synchronize()
+    return us
+
+
 def wall_bench(fn, timing=None) -> tuple[float, float, float]:
     """The interpreter's stand-in: CPU wall time of two calls (never a performance result)."""
     fn()
