@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from kernels import conv2d as cv
+from kernels import conv2d_staged as staged
 from kernels.gemm_tiles import tma_allocator
 from search_spaces import conv2d as space_cv
 from tuner.hardware import profile
@@ -179,10 +180,10 @@ def test_staged_input_fp32_and_nchw_output(device):
 
 def test_staged_borders_and_copy():
     # same-padding 3x3: one shared zero column per row, one shared zero row per image
-    assert cv.staged_borders(14, 14, 14, 14, 1) == (1, 1)
-    assert cv.staged_borders(5, 4, 7, 6, 2) == (2, 2) and cv.staged_borders(9, 9, 7, 7, 0) == (0, 0)
+    assert staged.staged_borders(14, 14, 14, 14, 1) == (1, 1)
+    assert staged.staged_borders(5, 4, 7, 6, 2) == (2, 2) and staged.staged_borders(9, 9, 7, 7, 0) == (0, 0)
     x = torch.arange(2 * 3 * 2 * 4, dtype=torch.float32).view(2, 4, 2, 3).to(memory_format=torch.channels_last)
-    xp = cv.stage_input(x, (1, 2))
+    xp = staged.stage_input(x, (1, 2))
     assert xp.shape == (2, 3, 5, 4) and xp.is_contiguous()
     assert torch.equal(xp[:, :2, :3], x.permute(0, 2, 3, 1))
     assert xp[:, 2].abs().sum() == 0 and xp[:, :, 3:].abs().sum() == 0

@@ -32,8 +32,12 @@ def test_study_run_carries_the_kernel_source_sha(store):
     _, _, parent, _ = store
     ref = parent.data.tags["kernel_ref"]
     files = registry.kernel_source_files(ref, registry.load(ref))
-    assert [f.split("/")[-2:] for f in files] == [["kernels", "interaction.py"],
-                                                  ["search_spaces", "interaction.py"]]
+    assert [f.split("/")[-2:] for f in files] == [["kernels", "interaction.py"], ["kernels", "spec.py"],
+                                                  ["kernels", "tuned.py"], ["search_spaces", "interaction.py"]]
+    # the kernel modules a template takes code from are hashed too, through the whole package
+    fused = registry.resolve_ref("gemm_epilogue")
+    assert {"gemm_tiles.py", "matmul.py"} <= {f.split("/")[-1] for f in registry.kernel_source_files(
+        fused, registry.load(fused))}
     assert parent.data.tags["kernel_source_sha"] == registry.kernel_source_sha(ref, registry.load(ref))
 
 

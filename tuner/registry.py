@@ -97,13 +97,35 @@ def load(ref: str) -> Tunable:
 
 # The kernel's source, hashed: logged with each study so `kernelevolve reproduce` can tell
 # whether the code it re-runs is the code that was swept.
+def _package_imports(module) -> list[str]:
+    """Files of the modules of module's own top-level package that it takes names from, and those
+    modules' in turn: kernels/gemm_epilogue.py's kernels/matmul.py and kernels/gemm_tiles.py,
+    kernels/conv2d.py's kernels/conv2d_staged.py. A template's code lives there too, so a change
+    there must change the hash."""
+    pkg = module.__name__.split(".")[0]
+    seen, todo = {module.__name__}, [module]
+    while todo:
+        for value in vars(todo.pop()).values():
+            name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(name, str) and name.startswith(pkg + ".") and name not in seen and name in sys.modules:
+                seen.add(name)
+                todo.append(sys.modules[name])
+    files = (getattr(sys.modules[n], "__file__", None) for n in sorted(seen - {module.__name__}))
+    return [f for f in files if f]
+
+
 def kernel_source_files(ref: str, tunable) -> list[str]:
-    """The module defining the KernelSpec's launch function, then the search-space module.
-    Raises TypeError where the launch function has no source file (a C function, say)."""
+    """The module defining the KernelSpec's launch function, the modules of its package it imports
+    from, then the search-space module. Raises TypeError where the launch function has no source
+    file (a C function, say)."""
     launch = tunable.kernel.launch
     while isinstance(launch, functools.partial):
         launch = launch.func
-    files = [inspect.getsourcefile(inspect.unwrap(launch))]
+    launch = inspect.unwrap(launch)
+    files = [inspect.getsourcefile(launch)]
+    module = inspect.getmodule(launch)
+    if module is not None:
+        files += _package_imports(module)
     target = ref.rpartition(":")[0]
     if target.endswith(".py"):
         files.append(target)
