@@ -99,12 +99,14 @@ WARM_CONV = [  # the first session's winners, the H100 bests with TMA activation
      for m, n, q, g, w, st in [(128, 128, 32, 8, 4, 3), (256, 128, 32, 8, 8, 3), (128, 128, 8, 1, 8, 3),
                                (128, 128, 16, 8, 4, 4), (64, 256, 8, 1, 4, 3), (128, 128, 16, 8, 4, 3),
                                (256, 64, 64, 8, 8, 2)]] + [
-    # several images per box (BLOCK_I): less thrown-away work on 14x14 and 56x56
-    dict(FLAT_K=True, TMA=True, X_TMA=True, SWAP_AB=sw, BLOCK_M=m, BLOCK_N=n, BLOCK_K=64, BLOCK_Q=q, BLOCK_I=i,
-         GROUP_M=8, num_warps=w, num_stages=st)
-    for sw, m, n, q, i, w, st in [(True, 128, 128, 16, 4, 4, 4), (True, 256, 128, 16, 8, 8, 3),
-                                  (True, 128, 64, 8, 2, 4, 3), (False, 256, 64, 8, 4, 8, 3),
-                                  (True, 128, 128, 32, 2, 4, 3)]]
+    # several images per box (BLOCK_I): the probe's best per layer first (docs/results/
+    # conv_probe_images_per_box.json: 14x14 17.64 us, 28x28 18.49 us, 56x56 29.06 us), then neighbours
+    dict(FLAT_K=True, TMA=True, X_TMA=True, SWAP_AB=sw, BLOCK_M=m, BLOCK_N=n, BLOCK_K=k, BLOCK_Q=q, BLOCK_I=i,
+         GROUP_M=g, num_warps=w, num_stages=st)
+    for sw, m, n, k, q, i, g, w, st in [(True, 128, 128, 128, 16, 4, 1, 4, 3), (True, 256, 128, 64, 32, 2, 8, 8, 3),
+                                        (True, 128, 64, 64, 8, 2, 8, 4, 3), (True, 128, 128, 64, 16, 4, 8, 4, 4),
+                                        (True, 256, 128, 64, 16, 8, 8, 8, 3), (False, 256, 64, 64, 8, 4, 8, 8, 3),
+                                        (True, 128, 128, 64, 32, 2, 8, 4, 3)]]
 
 
 # ---- Triton's tutorial matmul with its autotune list (03-matrix-multiplication.py) ---------------
