@@ -30,7 +30,7 @@ def space(problem: FusedGemmProblem, hw: Hardware) -> Space:
     e = element_size(problem.dtype)
     base = gemm_space(GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32"), hw,
                       stage_a=True)
-    return Space(base.domains, base.constraints + (no_warp_specialized_epilogue,), base.notes)
+    return Space(base.domains, base.constraints + (no_warp_specialized_epilogue,), base.notes, base.canonical)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

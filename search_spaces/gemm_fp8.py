@@ -14,7 +14,7 @@ from kernels.gemm_tiles import HAS_FP8_E4M3
 from kernels.matmul import DEFAULT_CONFIG
 from kernels.spec import element_size
 from search_spaces.gemm_rules import GemmShape, rules
-from search_spaces.matmul import gemm_domains, space_notes
+from search_spaces.matmul import gemm_domains, one_split_reduce, space_notes
 from tuner.hardware import Hardware
 from tuner.registry import Tunable
 from tuner.space import Choice, Pow2, Space
@@ -40,7 +40,8 @@ def space(problem: Fp8GemmProblem, hw: Hardware) -> Space:
                      notes="fp8 GEMM exists only for sm90 targets")
     domains = tuple(Pow2("BLOCK_K", 32, 256) if d.name == "BLOCK_K" else d for d in gemm_domains(hw))
     shape = GemmShape(problem.M, problem.N, problem.K, 1, element_size(problem.out_dtype))
-    return Space(domains=domains, constraints=rules(shape, hw), notes=space_notes(hw))
+    return Space(domains=domains, constraints=rules(shape, hw), notes=space_notes(hw),
+                 canonical=(one_split_reduce,))
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

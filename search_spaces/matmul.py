@@ -99,7 +99,15 @@ def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persiste
     # with TMA, 13-16 us unstaged, in CUDA graphs; docs/benchmarks.md)
     staging = (Choice("STAGE_A", (True, False)),) if stage_a and (shape.K * shape.in_bytes) % TMA_ALIGN_BYTES else ()
     return Space(domains=gemm_domains(hw, split_k=split_k, persistent=persistent) + staging,
-                 constraints=rules(shape, hw, kinds), notes=space_notes(hw))
+                 constraints=rules(shape, hw, kinds), notes=space_notes(hw), canonical=(one_split_reduce,))
+
+
+def one_split_reduce(cfg: dict) -> dict:
+    """Without a split there is nothing to reduce: SPLIT_K=1 takes SPLIT_K_REDUCE="atomic", the one
+    value the split_k rule accepts (Space.canonical)."""
+    if cfg.get("SPLIT_K", 1) == 1 and cfg.get("SPLIT_K_REDUCE", "atomic") != "atomic":
+        return {**cfg, "SPLIT_K_REDUCE": "atomic"}
+    return cfg
 
 
 def shape_of(problem: MatmulProblem) -> GemmShape:

@@ -274,6 +274,11 @@ def test_space_rules_for_x_tma_and_split_k():
     for target in ("a100", "cpu-interpreter"):  # X_TMA and BLOCK_Q are Hopper's; SPLIT_K is everyone's
         other = {d.name: d for d in space_cv.space(layer, profile(target)).domains}
         assert not {"X_TMA", "BLOCK_Q", "TMA", "STAGE_X"} & set(other) and "SPLIT_K" in other
+    # a sampler's point whose values a switch makes irrelevant lands on its canonical twin
+    full = dict(base, STAGE_X=False, SWAP_AB=False, BLOCK_I=1)
+    assert sp.decode(sp.encode(dict(full, X_TMA=False, BLOCK_Q=32, BLOCK_I=4)))["BLOCK_Q"] == 8
+    staged = sp.decode(sp.encode(dict(full, STAGE_X=True, SWAP_AB=True, SPLIT_K=3, BLOCK_I=2)))
+    assert sp.violations(staged) == [] and (staged["X_TMA"], staged["SWAP_AB"], staged["BLOCK_I"]) == (False, False, 1)
     interp = {d.name: d for d in space_cv.space(layer, profile("cpu-interpreter")).domains}
     assert max(interp["SPLIT_K"].values()) <= 3  # small values: each split is a slow interpreted launch
 

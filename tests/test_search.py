@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from kernels.matmul import MatmulProblem
+from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
 from search_spaces.matmul import shared_memory_bytes, space
 from tuner.hardware import profile
 from tuner.journal import Journal
@@ -26,6 +26,26 @@ def test_space_decode_adds_constants_and_rejects_duplicates():
     assert sp.size() == 3 * 2 * 2
     with pytest.raises(ValueError):
         Space((Pow2("A", 1, 4), IntRange("A", 1, 2)))
+
+
+def _b_only_with_a(cfg):
+    return "B varies only with A" if not cfg["A"] and cfg["B"] != 1 else None
+
+
+def _b_canonical(cfg):
+    return cfg if cfg["A"] else {**cfg, "B": 1}
+
+
+def test_canonical_twins_are_decoded_not_rejected():
+    sp = Space((Choice("A", (False, True)), Choice("B", (1, 2, 4))), constraints=(_b_only_with_a,),
+               canonical=(_b_canonical,))
+    assert sp.decode({"A": False, "B": 4}) == {"A": False, "B": 1}  # B means nothing without A
+    assert sp.decode({"A": True, "B": 4}) == {"A": True, "B": 4}
+    assert all(not sp.violations(sp.decode({"A": a, "B": b})) for a in (False, True) for b in (1, 2, 4))
+    assert sp.violations({"A": False, "B": 4})  # a config given as is still meets the rule
+    gemm = space(MatmulProblem(M=64, N=64, K=64), profile("h100"))
+    raw = gemm.encode(dict(DEFAULT_CONFIG, SPLIT_K=1, SPLIT_K_REDUCE="two_pass", TMA=False, WARP_SPECIALIZE=False))
+    assert gemm.decode(raw)["SPLIT_K_REDUCE"] == "atomic"
 
 
 def test_h100_constraints_reject_what_cannot_fit():

@@ -110,7 +110,7 @@ class Search:
         H100 host). Returns how many were enqueued."""
         rng = random.Random(self.seed)
         domains = [(d.name, d.values()) for d in self.space.domains]
-        probe = ({k: rng.choice(v) for k, v in domains} for _ in range(probes))
+        probe = (self.space.canonicalize({k: rng.choice(v) for k, v in domains}) for _ in range(probes))
         if sum(not self.space.violations(c) for c in probe) >= min_valid:
             return 0
         if self.space.size() <= ENUMERATE_MAX:
@@ -119,7 +119,7 @@ class Search:
         else:
             valid, seen = [], set()
             for _ in range(SAMPLE_MAX):
-                cfg = {k: rng.choice(v) for k, v in domains}
+                cfg = self.space.canonicalize({k: rng.choice(v) for k, v in domains})
                 key = config_key(cfg)
                 if key not in seen:
                     seen.add(key)
