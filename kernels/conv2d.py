@@ -46,12 +46,13 @@ before a switch existed still launch as they did):
                 (the copy is part of the measured time)
   SWAP_AB       the MMA computes the transposed tile, y^T = w_tile @ x_tile^T: the weights become its A
                 operand and the pixels its B. Hopper's wgmma takes B only from shared memory, and
-                Triton (seen in the sm90 TTGIR of 3.9) then reshapes a multi-row X_TMA box as a
-                shared-memory view (memdesc_reshape) instead of in registers: no register operand,
-                no A_SYNC wait, MMAs overlap across K steps as in a GEMM. The pixel count per tile
-                becomes the MMA's N (any multiple of 8 up to 256), so small boxes (one 16-wide row
-                pair of a 14x14 image) keep the tensor cores busy. The tile is transposed back
-                once, before the store.
+                Triton (sm90 TTGIR of 3.6, checked on the H100, and of 3.9) then reshapes a
+                multi-row X_TMA box as a shared-memory view (memdesc_reshape) instead of in
+                registers: no register operand, no A_SYNC wait, MMAs overlap across K steps as in
+                a GEMM. The pixel count per tile becomes the MMA's N (a multiple of 8 up to 256),
+                so tiles of 16 or 32 pixels are legal; on the H100 they lost (each re-reads the
+                weight tile from L2 for few pixels). The tile is transposed back once, before
+                the store.
   SPLIT_K       the K steps of a tile are dealt to SPLIT_K programs (grid axis 1), for layers
                 with too few output tiles to fill the GPU; their fp32 partial sums are atomically
                 added into a zeroed [N, P, Q, C_out] workspace, which one torch copy then casts
