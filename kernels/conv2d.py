@@ -76,7 +76,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
 
-from kernels.conv2d_staged import check_weight_descriptor, launch_staged
+from kernels.conv2d_staged import launch_staged
 from kernels.gemm_tiles import launch_options, tile_coords, tma_allocator, tma_compatible
 from kernels.spec import DTYPES, KernelSpec, element_size
 
@@ -252,6 +252,29 @@ def x_tma_problem(x: torch.Tensor, stride: int) -> str | None:
     return tma_compatible(x.permute(0, 2, 3, 1))
 
 
+def check_weight_descriptor(w: torch.Tensor, switch: str) -> None:
+    """The weight descriptor views w as [C_out, R*S*C_in] with the reduction axis contiguous."""
+    C_out, C, R, S = w.shape
+    w2d = w.permute(0, 2, 3, 1).reshape(C_out, R * S * C)
+    why = tma_compatible(w2d) if w2d.data_ptr() == w.data_ptr() and w2d.stride(1) == 1 else \
+        "weight must be channels_last (its [C_out, R*S*C_in] view contiguous)"
+    if why:
+        raise ValueError(f"{switch}=True cannot read the weight {tuple(w.shape)}: {why}")
+
+
+def _check_staged(x: torch.Tensor, w: torch.Tensor, cfg: dict, stride: int) -> None:
+    """What STAGE_X (kernels/conv2d_staged.py) needs: stride 1 (a tap is a constant row shift),
+    none of the switches of this template, 16-byte aligned pixels, a weight the descriptor reads."""
+    if stride != 1:
+        raise ValueError(f"STAGE_X=True needs stride 1 (a tap is a constant row shift), got stride {stride}")
+    if cfg["X_TMA"] or int(cfg["SPLIT_K"]) != 1 or cfg["SWAP_AB"]:
+        raise ValueError("STAGE_X=True runs its own kernel: it takes X_TMA=False, SWAP_AB=False and SPLIT_K=1")
+    pixel = x.shape[1] * x.element_size()
+    if pixel % 16:
+        raise ValueError(f"STAGE_X=True needs 16-byte aligned pixels: C_in x element = {pixel} B")
+    check_weight_descriptor(w, "STAGE_X")
+
+
 def _interpreting() -> bool:
     """TRITON_INTERPRET runs kernels on the CPU: no MMAs in flight, and no inline PTX."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -275,7 +298,8 @@ def launch(inputs, out: torch.Tensor, config) -> object:
     if split_k < 1:
         raise ValueError(f"SPLIT_K must be >= 1, got {split_k}")
     if cfg["STAGE_X"]:
-        return launch_staged(x, w, out, cfg, stride, padding, dilation)
+        _check_staged(x, w, cfg, stride)
+        return launch_staged(x, w, out, cfg, padding, dilation)
     if cfg["TMA"]:
         check_weight_descriptor(w, "TMA")
     block_p = block_q = block_i = 1  # unused without X_TMA: fixed, so they add no compiled variants

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.gemm_tiles import launch_options, tile_coords, tma_allocator, tma_compatible
+from kernels.gemm_tiles import launch_options, tile_coords, tma_allocator
 
 
 @triton.jit
@@ -79,18 +79,13 @@ def stage_input(x: torch.Tensor, borders: tuple[int, int]) -> torch.Tensor:
     return xp
 
 
-def launch_staged(x, w, out, cfg, stride, padding, dilation):
-    """STAGE_X (module docstring): the bordered copy, then conv2d_staged_kernel over its rows."""
+def launch_staged(x, w, out, cfg, padding, dilation):
+    """STAGE_X (module docstring): the bordered copy, then conv2d_staged_kernel over its rows. The
+    caller (kernels/conv2d.py launch) has checked that this path can run: stride 1, 16-byte aligned
+    pixels, a weight the descriptor can read."""
     NB, C, H, W = x.shape
     C_out, _, R, S = w.shape
     P, Q = out.shape[2], out.shape[3]
-    if stride != 1:
-        raise ValueError(f"STAGE_X=True needs stride 1 (a tap is a constant row shift), got stride {stride}")
-    if cfg["X_TMA"] or int(cfg["SPLIT_K"]) != 1 or cfg["SWAP_AB"]:
-        raise ValueError("STAGE_X=True runs its own kernel: it takes X_TMA=False, SWAP_AB=False and SPLIT_K=1")
-    if (C * x.element_size()) % 16:
-        raise ValueError(f"STAGE_X=True needs 16-byte aligned pixels: C_in x element = {C * x.element_size()} B")
-    check_weight_descriptor(w, "STAGE_X")
     xp = stage_input(x, staged_borders(H, W, P, Q, padding))
     _, Hp, Wp, _ = xp.shape
     rows = NB * Hp * Wp
@@ -100,13 +95,3 @@ def launch_staged(x, w, out, cfg, stride, padding, dilation):
         xp, w, out, rows, Hp, Wp, C, C_out, P, Q, S, R * S, *out.stride(),
         PAD=padding, DIL=dilation, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
         BLOCK_K=cfg["BLOCK_K"], GROUP_M=cfg["GROUP_M"], **launch_options(cfg))
-
-
-def check_weight_descriptor(w: torch.Tensor, switch: str) -> None:
-    """The weight descriptor views w as [C_out, R*S*C_in] with the reduction axis contiguous."""
-    C_out, C, R, S = w.shape
-    w2d = w.permute(0, 2, 3, 1).reshape(C_out, R * S * C)
-    why = tma_compatible(w2d) if w2d.data_ptr() == w.data_ptr() and w2d.stride(1) == 1 else \
-        "weight must be channels_last (its [C_out, R*S*C_in] view contiguous)"
-    if why:
-        raise ValueError(f"{switch}=True cannot read the weight {tuple(w.shape)}: {why}")
