@@ -84,6 +84,18 @@ class TmaWeightAlignment:
         return None
 
 
+def descriptor_input(p: Conv2dProblem, switch: str) -> str | None:
+    """Why x cannot be read as descriptor boxes (X_TMA's, or STAGE_X's over the bordered copy):
+    a box covers consecutive input pixels, so stride 1; the descriptor's pixel stride is 16-byte
+    aligned (H and N strides, and the weight rows R*S*C_in, are then multiples of it)."""
+    if p.stride != 1:
+        return f"{switch} needs stride 1, the problem has stride {p.stride}"
+    pixel = p.C_in * element_size(p.dtype)
+    if pixel % TMA_ALIGN_BYTES:
+        return f"{switch} needs {TMA_ALIGN_BYTES}-byte aligned pixels: C_in x element = {pixel} B"
+    return None
+
+
 class ActivationBoxes:
     """X_TMA only with stride 1 and 16-byte aligned pixels (C_in * element size); BLOCK_I divides N,
     BLOCK_Q x BLOCK_I divides BLOCK_M and the BLOCK_P x BLOCK_Q box fits the output (padded to
@@ -104,11 +116,9 @@ class ActivationBoxes:
             return f"BLOCK_I={bi} does not divide the batch N={p.N}"
         if cfg["BLOCK_M"] % (bq * bi):
             return f"BLOCK_Q={bq} x BLOCK_I={bi} does not divide BLOCK_M={cfg['BLOCK_M']}"
-        if p.stride != 1:  # a box covers consecutive input pixels; strided taps skip some
-            return f"X_TMA needs stride 1, the problem has stride {p.stride}"
-        pixel = p.C_in * element_size(p.dtype)
-        if pixel % TMA_ALIGN_BYTES:  # the descriptor's W stride; H and N strides are multiples
-            return f"X_TMA needs {TMA_ALIGN_BYTES}-byte aligned pixels: C_in x element = {pixel} B"
+        why = descriptor_input(p, "X_TMA")
+        if why:
+            return why
         # a box past the output in both directions only multiplies zeros: the other shape is tried
         if bq > next_pow2(p.Q, BLOCK_Q_MIN):
             return f"BLOCK_Q={bq} is wider than the output row (Q={p.Q})"
@@ -118,8 +128,9 @@ class ActivationBoxes:
 
 
 class StagedInput:
-    """STAGE_X only with stride 1 and 16-byte aligned pixels and weight rows; with it FLAT_K and TMA
-    are pinned True, X_TMA and SWAP_AB False and SPLIT_K 1 (its kernel has no other variant)"""
+    """STAGE_X only with stride 1 and 16-byte aligned pixels (which align the weight rows too); with
+    it FLAT_K and TMA are pinned True, X_TMA and SWAP_AB False and SPLIT_K 1 (its kernel has no other
+    variant)"""
 
     def __init__(self, problem: Conv2dProblem):
         self.problem = problem
@@ -127,11 +138,9 @@ class StagedInput:
     def __call__(self, cfg: dict):
         if not cfg.get("STAGE_X", False):
             return None
-        p, e = self.problem, element_size(self.problem.dtype)
-        if p.stride != 1:
-            return f"STAGE_X needs stride 1, the problem has stride {p.stride}"
-        if (p.C_in * e) % TMA_ALIGN_BYTES or (p.R * p.S * p.C_in * e) % TMA_ALIGN_BYTES:
-            return f"STAGE_X needs {TMA_ALIGN_BYTES}-byte aligned pixels and weight rows (C_in = {p.C_in})"
+        why = descriptor_input(self.problem, "STAGE_X")
+        if why:
+            return why
         pinned = {"FLAT_K": True, "TMA": True, "X_TMA": False, "SPLIT_K": 1, "SWAP_AB": False}
         off = [k for k, v in pinned.items() if k in cfg and cfg[k] != v]
         return f"STAGE_X runs one kernel: {', '.join(off)} pinned" if off else None

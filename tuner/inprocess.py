@@ -110,8 +110,11 @@ class Search:
         H100 host). Returns how many were enqueued."""
         rng = random.Random(self.seed)
         domains = [(d.name, d.values()) for d in self.space.domains]
-        probe = (self.space.canonicalize({k: rng.choice(v) for k, v in domains}) for _ in range(probes))
-        if sum(not self.space.violations(c) for c in probe) >= min_valid:
+
+        def draw() -> dict:  # a random point of the space, as decode would hand it out
+            return self.space.canonicalize({k: rng.choice(v) for k, v in domains})
+
+        if sum(not self.space.violations(draw()) for _ in range(probes)) >= min_valid:
             return 0
         if self.space.size() <= ENUMERATE_MAX:
             valid = self.space.valid_configs()
@@ -119,7 +122,7 @@ class Search:
         else:
             valid, seen = [], set()
             for _ in range(SAMPLE_MAX):
-                cfg = self.space.canonicalize({k: rng.choice(v) for k, v in domains})
+                cfg = draw()
                 key = config_key(cfg)
                 if key not in seen:
                     seen.add(key)
