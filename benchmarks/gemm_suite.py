@@ -191,11 +191,9 @@ def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s, clock=ben
         except Exception as exc:  # noqa: BLE001 - e.g. a peer that runs its own CUDA graphs
             print(f"{impl}: {clock_name(clock)} timing failed ({type(exc).__name__}); events instead", flush=True)
             clock, times = bench, bench(fn, FULL)
-        r = row(section, shape, impl, flops, times, tuning_s, verified=verdict.ok,
-                error=None if verdict.ok else verdict.reason, clock=clock_name(clock))
-        if clock is graph_bench:
-            r.update(events_ms=bench(fn)[1], host_us=host_us(fn))
-        return r
+        return row(section, shape, impl, flops, times, tuning_s, verified=verdict.ok,
+                   error=None if verdict.ok else verdict.reason, clock=clock_name(clock),
+                   **(eager_cost(fn) if clock is graph_bench else {}))
     except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
         traceback.print_exc()
         return row(section, shape, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500])
@@ -223,8 +221,7 @@ def tune_ours(section, label, tunable, problem, hw, args, until, warm, peer_of) 
             config=best["config"], configs=counts, clock=clock_name(clock), tried=s.results)
     if clock is graph_bench:
         out = s.spec.make_output(s.problem, s.inputs)
-        fn = lambda: s.spec.launch(s.inputs, out, best["config"])  # noqa: E731
-        r.update(events_ms=bench(fn)[1], host_us=host_us(fn))
+        r.update(eager_cost(lambda: s.spec.launch(s.inputs, out, best["config"])))
     return r, s, clock
 
 
@@ -239,6 +236,11 @@ def pick_clock(peer_fn):
 
 def clock_name(clock) -> str:
     return "cuda graph" if clock is graph_bench else "events, L2 flushed"
+
+
+def eager_cost(fn) -> dict:
+    """Beside a graph-timed row: what an eager Python caller sees (event-timed p50, host us per call)."""
+    return {"events_ms": bench(fn)[1], "host_us": host_us(fn)}
 
 
 # ---- the suite ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
-from tuner.inprocess import host_us  # noqa: E402
+from tuner.inprocess import FULL, bench, host_us  # noqa: E402
 from tuner.registry import load, resolve_ref  # noqa: E402
 from tuner.verify import check, poison  # noqa: E402
 
@@ -32,8 +32,8 @@ from tuner.verify import check, poison  # noqa: E402
 def timings(fn) -> dict:
     """do_bench (events, L2 flushed, p20/p50/p80), do_bench_cudagraph (GPU time without launch
     cost) and the host's launch cost per call."""
-    q = triton.testing.do_bench(fn, warmup=25, rep=100, quantiles=[0.2, 0.5, 0.8])
-    graph = triton.testing.do_bench_cudagraph(fn, rep=100)
+    q = bench(fn, FULL)
+    graph = triton.testing.do_bench_cudagraph(fn, rep=100)  # the mean, as the probes on record were
     return {"p20_ms": float(q[0]), "ms": float(q[1]), "p80_ms": float(q[2]), "graph_ms": float(graph),
             "host_us": host_us(fn, calls=200)}
 
