@@ -58,6 +58,12 @@ before a switch existed still launch as they did):
                 added into a zeroed [N, P, Q, C_out] workspace, which one torch copy then casts
                 into y with y's strides. With FLAT_K a split takes every SPLIT_K-th K step; with
                 the tap loop, every SPLIT_K-th tap (whole taps).
+  PERSISTENT    launch PROGRAMS_PER_SM programs per SM, each walking its tiles (every grid-th) in one
+                flat loop over tiles x K steps (FLAT_K, SPLIT_K=1): the software pipeline then runs on
+                across tile boundaries (the next tile's first loads overlap this tile's last MMAs and
+                its store), where a program per tile fills and drains its pipeline around only
+                R*S*C_in/BLOCK_K steps (9 for a 3x3 filter over 64 channels)
+  PROGRAMS_PER_SM  1..4, with PERSISTENT (pinned to 1 without it)
   num_warps / num_stages, and AMD's launch options when the config has them
 Set by the launcher: EVEN_C (C_in % BLOCK_K == 0: no channel mask on the pointer loads), A_SYNC
 (X_TMA with BLOCK_P x BLOCK_I > 1 and no SWAP_AB, on a GPU; the interpreter has no MMAs in flight and no
@@ -77,7 +83,7 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
 
 from kernels.conv2d_staged import launch_staged
-from kernels.gemm_tiles import launch_options, tile_coords, tma_allocator, tma_compatible
+from kernels.gemm_tiles import launch_options, program_slots, tile_coords, tma_allocator, tma_compatible
 from kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -151,24 +157,18 @@ def _tap(acc, x_ptr, x_desc, w_ptr, w_desc, n, h0, w0, m_ok, offs_co, r, s, c0, 
 
 
 @triton.jit
-def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
-                  stride_xn, stride_xc, stride_xh, stride_xw,
-                  stride_wo, stride_wc, stride_wr, stride_ws,
-                  stride_yn, stride_yc, stride_yp, stride_yq,
-                  STRIDE: tl.constexpr, PAD: tl.constexpr, DIL: tl.constexpr,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr, GROUP_M: tl.constexpr,
-                  FLAT_K: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr,
-                  SPLIT_K: tl.constexpr, EVEN_C: tl.constexpr, A_SYNC: tl.constexpr,
-                  SWAP_AB: tl.constexpr, BLOCK_I: tl.constexpr):
-    x_desc = None
+def _tile_origin(tile, NB, P, Q, C_out, STRIDE: tl.constexpr, PAD: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
+                 BLOCK_Q: tl.constexpr, GROUP_M: tl.constexpr, X_TMA: tl.constexpr,
+                 BLOCK_I: tl.constexpr):
+    """Tile number -> where its loads start (a_n, a_h, a_w: per row, or with X_TMA the box's
+    image group and top-left input pixel), each row's output pixel (n, p, q, m_ok) and pid_n."""
     if X_TMA:  # tile = (BLOCK_I images, BLOCK_P output rows, BLOCK_Q output columns); STRIDE is 1
         p_tiles = tl.cdiv(P, BLOCK_P)
         q_tiles = tl.cdiv(Q, BLOCK_Q)
         # tile_coords over whole tile rows (BLOCK_M=1): consecutive tiles are neighbours in the
         # image, so with GROUP_M they share their halo rows and the weights in L2
-        pid_m, pid_n = tile_coords(tl.program_id(0), (NB // BLOCK_I) * p_tiles * q_tiles, C_out, 1,
-                                   BLOCK_N, GROUP_M)
+        pid_m, pid_n = tile_coords(tile, (NB // BLOCK_I) * p_tiles * q_tiles, C_out, 1, BLOCK_N, GROUP_M)
         group = pid_m // (p_tiles * q_tiles)
         p0 = (pid_m // q_tiles) % p_tiles * BLOCK_P
         q0 = (pid_m % q_tiles) * BLOCK_Q
@@ -177,52 +177,22 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
         p = p0 + (rows // BLOCK_Q) % BLOCK_P
         q = q0 + rows % BLOCK_Q
         m_ok = (p < P) & (q < Q)
-        if BLOCK_I > 1:
-            x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NB // BLOCK_I, BLOCK_I, H, W, C],
-                                               strides=[BLOCK_I * stride_xn, stride_xn, stride_xh, stride_xw, 1],
-                                               block_shape=[1, BLOCK_I, BLOCK_P, BLOCK_Q, BLOCK_K])
-        else:
-            x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NB, H, W, C],
-                                               strides=[stride_xn, stride_xh, stride_xw, 1],
-                                               block_shape=[1, BLOCK_P, BLOCK_Q, BLOCK_K])
         a_n, a_h, a_w = group, p0 - PAD, q0 - PAD
     else:
         M = NB * P * Q
-        pid_m, pid_n = tile_coords(tl.program_id(0), M, C_out, BLOCK_M, BLOCK_N, GROUP_M)
+        pid_m, pid_n = tile_coords(tile, M, C_out, BLOCK_M, BLOCK_N, GROUP_M)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         m_ok = offs_m < M
         n = offs_m // (P * Q)  # output pixel -> (image, row, column)
         p = (offs_m % (P * Q)) // Q
         q = offs_m % Q
         a_n, a_h, a_w = n, p * STRIDE - PAD, q * STRIDE - PAD
-    # columns past C_out wrap around (modulo) so the weight loads stay unmasked; the store masks
-    offs_co = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % C_out
-    w_desc = None
-    if TMA:
-        w_desc = tl.make_tensor_descriptor(w_ptr, shape=[C_out, R * S * C], strides=[stride_wo, 1],
-                                           block_shape=[BLOCK_N, BLOCK_K])
-    if SWAP_AB:
-        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
-    else:
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    c_blocks = tl.cdiv(C, BLOCK_K)
-    k_first = 0  # this program's split of the K steps: every SPLIT_K-th, from its own
-    if SPLIT_K > 1:
-        k_first = tl.program_id(1)
-    if FLAT_K:
-        for kk in range(k_first, R * S * c_blocks, SPLIT_K):
-            tap = kk // c_blocks
-            acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co, tap // S,
-                       tap % S, (kk % c_blocks) * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
-                       stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-                       pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB, BLOCK_I)
-    else:
-        for tap in range(k_first, R * S, SPLIT_K):  # a split takes whole taps
-            for cb in range(0, c_blocks):
-                acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co,
-                           tap // S, tap % S, cb * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
-                           stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
-                           pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB, BLOCK_I)
+    return a_n, a_h, a_w, n, p, q, m_ok, pid_n
+
+
+@triton.jit
+def _store_tile(acc, y_ptr, n, p, q, m_ok, pid_n, C_out, stride_yn, stride_yc, stride_yp, stride_yq,
+                BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, SWAP_AB: tl.constexpr):
     if SWAP_AB:
         acc = tl.trans(acc)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -234,11 +204,95 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
         tl.atomic_add(y_ptrs, acc, mask=y_mask, sem="relaxed")
 
 
+@triton.jit
+def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
+                  stride_xn, stride_xc, stride_xh, stride_xw,
+                  stride_wo, stride_wc, stride_wr, stride_ws,
+                  stride_yn, stride_yc, stride_yp, stride_yq,
+                  STRIDE: tl.constexpr, PAD: tl.constexpr, DIL: tl.constexpr,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                  BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr, GROUP_M: tl.constexpr,
+                  FLAT_K: tl.constexpr, TMA: tl.constexpr, X_TMA: tl.constexpr,
+                  SPLIT_K: tl.constexpr, EVEN_C: tl.constexpr, A_SYNC: tl.constexpr,
+                  SWAP_AB: tl.constexpr, BLOCK_I: tl.constexpr, PERSISTENT: tl.constexpr):
+    tl.static_assert(not (PERSISTENT and (SPLIT_K > 1 or not FLAT_K)),
+                     "a persistent program walks whole tiles in one flat K loop")
+    x_desc = None
+    if X_TMA:
+        if BLOCK_I > 1:  # 5-D descriptor [N / BLOCK_I, BLOCK_I, H, W, C]: BLOCK_I images per box
+            x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NB // BLOCK_I, BLOCK_I, H, W, C],
+                                               strides=[BLOCK_I * stride_xn, stride_xn, stride_xh, stride_xw, 1],
+                                               block_shape=[1, BLOCK_I, BLOCK_P, BLOCK_Q, BLOCK_K])
+        else:
+            x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NB, H, W, C],
+                                               strides=[stride_xn, stride_xh, stride_xw, 1],
+                                               block_shape=[1, BLOCK_P, BLOCK_Q, BLOCK_K])
+    w_desc = None
+    if TMA:
+        w_desc = tl.make_tensor_descriptor(w_ptr, shape=[C_out, R * S * C], strides=[stride_wo, 1],
+                                           block_shape=[BLOCK_N, BLOCK_K])
+    if SWAP_AB:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    c_blocks = tl.cdiv(C, BLOCK_K)
+    if PERSISTENT:
+        # One flat loop over (this program's tiles) x (K steps): Triton's pipeliner then keeps
+        # loading the next tile's first steps while this tile's last MMAs and its store run,
+        # where a program per tile starts with an empty pipeline and ends with a drain.
+        if X_TMA:
+            m_tiles = (NB // BLOCK_I) * tl.cdiv(P, BLOCK_P) * tl.cdiv(Q, BLOCK_Q)
+        else:
+            m_tiles = tl.cdiv(NB * P * Q, BLOCK_M)
+        k_steps = R * S * c_blocks
+        my_tiles = tl.cdiv(m_tiles * tl.cdiv(C_out, BLOCK_N) - tl.program_id(0), tl.num_programs(0))
+        for i in range(0, my_tiles * k_steps):
+            kk = i % k_steps
+            a_n, a_h, a_w, n, p, q, m_ok, pid_n = _tile_origin(
+                tl.program_id(0) + (i // k_steps) * tl.num_programs(0), NB, P, Q, C_out, STRIDE, PAD,
+                BLOCK_M, BLOCK_N, BLOCK_P, BLOCK_Q, GROUP_M, X_TMA, BLOCK_I)
+            offs_co = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % C_out
+            tap = kk // c_blocks
+            acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co, tap // S,
+                       tap % S, (kk % c_blocks) * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
+                       stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
+                       pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB, BLOCK_I)
+            if kk == k_steps - 1:
+                _store_tile(acc, y_ptr, n, p, q, m_ok, pid_n, C_out, stride_yn, stride_yc, stride_yp,
+                            stride_yq, BLOCK_N, SPLIT_K, SWAP_AB)
+                acc = tl.zeros_like(acc)
+    else:
+        a_n, a_h, a_w, n, p, q, m_ok, pid_n = _tile_origin(
+            tl.program_id(0), NB, P, Q, C_out, STRIDE, PAD, BLOCK_M, BLOCK_N, BLOCK_P, BLOCK_Q,
+            GROUP_M, X_TMA, BLOCK_I)
+        # columns past C_out wrap around (modulo) so the weight loads stay unmasked; the store masks
+        offs_co = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % C_out
+        k_first = 0  # this program's split of the K steps: every SPLIT_K-th, from its own
+        if SPLIT_K > 1:
+            k_first = tl.program_id(1)
+        if FLAT_K:
+            for kk in range(k_first, R * S * c_blocks, SPLIT_K):
+                tap = kk // c_blocks
+                acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co, tap // S,
+                           tap % S, (kk % c_blocks) * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
+                           stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
+                           pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB, BLOCK_I)
+        else:
+            for tap in range(k_first, R * S, SPLIT_K):  # a split takes whole taps
+                for cb in range(0, c_blocks):
+                    acc = _tap(acc, x_ptr, x_desc, w_ptr, w_desc, a_n, a_h, a_w, m_ok, offs_co,
+                               tap // S, tap % S, cb * BLOCK_K, H, W, C, S, stride_xn, stride_xh,
+                               stride_xw, stride_xc, stride_wo, stride_wr, stride_ws, stride_wc,
+                               pid_n * BLOCK_N, DIL, BLOCK_M, BLOCK_K, EVEN_C, TMA, X_TMA, A_SYNC, SWAP_AB, BLOCK_I)
+        _store_tile(acc, y_ptr, n, p, q, m_ok, pid_n, C_out, stride_yn, stride_yc, stride_yp, stride_yq,
+                    BLOCK_N, SPLIT_K, SWAP_AB)
+
+
 DEFAULT_CONFIG = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "FLAT_K": True,
                   "TMA": False, "num_warps": 4, "num_stages": 3}
 # The switches added after the first template, and what a config that lacks them meant.
 SWITCH_DEFAULTS = {"FLAT_K": True, "TMA": False, "X_TMA": False, "SPLIT_K": 1, "STAGE_X": False,
-                   "SWAP_AB": False, "BLOCK_I": 1}
+                   "SWAP_AB": False, "BLOCK_I": 1, "PERSISTENT": False, "PROGRAMS_PER_SM": 1}
 
 
 def x_tma_problem(x: torch.Tensor, stride: int) -> str | None:
@@ -267,8 +321,9 @@ def _check_staged(x: torch.Tensor, w: torch.Tensor, cfg: dict, stride: int) -> N
     none of the switches of this template, 16-byte aligned pixels, a weight the descriptor reads."""
     if stride != 1:
         raise ValueError(f"STAGE_X=True needs stride 1 (a tap is a constant row shift), got stride {stride}")
-    if cfg["X_TMA"] or int(cfg["SPLIT_K"]) != 1 or cfg["SWAP_AB"]:
-        raise ValueError("STAGE_X=True runs its own kernel: it takes X_TMA=False, SWAP_AB=False and SPLIT_K=1")
+    if cfg["X_TMA"] or int(cfg["SPLIT_K"]) != 1 or cfg["SWAP_AB"] or cfg["PERSISTENT"]:
+        raise ValueError("STAGE_X=True runs its own kernel: it takes X_TMA=False, SWAP_AB=False, "
+                         "PERSISTENT=False and SPLIT_K=1")
     pixel = x.shape[1] * x.element_size()
     if pixel % 16:
         raise ValueError(f"STAGE_X=True needs 16-byte aligned pixels: C_in x element = {pixel} B")
@@ -297,6 +352,9 @@ def launch(inputs, out: torch.Tensor, config) -> object:
     split_k, x_tma = int(cfg["SPLIT_K"]), bool(cfg["X_TMA"])
     if split_k < 1:
         raise ValueError(f"SPLIT_K must be >= 1, got {split_k}")
+    persistent = bool(cfg["PERSISTENT"])
+    if persistent and (split_k != 1 or not cfg["FLAT_K"]):
+        raise ValueError("PERSISTENT=True walks whole tiles in one flat K loop: it takes SPLIT_K=1 and FLAT_K=True")
     if cfg["STAGE_X"]:
         _check_staged(x, w, cfg, stride)
         return launch_staged(x, w, out, cfg, padding, dilation)
@@ -323,7 +381,11 @@ def launch(inputs, out: torch.Tensor, config) -> object:
     target = out
     if split_k > 1:  # fp32 partial sums meet here; [N, C_out, P, Q] view in channels_last order
         target = torch.zeros((NB, P, Q, C_out), dtype=torch.float32, device=out.device).permute(0, 3, 1, 2)
-    grid = (m_tiles * triton.cdiv(C_out, cfg["BLOCK_N"]), split_k)
+    tiles = m_tiles * triton.cdiv(C_out, cfg["BLOCK_N"])
+    if persistent:  # PROGRAMS_PER_SM programs share an SM (as separate programs' tiles do without it)
+        grid = (min(tiles, program_slots(x.device) * int(cfg["PROGRAMS_PER_SM"])), 1)
+    else:
+        grid = (tiles, split_k)
     handle = conv2d_kernel[grid](
         x, w, target, NB, H, W, C, C_out, P, Q, R, S, *x.stride(), *w.stride(), *target.stride(),
         STRIDE=stride, PAD=padding, DIL=dilation,
@@ -331,7 +393,7 @@ def launch(inputs, out: torch.Tensor, config) -> object:
         BLOCK_P=block_p, BLOCK_Q=block_q, GROUP_M=cfg["GROUP_M"], FLAT_K=bool(cfg["FLAT_K"]),
         TMA=bool(cfg["TMA"]), X_TMA=x_tma, SPLIT_K=split_k, EVEN_C=C % cfg["BLOCK_K"] == 0,
         A_SYNC=x_tma and block_p * block_i > 1 and not _interpreting() and not cfg["SWAP_AB"],
-        SWAP_AB=bool(cfg["SWAP_AB"]), BLOCK_I=block_i,
+        SWAP_AB=bool(cfg["SWAP_AB"]), BLOCK_I=block_i, PERSISTENT=persistent,
         **launch_options(cfg),
     )
     if split_k > 1:  # the finish: one elementwise cast-and-copy into y, whatever its strides

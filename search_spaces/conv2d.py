@@ -17,6 +17,10 @@ C_in channels; a K step is BLOCK_K input channels of one tap. Parameters:
   SWAP_AB    (Hopper only) the MMA computes y^T: weights as its A, pixels as its B, so a multi-row
              X_TMA box stays in shared memory; pixel tiles may then be as small as 16 (the rows
              rule moves to BLOCK_N)
+  PERSISTENT, PROGRAMS_PER_SM (1..4)   (GPU targets) programs that each walk many tiles in one
+             flat loop, software-pipelined across tile boundaries (3x3 over 64 channels gives a
+             tile only 9 K steps, so a program per tile spends much of its life filling and
+             draining its pipeline)
   AMD        waves_per_eu, matrix_instr_nonkdim, kpack (NOT tested here: no AMD machine)
 Constraints: the matmul ones (search_spaces/gemm_rules.py) on the implicit GEMM, with the
 reduction seen per tap (BLOCK_K is compared with C_in, not R*S*C_in); TMA only when the
@@ -34,6 +38,8 @@ weight's [C_out, R*S*C_in] rows are 16-byte aligned; and
   the share of valid points on the H100 from 0.7% to 15% (56x56x64) and from 3.5% to 33% (14x14x256).
   * SPLIT_K > 1 only while the output has fewer than two waves of tiles, and never more splits
     than K steps (with the tap loop, than taps).
+  * PERSISTENT only with FLAT_K and SPLIT_K=1 (one flat loop over whole tiles); PROGRAMS_PER_SM
+    pinned to 1 without it, PERSISTENT pinned False with STAGE_X (its own kernel).
 Measured on the H100 (triton 3.6, bf16, N=32, GPU time per launch with L2 flushed): X_TMA won
 4-10% on the three ResNet layers (14x14x256 with BLOCK_K=128, 28x28x128 with num_warps=4,
 56x56x64 with BLOCK_M=256); SPLIT_K lost on all three (the 14x14 layer's 98 tiles of 128x128:
@@ -141,7 +147,8 @@ class StagedInput:
         why = descriptor_input(self.problem, "STAGE_X")
         if why:
             return why
-        pinned = {"FLAT_K": True, "TMA": True, "X_TMA": False, "SPLIT_K": 1, "SWAP_AB": False}
+        pinned = {"FLAT_K": True, "TMA": True, "X_TMA": False, "SPLIT_K": 1, "SWAP_AB": False,
+                  "PERSISTENT": False}
         off = [k for k, v in pinned.items() if k in cfg and cfg[k] != v]
         return f"STAGE_X runs one kernel: {', '.join(off)} pinned" if off else None
 
@@ -171,15 +178,31 @@ class SplitKWhereItHelps:
         return None
 
 
+class PersistentTiles:
+    """PERSISTENT only with FLAT_K and SPLIT_K=1: a program walks whole tiles in one flat loop"""
+
+    def __call__(self, cfg: dict):
+        if not cfg.get("PERSISTENT", False):
+            return None
+        if not cfg.get("FLAT_K", True):
+            return "PERSISTENT walks tiles in one flat K loop: it takes FLAT_K=True"
+        if cfg.get("SPLIT_K", 1) != 1:
+            return f"PERSISTENT runs whole tiles: it takes SPLIT_K=1, got {cfg['SPLIT_K']}"
+        return None
+
+
 def canonical_switches(cfg: dict) -> dict:
     """The one config of each family that times the same kernel: with STAGE_X its pinned switches
-    set, without X_TMA the smallest BLOCK_Q and one image per box (Space.canonical: a sampler's
-    point lands here instead of being rejected by StagedInput or ActivationBoxes)."""
+    set, without X_TMA the smallest BLOCK_Q and one image per box, without PERSISTENT one program
+    per SM (Space.canonical: a sampler's point lands here instead of being rejected by StagedInput
+    or ActivationBoxes)."""
     fixed = {}
     if cfg.get("STAGE_X"):
-        fixed.update(FLAT_K=True, TMA=True, X_TMA=False, SPLIT_K=1, SWAP_AB=False)
+        fixed.update(FLAT_K=True, TMA=True, X_TMA=False, SPLIT_K=1, SWAP_AB=False, PERSISTENT=False)
     if not fixed.get("X_TMA", cfg.get("X_TMA", False)):
         fixed.update(BLOCK_Q=BLOCK_Q_MIN, BLOCK_I=1)
+    if not fixed.get("PERSISTENT", cfg.get("PERSISTENT", False)):
+        fixed.update(PROGRAMS_PER_SM=1)
     return {**cfg, **{k: v for k, v in fixed.items() if k in cfg}}
 
 
@@ -196,11 +219,13 @@ def space(problem: Conv2dProblem, hw: Hardware) -> Space:
     else:
         domains = (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
                    Choice("GROUP_M", (1, 8)), Bool("FLAT_K"), Choice("SPLIT_K", SPLIT_K_GPU), *hopper,
+                   Bool("PERSISTENT"), IntRange("PROGRAMS_PER_SM", 1, 4),
                    Pow2("num_warps", 4, 8),
                    IntRange("num_stages", 1 if hw.vendor == "amd" else 2, 3 if hw.vendor == "amd" else 5),
                    *amd_launch_options(hw))
     constraints = rules(shape, hw, CONV_RULES) + (FlatKNeedsSteps(p), TmaWeightAlignment(p),
-                                                  ActivationBoxes(p), StagedInput(p), SplitKWhereItHelps(p, hw))
+                                                  ActivationBoxes(p), StagedInput(p), SplitKWhereItHelps(p, hw),
+                                                  PersistentTiles())
     return Space(domains=domains, constraints=constraints, notes=space_notes(hw), canonical=(canonical_switches,))
 
 

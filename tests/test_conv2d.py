@@ -166,6 +166,25 @@ def test_several_images_per_box(device, case, extra):
     assert result.ok, result.reason
 
 
+@pytest.mark.parametrize("extra", [dict(), dict(X_TMA=True, TMA=True, BLOCK_Q=8, PROGRAMS_PER_SM=2),
+                                   dict(X_TMA=True, BLOCK_Q=8, SWAP_AB=True, PROGRAMS_PER_SM=3),
+                                   dict(X_TMA=True, BLOCK_Q=8, BLOCK_I=2, SWAP_AB=True, TMA=True)],
+                         ids=["pointers", "x_tma_w_tma", "x_tma_swap", "images_swap"])
+@pytest.mark.parametrize("case", ["3x3_pad1_ragged", "3x3_pad2_dil2"])
+def test_persistent_programs_walk_many_tiles(device, case, extra):
+    # the interpreter's program_slots is 4: each of 4..12 programs takes several of the 6..10 tiles,
+    # and its flat loop crosses tile boundaries (the store and the accumulator reset in the loop)
+    fields = dict(XTMA_CASES[case], N=2) if extra.get("BLOCK_I") else XTMA_CASES[case]
+    result = run(device, fields, "float16", dict(CFG, PERSISTENT=True, **extra))
+    assert result.ok, result.reason
+
+
+def test_persistent_rejects_split_and_nested_loops(device):
+    for bad in (dict(SPLIT_K=2), dict(FLAT_K=False)):
+        with pytest.raises(ValueError, match="PERSISTENT=True walks whole tiles in one flat K loop"):
+            run(device, XTMA_CASES["3x3_pad1_ragged"], "float16", dict(CFG, PERSISTENT=True, **bad))
+
+
 def test_images_per_box_must_divide_the_batch(device):
     with pytest.raises(ValueError, match="BLOCK_I=2 images per box must divide the batch N=1"):
         run(device, XTMA_CASES["3x3_pad2_dil2"], "float16", dict(CFG, X_TMA=True, BLOCK_Q=8, BLOCK_I=2))
@@ -194,7 +213,7 @@ def test_staged_input_rejects_what_it_cannot_run(device):
         run(device, dict(N=1, H=9, W=8, C_in=8, C_out=8, stride=2), "float16", dict(CFG, STAGE_X=True))
     with pytest.raises(ValueError, match="STAGE_X.*16-byte"):
         run(device, dict(CASES["stride2_pad1_dil2_odd_channels"], stride=1), "float16", dict(CFG, STAGE_X=True))
-    with pytest.raises(ValueError, match="X_TMA=False, SWAP_AB=False and SPLIT_K=1"):
+    with pytest.raises(ValueError, match="X_TMA=False, SWAP_AB=False, PERSISTENT=False and SPLIT_K=1"):
         run(device, XTMA_CASES["3x3_pad1_ragged"], "float16", dict(CFG, STAGE_X=True, SPLIT_K=2))
 
 
@@ -275,8 +294,13 @@ def test_space_rules_for_x_tma_and_split_k():
         other = {d.name: d for d in space_cv.space(layer, profile(target)).domains}
         assert not {"X_TMA", "BLOCK_Q", "TMA", "STAGE_X"} & set(other) and "SPLIT_K" in other
     # a sampler's point whose values a switch makes irrelevant lands on its canonical twin
-    full = dict(base, STAGE_X=False, SWAP_AB=False, BLOCK_I=1)
+    full = dict(base, STAGE_X=False, SWAP_AB=False, BLOCK_I=1, PERSISTENT=False, PROGRAMS_PER_SM=1)
     assert sp.decode(sp.encode(dict(full, X_TMA=False, BLOCK_Q=32, BLOCK_I=4)))["BLOCK_Q"] == 8
+    assert sp.decode(sp.encode(dict(full, PROGRAMS_PER_SM=3)))["PROGRAMS_PER_SM"] == 1
+    assert sp.decode(sp.encode(dict(full, PERSISTENT=True, PROGRAMS_PER_SM=3)))["PROGRAMS_PER_SM"] == 3
+    assert why(sp, PERSISTENT=True, PROGRAMS_PER_SM=2) == ""
+    assert "FLAT_K=True" in why(sp, PERSISTENT=True, FLAT_K=False)
+    assert "SPLIT_K=1" in why(sp, PERSISTENT=True, SPLIT_K=3)
     staged = sp.decode(sp.encode(dict(full, STAGE_X=True, SWAP_AB=True, SPLIT_K=3, BLOCK_I=2)))
     assert sp.violations(staged) == [] and (staged["X_TMA"], staged["SWAP_AB"], staged["BLOCK_I"]) == (False, False, 1)
     interp = {d.name: d for d in space_cv.space(layer, profile("cpu-interpreter")).domains}
@@ -323,6 +347,10 @@ SM90_CASES = {  # name: config changes on a 28x28x128 bf16 layer
     "x_tma_rows_swapped": dict(X_TMA=True, TMA=True, BLOCK_Q=32, SWAP_AB=True, num_warps=8, num_stages=4),
     "x_tma_images_swapped": dict(X_TMA=True, TMA=True, BLOCK_Q=32, BLOCK_I=2, SWAP_AB=True),
     "x_tma_images_w8": dict(X_TMA=True, TMA=True, BLOCK_Q=32, BLOCK_I=2, num_warps=8),
+    "persistent_images_swapped": dict(X_TMA=True, TMA=True, BLOCK_Q=32, BLOCK_I=2, SWAP_AB=True,
+                                      PERSISTENT=True, PROGRAMS_PER_SM=2),
+    "persistent_rows_w8": dict(X_TMA=True, TMA=True, BLOCK_Q=32, num_warps=8, PERSISTENT=True),
+    "persistent_pointers": dict(PERSISTENT=True),
 }
 
 
@@ -388,7 +416,9 @@ def test_new_paths_compile_for_sm90_and_register_operands_are_waited_for(sm90, n
         assert r["pendings_in_loop"] == [0], r
     if name == "x_tma_one_row":  # BLOCK_P = 1: Triton drops the unit dimensions, A stays in shared memory
         assert not r["a_from_registers"]
-    if name in ("staged_input", "x_tma_rows_swapped", "x_tma_images_swapped"):  # smem operands, MMAs in flight
+    if name in ("staged_input", "x_tma_rows_swapped", "x_tma_images_swapped", "persistent_images_swapped"):
+        # smem operands, MMAs in flight (the persistent loop too: pipelined across tiles, one
+        # full wait before each tile's store)
         assert not r["a_from_registers"] and max(r["pendings_in_loop"]) > 0, r
 
 
