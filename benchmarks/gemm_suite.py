@@ -106,7 +106,12 @@ WARM_CONV = [  # the first session's winners, the H100 bests with TMA activation
     for sw, m, n, k, q, i, g, w, st in [(True, 128, 128, 128, 16, 4, 1, 4, 3), (True, 256, 128, 64, 32, 2, 8, 8, 3),
                                         (True, 128, 64, 64, 8, 2, 8, 4, 3), (True, 128, 128, 64, 16, 4, 8, 4, 4),
                                         (True, 256, 128, 64, 16, 8, 8, 8, 3), (False, 256, 64, 64, 8, 4, 8, 8, 3),
-                                        (True, 128, 128, 64, 32, 2, 8, 4, 3)]]
+                                        (True, 128, 128, 64, 32, 2, 8, 4, 3)]] + [
+    # persistent programs (PERSISTENT, PROGRAMS_PER_SM): the 56x56x64 layer's probe winners
+    # (docs/results/conv_probe_persistent.json: 25.62 and 25.75 us against 29.09 without)
+    dict(FLAT_K=True, TMA=True, X_TMA=True, SWAP_AB=True, BLOCK_M=m, BLOCK_N=64, BLOCK_K=64, BLOCK_Q=8, BLOCK_I=i,
+         GROUP_M=8, num_warps=4, num_stages=st, PERSISTENT=True, PROGRAMS_PER_SM=pps)
+    for m, i, st, pps in [(256, 4, 3, 1), (128, 2, 3, 3), (128, 2, 3, 2)]]
 
 
 # ---- Triton's tutorial matmul with its autotune list (03-matrix-multiplication.py) ---------------
