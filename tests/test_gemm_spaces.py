@@ -61,6 +61,10 @@ def test_warp_specialization_rules():
     few_tiles = matmul.space(MatmulProblem(M=128, N=128, K=8192, dtype="bfloat16"), H100)
     assert "two_pass" in reasons(few_tiles, TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4)
     assert reasons(few_tiles, TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4, SPLIT_K_REDUCE="two_pass") == ""
+    # seen leaving outputs unwritten on the H100: 5 stages of 128-row tiles; 64-row tiles pass
+    assert "left outputs unwritten" in reasons(sp, TMA=True, WARP_SPECIALIZE=True, BLOCK_M=128, BLOCK_N=128,
+                                               BLOCK_K=64, num_stages=5)
+    assert reasons(sp, TMA=True, WARP_SPECIALIZE=True, BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, num_stages=5) == ""
 
 
 def test_tma_needs_aligned_rows():
