@@ -39,6 +39,36 @@ def bench(fn, timing=FULL) -> tuple[float, float, float]:
     return float(q[0]), float(q[1]), float(q[2])
 
 
+FLUSH_BYTES = 256 * 1024 * 1024  # as do_bench's buffer: five times the H100's 50 MB L2
+_flush_buffers: dict = {}
+
+
+def clean_flush_bench(fn, timing=FULL) -> tuple[float, float, float]:
+    """(p20, p50, p80) ms with events around fn, L2 emptied before each repetition by *reading* a
+    256 MB buffer. do_bench empties it by writing zeros (cache.zero_()), which leaves the L2 full of
+    dirty lines: the next kernel's misses then evict them, and up to ~50 MB of write-back to HBM
+    lands inside its measured time, a fixed cost that weighs most on short memory-bound kernels.
+    A read pass leaves clean lines, dropped for free. Same warmup and repetition counts as bench."""
+    dev = torch.cuda.current_device()
+    buf = _flush_buffers.get(dev)
+    if buf is None:
+        buf = _flush_buffers[dev] = torch.ones(FLUSH_BYTES // 4, dtype=torch.float32, device="cuda")
+    sink = torch.empty((), dtype=torch.float32, device="cuda")
+    for _ in range(timing["warmup"]):
+        fn()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(timing["rep"])]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(timing["rep"])]
+    for s, e in zip(starts, ends):
+        torch.sum(buf, out=sink)  # reads every line of the buffer, writes 4 bytes
+        s.record()
+        fn()
+        e.record()
+    torch.cuda.synchronize()
+    times = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+    q = [times[min(len(times) - 1, int(f * len(times)))] for f in (0.2, 0.5, 0.8)]
+    return float(q[0]), float(q[1]), float(q[2])
+
+
 def graph_bench(fn, timing=FULL) -> tuple[float, float, float]:
     """(p20, p50, p80) ms of fn replayed inside a CUDA graph (triton.testing.do_bench_cudagraph):
     GPU time without the host's launch cost. For kernels of a few tens of microseconds, where a
