@@ -59,7 +59,7 @@ def clean_flush_bench(fn, timing=FULL) -> tuple[float, float, float]:
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(timing["rep"])]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(timing["rep"])]
     for s, e in zip(starts, ends):
-        torch.sum(buf, out=sink)  # reads every line of the buffer, writes 4 bytes
+        torch.sum(buf, dim=0, out=sink)  # reads every line of the buffer, writes 4 bytes
         s.record()
         fn()
         e.record()
