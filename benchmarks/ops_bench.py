@@ -19,11 +19,12 @@ For each op:
       and the specialised library where there is one (SDPA's flash backend for attention,
       F.embedding_bag and its aten backward for embedding bags, aten's jagged<->padded
       conversions for the jagged layout ops).
-Timing (--clock): "clean" (default) is events around each call after the L2 is emptied by reading
-a 256 MB buffer (tuner/inprocess.clean_flush_bench); "zeroing" is `triton.testing.do_bench`, which
-empties it by writing zeros, so the timed kernel also pays the write-back of up to 50 MB of dirty
-lines: 8.6 us of our 70 us embedding-bag forward on the H100, 6 us of F.embedding_bag's 140 us,
-under 1% of a 1 GiB copy (docs/results/l2_flush_probe.json). Ours, every peer and the copy that
+Timing (--clock): "clean" (default) empties the L2 by reading a 256 MB buffer and charges each call
+the write-back of what it leaves dirty (tuner/inprocess.clean_flush_bench); "zeroing" is
+`triton.testing.do_bench`, which empties it by writing zeros, so the timed kernel also pays the
+write-back of up to 50 MB of someone else's dirty lines: 8.6 us of our 70 us embedding-bag forward
+on the H100, 6 us of F.embedding_bag's 140 us, under 1% of a 1 GiB copy
+(docs/results/l2_flush_probe.json). Ours, every peer and the copy that
 sets the bandwidth reference are timed with the same clock in the same run; the zeroing clock's
 p50 of ours and of each peer is kept beside it in the JSON. p20/p50/p80 in ms.
 The bandwidth reference is measured at the start of the run: a 1 GiB device copy, bytes read +
