@@ -2,7 +2,9 @@
 
 For questions a search answers badly ("does switch X help on this layer at all?"): every config of
 the plan runs on the same inputs, is checked against the float64 reference (output poisoned first)
-and timed twice, with do_bench (events, L2 flushed) and do_bench_cudagraph (no launch cost), as is
+and timed three ways, with do_bench (events, L2 flushed by zeroing), inprocess.clean_flush_bench
+(events, L2 flushed by reading, the call's own write-back charged) and do_bench_cudagraph (no launch
+cost), as is
 the kernel's baseline (its library peer: cuBLAS, cuDNN, ...), and the host's cost per launch is
 measured. A failing config is recorded with its error, and the plan goes on.
 
@@ -24,17 +26,18 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
-from tuner.inprocess import FULL, bench, host_us  # noqa: E402
+from tuner.inprocess import FULL, bench, clean_flush_bench, host_us  # noqa: E402
 from tuner.registry import load, resolve_ref  # noqa: E402
 from tuner.verify import check, poison  # noqa: E402
 
 
 def timings(fn) -> dict:
-    """do_bench (events, L2 flushed, p20/p50/p80), do_bench_cudagraph (GPU time without launch
-    cost) and the host's launch cost per call."""
+    """do_bench (events, L2 flushed, p20/p50/p80), clean_flush_bench's p50, do_bench_cudagraph (GPU
+    time without launch cost) and the host's launch cost per call."""
     q = bench(fn, FULL)
+    clean = clean_flush_bench(fn, FULL)[1]
     graph = triton.testing.do_bench_cudagraph(fn, rep=100)  # the mean, as the probes on record were
-    return {"p20_ms": float(q[0]), "ms": float(q[1]), "p80_ms": float(q[2]), "graph_ms": float(graph),
+    return {"p20_ms": float(q[0]), "ms": float(q[1]), "p80_ms": float(q[2]), "clean_ms": clean, "graph_ms": float(graph),
             "host_us": host_us(fn, calls=200)}
 
 
@@ -46,7 +49,7 @@ def probe(item: dict) -> list[dict]:
     label = item.get("label", item["kernel"])
     peer = {"label": label, "impl": "peer (kernel baseline)", **timings(lambda: spec.baseline(inputs))}
     rows = [peer]
-    print(f"{label}: peer {peer['ms'] * 1e3:.1f} us (graph {peer['graph_ms'] * 1e3:.1f}, "
+    print(f"{label}: peer {peer['ms'] * 1e3:.1f} us (clean {peer['clean_ms'] * 1e3:.1f}, graph {peer['graph_ms'] * 1e3:.1f}, "
           f"host {peer['host_us']:.0f})", flush=True)
     for cfg in item["configs"]:
         row = {"label": label, "impl": "ours", "config": cfg}
@@ -63,10 +66,12 @@ def probe(item: dict) -> list[dict]:
                 row.update(timings(lambda: spec.launch(inputs, out, cfg)))
                 row["vs_peer"] = peer["ms"] / row["ms"]
                 row["graph_vs_peer"] = peer["graph_ms"] / row["graph_ms"]
+                row["clean_vs_peer"] = peer["clean_ms"] / row["clean_ms"]
         except Exception as exc:  # noqa: BLE001 - a failing config is a result, recorded
             row["error"] = f"{type(exc).__name__}: {exc}"[:300]
         rows.append(row)
-        what = (f"{row['ms'] * 1e3:7.1f} us  {row['vs_peer']:.2f}x  graph {row['graph_ms'] * 1e3:6.1f} us "
+        what = (f"{row['ms'] * 1e3:7.1f} us  {row['vs_peer']:.2f}x  clean {row['clean_ms'] * 1e3:7.1f} us "
+                f"{row['clean_vs_peer']:.2f}x  graph {row['graph_ms'] * 1e3:6.1f} us "
                 f"{row['graph_vs_peer']:.2f}x host {row['host_us']:4.0f} us" if "ms" in row else row["error"][:120])
         print(f"  {what}  {cfg}", flush=True)
     return rows
