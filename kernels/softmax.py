@@ -72,12 +72,17 @@ def softmax_kernel(x_ptr, y_ptr, n_rows, n_cols, stride_x, stride_y,
 
 
 def default_config(n_cols: int) -> dict:
-    """Rows up to 8192 wide fit in registers; longer ones take the online loop."""
+    """Rows up to 32768 wide are held in registers (one read of x), 64 fp32 values per thread at
+    most: 16 warps for a row wider than 8192. On the H100 a 32768-wide bf16 row ran in 190 us that
+    way against 207 us for the best online loop (4096 rows; docs/results/softmax_probe.json). Longer
+    rows take the online loop."""
     width = triton.next_power_of_2(max(n_cols, 16))
     if width <= 8192:
         return {"ONLINE": False, "BLOCK": width, "ROWS": max(1, min(16, 1024 // width)),
                 "num_warps": 4 if width <= 2048 else 8, "num_stages": 1}
-    return {"ONLINE": True, "BLOCK": 4096, "ROWS": 1, "num_warps": 8, "num_stages": 2}
+    if width <= 32768:
+        return {"ONLINE": False, "BLOCK": width, "ROWS": 1, "num_warps": 16, "num_stages": 1}
+    return {"ONLINE": True, "BLOCK": 16384, "ROWS": 1, "num_warps": 16, "num_stages": 3}
 
 
 def launch(inputs, out: torch.Tensor, config) -> object:

@@ -46,10 +46,12 @@ def test_public_entry_point_any_rank(device):
     assert sm.softmax(torch.empty(0, 5, device=device)).shape == (0, 5)
 
 
-def test_long_rows_default_to_online(device):
-    x = torch.randn(2, 9000, device=device)
-    assert sm.default_config(9000)["ONLINE"]
-    assert check(sm.softmax(x), torch.softmax(x.double(), -1)).ok
+def test_rows_past_32768_default_to_online(device):
+    assert sm.default_config(9000) == {"ONLINE": False, "BLOCK": 16384, "ROWS": 1, "num_warps": 16, "num_stages": 1}
+    assert sm.default_config(40000)["ONLINE"]
+    for cols in (9000, 40000):
+        x = torch.randn(2, cols, device=device)
+        assert check(sm.softmax(x), torch.softmax(x.double(), -1)).ok
 
 
 def test_in_registers_too_narrow_is_rejected(device):
