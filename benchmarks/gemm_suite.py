@@ -3,8 +3,7 @@
 Shapes (bf16; SHAPES below is the source of truth): large square 8192^3; MLP layers (M up to
 65536, N and K 256-4096); weight-bound small M (M <= 512, N = K >= 4096); odd sizes. For each,
 side by side in one run, every output verified against the float64 reference (tuner.verify,
-output poisoned with NaN first) and timed with `triton.testing.do_bench` (L2 flushed before each
-repetition) at p20/p50/p80:
+output poisoned with NaN first) and timed at p20/p50/p80 by the clock below:
   ours            the matmul search space (search_spaces/matmul.py) searched in-process with a
                   seeded Optuna TPE for up to --configs configs or the shape's time share,
                   whichever ends first; known-good Hopper configs are enqueued first; each batch
@@ -23,7 +22,13 @@ Clock: a shape whose library peer (cuBLAS, cuDNN, eager) takes under SHORT_KERNE
 timed by CUDA-graph replay (tuner.inprocess.graph_bench), ours, its search and every peer alike:
 at that size event timing measures the host's Python launch cost (40-200 us per Triton launch on
 the H100 host, ~15 us for torch.matmul). Each such row also records its event-timed p50 and the
-host's launch cost (host_us), so what an eager Python caller would see stays on record.
+host's launch cost (host_us), so what an eager Python caller would see stays on record. Other
+shapes are timed by events with the L2 emptied by a read pass and each call charged its own
+write-back (tuner.inprocess.clean_flush_bench), ours and every peer alike: do_bench's zeroing
+flush hands the timed kernel ~50 MB of someone else's dirty lines, and its ~85 us memset is all the
+head start the host gets, so a launch slower than that (a staged copy plus a descriptor kernel,
+with the search's compile threads holding the GIL) leaked into the time: the 30000x768x383
+winner of one run measured 0.083 ms, and 0.185 ms in the next run's screening.
 
 Columns: latency p20/p50/p80 (ms), TFLOP/s at p50, tuning wall time (s), ratio to the peer;
 last line: the geomean over the GEMM shapes of ours / cuBLAS (throughput). A --budget-s deadline
@@ -56,7 +61,7 @@ import triton.language as tl  # noqa: E402
 from kernels import conv2d as cv, gemm_epilogue as ge, matmul as mm  # noqa: E402
 from search_spaces import conv2d as s_cv, gemm_epilogue as s_ge, matmul as s_mm  # noqa: E402
 from tuner import hardware  # noqa: E402
-from tuner.inprocess import FULL, Search, bench, graph_bench, host_us  # noqa: E402
+from tuner.inprocess import FULL, Search, bench, clean_flush_bench, graph_bench, host_us  # noqa: E402
 from tuner.verify import check  # noqa: E402
 
 SHAPES = [  # (label, M, N, K)
@@ -180,7 +185,7 @@ def row(section, shape, impl, flops, times=None, tuning_s=0.0, **extra) -> dict:
     return r
 
 
-def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s, clock=bench) -> dict:
+def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s, clock=clean_flush_bench) -> dict:
     """Call a peer once (its tuning, if any), verify it, time it with the shape's clock; skip it if
     it no longer fits."""
     if deadline - time.perf_counter() < need_s:
@@ -198,7 +203,7 @@ def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s, clock=ben
             clock, times = bench, bench(fn, FULL)
         return row(section, shape, impl, flops, times, tuning_s, verified=verdict.ok,
                    error=None if verdict.ok else verdict.reason, clock=clock_name(clock),
-                   **(eager_cost(fn) if clock is graph_bench else {}))
+                   **other_clocks(fn, clock))
     except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
         traceback.print_exc()
         return row(section, shape, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500])
@@ -224,9 +229,8 @@ def tune_ours(section, label, tunable, problem, hw, args, until, warm, peer_of) 
                    error="no config verified correct", tried=s.results), s, clock
     r = row(section, label, "ours", flops, best["full"], tuning_s, verified=True,
             config=best["config"], configs=counts, clock=clock_name(clock), tried=s.results)
-    if clock is graph_bench:
-        out = s.spec.make_output(s.problem, s.inputs)
-        r.update(eager_cost(lambda: s.spec.launch(s.inputs, out, best["config"])))
+    out = s.spec.make_output(s.problem, s.inputs)
+    r.update(other_clocks(lambda: s.spec.launch(s.inputs, out, best["config"]), clock))
     return r, s, clock
 
 
@@ -236,11 +240,20 @@ SHORT_KERNEL_MS = 0.05
 def pick_clock(peer_fn):
     """CUDA-graph replay when the library peer runs under SHORT_KERNEL_MS, else events (module doc)."""
     peer_fn()
-    return graph_bench if bench(peer_fn)[1] < SHORT_KERNEL_MS else bench
+    return graph_bench if bench(peer_fn)[1] < SHORT_KERNEL_MS else clean_flush_bench
 
 
 def clock_name(clock) -> str:
-    return "cuda graph" if clock is graph_bench else "events, L2 flushed"
+    return {graph_bench: "cuda graph", clean_flush_bench: "events, L2 emptied by reading, own write-back charged",
+            bench: "do_bench (events, L2 emptied by zeroing)"}[clock]
+
+
+def other_clocks(fn, clock) -> dict:
+    """Beside the row's clock: a graph-timed row gets eager_cost; a clean-flush row do_bench's p50
+    (the clock of the runs before clean_flush_bench, for comparison)."""
+    if clock is graph_bench:
+        return eager_cost(fn)
+    return {"do_bench_ms": bench(fn)[1]} if clock is clean_flush_bench else {}
 
 
 def eager_cost(fn) -> dict:
@@ -294,8 +307,9 @@ def add_ratios(rows):
 
 def markdown(rows, geomean, meta) -> str:
     lines = [f"GPU: {meta['gpu']} | torch {meta['torch']} | triton {meta['triton']} | bf16 | "
-             f"do_bench p20/p50/p80, L2 flushed (shapes whose peer runs under {SHORT_KERNEL_MS * 1e3:.0f} us: "
-             f"CUDA-graph replay, ours and peers) | wall {meta['wall_s']:.0f} s", "",
+             f"p20/p50/p80 by events, L2 emptied by reading, own write-back charged (shapes whose peer runs "
+             f"under {SHORT_KERNEL_MS * 1e3:.0f} us: CUDA-graph replay), ours and peers alike | wall {meta['wall_s']:.0f} s",
+             "",
              "| section | shape | impl | p20 ms | p50 ms | p80 ms | TFLOP/s | tuning s | vs peer | note |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -304,6 +318,8 @@ def markdown(rows, geomean, meta) -> str:
         note = r.get("error") or (json.dumps(r["config"], sort_keys=True) if r.get("config") else "")
         if "events_ms" in r:  # a short kernel, timed in CUDA graphs: what an eager Python caller sees
             note = f"timed in CUDA graphs; event-timed p50 {r['events_ms']:.4f} ms, host {r['host_us']:.0f} us/call; " + note
+        elif "do_bench_ms" in r:
+            note = f"do_bench p50 {r['do_bench_ms']:.4f} ms; " + note
         lines.append(f"| {r['section']} | {r['shape']} | {r['impl']} | {t('latency_p20_ms')} | {t('latency_ms')} | "
                      f"{t('latency_p80_ms')} | {t('tflops', '{:.1f}')} | {r['tuning_s']:.1f} | {vs} | {note} |")
     lines += ["", f"geomean ours / cuBLAS (throughput) over {geomean[1]} GEMM shapes: "
