@@ -56,7 +56,10 @@ def clean_flush_bench(fn, timing=FULL) -> tuple[float, float, float]:
     repetition times fn followed by a second read pass, whose misses evict fn's dirty lines, and
     subtracts the median time of that read pass alone after a clean L2 (timed in the same loop):
     what is left is fn's time plus the write-back of everything it wrote, as in a model where the
-    next kernel pays for it. Same warmup and repetition counts as bench."""
+    next kernel pays for it. Each repetition also hands the GPU four 85 us read passes, so the host
+    stays ahead and Python launch cost does not leak into the events. timing's warmup and rep are
+    read as counts of calls (do_bench reads the same numbers as milliseconds): FULL is 25 warm-up
+    calls and 100 timed ones. The product's sweeps (tuner/bench.py) still time with do_bench."""
     dev = torch.cuda.current_device()
     buf = _flush_buffers.get(dev)
     if buf is None:
