@@ -20,7 +20,8 @@ C_in channels; a K step is BLOCK_K input channels of one tap. Parameters:
   PERSISTENT, PROGRAMS_PER_SM (1..4)   (GPU targets) programs that each walk many tiles in one
              flat loop, software-pipelined across tile boundaries (3x3 over 64 channels gives a
              tile only 9 K steps, so a program per tile spends much of its life filling and
-             draining its pipeline)
+             draining its pipeline; H100: 56x56x64 29.1 -> 25.6 us, slower on the 28x28x128 and
+             14x14x256 layers, whose tiles have 18-36 K steps)
   AMD        waves_per_eu, matrix_instr_nonkdim, kpack (NOT tested here: no AMD machine)
 Constraints: the matmul ones (search_spaces/gemm_rules.py) on the implicit GEMM, with the
 reduction seen per tap (BLOCK_K is compared with C_in, not R*S*C_in); TMA only when the
