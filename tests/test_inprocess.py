@@ -110,3 +110,20 @@ def test_graph_clock_searches_a_short_kernel(device):
     best = s.best()
     assert best is not None and best["full"][0] <= best["full"][1] <= best["full"][2]
     assert s.results[0]["status"] == "ok" and s.results[0]["config"]["STAGE_A"]
+
+
+@pytest.mark.gpu
+def test_clean_clock_searches_and_charges_write_back(device):
+    # the clean clock (read-only L2 flushes, the call's own write-back charged) as a search's timer,
+    # and on a plain 64 MB copy: ordered, positive quantiles (no timing threshold: tests check behaviour)
+    problem = mm.MatmulProblem(M=2048, N=2048, K=2048, dtype="float16")  # ~30 us: well above the noise
+    s = inprocess.Search(s_mm.TUNABLE, problem, profile("h100"), seed=0, threads=4, device=device,
+                         timer=inprocess.clean_flush_bench)
+    s.enqueue(s_mm.WARM_CONFIGS[:2])
+    s.run(3, float("inf"))
+    best = s.best()
+    assert best is not None and 0 < best["full"][0] <= best["full"][1] <= best["full"][2]
+    src = torch.ones(16 * 1024 * 1024, device=device)
+    dst = torch.empty_like(src)
+    q = inprocess.clean_flush_bench(lambda: dst.copy_(src), inprocess.QUICK)
+    assert 0 < q[0] <= q[1] <= q[2] and torch.equal(dst, src)

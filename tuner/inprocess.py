@@ -59,7 +59,9 @@ def clean_flush_bench(fn, timing=FULL) -> tuple[float, float, float]:
     next kernel pays for it. Each repetition also hands the GPU four 85 us read passes, so the host
     stays ahead and Python launch cost does not leak into the events. timing's warmup and rep are
     read as counts of calls (do_bench reads the same numbers as milliseconds): FULL is 25 warm-up
-    calls and 100 timed ones. The product's sweeps (tuner/bench.py) still time with do_bench."""
+    calls and 100 timed ones. The product's sweeps (tuner/bench.py) still time with do_bench.
+    The subtraction carries the read pass's jitter (about a microsecond on the H100): for kernels
+    of a few microseconds, use graph_bench."""
     dev = torch.cuda.current_device()
     buf = _flush_buffers.get(dev)
     if buf is None:
