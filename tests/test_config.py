@@ -25,6 +25,8 @@ def write(tmp_path, text, name="exp.yaml"):
 def test_good_file_loads(tmp_path):
     exp = config.load(write(tmp_path, GOOD))
     assert exp.name == "t" and exp.kernel_refs == ("search_spaces.matmul:TUNABLE",)
+    assert exp.timing.flush == "zeroing"  # do_bench's flush unless the file asks for the clean one
+    assert config.load(write(tmp_path, GOOD + "timing: {flush: clean}\n")).timing.flush == "clean"
     studies = list(exp.studies())
     assert len(studies) == 1 and studies[0].key == "matmul/M100_N72_K130_float16/cpu-interpreter"
     assert studies[0].budget() == 4
@@ -44,6 +46,7 @@ def test_good_file_loads(tmp_path):
     ("kernel: matmul", "kernel: nowhere/file.py:OBJ", "kernels[0].kernel", "not found"),
     ("kernel: matmul", "kernel: json:dumps", "kernels[0].kernel", "not a tuner.registry.Tunable"),
     ("kernel: matmul", "kernel: no_such_module_x:OBJ", "kernels[0].kernel", "cannot import"),
+    ("seed: 0}", "seed: 0}\ntiming: {flush: scrub}", "timing.flush", "'zeroing' or 'clean'"),
 ])
 def test_bad_field_names_file_and_field(tmp_path, old, new, field, words):
     path = write(tmp_path, GOOD.replace(old, new))

@@ -41,3 +41,10 @@ def test_out_of_resources_is_classified(worker):
                               config=dict(GOOD, BLOCK_M=256, BLOCK_N=256, BLOCK_K=128, num_stages=5)),
                          timeout_s=300)
     assert rec["status"] == "out_of_resources", rec
+
+
+def test_clean_flush_clock_times_a_candidate(worker):
+    # an experiment's timing.flush: clean reaches the worker through its bench settings
+    rec = worker.request(dict(BASE, config=GOOD, bench=dict(BASE["bench"], flush="clean")), timeout_s=300)
+    assert rec["status"] == "ok", rec
+    assert 0 < rec["latency_p20_ms"] <= rec["latency_ms"] <= rec["latency_p80_ms"]

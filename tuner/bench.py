@@ -2,6 +2,8 @@
 
 GPU: `triton.testing.do_bench` times with CUDA events, excludes its warm-up, and flushes L2 before
 every repetition (it zeroes a 256 MB buffer); we ask it for the 20th, 50th and 80th percentiles.
+With an experiment's `timing.flush: clean`, time_gpu_clean instead: the L2 is emptied by reading,
+and each call is charged the write-back of its own dirty lines (its docstring says why).
 Several candidates may share a GPU (fractional Ray GPUs) so that compilation overlaps; their timed
 sections must not overlap, so each holds an exclusive file lock named after the GPU's UUID. The
 lock is a file lock because the contenders are separate processes, possibly of separate actors.
@@ -34,12 +36,87 @@ def device_lock(device_key: str):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def time_gpu(fn, warmup_ms: float = 25, rep_ms: float = 100) -> tuple[float, float, float]:
-    """(p20, p50, p80) in ms of fn on the current GPU, L2 flushed before each repetition."""
+def time_gpu(fn, warmup_ms: float = 25, rep_ms: float = 100, flush: str = "zeroing") -> tuple[float, float, float]:
+    """(p20, p50, p80) in ms of fn on the current GPU, L2 flushed before each repetition: by
+    do_bench (flush="zeroing") or by time_gpu_clean (flush="clean")."""
     import triton.testing
+
+    if flush == "clean":
+        return time_gpu_clean(fn, *clean_counts(fn, warmup_ms, rep_ms))
 
     q = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.2, 0.5, 0.8])
     return float(q[0]), float(q[1]), float(q[2])
+
+
+FLUSH_BYTES = 256 * 1024 * 1024  # as do_bench's buffer: five times the H100's 50 MB L2
+MAX_CLEAN_REPS = 1000
+_flush_buffers: dict = {}
+
+
+def time_gpu_clean(fn, warmup: int, reps: int) -> tuple[float, float, float]:
+    """(p20, p50, p80) ms of fn with the L2 emptied by *reading* a 256 MB buffer before each of
+    `reps` timed calls (after `warmup` untimed ones), and fn charged the write-back of what it
+    leaves dirty.
+
+    do_bench empties the L2 by writing zeros (cache.zero_()): the L2 is then full of dirty lines,
+    and the timed kernel's misses evict them, so up to ~50 MB of write-back to HBM lands inside its
+    measured time (8.6 us of a 70 us embedding-bag forward on the H100,
+    docs/results/l2_flush_probe.json). A read pass leaves clean lines, dropped for free. But a
+    kernel's own last writes (up to an L2's worth) would then still sit in the L2 when its end
+    event fires, and be written back for free too, which flatters write-heavy kernels. So each
+    repetition times fn followed by a second read pass, whose misses evict fn's dirty lines, and
+    subtracts the median time of that read pass alone after a clean L2 (timed in the same loop):
+    what is left is fn's time plus the write-back of everything it wrote, as in a model where the
+    next kernel pays for it. Each repetition also hands the GPU four 85 us read passes, so the host
+    stays ahead and Python launch cost does not leak into the events. The subtraction carries the
+    read pass's jitter (about a microsecond on the H100): for kernels of a few microseconds, time
+    in CUDA graphs instead (tuner/inprocess.graph_bench)."""
+    import torch
+
+    dev = torch.cuda.current_device()
+    buf = _flush_buffers.get(dev)
+    if buf is None:
+        buf = _flush_buffers[dev] = torch.ones(FLUSH_BYTES // 4, dtype=torch.float32, device="cuda")
+    sink = torch.empty((), dtype=torch.float32, device="cuda")
+
+    def flush():
+        torch.sum(buf, dim=0, out=sink)  # reads every line of the buffer, writes 4 bytes
+
+    for _ in range(warmup):
+        fn()
+    events = [[torch.cuda.Event(enable_timing=True) for _ in range(4)] for _ in range(reps)]
+    for s, e, fs, fe in events:
+        flush()
+        s.record()
+        fn()
+        flush()
+        e.record()
+        flush()
+        fs.record()
+        flush()
+        fe.record()
+    torch.cuda.synchronize()
+    alone = sorted(fs.elapsed_time(fe) for _, _, fs, fe in events)[reps // 2]
+    times = sorted(s.elapsed_time(e) - alone for s, e, _, _ in events)
+    q = [times[min(reps - 1, int(f * reps))] for f in (0.2, 0.5, 0.8)]
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def clean_counts(fn, warmup_ms: float, rep_ms: float) -> tuple[int, int]:
+    """do_bench's millisecond budgets as call counts for time_gpu_clean: fn's time is estimated
+    from 5 calls, as do_bench does; at least 10 and at most MAX_CLEAN_REPS timed calls (each also
+    costs four read passes of the flush buffer)."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    fn()
+    start.record()
+    for _ in range(5):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    est = max(start.elapsed_time(end) / 5, 1e-3)
+    return max(1, int(warmup_ms / est)), max(10, min(MAX_CLEAN_REPS, int(rep_ms / est)))
 
 
 def time_wall(fn, reps: int = 3) -> tuple[float, float, float]:

@@ -7,7 +7,7 @@ each problem validated by the kernel's own problem model, each target's hardware
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
@@ -65,6 +65,10 @@ class Timing(BaseModel):
     model_config = _STRICT
     warmup_ms: float = Field(default=25, gt=0)  # GPU: do_bench warm-up, excluded from the figures
     rep_ms: float = Field(default=100, gt=0)  # GPU: do_bench repetitions, L2 flushed before each
+    # GPU: how the L2 is emptied before each timed call. "zeroing": do_bench's (it writes zeros, and
+    # the timed kernel pays the write-back of ~50 MB of dirty lines); "clean": a read pass, each call
+    # charged its own write-back (tuner/bench.py: time_gpu_clean), for short memory-bound kernels
+    flush: Literal["zeroing", "clean"] = "zeroing"
     wall_reps: PositiveInt = 3  # interpreter: timed runs after one warm-up
     retime_rounds: PositiveInt = 5  # end of study: interleaved rounds of the top-k and the peer
 

@@ -80,7 +80,7 @@ class Evaluator:
         from tuner.bench import time_gpu, time_wall
 
         if self.device.type == "cuda":
-            return time_gpu(fn, bench.get("warmup_ms", 25), bench.get("rep_ms", 100))
+            return time_gpu(fn, bench.get("warmup_ms", 25), bench.get("rep_ms", 100), bench.get("flush", "zeroing"))
         return time_wall(fn, bench.get("wall_reps", 3))
 
     def _load(self, req):

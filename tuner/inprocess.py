@@ -39,57 +39,14 @@ def bench(fn, timing=FULL) -> tuple[float, float, float]:
     return float(q[0]), float(q[1]), float(q[2])
 
 
-FLUSH_BYTES = 256 * 1024 * 1024  # as do_bench's buffer: five times the H100's 50 MB L2
-_flush_buffers: dict = {}
-
-
 def clean_flush_bench(fn, timing=FULL) -> tuple[float, float, float]:
-    """(p20, p50, p80) ms of fn with the L2 emptied by *reading* a 256 MB buffer, and fn charged for
-    the write-back of what it leaves dirty.
+    """(p20, p50, p80) ms by tuner.bench.time_gpu_clean: the L2 emptied by a read pass, each call
+    charged its own write-back (that docstring says why). timing's warmup and rep are read as
+    counts of calls (do_bench reads the same numbers as milliseconds): FULL is 25 warm-up calls and
+    100 timed ones."""
+    from tuner.bench import time_gpu_clean
 
-    do_bench empties the L2 by writing zeros (cache.zero_()): the L2 is then full of dirty lines,
-    and the timed kernel's misses evict them, so up to ~50 MB of write-back to HBM lands inside its
-    measured time (8.6 us of a 70 us embedding-bag forward on the H100,
-    docs/results/l2_flush_probe.json). A read pass leaves clean lines, dropped for free. But a
-    kernel's own last writes (up to an L2's worth) would then still sit in the L2 when its end
-    event fires, and be written back for free too, which flatters write-heavy kernels. So each
-    repetition times fn followed by a second read pass, whose misses evict fn's dirty lines, and
-    subtracts the median time of that read pass alone after a clean L2 (timed in the same loop):
-    what is left is fn's time plus the write-back of everything it wrote, as in a model where the
-    next kernel pays for it. Each repetition also hands the GPU four 85 us read passes, so the host
-    stays ahead and Python launch cost does not leak into the events. timing's warmup and rep are
-    read as counts of calls (do_bench reads the same numbers as milliseconds): FULL is 25 warm-up
-    calls and 100 timed ones. The product's sweeps (tuner/bench.py) still time with do_bench.
-    The subtraction carries the read pass's jitter (about a microsecond on the H100): for kernels
-    of a few microseconds, use graph_bench."""
-    dev = torch.cuda.current_device()
-    buf = _flush_buffers.get(dev)
-    if buf is None:
-        buf = _flush_buffers[dev] = torch.ones(FLUSH_BYTES // 4, dtype=torch.float32, device="cuda")
-    sink = torch.empty((), dtype=torch.float32, device="cuda")
-
-    def flush():
-        torch.sum(buf, dim=0, out=sink)  # reads every line of the buffer, writes 4 bytes
-
-    for _ in range(timing["warmup"]):
-        fn()
-    n = timing["rep"]
-    events = [[torch.cuda.Event(enable_timing=True) for _ in range(4)] for _ in range(n)]
-    for s, e, fs, fe in events:
-        flush()
-        s.record()
-        fn()
-        flush()
-        e.record()
-        flush()
-        fs.record()
-        flush()
-        fe.record()
-    torch.cuda.synchronize()
-    alone = sorted(fs.elapsed_time(fe) for _, _, fs, fe in events)[n // 2]
-    times = sorted(s.elapsed_time(e) - alone for s, e, _, _ in events)
-    q = [times[min(n - 1, int(f * n))] for f in (0.2, 0.5, 0.8)]
-    return float(q[0]), float(q[1]), float(q[2])
+    return time_gpu_clean(fn, timing["warmup"], timing["rep"])
 
 
 def graph_bench(fn, timing=FULL) -> tuple[float, float, float]:
