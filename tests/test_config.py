@@ -1,5 +1,6 @@
 """Experiment files: good ones load, bad ones give one clear message naming file and field, exit 2."""
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,9 @@ def test_profile_for_gpu_names_the_chip_or_none():
     assert hardware.profile_for_gpu("NVIDIA H100 80GB HBM3").name == "h100"
     assert hardware.profile_for_gpu("NVIDIA A100-SXM4-80GB").name == "a100"
     assert hardware.profile_for_gpu("none (CPU)") is None
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in (Path(__file__).parent.parent / "experiments").glob("*.yaml")))
+def test_shipped_experiment_files_load(path):
+    exp = config.load(path)
+    assert list(exp.studies()) and exp.name == Path(path).stem
