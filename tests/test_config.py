@@ -123,3 +123,19 @@ def test_profile_for_gpu_names_the_chip_or_none():
 def test_shipped_experiment_files_load(path):
     exp = config.load(path)
     assert list(exp.studies()) and exp.name == Path(path).stem
+
+
+def test_kernel_start_points_come_first_and_are_checked(tmp_path):
+    from tuner.sweep import _start_points
+
+    p1 = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
+          "PERSISTENT": False, "num_warps": 4, "num_stages": 1, "STAGE_A": True}
+    p2 = dict(p1, BLOCK_M=32)
+    text = GOOD.replace("problems: [{M: 100, N: 72, K: 130, dtype: float16}]",
+                        f"problems: [{{M: 100, N: 72, K: 130, dtype: float16}}]\n    start_points: [{p2}]")
+    text = text.replace("seed: 0}", f"seed: 0, start_points: [{p1}, {p2}]}}")
+    study = next(config.load(write(tmp_path, text)).studies())
+    assert _start_points(study, None, print) == ([p2, p1], None)  # the kernel's first, no repeats
+    bad = text.replace("start_points: [{'BLOCK_M': 32", "start_points: [{'BLOCK_Q': 32", 1)
+    with pytest.raises(config.ConfigError, match=r"kernels\[0\]\.start_points\[0\].*not the parameters"):
+        config.load(write(tmp_path, bad, "bad.yaml"))

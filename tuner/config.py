@@ -26,6 +26,9 @@ class KernelEntry(BaseModel):
     model_config = _STRICT
     kernel: str = Field(min_length=1)
     problems: list[dict[str, Any]] = Field(min_length=1)
+    # this kernel's configs evaluated first, before search.start_points (which every kernel of the
+    # file must accept: in a file of several kernels, known-good configs belong here)
+    start_points: list[dict[str, Any]] = []
 
 
 class Target(BaseModel):
@@ -112,16 +115,17 @@ class Experiment(BaseModel):
             for raw in entry.problems:
                 problem = tunable.kernel.problem(**raw)
                 for target in self.targets:
-                    yield Study(self, entry.kernel, ref, tunable, problem, target)
+                    yield Study(self, entry.kernel, ref, tunable, problem, target, entry.start_points)
 
 
 class Study:
     """One (kernel, problem, target) of an experiment: what the driver sweeps as a unit."""
 
-    def __init__(self, exp, kernel_name, ref, tunable, problem, target):
+    def __init__(self, exp, kernel_name, ref, tunable, problem, target, kernel_start_points=()):
         self.experiment, self.kernel_name, self.ref = exp, kernel_name, ref
         self.tunable, self.problem, self.target = tunable, problem, target
         self.space = tunable.space(problem, target.profile)
+        self.kernel_start_points = list(kernel_start_points)
 
     @property
     def problem_key(self) -> str:
@@ -225,8 +229,9 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
             for t in exp.targets:
                 sp = tunable.space(problem, t.profile)
                 names = {d.name for d in sp.domains}
-                for k, point in enumerate(s.start_points):
-                    where = f"search.start_points[{k}]"
+                points = [(f"kernels[{i}].start_points[{k}]", p) for k, p in enumerate(entry.start_points)]
+                points += [(f"search.start_points[{k}]", p) for k, p in enumerate(s.start_points)]
+                for where, point in points:
                     if set(point) != names:
                         raise _fail(path, where, f"keys {sorted(point)} are not the parameters of "
                                     f"{entry.kernel}'s space", "expected " + ", ".join(sorted(names)))

@@ -234,11 +234,12 @@ class StudyRecorder:
 
 
 def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | None]:
-    """The configs evaluated first: the experiment's start_points, then the warm start's (chosen
-    once per study and kept in the sweep state, so that a resumed study enqueues the same ones).
-    Returns them and the warm start's record (None without one)."""
+    """The configs evaluated first: the kernel entry's start_points, the search's, then the warm
+    start's (chosen once per study and kept in the sweep state, so that a resumed study enqueues
+    the same ones). Returns them and the warm start's record (None without one)."""
     s = study.experiment.search
-    points = list(s.start_points)
+    points = list(study.kernel_start_points)
+    points += [p for p in s.start_points if p not in points]
     if not s.warm_start:
         return points, None
     if "warm_start" not in state.study(study.key):
