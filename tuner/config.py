@@ -75,6 +75,12 @@ class Timing(BaseModel):
     wall_reps: PositiveInt = 3  # interpreter: timed runs after one warm-up
     retime_rounds: PositiveInt = 5  # end of study: interleaved rounds of the top-k and the peer
 
+    def bench_settings(self) -> dict:
+        """What a worker times a candidate with (tuner/evaluate.py reads it): the sweep's context
+        and `kernelevolve reproduce` send the same."""
+        return {"warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms, "wall_reps": self.wall_reps,
+                "flush": self.flush}
+
 
 class Tracking(BaseModel):
     model_config = _STRICT

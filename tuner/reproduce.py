@@ -53,7 +53,7 @@ def _timing(client: MlflowClient, parent_id: str) -> tuple[dict, float]:
         pass
     t = config_mod.Timing(**(data.get("timing") or {}))
     timeout = (data.get("search") or {}).get("timeout_s") or config_mod.Search().timeout_s
-    return {"warmup_ms": t.warmup_ms, "rep_ms": t.rep_ms, "wall_reps": t.wall_reps, "flush": t.flush}, float(timeout)
+    return t.bench_settings(), float(timeout)
 
 
 def logged_candidate(client: MlflowClient, run_id: str, uri: str) -> dict:

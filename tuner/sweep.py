@@ -142,8 +142,7 @@ def _context(study, resources: dict, ctx_id: str) -> dict:
         env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
     if "TRITON_CACHE_DIR" in os.environ:  # a cache chosen by the driver reaches every worker
         env["TRITON_CACHE_DIR"] = os.environ["TRITON_CACHE_DIR"]
-    t = study.experiment.timing
-    bench = {"warmup_ms": t.warmup_ms, "rep_ms": t.rep_ms, "wall_reps": t.wall_reps, "flush": t.flush}
+    bench = study.experiment.timing.bench_settings()
     return {"kernel_ref": study.ref, "problem": study.problem.model_dump(), "hardware": hw.name,
             "seed": s.seed, "timeout_s": s.timeout_s, "retries": s.retries, "bench": bench,
             "env": env, "cwd": os.getcwd(), "resources": resources, "ctx_id": ctx_id}
