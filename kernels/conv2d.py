@@ -205,7 +205,7 @@ def _store_tile(acc, y_ptr, n, p, q, m_ok, pid_n, C_out, stride_yn, stride_yc, s
 
 
 @triton.jit
-def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
+def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S, n_tiles,
                   stride_xn, stride_xc, stride_xh, stride_xw,
                   stride_wo, stride_wc, stride_wr, stride_ws,
                   stride_yn, stride_yc, stride_yp, stride_yq,
@@ -240,12 +240,9 @@ def conv2d_kernel(x_ptr, w_ptr, y_ptr, NB, H, W, C, C_out, P, Q, R, S,
         # One flat loop over (this program's tiles) x (K steps): Triton's pipeliner then keeps
         # loading the next tile's first steps while this tile's last MMAs and its store run,
         # where a program per tile starts with an empty pipeline and ends with a drain.
-        if X_TMA:
-            m_tiles = (NB // BLOCK_I) * tl.cdiv(P, BLOCK_P) * tl.cdiv(Q, BLOCK_Q)
-        else:
-            m_tiles = tl.cdiv(NB * P * Q, BLOCK_M)
+        # n_tiles: the launcher's count of output tiles (pixel tiles x channel tiles).
         k_steps = R * S * c_blocks
-        my_tiles = tl.cdiv(m_tiles * tl.cdiv(C_out, BLOCK_N) - tl.program_id(0), tl.num_programs(0))
+        my_tiles = tl.cdiv(n_tiles - tl.program_id(0), tl.num_programs(0))
         for i in range(0, my_tiles * k_steps):
             kk = i % k_steps
             a_n, a_h, a_w, n, p, q, m_ok, pid_n = _tile_origin(
@@ -387,7 +384,7 @@ def launch(inputs, out: torch.Tensor, config) -> object:
     else:
         grid = (tiles, split_k)
     handle = conv2d_kernel[grid](
-        x, w, target, NB, H, W, C, C_out, P, Q, R, S, *x.stride(), *w.stride(), *target.stride(),
+        x, w, target, NB, H, W, C, C_out, P, Q, R, S, tiles, *x.stride(), *w.stride(), *target.stride(),
         STRIDE=stride, PAD=padding, DIL=dilation,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
         BLOCK_P=block_p, BLOCK_Q=block_q, GROUP_M=cfg["GROUP_M"], FLAT_K=bool(cfg["FLAT_K"]),
