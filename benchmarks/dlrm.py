@@ -19,7 +19,7 @@
             packed once.
           Each op's config: from the tuned table (--tuned tuned.json, looked up like the entry
           points do: same kernel, dtype, GPU kind, nearest shape bucket; the kernel's default
-          where nothing matches), else an in-process search per op (tuner/inprocess.py: known-good
+          where nothing matches), else an in-process search per op (tuner/measure/inprocess.py: known-good
           configs first, then seeded TPE, --configs configs or --op-seconds each, every config
           verified against the float64 reference, the fastest re-timed).
 
@@ -205,8 +205,9 @@ def warm_configs(kernel: str) -> list[dict]:
 
 
 def search_op(kernel: str, problem, hw, device, args) -> tuple[dict, dict]:
-    """(config, record of the search) for one op: tuner/inprocess.py over the op's space."""
-    from tuner import inprocess, registry
+    """(config, record of the search) for one op: tuner/measure/inprocess.py over the op's space."""
+    from tuner.measure import inprocess
+    from tuner.experiment import registry
 
     seed = zlib.crc32(problem.model_dump_json().encode())  # the same proposals on every run
     best, search = inprocess.tune(registry.load(registry.BUILTIN[kernel]), problem, hw, warm=warm_configs(kernel),
@@ -258,7 +259,7 @@ def make_plan(s: dict, batch: int, hw, device, table: bool, args) -> dict:
 # -- measuring ------------------------------------------------------------------------------
 def timers(gpu: bool):
     """(timer, CUDA-graph timer or None), each fn -> milliseconds"""
-    from tuner.inprocess import wall_bench
+    from tuner.measure.inprocess import wall_bench
 
     if not gpu:
         return (lambda fn: wall_bench(fn)[1]), None
@@ -271,7 +272,7 @@ def timers(gpu: bool):
 def hardware_profile(device):
     import torch
 
-    from tuner import hardware
+    from tuner.experiment import hardware
 
     if device.type != "cuda":
         return hardware.profile("cpu-interpreter")
@@ -281,7 +282,7 @@ def hardware_profile(device):
 def run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw) -> dict:
     import torch
 
-    from tuner.inprocess import host_us
+    from tuner.measure.inprocess import host_us
 
     timer, graph_timer = timers(device.type == "cuda")
     phases, t0 = {}, time.time()

@@ -2,7 +2,7 @@
 
 Shapes (bf16; SHAPES below is the source of truth): large square 8192^3; MLP layers (M up to
 65536, N and K 256-4096); weight-bound small M (M <= 512, N = K >= 4096); odd sizes. For each,
-side by side in one run, every output verified against the float64 reference (tuner.verify,
+side by side in one run, every output verified against the float64 reference (tuner.measure.verify,
 output poisoned with NaN first) and timed at p20/p50/p80 by the clock below:
   ours            the matmul search space (search_spaces/matmul.py) searched in-process with a
                   seeded Optuna TPE for up to --configs configs or the shape's time share,
@@ -19,12 +19,12 @@ Then: fused GEMM + bias + GELU (kernels/gemm_epilogue.py) vs torch eager's separ
 conv2d NHWC (kernels/conv2d.py) vs F.conv2d on channels_last tensors (cuDNN), three ResNet layers.
 
 Clock: a shape whose library peer (cuBLAS, cuDNN, eager) takes under SHORT_KERNEL_MS (50 us) is
-timed by CUDA-graph replay (tuner.inprocess.graph_bench), ours, its search and every peer alike:
+timed by CUDA-graph replay (tuner.measure.inprocess.graph_bench), ours, its search and every peer alike:
 at that size event timing measures the host's Python launch cost (40-200 us per Triton launch on
 the H100 host, ~15 us for torch.matmul). Each such row also records its event-timed p50 and the
 host's launch cost (host_us), so what an eager Python caller would see stays on record. Other
 shapes are timed by events with the L2 emptied by a read pass and each call charged its own
-write-back (tuner.inprocess.clean_flush_bench), ours and every peer alike: do_bench's zeroing
+write-back (tuner.measure.inprocess.clean_flush_bench), ours and every peer alike: do_bench's zeroing
 flush hands the timed kernel ~50 MB of someone else's dirty lines, and its ~85 us memset is all the
 head start the host gets, so a launch slower than that (a staged copy plus a descriptor kernel,
 with the search's compile threads holding the GIL) leaked into the time: the 30000x768x383
@@ -60,9 +60,9 @@ import triton.language as tl  # noqa: E402
 
 from kernels import conv2d as cv, gemm_epilogue as ge, matmul as mm  # noqa: E402
 from search_spaces import conv2d as s_cv, gemm_epilogue as s_ge, matmul as s_mm  # noqa: E402
-from tuner import hardware  # noqa: E402
-from tuner.inprocess import FULL, Search, bench, clean_flush_bench, graph_bench, host_us  # noqa: E402
-from tuner.verify import check  # noqa: E402
+from tuner.experiment import hardware  # noqa: E402
+from tuner.measure.inprocess import FULL, Search, bench, clean_flush_bench, graph_bench, host_us  # noqa: E402
+from tuner.measure.verify import check  # noqa: E402
 
 SHAPES = [  # (label, M, N, K)
     ("square 8192^3", 8192, 8192, 8192),
@@ -209,7 +209,7 @@ def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s, clock=cle
         return row(section, shape, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500])
 
 
-# ---- our search: tuner/inprocess.py (seeded TPE, parallel compile, verify, time) --------------
+# ---- our search: tuner/measure/inprocess.py (seeded TPE, parallel compile, verify, time) --------------
 def tune_ours(section, label, tunable, problem, hw, args, until, warm, peer_of) -> tuple[dict, Search, object]:
     """Search until `until` (or --configs), re-time the three fastest in full, keep the best. The
     clock (events, or CUDA graphs for short kernels) is chosen from the library peer, peer_of(inputs)."""

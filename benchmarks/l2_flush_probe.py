@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import triton  # noqa: E402
 
-from tuner.inprocess import FULL, bench, clean_flush_bench, graph_bench  # noqa: E402
-from tuner.registry import load, resolve_ref  # noqa: E402
-from tuner.verify import check, poison  # noqa: E402
+from tuner.measure.inprocess import FULL, bench, clean_flush_bench, graph_bench  # noqa: E402
+from tuner.experiment.registry import load, resolve_ref  # noqa: E402
+from tuner.measure.verify import check, poison  # noqa: E402
 
 CLOCKS = {"do_bench (zeroing flush)": bench, "read-only flush, own write-back charged": clean_flush_bench,
           "cuda graph (no flush)": graph_bench}

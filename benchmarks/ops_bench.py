@@ -11,9 +11,9 @@ Sizes (bfloat16 unless said; `cases()` below is the source of truth):
   softmax                  32768 x 1024 and 4096 x 32768 (in registers / online)
   layer_norm, rms_norm     65536 x 1024, forward and backward
 For each op:
-  (a) ours: up to --configs configs of its search space, searched in-process (tuner/inprocess.py:
+  (a) ours: up to --configs configs of its search space, searched in-process (tuner/measure/inprocess.py:
       the kernel's default first, then seeded Optuna TPE; proposals compiled in parallel
-      threads), each verified against the float64 reference with tuner.verify (output poisoned
+      threads), each verified against the float64 reference with tuner.measure.verify (output poisoned
       with NaN first) before a short timing; the three fastest are re-timed in full, the best kept;
   (b) peers, timed in the same run: torch eager, torch.compile (default mode) of that eager code,
       and the specialised library where there is one (SDPA's flash backend for attention,
@@ -60,9 +60,9 @@ from kernels import jagged_bmm as jbmm, jagged_softmax as jsm  # noqa: E402
 from kernels import norms, softmax as sm  # noqa: E402
 from search_spaces import attention as s_at, embedding_bag as s_eb, interaction as s_it  # noqa: E402
 from search_spaces import jagged as s_jg, norms as s_norms, softmax as s_sm  # noqa: E402
-from tuner import hardware  # noqa: E402
-from tuner import inprocess  # noqa: E402
-from tuner.inprocess import FULL, QUICK, Search  # noqa: E402
+from tuner.experiment import hardware  # noqa: E402
+from tuner.measure import inprocess  # noqa: E402
+from tuner.measure.inprocess import FULL, QUICK, Search  # noqa: E402
 
 CLOCKS = {"clean": inprocess.clean_flush_bench, "zeroing": inprocess.bench}
 COPY_BYTES = 1 << 30  # the bandwidth reference: a 1 GiB device copy

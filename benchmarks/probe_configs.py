@@ -26,9 +26,9 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
-from tuner.inprocess import FULL, bench, clean_flush_bench, host_us  # noqa: E402
-from tuner.registry import load, resolve_ref  # noqa: E402
-from tuner.verify import check, poison  # noqa: E402
+from tuner.measure.inprocess import FULL, bench, clean_flush_bench, host_us  # noqa: E402
+from tuner.experiment.registry import load, resolve_ref  # noqa: E402
+from tuner.measure.verify import check, poison  # noqa: E402
 
 
 def timings(fn) -> dict:

@@ -34,7 +34,7 @@ PROBLEM = {"M": 4096, "N": 4096, "K": 4096, "dtype": "bfloat16"}
 def candidates(n: int, seed: int) -> list[dict]:
     from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
     from search_spaces.matmul import space
-    from tuner.hardware import profile
+    from tuner.experiment.hardware import profile
 
     sp = space(MatmulProblem(**PROBLEM), profile("h100"))
     # Only the switches the plain template has, so @triton.autotune can run the same configs.
@@ -45,7 +45,8 @@ def candidates(n: int, seed: int) -> list[dict]:
 
 
 def sweep_arm(name: str, configs: list[dict], concurrency: int) -> dict:
-    from tuner import config, sweep
+    from tuner.experiment import config
+    from tuner.execution import sweep
 
     work = tempfile.mkdtemp(prefix=f"kernelevolve-{name}-")
     os.chdir(work)
@@ -59,7 +60,7 @@ def sweep_arm(name: str, configs: list[dict], concurrency: int) -> dict:
         yaml.safe_dump(exp, fh)
     t0 = time.time()
     [summary] = sweep.run(config.load("exp.yaml"), log=lambda m: None)
-    from tuner.journal import SweepState, unique_by_candidate
+    from tuner.records.journal import SweepState, unique_by_candidate
     state = SweepState.latest(os.path.join(work, ".kernelevolve", name))
     recs = unique_by_candidate([r for f in os.listdir(state.folder) if f.endswith(".jsonl")
                                 for r in state.journal(f[:-6]).records()])
@@ -118,7 +119,7 @@ def agreement(rows: list[dict], rounds: int = 7) -> dict:
     import triton.testing
 
     from kernels import matmul as mm
-    from tuner.verify import check
+    from tuner.measure.verify import check
 
     problem = mm.MatmulProblem(**PROBLEM)
     inputs = mm.make_inputs(problem, torch.device("cuda"), 1)

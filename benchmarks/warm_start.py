@@ -1,8 +1,8 @@
 """Warm start: how many trials a GEMM sweep needs to come within 2% of the best, cold and warm.
 
 For each pair (source shape -> target shape) of bf16 GEMMs on one GPU, three sweeps through
-tuner.sweep.run, in this process:
-  source  TPE on the source shapes; the best configs exported (tuner.export) to a tuned table
+tuner.execution.sweep.run, in this process:
+  source  TPE on the source shapes; the best configs exported (tuner.deploy.export) to a tuned table
   cold    TPE on the target shapes, from scratch
   warm    the same sweep, same seed, with `search: {warm_start: <that table>}`: the table's configs
           for the nearest shapes (same kernel, dtype, hardware) that the target's space accepts are
@@ -44,8 +44,9 @@ WITHIN = 1.02
 
 def sweep_arm(work: str, name: str, problems: list[dict], args, warm_table: str | None = None) -> list[dict]:
     """One sweep of all `problems`; per study: its summary and its journaled records in order."""
-    from tuner import config, sweep
-    from tuner.journal import SweepState, unique_by_candidate
+    from tuner.experiment import config
+    from tuner.execution import sweep
+    from tuner.records.journal import SweepState, unique_by_candidate
 
     target = ({"name": "cpu-interpreter"} if args.smoke else
               {"name": args.target, "resources": {"CPU": 1, "GPU": round(1.0 / args.concurrency, 4)}})
@@ -99,7 +100,7 @@ def compare(cold: dict, warm: dict, source: dict) -> dict:
 
 
 def run_seed(work: str, args, pairs) -> list[dict]:
-    from tuner import export
+    from tuner.deploy import export
 
     dtype = "float16" if args.smoke else "bfloat16"
     sources = [dict(s, dtype=dtype) for s, _ in pairs]

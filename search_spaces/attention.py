@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from kernels.attention import SPEC, AttentionProblem
 from kernels.spec import element_size
-from tuner.hardware import Hardware
-from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
+from tuner.experiment.hardware import Hardware
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 192
 

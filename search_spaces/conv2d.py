@@ -54,9 +54,9 @@ from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS
 from kernels.spec import element_size
 from search_spaces.gemm_rules import TMA_ALIGN_BYTES, GemmShape, rules
 from search_spaces.matmul import amd_launch_options, space_notes
-from tuner.hardware import Hardware
-from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space, next_pow2
+from tuner.experiment.hardware import Hardware
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Bool, Choice, Const, IntRange, Pow2, Space, next_pow2
 
 CONV_RULES = ("tile_fits_problem", "shared_memory", "registers", "hopper_mma_rows")
 BLOCK_Q_MIN, BLOCK_Q_MAX = 8, 64

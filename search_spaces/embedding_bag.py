@@ -19,9 +19,9 @@ from __future__ import annotations
 
 
 from kernels import embedding_bag as eb
-from tuner.hardware import Hardware
-from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
+from tuner.experiment.hardware import Hardware
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 128
 

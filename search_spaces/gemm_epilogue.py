@@ -11,9 +11,9 @@ from kernels.gemm_epilogue import SPEC, FusedGemmProblem
 from kernels.spec import element_size
 from search_spaces.gemm_rules import GemmShape
 from search_spaces.matmul import gemm_space
-from tuner.hardware import Hardware
-from tuner.registry import Tunable
-from tuner.space import Space
+from tuner.experiment.hardware import Hardware
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Space
 
 
 def no_warp_specialized_epilogue(cfg: dict):

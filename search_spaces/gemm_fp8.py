@@ -15,9 +15,9 @@ from kernels.matmul import DEFAULT_CONFIG
 from kernels.spec import element_size
 from search_spaces.gemm_rules import GemmShape, rules
 from search_spaces.matmul import gemm_domains, one_split_reduce, space_notes
-from tuner.hardware import Hardware
-from tuner.registry import Tunable
-from tuner.space import Choice, Pow2, Space
+from tuner.experiment.hardware import Hardware
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Choice, Pow2, Space
 
 
 class NeedsHopper:

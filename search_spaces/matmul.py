@@ -36,9 +36,9 @@ from kernels.matmul import SPEC, SPLIT_K_REDUCES, MatmulProblem
 from kernels.spec import element_size
 from search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, TMA_ALIGN_BYTES,  # noqa: F401
                                       GemmShape, accumulator_regs, rules, shared_memory_bytes)
-from tuner.hardware import Hardware
-from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, IntRange, Pow2, Space
+from tuner.experiment.hardware import Hardware
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Bool, Choice, Const, IntRange, Pow2, Space
 
 
 def hopper_switches(hw: Hardware) -> tuple:
@@ -121,7 +121,7 @@ def space(problem: MatmulProblem, hw: Hardware) -> Space:
 
 TUNABLE = Tunable(kernel=SPEC, space=space)
 
-# Starting points for in-process searches (tuner/inprocess.py enqueues them; each is tried only
+# Starting points for in-process searches (tuner/measure/inprocess.py enqueues them; each is tried only
 # where the space allows it, missing switches taking the space's first value): the issue-2 H100
 # winner and its relatives, then the config list of Triton's tutorial 03-matrix-multiplication.py
 # (get_cuda_autotune_config(), values copied), so that a search never ends worse than that public

@@ -17,9 +17,9 @@ from __future__ import annotations
 from kernels import norms
 from kernels.spec import element_size
 from search_spaces.row_rules import block_mode, padded_row, register_spill
-from tuner.hardware import Hardware
-from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule
+from tuner.experiment.hardware import Hardware
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule
 
 
 def _rows_per_program(cfg):

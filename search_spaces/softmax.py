@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from kernels.softmax import SPEC, SoftmaxProblem
 from search_spaces.row_rules import block_mode, padded_row, register_spill
-from tuner.hardware import Hardware
-from tuner.registry import Tunable
-from tuner.space import Bool, Choice, Const, Pow2, Space, bind_rule
+from tuner.experiment.hardware import Hardware
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule
 
 
 def block_matches_mode(cfg, problem, hw):

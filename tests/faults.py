@@ -14,8 +14,8 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernels.spec import KernelSpec
-from tuner.registry import Tunable
-from tuner.space import Choice, Const, Space
+from tuner.experiment.registry import Tunable
+from tuner.search.space import Choice, Const, Space
 
 
 class VecProblem(BaseModel):

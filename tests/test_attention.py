@@ -5,8 +5,8 @@ import torch
 
 from kernels import attention as at
 from search_spaces.attention import space
-from tuner.hardware import profile
-from tuner.verify import check, poison
+from tuner.experiment.hardware import profile
+from tuner.measure.verify import check, poison
 
 CASES = [(1, 64), (37, 64), (50, 128)]  # (seq_len, head_dim)
 CONFIGS = [{"BLOCK_M": m, "BLOCK_N": n, "SPLIT_MASKED": s} for m, n in ((16, 16), (32, 16), (16, 32)) for s in (False, True)]

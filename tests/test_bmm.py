@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kernels import bmm as bm
-from tuner.verify import check, poison
+from tuner.measure.verify import check, poison
 
 CFG = dict(bm.DEFAULT_CONFIG, BLOCK_M=32, BLOCK_N=32, BLOCK_K=16)
 

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from test_report import run_review_sweep
-from tuner import report
+from tuner.review import report
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

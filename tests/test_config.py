@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner import config
+from tuner.experiment import config
 from tuner.cli import main
 
 GOOD = """
@@ -45,7 +45,7 @@ def test_good_file_loads(tmp_path):
     ("M: 100", "Q: 100", "kernels[0].problems[0]", "M"),
     ("name: cpu-interpreter", "name: tpu9", "targets[0]", "unknown hardware"),
     ("kernel: matmul", "kernel: nowhere/file.py:OBJ", "kernels[0].kernel", "not found"),
-    ("kernel: matmul", "kernel: json:dumps", "kernels[0].kernel", "not a tuner.registry.Tunable"),
+    ("kernel: matmul", "kernel: json:dumps", "kernels[0].kernel", "not a tuner.experiment.registry.Tunable"),
     ("kernel: matmul", "kernel: no_such_module_x:OBJ", "kernels[0].kernel", "cannot import"),
     ("seed: 0}", "seed: 0}\ntiming: {flush: scrub}", "timing.flush", "'zeroing' or 'clean'"),
 ])
@@ -112,7 +112,7 @@ def test_gpu_target_without_gpu_is_a_clear_error(tmp_path, capsys):
 
 
 def test_profile_for_gpu_names_the_chip_or_none():
-    from tuner import hardware
+    from tuner.experiment import hardware
 
     assert hardware.profile_for_gpu("NVIDIA H100 80GB HBM3").name == "h100"
     assert hardware.profile_for_gpu("NVIDIA A100-SXM4-80GB").name == "a100"
@@ -126,7 +126,7 @@ def test_shipped_experiment_files_load(path):
 
 
 def test_kernel_start_points_come_first_and_are_checked(tmp_path):
-    from tuner.sweep import _start_points
+    from tuner.execution.sweep import _start_points
 
     p1 = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
           "PERSISTENT": False, "num_warps": 4, "num_stages": 1, "STAGE_A": True}

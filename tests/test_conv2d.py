@@ -15,8 +15,8 @@ from kernels import conv2d as cv
 from kernels import conv2d_staged as staged
 from kernels.gemm_tiles import tma_allocator
 from search_spaces import conv2d as space_cv
-from tuner.hardware import profile
-from tuner.verify import check, poison
+from tuner.experiment.hardware import profile
+from tuner.measure.verify import check, poison
 
 CFG = dict(cv.DEFAULT_CONFIG, BLOCK_M=32, BLOCK_N=16, BLOCK_K=16)
 CASES = {  # name: problem fields

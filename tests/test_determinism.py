@@ -15,9 +15,9 @@ from mlflow.tracking import MlflowClient
 import tiny_sweep
 from kernels.matmul import MatmulProblem
 from search_spaces.matmul import space
-from tuner.hardware import profile
-from tuner.search import ConstrainedSearch
-from tuner.space import config_key
+from tuner.experiment.hardware import profile
+from tuner.search.constrained import ConstrainedSearch
+from tuner.search.space import config_key
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """benchmarks/dlrm.py --smoke on the CPU: the DLRM-style model's three paths (torch eager,
 torch.compile, our kernels in the interpreter) agree with an fp32 run; our op configs come from a
-search per op (tuner/inprocess.py), or from a tuned table when one is given."""
+search per op (tuner/measure/inprocess.py), or from a tuned table when one is given."""
 import importlib.util
 import json
 import os

@@ -12,9 +12,9 @@ import tiny_sweep
 from kernels import interaction
 from kernels import matmul as mm
 from kernels import tuned
-from tuner import export
+from tuner.deploy import export
 from tuner.cli import main
-from tuner.verify import check
+from tuner.measure.verify import check
 
 CPU_FP16 = {"hardware": "cpu-interpreter", "interpreter": True, "device_match": [], "dtype": "float16"}
 H100 = {"hardware": "h100", "interpreter": False, "device_match": ["H100"]}

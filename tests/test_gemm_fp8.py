@@ -10,7 +10,7 @@ import torch
 
 from kernels import gemm_fp8 as g8
 from kernels.matmul import DEFAULT_CONFIG
-from tuner.verify import check, poison
+from tuner.measure.verify import check, poison
 
 CFG = dict(DEFAULT_CONFIG, BLOCK_M=64, BLOCK_N=32, BLOCK_K=32)
 

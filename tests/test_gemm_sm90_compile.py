@@ -57,7 +57,7 @@ def _child() -> None:
     from triton.runtime.jit import JITFunction
 
     from search_spaces.gemm_rules import shared_memory_bytes
-    from tuner.registry import BUILTIN, load
+    from tuner.experiment.registry import BUILTIN, load
 
     pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32",
                torch.float8_e4m3fn: "*fp8e4nv"}

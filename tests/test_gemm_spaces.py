@@ -13,8 +13,8 @@ from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
 from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
 from search_spaces import bmm, conv2d, gemm_fp8, matmul
 from search_spaces.gemm_rules import shared_memory_bytes
-from tuner.hardware import PROFILES, profile
-from tuner.registry import BUILTIN, load
+from tuner.experiment.hardware import PROFILES, profile
+from tuner.experiment.registry import BUILTIN, load
 
 BIG = MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16")
 H100 = profile("h100")

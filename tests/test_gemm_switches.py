@@ -11,7 +11,7 @@ import torch
 
 from kernels import matmul as mm
 from kernels.gemm_tiles import launch_options
-from tuner.verify import check, poison
+from tuner.measure.verify import check, poison
 
 ODD = (100, 72, 130)  # M, N, K: ragged in every dimension (K*2 bytes is not 16-byte aligned)
 TMA_ODD = (100, 72, 136)  # ragged M and tiles, 16-byte aligned rows (what TMA needs)
@@ -147,7 +147,7 @@ HOPPER_IDS = ["pointers", "tma-persistent", "tma-ws", "tma-ws-persistent", "tma-
 @pytest.mark.parametrize("shape,cfg", HOPPER_BF16, ids=HOPPER_IDS)
 def test_gpu_configs_are_valid_in_the_h100_space(shape, cfg):
     from search_spaces.matmul import space
-    from tuner.hardware import profile
+    from tuner.experiment.hardware import profile
     problem = mm.MatmulProblem(M=shape[0], N=shape[1], K=shape[2], dtype="bfloat16")
     assert space(problem, profile("h100")).violations(dict(mm.DEFAULT_CONFIG, **cfg)) == []
 

@@ -1,7 +1,7 @@
 """GPU-only checks of the evaluation path (skipped with a reason on machines without a GPU)."""
 import pytest
 
-from tuner.worker import CandidateWorker
+from tuner.execution.worker import CandidateWorker
 
 pytestmark = pytest.mark.gpu
 

@@ -1,4 +1,4 @@
-"""tuner/inprocess.py on the interpreter: warm configs first, only valid configs launched, every
+"""tuner/measure/inprocess.py on the interpreter: warm configs first, only valid configs launched, every
 config recorded with its status, the best is a verified one, and failures are data."""
 import dataclasses
 
@@ -7,9 +7,9 @@ import torch
 
 from kernels import matmul as mm
 from search_spaces import matmul as s_mm
-from tuner import inprocess
-from tuner.hardware import profile
-from tuner.registry import Tunable
+from tuner.measure import inprocess
+from tuner.experiment.hardware import profile
+from tuner.experiment.registry import Tunable
 
 HW = profile("cpu-interpreter")
 PROBLEM = mm.MatmulProblem(M=33, N=17, K=20, dtype="float32")

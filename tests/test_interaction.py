@@ -4,8 +4,8 @@ import torch
 
 from kernels import interaction as it
 from search_spaces.interaction import space
-from tuner.hardware import profile
-from tuner.verify import check, poison
+from tuner.experiment.hardware import profile
+from tuner.measure.verify import check, poison
 
 SHAPES = [(3, 27, 40), (1, 2, 1), (5, 5, 130), (2, 17, 16)]  # (batch, features, dim)
 CONFIGS = [{"USE_DOT": d, "BLOCK_D": b, "SAMPLES_PER_PROGRAM": s} for d in (False, True) for b, s in ((16, 1), (64, 2))]

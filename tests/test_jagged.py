@@ -5,8 +5,8 @@ import torch
 
 from kernels import jagged as jg, jagged_bmm as jbmm, jagged_softmax as jsm
 from search_spaces.jagged import bmm_space, copy_space, softmax_space
-from tuner.hardware import profile
-from tuner.verify import check, poison
+from tuner.experiment.hardware import profile
+from tuner.measure.verify import check, poison
 
 # make_offsets draws lengths in [0, max_len]: with these the batches hold empty sequences,
 # sequences of one and full ones (the tests below assert it).

@@ -4,7 +4,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuner import config
+from tuner.experiment import config
 from tuner.cli import build_parser, main
 
 GOOD = {"name": "t",

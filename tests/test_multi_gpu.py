@@ -8,8 +8,9 @@ import os
 import pytest
 import ray
 
-from tuner import config, sweep
-from tuner.journal import SweepState
+from tuner.experiment import config
+from tuner.execution import sweep
+from tuner.records.journal import SweepState
 
 pytestmark = pytest.mark.slow
 

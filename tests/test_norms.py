@@ -4,8 +4,8 @@ import torch
 
 from kernels import norms
 from search_spaces.norms import backward_space, forward_space
-from tuner.hardware import profile
-from tuner.verify import check, poison
+from tuner.experiment.hardware import profile
+from tuner.measure.verify import check, poison
 
 SHAPES = [(1, 1), (37, 100), (3, 1000)]
 # A row of one is ill-conditioned backward (RMS dx ~ eps / x^2: all cancellation), so not there.

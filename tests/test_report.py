@@ -13,10 +13,12 @@ import types
 
 import pytest
 
-from tuner import config, plots, report, sweep
+from tuner.experiment import config
+from tuner.review import plots, report
+from tuner.execution import sweep
 from tuner.cli import build_parser, main
-from tuner.journal import SweepState, unique_by_candidate
-from tuner.tracking import Tracker, candidate_records
+from tuner.records.journal import SweepState, unique_by_candidate
+from tuner.records.tracking import Tracker, candidate_records
 
 NAME = "review"
 EXP = f"""

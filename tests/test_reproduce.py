@@ -9,9 +9,10 @@ import triton
 from mlflow.tracking import MlflowClient
 
 import tiny_sweep
-from tuner import registry, reproduce
+from tuner.experiment import registry
+from tuner.deploy import reproduce
 from tuner.cli import main
-from tuner.tracking import _value
+from tuner.records.tracking import _value
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,10 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuner import config, sweep
+from tuner.experiment import config
+from tuner.execution import sweep
 from tuner.cli import main
-from tuner.journal import SweepState, unique_by_candidate
+from tuner.records.journal import SweepState, unique_by_candidate
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +82,7 @@ def test_driver_sigkill_then_resume(tmp_path):
     told = [(h["params"], h["value"]) for h in history]
     from search_spaces.matmul import space
     from kernels.matmul import MatmulProblem
-    from tuner.hardware import profile
+    from tuner.experiment.hardware import profile
     sp = space(MatmulProblem(M=40, N=24, K=50, dtype="float32"), profile("cpu-interpreter"))
     expected = [(sp.encode(r["config"]), r["objective"]) for r in before]
     assert told[: len(expected)] == expected

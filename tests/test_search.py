@@ -6,10 +6,11 @@ import pytest
 
 from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
 from search_spaces.matmul import shared_memory_bytes, space
-from tuner.hardware import profile
-from tuner.journal import Journal
-from tuner.search import PENALTY, SAMPLERS, ConstrainedSearch
-from tuner.space import Choice, Const, IntRange, Pow2, Space, config_key
+from tuner.experiment.hardware import profile
+from tuner.records.journal import Journal
+from tuner.search.constrained import ConstrainedSearch
+from tuner.search.samplers import PENALTY, SAMPLERS
+from tuner.search.space import Choice, Const, IntRange, Pow2, Space, config_key
 
 
 def test_pow2_is_searched_by_exponent():

@@ -4,8 +4,8 @@ import torch
 
 from kernels import softmax as sm
 from search_spaces.softmax import space
-from tuner.hardware import profile
-from tuner.verify import check, poison
+from tuner.experiment.hardware import profile
+from tuner.measure.verify import check, poison
 
 SHAPES = [(1, 1), (37, 100), (5, 1000), (3, 33)]
 CONFIGS = [

@@ -7,9 +7,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from kernels import matmul as mm
-from tuner import config, sweep
+from tuner.experiment import config
+from tuner.execution import sweep
 from tuner.cli import main
-from tuner.verify import check, poison
+from tuner.measure.verify import check, poison
 
 EXP = """
 name: e2e
@@ -68,7 +69,7 @@ def test_store_holds_one_parent_and_one_child_per_candidate(swept):
 
 def test_concurrent_candidates_never_overlap_their_timed_sections(swept):
     root, exp, _ = swept
-    from tuner.journal import SweepState
+    from tuner.records.journal import SweepState
     state = SweepState.latest(str(root / ".kernelevolve" / "e2e"))
     recs = [r for f in os.listdir(state.folder) if f.endswith(".jsonl")
             for r in state.journal(f[:-6]).records() if r["status"] == "ok"]

@@ -1,7 +1,7 @@
 """The correctness check never passes NaN, an unwritten region, or a wrong tile."""
 import torch
 
-from tuner.verify import check, poison
+from tuner.measure.verify import check, poison
 
 
 def _ref():

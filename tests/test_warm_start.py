@@ -9,7 +9,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import tiny_sweep
-from tuner import config, export
+from tuner.experiment import config
+from tuner.deploy import export
 from tuner.cli import main
 
 B = {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",

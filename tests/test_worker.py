@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tuner.worker import CandidateWorker
+from tuner.execution.worker import CandidateWorker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REQ = {"op": "evaluate", "kernel_ref": "search_spaces.matmul:TUNABLE",

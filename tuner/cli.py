@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from tuner import config as config_mod
+from tuner.experiment import config as config_mod
 
 EXIT_USER_ERROR = 2
 
@@ -31,7 +31,7 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 def _progress_display(quiet: bool):
     """Live rows on a terminal; plain lines where stdout is a file or a pipe (CI logs); nothing
     with --quiet. Yields the progress object, whose `log` takes the driver's messages."""
-    from tuner.progress import Progress, RichProgress
+    from tuner.review.progress import Progress, RichProgress
 
     if quiet:
         yield Progress(lambda message: None)
@@ -43,8 +43,8 @@ def _progress_display(quiet: bool):
 
 
 def cmd_run(args) -> int:
-    from tuner import sweep
-    from tuner.report import fmt
+    from tuner.execution import sweep
+    from tuner.review.report import fmt
 
     exp = config_mod.load(args.experiment)
     with _progress_display(args.quiet) as progress:
@@ -63,7 +63,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from tuner import sweep
+    from tuner.execution import sweep
 
     sweep.sync(config_mod.load(args.experiment))
     return 0
@@ -80,7 +80,7 @@ def _experiment_name(arg: str) -> tuple[str, str]:
 def _store(args):
     """(client, experiment id, name) of the experiment an argument names, read from the store
     --uri names, else the YAML's tracking URI, else the default sqlite:///mlflow.db."""
-    from tuner import report
+    from tuner.review import report
 
     name, uri = _experiment_name(args.experiment)
     client, experiment_id = report.open_experiment(args.uri or uri, name)
@@ -88,7 +88,7 @@ def _store(args):
 
 
 def cmd_best(args) -> int:
-    from tuner import report
+    from tuner.review import report
 
     client, experiment_id, _ = _store(args)
     rows = report.best_rows(report.study_runs(client, experiment_id))
@@ -100,7 +100,7 @@ def cmd_best(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from tuner import report
+    from tuner.review import report
 
     client, experiment_id, name = _store(args)
     runs = report.study_runs(client, experiment_id)
@@ -115,7 +115,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from tuner import report
+    from tuner.review import report
 
     name, uri = _experiment_name(args.experiment)
     path = report.write(args.uri or uri, name, args.output)
@@ -124,7 +124,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_kernels(args) -> int:
-    from tuner import hardware, registry
+    from tuner.experiment import hardware, registry
 
     if args.target not in hardware.PROFILES:
         raise UserError(f"unknown target '{args.target}': known are {', '.join(hardware.PROFILES)}")
@@ -146,7 +146,7 @@ def cmd_kernels(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from tuner.tracking import resolve_uri
+    from tuner.records.tracking import resolve_uri
 
     _, uri = _experiment_name(args.experiment) if args.experiment else ("", config_mod.Tracking().uri)
     uri = resolve_uri(args.uri or uri)
@@ -157,7 +157,7 @@ def cmd_ui(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from tuner import reproduce
+    from tuner.deploy import reproduce
 
     try:
         res = reproduce.reproduce(args.run_id, args.uri or config_mod.Tracking().uri, seed=args.seed)
@@ -168,7 +168,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tuner import export
+    from tuner.deploy import export
 
     name, uri = _experiment_name(args.experiment)
     try:
@@ -249,9 +249,9 @@ def _user_errors() -> tuple:
     import importlib
 
     found = [config_mod.ConfigError, UserError]
-    for mod, names in (("tuner.sweep", ("TargetUnavailable", "NothingToResume")),
-                       ("tuner.tracking", ("TrackingUnavailable",)),
-                       ("tuner.report", ("UnknownExperiment",))):
+    for mod, names in (("tuner.execution.sweep", ("TargetUnavailable", "NothingToResume")),
+                       ("tuner.records.tracking", ("TrackingUnavailable",)),
+                       ("tuner.review.report", ("UnknownExperiment",))):
         if mod in sys.modules:
             found += [getattr(importlib.import_module(mod), n) for n in names]
     return tuple(found)

@@ -43,7 +43,7 @@ BUILTIN: dict[str, str] = {
 @dataclass(frozen=True)
 class Tunable:
     kernel: KernelSpec
-    space: Callable  # (problem, hardware) -> tuner.space.Space
+    space: Callable  # (problem, hardware) -> tuner.search.space.Space
 
 
 class KernelNotFound(Exception):
@@ -90,7 +90,7 @@ def load(ref: str) -> Tunable:
         raise KernelNotFound(f"'{target}' has no object named '{obj}'") from None
     if not isinstance(found, Tunable):
         raise KernelNotFound(
-            f"'{ref}' is a {type(found).__name__}, not a tuner.registry.Tunable "
+            f"'{ref}' is a {type(found).__name__}, not a tuner.experiment.registry.Tunable "
             "(Tunable(kernel=KernelSpec(...), space=space_function))")
     return found
 

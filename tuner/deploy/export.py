@@ -4,13 +4,13 @@
 MLflow (its `best.*` params and `best_latency_ms`, i.e. the re-timed winner, verified correct) and
 writes one versioned table (kernels/tuned.py reads it; the format is described there). Each entry
 says what it was tuned on: the hardware profile, the substrings that identify that GPU kind
-(`device_match`, from tuner.hardware: the one place they are defined), the GPU's name and the
+(`device_match`, from tuner.experiment.hardware: the one place they are defined), the GPU's name and the
 Triton and torch versions. `--triton-configs` writes the same winners as Python lists of
 `triton.Config`, for users of @triton.autotune.
 
 A new sweep warm-starts from a table with `search: {warm_start: tuned.json}`: the configs of the
 same kernel, dtype and hardware profile, nearest shapes first, that the new study's space accepts
-(its parameters, their values, its constraints) are evaluated first (tuner.sweep).
+(its parameters, their values, its constraints) are evaluated first (tuner.execution.sweep).
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import re
 import time
 
 from kernels.tuned import SCHEMA, Table, shape_bucket
-from tuner import hardware, registry
-from tuner.tracking import _value
+from tuner.experiment import hardware, registry
+from tuner.records.tracking import _value
 
 # Triton launch options: arguments of triton.Config; every other config key is a constexpr.
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
@@ -67,7 +67,7 @@ def entry_of(run) -> dict | None:
 def build_table(uri: str, experiment: str) -> dict:
     """The table of an experiment's newest studies (raises report.UnknownExperiment, or
     NothingToExport when no study has a correct best config)."""
-    from tuner import report
+    from tuner.review import report
 
     client, experiment_id = report.open_experiment(uri, experiment)
     runs = report.study_runs(client, experiment_id)

@@ -8,7 +8,7 @@
   4. time         -> ok, with p20/p50/p80 latency, TFLOP/s, GB/s, % of the device's ceilings,
                      and the torch peer timed in the same process under the same lock
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
-as timeout or runtime_error. This module is the child process's main: `python -m tuner.evaluate`.
+as timeout or runtime_error. This module is the child process's main: `python -m tuner.measure.evaluate`.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class Evaluator:
     def __init__(self):
         import torch
 
-        from tuner.hardware import detect_device
+        from tuner.experiment.hardware import detect_device
 
         self.torch = torch
         self.interpreter = os.environ.get("TRITON_INTERPRET") == "1"
@@ -72,19 +72,19 @@ class Evaluator:
     def _lock(self):
         """Exclusive use of this process's device for verification and timing. On the CPU too:
         concurrent interpreter candidates would otherwise disturb each other's wall time."""
-        from tuner.bench import device_lock
+        from tuner.measure.clocks import device_lock
 
         return device_lock(self.info["gpu_uuid"])
 
     def _time(self, fn, bench: dict):
-        from tuner.bench import time_gpu, time_wall
+        from tuner.measure.clocks import time_gpu, time_wall
 
         if self.device.type == "cuda":
             return time_gpu(fn, bench.get("warmup_ms", 25), bench.get("rep_ms", 100), bench.get("flush", "zeroing"))
         return time_wall(fn, bench.get("wall_reps", 3))
 
     def _load(self, req):
-        from tuner import hardware, registry
+        from tuner.experiment import hardware, registry
 
         tunable = registry.load(req["kernel_ref"])
         problem = tunable.kernel.problem(**req["problem"])
@@ -93,7 +93,7 @@ class Evaluator:
     def _run_checked(self, spec, problem, cfg, seed):
         """Launch on fresh inputs into a poisoned output that sits between two poisoned guard
         zones of the same allocation; check the output and that both guards are untouched."""
-        from tuner.verify import Check, check, poison
+        from tuner.measure.verify import Check, check, poison
 
         inputs = spec.make_inputs(problem, self.device, seed)
         shape_of = spec.make_output(problem, inputs)
@@ -169,7 +169,7 @@ class Evaluator:
         return dict(rec, status="ok")
 
     def _rates(self, spec, problem, hw, ms: float) -> dict:
-        from tuner.hardware import ceiling_for
+        from tuner.experiment.hardware import ceiling_for
 
         s = ms * 1e-3
         flops, nbytes = spec.flops(problem) / s, spec.bytes_moved(problem) / s
@@ -230,7 +230,7 @@ class Evaluator:
 
 
 def serve() -> None:
-    from tuner.worker import recv, send
+    from tuner.execution.worker import recv, send
 
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever kernels print goes to stderr, never into the channel

@@ -24,13 +24,13 @@ from collections import Counter
 import ray
 from ray import tune
 
-from tuner import config as config_mod
-from tuner import hardware
-from tuner.journal import SweepState, unique_by_candidate
-from tuner.progress import Progress
-from tuner.search import ConstrainedSearch
-from tuner.tracking import Tracker
-from tuner.trial import one_shot, run_candidate
+from tuner.experiment import config as config_mod
+from tuner.experiment import hardware
+from tuner.records.journal import SweepState, unique_by_candidate
+from tuner.review.progress import Progress
+from tuner.search.constrained import ConstrainedSearch
+from tuner.records.tracking import Tracker
+from tuner.execution.trial import one_shot, run_candidate
 
 RECORD_KEYS = ("status", "error", "timing", "latency_ms", "latency_p20_ms", "latency_p80_ms",
                "tflops", "gbps", "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms",
@@ -113,7 +113,7 @@ class RecordCallback(tune.Callback):
         self.journal_path, self.study_key = journal_path, study_key
 
     def _record(self, trial, result: dict) -> None:
-        from tuner.journal import Journal
+        from tuner.records.journal import Journal
 
         rec = {k: result[k] for k in RECORD_KEYS if k in result}
         rec.update(candidate_id=trial.trial_id, study=self.study_key, config=dict(trial.config))
@@ -242,7 +242,7 @@ def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | Non
     if not s.warm_start:
         return points, None
     if "warm_start" not in state.study(study.key):
-        from tuner.export import warm_start_points
+        from tuner.deploy.export import warm_start_points
 
         warm, entries = warm_start_points(s.warm_start, study)
         state.update(study.key, warm_start={"table": s.warm_start, "configs": warm, "entries": entries})

@@ -3,7 +3,7 @@
 Everything comes from MLflow: the candidate's config (its child run's params), and from its study
 (the parent run) the kernel reference, the problem (`problem.*` params), the hardware profile and
 the timing settings of the resolved experiment YAML. The candidate goes through the same path as
-in the sweep (tuner.worker.CandidateWorker -> tuner.evaluate: constraints, compile, verify on
+in the sweep (tuner.execution.worker.CandidateWorker -> tuner.measure.evaluate: constraints, compile, verify on
 fresh inputs, time), on this machine's device. The output gives the ratio of the latency now to the
 logged one and, never hidden, every difference in what produced the two: the kernel's source
 (sha256 of its kernel and search-space modules, the `kernel_source_sha` tag of the study),
@@ -18,9 +18,9 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tuner import config as config_mod
-from tuner.registry import kernel_source_sha
-from tuner.tracking import ROLE, _value, resolve_uri
+from tuner.experiment import config as config_mod
+from tuner.experiment.registry import kernel_source_sha
+from tuner.records.tracking import ROLE, _value, resolve_uri
 
 # A progress bar for the one small artifact read here would only clutter the report.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -93,11 +93,11 @@ def logged_candidate(client: MlflowClient, run_id: str, uri: str) -> dict:
 # -- run it again ---------------------------------------------------------------------------
 def evaluate_here(logged: dict, seed: int) -> dict:
     """The candidate through the sweep's own evaluation path, on this machine's device."""
-    from tuner import hardware
-    from tuner.worker import CandidateWorker
+    from tuner.experiment import hardware
+    from tuner.execution.worker import CandidateWorker
 
     hw = hardware.profile(logged["hardware"])
-    env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # as tuner.sweep sets it for every candidate
+    env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # as tuner.execution.sweep sets it for every candidate
     if hw.interpreter:
         env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
     else:
@@ -126,7 +126,7 @@ def _check(logged, now) -> str:
 
 
 def reproduce(run_id: str, uri: str, seed: int = 0) -> dict:
-    from tuner import hardware, registry
+    from tuner.experiment import hardware, registry
 
     uri = resolve_uri(uri)
     logged = logged_candidate(MlflowClient(tracking_uri=uri), run_id, uri)

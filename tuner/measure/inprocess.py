@@ -1,6 +1,6 @@
 """In-process search of one kernel's space: for benchmarks and quick per-op tuning on one GPU.
 
-The sweep (tuner/sweep.py) is the product's path: Ray trials, MLflow records, resume. Benchmarks
+The sweep (tuner/execution/sweep.py) is the product's path: Ray trials, MLflow records, resume. Benchmarks
 that tune many small problems inside one timed script (the GEMM suite, the ops benchmark, the DLRM
 model) need none of that and cannot afford a Ray start per op, so they use this: a seeded Optuna
 TPE over the same Space (its constraints, encode/decode), proposals taken in batches, each batch
@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import optuna
 import torch
 
-from tuner.space import config_key
-from tuner.verify import check, poison
+from tuner.search.space import config_key
+from tuner.measure.verify import check, poison
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -40,11 +40,11 @@ def bench(fn, timing=FULL) -> tuple[float, float, float]:
 
 
 def clean_flush_bench(fn, timing=FULL) -> tuple[float, float, float]:
-    """(p20, p50, p80) ms by tuner.bench.time_gpu_clean: the L2 emptied by a read pass, each call
+    """(p20, p50, p80) ms by tuner.measure.clocks.time_gpu_clean: the L2 emptied by a read pass, each call
     charged its own write-back (that docstring says why). timing's warmup and rep are read as
     counts of calls (do_bench reads the same numbers as milliseconds): FULL is 25 warm-up calls and
     100 timed ones."""
-    from tuner.bench import time_gpu_clean
+    from tuner.measure.clocks import time_gpu_clean
 
     return time_gpu_clean(fn, timing["warmup"], timing["rep"])
 

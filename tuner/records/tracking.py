@@ -1,6 +1,6 @@
 """MLflow, written from the driver only: a parent run per study, a child run per candidate.
 
-Records reach MLflow from the journal (tuner.journal), never straight from a worker: one process
+Records reach MLflow from the journal (tuner.records.journal), never straight from a worker: one process
 writes the SQLite store (many writers hit lock errors), and a candidate is written exactly once,
 keyed by its `candidate_id` tag, however often `sync` runs (after each trial, at the end, after a
 resume or by `kernelevolve sync`).
@@ -17,7 +17,7 @@ import tempfile
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from tuner.registry import kernel_source_sha
+from tuner.experiment.registry import kernel_source_sha
 
 # A tracking server that is away must cost seconds, not MLflow's default minutes of retries:
 # the journal keeps every record, and the next sync (or `kernelevolve sync`) sends it.
@@ -185,7 +185,7 @@ class Tracker:
         """Review plots of the study under `plots/`, with `plots/notes.json` saying which plot is
         missing and why. A plot that fails to draw must not cost the study its parent run: the
         failure is written to the notes (and a tag); a store that is away still raises."""
-        from tuner import plots  # matplotlib loads only when a study ends, not for `best`
+        from tuner.review import plots  # matplotlib loads only when a study ends, not for `best`
 
         run = self.client.get_run(parent_id)
         if records is None:

@@ -1,6 +1,6 @@
 """What runs inside Ray: the trial function of one candidate, and the end-of-study re-timing task.
 
-Both hand the real work to a CandidateWorker process (tuner.worker). The trial actor keeps its
+Both hand the real work to a CandidateWorker process (tuner.execution.worker). The trial actor keeps its
 worker between candidates (Tune reuses actors), so a study pays torch's import and the CUDA
 context once per concurrent slot, not once per candidate.
 """
@@ -11,8 +11,8 @@ import zlib
 import ray
 from ray import tune
 
-from tuner.search import OBJECTIVE, PENALTY, objective_of
-from tuner.worker import CandidateWorker
+from tuner.search.samplers import OBJECTIVE, PENALTY, objective_of
+from tuner.execution.worker import CandidateWorker
 
 _WORKER: CandidateWorker | None = None
 

@@ -12,8 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from tuner import hardware, registry
-from tuner.search import SAMPLERS
+from tuner.experiment import hardware, registry
+from tuner.search.samplers import SAMPLERS
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,7 +34,7 @@ class KernelEntry(BaseModel):
 class Target(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1)
-    hardware: str | None = None  # a profile in tuner.hardware.PROFILES; defaults to `name`
+    hardware: str | None = None  # a profile in tuner.experiment.hardware.PROFILES; defaults to `name`
     resources: dict[str, float] | None = None  # Ray resources one candidate takes
 
     @property
@@ -60,7 +60,7 @@ class Search(BaseModel):
     start_points: list[dict[str, Any]] = []  # configs evaluated first, in order (warm start)
     # A tuned-config table (`kernelevolve export`, relative to this file): its configs for the
     # nearest shapes of the same kernel, dtype and hardware that a study's space accepts are
-    # evaluated first, after start_points (tuner/export.py: warm_start_points).
+    # evaluated first, after start_points (tuner/deploy/export.py: warm_start_points).
     warm_start: str | None = None
 
 
@@ -70,13 +70,13 @@ class Timing(BaseModel):
     rep_ms: float = Field(default=100, gt=0)  # GPU: do_bench repetitions, L2 flushed before each
     # GPU: how the L2 is emptied before each timed call. "zeroing": do_bench's (it writes zeros, and
     # the timed kernel pays the write-back of ~50 MB of dirty lines); "clean": a read pass, each call
-    # charged its own write-back (tuner/bench.py: time_gpu_clean), for short memory-bound kernels
+    # charged its own write-back (tuner/measure/clocks.py: time_gpu_clean), for short memory-bound kernels
     flush: Literal["zeroing", "clean"] = "zeroing"
     wall_reps: PositiveInt = 3  # interpreter: timed runs after one warm-up
     retime_rounds: PositiveInt = 5  # end of study: interleaved rounds of the top-k and the peer
 
     def bench_settings(self) -> dict:
-        """What a worker times a candidate with (tuner/evaluate.py reads it): the sweep's context
+        """What a worker times a candidate with (tuner/measure/evaluate.py reads it): the sweep's context
         and `kernelevolve reproduce` send the same."""
         return {"warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms, "wall_reps": self.wall_reps,
                 "flush": self.flush}

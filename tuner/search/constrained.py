@@ -14,43 +14,13 @@ from __future__ import annotations
 
 import math
 import pickle
-import warnings
 
-import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tuner.journal import Journal
-from tuner.space import Space, config_key
-
-OBJECTIVE = "objective"  # log10 of the median latency in seconds; lower is better
-PENALTY = 3.0  # log10(1000 s): finite and worse than any kernel that ran
-
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _grid(space: Space, seed: int):
-    return optuna.samplers.GridSampler(space.grid(), seed=seed)
-
-
-SAMPLERS = {
-    "tpe": lambda space, seed: optuna.samplers.TPESampler(seed=seed),
-    "gp": lambda space, seed: optuna.samplers.GPSampler(seed=seed),
-    "cmaes": lambda space, seed: optuna.samplers.CmaEsSampler(seed=seed),
-    "random": lambda space, seed: optuna.samplers.RandomSampler(seed=seed),
-    "qmc": lambda space, seed: optuna.samplers.QMCSampler(seed=seed),
-    "grid": _grid,
-    "nsga2": lambda space, seed: optuna.samplers.NSGAIISampler(seed=seed),
-}
-
-
-def make_sampler(name: str, space: Space, seed: int):
-    return SAMPLERS[name](space, seed)
-
-
-def objective_of(latency_s: float) -> float:
-    return math.log10(latency_s)
+from tuner.records.journal import Journal
+from tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
+from tuner.search.space import Space, config_key
 
 
 class ConstrainedSearch(Searcher):
