@@ -26,8 +26,8 @@ def write(tmp_path, text, name="exp.yaml"):
 def test_good_file_loads(tmp_path):
     exp = config.load(write(tmp_path, GOOD))
     assert exp.name == "t" and exp.kernel_refs == ("search_spaces.matmul:TUNABLE",)
-    assert exp.timing.flush == "zeroing"  # do_bench's flush unless the file asks for the clean one
-    assert config.load(write(tmp_path, GOOD + "timing: {flush: clean}\n")).timing.flush == "clean"
+    assert exp.timing.clock == "do_bench"  # do_bench unless the file names another clock
+    assert config.load(write(tmp_path, GOOD + "timing: {clock: clean}\n")).timing.clock == "clean"
     studies = list(exp.studies())
     assert len(studies) == 1 and studies[0].key == "matmul/M100_N72_K130_float16/cpu-interpreter"
     assert studies[0].budget() == 4
@@ -47,7 +47,7 @@ def test_good_file_loads(tmp_path):
     ("kernel: matmul", "kernel: nowhere/file.py:OBJ", "kernels[0].kernel", "not found"),
     ("kernel: matmul", "kernel: json:dumps", "kernels[0].kernel", "not a tuner.experiment.registry.Tunable"),
     ("kernel: matmul", "kernel: no_such_module_x:OBJ", "kernels[0].kernel", "cannot import"),
-    ("seed: 0}", "seed: 0}\ntiming: {flush: scrub}", "timing.flush", "'zeroing' or 'clean'"),
+    ("seed: 0}", "seed: 0}\ntiming: {clock: scrub}", "timing.clock", "'do_bench', 'clean' or 'cudagraph'"),
 ])
 def test_bad_field_names_file_and_field(tmp_path, old, new, field, words):
     path = write(tmp_path, GOOD.replace(old, new))

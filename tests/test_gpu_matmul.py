@@ -43,8 +43,18 @@ def test_out_of_resources_is_classified(worker):
     assert rec["status"] == "out_of_resources", rec
 
 
-def test_clean_flush_clock_times_a_candidate(worker):
-    # an experiment's timing.flush: clean reaches the worker through its bench settings
-    rec = worker.request(dict(BASE, config=GOOD, bench=dict(BASE["bench"], flush="clean")), timeout_s=300)
+@pytest.mark.parametrize("clock", ["clean", "cudagraph"])
+def test_named_clock_times_a_candidate(worker, clock):
+    # an experiment's timing.clock reaches the worker through its bench settings
+    rec = worker.request(dict(BASE, config=GOOD, bench=dict(BASE["bench"], clock=clock)), timeout_s=300)
     assert rec["status"] == "ok", rec
     assert 0 < rec["latency_p20_ms"] <= rec["latency_ms"] <= rec["latency_p80_ms"]
+
+
+def test_compile_request_launches_nothing_and_the_lane_finds_the_binary(worker):
+    # a compile slot compiles ahead (nothing runs on the GPU); the evaluator's first launch of the
+    # same config is then a load from Triton's cache, not a compile
+    compiled = worker.request(dict(BASE, op="compile", config=dict(GOOD, GROUP_M=2)), timeout_s=300)
+    assert compiled["status"] == "ok" and compiled["compile_s"] > 0 and "n_regs" in compiled, compiled
+    rec = worker.request(dict(BASE, config=dict(GOOD, GROUP_M=2), compiled=True), timeout_s=300)
+    assert rec["status"] == "ok" and rec["load_s"] < compiled["compile_s"], (compiled, rec)

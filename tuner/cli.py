@@ -47,9 +47,14 @@ def cmd_run(args) -> int:
     from tuner.review.report import fmt
 
     exp = config_mod.load(args.experiment)
-    with _progress_display(args.quiet) as progress:
-        summaries = sweep.run(exp, address=args.address, resume=args.resume, log=progress.log,
-                              progress=progress)
+    try:
+        with _progress_display(args.quiet) as progress:
+            summaries = sweep.run(exp, address=args.address, resume=args.resume, log=progress.log,
+                                  progress=progress)
+    except sweep.Interrupted as stop:  # resumable: the state says which studies are not done
+        print(f"kernelevolve: {stop}; resume with: kernelevolve run {args.experiment} --resume",
+              file=sys.stderr)
+        return 128 + stop.signum
     rows = [{"study": s["study"], "timing": s["timing"], "candidates": sum(s["counts"].values()),
              "ok": s["counts"].get("ok", 0),
              "best_ms": fmt((s["best"] or {}).get("latency_ms")),

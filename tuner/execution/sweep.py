@@ -1,22 +1,30 @@
-"""The driver: one Ray Tune study per (kernel, problem, target); records journaled, then sent to MLflow.
+"""The driver: every (kernel, problem, target) study of a sweep at once, in one Ray Tune run.
 
-For each study: check that the target can be served, open a parent MLflow run, let
-ConstrainedSearch (Optuna through Ray Tune) propose candidates that Ray runs with the target's
-resources, journal every candidate as it ends and copy the journal to MLflow, then re-time the
-top-k side by side with the torch peer and write the winner to the parent run. Nothing incorrect
-can win: only candidates whose status is `ok` (verified on two fresh input sets) are re-timed.
+Set-up is paid once per sweep: Ray, the MLflow experiment, one GPU lane per GPU of the cluster
+(tuner.execution.lanes), one device probe per target, every study's parent run and searcher.
+Then one Tuner runs the candidates of all studies together: SweepSearch hands each suggestion
+to the study furthest behind, each trial asks for its own target's resources
+(tune.with_resources with a function of the trial's config), and the trial compiles on its own
+CPU core while its GPU's lane verifies and times (tuner.execution.trial).
 
-Nothing is lost: the journal is written first (fsynced, per candidate). A tracking server that is
-away only delays MLflow (`kernelevolve sync` or the next sync catches up); a killed driver is
-resumed with `--resume`, which replays the journal into a fresh searcher and runs what is left.
+Every candidate is journaled as it ends (fsynced; the driver's source of truth) and written to
+MLflow by a background thread, so the trial loop never waits for a database. When a study's
+last candidate ends, its top-k are re-timed interleaved with the torch peer on a lane, and its
+parent run gets the winner, the proposal counts and the review plots. Nothing incorrect can
+win: only candidates whose status is `ok` are re-timed.
+
+Nothing is lost: a killed driver is resumed with `--resume` (the journal is replayed into fresh
+searchers); SIGINT or SIGTERM stop the sweep resumably: unfinished studies stay unfinished,
+their parent runs stay open, and the caller exits 130 or 143 with how to resume.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
 import re
-import sys
+import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -24,153 +32,37 @@ from collections import Counter
 import ray
 from ray import tune
 
+from tuner.execution import cluster, lanes
+from tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
+from tuner.execution.trial import StudyResources, run_candidate
 from tuner.experiment import config as config_mod
-from tuner.experiment import hardware
 from tuner.records.journal import SweepState, unique_by_candidate
-from tuner.review.progress import Progress
-from tuner.search.constrained import ConstrainedSearch
+from tuner.records.recorder import StudyRecorder, Writer
+from tuner.records.schema import record_of
 from tuner.records.tracking import Tracker
-from tuner.execution.trial import one_shot, run_candidate
-
-RECORD_KEYS = ("status", "error", "timing", "latency_ms", "latency_p20_ms", "latency_p80_ms",
-               "tflops", "gbps", "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms",
-               "speedup", "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs",
-               "n_spills", "shared_bytes", "objective", "gpu_name", "gpu_uuid", "node",
-               "worker_pid", "worker_replaced", "retries", "torch", "triton", "ray_node_id", "ray_gpu_ids",
-               "timed_from", "timed_to", "lock_wait_s", "device_busy_s")
-
-
-class TargetUnavailable(Exception):
-    """No node of the Ray cluster can serve a target: a user error (exit 2), never a hang."""
+from tuner.review.progress import Progress
+from tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
+from tuner.search.sweep_search import STUDY_PARAM, SweepSearch
 
 
 class NothingToResume(Exception):
     """--resume with no unfinished sweep of this experiment: a user error (exit 2)."""
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the sweep; it can be resumed. `signum` says which."""
+
+    def __init__(self, signum: int, sweep_id: str):
+        self.signum, self.sweep_id = signum, sweep_id
+        super().__init__(f"sweep {sweep_id} stopped by {signal.Signals(signum).name}")
+
+
 def state_root(exp_name: str) -> str:
     return os.path.abspath(os.path.join(".kernelevolve", exp_name))
 
 
-# A Ray started here (no --address) advertises a loopback address, so nothing of it is reachable
-# from outside this machine. Ray maps exactly "127.0.0.1" to the machine's network address on
-# Linux; any other loopback address (all of 127/8 is loopback on Linux) it takes as given.
-LOCAL_RAY_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
-
-
-def init_ray(address: str | None) -> None:
-    # Trials must see the driver's cwd: relative kernel paths and stores resolve against it.
-    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    if ray.is_initialized():
-        return
-    # address="local": a private Ray for this sweep, never whatever cluster `ray start` left
-    # registered on this machine (a stale one would make ray.init wait for it for minutes).
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, **({} if address else {"_node_ip_address": LOCAL_RAY_IP}))
-
-
-def target_resources(target) -> dict:
-    """The target's Ray resources; a GPU target also asks for its accelerator type where the
-    cluster labels GPUs by type, so an H100 study never lands on another GPU."""
-    res = target.ray_resources()
-    hw = target.profile
-    labels = [k for k in ray.cluster_resources() if k.startswith("accelerator_type:")]
-    if target.resources is None and res.get("GPU") and hw.accelerator_type and labels:
-        res[f"accelerator_type:{hw.accelerator_type}"] = 0.001
-    return res
-
-
-def check_target(target) -> dict:
-    total = ray.cluster_resources()
-    need = target_resources(target)
-    for key, amount in need.items():
-        if total.get(key, 0) < amount:
-            have = ", ".join(f"{k}={v:g}" for k, v in sorted(total.items())
-                             if not k.startswith(("node:", "memory", "object_store")))
-            hint = (" This machine has no GPU: run experiments/quickstart.yaml (the CPU interpreter), "
-                    "or pass --address of a Ray cluster with GPUs." if key == "GPU" else "")
-            raise TargetUnavailable(f"target '{target.name}' needs {key}={amount:g} per candidate, "
-                                    f"but the Ray cluster offers {have or 'nothing'}.{hint}")
-    return need
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
-# Live per-study hooks of this driver process, by study key. Ray Tune pickles its callbacks with
-# the experiment state; the callback holds only the key, so whatever the hook reaches (an MLflow
-# HTTP client, a progress display) need not be picklable.
-_ON_RECORD: dict = {}
-
-
-class RecordCallback(tune.Callback):
-    """Journal each finished trial, then hand the journal to MLflow (driver side, in order)."""
-
-    def __init__(self, journal_path: str, study_key: str):
-        self.journal_path, self.study_key = journal_path, study_key
-
-    def _record(self, trial, result: dict) -> None:
-        from tuner.records.journal import Journal
-
-        rec = {k: result[k] for k in RECORD_KEYS if k in result}
-        rec.update(candidate_id=trial.trial_id, study=self.study_key, config=dict(trial.config))
-        Journal(self.journal_path).append(rec)
-        _ON_RECORD[self.study_key](rec)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        result = dict(trial.last_result or {})
-        if "status" not in result:  # ended without a report: should not happen, never lost
-            result = {"status": "runtime_error", "error": "trial ended without reporting a result"}
-        self._record(trial, result)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        text = "trial actor failed"
-        path = getattr(trial, "error_file", None)
-        if path and os.path.exists(path):
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read()[-4000:]
-        self._record(trial, {"status": "runtime_error", "error": text})
-
-
-def _context(study, resources: dict, ctx_id: str) -> dict:
-    hw, s = study.target.profile, study.experiment.search
-    env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # explicit: results must not depend on a default
-    if hw.interpreter:
-        env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
-    if "TRITON_CACHE_DIR" in os.environ:  # a cache chosen by the driver reaches every worker
-        env["TRITON_CACHE_DIR"] = os.environ["TRITON_CACHE_DIR"]
-    bench = study.experiment.timing.bench_settings()
-    return {"kernel_ref": study.ref, "problem": study.problem.model_dump(), "hardware": hw.name,
-            "seed": s.seed, "timeout_s": s.timeout_s, "retries": s.retries, "bench": bench,
-            "env": env, "cwd": os.getcwd(), "resources": resources, "ctx_id": ctx_id}
-
-
-def _remote(ctx: dict, payload: dict, timeout_s: float) -> dict:
-    """One request on the target's resources, in a fresh worker; failures come back as records."""
-    res = dict(ctx["resources"])
-    task = ray.remote(one_shot).options(num_cpus=res.pop("CPU", 1), num_gpus=res.pop("GPU", 0),
-                                        resources=res or None, max_retries=0)
-    payload = {"kernel_ref": ctx["kernel_ref"], "problem": ctx["problem"],
-               "hardware": ctx["hardware"], "bench": ctx["bench"], **payload}
-    try:
-        return ray.get(task.remote(ctx, payload, timeout_s), timeout=timeout_s + 120)
-    except Exception as exc:
-        return {"status": "runtime_error", "error": f"{type(exc).__name__}: {exc}"}
-
-
-def probe_target(study, ctx: dict) -> dict:
-    """Check, on the target's own resources, that its device is the chip the target names."""
-    info = _remote(ctx, {"op": "probe"}, timeout_s=300)
-    if info.get("status") != "ok":
-        raise TargetUnavailable(f"target '{study.target.name}': its worker failed to start: "
-                                f"{info.get('error')}")
-    if not hardware.matches(study.target.profile, info):
-        raise TargetUnavailable(f"target '{study.target.name}' names {study.target.profile.name}, "
-                                f"but its worker found '{info.get('gpu_name')}'")
-    return info
 
 
 def summarize(records: list[dict], retimed: dict | None) -> dict:
@@ -185,51 +77,6 @@ def summarize(records: list[dict], retimed: dict | None) -> dict:
     elif ok:
         best = {**ok[0], "measured_by": "sweep"}
     return {"counts": dict(counts), "best": best, "retime": retimed}
-
-
-class StudyRecorder:
-    """Sends a study's journal to MLflow, tolerating a tracking server that is away."""
-
-    def __init__(self, tracker: Tracker, state: SweepState, study, log):
-        self.tracker, self.state, self.study, self.log = tracker, state, study, log
-        self.journal = state.journal(slug(study.key))
-        self._records: list[dict] = []  # the journal so far, read incrementally
-        self.tags = {"study": study.key, "target": study.target.name, "kernel": study.kernel_name}
-        self.down_since = None
-
-    @property
-    def parent(self):
-        return self.state.study(self.study.key).get("parent")
-
-    def _guard(self, what, fn):
-        try:
-            out = fn()
-        except Exception as exc:  # MLflow away: the journal keeps everything; say so once
-            if self.down_since is None:
-                self.down_since = time.time()
-                self.log(f"  ! MLflow unreachable ({type(exc).__name__}) during {what}: records "
-                         f"stay in {self.journal.path}; sent when it returns or by `kernelevolve sync`")
-            return None
-        if self.down_since is not None:
-            self.log(f"  MLflow reachable again after {time.time() - self.down_since:.0f} s: catching up")
-            self.down_since = None
-        return out
-
-    def records(self) -> list[dict]:
-        """Every journaled candidate once, in order (new lines read since the last call only)."""
-        self._records += self.journal.read_new()
-        return unique_by_candidate(self._records)
-
-    def sync(self) -> None:
-        if self.parent:
-            self._guard("sync", lambda: self.tracker.sync(self.parent, self.records(), self.tags))
-
-    def finish(self, summary: dict, history: list) -> bool:
-        def send():
-            self.tracker.sync(self.parent, self.records(), self.tags)
-            self.tracker.finish_study(self.parent, summary, history, records=self.records())
-            return True
-        return bool(self._guard("finish", send))
 
 
 def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | None]:
@@ -253,69 +100,322 @@ def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | Non
     return points, record
 
 
-def run_study(study, tracker: Tracker, state: SweepState, progress, log) -> dict:
-    s = study.experiment.search
-    resources = check_target(study.target)
-    ctx = _context(study, resources, f"{state.sweep_id}/{study.key}")
-    device = probe_target(study, ctx)
-    rec = StudyRecorder(tracker, state, study, log)
-    start_points, warm = _start_points(study, state, log)
-    if not rec.parent:
-        artifacts = {"experiment.yaml": config_mod.dump(study.experiment),
-                     "search_space.json": study.space.to_json()}
-        if warm is not None:  # what the warm start enqueued: the table file may change later
-            artifacts["warm_start.json"] = json.dumps(warm, indent=1, default=str)
-        state.update(study.key, parent=tracker.start_study(study, state.sweep_id, artifacts, device))
+def _enumerate(space):
+    """Ray task: a space's valid configs (run for every study at once, beside the lanes' start)."""
+    return space.valid_configs()
 
-    searcher = ConstrainedSearch(study.space, s.sampler, s.seed, rec.journal.path, study.key,
-                                 s.max_rejects, start_points=start_points)
-    before = rec.records()
-    replayed = searcher.replay(before)
-    evaluated = sum(1 for r in before if r["status"] != "invalid")
-    budget = study.budget()
-    remaining = max(0, budget - evaluated)
-    progress.study_started(study, budget, evaluated)
-    if replayed:
-        log(f"  resumed: {replayed} journaled candidates told to the sampler, {remaining} to go")
-        rec.sync()
 
-    def on_record(r):
-        rec.sync()
-        progress.candidate(study, r)
+class Plan:
+    """One study inside the sweep: its searcher, recorder, budget and, once done, its summary."""
 
-    t0 = time.time()
-    attempt = state.study(study.key).get("attempts", 0) + 1
-    state.update(study.key, attempts=attempt)
-    if remaining:
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), resources),
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
-                                        max_concurrent_trials=s.concurrency, reuse_actors=True),
-            run_config=tune.RunConfig(
-                name=slug(f"{state.sweep_id}-{study.key}-{attempt}"), verbose=0,
-                storage_path=os.path.join(state.folder, "ray"),
-                callbacks=[RecordCallback(rec.journal.path, study.key)]),
-        )
-        _ON_RECORD[study.key] = on_record
+    def __init__(self, study, ctx: dict, recorder: StudyRecorder, searcher: ConstrainedSearch,
+                 remaining: int):
+        self.study, self.ctx, self.recorder, self.searcher = study, ctx, recorder, searcher
+        self.remaining = remaining
+        self.records: list[dict] = []  # this run's candidates, in the order they ended
+        self.t0 = time.time()
+        self.finishing = False
+
+
+# Live hooks of this driver process, by sweep id. Ray Tune pickles its callbacks with the
+# experiment state; the callback holds only the id, so whatever the hook reaches (the plans, an
+# MLflow client, a progress display) need not be picklable.
+_ON_RESULT: dict = {}
+
+
+class RecordCallback(tune.Callback):
+    """Journal each finished trial and hand it to its study (driver side, in order)."""
+
+    def __init__(self, sweep_id: str):
+        self.sweep_id = sweep_id
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = dict(trial.last_result or {})
+        if "status" not in result:  # ended without a report: should not happen, never lost
+            result = {"status": "runtime_error", "error": "trial ended without reporting a result"}
+        _ON_RESULT[self.sweep_id](trial, result)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        text = "trial actor failed"
+        path = getattr(trial, "error_file", None)
+        if path and os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()[-4000:]
+        _ON_RESULT[self.sweep_id](trial, {"status": "runtime_error", "error": text})
+
+
+class StopOnSignal(tune.Stopper):
+    """Ends the Tune run at its next step once a stop signal arrived (in-flight candidates are
+    not journaled and run again on resume)."""
+
+    def __init__(self):
+        self.signum = 0
+
+    def __call__(self, trial_id, result):
+        return False
+
+    def stop_all(self):
+        return bool(self.signum)
+
+
+@contextlib.contextmanager
+def trainable_looked_up_once():
+    """Ray Tune (2.60) reads its trainable from Ray's GCS key-value store and unpickles it again for
+    every trial it creates (Trial.__init__ and create_placement_group_factory call
+    validate_trainable and get_trainable_cls: several GCS reads and a cloudpickle load a trial).
+    Profiled on a 16-core H100 node with 16 trials in flight, that cost 0.2-0.5 s per trial and took
+    most of the sweep's trial loop. The trainable cannot change during one fit, so while our fit
+    runs the registry answers trainable lookups from what it read the first time."""
+    from ray.tune import registry as tune_registry
+
+    reg = getattr(tune_registry, "_global_registry", None)
+    category = getattr(tune_registry, "TRAINABLE_CLASS", None)
+    if reg is None or category is None or not hasattr(reg, "get") or not hasattr(reg, "contains"):
+        yield  # another Ray: uncached, as Ray does it
+        return
+    cache: dict = {}
+    get, contains = reg.get, reg.contains
+
+    def cached_get(cat, key):
+        if cat != category:
+            return get(cat, key)
+        if (cat, key) not in cache:
+            cache[(cat, key)] = get(cat, key)
+        return cache[(cat, key)]
+
+    def cached_contains(cat, key):
+        return (cat, key) in cache or contains(cat, key)
+    reg.get, reg.contains = cached_get, cached_contains
+    try:
+        yield
+    finally:
+        del reg.get, reg.contains  # the instance attributes go; the class's methods answer again
+
+
+class Sweep:
+    def __init__(self, exp, state: SweepState, tracker: Tracker, progress, log):
+        self.exp, self.state, self.tracker, self.progress, self.log = exp, state, tracker, progress, log
+        self.writer = Writer()
+        self.plans: dict[str, Plan] = {}
+        self.lanes: dict = {}
+        self.out: dict[str, dict] = {}
+        self.lock = threading.Lock()
+        self.plans_seen = False
+
+    # -- set-up, once per sweep ------------------------------------------------------------
+    def _probe(self, target, lane_infos: dict) -> dict:
+        if target.profile.interpreter:
+            info = cluster.remote_request(check_target(target), cluster.target_env(target),
+                                          {"op": "probe"}, timeout_s=300)
+            return cluster.check_device(target, info)
+        from tuner.experiment import hardware
+
+        for info in lane_infos.values():
+            if hardware.matches(target.profile, info):
+                return info
+        found = ", ".join(sorted({str(i.get("gpu_name")) for i in lane_infos.values()})) or "no GPU lane"
+        raise TargetUnavailable(f"target '{target.name}' names {target.profile.name}, but the "
+                                f"cluster's GPUs are: {found}")
+
+    def setup(self, studies: list) -> None:
+        t0 = time.time()
+        cwd = os.getcwd()
+        gpu_env = next((cluster.target_env(t) for t in self.exp.targets if not t.profile.interpreter), None)
+        # every study's valid set, enumerated at once while the lanes start their evaluators
+        spaces = [st.space for st in studies if st.space.size() <= ENUMERATE_MAX]
+        enum = ray.remote(_enumerate).options(num_cpus=0)
+        valid_refs = {id(sp): enum.remote(sp) for sp in spaces}
+        lane_infos = {}
+        if gpu_env is not None:
+            per_gpu = max(cluster.slots_per_gpu(check_target(t)) for t in self.exp.targets
+                          if not t.profile.interpreter)
+            self.lanes, lane_infos = lanes.start_lanes(self.state.sweep_id, gpu_env, cwd, per_gpu)
+        devices = {t.name: self._probe(t, lane_infos) for t in self.exp.targets}
+        t_lanes = time.time() - t0
+        valid = dict(zip(valid_refs, ray.get(list(valid_refs.values()))))
+        t_valid = time.time() - t0
+        for study in studies:
+            self._plan(study, devices[study.target.name], gpu_env,
+                       valid.get(id(study.space)), cwd)
+        self.log(f"set-up in {time.time() - t0:.1f} s: {len(self.lanes)} GPU lane(s) and their compile "
+                 f"slots warm at {t_lanes:.1f} s, "
+                 f"valid configs enumerated at {t_valid:.1f} s, {len(studies)} studies planned")
+
+    def _plan(self, study, device: dict, gpu_env, valid_configs, cwd: str) -> None:
+        s, target = study.experiment.search, study.target
+        rec = StudyRecorder(self.tracker, self.state, study, slug(study.key), self.log)
+        start_points, warm = _start_points(study, self.state, self.log)
+        if not rec.parent:  # the parent run is opened by the writer, before any of its candidates
+            artifacts = {"experiment.yaml": config_mod.dump(study.experiment),
+                         "search_space.json": study.space.to_json()}
+            if warm is not None:  # what the warm start enqueued: the table file may change later
+                artifacts["warm_start.json"] = json.dumps(warm, indent=1, default=str)
+
+            def open_parent(study=study, artifacts=artifacts, device=device):
+                parent = rec._guard("start", lambda: self.tracker.start_study(
+                    study, self.state.sweep_id, artifacts, device))
+                if parent:
+                    self.state.update(study.key, parent=parent)
+            self.writer.submit(open_parent)
+        valid = ValidSet(study.space, valid_configs) if valid_configs is not None else None
+        searcher = ConstrainedSearch(study.space, s.sampler, s.seed, study.key, s.max_rejects,
+                                     start_points=start_points, valid=valid)
+        before = rec.records()
+        replayed = searcher.replay(before)
+        evaluated = sum(1 for r in before if r["status"] != "invalid")
+        budget = study.budget()
+        remaining = max(0, budget - evaluated)
+        if replayed:
+            self.log(f"  {study.key}: resumed, {replayed} journaled candidates told to the sampler, "
+                     f"{remaining} to go")
+            self.writer.submit(rec.sync)
+        env = cluster.target_env(target)
+        ctx = {"kernel_ref": study.ref, "problem": study.problem.model_dump(),
+               "hardware": target.profile.name, "seed": s.seed, "timeout_s": s.timeout_s,
+               "retries": s.retries, "bench": study.experiment.timing.bench_settings(), "env": env,
+               "cwd": cwd, "resources": check_target(target), "lanes": not target.profile.interpreter,
+               "lane_env": gpu_env}
+        self.plans[study.key] = Plan(study, ctx, rec, searcher, remaining)
+        self.state.update(study.key, attempts=self.state.study(study.key).get("attempts", 0) + 1)
+        self.progress.study_started(study, budget, evaluated)
+
+    # -- while the Tuner runs ---------------------------------------------------------------
+    def on_result(self, trial, result: dict) -> None:
+        config = dict(trial.config)
+        key = config.pop(STUDY_PARAM)
+        plan = self.plans[key]
+        rec = record_of(result, trial.trial_id, key, config)
+        plan.recorder.journal.append(rec)
+        plan.records.append(rec)
+        self.writer.submit(plan.recorder.sync)
+        self.progress.candidate(plan.study, rec)
+
+    def maybe_finish(self, search: SweepSearch) -> None:
+        """Finish every study whose candidates have all ended (called after each result)."""
+        for key, plan in self.plans.items():
+            if not plan.finishing and search.done(key):
+                plan.finishing = True
+                threading.Thread(target=self._finish, args=(plan,), daemon=True).start()
+
+    def _finish(self, plan: Plan) -> None:
+        """Re-time the study's top-k beside the peer on a lane; then its parent run, in order with
+        the study's candidate writes (the writer thread)."""
+        study, s = plan.study, plan.study.experiment.search
+        records = unique_by_candidate(plan.recorder.journal.records())
+        top = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])[: s.top_k]
         try:
-            tuner.fit()
+            retimed = self._retime(plan, top)
+        except Exception as exc:  # the study's records stand; its winner is then its own best
+            retimed = {"status": "runtime_error", "error": f"re-timing failed: {type(exc).__name__}: {exc}"}
+        summary = summarize(records, retimed)
+        summary.update(study=study.key, parent_run_id=plan.recorder.parent, wall_s=time.time() - plan.t0,
+                       timing="interpreter" if study.target.profile.interpreter else "gpu",
+                       proposals=plan.searcher.proposals(), exhausted=plan.searcher.exhausted)
+        if plan.searcher.exhausted:
+            self.log(f"  {study.key}: the space is exhausted: every one of its "
+                     f"{summary['proposals'].get('valid_configs') or 'valid'} valid configs was evaluated")
+        history = [{"params": p, "state": st, "value": v} for p, st, v in plan.searcher.history()]
+
+        def send():
+            in_mlflow = plan.recorder.finish(summary, history)
+            self.state.update(study.key, done=True, summary=summary, history=history, in_mlflow=in_mlflow)
+            self.progress.study_finished(study, summary)
+            with self.lock:
+                self.out[study.key] = summary
+        self.writer.submit(send)
+
+    def _retime(self, plan: Plan, top: list[dict]) -> dict | None:
+        s = plan.study.experiment.search
+        retimed = None
+        if top:
+            payload = {"op": "retime", "configs": [r["config"] for r in top],
+                       "rounds": plan.study.experiment.timing.retime_rounds, "kernel_ref": plan.ctx["kernel_ref"],
+                       "problem": plan.ctx["problem"], "hardware": plan.ctx["hardware"],
+                       "bench": plan.ctx["bench"]}
+            timeout = s.timeout_s * (len(top) + 1)
+            if plan.ctx["lanes"]:
+                lane = self._lane_of(top[0])
+                retimed = ray.get(lane.request.remote(payload, timeout), timeout=timeout + 600)
+            else:
+                retimed = cluster.remote_request(plan.ctx["resources"], plan.ctx["env"], payload, timeout)
+        return retimed
+
+    def _lane_of(self, record: dict):
+        """The lane that measured a record (its GPU); any lane of the sweep if that one is gone."""
+        name = lanes.lane_name(self.state.sweep_id, record.get("ray_node_id", ""),
+                               str(record.get("ray_gpu_ids", "")).split(",")[0])
+        return self.lanes.get(name) or next(iter(self.lanes.values()))
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self) -> None:
+        t0 = time.time()
+        plans = {k: p for k, p in self.plans.items()}
+        todo = {k: p for k, p in plans.items() if p.remaining > 0}
+        search = SweepSearch({k: p.searcher for k, p in todo.items()},
+                             {k: p.remaining for k, p in todo.items()},
+                             {k: p.study.experiment.search.concurrency for k, p in todo.items()})
+        for key, plan in plans.items():  # nothing left to run: finish now
+            if key not in todo:
+                plan.finishing = True
+                threading.Thread(target=self._finish, args=(plan,), daemon=True).start()
+        if not todo:
+            return
+        room = sum(cluster.room_for(need) for need in
+                   {json.dumps(p.ctx["resources"], sort_keys=True) for p in todo.values()})
+        stopper = StopOnSignal()
+        sweep_ctx = {"sweep_id": self.state.sweep_id, "studies": {k: p.ctx for k, p in todo.items()}}
+        resources = StudyResources({k: p.ctx["resources"] for k, p in todo.items()})
+
+        def on_result(trial, result):
+            if not self.plans_seen:
+                self.log(f"first candidate ended {time.time() - t0:.1f} s after the Tuner started")
+                self.plans_seen = True
+            self.on_result(trial, result)
+            self.maybe_finish(search)
+        _ON_RESULT[self.state.sweep_id] = on_result
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum, frame):
+            if stopper.signum:  # a second signal: stop now
+                raise KeyboardInterrupt
+            stopper.signum = signum
+            self.log(f"{signal.Signals(signum).name}: stopping the sweep (a second one stops at once)")
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            for sig in previous:
+                signal.signal(sig, on_signal)
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(run_candidate, sweep=sweep_ctx), resources),
+            # as many in flight as the cluster has room for (more would only wait as PENDING trials,
+            # each holding a proposal its study's sampler made without knowing the results before it)
+            tune_config=tune.TuneConfig(search_alg=search, num_samples=sum(search.left.values()),
+                                        max_concurrent_trials=max(1, min(sum(search.caps.values()), room)),
+                                        reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=slug(f"{self.state.sweep_id}-{len(os.listdir(self.state.folder))}"), verbose=0,
+                storage_path=os.path.join(self.state.folder, "ray"), stop=stopper,
+                callbacks=[RecordCallback(self.state.sweep_id)]),
+        )
+        try:
+            with trainable_looked_up_once():
+                tuner.fit()
         finally:
-            _ON_RECORD.pop(study.key, None)
-    fit_s = time.time() - t0
-    records = rec.records()
-    rec.sync()
-    top = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])[: s.top_k]
-    rounds = study.experiment.timing.retime_rounds
-    retimed = (_remote(ctx, {"op": "retime", "configs": [r["config"] for r in top], "rounds": rounds},
-                       s.timeout_s * (len(top) + 1)) if top else None)
-    summary = summarize(records, retimed)
-    summary.update(study=study.key, parent_run_id=rec.parent, wall_s=time.time() - t0, fit_s=fit_s,
-                   timing="interpreter" if study.target.profile.interpreter else "gpu")
-    history = [{"params": p, "state": st, "value": v} for p, st, v in searcher.history()]
-    in_mlflow = rec.finish(summary, history)
-    state.update(study.key, done=True, summary=summary, history=history, in_mlflow=in_mlflow)
-    progress.study_finished(study, summary)
-    return summary
+            _ON_RESULT.pop(self.state.sweep_id, None)
+            if in_main:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        if stopper.signum:
+            raise Interrupted(stopper.signum, self.state.sweep_id)
+        self.maybe_finish(search)
+
+    def wait(self) -> list[dict]:
+        """Every study's summary, in file order, once its parent run is written."""
+        while True:
+            with self.lock:
+                if all(k in self.out for k in self.plans):
+                    break
+            time.sleep(0.05)
+        return [self.out[k] for k in self.plans]
 
 
 def run(exp, address: str | None = None, log=print, resume: bool = False, progress=None) -> list[dict]:
@@ -324,24 +424,51 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
         state = SweepState.latest(root)
         if state is None:
             raise NothingToResume(f"no sweep of '{exp.name}' to resume under {root}")
+    # The MLflow store (a new SQLite store migrates its schema: seconds) opens while Ray starts.
+    opened: dict = {}
+
+    def open_store():
+        try:
+            opened["tracker"] = Tracker(exp.tracking.uri, exp.name)
+        except Exception as exc:  # raised below, in the caller's thread
+            opened["error"] = exc
+    store = threading.Thread(target=open_store, daemon=True)
+    store.start()
     init_ray(address or exp.ray.address)
+    store.join()
+    if "error" in opened:
+        raise opened["error"]
+    tracker = opened["tracker"]
     for target in exp.targets:  # every target checked before the first study starts
         check_target(target)
-    tracker = Tracker(exp.tracking.uri, exp.name)
     if not resume:
         sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         state = SweepState.new(root, sweep_id, exp.source_path)
     log(f"sweep {state.sweep_id} of {exp.name}{' (resumed)' if resume else ''}: tracking at {tracker.uri}")
     progress = progress or Progress(log)
-    out = []
+    studies, finished = [], {}
     for study in exp.studies():
         done = state.study(study.key)
         if done.get("done"):
             log(f"study {study.key}: already finished in this sweep")
-            out.append(done["summary"])
-            continue
-        out.append(run_study(study, tracker, state, progress, log))
-    return out
+            finished[study.key] = done["summary"]
+        else:
+            studies.append(study)
+    sweep = Sweep(exp, state, tracker, progress, log)
+    try:
+        if studies:
+            sweep.setup(studies)
+            sweep.run()
+            sweep.wait()
+    except Interrupted as stop:
+        log(f"stopped: {len(sweep.out)} of {len(studies)} studies finished; the rest resume with "
+            f"`kernelevolve run {exp.source_path or exp.name + '.yaml'} --resume`")
+        raise stop
+    finally:
+        sweep.writer.close()
+        if sweep.lanes:
+            lanes.stop_lanes(state.sweep_id)
+    return [finished.get(st.key) or sweep.out[st.key] for st in exp.studies()]
 
 
 def sync(exp, log=print) -> dict:
@@ -365,4 +492,3 @@ def sync(exp, log=print) -> dict:
             finished += 1
     log(f"sync {state.sweep_id}: {written} candidate records written, {finished} studies finished")
     return {"written": written, "finished": finished}
-

@@ -1,48 +1,107 @@
-"""What runs inside Ray: the trial function of one candidate, and the end-of-study re-timing task.
+"""What runs inside Ray Tune: the trial function of one candidate, of any study of the sweep.
 
-Both hand the real work to a CandidateWorker process (tuner.execution.worker). The trial actor keeps its
-worker between candidates (Tune reuses actors), so a study pays torch's import and the CUDA
-context once per concurrent slot, not once per candidate.
+The sweep runs every study in one Tuner; a trial's config names its study (STUDY_PARAM) and the
+trial finds that study's context in the sweep's. The trial actor (Tune reuses it across
+candidates and studies) keeps one evaluation process (tuner.execution.worker) per environment,
+so torch's import and the CUDA context are paid once per slot for the whole sweep.
+
+GPU targets: the trial's own process compiles the candidate (steps 1-2, nothing launched on the
+GPU), then the lane of the GPU Ray gave the trial verifies and times it (steps 3-4;
+tuner.execution.lanes). The compiles of many candidates thus run at once on the node's CPU cores,
+while each GPU runs one candidate's launches at a time. The interpreter target runs all four
+steps in the trial's process (there is no compile to overlap), its timed section under a lock.
 """
 from __future__ import annotations
 
+import time
 import zlib
 
 import ray
 from ray import tune
+from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from tuner.search.samplers import OBJECTIVE, PENALTY, objective_of
 from tuner.execution.worker import CandidateWorker
+from tuner.search.samplers import OBJECTIVE, PENALTY, objective_of
 
-_WORKER: CandidateWorker | None = None
-
-
-def _worker(ctx: dict) -> CandidateWorker:
-    global _WORKER
-    if _WORKER is None or _WORKER.env.get("KERNELEVOLVE_CTX") != ctx["ctx_id"]:
-        if _WORKER is not None:
-            _WORKER.close()
-        _WORKER = CandidateWorker(env={**ctx["env"], "KERNELEVOLVE_CTX": ctx["ctx_id"]}, cwd=ctx["cwd"])
-    return _WORKER
+from tuner.search.sweep_search import STUDY_PARAM  # the trial config names its study
+_WORKERS: dict[str, CandidateWorker] = {}
 
 
-def run_candidate(config: dict, ctx: dict) -> None:
-    """Ray Tune trial function: evaluate one config, report one flat, finite result."""
-    trial_id = tune.get_context().get_trial_id()
+class StudyResources:
+    """Ray resources of a trial, by its study's target: what tune.with_resources calls per trial
+    (picklable, as Tune needs)."""
+
+    def __init__(self, by_study: dict[str, dict]):
+        self.by_study = by_study
+
+    def __call__(self, config: dict) -> PlacementGroupFactory:
+        res = dict(self.by_study[config[STUDY_PARAM]])
+        return PlacementGroupFactory([res])
+
+
+def _worker(env: dict, cwd: str) -> CandidateWorker:
+    key = repr(sorted(env.items())) + cwd
+    if key not in _WORKERS:
+        _WORKERS[key] = CandidateWorker(env=env, cwd=cwd)
+    return _WORKERS[key]
+
+
+def _with_retries(send, retries: int) -> dict:
+    """Policy for an evaluation process that died mid-candidate (killed, segfault): run the
+    candidate again in a fresh process, up to `retries` times; a second death is its result."""
+    reply, n = send(), 0
+    while reply.get("worker_died") and n < retries:
+        n += 1
+        reply = send()
+    reply["retries"] = n
+    return reply
+
+
+def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
+    """One candidate of the study `ctx`, through the four steps; always a record, never a raise."""
     request = {"op": "evaluate", "kernel_ref": ctx["kernel_ref"], "problem": ctx["problem"],
                "hardware": ctx["hardware"], "config": dict(config), "bench": ctx["bench"],
-               # a seed of its own per candidate, reproducible from the study seed and trial id
-               "seed": (ctx["seed"] * 1_000_003 + zlib.crc32(trial_id.encode())) % (2**31)}
-    reply = _worker(ctx).request(request, ctx["timeout_s"])
-    retries = 0
-    # Policy for a worker process that died mid-candidate (killed, segfault): run the candidate
-    # again in a fresh process, up to `retries` times; a second death is its result.
-    while reply.get("worker_died") and retries < ctx.get("retries", 0):
-        retries += 1
-        reply = _worker(ctx).request(request, ctx["timeout_s"])
-    reply["retries"] = retries
+               # a seed of its own per candidate, reproducible from the study seed and its id
+               "seed": (ctx["seed"] * 1_000_003 + zlib.crc32(candidate_id.encode())) % (2**31)}
+    worker, timeout = _worker(ctx["env"], ctx["cwd"]), ctx["timeout_s"]
+    if not ctx["lanes"]:
+        return _with_retries(lambda: worker.request(request, timeout), ctx["retries"])
+    # GPU: steps 1-2 on this actor's compile slot (started with the sweep), 3-4 on the GPU's lane
+    from tuner.execution.lanes import my_lane, my_slot
+
+    slot = my_slot(sweep["sweep_id"])
+    if slot is not None:
+        compile_ = lambda: ray.get(slot.request.remote(dict(request, op="compile"), timeout),  # noqa: E731
+                                   timeout=timeout + 600)
+    else:
+        compile_ = lambda: worker.request(dict(request, op="compile"), timeout)  # noqa: E731
+    compiled = _with_retries(compile_, ctx["retries"])
+    if compiled.get("status") != "ok":
+        return compiled
+
+    lane = my_lane(sweep["sweep_id"], ctx["lane_env"], ctx["cwd"])
+    queued = time.time()
+    try:
+        # the lane enforces the candidate's timeout; this wait also covers the lane's queue
+        reply = _with_retries(lambda: ray.get(lane.request.remote(dict(request, compiled=True), timeout),
+                                              timeout=timeout * 20 + 600), ctx["retries"])
+    except Exception as exc:  # the lane actor died or never answered: a record, not a raise
+        reply = {"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"}
+    reply["queue_s"] = max(0.0, reply.pop("lane_started", queued) - queued)
+    for key in ("compile_s", "n_regs", "n_spills", "shared_bytes"):
+        if key in compiled:
+            reply.setdefault(key, compiled[key])
+    return reply
+
+
+def run_candidate(config: dict, sweep: dict) -> None:
+    """Ray Tune trial function: evaluate one config, report one flat, finite result."""
+    config = dict(config)
+    ctx = sweep["studies"][config.pop(STUDY_PARAM)]
+    trial_id = tune.get_context().get_trial_id()
+    reply = evaluate(config, ctx, sweep, trial_id)
     reply["ray_node_id"] = ray.get_runtime_context().get_node_id()  # which node measured it
-    # which of the node's GPUs Ray gave this trial (its timing lane); "" without GPUs
+    # which of the node's GPUs Ray gave this trial (its lane); "" without GPUs
     reply["ray_gpu_ids"] = ",".join(str(g) for g in ray.get_gpu_ids())
     reply.pop("worker_died", None)
     reply.pop("traceback", None)
@@ -50,12 +109,3 @@ def run_candidate(config: dict, ctx: dict) -> None:
     reply[OBJECTIVE] = objective_of(reply["latency_ms"] / 1e3) if ok else PENALTY
     reply["candidate_id"] = trial_id
     tune.report({k: v for k, v in reply.items() if isinstance(v, (int, float, str, bool))})
-
-
-def one_shot(ctx: dict, payload: dict, timeout_s: float) -> dict:
-    """Ray task: one request (a device probe, the end-of-study re-timing) in a fresh worker."""
-    worker = CandidateWorker(env=ctx["env"], cwd=ctx["cwd"])
-    try:
-        return worker.request(payload, timeout_s)
-    finally:
-        worker.close()

@@ -66,20 +66,24 @@ class Search(BaseModel):
 
 class Timing(BaseModel):
     model_config = _STRICT
-    warmup_ms: float = Field(default=25, gt=0)  # GPU: do_bench warm-up, excluded from the figures
-    rep_ms: float = Field(default=100, gt=0)  # GPU: do_bench repetitions, L2 flushed before each
-    # GPU: how the L2 is emptied before each timed call. "zeroing": do_bench's (it writes zeros, and
-    # the timed kernel pays the write-back of ~50 MB of dirty lines); "clean": a read pass, each call
-    # charged its own write-back (tuner/measure/clocks.py: time_gpu_clean), for short memory-bound kernels
-    flush: Literal["zeroing", "clean"] = "zeroing"
-    wall_reps: PositiveInt = 3  # interpreter: timed runs after one warm-up
-    retime_rounds: PositiveInt = 5  # end of study: interleaved rounds of the top-k and the peer
+    # GPU: the named clock (tuner/measure/clocks.py). "do_bench": events, L2 flushed by zeroing
+    # (the timed kernel pays the write-back of ~50 MB of dirty lines); "clean": a read-only flush,
+    # each call charged its own write-back, for short memory-bound kernels; "cudagraph": replays in
+    # a CUDA graph, no host launch cost, for kernels of a few microseconds. The interpreter: wall.
+    clock: Literal["do_bench", "clean", "cudagraph"] = "do_bench"
+    warmup_ms: float = Field(default=25, gt=0, le=10_000)  # GPU: warm-up, excluded from the figures
+    rep_ms: float = Field(default=100, gt=0, le=60_000)  # GPU: timed repetitions per candidate
+    # GPU: the end-of-study re-timing of the top-k (interleaved with the peer): its own budget, so
+    # a sweep can screen candidates with a short rep_ms and still time its finalists in full
+    retime_rep_ms: float = Field(default=100, gt=0, le=60_000)
+    wall_reps: PositiveInt = Field(default=3, le=1000)  # interpreter: timed runs after one warm-up
+    retime_rounds: PositiveInt = Field(default=5, le=100)  # interleaved rounds of the top-k and the peer
 
     def bench_settings(self) -> dict:
         """What a worker times a candidate with (tuner/measure/evaluate.py reads it): the sweep's context
         and `kernelevolve reproduce` send the same."""
-        return {"warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms, "wall_reps": self.wall_reps,
-                "flush": self.flush}
+        return {"clock": self.clock, "warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms,
+                "retime_rep_ms": self.retime_rep_ms, "wall_reps": self.wall_reps}
 
 
 class Tracking(BaseModel):

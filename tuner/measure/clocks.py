@@ -1,4 +1,11 @@
-"""Timing: GPU timing with L2 flushed and the timed section serialised per GPU; interpreter wall time.
+"""Clocks, by name: the one home of how a candidate, a finalist or a peer is timed.
+
+An experiment picks one with `timing.clock` (CLOCKS below); benchmarks call `measure(fn, clock, ...)`
+with the same names, so a figure in docs/ and a sweep's record are taken by the same code.
+  do_bench   triton.testing.do_bench: CUDA events, L2 flushed by zeroing 256 MB before each call
+  clean      events after a read-only L2 flush, each call charged its own write-back (time_gpu_clean)
+  cudagraph  replays inside a CUDA graph (no host launch cost; L2 not flushed): kernels of a few us
+  wall       CPU wall time (the Triton interpreter's only clock; never a performance result)
 
 GPU: `triton.testing.do_bench` times with CUDA events, excludes its warm-up, and flushes L2 before
 every repetition (it zeroes a 256 MB buffer); we ask it for the 20th, 50th and 80th percentiles.
@@ -36,16 +43,56 @@ def device_lock(device_key: str):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def time_gpu(fn, warmup_ms: float = 25, rep_ms: float = 100, flush: str = "zeroing") -> tuple[float, float, float]:
-    """(p20, p50, p80) in ms of fn on the current GPU, L2 flushed before each repetition: by
-    do_bench (flush="zeroing") or by time_gpu_clean (flush="clean")."""
-    import triton.testing
+GPU_CLOCKS = ("do_bench", "clean", "cudagraph")
+CLOCKS = GPU_CLOCKS + ("wall",)
 
-    if flush == "clean":
+
+def measure(fn, clock: str = "do_bench", warmup_ms: float = 25, rep_ms: float = 100,
+            wall_reps: int = 3) -> tuple[float, float, float]:
+    """(p20, p50, p80) in ms of fn by the named clock (CLOCKS)."""
+    if clock == "do_bench":
+        return time_gpu(fn, warmup_ms, rep_ms)
+    if clock == "clean":
         return time_gpu_clean(fn, *clean_counts(fn, warmup_ms, rep_ms))
+    if clock == "cudagraph":
+        return time_graph(fn, rep_ms)
+    if clock == "wall":
+        return time_wall(fn, wall_reps)
+    raise ValueError(f"unknown clock {clock!r}: one of {', '.join(CLOCKS)}")
+
+
+def time_gpu(fn, warmup_ms: float = 25, rep_ms: float = 100) -> tuple[float, float, float]:
+    """(p20, p50, p80) in ms of fn on the current GPU by do_bench (L2 zeroed before each call)."""
+    import triton.testing
 
     q = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.2, 0.5, 0.8])
     return float(q[0]), float(q[1]), float(q[2])
+
+
+def time_graph(fn, rep_ms: float = 100) -> tuple[float, float, float]:
+    """(p20, p50, p80) ms of fn replayed inside a CUDA graph (triton.testing.do_bench_cudagraph):
+    GPU time without the host's launch cost. For kernels of a few tens of microseconds, where a
+    Python launch (40-200 us per Triton launch on the H100 host) would otherwise be what event
+    timing measures. L2 is not flushed between replays: time the peer with it too."""
+    import triton.testing
+
+    q = triton.testing.do_bench_cudagraph(fn, rep=rep_ms, quantiles=[0.2, 0.5, 0.8])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def host_us(fn, calls: int = 100) -> float:
+    """The host's cost of one call, in us: `calls` calls back to back with no synchronisation in
+    between (the GPU queue absorbs them while they are shorter than the kernels), per call. What
+    bounds an eagerly launched kernel or model when the GPU finishes faster than Python launches."""
+    import torch
+
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    us = (time.perf_counter() - t0) / calls * 1e6
+    torch.cuda.synchronize()
+    return us
 
 
 FLUSH_BYTES = 256 * 1024 * 1024  # as do_bench's buffer: five times the H100's 50 MB L2
@@ -70,7 +117,7 @@ def time_gpu_clean(fn, warmup: int, reps: int) -> tuple[float, float, float]:
     next kernel pays for it. Each repetition also hands the GPU four 85 us read passes, so the host
     stays ahead and Python launch cost does not leak into the events. The subtraction carries the
     read pass's jitter (about a microsecond on the H100): for kernels of a few microseconds, time
-    in CUDA graphs instead (tuner/inprocess.graph_bench)."""
+    in CUDA graphs instead (time_graph)."""
     import torch
 
     dev = torch.cuda.current_device()

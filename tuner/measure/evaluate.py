@@ -1,14 +1,21 @@
 """One candidate -> one measurement, in four steps; each failure ends in exactly one status.
 
   1. constraints  -> invalid           (re-checked here: a worker never trusts its input)
-  2. compile      -> compile_error / out_of_resources   (the first launch compiles)
-  3. verify       -> incorrect         (two fresh random input sets, outputs poisoned with NaN,
-                                        checked against the float64 reference; a kernel that
-                                        caches its first result fails the second set)
+  2. compile      -> compile_error / out_of_resources   (the first launch compiles; on a GPU the
+                                        `compile` request does it ahead, on a CPU core, and this
+                                        process finds the binary in Triton's cache)
+  3. verify       -> incorrect         (two of the study's seeded input sets, chosen by the
+                                        candidate's seed, outputs poisoned with NaN, checked
+                                        against the float64 reference; a kernel that caches its
+                                        first result fails the second set)
   4. time         -> ok, with p20/p50/p80 latency, TFLOP/s, GB/s, % of the device's ceilings,
                      and the torch peer timed in the same process under the same lock
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
 as timeout or runtime_error. This module is the child process's main: `python -m tuner.measure.evaluate`.
+
+The process lives for the sweep (one per GPU lane, one per compile slot): it keeps the CUDA
+context, each study's input sets and references (InputSets, bounded in bytes) and the compiled
+kernels, so a candidate pays for its own launches only.
 """
 from __future__ import annotations
 
@@ -16,13 +23,14 @@ import os
 import sys
 import time
 import traceback
+from collections import OrderedDict
+from contextlib import contextmanager
 
 # Poisoned elements on each side of every output: a kernel that writes past its output's ends
 # lands here and is caught (instead of silently corrupting a neighbour).
 GUARD_ELEMENTS = 1 << 16
 
-STATUSES = ("ok", "invalid", "compile_error", "out_of_resources", "incorrect", "runtime_error",
-            "timeout")
+from tuner.records.schema import STATUSES  # noqa: E402,F401 - every candidate ends in one of them
 
 
 def _error_classes():
@@ -45,6 +53,65 @@ def _error_classes():
     return tuple(found["oor"]), tuple(found["compile"])
 
 
+# Seeded input sets per study; a candidate is verified on two of them and timed on a third, all
+# chosen by its seed. The references are computed once per set, not once per candidate (a float64
+# GEMM reference of 8192^3 costs ~20 ms on an H100: as much as timing the candidate).
+INPUT_SETS = 4
+
+
+class InputSets:
+    """Each study's input sets and references, least recently used dropped past `budget` bytes."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self.entries: OrderedDict = OrderedDict()  # (study key, index) -> [inputs, ref, bytes]
+
+    @staticmethod
+    def _nbytes(obj) -> int:
+        import torch
+
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, (tuple, list)):
+            return sum(InputSets._nbytes(o) for o in obj)
+        if isinstance(obj, dict):
+            return sum(InputSets._nbytes(o) for o in obj.values())
+        return 0
+
+    def get(self, key, make_inputs, make_ref=None):
+        entry = self.entries.get(key)
+        if entry is None:
+            inputs = make_inputs()
+            entry = self.entries[key] = [inputs, None, self._nbytes(inputs)]
+        self.entries.move_to_end(key)
+        if make_ref is not None and entry[1] is None:
+            entry[1] = make_ref(entry[0])
+            entry[2] += self._nbytes(entry[1])
+        while len(self.entries) > 1 and sum(e[2] for e in self.entries.values()) > self.budget:
+            self.entries.popitem(last=False)
+        return entry[0], entry[1]
+
+
+@contextmanager
+def compile_only():
+    """Every Triton launch inside compiles (or finds the binary in the cache) without running:
+    JITFunction.run's own warm-up mode, on triton 3.6 to 3.9. Torch work in a launcher (a staging
+    copy, an index check) still runs. Why: the compile slots compile ahead of the GPU lane and must
+    not put work on the GPU the lane is timing."""
+    from triton.runtime.jit import JITFunction
+
+    original = JITFunction.run
+
+    def warm(self, *args, grid, warmup, **kwargs):
+        return original(self, *args, grid=grid, warmup=True, **kwargs)
+
+    JITFunction.run = warm
+    try:
+        yield
+    finally:
+        JITFunction.run = original
+
+
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) < 4000 else text[:4000] + " ..."
@@ -62,6 +129,11 @@ class Evaluator:
                                    else "cpu")
         self.info = detect_device()
         self.baselines: dict = {}
+        self.studies: dict = {}
+        budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
+            0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
+            else 2e9)
+        self.inputs = InputSets(int(budget))
         self.oor_errors, self.compile_errors = _error_classes()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -76,26 +148,38 @@ class Evaluator:
 
         return device_lock(self.info["gpu_uuid"])
 
-    def _time(self, fn, bench: dict):
-        from tuner.measure.clocks import time_gpu, time_wall
+    def _time(self, fn, bench: dict, rep_ms: float | None = None):
+        from tuner.measure.clocks import measure
 
-        if self.device.type == "cuda":
-            return time_gpu(fn, bench.get("warmup_ms", 25), bench.get("rep_ms", 100), bench.get("flush", "zeroing"))
-        return time_wall(fn, bench.get("wall_reps", 3))
+        clock = bench.get("clock", "do_bench") if self.device.type == "cuda" else "wall"
+        return measure(fn, clock, bench.get("warmup_ms", 25), rep_ms or bench.get("rep_ms", 100),
+                       bench.get("wall_reps", 3))
 
     def _load(self, req):
+        """(tunable, problem, hardware, study key) of a request, loaded once per study."""
+        import json
+
         from tuner.experiment import hardware, registry
 
-        tunable = registry.load(req["kernel_ref"])
-        problem = tunable.kernel.problem(**req["problem"])
-        return tunable, problem, hardware.profile(req["hardware"])
+        key = (req["kernel_ref"], json.dumps(req["problem"], sort_keys=True), req["hardware"])
+        if key not in self.studies:
+            tunable = registry.load(req["kernel_ref"])
+            problem = tunable.kernel.problem(**req["problem"])
+            self.studies[key] = (tunable, problem, hardware.profile(req["hardware"]), key)
+        return self.studies[key]
 
-    def _run_checked(self, spec, problem, cfg, seed):
-        """Launch on fresh inputs into a poisoned output that sits between two poisoned guard
-        zones of the same allocation; check the output and that both guards are untouched."""
+    def _set(self, spec, problem, study, index: int, with_ref: bool = True):
+        """The study's input set `index` (seeded by it) and, with_ref, its reference."""
+        return self.inputs.get((study, index), lambda: spec.make_inputs(problem, self.device, 1 + index),
+                               spec.reference if with_ref else None)
+
+    def _run_checked(self, spec, problem, cfg, study, index):
+        """Launch on the study's input set `index` into a poisoned output that sits between two
+        poisoned guard zones of the same allocation; check the output and that both guards are
+        untouched."""
         from tuner.measure.verify import Check, check, poison
 
-        inputs = spec.make_inputs(problem, self.device, seed)
+        inputs, ref = self._set(spec, problem, study, index)
         shape_of = spec.make_output(problem, inputs)
         n = shape_of.numel()
         buf = shape_of.new_empty(n + 2 * GUARD_ELEMENTS)
@@ -103,7 +187,7 @@ class Evaluator:
         out = buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)
         handle = spec.launch(inputs, out, cfg)
         self._sync()
-        result = check(out, spec.reference(inputs))
+        result = check(out, ref)
         guards = self.torch.cat([buf[:GUARD_ELEMENTS], buf[GUARD_ELEMENTS + n:]])
         touched = int((~self.torch.isnan(guards)).sum()) if guards.is_floating_point() else \
             int((guards != self.torch.iinfo(guards.dtype).min).sum())
@@ -112,56 +196,92 @@ class Evaluator:
                            f"wrote {touched} elements outside its output buffer")
         return handle, result
 
-    def _baseline_ms(self, spec, problem, bench):
-        key = (spec.name, problem.model_dump_json())
-        if key not in self.baselines:
-            inputs = spec.make_inputs(problem, self.device, 7)
-            self.baselines[key] = self._time(lambda: spec.baseline(inputs), bench)
-        return self.baselines[key]
+    def _baseline_ms(self, spec, problem, study, bench):
+        if study not in self.baselines:
+            inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
+            self.baselines[study] = self._time(lambda: spec.baseline(inputs), bench)
+        return self.baselines[study]
 
-    # -- the four steps --------------------------------------------------------------------
-    def evaluate(self, req: dict) -> dict:
+    @staticmethod
+    def _handle_info(handle) -> dict:
+        """Registers, spills and shared memory of a compiled kernel, where Triton has them."""
+        out = {}
+        init = getattr(handle, "_init_handles", None)
+        if callable(init):
+            init()  # loads the binary: a kernel over the chip's shared memory raises here
+        for attr in ("n_regs", "n_spills"):
+            if isinstance(getattr(handle, attr, None), int):
+                out[attr] = getattr(handle, attr)
+        shared = getattr(getattr(handle, "metadata", None), "shared", None)
+        if isinstance(shared, int):
+            out["shared_bytes"] = shared
+        return out
+
+    def compile(self, req: dict) -> dict:
+        """Steps 1 and 2 only, launching nothing on the device: constraints, then Triton's compile
+        (into its on-disk cache, where the GPU lane's first launch of the same config finds it)."""
         rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
-        t_start = time.perf_counter()
-        tunable, problem, hw = self._load(req)
-        spec, cfg, seed = tunable.kernel, req["config"], int(req.get("seed", 0))
-
-        reasons = tunable.space(problem, hw).violations(cfg)  # 1. constraints
+        tunable, problem, hw, study = self._load(req)
+        spec, cfg = tunable.kernel, req["config"]
+        reasons = tunable.space(problem, hw).violations(cfg)
         if reasons:
             return dict(rec, status="invalid", error="; ".join(reasons))
-
-        t0 = time.perf_counter()  # 2. compile (the first launch), also verify set 1
+        if self.interpreter:  # nothing to compile ahead: the interpreter runs the source
+            return dict(rec, status="ok")
+        t0 = time.perf_counter()
         try:
-            handle, first = self._run_checked(spec, problem, cfg, seed * 2 + 1)
+            inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
+            out = spec.make_output(problem, inputs)
+            with compile_only():
+                handle = spec.launch(inputs, out, cfg)
+            rec.update(self._handle_info(handle))
         except self.oor_errors as exc:
             return dict(rec, status="out_of_resources", error=_short(exc))
         except self.compile_errors as exc:
             return dict(rec, status="compile_error", error=_short(exc))
         rec["compile_s"] = time.perf_counter() - t0
-        for attr, name in (("n_regs", "n_regs"), ("n_spills", "n_spills")):
-            if isinstance(getattr(handle, attr, None), int):
-                rec[name] = getattr(handle, attr)
-        shared = getattr(getattr(handle, "metadata", None), "shared", None)
-        if isinstance(shared, int):
-            rec["shared_bytes"] = shared
+        return dict(rec, status="ok")
+
+    # -- the four steps --------------------------------------------------------------------
+    def evaluate(self, req: dict) -> dict:
+        rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
+        t_start = time.perf_counter()
+        tunable, problem, hw, study = self._load(req)
+        spec, cfg, seed = tunable.kernel, req["config"], int(req.get("seed", 0))
+        first_set, second_set, timed_set = (seed % INPUT_SETS, (seed + 1) % INPUT_SETS,
+                                            (seed + 2) % INPUT_SETS)
+
+        reasons = tunable.space(problem, hw).violations(cfg)  # 1. constraints
+        if reasons:
+            return dict(rec, status="invalid", error="; ".join(reasons))
+
+        t0 = time.perf_counter()  # 2. compile (the first launch, or a cache load), also verify set 1
+        try:
+            handle, first = self._run_checked(spec, problem, cfg, study, first_set)
+        except self.oor_errors as exc:
+            return dict(rec, status="out_of_resources", error=_short(exc))
+        except self.compile_errors as exc:
+            return dict(rec, status="compile_error", error=_short(exc))
+        rec["load_s" if req.get("compiled") else "compile_s"] = time.perf_counter() - t0
+        rec.update(self._handle_info(handle))
 
         t_wait = time.time()
         with self._lock():  # 3. verify set 2, then 4. time; nothing else uses this GPU meanwhile
             rec["timed_from"] = time.time()
             rec["lock_wait_s"] = rec["timed_from"] - t_wait
-            second = first if not first.ok else self._run_checked(spec, problem, cfg, seed * 2 + 2)[1]
+            second = first if not first.ok else self._run_checked(spec, problem, cfg, study, second_set)[1]
             rec["rel_error"] = max(first.rel_error, second.rel_error)
             rec["max_error"] = max(first.max_error, second.max_error)
             if not (first.ok and second.ok):
                 return dict(rec, status="incorrect",
                             error=first.reason or f"second input set: {second.reason}")
-            inputs = spec.make_inputs(problem, self.device, seed * 2 + 3)
+            inputs, _ = self._set(spec, problem, study, timed_set, with_ref=False)
             out = spec.make_output(problem, inputs)
             p20, p50, p80 = self._time(lambda: spec.launch(inputs, out, cfg), req.get("bench", {}))
             rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80)
             if not self.interpreter:
                 rec.update(self._rates(spec, problem, hw, p50))
-                base = self._baseline_ms(spec, problem, req.get("bench", {}))[1]
+                base = self._baseline_ms(spec, problem, study, req.get("bench", {}))[1]
                 rec.update(baseline_ms=base, speedup=base / p50)
             rec["timed_to"] = time.time()
         rec["device_busy_s"] = rec["timed_to"] - rec["timed_from"]
@@ -189,9 +309,9 @@ class Evaluator:
     def retime(self, req: dict) -> dict:
         """Re-time the top configs and the peer, interleaved round by round (no winner's curse:
         a candidate that won on a lucky measurement is measured again beside the others)."""
-        tunable, problem, hw = self._load(req)
+        tunable, problem, hw, study = self._load(req)
         spec, rounds, bench = tunable.kernel, int(req.get("rounds", 5)), req.get("bench", {})
-        inputs = spec.make_inputs(problem, self.device, 11)
+        inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
         out = spec.make_output(problem, inputs)
         fns = [(i, (lambda c=c: spec.launch(inputs, out, c))) for i, c in enumerate(req["configs"])]
         fns.append(("baseline", lambda: spec.baseline(inputs)))
@@ -199,7 +319,7 @@ class Evaluator:
         with self._lock():
             for _ in range(rounds):
                 for k, fn in fns:
-                    samples[k].append(self._time(fn, bench)[1])
+                    samples[k].append(self._time(fn, bench, bench.get("retime_rep_ms"))[1])
         med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
         rows = [{"config": c, "latency_ms": med[i], "rounds_ms": samples[i]}
                 for i, c in enumerate(req["configs"])]
@@ -215,6 +335,8 @@ class Evaluator:
         try:
             if op == "evaluate":
                 return self.evaluate(req)
+            if op == "compile":
+                return self.compile(req)
             if op == "retime":
                 return self.retime(req)
             if op == "probe":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 
@@ -76,6 +77,7 @@ class SweepState:
     def __init__(self, root: str, sweep_id: str, data: dict | None = None):
         self.root, self.sweep_id = root, sweep_id
         self.data = data or {"sweep_id": sweep_id, "studies": {}}
+        self.lock = threading.RLock()  # the driver's trial loop and its MLflow writer both update it
 
     @property
     def folder(self) -> str:
@@ -103,14 +105,18 @@ class SweepState:
             return None
 
     def study(self, key: str) -> dict:
-        return self.data["studies"].setdefault(key, {})
+        with self.lock:
+            return self.data["studies"].setdefault(key, {})
 
     def update(self, key: str, **fields) -> None:
-        self.study(key).update(fields)
-        self.save()
+        with self.lock:
+            self.study(key).update(fields)
+            self.save()
 
     def save(self) -> None:
-        _atomic_write(os.path.join(self.folder, "sweep.json"), json.dumps(self.data, indent=1, default=str))
+        with self.lock:
+            text = json.dumps(self.data, indent=1, default=str)
+            _atomic_write(os.path.join(self.folder, "sweep.json"), text)
 
 
 def _atomic_write(path: str, text: str) -> None:

@@ -13,11 +13,13 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from tuner.experiment.registry import kernel_source_sha
+from tuner.records.schema import METRIC_KEYS, TAG_KEYS
 
 # A tracking server that is away must cost seconds, not MLflow's default minutes of retries:
 # the journal keeps every record, and the next sync (or `kernelevolve sync`) sends it.
@@ -28,13 +30,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 ROLE = "kernelevolve.role"
 MAX_TAG = 7000  # MLflow caps tag values at 8000 characters
 
-# Record fields that are measurements (metrics); the rest of a record becomes tags or params.
-METRIC_KEYS = ("latency_ms", "latency_p20_ms", "latency_p80_ms", "tflops", "gbps",
-               "pct_flops_ceiling", "pct_bandwidth_ceiling", "baseline_ms", "speedup",
-               "compile_s", "eval_s", "wall_s", "rel_error", "max_error", "n_regs", "n_spills",
-               "shared_bytes", "objective", "lock_wait_s", "device_busy_s", "timed_from", "timed_to")
-TAG_KEYS = ("status", "timing", "gpu_name", "gpu_uuid", "node", "worker_pid", "torch", "triton",
-            "candidate_id", "worker_replaced", "retries", "ray_node_id", "ray_gpu_ids")
+# Which record field goes where in MLflow: tuner.records.schema, the record's one home.
 
 
 def resolve_uri(uri: str) -> str:
@@ -93,6 +89,13 @@ def candidate_records(client: MlflowClient, experiment_id: str, parent_id: str) 
         rec["config"] = {k: _value(v) for k, v in r.data.params.items()}
         out.append(rec)
     return out
+
+
+def _run_name(record: dict) -> str:
+    """What the MLflow UI lists: status, latency and the config, e.g. `ok 0.412ms BLOCK_M=128 ...`."""
+    lat = f" {record['latency_ms']:.4g}ms" if _finite(record.get("latency_ms")) else ""
+    cfg = " ".join(f"{k}={v}" for k, v in record.get("config", {}).items())
+    return f"{record['status']}{lat} {cfg}"[:250]
 
 
 class TrackingUnavailable(Exception):
@@ -169,7 +172,20 @@ class Tracker:
             self.client.log_text(parent_id, json.dumps(best, indent=2, default=str), "best_config.json")
         metrics["candidates"] = sum(summary["counts"].values())
         metrics["candidates_ok"] = summary["counts"].get("ok", 0)
-        self.client.log_batch(parent_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+        # The sampler's proposals that cost no candidate: a constraint broken (never a child run)
+        # or a config already evaluated; where the space's valid configs are enumerated, such a
+        # proposal is moved to the nearest valid config not yet evaluated instead (`projected`).
+        proposals = summary.get("proposals") or {}
+        for k in ("proposals", "rejected", "duplicates", "projected"):
+            if k in proposals:
+                metrics[f"proposals_{k}" if k != "proposals" else "proposals"] = proposals[k]
+        if proposals.get("rejected_by"):
+            self.client.log_text(parent_id, json.dumps(proposals["rejected_by"], indent=1),
+                                 "rejected_proposals.json")
+        if summary.get("exhausted"):
+            tags["space_exhausted"] = "true"
+        stamp = int(time.time() * 1000)
+        self.client.log_batch(parent_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
                               params=[Param(k, v) for k, v in params.items()],
                               tags=[RunTag(k, v) for k, v in tags.items()])
         if history:  # what the sampler was told, in order: proof that a resume kept it
@@ -221,15 +237,21 @@ class Tracker:
         if cid in known:
             return
         tags = {"mlflow.parentRunId": parent_id, ROLE: "candidate", "git_commit": self.commit,
-                "mlflow.runName": f"{record['status']}:{cid}", **study_tags}
+                "mlflow.runName": _run_name(record), **study_tags}
         tags.update({k: str(record[k]) for k in TAG_KEYS if record.get(k) is not None})
         if record.get("error"):
             tags["error"] = str(record["error"])[:MAX_TAG]
-        run = self.client.create_run(self.experiment_id, tags=tags)
-        metrics = [Metric(k, float(record[k]), 0, 0) for k in METRIC_KEYS if _finite(record.get(k))]
+        # The run's times are the candidate's own (when its measurement began and ended), not when
+        # the driver got round to writing it; its metrics carry the same timestamp.
+        end = record.get("timed_to") or record.get("journal_ts") or time.time()
+        start = record.get("timed_from") or end
+        run = self.client.create_run(self.experiment_id, start_time=int(start * 1000), tags=tags)
+        stamp = int(end * 1000)
+        metrics = [Metric(k, float(record[k]), stamp, 0) for k in METRIC_KEYS if _finite(record.get(k))]
         params = [Param(k, str(v)) for k, v in record.get("config", {}).items()]
         self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
-        self.client.set_terminated(run.info.run_id, "FINISHED" if record["status"] == "ok" else "FAILED")
+        self.client.set_terminated(run.info.run_id, "FINISHED" if record["status"] == "ok" else "FAILED",
+                                   end_time=stamp)
         known.add(cid)
 
     def sync(self, parent_id: str, records: list[dict], study_tags: dict) -> int:

@@ -1,11 +1,16 @@
-"""Samplers by name, and the searcher that puts our space's constraints in front of Optuna.
+"""The searcher of one study: Optuna (through Ray Tune's OptunaSearch), kept to the space's valid configs.
 
-Ray Tune's OptunaSearch drives Optuna's samplers. We wrap it (ConstrainedSearch) for three things
-it does not do:
-  * constraints: a proposal that breaks a constraint is told to Optuna at once as a penalty and
-    recorded as an `invalid` candidate; it never takes a Ray trial, a compile or GPU time.
-  * duplicates: a proposal equal to a finished candidate is told its known value and not run
-    again (TPE proposes repeats often on small discrete spaces).
+Ray Tune's OptunaSearch drives Optuna's samplers. We wrap it (ConstrainedSearch) for what it does
+not do:
+  * valid proposals: where the space's valid configs can be enumerated (up to ENUMERATE_MAX raw
+    points), a proposal that breaks a constraint, or repeats a config already evaluated, is moved
+    to the nearest valid config not yet evaluated (distance over the sampler's own encoding:
+    ordered domains by position, choices by equality), and Optuna is told that config's result
+    for its proposal. No proposal is wasted, and the share of wasted proposals cannot grow with
+    concurrency. The space is exhausted when every valid config was evaluated.
+    Larger spaces (a conv space has millions of points) are searched by rejection: a proposal
+    that breaks a constraint is told a penalty at once and counted by rule; it costs no trial,
+    no compile and is never a candidate record.
   * failures: a failed or crashed candidate reaches Optuna as a finite penalty, never as FAIL or
     NaN (with FAIL, TPE learns nothing and proposes the same crash again; NaN makes `tell` raise
     inside Ray and leaves the Optuna trial RUNNING forever).
@@ -14,57 +19,124 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections import Counter
 
+import numpy as np
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tuner.records.journal import Journal
 from tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
-from tuner.search.space import Space, config_key
+from tuner.search.space import Choice, Space, config_key
+
+ENUMERATE_MAX = 500_000  # raw points; the GEMM spaces are 200k-410k with ~3% valid (1-3 s to enumerate)
+
+
+def rule_name(rule) -> str:
+    """A constraint's name for the rejection counts: its docstring's first line, else its name."""
+    doc = (getattr(rule, "__doc__", None) or "").strip().splitlines()
+    return doc[0] if doc else getattr(rule, "__name__", repr(rule))
+
+
+class ValidSet:
+    """The space's valid configs as vectors of the sampler's encoding, for nearest-valid moves."""
+
+    def __init__(self, space: Space, configs: list[dict] | None = None):
+        self.configs = space.valid_configs() if configs is None else configs
+        self.keys = {config_key(c): i for i, c in enumerate(self.configs)}
+        self.space = space
+        self.vectors = np.array([self.vector(c) for c in self.configs], dtype=np.float32).reshape(
+            len(self.configs), -1)
+        self.free = np.ones(len(self.configs), dtype=bool)
+
+    def vector(self, cfg: dict) -> list[float]:
+        out = []
+        for d in self.space.searched:
+            values = d.values()
+            if isinstance(d, Choice):  # unordered: one-hot, half a unit each, so a change costs 1
+                out += [0.5 if cfg[d.name] == v else 0.0 for v in values]
+            else:  # ordered: position in the domain, 0..1
+                out.append(values.index(cfg[d.name]) / max(1, len(values) - 1))
+        return out
+
+    def take(self, key: str) -> None:
+        i = self.keys.get(key)
+        if i is not None:
+            self.free[i] = False
+
+    def nearest_free(self, cfg: dict) -> dict | None:
+        if not self.free.any():
+            return None
+        dist = np.abs(self.vectors - np.array(self.vector(cfg), dtype=np.float32)).sum(axis=1)
+        dist[~self.free] = np.inf
+        return self.configs[int(np.argmin(dist))]
 
 
 class ConstrainedSearch(Searcher):
-    def __init__(self, space: Space, sampler: str, seed: int, journal_path: str,
-                 study_key: str, max_rejects: int = 2000, start_points: list | None = None):
+    def __init__(self, space: Space, sampler: str, seed: int, study_key: str,
+                 max_rejects: int = 2000, start_points: list | None = None, valid: ValidSet | None = None):
         super().__init__(metric=OBJECTIVE, mode="min")
         self.space = space
         self.study_key = study_key
-        self.journal_path = journal_path
         self.max_rejects = max_rejects
         self.inner = OptunaSearch(
             space=space.distributions(), metric=OBJECTIVE, mode="min",
             sampler=make_sampler(sampler, space, seed),
             points_to_evaluate=[space.encode(p) for p in (start_points or [])] or None,
         )
+        if valid is None and space.size() <= ENUMERATE_MAX:
+            valid = ValidSet(space)
+        self.valid = valid
         self.seen: dict[str, float | None] = {}  # config key -> objective (None while running)
         self.live: dict[str, tuple[str, str]] = {}  # Tune trial id -> (Optuna-side id, config key)
-        self.proposals = 0
+        self.counts = Counter()  # proposals, rejected, duplicates, projected
+        self.rejected_by = Counter()  # constraint -> proposals it rejected
+        self.exhausted = False
+
+    def _violated(self, cfg: dict) -> list:
+        return [c for c in self.space.constraints if c(cfg)]
+
+    def _accept(self, trial_id: str, inner_id: str, cfg: dict) -> dict:
+        key = config_key(cfg)
+        self.seen[key] = None
+        if self.valid is not None:
+            self.valid.take(key)
+        self.live[trial_id] = (inner_id, key)
+        return cfg
 
     def suggest(self, trial_id: str):
+        if self.exhausted:
+            return Searcher.FINISHED
         for attempt in range(self.max_rejects):
             inner_id = f"{trial_id}#{attempt}"
             raw = self.inner.suggest(inner_id)
-            self.proposals += 1
+            if raw is None or raw == Searcher.FINISHED:
+                return raw
+            self.counts["proposals"] += 1
             cfg = self.space.decode(raw)
             key = config_key(cfg)
-            if key in self.seen:
+            repeat = key in self.seen
+            broken = [] if repeat else self._violated(cfg)
+            if not repeat and not broken:
+                return self._accept(trial_id, inner_id, cfg)
+            if self.valid is not None:  # move it to the nearest valid config not yet evaluated
+                near = self.valid.nearest_free(cfg)
+                if near is None:
+                    self.exhausted = True
+                    self.inner.on_trial_complete(inner_id, {OBJECTIVE: self.seen.get(key) or PENALTY})
+                    return Searcher.FINISHED
+                self.counts["projected"] += 1
+                return self._accept(trial_id, inner_id, near)
+            if repeat:
+                self.counts["duplicates"] += 1
                 known = self.seen[key]
                 self.inner.on_trial_complete(inner_id, {OBJECTIVE: known} if known is not None else None)
                 continue
-            reasons = self.space.violations(cfg)
-            if reasons:
-                self.seen[key] = PENALTY
-                self.inner.on_trial_complete(inner_id, {OBJECTIVE: PENALTY})
-                Journal(self.journal_path).append({
-                    "candidate_id": f"{trial_id}-r{attempt}", "study": self.study_key,
-                    "config": cfg, "status": "invalid", "error": "; ".join(reasons),
-                    OBJECTIVE: PENALTY,
-                })
-                continue
-            self.seen[key] = None
-            self.live[trial_id] = (inner_id, key)
-            return cfg
-        return Searcher.FINISHED  # nothing new and valid in max_rejects proposals: space exhausted
+            self.counts["rejected"] += 1
+            self.rejected_by.update(rule_name(c) for c in broken)
+            self.seen[key] = PENALTY
+            self.inner.on_trial_complete(inner_id, {OBJECTIVE: PENALTY})
+        self.exhausted = True  # nothing new and valid in max_rejects proposals
+        return Searcher.FINISHED
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self.live:
@@ -94,9 +166,18 @@ class ConstrainedSearch(Searcher):
             if rec.get("status") != "ok" or not isinstance(value, (int, float)) or not math.isfinite(value):
                 value = PENALTY
             self.seen[key] = value
+            if self.valid is not None:
+                self.valid.take(key)
             self.inner.add_evaluated_point(self.space.encode(cfg), value)
             n += 1
         return n
+
+    def proposals(self) -> dict:
+        """What the sampler proposed and what became of it (the parent run carries it)."""
+        return {"proposals": self.counts["proposals"], "rejected": self.counts["rejected"],
+                "duplicates": self.counts["duplicates"], "projected": self.counts["projected"],
+                "rejected_by": dict(self.rejected_by),
+                "valid_configs": len(self.valid.configs) if self.valid is not None else None}
 
     def history(self) -> list[tuple[dict, str, float]]:
         """What Optuna has been told, in order: (params, state, value)."""

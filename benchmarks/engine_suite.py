@@ -1,0 +1,100 @@
+"""How fast the product sweeps: an experiment file run end to end through `kernelevolve run`'s engine.
+
+Runs EXP (default experiments/suite-h100.yaml) with its target swapped for the GPU this machine
+has (h100 or h200), and reports candidates per minute from command start (Ray start included) to
+the last MLflow record, with every study's best (re-timed) latency and its MLflow parent run id.
+`--one-at-a-time` runs the same suite with one candidate in flight and one whole GPU per
+candidate: the reference the concurrent sweep's best configs are compared with.
+
+    python benchmarks/engine_suite.py --out $OUT/suite.json [--one-at-a-time] [EXP]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+T0 = time.time()  # command start: the rate counts everything from here
+
+import yaml  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def gpu_kind() -> tuple[str, int]:
+    import torch
+
+    name = torch.cuda.get_device_name(0)
+    return ("h200" if "H200" in name else "h100"), torch.cuda.device_count()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("experiment", nargs="?", default=os.path.join(ROOT, "experiments", "suite-h100.yaml"))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--one-at-a-time", action="store_true")
+    ap.add_argument("--profile", help="write the driver's cProfile (top functions) to this file")
+    args = ap.parse_args()
+    from tuner.experiment import config
+    from tuner.execution import sweep
+    from tuner.records.tracking import Tracker
+
+    kind, gpus = gpu_kind()
+    with open(args.experiment, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    res = dict(data["targets"][0].get("resources") or {"CPU": 1, "GPU": 1})
+    if args.one_at_a_time:
+        res = {"CPU": 1, "GPU": 1}
+        data["search"]["concurrency"] = 1
+        data["name"] += "-one-at-a-time"
+    data["targets"] = [{"name": kind, "resources": res}]
+    work = tempfile.mkdtemp(prefix="engine-suite-")
+    os.chdir(work)
+    for entry in data["kernels"]:  # plug-in paths stay relative to the shipped file
+        if ":" in entry["kernel"] and not os.path.isabs(entry["kernel"].split(":")[0]):
+            entry["kernel"] = os.path.join(os.path.dirname(os.path.abspath(args.experiment)), entry["kernel"])
+    with open("exp.yaml", "w", encoding="utf-8") as fh:
+        yaml.safe_dump(data, fh, sort_keys=False)
+    exp = config.load("exp.yaml")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        summaries = prof.runcall(sweep.run, exp, log=lambda m: print(m, flush=True))
+        with open(args.profile, "w", encoding="utf-8") as fh:
+            for order in ("cumulative", "tottime"):
+                pstats.Stats(prof, stream=fh).sort_stats(order).print_stats(45)
+    else:
+        summaries = sweep.run(exp, log=lambda m: print(m, flush=True))
+    tracker = Tracker(exp.tracking.uri, exp.name)
+    last = 0.0  # the last MLflow record: the end of the measured span
+    for run in tracker.client.search_runs([tracker.experiment_id], max_results=50000):
+        last = max(last, (run.info.end_time or run.info.start_time or 0) / 1e3)
+    wall = (last or time.time()) - T0  # command start to the last MLflow record
+    n = sum(sum(s["counts"].values()) for s in summaries)
+    import ray
+    import torch
+    import triton
+
+    out = {"experiment": exp.name, "gpu": torch.cuda.get_device_name(0), "gpus": gpus,
+           "torch": torch.__version__, "triton": triton.__version__, "ray": ray.__version__,
+           "candidates": n, "wall_s": wall, "candidates_per_min": n / wall * 60,
+           "mlflow_uri": tracker.uri, "studies": [
+               {"study": s["study"], "counts": s["counts"], "parent_run_id": s["parent_run_id"],
+                "best_ms": (s["best"] or {}).get("latency_ms"), "measured_by": (s["best"] or {}).get("measured_by"),
+                "peer_ms": (s["best"] or {}).get("baseline_ms"), "best_config": (s["best"] or {}).get("config"),
+                "proposals": s.get("proposals"), "wall_s": s.get("wall_s")} for s in summaries]}
+    print(json.dumps(out, indent=1, default=str))
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump(out, fh, indent=1, default=str)
+    shutil.copy(os.path.join(work, "mlflow.db"), os.path.splitext(os.path.abspath(args.out))[0] + ".mlflow.db")
+
+
+if __name__ == "__main__":
+    main()

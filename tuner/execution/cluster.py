@@ -1,0 +1,133 @@
+"""The Ray side of a sweep: start or join Ray, check that targets can be served, run one-off requests.
+
+Fixed costs are paid once per sweep, not per study: Ray starts once, each target's device is
+probed once, and the lanes (tuner.execution.lanes) start once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import ray
+
+from tuner.execution.worker import CandidateWorker
+from tuner.experiment import hardware
+
+
+class TargetUnavailable(Exception):
+    """No node of the Ray cluster can serve a target: a user error (exit 2), never a hang."""
+
+
+# A Ray started here (no --address) advertises a loopback address, so nothing of it is reachable
+# from outside this machine. Ray maps exactly "127.0.0.1" to the machine's network address on
+# Linux; any other loopback address (all of 127/8 is loopback on Linux) it takes as given.
+LOCAL_RAY_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
+
+
+def init_ray(address: str | None) -> None:
+    # Trials must see the driver's cwd: relative kernel paths and stores resolve against it.
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # The sweep handles SIGINT and SIGTERM itself (a stop that can be resumed): Tune must not.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    if ray.is_initialized():
+        return
+    # address="local": a private Ray for this sweep, never whatever cluster `ray start` left
+    # registered on this machine (a stale one would make ray.init wait for it for minutes).
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR, **({} if address else {"_node_ip_address": LOCAL_RAY_IP}))
+
+
+def target_resources(target) -> dict:
+    """The target's Ray resources; a GPU target also asks for its accelerator type where the
+    cluster labels GPUs by type, so an H100 study never lands on another GPU."""
+    res = target.ray_resources()
+    hw = target.profile
+    labels = [k for k in ray.cluster_resources() if k.startswith("accelerator_type:")]
+    if target.resources is None and res.get("GPU") and hw.accelerator_type and labels:
+        res[f"accelerator_type:{hw.accelerator_type}"] = 0.001
+    return res
+
+
+def check_target(target) -> dict:
+    total = ray.cluster_resources()
+    need = target_resources(target)
+    for key, amount in need.items():
+        if total.get(key, 0) < amount:
+            have = ", ".join(f"{k}={v:g}" for k, v in sorted(total.items())
+                             if not k.startswith(("node:", "memory", "object_store")))
+            hint = (" This machine has no GPU: run experiments/quickstart.yaml (the CPU interpreter), "
+                    "or pass --address of a Ray cluster with GPUs." if key == "GPU" else "")
+            raise TargetUnavailable(f"target '{target.name}' needs {key}={amount:g} per candidate, "
+                                    f"but the Ray cluster offers {have or 'nothing'}.{hint}")
+    return need
+
+
+def room_for(need) -> int:
+    """How many trials asking for `need` (a dict, or its JSON) the live nodes can hold at once."""
+    import json
+
+    need = json.loads(need) if isinstance(need, str) else need
+    total = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        have = node["Resources"]
+        fits = [have.get(k, 0) / v for k, v in need.items() if v > 0]
+        total += int(min(fits) + 1e-9) if fits else 0
+    return total
+
+
+def slots_per_gpu(need: dict) -> int:
+    """Compile slots to start beside each GPU's lane for trials asking for `need`: as many as
+    one GPU takes at once, and no more than its node's CPUs allow."""
+    gpu = need.get("GPU", 0)
+    if gpu <= 0:
+        return 0
+    per_gpu = int(1 / gpu + 1e-9) if gpu < 1 else 1
+    cpus = [n["Resources"].get("CPU", 0) / max(1, n["Resources"].get("GPU", 0)) for n in ray.nodes()
+            if n.get("Alive") and n["Resources"].get("GPU", 0) >= 1]
+    per_cpu = int(min(cpus) / need["CPU"] + 1e-9) if cpus and need.get("CPU") else per_gpu
+    return max(1, min(per_gpu, per_cpu))
+
+
+def target_env(target) -> dict:
+    """The environment of every evaluation process of a target."""
+    env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # explicit: results must not depend on a default
+    if target.profile.interpreter:
+        env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    if "TRITON_CACHE_DIR" in os.environ:  # a cache chosen by the driver reaches every worker
+        env["TRITON_CACHE_DIR"] = os.environ["TRITON_CACHE_DIR"]
+    return env
+
+
+def one_shot(env: dict, cwd: str, payload: dict, timeout_s: float) -> dict:
+    """Ray task: one request (a device probe, a re-timing) in a fresh evaluation process."""
+    worker = CandidateWorker(env=env, cwd=cwd)
+    try:
+        return worker.request(payload, timeout_s)
+    finally:
+        worker.close()
+
+
+def remote_request(resources: dict, env: dict, payload: dict, timeout_s: float) -> dict:
+    """One request on a target's resources, in a fresh worker; failures come back as records."""
+    res = dict(resources)
+    task = ray.remote(one_shot).options(num_cpus=res.pop("CPU", 1), num_gpus=res.pop("GPU", 0),
+                                        resources=res or None, max_retries=0)
+    try:
+        return ray.get(task.remote(env, os.getcwd(), payload, timeout_s), timeout=timeout_s + 120)
+    except Exception as exc:
+        return {"status": "runtime_error", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def check_device(target, info: dict) -> dict:
+    """A device probe's answer checked against the chip the target names."""
+    if info.get("status") != "ok":
+        raise TargetUnavailable(f"target '{target.name}': its worker failed to start: {info.get('error')}")
+    if not hardware.matches(target.profile, info):
+        raise TargetUnavailable(f"target '{target.name}' names {target.profile.name}, "
+                                f"but its worker found '{info.get('gpu_name')}'")
+    return info

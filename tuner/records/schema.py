@@ -1,0 +1,75 @@
+"""The candidate record: one schema for the worker's reply, the journal, MLflow and the tables.
+
+A record is a flat dict (it crosses process boundaries as a pickle and lands in a JSON-lines
+journal). Each field is declared once here with where it goes in MLflow: a *metric* (a number
+the UI plots and compares across runs), a *tag* (a string: status, GPU, versions) or a *param*
+(the kernel config's values, one param per config key, so the MLflow UI's run comparison shows
+tile sizes side by side). Fields not declared here are not recorded.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+Kind = Literal["metric", "tag", "text", "config"]
+
+FIELDS: dict[str, tuple[Kind, str]] = {
+    # identity
+    "candidate_id": ("tag", "stable id of the candidate (the Ray Tune trial id)"),
+    "study": ("text", "the study key: kernel/problem/target"),
+    "config": ("config", "the kernel config as launched (MLflow params)"),
+    # outcome
+    "status": ("tag", "ok, compile_error, out_of_resources, incorrect, runtime_error, timeout"),
+    "error": ("tag", "why a candidate failed (cut to MLflow's tag limit)"),
+    "timing": ("tag", "gpu, or interpreter (CPU wall time, never a performance result)"),
+    "clock": ("tag", "the named clock that timed it (tuner.measure.clocks)"),
+    # measurement
+    "latency_ms": ("metric", "median latency of the candidate's own timing"),
+    "latency_p20_ms": ("metric", "20th percentile latency"),
+    "latency_p80_ms": ("metric", "80th percentile latency"),
+    "tflops": ("metric", "TFLOP/s at the median latency"),
+    "gbps": ("metric", "GB/s of the fewest bytes a perfect kernel moves"),
+    "pct_flops_ceiling": ("metric", "% of the device's FLOP ceiling"),
+    "pct_bandwidth_ceiling": ("metric", "% of the device's copy bandwidth"),
+    "baseline_ms": ("metric", "the torch peer's median latency, same clock, same process"),
+    "speedup": ("metric", "baseline_ms / latency_ms"),
+    "rel_error": ("metric", "relative Frobenius error against the reference"),
+    "max_error": ("metric", "largest element error over its bound (> 1 fails)"),
+    "objective": ("metric", "what the sampler was told (log10 seconds; a penalty for failures)"),
+    # compiled kernel
+    "n_regs": ("metric", "registers per thread"),
+    "n_spills": ("metric", "register spills"),
+    "shared_bytes": ("metric", "shared memory per program"),
+    # where the time went
+    "compile_s": ("metric", "compile time (on a compile slot, ahead of the GPU lane)"),
+    "load_s": ("metric", "the GPU lane's first launch: a load from Triton's cache + verify set 1"),
+    "queue_s": ("metric", "time waiting for the GPU lane"),
+    "lock_wait_s": ("metric", "time waiting for the device lock"),
+    "eval_s": ("metric", "time in the evaluator (verify + time)"),
+    "wall_s": ("metric", "wall time of a failed request"),
+    "device_busy_s": ("metric", "the device held for verification and timing"),
+    "timed_from": ("metric", "unix time the timed section began"),
+    "timed_to": ("metric", "unix time the timed section ended"),
+    # where it ran
+    "gpu_name": ("tag", "torch.cuda.get_device_name"),
+    "gpu_uuid": ("tag", "the GPU's UUID"),
+    "node": ("tag", "host name"),
+    "worker_pid": ("tag", "the evaluation process"),
+    "worker_replaced": ("tag", "the evaluation process was replaced after this candidate"),
+    "retries": ("tag", "re-runs after the evaluation process died"),
+    "ray_node_id": ("tag", "the Ray node"),
+    "ray_gpu_ids": ("tag", "the GPU Ray gave the trial (its lane)"),
+    "torch": ("tag", "torch version"),
+    "triton": ("tag", "triton version"),
+}
+
+RECORD_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind != "config" and k not in ("candidate_id", "study"))
+METRIC_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind == "metric")
+TAG_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind == "tag" and k != "error")
+STATUSES = ("ok", "invalid", "compile_error", "out_of_resources", "incorrect", "runtime_error", "timeout")
+
+
+def record_of(result: dict, candidate_id: str, study: str, config: dict) -> dict:
+    """The journal record of a finished candidate: the declared fields of its result."""
+    rec = {k: result[k] for k in RECORD_KEYS if k in result}
+    rec.update(candidate_id=candidate_id, study=study, config=dict(config))
+    return rec
