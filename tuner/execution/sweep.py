@@ -229,6 +229,7 @@ class Sweep:
         if gpu_env is not None:
             per_gpu = max(cluster.slots_per_gpu(check_target(t)) for t in self.exp.targets
                           if not t.profile.interpreter)
+            per_gpu = int(os.environ.get("KERNELEVOLVE_COMPILE_SLOTS", per_gpu))
             self.lanes, lane_infos = lanes.start_lanes(self.state.sweep_id, gpu_env, cwd, per_gpu)
         devices = {t.name: self._probe(t, lane_infos) for t in self.exp.targets}
         t_lanes = time.time() - t0
@@ -396,6 +397,7 @@ class Sweep:
                 storage_path=os.path.join(self.state.folder, "ray"), stop=stopper,
                 callbacks=[RecordCallback(self.state.sweep_id)]),
         )
+        self.log(f"Tuner starting at {time.time():.3f} (unix), {room} candidates in flight at most")
         try:
             with trainable_looked_up_once():
                 tuner.fit()

@@ -21,10 +21,10 @@ from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 from tuner.execution.worker import CandidateWorker
-from tuner.search.samplers import OBJECTIVE, PENALTY, objective_of
+from tuner.search.protocol import OBJECTIVE, PENALTY, STUDY_PARAM, objective_of
 
-from tuner.search.sweep_search import STUDY_PARAM  # the trial config names its study
 _WORKERS: dict[str, CandidateWorker] = {}
+ACTOR_STARTED = time.time()  # when this trial actor imported the engine (records: actor_started)
 
 
 class StudyResources:
@@ -96,6 +96,7 @@ def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
 
 def run_candidate(config: dict, sweep: dict) -> None:
     """Ray Tune trial function: evaluate one config, report one flat, finite result."""
+    started = time.time()
     config = dict(config)
     ctx = sweep["studies"][config.pop(STUDY_PARAM)]
     trial_id = tune.get_context().get_trial_id()
@@ -108,4 +109,5 @@ def run_candidate(config: dict, sweep: dict) -> None:
     ok = reply.get("status") == "ok"
     reply[OBJECTIVE] = objective_of(reply["latency_ms"] / 1e3) if ok else PENALTY
     reply["candidate_id"] = trial_id
+    reply["actor_started"], reply["trial_started"] = ACTOR_STARTED, started
     tune.report({k: v for k, v in reply.items() if isinstance(v, (int, float, str, bool))})

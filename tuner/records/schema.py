@@ -47,6 +47,8 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "eval_s": ("metric", "time in the evaluator (verify + time)"),
     "wall_s": ("metric", "wall time of a failed request"),
     "device_busy_s": ("metric", "the device held for verification and timing"),
+    "actor_started": ("metric", "unix time the trial's Ray actor imported the engine"),
+    "trial_started": ("metric", "unix time the candidate's trial began"),
     "timed_from": ("metric", "unix time the timed section began"),
     "timed_to": ("metric", "unix time the timed section ended"),
     # where it ran

@@ -3,15 +3,13 @@
 Importable without Ray (the experiment loader and the CLI check a sampler's name with it)."""
 from __future__ import annotations
 
-import math
 import warnings
 
 import optuna
 
 from tuner.search.space import Space
 
-OBJECTIVE = "objective"  # log10 of the median latency in seconds; lower is better
-PENALTY = 3.0  # log10(1000 s): finite and worse than any kernel that ran
+from tuner.search.protocol import OBJECTIVE, PENALTY, objective_of  # noqa: F401 - re-exported
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -35,6 +33,3 @@ SAMPLERS = {
 def make_sampler(name: str, space: Space, seed: int):
     return SAMPLERS[name](space, seed)
 
-
-def objective_of(latency_s: float) -> float:
-    return math.log10(latency_s)

@@ -16,9 +16,7 @@ from collections import Counter
 from ray.tune.search import Searcher
 
 from tuner.search.constrained import ConstrainedSearch
-from tuner.search.samplers import OBJECTIVE
-
-STUDY_PARAM = "__study__"
+from tuner.search.protocol import OBJECTIVE, STUDY_PARAM
 
 
 class SweepSearch(Searcher):
