@@ -4,9 +4,16 @@
   2. compile      -> compile_error / out_of_resources   (the first launch compiles)
   3. verify       -> incorrect         (two fresh random input sets, outputs poisoned with NaN,
                                         checked against the float64 reference; a kernel that
-                                        caches its first result fails the second set)
+                                        caches its first result fails the second set; a third
+                                        set is the first with one element moved, against
+                                        fingerprint memoisation. tuner/measure/guards.py: the
+                                        reference reads pristine input copies, inputs must be
+                                        unchanged, canary bands intact, a Triton kernel launched,
+                                        the harness's check functions untouched)
   4. time         -> ok, with p20/p50/p80 latency, TFLOP/s, GB/s, % of the device's ceilings,
-                     and the torch peer timed in the same process under the same lock
+                     and the torch peer timed in the same process under the same lock; then
+                     verified once more (a kernel that works only on its first calls), and on a
+                     GPU a latency beyond the device's ceilings is `incorrect`
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
 as timeout or runtime_error. This module is the child process's main: `python -m tuner.measure.evaluate`.
 """
@@ -63,6 +70,11 @@ class Evaluator:
         self.info = detect_device()
         self.baselines: dict = {}
         self.oor_errors, self.compile_errors = _error_classes()
+        # [guards] the check functions as imported now, before any candidate code runs here
+        from tuner.measure import guards, verify
+
+        self._check, self._tolerance_for, self._guards = verify.check, verify.tolerance_for, guards
+        self._seal = guards.HarnessSeal()
 
     # -- helpers ---------------------------------------------------------------------------
     def _sync(self):
@@ -90,26 +102,41 @@ class Evaluator:
         problem = tunable.kernel.problem(**req["problem"])
         return tunable, problem, hardware.profile(req["hardware"])
 
-    def _run_checked(self, spec, problem, cfg, seed):
+    def _run_checked(self, spec, problem, cfg, seed, perturb: bool = False):
         """Launch on fresh inputs into a poisoned output that sits between two poisoned guard
         zones of the same allocation; check the output and that both guards are untouched."""
-        from tuner.measure.verify import Check, check, poison
+        from kernels.spec import reduction_length
+        from tuner.measure.verify import Check, poison
 
         inputs = spec.make_inputs(problem, self.device, seed)
+        # [guards] the kernel gets copies of its inputs inside canary bands; the reference is
+        # computed before the launch, from pristine copies
+        if perturb:
+            inputs = self._guards.perturbed(inputs, seed)
+        guarded = self._guards.guard_inputs(inputs)
+        inputs = guarded.inputs
+        ref = spec.reference(guarded.pristine)
         shape_of = spec.make_output(problem, inputs)
         n = shape_of.numel()
         buf = shape_of.new_empty(n + 2 * GUARD_ELEMENTS)
         poison(buf)
         out = buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)
-        handle = spec.launch(inputs, out, cfg)
-        self._sync()
-        result = check(out, spec.reference(inputs))
+        with self._guards.count_launches(self.interpreter) as launches:  # [guards]
+            handle = spec.launch(inputs, out, cfg)
+            self._sync()
+        result = self._check(out, ref, self._tolerance_for(out.dtype, reduction_length(spec, problem)))
         guards = self.torch.cat([buf[:GUARD_ELEMENTS], buf[GUARD_ELEMENTS + n:]])
         touched = int((~self.torch.isnan(guards)).sum()) if guards.is_floating_point() else \
             int((guards != self.torch.iinfo(guards.dtype).min).sum())
         if touched:
             result = Check(False, result.rel_error, result.max_error,
                            f"wrote {touched} elements outside its output buffer")
+        # [guards] what outranks the output's check: the harness tampered with, no Triton
+        # launch, inputs rewritten or their canary bands written
+        why = (self._seal.broken() or (self._guards.NO_LAUNCH if launches.n == 0 else "")
+               or guarded.damage())
+        if why:
+            result = Check(False, result.rel_error, result.max_error, why)
         return handle, result
 
     def _baseline_ms(self, spec, problem, bench):
@@ -150,15 +177,28 @@ class Evaluator:
             rec["timed_from"] = time.time()
             rec["lock_wait_s"] = rec["timed_from"] - t_wait
             second = first if not first.ok else self._run_checked(spec, problem, cfg, seed * 2 + 2)[1]
-            rec["rel_error"] = max(first.rel_error, second.rel_error)
-            rec["max_error"] = max(first.max_error, second.max_error)
-            if not (first.ok and second.ok):
+            # [guards] the first set again with one element moved (fingerprint memoisation)
+            third = second if not second.ok else self._run_checked(spec, problem, cfg, seed * 2 + 1,
+                                                                    perturb=True)[1]
+            rec["rel_error"] = max(first.rel_error, second.rel_error, third.rel_error)
+            rec["max_error"] = max(first.max_error, second.max_error, third.max_error)
+            if not (first.ok and second.ok and third.ok):
                 return dict(rec, status="incorrect",
-                            error=first.reason or f"second input set: {second.reason}")
+                            error=first.reason or (f"second input set: {second.reason}" if not second.ok
+                                                   else f"first input set, one element moved: {third.reason}"))
             inputs = spec.make_inputs(problem, self.device, seed * 2 + 3)
             out = spec.make_output(problem, inputs)
             p20, p50, p80 = self._time(lambda: spec.launch(inputs, out, cfg), req.get("bench", {}))
             rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80)
+            # [guards] still correct after its timed calls; on a GPU, no faster than physics
+            after = self._run_checked(spec, problem, cfg, seed * 2 + 4)[1]
+            if not after.ok:
+                return dict(rec, status="incorrect", error=f"after timing: {after.reason}")
+            why = "" if self.interpreter else self._guards.ceiling_violation(
+                p20, spec.flops(problem), spec.bytes_moved(problem), hw,
+                getattr(problem, "dtype", "float32"))
+            if why:
+                return dict(rec, status="incorrect", error=why)
             if not self.interpreter:
                 rec.update(self._rates(spec, problem, hw, p50))
                 base = self._baseline_ms(spec, problem, req.get("bench", {}))[1]
