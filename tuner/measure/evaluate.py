@@ -250,11 +250,17 @@ class Evaluator:
         return {"status": "ok", "rows": rows, "baseline_ms": base, **self._tags(),
                 "timing": "interpreter" if self.interpreter else "gpu"}
 
+    def _sealed(self, reply: dict) -> dict:
+        """[guards] a process whose harness a candidate replaced evaluates nothing more: replaced."""
+        if self._seal.broken():
+            reply["worker_unusable"] = True
+        return reply
+
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         try:
             if op == "evaluate":
-                return self.evaluate(req)
+                return self._sealed(self.evaluate(req))
             if op == "retime":
                 return self.retime(req)
             if op == "probe":
