@@ -100,7 +100,8 @@ def test_kernel_outside_the_checkout_needs_trust_code(store, capsys, tmp_path, m
     evil.parent.mkdir()
     marker = tmp_path / "ran"
     evil.write_text(f"open({str(marker)!r}, 'w').close()\n")
-    monkeypatch.chdir(tmp_path / "elsewhere" / "..")  # cwd is not the kernel's folder either
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # neither the checkout nor the current directory holds it
     client.set_tag(parent.info.run_id, "kernel_ref", f"{evil}:KERNEL")
     try:
         assert main(["reproduce", kid.info.run_id, "--uri", run["uri"]]) == 2
