@@ -161,4 +161,5 @@ SPEC = KernelSpec(
     baseline=baseline,
     flops=flops,
     bytes_moved=bytes_moved,
+    reduction=lambda p: p.K,  # products summed per output element
 )

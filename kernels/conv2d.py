@@ -448,4 +448,5 @@ SPEC = KernelSpec(
     baseline=baseline,
     flops=flops,
     bytes_moved=bytes_moved,
+    reduction=lambda p: p.C_in * p.R * p.S,  # products summed per output element
 )

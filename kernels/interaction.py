@@ -184,4 +184,5 @@ SPEC = KernelSpec(
                 "BLOCK_D, samples per program",
     problem=InteractionProblem, make_inputs=make_inputs, make_output=make_output, launch=launch,
     reference=reference, baseline=baseline, flops=flops, bytes_moved=bytes_moved,
+    reduction=lambda p: p.dim,  # each pairwise interaction is a dot product over dim
 )

@@ -127,13 +127,13 @@ def to_padded_inputs(p, device, seed):  # (values, offsets, max_len)
 
 
 def jagged_spec(name, description, problem, make_inputs, out_shape, launch, reference, baseline, flops,
-                nbytes):
+                nbytes, reduction=None):
     """A KernelSpec whose output is an empty tensor of out_shape(p), in the inputs' dtype and device."""
     def make_output(p, inputs):
         return torch.empty(out_shape(p), dtype=inputs[0].dtype, device=inputs[0].device)
     return KernelSpec(name=name, description=description, problem=problem, make_inputs=make_inputs,
                       make_output=make_output, launch=launch, reference=reference, baseline=baseline,
-                      flops=flops, bytes_moved=nbytes)
+                      flops=flops, bytes_moved=nbytes, reduction=reduction)
 
 
 # ---- jagged <-> padded dense: template -----------------------------------------------------------

@@ -127,4 +127,5 @@ JAGGED_DENSE_BMM = jagged_spec(
     lambda i: bmm_reference(i[0], i[1], i[2], i[3]), lambda i: torch.bmm(i[4], i[2]),
     lambda p: 2.0 * total_positions(p) * p.k * p.n,
     lambda p: float((total_positions(p) * (p.k + p.n) + p.batch * p.k * p.n) * element_size(p.dtype)
-                    + 8 * (p.batch + 1)))
+                    + 8 * (p.batch + 1)),
+    reduction=lambda p: p.k)

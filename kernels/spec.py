@@ -36,6 +36,11 @@ class KernelSpec:
     reference:    inputs -> the result in higher precision (float64 where the device has it).
     baseline:     inputs -> the torch peer (cuBLAS for matmul) timed in the same run.
     flops/bytes_moved: problem -> the work and the fewest bytes a perfect kernel moves.
+    reduction:    problem -> how many products each output element sums (K of a GEMM), for
+                  kernels built on dot products; None (the default) means none is declared (1).
+                  The tuner's tolerance grows with it at the rate of an fp32 accumulator, and an
+                  fp32 output with a declared reduction is allowed Triton's tf32 dot
+                  (tuner/measure/verify.py: tolerance_for).
     """
 
     name: str
@@ -48,6 +53,12 @@ class KernelSpec:
     baseline: Callable[[Inputs], torch.Tensor]
     flops: Callable[[Any], float]
     bytes_moved: Callable[[Any], float]
+    reduction: Callable[[Any], int] | None = None
+
+
+def reduction_length(spec: KernelSpec, problem) -> int:
+    """The spec's declared reduction length for a problem (1 when it declares none)."""
+    return max(1, int(spec.reduction(problem))) if spec.reduction is not None else 1
 
 
 def element_size(dtype_name: str) -> int:

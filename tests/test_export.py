@@ -181,3 +181,30 @@ def test_unknown_experiment_is_exit_2(exported, capsys):
     run, out = exported
     assert main(["export", "nope", "--uri", run["uri"], "-o", str(out / "x.json")]) == 2
     assert "no experiment 'nope'" in capsys.readouterr().err
+
+
+def test_values_from_the_store_stay_data_in_the_exported_python(monkeypatch):
+    import os as os_mod
+    import types
+
+    from tuner.deploy.export import triton_configs_source
+
+    def no_system(cmd):
+        raise AssertionError(f"exported file ran os.system({cmd!r})")
+
+    monkeypatch.setattr(os_mod, "system", no_system)
+    evil = '"); import os; os.system("x"); ("'
+    table = {"experiment": 'x"""; import os; os.system("x"); """', "created": "now\nimport os",
+             "entries": [{"kernel": "matmul", "hardware": "h100", "dtype": "float16",
+                          "problem": {"M": 1, "note": "a\nimport os\nos.system('x')"},
+                          "config": {"BLOCK_M": 64, "NAME": evil, "NAN": float("nan"),
+                                     "num_warps": "4); os.system('x'); (4"},
+                          "latency_ms": 0.1, "gpu_name": "H100\r\nos.system('x')", "run_id": "r" * 32}]}
+    src = triton_configs_source(table)
+    ns = {}
+    fake = types.SimpleNamespace(Config=lambda kwargs, **opts: (kwargs, opts))
+    monkeypatch.setitem(__import__("sys").modules, "triton", fake)
+    exec(compile(src, "configs.py", "exec"), ns)
+    [(kwargs, opts)] = ns["MATMUL_H100_FLOAT16"]
+    assert kwargs["NAME"] == evil and kwargs["BLOCK_M"] == 64 and kwargs["NAN"] != kwargs["NAN"]
+    assert opts == {"num_warps": "4); os.system('x'); (4"}

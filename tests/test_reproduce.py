@@ -92,3 +92,33 @@ def test_gpu_run_without_a_gpu_is_a_clear_error():
     logged = {"run_id": "r", "hardware": "h100"}
     with pytest.raises(reproduce.ReproduceError, match="measured on h100 .* no GPU"):
         reproduce.evaluate_here(logged, 0)
+
+
+def test_kernel_outside_the_checkout_needs_trust_code(store, capsys, tmp_path, monkeypatch):
+    run, client, parent, kid = store
+    evil = tmp_path / "elsewhere" / "evil.py"
+    evil.parent.mkdir()
+    marker = tmp_path / "ran"
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # neither the checkout nor the current directory holds it
+    client.set_tag(parent.info.run_id, "kernel_ref", f"{evil}:KERNEL")
+    try:
+        assert main(["reproduce", kid.info.run_id, "--uri", run["uri"]]) == 2
+        err = capsys.readouterr().err
+        assert "outside this checkout" in err and "--trust-code" in err and len(err.strip().splitlines()) == 1
+        assert not marker.exists()  # nothing was imported
+        # asked for, it is imported (and fails here as no Tunable: exit 2 with its own message)
+        assert main(["reproduce", kid.info.run_id, "--uri", run["uri"], "--trust-code"]) == 2
+        assert marker.exists()
+    finally:
+        client.set_tag(parent.info.run_id, "kernel_ref", parent.data.tags["kernel_ref"])
+
+
+def test_checkout_and_current_directory_kernels_are_trusted(tmp_path, monkeypatch):
+    assert reproduce.untrusted_code("search_spaces.matmul:TUNABLE") == ""
+    assert reproduce.untrusted_code(f"{reproduce.REPO_ROOT}/tests/faults.py:FAULTS") == ""
+    (tmp_path / "mine.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert reproduce.untrusted_code(f"{tmp_path}/mine.py:K") == ""
+    assert "outside this checkout" in reproduce.untrusted_code("json:loads")

@@ -1,4 +1,6 @@
 """The correctness check never passes NaN, an unwritten region, or a wrong tile."""
+import os
+
 import torch
 
 from tuner.measure.verify import check, poison
@@ -52,3 +54,179 @@ def test_heavy_tailed_output_rounded_to_bf16_passes():
     bad = ref.to(torch.bfloat16)
     bad[5, 7] = bad[5, 7] * 1.2 + 1e-3  # 20% off on one element is not rounding
     assert not check(bad, ref).ok
+
+
+# -- tolerances scaled by dtype and declared reduction length (calibration: verify.py's docstring)
+import pytest  # noqa: E402
+
+from tuner.measure.verify import rel_fro_bound, tolerance_for  # noqa: E402
+
+
+def _gemm(dt, K, fp16_acc=False, M=64, N=64, block_k=32, seed=0):
+    """(output, float64 reference) of a GEMM emulated in torch: fp32 accumulation (honest), or an
+    fp16 running sum of each block_k partial product (the cheat)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(M, K, generator=g).to(dt)
+    b = torch.randn(K, N, generator=g).to(dt)
+    ref = a.double() @ b.double()
+    if not fp16_acc:
+        return (a.float() @ b.float()).to(dt), ref
+    acc = torch.zeros(M, N, dtype=torch.float16)
+    for k in range(0, K, block_k):
+        acc = (acc.float() + a[:, k:k + block_k].float() @ b[k:k + block_k].float()).half()
+    return acc.to(dt), ref
+
+
+@pytest.mark.parametrize("K", [4096, 16384])
+def test_honest_fp16_gemm_passes_fp16_accumulation_fails(K):
+    out, ref = _gemm(torch.float16, K)
+    assert check(out, ref, tolerance_for(torch.float16, K)).ok
+    cheat, ref = _gemm(torch.float16, K, fp16_acc=True)
+    c = check(cheat, ref, tolerance_for(torch.float16, K))
+    assert not c.ok and "relative error" in c.reason
+
+
+def test_bf16_gemm_accumulating_in_bf16_fails_at_large_k():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(64, 8192, generator=g).bfloat16(), torch.randn(8192, 64, generator=g).bfloat16()
+    ref = a.double() @ b.double()
+    assert check((a.float() @ b.float()).bfloat16(), ref, tolerance_for(torch.bfloat16, 8192)).ok
+    acc = torch.zeros(64, 64, dtype=torch.bfloat16)
+    for k in range(0, 8192, 32):
+        acc = (acc.float() + a[:, k:k + 32].float() @ b[k:k + 32].float()).bfloat16()
+    assert not check(acc, ref, tolerance_for(torch.bfloat16, 8192)).ok
+
+
+def _tf32(x, truncate):
+    i = x.float().view(torch.int32)
+    i = (i if truncate else i + 0x1000) & ~0x1FFF
+    return i.view(torch.float32)
+
+
+@pytest.mark.parametrize("truncate", [False, True])
+def test_fp32_gemm_with_tf32_operands_passes(truncate):
+    # Triton's default fp32 dot on tensor cores: operands rounded (or truncated) to tf32
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(64, 4096, generator=g), torch.randn(4096, 64, generator=g)
+    out = _tf32(a, truncate) @ _tf32(b, truncate)
+    assert check(out, a.double() @ b.double(), tolerance_for(torch.float32, 4096)).ok
+
+
+def test_fp16_arithmetic_inside_an_fp32_op_fails():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 1000, generator=g)
+    ref = torch.softmax(x.double(), -1)
+    assert check(torch.softmax(x, -1), ref, tolerance_for(torch.float32)).ok
+    cheat = torch.softmax(x.half(), -1).float()  # claims fp32, computes in fp16
+    c = check(cheat, ref, tolerance_for(torch.float32))
+    assert not c.ok and "relative error" in c.reason
+    # the same output passes the generous per-dtype default: why the evaluator uses tolerance_for
+    assert check(cheat, ref).ok
+
+
+def test_bound_grows_with_reduction_and_never_exceeds_the_default():
+    for dt in (torch.float16, torch.bfloat16, torch.float32):
+        assert rel_fro_bound(dt, 16384) > rel_fro_bound(dt, 64) >= rel_fro_bound(dt, 1) > 0
+        assert tolerance_for(dt, 1 << 30).rel_fro <= TOLERANCES[dt].rel_fro
+    assert tolerance_for(torch.int32).rel_fro == tolerance_for(torch.float32).rel_fro
+
+
+from tuner.measure.verify import TOLERANCES  # noqa: E402
+
+
+# -- guards: pristine copies, canaries, perturbation, launch counting, seal, ceilings ----------
+from tuner.experiment import hardware  # noqa: E402
+from tuner.measure import guards  # noqa: E402
+
+
+def test_guarded_inputs_keep_layout_and_detect_rewrites_and_stray_writes():
+    a = torch.randn(8, 5)
+    bt = torch.randn(6, 5).t()  # a transposed view: strides kept
+    g = guards.guard_inputs((a, bt, 3))
+    x, y, k = g.inputs
+    assert k == 3 and torch.equal(x, a) and torch.equal(y, bt) and y.stride() == bt.stride()
+    assert g.pristine[1].stride() == bt.stride() and torch.equal(g.pristine[1], bt)
+    assert g.damage() == ""
+    x[2, 3] = 0.0
+    assert "rewrote its input #0" in g.damage()
+    x[2, 3] = g.pristine[0][2, 3]
+    assert g.damage() == ""
+    gt = g.guarded[1][1]
+    gt.buf[gt.hi + 7] = 0  # one byte past the end of input #1
+    assert "canary band around its input #1" in g.damage()
+    assert torch.equal(g.pristine[0], a)  # the reference's copy is untouched by either
+
+
+def test_guarded_copy_of_a_zero_size_and_an_integer_tensor():
+    g = guards.guard_inputs((torch.empty(0), torch.arange(10, dtype=torch.int64), torch.ones(3) > 0))
+    assert g.inputs[0].numel() == 0 and torch.equal(g.inputs[1], torch.arange(10))
+    assert g.damage() == ""
+    g.inputs[1][0] = 5
+    assert "input #1" in g.damage()
+
+
+def test_perturbed_moves_one_element_of_each_float_tensor():
+    a, idx = torch.randn(100), torch.arange(4)
+    pa, pidx = guards.perturbed((a, idx), seed=5)
+    assert int((pa != a).sum()) == 1 and torch.equal(pidx, idx)
+    assert torch.equal(guards.perturbed((a,), seed=5)[0], pa)  # deterministic
+
+
+def test_launch_counting_on_the_interpreter(monkeypatch):
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def k(x_ptr, BLOCK: tl.constexpr):
+        offs = tl.arange(0, BLOCK)
+        tl.store(x_ptr + offs, tl.load(x_ptr + offs) + 1)
+
+    x = torch.zeros(16)
+    with guards.count_launches(interpreter=True) as n:
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            k[(1,)](x, BLOCK=16)
+            k[(2,)](x, BLOCK=16)
+    expected = 2 if os.environ.get("TRITON_INTERPRET") == "1" else 0
+    assert n.n == expected and n.route.startswith("interpreter")
+    with guards.count_launches(interpreter=True) as n:
+        x.add_(1)  # torch only
+    assert n.n == 0
+
+
+def test_launch_hook_is_installed_and_removed():
+    import triton
+
+    knobs = getattr(triton, "knobs", None)
+    chain = knobs.runtime.launch_enter_hook if knobs is not None else None
+    before = list(getattr(chain, "calls", []))
+    with guards.count_launches(interpreter=False) as n:
+        assert n.route
+        if hasattr(chain, "calls"):
+            assert n in chain.calls
+            chain(None)  # what a compiled launch does
+    assert n.n == (1 if hasattr(chain, "calls") else 0)
+    assert list(getattr(chain, "calls", [])) == before
+
+
+def test_seal_notices_a_replaced_check_function(monkeypatch):
+    from tuner.measure import verify
+
+    seal = guards.HarnessSeal()
+    assert seal.broken() == ""
+    monkeypatch.setattr(verify, "check", lambda *a, **k: verify.Check(True, 0.0, 0.0))
+    assert "tuner.measure.verify.check" in seal.broken()
+
+
+def test_ceiling_violation():
+    h100 = hardware.profile("h100")
+    # 1 GB copied in 0.5 ms is 2 TB/s: possible; in 0.25 ms, 4 TB/s: over 1.15 x 3.02 TB/s
+    assert guards.ceiling_violation(0.5, 0.0, 1e9, h100, "bfloat16") == ""
+    why = guards.ceiling_violation(0.25, 0.0, 1e9, h100, "bfloat16")
+    assert why.startswith("faster than the hardware allows") and "GB/s" in why
+    # 8192^3 bf16 GEMM: 1.1e12 flop; 1.0 ms is 1100 TFLOP/s, beyond 1.15 x 742
+    flops = 2.0 * 8192 ** 3
+    assert "TFLOP/s" in guards.ceiling_violation(1.0, flops, 0.0, h100, "bfloat16")
+    assert guards.ceiling_violation(1.6, flops, 0.0, h100, "bfloat16") == ""
+    # no ceiling known for that dtype, or the interpreter: nothing to say
+    assert guards.ceiling_violation(1e-9, flops, 0.0, hardware.profile("h200"), "float32") == ""
+    assert guards.ceiling_violation(1e-9, flops, 1e12, hardware.profile("cpu-interpreter"), "float32") == ""

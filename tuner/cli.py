@@ -165,7 +165,8 @@ def cmd_reproduce(args) -> int:
     from tuner.deploy import reproduce
 
     try:
-        res = reproduce.reproduce(args.run_id, args.uri or config_mod.Tracking().uri, seed=args.seed)
+        res = reproduce.reproduce(args.run_id, args.uri or config_mod.Tracking().uri, seed=args.seed,
+                                  trust_code=args.trust_code)
     except reproduce.ReproduceError as exc:
         raise UserError(str(exc)) from None
     print(json.dumps(res, indent=2, default=str) if args.json else reproduce.format_result(res))
@@ -238,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     x.add_argument("--seed", type=int, default=0, help="seed of the fresh verification and timing inputs")
     x.add_argument("--json", action="store_true")
+    x.add_argument("--trust-code", action="store_true",
+                   help="import the run's kernel module even when it lies outside this checkout and "
+                        "the current directory (the store's tags choose what is imported)")
     x.set_defaults(fn=cmd_reproduce)
     e = sub.add_parser("export", help="the tuned-config table of an experiment's best configs")
     e.add_argument("experiment", help="experiment name (or its YAML)")

@@ -88,13 +88,33 @@ def _identifier(*parts) -> str:
     return name if name[:1].isalpha() else "CONFIGS_" + name
 
 
+def _literal(value) -> str:
+    """A Python literal for a config value: data whatever the store held (repr of the plain types;
+    anything else becomes its string, itself a repr'd literal)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(str(k))}: {_literal(v)}" for k, v in value.items()) + "}"
+    return repr(str(value))
+
+
+def _text(value) -> str:
+    """Text from the store for a comment or the docstring: one line, ASCII, quotes escaped (so
+    neither a newline nor a closing triple quote can end the comment or the docstring)."""
+    return json.dumps(str(value), ensure_ascii=True)[1:-1]
+
+
 def triton_configs_source(table: dict) -> str:
     """Python source: one list of triton.Config per (kernel, hardware, dtype), fastest first."""
     groups: dict[str, list[dict]] = {}
     for e in table["entries"]:
         groups.setdefault(_identifier(e["kernel"], e["hardware"], e["dtype"]), []).append(e)
-    lines = [f'"""Tuned configs of experiment {table.get("experiment", "")!r}, written by '
-             f'`kernelevolve export` ({table.get("created", "")}).',
+    # Every value from the store is written as a literal (_literal) or escaped text (_text): the
+    # file is imported by its users, and a tag or param must never become code in it.
+    lines = [f'"""Tuned configs of experiment "{_text(table.get("experiment", ""))}", written by '
+             f'`kernelevolve export` ({_text(table.get("created", ""))}).',
              "",
              "One list per kernel, hardware and dtype, fastest first, for @triton.autotune(configs=...).",
              "Keys other than the launch options are the constexprs of kernelevolve's templates",
@@ -111,11 +131,11 @@ def triton_configs_source(table: dict) -> str:
                 continue
             seen.add(key)
             consts = {k: v for k, v in cfg.items() if k not in LAUNCH_OPTIONS}
-            opts = "".join(f", {k}={cfg[k]!r}" for k in LAUNCH_OPTIONS if k in cfg)
+            opts = "".join(f", {k}={_literal(cfg[k])}" for k in LAUNCH_OPTIONS if k in cfg)
             shape = " ".join(f"{k}={v}" for k, v in e["problem"].items())
-            ms = f"{e['latency_ms']:.4g} ms" if e["latency_ms"] is not None else "no latency"
-            lines.append(f"    triton.Config({consts!r}{opts}),  # {shape}: {ms} on "
-                         f"{e['gpu_name'] or e['hardware']} (run {e['run_id'][:12]})")
+            ms = f"{e['latency_ms']:.4g} ms" if isinstance(e["latency_ms"], (int, float)) else "no latency"
+            lines.append(f"    triton.Config({_literal(consts)}{opts}),  # " + _text(
+                f"{shape}: {ms} on {e['gpu_name'] or e['hardware']} (run {str(e['run_id'])[:12]})"))
         lines += ["]", ""]
     return "\n".join(lines)
 

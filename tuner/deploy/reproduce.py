@@ -90,6 +90,36 @@ def logged_candidate(client: MlflowClient, run_id: str, uri: str) -> dict:
     }
 
 
+# -- whose code runs -------------------------------------------------------------------------
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def kernel_file(kernel_ref: str) -> str | None:
+    """The file a kernel reference would import (without importing it); None if not found."""
+    import importlib.util
+
+    target = kernel_ref.rpartition(":")[0] or kernel_ref
+    if target.endswith(".py"):
+        return os.path.realpath(target)
+    try:
+        spec = importlib.util.find_spec(target)  # imports parent packages only
+    except (ImportError, ValueError):
+        return None
+    return os.path.realpath(spec.origin) if spec is not None and spec.origin else None
+
+
+def untrusted_code(kernel_ref: str) -> str:
+    """Why reproducing this reference would run code from outside this checkout ('' if it would
+    not): a kernel file outside the repository root and the current directory."""
+    path = kernel_file(kernel_ref)
+    if path is None:
+        return ""  # nothing found to import: loading it fails with its own message
+    for root in {os.path.realpath(REPO_ROOT), os.path.realpath(os.getcwd())}:
+        if os.path.commonpath([path, root]) == root:
+            return ""
+    return f"its kernel module {path} is outside this checkout ({REPO_ROOT}) and the current directory"
+
+
 # -- run it again ---------------------------------------------------------------------------
 def evaluate_here(logged: dict, seed: int) -> dict:
     """The candidate through the sweep's own evaluation path, on this machine's device."""
@@ -125,11 +155,17 @@ def _check(logged, now) -> str:
     return "match" if str(logged) == str(now) else "MISMATCH"
 
 
-def reproduce(run_id: str, uri: str, seed: int = 0) -> dict:
+def reproduce(run_id: str, uri: str, seed: int = 0, trust_code: bool = False) -> dict:
     from tuner.experiment import hardware, registry
 
     uri = resolve_uri(uri)
     logged = logged_candidate(MlflowClient(tracking_uri=uri), run_id, uri)
+    # The kernel reference comes from a tag of the tracking store: whoever can write that store
+    # chooses what is imported here. Code outside this checkout runs only when asked for.
+    why = untrusted_code(logged["kernel_ref"])
+    if why and not trust_code:
+        raise ReproduceError(f"run {run_id} names kernel {logged['kernel_ref']!r}: {why}; "
+                             "pass --trust-code to import and run it")
     try:
         sha_now = kernel_source_sha(logged["kernel_ref"], registry.load(logged["kernel_ref"]))
     except registry.KernelNotFound as exc:

@@ -7,9 +7,17 @@
   3. verify       -> incorrect         (two of the study's seeded input sets, chosen by the
                                         candidate's seed, outputs poisoned with NaN, checked
                                         against the float64 reference; a kernel that caches its
-                                        first result fails the second set)
+                                        first result fails the second set; a third set is the
+                                        first with one element moved, against fingerprint
+                                        memoisation. tuner/measure/guards.py: the kernel gets
+                                        copies of the inputs inside canary bands, the reference
+                                        reads inputs no kernel ever gets, inputs must be
+                                        unchanged, canary bands intact, a Triton kernel launched,
+                                        the harness's check functions untouched)
   4. time         -> ok, with p20/p50/p80 latency, TFLOP/s, GB/s, % of the device's ceilings,
-                     and the torch peer timed in the same process under the same lock
+                     and the torch peer timed in the same process under the same lock; then
+                     verified once more (a kernel that works only on its first calls), and on a
+                     GPU a latency beyond the device's ceilings is `incorrect`
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
 as timeout or runtime_error. This module is the child process's main: `python -m tuner.measure.evaluate`.
 
@@ -135,6 +143,11 @@ class Evaluator:
             else 2e9)
         self.inputs = InputSets(int(budget))
         self.oor_errors, self.compile_errors = _error_classes()
+        # [guards] the check functions as imported now, before any candidate code runs here
+        from tuner.measure import guards, verify
+
+        self._check, self._tolerance_for, self._guards = verify.check, verify.tolerance_for, guards
+        self._seal = guards.HarnessSeal()
 
     # -- helpers ---------------------------------------------------------------------------
     def _sync(self):
@@ -169,31 +182,48 @@ class Evaluator:
         return self.studies[key]
 
     def _set(self, spec, problem, study, index: int, with_ref: bool = True):
-        """The study's input set `index` (seeded by it) and, with_ref, its reference."""
+        """The study's input set `index` (seeded by it) and, with_ref, its reference. No kernel
+        is ever handed these tensors (it gets guarded copies), so the cached reference holds."""
         return self.inputs.get((study, index), lambda: spec.make_inputs(problem, self.device, 1 + index),
                                spec.reference if with_ref else None)
 
-    def _run_checked(self, spec, problem, cfg, study, index):
-        """Launch on the study's input set `index` into a poisoned output that sits between two
-        poisoned guard zones of the same allocation; check the output and that both guards are
-        untouched."""
-        from tuner.measure.verify import Check, check, poison
+    def _run_checked(self, spec, problem, cfg, study, index, perturb_seed: int | None = None):
+        """Launch on copies of the study's input set `index` into a poisoned output that sits
+        between two poisoned guard zones of the same allocation; check the output and that both
+        guards are untouched."""
+        from kernels.spec import reduction_length
+        from tuner.measure.verify import Check, poison
 
-        inputs, ref = self._set(spec, problem, study, index)
+        pooled, ref = self._set(spec, problem, study, index)
+        if perturb_seed is not None:  # [guards] the set with one element moved
+            pooled, ref = self._guards.perturbed(pooled, perturb_seed), None
+        # [guards] the kernel gets copies of its inputs inside canary bands; the reference reads
+        # the pooled set (or, for a moved set, the pristine copy taken before the launch)
+        guarded = self._guards.guard_inputs(pooled)
+        inputs = guarded.inputs
+        if ref is None:
+            ref = spec.reference(guarded.pristine)
         shape_of = spec.make_output(problem, inputs)
         n = shape_of.numel()
         buf = shape_of.new_empty(n + 2 * GUARD_ELEMENTS)
         poison(buf)
         out = buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)
-        handle = spec.launch(inputs, out, cfg)
-        self._sync()
-        result = check(out, ref)
+        with self._guards.count_launches(self.interpreter) as launches:  # [guards]
+            handle = spec.launch(inputs, out, cfg)
+            self._sync()
+        result = self._check(out, ref, self._tolerance_for(out.dtype, reduction_length(spec, problem)))
         guards = self.torch.cat([buf[:GUARD_ELEMENTS], buf[GUARD_ELEMENTS + n:]])
         touched = int((~self.torch.isnan(guards)).sum()) if guards.is_floating_point() else \
             int((guards != self.torch.iinfo(guards.dtype).min).sum())
         if touched:
             result = Check(False, result.rel_error, result.max_error,
                            f"wrote {touched} elements outside its output buffer")
+        # [guards] what outranks the output's check: the harness tampered with, no Triton
+        # launch, inputs rewritten or their canary bands written
+        why = (self._seal.broken() or (self._guards.NO_LAUNCH if launches.n == 0 else "")
+               or guarded.damage())
+        if why:
+            result = Check(False, result.rel_error, result.max_error, why)
         return handle, result
 
     def _baseline_ms(self, spec, problem, study, bench):
@@ -270,15 +300,34 @@ class Evaluator:
             rec["timed_from"] = time.time()
             rec["lock_wait_s"] = rec["timed_from"] - t_wait
             second = first if not first.ok else self._run_checked(spec, problem, cfg, study, second_set)[1]
-            rec["rel_error"] = max(first.rel_error, second.rel_error)
-            rec["max_error"] = max(first.max_error, second.max_error)
-            if not (first.ok and second.ok):
+            # [guards] the first set again with one element moved (fingerprint memoisation)
+            third = second if not second.ok else self._run_checked(spec, problem, cfg, study, first_set,
+                                                                    perturb_seed=seed)[1]
+            rec["rel_error"] = max(first.rel_error, second.rel_error, third.rel_error)
+            rec["max_error"] = max(first.max_error, second.max_error, third.max_error)
+            if not (first.ok and second.ok and third.ok):
                 return dict(rec, status="incorrect",
-                            error=first.reason or f"second input set: {second.reason}")
-            inputs, _ = self._set(spec, problem, study, timed_set, with_ref=False)
+                            error=first.reason or (f"second input set: {second.reason}" if not second.ok
+                                                   else f"first input set, one element moved: {third.reason}"))
+            pooled, _ = self._set(spec, problem, study, timed_set, with_ref=False)
+            timed = self._guards.guard_inputs(pooled)  # [guards] timed on copies: the pool stays pristine
+            inputs = timed.inputs
             out = spec.make_output(problem, inputs)
             p20, p50, p80 = self._time(lambda: spec.launch(inputs, out, cfg), req.get("bench", {}))
             rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80)
+            damage = timed.damage()
+            if damage:
+                return dict(rec, status="incorrect", error=f"during timing: {damage}")
+            del timed, inputs, out
+            # [guards] still correct after its timed calls; on a GPU, no faster than physics
+            after = self._run_checked(spec, problem, cfg, study, timed_set)[1]
+            if not after.ok:
+                return dict(rec, status="incorrect", error=f"after timing: {after.reason}")
+            why = "" if self.interpreter else self._guards.ceiling_violation(
+                p20, spec.flops(problem), spec.bytes_moved(problem), hw,
+                getattr(problem, "dtype", "float32"))
+            if why:
+                return dict(rec, status="incorrect", error=why)
             if not self.interpreter:
                 rec.update(self._rates(spec, problem, hw, p50))
                 base = self._baseline_ms(spec, problem, study, req.get("bench", {}))[1]
@@ -330,13 +379,19 @@ class Evaluator:
         return {"status": "ok", "rows": rows, "baseline_ms": base, **self._tags(),
                 "timing": "interpreter" if self.interpreter else "gpu"}
 
+    def _sealed(self, reply: dict) -> dict:
+        """[guards] a process whose harness a candidate replaced evaluates nothing more: replaced."""
+        if self._seal.broken():
+            reply["worker_unusable"] = True
+        return reply
+
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         try:
             if op == "evaluate":
-                return self.evaluate(req)
+                return self._sealed(self.evaluate(req))
             if op == "compile":
-                return self.compile(req)
+                return self._sealed(self.compile(req))
             if op == "retime":
                 return self.retime(req)
             if op == "probe":

@@ -8,8 +8,36 @@ the dtype's rounding (softmax probabilities, causal attention's first rows), whi
 the RMS alone would reject though they are as exact as the dtype allows. Any NaN or inf fails, and the
 tuner poisons outputs with NaN before each run, so an unwritten element fails too.
 
-Tolerances are per output dtype and allow what the dtype's rounding and fp32 accumulation give
-(Triton's default float32 dot runs as tf32 on tensor cores, about 3e-4 relative).
+`TOLERANCES` (what `check` uses when given none) are per output dtype and generous: they are for
+tests of one kernel. The tuner's evaluator uses `tolerance_for(dtype, reduction)`, which allows what
+an honest kernel gives and no more, so that a kernel computing in a lower precision than it claims
+fails:
+
+    rel_fro = 2 u(out) + 128 u(fp32) + 4 u(tf32) [fp32 output with a declared reduction]
+              + 4 u(fp32) sqrt(K)
+
+u(dtype) is the unit roundoff (fp16 2^-11, bf16 2^-8, fp32 2^-24, tf32 2^-11) and K the reduction
+length the KernelSpec declares (`reduction`, 1 when undeclared). The terms: the output's own
+rounding (an honest kernel's error is about 0.43 u(out), measured); a few dozen fp32 ulps for the
+arithmetic (exp, rsqrt, division approximations, short row sums); for fp32 GEMM-like kernels the
+tf32 rounding of their operands that Triton's default dot does (measured 2.9e-4 rounding to
+nearest, 7.7e-4 truncating); and an fp32 accumulator's error, which grows as sqrt(K). A 16-bit
+accumulator's error grows at the same rate but from a unit roundoff 2^13 times larger, which is what
+this bound catches. Calibration (tests/test_verify.py, torch emulation, 64 x K x 64):
+
+    kernel                                   K=512     K=4096    K=16384   bound (K=4096)
+    fp16 GEMM, fp32 accumulation (honest)    2.1e-4    2.1e-4    2.1e-4    1.0e-3
+    fp16 GEMM, fp16 accumulation per 32-K    6.0e-4    1.7e-3    3.2e-3    -> incorrect from K ~ 2048
+    bf16 GEMM, fp32 accumulation (honest)    1.7e-3    1.7e-3    1.7e-3    7.8e-3
+    bf16 GEMM, bf16 accumulation             (about 8x the fp16 row)        -> incorrect at large K
+    fp32 GEMM, tf32 truncating (honest)      7.7e-4    7.7e-4    7.7e-4    2.0e-3
+    fp32 op without a reduction, honest      ~1e-7                         7.7e-6
+    fp32 op computed in fp16 arithmetic      ~2.8e-4                       -> incorrect
+
+Not caught, by construction: fp16 (not bf16) accumulation in a bf16 GEMM (its error, 3.6e-3 at
+K=16384, stays within bf16's own output rounding), and fp16 arithmetic inside an fp32 GEMM-like
+kernel below K ~ 8192 (tf32 operands are as coarse as fp16). The element-wise bound stays that of
+`TOLERANCES`.
 """
 from __future__ import annotations
 
@@ -30,6 +58,29 @@ TOLERANCES = {
     torch.float16: Tolerance(rel_fro=5e-3, max_rel_rms=3e-2, rel_elem=4e-3),
     torch.bfloat16: Tolerance(rel_fro=2e-2, max_rel_rms=8e-2, rel_elem=3e-2),
 }
+
+
+UNIT_ROUNDOFF = {torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -8, torch.float32: 2.0 ** -24,
+                 torch.float64: 2.0 ** -53}
+U_TF32 = 2.0 ** -11
+U_FP32 = 2.0 ** -24
+
+
+def rel_fro_bound(dtype: torch.dtype, reduction: int = 1) -> float:
+    """The relative Frobenius error an honest kernel stays within (the formula above)."""
+    k = max(1, int(reduction or 1))
+    u_out = UNIT_ROUNDOFF.get(dtype, U_FP32)
+    dot = 4 * U_TF32 if dtype == torch.float32 and reduction and k > 1 else 0.0
+    return 2 * u_out + 128 * U_FP32 + dot + 4 * U_FP32 * k ** 0.5
+
+
+def tolerance_for(dtype: torch.dtype, reduction: int | None = None) -> Tolerance:
+    """The evaluator's tolerance for an output of `dtype` that sums `reduction` products per
+    element (None or 1: no declared reduction). Integer outputs get fp32's."""
+    base = TOLERANCES.get(dtype, TOLERANCES[torch.float32])
+    rel = rel_fro_bound(dtype if dtype in UNIT_ROUNDOFF else torch.float32, reduction or 1)
+    return Tolerance(rel_fro=min(base.rel_fro, rel), max_rel_rms=base.max_rel_rms,
+                     rel_elem=base.rel_elem)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,31 @@
+"""Defeats the in-process harness itself: on its first (correct) call it replaces the evaluator's
+checked-launch method and the seal that would notice, then does no work. NOT caught by this
+checkout: anything the evaluator computes in the candidate's own process can be replaced by the
+candidate. It needs the verdict (reference, comparison, guards) computed in another process
+that the candidate's code never runs in (tests/test_attacks.py marks it xfail)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import double, vec_tunable  # noqa: E402
+
+
+def launch(inputs, out, cfg):
+    (x,) = inputs
+    if not cfg["cheat"]:
+        return double(x, out)
+    # the evaluator runs as `python -m tuner.measure.evaluate`: its module is __main__
+    evaluate = next(m for m in (sys.modules.get("__main__"), sys.modules.get("tuner.measure.evaluate"))
+                    if m is not None and hasattr(m, "Evaluator"))
+    guards = sys.modules["tuner.measure.guards"]
+    if not getattr(launch, "armed", False):
+        launch.armed = True
+        Evaluator = evaluate.Evaluator
+        verify = sys.modules["tuner.measure.verify"]
+        Evaluator._run_checked = lambda self, *a, **k: (None, verify.Check(True, 0.0, 0.0))
+        guards.HarnessSeal.broken = lambda self: ""
+        return double(x, out)  # this call is checked as usual, and is right
+    return None  # every later call: nothing
+
+
+KERNEL = vec_tunable("patch_harness", launch)

@@ -1,0 +1,76 @@
+"""The attack catalogue (tests/attacks/): kernels that cheat the harness, each behind a searched
+switch `cheat`. Every one runs through the sweep's own evaluation path (a CandidateWorker on the
+CPU interpreter); with the switch off it must end `ok`, with it on anything but `ok`, for the
+reason its file names. Those that only a verdict computed outside the candidate's process, or the
+timed calls' outputs checked, can catch are xfail(strict): they document what is not caught yet."""
+import os
+
+import pytest
+
+from tuner.execution.worker import CandidateWorker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+# attack file -> (problem, words the cheating config's error must contain)
+CAUGHT = {
+    "first_calls": ({}, "after timing"),
+    "memoise": ({}, "one element moved"),
+    "rewrite_inputs": ({}, "rewrote its input #0"),
+    "torch_copy": ({}, "launched no Triton kernel"),
+    "every_third": ({}, "relative error"),
+    "stray_write": ({}, "canary band around its input #0"),
+    "fp16_acc": ({"M": 16, "N": 16, "K": 4096}, "relative error"),
+    "patch_check": ({}, "replaced the harness's tuner.measure.verify.check"),
+}
+NOT_CAUGHT = {
+    "skip_unpoisoned": "timed calls' outputs are not checked: needs the evaluator rewrite (timed "
+                       "outputs verified, or timed calls indistinguishable from verified ones)",
+    "patch_harness": "a candidate can replace the in-process harness itself: needs the verdict "
+                     "computed in a process the candidate's code never runs in",
+}
+
+
+def request(attack, cheat, problem=None):
+    return {"op": "evaluate", "kernel_ref": f"{HERE}/attacks/{attack}.py:KERNEL",
+            "problem": problem or {}, "hardware": "cpu-interpreter",
+            "config": {"cheat": cheat, "BLOCK": 16 if attack == "fp16_acc" else 128}, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def worker():
+    w = CandidateWorker(env=ENV)
+    yield w
+    w.close()
+
+
+@pytest.mark.parametrize("attack", sorted(CAUGHT))
+def test_attack_is_caught_and_the_honest_switch_passes(worker, attack):
+    problem, words = CAUGHT[attack]
+    honest = worker.request(request(attack, False, problem), timeout_s=120)
+    assert honest["status"] == "ok", honest
+    cheat = worker.request(request(attack, True, problem), timeout_s=120)
+    assert cheat["status"] == "incorrect", cheat
+    assert words in cheat["error"], cheat["error"]
+    # whatever the attack did to its process, the next candidate is judged normally
+    assert worker.request(request(attack, False, problem), timeout_s=120)["status"] == "ok"
+
+
+def test_a_patched_harness_process_is_replaced(worker):
+    starts = worker.starts
+    rec = worker.request(request("patch_check", True), timeout_s=120)
+    assert rec["status"] == "incorrect" and rec.get("worker_replaced"), rec
+    assert worker.request(request("first_calls", False), timeout_s=120)["status"] == "ok"
+    assert worker.starts == starts + 1
+
+
+@pytest.mark.parametrize("attack", [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=why))
+                                    for a, why in sorted(NOT_CAUGHT.items())])
+def test_attack_not_caught_yet(attack):
+    w = CandidateWorker(env=ENV)  # its own process: these attacks leave theirs compromised
+    try:
+        assert w.request(request(attack, False), timeout_s=120)["status"] == "ok"
+        cheat = w.request(request(attack, True), timeout_s=120)
+    finally:
+        w.close()
+    assert cheat["status"] != "ok", cheat

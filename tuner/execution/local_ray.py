@@ -1,0 +1,51 @@
+"""A private Ray on this machine whose servers listen on loopback only.
+
+What Ray 2.60 does (read in its source, checked with `ss -ltnp`): its C++ gRPC servers (GCS,
+raylet, every worker's core-worker server) bind "127.0.0.1" only when the node IP address they are
+given is exactly "127.0.0.1" (`GrpcServer(..., listen_to_localhost_only = node_ip_address ==
+"127.0.0.1")`), and "0.0.0.0" otherwise. ray.init turns "127.0.0.1" into the machine's routable
+address (services.resolve_ip_for_localhost) unless `ray_constants.ENABLE_RAY_CLUSTER` is false,
+which on Linux only the environment variable RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes it (its
+name notwithstanding; it is read when ray is imported). So a node IP of "127.0.0.2" (what the
+sweep used) is advertised, but the servers still listen on every interface; with the variable
+set and "127.0.0.1" given, they listen on 127.0.0.1 only.
+
+`loopback_init_kwargs()` sets that up and returns what ray.init takes; sweep.init_ray calls it
+for a Ray started without --address. Ray's own Python helpers (runtime-env agent, log and metrics
+agents) listen on the node IP address, here 127.0.0.1, too.
+"""
+from __future__ import annotations
+
+import os
+
+LOOPBACK = "127.0.0.1"
+ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_init_kwargs() -> dict:
+    """ray.init keyword arguments for a private, loopback-only Ray (call before ray.init)."""
+    os.environ[ENV] = "0"  # for processes Ray starts, and for a ray not imported yet
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # ray is already imported: its constant, too
+    return {"_node_ip_address": LOOPBACK}
+
+
+def listening_sockets(pids) -> list[tuple[str, int, int]]:
+    """(address, port, pid) of every TCP socket in LISTEN state owned by one of `pids`."""
+    import psutil
+
+    pids = set(pids)
+    found = []
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.pid in pids:
+            found.append((c.laddr.ip, c.laddr.port, c.pid))
+    return found
+
+
+def ray_process_ids() -> list[int]:
+    """This process and every process under it (a private Ray's GCS, raylet, workers, agents)."""
+    import psutil
+
+    me = psutil.Process()
+    return [me.pid] + [p.pid for p in me.children(recursive=True)]

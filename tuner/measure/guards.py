@@ -1,0 +1,292 @@
+"""Guards around a verified launch: what a candidate must not be able to fool.
+
+Pure helpers the evaluator (tuner/measure/evaluate.py) calls around each verified launch:
+
+  guard_inputs       the inputs the kernel sees are copies, each inside a canary band of its own
+                     allocation, with a pristine copy kept aside: the reference is computed from
+                     the pristine copy (before the launch), and afterwards the inputs must be
+                     bitwise unchanged and the canary bands intact. A kernel that rewrites its
+                     inputs (so that a reference computed from them would agree) or writes past
+                     an input's ends is caught.
+  perturbed          an input set equal to another but for one element per floating tensor: a
+                     kernel that memoises on a small fingerprint of its inputs replays a stale,
+                     wrong result for it.
+  count_launches     Triton launches during the verified call, through Triton's launch hook on a
+                     GPU and through the interpreter's grid executor under TRITON_INTERPRET=1 (the
+                     hook never fires there): a candidate that computes with torch and launches
+                     no Triton kernel is caught.
+  HarnessSeal        the check functions as they were when the evaluator was imported: a kernel
+                     that replaces them from inside its launch (in the same process) is caught.
+  ceiling_violation  a latency that implies more than the device's measured bandwidth or FLOP
+                     ceiling (tuner/experiment/hardware.py) is not a fast kernel: it skipped work.
+
+Limits, said plainly: all of this runs in the candidate's own process, so a kernel written to
+defeat this module itself (patching its functions, or torch's) is not stopped here; that needs
+the verdict computed in another process. See docs/reliability.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+
+import torch
+
+# Canary bytes on each side of every input copy (a multiple of 256 bytes, so a copy keeps the
+# 16-byte alignment TMA descriptors need, and the 128-byte alignment vector loads like).
+CANARY_BYTES = 1 << 16
+CANARY_BYTE = 0xA5  # as fp16 0xA5A5 is -0.0227, as fp32 -2.9e-16: plausible data, never all zeros
+
+
+# -- inputs inside canary bands, and their pristine copies ---------------------------------------
+def _span(t: torch.Tensor) -> int:
+    """Elements of storage a strided tensor reaches (from its first element)."""
+    if t.numel() == 0:
+        return 0
+    return 1 + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
+
+
+@dataclass
+class GuardedTensor:
+    buf: torch.Tensor  # bytes: canary | the tensor's storage span | canary
+    view: torch.Tensor  # what the kernel gets: same shape, strides and dtype as the original
+    pristine_buf: torch.Tensor  # bytes, a copy of buf taken before the launch
+    pristine: torch.Tensor  # the same view into pristine_buf: what the reference reads
+    lo: int  # byte range of the tensor's span inside buf
+    hi: int
+
+
+def guard_tensor(t: torch.Tensor, canary_bytes: int = CANARY_BYTES) -> GuardedTensor:
+    """A copy of t (same shape, strides, dtype, device) in the middle of a canary-filled byte
+    buffer, and a pristine copy of the whole buffer."""
+    if any(s < 0 for s in t.stride()):
+        raise ValueError("negative strides are not supported")
+    esize = t.element_size()
+    span_bytes = _span(t) * esize
+    pad = (-span_bytes) % esize
+    buf = torch.full((2 * canary_bytes + span_bytes + pad,), CANARY_BYTE, dtype=torch.uint8,
+                     device=t.device)
+    lo = canary_bytes
+    typed = buf.view(t.dtype) if t.dtype != torch.uint8 else buf
+    view = typed.as_strided(tuple(t.shape), tuple(t.stride()), lo // esize)
+    view.copy_(t)
+    pristine_buf = buf.clone()
+    ptyped = pristine_buf.view(t.dtype) if t.dtype != torch.uint8 else pristine_buf
+    pristine = ptyped.as_strided(tuple(t.shape), tuple(t.stride()), lo // esize)
+    return GuardedTensor(buf, view, pristine_buf, pristine, lo, lo + span_bytes)
+
+
+@dataclass
+class GuardedInputs:
+    inputs: tuple  # what the kernel is launched with
+    pristine: tuple  # the same structure over pristine copies: what the reference is computed from
+    guarded: list  # (input index, GuardedTensor)
+
+    def damage(self) -> str:
+        """Why the inputs or their canaries are not as they were before the launch ('' if they are)."""
+        for i, g in self.guarded:
+            now, before = g.buf, g.pristine_buf
+            if not torch.equal(now[g.lo:g.hi], before[g.lo:g.hi]):
+                n = int((now[g.lo:g.hi] != before[g.lo:g.hi]).sum())
+                return (f"rewrote its input #{i} ({n} bytes changed); inputs must be left as "
+                        "they were (the reference is computed from a pristine copy)")
+            outside = int((now[:g.lo] != CANARY_BYTE).sum()) + int((now[g.hi:] != CANARY_BYTE).sum())
+            if outside:
+                return f"wrote {outside} bytes into the canary band around its input #{i}"
+        return ""
+
+
+def _map(obj, fn):
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_map(o, fn) for o in obj)
+    return obj
+
+
+def guard_inputs(inputs, canary_bytes: int = CANARY_BYTES) -> GuardedInputs:
+    """Guarded copies of every tensor among the inputs (nested tuples and lists too)."""
+    guarded: list = []
+
+    def one(t):
+        g = guard_tensor(t, canary_bytes)
+        guarded.append((len(guarded), g))
+        return g.view
+
+    kernel_in = _map(inputs, one)
+    it = iter(guarded)
+    pristine = _map(inputs, lambda t: next(it)[1].pristine)
+    return GuardedInputs(tuple(kernel_in), tuple(pristine), guarded)
+
+
+def perturbed(inputs, seed: int, delta: float = 4.0):
+    """A copy of the inputs with one element of each floating tensor moved by `delta`, at a
+    seeded position: nearly the same input set, so a kernel that memoises on a fingerprint of a
+    few elements replays its earlier result, which is now wrong where that element matters."""
+    g = torch.Generator().manual_seed(seed)
+
+    def one(t: torch.Tensor):
+        c = t.clone()
+        if c.is_floating_point() and c.numel() > 1:
+            flat = c.view(-1) if c.is_contiguous() else None
+            idx = int(torch.randint(c.numel(), (1,), generator=g))
+            if flat is not None:
+                flat[idx] = (flat[idx].float() + delta).to(c.dtype)
+            else:
+                pos = torch.unravel_index(torch.tensor(idx), c.shape)
+                pos = tuple(int(p) for p in pos)
+                c[pos] = (c[pos].float() + delta).to(c.dtype)
+        return c
+
+    return _map(inputs, one)
+
+
+# -- Triton launches during a call ----------------------------------------------------------------
+class LaunchCount:
+    def __init__(self):
+        self.n = 0
+        self.route = ""
+
+    def __call__(self, *args, **kwargs):
+        self.n += 1
+
+
+@contextlib.contextmanager
+def count_launches(interpreter: bool):
+    """Count Triton kernel launches inside the block.
+
+    Compiled Triton: the launch-enter hook (triton >= 3.4: `triton.knobs.runtime.launch_enter_hook`,
+    a HookChain with add/remove from 3.5, a plain attribute before; older: the class attribute
+    `CompiledKernel.launch_enter_hook`). Under TRITON_INTERPRET=1 that hook never fires (the
+    interpreter runs the kernel's Python body through its own GridExecutor, never a launcher),
+    so there the grid executor's __call__ is wrapped for the duration of the block instead.
+    """
+    counter = LaunchCount()
+    undo = []
+    if interpreter:
+        from triton.runtime import interpreter as interp
+
+        cls = getattr(interp, "GridExecutor", None)
+        if cls is not None:
+            original = cls.__call__
+
+            def counted(self, *a, **k):
+                counter.n += 1
+                return original(self, *a, **k)
+
+            cls.__call__ = counted
+            counter.route = "interpreter GridExecutor"
+            undo.append(lambda: setattr(cls, "__call__", original))
+        else:  # an interpreter without GridExecutor: count InterpretedFunction.run
+            fcls = interp.InterpretedFunction
+            original_run = fcls.run
+
+            def counted_run(self, *a, **k):
+                if not k.get("warmup"):
+                    counter.n += 1
+                return original_run(self, *a, **k)
+
+            fcls.run = counted_run
+            counter.route = "interpreter InterpretedFunction.run"
+            undo.append(lambda: setattr(fcls, "run", original_run))
+    else:
+        knobs = getattr(__import__("triton"), "knobs", None)
+        runtime = getattr(knobs, "runtime", None) if knobs is not None else None
+        if runtime is not None and hasattr(runtime, "launch_enter_hook"):
+            chain = runtime.launch_enter_hook
+            if hasattr(chain, "add") and hasattr(chain, "remove"):
+                chain.add(counter)
+                undo.append(lambda: chain.remove(counter))
+            else:  # a single hook slot: chain ours in front of whatever is there
+                previous = chain
+
+                def both(*a, **k):
+                    counter(*a, **k)
+                    if previous is not None:
+                        previous(*a, **k)
+
+                runtime.launch_enter_hook = both
+                undo.append(lambda: setattr(runtime, "launch_enter_hook", previous))
+            counter.route = "triton.knobs.runtime.launch_enter_hook"
+        else:
+            from triton.compiler.compiler import CompiledKernel
+
+            previous = getattr(CompiledKernel, "launch_enter_hook", None)
+
+            def both_old(*a, **k):
+                counter(*a, **k)
+                if previous is not None:
+                    previous(*a, **k)
+
+            CompiledKernel.launch_enter_hook = both_old
+            counter.route = "CompiledKernel.launch_enter_hook"
+            undo.append(lambda: setattr(CompiledKernel, "launch_enter_hook", previous))
+    try:
+        yield counter
+    finally:
+        for u in reversed(undo):
+            u()
+
+
+NO_LAUNCH = "launched no Triton kernel (the candidate must compute its output with Triton)"
+
+
+# -- the harness's own functions, sealed at import ------------------------------------------------
+class HarnessSeal:
+    """Identity of the functions verification relies on, taken when the evaluator is imported
+    (before any candidate code runs in the process): a candidate that swaps one of them, or its
+    code object, during its launch is caught. It cannot stop a candidate that patches this class
+    too: that needs the verdict computed outside the candidate's process."""
+
+    def __init__(self, names: tuple = ("tuner.measure.verify:check", "tuner.measure.verify:poison",
+                                       "tuner.measure.verify:tolerance_for",
+                                       "tuner.measure.guards:guard_inputs",
+                                       "tuner.measure.guards:count_launches",
+                                       "tuner.measure.guards:GuardedInputs.damage")):
+        self.names = names
+        self.sealed = {n: self._get(n) for n in names}
+
+    @staticmethod
+    def _get(name: str):
+        mod, _, attr = name.partition(":")
+        obj = sys.modules.get(mod)
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        return obj, getattr(obj, "__code__", None)
+
+    def broken(self) -> str:
+        changed = [n for n in self.names if self._get(n) != self.sealed[n]]
+        if not changed:
+            return ""
+        return (f"replaced the harness's {', '.join(n.replace(':', '.') for n in changed)} during its "
+                "launch")
+
+
+# -- faster than the hardware allows --------------------------------------------------------------
+CEILING_MARGIN = 1.15  # measured ceilings are one run's figure: 15% of headroom for its noise
+
+
+def ceiling_violation(ms: float, flops: float, nbytes: float, hw, dtype: str,
+                      margin: float = CEILING_MARGIN, bandwidth: bool = True) -> str:
+    """Why a latency is physically impossible on hw ('' if it is not): the work (flops at the
+    dtype's FLOP ceiling) or the fewest bytes a perfect kernel moves (at the copy bandwidth
+    ceiling) would take longer than `margin` times the measured time. `bandwidth=False` where L2
+    was not flushed between repetitions (data may then come from cache, faster than HBM)."""
+    from tuner.experiment.hardware import ceiling_for
+
+    if not ms or ms <= 0 or getattr(hw, "interpreter", False):
+        return ""
+    s = ms * 1e-3
+    checks = [(f"{dtype}_flops", flops, "FLOP/s", 1e12, "TFLOP/s")]
+    if bandwidth:
+        checks.append(("copy_bytes", nbytes, "B/s", 1e9, "GB/s"))
+    for key, amount, _, scale, unit in checks:
+        ceil = ceiling_for(hw, key)
+        if not ceil or not amount:
+            continue
+        rate = amount / s
+        if rate > margin * ceil.value:
+            return (f"faster than the hardware allows: {ms:.4g} ms means {rate / scale:.4g} {unit}, "
+                    f"over {margin:g}x the {hw.name} ceiling of {ceil.value / scale:.4g} {unit} "
+                    f"({key}, {ceil.source}); the kernel skipped work")
+    return ""
