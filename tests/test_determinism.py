@@ -56,7 +56,7 @@ def test_parent_run_records_what_a_rerun_needs():
 def _drive(seed: int, n: int, tmp_path) -> list[str]:
     """n candidates through the searcher, each told a result that depends on its config only."""
     sp = space(MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16"), profile("h100"))
-    s = ConstrainedSearch(sp, "tpe", seed, str(tmp_path / f"j{seed}-{n}.jsonl"), "k")
+    s = ConstrainedSearch(sp, "tpe", seed, "k")
     out = []
     for i in range(n):
         cfg = s.suggest(f"t{i}")

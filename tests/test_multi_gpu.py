@@ -10,6 +10,7 @@ import ray
 
 from tuner.experiment import config
 from tuner.execution import sweep
+from tuner.execution.local_ray import loopback_init_kwargs
 from tuner.records.journal import SweepState
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ tracking: {uri: sqlite:///mlflow.db}
 def two_fake_gpus():
     ray.shutdown()
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False,
-             _node_ip_address=sweep.LOCAL_RAY_IP, logging_level="ERROR")
+             **loopback_init_kwargs(), logging_level="ERROR")
     yield
     ray.shutdown()
 

@@ -7,7 +7,6 @@ import pytest
 from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
 from search_spaces.matmul import shared_memory_bytes, space
 from tuner.experiment.hardware import profile
-from tuner.records.journal import Journal
 from tuner.search.constrained import ConstrainedSearch
 from tuner.search.samplers import PENALTY, SAMPLERS
 from tuner.search.space import Choice, Const, IntRange, Pow2, Space, config_key
@@ -84,22 +83,54 @@ def _drive(searcher, n, value_of):
 
 
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
-def test_every_sampler_proposes_valid_unique_configs(tmp_path, sampler):
+@pytest.mark.parametrize("enumerated", [True, False])
+def test_every_sampler_proposes_valid_unique_configs(sampler, enumerated):
     p = MatmulProblem(M=100, N=72, K=130, dtype="float16")
     sp = space(p, profile("cpu-interpreter"))
-    journal = str(tmp_path / "j.jsonl")
-    s = ConstrainedSearch(sp, sampler, seed=1, journal_path=journal, study_key="k")
+    s = ConstrainedSearch(sp, sampler, seed=1, study_key="k")
+    if not enumerated:
+        s.valid = None  # a space too large to enumerate: rejection
     seen = _drive(s, 10, lambda c: {"objective": -c["BLOCK_M"] / 100})
     assert len(seen) == 10
     assert len({config_key(c) for c in seen}) == 10, "a config reached a trial twice"
     assert all(sp.violations(c) == [] for c in seen)
-    for rec in Journal(journal).records():  # whatever was rejected was journaled as invalid
-        assert rec["status"] == "invalid" and rec["error"] and sp.violations(rec["config"])
+    counts = s.proposals()
+    if enumerated:  # nothing wasted: every proposal became a candidate (moved where invalid)
+        assert counts["rejected"] == 0 and counts["duplicates"] == 0
+        assert counts["proposals"] == 10 and counts["valid_configs"] == len(sp.valid_configs())
+    else:  # rejections are counted by rule, never journaled
+        assert sum(counts["rejected_by"].values()) >= counts["rejected"]
+
+
+def test_invalid_proposals_are_moved_to_the_nearest_valid_config():
+    sp = Space((Pow2("A", 1, 8), Choice("C", (0, 1))),
+               constraints=(lambda c: "A=8 needs C=0" if c["A"] == 8 and c["C"] == 1 else None,))
+    s = ConstrainedSearch(sp, "random", 0, "k")
+    near = s.valid.nearest_free({"A": 8, "C": 1})
+    assert not sp.violations(near) and (near["A"], near["C"]) in ((8, 0), (4, 1))
+
+
+def test_share_of_wasted_proposals_does_not_grow_with_concurrency():
+    """With every proposal in flight before any result (the worst case for constant liar), an
+    enumerable space still turns each proposal into a distinct valid candidate."""
+    sp = space(MatmulProblem(M=256, N=512, K=256, dtype="float16"), profile("h100"))
+    for concurrency in (1, 16):
+        s = ConstrainedSearch(sp, "tpe", 0, "k")
+        ids, made = [], 0
+        while made < 32:
+            batch = [f"t{made + i}" for i in range(concurrency)]
+            cfgs = [s.suggest(t) for t in batch]
+            assert all(isinstance(c, dict) and not sp.violations(c) for c in cfgs)
+            for t in batch:
+                s.on_trial_complete(t, {"objective": 0.1})
+            made += concurrency
+        counts = s.proposals()
+        assert counts["rejected"] == 0 and counts["duplicates"] == 0 and counts["proposals"] == 32
 
 
 def test_failures_reach_optuna_as_finite_penalty(tmp_path):
     sp = space(MatmulProblem(M=100, N=72, K=130), profile("cpu-interpreter"))
-    s = ConstrainedSearch(sp, "tpe", 0, str(tmp_path / "j.jsonl"), "k")
+    s = ConstrainedSearch(sp, "tpe", 0, "k")
     s.suggest("a")
     s.on_trial_complete("a", {"objective": float("nan")})
     s.suggest("b")
@@ -111,19 +142,19 @@ def test_failures_reach_optuna_as_finite_penalty(tmp_path):
 def test_grid_is_exhaustive_then_finishes(tmp_path):
     sp = Space((Pow2("A", 1, 4), Choice("C", (0, 1))),
                constraints=(lambda c: "no" if c["A"] == 2 and c["C"] == 1 else None,))
-    s = ConstrainedSearch(sp, "grid", 0, str(tmp_path / "j.jsonl"), "k", max_rejects=50)
+    s = ConstrainedSearch(sp, "grid", 0, "k", max_rejects=50)
     seen = _drive(s, 20, lambda c: {"objective": 1.0})
     assert sorted(config_key(c) for c in seen) == sorted(config_key(c) for c in sp.valid_configs())
-    assert len(seen) == 5
+    assert len(seen) == 5 and s.exhausted  # every valid config evaluated: the space says so
 
 
 def test_searcher_state_survives_save_and_restore(tmp_path):
     sp = space(MatmulProblem(M=100, N=72, K=130), profile("cpu-interpreter"))
-    s = ConstrainedSearch(sp, "tpe", 3, str(tmp_path / "j.jsonl"), "k")
+    s = ConstrainedSearch(sp, "tpe", 3, "k")
     _drive(s, 6, lambda c: {"objective": 0.5})
     path = str(tmp_path / "ckpt.pkl")
     s.save(path)
-    fresh = ConstrainedSearch(sp, "tpe", 99, str(tmp_path / "j.jsonl"), "k")
+    fresh = ConstrainedSearch(sp, "tpe", 99, "k")
     fresh.restore(path)
     assert fresh.history() == s.history() and fresh.seen == s.seen
     assert fresh.suggest("t100") == s.suggest("t100")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 import ray
 
@@ -19,10 +18,6 @@ class TargetUnavailable(Exception):
     """No node of the Ray cluster can serve a target: a user error (exit 2), never a hang."""
 
 
-# A Ray started here (no --address) advertises a loopback address, so nothing of it is reachable
-# from outside this machine. Ray maps exactly "127.0.0.1" to the machine's network address on
-# Linux; any other loopback address (all of 127/8 is loopback on Linux) it takes as given.
-LOCAL_RAY_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
 
 
 def init_ray(address: str | None) -> None:
@@ -36,8 +31,12 @@ def init_ray(address: str | None) -> None:
         return
     # address="local": a private Ray for this sweep, never whatever cluster `ray start` left
     # registered on this machine (a stale one would make ray.init wait for it for minutes).
+    # A Ray started here (no --address) listens on loopback only (tuner.execution.local_ray says
+    # how Ray 2.60 is made to), so nothing of it is reachable from outside this machine.
+    from tuner.execution.local_ray import loopback_init_kwargs
+
     ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, **({} if address else {"_node_ip_address": LOCAL_RAY_IP}))
+             logging_level=logging.ERROR, **({} if address else loopback_init_kwargs()))
 
 
 def target_resources(target) -> dict:
@@ -78,19 +77,6 @@ def room_for(need) -> int:
         fits = [have.get(k, 0) / v for k, v in need.items() if v > 0]
         total += int(min(fits) + 1e-9) if fits else 0
     return total
-
-
-def slots_per_gpu(need: dict) -> int:
-    """Compile slots to start beside each GPU's lane for trials asking for `need`: as many as
-    one GPU takes at once, and no more than its node's CPUs allow."""
-    gpu = need.get("GPU", 0)
-    if gpu <= 0:
-        return 0
-    per_gpu = int(1 / gpu + 1e-9) if gpu < 1 else 1
-    cpus = [n["Resources"].get("CPU", 0) / max(1, n["Resources"].get("GPU", 0)) for n in ray.nodes()
-            if n.get("Alive") and n["Resources"].get("GPU", 0) >= 1]
-    per_cpu = int(min(cpus) / need["CPU"] + 1e-9) if cpus and need.get("CPU") else per_gpu
-    return max(1, min(per_gpu, per_cpu))
 
 
 def target_env(target) -> dict:

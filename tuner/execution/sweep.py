@@ -150,12 +150,13 @@ class StopOnSignal(tune.Stopper):
 
     def __init__(self):
         self.signum = 0
+        self.failed = False  # set when the sweep cannot go on (a target's GPU is not what it names)
 
     def __call__(self, trial_id, result):
         return False
 
     def stop_all(self):
-        return bool(self.signum)
+        return bool(self.signum) or self.failed
 
 
 @contextlib.contextmanager
@@ -200,49 +201,71 @@ class Sweep:
         self.lanes: dict = {}
         self.out: dict[str, dict] = {}
         self.lock = threading.Lock()
+        self.devices: dict[str, dict] = {}
+        self.lane_warm: dict = {}
+        self.stopper = StopOnSignal()
+        self.fatal: Exception | None = None
         self.plans_seen = False
 
     # -- set-up, once per sweep ------------------------------------------------------------
-    def _probe(self, target, lane_infos: dict) -> dict:
+    def device(self, target) -> dict:
+        """The device a target's candidates run on, checked against the chip it names (once).
+        For GPU targets this waits for the lanes' start, which overlaps the Tuner's: the first
+        candidates compile on their own cores meanwhile. A mismatch stops the sweep."""
+        if target.name in self.devices:
+            return self.devices[target.name]
         if target.profile.interpreter:
             info = cluster.remote_request(check_target(target), cluster.target_env(target),
                                           {"op": "probe"}, timeout_s=300)
-            return cluster.check_device(target, info)
+            self.devices[target.name] = cluster.check_device(target, info)
+            return self.devices[target.name]
         from tuner.experiment import hardware
 
-        for info in lane_infos.values():
-            if hardware.matches(target.profile, info):
+        infos = dict(zip(self.lanes, ray.get(list(self.lane_warm.values()))))
+        for info in infos.values():
+            if info.get("status") == "ok" and hardware.matches(target.profile, info):
+                self.devices[target.name] = info
                 return info
-        found = ", ".join(sorted({str(i.get("gpu_name")) for i in lane_infos.values()})) or "no GPU lane"
-        raise TargetUnavailable(f"target '{target.name}' names {target.profile.name}, but the "
-                                f"cluster's GPUs are: {found}")
+        found = ", ".join(sorted({str(i.get("gpu_name") or i.get("error")) for i in infos.values()}))
+        self.fatal = TargetUnavailable(f"target '{target.name}' names {target.profile.name}, but the "
+                                       f"cluster's GPU lanes found: {found or 'no GPU'}")
+        self.stopper.failed = True
+        raise self.fatal
 
     def setup(self, studies: list) -> None:
         t0 = time.time()
         cwd = os.getcwd()
         gpu_env = next((cluster.target_env(t) for t in self.exp.targets if not t.profile.interpreter), None)
-        # every study's valid set, enumerated at once while the lanes start their evaluators
-        spaces = [st.space for st in studies if st.space.size() <= ENUMERATE_MAX]
+        # Every study's valid configs are enumerated at once in Ray tasks, and each searcher adopts
+        # its set when it arrives (until then it searches by rejection): on the H100 node the
+        # enumerations took ~13 s, which the first candidates need not wait for.
         enum = ray.remote(_enumerate).options(num_cpus=0)
-        valid_refs = {id(sp): enum.remote(sp) for sp in spaces}
-        lane_infos = {}
+        pending = {st.key: enum.remote(st.space) for st in studies if st.space.size() <= ENUMERATE_MAX}
         if gpu_env is not None:
-            per_gpu = max(cluster.slots_per_gpu(check_target(t)) for t in self.exp.targets
-                          if not t.profile.interpreter)
-            per_gpu = int(os.environ.get("KERNELEVOLVE_COMPILE_SLOTS", per_gpu))
-            self.lanes, lane_infos = lanes.start_lanes(self.state.sweep_id, gpu_env, cwd, per_gpu)
-        devices = {t.name: self._probe(t, lane_infos) for t in self.exp.targets}
-        t_lanes = time.time() - t0
-        valid = dict(zip(valid_refs, ray.get(list(valid_refs.values()))))
-        t_valid = time.time() - t0
+            self.lanes, self.lane_warm = lanes.start_lanes(self.state.sweep_id, gpu_env, cwd)
+        for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
+            if target.profile.interpreter:
+                self.device(target)
         for study in studies:
-            self._plan(study, devices[study.target.name], gpu_env,
-                       valid.get(id(study.space)), cwd)
-        self.log(f"set-up in {time.time() - t0:.1f} s: {len(self.lanes)} GPU lane(s) and their compile "
-                 f"slots warm at {t_lanes:.1f} s, "
-                 f"valid configs enumerated at {t_valid:.1f} s, {len(studies)} studies planned")
+            self._plan(study, gpu_env, cwd)
+        threading.Thread(target=self._hand_over, args=(pending, t0), daemon=True).start()
+        self.log(f"set-up in {time.time() - t0:.1f} s: {len(studies)} studies planned, "
+                 f"{len(pending)} valid sets being enumerated, {len(self.lanes)} GPU lane(s) starting")
 
-    def _plan(self, study, device: dict, gpu_env, valid_configs, cwd: str) -> None:
+    def _hand_over(self, pending: dict, t0: float) -> None:
+        """Give each study's searcher its valid configs as their enumeration ends."""
+        by_ref = {ref: key for key, ref in pending.items()}
+        refs = list(by_ref)
+        while refs:
+            ready, refs = ray.wait(refs, num_returns=1)
+            key = by_ref[ready[0]]
+            try:
+                self.plans[key].searcher.arriving = ValidSet(self.plans[key].study.space, ray.get(ready[0]))
+            except Exception as exc:  # the study goes on by rejection
+                self.log(f"  ! {key}: its valid configs could not be enumerated ({type(exc).__name__})")
+        self.log(f"valid configs of every study enumerated {time.time() - t0:.1f} s after set-up began")
+
+    def _plan(self, study, gpu_env, cwd: str) -> None:
         s, target = study.experiment.search, study.target
         rec = StudyRecorder(self.tracker, self.state, study, slug(study.key), self.log)
         start_points, warm = _start_points(study, self.state, self.log)
@@ -252,15 +275,18 @@ class Sweep:
             if warm is not None:  # what the warm start enqueued: the table file may change later
                 artifacts["warm_start.json"] = json.dumps(warm, indent=1, default=str)
 
-            def open_parent(study=study, artifacts=artifacts, device=device):
+            def open_parent(study=study, artifacts=artifacts):
+                try:
+                    device = self.device(study.target)
+                except TargetUnavailable:
+                    return  # the sweep stops and says why
                 parent = rec._guard("start", lambda: self.tracker.start_study(
                     study, self.state.sweep_id, artifacts, device))
                 if parent:
                     self.state.update(study.key, parent=parent)
             self.writer.submit(open_parent)
-        valid = ValidSet(study.space, valid_configs) if valid_configs is not None else None
         searcher = ConstrainedSearch(study.space, s.sampler, s.seed, study.key, s.max_rejects,
-                                     start_points=start_points, valid=valid)
+                                     start_points=start_points, valid=None)  # adopted when enumerated
         before = rec.records()
         replayed = searcher.replay(before)
         evaluated = sum(1 for r in before if r["status"] != "invalid")
@@ -299,6 +325,18 @@ class Sweep:
                 threading.Thread(target=self._finish, args=(plan,), daemon=True).start()
 
     def _finish(self, plan: Plan) -> None:
+        """A study's end, in its own thread; whatever fails there, the sweep still hears of it."""
+        try:
+            self._finish_study(plan)
+        except Exception as exc:
+            self.log(f"  ! {plan.study.key}: its end failed: {type(exc).__name__}: {exc}")
+            summary = summarize(unique_by_candidate(plan.recorder.journal.records()), None)
+            summary.update(study=plan.study.key, parent_run_id=plan.recorder.parent,
+                           error=f"{type(exc).__name__}: {exc}")
+            with self.lock:
+                self.out[plan.study.key] = summary
+
+    def _finish_study(self, plan: Plan) -> None:
         """Re-time the study's top-k beside the peer on a lane; then its parent run, in order with
         the study's candidate writes (the writer thread)."""
         study, s = plan.study, plan.study.experiment.search
@@ -316,9 +354,16 @@ class Sweep:
             self.log(f"  {study.key}: the space is exhausted: every one of its "
                      f"{summary['proposals'].get('valid_configs') or 'valid'} valid configs was evaluated")
         history = [{"params": p, "state": st, "value": v} for p, st, v in plan.searcher.history()]
+        from tuner.review.plots import render_safely
+
+        # drawn in a Ray task: the plots of studies that end together draw in parallel, and the
+        # thread that writes MLflow never waits for matplotlib
+        draw = ray.remote(render_safely).options(num_cpus=0)
+        rendered = ray.get(draw.remote(records, study.key, study.target.profile.name, summary["timing"],
+                                       getattr(study.problem, "dtype", None)))
 
         def send():
-            in_mlflow = plan.recorder.finish(summary, history)
+            in_mlflow = plan.recorder.finish(summary, history, rendered)
             self.state.update(study.key, done=True, summary=summary, history=history, in_mlflow=in_mlflow)
             self.progress.study_finished(study, summary)
             with self.lock:
@@ -363,7 +408,7 @@ class Sweep:
             return
         room = sum(cluster.room_for(need) for need in
                    {json.dumps(p.ctx["resources"], sort_keys=True) for p in todo.values()})
-        stopper = StopOnSignal()
+        stopper = self.stopper
         sweep_ctx = {"sweep_id": self.state.sweep_id, "studies": {k: p.ctx for k, p in todo.items()}}
         resources = StudyResources({k: p.ctx["resources"] for k, p in todo.items()})
 
@@ -406,6 +451,8 @@ class Sweep:
             if in_main:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+        if self.fatal is not None:
+            raise self.fatal
         if stopper.signum:
             raise Interrupted(stopper.signum, self.state.sweep_id)
         self.maybe_finish(search)

@@ -66,16 +66,10 @@ def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
     worker, timeout = _worker(ctx["env"], ctx["cwd"]), ctx["timeout_s"]
     if not ctx["lanes"]:
         return _with_retries(lambda: worker.request(request, timeout), ctx["retries"])
-    # GPU: steps 1-2 on this actor's compile slot (started with the sweep), 3-4 on the GPU's lane
-    from tuner.execution.lanes import my_lane, my_slot
+    # GPU: steps 1-2 in this actor's own process, 3-4 on the lane of its GPU
+    from tuner.execution.lanes import my_lane
 
-    slot = my_slot(sweep["sweep_id"])
-    if slot is not None:
-        compile_ = lambda: ray.get(slot.request.remote(dict(request, op="compile"), timeout),  # noqa: E731
-                                   timeout=timeout + 600)
-    else:
-        compile_ = lambda: worker.request(dict(request, op="compile"), timeout)  # noqa: E731
-    compiled = _with_retries(compile_, ctx["retries"])
+    compiled = _with_retries(lambda: worker.request(dict(request, op="compile"), timeout), ctx["retries"])
     if compiled.get("status") != "ok":
         return compiled
 

@@ -80,9 +80,10 @@ class StudyRecorder:
         if self.parent:
             self._guard("sync", lambda: self.tracker.sync(self.parent, self.records(), self.tags))
 
-    def finish(self, summary: dict, history: list) -> bool:
+    def finish(self, summary: dict, history: list, rendered: tuple | None = None) -> bool:
         def send():
             self.tracker.sync(self.parent, self.records(), self.tags)
-            self.tracker.finish_study(self.parent, summary, history, records=self.records())
+            self.tracker.finish_study(self.parent, summary, history, records=self.records(),
+                                      rendered=rendered)
             return True
         return bool(self._guard("finish", send))

@@ -155,7 +155,7 @@ class Tracker:
         return runs[0].info.run_id if runs else None
 
     def finish_study(self, parent_id: str, summary: dict, history: list | None = None,
-                     records: list[dict] | None = None) -> None:
+                     records: list[dict] | None = None, rendered: tuple | None = None) -> None:
         """Write the study's outcome to its parent run: best config, counts, artifacts and the
         review plots. `records` are the study's candidates in journal order; without them (a
         `kernelevolve sync` after MLflow was away) they are read back from the child runs."""
@@ -194,25 +194,28 @@ class Tracker:
         if summary.get("retime"):
             self.client.log_text(parent_id, json.dumps(summary["retime"], indent=2, default=str),
                                  "retime_top_k.json")
-        self.log_plots(parent_id, records)
+        self.log_plots(parent_id, records, rendered)
         self.client.set_terminated(parent_id, "FINISHED" if best else "FAILED")
 
-    def log_plots(self, parent_id: str, records: list[dict] | None = None) -> None:
+    def log_plots(self, parent_id: str, records: list[dict] | None = None,
+                  rendered: tuple | None = None) -> None:
         """Review plots of the study under `plots/`, with `plots/notes.json` saying which plot is
         missing and why. A plot that fails to draw must not cost the study its parent run: the
-        failure is written to the notes (and a tag); a store that is away still raises."""
+        failure is written to the notes (and a tag); a store that is away still raises.
+        `rendered`: (pngs, notes) drawn elsewhere (the sweep draws them in a Ray task, off the
+        thread that writes MLflow)."""
         from tuner.review import plots  # matplotlib loads only when a study ends, not for `best`
 
-        run = self.client.get_run(parent_id)
-        if records is None:
-            records = candidate_records(self.client, self.experiment_id, parent_id)
-        tags, params = run.data.tags, run.data.params
-        try:
-            pngs, notes = plots.render_study(records, tags.get("kernelevolve.study", parent_id),
-                                             tags.get("hardware", ""), tags.get("timing", ""),
-                                             params.get("problem.dtype"))
-        except Exception as exc:
-            pngs, notes = {}, {"error": f"plots failed to draw: {type(exc).__name__}: {exc}"}
+        if rendered is None:
+            run = self.client.get_run(parent_id)
+            if records is None:
+                records = candidate_records(self.client, self.experiment_id, parent_id)
+            tags, params = run.data.tags, run.data.params
+            rendered = plots.render_safely(records, tags.get("kernelevolve.study", parent_id),
+                                           tags.get("hardware", ""), tags.get("timing", ""),
+                                           params.get("problem.dtype"))
+        pngs, notes = rendered
+        if notes.get("error"):
             self.client.set_tag(parent_id, "plots_error", notes["error"][:MAX_TAG])
         with tempfile.TemporaryDirectory() as tmp:
             for name, png in pngs.items():

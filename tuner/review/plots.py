@@ -258,3 +258,11 @@ def render_study(records: list[dict], study: str, hw_name: str, timing: str,
         else:
             pngs["roofline.png"] = png
     return pngs, notes
+
+
+def render_safely(records: list[dict], study: str, hardware: str, timing: str, dtype) -> tuple[dict, dict]:
+    """render_study, with a failure to draw turned into a note instead of an exception."""
+    try:
+        return render_study(records, study, hardware, timing, dtype)
+    except Exception as exc:
+        return {}, {"error": f"plots failed to draw: {type(exc).__name__}: {exc}"}

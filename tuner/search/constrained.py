@@ -28,7 +28,8 @@ from ray.tune.search.optuna import OptunaSearch
 from tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
 from tuner.search.space import Choice, Space, config_key
 
-ENUMERATE_MAX = 500_000  # raw points; the GEMM spaces are 200k-410k with ~3% valid (1-3 s to enumerate)
+ENUMERATE_MAX = 250_000  # raw points: the GEMM space (205k, ~3.5% valid) enumerates in ~1 s on the H100 host;
+# the odd-K GEMM space (410k, with STAGE_A) took long enough to delay a sweep's start and is searched by rejection
 
 
 def rule_name(rule) -> str:
@@ -73,7 +74,7 @@ class ValidSet:
 
 class ConstrainedSearch(Searcher):
     def __init__(self, space: Space, sampler: str, seed: int, study_key: str,
-                 max_rejects: int = 2000, start_points: list | None = None, valid: ValidSet | None = None):
+                 max_rejects: int = 2000, start_points: list | None = None, valid="enumerate"):
         super().__init__(metric=OBJECTIVE, mode="min")
         self.space = space
         self.study_key = study_key
@@ -83,9 +84,13 @@ class ConstrainedSearch(Searcher):
             sampler=make_sampler(sampler, space, seed),
             points_to_evaluate=[space.encode(p) for p in (start_points or [])] or None,
         )
-        if valid is None and space.size() <= ENUMERATE_MAX:
-            valid = ValidSet(space)
+        if valid == "enumerate":  # the space's valid configs, enumerated here where few enough
+            valid = ValidSet(space) if space.size() <= ENUMERATE_MAX else None
         self.valid = valid
+        # A ValidSet enumerated elsewhere (the sweep enumerates every study's at once, while the
+        # first candidates already run by rejection), handed over by another thread and adopted
+        # at the next suggestion, in the thread that suggests.
+        self.arriving: ValidSet | None = None
         self.seen: dict[str, float | None] = {}  # config key -> objective (None while running)
         self.live: dict[str, tuple[str, str]] = {}  # Tune trial id -> (Optuna-side id, config key)
         self.counts = Counter()  # proposals, rejected, duplicates, projected
@@ -103,7 +108,15 @@ class ConstrainedSearch(Searcher):
         self.live[trial_id] = (inner_id, key)
         return cfg
 
+    def adopt(self, valid: ValidSet) -> None:
+        for key in self.seen:
+            valid.take(key)
+        self.valid = valid
+
     def suggest(self, trial_id: str):
+        if self.arriving is not None:
+            self.adopt(self.arriving)
+            self.arriving = None
         if self.exhausted:
             return Searcher.FINISHED
         for attempt in range(self.max_rejects):
