@@ -146,3 +146,14 @@ def verified_launch(spec, problem, inputs, ref, config: dict):
     if not verdict.ok:
         raise AssertionError(f"the engine's winner is incorrect here: {verdict.reason}")
     return lambda: spec.launch(inputs, out, config)
+
+
+def keep_store(sw: Sweep, out_dir: str, stem: str) -> str:
+    """Copy the sweep's MLflow store next to a benchmark's outputs (the temp folder does not outlive
+    the machine): OUT/<stem>.mlflow.db; open it with `mlflow ui --backend-store-uri sqlite:///...`.
+    Returns the copy's file name."""
+    import shutil
+
+    name = f"{stem}.mlflow.db"
+    shutil.copy(os.path.join(sw.folder, "mlflow.db"), os.path.join(out_dir, name))
+    return name
