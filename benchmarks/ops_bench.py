@@ -30,15 +30,12 @@ concurrently, so these overlap) beside `compile_tuning_s` (torch.compile's first
 is copied to OUT/ops_bench.mlflow.db.
 Timing (--clock, tuner.measure.clocks by name; the sweep uses it too): "clean" (default) empties
 the L2 by reading a 256 MB buffer and charges each call the write-back of what it leaves dirty;
-"zeroing" is the clock `do_bench` (`triton.testing.do_bench`), which empties it by writing zeros,
-so the timed kernel also pays the
-write-back of up to 50 MB of someone else's dirty lines: 8.6 us of our 70 us embedding-bag forward
-on the H100, 6 us of F.embedding_bag's 140 us, under 1% of a 1 GiB copy
-(docs/results/l2_flush_probe.json). Ours, every peer and the copy that
-sets the bandwidth reference are timed with the same clock in the same run; the zeroing clock's
-p50 of ours and of each peer is kept beside it in the JSON. p20/p50/p80 in ms.
-The bandwidth reference is measured at the start of the run: a 1 GiB device copy, bytes read +
-written, with the run's clock.
+"zeroing" is the clock `do_bench`, which empties it by writing zeros, so the timed kernel also pays
+the write-back of up to 50 MB of someone else's dirty lines: 8.6 us of our 70 us embedding-bag
+forward on the H100, 6 us of F.embedding_bag's 140 us, under 1% of a 1 GiB copy
+(docs/results/l2_flush_probe.json). Ours, every peer and the bandwidth reference (a 1 GiB device
+copy, bytes read + written, at the start of the run) are timed with the same clock in the same
+run; do_bench's p50 of ours and of each peer is kept beside it in the JSON. p20/p50/p80 in ms.
 Prints one markdown table and writes it, with a JSON of every row, to --out DIR. A failure of
 one op (or one peer) is recorded with its error and the run goes on (but a CUDA illegal memory
 access leaves the process's CUDA context unusable, so the ops after it would report errors too);
