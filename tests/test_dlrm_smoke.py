@@ -53,7 +53,10 @@ def test_three_paths_agree_with_searched_kernels(dlrm, tmp_path):
         assert prov["experiment"] == res["experiment"] and prov["tracking_uri"] == res["tracking_uri"]
         assert prov["study"].endswith("/cpu-interpreter")
         studies.add(prov["study"])
-    assert len(studies) == len(plan)  # one study per distinct op problem
+    # one study per distinct op problem (the smoke's bottom1 and top1 are both 32x16x32 + relu)
+    problems = {json.dumps([p["kernel"], p["problem"]], sort_keys=True) for p in plan.values()}
+    assert len(studies) == len(problems) == 6
+    assert plan["bottom1"]["search"]["parent_run_id"] == plan["top1"]["search"]["parent_run_id"]
     # dense vector + the 4 * 3 / 2 pairs, padded to 8 elements (16-byte rows in bf16)
     assert plan["top0"]["problem"]["K"] == dlrm.aligned(s["dim"] + 6) == 24
     assert plan["embedding_bag"]["problem"]["num_bags"] == s["tables"] * res["batches"][0]["batch"]
