@@ -17,16 +17,23 @@
             padded to a 16-byte aligned width, the first top layer's weight padded with zero rows;
           - every MLP layer is the fused GEMM + bias + relu of kernels.gemm_epilogue on W^T
             packed once.
-          Each op's config: from the tuned table (--tuned tuned.json, looked up like the entry
-          points do: same kernel, dtype, GPU kind, nearest shape bucket; the kernel's default
-          where nothing matches), else an in-process search per op (tuner/measure/inprocess.py: known-good
-          configs first, then seeded TPE, --configs configs or --op-seconds each, every config
-          verified against the float64 reference, the fastest re-timed).
+          Each op's config: from the tuned table (--tuned tuned.json, as `kernelevolve export`
+          writes it; looked up like the entry points do: same kernel, dtype, GPU kind, nearest
+          shape bucket; the kernel's default where nothing matches), else found by the product's
+          engine (`kernelevolve run`: tuner.execution.sweep): ONE experiment holds every op of
+          every batch size (one study per distinct op problem, all at once), --configs candidates
+          per study, seeded TPE, --threads in flight per study, each candidate verified against
+          the float64 reference in an isolated worker, the top 3 re-timed; no start points.
+          Where the run ids are: each op of dlrm.json's plan carries `search` with the
+          experiment, tracking URI, the study's MLflow `parent_run_id`, its counts and its wall
+          time; the store is copied to OUT/dlrm.mlflow.db.
 
 Checked: each path's logits against an fp32 eager run of the same weights (relative Frobenius
 error within the dtype's tolerance). Measured: inference throughput (samples/s), per batch size,
-timed with triton.testing.do_bench (L2 flushed) and, where the path can be captured, inside a
-CUDA graph (do_bench_cudagraph: launch overhead removed, which dominates small batches).
+with tuner.measure.clocks: p50 of the clock `do_bench` (L2 flushed) and, where the path can be
+captured, of `cudagraph` (launch overhead removed, which dominates small batches).
+--smoke: the CPU interpreter (target cpu-interpreter; the clock is wall time there, never a
+performance figure).
 
     python benchmarks/dlrm.py --out out/ [--batches 2048,16384] [--tuned tuned.json] [--configs 24]
     python benchmarks/dlrm.py --smoke --out out/      # CPU: tiny sizes, Triton interpreter, fp32
@@ -39,7 +46,6 @@ import os
 import platform
 import sys
 import time
-import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -197,26 +203,28 @@ def default_config(kernel: str) -> dict:
                  "dot_interaction": interaction.DEFAULT_CONFIG}[kernel])
 
 
-def warm_configs(kernel: str) -> list[dict]:
-    """Tried first by the search: the kernel's default, and for the GEMMs the known-good list."""
-    from search_spaces import matmul as s_mm
+def experiment(s: dict, target: str, args) -> dict:
+    """One experiment of every distinct op of every batch size (benchmarks/engine.py), no start points."""
+    from benchmarks import engine
 
-    return [default_config(kernel)] + (s_mm.WARM_CONFIGS if kernel == "gemm_epilogue" else [])
+    kernels: dict[str, list] = {}
+    for batch in s["batches"]:
+        for _, kernel, problem in ops(s, batch):
+            kernels.setdefault(kernel, []).append(problem.model_dump())
+    smoke = target == "cpu-interpreter"
+    return engine.experiment("dlrm-smoke" if smoke else "dlrm", [{"kernel": k, "problems": p} for k, p in kernels.items()],
+                             engine.target(target), samples=args.configs, concurrency=args.threads, seed=0,
+                             top_k=2 if smoke else 3, retime_rounds=2 if smoke else 5)
 
 
-def search_op(kernel: str, problem, hw, device, args) -> tuple[dict, dict]:
-    """(config, record of the search) for one op: tuner/measure/inprocess.py over the op's space."""
-    from tuner.measure import inprocess
-    from tuner.experiment import registry
+def search_ops(s: dict, target: str, args, out: str):
+    """One engine sweep of experiment(): the Sweep, whose summaries give each op its config and
+    its MLflow parent run; the store is copied to OUT/dlrm.mlflow.db."""
+    from benchmarks import engine
 
-    seed = zlib.crc32(problem.model_dump_json().encode())  # the same proposals on every run
-    best, search = inprocess.tune(registry.load(registry.BUILTIN[kernel]), problem, hw, warm=warm_configs(kernel),
-                                  max_configs=args.configs, seconds=args.op_seconds, threads=args.threads,
-                                  seed=seed % 2**31, device=device)
-    record = {"configs": search.counts(), "best_ms": best["full"][1] if best else None,
-              "tried": [{k: r.get(k) for k in ("config", "status", "latency_ms", "error") if k in r}
-                        for r in search.results]}
-    return (best["config"] if best else default_config(kernel)), record
+    sw = engine.sweep(experiment(s, target, args), log=lambda m: print(m, flush=True))
+    engine.keep_store(sw, out, "dlrm")
+    return sw
 
 
 def tma_usable(problem: dict):
@@ -232,61 +240,51 @@ def tma_usable(problem: dict):
     return usable
 
 
-def make_plan(s: dict, batch: int, hw, device, table: bool, args) -> dict:
+def make_plan(s: dict, batch: int, device, sw) -> dict:
+    """Each op's config: from the tuned table (sw None), else from the sweep's study of that op."""
+    from benchmarks import engine
     from kernels import tuned
 
     plan = {}
     for name, kernel, problem in ops(s, batch):
         p = problem.model_dump()
-        dims = {k: v for k, v in p.items() if tuned.is_dim(v)}
-        if table:
+        if sw is None:
+            dims = {k: v for k, v in p.items() if tuned.is_dim(v)}
             extras = {k: v for k, v in p.items() if k not in dims and k != "dtype"}
             cfg = tuned.config_for(kernel, dims, s["dtype"], device, None, usable=tma_usable(p), extras=extras)
             plan[name] = {"kernel": kernel, "problem": p, "source": "table" if cfg else "default (no table entry)",
                           "config": cfg or default_config(kernel)}
-        elif hw is None:
-            plan[name] = {"kernel": kernel, "problem": p, "source": "default (no hardware profile for this GPU)",
-                          "config": default_config(kernel)}
-        else:
-            t0 = time.time()
-            cfg, record = search_op(kernel, problem, hw, device, args)
-            plan[name] = {"kernel": kernel, "problem": p, "config": cfg, "search": record,
-                          "source": f"search: {sum(record['configs'].values())} configs, "
-                                    f"{record['configs']['ok']} ok, {time.time() - t0:.0f} s"}
+            continue
+        summary = sw.by_problem(kernel, p)
+        prov = engine.provenance(sw, summary)
+        best = (summary or {}).get("best")
+        counts = prov.get("configs") or {}
+        plan[name] = {"kernel": kernel, "problem": p, "search": prov,
+                      "config": best["config"] if best else default_config(kernel),
+                      "source": (f"search: {sum(counts.values())} configs, {counts.get('ok', 0)} ok, "
+                                 f"{prov.get('tuning_s', 0):.0f} s, run {prov.get('parent_run_id')}"
+                                 if best else "default (the search found no correct config)")}
     return plan
 
 
 # -- measuring ------------------------------------------------------------------------------
 def timers(gpu: bool):
-    """(timer, CUDA-graph timer or None), each fn -> milliseconds"""
-    from tuner.measure.inprocess import wall_bench
+    """(timer, CUDA-graph timer or None), each fn -> p50 milliseconds by tuner.measure.clocks"""
+    from tuner.measure.clocks import measure
 
     if not gpu:
-        return (lambda fn: wall_bench(fn)[1]), None
-    import triton.testing
-
-    return (lambda fn: triton.testing.do_bench(fn, warmup=25, rep=200),
-            lambda fn: triton.testing.do_bench_cudagraph(fn, rep=100))
+        return (lambda fn: measure(fn, "wall", wall_reps=2)[1]), None
+    return (lambda fn: measure(fn, "do_bench", 25, 200)[1]), (lambda fn: measure(fn, "cudagraph", rep_ms=100)[1])
 
 
-def hardware_profile(device):
+def run_batch(s, model, packed, ref_model, batch, device, dtype, sw) -> dict:
     import torch
 
-    from tuner.experiment import hardware
-
-    if device.type != "cuda":
-        return hardware.profile("cpu-interpreter")
-    return hardware.profile_for_gpu(torch.cuda.get_device_name(device))
-
-
-def run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw) -> dict:
-    import torch
-
-    from tuner.measure.inprocess import host_us
+    from tuner.measure.clocks import host_us
 
     timer, graph_timer = timers(device.type == "cuda")
     phases, t0 = {}, time.time()
-    plan = make_plan(s, batch, hw, device, bool(args.tuned), args)
+    plan = make_plan(s, batch, device, sw)
     phases["configs_s"] = time.time() - t0
     dense, bags = make_batch(s, batch, device, dtype, seed=batch)
     kjt = table_batched(bags)
@@ -345,7 +343,8 @@ def markdown(res: dict) -> str:
              f"- bottom MLP {arrow(map(str, [s['dense'], *s['bottom']]))}; interaction of {F} vectors "
              f"({F * (F - 1) // 2} pairs); top MLP {arrow(map(str, [s['dim'] + F * (F - 1) // 2, *s['top']]))}",
              f"- our configs: {res['config_source']}",
-             f"- wall: {res['wall_s']:.0f} s; per batch, configs / torch.compile + checks + timing: {phases}", "",
+             f"- wall: {res['wall_s']:.0f} s, of which the sweep {res['sweep_s']:.0f} s; per batch, configs / "
+             f"torch.compile + checks + timing: {phases}", "",
              "| batch | path | samples/s | ms/batch | host us/batch | CUDA graph samples/s | CUDA graph vs eager's "
              "| vs eager | rel. error vs fp32 | ok |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -376,9 +375,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tables", type=int)
     ap.add_argument("--dtype", choices=sorted(TOLERANCE))
     ap.add_argument("--tuned", help="a tuned-config table (kernelevolve export) for our ops")
-    ap.add_argument("--configs", type=int, default=24, help="configs per op in the search (default 24)")
-    ap.add_argument("--op-seconds", type=float, default=20.0, help="search time per op, at most (default 20)")
-    ap.add_argument("--threads", type=int, default=8, help="parallel compiles in the search (default 8)")
+    ap.add_argument("--configs", type=int, default=24, help="candidates per op in the sweep (default 24)")
+    ap.add_argument("--threads", type=int, default=8, help="candidates in flight per op (default 8)")
     args = ap.parse_args(argv)
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # before the first @triton.jit is imported
@@ -399,8 +397,15 @@ def main(argv=None) -> int:
     device, dtype = torch.device("cuda" if gpu else "cpu"), DTYPES[s["dtype"]]
     if args.tuned:
         tuned.load_table(args.tuned)
-    hw = hardware_profile(device)
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
     t0 = time.time()
+    sw = None
+    if not args.tuned:  # every op of every batch size: one sweep of the product's engine
+        from benchmarks import engine
+
+        sw = search_ops(s, engine.gpu_kind()[0] if gpu else "cpu-interpreter", args, out)
+    sweep_s = time.time() - t0
     model = make_model(s, device, dtype)
     packed = pack(model)
     ref_model = {"tables": [t.float() for t in model["tables"]],
@@ -408,13 +413,12 @@ def main(argv=None) -> int:
     res = {"sizes": s, "device": torch.cuda.get_device_name(device) if gpu else platform.processor() or "CPU",
            "interpreter": not gpu, "torch": torch.__version__, "triton": triton.__version__,
            "config_source": f"tuned table {args.tuned}" if args.tuned else
-                            f"search per op, up to {args.configs} configs or {args.op_seconds:.0f} s "
-                            f"({hw.name if hw else 'no profile'})",
-           "setup_s": time.time() - t0, "batches": []}
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
+                            f"the product's engine: one sweep, {args.configs} candidates per op, "
+                            f"MLflow experiment {sw.name} at {sw.uri} (copied to dlrm.mlflow.db)",
+           "experiment": sw.name if sw else None, "tracking_uri": sw.uri if sw else None,
+           "sweep_s": sweep_s, "setup_s": time.time() - t0 - sweep_s, "batches": []}
     for batch in s["batches"]:
-        res["batches"].append(run_batch(s, model, packed, ref_model, batch, device, dtype, args, hw))
+        res["batches"].append(run_batch(s, model, packed, ref_model, batch, device, dtype, sw))
         print(json.dumps({"batch": batch, **{k: round(r["samples_per_s"]) for k, r in
                                              res["batches"][-1]["paths"].items()}}), flush=True)
     res["ok"] = all(r["ok"] for b in res["batches"] for r in b["paths"].values())

@@ -26,13 +26,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def gpu_kind() -> tuple[str, int]:
-    import torch
-
-    name = torch.cuda.get_device_name(0)
-    return ("h200" if "H200" in name else "h100"), torch.cuda.device_count()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("experiment", nargs="?", default=os.path.join(ROOT, "experiments", "suite-h100.yaml"))
@@ -43,6 +36,8 @@ def main() -> None:
     from tuner.experiment import config
     from tuner.execution import sweep
     from tuner.records.tracking import Tracker
+
+    from benchmarks.engine import gpu_kind
 
     kind, gpus = gpu_kind()
     with open(args.experiment, encoding="utf-8") as fh:

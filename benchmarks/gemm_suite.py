@@ -1,44 +1,49 @@
 """The ranking-model GEMM suite on one GPU: our tuned GEMM family beside the vendor library.
 
 Shapes (bf16; SHAPES below is the source of truth): large square 8192^3; MLP layers (M up to
-65536, N and K 256-4096); weight-bound small M (M <= 512, N = K >= 4096); odd sizes. For each,
-side by side in one run, every output verified against the float64 reference (tuner.measure.verify,
-output poisoned with NaN first) and timed at p20/p50/p80 by the clock below:
-  ours            the matmul search space (search_spaces/matmul.py) searched in-process with a
-                  seeded Optuna TPE for up to --configs configs or the shape's time share,
-                  whichever ends first; known-good Hopper configs are enqueued first; each batch
-                  of proposals is compiled in parallel threads, then verified and timed one by
-                  one; the three fastest are re-timed and the best median wins
+65536, N and K 256-4096); weight-bound small M (M <= 512, N = K >= 4096); odd sizes. Then: fused
+GEMM + bias + GELU (kernels/gemm_epilogue.py) vs torch eager's separate ops, and conv2d NHWC
+(kernels/conv2d.py) vs F.conv2d on channels_last tensors (cuDNN), three ResNet layers.
+
+  ours            found by the product's engine (`kernelevolve run`: tuner.execution.sweep): ONE
+                  experiment holds every shape of the run (kernels matmul, gemm_epilogue, conv2d,
+                  one study per shape, all at once), --configs candidates per study, seeded TPE,
+                  --threads in flight per study; every candidate verified against the float64
+                  reference in an isolated worker; each study's top 3 re-timed interleaved with
+                  the torch peer. No start points: nothing known-good for these shapes is given.
+                  Then, in this process, the study's winner is launched with the kernel's own
+                  spec.launch, verified again (output poisoned with NaN first) and timed beside
+                  the peers by the row's clock
   cuBLAS          torch.matmul (no tuning)
   torch.compile   torch.compile(mode="max-autotune") of a @ b (tuning = its first call)
   triton autotune @triton.autotune over the config list of Triton's tutorial
                   python/tutorials/03-matrix-multiplication.py, get_cuda_autotune_config()
                   (values copied; the tutorial is MIT-licensed, Copyright 2018-2020 Philippe
                   Tillet, 2020-2022 OpenAI); tuning = its first call
-Then: fused GEMM + bias + GELU (kernels/gemm_epilogue.py) vs torch eager's separate ops, and
-conv2d NHWC (kernels/conv2d.py) vs F.conv2d on channels_last tensors (cuDNN), three ResNet layers.
 
-Clock: a shape whose library peer (cuBLAS, cuDNN, eager) takes under SHORT_KERNEL_MS (50 us) is
-timed by CUDA-graph replay (tuner.measure.inprocess.graph_bench), ours, its search and every peer alike:
-at that size event timing measures the host's Python launch cost (40-200 us per Triton launch on
-the H100 host, ~15 us for torch.matmul). Each such row also records its event-timed p50 and the
-host's launch cost (host_us), so what an eager Python caller would see stays on record. Other
-shapes are timed by events with the L2 emptied by a read pass and each call charged its own
-write-back (tuner.measure.inprocess.clean_flush_bench), ours and every peer alike: do_bench's zeroing
-flush hands the timed kernel ~50 MB of someone else's dirty lines, and its ~85 us memset is all the
-head start the host gets, so a launch slower than that (a staged copy plus a descriptor kernel,
-with the search's compile threads holding the GIL) leaked into the time: the 30000x768x383
-winner of one run measured 0.083 ms, and 0.185 ms in the next run's screening.
+Where the run ids are: every row carries `experiment`, `tracking_uri` and `parent_run_id` (the
+MLflow parent run of the study that found the config: every candidate it tried, verified or not,
+is a child run there) and `ours_tuning_s` (the study's wall time in the sweep; the studies run
+concurrently, so these overlap) beside the peer's own `tuning_s`. The MLflow store is copied to
+OUT/gemm_suite.mlflow.db (`mlflow ui --backend-store-uri sqlite:///OUT/gemm_suite.mlflow.db`).
+
+Clocks (tuner.measure.clocks, by name): the sweep screens and re-times with --clock (default
+`clean`: events, the L2 emptied by a read pass, each call charged its own write-back; do_bench's
+zeroing flush hands the timed kernel ~50 MB of someone else's dirty lines). The side-by-side rows
+use the same named clock for ours and every peer of a shape: `cudagraph` where the library peer
+(cuBLAS, cuDNN, eager) runs under SHORT_KERNEL_MS (50 us), since at that size event timing
+measures the host's Python launch (those rows also keep the event-timed p50 and the host's cost
+per call, host_us), else --clock (whose rows also keep do_bench's p50).
 
 Columns: latency p20/p50/p80 (ms), TFLOP/s at p50, tuning wall time (s), ratio to the peer;
-last line: the geomean over the GEMM shapes of ours / cuBLAS (throughput). A --budget-s deadline
-(default 520 s, so the run ends within ~9 minutes on one H100) is split between the shapes: a
-shape's search stops at its share, and a peer that no longer fits is skipped with that reason.
-A failing shape, peer or config prints its error and the run goes on (a CUDA illegal memory
-access, though, leaves the process's CUDA context unusable for whatever follows).
+last line: the geomean over the GEMM shapes of ours / cuBLAS (throughput). --budget-s is the time
+left after the sweep for the peers (their tuning included): a peer that no longer fits is skipped
+with that reason. A failing shape, peer or config prints its error and the run goes on (a CUDA
+illegal memory access, though, leaves the process's CUDA context unusable for whatever follows).
 
-On the GPU machine, from the project root: `source .devbundle/activate.sh` (pydantic, optuna),
-then `python benchmarks/gemm_suite.py --out "$OUT"`. Writes gemm_suite.md and gemm_suite.json.
+On the GPU machine, from the project root: `source .devbundle/activate.sh`, then
+`python benchmarks/gemm_suite.py --out "$OUT"`. Writes gemm_suite.md, gemm_suite.json and
+gemm_suite.mlflow.db.
 """
 from __future__ import annotations
 
@@ -53,15 +58,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-import torch._dynamo  # noqa: E402
 import triton  # noqa: E402
-import triton.testing  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels import conv2d as cv, gemm_epilogue as ge, matmul as mm  # noqa: E402
-from search_spaces import conv2d as s_cv, gemm_epilogue as s_ge, matmul as s_mm  # noqa: E402
-from tuner.experiment import hardware  # noqa: E402
-from tuner.measure.inprocess import FULL, Search, bench, clean_flush_bench, graph_bench, host_us  # noqa: E402
+from benchmarks import engine  # noqa: E402
+from kernels import conv2d as cv, gemm_epilogue as ge  # noqa: E402
+from tuner.experiment import registry  # noqa: E402
+from tuner.measure.clocks import host_us, measure  # noqa: E402
 from tuner.measure.verify import check  # noqa: E402
 
 SHAPES = [  # (label, M, N, K)
@@ -84,39 +87,8 @@ CONV_LAYERS = [  # ResNet-style 3x3, stride 1, padding 1, batch 32
     ("conv 28x28x128->128 3x3", dict(N=32, H=28, W=28, C_in=128, C_out=128)),
     ("conv 14x14x256->256 3x3", dict(N=32, H=14, W=14, C_in=256, C_out=256)),
 ]
-DEVICE = "cuda"
-NON_GEMM_RESERVE_S = 25.0  # kept for each fused/conv job: GEMM peers that would eat it are skipped
-WARM_GEMM = s_mm.WARM_CONFIGS  # known-good and the tutorial's list, tried first
-WARM_CONV = [  # the first session's winners, the H100 bests with TMA activations (X_TMA), then
-    # this session's probe winners with swapped operands (docs/results/conv_probe_*.json)
-    dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, FLAT_K=True, num_warps=8, num_stages=3),
-    dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, FLAT_K=True, TMA=True, num_warps=4, num_stages=4),
-    dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=8, FLAT_K=True, TMA=True, X_TMA=True, BLOCK_Q=16,
-         num_warps=8, num_stages=3),
-    dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, FLAT_K=True, TMA=True, X_TMA=True, BLOCK_Q=32,
-         num_warps=4, num_stages=3),
-    dict(BLOCK_M=256, BLOCK_N=64, BLOCK_K=64, GROUP_M=1, FLAT_K=True, TMA=True, X_TMA=True, BLOCK_Q=64,
-         num_warps=8, num_stages=3),
-    dict(BLOCK_M=256, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, FLAT_K=True, TMA=True, X_TMA=True, BLOCK_Q=16,
-         num_warps=4, num_stages=5),
-] + [dict(FLAT_K=True, TMA=True, X_TMA=True, SWAP_AB=True, BLOCK_M=m, BLOCK_N=n, BLOCK_K=64, BLOCK_Q=q,
-          GROUP_M=g, num_warps=w, num_stages=st)
-     for m, n, q, g, w, st in [(128, 128, 32, 8, 4, 3), (256, 128, 32, 8, 8, 3), (128, 128, 8, 1, 8, 3),
-                               (128, 128, 16, 8, 4, 4), (64, 256, 8, 1, 4, 3), (128, 128, 16, 8, 4, 3),
-                               (256, 64, 64, 8, 8, 2)]] + [
-    # several images per box (BLOCK_I): the probe's best per layer first (docs/results/
-    # conv_probe_images_per_box.json: 14x14 17.64 us, 28x28 18.49 us, 56x56 29.06 us), then neighbours
-    dict(FLAT_K=True, TMA=True, X_TMA=True, SWAP_AB=sw, BLOCK_M=m, BLOCK_N=n, BLOCK_K=k, BLOCK_Q=q, BLOCK_I=i,
-         GROUP_M=g, num_warps=w, num_stages=st)
-    for sw, m, n, k, q, i, g, w, st in [(True, 128, 128, 128, 16, 4, 1, 4, 3), (True, 256, 128, 64, 32, 2, 8, 8, 3),
-                                        (True, 128, 64, 64, 8, 2, 8, 4, 3), (True, 128, 128, 64, 16, 4, 8, 4, 4),
-                                        (True, 256, 128, 64, 16, 8, 8, 8, 3), (False, 256, 64, 64, 8, 4, 8, 8, 3),
-                                        (True, 128, 128, 64, 32, 2, 8, 4, 3)]] + [
-    # persistent programs (PERSISTENT, PROGRAMS_PER_SM): the 56x56x64 layer's probe winners
-    # (docs/results/conv_probe_persistent.json: 25.62 and 25.75 us against 29.09 without)
-    dict(FLAT_K=True, TMA=True, X_TMA=True, SWAP_AB=True, BLOCK_M=m, BLOCK_N=64, BLOCK_K=64, BLOCK_Q=8, BLOCK_I=i,
-         GROUP_M=8, num_warps=4, num_stages=st, PERSISTENT=True, PROGRAMS_PER_SM=pps)
-    for m, i, st, pps in [(256, 4, 3, 1), (128, 2, 3, 3), (128, 2, 3, 2)]]
+SHORT_KERNEL_MS = 0.05
+WARMUP_MS, REP_MS = 25, 100  # the side-by-side timing of ours and the peers
 
 
 # ---- Triton's tutorial matmul with its autotune list (03-matrix-multiplication.py) ---------------
@@ -185,114 +157,116 @@ def row(section, shape, impl, flops, times=None, tuning_s=0.0, **extra) -> dict:
     return r
 
 
-def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s, clock=clean_flush_bench) -> dict:
+def timed(fn, clock: str) -> tuple[tuple, str]:
+    """(p20, p50, p80) by the named clock; do_bench if that clock fails (a peer running its own
+    CUDA graphs cannot be captured in another)."""
+    try:
+        return measure(fn, clock, WARMUP_MS, REP_MS), clock
+    except Exception as exc:  # noqa: BLE001
+        print(f"{clock} timing failed ({type(exc).__name__}); do_bench instead", flush=True)
+        return measure(fn, "do_bench", WARMUP_MS, REP_MS), "do_bench"
+
+
+def other_clocks(fn, clock: str) -> dict:
+    """Beside the row's clock: a graph-timed row gets what an eager Python caller sees (event-timed
+    p50, host us per call); an event-timed row of another clock do_bench's p50."""
+    if clock == "cudagraph":
+        return {"events_ms": measure(fn, "do_bench", WARMUP_MS, REP_MS)[1], "host_us": host_us(fn)}
+    return {"do_bench_ms": measure(fn, "do_bench", WARMUP_MS, REP_MS)[1]} if clock != "do_bench" else {}
+
+
+def timed_peer(section, shape, impl, fn, ref, flops, deadline, need_s, clock, prov) -> dict:
     """Call a peer once (its tuning, if any), verify it, time it with the shape's clock; skip it if
     it no longer fits."""
     if deadline - time.perf_counter() < need_s:
-        return row(section, shape, impl, flops, error=f"skipped: less than {need_s} s of the time budget left")
+        return row(section, shape, impl, flops, error=f"skipped: less than {need_s} s of the time budget left", **prov)
     try:
         t0 = time.perf_counter()
         out = fn()
         torch.cuda.synchronize()
         tuning_s = time.perf_counter() - t0
         verdict = check(out, ref)
-        try:
-            times = clock(fn, FULL)
-        except Exception as exc:  # noqa: BLE001 - e.g. a peer that runs its own CUDA graphs
-            print(f"{impl}: {clock_name(clock)} timing failed ({type(exc).__name__}); events instead", flush=True)
-            clock, times = bench, bench(fn, FULL)
+        times, used = timed(fn, clock)
         return row(section, shape, impl, flops, times, tuning_s, verified=verdict.ok,
-                   error=None if verdict.ok else verdict.reason, clock=clock_name(clock),
-                   **other_clocks(fn, clock))
+                   error=None if verdict.ok else verdict.reason, clock=used, **other_clocks(fn, used), **prov)
     except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
         traceback.print_exc()
-        return row(section, shape, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500])
+        return row(section, shape, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500], **prov)
 
 
-# ---- our search: tuner/measure/inprocess.py (seeded TPE, parallel compile, verify, time) --------------
-def tune_ours(section, label, tunable, problem, hw, args, until, warm, peer_of) -> tuple[dict, Search, object]:
-    """Search until `until` (or --configs), re-time the three fastest in full, keep the best. The
-    clock (events, or CUDA graphs for short kernels) is chosen from the library peer, peer_of(inputs)."""
-    t0 = time.perf_counter()
-    s = Search(tunable, problem, hw, args.seed, args.threads)
-    clock = pick_clock(peer_of(s.inputs))
-    s.timer = clock
-    s.enqueue(warm)
-    s.seed_sparse_space(args.configs)
-    s.run(args.configs, until)
-    best = s.best()
-    tuning_s = time.perf_counter() - t0
-    flops = tunable.kernel.flops(problem)
-    counts = s.counts()
-    if best is None:
-        return row(section, label, "ours", flops, tuning_s=tuning_s, configs=counts,
-                   error="no config verified correct", tried=s.results), s, clock
-    r = row(section, label, "ours", flops, best["full"], tuning_s, verified=True,
-            config=best["config"], configs=counts, clock=clock_name(clock), tried=s.results)
-    out = s.spec.make_output(s.problem, s.inputs)
-    r.update(other_clocks(lambda: s.spec.launch(s.inputs, out, best["config"]), clock))
-    return r, s, clock
+# ---- the suite: one sweep, then each shape side by side -----------------------------------------
+def jobs(only: str | None) -> list[tuple[str, str, str, dict]]:
+    """(label, section, kernel, problem fields) of every shape the run measures."""
+    out = [(lbl, "gemm", "matmul", dict(M=m, N=n, K=k, dtype="bfloat16")) for lbl, m, n, k in SHAPES]
+    out += [(lbl, "fused", "gemm_epilogue", dict(f, dtype="bfloat16")) for lbl, f in FUSED]
+    out += [(lbl, "conv", "conv2d", dict(f, dtype="bfloat16")) for lbl, f in CONV_LAYERS]
+    if only:
+        wanted = [w.strip() for w in only.split(",") if w.strip()]
+        out = [j for j in out if any(w == j[1] or w in j[0] for w in wanted)]
+    return out
 
 
-SHORT_KERNEL_MS = 0.05
+def build(todo, args, tgt: dict) -> dict:
+    """The run's one experiment: every shape a study of its kernel."""
+    kernels = {}
+    for _, _, kernel, fields in todo:
+        kernels.setdefault(kernel, []).append(fields)
+    return engine.experiment("gemm-suite", [{"kernel": k, "problems": p} for k, p in kernels.items()], tgt,
+                             samples=args.configs, concurrency=args.threads, seed=args.seed, clock=args.clock)
 
 
-def pick_clock(peer_fn):
-    """CUDA-graph replay when the library peer runs under SHORT_KERNEL_MS, else events (module doc)."""
-    peer_fn()
-    return graph_bench if bench(peer_fn)[1] < SHORT_KERNEL_MS else clean_flush_bench
+PEERS = {  # section -> [(impl, fn(inputs) -> callable, seconds it needs (its tuning))]
+    "gemm": [("cuBLAS", lambda i: (lambda: torch.matmul(*i)), 2),
+             ("torch.compile max-autotune", lambda i: compiled_matmul(*i), 30),
+             ("triton autotune (tutorial configs)", lambda i: (lambda: tutorial_matmul(*i)), 30)],
+    "fused": [("torch eager (separate ops)", lambda i: (lambda: ge.baseline(i)), 2)],
+    "conv": [("cuDNN F.conv2d channels_last", lambda i: (lambda: cv.baseline(i)), 2)],
+}
 
 
-def clock_name(clock) -> str:
-    return {graph_bench: "cuda graph", clean_flush_bench: "events, L2 emptied by reading, own write-back charged",
-            bench: "do_bench (events, L2 emptied by zeroing)"}[clock]
-
-
-def other_clocks(fn, clock) -> dict:
-    """Beside the row's clock: a graph-timed row gets eager_cost; a clean-flush row do_bench's p50
-    (the clock of the runs before clean_flush_bench, for comparison)."""
-    if clock is graph_bench:
-        return eager_cost(fn)
-    return {"do_bench_ms": bench(fn)[1]} if clock is clean_flush_bench else {}
-
-
-def eager_cost(fn) -> dict:
-    """Beside a graph-timed row: what an eager Python caller sees (event-timed p50, host us per call)."""
-    return {"events_ms": bench(fn)[1], "host_us": host_us(fn)}
-
-
-# ---- the suite ----------------------------------------------------------------------------------
-def gemm_shape(label, M, N, K, hw, args, search_until, deadline) -> list[dict]:
-    problem = mm.MatmulProblem(M=M, N=N, K=K, dtype="bfloat16")
-    ours, search, clock = tune_ours("gemm", label, s_mm.TUNABLE, problem, hw, args, search_until, WARM_GEMM,
-                                    lambda inputs: (lambda: torch.matmul(*inputs)))
-    (a, b), ref, flops = search.inputs, search.ref, mm.flops(problem)
-    rows = [ours, timed_peer("gemm", label, "cuBLAS", lambda: torch.matmul(a, b), ref, flops, deadline, 2, clock)]
+def compiled_matmul(a, b):
     torch._dynamo.reset()  # a fresh compile per shape: its tuning is what we measure
     compiled = torch.compile(lambda x, y: x @ y, mode="max-autotune", dynamic=False)
-    rows.append(timed_peer("gemm", label, "torch.compile max-autotune", lambda: compiled(a, b), ref, flops,
-                           deadline, 30, clock))
-    rows.append(timed_peer("gemm", label, "triton autotune (tutorial configs)", lambda: tutorial_matmul(a, b),
-                           ref, flops, deadline, 30, clock))
+    return lambda: compiled(a, b)
+
+
+def shape_rows(label, section, kernel, fields, sw: engine.Sweep, args, deadline) -> list[dict]:
+    """Ours (the study's winner, verified again here) and the section's peers, by one clock."""
+    spec = registry.load(registry.resolve_ref(kernel)).kernel
+    problem = spec.problem(**fields)
+    summary = sw.by_problem(kernel, fields)
+    prov = engine.provenance(sw, summary)
+    tags = {k: v for k, v in prov.items() if k != "tuning_s"}  # the row's own tuning_s is its impl's
+    ours_tuning = {"experiment": prov["experiment"], "tracking_uri": prov["tracking_uri"],
+                   "parent_run_id": prov["parent_run_id"], "ours_tuning_s": prov.get("tuning_s")}
+    inputs = spec.make_inputs(problem, torch.device("cuda"), args.seed)
+    ref, flops = spec.reference(inputs), spec.flops(problem)
+    peers = PEERS[section]
+    lib = peers[0][1](inputs)
+    lib()
+    clock = "cudagraph" if measure(lib, "do_bench", WARMUP_MS, REP_MS)[1] < SHORT_KERNEL_MS else args.clock
+    best = (summary or {}).get("best")
+    if best is None:
+        ours = row(section, label, "ours", flops, tuning_s=prov.get("tuning_s", 0.0),
+                   **{**tags, "error": prov.get("error") or "the sweep found no config verified correct"})
+    else:
+        try:
+            fn = engine.verified_launch(spec, problem, inputs, ref, best["config"])
+            times, used = timed(fn, clock)
+            ours = row(section, label, "ours", flops, times, prov["tuning_s"], verified=True, config=best["config"],
+                       clock=used, **other_clocks(fn, used), **tags)
+        except Exception as exc:  # noqa: BLE001 - incorrect here, or failing: a result
+            ours = row(section, label, "ours", flops, tuning_s=prov["tuning_s"], config=best["config"],
+                       **{**tags, "error": f"{type(exc).__name__}: {exc}"[:500]})
+    rows = [ours]
+    for impl, make, need_s in peers:
+        try:
+            fn = make(inputs)
+        except Exception as exc:  # noqa: BLE001
+            rows.append(row(section, label, impl, flops, error=f"{type(exc).__name__}: {exc}"[:500], **ours_tuning))
+            continue
+        rows.append(timed_peer(section, label, impl, fn, ref, flops, deadline, need_s, clock, ours_tuning))
     return rows
-
-
-def fused(label, fields, hw, args, search_until, deadline) -> list[dict]:
-    problem = ge.FusedGemmProblem(dtype="bfloat16", **fields)
-    ours, search, clock = tune_ours("fused", label, s_ge.TUNABLE, problem, hw, args, search_until, WARM_GEMM,
-                                    lambda inputs: (lambda: ge.baseline(inputs)))
-    inputs = search.inputs
-    return [ours, timed_peer("fused", label, "torch eager (separate ops)", lambda: ge.baseline(inputs),
-                             search.ref, ge.flops(problem), deadline, 2, clock)]
-
-
-def conv(label, fields, hw, args, search_until, deadline) -> list[dict]:
-    problem = cv.Conv2dProblem(dtype="bfloat16", **fields)
-    ours, search, clock = tune_ours("conv", label, s_cv.TUNABLE, problem, hw, args, search_until, WARM_CONV,
-                                    lambda inputs: (lambda: cv.baseline(inputs)))
-    inputs = search.inputs
-    return [ours, timed_peer("conv", label, "cuDNN F.conv2d channels_last", lambda: cv.baseline(inputs),
-                             search.ref, cv.flops(problem), deadline, 2, clock)]
 
 
 def add_ratios(rows):
@@ -307,8 +281,11 @@ def add_ratios(rows):
 
 def markdown(rows, geomean, meta) -> str:
     lines = [f"GPU: {meta['gpu']} | torch {meta['torch']} | triton {meta['triton']} | bf16 | "
-             f"p20/p50/p80 by events, L2 emptied by reading, own write-back charged (shapes whose peer runs "
-             f"under {SHORT_KERNEL_MS * 1e3:.0f} us: CUDA-graph replay), ours and peers alike | wall {meta['wall_s']:.0f} s",
+             f"p20/p50/p80 by the clock `{meta['args']['clock']}` (shapes whose peer runs under "
+             f"{SHORT_KERNEL_MS * 1e3:.0f} us: `cudagraph`), ours and peers alike | sweep {meta['sweep_s']:.0f} s, "
+             f"wall {meta['wall_s']:.0f} s",
+             f"ours: the product's engine, MLflow experiment `{meta['experiment']}` at {meta['tracking_uri']} "
+             f"(copied to {meta['mlflow_db']}); each row's parent run is in gemm_suite.json",
              "",
              "| section | shape | impl | p20 ms | p50 ms | p80 ms | TFLOP/s | tuning s | vs peer | note |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -316,6 +293,8 @@ def markdown(rows, geomean, meta) -> str:
         t = lambda k, f="{:.4f}": f.format(r[k]) if k in r else "-"  # noqa: E731
         vs = ", ".join(f"{v:.2f}x {k}" for k, v in r.get("vs", {}).items()) or "-"
         note = r.get("error") or (json.dumps(r["config"], sort_keys=True) if r.get("config") else "")
+        if r["impl"] == "ours" and r.get("parent_run_id"):
+            note = f"run {r['parent_run_id']}; " + note
         if "events_ms" in r:  # a short kernel, timed in CUDA graphs: what an eager Python caller sees
             note = f"timed in CUDA graphs; event-timed p50 {r['events_ms']:.4f} ms, host {r['host_us']:.0f} us/call; " + note
         elif "do_bench_ms" in r:
@@ -329,55 +308,45 @@ def markdown(rows, geomean, meta) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="folder for gemm_suite.md and gemm_suite.json")
-    ap.add_argument("--budget-s", type=float, default=520.0, help="deadline for the whole run")
-    ap.add_argument("--configs", type=int, default=40, help="our configs per shape, at most")
-    ap.add_argument("--search-share", type=float, default=0.35,
-                    help="part of a GEMM shape's time share our search may use (its peers tune too)")
-    ap.add_argument("--min-search-s", type=float, default=8.0, help="our search's floor per shape")
-    ap.add_argument("--threads", type=int, default=8, help="parallel compiles of our candidates")
+    ap.add_argument("--out", required=True, help="folder for gemm_suite.md, .json and .mlflow.db")
+    ap.add_argument("--budget-s", type=float, default=300.0, help="time for the peers after the sweep")
+    ap.add_argument("--configs", type=int, default=40, help="candidates per shape (search.samples)")
+    ap.add_argument("--threads", type=int, default=8, help="candidates in flight per shape (search.concurrency)")
+    ap.add_argument("--clock", choices=["clean", "do_bench"], default="clean", help="the sweep's and the rows' clock")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", help="comma-separated sections (gemm, fused, conv) or parts of shape labels")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("gemm_suite: needs a CUDA GPU", file=sys.stderr)
         return 2
+    todo = jobs(args.only)
+    if not todo:
+        print(f"gemm_suite: --only {args.only!r} matches no shape or section", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    deadline = start + args.budget_s
-    name = torch.cuda.get_device_name()
-    hw = hardware.profile_for_gpu(name) or hardware.profile("h100")
-    # (label, section, job(search_until, deadline)); GEMM jobs leave most of their share to their
-    # two tuning peers, fused and conv jobs have one untuned peer and search longer
-    jobs = [(lbl, "gemm", lambda su, dl, lbl=lbl, m=m, n=n, k=k: gemm_shape(lbl, m, n, k, hw, args, su, dl))
-            for lbl, m, n, k in SHAPES]
-    jobs += [(lbl, "fused", lambda su, dl, lbl=lbl, f=f: fused(lbl, f, hw, args, su, dl)) for lbl, f in FUSED]
-    jobs += [(lbl, "conv", lambda su, dl, lbl=lbl, f=f: conv(lbl, f, hw, args, su, dl)) for lbl, f in CONV_LAYERS]
-    if args.only:
-        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        jobs = [j for j in jobs if any(w == j[1] or w in j[0] for w in wanted)]
-        if not jobs:
-            print(f"gemm_suite: --only {args.only!r} matches no shape or section", file=sys.stderr)
-            return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    kind = engine.gpu_kind()[0]
+    sw = engine.sweep(build(todo, args, engine.target(kind)), log=lambda m: print(m, flush=True))
+    sweep_s = time.perf_counter() - start
+    deadline = time.perf_counter() + args.budget_s
     rows = []
-    for i, (label, section, job) in enumerate(jobs):
-        share = (deadline - time.perf_counter()) / (len(jobs) - i)
-        search_s = max(args.min_search_s, share * (args.search_share if section == "gemm" else 0.8))
-        reserve = NON_GEMM_RESERVE_S * sum(sec != "gemm" for _, sec, _ in jobs[i + 1:])
-        print(f"[{time.perf_counter() - start:6.1f} s] {label}: search {search_s:.0f} s", flush=True)
+    for label, section, kernel, fields in todo:
+        print(f"[{time.perf_counter() - start:6.1f} s] {label}: side by side", flush=True)
         try:
-            rows += job(time.perf_counter() + search_s, deadline - reserve)
+            rows += shape_rows(label, section, kernel, fields, sw, args, deadline)
         except Exception as exc:  # noqa: BLE001 - one shape's failure is reported and the run goes on
             traceback.print_exc()
-            rows.append(row(section, label, "ours", 0.0, error=f"{type(exc).__name__}: {exc}"[:500]))
+            rows.append(row(section, label, "ours", 0.0, **{**engine.provenance(sw, sw.by_problem(kernel, fields)),
+                                                            "tuning_s": 0.0, "error": f"{type(exc).__name__}: {exc}"[:500]}))
         torch.cuda.empty_cache()
-        # rows so far, in case the machine's time limit ends the run early
         (out / "gemm_suite.partial.json").write_text(json.dumps(rows, indent=1, default=str))
     add_ratios(rows)
     ratios = [r["vs"]["cuBLAS"] for r in rows if r["section"] == "gemm" and "cuBLAS" in r.get("vs", {})]
     geomean = (math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else float("nan"), len(ratios))
-    meta = {"gpu": name, "hardware_profile": hw.name, "torch": torch.__version__, "triton": triton.__version__,
+    meta = {"gpu": torch.cuda.get_device_name(), "hardware_profile": kind, "torch": torch.__version__,
+            "triton": triton.__version__, "experiment": sw.name, "tracking_uri": sw.uri,
+            "mlflow_db": engine.keep_store(sw, str(out), "gemm_suite"), "sweep_s": sweep_s,
             "wall_s": time.perf_counter() - start, "args": vars(args), "geomean_ours_over_cublas": geomean[0]}
     table = markdown(rows, geomean, meta)
     print(table)

@@ -2,9 +2,9 @@
 
 triton.testing.do_bench empties the L2 before each repetition by zeroing a 256 MB buffer: the L2 is
 then full of dirty lines, and the timed kernel's misses pay their write-back to HBM. This times the
-same callables three ways, in one process: do_bench (zeroing flush), events after a read-only flush
-with the callable's own write-back charged (inprocess.clean_flush_bench: its docstring) and
-CUDA-graph replay (no flush),
+same callables three ways, in one process, by tuner.measure.clocks' named clocks: `do_bench`
+(zeroing flush), `clean` (events after a read-only flush with the callable's own write-back
+charged: time_gpu_clean's docstring) and `cudagraph` (CUDA-graph replay, no flush),
 for a device copy of 1 GiB (the bandwidth reference: bytes read + written) and the embedding-bag
 forward (our best config from docs/results/ops_bench_embedding_bag_fwd.json, and F.embedding_bag),
 and torch's softmax over 32768 x 1024 bf16 (64 MB written: what a clock that lets a kernel's own
@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import triton  # noqa: E402
 
-from tuner.measure.inprocess import FULL, bench, clean_flush_bench, graph_bench  # noqa: E402
+from tuner.measure.clocks import measure  # noqa: E402
 from tuner.experiment.registry import load, resolve_ref  # noqa: E402
 from tuner.measure.verify import check, poison  # noqa: E402
 
-CLOCKS = {"do_bench (zeroing flush)": bench, "read-only flush, own write-back charged": clean_flush_bench,
-          "cuda graph (no flush)": graph_bench}
+CLOCKS = {"do_bench (zeroing flush)": "do_bench", "read-only flush, own write-back charged": "clean",
+          "cuda graph (no flush)": "cudagraph"}
 EB_FWD = dict(num_bags=16384, avg_bag_len=20, dim=128, num_rows=1_000_000, mode="sum", dtype="float32")
 EB_BEST = {"BLOCK_D": 64, "BAGS_PER_PROGRAM": 1, "IDS_PER_STEP": 16, "num_warps": 1, "num_stages": 2,
            "PREFETCH": True, "ROW_LOAD": "evict_first"}
@@ -66,7 +66,7 @@ def main() -> None:
         torch.cuda.synchronize()
         row = {"label": label, "impl": impl, "bytes": nbytes, "config": cfg}
         for name, clock in CLOCKS.items():
-            q = clock(fn, FULL)
+            q = measure(fn, clock, 25, 100)
             row[name] = {"p20_ms": q[0], "p50_ms": q[1], "p80_ms": q[2], "gbps": nbytes / q[1] / 1e6}
         rows.append(row)
     copy = rows[0]

@@ -11,32 +11,38 @@ Sizes (bfloat16 unless said; `cases()` below is the source of truth):
   softmax                  32768 x 1024 and 4096 x 32768 (in registers / online)
   layer_norm, rms_norm     65536 x 1024, forward and backward
 For each op:
-  (a) ours: up to --configs configs of its search space, searched in-process (tuner/measure/inprocess.py:
-      the kernel's default first, then seeded Optuna TPE; proposals compiled in parallel
-      threads), each verified against the float64 reference with tuner.measure.verify (output poisoned
-      with NaN first) before a short timing; the three fastest are re-timed in full, the best kept;
+  (a) ours: found by the product's engine (`kernelevolve run`: tuner.execution.sweep). ONE
+      experiment holds every op of the run (one study per op, all at once): --configs candidates
+      per study, seeded TPE, --threads in flight per study, each candidate verified against the
+      float64 reference in an isolated worker before it is timed, the top 3 re-timed interleaved
+      with the torch peer. No start points (not even a kernel's default): every config reported
+      was found by the search. Then, in this process, the study's winner is launched with the
+      kernel's own spec.launch, verified again (output poisoned with NaN first) and timed beside
+      the peers;
   (b) peers, timed in the same run: torch eager, torch.compile (default mode) of that eager code,
       and the specialised library where there is one (SDPA's flash backend for attention,
       F.embedding_bag and its aten backward for embedding bags, aten's jagged<->padded
       conversions for the jagged layout ops).
-Timing (--clock): "clean" (default) empties the L2 by reading a 256 MB buffer and charges each call
-the write-back of what it leaves dirty (tuner/inprocess.clean_flush_bench); "zeroing" is
-`triton.testing.do_bench`, which empties it by writing zeros, so the timed kernel also pays the
-write-back of up to 50 MB of someone else's dirty lines: 8.6 us of our 70 us embedding-bag forward
-on the H100, 6 us of F.embedding_bag's 140 us, under 1% of a 1 GiB copy
-(docs/results/l2_flush_probe.json). Ours, every peer and the copy that
-sets the bandwidth reference are timed with the same clock in the same run; the zeroing clock's
-p50 of ours and of each peer is kept beside it in the JSON. p20/p50/p80 in ms.
-The bandwidth reference is measured at the start of the run: a 1 GiB device copy, bytes read +
-written, with the run's clock.
-Prints one markdown table and writes it, with a JSON of every row and every config tried, to
---out DIR. A failure of one op (or one peer, or one config) is recorded with its error and the
-run goes on (but a CUDA illegal memory access leaves the process's CUDA context unusable, so the
-ops after it would report errors too). A time budget (--budget-s) is shared between the ops and
-cuts each op's config search short, so the whole run stays near six minutes on one H100.
+Where the run ids are: each row carries `experiment`, `tracking_uri`, `parent_run_id` (the MLflow
+parent run of the op's study: every candidate it tried is a child run there), `configs` (the
+study's counts by status) and `ours_tuning_s` (the study's wall time in the sweep; studies run
+concurrently, so these overlap) beside `compile_tuning_s` (torch.compile's first call). The store
+is copied to OUT/ops_bench.mlflow.db.
+Timing (--clock, tuner.measure.clocks by name; the sweep uses it too): "clean" (default) empties
+the L2 by reading a 256 MB buffer and charges each call the write-back of what it leaves dirty;
+"zeroing" is the clock `do_bench`, which empties it by writing zeros, so the timed kernel also pays
+the write-back of up to 50 MB of someone else's dirty lines: 8.6 us of our 70 us embedding-bag
+forward on the H100, 6 us of F.embedding_bag's 140 us, under 1% of a 1 GiB copy
+(docs/results/l2_flush_probe.json). Ours, every peer and the bandwidth reference (a 1 GiB device
+copy, bytes read + written, at the start of the run) are timed with the same clock in the same
+run; do_bench's p50 of ours and of each peer is kept beside it in the JSON. p20/p50/p80 in ms.
+Prints one markdown table and writes it, with a JSON of every row, to --out DIR. A failure of
+one op (or one peer) is recorded with its error and the run goes on (but a CUDA illegal memory
+access leaves the process's CUDA context unusable, so the ops after it would report errors too);
+a failing candidate is a record of the sweep.
 
-On the GPU machine (from the project root): `source .devbundle/activate.sh` (pydantic, optuna),
-then `python benchmarks/ops_bench.py --out "$OUT"`.
+On the GPU machine (from the project root): `source .devbundle/activate.sh`, then
+`python benchmarks/ops_bench.py --out "$OUT"`. Writes ops_bench.md, ops_bench.json, ops_bench.mlflow.db.
 """
 from __future__ import annotations
 
@@ -55,16 +61,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from kernels import attention as at, embedding_bag as eb, interaction as it, jagged as jg  # noqa: E402
-from kernels import jagged_bmm as jbmm, jagged_softmax as jsm  # noqa: E402
-from kernels import norms, softmax as sm  # noqa: E402
-from search_spaces import attention as s_at, embedding_bag as s_eb, interaction as s_it  # noqa: E402
-from search_spaces import jagged as s_jg, norms as s_norms, softmax as s_sm  # noqa: E402
-from tuner.experiment import hardware  # noqa: E402
-from tuner.measure import inprocess  # noqa: E402
-from tuner.measure.inprocess import FULL, QUICK, Search  # noqa: E402
+from benchmarks import engine  # noqa: E402
+from kernels import embedding_bag as eb, jagged as jg, norms  # noqa: E402
+from tuner.experiment import registry  # noqa: E402
+from tuner.measure.clocks import measure  # noqa: E402
 
-CLOCKS = {"clean": inprocess.clean_flush_bench, "zeroing": inprocess.bench}
+CLOCKS = {"clean": "clean", "zeroing": "do_bench"}  # --clock -> tuner.measure.clocks' name
+WARMUP_MS, REP_MS = 25, 100  # ours (the winner) and the peers
 COPY_BYTES = 1 << 30  # the bandwidth reference: a 1 GiB device copy
 DEVICE = "cuda"
 
@@ -75,15 +78,14 @@ class Case:
     is what `prepare` precomputes once from the inputs (index tensors an eager version needs)."""
 
     label: str
-    tunable: object
-    problem: object
+    kernel: str  # its name in tuner.experiment.registry
+    fields: dict  # the problem, as an experiment file gives it
     shape: str
     eager: Callable | None = None  # None: the spec's own baseline
     library: Callable | None = None
     library_name: str = ""
     prepare: Callable = field(default=lambda inputs: None)
     compute_bound: bool = False
-    default: dict | None = None  # the kernel's own default config, tried first when the space allows it
 
 
 # ---- peers that are not a spec's own baseline ----------------------------------------------------
@@ -181,77 +183,73 @@ def cases() -> list[Case]:
     NORM = dict(rows=65536, cols=1024, dtype="bfloat16")
     ATT = dict(batch=4, heads=16, seq_len=4096, head_dim=128, dtype="bfloat16")
     return [
-        Case("embedding_bag fwd", s_eb.EMBEDDING_BAG_FWD, eb.EmbeddingBagProblem(**EB),
-             "16384 bags, avg 20 ids, dim 128, 1M rows, sum", eager=embedding_bag_fwd_eager,
-             library=lambda i, a: eb.EMBEDDING_BAG_FWD.baseline(i), library_name="F.embedding_bag",
-             prepare=_bag_positions, default=eb.FWD_DEFAULT),
-        Case("embedding_bag fwd bf16", s_eb.EMBEDDING_BAG_FWD, eb.EmbeddingBagProblem(**dict(EB, dtype="bfloat16")),
+        Case("embedding_bag fwd", "embedding_bag_fwd", EB, "16384 bags, avg 20 ids, dim 128, 1M rows, sum",
+             eager=embedding_bag_fwd_eager, library=lambda i, a: eb.EMBEDDING_BAG_FWD.baseline(i),
+             library_name="F.embedding_bag", prepare=_bag_positions),
+        Case("embedding_bag fwd bf16", "embedding_bag_fwd", dict(EB, dtype="bfloat16"),
              "16384 bags, avg 20 ids, dim 128, 1M rows, sum; a bf16 table (as inference serves it)",
              eager=embedding_bag_fwd_eager, library=lambda i, a: eb.EMBEDDING_BAG_FWD.baseline(i),
-             library_name="F.embedding_bag", prepare=_bag_positions, default=eb.FWD_DEFAULT),
-        Case("embedding_bag bwd", s_eb.EMBEDDING_BAG_BWD, eb.EmbeddingBagProblem(**EB),
-             "16384 bags, avg 20 ids, dim 128, 1M rows, sum; dense grad", eager=embedding_bag_bwd_eager,
-             library=lambda i, a: eb.EMBEDDING_BAG_BWD.baseline(i), library_name="aten _embedding_bag_backward",
-             prepare=_bag_positions, default=eb.BWD_DEFAULT),
-        Case("jagged_to_padded_dense", s_jg.JAGGED_TO_PADDED, jg.JaggedProblem(**JG), JG_SHAPE,
-             eager=to_padded_eager, library=lambda i, a: jg.JAGGED_TO_PADDED.baseline(i),
-             library_name="aten _jagged_to_padded_dense_forward", prepare=_jagged_positions,
-             default=jg.default_copy_config(128)),
-        Case("padded_dense_to_jagged", s_jg.PADDED_TO_JAGGED, jg.JaggedProblem(**JG), JG_SHAPE,
-             eager=to_jagged_eager, library=lambda i, a: jg.PADDED_TO_JAGGED.baseline(i),
-             library_name="aten _padded_dense_to_jagged_forward", prepare=_jagged_positions,
-             default=jg.default_copy_config(128)),
-        Case("jagged_softmax", s_jg.JAGGED_SOFTMAX, jg.JaggedProblem(**JG),
-             JG_SHAPE + "; eager: softmax of the -inf padded dense", default=jsm.default_softmax_config(512, 128)),
-        Case("jagged_dense_bmm", s_jg.JAGGED_DENSE_BMM,
-             jbmm.JaggedBmmProblem(batch=1024, max_len=512, k=128, n=128, dtype="bfloat16"),
+             library_name="F.embedding_bag", prepare=_bag_positions),
+        Case("embedding_bag bwd", "embedding_bag_bwd", EB, "16384 bags, avg 20 ids, dim 128, 1M rows, sum; dense grad",
+             eager=embedding_bag_bwd_eager, library=lambda i, a: eb.EMBEDDING_BAG_BWD.baseline(i),
+             library_name="aten _embedding_bag_backward", prepare=_bag_positions),
+        Case("jagged_to_padded_dense", "jagged_to_padded_dense", JG, JG_SHAPE, eager=to_padded_eager,
+             library=lambda i, a: jg.JAGGED_TO_PADDED.baseline(i),
+             library_name="aten _jagged_to_padded_dense_forward", prepare=_jagged_positions),
+        Case("padded_dense_to_jagged", "padded_dense_to_jagged", JG, JG_SHAPE, eager=to_jagged_eager,
+             library=lambda i, a: jg.PADDED_TO_JAGGED.baseline(i),
+             library_name="aten _padded_dense_to_jagged_forward", prepare=_jagged_positions),
+        Case("jagged_softmax", "jagged_softmax", JG, JG_SHAPE + "; eager: softmax of the -inf padded dense"),
+        Case("jagged_dense_bmm", "jagged_dense_bmm", dict(batch=1024, max_len=512, k=128, n=128, dtype="bfloat16"),
              "B 1024, max_len 512 (50% fill), K 128, N 128; eager: pad, bmm, unpad; library: bmm of a "
              "pre-padded x", eager=jagged_bmm_torch, library=jagged_bmm_prepadded,
-             library_name="torch.bmm, x pre-padded", prepare=_jagged_positions, compute_bound=True,
-             default=jbmm.BMM_DEFAULT),
-        Case("attention fwd", s_at.TUNABLE, at.AttentionProblem(**ATT, causal=False), "B 4, H 16, S 4096, d 128",
+             library_name="torch.bmm, x pre-padded", prepare=_jagged_positions, compute_bound=True),
+        Case("attention fwd", "attention", dict(ATT, causal=False), "B 4, H 16, S 4096, d 128",
              eager=attention_eager, library=attention_flash, library_name="SDPA flash", prepare=_causal_mask,
-             compute_bound=True, default=dict(at.DEFAULT_CONFIG, SPLIT_MASKED=False)),
-        Case("attention fwd causal", s_at.TUNABLE, at.AttentionProblem(**ATT, causal=True),
-             "B 4, H 16, S 4096, d 128, causal", eager=attention_eager, library=attention_flash,
-             library_name="SDPA flash", prepare=_causal_mask, compute_bound=True, default=at.DEFAULT_CONFIG),
-        Case("dot_interaction", s_it.TUNABLE,
-             it.InteractionProblem(batch=16384, features=27, dim=128, dtype="bfloat16"),
-             "B 16384, 27 features, D 128 (351 pairs)", default=it.DEFAULT_CONFIG),
-        Case("softmax", s_sm.TUNABLE, sm.SoftmaxProblem(rows=32768, cols=1024, dtype="bfloat16"), "32768 x 1024",
-             default=sm.default_config(1024)),
-        Case("softmax long rows", s_sm.TUNABLE, sm.SoftmaxProblem(rows=4096, cols=32768, dtype="bfloat16"),
-             "4096 x 32768", default=sm.default_config(32768)),
-        Case("layer_norm fwd", s_norms.LAYER_NORM_FWD, norms.NormProblem(**NORM), "65536 x 1024",
-             default=norms.default_config(1024)),
-        Case("layer_norm bwd", s_norms.LAYER_NORM_BWD, norms.NormProblem(**NORM), "65536 x 1024 (dx, dw, db)",
-             default=norms.default_config(1024, backward=True)),
-        Case("rms_norm fwd", s_norms.RMS_NORM_FWD, norms.NormProblem(**NORM), "65536 x 1024",
-             library=rms_norm_composed, library_name="composed torch ops, HF-style RMSNorm",
-             default=norms.default_config(1024)),
-        Case("rms_norm bwd", s_norms.RMS_NORM_BWD, norms.NormProblem(**NORM), "65536 x 1024 (dx, dw)",
-             default=norms.default_config(1024, backward=True)),
+             compute_bound=True),
+        Case("attention fwd causal", "attention", dict(ATT, causal=True), "B 4, H 16, S 4096, d 128, causal",
+             eager=attention_eager, library=attention_flash, library_name="SDPA flash", prepare=_causal_mask,
+             compute_bound=True),
+        Case("dot_interaction", "dot_interaction", dict(batch=16384, features=27, dim=128, dtype="bfloat16"),
+             "B 16384, 27 features, D 128 (351 pairs)"),
+        Case("softmax", "softmax", dict(rows=32768, cols=1024, dtype="bfloat16"), "32768 x 1024"),
+        Case("softmax long rows", "softmax", dict(rows=4096, cols=32768, dtype="bfloat16"), "4096 x 32768"),
+        Case("layer_norm fwd", "layer_norm_fwd", NORM, "65536 x 1024"),
+        Case("layer_norm bwd", "layer_norm_bwd", NORM, "65536 x 1024 (dx, dw, db)"),
+        Case("rms_norm fwd", "rms_norm_fwd", NORM, "65536 x 1024", library=rms_norm_composed,
+             library_name="composed torch ops, HF-style RMSNorm"),
+        Case("rms_norm bwd", "rms_norm_bwd", NORM, "65536 x 1024 (dx, dw)"),
     ]
 
 
+def build(todo: list[Case], args, tgt: dict) -> dict:
+    """The run's one experiment: every op a study of its kernel."""
+    kernels: dict[str, list] = {}
+    for case in todo:
+        kernels.setdefault(case.kernel, []).append(case.fields)
+    return engine.experiment("ops-bench", [{"kernel": k, "problems": p} for k, p in kernels.items()], tgt,
+                             samples=args.configs, concurrency=args.threads, seed=args.seed,
+                             clock=CLOCKS[args.clock])
+
+
 # ---- measuring -------------------------------------------------------------------------------
-CLOCK = CLOCKS["clean"]  # main() sets the run's clock
+CLOCK = "clean"  # main() sets the run's clock (a name of tuner.measure.clocks)
 
 
-def bench(fn, how) -> list[float]:
-    return list(CLOCK(fn, how))  # a list: rows are JSON, and _ms reads lists
+def bench(fn) -> list[float]:
+    return list(measure(fn, CLOCK, WARMUP_MS, REP_MS))  # a list: rows are JSON, and _ms reads lists
 
 
 def zeroing_p50(fn) -> float:
     """do_bench's p50 (L2 emptied by writing zeros), kept beside the run's clock for comparison."""
-    return inprocess.bench(fn, FULL)[1]
+    return measure(fn, "do_bench", WARMUP_MS, REP_MS)[1]
 
 
 def copy_bytes_per_s() -> float:
     """Bytes read + written per second by a 1 GiB device copy, with the run's clock."""
     src = torch.empty(COPY_BYTES // 4, dtype=torch.float32, device=DEVICE)
     dst = torch.empty_like(src)
-    p50 = bench(lambda: dst.copy_(src), FULL)[1]
+    p50 = bench(lambda: dst.copy_(src))[1]
     return 2.0 * COPY_BYTES / (p50 * 1e-3)
 
 
@@ -259,45 +257,57 @@ def _err(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 
-def time_peer(fn, inputs, aux, compiled: bool):
-    """(p20, p50, p80, zeroing-clock p50) of a peer, or an error string."""
+def time_peer(fn, inputs, aux, compiled: bool, row: dict, key: str):
+    """row[key]: (p20, p50, p80, zeroing-clock p50) of a peer, or an error string; a compiled peer's
+    first call (its compile) goes to row[<peer>_tuning_s]."""
     try:
         target = torch.compile(fn) if compiled else fn
+        t0 = time.perf_counter()
         target(inputs, aux)  # warm-up: the compile happens here
         torch.cuda.synchronize()
-        return bench(lambda: target(inputs, aux), FULL) + [zeroing_p50(lambda: target(inputs, aux))]
+        if compiled:
+            row[key.replace("_ms", "_tuning_s")] = round(time.perf_counter() - t0, 2)
+        row[key] = bench(lambda: target(inputs, aux)) + [zeroing_p50(lambda: target(inputs, aux))]
     except Exception as exc:
-        return _err(exc)
+        row[key] = _err(exc)
 
 
-def run_case(case: Case, hw, args, deadline, copy_bw: float) -> dict:
-    spec = case.tunable.kernel
-    row = {"op": case.label, "kernel": spec.name, "shape": case.shape, "problem": case.problem.model_dump(),
-           "dtype": getattr(case.problem, "dtype", ""), "library_name": case.library_name}
-    search = Search(case.tunable, case.problem, hw, args.seed, args.threads, DEVICE, timer=CLOCK)
-    inputs = search.inputs
-    search.enqueue([case.default] if case.default else [])
-    search.seed_sparse_space(args.configs)
-    search.run(args.configs, deadline)
-    best = search.best()
-    row["configs"] = search.counts()
-    row["tried"] = [{k: r[k] for k in ("config", "status", "latency_ms", "error") if k in r} for r in search.results]
-    search.ref = None  # the float64 reference can be large (attention): free it before the peers run
+def run_case(case: Case, sw: engine.Sweep, args, copy_bw: float) -> dict:
+    spec = registry.load(registry.resolve_ref(case.kernel)).kernel
+    problem = spec.problem(**case.fields)
+    summary = sw.by_problem(case.kernel, case.fields)
+    prov = engine.provenance(sw, summary)
+    row = {"op": case.label, "kernel": spec.name, "shape": case.shape, "problem": problem.model_dump(),
+           "dtype": getattr(problem, "dtype", ""), "library_name": case.library_name,
+           **{k: v for k, v in prov.items() if k != "tuning_s"}, "ours_tuning_s": prov.get("tuning_s")}
+    inputs = spec.make_inputs(problem, torch.device(DEVICE), args.seed)
+    best = (summary or {}).get("best")
     if best:
         row["best_config"] = best["config"]
-        row["ours_ms"] = list(best["full"])
-        out = spec.make_output(case.problem, inputs)
-        row["ours_zeroing_p50_ms"] = zeroing_p50(lambda: spec.launch(inputs, out, best["config"]))
+        try:
+            fn = engine.verified_launch(spec, problem, inputs, spec.reference(inputs), best["config"])
+            row["ours_ms"] = bench(fn)
+            row["ours_zeroing_p50_ms"] = zeroing_p50(fn)
+        except Exception as exc:  # incorrect here, or failing: a result
+            row["error"] = _err(exc)
+    else:
+        row.setdefault("error", "the sweep found no config verified correct")
+    torch.cuda.empty_cache()  # the float64 reference can be large (attention): freed before the peers
     aux = case.prepare(inputs)
     eager = case.eager or (lambda i, a: spec.baseline(i))
-    row["eager_ms"] = time_peer(eager, inputs, aux, compiled=False)
-    row["compile_ms"] = time_peer(eager, inputs, aux, compiled=True) if not args.no_compile else "skipped"
-    row["library_ms"] = time_peer(case.library, inputs, aux, compiled=False) if case.library else None
+    time_peer(eager, inputs, aux, False, row, "eager_ms")
+    if args.no_compile:
+        row["compile_ms"] = "skipped"
+    else:
+        time_peer(eager, inputs, aux, True, row, "compile_ms")
+    row["library_ms"] = None
+    if case.library:
+        time_peer(case.library, inputs, aux, False, row, "library_ms")
     p50 = row.get("ours_ms", [None, None])[1]
     if p50:
         s = p50 * 1e-3
-        row.update(gbps=spec.bytes_moved(case.problem) / s / 1e9, tflops=spec.flops(case.problem) / s / 1e12,
-                   pct_copy_bw=100.0 * spec.bytes_moved(case.problem) / s / copy_bw)
+        row.update(gbps=spec.bytes_moved(problem) / s / 1e9, tflops=spec.flops(problem) / s / 1e12,
+                   pct_copy_bw=100.0 * spec.bytes_moved(problem) / s / copy_bw)
         for peer in ("eager", "compile", "library"):
             t = row.get(f"{peer}_ms")
             if isinstance(t, list):
@@ -334,10 +344,9 @@ def table(rows, copy_bw: float) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="folder for ops_bench.md and ops_bench.json")
-    ap.add_argument("--configs", type=int, default=48, help="configs tried per op (at most)")
-    ap.add_argument("--threads", type=int, default=8, help="parallel compiles in the search")
-    ap.add_argument("--budget-s", type=float, default=330, help="wall time shared by the ops (a soft limit)")
+    ap.add_argument("--out", required=True, help="folder for ops_bench.md, .json and .mlflow.db")
+    ap.add_argument("--configs", type=int, default=48, help="candidates per op (search.samples)")
+    ap.add_argument("--threads", type=int, default=8, help="candidates in flight per op (search.concurrency)")
     ap.add_argument("--only", default="", help="comma-separated substrings of op labels to run")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
     ap.add_argument("--seed", type=int, default=0)
@@ -351,28 +360,31 @@ def main(argv=None) -> int:
 
     global CLOCK
     CLOCK = CLOCKS[args.clock]
-    name = torch.cuda.get_device_name()
-    hw = hardware.profile_for_gpu(name) or hardware.profile("h100")  # the constraints' chip limits
     todo = [c for c in cases() if not args.only or any(s in c.label for s in args.only.split(","))]
-    meta = {"gpu": name, "hardware_profile": hw.name, "torch": torch.__version__, "triton": triton.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "configs_per_op": args.configs, "seed": args.seed,
-            "timing": f"clock {args.clock!r} ({CLOCK.__name__}), p20/p50/p80 ms; screening warmup/rep "
-                      f"{QUICK}, winner and peers {FULL}"}
+    kind = engine.gpu_kind()[0]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    sw = engine.sweep(build(todo, args, engine.target(kind)), log=lambda m: print(m, flush=True))
+    meta = {"gpu": torch.cuda.get_device_name(), "hardware_profile": kind, "torch": torch.__version__,
+            "triton": triton.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "configs_per_op": args.configs,
+            "seed": args.seed, "experiment": sw.name, "tracking_uri": sw.uri,
+            "mlflow_db": engine.keep_store(sw, str(out), "ops_bench"), "sweep_s": time.perf_counter() - start,
+            "timing": f"clock {CLOCK!r} (tuner.measure.clocks), p20/p50/p80 ms; the sweep's candidates and "
+                      f"top 3 by the engine, the winner and peers here (warm-up {WARMUP_MS} ms, {REP_MS} ms)"}
     copy_bw = meta["copy_bytes_per_s"] = copy_bytes_per_s()
     torch.cuda.empty_cache()  # the copy's 2 GiB
     print(json.dumps(meta), flush=True)
-    rows, start = [], time.perf_counter()
-    for n, case in enumerate(todo):
-        # Each op gets an equal share of what is left of the budget; its config search stops at
-        # 60% of it, leaving the rest for the reference, the re-timing and the peers (compile).
-        share = max(5.0, (args.budget_s - (time.perf_counter() - start)) / (len(todo) - n))
-        print(f"== {case.label} [{case.shape}] budget {share:.0f} s", flush=True)
+    rows = []
+    for case in todo:
+        print(f"== {case.label} [{case.shape}]", flush=True)
         t0 = time.perf_counter()
         try:
-            row = run_case(case, hw, args, deadline=t0 + 0.6 * share, copy_bw=copy_bw)
+            row = run_case(case, sw, args, copy_bw=copy_bw)
         except Exception as exc:  # the op failed as a whole: say why, go on with the next
             traceback.print_exc()
-            row = {"op": case.label, "shape": case.shape, "dtype": getattr(case.problem, "dtype", ""),
+            row = {"op": case.label, "shape": case.shape, "dtype": case.fields.get("dtype", ""),
+                   **engine.provenance(sw, sw.by_problem(case.kernel, case.fields)),
                    "error": _err(exc), "compute_bound": case.compute_bound}
         row["wall_s"] = time.perf_counter() - t0
         rows.append(row)
@@ -380,9 +392,9 @@ def main(argv=None) -> int:
         torch.cuda.empty_cache()
     md = table(rows, copy_bw)
     print("\n" + md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ops_bench.md").write_text(f"{json.dumps(meta)}\n\n{md}\n")
+    head = (f"ours: the product's engine, MLflow experiment `{sw.name}` at {sw.uri} (copied to "
+            f"{meta['mlflow_db']}); each row's parent run is in ops_bench.json")
+    (out / "ops_bench.md").write_text(f"{json.dumps(meta)}\n\n{head}\n\n{md}\n")
     (out / "ops_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
     total = time.perf_counter() - start
     print(f"\nwrote {out / 'ops_bench.md'} and {out / 'ops_bench.json'}; total {total:.0f} s")

@@ -2,11 +2,11 @@
 
 For questions a search answers badly ("does switch X help on this layer at all?"): every config of
 the plan runs on the same inputs, is checked against the float64 reference (output poisoned first)
-and timed three ways, with do_bench (events, L2 flushed by zeroing), inprocess.clean_flush_bench
-(events, L2 flushed by reading, the call's own write-back charged) and do_bench_cudagraph (no launch
-cost), as is
-the kernel's baseline (its library peer: cuBLAS, cuDNN, ...), and the host's cost per launch is
-measured. A failing config is recorded with its error, and the plan goes on.
+and timed three ways by tuner.measure.clocks' named clocks, `do_bench` (events, L2 flushed by
+zeroing), `clean` (events, L2 flushed by reading, the call's own write-back charged) and
+`cudagraph` (no launch cost), as is the kernel's baseline (its library peer: cuBLAS, cuDNN, ...), and the host's cost per launch is
+measured. A failing config is recorded with its error, and the plan goes on. Nothing is searched
+here: the configs are the plan's (a search is the product's engine: `kernelevolve run`).
 
   python benchmarks/probe_configs.py --plan plan.json --out DIR
 plan.json: [{"kernel": "conv2d", "label": "...", "problem": {...}, "configs": [{...}, ...]}, ...]
@@ -24,19 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 import triton  # noqa: E402
-import triton.testing  # noqa: E402
 
-from tuner.measure.inprocess import FULL, bench, clean_flush_bench, host_us  # noqa: E402
+from tuner.measure.clocks import host_us, measure  # noqa: E402
 from tuner.experiment.registry import load, resolve_ref  # noqa: E402
 from tuner.measure.verify import check, poison  # noqa: E402
 
 
 def timings(fn) -> dict:
-    """do_bench (events, L2 flushed, p20/p50/p80), clean_flush_bench's p50, do_bench_cudagraph (GPU
-    time without launch cost) and the host's launch cost per call."""
-    q = bench(fn, FULL)
-    clean = clean_flush_bench(fn, FULL)[1]
-    graph = triton.testing.do_bench_cudagraph(fn, rep=100)  # the mean, as the probes on record were
+    """do_bench (events, L2 flushed, p20/p50/p80), the clean clock's p50, the cudagraph clock's p50
+    (GPU time without launch cost; the probes on record before the clocks were named give the mean)
+    and the host's launch cost per call."""
+    q = measure(fn, "do_bench", 25, 100)
+    clean = measure(fn, "clean", 25, 100)[1]
+    graph = measure(fn, "cudagraph", rep_ms=100)[1]
     return {"p20_ms": float(q[0]), "ms": float(q[1]), "p80_ms": float(q[2]), "clean_ms": clean, "graph_ms": float(graph),
             "host_us": host_us(fn, calls=200)}
 

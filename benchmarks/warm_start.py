@@ -90,7 +90,7 @@ def compare(cold: dict, warm: dict, source: dict) -> dict:
         ok = [r["latency_ms"] for r in arm["records"] if r["status"] == "ok"]
         return {"trials_to_2pct": trials_to(arm["records"], best) if best else None,
                 "evaluated": sum(1 for r in arm["records"] if r["status"] != "invalid"),
-                "best_ms": min(ok) if ok else None, "fit_s": arm["summary"].get("fit_s"),
+                "best_ms": min(ok) if ok else None, "fit_s": arm["summary"].get("wall_s"),
                 "retimed_best_ms": (arm["summary"].get("best") or {}).get("latency_ms")}
     ws = warm.get("warm_start") or {}
     gpu = next((r["gpu_name"] for r in cold["records"] if r.get("gpu_name")), "")

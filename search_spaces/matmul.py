@@ -120,21 +120,3 @@ def space(problem: MatmulProblem, hw: Hardware) -> Space:
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)
-
-# Starting points for in-process searches (tuner/measure/inprocess.py enqueues them; each is tried only
-# where the space allows it, missing switches taking the space's first value): the issue-2 H100
-# winner and its relatives, then the config list of Triton's tutorial 03-matrix-multiplication.py
-# (get_cuda_autotune_config(), values copied), so that a search never ends worse than that public
-# starting point for lack of trying it.
-WARM_CONFIGS = [
-    dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3),
-    dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3, TMA=True, PERSISTENT=True),
-    dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4, TMA=True, WARP_SPECIALIZE=True),
-    dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, GROUP_M=1, num_warps=4, num_stages=4, TMA=True),
-    dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, GROUP_M=1, num_warps=4, num_stages=4, SPLIT_K=4,
-         SPLIT_K_REDUCE="two_pass"),
-] + [dict(BLOCK_M=m, BLOCK_N=n, BLOCK_K=k, GROUP_M=8, num_warps=w, num_stages=st)
-     for m, n, k, st, w in [(128, 256, 64, 3, 8), (64, 256, 32, 4, 4), (128, 128, 32, 4, 4),
-                            (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (128, 32, 32, 4, 4),
-                            (64, 32, 32, 5, 2), (32, 64, 32, 5, 2), (128, 128, 64, 4, 4),
-                            (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (128, 32, 64, 4, 4)]]

@@ -1,6 +1,7 @@
 """benchmarks/dlrm.py --smoke on the CPU: the DLRM-style model's three paths (torch eager,
-torch.compile, our kernels in the interpreter) agree with an fp32 run; our op configs come from a
-search per op (tuner/measure/inprocess.py), or from a tuned table when one is given."""
+torch.compile, our kernels in the interpreter) agree with an fp32 run; our op configs come from
+one sweep of the product's engine over every op (target cpu-interpreter, each op's study in
+MLflow), or from a tuned table when one is given."""
 import importlib.util
 import json
 import os
@@ -42,8 +43,20 @@ def test_three_paths_agree_with_searched_kernels(dlrm, tmp_path):
     res, plan = _run(dlrm, tmp_path)
     s = res["sizes"]
     assert set(plan) == {"bottom0", "bottom1", "top0", "top1", "top2", "embedding_bag", "interaction"}
+    assert res["experiment"] == "dlrm-smoke" and res["tracking_uri"].startswith("sqlite:///")
+    assert (tmp_path / "dlrm.mlflow.db").exists()
+    studies = set()
     for p in plan.values():
-        assert p["source"].startswith("search") and any(t["status"] == "ok" for t in p["search"]["tried"])
+        assert p["source"].startswith("search"), p["source"]
+        prov = p["search"]
+        assert prov["configs"].get("ok", 0) > 0 and prov["parent_run_id"] and prov["tuning_s"] > 0
+        assert prov["experiment"] == res["experiment"] and prov["tracking_uri"] == res["tracking_uri"]
+        assert prov["study"].endswith("/cpu-interpreter")
+        studies.add(prov["study"])
+    # one study per distinct op problem (the smoke's bottom1 and top1 are both 32x16x32 + relu)
+    problems = {json.dumps([p["kernel"], p["problem"]], sort_keys=True) for p in plan.values()}
+    assert len(studies) == len(problems) == 6
+    assert plan["bottom1"]["search"]["parent_run_id"] == plan["top1"]["search"]["parent_run_id"]
     # dense vector + the 4 * 3 / 2 pairs, padded to 8 elements (16-byte rows in bf16)
     assert plan["top0"]["problem"]["K"] == dlrm.aligned(s["dim"] + 6) == 24
     assert plan["embedding_bag"]["problem"]["num_bags"] == s["tables"] * res["batches"][0]["batch"]

@@ -1,0 +1,95 @@
+"""The benchmarks search through the product's engine (benchmarks/engine.py): each benchmark's one
+experiment loads with the product's loader (valid kernels, problems, target; no start points), its
+rows find their study, and a tiny interpreter sweep through the shared helper gives summaries with
+MLflow parent runs whose winners launch, verified, in this process."""
+import argparse
+import os
+
+import pytest
+import torch
+
+from benchmarks import engine
+
+
+def _loaded(data):
+    exp, folder = engine.load(data)
+    studies = list(exp.studies())
+    assert exp.tracking.uri == f"sqlite:///{os.path.join(folder, 'mlflow.db')}"
+    assert not exp.search.start_points and all(not e.start_points for e in exp.kernels)
+    assert not exp.search.warm_start
+    return exp, studies
+
+
+def _index(exp, studies):
+    """A Sweep without a run: each study's key as its summary, to check by_problem's lookup."""
+    return engine.Sweep(exp.name, exp.tracking.uri, "", [{"study": st.key} for st in studies],
+                        tuple((st.kernel_name, st.problem.model_dump()) for st in studies))
+
+
+@pytest.mark.parametrize("kind", ["h100", "h200"])
+def test_gemm_suite_is_one_experiment_of_every_shape(kind):
+    from benchmarks import gemm_suite as g
+
+    args = argparse.Namespace(configs=40, threads=8, seed=0, clock="clean")
+    todo = g.jobs(None)
+    exp, studies = _loaded(g.build(todo, args, engine.target(kind)))
+    assert len(studies) == len(todo) == len(g.SHAPES) + len(g.FUSED) + len(g.CONV_LAYERS)
+    assert {st.kernel_name for st in studies} == {"matmul", "gemm_epilogue", "conv2d"}
+    assert exp.targets[0].name == kind and exp.targets[0].resources["GPU"] == engine.GPU_SHARE
+    assert exp.timing.clock == "clean" and exp.search.samples == 40 and exp.search.concurrency == 8
+    sw = _index(exp, studies)
+    keys = [sw.by_problem(kernel, fields)["study"] for _, _, kernel, fields in todo]
+    assert len(set(keys)) == len(todo)
+    assert [j[0] for j in g.jobs("conv")] == [c[0] for c in g.CONV_LAYERS]
+
+
+def test_ops_bench_is_one_experiment_of_every_op():
+    from benchmarks import ops_bench as o
+
+    args = argparse.Namespace(configs=48, threads=8, seed=0, clock="zeroing")
+    cases = o.cases()
+    exp, studies = _loaded(o.build(cases, args, engine.target("h100")))
+    assert len(studies) == len(cases) and exp.timing.clock == "do_bench"
+    sw = _index(exp, studies)
+    assert len({sw.by_problem(c.kernel, c.fields)["study"] for c in cases}) == len(cases)
+
+
+def test_dlrm_is_one_experiment_of_every_op_of_every_batch():
+    from benchmarks import dlrm
+
+    s = dict(dlrm.FULL)
+    args = argparse.Namespace(configs=24, threads=8)
+    exp, studies = _loaded(dlrm.experiment(s, "h100", args))
+    ops = {(k, p.model_dump_json()) for b in s["batches"] for _, k, p in dlrm.ops(s, b)}
+    assert len(studies) == len(ops)  # every distinct op problem once, both batch sizes
+    smoke, _ = _loaded(dlrm.experiment(dict(dlrm.SMOKE), "cpu-interpreter", argparse.Namespace(configs=3, threads=1)))
+    assert smoke.targets[0].profile.interpreter and smoke.search.concurrency == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter sweep; GPU runs use the benchmarks themselves")
+def test_a_tiny_sweep_gives_parent_runs_and_a_verified_winner():
+    from tuner.experiment import registry
+
+    fields = {"M": 16, "N": 16, "K": 16, "dtype": "float32"}
+    data = engine.experiment("bench-engine-tiny", [{"kernel": "matmul", "problems": [fields, dict(fields)]}],
+                             engine.target("cpu-interpreter"), samples=2, concurrency=1, top_k=1,
+                             retime_rounds=1)
+    here = os.getcwd()
+    sw = engine.sweep(data, log=lambda m: None)
+    assert os.getcwd() == here and sw.uri == f"sqlite:///{os.path.join(sw.folder, 'mlflow.db')}"
+    [summary] = sw.summaries  # the repeated problem is one study
+    assert summary["study"] == "matmul/M16_N16_K16_float32/cpu-interpreter"
+    assert summary["parent_run_id"] and sum(summary["counts"].values()) == 2
+    prov = engine.provenance(sw, sw.by_problem("matmul", fields))
+    assert prov["parent_run_id"] == summary["parent_run_id"] and prov["experiment"] == "bench-engine-tiny"
+    assert prov["tuning_s"] > 0 and prov["tracking_uri"] == sw.uri
+    import mlflow
+
+    run = mlflow.tracking.MlflowClient(sw.uri).get_run(summary["parent_run_id"])
+    assert run.info.experiment_id
+    spec = registry.load(registry.resolve_ref("matmul")).kernel
+    problem = spec.problem(**fields)
+    inputs = spec.make_inputs(problem, torch.device("cpu"), 0)
+    launch = engine.verified_launch(spec, problem, inputs, spec.reference(inputs), summary["best"]["config"])
+    launch()
