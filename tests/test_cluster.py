@@ -121,6 +121,15 @@ def test_studies_land_on_the_nodes_with_their_resources(cluster, tmp_path):
         nodes = by_target[target]
         assert len(nodes) == 1, f"{target} ran on several nodes: {nodes}"
         assert lane in cluster[nodes.pop()], f"{target} ran on a node without {lane}"
+    # one sweep schedules both studies together: each target's candidates run on its own node
+    # while the other target's run on theirs (their spans overlap in time)
+    spans = {}
+    for c in children:
+        t, m = c.data.tags["target"], c.data.metrics
+        lo, hi = spans.get(t, (float("inf"), 0.0))
+        spans[t] = (min(lo, m["trial_started"]), max(hi, m["timed_to"]))
+    (a0, a1), (b0, b1) = spans.values()
+    assert max(a0, b0) < min(a1, b1), f"the two studies ran one after the other: {spans}"
 
 
 def test_target_no_node_can_serve_is_a_clear_error(cluster, tmp_path):
