@@ -207,11 +207,12 @@ def test_report_says_which_latency(store, tmp_path, capsys):
 
 
 def test_tables_cut_long_cells_only_when_asked_to_fit():
-    rows = [{"a": "x" * 80, "b": "y" * 80, "c": "short"}]
-    fitted = cli._table(rows, ["a", "b", "c"], 100)
+    rows = [{"config": "x" * 80, "study": "y" * 80, "run_id": "0123456789ab"}]
+    fitted = cli._table(rows, ["config", "study", "run_id"], 100)
     assert all(len(line) <= 100 for line in fitted.splitlines()) and "..." in fitted
+    assert fitted.splitlines()[2].endswith("0123456789ab")  # ids and numbers are never cut
     assert "\x1b[" not in fitted  # no ANSI codes in tables
-    whole = cli._table(rows, ["a", "b", "c"], None)
+    whole = cli._table(rows, ["config", "study", "run_id"], None)
     assert "x" * 80 in whole and "y" * 80 in whole and "cut" not in whole
 
 

@@ -46,14 +46,18 @@ def _elide(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 3)] + "..."
 
 
+CUTTABLE = ("config", "failures", "study", "kernel/problem")  # column names ending so may be cut
+
+
 def _table(rows: list[dict], cols: list[str], width: int | None = TABLE_WIDTH) -> str:
-    """Left-aligned columns. Past `width` characters the widest cells are cut (with '...') until
-    the table fits, and a last line says so; width None: every cell whole (--wide)."""
+    """Left-aligned columns. Past `width` characters the widest cells of the text columns
+    (CUTTABLE: never a number or a run id) are cut with '...' until the table fits, and a last line
+    says so; width None: every cell whole (--wide)."""
     cells = [{c: str(r.get(c, "")) for c in cols} for r in rows]
     widths = {c: max([len(c)] + [len(r[c]) for r in cells]) for c in cols}
     cut = False
     if width is not None:
-        floor = {c: max(len(c), 8) for c in cols}
+        floor = {c: max(len(c), 8) if c.endswith(CUTTABLE) else widths[c] for c in cols}
         while sum(widths.values()) + 2 * (len(cols) - 1) > width:
             c = max(cols, key=lambda k: widths[k] - floor[k])
             if widths[c] <= floor[c]:
