@@ -46,7 +46,7 @@ def test_reproduce_by_the_id_best_shows_then_export(swept, capsys, tmp_path):
     folder, _ = swept
     uri = f"sqlite:///{folder}/mlflow.db"
     assert main(["best", "row-l2norm", "--uri", uri]) == 0
-    short = capsys.readouterr().out.splitlines()[2].split()[-1]
+    [short] = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if line.startswith("study ")]
     assert len(short) == 12
     assert main(["reproduce", short, "--uri", uri, "--json"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -159,12 +159,13 @@ def test_best_gives_typed_values_and_says_which_latency(store, capsys):
     assert main(["best", "hand", "--uri", uri]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert "retimed_ms" in lines[0] and "re-timed at the end of its study" in out
-    assert all(len(line) <= 100 for line in lines[:3]), lines  # the table fits 100 columns
-    assert rid[:12] in lines[2] and rid not in out and "--wide" in out
+    assert lines[0].startswith("study matmul/") and lines[0].endswith(f"run_id {rid[:12]}") and rid not in out
+    assert "retimed_ms 0.125" in lines[1] and "re-timed at the end of its study" in " ".join(lines)
+    assert all(len(line) <= 100 for line in lines), lines  # fits a 100-column terminal, config whole
+    assert '"BLOCK_M": 64' in out and '"EVEN_K": true' in out and '"num_stages": 3}' in out
     assert main(["best", "hand", "--uri", uri, "--wide"]) == 0
     wide = capsys.readouterr().out
-    assert '"BLOCK_M": 64' in wide and '"EVEN_K": true' in wide and max(map(len, wide.splitlines())) > 100
+    assert "retimed_ms" in wide.splitlines()[0] and max(map(len, wide.splitlines())) > 100
 
 
 def test_compare_and_export_give_the_same_types(store, capsys, tmp_path):

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 
 EXIT_USER_ERROR = 2
 EXIT_NO_CORRECT = 1
@@ -42,8 +43,47 @@ def _width(wide: bool) -> int | None:
     return TABLE_WIDTH
 
 
-def _elide(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(1, width - 3)] + "..."
+def _elide(text: str, width: int, middle: bool = False) -> str:
+    """text cut to width with '...': at its end, or in its middle (study keys: kernel and target stay)."""
+    if len(text) <= width:
+        return text
+    if middle and width >= 9:
+        head = (width - 3) // 2
+        return text[:head] + "..." + text[len(text) - (width - 3 - head):]
+    return text[: max(1, width - 3)] + "..."
+
+
+def _wrap_json(label: str, value: str, width: int | None, indent: str = "  ") -> list[str]:
+    """`label value` with a long JSON value wrapped after its commas, continuation lines aligned."""
+    first = f"{indent}{label} "
+    if width is None or len(first) + len(value) <= width:
+        return [first + value]
+    lines, line = [], first
+    for piece in value.split(", "):
+        piece_text = piece if line.endswith(" ") or line == first else ", " + piece
+        if len(line) + len(piece_text) + 1 > width and line.strip() != label:
+            lines.append(line + ",")
+            line = " " * len(first) + piece
+        else:
+            line += piece_text if line != first else piece
+    lines.append(line)
+    return [_elide(x, width) for x in lines]
+
+
+def _note(text: str, width: int | None) -> str:
+    return text if width is None else textwrap.fill(text, width, subsequent_indent="  ")
+
+
+def _best_blocks(rows: list[dict], width: int) -> str:
+    """`kernelevolve best` on a terminal: one block per study, every line within width (a table
+    of these columns would leave a config no room at all; --wide prints the table)."""
+    out = []
+    for r in rows:
+        out.append(_elide(f"study {r['study']}   run_id {r['run_id']}", width, middle=True))
+        out.append(_elide(f"  retimed_ms {r['retimed_ms']}   speedup_vs_torch {r['speedup_vs_torch']}   "
+                          f"tflops {r['tflops']}   candidates {r['candidates']}   timing {r['timing']}", width))
+        out += _wrap_json("config", r["config"], width)
+    return "\n".join(out)
 
 
 CUTTABLE = ("config", "failures", "study", "kernel/problem")  # column names ending so may be cut
@@ -57,7 +97,8 @@ def _table(rows: list[dict], cols: list[str], width: int | None = TABLE_WIDTH) -
     widths = {c: max([len(c)] + [len(r[c]) for r in cells]) for c in cols}
     cut = False
     if width is not None:
-        floor = {c: max(len(c), 8) if c.endswith(CUTTABLE) else widths[c] for c in cols}
+        floor = {c: (max(len(c), 24) if c in ("study", "kernel/problem") else max(len(c), 8))
+                 if c.endswith(CUTTABLE) else widths[c] for c in cols}
         while sum(widths.values()) + 2 * (len(cols) - 1) > width:
             c = max(cols, key=lambda k: widths[k] - floor[k])
             if widths[c] <= floor[c]:
@@ -66,7 +107,8 @@ def _table(rows: list[dict], cols: list[str], width: int | None = TABLE_WIDTH) -
             cut = True
     lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip(),
              "  ".join("-" * widths[c] for c in cols)]
-    lines += ["  ".join(_elide(r[c], widths[c]).ljust(widths[c]) for c in cols).rstrip() for r in cells]
+    lines += ["  ".join(_elide(r[c], widths[c], middle=c in ("study", "kernel/problem")).ljust(widths[c])
+                        for c in cols).rstrip() for r in cells]
     if cut:
         lines.append("(long cells cut to fit: --wide shows them whole, --json gives every value)")
     return "\n".join(lines)
@@ -127,7 +169,7 @@ def cmd_run(args) -> int:
                  _width(getattr(args, "wide", False))))
     from tuner.review.report import RETIMED_NOTE
 
-    print(RETIMED_NOTE)
+    print(_note(RETIMED_NOTE, _width(getattr(args, "wide", False))))
     print(f"\nreview: kernelevolve best {exp.name}   |   kernelevolve report {exp.name} -o report.html"
           f"   |   kernelevolve ui")
     failed = [s["study"] for s in summaries if not s["best"]]
@@ -175,10 +217,11 @@ def cmd_best(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(_table(report.display_best(rows), report.BEST_COLUMNS, _width(args.wide)))
-        print(report.RETIMED_NOTE)
-        print(f"run_id: the study's parent run ({report.SHORT_ID} characters; every command taking a "
-              "run id takes them): `kernelevolve reproduce RUN_ID` re-runs its best candidate")
+        shown, width = report.display_best(rows), _width(args.wide)
+        print(_table(shown, report.BEST_COLUMNS, None) if width is None else _best_blocks(shown, width))
+        print(_note(report.RETIMED_NOTE, width))
+        print(_note(f"run_id: the study's parent run ({report.SHORT_ID} characters; every command taking "
+                    "a run id takes them): `kernelevolve reproduce RUN_ID` re-runs its best candidate", width))
     return 0
 
 
@@ -192,7 +235,7 @@ def cmd_compare(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(_table(report.display_compare(rows, cols), cols, _width(args.wide)))
-    print(report.RETIMED_NOTE)
+    print(_note(report.RETIMED_NOTE, _width(args.wide)))
     if any(r.data.tags.get("timing") == "interpreter" for r in runs.values()):
         print("\n(interpreter): CPU wall time in Triton's interpreter, not GPU performance")
     return 0
