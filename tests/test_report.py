@@ -196,13 +196,18 @@ def test_report_draws_plots_for_runs_logged_without_them(tmp_path):
 def test_ui_binds_loopback_by_default_and_prints_the_url(monkeypatch, capsys):
     seen = {}
 
-    def fake_call(cmd):  # the real one would start a server and block
-        seen["cmd"] = cmd
-        return 0
+    class FakeServer:  # the real one would start a server and block
+        def __init__(self, cmd, **kwargs):
+            seen["cmd"], seen["kwargs"] = cmd, kwargs
 
-    monkeypatch.setattr("subprocess.call", fake_call)
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr("subprocess.Popen", FakeServer)
+    monkeypatch.setattr("tuner.cli._stop_group", lambda proc: seen.setdefault("stopped", proc))
     assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
     assert main(["ui", "--uri", "sqlite:////tmp/x.db", "--port", "5071"]) == 0
     cmd = seen["cmd"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert seen["kwargs"] == {"start_new_session": True} and isinstance(seen["stopped"], FakeServer)
     assert "http://127.0.0.1:5071" in capsys.readouterr().out
