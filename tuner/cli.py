@@ -343,9 +343,14 @@ def cmd_ui(args) -> int:
     except KeyboardInterrupt:
         print("\nstopping the MLflow UI", file=sys.stderr, flush=True)
         return 0
-    finally:
-        _stop_group(proc)
-        signal.signal(signal.SIGTERM, old)
+    finally:  # a second Ctrl-C or SIGTERM must not cut the clean-up short
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            _stop_group(proc)
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old)
 
 
 def cmd_reproduce(args) -> int:
