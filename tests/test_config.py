@@ -109,6 +109,7 @@ def test_gpu_target_without_gpu_is_a_clear_error(tmp_path, capsys):
     assert main(["run", path, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "needs GPU=1" in err and "no GPU" in err and "Traceback" not in err
+    assert f"{path}: targets[0]:" in err and err.count("\n") == 1  # file and field, before Ray starts
 
 
 def test_profile_for_gpu_names_the_chip_or_none():

@@ -109,7 +109,7 @@ def test_report_is_self_contained_and_has_every_study(review_sweep, tmp_path, ca
     assert html.escape(plots.INTERPRETER_NOTE) in text and "roofline.png: skipped" in text
     assert main(["best", NAME, "--uri", review_sweep.uri, "--json"]) == 0
     for row in json.loads(capsys.readouterr().out):  # the report's table holds what `best` prints
-        assert html.escape(row["study"]) in text and html.escape(row["config"]) in text
+        assert html.escape(row["study"]) in text and html.escape(json.dumps(row["config"])) in text
 
 
 @pytest.mark.slow
@@ -118,14 +118,14 @@ def test_compare_prints_both_targets_side_by_side(review_sweep, capsys):
     out = capsys.readouterr().out
     header = out.splitlines()[0]
     for target in ("cpu-a", "cpu-b"):
-        assert f"{target} ms" in header and f"{target} speedup" in header and f"{target} config" in header
+        assert f"{target} retimed_ms" in header and f"{target} speedup" in header and f"{target} config" in header
     rows = [line for line in out.splitlines() if line.startswith("matmul/")]
     assert len(rows) == 1 and rows[0].count("(interpreter)") == 2
     assert main(["compare", NAME, "--uri", review_sweep.uri, "--json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     best = {s["study"].rsplit("/", 1)[1]: s["best"] for s in review_sweep.summaries}
     for target in ("cpu-a", "cpu-b"):
-        assert json.loads(row[f"{target} config"]) == {k: str(v) for k, v in best[target]["config"].items()}
+        assert row[f"{target} config"] == best[target]["config"]  # typed as the kernel saw them
 
 
 @pytest.mark.slow
@@ -196,13 +196,18 @@ def test_report_draws_plots_for_runs_logged_without_them(tmp_path):
 def test_ui_binds_loopback_by_default_and_prints_the_url(monkeypatch, capsys):
     seen = {}
 
-    def fake_call(cmd):  # the real one would start a server and block
-        seen["cmd"] = cmd
-        return 0
+    class FakeServer:  # the real one would start a server and block
+        def __init__(self, cmd, **kwargs):
+            seen["cmd"], seen["kwargs"] = cmd, kwargs
 
-    monkeypatch.setattr("subprocess.call", fake_call)
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr("subprocess.Popen", FakeServer)
+    monkeypatch.setattr("tuner.cli._stop_group", lambda proc: seen.setdefault("stopped", proc))
     assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
     assert main(["ui", "--uri", "sqlite:////tmp/x.db", "--port", "5071"]) == 0
     cmd = seen["cmd"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert seen["kwargs"] == {"start_new_session": True} and isinstance(seen["stopped"], FakeServer)
     assert "http://127.0.0.1:5071" in capsys.readouterr().out

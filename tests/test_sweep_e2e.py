@@ -119,7 +119,8 @@ def test_best_command_prints_the_table(swept, capsys):
     assert main(["best", "e2e", "--uri", f"sqlite:///{root}/store/mlflow.db", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0]["timing"] == "interpreter"
-    assert json.loads(rows[0]["config"]) == {k: str(v) for k, v in summaries[0]["best"]["config"].items()}
+    assert rows[0]["config"] == summaries[0]["best"]["config"]  # typed: ints as ints, bools as bools
+    assert rows[0]["retimed_ms"] == pytest.approx(summaries[0]["best"]["latency_ms"])
 
 
 def test_unknown_experiment_is_exit_2(swept, capsys):

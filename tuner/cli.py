@@ -1,36 +1,123 @@
 """`kernelevolve`: run sweeps, review them (best configs, targets compared, HTML report, MLflow UI).
 
-User errors (a bad experiment file, an unknown kernel or experiment, a target no node can serve)
-print one message and exit with code 2; argparse does the same for bad command lines.
+User errors (a bad experiment file, an unknown kernel or experiment, a target no node can serve,
+no store where one is read) print one message and exit with code 2; argparse does the same for
+bad command lines. A sweep in which no candidate of some study was correct exits with code 1.
+
+This module imports neither torch nor Ray nor MLflow at its top: `kernelevolve --help` and
+`--version` answer at once; each command imports what it needs.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
-
-from tuner.experiment import config as config_mod
+import textwrap
 
 EXIT_USER_ERROR = 2
+EXIT_NO_CORRECT = 1
+DEFAULT_URI = "sqlite:///mlflow.db"  # tuner.experiment.config.Tracking's default (a test checks)
+TABLE_WIDTH = 100  # columns a table fits when stdout is not a terminal
 
 
 class UserError(Exception):
     pass
 
 
-def _table(rows: list[dict], cols: list[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in cols}
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols), "  ".join("-" * widths[c] for c in cols)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols) for r in rows]
+def _config():
+    from tuner.experiment import config  # pydantic, the kernel registry, torch: not for --help
+
+    return config
+
+
+def _width(wide: bool) -> int | None:
+    if wide:
+        return None
+    if sys.stdout.isatty():
+        return max(60, shutil.get_terminal_size((TABLE_WIDTH, 24)).columns)
+    return TABLE_WIDTH
+
+
+def _elide(text: str, width: int, middle: bool = False) -> str:
+    """text cut to width with '...': at its end, or in its middle (study keys: kernel and target stay)."""
+    if len(text) <= width:
+        return text
+    if middle and width >= 9:
+        head = (width - 3) // 2
+        return text[:head] + "..." + text[len(text) - (width - 3 - head):]
+    return text[: max(1, width - 3)] + "..."
+
+
+def _wrap_json(label: str, value: str, width: int | None, indent: str = "  ") -> list[str]:
+    """`label value` with a long JSON value wrapped after its commas, continuation lines aligned."""
+    first = f"{indent}{label} "
+    if width is None or len(first) + len(value) <= width:
+        return [first + value]
+    lines, line = [], first
+    for piece in value.split(", "):
+        piece_text = piece if line.endswith(" ") or line == first else ", " + piece
+        if len(line) + len(piece_text) + 1 > width and line.strip() != label:
+            lines.append(line + ",")
+            line = " " * len(first) + piece
+        else:
+            line += piece_text if line != first else piece
+    lines.append(line)
+    return [_elide(x, width) for x in lines]
+
+
+def _note(text: str, width: int | None) -> str:
+    return text if width is None else textwrap.fill(text, width, subsequent_indent="  ")
+
+
+def _best_blocks(rows: list[dict], width: int) -> str:
+    """`kernelevolve best` on a terminal: one block per study, every line within width (a table
+    of these columns would leave a config no room at all; --wide prints the table)."""
+    out = []
+    for r in rows:
+        out.append(_elide(f"study {r['study']}   run_id {r['run_id']}", width, middle=True))
+        out.append(_elide(f"  retimed_ms {r['retimed_ms']}   speedup_vs_torch {r['speedup_vs_torch']}   "
+                          f"tflops {r['tflops']}   candidates {r['candidates']}   timing {r['timing']}", width))
+        out += _wrap_json("config", r["config"], width)
+    return "\n".join(out)
+
+
+CUTTABLE = ("config", "failures", "study", "kernel/problem")  # column names ending so may be cut
+
+
+def _table(rows: list[dict], cols: list[str], width: int | None = TABLE_WIDTH) -> str:
+    """Left-aligned columns. Past `width` characters the widest cells of the text columns
+    (CUTTABLE: never a number or a run id) are cut with '...' until the table fits, and a last line
+    says so; width None: every cell whole (--wide)."""
+    cells = [{c: str(r.get(c, "")) for c in cols} for r in rows]
+    widths = {c: max([len(c)] + [len(r[c]) for r in cells]) for c in cols}
+    cut = False
+    if width is not None:
+        floor = {c: (max(len(c), 24) if c in ("study", "kernel/problem") else max(len(c), 8))
+                 if c.endswith(CUTTABLE) else widths[c] for c in cols}
+        while sum(widths.values()) + 2 * (len(cols) - 1) > width:
+            c = max(cols, key=lambda k: widths[k] - floor[k])
+            if widths[c] <= floor[c]:
+                break
+            widths[c] -= 1
+            cut = True
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip(),
+             "  ".join("-" * widths[c] for c in cols)]
+    lines += ["  ".join(_elide(r[c], widths[c], middle=c in ("study", "kernel/problem")).ljust(widths[c])
+                        for c in cols).rstrip() for r in cells]
+    if cut:
+        lines.append("(long cells cut to fit: --wide shows them whole, --json gives every value)")
     return "\n".join(lines)
 
 
 @contextlib.contextmanager
 def _progress_display(quiet: bool):
-    """Live rows on a terminal; plain lines where stdout is a file or a pipe (CI logs); nothing
-    with --quiet. Yields the progress object, whose `log` takes the driver's messages."""
+    """Live rows on a terminal; plain lines where stdout is a file or a pipe (CI logs: no ANSI
+    codes); nothing with --quiet. Yields the progress object, whose `log` takes the driver's messages."""
     from tuner.review.progress import Progress, RichProgress
 
     if quiet:
@@ -42,11 +129,33 @@ def _progress_display(quiet: bool):
         yield Progress(print)
 
 
+def check_gpu_targets(exp, address: str | None) -> None:
+    """A GPU target on a machine whose torch sees no GPU, with no cluster to join: the
+    experiment file's error (file, targets[i]), before Ray starts. With an address the cluster's
+    nodes may have GPUs: the sweep checks its resources then."""
+    if address or exp.ray.address:
+        return
+    gpu_targets = [(i, t) for i, t in enumerate(exp.targets)
+                   if not t.profile.interpreter and t.ray_resources().get("GPU", 0) > 0]
+    if not gpu_targets:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    i, t = gpu_targets[0]
+    raise _config().ConfigError(
+        f"{exp.source_path}: targets[{i}]: '{t.name}' is a GPU target ({t.profile.name}: needs "
+        f"GPU={t.ray_resources()['GPU']:g} per candidate) and torch sees no GPU on this machine (run it on a GPU machine, join a Ray cluster with GPUs with "
+        "--address or ray.address, or use {name: cpu-interpreter})")
+
+
 def cmd_run(args) -> int:
     from tuner.execution import sweep
     from tuner.review.report import fmt
 
-    exp = config_mod.load(args.experiment)
+    exp = _config().load(args.experiment)
+    check_gpu_targets(exp, args.address)
     try:
         with _progress_display(args.quiet) as progress:
             summaries = sweep.run(exp, address=args.address, resume=args.resume, log=progress.log,
@@ -57,29 +166,42 @@ def cmd_run(args) -> int:
         return 128 + stop.signum
     rows = [{"study": s["study"], "timing": s["timing"], "candidates": sum(s["counts"].values()),
              "ok": s["counts"].get("ok", 0),
-             "best_ms": fmt((s["best"] or {}).get("latency_ms")),
+             "retimed_ms": _latency((s["best"] or {}).get("latency_ms"), (s["best"] or {}).get("measured_by")),
              "speedup_vs_torch": fmt((s["best"] or {}).get("speedup"), 3),
              "failures": ", ".join(f"{k}={v}" for k, v in sorted(s["counts"].items()) if k != "ok")}
             for s in summaries]
-    print(_table(rows, ["study", "timing", "candidates", "ok", "best_ms", "speedup_vs_torch", "failures"]))
+    print(_table(rows, ["study", "timing", "candidates", "ok", "retimed_ms", "speedup_vs_torch", "failures"],
+                 _width(getattr(args, "wide", False))))
+    from tuner.review.report import RETIMED_NOTE
+
+    print(_note(RETIMED_NOTE, _width(getattr(args, "wide", False))))
     print(f"\nreview: kernelevolve best {exp.name}   |   kernelevolve report {exp.name} -o report.html"
           f"   |   kernelevolve ui")
-    return 0
+    failed = [s["study"] for s in summaries if not s["best"]]
+    for study in failed:
+        print(f"kernelevolve: no candidate was correct in study {study}", file=sys.stderr)
+    return EXIT_NO_CORRECT if failed else 0
+
+
+def _latency(ms, measured_by) -> str:
+    from tuner.review.report import latency_cell
+
+    return latency_cell(ms, measured_by)
 
 
 def cmd_sync(args) -> int:
     from tuner.execution import sweep
 
-    sweep.sync(config_mod.load(args.experiment))
+    sweep.sync(_config().load(args.experiment))
     return 0
 
 
 def _experiment_name(arg: str) -> tuple[str, str]:
     """An experiment by name, or by the YAML that names it (then its tracking URI too)."""
     if arg.endswith((".yaml", ".yml")):
-        exp = config_mod.load(arg)
+        exp = _config().load(arg)
         return exp.name, exp.tracking.uri
-    return arg, config_mod.Tracking().uri
+    return arg, DEFAULT_URI
 
 
 def _store(args):
@@ -100,7 +222,11 @@ def cmd_best(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(_table(rows, report.BEST_COLUMNS))
+        shown, width = report.display_best(rows), _width(args.wide)
+        print(_table(shown, report.BEST_COLUMNS, None) if width is None else _best_blocks(shown, width))
+        print(_note(report.RETIMED_NOTE, width))
+        print(_note(f"run_id: the study's parent run ({report.SHORT_ID} characters; every command taking "
+                    "a run id takes them): `kernelevolve reproduce RUN_ID` re-runs its best candidate", width))
     return 0
 
 
@@ -113,7 +239,8 @@ def cmd_compare(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(_table(rows, cols))
+    print(_table(report.display_compare(rows, cols), cols, _width(args.wide)))
+    print(_note(report.RETIMED_NOTE, _width(args.wide)))
     if any(r.data.tags.get("timing") == "interpreter" for r in runs.values()):
         print("\n(interpreter): CPU wall time in Triton's interpreter, not GPU performance")
     return 0
@@ -122,50 +249,120 @@ def cmd_compare(args) -> int:
 def cmd_report(args) -> int:
     from tuner.review import report
 
+    _writable(args.output)
     name, uri = _experiment_name(args.experiment)
     path = report.write(args.uri or uri, name, args.output)
     print(f"report of {name}: {path}")
     return 0
 
 
+def _example_problem(problem_cls, given: str | None) -> dict:
+    if given:
+        try:
+            data = json.loads(given)
+        except ValueError as exc:
+            raise UserError(f"--problem: not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise UserError("--problem: a JSON object, e.g. '{\"rows\": 4096, \"cols\": 1000}'")
+        return data
+    return {k: (1024 if f.is_required() else f.default) for k, f in problem_cls.model_fields.items()}
+
+
 def cmd_kernels(args) -> int:
+    from pydantic import ValidationError
+
     from tuner.experiment import hardware, registry
 
     if args.target not in hardware.PROFILES:
         raise UserError(f"unknown target '{args.target}': known are {', '.join(hardware.PROFILES)}")
     hw = hardware.profile(args.target)
-    for name, ref in sorted(registry.BUILTIN.items()):
-        tunable = registry.load(ref)
+    if args.kernel:  # one kernel: a built-in name, path/to/file.py:OBJECT or package.module:OBJECT
+        try:
+            refs = {args.kernel: registry.resolve_ref(args.kernel, os.getcwd())}
+        except registry.KernelNotFound as exc:
+            raise UserError(str(exc)) from None
+    else:
+        refs = dict(sorted(registry.BUILTIN.items()))
+    for name, ref in refs.items():
+        try:
+            tunable = registry.load(ref)
+        except registry.KernelNotFound as exc:
+            raise UserError(str(exc)) from None
         spec = tunable.kernel
         fields = spec.problem.model_fields
-        example = {k: (1024 if f.is_required() else f.default) for k, f in fields.items()}
-        sp = tunable.space(spec.problem(**example), hw)
+        example = _example_problem(spec.problem, args.problem)
+        try:
+            problem = spec.problem(**example)
+        except (ValidationError, TypeError) as exc:
+            first = str(exc).replace("\n", " ")[:300]
+            raise UserError(f"{name}: the problem {example} is not one of its problems ({first}); "
+                            f"give one with --problem (fields {', '.join(fields)})") from None
+        sp = tunable.space(problem, hw)
         print(f"{name}: {spec.description}")
         print(f"  problem fields: {', '.join(fields)}   (space shown for {example} on {hw.name})")
         for d in sp.describe():
             print(f"  {d['name']:<12} {d['kind']:<8} {d['values']}")
         for c in sp.constraints:
             print(f"  constraint: {getattr(c, '__doc__', None) or c}")
+        if sp.notes:
+            print(f"  notes: {sp.notes}")
         print(f"  {sp.size()} points before constraints\n")
     return 0
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM to the server's whole process group (mlflow ui starts gunicorn/uvicorn workers),
+    then SIGKILL whatever is left after grace_s."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            os.killpg(proc.pid, 0)  # the leader is gone: are its workers?
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def cmd_ui(args) -> int:
     from tuner.records.tracking import resolve_uri
 
-    _, uri = _experiment_name(args.experiment) if args.experiment else ("", config_mod.Tracking().uri)
+    _, uri = _experiment_name(args.experiment) if args.experiment else ("", DEFAULT_URI)
     uri = resolve_uri(args.uri or uri)
     print(f"MLflow UI over {uri} at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
-    return subprocess.call(cmd)
+    # Its own process group: Ctrl-C and SIGTERM reach only us, and we stop the server and its
+    # workers together (no tracebacks from each of them, nothing left serving).
+    proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        print("\nstopping the MLflow UI", file=sys.stderr, flush=True)
+        return 0
+    finally:  # a second Ctrl-C or SIGTERM must not cut the clean-up short
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            _stop_group(proc)
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old)
 
 
 def cmd_reproduce(args) -> int:
     from tuner.deploy import reproduce
 
     try:
-        res = reproduce.reproduce(args.run_id, args.uri or config_mod.Tracking().uri, seed=args.seed,
+        res = reproduce.reproduce(args.run_id, args.uri or DEFAULT_URI, seed=args.seed,
                                   trust_code=args.trust_code)
     except reproduce.ReproduceError as exc:
         raise UserError(str(exc)) from None
@@ -176,6 +373,9 @@ def cmd_reproduce(args) -> int:
 def cmd_export(args) -> int:
     from tuner.deploy import export
 
+    _writable(args.output)
+    if args.triton_configs and args.triton_configs != "-":
+        _writable(args.triton_configs)
     name, uri = _experiment_name(args.experiment)
     try:
         table = export.build_table(args.uri or uri, name)
@@ -195,38 +395,99 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _writable(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"cannot write {path}: there is no folder {folder}")
+    if os.path.isdir(path):
+        raise UserError(f"cannot write {path}: it is a folder")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kernelevolve")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Version(argparse.Action):
+    """--version, read only when asked (importlib.metadata is not free either)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"kernelevolve {_version()}")
+        parser.exit()
+
+
+EXAMPLES = {
+    "run": "kernelevolve run experiments/quickstart.yaml\n"
+           "  kernelevolve run experiments/gemm-h100.yaml --address auto   # on a Ray cluster\n"
+           "  kernelevolve run experiments/quickstart.yaml --resume        # finish a killed sweep",
+    "sync": "kernelevolve sync experiments/quickstart.yaml",
+    "best": "kernelevolve best quickstart\n  kernelevolve best experiments/quickstart.yaml --json",
+    "kernels": "kernelevolve kernels --target cpu-interpreter\n"
+               "  kernelevolve kernels examples/row_l2norm/plugin.py:TUNABLE --target h100 "
+               "--problem '{\"rows\": 4096, \"cols\": 1000}'",
+    "compare": "kernelevolve compare gemm-h100 --uri sqlite:///mlflow.db",
+    "report": "kernelevolve report quickstart -o report.html",
+    "ui": "kernelevolve ui                     # http://127.0.0.1:5000\n"
+          "  kernelevolve ui --uri sqlite:///runs/mlflow.db --port 5001",
+    "reproduce": "kernelevolve reproduce 3f2a9c81d4e0   # a run id as `best` shows it, or any unique prefix",
+    "export": "kernelevolve export quickstart -o tuned.json --triton-configs tuned_configs.py",
+}
+
+
+def _sub(sub, name: str, help: str):
+    return sub.add_parser(name, help=help, description=help, epilog="example:\n  " + EXAMPLES[name],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kernelevolve", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="kernelevolve", description=__doc__.splitlines()[0],
+                                epilog="a first sweep: kernelevolve run experiments/quickstart.yaml && "
+                                       "kernelevolve best quickstart")
+    p.add_argument("--version", action=_Version, help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run the sweep an experiment file describes")
+    r = _sub(sub, "run", "run the sweep an experiment file describes")
     r.add_argument("experiment", help="path to an experiment YAML")
     r.add_argument("--address", help="Ray cluster address ('auto' for the running cluster)")
     r.add_argument("--quiet", action="store_true", help="print only the final table")
+    r.add_argument("--wide", action="store_true", help="the final table's cells whole")
     r.add_argument("--resume", action="store_true",
                    help="finish the experiment's latest sweep (after a crash or a kill)")
     r.set_defaults(fn=cmd_run)
-    y = sub.add_parser("sync", help="send journaled records to MLflow (after it was unreachable)")
+    y = _sub(sub, "sync", "send journaled records to MLflow (after it was unreachable)")
     y.add_argument("experiment", help="path to the experiment YAML")
     y.set_defaults(fn=cmd_sync)
-    b = sub.add_parser("best", help="the best correct config of each study")
+    b = _sub(sub, "best", "the best correct config of each study")
     b.add_argument("experiment", help="experiment name (or its YAML)")
     b.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="every value, typed (numbers as numbers)")
+    b.add_argument("--wide", action="store_true", help="cells whole, however wide the table")
     b.set_defaults(fn=cmd_best)
-    k = sub.add_parser("kernels", help="the kernels and their search-space parameters")
+    k = _sub(sub, "kernels", "the kernels and their search-space parameters")
+    k.add_argument("kernel", nargs="?", help="one kernel: a built-in name, path/to/file.py:OBJECT or "
+                   "package.module:OBJECT (default: every built-in kernel)")
     k.add_argument("--target", default="h100", help="hardware profile the spaces are shown for")
+    k.add_argument("--problem", metavar="JSON", help="the problem the space is shown for "
+                   "(default: 1024 for every size)")
     k.set_defaults(fn=cmd_kernels)
-    c = sub.add_parser("compare", help="hardware targets side by side: best latency, speedup, config")
+    c = _sub(sub, "compare", "hardware targets side by side: best latency, speedup, config")
     c.add_argument("experiment", help="experiment name (or its YAML)")
     c.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="every value, typed (numbers as numbers)")
+    c.add_argument("--wide", action="store_true", help="cells whole, however wide the table")
     c.set_defaults(fn=cmd_compare)
-    h = sub.add_parser("report", help="one self-contained HTML file: plots per study, best configs")
+    h = _sub(sub, "report", "one self-contained HTML file: plots per study, best configs")
     h.add_argument("experiment", help="experiment name (or its YAML)")
     h.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
     h.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     h.set_defaults(fn=cmd_report)
-    u = sub.add_parser("ui", help="open the MLflow UI over the project's store")
+    u = _sub(sub, "ui", "open the MLflow UI over the project's store")
     u.add_argument("experiment", nargs="?", help="an experiment YAML whose tracking URI to use")
     u.add_argument("--uri")
     u.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
@@ -234,8 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--workers", type=int, default=1,
                    help="server processes (default 1: one reviewer; MLflow's own default is 4)")
     u.set_defaults(fn=cmd_ui)
-    x = sub.add_parser("reproduce", help="run one logged candidate again here; compare with its record")
-    x.add_argument("run_id", help="MLflow run id of a candidate (or of a study: its best candidate)")
+    x = _sub(sub, "reproduce", "run one logged candidate again here; compare with its record")
+    x.add_argument("run_id", help="MLflow run id of a candidate (or of a study: its best candidate); "
+                   "any unique prefix of one, e.g. the 12 characters `best` shows")
     x.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     x.add_argument("--seed", type=int, default=0, help="seed of the fresh verification and timing inputs")
     x.add_argument("--json", action="store_true")
@@ -243,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import the run's kernel module even when it lies outside this checkout and "
                         "the current directory (the store's tags choose what is imported)")
     x.set_defaults(fn=cmd_reproduce)
-    e = sub.add_parser("export", help="the tuned-config table of an experiment's best configs")
+    e = _sub(sub, "export", "the tuned-config table of an experiment's best configs")
     e.add_argument("experiment", help="experiment name (or its YAML)")
     e.add_argument("-o", "--output", default="tuned.json", help="table to write (default tuned.json)")
     e.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
@@ -257,10 +519,13 @@ def _user_errors() -> tuple:
     """Exceptions that are the user's to fix: one message, exit 2 (imported lazily: Ray is slow)."""
     import importlib
 
-    found = [config_mod.ConfigError, UserError]
+    found = [UserError]
+    if "tuner.experiment.config" in sys.modules:
+        found.append(sys.modules["tuner.experiment.config"].ConfigError)
     for mod, names in (("tuner.execution.sweep", ("TargetUnavailable", "NothingToResume")),
                        ("tuner.records.tracking", ("TrackingUnavailable",)),
-                       ("tuner.review.report", ("UnknownExperiment",))):
+                       ("tuner.review.report", ("UnknownExperiment",)),
+                       ("tuner.deploy.reproduce", ("ReproduceError",))):
         if mod in sys.modules:
             found += [getattr(importlib.import_module(mod), n) for n in names]
     return tuple(found)
@@ -273,7 +538,8 @@ def main(argv=None) -> int:
     except Exception as exc:
         if not isinstance(exc, _user_errors()):
             raise
-        print(f"kernelevolve: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split()) or type(exc).__name__  # one line, always
+        print(f"kernelevolve: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

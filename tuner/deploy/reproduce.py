@@ -11,6 +11,7 @@ Triton, torch and the GPU.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -80,7 +81,7 @@ def logged_candidate(client: MlflowClient, run_id: str, uri: str) -> dict:
         "kernel_ref": ptags["kernel_ref"], "hardware": ptags["hardware"],
         "problem": {k[len("problem."):]: _value(v) for k, v in parent.data.params.items()
                     if k.startswith("problem.")},
-        "config": {k: _value(v) for k, v in run.data.params.items()},
+        "config": {k: _value(v) for k, v in run.data.params.items()},  # typed: 512, True
         "bench": bench, "timeout_s": timeout_s,
         "status": ctags.get("status", ""), "timing": ctags.get("timing", ptags.get("timing", "")),
         "latency_ms": run.data.metrics.get("latency_ms"),
@@ -158,8 +159,15 @@ def _check(logged, now) -> str:
 def reproduce(run_id: str, uri: str, seed: int = 0, trust_code: bool = False) -> dict:
     from tuner.experiment import hardware, registry
 
+    from tuner.review.report import UnknownExperiment, open_store, resolve_run_id
+
     uri = resolve_uri(uri)
-    logged = logged_candidate(MlflowClient(tracking_uri=uri), run_id, uri)
+    try:  # no store is created where there is none; a unique prefix of a run id is enough
+        client = open_store(uri)
+        run_id = resolve_run_id(client, run_id, uri)
+    except UnknownExperiment as exc:
+        raise ReproduceError(str(exc)) from None
+    logged = logged_candidate(client, run_id, uri)
     # The kernel reference comes from a tag of the tracking store: whoever can write that store
     # chooses what is imported here. Code outside this checkout runs only when asked for.
     why = untrusted_code(logged["kernel_ref"])
@@ -192,8 +200,9 @@ def _ms(v) -> str:
 
 def format_result(res: dict) -> str:
     lg, now = res["logged"], res["now"]
-    lines = [f"reproduce run {lg['run_id']}: candidate {lg['candidate_id']} of study {lg['study']}",
-             f"  config   {lg['config']}",
+    lines = [f"reproduce run {lg['run_id']}: candidate {lg['candidate_id']} of study {lg['study']} "
+             f"(study run {lg['parent_run_id'][:12]})",
+             f"  config   {json.dumps(lg['config'])}",
              f"  logged   {lg['status']:<16} {_ms(lg['latency_ms']):>12}   {lg['timing']}",
              f"  now      {now.get('status', '?'):<16} {_ms(now.get('latency_ms')):>12}   "
              f"{now.get('timing', '')}   (fresh inputs, seed {res['seed']})"]

@@ -6,6 +6,7 @@ each problem validated by the kernel's own problem model, each target's hardware
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Literal
 
@@ -20,6 +21,41 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 class ConfigError(Exception):
     """A user error in an experiment file: printed as one message, exit code 2."""
+
+
+# Bounds on the numbers an experiment may hold: beyond them a value is a typo (1e308 seconds, 1e23
+# samples), and letting it through would fail much later, inside Ray or a kernel launch.
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # one candidate: a week
+MAX_SAMPLES = 1_000_000
+MAX_CONCURRENCY = 4096
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's seeds
+MAX_PROBLEM_INT = 2**31 - 1  # a problem size (M, rows, batch, ...): a 32-bit index
+MAX_TIMING_MS = 600_000.0
+MAX_RESOURCE = 1_000_000.0
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with the same key twice (YAML keeps the last one
+    silently: `samples: 12` then `samples: 200` would sweep 200)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(fh):
+    return yaml.load(fh, Loader=_UniqueKeyLoader)  # a SafeLoader: a file cannot construct objects
 
 
 class KernelEntry(BaseModel):
@@ -50,12 +86,14 @@ class Target(BaseModel):
 class Search(BaseModel):
     model_config = _STRICT
     sampler: str = "tpe"
-    samples: PositiveInt | None = None  # candidates evaluated per study; grid: the whole grid
-    concurrency: PositiveInt = 1
-    seed: int = 0
-    timeout_s: float = Field(default=300.0, gt=0)  # one candidate's limit, compile included
-    top_k: PositiveInt = 3  # re-timed together at the end of each study
-    max_rejects: PositiveInt = 2000  # constraint-rejected or duplicate proposals per candidate
+    # candidates evaluated per study; grid: the whole grid
+    samples: PositiveInt | None = Field(default=None, le=MAX_SAMPLES)
+    concurrency: PositiveInt = Field(default=1, le=MAX_CONCURRENCY)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    timeout_s: float = Field(default=300.0, gt=0, le=MAX_TIMEOUT_S)  # one candidate's limit, compile included
+    top_k: PositiveInt = Field(default=3, le=1000)  # re-timed together at the end of each study
+    # constraint-rejected or duplicate proposals per candidate
+    max_rejects: PositiveInt = Field(default=2000, le=10_000_000)
     retries: int = Field(default=1, ge=0, le=5)  # re-runs of a candidate whose worker process died
     start_points: list[dict[str, Any]] = []  # configs evaluated first, in order (warm start)
     # A tuned-config table (`kernelevolve export`, relative to this file): its configs for the
@@ -71,13 +109,13 @@ class Timing(BaseModel):
     # each call charged its own write-back, for short memory-bound kernels; "cudagraph": replays in
     # a CUDA graph, no host launch cost, for kernels of a few microseconds. The interpreter: wall.
     clock: Literal["do_bench", "clean", "cudagraph"] = "do_bench"
-    warmup_ms: float = Field(default=25, gt=0, le=10_000)  # GPU: warm-up, excluded from the figures
-    rep_ms: float = Field(default=100, gt=0, le=60_000)  # GPU: timed repetitions per candidate
+    warmup_ms: float = Field(default=25, gt=0, le=MAX_TIMING_MS)  # GPU: warm-up, excluded from the figures
+    rep_ms: float = Field(default=100, gt=0, le=MAX_TIMING_MS)  # GPU: timed repetitions per candidate
     # GPU: the end-of-study re-timing of the top-k (interleaved with the peer): its own budget, so
     # a sweep can screen candidates with a short rep_ms and still time its finalists in full
-    retime_rep_ms: float = Field(default=100, gt=0, le=60_000)
-    wall_reps: PositiveInt = Field(default=3, le=1000)  # interpreter: timed runs after one warm-up
-    retime_rounds: PositiveInt = Field(default=5, le=100)  # interleaved rounds of the top-k and the peer
+    retime_rep_ms: float = Field(default=100, gt=0, le=MAX_TIMING_MS)
+    wall_reps: PositiveInt = Field(default=3, le=10_000)  # interpreter: timed runs after one warm-up
+    retime_rounds: PositiveInt = Field(default=5, le=10_000)  # interleaved rounds of the top-k and the peer
 
     def bench_settings(self) -> dict:
         """What a worker times a candidate with (tuner/measure/evaluate.py reads it): the sweep's context
@@ -170,7 +208,7 @@ def load(path: str) -> Experiment:
         raise ConfigError(f"{path}: no such experiment file")
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)  # safe_load: an experiment file cannot construct objects
+            data = _read_yaml(fh)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
     except UnicodeDecodeError as exc:
@@ -204,6 +242,10 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
                         "name one of " + ", ".join(hardware.PROFILES) + " as name or hardware")
         if t.resources is not None and any(v < 0 for v in t.resources.values()):
             raise _fail(path, f"targets[{i}].resources", "resource amounts must be >= 0")
+        for k, v in (t.resources or {}).items():
+            if not math.isfinite(v) or v > MAX_RESOURCE:
+                raise _fail(path, f"targets[{i}].resources.{k}", f"{v:g} is out of range",
+                            f"at most {MAX_RESOURCE:g}")
     names = [t.name for t in exp.targets]
     if len(set(names)) != len(names):
         raise _fail(path, "targets", f"target names repeat: {names}")
@@ -236,6 +278,13 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
                             + ", ".join(tunable.kernel.problem.model_fields)) from None
             except TypeError as exc:
                 raise _fail(path, f"kernels[{i}].problems[{j}]", str(exc)) from None
+            for k, v in problem.model_dump().items():
+                where = f"kernels[{i}].problems[{j}].{k}"
+                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_PROBLEM_INT:
+                    raise _fail(path, where, f"{v:.3g} is out of range",
+                                f"a problem size is at most {MAX_PROBLEM_INT}")
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise _fail(path, where, f"{v} is not a finite number")
             for t in exp.targets:
                 sp = tunable.space(problem, t.profile)
                 names = {d.name for d in sp.domains}

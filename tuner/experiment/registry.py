@@ -76,6 +76,12 @@ def load(ref: str) -> Tunable:
             mod_name = "kernelevolve_user_" + os.path.splitext(os.path.basename(target))[0]
             module = sys.modules.get(mod_name)
             if module is None or getattr(module, "__file__", None) != target:
+                # as `python file.py` does: the file's folder first on sys.path, so a plug-in
+                # imports the modules beside it (`from my_kernel import SPEC`) in the driver and in
+                # every worker alike
+                folder = os.path.dirname(target)
+                if folder not in sys.path:
+                    sys.path.insert(0, folder)
                 spec = importlib.util.spec_from_file_location(mod_name, target)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[mod_name] = module
@@ -97,38 +103,61 @@ def load(ref: str) -> Tunable:
 
 # The kernel's source, hashed: logged with each study so `kernelevolve reproduce` can tell
 # whether the code it re-runs is the code that was swept.
-def _package_imports(module) -> list[str]:
-    """Files of the modules of module's own top-level package that it takes names from, and those
-    modules' in turn: kernels/gemm_epilogue.py's kernels/matmul.py and kernels/gemm_tiles.py,
-    kernels/conv2d.py's kernels/conv2d_staged.py. A template's code lives there too, so a change
-    there must change the hash."""
+def _module_file(name: str) -> str | None:
+    f = getattr(sys.modules.get(name), "__file__", None)
+    return os.path.abspath(f) if f else None
+
+
+def _own_imports(module, folder: str | None) -> list[str]:
+    """Files of the modules `module` takes names from, and those modules' in turn, that are its
+    own: of its top-level package (kernels/gemm_epilogue.py's kernels/matmul.py and
+    kernels/gemm_tiles.py, kernels/conv2d.py's kernels/conv2d_staged.py), or, for a plug-in,
+    anywhere under the plug-in's own folder (a helper module beside the kernel file, imported as
+    `import helper` or `from helper import rowwise`). A template's code lives there too, so a
+    change there must change the hash."""
     pkg = module.__name__.split(".")[0]
+    prefix = folder.rstrip(os.sep) + os.sep if folder else None
+
+    def own(name: str) -> bool:
+        if name.startswith(pkg + "."):
+            return True
+        f = _module_file(name)
+        # not an installed package that happens to live below it (a .venv beside the plug-in)
+        return bool(prefix and f and f.startswith(prefix)
+                    and not {"site-packages", "dist-packages"} & set(f[len(prefix):].split(os.sep)))
+
     seen, todo = {module.__name__}, [module]
     while todo:
-        for value in vars(todo.pop()).values():
+        for value in list(vars(todo.pop()).values()):
             name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
-            if isinstance(name, str) and name.startswith(pkg + ".") and name not in seen and name in sys.modules:
+            if isinstance(name, str) and name not in seen and name in sys.modules and own(name):
                 seen.add(name)
                 todo.append(sys.modules[name])
-    files = (getattr(sys.modules[n], "__file__", None) for n in sorted(seen - {module.__name__}))
+    files = (_module_file(n) for n in sorted(seen - {module.__name__}))
     return [f for f in files if f]
 
 
 def kernel_source_files(ref: str, tunable) -> list[str]:
-    """The module defining the KernelSpec's launch function, the modules of its package it imports
-    from, then the search-space module. Raises TypeError where the launch function has no source
-    file (a C function, say)."""
+    """The module defining the KernelSpec's launch function, the modules of its package (or, for a
+    plug-in file, of its folder) it imports from, then the search-space module and, for a plug-in
+    file, the modules of its folder that one imports. Raises TypeError where the launch function
+    has no source file (a C function, say)."""
     launch = tunable.kernel.launch
     while isinstance(launch, functools.partial):
         launch = launch.func
     launch = inspect.unwrap(launch)
     files = [inspect.getsourcefile(launch)]
+    target = ref.rpartition(":")[0]
+    folder = os.path.dirname(os.path.abspath(target)) if target.endswith(".py") else None
     module = inspect.getmodule(launch)
     if module is not None:
-        files += _package_imports(module)
-    target = ref.rpartition(":")[0]
+        files += _own_imports(module, folder)
     if target.endswith(".py"):
         files.append(target)
+        space_module = next((m for m in list(sys.modules.values())
+                             if getattr(m, "__file__", None) == target), None)
+        if space_module is not None:
+            files += _own_imports(space_module, folder)
     else:
         spec = importlib.util.find_spec(target)
         files.append(spec.origin if spec else None)

@@ -9,7 +9,7 @@ with the same names, so a figure in docs/ and a sweep's record are taken by the 
 
 GPU: `triton.testing.do_bench` times with CUDA events, excludes its warm-up, and flushes L2 before
 every repetition (it zeroes a 256 MB buffer); we ask it for the 20th, 50th and 80th percentiles.
-With an experiment's `timing.flush: clean`, time_gpu_clean instead: the L2 is emptied by reading,
+With an experiment's `timing.clock: clean`, time_gpu_clean instead: the L2 is emptied by reading,
 and each call is charged the write-back of its own dirty lines (its docstring says why).
 Several candidates may share a GPU (fractional Ray GPUs) so that compilation overlaps; their timed
 sections must not overlap, so each holds an exclusive file lock named after the GPU's UUID. The

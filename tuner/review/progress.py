@@ -42,8 +42,10 @@ class Progress:
 
     def study_finished(self, study, summary: dict) -> None:
         best = summary.get("best") or {}
+        which = {"retime_interleaved": " (re-timed at the end of the study)",
+                 "sweep": " (its sweep measurement)"}.get(best.get("measured_by"), "")
         self.log(f"study {study.key} finished in {time.time() - self.t0[study.key]:.0f} s: "
-                 f"{summary['counts']}; best {best.get('latency_ms', float('nan')):.4g} ms")
+                 f"{summary['counts']}; best {best.get('latency_ms', float('nan')):.4g} ms{which}")
 
 
 class RichProgress:

@@ -17,18 +17,60 @@ import time
 from mlflow.tracking import MlflowClient
 
 from tuner.review import plots
-from tuner.records.tracking import candidate_records, resolve_uri
+from tuner.records.tracking import _value, candidate_records, resolve_uri
 
 # A progress bar per downloaded plot would drown the one line `kernelevolve report` prints.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 PLOT_ORDER = ("convergence.png", "param_importance.png", "latency_by_status.png", "roofline.png")
-BEST_COLUMNS = ["study", "timing", "latency_ms", "speedup_vs_torch", "tflops", "candidates", "config",
+BEST_COLUMNS = ["study", "timing", "retimed_ms", "speedup_vs_torch", "tflops", "candidates", "config",
                 "run_id"]
+# What the latency columns hold, printed under every table that shows them.
+RETIMED_NOTE = ("retimed_ms: the winner re-timed at the end of its study, interleaved with the other "
+                "top-k and the torch peer (median); '(sweep)' where that failed: the candidate's "
+                "own sweep measurement, latency_ms of its child run")
+SHORT_ID = 12  # characters of a run id shown in tables; every command taking a run id takes them
 
 
 class UnknownExperiment(Exception):
     """The named experiment is not in the store: a user error (exit 2)."""
+
+
+class NoStore(UnknownExperiment):
+    """No MLflow store where the URI points (nothing swept there yet), or one that cannot be
+    reached: a user error (exit 2). Read-only commands never create one."""
+
+
+def short_id(run_id: str) -> str:
+    return run_id[:SHORT_ID]
+
+
+def config_value(text):
+    """A config value as the kernel saw it (MLflow keeps params as strings): 512, True, 'ieee'."""
+    return _value(text) if isinstance(text, str) else text
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client over an existing store. A SQLite (or local folder) store that does not exist is
+    NoStore, not created empty; a server that does not answer is NoStore too, in one line."""
+    uri = resolve_uri(uri)
+    local = None
+    if uri.startswith("sqlite:///"):
+        local = uri[len("sqlite:///"):]
+    elif uri.startswith("file:"):
+        local = uri[len("file:"):].removeprefix("//")
+    elif "://" not in uri:
+        local = uri
+    if local is not None and not os.path.exists(local):
+        raise NoStore(f"no MLflow store at {uri}: nothing has been swept here (run `kernelevolve run "
+                      "EXP.yaml` in this folder first, or pass --uri, or name the experiment's YAML)")
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # a server away, a file that is not a store: say it in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise NoStore(f"cannot read the MLflow store at {uri}: {first}") from None
+    return client
 
 
 def fmt(v, digits=4) -> str:
@@ -40,7 +82,7 @@ def fmt(v, digits=4) -> str:
 def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     """(client, experiment id), or UnknownExperiment naming the experiments the store has."""
     uri = resolve_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = open_store(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
         names = [e.name for e in client.search_experiments()]
@@ -59,23 +101,76 @@ def study_runs(client: MlflowClient, experiment_id: str) -> dict:
     return dict(sorted(latest.items()))
 
 
+def resolve_run_id(client: MlflowClient, run_id: str, uri: str) -> str:
+    """The full id of the run that `run_id` names: the id itself, or any unique prefix of one (the
+    12 characters tables show). UnknownExperiment (exit 2) when none or several runs match."""
+    run_id = run_id.strip().lower()
+    if not run_id or not all(c in "0123456789abcdef" for c in run_id):
+        raise UnknownExperiment(f"'{run_id}' is not a run id (hexadecimal, as `kernelevolve best` shows)")
+    if len(run_id) == 32:
+        return run_id
+    from mlflow.entities import ViewType
+
+    found = []
+    for exp in client.search_experiments(view_type=ViewType.ALL):
+        token = None
+        while True:
+            page = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL,
+                                      max_results=50000, page_token=token)
+            found += [r.info.run_id for r in page if r.info.run_id.startswith(run_id)]
+            token = page.token
+            if not token:
+                break
+    if not found:
+        raise UnknownExperiment(f"no run '{run_id}' in {uri}")
+    if len(found) > 1:
+        raise UnknownExperiment(f"run id prefix '{run_id}' is ambiguous in {uri}: "
+                                f"{', '.join(sorted(found)[:5])}{' ...' if len(found) > 5 else ''}; "
+                                "give more characters")
+    return found[0]
+
+
 def best_config(run) -> dict:
-    return {k[5:]: v for k, v in run.data.params.items() if k.startswith("best.")}
+    """The best config of a study run, typed as the kernel saw it (512, not "512")."""
+    return {k[5:]: config_value(v) for k, v in run.data.params.items() if k.startswith("best.")}
+
+
+def _number(v):
+    return v if isinstance(v, (int, float)) and v == v else None  # NaN -> None (JSON null)
 
 
 def best_rows(runs: dict) -> list[dict]:
-    """One row per study: what `kernelevolve best` prints and the report's table shows."""
+    """One row per study, values typed (numbers as numbers, the config as a mapping, the full run
+    id): what `kernelevolve best --json` prints; `display_best` formats them for a table."""
     rows = []
     for key, r in runs.items():
         best, m = best_config(r), r.data.metrics
         rows.append({"study": key, "timing": r.data.tags.get("timing", ""),
-                     "latency_ms": fmt(m.get("best_latency_ms")),
-                     "speedup_vs_torch": fmt(m.get("best_speedup"), 3),
-                     "tflops": fmt(m.get("best_tflops"), 4),
+                     "retimed_ms": _number(m.get("best_latency_ms")),
+                     "latency_measured_by": r.data.tags.get("best_measured_by") or None,
+                     "speedup_vs_torch": _number(m.get("best_speedup")),
+                     "tflops": _number(m.get("best_tflops")),
                      "candidates": int(m.get("candidates", 0)),
-                     "config": json.dumps(best) if best else "(no correct candidate)",
-                     "run_id": r.info.run_id[:12]})
+                     "config": best or None,
+                     "run_id": r.info.run_id})
     return rows
+
+
+def latency_cell(ms, measured_by) -> str:
+    """A best latency for a table: the re-timed one, or marked '(sweep)' where re-timing failed."""
+    text = fmt(ms)
+    return text + " (sweep)" if ms is not None and measured_by == "sweep" else text
+
+
+def config_cell(config) -> str:
+    return json.dumps(config) if config else "(no correct candidate)"
+
+
+def display_best(rows: list[dict]) -> list[dict]:
+    """best_rows as table cells: numbers formatted, config as JSON, run ids SHORT_ID long."""
+    return [{**r, "retimed_ms": latency_cell(r["retimed_ms"], r["latency_measured_by"]),
+             "speedup_vs_torch": fmt(r["speedup_vs_torch"], 3), "tflops": fmt(r["tflops"], 4),
+             "config": config_cell(r["config"]), "run_id": short_id(r["run_id"])} for r in rows]
 
 
 def compare_rows(runs: dict) -> tuple[list[dict], list[str]]:
@@ -92,17 +187,38 @@ def compare_rows(runs: dict) -> tuple[list[dict], list[str]]:
         for t in targets:
             r = by_target.get(t)
             if r is None:
-                row.update({f"{t} ms": "(not run)", f"{t} speedup": "", f"{t} config": ""})
+                row.update({f"{t} retimed_ms": None, f"{t} speedup": None, f"{t} config": None,
+                            f"{t} timing": "(not run)"})
                 continue
-            ms = fmt(r.data.metrics.get("best_latency_ms"))
-            if r.data.tags.get("timing") == "interpreter" and ms != "-":
-                ms += " (interpreter)"
-            best = best_config(r)
-            row.update({f"{t} ms": ms, f"{t} speedup": fmt(r.data.metrics.get("best_speedup"), 3),
-                        f"{t} config": json.dumps(best) if best else "(no correct candidate)"})
+            row.update({f"{t} retimed_ms": _number(r.data.metrics.get("best_latency_ms")),
+                        f"{t} speedup": _number(r.data.metrics.get("best_speedup")),
+                        f"{t} config": best_config(r) or None,
+                        f"{t} timing": r.data.tags.get("timing", ""),
+                        f"{t} measured_by": r.data.tags.get("best_measured_by") or None})
         rows.append(row)
-    cols = ["kernel/problem"] + [f"{t} {c}" for t in targets for c in ("ms", "speedup", "config")]
+    cols = ["kernel/problem"] + [f"{t} {c}" for t in targets for c in ("retimed_ms", "speedup", "config")]
     return rows, cols
+
+
+def display_compare(rows: list[dict], cols: list[str]) -> list[dict]:
+    """compare_rows as table cells (interpreter latencies say so)."""
+    out = []
+    for row in rows:
+        cells = {"kernel/problem": row["kernel/problem"]}
+        for c in cols[1:]:
+            t, _, what = c.rpartition(" ")
+            if row.get(f"{t} timing") == "(not run)":
+                cells[c] = "(not run)" if what == "retimed_ms" else ""
+            elif what == "retimed_ms":
+                ms = latency_cell(row[c], row.get(f"{t} measured_by"))
+                cells[c] = ms + (" (interpreter)" if row.get(f"{t} timing") == "interpreter"
+                                 and row[c] is not None else "")
+            elif what == "speedup":
+                cells[c] = fmt(row[c], 3)
+            else:
+                cells[c] = config_cell(row[c])
+        out.append(cells)
+    return out
 
 
 def study_plots(client: MlflowClient, experiment_id: str, run) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -163,9 +279,10 @@ def _study_html(client, experiment_id: str, key: str, run) -> str:
              "sampler": params.get("sampler", ""), "seed": params.get("seed", ""),
              "candidates": fmt(m.get("candidates")), "ok": fmt(m.get("candidates_ok")),
              "statuses": tags.get("status_counts", ""),
-             "best latency (ms)": fmt(m.get("best_latency_ms")),
+             "best latency (ms), re-timed at the end of the study":
+                 latency_cell(_number(m.get("best_latency_ms")), tags.get("best_measured_by")),
              "speedup vs torch": fmt(m.get("best_speedup"), 3),
-             "best config": json.dumps(best) if best else "(no correct candidate)",
+             "best config": config_cell(best),
              "parent run": run.info.run_id, "run state": run.info.status}
     facts_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                          for k, v in facts.items())
@@ -190,7 +307,8 @@ def build_html(uri: str, name: str) -> str:
             f"<p>store {html.escape(resolve_uri(uri))}; {len(runs)} studies (newest run of each); "
             f"generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>"
             f"<h2>Best correct config per study</h2>"
-            f"{_table_html(best_rows(runs), BEST_COLUMNS, 'best')}{sections}</body></html>")
+            f"{_table_html(display_best(best_rows(runs)), BEST_COLUMNS, 'best')}"
+            f"<p>{html.escape(RETIMED_NOTE)}</p>{sections}</body></html>")
 
 
 def write(uri: str, name: str, path: str) -> str:
