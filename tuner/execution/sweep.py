@@ -45,6 +45,9 @@ from tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
 from tuner.search.sweep_search import STUDY_PARAM, SweepSearch
 
 
+COMPILE_INPUT_BYTES = 1 << 30  # inputs a trial's compiling process keeps, across studies
+
+
 class NothingToResume(Exception):
     """--resume with no unfinished sweep of this experiment: a user error (exit 2)."""
 
@@ -297,6 +300,10 @@ class Sweep:
                      f"{remaining} to go")
             self.writer.submit(rec.sync)
         env = cluster.target_env(target)
+        if not target.profile.interpreter:
+            # a trial's own process only compiles: one input set of a study or two is all it needs
+            # (16 of them per GPU each keeping a quarter of the GPU's memory ran it out of memory)
+            env["KERNELEVOLVE_INPUT_BYTES"] = str(COMPILE_INPUT_BYTES)
         ctx = {"kernel_ref": study.ref, "problem": study.problem.model_dump(),
                "hardware": target.profile.name, "seed": s.seed, "timeout_s": s.timeout_s,
                "retries": s.retries, "bench": study.experiment.timing.bench_settings(), "env": env,

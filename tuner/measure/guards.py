@@ -120,21 +120,24 @@ def guard_inputs(inputs, canary_bytes: int = CANARY_BYTES) -> GuardedInputs:
 
 
 def perturbed(inputs, seed: int, delta: float = 4.0):
-    """A copy of the inputs with one element of each floating tensor moved by `delta`, at a
+    """A copy of the inputs with one element of the first floating tensor moved by `delta`, at a
     seeded position: nearly the same input set, so a kernel that memoises on a fingerprint of a
-    few elements replays its earlier result, which is now wrong where that element matters."""
+    few elements replays its earlier result, which is now wrong where that element matters.
+    Only the first floating tensor: later ones may be derived from it (a norm's saved mean and
+    rstd), and moving those would make the input set inconsistent for an honest kernel."""
     g = torch.Generator().manual_seed(seed)
+    moved = []
 
     def one(t: torch.Tensor):
         c = t.clone()
-        if c.is_floating_point() and c.numel() > 1:
-            flat = c.view(-1) if c.is_contiguous() else None
+        if not moved and c.is_floating_point() and c.numel() > 1:
+            moved.append(True)
             idx = int(torch.randint(c.numel(), (1,), generator=g))
-            if flat is not None:
+            if c.is_contiguous():
+                flat = c.view(-1)
                 flat[idx] = (flat[idx].float() + delta).to(c.dtype)
             else:
-                pos = torch.unravel_index(torch.tensor(idx), c.shape)
-                pos = tuple(int(p) for p in pos)
+                pos = tuple(int(p) for p in torch.unravel_index(torch.tensor(idx), c.shape))
                 c[pos] = (c[pos].float() + delta).to(c.dtype)
         return c
 
