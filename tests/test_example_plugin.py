@@ -48,7 +48,10 @@ def test_reproduce_by_the_id_best_shows_then_export(swept, capsys, tmp_path):
     assert main(["best", "row-l2norm", "--uri", uri]) == 0
     [short] = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if line.startswith("study ")]
     assert len(short) == 12
-    assert main(["reproduce", short, "--uri", uri, "--json"]) == 0
+    # the plug-in lies outside this checkout and the current folder: its code runs only when asked
+    assert main(["reproduce", short, "--uri", uri, "--json"]) == 2
+    assert "--trust-code" in capsys.readouterr().err
+    assert main(["reproduce", short, "--uri", uri, "--json", "--trust-code"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["reproduced"] and res["now"]["status"] == "ok"
     assert res["checks"]["kernel_source_sha"]["result"] == "match"

@@ -95,8 +95,18 @@ class InputSets:
         if make_ref is not None and entry[1] is None:
             entry[1] = make_ref(entry[0])
             entry[2] += self._nbytes(entry[1])
+        evicted = False
         while len(self.entries) > 1 and sum(e[2] for e in self.entries.values()) > self.budget:
             self.entries.popitem(last=False)
+            evicted = True
+        if evicted:
+            import torch
+
+            if torch.cuda.is_available():
+                # hand the memory back: torch's allocator otherwise keeps it for this process,
+                # and 16 compiling processes per GPU each keeping every study's inputs (2 GB
+                # embedding tables) ran the GPU out of memory
+                torch.cuda.empty_cache()
         return entry[0], entry[1]
 
 
@@ -401,8 +411,13 @@ class Evaluator:
             reply = {"status": "runtime_error", "error": _short(exc),
                      "traceback": traceback.format_exc()[-4000:], **self._tags(),
                      "timing": "interpreter" if self.interpreter else "gpu"}
-            # A CUDA error (illegal address, ...) can leave the context unusable: be replaced.
-            reply["worker_unusable"] = self.device.type == "cuda"
+            # A CUDA error (illegal address, ...) can leave the context unusable: be replaced. Running
+            # out of memory does not: the allocator's cache is emptied and the process goes on.
+            oom = "out of memory" in str(exc).lower()
+            if oom and self.device.type == "cuda":
+                self.inputs.entries.clear()
+                self.torch.cuda.empty_cache()
+            reply["worker_unusable"] = self.device.type == "cuda" and not oom
             return reply
 
 
