@@ -125,7 +125,7 @@ def untrusted_code(kernel_ref: str) -> str:
 def evaluate_here(logged: dict, seed: int) -> dict:
     """The candidate through the sweep's own evaluation path, on this machine's device."""
     from tuner.experiment import hardware
-    from tuner.execution.worker import CandidateWorker
+    from tuner.execution.worker import CandidateWorker, make_request
 
     hw = hardware.profile(logged["hardware"])
     env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # as tuner.execution.sweep sets it for every candidate
@@ -140,9 +140,8 @@ def evaluate_here(logged: dict, seed: int) -> dict:
         env["TRITON_INTERPRET"] = "0"
     worker = CandidateWorker(env=env, cwd=os.getcwd())
     try:
-        return worker.request({"op": "evaluate", "kernel_ref": logged["kernel_ref"],
-                               "problem": logged["problem"], "hardware": hw.name,
-                               "config": logged["config"], "bench": logged["bench"], "seed": seed},
+        return worker.request(make_request("evaluate", logged["kernel_ref"], logged["problem"], hw.name,
+                                           logged["bench"], config=logged["config"], seed=seed),
                               logged["timeout_s"])
     finally:
         worker.close()

@@ -35,6 +35,7 @@ from ray import tune
 from tuner.execution import cluster, lanes
 from tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
 from tuner.execution.trial import StudyResources, run_candidate
+from tuner.execution.worker import make_request
 from tuner.experiment import config as config_mod
 from tuner.records.journal import SweepState, unique_by_candidate
 from tuner.records.recorder import StudyRecorder, Writer
@@ -381,10 +382,10 @@ class Sweep:
         s = plan.study.experiment.search
         retimed = None
         if top:
-            payload = {"op": "retime", "configs": [r["config"] for r in top],
-                       "rounds": plan.study.experiment.timing.retime_rounds, "kernel_ref": plan.ctx["kernel_ref"],
-                       "problem": plan.ctx["problem"], "hardware": plan.ctx["hardware"],
-                       "bench": plan.ctx["bench"]}
+            ctx = plan.ctx
+            payload = make_request("retime", ctx["kernel_ref"], ctx["problem"], ctx["hardware"], ctx["bench"],
+                                   configs=[r["config"] for r in top],
+                                   rounds=plan.study.experiment.timing.retime_rounds)
             timeout = s.timeout_s * (len(top) + 1)
             if plan.ctx["lanes"]:
                 lane = self._lane_of(top[0])

@@ -20,7 +20,7 @@ import ray
 from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from tuner.execution.worker import CandidateWorker
+from tuner.execution.worker import CandidateWorker, make_request
 from tuner.search.protocol import OBJECTIVE, PENALTY, STUDY_PARAM, objective_of
 
 _WORKERS: dict[str, CandidateWorker] = {}
@@ -59,10 +59,10 @@ def _with_retries(send, retries: int) -> dict:
 
 def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
     """One candidate of the study `ctx`, through the four steps; always a record, never a raise."""
-    request = {"op": "evaluate", "kernel_ref": ctx["kernel_ref"], "problem": ctx["problem"],
-               "hardware": ctx["hardware"], "config": dict(config), "bench": ctx["bench"],
-               # a seed of its own per candidate, reproducible from the study seed and its id
-               "seed": (ctx["seed"] * 1_000_003 + zlib.crc32(candidate_id.encode())) % (2**31)}
+    # a seed of its own per candidate, reproducible from the study seed and its id
+    seed = (ctx["seed"] * 1_000_003 + zlib.crc32(candidate_id.encode())) % (2**31)
+    request = make_request("evaluate", ctx["kernel_ref"], ctx["problem"], ctx["hardware"], ctx["bench"],
+                           config=dict(config), seed=seed)
     worker, timeout = _worker(ctx["env"], ctx["cwd"]), ctx["timeout_s"]
     if not ctx["lanes"]:
         return _with_retries(lambda: worker.request(request, timeout), ctx["retries"])
