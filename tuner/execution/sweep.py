@@ -19,7 +19,6 @@ their parent runs stay open, and the caller exits 130 or 143 with how to resume.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from ray import tune
 from tuner.execution import cluster, lanes
 from tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
 from tuner.execution.trial import StudyResources, run_candidate
+from tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
 from tuner.execution.worker import make_request
 from tuner.experiment import config as config_mod
 from tuner.records.journal import SweepState, unique_by_candidate
@@ -119,82 +119,6 @@ class Plan:
         self.records: list[dict] = []  # this run's candidates, in the order they ended
         self.t0 = time.time()
         self.finishing = False
-
-
-# Live hooks of this driver process, by sweep id. Ray Tune pickles its callbacks with the
-# experiment state; the callback holds only the id, so whatever the hook reaches (the plans, an
-# MLflow client, a progress display) need not be picklable.
-_ON_RESULT: dict = {}
-
-
-class RecordCallback(tune.Callback):
-    """Journal each finished trial and hand it to its study (driver side, in order)."""
-
-    def __init__(self, sweep_id: str):
-        self.sweep_id = sweep_id
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        result = dict(trial.last_result or {})
-        if "status" not in result:  # ended without a report: should not happen, never lost
-            result = {"status": "runtime_error", "error": "trial ended without reporting a result"}
-        _ON_RESULT[self.sweep_id](trial, result)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        text = "trial actor failed"
-        path = getattr(trial, "error_file", None)
-        if path and os.path.exists(path):
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read()[-4000:]
-        _ON_RESULT[self.sweep_id](trial, {"status": "runtime_error", "error": text})
-
-
-class StopOnSignal(tune.Stopper):
-    """Ends the Tune run at its next step once a stop signal arrived (in-flight candidates are
-    not journaled and run again on resume)."""
-
-    def __init__(self):
-        self.signum = 0
-        self.failed = False  # set when the sweep cannot go on (a target's GPU is not what it names)
-
-    def __call__(self, trial_id, result):
-        return False
-
-    def stop_all(self):
-        return bool(self.signum) or self.failed
-
-
-@contextlib.contextmanager
-def trainable_looked_up_once():
-    """Ray Tune (2.60) reads its trainable from Ray's GCS key-value store and unpickles it again for
-    every trial it creates (Trial.__init__ and create_placement_group_factory call
-    validate_trainable and get_trainable_cls: several GCS reads and a cloudpickle load a trial).
-    Profiled on a 16-core H100 node with 16 trials in flight, that cost 0.2-0.5 s per trial and took
-    most of the sweep's trial loop. The trainable cannot change during one fit, so while our fit
-    runs the registry answers trainable lookups from what it read the first time."""
-    from ray.tune import registry as tune_registry
-
-    reg = getattr(tune_registry, "_global_registry", None)
-    category = getattr(tune_registry, "TRAINABLE_CLASS", None)
-    if reg is None or category is None or not hasattr(reg, "get") or not hasattr(reg, "contains"):
-        yield  # another Ray: uncached, as Ray does it
-        return
-    cache: dict = {}
-    get, contains = reg.get, reg.contains
-
-    def cached_get(cat, key):
-        if cat != category:
-            return get(cat, key)
-        if (cat, key) not in cache:
-            cache[(cat, key)] = get(cat, key)
-        return cache[(cat, key)]
-
-    def cached_contains(cat, key):
-        return (cat, key) in cache or contains(cat, key)
-    reg.get, reg.contains = cached_get, cached_contains
-    try:
-        yield
-    finally:
-        del reg.get, reg.contains  # the instance attributes go; the class's methods answer again
 
 
 class Sweep:

@@ -328,7 +328,7 @@ class Evaluator:
             damage = timed.damage()
             if damage:
                 return dict(rec, status="incorrect", error=f"during timing: {damage}")
-            del timed, inputs, out
+            timed = inputs = out = None  # the guarded copies go before the next check
             # [guards] still correct after its timed calls; on a GPU, no faster than physics
             after = self._run_checked(spec, problem, cfg, study, timed_set)[1]
             if not after.ok:
