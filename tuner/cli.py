@@ -13,16 +13,14 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 
+from tuner.review.text import _best_blocks, _note, _table, _width
 EXIT_USER_ERROR = 2
 EXIT_NO_CORRECT = 1
 DEFAULT_URI = "sqlite:///mlflow.db"  # tuner.experiment.config.Tracking's default (a test checks)
-TABLE_WIDTH = 100  # columns a table fits when stdout is not a terminal
 
 
 class UserError(Exception):
@@ -33,85 +31,6 @@ def _config():
     from tuner.experiment import config  # pydantic, the kernel registry, torch: not for --help
 
     return config
-
-
-def _width(wide: bool) -> int | None:
-    if wide:
-        return None
-    if sys.stdout.isatty():
-        return max(60, shutil.get_terminal_size((TABLE_WIDTH, 24)).columns)
-    return TABLE_WIDTH
-
-
-def _elide(text: str, width: int, middle: bool = False) -> str:
-    """text cut to width with '...': at its end, or in its middle (study keys: kernel and target stay)."""
-    if len(text) <= width:
-        return text
-    if middle and width >= 9:
-        head = (width - 3) // 2
-        return text[:head] + "..." + text[len(text) - (width - 3 - head):]
-    return text[: max(1, width - 3)] + "..."
-
-
-def _wrap_json(label: str, value: str, width: int | None, indent: str = "  ") -> list[str]:
-    """`label value` with a long JSON value wrapped after its commas, continuation lines aligned."""
-    first = f"{indent}{label} "
-    if width is None or len(first) + len(value) <= width:
-        return [first + value]
-    lines, line = [], first
-    for piece in value.split(", "):
-        piece_text = piece if line.endswith(" ") or line == first else ", " + piece
-        if len(line) + len(piece_text) + 1 > width and line.strip() != label:
-            lines.append(line + ",")
-            line = " " * len(first) + piece
-        else:
-            line += piece_text if line != first else piece
-    lines.append(line)
-    return [_elide(x, width) for x in lines]
-
-
-def _note(text: str, width: int | None) -> str:
-    return text if width is None else textwrap.fill(text, width, subsequent_indent="  ")
-
-
-def _best_blocks(rows: list[dict], width: int) -> str:
-    """`kernelevolve best` on a terminal: one block per study, every line within width (a table
-    of these columns would leave a config no room at all; --wide prints the table)."""
-    out = []
-    for r in rows:
-        out.append(_elide(f"study {r['study']}   run_id {r['run_id']}", width, middle=True))
-        out.append(_elide(f"  retimed_ms {r['retimed_ms']}   speedup_vs_torch {r['speedup_vs_torch']}   "
-                          f"tflops {r['tflops']}   candidates {r['candidates']}   timing {r['timing']}", width))
-        out += _wrap_json("config", r["config"], width)
-    return "\n".join(out)
-
-
-CUTTABLE = ("config", "failures", "study", "kernel/problem")  # column names ending so may be cut
-
-
-def _table(rows: list[dict], cols: list[str], width: int | None = TABLE_WIDTH) -> str:
-    """Left-aligned columns. Past `width` characters the widest cells of the text columns
-    (CUTTABLE: never a number or a run id) are cut with '...' until the table fits, and a last line
-    says so; width None: every cell whole (--wide)."""
-    cells = [{c: str(r.get(c, "")) for c in cols} for r in rows]
-    widths = {c: max([len(c)] + [len(r[c]) for r in cells]) for c in cols}
-    cut = False
-    if width is not None:
-        floor = {c: (max(len(c), 24) if c in ("study", "kernel/problem") else max(len(c), 8))
-                 if c.endswith(CUTTABLE) else widths[c] for c in cols}
-        while sum(widths.values()) + 2 * (len(cols) - 1) > width:
-            c = max(cols, key=lambda k: widths[k] - floor[k])
-            if widths[c] <= floor[c]:
-                break
-            widths[c] -= 1
-            cut = True
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip(),
-             "  ".join("-" * widths[c] for c in cols)]
-    lines += ["  ".join(_elide(r[c], widths[c], middle=c in ("study", "kernel/problem")).ljust(widths[c])
-                        for c in cols).rstrip() for r in cells]
-    if cut:
-        lines.append("(long cells cut to fit: --wide shows them whole, --json gives every value)")
-    return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -129,33 +48,12 @@ def _progress_display(quiet: bool):
         yield Progress(print)
 
 
-def check_gpu_targets(exp, address: str | None) -> None:
-    """A GPU target on a machine whose torch sees no GPU, with no cluster to join: the
-    experiment file's error (file, targets[i]), before Ray starts. With an address the cluster's
-    nodes may have GPUs: the sweep checks its resources then."""
-    if address or exp.ray.address:
-        return
-    gpu_targets = [(i, t) for i, t in enumerate(exp.targets)
-                   if not t.profile.interpreter and t.ray_resources().get("GPU", 0) > 0]
-    if not gpu_targets:
-        return
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    i, t = gpu_targets[0]
-    raise _config().ConfigError(
-        f"{exp.source_path}: targets[{i}]: '{t.name}' is a GPU target ({t.profile.name}: needs "
-        f"GPU={t.ray_resources()['GPU']:g} per candidate) and torch sees no GPU on this machine (run it on a GPU machine, join a Ray cluster with GPUs with "
-        "--address or ray.address, or use {name: cpu-interpreter})")
-
-
 def cmd_run(args) -> int:
     from tuner.execution import sweep
     from tuner.review.report import fmt
 
     exp = _config().load(args.experiment)
-    check_gpu_targets(exp, args.address)
+    _config().check_gpu_targets(exp, args.address)
     try:
         with _progress_display(args.quiet) as progress:
             summaries = sweep.run(exp, address=args.address, resume=args.resume, log=progress.log,

@@ -26,13 +26,13 @@ import signal
 import threading
 import time
 import uuid
-from collections import Counter
 
 import ray
 from ray import tune
 
 from tuner.execution import cluster, lanes
 from tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
+from tuner.execution.studies import _enumerate, _start_points, summarize  # noqa: F401 - public
 from tuner.execution.trial import StudyResources, run_candidate
 from tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
 from tuner.execution.worker import make_request
@@ -67,46 +67,6 @@ def state_root(exp_name: str) -> str:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
-def summarize(records: list[dict], retimed: dict | None) -> dict:
-    counts = Counter(r["status"] for r in records)
-    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])
-    best = None
-    if retimed and retimed.get("status") == "ok" and retimed["rows"]:
-        row = min(retimed["rows"], key=lambda r: r["latency_ms"])
-        match = next(r for r in ok if r["config"] == row["config"])
-        best = {**match, **{k: v for k, v in row.items() if k != "rounds_ms"},
-                "baseline_ms": retimed.get("baseline_ms"), "measured_by": "retime_interleaved"}
-    elif ok:
-        best = {**ok[0], "measured_by": "sweep"}
-    return {"counts": dict(counts), "best": best, "retime": retimed}
-
-
-def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | None]:
-    """The configs evaluated first: the kernel entry's start_points, the search's, then the warm
-    start's (chosen once per study and kept in the sweep state, so that a resumed study enqueues
-    the same ones). Returns them and the warm start's record (None without one)."""
-    s = study.experiment.search
-    points = list(study.kernel_start_points)
-    points += [p for p in s.start_points if p not in points]
-    if not s.warm_start:
-        return points, None
-    if "warm_start" not in state.study(study.key):
-        from tuner.deploy.export import warm_start_points
-
-        warm, entries = warm_start_points(s.warm_start, study)
-        state.update(study.key, warm_start={"table": s.warm_start, "configs": warm, "entries": entries})
-        log(f"  warm start: {len(warm)} configs from {s.warm_start} "
-            f"({len(entries)} entries of this kernel, dtype and hardware)")
-    record = state.study(study.key)["warm_start"]
-    points += [p for p in record["configs"] if p not in points]
-    return points, record
-
-
-def _enumerate(space):
-    """Ray task: a space's valid configs (run for every study at once, beside the lanes' start)."""
-    return space.valid_configs()
 
 
 class Plan:

@@ -314,3 +314,23 @@ def dump(exp: Experiment) -> str:
     data["resolved_kernels"] = list(exp.kernel_refs)
     return yaml.safe_dump(data, sort_keys=False)
 
+
+def check_gpu_targets(exp, address: str | None) -> None:
+    """A GPU target on a machine whose torch sees no GPU, with no cluster to join: the
+    experiment file's error (file, targets[i]), before Ray starts. With an address the cluster's
+    nodes may have GPUs: the sweep checks its resources then."""
+    if address or exp.ray.address:
+        return
+    gpu_targets = [(i, t) for i, t in enumerate(exp.targets)
+                   if not t.profile.interpreter and t.ray_resources().get("GPU", 0) > 0]
+    if not gpu_targets:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    i, t = gpu_targets[0]
+    raise ConfigError(
+        f"{exp.source_path}: targets[{i}]: '{t.name}' is a GPU target ({t.profile.name}: needs "
+        f"GPU={t.ray_resources()['GPU']:g} per candidate) and torch sees no GPU on this machine (run it on a GPU machine, join a Ray cluster with GPUs with "
+        "--address or ray.address, or use {name: cpu-interpreter})")
