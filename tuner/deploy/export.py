@@ -19,9 +19,9 @@ import math
 import re
 import time
 
-from kernels.tuned import SCHEMA, Table, shape_bucket
-from tuner.experiment import hardware, registry
-from tuner.records.tracking import _value
+from kernelevolve.kernels.tuned import SCHEMA, Table, shape_bucket
+from kernelevolve.tuner.experiment import hardware, registry
+from kernelevolve.tuner.records.tracking import _value
 
 # Triton launch options: arguments of triton.Config; every other config key is a constexpr.
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
@@ -35,7 +35,7 @@ class NothingToExport(Exception):
 def _kernel_name(tags: dict) -> str:
     """The registry name for built-in kernels (what entry points look up), whatever the YAML
     called them; a user's own kernel keeps the name its experiment gave it."""
-    ref = tags.get("kernel_ref", "")
+    ref = registry.current_ref(tags.get("kernel_ref", ""))
     by_ref = {v: k for k, v in registry.BUILTIN.items()}
     return by_ref.get(ref, tags.get("kernel", ref))
 
@@ -67,7 +67,7 @@ def entry_of(run) -> dict | None:
 def build_table(uri: str, experiment: str) -> dict:
     """The table of an experiment's newest studies (raises report.UnknownExperiment, or
     NothingToExport when no study has a correct best config)."""
-    from tuner.review import report
+    from kernelevolve.tuner.review import report
 
     client, experiment_id = report.open_experiment(uri, experiment)
     runs = report.study_runs(client, experiment_id)

@@ -16,27 +16,27 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from kernels.spec import KernelSpec
+from kernelevolve.kernels.spec import KernelSpec
 
 BUILTIN: dict[str, str] = {
-    "matmul": "search_spaces.matmul:TUNABLE",
-    "gemm_epilogue": "search_spaces.gemm_epilogue:TUNABLE",
-    "gemm_fp8": "search_spaces.gemm_fp8:TUNABLE",
-    "bmm": "search_spaces.bmm:TUNABLE",
-    "conv2d": "search_spaces.conv2d:TUNABLE",
-    "softmax": "search_spaces.softmax:TUNABLE",
-    "layer_norm_fwd": "search_spaces.norms:LAYER_NORM_FWD",
-    "layer_norm_bwd": "search_spaces.norms:LAYER_NORM_BWD",
-    "rms_norm_fwd": "search_spaces.norms:RMS_NORM_FWD",
-    "rms_norm_bwd": "search_spaces.norms:RMS_NORM_BWD",
-    "embedding_bag_fwd": "search_spaces.embedding_bag:EMBEDDING_BAG_FWD",
-    "embedding_bag_bwd": "search_spaces.embedding_bag:EMBEDDING_BAG_BWD",
-    "jagged_to_padded_dense": "search_spaces.jagged:JAGGED_TO_PADDED",
-    "padded_dense_to_jagged": "search_spaces.jagged:PADDED_TO_JAGGED",
-    "jagged_softmax": "search_spaces.jagged:JAGGED_SOFTMAX",
-    "jagged_dense_bmm": "search_spaces.jagged:JAGGED_DENSE_BMM",
-    "dot_interaction": "search_spaces.interaction:TUNABLE",
-    "attention": "search_spaces.attention:TUNABLE",
+    "matmul": "kernelevolve.search_spaces.matmul:TUNABLE",
+    "gemm_epilogue": "kernelevolve.search_spaces.gemm_epilogue:TUNABLE",
+    "gemm_fp8": "kernelevolve.search_spaces.gemm_fp8:TUNABLE",
+    "bmm": "kernelevolve.search_spaces.bmm:TUNABLE",
+    "conv2d": "kernelevolve.search_spaces.conv2d:TUNABLE",
+    "softmax": "kernelevolve.search_spaces.softmax:TUNABLE",
+    "layer_norm_fwd": "kernelevolve.search_spaces.norms:LAYER_NORM_FWD",
+    "layer_norm_bwd": "kernelevolve.search_spaces.norms:LAYER_NORM_BWD",
+    "rms_norm_fwd": "kernelevolve.search_spaces.norms:RMS_NORM_FWD",
+    "rms_norm_bwd": "kernelevolve.search_spaces.norms:RMS_NORM_BWD",
+    "embedding_bag_fwd": "kernelevolve.search_spaces.embedding_bag:EMBEDDING_BAG_FWD",
+    "embedding_bag_bwd": "kernelevolve.search_spaces.embedding_bag:EMBEDDING_BAG_BWD",
+    "jagged_to_padded_dense": "kernelevolve.search_spaces.jagged:JAGGED_TO_PADDED",
+    "padded_dense_to_jagged": "kernelevolve.search_spaces.jagged:PADDED_TO_JAGGED",
+    "jagged_softmax": "kernelevolve.search_spaces.jagged:JAGGED_SOFTMAX",
+    "jagged_dense_bmm": "kernelevolve.search_spaces.jagged:JAGGED_DENSE_BMM",
+    "dot_interaction": "kernelevolve.search_spaces.interaction:TUNABLE",
+    "attention": "kernelevolve.search_spaces.attention:TUNABLE",
 }
 
 
@@ -65,11 +65,40 @@ def resolve_ref(name: str, base_dir: str = ".") -> str:
         if not os.path.isfile(path):
             raise KernelNotFound(f"kernel file not found: {path}")
         return f"{path}:{obj}"
-    return name
+    return current_ref(name)
+
+
+# Before the project's packages moved under the one `kernelevolve` namespace, runs logged their
+# built-in kernels as `kernelevolve.search_spaces.matmul:TUNABLE`; those runs must still reproduce and warm-start.
+LEGACY_PACKAGES = ("tuner", "kernels", "search_spaces")
+
+
+def current_ref(ref: str) -> str:
+    """A logged reference as it is imported today: a built-in module's pre-namespace name gets its
+    `kernelevolve.` prefix (in a checkout the old name still imports, from the same file: it must
+    not load a second copy of the engine's classes); a user's own `kernels` package, another file,
+    keeps its name."""
+    target, sep, obj = ref.rpartition(":")
+    if target.split(".")[0] not in LEGACY_PACKAGES or target.endswith(".py"):
+        return ref
+
+    def origin(name):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        return os.path.realpath(spec.origin) if spec is not None and spec.origin else None
+
+    ours = origin(f"kernelevolve.{target}")
+    if ours is None:
+        return ref
+    theirs = origin(target)
+    return f"kernelevolve.{target}{sep}{obj}" if theirs in (None, ours) else ref
 
 
 def load(ref: str) -> Tunable:
     """Import the object a canonical reference names and check that it is a Tunable."""
+    ref = current_ref(ref)
     target, _, obj = ref.rpartition(":")
     try:
         if target.endswith(".py"):
@@ -96,7 +125,7 @@ def load(ref: str) -> Tunable:
         raise KernelNotFound(f"'{target}' has no object named '{obj}'") from None
     if not isinstance(found, Tunable):
         raise KernelNotFound(
-            f"'{ref}' is a {type(found).__name__}, not a tuner.experiment.registry.Tunable "
+            f"'{ref}' is a {type(found).__name__}, not a kernelevolve.tuner.experiment.registry.Tunable "
             "(Tunable(kernel=KernelSpec(...), space=space_function))")
     return found
 
@@ -115,7 +144,9 @@ def _own_imports(module, folder: str | None) -> list[str]:
     anywhere under the plug-in's own folder (a helper module beside the kernel file, imported as
     `import helper` or `from helper import rowwise`). A template's code lives there too, so a
     change there must change the hash."""
-    pkg = module.__name__.split(".")[0]
+    parts = module.__name__.split(".")
+    # a built-in kernel's own package is kernelevolve.kernels, not the whole namespace (the engine)
+    pkg = ".".join(parts[:2]) if parts[0] == "kernelevolve" and len(parts) > 2 else parts[0]
     prefix = folder.rstrip(os.sep) + os.sep if folder else None
 
     def own(name: str) -> bool:
