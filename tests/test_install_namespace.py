@@ -68,3 +68,15 @@ def test_installed_beside_a_user_package_called_kernels(wheel, tmp_path):
     listed = subprocess.run([python, "-m", "kernelevolve.tuner.cli", "kernels"], cwd=user, env=env,
                             capture_output=True, text=True)
     assert listed.returncode == 0 and "matmul" in listed.stdout and "softmax" in listed.stdout, listed.stderr[-2000:]
+
+
+def test_runs_logged_under_the_old_top_level_names_still_load():
+    """Runs logged before the namespace name their built-in kernels `search_spaces.matmul:TUNABLE`:
+    reproduce, export and warm start read them as today's module, never a second copy of it."""
+    from kernelevolve.tuner.experiment import registry
+
+    assert registry.current_ref("search_spaces.matmul:TUNABLE") == "kernelevolve.search_spaces.matmul:TUNABLE"
+    assert registry.resolve_ref("search_spaces.softmax:TUNABLE") == "kernelevolve.search_spaces.softmax:TUNABLE"
+    assert registry.load("search_spaces.matmul:TUNABLE") is registry.load(registry.BUILTIN["matmul"])
+    for ref in ("mypkg.mod:OBJ", "/abs/plugin.py:TUNABLE", "kernels.not_ours:OBJ"):
+        assert registry.current_ref(ref) == ref  # a user's own module keeps its name
