@@ -21,7 +21,7 @@ CAUGHT = {
     "every_third": ({}, "relative error"),
     "stray_write": ({}, "canary band around its input #0"),
     "fp16_acc": ({"M": 16, "N": 16, "K": 4096}, "relative error"),
-    "patch_check": ({}, "replaced the harness's tuner.measure.verify.check"),
+    "patch_check": ({}, "replaced the harness's kernelevolve.tuner.measure.verify.check"),
 }
 NOT_CAUGHT = {
     "skip_unpoisoned": "timed calls' outputs are not checked: needs the evaluator rewrite (timed "
