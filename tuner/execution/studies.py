@@ -41,7 +41,3 @@ def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | Non
     points += [p for p in record["configs"] if p not in points]
     return points, record
 
-
-def _enumerate(space):
-    """Ray task: a space's valid configs (run for every study at once, beside the lanes' start)."""
-    return space.valid_configs()

@@ -32,7 +32,7 @@ from ray import tune
 
 from kernelevolve.tuner.execution import cluster, lanes
 from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
-from kernelevolve.tuner.execution.studies import _enumerate, _start_points, summarize  # noqa: F401 - public
+from kernelevolve.tuner.execution.studies import _start_points, summarize  # noqa: F401 - public
 from kernelevolve.tuner.execution.trial import StudyResources, run_candidate
 from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
 from kernelevolve.tuner.execution.worker import make_request
@@ -124,11 +124,12 @@ class Sweep:
         t0 = time.time()
         cwd = os.getcwd()
         gpu_env = next((cluster.target_env(t) for t in self.exp.targets if not t.profile.interpreter), None)
-        # Every study's valid configs are enumerated at once in Ray tasks, and each searcher adopts
-        # its set when it arrives (until then it searches by rejection): on the H100 node the
-        # enumerations took ~13 s, which the first candidates need not wait for.
-        enum = ray.remote(_enumerate).options(num_cpus=0)
-        pending = {st.key: enum.remote(st.space) for st in studies if st.space.size() <= ENUMERATE_MAX}
+        # Every study's valid configs are enumerated in a driver thread, in file order, and each
+        # searcher adopts its set when it arrives (until then it searches by rejection, whose
+        # Optuna asks for broken proposals cost the driver's trial loop ~0.1 s a suggestion).
+        # Not in Ray tasks: their workers import torch and Triton first (~13 s on the H100 node),
+        # while the spaces are here already and a tree walk of one takes well under a second.
+        pending = [st.key for st in studies if st.space.size() <= ENUMERATE_MAX]
         if gpu_env is not None:
             self.lanes, self.lane_warm = lanes.start_lanes(self.state.sweep_id, gpu_env, cwd)
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
@@ -140,17 +141,13 @@ class Sweep:
         self.log(f"set-up in {time.time() - t0:.1f} s: {len(studies)} studies planned, "
                  f"{len(pending)} valid sets being enumerated, {len(self.lanes)} GPU lane(s) starting")
 
-    def _hand_over(self, pending: dict, t0: float) -> None:
-        """Give each study's searcher its valid configs as their enumeration ends."""
-        by_ref = {ref: key for key, ref in pending.items()}
-        refs = list(by_ref)
-        while refs:
-            ready, refs = ray.wait(refs, num_returns=1)
-            key = by_ref[ready[0]]
+    def _hand_over(self, pending: list, t0: float) -> None:
+        """Enumerate each study's valid configs and hand them to its searcher, in file order."""
+        for key in pending:
             try:
-                self.plans[key].searcher.arriving = ValidSet(self.plans[key].study.space, ray.get(ready[0]))
+                self.plans[key].searcher.arriving = ValidSet(self.plans[key].study.space)
             except Exception as exc:  # the study goes on by rejection
-                self.log(f"  ! {key}: its valid configs could not be enumerated ({type(exc).__name__})")
+                self.log(f"  ! {key}: its valid configs could not be enumerated ({type(exc).__name__}: {exc})")
         self.log(f"valid configs of every study enumerated {time.time() - t0:.1f} s after set-up began")
 
     def _plan(self, study, gpu_env, cwd: str) -> None:
