@@ -5,6 +5,9 @@ has (h100 or h200), and reports candidates per minute from command start (Ray st
 the last MLflow record, with every study's best (re-timed) latency and its MLflow parent run id.
 `--one-at-a-time` runs the same suite with one candidate in flight and one whole GPU per
 candidate: the reference the concurrent sweep's best configs are compared with.
+Each run compiles into a fresh, empty Triton cache (a first sweep of these kernels on this
+machine), unless --warm-cache keeps the machine's own; every log line carries the seconds since
+the command started.
 
     python benchmarks/engine_suite.py --out $OUT/suite.json [--one-at-a-time] [EXP]
 """
@@ -26,20 +29,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+def log(message: str) -> None:
+    print(f"[{time.time() - T0:6.1f} s] {message}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("experiment", nargs="?", default=os.path.join(ROOT, "experiments", "suite-h100.yaml"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--one-at-a-time", action="store_true")
     ap.add_argument("--profile", help="write the driver's cProfile (top functions) to this file")
+    ap.add_argument("--warm-cache", action="store_true",
+                    help="keep the machine's Triton cache (default: a fresh one, as a first sweep has)")
     args = ap.parse_args()
+    if not args.warm_cache:  # the driver's TRITON_CACHE_DIR reaches every worker and lane
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="engine-suite-triton-")
     from kernelevolve.tuner.experiment import config
     from kernelevolve.tuner.execution import sweep
     from kernelevolve.tuner.records.tracking import Tracker
 
     from benchmarks.engine import gpu_kind
 
+    log("engine imported")
     kind, gpus = gpu_kind()
+    log(f"GPU: {gpus} x {kind}")
     with open(args.experiment, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
     res = dict(data["targets"][0].get("resources") or {"CPU": 1, "GPU": 1})
@@ -61,12 +74,12 @@ def main() -> None:
         import pstats
 
         prof = cProfile.Profile()
-        summaries = prof.runcall(sweep.run, exp, log=lambda m: print(m, flush=True))
+        summaries = prof.runcall(sweep.run, exp, log=log)
         with open(args.profile, "w", encoding="utf-8") as fh:
             for order in ("cumulative", "tottime"):
                 pstats.Stats(prof, stream=fh).sort_stats(order).print_stats(45)
     else:
-        summaries = sweep.run(exp, log=lambda m: print(m, flush=True))
+        summaries = sweep.run(exp, log=log)
     tracker = Tracker(exp.tracking.uri, exp.name)
     last = 0.0  # the last MLflow record: the end of the measured span
     for run in tracker.client.search_runs([tracker.experiment_id], max_results=50000):
