@@ -26,16 +26,18 @@ table-batched embedding bag.
              over every op the model runs forward and backward at every batch size (benchmarks/
              engine.py: seeded TPE, each candidate verified against float64 in an isolated worker,
              the top re-timed), exported by tuner.deploy.export to OUT/dlrm_train.tuned.json and
-             loaded; its MLflow store is copied to OUT/dlrm_train.mlflow.db. --sweep-only stops there
-             (the sweep and the timing then fit separate device commands).
+             loaded (a table already there keeps the entries this sweep does not replace); its MLflow
+             store is copied to OUT/dlrm_train_<batches>.mlflow.db. --sweep-only stops there (the
+             sweeps, one batch size each, and the timing then fit separate device commands).
 Checked: every path's logits, and in training every parameter's gradient (tables included), against
 an fp32 eager run of the same weights and batch (relative Frobenius error, worst parameter).
 Measured: per path, p50 ms per batch (inference) and per step (training) by tuner.measure.clocks
 (do_bench, L2 flushed; the interpreter: wall time, never a performance figure), and the host's
-time per call (host_us: calls back to back, no synchronisation) beside it.
+time per call (host_us: calls back to back, no synchronisation) beside it; per batch size, the
+host's time per launch of one layer: our registered op, its bare launcher, torch's F.linear.
 
     python benchmarks/dlrm_train.py --out OUT [--batches 2048,16384] [--tuned T.json | --sweep-only]
-    python benchmarks/dlrm_train.py --smoke --out OUT [--tuned T.json]     # CPU interpreter, fp32
+    python benchmarks/dlrm_train.py --smoke --out OUT [--tuned T.json] [--check-only]   # CPU interpreter, fp32
 """
 from __future__ import annotations
 
@@ -147,10 +149,25 @@ def sweep_to_table(s: dict, target: str, args, out: str) -> str:
                              samples=args.configs, concurrency=args.threads, seed=0, top_k=2 if smoke else 3,
                              retime_rounds=2 if smoke else 5)
     sw = engine.sweep(data, log=lambda m: print(m, flush=True))
-    engine.keep_store(sw, out, "dlrm_train")
+    engine.keep_store(sw, out, f"dlrm_train_{'_'.join(map(str, s['batches']))}")
     path = os.path.join(out, "dlrm_train.tuned.json")
-    export.write(export.build_table(sw.uri, sw.name), path)
+    export.write(merged(path, export.build_table(sw.uri, sw.name)), path)
     return path
+
+
+def merged(path: str, table: dict) -> dict:
+    """`table` plus the entries of the table already at `path` that it does not replace (same
+    kernel, problem and hardware): sweeps of one batch size each (one device command each) add up
+    to one table."""
+    if not os.path.exists(path):
+        return table
+    with open(path, encoding="utf-8") as fh:
+        old = json.load(fh)
+
+    def key(e):
+        return json.dumps([e["kernel"], e["problem"], e.get("hardware")], sort_keys=True)
+    new = {key(e) for e in table["entries"]}
+    return {**table, "entries": [e for e in old.get("entries", []) if key(e) not in new] + table["entries"]}
 
 
 # -- one batch size: build the paths, check them, time them ---------------------------------
@@ -244,7 +261,7 @@ def check(path: dict, ref, s: dict, batch: int, inputs: dict, tables) -> dict:
             "grad_rel_errors": errors}
 
 
-def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names) -> dict:
+def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names, timed=True) -> dict:
     """Every path checked first (from the same weights as the fp32 reference), then timed (timed
     training steps move the weights, which the next batch size's restore() undoes)."""
     import torch
@@ -271,7 +288,7 @@ def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names) -> dict:
         row["compile_and_check_s"] = time.time() - t1
         rows[name] = row
     for name, path in paths.items():
-        if "ok" not in rows[name] or "error" in rows[name]:
+        if not timed or "ok" not in rows[name] or "error" in rows[name]:
             continue
         row = rows[name]
 
@@ -290,7 +307,32 @@ def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names) -> dict:
                           **{k: round(row[k]["samples_per_s"]) for k in ("inference", "training") if k in row}}),
               flush=True)
     configs = {" ".join(map(str, k)): v for k, v in tuned.resolved.items()}  # what our ops launched with
-    return {"batch": batch, "paths": rows, "our_configs": configs, "wall_s": time.time() - t0}
+    costs = launch_costs(op, tp, batch, device, dtype) if gpu else None
+    return {"batch": batch, "paths": rows, "host_us_per_launch": costs, "our_configs": configs,
+            "wall_s": time.time() - t0}
+
+
+def launch_costs(op: dict, tp: dict, batch: int, device, dtype) -> dict:
+    """Host us per launch of one layer (top1), calls back to back: our registered op (its body: a
+    dictionary lookup for the config, an allocation, the Triton launch), the bare launcher with
+    the same config, and torch's F.linear + relu (cuBLAS)."""
+    import torch
+    import torch.nn.functional as F
+
+    from kernels import tuned
+    from kernels.matmul import Epilogue, launch_gemm
+    from tuner.measure.clocks import host_us
+
+    (wt, b), (w, _) = op["top"][1], tp["top"][1]
+    x = torch.randn((batch, wt.shape[0]), device=device).to(dtype)
+    with torch.no_grad():
+        ours = torch.ops.kernelevolve.linear(x, wt, b, None, "relu")
+        cfg = next(v for k, v in tuned.resolved.items() if k[0] == "gemm_epilogue" and k[1:4] == (batch, wt.shape[1],
+                                                                                                   wt.shape[0]))
+        calls = {"registered op": lambda: torch.ops.kernelevolve.linear(x, wt, b, None, "relu"),
+                 "launcher": lambda: launch_gemm(x, wt, ours, cfg, Epilogue(bias=b, activation="relu")),
+                 "torch F.linear + relu": lambda: F.relu(F.linear(x, w, b))}
+        return {k: host_us(fn, calls=200) for k, fn in calls.items()}
 
 
 def _failed(exc) -> dict:
@@ -321,12 +363,19 @@ def markdown(res: dict) -> str:
                 continue
             cells = []
             for kind in ("inference", "training"):
+                if kind not in r:
+                    cells += ["not timed"] * 4
+                    continue
                 k, base = r[kind], (peer.get(kind) or {}).get("samples_per_s")
                 host = f"{k['host_us']:.0f}" if k.get("host_us") else "n/a"
                 cells += [f"{k['samples_per_s']:,.0f}", f"{k['ms']:.4f}", host,
                           f"{k['samples_per_s'] / base:.2f}x" if base else "n/a"]
             lines.append(f"| {b['batch']} | {name} | " + " | ".join(cells) + f" | {r['logits_rel_error']:.2e} | "
                          f"{r['grad_rel_error']:.2e} ({r['worst_grad']}) | {'yes' if r['ok'] else 'NO'} |")
+    for b in res["batches"]:
+        if b.get("host_us_per_launch"):
+            lines.append(f"\nHost us per launch, batch {b['batch']}, layer top1: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in b["host_us_per_launch"].items()))
     return "\n".join(lines)
 
 
@@ -340,6 +389,7 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", type=int, default=24, help="candidates per op in the sweep (default 24)")
     ap.add_argument("--threads", type=int, default=8, help="candidates in flight per op (default 8)")
     ap.add_argument("--paths", help=f"comma-separated subset of {', '.join(GPU_PATHS)}")
+    ap.add_argument("--check-only", action="store_true", help="check every path against fp32, time none")
     args = ap.parse_args(argv)
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # before the first @triton.jit is imported
@@ -379,8 +429,8 @@ def main(argv=None) -> int:
                  **{k: [tuple(t.detach().float() for t in layer) for layer in model[k]] for k in ("bottom", "top")}}
     res = {"sizes": s, "device": torch.cuda.get_device_name(device) if gpu else platform.processor() or "CPU",
            "interpreter": not gpu, "torch": torch.__version__, "triton": triton.__version__,
-           "config_source": f"tuned table {table}" + ("" if args.tuned else " (this run's engine sweep: "
-                                                      "dlrm_train.mlflow.db)"),
+           "config_source": f"tuned table {table}" + ("" if args.tuned else " (this run's engine sweep, "
+                                                      "its MLflow store copied beside it)"),
            "tuned_table": table, "paths": names, "batches": [],
            # the peer the ratios are taken against: torch's best compile of the same model
            "peer": "compile max-autotune" if "compile max-autotune" in names else "compile"}
@@ -393,7 +443,8 @@ def main(argv=None) -> int:
         with torch.no_grad():  # every batch size's checks start from the weights ref_model copied
             for t, t0_ in zip(trained, start):
                 t.copy_(t0_)
-        res["batches"].append(run_batch(s, model, tp, op, ref_model, batch, device, dtype, names))
+        res["batches"].append(run_batch(s, model, tp, op, ref_model, batch, device, dtype, names,
+                                        timed=not args.check_only))
     res["ok"] = all(r.get("ok", True) for b in res["batches"] for r in b["paths"].values())
     res["wall_s"] = time.time() - t0
     text = markdown(res)

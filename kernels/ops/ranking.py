@@ -132,8 +132,8 @@ def _tables_backward(ctx, grad):
     B = (offsets.shape[0] - 1) // T
     bag_grads = grad[:, ctx.lead:].transpose(0, 1).reshape(T * B, grad.shape[2])
     # each id's table: the tables start at offsets[t * B] in the id array
-    table_of_id = torch.searchsorted(offsets[B:T * B:B], torch.arange(indices.shape[0], device=indices.device),
-                                     right=True)
+    starts = offsets[B:T * B:B].contiguous()
+    table_of_id = torch.searchsorted(starts, torch.arange(indices.shape[0], device=indices.device), right=True)
     rows = indices + table_rows[table_of_id]
     gw = embedding_bag_backward(bag_grads, rows, offsets, ctx.num_rows, ctx.mode)
     ddense = grad[:, 0] if ctx.lead else None
