@@ -190,3 +190,56 @@ def test_compiled_model_has_no_graph_breaks_and_matches_torch(device):
     _assert_close(run(compiled), run(_toy_torch_model))
     explained = torch._dynamo.explain(_toy_ranking_model)(params, dense, idx, off, table_rows)
     assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+# ---- the tuned table at run time -------------------------------------------------------------------
+def test_a_config_is_resolved_once_per_call_signature(device, tmp_path, monkeypatch):
+    """The table is ranked on a signature's first call; later calls are one dictionary lookup;
+    loading a table forgets the answers."""
+    import json
+
+    calls = []
+    real = tuned.config_for
+    monkeypatch.setattr(tuned, "config_for", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    x, wt = _randn(8, 12, device=device), _randn(12, 8, device=device)
+    tuned.clear_table()
+    for _ in range(3):
+        OPS.linear(x, wt, None, None, "none")
+    assert calls == ["gemm_epilogue"]
+    cfg = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1, "num_warps": 4, "num_stages": 1}
+    entry = {"kernel": "gemm_epilogue", "dtype": "float32", "interpreter": True, "config": cfg,
+             "problem": {"M": 8, "N": 8, "K": 12, "dtype": "float32", "activation": "none", "bias": False,
+                         "residual": False}}
+    (tmp_path / "t.json").write_text(json.dumps({"schema": 1, "entries": [entry]}))
+    tuned.load_table(str(tmp_path / "t.json"))
+    try:
+        torch.testing.assert_close(OPS.linear(x, wt, None, None, "none"), x @ wt)
+        assert calls == ["gemm_epilogue"] * 2
+        if device.type == "cpu":  # interpreter entries apply under the interpreter only
+            assert cfg in tuned.resolved.values()
+    finally:
+        tuned.clear_table()
+
+
+# ---- CUDA graphs ----------------------------------------------------------------------------------
+@pytest.mark.gpu
+def test_cuda_graphs_capture_the_compiled_model(device):
+    """mode="reduce-overhead": inductor's CUDA graphs capture every op of ours (an op that synced
+    with the host, or that inductor thought unsafe, would be counted as a skip) and replay them."""
+    from torch._dynamo.utils import counters
+
+    shapes = {"bottom": (13, 16), "bottom_b": (16,), "tables": (12, 16), "ln_w": (24,), "ln_b": (24,),
+              "top": (24, 8), "top_b": (8,), "head": (8, 2)}
+    params = {k: _randn(*s, device=device, seed=i) for i, (k, s) in enumerate(shapes.items())}
+    dense = _randn(4, 13, device=device, seed=9)
+    idx, off = _bags(2 * 4, 6, device, seed=3)
+    table_rows = torch.tensor([0, 6], device=device)
+    torch._dynamo.reset()
+    counters.clear()
+    graphed = torch.compile(_toy_ranking_model, mode="reduce-overhead", fullgraph=True)
+    with torch.no_grad():
+        want = _toy_torch_model(params, dense, idx, off, table_rows)
+        for _ in range(3):  # warm-up, record, replay
+            got = graphed(params, dense, idx, off, table_rows).clone()
+    torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)  # fp32 GEMMs of ours run as tf32 on a GPU
+    assert not counters["inductor"]["cudagraph_skips"]
