@@ -26,9 +26,10 @@ table-batched embedding bag.
              over every op the model runs forward and backward at every batch size (benchmarks/
              engine.py: seeded TPE, each candidate verified against float64 in an isolated worker,
              the top re-timed), exported by tuner.deploy.export to OUT/dlrm_train.tuned.json and
-             loaded (a table already there keeps the entries this sweep does not replace); its MLflow
-             store is copied to OUT/dlrm_train_<batches>.mlflow.db. --sweep-only stops there (the
-             sweeps, one batch size each, and the timing then fit separate device commands).
+             loaded (with --merge-with T.json, or a table already there, the entries this sweep does
+             not replace are kept); its MLflow store is copied to OUT/dlrm_train_<batches>.mlflow.db.
+             --sweep-only stops there (the sweeps, one batch size each, and the timing then fit
+             separate device commands).
 Checked: every path's logits, and in training every parameter's gradient (tables included), against
 an fp32 eager run of the same weights and batch (relative Frobenius error, worst parameter).
 Measured: per path, p50 ms per batch (inference) and per step (training) by tuner.measure.clocks
@@ -151,12 +152,15 @@ def sweep_to_table(s: dict, target: str, args, out: str) -> str:
     sw = engine.sweep(data, log=lambda m: print(m, flush=True))
     engine.keep_store(sw, out, f"dlrm_train_{'_'.join(map(str, s['batches']))}")
     path = os.path.join(out, "dlrm_train.tuned.json")
-    export.write(merged(path, export.build_table(sw.uri, sw.name)), path)
+    table = export.build_table(sw.uri, sw.name)
+    for earlier in filter(None, (args.merge_with, path)):
+        table = merged(earlier, table)
+    export.write(table, path)
     return path
 
 
 def merged(path: str, table: dict) -> dict:
-    """`table` plus the entries of the table already at `path` that it does not replace (same
+    """`table` plus the entries of the table at `path` (if any) that it does not replace (same
     kernel, problem and hardware): sweeps of one batch size each (one device command each) add up
     to one table."""
     if not os.path.exists(path):
@@ -386,6 +390,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", help="comma-separated batch sizes (default 2048,16384; smoke 32)")
     ap.add_argument("--tuned", help="a tuned-config table (kernelevolve export) for our ops")
     ap.add_argument("--sweep-only", action="store_true", help="run the sweep, write the table, stop")
+    ap.add_argument("--merge-with", help="a table of an earlier sweep: its entries this sweep does not "
+                                         "replace go into OUT/dlrm_train.tuned.json too")
     ap.add_argument("--configs", type=int, default=24, help="candidates per op in the sweep (default 24)")
     ap.add_argument("--threads", type=int, default=8, help="candidates in flight per op (default 8)")
     ap.add_argument("--paths", help=f"comma-separated subset of {', '.join(GPU_PATHS)}")
