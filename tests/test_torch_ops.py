@@ -98,8 +98,10 @@ def _grads(fn, inputs):
 
 
 def _assert_close(ours, theirs):
+    # fp32: exact products in the interpreter; on a GPU our fp32 dots run as tf32 (10-bit mantissa)
+    tol = 1e-4 if ours[0].device.type == "cpu" else 2e-2
     for a, b in zip(ours, theirs):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("activation", ["none", "relu", "gelu", "silu"])
@@ -213,7 +215,7 @@ def test_a_config_is_resolved_once_per_call_signature(device, tmp_path, monkeypa
     (tmp_path / "t.json").write_text(json.dumps({"schema": 1, "entries": [entry]}))
     tuned.load_table(str(tmp_path / "t.json"))
     try:
-        torch.testing.assert_close(OPS.linear(x, wt, None, None, "none"), x @ wt)
+        _assert_close([OPS.linear(x, wt, None, None, "none")], [x @ wt])
         assert calls == ["gemm_epilogue"] * 2
         if device.type == "cpu":  # interpreter entries apply under the interpreter only
             assert cfg in tuned.resolved.values()
