@@ -219,6 +219,7 @@ def build_paths(s, model, tp, op, batch, device, dtype, names):
             fp = {**tp, "weights": None}  # the tables live in the TBE (updated by its fused SGD)
             fn = torch.compile(fbgemm_model, dynamic=False, **kw)
             add(name, lambda fn=fn, tbe=tbe: fn(fp, tbe, dense, kjt, batch, s["tables"]), fp, fbgemm=tbe)
+            paths[name]["note"] = f"FBGEMM weights {getattr(tbe, 'weights_precision', '?')}"
     return paths, {"dense": dense, "bags": bags, "kjt": kjt, "labels": labels}
 
 
@@ -290,6 +291,8 @@ def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names, timed=Tr
         except Exception as exc:
             row = _failed(exc)
         row["compile_and_check_s"] = time.time() - t1
+        if path.get("note"):
+            row["note"] = path["note"]
         rows[name] = row
     for name, path in paths.items():
         if not timed or "ok" not in rows[name] or "error" in rows[name]:

@@ -44,15 +44,24 @@ def _names():
 
 def make(tables, lr: float, dtype):
     """A TBE over `tables` (a list of [rows, dim] tensors, copied in), weights and output in `dtype`,
-    fused exact SGD with learning rate lr."""
+    fused exact SGD with learning rate lr. Where a release does not train bf16 weights, fp16 ones
+    (the same bytes; `tbe.weights_precision` says which)."""
     import torch
 
     tbe_cls, compute, location, pooling, optim, sparse = _names()
-    precision = {torch.float32: sparse.FP32, torch.float16: sparse.FP16, torch.bfloat16: sparse.BF16}[dtype]
+    precisions = {torch.float32: [sparse.FP32], torch.float16: [sparse.FP16],
+                  torch.bfloat16: [sparse.BF16, sparse.FP16]}[dtype]
     device = tables[0].device
-    tbe = tbe_cls(embedding_specs=[(t.shape[0], t.shape[1], location.DEVICE, compute.CUDA) for t in tables],
-                  optimizer=optim.EXACT_SGD, learning_rate=lr, weights_precision=precision,
-                  output_dtype=precision, pooling_mode=pooling.SUM, device=device)
+    for i, precision in enumerate(precisions):
+        try:
+            tbe = tbe_cls(embedding_specs=[(t.shape[0], t.shape[1], location.DEVICE, compute.CUDA) for t in tables],
+                          optimizer=optim.EXACT_SGD, learning_rate=lr, weights_precision=precision,
+                          output_dtype={torch.bfloat16: sparse.BF16}.get(dtype, precision), pooling_mode=pooling.SUM,
+                          device=device)
+            break
+        except Exception:
+            if i == len(precisions) - 1:
+                raise
     with torch.no_grad():
         for dst, src in zip(tbe.split_embedding_weights(), tables):
             dst.copy_(src.to(dst.dtype))
