@@ -53,10 +53,10 @@ def test_every_path_agrees_with_fp32_and_uses_the_table(bench, tmp_path):
 
 
 def test_training_ops_name_every_backward_gemm(bench):
-    from benchmarks import dlrm
+    from benchmarks import dlrm, dlrm_train_configs
 
     s = dlrm.SMOKE
-    ops = {name: (kernel, p.model_dump()) for name, kernel, p in bench.train_ops(s, 32)}
+    ops = {name: (kernel, p.model_dump()) for name, kernel, p in dlrm_train_configs.train_ops(s, 32)}
     assert "bottom0.dx" not in ops  # the dense features need no gradient
     assert ops["top0.dx"][1]["N"] == ops["top0"][1]["K"] == dlrm.aligned(16 + 6)
     assert ops["top0.dw"][1] == {"M": 24, "N": s["top"][0], "K": 32, "dtype": "float32"}
@@ -64,10 +64,12 @@ def test_training_ops_name_every_backward_gemm(bench):
 
 
 def test_sweeps_of_one_batch_size_each_add_up_to_one_table(bench, tmp_path):
+    from benchmarks import dlrm_train_configs
+
     a = {"kernel": "matmul", "problem": {"M": 1}, "hardware": "h100", "config": {"x": 1}}
     b = {"kernel": "matmul", "problem": {"M": 2}, "hardware": "h100", "config": {"x": 2}}
     path = _table(tmp_path, [a, b])
-    table = bench.merged(path, {"schema": 1, "entries": [dict(b, config={"x": 3})]})
+    table = dlrm_train_configs.merged(path, {"schema": 1, "entries": [dict(b, config={"x": 3})]})
     assert table["entries"] == [a, dict(b, config={"x": 3})]
 
 
