@@ -44,7 +44,8 @@ def _gemm_config(kernel, a, b, extras=None):
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """a [M, K] @ b [K, N]; either may be a transposed view (read in place, no copy)."""
     out = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
-    launch_gemm(a, b, out, _gemm_config("matmul", a, b))
+    if out.numel():  # (an empty grid is not a launch Triton takes)
+        launch_gemm(a, b, out, _gemm_config("matmul", a, b))
     return out
 
 
@@ -87,6 +88,8 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
     B, M, K = a.shape
     N = b.shape[2]
     out = torch.empty((B, M, N), dtype=a.dtype, device=a.device)
+    if not out.numel():
+        return out
     key = ("bmm", B, M, N, K, a.dtype, a.device, layout(a, b))
     cfg = tuned.resolved.get(key) or resolve(key, "bmm", {"B": B, "M": M, "N": N, "K": K}, a.dtype, a.device,
                                              bmm_kernel.DEFAULT_CONFIG, _bmm_usable(a, b, N))
@@ -117,6 +120,8 @@ def linear(x: Tensor, wt: Tensor, bias: Optional[Tensor], residual: Optional[Ten
     """act(x [M, K] @ wt [K, N] + bias [N]) + residual [M, N]; wt is the layer's weight transposed
     (stored so, or a .t() view of an [N, K] weight). activation: none, relu, gelu (erf), silu."""
     out = torch.empty((x.shape[0], wt.shape[1]), dtype=x.dtype, device=x.device)
+    if not out.numel():
+        return out
     # extras: the problem fields a tuned gemm_epilogue entry carries beside its sizes
     cfg = _gemm_config("gemm_epilogue", x, wt, {"activation": activation, "bias": bias is not None,
                                                 "residual": residual is not None})
