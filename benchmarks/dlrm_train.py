@@ -256,7 +256,10 @@ def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names, timed=Tr
         print(json.dumps({"batch": batch, "path": name, "ok": row["ok"], "error": row.get("error"),
                           **{k: round(row[k]["samples_per_s"]) for k in ("inference", "training") if k in row}}),
               flush=True)
-    configs = {" ".join(map(str, k)): v for k, v in tuned.resolved.items()}  # what our ops launched with
+    from kernels.ops import configs as op_configs
+
+    configs = {" ".join(map(str, k)): {"config": v, "source": op_configs.sources.get(k, "?")}
+               for k, v in tuned.resolved.items()}  # what our ops launched with, and from where
     costs = launch_costs(op, tp, batch, device, dtype) if gpu else None
     return {"batch": batch, "paths": rows, "host_us_per_launch": costs, "our_configs": configs,
             "wall_s": time.time() - t0}
@@ -323,6 +326,10 @@ def markdown(res: dict) -> str:
             lines.append(f"| {b['batch']} | {name} | " + " | ".join(cells) + f" | {r['logits_rel_error']:.2e} | "
                          f"{r['grad_rel_error']:.2e} ({r['worst_grad']}) | {'yes' if r['ok'] else 'NO'} |")
     for b in res["batches"]:
+        sources = [v["source"] for v in b["our_configs"].values()]
+        lines.append(f"\nBatch {b['batch']}: our ops' configs (signatures resolved so far): "
+                     f"{sources.count('table')} from the tuned table, {sources.count('default')} kernel defaults "
+                     "(dlrm_train.json: our_configs)")
         if b.get("host_us_per_launch"):
             lines.append(f"\nHost us per launch, batch {b['batch']}, layer top1: " + ", ".join(
                 f"{k} {v:.1f}" for k, v in b["host_us_per_launch"].items()))

@@ -47,8 +47,9 @@ def test_every_path_agrees_with_fp32_and_uses_the_table(bench, tmp_path):
     for row in batch["paths"].values():
         assert row["ok"] and row["logits_rel_error"] < 1e-4 and row["grad_rel_error"] < 1e-4
         assert set(row["grad_rel_errors"]) >= {"tables", "bottom0.w", "top0.w", "top2.b"}
-    used = [cfg_ for key, cfg_ in batch["our_configs"].items() if key.startswith("dot_interaction ")]
-    assert used == [cfg]  # the table's entry, looked up by the op at its first call
+    used = [v for key, v in batch["our_configs"].items() if key.startswith("dot_interaction ")]
+    assert used == [{"config": cfg, "source": "table"}]  # the table's entry, looked up at the op's first call
+    assert {v["source"] for key, v in batch["our_configs"].items() if key.startswith("gemm_epilogue ")} == {"default"}
     assert "INTERPRETER" in (out / "dlrm_train.md").read_text()
 
 

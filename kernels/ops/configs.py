@@ -9,11 +9,18 @@ from kernels import tuned
 from kernels.gemm_tiles import TMA_ALIGN_BYTES
 
 
+# signature -> "table" or "default": where each remembered config came from (for reports; a
+# benchmark shows which of its ops ran tuned configs)
+sources: dict = {}
+
+
 def resolve(key: tuple, kernel: str, dims: dict, dtype, device, default: dict, usable=None,
             extras: dict | None = None) -> dict:
     """A signature's first call: rank the table (tuned.config_for) and remember the answer."""
-    return tuned.resolve_config(key, lambda: tuned.config_for(kernel, dims, dtype, device, default,
-                                                             usable, extras))
+    cfg = tuned.resolve_config(key, lambda: tuned.config_for(kernel, dims, dtype, device, default,
+                                                            usable, extras))
+    sources[key] = "default" if cfg is default else "table"  # config_for hands back `default` itself
+    return cfg
 
 
 def layout(*tensors) -> tuple:
