@@ -214,8 +214,8 @@ def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names, timed=Tr
     training steps move the weights, which the next batch size's restore() undoes)."""
     import torch
 
-    from kernels import tuned
-    from tuner.measure.clocks import host_us, measure
+    from kernelevolve.kernels import tuned
+    from kernelevolve.tuner.measure.clocks import host_us, measure
 
     gpu = device.type == "cuda"
     t0 = time.time()
@@ -256,7 +256,7 @@ def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names, timed=Tr
         print(json.dumps({"batch": batch, "path": name, "ok": row["ok"], "error": row.get("error"),
                           **{k: round(row[k]["samples_per_s"]) for k in ("inference", "training") if k in row}}),
               flush=True)
-    from kernels.ops import configs as op_configs
+    from kernelevolve.kernels.ops import configs as op_configs
 
     configs = {" ".join(map(str, k)): {"config": v, "source": op_configs.sources.get(k, "?")}
                for k, v in tuned.resolved.items()}  # what our ops launched with, and from where
@@ -272,9 +272,9 @@ def launch_costs(op: dict, tp: dict, batch: int, device, dtype) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from kernels import tuned
-    from kernels.matmul import Epilogue, launch_gemm
-    from tuner.measure.clocks import host_us
+    from kernelevolve.kernels import tuned
+    from kernelevolve.kernels.matmul import Epilogue, launch_gemm
+    from kernelevolve.tuner.measure.clocks import host_us
 
     (wt, b), (w, _) = op["top"][1], tp["top"][1]
     x = torch.randn((batch, wt.shape[0]), device=device).to(dtype)
@@ -356,8 +356,8 @@ def main(argv=None) -> int:
     import triton
 
     import kernels.ops  # noqa: F401  (registers torch.ops.kernelevolve.*)
-    from kernels import tuned
-    from kernels.spec import DTYPES
+    from kernelevolve.kernels import tuned
+    from kernelevolve.kernels.spec import DTYPES
 
     s = dict(dlrm.SMOKE if args.smoke else dlrm.FULL)
     if args.batches:

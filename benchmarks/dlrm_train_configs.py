@@ -13,7 +13,7 @@ def train_ops(s: dict, batch: int) -> list[tuple[str, str, object]]:
     """(name, kernel, problem) of every op of ours in a training step: the forward's (dlrm.ops),
     each layer's two backward GEMMs (dx = dz W, dW^T = x^T dz; the first layer needs no dx) and
     the table gradient."""
-    from kernels.matmul import MatmulProblem
+    from kernelevolve.kernels.matmul import MatmulProblem
 
     out = []
     for name, kernel, p in dlrm.ops(s, batch):
@@ -30,7 +30,7 @@ def train_ops(s: dict, batch: int) -> list[tuple[str, str, object]]:
 def sweep_to_table(s: dict, target: str, args, out: str) -> str:
     """One engine sweep of every op of every batch size, exported as a tuned table; its path."""
     from benchmarks import engine
-    from tuner.deploy import export
+    from kernelevolve.tuner.deploy import export
 
     kernels: dict[str, list] = {}
     for batch in s["batches"]:

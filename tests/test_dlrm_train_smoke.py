@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from kernels import interaction, tuned
+from kernelevolve.kernels import interaction, tuned
 
 pytestmark = pytest.mark.skipif(
     torch.cuda.is_available(), reason="--smoke runs our kernels on the CPU interpreter, which must be chosen before "

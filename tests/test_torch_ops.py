@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import kernels.ops  # noqa: F401  (registers torch.ops.kernelevolve.*)
-from kernels import interaction, tuned
+from kernelevolve.kernels import interaction, tuned
 
 OPS = torch.ops.kernelevolve
 

@@ -1,5 +1,5 @@
 """Our kernels as PyTorch operators, `torch.ops.kernelevolve.<name>`: importing this package
-registers them (and `kernels.ops.registered()` lists them).
+registers them (and `kernelevolve.kernels.ops.registered()` lists them).
 
 Why torch.library.custom_op, not torch.library.triton_op:
 - The op body is the same launcher the tuner compiled, verified and timed (kernels/<op>.py);
@@ -22,7 +22,7 @@ Why torch.library.custom_op, not torch.library.triton_op:
 The entry points in kernels/<op>.py keep their full input checks (some read values back, a host
 sync); the operators check shapes in their fake implementations, which run at trace time.
 """
-from kernels.ops import gemm, jagged, norm, ranking, rowwise  # noqa: F401  (registration)
+from kernelevolve.kernels.ops import gemm, jagged, norm, ranking, rowwise  # noqa: F401  (registration)
 
 NAMESPACE = "kernelevolve"
 

@@ -5,8 +5,8 @@ Every op body does `tuned.resolved.get(key) or configs.resolve(key, ...)`: one d
 per launch; the table is ranked on a signature's first call only. A signature (the key) holds the
 op, sizes, dtype and device, plus, for the GEMMs, the strides and 16-byte alignment of the inputs
 (a tuned TMA config is only taken where tensor descriptors can read these very tensors)."""
-from kernels import tuned
-from kernels.gemm_tiles import TMA_ALIGN_BYTES
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.gemm_tiles import TMA_ALIGN_BYTES
 
 
 # signature -> "table" or "default": where each remembered config came from (for reports; a

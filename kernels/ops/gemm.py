@@ -7,12 +7,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from kernels import bmm as bmm_kernel
-from kernels import matmul as matmul_kernel
-from kernels import tuned
-from kernels.gemm_tiles import ACTIVATIONS, TMA_ALIGN_BYTES, tma_compatible
-from kernels.matmul import Epilogue, launch_gemm
-from kernels.ops.configs import layout, resolve
+from kernelevolve.kernels import bmm as bmm_kernel
+from kernelevolve.kernels import matmul as matmul_kernel
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.gemm_tiles import ACTIVATIONS, TMA_ALIGN_BYTES, tma_compatible
+from kernelevolve.kernels.matmul import Epilogue, launch_gemm
+from kernelevolve.kernels.ops.configs import layout, resolve
 
 OPS = ("matmul", "bmm", "linear")
 

@@ -8,10 +8,10 @@ would make every batch's shapes data-dependent for the compiler."""
 import torch
 from torch import Tensor
 
-from kernels import jagged as jagged_kernels
-from kernels import jagged_bmm, jagged_softmax as jagged_softmax_kernel
-from kernels import tuned
-from kernels.ops.configs import resolve
+from kernelevolve.kernels import jagged as jagged_kernels
+from kernelevolve.kernels import jagged_bmm, jagged_softmax as jagged_softmax_kernel
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.ops.configs import resolve
 
 OPS = ("jagged_to_padded_dense", "padded_dense_to_jagged", "jagged_softmax", "jagged_dense_bmm")
 

@@ -6,9 +6,9 @@ are ignored (they are by-products, like aten's)."""
 import torch
 from torch import Tensor
 
-from kernels import norms
-from kernels import tuned
-from kernels.ops.configs import resolve
+from kernelevolve.kernels import norms
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.ops.configs import resolve
 
 OPS = ("layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward")
 

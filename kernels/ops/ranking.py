@@ -10,10 +10,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from kernels import embedding_bag as eb
-from kernels import interaction
-from kernels import tuned
-from kernels.ops.configs import resolve
+from kernelevolve.kernels import embedding_bag as eb
+from kernelevolve.kernels import interaction
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.ops.configs import resolve
 
 OPS = ("embedding_bag", "embedding_bag_backward", "embedding_bag_tables", "dot_interaction",
        "dot_interaction_concat")

@@ -2,10 +2,10 @@
 import torch
 from torch import Tensor
 
-from kernels import attention as attention_kernel
-from kernels import softmax as softmax_kernel
-from kernels import tuned
-from kernels.ops.configs import resolve
+from kernelevolve.kernels import attention as attention_kernel
+from kernelevolve.kernels import softmax as softmax_kernel
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.ops.configs import resolve
 
 OPS = ("softmax", "attention")
 
