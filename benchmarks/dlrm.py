@@ -106,6 +106,16 @@ def table_batched(bags):
 
 
 def eager_forward(model: dict, dense, bags):
+    import torch.nn.functional as F
+
+    pooled = [F.embedding_bag(idx, table, off, mode="sum", include_last_offset=True)
+              for table, (idx, off) in zip(model["tables"], bags)]
+    return eager_dense_part(model, dense, pooled)
+
+
+def eager_dense_part(model: dict, dense, pooled):
+    """Everything but the embeddings, in torch ops: bottom MLP, interaction, top MLP (shared with
+    peers that pool their own way, e.g. FBGEMM's table-batched embedding in dlrm_train.py)."""
     import torch
     import torch.nn.functional as F
 
@@ -114,8 +124,6 @@ def eager_forward(model: dict, dense, bags):
     x = dense
     for w, b in model["bottom"]:
         x = F.relu(F.linear(x, w, b))
-    pooled = [F.embedding_bag(idx, table, off, mode="sum", include_last_offset=True)
-              for table, (idx, off) in zip(model["tables"], bags)]
     y = torch.cat([x, interaction.baseline((torch.stack([x, *pooled], 1),))], 1)
     for i, (w, b) in enumerate(model["top"]):
         y = F.linear(y, w, b)

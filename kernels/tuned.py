@@ -158,10 +158,14 @@ _from_env: dict = {}  # (path, mtime) -> Table
 _env_warned: set = set()
 
 
+resolved: dict = {}  # call signature -> config: the operators (kernels/ops) look here on every launch
+
+
 def load_table(path: str) -> Table:
     """Use this table from now on in this process (over KERNELEVOLVE_TUNED). Raises TableError."""
     global _explicit
     _explicit = Table.from_file(path)
+    resolved.clear()
     return _explicit
 
 
@@ -169,6 +173,7 @@ def clear_table() -> None:
     """Forget a table given by load_table (KERNELEVOLVE_TUNED applies again, if set)."""
     global _explicit
     _explicit = None
+    resolved.clear()
 
 
 def active_table() -> Table | None:
@@ -181,6 +186,7 @@ def active_table() -> Table | None:
         key = (path, os.path.getmtime(path))
         if key not in _from_env:
             _from_env.clear()
+            resolved.clear()
             _from_env[key] = Table.from_file(path)
         return _from_env[key]
     except (OSError, TableError) as exc:
@@ -202,4 +208,17 @@ def config_for(kernel: str, dims: dict, dtype, device: torch.device, default: di
     cfg = table.lookup(kernel, dims, dtype_name(dtype), device_label(device), extras)
     if cfg is None or (usable is not None and not usable(cfg)):
         return default
+    return cfg
+
+
+def resolve_config(key: tuple, resolve: Callable[[], dict]) -> dict:
+    """Remember `resolve()` (config_for of one call) under call signature `key`, which must hold
+    everything the answer depends on (the op, its sizes, dtype, device, and whatever a `usable`
+    check reads). The registered operators (kernels/ops) look `resolved[key]` up on every launch
+    and come here on a miss only, so a launch costs one dictionary lookup. load_table and
+    clear_table forget `resolved`; a KERNELEVOLVE_TUNED file changed on disk is seen by
+    signatures resolved after the change (clear_table() re-resolves the others)."""
+    if len(resolved) >= _CACHE_MAX:
+        resolved.clear()
+    cfg = resolved[key] = resolve()
     return cfg
