@@ -355,7 +355,7 @@ def main(argv=None) -> int:
     import torch
     import triton
 
-    import kernels.ops  # noqa: F401  (registers torch.ops.kernelevolve.*)
+    import kernelevolve.kernels.ops  # noqa: F401  (registers torch.ops.kernelevolve.*)
     from kernelevolve.kernels import tuned
     from kernelevolve.kernels.spec import DTYPES
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import kernels.ops  # noqa: F401  (registers torch.ops.kernelevolve.*)
+import kernelevolve.kernels.ops  # noqa: F401  (registers torch.ops.kernelevolve.*)
 from kernelevolve.kernels import interaction, tuned
 
 OPS = torch.ops.kernelevolve
