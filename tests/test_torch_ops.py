@@ -80,7 +80,7 @@ CASES = 23  # len(_cases(...)): a constant, so that collection launches no kerne
 
 def test_every_registered_op_has_a_case(device):
     cases = _cases(device)
-    assert len(cases) == CASES and {name for name, _ in cases} == set(kernels.ops.registered())
+    assert len(cases) == CASES and {name for name, _ in cases} == set(kernelevolve.kernels.ops.registered())
 
 
 @pytest.mark.parametrize("case", range(CASES))
