@@ -58,6 +58,10 @@ from benchmarks import dlrm_train_configs  # noqa: E402  (our ops' configs: the 
 # Relative Frobenius error against fp32 of the logits (dlrm.TOLERANCE) and of each gradient: a
 # gradient passes back through every layer, so it collects about twice the roundings.
 GRAD_TOLERANCE = {"float32": 3e-2, "float16": 3e-2, "bfloat16": 8e-2}
+# ... or, where torch eager itself in the same dtype strays further from fp32 (bf16 logits and loss
+# gradients put ~0.11 on the bottom MLP's gradients at batch 2048, measured on the H100), within
+# this factor of eager's own error on that gradient: the honest model in that dtype is the bar.
+EAGER_FACTOR = 1.25
 LR = 0.05
 GPU_PATHS = ("eager", "compile", "compile max-autotune", "ours compile", "ours compile max-autotune",
              "fbgemm compile max-autotune")
@@ -229,14 +233,13 @@ def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names, timed=Tr
         t1 = time.time()
         try:  # a path that fails (a compile error, say) is recorded; the others still run
             row = check(path, ref, s, batch, inputs, model["weights"].detach())
-            row["ok"] = (row["logits_rel_error"] <= dlrm.TOLERANCE[s["dtype"]]
-                         and row["grad_rel_error"] <= GRAD_TOLERANCE[s["dtype"]])
         except Exception as exc:
             row = _failed(exc)
         row["compile_and_check_s"] = time.time() - t1
         if path.get("note"):
             row["note"] = path["note"]
         rows[name] = row
+    grade(rows, s["dtype"])
     for name, path in paths.items():
         if not timed or "ok" not in rows[name] or "error" in rows[name]:
             continue
@@ -263,6 +266,35 @@ def run_batch(s, model, tp, op, ref_model, batch, device, dtype, names, timed=Tr
     costs = launch_costs(op, tp, batch, device, dtype) if gpu else None
     return {"batch": batch, "paths": rows, "host_us_per_launch": costs, "our_configs": configs,
             "wall_s": time.time() - t0}
+
+
+def grade(rows: dict, dtype: str) -> None:
+    """Each checked path's verdict: logits within the dtype's tolerance, and every gradient within
+    GRAD_TOLERANCE or within EAGER_FACTOR of torch eager's own error on it (its `grad_allowed`)."""
+    eager = rows.get("eager", {}).get("grad_rel_errors", {})
+    for row in rows.values():
+        if "grad_rel_errors" not in row:
+            continue
+        allowed = {k: max(GRAD_TOLERANCE[dtype], EAGER_FACTOR * eager.get(k, 0.0)) for k in row["grad_rel_errors"]}
+        over = {k: e for k, e in row["grad_rel_errors"].items() if e > allowed[k]}
+        row["grad_allowed"] = allowed
+        row["grad_over"] = over
+        row["ok"] = row["logits_rel_error"] <= dlrm.TOLERANCE[dtype] and not over
+
+
+def regrade(path: str) -> int:
+    """Apply grade() to a results JSON this script wrote, and write its table again beside it."""
+    with open(path) as fh:
+        res = json.load(fh)
+    for b in res["batches"]:
+        grade(b["paths"], res["sizes"]["dtype"])
+    res["ok"] = all(r.get("ok", True) for b in res["batches"] for r in b["paths"].values())
+    with open(path, "w") as fh:
+        json.dump(res, fh, indent=1, default=str)
+    with open(os.path.splitext(path)[0] + ".md", "w") as fh:
+        fh.write(markdown(res) + "\n")
+    print(f"{path}: every path agrees with the fp32 run: {res['ok']}")
+    return 0 if res["ok"] else 1
 
 
 def launch_costs(op: dict, tp: dict, batch: int, device, dtype) -> dict:
@@ -349,7 +381,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=8, help="candidates in flight per op (default 8)")
     ap.add_argument("--paths", help=f"comma-separated subset of {', '.join(GPU_PATHS)}")
     ap.add_argument("--check-only", action="store_true", help="check every path against fp32, time none")
+    ap.add_argument("--regrade", metavar="JSON", help="re-apply the checks' verdicts to a results JSON of this "
+                                                      "script and rewrite its table (no model is run)")
     args = ap.parse_args(argv)
+    if args.regrade:
+        return regrade(args.regrade)
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # before the first @triton.jit is imported
     import torch
