@@ -176,7 +176,7 @@ class Tracker:
         # or a config already evaluated; where the space's valid configs are enumerated, such a
         # proposal is moved to the nearest valid config not yet evaluated instead (`projected`).
         proposals = summary.get("proposals") or {}
-        for k in ("proposals", "rejected", "duplicates", "projected"):
+        for k in ("proposals", "rejected", "duplicates", "projected", "steered"):
             if k in proposals:
                 metrics[f"proposals_{k}" if k != "proposals" else "proposals"] = proposals[k]
         if proposals.get("rejected_by"):
