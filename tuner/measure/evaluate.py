@@ -400,21 +400,24 @@ class Evaluator:
         verified once (which compiles it), one warm call, then `calls` calls between
         cudaProfilerStart and cudaProfilerStop, so a profiler started with --profile-from-start
         off sees the candidate's own kernels only (no reference, verification or torch peer).
-        Nothing is timed here; the device lock keeps other candidates' timings undisturbed."""
+        Nothing is timed here; the device lock, held throughout, keeps other candidates' timings
+        undisturbed."""
         rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
         tunable, problem, hw, study = self._load(req)
         spec, cfg, calls = tunable.kernel, req["config"], max(1, int(req.get("calls", 1)))
         reasons = tunable.space(problem, hw).violations(cfg)
         if reasons:
             return dict(rec, status="invalid", error="; ".join(reasons))
-        handle, first = self._run_checked(spec, problem, cfg, study, 0)
-        if not first.ok:
-            return dict(rec, status="incorrect", error=first.reason)
-        inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
-        out = spec.make_output(problem, inputs)
         cuda = self.device.type == "cuda"
         handles = []
+        # the lock from the first launch: during a sweep this process shares the GPU with a lane
+        # that is timing other candidates, and the verification's reference runs on the GPU too
         with self._lock():
+            handle, first = self._run_checked(spec, problem, cfg, study, 0)
+            if not first.ok:
+                return dict(rec, status="incorrect", error=first.reason)
+            inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
+            out = spec.make_output(problem, inputs)
             spec.launch(inputs, out, cfg)  # warm: nothing is compiled or loaded inside the range
             self._sync()
             if cuda:
