@@ -88,3 +88,16 @@ def test_a_failed_profile_says_why_in_one_line(tmp_path, fake_ncu, monkeypatch, 
     assert main(["profile", kid, "--uri", uri]) == 2
     [err] = [line for line in capsys.readouterr().err.splitlines() if "kernelevolve" in line]
     assert "NVreg_RestrictProfilingToAdminUsers=0" in err  # one line says why
+
+
+def test_a_candidate_that_does_not_run_under_ncu_is_not_labelled(tmp_path, fake_ncu, capsys):
+    uri, client, parent, kid = _store(tmp_path)
+    bad = client.create_run(client.get_run(kid).info.experiment_id, tags={
+        "kernelevolve.role": "candidate", "candidate_id": "abc_00002", "mlflow.parentRunId": parent,
+        "status": "ok", "timing": "gpu"})
+    for k, v in {**CONFIG, "BLOCK": 64}.items():  # BLOCK under the row length without ONLINE: invalid
+        client.log_param(bad.info.run_id, k, v)
+    assert main(["profile", bad.info.run_id, "--uri", uri]) == 2
+    [err] = [line for line in capsys.readouterr().err.splitlines() if "kernelevolve" in line]
+    assert "did not run under ncu: invalid" in err
+    assert "bottleneck" not in client.get_run(bad.info.run_id).data.tags

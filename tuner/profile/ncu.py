@@ -147,6 +147,9 @@ def run(request: dict, workdir: str, timeout_s: float = 900, env: dict | None = 
         dropped += refused
         wanted = [m for m in wanted if m not in refused]
     reply = json.loads(_read(paths["reply"]) or "{}")
+    if reply.get("status") != "ok":  # a report of a candidate that failed to verify counts nothing
+        raise NcuFailed(f"the candidate did not run under ncu: {reply.get('status', 'no reply')}: "
+                        f"{str(reply.get('error') or why_failed(log))[:400]}")
     code, csv_text = _run(import_command(ncu, report), 300, run_env, workdir)
     if code != 0:  # an ncu without --print-units: its auto-scaled units parse too
         code, csv_text = _run(import_command(ncu, report, base_units=False), 300, run_env, workdir)
