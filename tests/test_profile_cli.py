@@ -19,22 +19,43 @@ FIXTURE = os.path.join(HERE, "data", "ncu", "softmax_bf16_4096x32768.csv")
 CONFIG = {"ONLINE": False, "BLOCK": 128, "ROWS": 1, "num_warps": 4, "num_stages": 1}
 
 
-def _store(tmp_path, hardware="h100"):
-    """An MLflow store holding one study run and one correct candidate, as a sweep logs them."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("prof", artifact_location=str(tmp_path / "artifacts"))
+def _study(client, exp: str, hardware: str = "h100") -> str:
+    """A study run as the sweep logs it (the tags and params `reproduce` and `profile` read)."""
     parent = client.create_run(exp, tags={"kernelevolve.role": "study", "kernelevolve.study": "softmax/x/h100",
                                           "kernel_ref": "search_spaces.softmax:TUNABLE", "hardware": hardware,
                                           "timing": "gpu"})
     for k, v in {"rows": 64, "cols": 128, "dtype": "float16"}.items():
         client.log_param(parent.info.run_id, f"problem.{k}", v)
-    kid = client.create_run(exp, tags={"kernelevolve.role": "candidate", "candidate_id": "abc_00001",
-                                       "mlflow.parentRunId": parent.info.run_id, "status": "ok", "timing": "gpu"})
-    for k, v in CONFIG.items():
+    return parent.info.run_id
+
+
+def _candidate(client, exp: str, parent: str, config: dict = CONFIG, cid: str = "abc_00001") -> str:
+    """A correct candidate's child run under `parent`."""
+    kid = client.create_run(exp, tags={"kernelevolve.role": "candidate", "candidate_id": cid,
+                                       "mlflow.parentRunId": parent, "status": "ok", "timing": "gpu"})
+    for k, v in config.items():
         client.log_param(kid.info.run_id, k, v)
     client.log_metric(kid.info.run_id, "latency_ms", 0.215)
-    return uri, client, parent.info.run_id, kid.info.run_id
+    return kid.info.run_id
+
+
+def _store(tmp_path, hardware="h100"):
+    """A new MLflow store holding one study run and one correct candidate: (uri, client, parent, kid)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("prof", artifact_location=str(tmp_path / "artifacts"))
+    parent = _study(client, exp, hardware)
+    return uri, client, parent, _candidate(client, exp, parent)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One store for this module's tests (a new SQLite store costs seconds); each test adds its own
+    study and candidates: (uri, client, experiment id)."""
+    tmp = tmp_path_factory.mktemp("profile-store")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    return uri, client, client.create_experiment("prof", artifact_location=str(tmp / "artifacts"))
 
 
 @pytest.fixture
@@ -44,8 +65,10 @@ def fake_ncu(monkeypatch):
     monkeypatch.delenv("FAKE_NCU_FAIL", raising=False)
 
 
-def test_profile_logs_counters_label_table_and_roofline(tmp_path, fake_ncu, capsys):
-    uri, client, parent, kid = _store(tmp_path)
+def test_profile_logs_counters_label_table_and_roofline(store, tmp_path, fake_ncu, capsys):
+    uri, client, exp = store
+    parent = _study(client, exp)
+    kid = _candidate(client, exp, parent)
     assert main(["profile", kid[:12], "--uri", uri]) == 0  # a unique prefix, as `reproduce` takes
     out = capsys.readouterr().out
     assert f"profile run {kid}" in out and "bottleneck  memory-bound" in out
@@ -74,30 +97,29 @@ def test_a_machine_without_ncu_is_one_line_exit_2(tmp_path, monkeypatch, capsys)
     assert "ncu" in err and "not installed" in err and len(err.strip().splitlines()) == 1
 
 
-def test_interpreter_runs_and_unknown_runs_are_exit_2(tmp_path, fake_ncu, capsys):
-    uri, client, parent, kid = _store(tmp_path, hardware="cpu-interpreter")
+def test_interpreter_runs_and_unknown_runs_are_exit_2(store, fake_ncu, capsys):
+    uri, client, exp = store
+    kid = _candidate(client, exp, _study(client, exp, hardware="cpu-interpreter"))
     assert main(["profile", kid, "--uri", uri]) == 2
     assert "interpreter" in capsys.readouterr().err
     assert main(["profile", "f" * 32, "--uri", uri]) == 2
     assert "no run" in capsys.readouterr().err
 
 
-def test_a_failed_profile_says_why_in_one_line(tmp_path, fake_ncu, monkeypatch, capsys):
-    uri, _, _, kid = _store(tmp_path)
+def test_a_failed_profile_says_why_in_one_line(store, fake_ncu, monkeypatch, capsys):
+    uri, client, exp = store
+    kid = _candidate(client, exp, _study(client, exp))
     monkeypatch.setenv("FAKE_NCU_FAIL", "==ERROR== ERR_NVGPUCTRPERM - The user does not have permission")
     assert main(["profile", kid, "--uri", uri]) == 2
     [err] = [line for line in capsys.readouterr().err.splitlines() if "kernelevolve" in line]
     assert "NVreg_RestrictProfilingToAdminUsers=0" in err  # one line says why
 
 
-def test_a_candidate_that_does_not_run_under_ncu_is_not_labelled(tmp_path, fake_ncu, capsys):
-    uri, client, parent, kid = _store(tmp_path)
-    bad = client.create_run(client.get_run(kid).info.experiment_id, tags={
-        "kernelevolve.role": "candidate", "candidate_id": "abc_00002", "mlflow.parentRunId": parent,
-        "status": "ok", "timing": "gpu"})
-    for k, v in {**CONFIG, "BLOCK": 64}.items():  # BLOCK under the row length without ONLINE: invalid
-        client.log_param(bad.info.run_id, k, v)
-    assert main(["profile", bad.info.run_id, "--uri", uri]) == 2
+def test_a_candidate_that_does_not_run_under_ncu_is_not_labelled(store, fake_ncu, capsys):
+    uri, client, exp = store
+    # BLOCK under the row length without ONLINE: the space's constraints reject it in the target
+    bad = _candidate(client, exp, _study(client, exp), {**CONFIG, "BLOCK": 64})
+    assert main(["profile", bad, "--uri", uri]) == 2
     [err] = [line for line in capsys.readouterr().err.splitlines() if "kernelevolve" in line]
     assert "did not run under ncu: invalid" in err
-    assert "bottleneck" not in client.get_run(bad.info.run_id).data.tags
+    assert "bottleneck" not in client.get_run(bad).data.tags
