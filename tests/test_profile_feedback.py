@@ -6,7 +6,7 @@ import pytest
 from kernels.matmul import MatmulProblem
 from search_spaces.matmul import space
 from test_profile_cli import _store
-from tuner.execution.finalists import finalists, log_profiles
+from tuner.execution.counters import finalists, log_profiles
 from tuner.experiment import config
 from tuner.experiment.hardware import profile
 from tuner.search import steering
@@ -105,45 +105,43 @@ def test_profiled_finalists_are_logged_on_their_runs(tmp_path):
 
 
 def _sweep_and_plan(monkeypatch, results: dict, **profiling):
-    """A Sweep and a GPU study's Plan, with the Ray task that would run ncu replaced by `results`
+    """The sweep's profiling module and a GPU study's Plan, with the Ray task that would run ncu replaced by `results`
     (candidate id -> what profile_one returns): the driver's wiring, without Ray or a GPU."""
     import types
 
-    from tuner.execution import sweep as sweep_mod
+    from tuner.execution import counters
 
-    monkeypatch.setattr(sweep_mod, "profile_remote", lambda rec, logged, calls, timeout: rec["candidate_id"])
-    monkeypatch.setattr(sweep_mod.ray, "get", lambda ref, timeout=None: results[ref])
+    monkeypatch.setattr(counters, "profile_remote", lambda rec, logged, calls, timeout: rec["candidate_id"])
+    monkeypatch.setattr(counters.ray, "get", lambda ref, timeout=None: results[ref])
     lines = []
-    sw = sweep_mod.Sweep.__new__(sweep_mod.Sweep)
-    sw.log = lines.append
     exp = types.SimpleNamespace(profile=config.Profiling(**profiling))
     study = types.SimpleNamespace(experiment=exp, key="matmul/x/h100", space=H100_GEMM,
                                   target=types.SimpleNamespace(profile=profile("h100")))
     plan = types.SimpleNamespace(study=study, ctx={"kernel_ref": "k", "problem": {}, "hardware": "h100", "bench": {}},
                                  records=[], profiled={}, steered_at=0, steering=False, finishing=False,
                                  searcher=ConstrainedSearch(H100_GEMM, "tpe", 0, "k", valid=None))
-    return sw, plan, lines
+    return counters, plan, lines
 
 
 def test_the_sweep_profiles_its_finalists_after_the_retiming(monkeypatch):
     fields = {"bottleneck": "compute-bound", "bottleneck_reason": "SM at 80% of peak"}
-    sw, plan, lines = _sweep_and_plan(monkeypatch, {"a": {"fields": fields}, "b": {"error": "no ncu"}}, top_k=2)
+    profiling, plan, lines = _sweep_and_plan(monkeypatch, {"a": {"fields": fields}, "b": {"error": "no ncu"}}, top_k=2)
     top = [{"candidate_id": "a", "config": BEST, "latency_ms": 1.0},
            {"candidate_id": "b", "config": {**BEST, "num_stages": 4}, "latency_ms": 1.1}]
-    got = sw._profile_finalists(plan, top, None)
+    got = profiling.profile_finalists(plan, top, None, lines.append)
     assert got == {"a": {"fields": fields}, "b": {"error": "no ncu"}}
     assert lines == ["  matmul/x/h100: a compute-bound: SM at 80% of peak", "  matmul/x/h100: b not profiled: no ncu"]
     plan.study.experiment.profile = config.Profiling()  # top_k 0: off
-    assert sw._profile_finalists(plan, top, None) == {}
+    assert profiling.profile_finalists(plan, top, None, lines.append) == {}
 
 
 def test_steering_profiles_the_best_so_far_and_queues_the_rules_proposals(monkeypatch):
     fields = {"bottleneck": "latency-bound", "bottleneck_reason": "both under 60%", "ncu_occupancy_pct": 40}
-    sw, plan, lines = _sweep_and_plan(monkeypatch, {"best": {"fields": fields}}, steer=True, steer_every=2)
+    profiling, plan, lines = _sweep_and_plan(monkeypatch, {"best": {"fields": fields}}, steer=True, steer_every=2)
     plan.records = [{"candidate_id": "slow", "status": "ok", "latency_ms": 2.0, "config": {**BEST, "BLOCK_N": 64}}]
-    sw._maybe_steer(plan)
+    profiling.maybe_steer(plan, lines.append)
     assert not plan.steering and plan.searcher.steered == []  # fewer than steer_every candidates
     plan.records.append({"candidate_id": "best", "status": "ok", "latency_ms": 1.0, "config": BEST})
-    sw._steer(plan, plan.records[1])  # what _maybe_steer's thread runs
+    profiling.steer(plan, plan.records[1], lines.append)  # what maybe_steer's thread runs
     assert [_changed(c) for c in plan.searcher.steered][:2] == [{"num_stages": 4}, {"num_warps": 8}]
-    assert "best so far best is latency-bound" in lines[-1] and "best" in plan.profiled
+    assert "best so far best latency-bound" in lines[-1] and "best" in plan.profiled

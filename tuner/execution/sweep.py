@@ -32,7 +32,7 @@ from ray import tune
 
 from tuner.execution import cluster, lanes
 from tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
-from tuner.execution.finalists import finalists, log_profiles, logged_for, profile_remote
+from tuner.execution.counters import log_profiles, maybe_steer, profile_finalists
 from tuner.execution.studies import _enumerate, _start_points, summarize  # noqa: F401 - public
 from tuner.execution.trial import StudyResources, run_candidate
 from tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
@@ -213,44 +213,7 @@ class Sweep:
         plan.records.append(rec)
         self.writer.submit(plan.recorder.sync)
         self.progress.candidate(plan.study, rec)
-        self._maybe_steer(plan)
-
-    def _maybe_steer(self, plan: Plan) -> None:
-        """profile.steer: every steer_every candidates, the study's best so far (if not profiled
-        yet) is profiled and the rules for its label propose the next configs
-        (tuner.search.steering), in a thread of its own: the trial loop never waits for ncu."""
-        p = plan.study.experiment.profile
-        if not p.steer or plan.study.target.profile.interpreter or plan.steering or plan.finishing:
-            return
-        if len(plan.records) - plan.steered_at < p.steer_every:
-            return
-        ok = [r for r in plan.records if r["status"] == "ok"]
-        best = min(ok, key=lambda r: r["latency_ms"]) if ok else None
-        if best is None or best["candidate_id"] in plan.profiled:
-            return
-        plan.steered_at, plan.steering = len(plan.records), True
-        threading.Thread(target=self._steer, args=(plan, best), daemon=True).start()
-
-    def _steer(self, plan: Plan, best: dict) -> None:
-        from tuner.search import steering
-
-        p, key = plan.study.experiment.profile, plan.study.key
-        try:
-            ref = profile_remote(best, logged_for(best, plan.ctx, key), p.calls, p.timeout_s)
-            res = plan.profiled[best["candidate_id"]] = ray.get(ref, timeout=p.timeout_s + 600)
-            if "error" in res:
-                self.log(f"  ! {key}: steering: {best['candidate_id']} not profiled: {res['error']}")
-                return
-            fields = res["fields"]
-            configs = steering.proposals(fields["bottleneck"], fields, best["config"], plan.study.space,
-                                         plan.searcher.seen.copy())
-            plan.searcher.steer(configs)
-            self.log(f"  {key}: steering: best so far {best['candidate_id']} is {fields['bottleneck']} "
-                     f"({fields['bottleneck_reason']}); {len(configs)} configs proposed next")
-        except Exception as exc:  # steering is advice: the search goes on without it
-            self.log(f"  ! {key}: steering failed: {type(exc).__name__}: {exc}")
-        finally:
-            plan.steering = False
+        maybe_steer(plan, self.log)  # profile.steer: off by default
 
     def maybe_finish(self, search: SweepSearch) -> None:
         """Finish every study whose candidates have all ended (called after each result)."""
@@ -282,7 +245,7 @@ class Sweep:
         except Exception as exc:  # the study's records stand; its winner is then its own best
             retimed = {"status": "runtime_error", "error": f"re-timing failed: {type(exc).__name__}: {exc}"}
         # the finalists, and the candidates profiled for steering while the study ran
-        profiled = {**plan.profiled, **self._profile_finalists(plan, top, retimed)}
+        profiled = {**plan.profiled, **profile_finalists(plan, top, retimed, self.log)}
         summary = summarize(records, retimed)
         if profiled:
             summary["bottlenecks"] = {cid: r.get("fields", {}).get("bottleneck", "not profiled")
@@ -313,29 +276,6 @@ class Sweep:
             with self.lock:
                 self.out[study.key] = summary
         self.writer.submit(send)
-
-    def _profile_finalists(self, plan: Plan, top: list[dict], retimed: dict | None) -> dict:
-        """The study's fastest finalists under Nsight Compute, one at a time, after its re-timing
-        (tuner.execution.finalists); {} where `profile.top_k` is 0 or the target is no GPU."""
-        p, study = plan.study.experiment.profile, plan.study
-        if not p.top_k or not top:
-            return {}
-        if study.target.profile.interpreter:
-            self.log(f"  {study.key}: not profiled (profile.top_k): ncu reads a GPU's counters, "
-                     "this study ran in the interpreter")
-            return {}
-        out = {}
-        for rec in finalists(top, retimed, p.top_k):
-            ref = profile_remote(rec, logged_for(rec, plan.ctx, study.key), p.calls, p.timeout_s)
-            try:
-                out[rec["candidate_id"]] = ray.get(ref, timeout=p.timeout_s + 600)
-            except Exception as exc:  # a lost task: the study's records stand
-                out[rec["candidate_id"]] = {"error": f"{type(exc).__name__}: {exc}"}
-            res = out[rec["candidate_id"]]
-            self.log(f"  {study.key}: {rec['candidate_id']} " + (
-                f"{res['fields']['bottleneck']}: {res['fields']['bottleneck_reason']}" if "fields" in res
-                else f"not profiled: {res['error']}"))
-        return out
 
     def _retime(self, plan: Plan, top: list[dict]) -> dict | None:
         s = plan.study.experiment.search

@@ -1,19 +1,25 @@
-"""A study's finalists under Nsight Compute (experiment `profile.top_k`), after its re-timing.
+"""Nsight Compute inside a sweep: a study's finalists after its re-timing (experiment
+`profile.top_k`), and its best so far while it runs, to steer the search (`profile.steer`).
 
 When a study ends, its top-k are re-timed interleaved (tuner.execution.sweep); with
 `profile.top_k` > 0 the fastest of them are then profiled one by one (tuner.profile), each in
 its own process under ncu, on the node and GPU of the lane that timed them: a separate pass,
-after every timing of the study, so no measured latency is taken under the profiler. The
-profile runs in a Ray task on that node (ncu must run where the GPU is); the counters come back
+after every timing of the study, so no measured latency is taken under the profiler. With
+`profile.steer`, every `steer_every` candidates the study's best so far is profiled the same way
+and the rules of tuner.search.steering queue the next configs. The profile runs in a Ray task on
+that node (ncu must run where the GPU is), holding the GPU's timing lock; the counters come back
 to the driver, which writes them to MLflow (the driver owns the records).
 
-A finalist that cannot be profiled (no ncu on the node, counters restricted, a timeout) costs
+A candidate that cannot be profiled (no ncu on the node, counters restricted, a timeout) costs
 the study nothing: the reason is logged and tagged on the study's run.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
+
+import ray
 
 from tuner.search.space import config_key
 
@@ -62,7 +68,6 @@ def profile_one(logged: dict, calls: int, timeout_s: float, gpu: str | None) -> 
 
 def profile_remote(record: dict, logged: dict, calls: int, timeout_s: float):
     """A Ray task running profile_one on the node and GPU that timed the record."""
-    import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = record.get("ray_node_id")
@@ -71,6 +76,75 @@ def profile_remote(record: dict, logged: dict, calls: int, timeout_s: float):
     if node:
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
     return ray.remote(profile_one).options(**options).remote(logged, calls, timeout_s, gpu)
+
+
+def _describe(cid: str, res: dict) -> str:
+    return (f"{cid} {res['fields']['bottleneck']}: {res['fields']['bottleneck_reason']}" if "fields" in res
+            else f"{cid} not profiled: {res['error']}")
+
+
+def _profile(rec: dict, plan, p) -> dict:
+    ref = profile_remote(rec, logged_for(rec, plan.ctx, plan.study.key), p.calls, p.timeout_s)
+    try:
+        return ray.get(ref, timeout=p.timeout_s + 600)
+    except Exception as exc:  # a lost task: the study's records stand
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def profile_finalists(plan, top: list[dict], retimed: dict | None, log) -> dict:
+    """The study's fastest finalists under Nsight Compute, one at a time, after its re-timing;
+    {} where `profile.top_k` is 0 or the target is no GPU. `plan`: the sweep's Plan of the study."""
+    p, study = plan.study.experiment.profile, plan.study
+    if not p.top_k or not top:
+        return {}
+    if study.target.profile.interpreter:
+        log(f"  {study.key}: not profiled (profile.top_k): ncu reads a GPU's counters, this study ran "
+            "in the interpreter")
+        return {}
+    out = {}
+    for rec in finalists(top, retimed, p.top_k):
+        out[rec["candidate_id"]] = _profile(rec, plan, p)
+        log(f"  {study.key}: {_describe(rec['candidate_id'], out[rec['candidate_id']])}")
+    return out
+
+
+def maybe_steer(plan, log) -> None:
+    """profile.steer: every steer_every candidates, the study's best so far (if not profiled yet)
+    is profiled and the rules for its label queue the next configs, in a thread of its own: the
+    trial loop never waits for ncu. One at a time per study."""
+    p = plan.study.experiment.profile
+    if not p.steer or plan.study.target.profile.interpreter or plan.steering or plan.finishing:
+        return
+    if len(plan.records) - plan.steered_at < p.steer_every:
+        return
+    ok = [r for r in plan.records if r["status"] == "ok"]
+    best = min(ok, key=lambda r: r["latency_ms"]) if ok else None
+    if best is None or best["candidate_id"] in plan.profiled:
+        return
+    plan.steered_at, plan.steering = len(plan.records), True
+    threading.Thread(target=steer, args=(plan, best, log), daemon=True).start()
+
+
+def steer(plan, best: dict, log) -> None:
+    """Profile `best` and hand the rules' proposals to the study's searcher."""
+    from tuner.search import steering
+
+    key = plan.study.key
+    try:
+        res = plan.profiled[best["candidate_id"]] = _profile(best, plan, plan.study.experiment.profile)
+        if "error" in res:
+            log(f"  ! {key}: steering: {_describe(best['candidate_id'], res)}")
+            return
+        fields = res["fields"]
+        configs = steering.proposals(fields["bottleneck"], fields, best["config"], plan.study.space,
+                                     plan.searcher.seen.copy())
+        plan.searcher.steer(configs)
+        log(f"  {key}: steering: best so far {_describe(best['candidate_id'], res)}; "
+            f"{len(configs)} configs proposed next")
+    except Exception as exc:  # steering is advice: the search goes on without it
+        log(f"  ! {key}: steering failed: {type(exc).__name__}: {exc}")
+    finally:
+        plan.steering = False
 
 
 def log_profiles(client, parent_id: str, results: dict[str, dict]) -> list[str]:
