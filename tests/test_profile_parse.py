@@ -13,7 +13,7 @@ from tuner.profile.metrics import COUNTERS, STALL_REASONS, base_name, ncu_metric
 from tuner.records.schema import PROFILE_FIELDS
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "ncu")
-GEMM_FLOPS = 2 * 4096 ** 3
+GEMM_FLOPS = 2 * 1024 * 1024 * 16384  # the fixture GEMM: bf16 1024x1024x16384, SPLIT_K=4
 
 
 def _text(name: str) -> str:
@@ -22,35 +22,35 @@ def _text(name: str) -> str:
 
 
 def test_every_metric_asked_for_is_parsed_from_the_fixture():
-    launches = parse.parse_raw_csv(_text("gemm_bf16_4096_splitk2.csv"))
+    launches = parse.parse_raw_csv(_text("gemm_bf16_1024x1024x16384_splitk4.csv"))
     assert len(launches) == 9  # 3 calls x (fill, matmul_kernel, splitk_finish_kernel)
     assert [l.name for l in launches[:3]][1:] == ["matmul_kernel", "splitk_finish_kernel"]
     assert parse.missing_metrics(launches, ncu_metrics()) == []
     mm = launches[4].values  # the second call: its durations as written, unjittered
-    assert mm["gpu__time_duration.sum"] == pytest.approx(201_088 * 1e-6)  # nsecond -> ms
-    assert mm["dram__bytes.sum"] == 141_557_760  # "141,557,760" byte
+    assert mm["gpu__time_duration.sum"] == pytest.approx(62_304 * 1e-6, rel=1e-6)  # nsecond -> ms
+    assert mm["dram__bytes.sum"] == 74_711_040  # "74,711,040" byte
 
 
 def test_scaled_units_and_prof_lines_parse_to_base_units():
     launches = parse.parse_raw_csv(_text("softmax_bf16_4096x32768.csv"))
     assert len(launches) == 3 and {l.name for l in launches} == {"softmax_kernel"}
     first = launches[0].values
-    assert first["gpu__time_duration.sum"] == pytest.approx(209_152 * 0.997e-6, rel=1e-4)  # usecond -> ms
+    assert first["gpu__time_duration.sum"] == pytest.approx(209_152 * 0.996e-6, rel=1e-4)  # usecond -> ms
     assert first["dram__bytes.sum"] == pytest.approx(537_919_488, rel=1e-5)  # Mbyte -> byte
 
 
 def test_gemm_counters_per_call_and_weighted_by_gpu_time():
-    launches = parse.parse_raw_csv(_text("gemm_bf16_4096_splitk2.csv"))
-    c = parse.summarize(launches, calls=3, latency_ms=0.262, flops=GEMM_FLOPS)
+    launches = parse.parse_raw_csv(_text("gemm_bf16_1024x1024x16384_splitk4.csv"))
+    c = parse.summarize(launches, calls=3, latency_ms=0.0745, flops=GEMM_FLOPS)
     assert c["ncu_kernels"] == 3
-    assert c["ncu_duration_ms"] == pytest.approx((24_640 + 201_088 + 20_832) * 1e-6, rel=1e-3)
-    assert c["ncu_dram_bytes"] == pytest.approx(67_371_008 + 141_557_760 + 100_892_672)
-    # the matmul ran 8x longer than the two memory kernels together: its ratios dominate
-    assert 60 < c["ncu_sm_pct"] < 79.86 and 47.23 < c["ncu_memory_pct"] < 60
-    assert c["ncu_registers"] == 168 and c["ncu_grid_size"] == 1024  # the longest kernel's launch
+    assert c["ncu_duration_ms"] == pytest.approx((2_592 + 62_304 + 4_128) * 1e-6, rel=1e-6)
+    assert c["ncu_dram_bytes"] == pytest.approx(4_194_304 + 74_711_040 + 6_291_456)
+    # the matmul ran 9x longer than the two memory kernels together: its ratios dominate
+    assert 60 < c["ncu_sm_pct"] < 71.62 and 44.07 < c["ncu_memory_pct"] < 60
+    assert c["ncu_registers"] == 168 and c["ncu_grid_size"] == 256  # the longest kernel's launch
     assert len(c["ncu_top_stalls"].split(", ")) == 3
     assert "selected=" not in c["ncu_top_stalls"].replace("not_selected", "")  # issuing is no stall
-    assert c["ncu_kernel_share"] == pytest.approx(c["ncu_duration_ms"] / 0.262)
+    assert c["ncu_kernel_share"] == pytest.approx(c["ncu_duration_ms"] / 0.0745)
     assert c["ncu_tflops"] == pytest.approx(GEMM_FLOPS / (c["ncu_duration_ms"] * 1e-3) / 1e12)
     assert c["ncu_intensity"] == pytest.approx(GEMM_FLOPS / c["ncu_dram_bytes"])
     assert set(c) <= set(PROFILE_FIELDS)  # every field has its one declaration in the schema
