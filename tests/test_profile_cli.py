@@ -5,6 +5,7 @@ counters land on the candidate's run, the table and roofline on its study's. A m
 without ncu, an interpreter run and an unknown run are one line and exit 2."""
 import csv
 import io
+import itertools
 import os
 import sys
 
@@ -13,15 +14,19 @@ from mlflow.tracking import MlflowClient
 
 from tuner.cli import main
 from tuner.profile import ncu
+from tuner.review import report
 
 HERE = os.path.dirname(__file__)
 FIXTURE = os.path.join(HERE, "data", "ncu", "softmax_bf16_4096x32768.csv")
+_STUDIES = itertools.count()
 CONFIG = {"ONLINE": False, "BLOCK": 128, "ROWS": 1, "num_warps": 4, "num_stages": 1}
 
 
 def _study(client, exp: str, hardware: str = "h100") -> str:
-    """A study run as the sweep logs it (the tags and params `reproduce` and `profile` read)."""
-    parent = client.create_run(exp, tags={"kernelevolve.role": "study", "kernelevolve.study": "softmax/x/h100",
+    """A study run as the sweep logs it (the tags and params `reproduce` and `profile` read), under a
+    study key of its own (the report shows the newest run of each key)."""
+    key = f"softmax/rows64_cols128_float16/{hardware}-{next(_STUDIES)}"
+    parent = client.create_run(exp, tags={"kernelevolve.role": "study", "kernelevolve.study": key,
                                           "kernel_ref": "search_spaces.softmax:TUNABLE", "hardware": hardware,
                                           "timing": "gpu"})
     for k, v in {"rows": 64, "cols": 128, "dtype": "float16"}.items():
@@ -86,6 +91,9 @@ def test_profile_logs_counters_label_table_and_roofline(store, tmp_path, fake_nc
     rows = list(csv.DictReader(io.StringIO(open(table).read())))
     assert [(r["candidate_id"], r["bottleneck"]) for r in rows] == [("abc_00001", "memory-bound")]
     assert rows[0]["roofline_agrees"] == "True"  # 64x128 fp16 softmax flops over the fixture's bytes: far left
+    page = report.build_html(uri, "prof")  # the HTML report shows the study's profiled candidates
+    assert "Profiled candidates: Nsight Compute counters" in page and "memory-bound" in page
+    assert 'alt="roofline_counters.png"' in page
 
 
 def test_a_machine_without_ncu_is_one_line_exit_2(tmp_path, monkeypatch, capsys):

@@ -19,6 +19,10 @@ COLUMNS = ("candidate_id", "run_id", "bottleneck", "roofline_agrees", "profile_l
            "ncu_kernel_share", "ncu_sm_pct", "ncu_memory_pct", "ncu_dram_pct", "ncu_tensor_pct",
            "ncu_occupancy_pct", "ncu_l2_hit_pct", "ncu_dram_gbps", "ncu_tflops", "ncu_intensity",
            "ncu_instructions", "ncu_registers", "ncu_top_stalls", "bottleneck_reason", "config")
+# the report's table of a study's profiled candidates: the label and what it rests on
+REPORT_COLUMNS = ("candidate_id", "bottleneck", "roofline_agrees", "profile_latency_ms", "ncu_sm_pct",
+                  "ncu_memory_pct", "ncu_dram_pct", "ncu_tensor_pct", "ncu_occupancy_pct", "ncu_l2_hit_pct",
+                  "ncu_top_stalls")
 LABEL_COLORS = {"memory-bound": "#1d3557", "compute-bound": "#c1121f", "latency-bound": "#f4a261",
                 "launch-bound": "#6a4c93", bottleneck.UNKNOWN: "#9e9e9e"}
 
@@ -31,14 +35,33 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
+def with_agreement(rows: list[dict], hw, dtype: str | None) -> list[dict]:
+    """Each row with `roofline_agrees` (None where the position or the hardware is unknown)."""
+    return [{**r, "roofline_agrees": bottleneck.agrees_with_roofline(r.get("bottleneck", ""), r, hw, dtype)
+             if hw is not None else None} for r in rows]
+
+
+def for_report(client, run) -> tuple[list[dict], bytes | None]:
+    """A study run's profiled candidates as report rows (REPORT_COLUMNS, values formatted) and
+    its counter roofline; ([], None) for a study with none profiled."""
+    from tuner.experiment import hardware
+    from tuner.records.profile_log import profiled_rows
+
+    rows = profiled_rows(client, run.info.run_id)
+    if not rows:
+        return [], None
+    hw = hardware.PROFILES.get(run.data.tags.get("hardware", ""))
+    dtype = run.data.params.get("problem.dtype")
+    png, _ = counter_roofline(rows, run.data.tags.get("kernelevolve.study", ""), hw, dtype)
+    return [{c: _cell(r.get(c)) for c in REPORT_COLUMNS} for r in with_agreement(rows, hw, dtype)], png
+
+
 def table_csv(rows: list[dict], hw, dtype: str | None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(COLUMNS)
-    for r in rows:
-        agrees = (bottleneck.agrees_with_roofline(r.get("bottleneck", ""), r, hw, dtype)
-                  if hw is not None else None)
-        writer.writerow([_cell({**r, "roofline_agrees": agrees}.get(c)) for c in COLUMNS])
+    for r in with_agreement(rows, hw, dtype):
+        writer.writerow([_cell(r.get(c)) for c in COLUMNS])
     return buf.getvalue()
 
 
