@@ -50,8 +50,12 @@ def metrics_check(ncu: str) -> str:
     lines += subprocess.run([ncu, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
     known = set()
     for cmd in ([ncu, "--query-metrics"], [ncu, "--query-metrics", "--chip", "gh100"]):
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        known = {line.split()[0] for line in out.stdout.splitlines() if line.strip() and "__" in line.split()[0]}
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
+        except (OSError, subprocess.SubprocessError) as exc:  # the check is advice: the capture goes on
+            lines.append(f"{' '.join(cmd[1:])}: {type(exc).__name__}: {exc}")
+            continue
+        known = {line.split()[0] for line in out.splitlines() if line.strip() and "__" in line.split()[0]}
         if known:
             lines.append(f"known metrics from: {' '.join(cmd[1:])} ({len(known)} base names)")
             break
@@ -108,7 +112,8 @@ def main() -> int:
                 run = ncu.run(profile_request(logged, args.calls), tmp, timeout_s=900)
             except ncu.NcuFailed as exc:
                 row["error"] = str(exc)
-                logs.append(f"===== {name}\n{open(os.path.join(tmp, 'ncu.log')).read() if os.path.exists(os.path.join(tmp, 'ncu.log')) else ''}")
+                log_path = os.path.join(tmp, "ncu.log")
+                logs.append(f"===== {name}\n{open(log_path).read() if os.path.exists(log_path) else ''}")
                 summary[name] = row
                 print(f"{name}: profile failed: {exc}")
                 continue
