@@ -7,7 +7,6 @@ import csv
 import io
 import itertools
 import os
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
