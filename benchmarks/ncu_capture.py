@@ -44,7 +44,7 @@ BENCH = {"clock": "do_bench", "warmup_ms": 25, "rep_ms": 100, "retime_rep_ms": 1
 
 
 def metrics_check(ncu: str) -> str:
-    from tuner.profile.metrics import base_name, ncu_metrics
+    from kernelevolve.tuner.profile.metrics import base_name, ncu_metrics
 
     lines = [f"ncu: {ncu}"]
     lines += subprocess.run([ncu, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
@@ -66,7 +66,7 @@ def metrics_check(ncu: str) -> str:
 
 def measure(kernel_ref: str, problem: dict, config: dict) -> dict:
     """The candidate's latency through the sweep's evaluation process (verify, then time)."""
-    from tuner.execution.worker import CandidateWorker, make_request
+    from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
 
     worker = CandidateWorker(env={"TRITON_DEFAULT_FP_FUSION": "1", "TRITON_INTERPRET": "0"})
     try:
@@ -82,9 +82,9 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=3)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    from tuner.experiment import hardware, registry
-    from tuner.profile import bottleneck, ncu
-    from tuner.profile.candidate import counters_of, profile_request
+    from kernelevolve.tuner.experiment import hardware, registry
+    from kernelevolve.tuner.profile import bottleneck, ncu
+    from kernelevolve.tuner.profile.candidate import counters_of, profile_request
 
     try:
         exe = ncu.find_ncu()

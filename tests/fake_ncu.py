@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for Nsight Compute's `ncu`, for CPU tests of tuner.profile's plumbing.
 
-Profiling (`--export BASE ... python -m tuner.profile.target REQ REPLY`): runs the real target
+Profiling (`--export BASE ... python -m kernelevolve.tuner.profile.target REQ REPLY`): runs the real target
 process in the Triton interpreter (so the request, the evaluator's `profile` op and the reply
 file are the real ones), writes a placeholder BASE.ncu-rep and a log. `--import`: prints the
 fixture CSV named by $FAKE_NCU_CSV. `--version`: a version line. No counter here is measured.
@@ -23,7 +23,7 @@ if os.environ.get("FAKE_NCU_FAIL"):  # ncu refusing before the target runs (e.g.
     with open(log, "w", encoding="utf-8") as fh:
         fh.write(os.environ["FAKE_NCU_FAIL"] + "\n")
     sys.exit(1)
-program = args[args.index("tuner.profile.target") - 2:]  # python -m tuner.profile.target REQ REPLY
+program = args[args.index("kernelevolve.tuner.profile.target") - 2:]  # python -m kernelevolve.tuner.profile.target REQ REPLY
 env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
 code = subprocess.run(program, env=env).returncode
 with open(log, "w", encoding="utf-8") as fh:

@@ -11,9 +11,9 @@ import os
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuner.cli import main
-from tuner.profile import ncu
-from tuner.review import report
+from kernelevolve.tuner.cli import main
+from kernelevolve.tuner.profile import ncu
+from kernelevolve.tuner.review import report
 
 HERE = os.path.dirname(__file__)
 FIXTURE = os.path.join(HERE, "data", "ncu", "softmax_bf16_4096x32768.csv")
@@ -26,7 +26,7 @@ def _study(client, exp: str, hardware: str = "h100") -> str:
     study key of its own (the report shows the newest run of each key)."""
     key = f"softmax/rows64_cols128_float16/{hardware}-{next(_STUDIES)}"
     parent = client.create_run(exp, tags={"kernelevolve.role": "study", "kernelevolve.study": key,
-                                          "kernel_ref": "search_spaces.softmax:TUNABLE", "hardware": hardware,
+                                          "kernel_ref": "kernelevolve.search_spaces.softmax:TUNABLE", "hardware": hardware,
                                           "timing": "gpu"})
     for k, v in {"rows": 64, "cols": 128, "dtype": "float16"}.items():
         client.log_param(parent.info.run_id, f"problem.{k}", v)

@@ -3,15 +3,15 @@ proposals, the finalists chosen after re-timing, the experiment's `profile` sect
 sweep's logging of profiled finalists to MLflow."""
 import pytest
 
-from kernels.matmul import MatmulProblem
-from search_spaces.matmul import space
+from kernelevolve.kernels.matmul import MatmulProblem
+from kernelevolve.search_spaces.matmul import space
 from test_profile_cli import _store
-from tuner.execution.counters import finalists, log_profiles
-from tuner.experiment import config
-from tuner.experiment.hardware import profile
-from tuner.search import steering
-from tuner.search.constrained import ConstrainedSearch
-from tuner.search.space import config_key
+from kernelevolve.tuner.execution.counters import finalists, log_profiles
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.search import steering
+from kernelevolve.tuner.search.constrained import ConstrainedSearch
+from kernelevolve.tuner.search.space import config_key
 
 H100_GEMM = space(MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16"), profile("h100"))
 BEST = {"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 128, "GROUP_M": 4, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
@@ -109,7 +109,7 @@ def _sweep_and_plan(monkeypatch, results: dict, **profiling):
     (candidate id -> what profile_one returns): the driver's wiring, without Ray or a GPU."""
     import types
 
-    from tuner.execution import counters
+    from kernelevolve.tuner.execution import counters
 
     monkeypatch.setattr(counters, "profile_remote", lambda rec, logged, calls, timeout: rec["candidate_id"])
     monkeypatch.setattr(counters.ray, "get", lambda ref, timeout=None: results[ref])

@@ -1,10 +1,10 @@
-"""tuner.profile on a GPU with Nsight Compute: a real candidate profiled through ncu, its raw page
+"""kernelevolve.tuner.profile on a GPU with Nsight Compute: a real candidate profiled through ncu, its raw page
 parsed and labelled. Marked `gpu` (skipped with a reason without one) and skipped where ncu is
 missing; the CPU side of the same path is tests/test_profile_cli.py."""
 import pytest
 
-from tuner.profile import bottleneck, ncu
-from tuner.profile.candidate import counters_of, profile_request
+from kernelevolve.tuner.profile import bottleneck, ncu
+from kernelevolve.tuner.profile.candidate import counters_of, profile_request
 
 pytestmark = pytest.mark.gpu
 
@@ -18,7 +18,7 @@ def _ncu_or_skip() -> str:
 
 def test_a_gemm_candidate_is_profiled_and_labelled(tmp_path):
     _ncu_or_skip()
-    logged = {"kernel_ref": "search_spaces.matmul:TUNABLE", "hardware": "h100",
+    logged = {"kernel_ref": "kernelevolve.search_spaces.matmul:TUNABLE", "hardware": "h100",
               "problem": {"M": 2048, "N": 2048, "K": 2048, "dtype": "bfloat16"},
               "bench": {"clock": "do_bench", "warmup_ms": 25, "rep_ms": 100},
               "config": {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "SPLIT_K": 1,

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from tuner.experiment import hardware
-from tuner.profile import bottleneck, ncu, parse
-from tuner.profile.metrics import COUNTERS, STALL_REASONS, base_name, ncu_metrics, stall_metric, stall_reason
-from tuner.records.schema import PROFILE_FIELDS
+from kernelevolve.tuner.experiment import hardware
+from kernelevolve.tuner.profile import bottleneck, ncu, parse
+from kernelevolve.tuner.profile.metrics import COUNTERS, STALL_REASONS, base_name, ncu_metrics, stall_metric, stall_reason
+from kernelevolve.tuner.records.schema import PROFILE_FIELDS
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "ncu")
 GEMM_FLOPS = 2 * 1024 * 1024 * 16384  # the fixture GEMM: bf16 1024x1024x16384, SPLIT_K=4
@@ -117,4 +117,4 @@ def test_ncu_errors_are_read_for_refused_metrics_and_permissions():
     cmd = ncu.profile_command("ncu", "/t/profile", "/t/ncu.log", "/t/req.json", "/t/reply.json", ncu_metrics())
     assert cmd[cmd.index("--profile-from-start") + 1] == "off"  # only the candidate's own launches
     assert cmd[cmd.index("--clock-control") + 1] == "none"
-    assert cmd[-4:-2] == ["-m", "tuner.profile.target"]
+    assert cmd[-4:-2] == ["-m", "kernelevolve.tuner.profile.target"]

@@ -21,7 +21,7 @@ import threading
 
 import ray
 
-from tuner.search.space import config_key
+from kernelevolve.tuner.search.space import config_key
 
 MAX_FILE_BYTES = 64 << 20  # a .ncu-rep larger than this stays on the node (a note says so)
 
@@ -49,8 +49,8 @@ def logged_for(record: dict, ctx: dict, study_key: str) -> dict:
 
 def profile_one(logged: dict, calls: int, timeout_s: float, gpu: str | None) -> dict:
     """Runs where the GPU is (a Ray task): {"fields", "files": {name: bytes}} or {"error"}."""
-    from tuner.profile.candidate import ProfileError, profile_logged
-    from tuner.profile.ncu import NcuUnavailable
+    from kernelevolve.tuner.profile.candidate import ProfileError, profile_logged
+    from kernelevolve.tuner.profile.ncu import NcuUnavailable
 
     env = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu not in (None, "") else {}
     with tempfile.TemporaryDirectory(prefix="kernelevolve-ncu-") as tmp:
@@ -127,7 +127,7 @@ def maybe_steer(plan, log) -> None:
 
 def steer(plan, best: dict, log) -> None:
     """Profile `best` and hand the rules' proposals to the study's searcher."""
-    from tuner.search import steering
+    from kernelevolve.tuner.search import steering
 
     key = plan.study.key
     try:
@@ -152,7 +152,7 @@ def log_profiles(client, parent_id: str, results: dict[str, dict]) -> list[str]:
     roofline; returns one line per finalist that could not be profiled, or per missing view."""
     from mlflow.entities import ViewType
 
-    from tuner.records.profile_log import log_candidate_profile, log_study_profile
+    from kernelevolve.tuner.records.profile_log import log_candidate_profile, log_study_profile
 
     notes = []
     experiment_id = client.get_run(parent_id).info.experiment_id

@@ -58,7 +58,7 @@ def label(counters: dict) -> tuple[str, str]:
 def roofline_side(counters: dict, hw, dtype: str | None) -> str | None:
     """"memory" (left of the ridge), "compute" (right of it) by the measured arithmetic intensity,
     or None where the intensity or a ceiling is missing."""
-    from tuner.experiment.hardware import ceiling_for
+    from kernelevolve.tuner.experiment.hardware import ceiling_for
 
     ai = counters.get("ncu_intensity")
     bw = ceiling_for(hw, "copy_bytes")
@@ -70,7 +70,7 @@ def roofline_side(counters: dict, hw, dtype: str | None) -> str | None:
 
 def roof_fraction(counters: dict, hw, dtype: str | None) -> float | None:
     """Achieved FLOP/s over the roof at the candidate's measured intensity (1.0 = on the roof)."""
-    from tuner.experiment.hardware import ceiling_for
+    from kernelevolve.tuner.experiment.hardware import ceiling_for
 
     ai, tflops = counters.get("ncu_intensity"), counters.get("ncu_tflops")
     bw = ceiling_for(hw, "copy_bytes")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from tuner.profile import bottleneck, ncu, parse
+from kernelevolve.tuner.profile import bottleneck, ncu, parse
 
 DEFAULT_CALLS = 3  # launcher calls profiled (their counters averaged per call)
 DEFAULT_TIMEOUT_S = 900.0  # ncu replays each kernel once per metric pass: minutes for a big GEMM
@@ -24,7 +24,7 @@ class ProfileError(Exception):
 
 
 def profile_request(logged: dict, calls: int) -> dict:
-    from tuner.execution.worker import make_request
+    from kernelevolve.tuner.execution.worker import make_request
 
     return make_request("profile", logged["kernel_ref"], logged["problem"], logged["hardware"],
                         logged["bench"], config=logged["config"], calls=calls)
@@ -50,7 +50,7 @@ def counters_of(run: ncu.NcuRun, latency_ms: float | None) -> dict:
 def profile_logged(logged: dict, workdir: str, calls: int = DEFAULT_CALLS,
                    timeout_s: float = DEFAULT_TIMEOUT_S, env: dict | None = None) -> tuple[dict, list[str]]:
     """(profile fields, files to log) of a logged candidate, profiled on this machine's GPU."""
-    from tuner.experiment import hardware
+    from kernelevolve.tuner.experiment import hardware
 
     if hardware.profile(logged["hardware"]).interpreter:
         raise ProfileError(f"run {logged['run_id']} was timed in the Triton interpreter: Nsight Compute "
@@ -70,10 +70,10 @@ def profile_logged(logged: dict, workdir: str, calls: int = DEFAULT_CALLS,
 def profile(run_id: str, uri: str, calls: int = DEFAULT_CALLS, timeout_s: float = DEFAULT_TIMEOUT_S,
             trust_code: bool = False) -> dict:
     """Profile one logged candidate (or a study's best) and log its counters to MLflow."""
-    from tuner.deploy import reproduce
-    from tuner.records.profile_log import log_candidate_profile, log_study_profile
-    from tuner.records.tracking import resolve_uri
-    from tuner.review.report import UnknownExperiment, open_store, resolve_run_id
+    from kernelevolve.tuner.deploy import reproduce
+    from kernelevolve.tuner.records.profile_log import log_candidate_profile, log_study_profile
+    from kernelevolve.tuner.records.tracking import resolve_uri
+    from kernelevolve.tuner.review.report import UnknownExperiment, open_store, resolve_run_id
 
     try:
         ncu.find_ncu()  # before anything is read or imported: a machine without ncu hears it at once

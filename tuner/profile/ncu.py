@@ -27,7 +27,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from tuner.profile.metrics import base_name, ncu_metrics
+from kernelevolve.tuner.profile.metrics import base_name, ncu_metrics
 
 NCU_ENV = "KERNELEVOLVE_NCU"
 _INSTALLS = ("/usr/local/cuda/bin/ncu", "/opt/nvidia/nsight-compute/*/ncu", "/usr/local/cuda-*/bin/ncu")
@@ -63,7 +63,7 @@ def find_ncu() -> str:
 def profile_command(ncu: str, report_base: str, log_path: str, request_path: str, reply_path: str,
                     metrics: list[str]) -> list[str]:
     return [ncu, *PROFILE_OPTIONS, "--metrics", ",".join(metrics), "--export", report_base,
-            "--log-file", log_path, sys.executable, "-m", "tuner.profile.target", request_path, reply_path]
+            "--log-file", log_path, sys.executable, "-m", "kernelevolve.tuner.profile.target", request_path, reply_path]
 
 
 def import_command(ncu: str, report: str, base_units: bool = True) -> list[str]:

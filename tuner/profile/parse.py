@@ -15,7 +15,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-from tuner.profile.metrics import COUNTERS, STALL_REASONS, TOP_STALLS, stall_metric
+from kernelevolve.tuner.profile.metrics import COUNTERS, STALL_REASONS, TOP_STALLS, stall_metric
 
 IDENTITY = ("ID", "Process ID", "Process Name", "Host Name", "Kernel Name", "Context", "Stream",
             "Block Size", "Grid Size", "Device", "CC")

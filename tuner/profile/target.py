@@ -1,4 +1,4 @@
-"""The process Nsight Compute profiles: `python -m tuner.profile.target REQUEST.json REPLY.json`.
+"""The process Nsight Compute profiles: `python -m kernelevolve.tuner.profile.target REQUEST.json REPLY.json`.
 
 It runs one `profile` request through the sweep's own evaluator (tuner.measure.evaluate.Evaluator:
 the candidate is loaded, verified and launched exactly as in the sweep) and writes the reply.
@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     request_path, reply_path = argv
     with open(request_path, encoding="utf-8") as fh:
         request = json.load(fh)
-    from tuner.measure.evaluate import Evaluator
+    from kernelevolve.tuner.measure.evaluate import Evaluator
 
     reply = Evaluator().handle(request)
     reply.pop("worker_unusable", None)  # this process ends here anyway

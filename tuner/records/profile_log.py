@@ -14,8 +14,8 @@ import time
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from tuner.records.schema import PROFILE_METRIC_KEYS, PROFILE_TAG_KEYS
-from tuner.records.tracking import MAX_TAG, _finite, _value
+from kernelevolve.tuner.records.schema import PROFILE_METRIC_KEYS, PROFILE_TAG_KEYS
+from kernelevolve.tuner.records.tracking import MAX_TAG, _finite, _value
 
 PROFILED_TAG = "bottleneck"  # a child run carrying it has been profiled
 STUDY_TABLE = "profile/finalists.csv"
@@ -55,8 +55,8 @@ def profiled_rows(client: MlflowClient, parent_id: str) -> list[dict]:
 def log_study_profile(client: MlflowClient, parent_id: str) -> dict:
     """The study's table and counter roofline, rebuilt from its profiled candidates. Returns the
     notes of what could not be drawn ({} when everything was)."""
-    from tuner.experiment import hardware
-    from tuner.review import profile_view
+    from kernelevolve.tuner.experiment import hardware
+    from kernelevolve.tuner.review import profile_view
 
     run = client.get_run(parent_id)
     rows = profiled_rows(client, parent_id)

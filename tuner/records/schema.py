@@ -68,7 +68,7 @@ FIELDS: dict[str, tuple[Kind, str]] = {
 # timing, never part of the candidate's own record). Logged on the candidate's child run by
 # tuner.records.profile_log; the ncu metric each counter is read from: tuner.profile.metrics.
 def _profile_fields() -> dict[str, tuple[Kind, str]]:
-    from tuner.profile.metrics import COUNTERS, STALL_REASONS
+    from kernelevolve.tuner.profile.metrics import COUNTERS, STALL_REASONS
 
     fields: dict[str, tuple[Kind, str]] = {k: ("metric", doc) for k, (_, doc) in COUNTERS.items()}
     fields.update({

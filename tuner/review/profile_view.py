@@ -12,8 +12,8 @@ import csv
 import io
 import json
 
-from tuner.profile import bottleneck
-from tuner.review.plots import _figure, _png, timing_label
+from kernelevolve.tuner.profile import bottleneck
+from kernelevolve.tuner.review.plots import _figure, _png, timing_label
 
 COLUMNS = ("candidate_id", "run_id", "bottleneck", "roofline_agrees", "profile_latency_ms", "ncu_duration_ms",
            "ncu_kernel_share", "ncu_sm_pct", "ncu_memory_pct", "ncu_dram_pct", "ncu_tensor_pct",
@@ -44,8 +44,8 @@ def with_agreement(rows: list[dict], hw, dtype: str | None) -> list[dict]:
 def for_report(client, run) -> tuple[list[dict], bytes | None]:
     """A study run's profiled candidates as report rows (REPORT_COLUMNS, values formatted) and
     its counter roofline; ([], None) for a study with none profiled."""
-    from tuner.experiment import hardware
-    from tuner.records.profile_log import profiled_rows
+    from kernelevolve.tuner.experiment import hardware
+    from kernelevolve.tuner.records.profile_log import profiled_rows
 
     rows = profiled_rows(client, run.info.run_id)
     if not rows:
@@ -67,7 +67,7 @@ def table_csv(rows: list[dict], hw, dtype: str | None) -> str:
 
 def counter_roofline(rows: list[dict], study: str, hw, dtype: str | None) -> tuple[bytes | None, str]:
     """(png, "") or (None, why it was skipped)."""
-    from tuner.experiment.hardware import ceiling_for
+    from kernelevolve.tuner.experiment.hardware import ceiling_for
 
     if hw is None or hw.interpreter:
         return None, "skipped: counters come from a GPU; this study has no GPU hardware profile"

@@ -16,8 +16,8 @@ import time
 
 from mlflow.tracking import MlflowClient
 
-from tuner.review import plots
-from tuner.records.tracking import _value, candidate_records, resolve_uri
+from kernelevolve.tuner.review import plots
+from kernelevolve.tuner.records.tracking import _value, candidate_records, resolve_uri
 
 # A progress bar per downloaded plot would drown the one line `kernelevolve report` prints.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -299,7 +299,7 @@ def _study_html(client, experiment_id: str, key: str, run) -> str:
 def _profile_html(client, run) -> str:
     """The study's profiled candidates (`kernelevolve profile`, experiment `profile.top_k`): their
     bottleneck labels, the counters behind them and the counter roofline; nothing if none."""
-    from tuner.review import profile_view
+    from kernelevolve.tuner.review import profile_view
 
     rows, png = profile_view.for_report(client, run)
     if not rows:

@@ -21,7 +21,7 @@ Why these moves (the usual readings of each bottleneck for Triton templates):
 """
 from __future__ import annotations
 
-from tuner.search.space import Const, Space, config_key
+from kernelevolve.tuner.search.space import Const, Space, config_key
 
 UP, DOWN = +1, -1
 LOW_OCCUPANCY_PCT = 25.0  # below it, a latency-bound kernel is occupancy-limited: smaller tiles

@@ -6,7 +6,7 @@ import csv
 import io
 import os
 
-from tuner.profile.metrics import STALL_REASONS, ncu_metrics, stall_metric
+from kernelevolve.tuner.profile.metrics import STALL_REASONS, ncu_metrics, stall_metric
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IDENTITY = ["ID", "Process ID", "Process Name", "Host Name", "Kernel Name", "Context", "Stream", "Block Size",
