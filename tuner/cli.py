@@ -268,6 +268,15 @@ def cmd_reproduce(args) -> int:
     return 0 if res["reproduced"] else 1
 
 
+def cmd_profile(args) -> int:
+    from kernelevolve.tuner.profile import candidate
+
+    res = candidate.profile(args.run_id, args.uri or DEFAULT_URI, calls=args.calls,
+                            timeout_s=args.timeout, trust_code=args.trust_code)
+    print(json.dumps(res, indent=2, default=str) if args.json else candidate.format_result(res))
+    return 0
+
+
 def cmd_export(args) -> int:
     from kernelevolve.tuner.deploy import export
 
@@ -335,6 +344,7 @@ EXAMPLES = {
     "ui": "kernelevolve ui                     # http://127.0.0.1:5000\n"
           "  kernelevolve ui --uri sqlite:///runs/mlflow.db --port 5001",
     "reproduce": "kernelevolve reproduce 3f2a9c81d4e0   # a run id as `best` shows it, or any unique prefix",
+    "profile": "kernelevolve profile 3f2a9c81d4e0   # on a GPU machine with Nsight Compute (ncu)",
     "export": "kernelevolve export quickstart -o tuned.json --triton-configs tuned_configs.py",
 }
 
@@ -403,6 +413,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import the run's kernel module even when it lies outside this checkout and "
                         "the current directory (the store's tags choose what is imported)")
     x.set_defaults(fn=cmd_reproduce)
+    f = _sub(sub, "profile", "read one logged candidate's hardware counters with Nsight Compute; "
+             "label its bottleneck; log both to MLflow")
+    f.add_argument("run_id", help="MLflow run id of a candidate (or of a study: its best candidate); "
+                   "any unique prefix of one")
+    f.add_argument("--uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    f.add_argument("--calls", type=int, default=3, help="calls of the candidate profiled (default 3)")
+    f.add_argument("--timeout", type=float, default=900.0, help="seconds ncu may take (default 900)")
+    f.add_argument("--json", action="store_true")
+    f.add_argument("--trust-code", action="store_true",
+                   help="import the run's kernel module even when it lies outside this checkout")
+    f.set_defaults(fn=cmd_profile)
     e = _sub(sub, "export", "the tuned-config table of an experiment's best configs")
     e.add_argument("experiment", help="experiment name (or its YAML)")
     e.add_argument("-o", "--output", default="tuned.json", help="table to write (default tuned.json)")
@@ -423,7 +444,8 @@ def _user_errors() -> tuple:
     for mod, names in (("kernelevolve.tuner.execution.sweep", ("TargetUnavailable", "NothingToResume")),
                        ("kernelevolve.tuner.records.tracking", ("TrackingUnavailable",)),
                        ("kernelevolve.tuner.review.report", ("UnknownExperiment",)),
-                       ("kernelevolve.tuner.deploy.reproduce", ("ReproduceError",))):
+                       ("kernelevolve.tuner.deploy.reproduce", ("ReproduceError",)),
+                       ("kernelevolve.tuner.profile.candidate", ("ProfileError",))):
         if mod in sys.modules:
             found += [getattr(importlib.import_module(mod), n) for n in names]
     return tuple(found)

@@ -32,6 +32,7 @@ from ray import tune
 
 from kernelevolve.tuner.execution import cluster, lanes
 from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
+from kernelevolve.tuner.execution.counters import log_profiles, maybe_steer, profile_finalists
 from kernelevolve.tuner.execution.studies import _start_points, summarize  # noqa: F401 - public
 from kernelevolve.tuner.execution.trial import StudyResources, run_candidate
 from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
@@ -79,6 +80,10 @@ class Plan:
         self.records: list[dict] = []  # this run's candidates, in the order they ended
         self.t0 = time.time()
         self.finishing = False
+        # profile.steer: candidate id -> its profile; records seen at the last steer; one at a time
+        self.profiled: dict[str, dict] = {}
+        self.steered_at = 0
+        self.steering = False
 
 
 class Sweep:
@@ -205,6 +210,7 @@ class Sweep:
         plan.records.append(rec)
         self.writer.submit(plan.recorder.sync)
         self.progress.candidate(plan.study, rec)
+        maybe_steer(plan, self.log)  # profile.steer: off by default
 
     def maybe_finish(self, search: SweepSearch) -> None:
         """Finish every study whose candidates have all ended (called after each result)."""
@@ -235,7 +241,12 @@ class Sweep:
             retimed = self._retime(plan, top)
         except Exception as exc:  # the study's records stand; its winner is then its own best
             retimed = {"status": "runtime_error", "error": f"re-timing failed: {type(exc).__name__}: {exc}"}
+        # the finalists, and the candidates profiled for steering while the study ran
+        profiled = {**plan.profiled, **profile_finalists(plan, top, retimed, self.log)}
         summary = summarize(records, retimed)
+        if profiled:
+            summary["bottlenecks"] = {cid: r.get("fields", {}).get("bottleneck", "not profiled")
+                                      for cid, r in profiled.items()}
         summary.update(study=study.key, parent_run_id=plan.recorder.parent, wall_s=time.time() - plan.t0,
                        timing="interpreter" if study.target.profile.interpreter else "gpu",
                        proposals=plan.searcher.proposals(), exhausted=plan.searcher.exhausted)
@@ -253,6 +264,10 @@ class Sweep:
 
         def send():
             in_mlflow = plan.recorder.finish(summary, history, rendered)
+            if profiled and in_mlflow:
+                for note in plan.recorder._guard("profile", lambda: log_profiles(
+                        self.tracker.client, plan.recorder.parent, profiled)) or []:
+                    self.log(f"  ! {study.key}: {note}")
             self.state.update(study.key, done=True, summary=summary, history=history, in_mlflow=in_mlflow)
             self.progress.study_finished(study, summary)
             with self.lock:

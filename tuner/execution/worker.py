@@ -45,8 +45,9 @@ def recv(fh):
 def make_request(op: str, kernel_ref: str, problem: dict, hardware: str, bench: dict, **fields) -> dict:
     """The one shape of a request to an evaluation process (tuner.measure.evaluate reads it):
     `evaluate` (fields: config, seed; compiled when a compile request came first), `compile`
-    (config), `retime` (configs, rounds). The sweep's trials, its end-of-study re-timing and
-    `kernelevolve reproduce` all build theirs here."""
+    (config), `retime` (configs, rounds), `profile` (config, calls: the launches a profiler
+    reads, tuner.profile). The sweep's trials, its end-of-study re-timing, `kernelevolve
+    reproduce` and `kernelevolve profile` all build theirs here."""
     return {"op": op, "kernel_ref": kernel_ref, "problem": dict(problem), "hardware": hardware,
             "bench": dict(bench), **fields}
 

@@ -124,6 +124,19 @@ class Timing(BaseModel):
                 "retime_rep_ms": self.retime_rep_ms, "wall_reps": self.wall_reps}
 
 
+class Profiling(BaseModel):
+    """Hardware counters of each study's finalists (tuner/profile: Nsight Compute), read after the
+    study's end-of-study re-timing, in a separate pass: never part of what is timed. GPU targets."""
+    model_config = _STRICT
+    top_k: int = Field(default=0, ge=0, le=1000)  # 0: off; else the fastest re-timed finalists profiled
+    calls: PositiveInt = Field(default=3, le=1000)  # launcher calls profiled per finalist
+    timeout_s: float = Field(default=900.0, gt=0, le=MAX_TIMEOUT_S)  # ncu's limit per finalist
+    # Feedback into the search (tuner/search/steering.py): every steer_every candidates of a study,
+    # its best so far is profiled and the rules for its label propose the next configs. Off by default.
+    steer: bool = False
+    steer_every: PositiveInt = Field(default=16, le=MAX_SAMPLES)
+
+
 class Tracking(BaseModel):
     model_config = _STRICT
     uri: str = "sqlite:///mlflow.db"
@@ -142,6 +155,7 @@ class Experiment(BaseModel):
     targets: list[Target] = Field(min_length=1)
     search: Search = Search()
     timing: Timing = Timing()
+    profile: Profiling = Profiling()
     tracking: Tracking = Tracking()
     ray: RayOptions = RayOptions()
     # Filled by load(): canonical kernel refs, in the order of `kernels`.

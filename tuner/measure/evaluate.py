@@ -130,6 +130,12 @@ def compile_only():
         JITFunction.run = original
 
 
+def _kernel_name(handle) -> str | None:
+    """A compiled Triton kernel's name (what Nsight Compute lists), where the launch returned one."""
+    name = getattr(handle, "name", None) or getattr(getattr(handle, "metadata", None), "name", None)
+    return name if isinstance(name, str) else None
+
+
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) < 4000 else text[:4000] + " ..."
@@ -389,6 +395,42 @@ class Evaluator:
         return {"status": "ok", "rows": rows, "baseline_ms": base, **self._tags(),
                 "timing": "interpreter" if self.interpreter else "gpu"}
 
+    def profile(self, req: dict) -> dict:
+        """The launches a profiler reads (tuner/profile), a separate pass after timing: the candidate
+        verified once (which compiles it), one warm call, then `calls` calls between
+        cudaProfilerStart and cudaProfilerStop, so a profiler started with --profile-from-start
+        off sees the candidate's own kernels only (no reference, verification or torch peer).
+        Nothing is timed here; the device lock, held throughout, keeps other candidates' timings
+        undisturbed."""
+        rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
+        tunable, problem, hw, study = self._load(req)
+        spec, cfg, calls = tunable.kernel, req["config"], max(1, int(req.get("calls", 1)))
+        reasons = tunable.space(problem, hw).violations(cfg)
+        if reasons:
+            return dict(rec, status="invalid", error="; ".join(reasons))
+        cuda = self.device.type == "cuda"
+        handles = []
+        # the lock from the first launch: during a sweep this process shares the GPU with a lane
+        # that is timing other candidates, and the verification's reference runs on the GPU too
+        with self._lock():
+            handle, first = self._run_checked(spec, problem, cfg, study, 0)
+            if not first.ok:
+                return dict(rec, status="incorrect", error=first.reason)
+            inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
+            out = spec.make_output(problem, inputs)
+            spec.launch(inputs, out, cfg)  # warm: nothing is compiled or loaded inside the range
+            self._sync()
+            if cuda:
+                self.torch.cuda.profiler.start()
+            for _ in range(calls):
+                handles.append(spec.launch(inputs, out, cfg))
+            self._sync()
+            if cuda:
+                self.torch.cuda.profiler.stop()
+        names = sorted({n for n in (_kernel_name(h) for h in [handle, *handles]) if n})
+        return dict(rec, status="ok", calls=calls, kernel_names=names, flops=float(spec.flops(problem)),
+                    bytes_moved=float(spec.bytes_moved(problem)), **self._handle_info(handle))
+
     def _sealed(self, reply: dict) -> dict:
         """[guards] a process whose harness a candidate replaced evaluates nothing more: replaced."""
         if self._seal.broken():
@@ -404,6 +446,8 @@ class Evaluator:
                 return self._sealed(self.compile(req))
             if op == "retime":
                 return self.retime(req)
+            if op == "profile":
+                return self._sealed(self.profile(req))
             if op == "probe":
                 return {"status": "ok", **self.info}
             return {"status": "runtime_error", "error": f"unknown request op {op!r}"}

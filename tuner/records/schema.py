@@ -64,6 +64,36 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "triton": ("tag", "triton version"),
 }
 
+# Hardware counters of a profiled candidate (tuner.profile: Nsight Compute, a separate pass after
+# timing, never part of the candidate's own record). Logged on the candidate's child run by
+# tuner.records.profile_log; the ncu metric each counter is read from: tuner.profile.metrics.
+def _profile_fields() -> dict[str, tuple[Kind, str]]:
+    from kernelevolve.tuner.profile.metrics import COUNTERS, STALL_REASONS
+
+    fields: dict[str, tuple[Kind, str]] = {k: ("metric", doc) for k, (_, doc) in COUNTERS.items()}
+    fields.update({
+        "ncu_kernels": ("metric", "kernel launches per call of the candidate's launcher"),
+        "ncu_kernel_share": ("metric", "the kernels' GPU time over the measured latency (launch overhead below 1)"),
+        "ncu_dram_gbps": ("metric", "measured DRAM bytes over the kernels' GPU time (GB/s)"),
+        "ncu_tflops": ("metric", "the kernel's flops over the kernels' GPU time (TFLOP/s)"),
+        "ncu_intensity": ("metric", "the kernel's flops over measured DRAM bytes (the roofline's x)"),
+        "profile_latency_ms": ("metric", "the measured latency the counters are read beside"),
+        "bottleneck": ("tag", "launch-bound, memory-bound, compute-bound, latency-bound or unknown"),
+        "bottleneck_reason": ("tag", "the counters behind the label, one line"),
+        "ncu_top_stalls": ("tag", "the top warp-stall reasons, cycles per issued instruction"),
+        "ncu_kernel_names": ("tag", "the profiled kernels' names"),
+        "ncu_missing": ("tag", "metrics the installed ncu did not report"),
+        "ncu_version": ("tag", "the Nsight Compute that read the counters"),
+    })
+    fields.update({f"ncu_stall_{r}": ("metric", f"warp cycles stalled on {r} per issued instruction")
+                   for r in STALL_REASONS})
+    return fields
+
+
+PROFILE_FIELDS = _profile_fields()
+PROFILE_METRIC_KEYS = tuple(k for k, (kind, _) in PROFILE_FIELDS.items() if kind == "metric")
+PROFILE_TAG_KEYS = tuple(k for k, (kind, _) in PROFILE_FIELDS.items() if kind == "tag")
+
 RECORD_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind != "config" and k not in ("candidate_id", "study"))
 METRIC_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind == "metric")
 TAG_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind == "tag" and k != "error")

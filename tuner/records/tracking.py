@@ -141,7 +141,10 @@ class Tracker:
         params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
         params.update({"sampler": s.sampler, "seed": s.seed, "samples": study.budget(),
                        "concurrency": s.concurrency, "timeout_s": s.timeout_s, "top_k": s.top_k,
-                       "resources": json.dumps(study.target.ray_resources(), sort_keys=True)})
+                       "resources": json.dumps(study.target.ray_resources(), sort_keys=True),
+                       # whether the counters steered this study's search: its candidates-to-best depend on it
+                       "profile_top_k": study.experiment.profile.top_k,
+                       "profile_steer": study.experiment.profile.steer})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         for name, text in artifacts.items():
             self.client.log_text(run.info.run_id, text, name)
@@ -176,7 +179,7 @@ class Tracker:
         # or a config already evaluated; where the space's valid configs are enumerated, such a
         # proposal is moved to the nearest valid config not yet evaluated instead (`projected`).
         proposals = summary.get("proposals") or {}
-        for k in ("proposals", "rejected", "duplicates", "projected"):
+        for k in ("proposals", "rejected", "duplicates", "projected", "steered"):
             if k in proposals:
                 metrics[f"proposals_{k}" if k != "proposals" else "proposals"] = proposals[k]
         if proposals.get("rejected_by"):

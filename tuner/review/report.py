@@ -293,7 +293,20 @@ def _study_html(client, experiment_id: str, key: str, run) -> str:
                         for k, v in notes.items())
     return (f'<section class="study" id="{html.escape(key)}"><h2>{html.escape(key)}</h2>{warn}'
             f'<table class="facts">{facts_rows}</table>{note_html}'
-            f'<div class="plots">{figs}</div></section>')
+            f'<div class="plots">{figs}</div>{_profile_html(client, run)}</section>')
+
+
+def _profile_html(client, run) -> str:
+    """The study's profiled candidates (`kernelevolve profile`, experiment `profile.top_k`): their
+    bottleneck labels, the counters behind them and the counter roofline; nothing if none."""
+    from kernelevolve.tuner.review import profile_view
+
+    rows, png = profile_view.for_report(client, run)
+    if not rows:
+        return ""
+    fig = f'<div class="plots">{_figure_html("roofline_counters.png", png)}</div>' if png else ""
+    return ("<h3>Profiled candidates: Nsight Compute counters</h3>"
+            f"{_table_html(rows, list(profile_view.REPORT_COLUMNS), 'profile')}{fig}")
 
 
 def build_html(uri: str, name: str) -> str:

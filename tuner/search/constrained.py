@@ -102,7 +102,10 @@ class ConstrainedSearch(Searcher):
         self.live: dict[str, tuple[str, str]] = {}  # Tune trial id -> (Optuna-side id, config key)
         self.rng = random.Random(seed)
         self.drawn: dict[str, dict] = {}  # Tune trial id -> config drawn at random (not asked)
-        self.counts = Counter()  # proposals, rejected, duplicates, projected, drawn
+        # configs the counters' rules proposed (tuner.search.steering), handed over by the thread
+        # that profiled, evaluated before the sampler is asked again
+        self.steered: list[dict] = []
+        self.counts = Counter()  # proposals, rejected, duplicates, projected, drawn, steered
         self.rejected_by = Counter()  # constraint -> proposals it rejected
         self.exhausted = False
 
@@ -133,9 +136,25 @@ class ConstrainedSearch(Searcher):
                 return cfg
         return None
 
+    def steer(self, configs: list[dict]) -> None:
+        """Evaluate these configs next (from another thread: list.append is atomic)."""
+        for cfg in configs:
+            self.steered.append(cfg)
+
+    def _next_steered(self) -> dict | None:
+        while self.steered:
+            cfg = self.space.canonicalize(self.steered.pop(0))
+            if config_key(cfg) not in self.seen and not self.space.violations(cfg):
+                return cfg
+        return None
+
     def suggest(self, trial_id: str):
         if self.exhausted:
             return Searcher.FINISHED
+        steered = self._next_steered()
+        if steered is not None:  # told to the sampler as an evaluated point, as a drawn config is
+            self.counts["steered"] += 1
+            return self._accept(trial_id, None, steered)
         for attempt in range(self.max_rejects):
             if self.arriving is not None:  # the enumeration ended: project from now on
                 self.adopt(self.arriving)
@@ -217,7 +236,7 @@ class ConstrainedSearch(Searcher):
         """What the sampler proposed and what became of it (the parent run carries it)."""
         return {"proposals": self.counts["proposals"], "rejected": self.counts["rejected"],
                 "duplicates": self.counts["duplicates"], "projected": self.counts["projected"],
-                "drawn": self.counts["drawn"],
+                "drawn": self.counts["drawn"], "steered": self.counts["steered"],
                 "rejected_by": dict(self.rejected_by),
                 "valid_configs": len(self.valid.configs) if self.valid is not None else None}
 
