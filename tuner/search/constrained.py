@@ -80,15 +80,17 @@ class ValidSet:
 
 
 class ConstrainedSearch(Searcher):
-    def __init__(self, space: Space, sampler: str, seed: int, study_key: str,
+    def __init__(self, space: Space, sampler, seed: int, study_key: str,
                  max_rejects: int = 2000, start_points: list | None = None, valid="enumerate"):
+        """`sampler`: a registered name (tuner.search.samplers), or an Optuna sampler built by the
+        caller (a replay hands over a learned sampler with a prior fit on other recorded spaces)."""
         super().__init__(metric=OBJECTIVE, mode="min")
         self.space = space
         self.study_key = study_key
         self.max_rejects = max_rejects
         self.inner = OptunaSearch(
             space=space.distributions(), metric=OBJECTIVE, mode="min",
-            sampler=make_sampler(sampler, space, seed),
+            sampler=make_sampler(sampler, space, seed) if isinstance(sampler, str) else sampler,
             points_to_evaluate=[space.encode(p) for p in (start_points or [])] or None,
         )
         if valid == "enumerate":  # the space's valid configs, enumerated here where few enough

@@ -7,6 +7,7 @@ import warnings
 
 import optuna
 
+from tuner.search.learned_sampler import LearnedSampler
 from tuner.search.space import Space
 
 from tuner.search.protocol import OBJECTIVE, PENALTY, objective_of  # noqa: F401 - re-exported
@@ -27,6 +28,8 @@ SAMPLERS = {
     "qmc": lambda space, seed: optuna.samplers.QMCSampler(seed=seed),
     "grid": _grid,
     "nsga2": lambda space, seed: optuna.samplers.NSGAIISampler(seed=seed),
+    # a cost model ranks the untried valid configs (tuner.search.learned_sampler)
+    "learned": lambda space, seed: LearnedSampler(space, seed),
 }
 
 
