@@ -8,6 +8,7 @@ import warnings
 import optuna
 
 from tuner.search.learned_sampler import LearnedSampler
+from tuner.search.pool_sampler import UniformSampler
 from tuner.search.space import Space
 
 from tuner.search.protocol import OBJECTIVE, PENALTY, objective_of  # noqa: F401 - re-exported
@@ -28,7 +29,9 @@ SAMPLERS = {
     "qmc": lambda space, seed: optuna.samplers.QMCSampler(seed=seed),
     "grid": _grid,
     "nsga2": lambda space, seed: optuna.samplers.NSGAIISampler(seed=seed),
-    # a cost model ranks the untried valid configs (tuner.search.learned_sampler)
+    # valid untried configs only (tuner.search.pool_sampler): uniformly at random, or as a cost
+    # model ranks them (tuner.search.learned_sampler)
+    "uniform": lambda space, seed: UniformSampler(space, seed),
     "learned": lambda space, seed: LearnedSampler(space, seed),
 }
 
