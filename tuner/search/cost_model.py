@@ -101,7 +101,11 @@ class CostModel:
     def fit(self, x: np.ndarray, y: np.ndarray) -> "CostModel":
         self.mean = x.mean(axis=0)
         self.scale = x.std(axis=0)
-        self.scale[self.scale == 0] = 1.0
+        # A feature constant in the data (a prior of one other shape: its problem sizes) teaches
+        # nothing: its scale stays 1 (not a float residue's 1e-16), and the neighbours ignore it,
+        # else a new shape would be equally far from every recorded config.
+        self.varies = self.scale > 1e-9
+        self.scale[~self.varies] = 1.0
         self.x = (x - self.mean) / self.scale
         self.y = y
         q = _quadratic(self.x)
@@ -122,7 +126,8 @@ class CostModel:
         ridge = _quadratic(z) @ self.weights.T  # rows x bootstraps
         k = min(NEIGHBOURS, len(self.y))
         # squared distances by |a|^2 + |b|^2 - 2ab: a pool x training matrix, not a 3-D array
-        d2 = np.maximum((z * z).sum(1)[:, None] + (self.x * self.x).sum(1)[None, :] - 2 * z @ self.x.T, 0.0)
+        a, b = z[:, self.varies], self.x[:, self.varies]
+        d2 = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
         near = np.argpartition(d2, k - 1, axis=1)[:, :k]
         w = 1.0 / (np.sqrt(np.take_along_axis(d2, near, axis=1)) + 1e-3)
         knn = (w * self.y[near]).sum(axis=1) / w.sum(axis=1)
