@@ -197,6 +197,8 @@ def summarize(runs: list[SeedRun], oracle_ms: float, n_valid: int, budget: int,
         curves[i, :len(reg)] = reg
         curves[i, len(reg):] = reg[-1] if len(reg) else np.inf  # exhausted early: it stays there
     med, p90 = float(np.median(counted)), float(np.percentile(counted, 90))
+    with np.errstate(invalid="ignore"):  # inf - inf between two seeds with nothing correct yet: nan
+        median_curve, p90_curve = np.median(curves, axis=0), np.percentile(curves, 90, axis=0)
     statuses = Counter()
     for r in runs:
         statuses.update(r.statuses)
@@ -206,13 +208,13 @@ def summarize(runs: list[SeedRun], oracle_ms: float, n_valid: int, budget: int,
         "median": med, "p90": p90,
         "median_pct": 100.0 * med / n_valid, "p90_pct": 100.0 * p90 / n_valid,
         "statuses": dict(statuses), "not_recorded": statuses.get(NOT_RECORDED, 0),
-        "regret_median": [_finite(v) for v in np.median(curves, axis=0)],
-        "regret_p90": [_finite(v) for v in np.percentile(curves, 90, axis=0)],
+        "regret_median": [_finite(v) for v in median_curve],
+        "regret_p90": [_finite(v) for v in p90_curve],
     }
 
 
 def _finite(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None  # JSON has no inf: null is "no correct one yet"
+    return float(v) if math.isfinite(v) else None  # JSON has no inf or nan: null is "none correct yet"
 
 
 def replay(recorded: RecordedSpace, sampler, seeds: int, *, budget: int | None = None,
