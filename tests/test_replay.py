@@ -133,6 +133,11 @@ def test_cli_replay_prints_the_table_and_writes_json(tmp_path, capsys):
     assert [r["sampler"] for r in results] == ["random", "learned"] and os.path.getsize(png) > 0
 
 
+def test_cli_learned_with_a_prior_of_another_problem(capsys):
+    assert main(["replay", CI_SPACE, "--sampler", "learned", "--prior", PARTIAL_SPACE, "--seeds", "2"]) == 0
+    assert "learned+prior" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["replay", "nowhere.jsonl.gz", "--sampler", "tpe"], "no such recorded space"),
     (["replay", CI_SPACE, "--sampler", "annealing"], "unknown sampler 'annealing'"),
@@ -140,6 +145,7 @@ def test_cli_replay_prints_the_table_and_writes_json(tmp_path, capsys):
     (["replay", CI_SPACE, "--sampler", "tpe", "--within", "2"], "a fraction of the oracle"),
     (["replay", EXPORT, "--sampler", "tpe"], "not a kernelevolve.recorded_space header"),
     (["dataset", "nowhere.jsonl.gz", "-o", "."], "neither a file nor a tracking URI"),
+    (["replay", CI_SPACE, "--sampler", "tpe", "--prior", PARTIAL_SPACE], "add --sampler learned"),
 ])
 def test_cli_user_errors_are_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2

@@ -347,17 +347,20 @@ def cmd_replay(args) -> int:
     for path in (args.json, args.plot):
         if path:
             _writable(path)
+    if args.prior and "learned" not in names:
+        raise UserError("--prior is what the learned sampler is fit on first: add --sampler learned")
     spaces = [recorded_space.read(p) for p in args.dataset]
     priors = [recorded_space.read(p) for p in args.prior]
     results = []
     for sp in spaces:
         for name in names:
-            sampler = name
-            if name == "learned" and priors:
-                sampler = replay.with_prior(sp, [p for p in priors if p.header["kernel"] == sp.header["kernel"]])
+            sampler, label = name, name
+            same_kernel = [p for p in priors if p.header["kernel"] == sp.header["kernel"]]
+            if name == "learned" and same_kernel:
+                sampler, label = replay.with_prior(sp, same_kernel), replay.with_prior.name
             results.append(replay.replay(sp, sampler, args.seeds, budget=args.budget, space_mode=args.space,
                                          concurrency=args.concurrency, tolerance=args.within))
-            results[-1]["sampler"] = name + ("+prior" if sampler is not name else "")
+            results[-1]["sampler"] = label
     rows = [replay_view.row(r) for r in results]
     print(_table(rows, list(replay_view.COLUMNS), _width(args.wide)))
     for r in results:
