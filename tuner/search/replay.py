@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
+from ray.tune.search import Searcher
 
 from tuner.records.recorded_space import RecordedSpace
 from tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
@@ -136,12 +137,10 @@ def answer(candidate: dict | None) -> tuple[dict | None, float | None, str]:
 
 
 def run_seed(recorded: RecordedSpace, sampler, seed: int, *, budget: int, space: Space,
-             valid: list[dict], concurrency: int = 1, stop_within: float | None = None) -> SeedRun:
-    """One search of `budget` candidates at most (fewer when the space is exhausted, or, with
-    `stop_within`, once a candidate is within that fraction of the oracle). `sampler`: a registry
-    name, or a function (space, seed) -> an Optuna sampler, as the registry's (with_prior)."""
+             valid: list[dict], concurrency: int = 1) -> SeedRun:
+    """One search of `budget` candidates at most (fewer when the space is exhausted). `sampler`: a
+    registry name, or a function (space, seed) -> an Optuna sampler, as the registry's (with_prior)."""
     by_key = recorded.by_key()
-    oracle = recorded.oracle_ms()
     inner = sampler if isinstance(sampler, str) else sampler(space, seed)
     search = ConstrainedSearch(space, inner, seed, recorded.name, valid=ValidSet(space, valid))
     run, in_flight, asked = SeedRun(seed), deque(), 0
@@ -149,7 +148,7 @@ def run_seed(recorded: RecordedSpace, sampler, seed: int, *, budget: int, space:
         while asked < budget and len(in_flight) < concurrency:
             trial_id = f"replay{asked}"
             cfg = search.suggest(trial_id)
-            if cfg is None or cfg == "FINISHED":
+            if cfg is None or cfg == Searcher.FINISHED:  # None: ask again when one ends
                 break
             in_flight.append((trial_id, cfg))
             asked += 1
@@ -160,8 +159,6 @@ def run_seed(recorded: RecordedSpace, sampler, seed: int, *, budget: int, space:
         search.on_trial_complete(trial_id, told)
         run.latencies.append(ms)
         run.statuses[status] += 1
-        if stop_within is not None and ms is not None and oracle and ms <= oracle * (1 + stop_within):
-            break
     run.proposals = search.proposals()
     return run
 
