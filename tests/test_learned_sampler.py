@@ -120,3 +120,23 @@ def test_cost_model_fits_and_ranks():
     model = CostModel(np.random.default_rng(0)).fit(x, y)
     mean, spread = model.predict(x)
     assert np.corrcoef(mean, y)[0, 1] > 0.9 and np.all(spread >= 0)
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "learned"])
+def test_through_the_searcher_a_pool_sampler_exhausts_the_space_then_finishes(sampler):
+    """As a recording sweep runs it (samples above the space's size): every valid config once,
+    then the searcher says the space is exhausted."""
+    from tuner.search.constrained import ConstrainedSearch
+
+    small = Space((Pow2("A", 1, 4), Choice("C", (0, 1))),
+                  constraints=(lambda c: "no" if c["A"] == 2 and c["C"] == 1 else None,))
+    search = ConstrainedSearch(small, sampler, 0, "k", max_rejects=50)
+    seen = []
+    for i in range(20):
+        cfg = search.suggest(f"t{i}")
+        if cfg == "FINISHED":
+            break
+        seen.append(config_key(cfg))
+        search.on_trial_complete(f"t{i}", {"objective": -1.0 - i / 100})
+    assert sorted(seen) == sorted(config_key(c) for c in small.valid_configs()) and search.exhausted
+    assert search.proposals()["projected"] == 0  # no proposal needed moving: all valid and new
