@@ -11,7 +11,9 @@ problem differs (any GPU kind), never on the space searched nor on its problem o
 
 Writes the JSON (every result, with regret curves) and a Markdown table beside it (.md): per
 space, each sampler's median candidates to within 2% (p90 in brackets), and per sampler the
-geometric mean over spaces of its median relative to TPE's.
+geometric mean over spaces of its median relative to TPE's, the median over spaces of its median
+as % of the space, and on how many spaces it needed at most half TPE's median.
+`--markdown-only --out FILE.json` rewrites the table from an earlier run's JSON.
 """
 from __future__ import annotations
 
@@ -76,17 +78,32 @@ def markdown(results: list[dict], samplers: list[str], meta: dict) -> str:
         vals = sorted(cell[(s, name)]["median_pct"] for s in spaces if (s, name) in cell)
         pct.append(f"{vals[len(vals) // 2]:.1f}%" if vals else "-")
     lines.append("| **median over spaces, % of the space** | | " + " | ".join(pct) + " |")
+    halves = []
+    for name in samplers:
+        both = [s for s in spaces if (s, name) in cell and (s, "tpe") in cell]
+        wins = sum(cell[(s, name)]["median"] <= cell[(s, "tpe")]["median"] / 2 for s in both)
+        halves.append(f"{wins}/{len(both)}" if both else "-")
+    lines.append("| **spaces with at most half TPE's median** | | " + " | ".join(halves) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("paths", nargs="+", help="recorded spaces, or folders of them")
+    ap.add_argument("paths", nargs="*", help="recorded spaces, or folders of them")
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--samplers", help="comma-separated (default: every registered sampler)")
     ap.add_argument("--skip", default="", help="comma-separated samplers left out (e.g. gp: slow on a CPU)")
     ap.add_argument("--out", required=True, help="JSON file (a .md table is written beside it)")
+    ap.add_argument("--markdown-only", action="store_true",
+                    help="rewrite the .md table from an existing --out JSON, replaying nothing")
     args = ap.parse_args(argv)
+    if args.markdown_only:
+        with open(args.out, encoding="utf-8") as fh:
+            done = json.load(fh)
+        shown = list(dict.fromkeys(r["sampler"] for r in done["results"]))
+        with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as fh:
+            fh.write(markdown(done["results"], shown, done["meta"]))
+        return 0
     from tuner.records import recorded_space
     from tuner.search import replay
     from tuner.search.samplers import SAMPLERS
