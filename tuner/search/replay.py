@@ -226,7 +226,10 @@ def replay(recorded: RecordedSpace, sampler, seeds: int, *, budget: int | None =
     runs = [run_seed(recorded, sampler, s, budget=budget, space=space, valid=valid,
                      concurrency=concurrency) for s in range(first_seed, first_seed + seeds)]
     out = summarize(runs, oracle, len(valid), budget, tolerance)
-    out.update(space=recorded.name, space_mode=space_mode, concurrency=concurrency,
+    # how many recorded configs a search may stop at: with k of n, random search without
+    # repeats needs (n + 1) / (k + 1) candidates on average
+    near = sum(c["latency_ms"] <= oracle * (1 + tolerance) for c in recorded.ok())
+    out.update(space=recorded.name, space_mode=space_mode, concurrency=concurrency, within_tolerance=near,
                sampler=sampler if isinstance(sampler, str) else getattr(sampler, "name", "custom"),
                exhaustive=bool(recorded.header["space"].get("exhaustive")),
                kernel_valid_configs=recorded.header["space"].get("valid_configs"))
