@@ -45,7 +45,9 @@ def prior_for(space, every: list) -> list:
 
 
 def label(space) -> str:
-    return f"{space.name} ({space.header.get('gpu_name') or space.header['hardware']})"
+    """The space, its GPU and the sweep it came from (one study recorded by two sweeps: two rows)."""
+    source = os.path.basename(space.header.get("source") or "").split(".")[0]
+    return f"{space.name} ({space.header.get('gpu_name') or space.header['hardware']}; {source})"
 
 
 def markdown(results: list[dict], samplers: list[str], meta: dict) -> str:
