@@ -506,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--experiment", help="the experiment, when SOURCE is a tracking store")
     d.add_argument("--command", help="the command that recorded the sweep (kept in each header)")
     d.set_defaults(fn=cmd_dataset)
-    p_ = _sub(sub, "replay", "a sampler searches a recorded space on the CPU: candidates to within 2%% of its best")
+    p_ = _sub(sub, "replay", "a sampler searches a recorded space on the CPU: candidates until one is near its best")
     p_.add_argument("dataset", nargs="+", help="recorded spaces (*.jsonl.gz, from `kernelevolve dataset`)")
     p_.add_argument("--sampler", action="append", default=[], required=True,
                     help="a registered sampler, several (repeated or comma-separated), or all")
