@@ -140,3 +140,19 @@ def test_through_the_searcher_a_pool_sampler_exhausts_the_space_then_finishes(sa
         search.on_trial_complete(f"t{i}", {"objective": -1.0 - i / 100})
     assert sorted(seen) == sorted(config_key(c) for c in small.valid_configs()) and search.exhausted
     assert search.proposals()["projected"] == 0  # no proposal needed moving: all valid and new
+
+
+def test_a_searcher_with_the_learned_sampler_survives_a_checkpoint(tmp_path):
+    """Ray Tune pickles searchers at checkpoints: the sampler, its pool and its prior go along."""
+    from tuner.search.constrained import ConstrainedSearch
+
+    search = ConstrainedSearch(SPACE, "learned", 3, "k")
+    for i in range(6):
+        cfg = search.suggest(f"t{i}")
+        search.on_trial_complete(f"t{i}", {"objective": float(np.log10(latency(cfg) * 1e-4))})
+    path = str(tmp_path / "ckpt.pkl")
+    search.save(path)
+    fresh = ConstrainedSearch(SPACE, "learned", 99, "k")
+    fresh.restore(path)
+    assert fresh.history() == search.history()
+    assert fresh.suggest("t100") == search.suggest("t100")
