@@ -127,7 +127,7 @@ def main(argv=None) -> int:
                   f"of {r['valid_configs']}  ({r['wall_s']} s)", flush=True)
     meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in every]}
     with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump({"meta": meta, "results": results}, fh, indent=1)
+        json.dump({"meta": meta, "results": results}, fh, separators=(",", ":"))  # curves: compact
     shown = names + ([PRIOR] if "learned" in names else [])
     with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as fh:
         fh.write(markdown(results, shown, meta))

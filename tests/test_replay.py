@@ -83,11 +83,21 @@ def test_the_engine_export_converts_to_recorded_spaces():
     assert len(spaces) == 2
     for sp in spaces:
         parent = next(r for r in runs if r["run_id"] == sp.header["parent_run_id"])
-        children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == parent["run_id"]]
+        children = [r for r in runs if to_recorded.parent_of(r) == parent["run_id"]]
         assert len(sp.candidates) == len(children) and sp.header["command"] == "test"
         assert sp.header["kernel_ref"] == parent["tags"]["kernel_ref"]
         best = min(float(r["metrics"]["latency_ms"]) for r in children if r["tags"]["status"] == "ok")
         assert sp.oracle_ms() == best
+
+
+def test_an_export_in_the_newer_form_converts_the_same():
+    """Newer exports (benchmarks/export_runs.py) leave MLflow's tags out and name the parent."""
+    runs = [r for r in to_recorded.read_export(EXPORT)
+            if "attention" in (r["tags"].get("study") or r["tags"].get("kernelevolve.study") or "")]
+    newer = [dict(r, parent_run_id=r["tags"].get("mlflow.parentRunId"),
+                  tags={k: v for k, v in r["tags"].items() if not k.startswith("mlflow.")}) for r in runs]
+    a, b = to_recorded.recorded_spaces(runs, "x"), to_recorded.recorded_spaces(newer, "x")
+    assert [s.candidates for s in a] == [s.candidates for s in b] and len(a) == 2
 
 
 def test_replay_answers_every_candidate_from_the_recording(ci_space):

@@ -2,7 +2,8 @@
 
 Two sources, one form: an MLflow store (a tracking URI and an experiment) or its JSON-lines
 export (`*.runs.jsonl.gz`, as docs/results/engine/ keeps them: one MLflow run per line with its
-run_id, status, start/end time, tags, params and metrics). Each study's parent run says what was
+run_id, parent, status, start/end time, tags, params and metrics; older exports keep the parent
+in MLflow's `mlflow.parentRunId` tag, newer ones as `parent_run_id`: both are read). Each study's parent run says what was
 swept (kernel, problem, hardware, versions, sampler); its child runs are the candidates. The
 space's parameters are rebuilt from the kernel's search-space module (the registry), so the
 header also says how many valid configs the space has and whether the recording holds them all.
@@ -31,19 +32,28 @@ def read_export(path: str) -> list[dict]:
 
 
 def runs_of_store(uri: str, experiment: str) -> list[dict]:
-    """Every run of an experiment in an MLflow store, in the export's form (one dict per run)."""
+    """Every run of an experiment in an MLflow store, in the export's form (one dict per run: the
+    form benchmarks/export_runs.py writes, MLflow's own tags left out but the parent's id)."""
     from tuner.review import report
 
     client, experiment_id = report.open_experiment(uri, experiment)
     out, token = [], None
     while True:
         page = client.search_runs([experiment_id], max_results=50000, page_token=token)
-        out += [{"run_id": r.info.run_id, "status": r.info.status, "start_time": r.info.start_time,
-                 "end_time": r.info.end_time, "tags": dict(r.data.tags), "params": dict(r.data.params),
-                 "metrics": dict(r.data.metrics)} for r in page]
+        out += [{"experiment": experiment, "run_id": r.info.run_id, "run_name": r.info.run_name,
+                 "parent_run_id": r.data.tags.get("mlflow.parentRunId"), "status": r.info.status,
+                 "start_time": r.info.start_time, "end_time": r.info.end_time,
+                 "params": dict(r.data.params), "metrics": dict(r.data.metrics),
+                 "tags": {k: v for k, v in r.data.tags.items() if not k.startswith("mlflow.")}}
+                for r in page]
         token = page.token
         if not token:
             return out
+
+
+def parent_of(run: dict) -> str | None:
+    """A run's parent: the export's field, or MLflow's tag in the older exports that kept it."""
+    return run.get("parent_run_id") or run["tags"].get("mlflow.parentRunId")
 
 
 def write_export(runs: list[dict], path: str) -> None:
@@ -100,8 +110,8 @@ def recorded_spaces(runs: list[dict], source: str, command: str | None = None) -
     parents = {r["run_id"]: r for r in runs if r["tags"].get(ROLE) == "study"}
     children: dict[str, list[dict]] = {}
     for r in runs:
-        if r["tags"].get(ROLE) == "candidate" and r["tags"].get("mlflow.parentRunId") in parents:
-            children.setdefault(r["tags"]["mlflow.parentRunId"], []).append(r)
+        if r["tags"].get(ROLE) == "candidate" and parent_of(r) in parents:
+            children.setdefault(parent_of(r), []).append(r)
     out = []
     for pid, parent in sorted(parents.items(), key=lambda kv: kv[1]["tags"].get("kernelevolve.study", "")):
         kids = sorted(children.get(pid, []), key=lambda r: (r.get("start_time") or 0,
