@@ -89,7 +89,7 @@ def _first_line(rule) -> str:
 
 
 def _space_header(space, recorded: set[str]) -> dict:
-    from tuner.search.constrained import ENUMERATE_MAX
+    from tuner.search.space import ENUMERATE_MAX
     from tuner.search.space import config_key
 
     valid = space.valid_configs() if space.size() <= ENUMERATE_MAX else None

@@ -27,7 +27,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
-from tuner.search.space import Choice, Space, config_key
+from tuner.search.space import ENUMERATE_MAX, Choice, Space, config_key
 
 # In a space searched by rejection, a suggestion that met this many broken proposals in a row is
 # drawn at random among the valid configs instead (seeded; its result is still told to the
@@ -35,8 +35,6 @@ from tuner.search.space import Choice, Space, config_key
 # K = 13 has 0.8% valid points (about 120 asks per candidate, and minutes for a study).
 SPARSE_ASKS = 32
 RANDOM_DRAWS = 50_000  # uniform draws checked for a valid, new config (~1.5 s at most)
-ENUMERATE_MAX = 250_000  # raw points: the GEMM space (205k, ~3.5% valid) enumerates in ~1 s on the H100 host;
-# the odd-K GEMM space (410k, with STAGE_A) took long enough to delay a sweep's start and is searched by rejection
 
 
 def rule_name(rule) -> str:

@@ -22,10 +22,9 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.search.space import Space, config_key
+from tuner.search.space import ENUMERATE_MAX, Space, config_key
 
 POOL = 4000  # candidates offered to `choose` per proposal at most (a seeded sample of the pool)
-ENUMERATE_MAX = 250_000  # raw points enumerated for the pool (as the searcher: constrained.py)
 RANDOM_POOL_DRAWS = 20_000  # raw points drawn where a space is too large to enumerate
 
 

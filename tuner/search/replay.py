@@ -27,9 +27,9 @@ import optuna
 from ray.tune.search import Searcher
 
 from tuner.records.recorded_space import RecordedSpace
-from tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
+from tuner.search.constrained import ConstrainedSearch, ValidSet
 from tuner.search.protocol import OBJECTIVE, objective_of
-from tuner.search.space import Choice, Const, IntRange, Pow2, Space, config_key
+from tuner.search.space import ENUMERATE_MAX, Choice, Const, IntRange, Pow2, Space, config_key
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # CMA-ES warns on every categorical, every trial
 

@@ -23,6 +23,12 @@ import optuna.distributions as od
 
 Constraint = Callable[[dict], "str | None"]
 
+# The largest space (raw points) whose valid configs are enumerated: by the searcher, to move a
+# proposal to a valid config (tuner.search.constrained), and by the pool samplers, to choose among
+# them (tuner.search.pool_sampler). Here, importable without Ray, so both read the one value.
+ENUMERATE_MAX = 250_000  # raw points: the GEMM space (205k, ~3.5% valid) enumerates in ~1 s on the H100 host;
+# the odd-K GEMM space (410k, with STAGE_A) took long enough to delay a sweep's start and is searched by rejection
+
 
 def bind_rule(fn, problem, hw) -> Constraint:
     """A constraint from a module-level rule fn(cfg, problem, hw): the problem and hardware bound,
