@@ -76,11 +76,28 @@ def list_studies(data: dict) -> None:
               f"{' (whole space)' if budget >= n else ''}")
 
 
-def stop_after(seconds: float) -> None:
-    """SIGTERM to ourselves after `seconds`: the engine stops resumably and keeps its records."""
-    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    timer.daemon = True
-    timer.start()
+def stop_after(seconds: float, done: threading.Event) -> None:
+    """SIGTERM to ourselves after `seconds`, once the engine's handler is in place (it is while
+    candidates run: the engine then stops resumably and keeps its records). Before that, or
+    while the last studies are re-timed, the signal would kill the process: it waits instead,
+    and gives up when the sweep is `done`."""
+
+    def engine_listens() -> bool:
+        # The sweep's own handler (tuner/execution/sweep.py: Sweep.run's on_signal), installed only
+        # while the Tuner runs; Ray installs one of its own at start-up that ends the process.
+        handler = signal.getsignal(signal.SIGTERM)
+        return getattr(handler, "__qualname__", "").endswith("run.<locals>.on_signal")
+
+    def fire():
+        if done.wait(seconds):
+            return
+        while not done.is_set():
+            if engine_listens():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            done.wait(1.0)
+
+    threading.Thread(target=fire, daemon=True).start()
 
 
 def main(argv=None) -> int:
@@ -112,8 +129,9 @@ def main(argv=None) -> int:
     data["targets"] = [engine.target(args.target) if args.target == "cpu-interpreter"
                        else dict(data["targets"][0], name=args.target or engine.gpu_kind()[0])]
     command = "python3 benchmarks/record_spaces.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    done = threading.Event()
     if args.stop_after:
-        stop_after(args.stop_after)
+        stop_after(args.stop_after, done)
     t0 = time.time()
     exp, folder = engine.load(data)
     here = os.getcwd()
@@ -125,6 +143,7 @@ def main(argv=None) -> int:
         stopped = str(stop)
         engine_sweep.sync(exp, log=print)
     finally:
+        done.set()
         os.chdir(here)
     wall = time.time() - t0
     uri = exp.tracking.uri
