@@ -41,7 +41,7 @@ DEFAULT_EXP = os.path.join(ROOT, "experiments", "record-spaces-h100.yaml")
 def select(data: dict, studies: list[str] | None, limit: int | None) -> dict:
     """The experiment with only the problems whose study key (kernel/problem) contains one of
     `studies`, and at most `limit` candidates per study."""
-    from tuner.experiment import registry
+    from kernelevolve.tuner.experiment import registry
 
     data = json.loads(json.dumps(data))  # a deep copy: the file's dict stays as read
     kept = []
@@ -123,8 +123,8 @@ def main(argv=None) -> int:
     os.makedirs(os.path.join(args.out, "recorded"), exist_ok=True)
 
     from benchmarks import engine
-    from tuner.execution import sweep as engine_sweep
-    from tuner.records import recorded_space, to_recorded
+    from kernelevolve.tuner.execution import sweep as engine_sweep
+    from kernelevolve.tuner.records import recorded_space, to_recorded
 
     data["targets"] = [engine.target(args.target) if args.target == "cpu-interpreter"
                        else dict(data["targets"][0], name=args.target or engine.gpu_kind()[0])]

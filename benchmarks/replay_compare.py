@@ -106,9 +106,9 @@ def main(argv=None) -> int:
         with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as fh:
             fh.write(markdown(done["results"], shown, done["meta"]))
         return 0
-    from tuner.records import recorded_space
-    from tuner.search import replay
-    from tuner.search.samplers import SAMPLERS
+    from kernelevolve.tuner.records import recorded_space
+    from kernelevolve.tuner.search import replay
+    from kernelevolve.tuner.search.samplers import SAMPLERS
 
     names = args.samplers.split(",") if args.samplers else list(SAMPLERS)
     names = [n for n in names if n not in args.skip.split(",")]

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.execution.worker import CandidateWorker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}

@@ -5,12 +5,12 @@ import numpy as np
 import optuna
 import pytest
 
-from tuner.records import recorded_space
-from tuner.search.cost_model import CostModel, Featurizer, targets
-from tuner.search.learned_sampler import LearnedSampler
-from tuner.search.pool_sampler import UniformSampler
-from tuner.search.protocol import PENALTY
-from tuner.search.space import Choice, IntRange, Pow2, Space, config_key
+from kernelevolve.tuner.records import recorded_space
+from kernelevolve.tuner.search.cost_model import CostModel, Featurizer, targets
+from kernelevolve.tuner.search.learned_sampler import LearnedSampler
+from kernelevolve.tuner.search.pool_sampler import UniformSampler
+from kernelevolve.tuner.search.protocol import PENALTY
+from kernelevolve.tuner.search.space import Choice, IntRange, Pow2, Space, config_key
 
 from tests.test_replay import CI_SPACE
 
@@ -93,7 +93,7 @@ def test_the_learned_sampler_finds_the_best_of_a_smooth_space_early():
 
 def test_a_prior_ranks_from_the_first_proposal():
     ci = recorded_space.read(CI_SPACE)
-    from tuner.search.replay import space_of
+    from kernelevolve.tuner.search.replay import space_of
 
     space, _ = space_of(ci)
     other_problem = dict(ci.header["problem"], seq_len=2048)
@@ -126,7 +126,7 @@ def test_cost_model_fits_and_ranks():
 def test_through_the_searcher_a_pool_sampler_exhausts_the_space_then_finishes(sampler):
     """As a recording sweep runs it (samples above the space's size): every valid config once,
     then the searcher says the space is exhausted."""
-    from tuner.search.constrained import ConstrainedSearch
+    from kernelevolve.tuner.search.constrained import ConstrainedSearch
 
     small = Space((Pow2("A", 1, 4), Choice("C", (0, 1))),
                   constraints=(lambda c: "no" if c["A"] == 2 and c["C"] == 1 else None,))
@@ -144,7 +144,7 @@ def test_through_the_searcher_a_pool_sampler_exhausts_the_space_then_finishes(sa
 
 def test_a_searcher_with_the_learned_sampler_survives_a_checkpoint(tmp_path):
     """Ray Tune pickles searchers at checkpoints: the sampler, its pool and its prior go along."""
-    from tuner.search.constrained import ConstrainedSearch
+    from kernelevolve.tuner.search.constrained import ConstrainedSearch
 
     search = ConstrainedSearch(SPACE, "learned", 3, "k")
     for i in range(6):

@@ -11,11 +11,11 @@ import os
 import numpy as np
 import pytest
 
-from tuner.cli import main
-from tuner.records import recorded_space, to_recorded
-from tuner.records.recorded_space import RecordedSpace, RecordedSpaceError
-from tuner.search import replay
-from tuner.search.space import config_key
+from kernelevolve.tuner.cli import main
+from kernelevolve.tuner.records import recorded_space, to_recorded
+from kernelevolve.tuner.records.recorded_space import RecordedSpace, RecordedSpaceError
+from kernelevolve.tuner.search import replay
+from kernelevolve.tuner.search.space import config_key
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDED = os.path.join(ROOT, "benchmarks", "data", "recorded", "ops_bench")

@@ -52,7 +52,7 @@ def make_request(op: str, kernel_ref: str, problem: dict, hardware: str, bench: 
 
 
 class CandidateWorker:
-    """Runs requests in a child `python -m tuner.measure.evaluate`, with a timeout per request."""
+    """Runs requests in a child `python -m kernelevolve.tuner.measure.evaluate`, with a timeout per request."""
 
     def __init__(self, env: dict | None = None, cwd: str | None = None, startup_timeout_s: float = 300):
         self.env = dict(os.environ, **(env or {}))
@@ -66,7 +66,7 @@ class CandidateWorker:
         fd, self.stderr_path = tempfile.mkstemp(prefix="kernelevolve-worker-", suffix=".log")
         self._stderr = os.fdopen(fd, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tuner.measure.evaluate"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "kernelevolve.tuner.measure.evaluate"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._stderr, env=self.env, cwd=self.cwd,
             start_new_session=True)  # its own process group: a kill takes its children too
         self.starts += 1

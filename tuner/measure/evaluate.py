@@ -19,7 +19,7 @@
                      verified once more (a kernel that works only on its first calls), and on a
                      GPU a latency beyond the device's ceilings is `incorrect`
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
-as timeout or runtime_error. This module is the child process's main: `python -m tuner.measure.evaluate`.
+as timeout or runtime_error. This module is the child process's main: `python -m kernelevolve.tuner.measure.evaluate`.
 
 The process lives for the sweep (one per GPU lane, one per compile slot): it keeps the CUDA
 context, each study's input sets and references (InputSets, bounded in bytes) and the compiled
@@ -38,7 +38,7 @@ from contextlib import contextmanager
 # lands here and is caught (instead of silently corrupting a neighbour).
 GUARD_ELEMENTS = 1 << 16
 
-from tuner.records.schema import STATUSES  # noqa: E402,F401 - every candidate ends in one of them
+from kernelevolve.tuner.records.schema import STATUSES  # noqa: E402,F401 - every candidate ends in one of them
 
 
 def _error_classes():
@@ -139,7 +139,7 @@ class Evaluator:
     def __init__(self):
         import torch
 
-        from tuner.experiment.hardware import detect_device
+        from kernelevolve.tuner.experiment.hardware import detect_device
 
         self.torch = torch
         self.interpreter = os.environ.get("TRITON_INTERPRET") == "1"
@@ -154,7 +154,7 @@ class Evaluator:
         self.inputs = InputSets(int(budget))
         self.oor_errors, self.compile_errors = _error_classes()
         # [guards] the check functions as imported now, before any candidate code runs here
-        from tuner.measure import guards, verify
+        from kernelevolve.tuner.measure import guards, verify
 
         self._check, self._tolerance_for, self._guards = verify.check, verify.tolerance_for, guards
         self._seal = guards.HarnessSeal()
@@ -167,12 +167,12 @@ class Evaluator:
     def _lock(self):
         """Exclusive use of this process's device for verification and timing. On the CPU too:
         concurrent interpreter candidates would otherwise disturb each other's wall time."""
-        from tuner.measure.clocks import device_lock
+        from kernelevolve.tuner.measure.clocks import device_lock
 
         return device_lock(self.info["gpu_uuid"])
 
     def _time(self, fn, bench: dict, rep_ms: float | None = None):
-        from tuner.measure.clocks import measure
+        from kernelevolve.tuner.measure.clocks import measure
 
         clock = bench.get("clock", "do_bench") if self.device.type == "cuda" else "wall"
         return measure(fn, clock, bench.get("warmup_ms", 25), rep_ms or bench.get("rep_ms", 100),
@@ -182,7 +182,7 @@ class Evaluator:
         """(tunable, problem, hardware, study key) of a request, loaded once per study."""
         import json
 
-        from tuner.experiment import hardware, registry
+        from kernelevolve.tuner.experiment import hardware, registry
 
         key = (req["kernel_ref"], json.dumps(req["problem"], sort_keys=True), req["hardware"])
         if key not in self.studies:
@@ -201,8 +201,8 @@ class Evaluator:
         """Launch on copies of the study's input set `index` into a poisoned output that sits
         between two poisoned guard zones of the same allocation; check the output and that both
         guards are untouched."""
-        from kernels.spec import reduction_length
-        from tuner.measure.verify import Check, poison
+        from kernelevolve.kernels.spec import reduction_length
+        from kernelevolve.tuner.measure.verify import Check, poison
 
         pooled, ref = self._set(spec, problem, study, index)
         if perturb_seed is not None:  # [guards] the set with one element moved
@@ -348,7 +348,7 @@ class Evaluator:
         return dict(rec, status="ok")
 
     def _rates(self, spec, problem, hw, ms: float) -> dict:
-        from tuner.experiment.hardware import ceiling_for
+        from kernelevolve.tuner.experiment.hardware import ceiling_for
 
         s = ms * 1e-3
         flops, nbytes = spec.flops(problem) / s, spec.bytes_moved(problem) / s
@@ -422,7 +422,7 @@ class Evaluator:
 
 
 def serve() -> None:
-    from tuner.execution.worker import recv, send
+    from kernelevolve.tuner.execution.worker import recv, send
 
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever kernels print goes to stderr, never into the channel

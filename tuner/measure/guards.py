@@ -241,11 +241,11 @@ class HarnessSeal:
     code object, during its launch is caught. It cannot stop a candidate that patches this class
     too: that needs the verdict computed outside the candidate's process."""
 
-    def __init__(self, names: tuple = ("tuner.measure.verify:check", "tuner.measure.verify:poison",
-                                       "tuner.measure.verify:tolerance_for",
-                                       "tuner.measure.guards:guard_inputs",
-                                       "tuner.measure.guards:count_launches",
-                                       "tuner.measure.guards:GuardedInputs.damage")):
+    def __init__(self, names: tuple = ("kernelevolve.tuner.measure.verify:check", "kernelevolve.tuner.measure.verify:poison",
+                                       "kernelevolve.tuner.measure.verify:tolerance_for",
+                                       "kernelevolve.tuner.measure.guards:guard_inputs",
+                                       "kernelevolve.tuner.measure.guards:count_launches",
+                                       "kernelevolve.tuner.measure.guards:GuardedInputs.damage")):
         self.names = names
         self.sealed = {n: self._get(n) for n in names}
 
@@ -275,7 +275,7 @@ def ceiling_violation(ms: float, flops: float, nbytes: float, hw, dtype: str,
     dtype's FLOP ceiling) or the fewest bytes a perfect kernel moves (at the copy bandwidth
     ceiling) would take longer than `margin` times the measured time. `bandwidth=False` where L2
     was not flushed between repetitions (data may then come from cache, faster than HBM)."""
-    from tuner.experiment.hardware import ceiling_for
+    from kernelevolve.tuner.experiment.hardware import ceiling_for
 
     if not ms or ms <= 0 or getattr(hw, "interpreter", False):
         return ""

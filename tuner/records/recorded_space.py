@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from tuner.records.schema import STATUSES
+from kernelevolve.tuner.records.schema import STATUSES
 
 FORMAT = "kernelevolve.recorded_space"
 VERSION = 1
@@ -55,7 +55,7 @@ class RecordedSpace:
         return min(c["latency_ms"] for c in ok) if ok else None
 
     def by_key(self) -> dict[str, dict]:
-        from tuner.search.space import config_key
+        from kernelevolve.tuner.search.space import config_key
 
         return {config_key(c["config"]): c for c in self.candidates}
 

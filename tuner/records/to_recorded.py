@@ -14,9 +14,9 @@ import gzip
 import json
 from collections import Counter
 
-from tuner.records.recorded_space import FORMAT, VERSION, RecordedSpace, candidate_of
-from tuner.records.schema import METRIC_KEYS, TAG_KEYS
-from tuner.records.tracking import ROLE, _value
+from kernelevolve.tuner.records.recorded_space import FORMAT, VERSION, RecordedSpace, candidate_of
+from kernelevolve.tuner.records.schema import METRIC_KEYS, TAG_KEYS
+from kernelevolve.tuner.records.tracking import ROLE, _value
 
 # Header keys copied from the study's parent run: tags, then params (as typed values).
 STUDY_TAGS = ("kernel", "kernel_ref", "target", "hardware", "timing", "gpu_name", "node", "torch",
@@ -34,7 +34,7 @@ def read_export(path: str) -> list[dict]:
 def runs_of_store(uri: str, experiment: str) -> list[dict]:
     """Every run of an experiment in an MLflow store, in the export's form (one dict per run: the
     form benchmarks/export_runs.py writes, MLflow's own tags left out but the parent's id)."""
-    from tuner.review import report
+    from kernelevolve.tuner.review import report
 
     client, experiment_id = report.open_experiment(uri, experiment)
     out, token = [], None
@@ -74,7 +74,7 @@ def _record(run: dict) -> dict:
 
 def _space_of(parent: dict):
     """(the study's Space rebuilt from its kernel's search-space module, its problem as a dict)."""
-    from tuner.experiment import hardware, registry
+    from kernelevolve.tuner.experiment import hardware, registry
 
     tags, params = parent["tags"], parent["params"]
     raw = {k[len("problem."):]: _value(v) for k, v in params.items() if k.startswith("problem.")}
@@ -89,8 +89,8 @@ def _first_line(rule) -> str:
 
 
 def _space_header(space, recorded: set[str]) -> dict:
-    from tuner.search.space import ENUMERATE_MAX
-    from tuner.search.space import config_key
+    from kernelevolve.tuner.search.space import ENUMERATE_MAX
+    from kernelevolve.tuner.search.space import config_key
 
     valid = space.valid_configs() if space.size() <= ENUMERATE_MAX else None
     keys = None if valid is None else {config_key(c) for c in valid}
@@ -105,7 +105,7 @@ def _space_header(space, recorded: set[str]) -> dict:
 
 def recorded_spaces(runs: list[dict], source: str, command: str | None = None) -> list[RecordedSpace]:
     """One recorded space per study parent run that has candidates, in the runs' study order."""
-    from tuner.search.space import config_key
+    from kernelevolve.tuner.search.space import config_key
 
     parents = {r["run_id"]: r for r in runs if r["tags"].get(ROLE) == "study"}
     children: dict[str, list[dict]] = {}

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuner.search.cost_model import CostModel, Featurizer, targets
-from tuner.search.pool_sampler import PoolSampler
-from tuner.search.protocol import PENALTY
-from tuner.search.space import Space
+from kernelevolve.tuner.search.cost_model import CostModel, Featurizer, targets
+from kernelevolve.tuner.search.pool_sampler import PoolSampler
+from kernelevolve.tuner.search.protocol import PENALTY
+from kernelevolve.tuner.search.space import Space
 
 STARTUP = 4  # completed trials before the study's own model proposes (without a prior)
 KAPPA = 0.5  # optimism: how much the ensemble's spread counts against its mean

@@ -22,7 +22,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.search.space import ENUMERATE_MAX, Space, config_key
+from kernelevolve.tuner.search.space import ENUMERATE_MAX, Space, config_key
 
 POOL = 4000  # candidates offered to `choose` per proposal at most (a seeded sample of the pool)
 RANDOM_POOL_DRAWS = 20_000  # raw points drawn where a space is too large to enumerate

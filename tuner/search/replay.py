@@ -26,10 +26,10 @@ import numpy as np
 import optuna
 from ray.tune.search import Searcher
 
-from tuner.records.recorded_space import RecordedSpace
-from tuner.search.constrained import ConstrainedSearch, ValidSet
-from tuner.search.protocol import OBJECTIVE, objective_of
-from tuner.search.space import ENUMERATE_MAX, Choice, Const, IntRange, Pow2, Space, config_key
+from kernelevolve.tuner.records.recorded_space import RecordedSpace
+from kernelevolve.tuner.search.constrained import ConstrainedSearch, ValidSet
+from kernelevolve.tuner.search.protocol import OBJECTIVE, objective_of
+from kernelevolve.tuner.search.space import ENUMERATE_MAX, Choice, Const, IntRange, Pow2, Space, config_key
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # CMA-ES warns on every categorical, every trial
 
@@ -81,7 +81,7 @@ def domain_of(param: dict):
 def space_of(recorded: RecordedSpace, mode: str = "recorded") -> tuple[Space, list[dict]]:
     """(the space a replay searches, its valid configs)."""
     if mode == "kernel":
-        from tuner.experiment import hardware, registry
+        from kernelevolve.tuner.experiment import hardware, registry
 
         h = recorded.header
         tunable = registry.load(h["kernel_ref"])
@@ -176,7 +176,7 @@ class with_prior:  # noqa: N801 - used as a sampler factory, like the registry's
                       or p.header["hardware"] != recorded.header["hardware"]]
 
     def __call__(self, space: Space, seed: int):
-        from tuner.search.learned_sampler import LearnedSampler
+        from kernelevolve.tuner.search.learned_sampler import LearnedSampler
 
         return LearnedSampler(space, seed, prior=self.prior, problem=self.problem)
 
