@@ -302,6 +302,92 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_dataset(args) -> int:
+    from kernelevolve.tuner.records import recorded_space, to_recorded
+
+    if not os.path.isdir(args.output):
+        raise UserError(f"-o {args.output}: there is no such folder")
+    if "://" in args.source:
+        if not args.experiment:
+            raise UserError(f"{args.source} is a tracking store: name the experiment with --experiment")
+        runs = to_recorded.runs_of_store(args.source, args.experiment)
+    elif os.path.isfile(args.source):
+        try:
+            runs = to_recorded.read_export(args.source)
+        except (OSError, EOFError, ValueError) as exc:
+            raise UserError(f"{args.source}: not a JSON-lines export of MLflow runs ({type(exc).__name__})") from None
+    else:
+        raise UserError(f"{args.source}: neither a file nor a tracking URI (sqlite:///path/mlflow.db)")
+    spaces = to_recorded.recorded_spaces(runs, args.source, command=args.command)
+    if not spaces:
+        raise UserError(f"{args.source}: no study with candidates (is it a kernelevolve sweep's store?)")
+    for sp in spaces:
+        path = os.path.join(args.output, to_recorded.file_name(sp))
+        recorded_space.write(sp, path)
+        h = sp.header["space"]
+        print(f"{path}: {len(sp.candidates)} candidates ({', '.join(f'{k}={v}' for k, v in sp.header['statuses'].items())}) "
+              f"of {h['valid_configs'] if h['valid_configs'] is not None else 'not enumerated'} valid configs"
+              f"{' (exhaustive)' if h['exhaustive'] else ''}")
+    return 0
+
+
+def _sampler_names(given: list[str]) -> list[str]:
+    from kernelevolve.tuner.search.samplers import SAMPLERS
+
+    names = [n.strip() for g in given for n in g.split(",") if n.strip()]
+    if "all" in names:
+        return list(SAMPLERS)
+    unknown = [n for n in names if n not in SAMPLERS]
+    if unknown:
+        raise UserError(f"unknown sampler '{unknown[0]}': known are {', '.join(SAMPLERS)} (or all)")
+    return names
+
+
+def cmd_replay(args) -> int:
+    from kernelevolve.tuner.records import recorded_space
+    from kernelevolve.tuner.review import replay_view
+    from kernelevolve.tuner.search import replay
+
+    names = _sampler_names(args.sampler)
+    if args.seeds < 1 or (args.budget is not None and args.budget < 1) or args.concurrency < 1:
+        raise UserError("--seeds, --budget and --concurrency take positive integers")
+    if not 0 <= args.within < 1:
+        raise UserError(f"--within {args.within}: a fraction of the oracle, e.g. 0.02 for 2%")
+    for path in (args.json, args.plot):
+        if path:
+            _writable(path)
+    if args.prior and "learned" not in names:
+        raise UserError("--prior is what the learned sampler is fit on first: add --sampler learned")
+    spaces = [recorded_space.read(p) for p in args.dataset]
+    priors = [recorded_space.read(p) for p in args.prior]
+    results = []
+    for sp in spaces:
+        for name in names:
+            sampler, label = name, name
+            same_kernel = [p for p in priors if p.header["kernel"] == sp.header["kernel"]]
+            if name == "learned" and same_kernel:
+                sampler, label = replay.with_prior(sp, same_kernel), replay.with_prior.name
+            results.append(replay.replay(sp, sampler, args.seeds, budget=args.budget, space_mode=args.space,
+                                         concurrency=args.concurrency, tolerance=args.within))
+            results[-1]["sampler"] = label
+    rows = [replay_view.row(r) for r in results]
+    print(_table(rows, list(replay_view.COLUMNS), _width(args.wide)))
+    for r in results:
+        print(replay_view.regret_line(r))
+    print(_note(replay_view.NOTE.format(pct=100 * args.within), _width(args.wide)))
+    missing = sum(r["not_recorded"] for r in results)
+    if missing:
+        print(f"\n{missing} candidates were configs the recording lacks: each counted as a failed candidate")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1)
+        print(f"results -> {args.json}")
+    if args.plot:
+        replay_view.plot(results, args.plot)
+        print(f"regret curves -> {args.plot}")
+    return 0
+
+
 def _writable(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -346,6 +432,10 @@ EXAMPLES = {
     "reproduce": "kernelevolve reproduce 3f2a9c81d4e0   # a run id as `best` shows it, or any unique prefix",
     "profile": "kernelevolve profile 3f2a9c81d4e0   # on a GPU machine with Nsight Compute (ncu)",
     "export": "kernelevolve export quickstart -o tuned.json --triton-configs tuned_configs.py",
+    "dataset": "kernelevolve dataset docs/results/engine/suite_1xh100.runs.jsonl.gz -o benchmarks/data/recorded\n"
+               "  kernelevolve dataset sqlite:///mlflow.db --experiment record-spaces-h100 -o spaces/",
+    "replay": "kernelevolve replay benchmarks/data/recorded/softmax*.jsonl.gz --sampler tpe,random,learned --seeds 20\n"
+              "  kernelevolve replay SPACE.jsonl.gz --sampler all --seeds 10 --json replay.json --plot regret.png",
 }
 
 
@@ -431,6 +521,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--triton-configs", metavar="FILE.py",
                    help="also write the configs as Python lists of triton.Config ('-': print them)")
     e.set_defaults(fn=cmd_export)
+    d = _sub(sub, "dataset", "recorded spaces (one file per study) from a sweep's MLflow records")
+    d.add_argument("source", help="an MLflow store's tracking URI, or its JSON-lines export (*.runs.jsonl.gz)")
+    d.add_argument("-o", "--output", required=True, help="folder the recorded spaces are written to")
+    d.add_argument("--experiment", help="the experiment, when SOURCE is a tracking store")
+    d.add_argument("--command", help="the command that recorded the sweep (kept in each header)")
+    d.set_defaults(fn=cmd_dataset)
+    p_ = _sub(sub, "replay", "a sampler searches a recorded space on the CPU: candidates until one is near its best")
+    p_.add_argument("dataset", nargs="+", help="recorded spaces (*.jsonl.gz, from `kernelevolve dataset`)")
+    p_.add_argument("--sampler", action="append", default=[], required=True,
+                    help="a registered sampler, several (repeated or comma-separated), or all")
+    p_.add_argument("--seeds", type=int, default=10, help="searches per sampler, seeds 0..N-1 (default 10)")
+    p_.add_argument("--budget", type=int, help="candidates per search at most (default: the whole space)")
+    p_.add_argument("--space", choices=("recorded", "kernel"), default="recorded",
+                    help="recorded: search the recorded configs (default); kernel: the kernel's whole "
+                         "space, configs the recording lacks answered as failed")
+    p_.add_argument("--concurrency", type=int, default=1, help="candidates in flight, as a sweep's search.concurrency")
+    p_.add_argument("--within", type=float, default=0.02, help="the oracle's tolerance (default 0.02: 2%%)")
+    p_.add_argument("--prior", nargs="*", default=[], metavar="DATASET",
+                    help="recorded spaces the learned sampler is fit on first (same kernel; others ignored)")
+    p_.add_argument("--json", metavar="FILE", help="every result, with the regret curves, as JSON")
+    p_.add_argument("--plot", metavar="FILE.png", help="the median regret curves as an image")
+    p_.add_argument("--wide", action="store_true", help="cells whole, however wide the table")
+    p_.set_defaults(fn=cmd_replay)
     return p
 
 
@@ -445,7 +558,9 @@ def _user_errors() -> tuple:
                        ("kernelevolve.tuner.records.tracking", ("TrackingUnavailable",)),
                        ("kernelevolve.tuner.review.report", ("UnknownExperiment",)),
                        ("kernelevolve.tuner.deploy.reproduce", ("ReproduceError",)),
-                       ("kernelevolve.tuner.profile.candidate", ("ProfileError",))):
+                       ("kernelevolve.tuner.profile.candidate", ("ProfileError",)),
+                       ("kernelevolve.tuner.records.recorded_space", ("RecordedSpaceError",)),
+                       ("kernelevolve.tuner.search.replay", ("ReplayError",))):
         if mod in sys.modules:
             found += [getattr(importlib.import_module(mod), n) for n in names]
     return tuple(found)

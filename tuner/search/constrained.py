@@ -27,7 +27,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from kernelevolve.tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
-from kernelevolve.tuner.search.space import Choice, Space, config_key
+from kernelevolve.tuner.search.space import ENUMERATE_MAX, Choice, Space, config_key
 
 # In a space searched by rejection, a suggestion that met this many broken proposals in a row is
 # drawn at random among the valid configs instead (seeded; its result is still told to the
@@ -35,8 +35,6 @@ from kernelevolve.tuner.search.space import Choice, Space, config_key
 # K = 13 has 0.8% valid points (about 120 asks per candidate, and minutes for a study).
 SPARSE_ASKS = 32
 RANDOM_DRAWS = 50_000  # uniform draws checked for a valid, new config (~1.5 s at most)
-ENUMERATE_MAX = 2_000_000  # raw points: Space.valid_configs walks them as a tree (GEMM spaces of 205k and
-# 410k raw points: 0.2-0.9 s on a 2-core CI machine); the Hopper conv space (39M raw, 41 s) is searched by rejection
 
 
 def rule_name(rule) -> str:
@@ -80,15 +78,17 @@ class ValidSet:
 
 
 class ConstrainedSearch(Searcher):
-    def __init__(self, space: Space, sampler: str, seed: int, study_key: str,
+    def __init__(self, space: Space, sampler, seed: int, study_key: str,
                  max_rejects: int = 2000, start_points: list | None = None, valid="enumerate"):
+        """`sampler`: a registered name (tuner.search.samplers), or an Optuna sampler built by the
+        caller (a replay hands over a learned sampler with a prior fit on other recorded spaces)."""
         super().__init__(metric=OBJECTIVE, mode="min")
         self.space = space
         self.study_key = study_key
         self.max_rejects = max_rejects
         self.inner = OptunaSearch(
             space=space.distributions(), metric=OBJECTIVE, mode="min",
-            sampler=make_sampler(sampler, space, seed),
+            sampler=make_sampler(sampler, space, seed) if isinstance(sampler, str) else sampler,
             points_to_evaluate=[space.encode(p) for p in (start_points or [])] or None,
         )
         if valid == "enumerate":  # the space's valid configs, enumerated here where few enough

@@ -7,6 +7,8 @@ import warnings
 
 import optuna
 
+from kernelevolve.tuner.search.learned_sampler import LearnedSampler
+from kernelevolve.tuner.search.pool_sampler import UniformSampler
 from kernelevolve.tuner.search.space import Space
 
 from kernelevolve.tuner.search.protocol import OBJECTIVE, PENALTY, objective_of  # noqa: F401 - re-exported
@@ -27,6 +29,10 @@ SAMPLERS = {
     "qmc": lambda space, seed: optuna.samplers.QMCSampler(seed=seed),
     "grid": _grid,
     "nsga2": lambda space, seed: optuna.samplers.NSGAIISampler(seed=seed),
+    # valid untried configs only (tuner.search.pool_sampler): uniformly at random, or as a cost
+    # model ranks them (tuner.search.learned_sampler)
+    "uniform": lambda space, seed: UniformSampler(space, seed),
+    "learned": lambda space, seed: LearnedSampler(space, seed),
 }
 
 

@@ -1,0 +1,139 @@
+"""Every registered sampler replayed on recorded spaces: candidates to within 2% of each space's oracle.
+
+For each recorded space (tuner/records/recorded_space.py) and each sampler of the registry
+(tuner/search/samplers.py), `--seeds` searches through tuner.search.replay (the sweep's
+ConstrainedSearch, answered from the recording, one candidate in flight), and once more the
+learned sampler with a prior: fit first on the other recorded spaces of the same kernel whose
+problem differs (any GPU kind), never on the space searched nor on its problem on another GPU.
+
+    python benchmarks/replay_compare.py benchmarks/data/recorded --seeds 20 \
+        --out docs/results/replay_dev.json [--samplers tpe,random,learned] [--skip gp]
+
+Writes the JSON (every result, with regret curves) and a Markdown table beside it (.md): per
+space, each sampler's median candidates to within 2% (p90 in brackets), and per sampler the
+geometric mean over spaces of its median relative to TPE's, the median over spaces of its median
+as % of the space, and on how many spaces it needed at most half TPE's median.
+`--markdown-only --out FILE.json` rewrites the table from an earlier run's JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+PRIOR = "learned+prior"
+
+
+def datasets(paths: list[str]) -> list[str]:
+    out = []
+    for p in paths:
+        out += sorted(glob.glob(os.path.join(p, "**", "*.jsonl.gz"), recursive=True)) if os.path.isdir(p) else [p]
+    return out
+
+
+def prior_for(space, every: list) -> list:
+    """Other recorded spaces of the same kernel at another problem (any GPU kind)."""
+    return [o for o in every if o.header["kernel"] == space.header["kernel"]
+            and o.header["problem"] != space.header["problem"]]
+
+
+def label(space) -> str:
+    """The space, its GPU and the sweep it came from (one study recorded by two sweeps: two rows)."""
+    source = os.path.basename(space.header.get("source") or "").split(".")[0]
+    return f"{space.name} ({space.header.get('gpu_name') or space.header['hardware']}; {source})"
+
+
+def markdown(results: list[dict], samplers: list[str], meta: dict) -> str:
+    spaces = list(dict.fromkeys(r["label"] for r in results))
+    cell = {(r["label"], r["sampler"]): r for r in results}
+    lines = [f"Replay of recorded spaces: median candidates to within {100 * meta['tolerance']:g}% of "
+             f"the oracle (p90 in brackets), {meta['seeds']} seeds per sampler, one candidate in flight. "
+             "'>B': not reached within the space's B configs by at least half the seeds.", "",
+             "| space | configs | " + " | ".join(samplers) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in samplers) + " |"]
+    for s in spaces:
+        row = [s, str(next(r["valid_configs"] for r in results if r["label"] == s))]
+        for name in samplers:
+            r = cell.get((s, name))
+            if r is None:
+                row.append("-")
+                continue
+            med = f">{r['budget']}" if r["median"] > r["budget"] else f"{r['median']:g}"
+            p90 = f">{r['budget']}" if r["p90"] > r["budget"] else f"{r['p90']:g}"
+            row.append(f"{med} ({p90})")
+        lines.append("| " + " | ".join(row) + " |")
+    ratios = []
+    for name in samplers:
+        logs = [math.log(cell[(s, name)]["median"] / cell[(s, "tpe")]["median"]) for s in spaces
+                if (s, name) in cell and (s, "tpe") in cell]
+        ratios.append(f"{math.exp(sum(logs) / len(logs)):.2f}" if logs else "-")
+    lines.append("| **geomean of median / TPE's** | | " + " | ".join(ratios) + " |")
+    pct = []
+    for name in samplers:
+        vals = sorted(cell[(s, name)]["median_pct"] for s in spaces if (s, name) in cell)
+        pct.append(f"{vals[len(vals) // 2]:.1f}%" if vals else "-")
+    lines.append("| **median over spaces, % of the space** | | " + " | ".join(pct) + " |")
+    halves = []
+    for name in samplers:
+        both = [s for s in spaces if (s, name) in cell and (s, "tpe") in cell]
+        wins = sum(cell[(s, name)]["median"] <= cell[(s, "tpe")]["median"] / 2 for s in both)
+        halves.append(f"{wins}/{len(both)}" if both else "-")
+    lines.append("| **spaces with at most half TPE's median** | | " + " | ".join(halves) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="*", help="recorded spaces, or folders of them")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--samplers", help="comma-separated (default: every registered sampler)")
+    ap.add_argument("--skip", default="", help="comma-separated samplers left out (e.g. gp: slow on a CPU)")
+    ap.add_argument("--out", required=True, help="JSON file (a .md table is written beside it)")
+    ap.add_argument("--markdown-only", action="store_true",
+                    help="rewrite the .md table from an existing --out JSON, replaying nothing")
+    args = ap.parse_args(argv)
+    if args.markdown_only:
+        with open(args.out, encoding="utf-8") as fh:
+            done = json.load(fh)
+        shown = list(dict.fromkeys(r["sampler"] for r in done["results"]))
+        with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as fh:
+            fh.write(markdown(done["results"], shown, done["meta"]))
+        return 0
+    from kernelevolve.tuner.records import recorded_space
+    from kernelevolve.tuner.search import replay
+    from kernelevolve.tuner.search.samplers import SAMPLERS
+
+    names = args.samplers.split(",") if args.samplers else list(SAMPLERS)
+    names = [n for n in names if n not in args.skip.split(",")]
+    every = [recorded_space.read(p) for p in datasets(args.paths)]
+    results = []
+    for space in every:
+        prior = prior_for(space, every)
+        for name in names + ([PRIOR] if prior and "learned" in names else []):
+            t0 = time.time()
+            sampler = replay.with_prior(space, prior) if name == PRIOR else name
+            r = replay.replay(space, sampler, args.seeds)
+            r.update(sampler=name, label=label(space), wall_s=round(time.time() - t0, 1),
+                     prior=[label(p) for p in prior] if name == PRIOR else None)
+            results.append(r)
+            print(f"{r['label']:<100} {name:<14} median {r['median']:>5g} p90 {r['p90']:>5g} "
+                  f"of {r['valid_configs']}  ({r['wall_s']} s)", flush=True)
+    meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in every]}
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump({"meta": meta, "results": results}, fh, separators=(",", ":"))  # curves: compact
+    shown = names + ([PRIOR] if "learned" in names else [])
+    with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as fh:
+        fh.write(markdown(results, shown, meta))
+    print(f"-> {args.out} and {os.path.splitext(args.out)[0]}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
