@@ -23,6 +23,7 @@ CAUGHT = {
     "patch_check": ({}, "replaced the harness's tuner.measure.verify.check"),
     "skip_unpoisoned": ({}, "timed calls: timed call"),
     "patch_harness": ({}, "harness tampered with: timed before it was verified"),
+    "poison_reference": ({}, "cached reference of input set"),
 }
 
 
@@ -57,6 +58,18 @@ def test_a_patched_harness_process_is_replaced(worker):
     assert rec["status"] == "incorrect" and rec.get("worker_replaced"), rec
     assert worker.request(request("first_calls", False), timeout_s=120)["status"] == "ok"
     assert worker.starts == starts + 1
+
+
+def test_a_changed_cache_is_caught_before_it_judges_the_next_candidate():
+    """Even in a fresh process (the judge has never seen the study): the judge fingerprints a
+    reference when it is made, so the candidate that changes it is the one that fails."""
+    w = CandidateWorker(env=ENV)
+    try:
+        rec = w.request(request("poison_reference", True), timeout_s=120)
+        assert rec["status"] == "incorrect" and rec.get("tampered") and rec.get("worker_replaced"), rec
+        assert w.request(request("poison_reference", False), timeout_s=120)["status"] == "ok"
+    finally:
+        w.close()
 
 
 def test_a_bypassed_harness_is_judged_elsewhere_and_its_process_replaced(worker):

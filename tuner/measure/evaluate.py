@@ -151,6 +151,8 @@ class Evaluator:
         self.baselines: dict = {}
         self.studies: dict = {}
         self.verify_s = 0.0
+        self._judging = False  # in an evaluate or retime request (a compile request has no judge)
+        self._registered: set = set()  # (judge's key of a cached set, with its reference)
         budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
             0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
             else 2e9)
@@ -162,7 +164,7 @@ class Evaluator:
         from tuner.measure.evidence import JudgeLink
 
         self._guards = guards
-        self._seal = guards.HarnessSeal(owners={Evaluator: ("_run_checked", "_submit", "evaluate",
+        self._seal = guards.HarnessSeal(owners={Evaluator: ("_run_checked", "_submit", "_set", "evaluate",
                                                             "retime"),
                                                 JudgeLink: ("submit", "_send")})
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
@@ -205,8 +207,16 @@ class Evaluator:
     def _set(self, spec, problem, study, index: int, with_ref: bool = True):
         """The study's input set `index` (seeded by it) and, with_ref, its reference. No kernel
         is ever handed these tensors (it gets guarded copies), so the cached reference holds."""
-        return self.inputs.get((study, index), lambda: spec.make_inputs(problem, self.device, 1 + index),
-                               spec.reference if with_ref else None)
+        inputs, ref = self.inputs.get((study, index), lambda: spec.make_inputs(problem, self.device, 1 + index),
+                                      spec.reference if with_ref else None)
+        if self._judging:  # the judge fingerprints a set as made, before any launch with it
+            key = self._ref_key(study, index)
+            seen = (tuple(key), ref is not None)
+            if seen not in self._registered:
+                self._registered.add(seen)
+                self._judge.submit({"op": "register", "ref_key": key, "ref": ref,
+                                    "inputs": self._guards.tensors_of(inputs)})
+        return inputs, ref
 
     def _ref_key(self, study, index: int) -> list:
         """How the judge names a cached input set and its reference: a fingerprint of each is
@@ -229,6 +239,7 @@ class Evaluator:
             "outs": [[buf, call] for buf, call in outs], "shape": list(shape_of.shape), "calls": calls,
             "ref": ref, "ref_key": ref_key, "reduction": reduction, "launches": launches,
             "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for _, g in guarded.guarded],
+            "pristine": [g.pristine for _, g in guarded.guarded],
             "seal": self._seal.broken()})
         self.verify_s += time.perf_counter() - t0
         return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
@@ -363,9 +374,11 @@ class Evaluator:
             outputs = TimedOutputs(lambda out: spec.launch(inputs, out, cfg), shape_of,
                                    graph=self._clock(req.get("bench", {})) == "cudagraph")
             fn, before = outputs.loop()
+            t0 = time.perf_counter()
             p20, p50, p80 = self._time(fn, req.get("bench", {}), before=before)
-            rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80,
-                       timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()))
+            rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80, time_loop_s=time.perf_counter() - t0,
+                       timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()),
+                       poison_s=outputs.poison_s())
             after = self._check_timed(spec, problem, study, timed_set, timed, outputs, ref)
             timed = inputs = outputs = fn = before = None  # the timed buffers go before the peer runs
             rec["verify_s"] = self.verify_s
@@ -455,6 +468,7 @@ class Evaluator:
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         try:
+            self._judging = op in ("evaluate", "retime") and self._judge is not None
             if op == "evaluate":
                 return self._sealed(self.evaluate(req))
             if op == "compile":

@@ -113,6 +113,13 @@ def _map(obj, fn):
     return obj
 
 
+def tensors_of(inputs) -> list:
+    """The tensors among the inputs, in guard_inputs' order (input #i is the i-th)."""
+    found: list = []
+    _map(inputs, lambda t: found.append(t) or t)
+    return found
+
+
 def guard_inputs(inputs, canary_bytes: int = CANARY_BYTES) -> GuardedInputs:
     """Guarded copies of every tensor among the inputs (nested tuples and lists too)."""
     guarded: list = []

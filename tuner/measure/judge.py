@@ -15,8 +15,9 @@ What the judge holds against a candidate that takes over its evaluation process:
     sample of the timed calls, all passing here); a candidate that bypasses the harness, or an
     evaluator that claims `ok` after a failed check, ends `incorrect` and the process is
     replaced (`tampered`), so the candidate cannot judge the candidates after it;
-  - each study's references and input sets: a fingerprint of each, taken when the judge first
-    sees it (a projection on weights only the judge knows), is compared at every later use, so a
+  - each study's references and input sets: a fingerprint of each, taken when the evaluator makes
+    it, before any candidate launches with it (a projection on weights only the judge knows), is
+    compared at every later use, so a
     candidate that overwrites a cached reference or input set (to fail or pass the candidates
     after it) is caught, and the process replaced.
 What it cannot hold: a candidate that forges well-formed evidence for itself (hands over outputs
@@ -72,8 +73,6 @@ class Judge:
         """A projection of t's values on pseudo-random weights seeded by the judge's secret: a
         change anywhere changes it, and no one without the secret can change t and keep it."""
         flat = t.detach().reshape(-1)
-        if flat.dtype == torch.uint8 and flat.numel() % 4 == 0:
-            flat = flat.view(torch.int32)  # input bytes as words: 4x fewer values, each exact in fp64
         total = torch.zeros((), dtype=torch.float64, device=t.device)
         for i in range(0, flat.numel(), CHUNK):
             part = flat[i:i + CHUNK].to(torch.float64)
@@ -86,6 +85,16 @@ class Judge:
         fp = self._fingerprint(t)
         first = self.prints.setdefault((*key, part), fp)
         return fp == first
+
+    def register(self, msg: dict) -> dict:
+        """A cached input set (and its reference) as the evaluator made it, before any candidate
+        launched with it: the fingerprints every later use is compared with."""
+        key = tuple(msg["ref_key"])
+        if msg.get("ref") is not None:
+            self._same_as_first_seen(key, "ref", msg["ref"])
+        for i, t in enumerate(msg.get("inputs") or []):
+            self._same_as_first_seen(key, f"in{i}", t)
+        return {"ok": True}
 
     # -- one piece of evidence ---------------------------------------------------------------------
     def judge(self, ev: dict) -> dict:
@@ -114,8 +123,8 @@ class Judge:
                 self.tampered = f"the cached reference of input set {key[1]} changed"
                 return self._fail(f"{self.tampered} since it was computed (a write into memory the "
                                   "kernel does not own); the evaluation process is replaced")
-            for i, (buf_now, buf_pristine, lo, hi) in enumerate(inputs):
-                if not self._same_as_first_seen(key, f"in{i}", buf_pristine[lo:hi]):
+            for i, view in enumerate(ev.get("pristine") or []):
+                if not self._same_as_first_seen(key, f"in{i}", view):
                     self.tampered = f"cached input set {key[1]} changed"
                     return self._fail(f"the {self.tampered} since it was made (input #{i}); "
                                       "the evaluation process is replaced")
@@ -251,6 +260,8 @@ def serve() -> None:
 def _from_evaluator(judge: Judge, msg: dict) -> dict:
     if msg.get("op") == "probe":  # the evaluator checks that CUDA IPC reaches the judge
         return {"ok": True, "sum": float(msg["tensor"].double().sum())}
+    if msg.get("op") == "register":
+        return judge.register(msg)
     return judge.judge(msg)
 
 
