@@ -80,3 +80,21 @@ def test_a_bypassed_harness_is_judged_elsewhere_and_its_process_replaced(worker)
     assert rec["status"] == "incorrect" and rec.get("worker_replaced") and rec.get("tampered"), rec
     honest = worker.request(request("first_calls", False), timeout_s=120)
     assert honest["status"] == "ok" and worker.starts == starts + 1, honest
+
+
+def test_the_end_of_study_retiming_verifies_what_it_times(worker):
+    """A config that cheats only when re-timed is caught there, and is never the study's best."""
+    from tuner.execution.studies import summarize
+
+    configs = [{"cheat": c, "BLOCK": 128} for c in (False, True)]
+    rec = worker.request({"op": "retime", "kernel_ref": f"{HERE}/attacks/skip_unpoisoned.py:KERNEL",
+                          "problem": {}, "hardware": "cpu-interpreter", "configs": configs,
+                          "rounds": 2, "bench": {}}, timeout_s=120)
+    ok, cheat = rec["rows"]
+    assert ok["status"] == "ok" and cheat["status"] == "incorrect", rec
+    assert "timed call" in cheat["error"] and cheat["timed_checked"] >= 1
+    # as if both had passed their own evaluation, the cheat being faster
+    records = [{"status": "ok", "config": configs[0], "latency_ms": 2.0},
+               {"status": "ok", "config": configs[1], "latency_ms": 1.0}]
+    assert summarize(records, rec)["best"]["config"] == configs[0]
+    assert summarize(records[1:], rec)["best"] is None  # wrong when re-timed: never best
