@@ -1,0 +1,198 @@
+"""What verification costs per candidate, and that the attack catalogue fails on this machine, through the engine.
+
+Two sweeps of the product's engine (benchmarks/engine.py: Ray Tune + Optuna, every candidate through
+the GPU lane's evaluator and its judge, every record in MLflow):
+
+  cost     a few studies of different shapes (a GEMM with a large output, a long-row softmax, a
+           norm, an embedding bag with a 512 MB table), each timed by each clock asked for
+           (--clocks, default do_bench, clean, cudagraph: every clock must keep working). From each
+           `ok` candidate's MLflow record, the verification share of its evaluation:
+               checks   verify_s   the evaluator waiting on the judge: its checks of the three
+                                   verified sets and the sampled timed calls, the fingerprints,
+                                   the transport (CUDA IPC or host copies)
+               poison   poison_s   poisoning each timed call's buffer, outside the timed region
+               verdict  judge_s    the parent waiting for the judge's verdict
+           share = (checks + poison + verdict) / (eval_s + verdict). The target: under 10%.
+  attacks  every kernel of tests/attacks/ (its searched switch `cheat` on and off, a grid), as
+           plug-ins: each honest config must end `ok`, each cheating one anything else, and no
+           cheating config may be a study's best.
+
+Writes OUT/verify_cost.json (per study and clock: the shares' median / p90 / max, timed calls and
+how many were checked, the judge's transport; per attack: statuses and errors) and
+OUT/verify_cost.md, and copies each sweep's MLflow store next to them.
+
+    python benchmarks/verify_cost.py --out OUT                       # on a GPU machine
+    python benchmarks/verify_cost.py --out OUT --target cpu-interpreter --samples 4   # a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import engine  # noqa: E402
+
+ATTACKS = os.path.join(ROOT, "tests", "attacks")
+
+# (kernel, problem): outputs of 32 MB to 512 MB, inputs up to a 512 MB table
+GPU_STUDIES = [
+    ("matmul", {"M": 4096, "N": 4096, "K": 4096, "dtype": "bfloat16"}),
+    ("softmax", {"rows": 8192, "cols": 4096, "dtype": "bfloat16"}),
+    ("layer_norm_fwd", {"rows": 32768, "cols": 1024, "dtype": "bfloat16"}),
+    ("embedding_bag_fwd", {"num_bags": 16384, "avg_bag_len": 20, "dim": 128, "num_rows": 1000000,
+                           "mode": "sum", "dtype": "float32"}),
+]
+CPU_STUDIES = [("matmul", {"M": 64, "N": 48, "K": 80, "dtype": "float16"})]
+METRICS = ("eval_s", "verify_s", "judge_s", "poison_s", "time_loop_s", "timed_calls", "timed_checked",
+           "latency_ms")
+
+
+def _children(sw: engine.Sweep) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=sw.uri)
+    exp = client.get_experiment_by_name(sw.name)
+    return client.search_runs([exp.experiment_id], "tags.`kernelevolve.role` = 'candidate'",
+                              max_results=50000)
+
+
+def _quantiles(values: list) -> dict:
+    if not values:
+        return {}
+    v = sorted(values)
+    return {"median": statistics.median(v), "p90": v[min(len(v) - 1, int(0.9 * len(v)))], "max": v[-1],
+            "n": len(v)}
+
+
+def cost(tgt: dict, samples: int, clocks: list, out: str, log) -> dict:
+    studies = GPU_STUDIES if tgt["name"] != "cpu-interpreter" else CPU_STUDIES
+    result = {}
+    for clock in clocks:
+        kernels = {}
+        for k, p in studies:
+            kernels.setdefault(k, []).append(p)
+        data = engine.experiment(f"verify-cost-{clock}", [{"kernel": k, "problems": p} for k, p in kernels.items()],
+                                 tgt, samples=samples, concurrency=8, clock=clock)
+        sw = engine.sweep(data, log=log)
+        store = engine.keep_store(sw, out, f"verify_cost_{clock}")
+        by_study: dict = {}
+        for run in _children(sw):
+            m, tags = run.data.metrics, run.data.tags
+            row = by_study.setdefault(tags.get("study") or run.data.params.get("study", "?"),
+                                      {"status": {}, "records": []})
+            row["status"][tags.get("status")] = row["status"].get(tags.get("status"), 0) + 1
+            if tags.get("status") != "ok":
+                continue
+            checks, poison, verdict = m.get("verify_s", 0.0), m.get("poison_s", 0.0), m.get("judge_s", 0.0)
+            total = m.get("eval_s", 0.0) + verdict
+            row["records"].append({**{k: m.get(k) for k in METRICS},
+                                   "judge_transport": tags.get("judge_transport"),
+                                   "share": (checks + poison + verdict) / total if total else None,
+                                   "share_checks": checks / total if total else None,
+                                   "share_poison": poison / total if total else None})
+        for key, row in by_study.items():
+            recs = row.pop("records")
+            row["share"] = _quantiles([r["share"] for r in recs if r["share"] is not None])
+            row["share_checks"] = _quantiles([r["share_checks"] for r in recs if r["share_checks"] is not None])
+            row["share_poison"] = _quantiles([r["share_poison"] for r in recs if r["share_poison"] is not None])
+            for k in ("eval_s", "verify_s", "judge_s", "poison_s", "timed_calls", "timed_checked"):
+                row[k] = _quantiles([r[k] for r in recs if r.get(k) is not None])
+            row["judge_transport"] = sorted({r["judge_transport"] or "?" for r in recs})
+        result[clock] = {"mlflow_store": store, "experiment": sw.name,
+                         "best": {s["study"]: (s.get("best") or {}).get("latency_ms") for s in sw.summaries},
+                         "parent_runs": {s["study"]: s.get("parent_run_id") for s in sw.summaries},
+                         "studies": by_study}
+    return result
+
+
+def attacks(tgt: dict, out: str, log) -> dict:
+    names = sorted(f[:-3] for f in os.listdir(ATTACKS) if f.endswith(".py") and f != "common.py")
+    kernels = [{"kernel": f"{ATTACKS}/{n}.py:KERNEL", "problems": [{"M": 16, "N": 16, "K": 4096}
+                                                                   if n == "fp16_acc" else {}]}
+               for n in names]
+    data = engine.experiment("verify-attacks", kernels, tgt, samples=2, concurrency=2, top_k=2)
+    data["search"] = dict(data["search"], sampler="grid", retries=1, timeout_s=60)
+    data["search"].pop("samples", None)
+    sw = engine.sweep(data, log=log)
+    store = engine.keep_store(sw, out, "verify_attacks")
+    rows = {}
+    for run in _children(sw):
+        name = os.path.basename(run.data.tags.get("study", "").split(":")[0].split("/")[-1]) or "?"
+        cheat = run.data.params.get("cheat")
+        rows.setdefault(name, {})[f"cheat={cheat}"] = {"status": run.data.tags.get("status"),
+                                                       "error": (run.data.tags.get("error") or "")[:300]}
+    best = {}
+    for s in sw.summaries:
+        cfg = (s.get("best") or {}).get("config") or {}
+        best[s["study"]] = cfg.get("cheat")
+    failures = []
+    for name, row in rows.items():
+        honest, cheat = row.get("cheat=False", {}), row.get("cheat=True", {})
+        if honest.get("status") != "ok":
+            failures.append(f"{name}: the honest config ended {honest.get('status')}")
+        if cheat.get("status") == "ok":
+            failures.append(f"{name}: the cheating config ended ok")
+    failures += [f"{study}: a cheating config was best" for study, c in best.items() if c in (True, "True")]
+    return {"mlflow_store": store, "experiment": sw.name, "attacks": rows, "best_cheat": best,
+            "failures": failures}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--target", help="h100, h200 or cpu-interpreter (default: this machine's GPU)")
+    ap.add_argument("--samples", type=int, default=24, help="candidates per study of the cost sweep")
+    ap.add_argument("--clocks", default="do_bench,clean,cudagraph")
+    ap.add_argument("--skip", choices=("cost", "attacks"), action="append", default=[])
+    args = ap.parse_args()
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    tgt = engine.target(args.target)
+    clocks = [c for c in args.clocks.split(",") if c] if tgt["name"] != "cpu-interpreter" else ["do_bench"]
+    report = {"target": tgt["name"]}
+    if tgt["name"] != "cpu-interpreter":
+        import torch
+        import triton
+
+        report.update(gpu=torch.cuda.get_device_name(0), torch=torch.__version__, triton=triton.__version__)
+    log = print
+    if "attacks" not in args.skip:
+        report["attacks"] = attacks(tgt, out, log)
+    if "cost" not in args.skip:
+        report["cost"] = cost(tgt, args.samples, clocks, out, log)
+    with open(os.path.join(out, "verify_cost.json"), "w") as fh:
+        json.dump(report, fh, indent=1, default=str)
+    lines = [f"target {report['target']} {report.get('gpu', '')}", ""]
+    if "attacks" in report:
+        a = report["attacks"]
+        lines += [f"attacks: {len(a['attacks'])} kernels; failures: {a['failures'] or 'none'}", "",
+                  "| attack | honest | cheating | cheating's error |", "| --- | --- | --- | --- |"]
+        for name, row in sorted(a["attacks"].items()):
+            h, c = row.get("cheat=False", {}), row.get("cheat=True", {})
+            lines.append(f"| {name} | {h.get('status')} | {c.get('status')} | {c.get('error', '')[:120]} |")
+        lines.append("")
+    for clock, res in (report.get("cost") or {}).items():
+        lines += [f"cost, clock {clock}:", "",
+                  "| study | ok | share median | p90 | max | checks median | poison median | timed calls | checked | transport |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for study, row in res["studies"].items():
+            sh, ck, po = row["share"], row["share_checks"], row["share_poison"]
+            pct = lambda q, k: f"{100 * q[k]:.1f}%" if q else "-"  # noqa: E731
+            lines.append(f"| {study} | {row['status'].get('ok', 0)} | {pct(sh, 'median')} | {pct(sh, 'p90')} "
+                         f"| {pct(sh, 'max')} | {pct(ck, 'median')} | {pct(po, 'median')} "
+                         f"| {(row['timed_calls'] or {}).get('median', '-')} | {(row['timed_checked'] or {}).get('median', '-')} "
+                         f"| {','.join(row['judge_transport'])} |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(out, "verify_cost.md"), "w") as fh:
+        fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
