@@ -69,16 +69,32 @@ def _quantiles(values: list) -> dict:
             "n": len(v)}
 
 
-def cost(tgt: dict, samples: int, clocks: list, out: str, log) -> dict:
+def cost_experiment(tgt: dict, samples: int, clock: str) -> dict:
     studies = GPU_STUDIES if tgt["name"] != "cpu-interpreter" else CPU_STUDIES
+    kernels: dict = {}
+    for k, p in studies:
+        kernels.setdefault(k, []).append(p)
+    return engine.experiment(f"verify-cost-{clock}", [{"kernel": k, "problems": p} for k, p in kernels.items()],
+                             tgt, samples=samples, concurrency=8, clock=clock)
+
+
+def attack_experiment(tgt: dict) -> dict:
+    """Every attack kernel a study; the grid evaluates its `cheat` switch off and on."""
+    names = sorted(f[:-3] for f in os.listdir(ATTACKS) if f.endswith(".py") and f != "common.py")
+    kernels = [{"kernel": f"{ATTACKS}/{n}.py:KERNEL",
+                "problems": [{"M": 16, "N": 16, "K": 4096} if n == "fp16_acc" else {}]} for n in names]
+    data = engine.experiment("verify-attacks", kernels, tgt, samples=2, concurrency=2, top_k=2)
+    # the interpreter runs a K=4096 GEMM in tens of seconds on a loaded CPU
+    data["search"] = dict(data["search"], sampler="grid", retries=1,
+                          timeout_s=60 if tgt["name"] != "cpu-interpreter" else 600)
+    data["search"].pop("samples", None)
+    return data
+
+
+def cost(tgt: dict, samples: int, clocks: list, out: str, log) -> dict:
     result = {}
     for clock in clocks:
-        kernels = {}
-        for k, p in studies:
-            kernels.setdefault(k, []).append(p)
-        data = engine.experiment(f"verify-cost-{clock}", [{"kernel": k, "problems": p} for k, p in kernels.items()],
-                                 tgt, samples=samples, concurrency=8, clock=clock)
-        sw = engine.sweep(data, log=log)
+        sw = engine.sweep(cost_experiment(tgt, samples, clock), log=log)
         store = engine.keep_store(sw, out, f"verify_cost_{clock}")
         by_study: dict = {}
         for run in _children(sw):
@@ -111,18 +127,12 @@ def cost(tgt: dict, samples: int, clocks: list, out: str, log) -> dict:
 
 
 def attacks(tgt: dict, out: str, log) -> dict:
-    names = sorted(f[:-3] for f in os.listdir(ATTACKS) if f.endswith(".py") and f != "common.py")
-    kernels = [{"kernel": f"{ATTACKS}/{n}.py:KERNEL", "problems": [{"M": 16, "N": 16, "K": 4096}
-                                                                   if n == "fp16_acc" else {}]}
-               for n in names]
-    data = engine.experiment("verify-attacks", kernels, tgt, samples=2, concurrency=2, top_k=2)
-    data["search"] = dict(data["search"], sampler="grid", retries=1, timeout_s=60)
-    data["search"].pop("samples", None)
+    data = attack_experiment(tgt)
     sw = engine.sweep(data, log=log)
     store = engine.keep_store(sw, out, "verify_attacks")
     rows = {}
     for run in _children(sw):
-        name = os.path.basename(run.data.tags.get("study", "").split(":")[0].split("/")[-1]) or "?"
+        name = os.path.basename(run.data.tags.get("study", "").split(":")[0]).removesuffix(".py") or "?"
         cheat = run.data.params.get("cheat")
         rows.setdefault(name, {})[f"cheat={cheat}"] = {"status": run.data.tags.get("status"),
                                                        "error": (run.data.tags.get("error") or "")[:300]}

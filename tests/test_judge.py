@@ -62,7 +62,7 @@ def test_the_wire_carries_data_and_never_code():
         evidence.load(pickle.dumps(torch.ones(2)))  # a raw torch pickle names globals too
 
 
-def _evidence(out_value=2.0, kind="verify", key=("s", 0, 1), rewrite=False):
+def _evidence(out_value=2.0, kind="verify", rewrite=False):
     x = torch.randn(64)
     g = guards.guard_inputs((x,))
     buf, out = guarded_output(x)
@@ -70,47 +70,56 @@ def _evidence(out_value=2.0, kind="verify", key=("s", 0, 1), rewrite=False):
     if rewrite:
         g.inputs[0][3] = 0.0
     return {"kind": kind, "what": "", "row": None, "guard": GUARD_ELEMENTS, "outs": [[buf, None]],
-            "shape": [64], "calls": None, "ref": (2 * x).double(), "ref_key": list(key) if key else None, "reduction": None,
+            "shape": [64], "calls": None, "ref": (2 * x).double(), "reduction": None,
             "launches": 1, "inputs": [[gt.buf, gt.pristine_buf, gt.lo, gt.hi] for _, gt in g.guarded],
-            "pristine": [gt.pristine for _, gt in g.guarded], "seal": ""}
+            "seal": ""}
 
 
 def test_the_judge_checks_outputs_inputs_and_launches():
     j = Judge()
-    assert j.judge(_evidence(key=("s", 0, 1)))["ok"]
-    assert "relative error" in j.judge(_evidence(out_value=1.0, key=("s", 1, 1)))["reason"]
-    assert "rewrote its input #0" in j.judge(_evidence(rewrite=True, key=("s", 2, 1)))["reason"]
-    ev = _evidence(key=("s", 3, 1))
+    assert j.judge(_evidence())["ok"]
+    assert "relative error" in j.judge(_evidence(out_value=1.0))["reason"]
+    assert "rewrote its input #0" in j.judge(_evidence(rewrite=True))["reason"]
+    ev = _evidence()
     ev["outs"][0][0][GUARD_ELEMENTS - 1] = 0.0  # one element before the output
     assert "outside its output buffer" in j.judge(ev)["reason"]
-    ev = _evidence(key=("s", 4, 1))
+    ev = _evidence()
     ev["launches"] = 0
     assert "launched no Triton kernel" in j.judge(ev)["reason"]
     assert not j.tampered
 
 
-def test_a_reference_changed_after_it_was_made_is_tampering():
+def test_a_cached_set_changed_after_it_was_made_is_tampering():
     j = Judge()
-    ev = _evidence()
-    j.register({"ref_key": ev["ref_key"], "ref": ev["ref"].clone(), "inputs": [p.clone() for p in ev["pristine"]]})
-    assert j.judge(ev)["ok"]
-    ev["ref"].mul_(0.5)
-    ev["outs"][0][0].mul_(0.5)  # the output agrees with the changed reference: still caught
-    assert "cached reference" in j.judge(ev)["reason"] and j.tampered
+    ref, table = torch.randn(50).double(), torch.randn(300_000)
+    j.register({"ref_key": ["s", 0, 1], "ref": ref, "inputs": [table]})
+    assert j.audit({"sets": [[["s", 0, 1], ref.clone(), [table.clone()]]]})["ok"] and not j.tampered
+    ref[7] += 1e-9  # any change of a reference
+    bad = j.audit({"sets": [[["s", 0, 1], ref, [table]]]})
+    assert not bad["ok"] and "cached reference of input set 0" in j.tampered
+    j.tampered = ""
+    ref[7] -= 1e-9
+    table[1000:1100] = 0.0  # a stray write into a region of a cached input
+    assert "input #0" in j.audit({"sets": [[["s", 0, 1], ref, [table]]]})["reason"]
+    v = j.verdict("evaluate", "ok")
+    assert v["status"] == "incorrect" and "input #0" in v["error"] and v["tampered"]
 
 
 def test_an_ok_claim_needs_its_evidence():
     j = Judge()
-    j.judge(_evidence(key=None))
-    j.judge(_evidence(kind="timed", key=None))  # timed after one verified set of three
+    j.audited = True
+    j.judge(_evidence())
+    j.judge(_evidence(kind="timed"))  # timed after one verified set of three
     v = j.verdict("evaluate", "ok")
     assert v["status"] == "incorrect" and v["tampered"]
-    j.items, j.tampered = [], ""
+    j.items, j.tampered, j.audited = [], "", True
     for _ in range(3):
-        j.judge(_evidence(key=None))
+        j.judge(_evidence())
     assert j.verdict("evaluate", "ok")["status"] == "incorrect"  # no timed calls checked
-    j.judge(_evidence(kind="timed", key=None))
+    j.judge(_evidence(kind="timed"))
     assert j.verdict("evaluate", "ok") == {"status": "ok", "tampered": "", "checks": 4}
+    j.audited = False  # the evaluator skipped its audit of the cache
+    assert j.verdict("evaluate", "ok")["tampered"]
 
 
 def test_the_judge_imports_no_kernel_code():

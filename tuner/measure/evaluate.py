@@ -153,6 +153,7 @@ class Evaluator:
         self.verify_s = 0.0
         self._judging = False  # in an evaluate or retime request (a compile request has no judge)
         self._registered: set = set()  # (judge's key of a cached set, with its reference)
+        self._used: dict = {}  # the cached sets this request used: audited after it
         budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
             0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
             else 2e9)
@@ -164,8 +165,8 @@ class Evaluator:
         from tuner.measure.evidence import JudgeLink
 
         self._guards = guards
-        self._seal = guards.HarnessSeal(owners={Evaluator: ("_run_checked", "_submit", "_set", "evaluate",
-                                                            "retime"),
+        self._seal = guards.HarnessSeal(owners={Evaluator: ("_run_checked", "_submit", "_set", "_audit",
+                                                            "evaluate", "retime", "handle"),
                                                 JudgeLink: ("submit", "_send")})
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
         self._judge = JudgeLink(fds, self.device.type == "cuda") if fds else None
@@ -216,14 +217,27 @@ class Evaluator:
                 self._registered.add(seen)
                 self._judge.submit({"op": "register", "ref_key": key, "ref": ref,
                                     "inputs": self._guards.tensors_of(inputs)})
+            used = self._used.get(tuple(key))
+            self._used[tuple(key)] = [key, ref if ref is not None else (used or [None, None])[1], inputs]
         return inputs, ref
+
+    def _audit(self) -> None:
+        """After each evaluate or retime request: the judge compares every cached set it used
+        with its fingerprints from when it was made (a candidate that wrote into the cache is
+        caught before the next candidate is judged with it)."""
+        sets = [[key, ref, self._guards.tensors_of(inputs)] for key, ref, inputs in self._used.values()]
+        self._used = {}
+        try:
+            self._judge.submit({"op": "audit", "sets": sets})
+        except Exception:  # a broken channel: the parent finds the judge gone and records it
+            pass
 
     def _ref_key(self, study, index: int) -> list:
         """How the judge names a cached input set and its reference: a fingerprint of each is
         taken the first time the judge sees them and compared at every later use."""
         return ["|".join(study), index, self.inputs.generation.get((study, index), 0)]
 
-    def _submit(self, kind: str, what: str, outs: list, shape_of, ref, ref_key, guarded,
+    def _submit(self, kind: str, what: str, outs: list, shape_of, ref, guarded,
                 reduction, launches=None, row=None, calls=None):
         """Hand one check's evidence to the judge; its outcome as a Check (to stop early: the
         verdict itself is the judge's, which the parent reads)."""
@@ -237,9 +251,8 @@ class Evaluator:
         ack = self._judge.submit({
             "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
             "outs": [[buf, call] for buf, call in outs], "shape": list(shape_of.shape), "calls": calls,
-            "ref": ref, "ref_key": ref_key, "reduction": reduction, "launches": launches,
+            "ref": ref, "reduction": reduction, "launches": launches,
             "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for _, g in guarded.guarded],
-            "pristine": [g.pristine for _, g in guarded.guarded],
             "seal": self._seal.broken()})
         self.verify_s += time.perf_counter() - t0
         return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
@@ -253,9 +266,8 @@ class Evaluator:
         from kernels.spec import reduction_length
 
         pooled, ref = self._set(spec, problem, study, index)
-        key = self._ref_key(study, index)
         if perturb_seed is not None:  # the set with one element moved: its own reference
-            pooled, ref, key = self._guards.perturbed(pooled, perturb_seed), None, None
+            pooled, ref = self._guards.perturbed(pooled, perturb_seed), None
         guarded = self._guards.guard_inputs(pooled)
         if ref is None:  # computed from the pristine copy, taken before the launch
             ref = spec.reference(guarded.pristine)
@@ -264,7 +276,7 @@ class Evaluator:
         with self._guards.count_launches(self.interpreter) as launches:
             handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
-        result = self._submit("verify", what, [(buf, None)], shape_of, ref, key, guarded,
+        result = self._submit("verify", what, [(buf, None)], shape_of, ref, guarded,
                               reduction_length(spec, problem), launches=launches.n)
         return handle, result
 
@@ -281,7 +293,7 @@ class Evaluator:
         from kernels.spec import reduction_length
 
         return self._submit("timed", "timed calls", outputs.samples(), outputs.shape_of, ref,
-                            self._ref_key(study, index), timed, reduction_length(spec, problem),
+                            timed, reduction_length(spec, problem),
                             row=row, calls=outputs.total_calls())
 
     def _baseline_ms(self, spec, problem, study, bench):
@@ -467,8 +479,16 @@ class Evaluator:
 
     def handle(self, req: dict) -> dict:
         op = req.get("op")
+        self._judging = op in ("evaluate", "retime") and self._judge is not None
+        self._used = {}
+        reply = self._handle(req)
+        if self._judging:
+            self._audit()
+        return reply
+
+    def _handle(self, req: dict) -> dict:
+        op = req.get("op")
         try:
-            self._judging = op in ("evaluate", "retime") and self._judge is not None
             if op == "evaluate":
                 return self._sealed(self.evaluate(req))
             if op == "compile":

@@ -17,7 +17,7 @@ What the judge holds against a candidate that takes over its evaluation process:
     replaced (`tampered`), so the candidate cannot judge the candidates after it;
   - each study's references and input sets: a fingerprint of each, taken when the evaluator makes
     it, before any candidate launches with it (a projection on weights only the judge knows), is
-    compared at every later use, so a
+    compared after every request that used it, so a
     candidate that overwrites a cached reference or input set (to fail or pass the candidates
     after it) is caught, and the process replaced.
 What it cannot hold: a candidate that forges well-formed evidence for itself (hands over outputs
@@ -44,7 +44,9 @@ from tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_writes
 from tuner.measure.verify import check, tolerance_for
 
 CHUNK = 1 << 24  # elements fingerprinted at a time (bounds the judge's temporary memory)
+SAMPLED = 1 << 16  # positions of an input tensor fingerprinted (references: all of them)
 NEEDED = {"evaluate": {"verify": 3, "timed": 1}}  # evidence an `ok` claim needs
+NEEDED_AUDIT = ("evaluate", "retime")  # requests after which the evaluator audits its cache
 
 
 def _at(where: str, reason: str) -> str:
@@ -67,12 +69,19 @@ class Judge:
         self.prints: dict = {}  # (study, set, generation, part) -> fingerprint
         self.items: list = []  # this candidate's checks: dicts of kind, row, ok, reason
         self.tampered = ""
+        self.audited = False  # the evaluator audited its cached sets after this request
 
     # -- fingerprints ----------------------------------------------------------------------------
-    def _fingerprint(self, t: torch.Tensor) -> float:
+    def _fingerprint(self, t: torch.Tensor, sampled: bool = False) -> float:
         """A projection of t's values on pseudo-random weights seeded by the judge's secret: a
-        change anywhere changes it, and no one without the secret can change t and keep it."""
+        change anywhere changes it, and no one without the secret can change t and keep it.
+        `sampled`: of SAMPLED secret positions only (input sets can be GBs, checked after every
+        candidate: a stray write changes a region, which a sample of 65536 positions finds
+        unless it covers under ~1e-4 of the tensor)."""
         flat = t.detach().reshape(-1)
+        if sampled and flat.numel() > SAMPLED:
+            g = torch.Generator(device=t.device).manual_seed((self.secret ^ 0x5A5A) % (1 << 63))
+            flat = flat[torch.randint(flat.numel(), (SAMPLED,), generator=g, device=t.device)]
         total = torch.zeros((), dtype=torch.float64, device=t.device)
         for i in range(0, flat.numel(), CHUNK):
             part = flat[i:i + CHUNK].to(torch.float64)
@@ -81,19 +90,31 @@ class Judge:
             total += (torch.nan_to_num(part, nan=1.5, posinf=2.5, neginf=-2.5) * w).sum()
         return float(total)
 
-    def _same_as_first_seen(self, key, part: str, t: torch.Tensor) -> bool:
-        fp = self._fingerprint(t)
-        first = self.prints.setdefault((*key, part), fp)
-        return fp == first
+    def _prints(self, key: tuple, ref, inputs) -> dict:
+        found = {f"in{i}": self._fingerprint(t, sampled=True) for i, t in enumerate(inputs or [])}
+        if ref is not None:
+            found["ref"] = self._fingerprint(ref)
+        return {(*key, part): fp for part, fp in found.items()}
 
     def register(self, msg: dict) -> dict:
         """A cached input set (and its reference) as the evaluator made it, before any candidate
-        launched with it: the fingerprints every later use is compared with."""
-        key = tuple(msg["ref_key"])
-        if msg.get("ref") is not None:
-            self._same_as_first_seen(key, "ref", msg["ref"])
-        for i, t in enumerate(msg.get("inputs") or []):
-            self._same_as_first_seen(key, f"in{i}", t)
+        launched with it: the fingerprints every audit compares with."""
+        for k, fp in self._prints(tuple(msg["ref_key"]), msg.get("ref"), msg.get("inputs")).items():
+            self.prints.setdefault(k, fp)
+        return {"ok": True}
+
+    def audit(self, msg: dict) -> dict:
+        """After each request: every cached set it used must be as it was made (no candidate
+        wrote into the evaluator's cache for the candidates after it)."""
+        self.audited = True
+        for key, ref, inputs in msg.get("sets") or []:
+            for k, fp in self._prints(tuple(key), ref, inputs).items():
+                first = self.prints.setdefault(k, fp)
+                if fp != first:
+                    what = "reference" if k[-1] == "ref" else f"input #{k[-1][2:]}"
+                    self.tampered = (f"the cached {what} of input set {key[1]} changed after it was "
+                                     "made (a write into memory the kernel does not own)")
+                    return {"ok": False, "reason": self.tampered}
         return {"ok": True}
 
     # -- one piece of evidence ---------------------------------------------------------------------
@@ -115,19 +136,7 @@ class Judge:
         if ev.get("seal"):  # the evaluator's own seal saw its harness replaced
             self.tampered = str(ev["seal"])
             return self._fail(_short(str(ev["seal"])))
-        ref, key = ev["ref"], ev.get("ref_key")
-        inputs = ev.get("inputs", [])
-        if key is not None:  # the study's cached set: must be as it was when first seen
-            key = tuple(key)
-            if not self._same_as_first_seen(key, "ref", ref):
-                self.tampered = f"the cached reference of input set {key[1]} changed"
-                return self._fail(f"{self.tampered} since it was computed (a write into memory the "
-                                  "kernel does not own); the evaluation process is replaced")
-            for i, view in enumerate(ev.get("pristine") or []):
-                if not self._same_as_first_seen(key, f"in{i}", view):
-                    self.tampered = f"cached input set {key[1]} changed"
-                    return self._fail(f"the {self.tampered} since it was made (input #{i}); "
-                                      "the evaluation process is replaced")
+        ref, inputs = ev["ref"], ev.get("inputs", [])
         outs = ev["outs"]
         if not outs:
             return self._fail(_at(what, "no output to check"))
@@ -177,7 +186,11 @@ class Judge:
         """What the parent records: for `evaluate`, the status if the evaluator's claim does not
         stand; for `retime`, the rows whose timed calls are wrong or unchecked."""
         items, tampered = self.items, self.tampered
+        if not self.audited and op in NEEDED_AUDIT and claimed == "ok":
+            tampered = tampered or "the cached input sets were not audited after the request"
         failed = next((it for it in items if not it["ok"]), None)
+        if failed is None and tampered:
+            failed = {"ok": False, "reason": tampered}
         out = {"tampered": tampered, "checks": len(items)}
         if op == "retime":
             bad = {}
@@ -188,6 +201,8 @@ class Judge:
                     bad[row] = wrong["reason"] if wrong else "its timed calls were not checked"
             if claimed == "ok" and bad and any(r == "its timed calls were not checked" for r in bad.values()):
                 out["tampered"] = tampered or "re-timing rows without evidence"
+            if out["tampered"]:
+                bad = {row: bad.get(row) or f"harness tampered with: {out['tampered']}" for row in range(rows)}
             return dict(out, rows_incorrect=bad)
         if op != "evaluate" or claimed != "ok":
             if failed is not None and claimed in ("ok", "incorrect"):
@@ -244,7 +259,7 @@ def serve() -> None:
             if op == "exit":
                 return
             if op == "begin":
-                judge.items, judge.tampered = [], ""
+                judge.items, judge.tampered, judge.audited = [], "", False
                 send(proto_out, {"ok": True})
             elif op == "verdict":
                 try:
@@ -262,6 +277,8 @@ def _from_evaluator(judge: Judge, msg: dict) -> dict:
         return {"ok": True, "sum": float(msg["tensor"].double().sum())}
     if msg.get("op") == "register":
         return judge.register(msg)
+    if msg.get("op") == "audit":
+        return judge.audit(msg)
     return judge.judge(msg)
 
 
