@@ -32,10 +32,10 @@ import os
 import sys
 import time
 import traceback
-from collections import OrderedDict
 from contextlib import contextmanager
 
-from tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guarded_output  # noqa: F401
+from tuner.measure.input_sets import INPUT_SETS, InputSets
+from tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guarded_output
 from tuner.records.schema import STATUSES  # noqa: F401 - every candidate ends in one of them
 
 
@@ -57,59 +57,6 @@ def _error_classes():
         except (ImportError, AttributeError):
             continue
     return tuple(found["oor"]), tuple(found["compile"])
-
-
-# Seeded input sets per study; a candidate is verified on two of them and timed on a third, all
-# chosen by its seed. The references are computed once per set, not once per candidate (a float64
-# GEMM reference of 8192^3 costs ~20 ms on an H100: as much as timing the candidate).
-INPUT_SETS = 4
-
-
-class InputSets:
-    """Each study's input sets and references, least recently used dropped past `budget` bytes."""
-
-    def __init__(self, budget_bytes: int):
-        self.budget = budget_bytes
-        self.entries: OrderedDict = OrderedDict()  # (study key, index) -> [inputs, ref, bytes]
-        self.generation: dict = {}  # (study key, index) -> which making of it (the judge's key)
-        self._made = 0
-
-    @staticmethod
-    def _nbytes(obj) -> int:
-        import torch
-
-        if isinstance(obj, torch.Tensor):
-            return obj.numel() * obj.element_size()
-        if isinstance(obj, (tuple, list)):
-            return sum(InputSets._nbytes(o) for o in obj)
-        if isinstance(obj, dict):
-            return sum(InputSets._nbytes(o) for o in obj.values())
-        return 0
-
-    def get(self, key, make_inputs, make_ref=None):
-        entry = self.entries.get(key)
-        if entry is None:
-            inputs = make_inputs()
-            entry = self.entries[key] = [inputs, None, self._nbytes(inputs)]
-            self._made += 1
-            self.generation[key] = self._made
-        self.entries.move_to_end(key)
-        if make_ref is not None and entry[1] is None:
-            entry[1] = make_ref(entry[0])
-            entry[2] += self._nbytes(entry[1])
-        evicted = False
-        while len(self.entries) > 1 and sum(e[2] for e in self.entries.values()) > self.budget:
-            self.entries.popitem(last=False)
-            evicted = True
-        if evicted:
-            import torch
-
-            if torch.cuda.is_available():
-                # hand the memory back: torch's allocator otherwise keeps it for this process,
-                # and 16 compiling processes per GPU each keeping every study's inputs (2 GB
-                # embedding tables) ran the GPU out of memory
-                torch.cuda.empty_cache()
-        return entry[0], entry[1]
 
 
 @contextmanager
