@@ -17,12 +17,16 @@ the GPU lane's evaluator and its judge, every record in MLflow):
            plug-ins: each honest config must end `ok`, each cheating one anything else, and no
            cheating config may be a study's best.
 
-Writes OUT/verify_cost.json (per study and clock: the shares' median / p90 / max, timed calls and
-how many were checked, the judge's transport; per attack: statuses and errors) and
-OUT/verify_cost.md, and copies each sweep's MLflow store next to them.
+Writes OUT/verify_<parts>.json and .md (verify_attacks, verify_cost, or verify_attacks_cost for
+both: per study and clock the shares' median / p90 / max, timed calls and how many were checked,
+the judge's transport; per attack its statuses and errors), and copies each sweep's MLflow store
+next to them.
 
-    python benchmarks/verify_cost.py --out OUT                       # on a GPU machine
-    python benchmarks/verify_cost.py --out OUT --target cpu-interpreter --samples 4   # a smoke run
+On the GPU machine (from the project root, .devbundle carried), the attacks, then the cost:
+    source .devbundle/activate.sh && python3 benchmarks/verify_cost.py --out $OUT/verify --skip cost
+    source .devbundle/activate.sh && python3 benchmarks/verify_cost.py --out $OUT/verify --skip attacks
+On a CPU, a smoke run of both:
+    python benchmarks/verify_cost.py --out OUT --target cpu-interpreter --samples 4
 """
 from __future__ import annotations
 
@@ -175,7 +179,9 @@ def main() -> None:
         report["attacks"] = attacks(tgt, out, log)
     if "cost" not in args.skip:
         report["cost"] = cost(tgt, args.samples, clocks, out, log)
-    with open(os.path.join(out, "verify_cost.json"), "w") as fh:
+    # one file per part run, so the attacks and the cost can run as separate commands
+    stem = "verify_" + "_".join(p for p in ("attacks", "cost") if p in report)
+    with open(os.path.join(out, f"{stem}.json"), "w") as fh:
         json.dump(report, fh, indent=1, default=str)
     lines = [f"target {report['target']} {report.get('gpu', '')}", ""]
     if "attacks" in report:
@@ -200,7 +206,7 @@ def main() -> None:
         lines.append("")
     text = "\n".join(lines)
     print(text)
-    with open(os.path.join(out, "verify_cost.md"), "w") as fh:
+    with open(os.path.join(out, f"{stem}.md"), "w") as fh:
         fh.write(text + "\n")
 
 
