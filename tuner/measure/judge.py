@@ -241,13 +241,20 @@ def serve() -> None:
             except EOFError:
                 evaluator_open = False
                 continue
+            data = None
             try:
-                msg = evidence.decode_all(evidence.load(raw))
+                data = evidence.load(raw)
+                msg = evidence.decode_all(data)
                 reply = _from_evaluator(judge, msg)
             except Exception as exc:
-                judge.items.append({"kind": "?", "row": None, "ok": False,
-                                    "reason": f"unreadable evidence: {type(exc).__name__}: {_short(str(exc), 300)}"})
-                reply = {"ok": False, "reason": "unreadable evidence"}
+                why = f"{type(exc).__name__}: {_short(str(exc), 300)}"
+                if isinstance(data, dict) and data.get("op") == "probe":  # no CUDA IPC: host copies
+                    reply = {"ok": False, "reason": f"probe failed: {why}"}
+                else:
+                    judge.items.append({"kind": "?", "row": None, "ok": False,
+                                        "reason": f"unreadable evidence: {why}"})
+                    reply = {"ok": False, "reason": "unreadable evidence"}
+            data = None
             msg = None  # drop every received CUDA buffer before answering: the sender may free it
             send(ev_out, reply)
         if parent_in in ready:
