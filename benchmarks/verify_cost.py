@@ -181,6 +181,8 @@ def main() -> None:
         report["cost"] = cost(tgt, args.samples, clocks, out, log)
     # one file per part run, so the attacks and the cost can run as separate commands
     stem = "verify_" + "_".join(p for p in ("attacks", "cost") if p in report)
+    if "cost" in report and args.clocks != ap.get_default("clocks"):  # a run per clock: a file each
+        stem += "_" + "_".join(clocks)
     with open(os.path.join(out, f"{stem}.json"), "w") as fh:
         json.dump(report, fh, indent=1, default=str)
     lines = [f"target {report['target']} {report.get('gpu', '')}", ""]
