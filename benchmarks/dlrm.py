@@ -85,7 +85,7 @@ def make_batch(s: dict, batch: int, device, dtype, seed: int):
     """Dense features and, per table, fbgemm-style bags (indices, offsets) of 0..2*bag ids."""
     import torch
 
-    from kernels import embedding_bag as eb
+    from kernelevolve.kernels import embedding_bag as eb
 
     problem = eb.EmbeddingBagProblem(num_bags=batch, avg_bag_len=s["bag"], dim=s["dim"], num_rows=s["rows"])
     bags = [eb.make_bags(problem, device, seed + 1 + i)[:2] for i in range(s["tables"])]
@@ -109,7 +109,7 @@ def eager_forward(model: dict, dense, bags):
     import torch
     import torch.nn.functional as F
 
-    from kernels import interaction
+    from kernelevolve.kernels import interaction
 
     x = dense
     for w, b in model["bottom"]:
@@ -147,9 +147,9 @@ def ours_forward(packed: dict, plan: dict, dense, kjt):
     reads the ids' range back to the host, a sync that has no place in a timed loop)."""
     import torch
 
-    from kernels import embedding_bag as eb
-    from kernels import interaction
-    from kernels.matmul import Epilogue, launch_gemm
+    from kernelevolve.kernels import embedding_bag as eb
+    from kernelevolve.kernels import interaction
+    from kernelevolve.kernels.matmul import Epilogue, launch_gemm
 
     def linear(x, wt, b, act, name, out=None):
         if out is None:
@@ -175,9 +175,9 @@ def ours_forward(packed: dict, plan: dict, dense, kjt):
 # -- configs of our ops: the tuned table, else a search per op ---------------------------
 def ops(s: dict, batch: int) -> list[tuple[str, str, object]]:
     """(name, kernel, problem) of every distinct op of our forward at this batch size."""
-    from kernels.embedding_bag import EmbeddingBagProblem
-    from kernels.gemm_epilogue import FusedGemmProblem
-    from kernels.interaction import InteractionProblem
+    from kernelevolve.kernels.embedding_bag import EmbeddingBagProblem
+    from kernelevolve.kernels.gemm_epilogue import FusedGemmProblem
+    from kernelevolve.kernels.interaction import InteractionProblem
 
     out, F = [], s["tables"] + 1
     for part, sizes in (("bottom", [s["dense"], *s["bottom"]]),
@@ -197,7 +197,7 @@ def ops(s: dict, batch: int) -> list[tuple[str, str, object]]:
 
 
 def default_config(kernel: str) -> dict:
-    from kernels import embedding_bag, interaction, matmul
+    from kernelevolve.kernels import embedding_bag, interaction, matmul
 
     return dict({"gemm_epilogue": matmul.DEFAULT_CONFIG, "embedding_bag_fwd": embedding_bag.FWD_DEFAULT,
                  "dot_interaction": interaction.DEFAULT_CONFIG}[kernel])
@@ -230,7 +230,7 @@ def search_ops(s: dict, target: str, args, out: str):
 def tma_usable(problem: dict):
     """A table's config may come from a neighbouring shape: TMA only where this GEMM's rows are
     16-byte aligned (A [M, K], W^T [K, N], C [M, N])."""
-    from kernels.spec import element_size
+    from kernelevolve.kernels.spec import element_size
 
     def usable(cfg):
         if not cfg.get("TMA"):
@@ -243,7 +243,7 @@ def tma_usable(problem: dict):
 def make_plan(s: dict, batch: int, device, sw) -> dict:
     """Each op's config: from the tuned table (sw None), else from the sweep's study of that op."""
     from benchmarks import engine
-    from kernels import tuned
+    from kernelevolve.kernels import tuned
 
     plan = {}
     for name, kernel, problem in ops(s, batch):
@@ -270,7 +270,7 @@ def make_plan(s: dict, batch: int, device, sw) -> dict:
 # -- measuring ------------------------------------------------------------------------------
 def timers(gpu: bool):
     """(timer, CUDA-graph timer or None), each fn -> p50 milliseconds by tuner.measure.clocks"""
-    from tuner.measure.clocks import measure
+    from kernelevolve.tuner.measure.clocks import measure
 
     if not gpu:
         return (lambda fn: measure(fn, "wall", wall_reps=2)[1]), None
@@ -280,7 +280,7 @@ def timers(gpu: bool):
 def run_batch(s, model, packed, ref_model, batch, device, dtype, sw) -> dict:
     import torch
 
-    from tuner.measure.clocks import host_us
+    from kernelevolve.tuner.measure.clocks import host_us
 
     timer, graph_timer = timers(device.type == "cuda")
     phases, t0 = {}, time.time()
@@ -383,8 +383,8 @@ def main(argv=None) -> int:
     import torch
     import triton
 
-    from kernels import tuned
-    from kernels.spec import DTYPES
+    from kernelevolve.kernels import tuned
+    from kernelevolve.kernels.spec import DTYPES
 
     s = dict(SMOKE if args.smoke else FULL)
     s.update({k: v for k, v in (("tables", args.tables), ("dtype", args.dtype)) if v})

@@ -82,7 +82,7 @@ class Sweep:
 
     def by_problem(self, kernel: str, problem: dict) -> dict | None:
         """The summary of `kernel`'s study at `problem` (fields as given to experiment())."""
-        from tuner.experiment import registry
+        from kernelevolve.tuner.experiment import registry
 
         tunable = registry.load(registry.resolve_ref(kernel))
         key = tunable.kernel.problem(**problem).model_dump()
@@ -95,7 +95,7 @@ class Sweep:
 def load(data: dict, folder: str | None = None):
     """Write `data` as exp.yaml into `folder` (a fresh temp folder by default) and load it with
     the product's loader (every kernel, problem and target validated). (Experiment, folder)."""
-    from tuner.experiment import config
+    from kernelevolve.tuner.experiment import config
 
     folder = folder or tempfile.mkdtemp(prefix=f"kernelevolve-{data['name']}-")
     data = dict(data, tracking={"uri": f"sqlite:///{os.path.join(os.path.abspath(folder), 'mlflow.db')}"})
@@ -108,7 +108,7 @@ def load(data: dict, folder: str | None = None):
 def sweep(data: dict, log=print, folder: str | None = None) -> Sweep:
     """Run the experiment `data` through the product's engine, from a fresh folder (the working
     directory is restored afterwards). Raises what the engine raises (ConfigError, Interrupted)."""
-    from tuner.execution import sweep as engine
+    from kernelevolve.tuner.execution import sweep as engine
 
     exp, folder = load(data, folder)
     here = os.getcwd()
@@ -137,7 +137,7 @@ def verified_launch(spec, problem, inputs, ref, config: dict):
     """A no-argument launch of `config` with the kernel's own spec.launch, after one launch into a
     NaN-poisoned output has been checked against `ref` (the float64 reference, spec.reference).
     Raises AssertionError if the output is incorrect here."""
-    from tuner.measure.verify import check, poison
+    from kernelevolve.tuner.measure.verify import check, poison
 
     out = spec.make_output(problem, inputs)
     poison(out)

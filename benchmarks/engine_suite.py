@@ -33,9 +33,9 @@ def main() -> None:
     ap.add_argument("--one-at-a-time", action="store_true")
     ap.add_argument("--profile", help="write the driver's cProfile (top functions) to this file")
     args = ap.parse_args()
-    from tuner.experiment import config
-    from tuner.execution import sweep
-    from tuner.records.tracking import Tracker
+    from kernelevolve.tuner.experiment import config
+    from kernelevolve.tuner.execution import sweep
+    from kernelevolve.tuner.records.tracking import Tracker
 
     from benchmarks.engine import gpu_kind
 

@@ -35,9 +35,9 @@ tracking: {{uri: sqlite:///mlflow.db}}
 def one_run(target: str, seed: int) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from tuner.experiment import config
-    from tuner.execution import sweep
-    from tuner.records.journal import SweepState, unique_by_candidate
+    from kernelevolve.tuner.experiment import config
+    from kernelevolve.tuner.execution import sweep
+    from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
 
     work = tempfile.mkdtemp(prefix="kernelevolve-faults-")
     os.chdir(work)

@@ -62,10 +62,10 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 from benchmarks import engine  # noqa: E402
-from kernels import conv2d as cv, gemm_epilogue as ge  # noqa: E402
-from tuner.experiment import registry  # noqa: E402
-from tuner.measure.clocks import host_us, measure  # noqa: E402
-from tuner.measure.verify import check  # noqa: E402
+from kernelevolve.kernels import conv2d as cv, gemm_epilogue as ge  # noqa: E402
+from kernelevolve.tuner.experiment import registry  # noqa: E402
+from kernelevolve.tuner.measure.clocks import host_us, measure  # noqa: E402
+from kernelevolve.tuner.measure.verify import check  # noqa: E402
 
 SHAPES = [  # (label, M, N, K)
     ("square 8192^3", 8192, 8192, 8192),

@@ -15,9 +15,9 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | t
 python3 -c "import torch, triton, ray, optuna, mlflow; print('torch', torch.__version__, 'triton', triton.__version__, 'ray', ray.__version__, 'optuna', optuna.__version__, 'mlflow', mlflow.__version__)" | tee -a "$OUT/gpu.txt"
 python3 -m pytest -q -x -m gpu "$repo/tests" -p no:cacheprovider 2>&1 | tail -15 | tee "$OUT/pytest-gpu.txt"
 start=$(date +%s)
-python3 -m tuner.cli run "$exp" 2>&1 | tee "$OUT/sweep.log" | tail -80
+python3 -m kernelevolve.tuner.cli run "$exp" 2>&1 | tee "$OUT/sweep.log" | tail -80
 echo "sweep wall: $(( $(date +%s) - start )) s" | tee -a "$OUT/sweep.log"
-python3 -m tuner.cli best "$name" | tee "$OUT/best.txt"
+python3 -m kernelevolve.tuner.cli best "$name" | tee "$OUT/best.txt"
 cp mlflow.db "$OUT/" 2>/dev/null
 tar czf "$OUT/journal.tgz" ".kernelevolve/$name"/2* 2>/dev/null
 true

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import triton  # noqa: E402
 
-from tuner.measure.clocks import measure  # noqa: E402
-from tuner.experiment.registry import load, resolve_ref  # noqa: E402
-from tuner.measure.verify import check, poison  # noqa: E402
+from kernelevolve.tuner.measure.clocks import measure  # noqa: E402
+from kernelevolve.tuner.experiment.registry import load, resolve_ref  # noqa: E402
+from kernelevolve.tuner.measure.verify import check, poison  # noqa: E402
 
 CLOCKS = {"do_bench (zeroing flush)": "do_bench", "read-only flush, own write-back charged": "clean",
           "cuda graph (no flush)": "cudagraph"}

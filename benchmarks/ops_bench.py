@@ -62,9 +62,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks import engine  # noqa: E402
-from kernels import embedding_bag as eb, jagged as jg, norms  # noqa: E402
-from tuner.experiment import registry  # noqa: E402
-from tuner.measure.clocks import measure  # noqa: E402
+from kernelevolve.kernels import embedding_bag as eb, jagged as jg, norms  # noqa: E402
+from kernelevolve.tuner.experiment import registry  # noqa: E402
+from kernelevolve.tuner.measure.clocks import measure  # noqa: E402
 
 CLOCKS = {"clean": "clean", "zeroing": "do_bench"}  # --clock -> tuner.measure.clocks' name
 WARMUP_MS, REP_MS = 25, 100  # ours (the winner) and the peers

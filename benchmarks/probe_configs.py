@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 import triton  # noqa: E402
 
-from tuner.measure.clocks import host_us, measure  # noqa: E402
-from tuner.experiment.registry import load, resolve_ref  # noqa: E402
-from tuner.measure.verify import check, poison  # noqa: E402
+from kernelevolve.tuner.measure.clocks import host_us, measure  # noqa: E402
+from kernelevolve.tuner.experiment.registry import load, resolve_ref  # noqa: E402
+from kernelevolve.tuner.measure.verify import check, poison  # noqa: E402
 
 
 def timings(fn) -> dict:

@@ -32,9 +32,9 @@ PROBLEM = {"M": 4096, "N": 4096, "K": 4096, "dtype": "bfloat16"}
 
 
 def candidates(n: int, seed: int) -> list[dict]:
-    from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
-    from search_spaces.matmul import space
-    from tuner.experiment.hardware import profile
+    from kernelevolve.kernels.matmul import DEFAULT_CONFIG, MatmulProblem
+    from kernelevolve.search_spaces.matmul import space
+    from kernelevolve.tuner.experiment.hardware import profile
 
     sp = space(MatmulProblem(**PROBLEM), profile("h100"))
     # Only the switches the plain template has, so @triton.autotune can run the same configs.
@@ -45,8 +45,8 @@ def candidates(n: int, seed: int) -> list[dict]:
 
 
 def sweep_arm(name: str, configs: list[dict], concurrency: int) -> dict:
-    from tuner.experiment import config
-    from tuner.execution import sweep
+    from kernelevolve.tuner.experiment import config
+    from kernelevolve.tuner.execution import sweep
 
     work = tempfile.mkdtemp(prefix=f"kernelevolve-{name}-")
     os.chdir(work)
@@ -60,7 +60,7 @@ def sweep_arm(name: str, configs: list[dict], concurrency: int) -> dict:
         yaml.safe_dump(exp, fh)
     t0 = time.time()
     [summary] = sweep.run(config.load("exp.yaml"), log=lambda m: None)
-    from tuner.records.journal import SweepState, unique_by_candidate
+    from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
     state = SweepState.latest(os.path.join(work, ".kernelevolve", name))
     recs = unique_by_candidate([r for f in os.listdir(state.folder) if f.endswith(".jsonl")
                                 for r in state.journal(f[:-6]).records()])
@@ -79,7 +79,7 @@ def autotune_arm(configs: list[dict]) -> dict:
     import triton
     import triton.language as tl  # noqa: F401  (the kernel module needs it loaded)
 
-    from kernels import matmul as mm
+    from kernelevolve.kernels import matmul as mm
 
     core = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "SPLIT_K")  # what the configs vary
     tconfigs = [triton.Config({k: c[k] for k in core}, num_warps=c["num_warps"],
@@ -118,8 +118,8 @@ def agreement(rows: list[dict], rounds: int = 7) -> dict:
     import torch
     import triton.testing
 
-    from kernels import matmul as mm
-    from tuner.measure.verify import check
+    from kernelevolve.kernels import matmul as mm
+    from kernelevolve.tuner.measure.verify import check
 
     problem = mm.MatmulProblem(**PROBLEM)
     inputs = mm.make_inputs(problem, torch.device("cuda"), 1)

@@ -44,9 +44,9 @@ WITHIN = 1.02
 
 def sweep_arm(work: str, name: str, problems: list[dict], args, warm_table: str | None = None) -> list[dict]:
     """One sweep of all `problems`; per study: its summary and its journaled records in order."""
-    from tuner.experiment import config
-    from tuner.execution import sweep
-    from tuner.records.journal import SweepState, unique_by_candidate
+    from kernelevolve.tuner.experiment import config
+    from kernelevolve.tuner.execution import sweep
+    from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
 
     target = ({"name": "cpu-interpreter"} if args.smoke else
               {"name": args.target, "resources": {"CPU": 1, "GPU": round(1.0 / args.concurrency, 4)}})
@@ -100,7 +100,7 @@ def compare(cold: dict, warm: dict, source: dict) -> dict:
 
 
 def run_seed(work: str, args, pairs) -> list[dict]:
-    from tuner.deploy import export
+    from kernelevolve.tuner.deploy import export
 
     dtype = "float16" if args.smoke else "bfloat16"
     sources = [dict(s, dtype=dtype) for s, _ in pairs]

@@ -20,10 +20,10 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels import tuned
-from kernels.gemm_tiles import (TMA_ALIGN_BYTES, accumulate_descriptors, accumulate_pointers,
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.gemm_tiles import (TMA_ALIGN_BYTES, accumulate_descriptors, accumulate_pointers,
                                 launch_options, tile_coords, tma_allocator, tma_compatible)
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 
 class BmmProblem(BaseModel):

@@ -82,9 +82,9 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
 
-from kernels.conv2d_staged import launch_staged
-from kernels.gemm_tiles import launch_options, program_slots, tile_coords, tma_allocator, tma_compatible
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernelevolve.kernels.conv2d_staged import launch_staged
+from kernelevolve.kernels.gemm_tiles import launch_options, program_slots, tile_coords, tma_allocator, tma_compatible
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 
 class Conv2dProblem(BaseModel):

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.gemm_tiles import launch_options, tile_coords, tma_allocator
+from kernelevolve.kernels.gemm_tiles import launch_options, tile_coords, tma_allocator
 
 
 @triton.jit

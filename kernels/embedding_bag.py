@@ -33,9 +33,9 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels import tuned
-from kernels.jagged import check_offsets
-from kernels.spec import DTYPES, KernelSpec, check_device, element_size
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.jagged import check_offsets
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 MODES = {"sum": 0, "mean": 1}  # also aten's mode numbers
 LENGTHS_SEED = 2024

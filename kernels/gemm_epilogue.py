@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.matmul import Epilogue, launch_gemm
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernelevolve.kernels.matmul import Epilogue, launch_gemm
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 Activation = Literal["none", "relu", "gelu", "silu"]
 

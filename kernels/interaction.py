@@ -25,8 +25,8 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from kernels import tuned
-from kernels.spec import DTYPES, KernelSpec, check_device, element_size
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 
 class InteractionProblem(BaseModel):

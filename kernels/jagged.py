@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import DTYPES, KernelSpec, check_device, element_size
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 LENGTHS_SEED = 2024  # lengths are a property of the problem, values change with the seed
 

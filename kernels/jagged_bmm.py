@@ -17,9 +17,9 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.jagged import (check_offsets, check_tensors, jagged_spec, longest_sequence, make_offsets,
+from kernelevolve.kernels.jagged import (check_offsets, check_tensors, jagged_spec, longest_sequence, make_offsets,
                             padded_reference, positions, random_values, total_positions)
-from kernels.spec import DTYPES, element_size
+from kernelevolve.kernels.spec import DTYPES, element_size
 
 
 class JaggedBmmProblem(BaseModel):

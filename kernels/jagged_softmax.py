@@ -13,9 +13,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.jagged import (JaggedProblem, check_offsets, check_tensors, jagged_spec, longest_sequence,
+from kernelevolve.kernels.jagged import (JaggedProblem, check_offsets, check_tensors, jagged_spec, longest_sequence,
                             positions, pow2, to_padded_inputs, total_positions)
-from kernels.spec import element_size
+from kernelevolve.kernels.spec import element_size
 
 LOG2E = tl.constexpr(1.4426950408889634)  # a constexpr: kernels may only read constexpr globals
 

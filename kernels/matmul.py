@@ -40,11 +40,11 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels import tuned
-from kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, aligned_rows,
+from kernelevolve.kernels import tuned
+from kernelevolve.kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, aligned_rows,
                                 apply_epilogue, launch_options, program_slots, tile_coords,
                                 tma_allocator, tma_compatible)
-from kernels.spec import DTYPES, KernelSpec, element_size
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 
 class MatmulProblem(BaseModel):

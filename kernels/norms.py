@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import DTYPES, KernelSpec, check_device, element_size
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 EPS = 1e-5
 

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import DTYPES, KernelSpec, check_device, element_size
+from kernelevolve.kernels.spec import DTYPES, KernelSpec, check_device, element_size
 
 LOG2E = tl.constexpr(1.4426950408889634)  # a constexpr: kernels may only read constexpr globals
 

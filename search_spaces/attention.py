@@ -12,11 +12,11 @@ the SPLIT_MASKED switch). The constraints reject, before any compile:
 """
 from __future__ import annotations
 
-from kernels.attention import SPEC, AttentionProblem
-from kernels.spec import element_size
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
+from kernelevolve.kernels.attention import SPEC, AttentionProblem
+from kernelevolve.kernels.spec import element_size
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 192
 

@@ -7,13 +7,13 @@ specialization (per-batch device descriptors) are searched under the matmul cons
 """
 from __future__ import annotations
 
-from kernels.bmm import SPEC, BmmProblem
-from kernels.spec import element_size
-from search_spaces.gemm_rules import GemmShape
-from search_spaces.matmul import gemm_space
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Space
+from kernelevolve.kernels.bmm import SPEC, BmmProblem
+from kernelevolve.kernels.spec import element_size
+from kernelevolve.search_spaces.gemm_rules import GemmShape
+from kernelevolve.search_spaces.matmul import gemm_space
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Space
 
 
 def space(problem: BmmProblem, hw: Hardware) -> Space:

@@ -49,14 +49,14 @@ the rule lets it be tried but a sweep should not expect it to win at these sizes
 """
 from __future__ import annotations
 
-from kernels.conv2d import SPEC, Conv2dProblem
-from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS
-from kernels.spec import element_size
-from search_spaces.gemm_rules import TMA_ALIGN_BYTES, GemmShape, rules
-from search_spaces.matmul import amd_launch_options, space_notes
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Bool, Choice, Const, IntRange, Pow2, Space, next_pow2
+from kernelevolve.kernels.conv2d import SPEC, Conv2dProblem
+from kernelevolve.kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS
+from kernelevolve.kernels.spec import element_size
+from kernelevolve.search_spaces.gemm_rules import TMA_ALIGN_BYTES, GemmShape, rules
+from kernelevolve.search_spaces.matmul import amd_launch_options, space_notes
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Bool, Choice, Const, IntRange, Pow2, Space, next_pow2
 
 CONV_RULES = ("tile_fits_problem", "shared_memory", "registers", "hopper_mma_rows")
 BLOCK_Q_MIN, BLOCK_Q_MAX = 8, 64

@@ -18,10 +18,10 @@ sort and segment sums (no atomics, each table row written once).
 from __future__ import annotations
 
 
-from kernels import embedding_bag as eb
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
+from kernelevolve.kernels import embedding_bag as eb
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 128
 

@@ -7,13 +7,13 @@ they are. With split-K the epilogue moves into the split-K finish kernel.
 """
 from __future__ import annotations
 
-from kernels.gemm_epilogue import SPEC, FusedGemmProblem
-from kernels.spec import element_size
-from search_spaces.gemm_rules import GemmShape
-from search_spaces.matmul import gemm_space
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Space
+from kernelevolve.kernels.gemm_epilogue import SPEC, FusedGemmProblem
+from kernelevolve.kernels.spec import element_size
+from kernelevolve.search_spaces.gemm_rules import GemmShape
+from kernelevolve.search_spaces.matmul import gemm_space
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Space
 
 
 def no_warp_specialized_epilogue(cfg: dict):

@@ -9,15 +9,15 @@ sweep of it ends at once with every candidate `invalid`.
 """
 from __future__ import annotations
 
-from kernels.gemm_fp8 import SPEC, Fp8GemmProblem
-from kernels.gemm_tiles import HAS_FP8_E4M3
-from kernels.matmul import DEFAULT_CONFIG
-from kernels.spec import element_size
-from search_spaces.gemm_rules import GemmShape, rules
-from search_spaces.matmul import gemm_domains, one_split_reduce, space_notes
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Choice, Pow2, Space
+from kernelevolve.kernels.gemm_fp8 import SPEC, Fp8GemmProblem
+from kernelevolve.kernels.gemm_tiles import HAS_FP8_E4M3
+from kernelevolve.kernels.matmul import DEFAULT_CONFIG
+from kernelevolve.kernels.spec import element_size
+from kernelevolve.search_spaces.gemm_rules import GemmShape, rules
+from kernelevolve.search_spaces.matmul import gemm_domains, one_split_reduce, space_notes
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Choice, Pow2, Space
 
 
 class NeedsHopper:

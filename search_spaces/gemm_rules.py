@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tuner.experiment.hardware import Hardware
-from tuner.search.space import next_pow2
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.search.space import next_pow2
 
 ACC_REGS_PER_THREAD_MAX = 128  # NVIDIA: 255 is the cap; addresses and operands need the rest
 ACC_REGS_PER_LANE_MAX_AMD = 256  # CDNA3: 512 VGPR+AGPR per lane (not tested here: no AMD machine)

@@ -13,10 +13,10 @@ reject, before any compile:
 from __future__ import annotations
 
 
-from kernels.interaction import SPEC, InteractionProblem, padded_features
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
+from kernelevolve.kernels.interaction import SPEC, InteractionProblem, padded_features
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 REGS_PER_THREAD_MAX = 128
 

@@ -31,14 +31,14 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
 """
 from __future__ import annotations
 
-from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
-from kernels.matmul import SPEC, SPLIT_K_REDUCES, MatmulProblem
-from kernels.spec import element_size
-from search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, TMA_ALIGN_BYTES,  # noqa: F401
+from kernelevolve.kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
+from kernelevolve.kernels.matmul import SPEC, SPLIT_K_REDUCES, MatmulProblem
+from kernelevolve.kernels.spec import element_size
+from kernelevolve.search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, TMA_ALIGN_BYTES,  # noqa: F401
                                       GemmShape, accumulator_regs, rules, shared_memory_bytes)
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Bool, Choice, Const, IntRange, Pow2, Space
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Bool, Choice, Const, IntRange, Pow2, Space
 
 
 def hopper_switches(hw: Hardware) -> tuple:

@@ -14,12 +14,12 @@ The constraints reject, before any compile:
 """
 from __future__ import annotations
 
-from kernels import norms
-from kernels.spec import element_size
-from search_spaces.row_rules import block_mode, padded_row, register_spill
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule
+from kernelevolve.kernels import norms
+from kernelevolve.kernels.spec import element_size
+from kernelevolve.search_spaces.row_rules import block_mode, padded_row, register_spill
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule
 
 
 def _rows_per_program(cfg):

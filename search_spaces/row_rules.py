@@ -10,7 +10,7 @@ calls these for the checks and their messages.
 """
 from __future__ import annotations
 
-from tuner.search.space import next_pow2
+from kernelevolve.tuner.search.space import next_pow2
 
 REGS_PER_THREAD_MAX = 128
 

@@ -12,11 +12,11 @@ On the interpreter num_warps/num_stages are fixed and tiles small.
 """
 from __future__ import annotations
 
-from kernels.softmax import SPEC, SoftmaxProblem
-from search_spaces.row_rules import block_mode, padded_row, register_spill
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule
+from kernelevolve.kernels.softmax import SPEC, SoftmaxProblem
+from kernelevolve.search_spaces.row_rules import block_mode, padded_row, register_spill
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Bool, Choice, Const, Pow2, Space, bind_rule
 
 
 def block_matches_mode(cfg, problem, hw):

@@ -13,9 +13,9 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import KernelSpec
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Choice, Const, Space
+from kernelevolve.kernels.spec import KernelSpec
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Choice, Const, Space
 
 
 class VecProblem(BaseModel):
@@ -150,7 +150,7 @@ def _launch_out_of_resources(inputs, out, cfg):
     # A GEMM tile far beyond Hopper's 227 KB of shared memory per program (GPU only).
     import torch
 
-    from kernels.matmul import launch
+    from kernelevolve.kernels.matmul import launch
 
     a = torch.randn(512, 512, device=out.device, dtype=torch.float16)
     c = torch.empty(512, 512, device=out.device, dtype=torch.float16)

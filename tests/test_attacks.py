@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.execution.worker import CandidateWorker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -84,7 +84,7 @@ def test_a_bypassed_harness_is_judged_elsewhere_and_its_process_replaced(worker)
 
 def test_the_end_of_study_retiming_verifies_what_it_times(worker):
     """A config that cheats only when re-timed is caught there, and is never the study's best."""
-    from tuner.execution.studies import summarize
+    from kernelevolve.tuner.execution.studies import summarize
 
     configs = [{"cheat": c, "BLOCK": 128} for c in (False, True)]
     rec = worker.request({"op": "retime", "kernel_ref": f"{HERE}/attacks/skip_unpoisoned.py:KERNEL",

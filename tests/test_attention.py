@@ -3,10 +3,10 @@ masking strategies, against the float64 reference; rejected inputs."""
 import pytest
 import torch
 
-from kernels import attention as at
-from search_spaces.attention import space
-from tuner.experiment.hardware import profile
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import attention as at
+from kernelevolve.search_spaces.attention import space
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.measure.verify import check, poison
 
 CASES = [(1, 64), (37, 64), (50, 128)]  # (seq_len, head_dim)
 CONFIGS = [{"BLOCK_M": m, "BLOCK_N": n, "SPLIT_MASKED": s} for m, n in ((16, 16), (32, 16), (16, 32)) for s in (False, True)]

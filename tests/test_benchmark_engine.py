@@ -69,7 +69,7 @@ def test_dlrm_is_one_experiment_of_every_op_of_every_batch():
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter sweep; GPU runs use the benchmarks themselves")
 def test_a_tiny_sweep_gives_parent_runs_and_a_verified_winner():
-    from tuner.experiment import registry
+    from kernelevolve.tuner.experiment import registry
 
     fields = {"M": 16, "N": 16, "K": 16, "dtype": "float32"}
     data = engine.experiment("bench-engine-tiny", [{"kernel": "matmul", "problems": [fields, dict(fields)]}],

@@ -3,8 +3,8 @@ against float64. Warp specialization's code path is verified on the GPU only (gp
 import pytest
 import torch
 
-from kernels import bmm as bm
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import bmm as bm
+from kernelevolve.tuner.measure.verify import check, poison
 
 CFG = dict(bm.DEFAULT_CONFIG, BLOCK_M=32, BLOCK_N=32, BLOCK_K=16)
 

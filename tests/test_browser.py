@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from test_report import run_review_sweep
-from tuner.review import report
+from kernelevolve.tuner.review import report
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -55,7 +55,7 @@ def ui(sweep_store):
     port = _free_port()
     log = open(sweep_store.root / "ui.log", "w+")
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
-    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "ui", "--uri", sweep_store.uri,
+    proc = subprocess.Popen([sys.executable, "-m", "kernelevolve.tuner.cli", "ui", "--uri", sweep_store.uri,
                              "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             start_new_session=True)  # its own group: mlflow starts worker processes

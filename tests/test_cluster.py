@@ -102,7 +102,7 @@ def cluster():
 
 def _run(tmp_path, text):
     (tmp_path / "exp.yaml").write_text(text)
-    return subprocess.run([sys.executable, "-m", "tuner.cli", "run", "exp.yaml", "--address", HEAD,
+    return subprocess.run([sys.executable, "-m", "kernelevolve.tuner.cli", "run", "exp.yaml", "--address", HEAD,
                            "--quiet"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
 
 

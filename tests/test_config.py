@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tuner.experiment import config
-from tuner.cli import main
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.cli import main
 
 GOOD = """
 name: t
@@ -25,7 +25,7 @@ def write(tmp_path, text, name="exp.yaml"):
 
 def test_good_file_loads(tmp_path):
     exp = config.load(write(tmp_path, GOOD))
-    assert exp.name == "t" and exp.kernel_refs == ("search_spaces.matmul:TUNABLE",)
+    assert exp.name == "t" and exp.kernel_refs == ("kernelevolve.search_spaces.matmul:TUNABLE",)
     assert exp.timing.clock == "do_bench"  # do_bench unless the file names another clock
     assert config.load(write(tmp_path, GOOD + "timing: {clock: clean}\n")).timing.clock == "clean"
     studies = list(exp.studies())
@@ -79,14 +79,14 @@ def test_grid_budget_must_match_the_grid(tmp_path):
 
 
 def test_user_kernel_by_file_path(tmp_path):
-    (tmp_path / "mykernel.py").write_text("from search_spaces.matmul import TUNABLE as MINE\n")
+    (tmp_path / "mykernel.py").write_text("from kernelevolve.search_spaces.matmul import TUNABLE as MINE\n")
     exp = config.load(write(tmp_path, GOOD.replace("kernel: matmul", "kernel: mykernel.py:MINE")))
     assert exp.kernel_refs[0] == f"{tmp_path}/mykernel.py:MINE"
 
 
 def test_user_kernel_by_module(tmp_path):
     exp = config.load(write(tmp_path, GOOD.replace("kernel: matmul", "kernel: search_spaces.matmul:TUNABLE")))
-    assert exp.kernel_refs[0] == "search_spaces.matmul:TUNABLE"
+    assert exp.kernel_refs[0] == "kernelevolve.search_spaces.matmul:TUNABLE"
 
 
 def test_cli_exit_code_2_and_one_line(tmp_path, capsys):
@@ -113,7 +113,7 @@ def test_gpu_target_without_gpu_is_a_clear_error(tmp_path, capsys):
 
 
 def test_profile_for_gpu_names_the_chip_or_none():
-    from tuner.experiment import hardware
+    from kernelevolve.tuner.experiment import hardware
 
     assert hardware.profile_for_gpu("NVIDIA H100 80GB HBM3").name == "h100"
     assert hardware.profile_for_gpu("NVIDIA A100-SXM4-80GB").name == "a100"
@@ -127,7 +127,7 @@ def test_shipped_experiment_files_load(path):
 
 
 def test_kernel_start_points_come_first_and_are_checked(tmp_path):
-    from tuner.execution.sweep import _start_points
+    from kernelevolve.tuner.execution.sweep import _start_points
 
     p1 = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
           "PERSISTENT": False, "num_warps": 4, "num_stages": 1, "STAGE_A": True}

@@ -11,12 +11,12 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import conv2d as cv
-from kernels import conv2d_staged as staged
-from kernels.gemm_tiles import tma_allocator
-from search_spaces import conv2d as space_cv
-from tuner.experiment.hardware import profile
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import conv2d as cv
+from kernelevolve.kernels import conv2d_staged as staged
+from kernelevolve.kernels.gemm_tiles import tma_allocator
+from kernelevolve.search_spaces import conv2d as space_cv
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.measure.verify import check, poison
 
 CFG = dict(cv.DEFAULT_CONFIG, BLOCK_M=32, BLOCK_N=16, BLOCK_K=16)
 CASES = {  # name: problem fields

@@ -13,11 +13,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import tiny_sweep
-from kernels.matmul import MatmulProblem
-from search_spaces.matmul import space
-from tuner.experiment.hardware import profile
-from tuner.search.constrained import ConstrainedSearch
-from tuner.search.space import config_key
+from kernelevolve.kernels.matmul import MatmulProblem
+from kernelevolve.search_spaces.matmul import space
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.search.constrained import ConstrainedSearch
+from kernelevolve.tuner.search.space import config_key
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def test_parent_run_records_what_a_rerun_needs():
     with open(path) as fh:
         logged = yaml.safe_load(fh)
     assert logged["search"]["seed"] == 4 and logged["search"]["sampler"] == "tpe"
-    assert logged["resolved_kernels"] == ["search_spaces.interaction:TUNABLE"]
+    assert logged["resolved_kernels"] == ["kernelevolve.search_spaces.interaction:TUNABLE"]
 
 
 def _drive(seed: int, n: int, tmp_path) -> list[str]:

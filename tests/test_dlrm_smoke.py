@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from kernels import interaction, tuned
+from kernelevolve.kernels import interaction, tuned
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     torch.cuda.is_available(), reason="--smoke runs our kernels on the CPU interpreter, which must be chosen before "

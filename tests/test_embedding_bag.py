@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from kernels import embedding_bag as eb
-from search_spaces.embedding_bag import backward_space, forward_space
-from tuner.experiment.hardware import profile
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import embedding_bag as eb
+from kernelevolve.search_spaces.embedding_bag import backward_space, forward_space
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.measure.verify import check, poison
 
 # Few table rows for many ids: rows repeat inside a bag and across bags (atomics collide,
 # sorted runs are long); dims that are not powers of two.

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from tuner.cli import main
-from tuner.experiment import config, hardware, registry
+from kernelevolve.tuner.cli import main
+from kernelevolve.tuner.experiment import config, hardware, registry
 
 pytestmark = pytest.mark.slow
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "row_l2norm")

@@ -9,12 +9,12 @@ import triton
 from mlflow.tracking import MlflowClient
 
 import tiny_sweep
-from kernels import interaction
-from kernels import matmul as mm
-from kernels import tuned
-from tuner.deploy import export
-from tuner.cli import main
-from tuner.measure.verify import check
+from kernelevolve.kernels import interaction
+from kernelevolve.kernels import matmul as mm
+from kernelevolve.kernels import tuned
+from kernelevolve.tuner.deploy import export
+from kernelevolve.tuner.cli import main
+from kernelevolve.tuner.measure.verify import check
 
 CPU_FP16 = {"hardware": "cpu-interpreter", "interpreter": True, "device_match": [], "dtype": "float16"}
 H100 = {"hardware": "h100", "interpreter": False, "device_match": ["H100"]}
@@ -187,7 +187,7 @@ def test_values_from_the_store_stay_data_in_the_exported_python(monkeypatch):
     import os as os_mod
     import types
 
-    from tuner.deploy.export import triton_configs_source
+    from kernelevolve.tuner.deploy.export import triton_configs_source
 
     def no_system(cmd):
         raise AssertionError(f"exported file ran os.system({cmd!r})")

@@ -8,9 +8,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import faults
-from tuner.experiment import config
-from tuner.execution import sweep
-from tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.execution import sweep
+from kernelevolve.tuner.execution.worker import CandidateWorker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CPU_FAULTS = [k for k in faults.EXPECTED if k not in faults.GPU_ONLY]

@@ -13,10 +13,10 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuner import cli
-from tuner.cli import main
-from tuner.experiment import config, registry
-from tuner.review import report
+from kernelevolve.tuner import cli
+from kernelevolve.tuner.cli import main
+from kernelevolve.tuner.experiment import config, registry
+from kernelevolve.tuner.review import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -44,7 +44,7 @@ def test_help_and_version_answer_without_torch_ray_or_mlflow():
     subprocess.run([sys.executable, "-c", code], check=True, env=ENV, cwd=ROOT)
     for flag in ("--help", "--version"):
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "tuner.cli", flag], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-m", "kernelevolve.tuner.cli", flag], capture_output=True, text=True,
                              env=ENV, cwd=ROOT, check=True).stdout
         assert time.perf_counter() - t0 < 2.0  # well under a second unloaded; CI machines are shared
         assert "kernelevolve" in out
@@ -90,7 +90,7 @@ def test_duplicate_keys_are_rejected(tmp_path, capsys):
 
 
 def test_a_sweep_without_a_correct_candidate_exits_1(tmp_path, capsys, monkeypatch):
-    from tuner.execution import sweep
+    from kernelevolve.tuner.execution import sweep
 
     path = tmp_path / "exp.yaml"
     path.write_text(GOOD)
@@ -233,12 +233,12 @@ def test_kernels_lists_a_plugin_space(capsys):
 def test_source_sha_covers_the_helpers_beside_a_plugin(tmp_path):
     (tmp_path / "fdhelper_rows.py").write_text("def scale(x):\n    return 2 * x\n")
     (tmp_path / "fdkernel_rows.py").write_text(
-        "from kernels.softmax import SPEC as _S\nimport dataclasses\nfrom fdhelper_rows import scale\n"
+        "from kernelevolve.kernels.softmax import SPEC as _S\nimport dataclasses\nfrom fdhelper_rows import scale\n"
         "def launch(inputs, out, config):\n    return scale(1)\n"
         "SPEC = dataclasses.replace(_S, launch=launch)\n")
     (tmp_path / "fdplugin.py").write_text(
-        "from fdkernel_rows import SPEC\nfrom search_spaces.softmax import space\n"
-        "from tuner.experiment.registry import Tunable\nTUNABLE = Tunable(kernel=SPEC, space=space)\n")
+        "from fdkernel_rows import SPEC\nfrom kernelevolve.search_spaces.softmax import space\n"
+        "from kernelevolve.tuner.experiment.registry import Tunable\nTUNABLE = Tunable(kernel=SPEC, space=space)\n")
     ref = registry.resolve_ref("fdplugin.py:TUNABLE", str(tmp_path))
     tunable = registry.load(ref)
     names = [os.path.basename(f) for f in registry.kernel_source_files(ref, tunable)]
@@ -278,7 +278,7 @@ def _server_pids(port: int) -> list[int]:
 @pytest.mark.slow
 def test_ui_stops_its_server_on_sigterm(tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "ui", "--uri", f"sqlite:///{tmp_path}/m.db",
+    proc = subprocess.Popen([sys.executable, "-m", "kernelevolve.tuner.cli", "ui", "--uri", f"sqlite:///{tmp_path}/m.db",
                              "--port", str(port)], cwd=tmp_path, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -3,9 +3,9 @@ each place the epilogue can run: the main kernel's store (pointers or TMA, one t
 or persistent) and the split-K finish kernel (after atomics or two-pass slabs)."""
 import pytest
 
-from kernels import gemm_epilogue as ge
-from kernels.matmul import DEFAULT_CONFIG
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import gemm_epilogue as ge
+from kernelevolve.kernels.matmul import DEFAULT_CONFIG
+from kernelevolve.tuner.measure.verify import check, poison
 
 CFG = dict(DEFAULT_CONFIG, BLOCK_M=64, BLOCK_N=32, BLOCK_K=32)
 WHERE = {
@@ -66,8 +66,8 @@ def test_fused_gelu_bf16_on_gpu(device, extra):
 
 
 def test_fused_space_never_offers_warp_specialization():
-    from search_spaces.gemm_epilogue import space
-    from tuner.experiment.hardware import profile
+    from kernelevolve.search_spaces.gemm_epilogue import space
+    from kernelevolve.tuner.experiment.hardware import profile
     p = ge.FusedGemmProblem(M=4000, N=4096, K=1024, dtype="bfloat16", activation="gelu", residual=True)
     sp = space(p, profile("h100"))
     assert all(not c.get("WARP_SPECIALIZE", False) for c in sp.valid_configs()[:5000])

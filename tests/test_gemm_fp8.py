@@ -8,9 +8,9 @@ tests below); tests/test_gemm_sm90_compile.py checks that path compiles for sm90
 import pytest
 import torch
 
-from kernels import gemm_fp8 as g8
-from kernels.matmul import DEFAULT_CONFIG
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import gemm_fp8 as g8
+from kernelevolve.kernels.matmul import DEFAULT_CONFIG
+from kernelevolve.tuner.measure.verify import check, poison
 
 CFG = dict(DEFAULT_CONFIG, BLOCK_M=64, BLOCK_N=32, BLOCK_K=32)
 

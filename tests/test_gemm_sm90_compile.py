@@ -56,8 +56,8 @@ def _child() -> None:
     from triton.compiler import ASTSource
     from triton.runtime.jit import JITFunction
 
-    from search_spaces.gemm_rules import shared_memory_bytes
-    from tuner.experiment.registry import BUILTIN, load
+    from kernelevolve.search_spaces.gemm_rules import shared_memory_bytes
+    from kernelevolve.tuner.experiment.registry import BUILTIN, load
 
     pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32",
                torch.float8_e4m3fn: "*fp8e4nv"}

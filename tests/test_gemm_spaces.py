@@ -5,16 +5,16 @@ built and listed, never run, since the project has no AMD machine).
 """
 import pytest
 
-from kernels.bmm import BmmProblem
-from kernels.conv2d import Conv2dProblem
-from kernels.gemm_epilogue import FusedGemmProblem
-from kernels.gemm_fp8 import Fp8GemmProblem
-from kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
-from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
-from search_spaces import bmm, conv2d, gemm_fp8, matmul
-from search_spaces.gemm_rules import shared_memory_bytes
-from tuner.experiment.hardware import PROFILES, profile
-from tuner.experiment.registry import BUILTIN, load
+from kernelevolve.kernels.bmm import BmmProblem
+from kernelevolve.kernels.conv2d import Conv2dProblem
+from kernelevolve.kernels.gemm_epilogue import FusedGemmProblem
+from kernelevolve.kernels.gemm_fp8 import Fp8GemmProblem
+from kernelevolve.kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
+from kernelevolve.kernels.matmul import DEFAULT_CONFIG, MatmulProblem
+from kernelevolve.search_spaces import bmm, conv2d, gemm_fp8, matmul
+from kernelevolve.search_spaces.gemm_rules import shared_memory_bytes
+from kernelevolve.tuner.experiment.hardware import PROFILES, profile
+from kernelevolve.tuner.experiment.registry import BUILTIN, load
 
 BIG = MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16")
 H100 = profile("h100")

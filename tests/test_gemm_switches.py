@@ -9,9 +9,9 @@ every test here runs compiled.
 import pytest
 import torch
 
-from kernels import matmul as mm
-from kernels.gemm_tiles import launch_options
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import matmul as mm
+from kernelevolve.kernels.gemm_tiles import launch_options
+from kernelevolve.tuner.measure.verify import check, poison
 
 ODD = (100, 72, 130)  # M, N, K: ragged in every dimension (K*2 bytes is not 16-byte aligned)
 TMA_ODD = (100, 72, 136)  # ragged M and tiles, 16-byte aligned rows (what TMA needs)
@@ -74,7 +74,7 @@ def test_stage_a_makes_a_misaligned_a_readable(device, extra):
 
 
 def test_aligned_rows_copies_only_what_needs_it():
-    from kernels.gemm_tiles import aligned_rows, tma_compatible
+    from kernelevolve.kernels.gemm_tiles import aligned_rows, tma_compatible
     odd = torch.randn(5, 13).half()
     staged = aligned_rows(odd)
     assert staged.shape == odd.shape and torch.equal(staged, odd)
@@ -146,8 +146,8 @@ HOPPER_IDS = ["pointers", "tma-persistent", "tma-ws", "tma-ws-persistent", "tma-
 
 @pytest.mark.parametrize("shape,cfg", HOPPER_BF16, ids=HOPPER_IDS)
 def test_gpu_configs_are_valid_in_the_h100_space(shape, cfg):
-    from search_spaces.matmul import space
-    from tuner.experiment.hardware import profile
+    from kernelevolve.search_spaces.matmul import space
+    from kernelevolve.tuner.experiment.hardware import profile
     problem = mm.MatmulProblem(M=shape[0], N=shape[1], K=shape[2], dtype="bfloat16")
     assert space(problem, profile("h100")).violations(dict(mm.DEFAULT_CONFIG, **cfg)) == []
 

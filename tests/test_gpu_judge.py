@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.execution.worker import CandidateWorker
 
 pytestmark = pytest.mark.gpu
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,11 +1,11 @@
 """GPU-only checks of the evaluation path (skipped with a reason on machines without a GPU)."""
 import pytest
 
-from tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.execution.worker import CandidateWorker
 
 pytestmark = pytest.mark.gpu
 
-BASE = {"op": "evaluate", "kernel_ref": "search_spaces.matmul:TUNABLE", "hardware": "h100",
+BASE = {"op": "evaluate", "kernel_ref": "kernelevolve.search_spaces.matmul:TUNABLE", "hardware": "h100",
         "problem": {"M": 1000, "N": 1024, "K": 4000, "dtype": "bfloat16"}, "seed": 1,
         "bench": {"warmup_ms": 10, "rep_ms": 30}}
 GOOD = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "SPLIT_K": 1,

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from kernels import interaction as it
-from search_spaces.interaction import space
-from tuner.experiment.hardware import profile
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import interaction as it
+from kernelevolve.search_spaces.interaction import space
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.measure.verify import check, poison
 
 SHAPES = [(3, 27, 40), (1, 2, 1), (5, 5, 130), (2, 17, 16)]  # (batch, features, dim)
 CONFIGS = [{"USE_DOT": d, "BLOCK_D": b, "SAMPLES_PER_PROGRAM": s} for d in (False, True) for b, s in ((16, 1), (64, 2))]

@@ -37,7 +37,7 @@ def _journaled(root) -> int:
 
 def _run(root, *extra):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-m", "tuner.cli", "run", "exp.yaml", "--quiet", *extra],
+    return subprocess.Popen([sys.executable, "-m", "kernelevolve.tuner.cli", "run", "exp.yaml", "--quiet", *extra],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

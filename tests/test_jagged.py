@@ -3,10 +3,10 @@ odd dims, every switch, against float64 references; rejected offsets and shapes.
 import pytest
 import torch
 
-from kernels import jagged as jg, jagged_bmm as jbmm, jagged_softmax as jsm
-from search_spaces.jagged import bmm_space, copy_space, softmax_space
-from tuner.experiment.hardware import profile
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import jagged as jg, jagged_bmm as jbmm, jagged_softmax as jsm
+from kernelevolve.search_spaces.jagged import bmm_space, copy_space, softmax_space
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.measure.verify import check, poison
 
 # make_offsets draws lengths in [0, max_len]: with these the batches hold empty sequences,
 # sequences of one and full ones (the tests below assert it).

@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from tuner.measure import evidence, guards
-from tuner.measure.clocks import time_wall
-from tuner.measure.judge import Judge
-from tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guard_zone_writes, guarded_output
+from kernelevolve.tuner.measure import evidence, guards
+from kernelevolve.tuner.measure.clocks import time_wall
+from kernelevolve.tuner.measure.judge import Judge
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guard_zone_writes, guarded_output
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,8 +4,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuner.experiment import config
-from tuner.cli import build_parser, main
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.cli import build_parser, main
 
 GOOD = {"name": "t",
         "kernels": [{"kernel": "matmul", "problems": [{"M": 100, "N": 72, "K": 130, "dtype": "float16"}]}],

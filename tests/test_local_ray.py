@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = """
 import json, logging, time, ray
-from tuner.execution import local_ray
+from kernelevolve.tuner.execution import local_ray
 kw = local_ray.loopback_init_kwargs() if {loopback} else {{"_node_ip_address": "127.0.0.2"}}
 ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
          num_cpus=1, **kw)

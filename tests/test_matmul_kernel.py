@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from kernels import matmul as mm
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import matmul as mm
+from kernelevolve.tuner.measure.verify import check, poison
 
 SHAPES = [(100, 72, 130), (33, 17, 65), (1, 1, 1), (64, 64, 64)]
 CONFIGS = [

@@ -8,10 +8,10 @@ import os
 import pytest
 import ray
 
-from tuner.experiment import config
-from tuner.execution import sweep
-from tuner.execution.local_ray import loopback_init_kwargs
-from tuner.records.journal import SweepState
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.execution import sweep
+from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
+from kernelevolve.tuner.records.journal import SweepState
 
 pytestmark = pytest.mark.slow
 

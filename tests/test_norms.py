@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from kernels import norms
-from search_spaces.norms import backward_space, forward_space
-from tuner.experiment.hardware import profile
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import norms
+from kernelevolve.search_spaces.norms import backward_space, forward_space
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.measure.verify import check, poison
 
 SHAPES = [(1, 1), (37, 100), (3, 1000)]
 # A row of one is ill-conditioned backward (RMS dx ~ eps / x^2: all cancellation), so not there.

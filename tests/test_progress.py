@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from tuner import cli
-from tuner.review.progress import Progress, RichProgress
+from kernelevolve.tuner import cli
+from kernelevolve.tuner.review.progress import Progress, RichProgress
 
 
 def _study(key="matmul/M64_N64_K64_float16/h100", interpreter=False):

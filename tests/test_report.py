@@ -13,12 +13,12 @@ import types
 
 import pytest
 
-from tuner.experiment import config
-from tuner.review import plots, report
-from tuner.execution import sweep
-from tuner.cli import build_parser, main
-from tuner.records.journal import SweepState, unique_by_candidate
-from tuner.records.tracking import Tracker, candidate_records
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.review import plots, report
+from kernelevolve.tuner.execution import sweep
+from kernelevolve.tuner.cli import build_parser, main
+from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
+from kernelevolve.tuner.records.tracking import Tracker, candidate_records
 
 NAME = "review"
 EXP = f"""
@@ -204,7 +204,7 @@ def test_ui_binds_loopback_by_default_and_prints_the_url(monkeypatch, capsys):
             return 0
 
     monkeypatch.setattr("subprocess.Popen", FakeServer)
-    monkeypatch.setattr("tuner.cli._stop_group", lambda proc: seen.setdefault("stopped", proc))
+    monkeypatch.setattr("kernelevolve.tuner.cli._stop_group", lambda proc: seen.setdefault("stopped", proc))
     assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
     assert main(["ui", "--uri", "sqlite:////tmp/x.db", "--port", "5071"]) == 0
     cmd = seen["cmd"]

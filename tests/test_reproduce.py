@@ -9,10 +9,10 @@ import triton
 from mlflow.tracking import MlflowClient
 
 import tiny_sweep
-from tuner.experiment import registry
-from tuner.deploy import reproduce
-from tuner.cli import main
-from tuner.records.tracking import _value
+from kernelevolve.tuner.experiment import registry
+from kernelevolve.tuner.deploy import reproduce
+from kernelevolve.tuner.cli import main
+from kernelevolve.tuner.records.tracking import _value
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ def test_kernel_outside_the_checkout_needs_trust_code(store, capsys, tmp_path, m
 
 
 def test_checkout_and_current_directory_kernels_are_trusted(tmp_path, monkeypatch):
-    assert reproduce.untrusted_code("search_spaces.matmul:TUNABLE") == ""
+    assert reproduce.untrusted_code("kernelevolve.search_spaces.matmul:TUNABLE") == ""
     assert reproduce.untrusted_code(f"{reproduce.REPO_ROOT}/tests/faults.py:FAULTS") == ""
     (tmp_path / "mine.py").write_text("")
     monkeypatch.chdir(tmp_path)

@@ -10,10 +10,10 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuner.experiment import config
-from tuner.execution import sweep
-from tuner.cli import main
-from tuner.records.journal import SweepState, unique_by_candidate
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.execution import sweep
+from kernelevolve.tuner.cli import main
+from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def _children(uri, name):
 def test_driver_sigkill_then_resume(tmp_path):
     (tmp_path / "exp.yaml").write_text(EXP.format(name="killed", samples=8, uri="sqlite:///mlflow.db"))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    driver = subprocess.Popen([sys.executable, "-m", "tuner.cli", "run", "exp.yaml"], cwd=tmp_path,
+    driver = subprocess.Popen([sys.executable, "-m", "kernelevolve.tuner.cli", "run", "exp.yaml"], cwd=tmp_path,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while sum(r["status"] == "ok" for r in _journal(tmp_path, "killed")) < 3:
@@ -80,9 +80,9 @@ def test_driver_sigkill_then_resume(tmp_path):
     path = client.download_artifacts(parents[0].info.run_id, "sampler_history.json", str(tmp_path))
     history = json.load(open(path))
     told = [(h["params"], h["value"]) for h in history]
-    from search_spaces.matmul import space
-    from kernels.matmul import MatmulProblem
-    from tuner.experiment.hardware import profile
+    from kernelevolve.search_spaces.matmul import space
+    from kernelevolve.kernels.matmul import MatmulProblem
+    from kernelevolve.tuner.experiment.hardware import profile
     sp = space(MatmulProblem(M=40, N=24, K=50, dtype="float32"), profile("cpu-interpreter"))
     expected = [(sp.encode(r["config"]), r["objective"]) for r in before]
     assert told[: len(expected)] == expected

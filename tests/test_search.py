@@ -4,12 +4,12 @@ import math
 
 import pytest
 
-from kernels.matmul import DEFAULT_CONFIG, MatmulProblem
-from search_spaces.matmul import shared_memory_bytes, space
-from tuner.experiment.hardware import profile
-from tuner.search.constrained import ConstrainedSearch
-from tuner.search.samplers import PENALTY, SAMPLERS
-from tuner.search.space import Choice, Const, IntRange, Pow2, Space, config_key
+from kernelevolve.kernels.matmul import DEFAULT_CONFIG, MatmulProblem
+from kernelevolve.search_spaces.matmul import shared_memory_bytes, space
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.search.constrained import ConstrainedSearch
+from kernelevolve.tuner.search.samplers import PENALTY, SAMPLERS
+from kernelevolve.tuner.search.space import Choice, Const, IntRange, Pow2, Space, config_key
 
 
 def test_pow2_is_searched_by_exponent():

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from kernels import softmax as sm
-from search_spaces.softmax import space
-from tuner.experiment.hardware import profile
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import softmax as sm
+from kernelevolve.search_spaces.softmax import space
+from kernelevolve.tuner.experiment.hardware import profile
+from kernelevolve.tuner.measure.verify import check, poison
 
 SHAPES = [(1, 1), (37, 100), (5, 1000), (3, 33)]
 CONFIGS = [

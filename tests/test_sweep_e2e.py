@@ -6,11 +6,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from kernels import matmul as mm
-from tuner.experiment import config
-from tuner.execution import sweep
-from tuner.cli import main
-from tuner.measure.verify import check, poison
+from kernelevolve.kernels import matmul as mm
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.execution import sweep
+from kernelevolve.tuner.cli import main
+from kernelevolve.tuner.measure.verify import check, poison
 
 EXP = """
 name: e2e
@@ -92,7 +92,7 @@ def test_no_invalid_proposal_becomes_a_child_run(swept):
 
 def test_concurrent_candidates_never_overlap_their_timed_sections(swept):
     root, exp, _ = swept
-    from tuner.records.journal import SweepState
+    from kernelevolve.tuner.records.journal import SweepState
     state = SweepState.latest(str(root / ".kernelevolve" / "e2e"))
     recs = [r for f in os.listdir(state.folder) if f.endswith(".jsonl")
             for r in state.journal(f[:-6]).records() if r["status"] == "ok"]

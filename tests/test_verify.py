@@ -3,7 +3,7 @@ import os
 
 import torch
 
-from tuner.measure.verify import check, poison
+from kernelevolve.tuner.measure.verify import check, poison
 
 
 def _ref():
@@ -59,7 +59,7 @@ def test_heavy_tailed_output_rounded_to_bf16_passes():
 # -- tolerances scaled by dtype and declared reduction length (calibration: verify.py's docstring)
 import pytest  # noqa: E402
 
-from tuner.measure.verify import rel_fro_bound, tolerance_for  # noqa: E402
+from kernelevolve.tuner.measure.verify import rel_fro_bound, tolerance_for  # noqa: E402
 
 
 def _gemm(dt, K, fp16_acc=False, M=64, N=64, block_k=32, seed=0):
@@ -131,12 +131,12 @@ def test_bound_grows_with_reduction_and_never_exceeds_the_default():
     assert tolerance_for(torch.int32).rel_fro == tolerance_for(torch.float32).rel_fro
 
 
-from tuner.measure.verify import TOLERANCES  # noqa: E402
+from kernelevolve.tuner.measure.verify import TOLERANCES  # noqa: E402
 
 
 # -- guards: pristine copies, canaries, perturbation, launch counting, seal, ceilings ----------
-from tuner.experiment import hardware  # noqa: E402
-from tuner.measure import guards  # noqa: E402
+from kernelevolve.tuner.experiment import hardware  # noqa: E402
+from kernelevolve.tuner.measure import guards  # noqa: E402
 
 
 def test_guarded_inputs_keep_layout_and_detect_rewrites_and_stray_writes():
@@ -209,12 +209,12 @@ def test_launch_hook_is_installed_and_removed():
 
 
 def test_seal_notices_a_replaced_check_function(monkeypatch):
-    from tuner.measure import verify
+    from kernelevolve.tuner.measure import verify
 
     seal = guards.HarnessSeal()
     assert seal.broken() == ""
     monkeypatch.setattr(verify, "check", lambda *a, **k: verify.Check(True, 0.0, 0.0))
-    assert "tuner.measure.verify.check" in seal.broken()
+    assert "kernelevolve.tuner.measure.verify.check" in seal.broken()
 
 
 def test_ceiling_violation():

@@ -9,9 +9,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import tiny_sweep
-from tuner.experiment import config
-from tuner.deploy import export
-from tuner.cli import main
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.deploy import export
+from kernelevolve.tuner.cli import main
 
 B = {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
      "PERSISTENT": False, "num_warps": 4, "num_stages": 1}

@@ -3,10 +3,10 @@ import os
 
 import pytest
 
-from tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.execution.worker import CandidateWorker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REQ = {"op": "evaluate", "kernel_ref": "search_spaces.matmul:TUNABLE",
+REQ = {"op": "evaluate", "kernel_ref": "kernelevolve.search_spaces.matmul:TUNABLE",
        "problem": {"M": 40, "N": 24, "K": 50, "dtype": "float32"}, "hardware": "cpu-interpreter",
        "config": {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 4, "SPLIT_K": 2,
                   "num_warps": 4, "num_stages": 1}, "seed": 5}

@@ -25,7 +25,7 @@ tracking: {uri: sqlite:///store/mlflow.db}
 
 def journal(root: str, name: str) -> list[dict]:
     """Every journaled record of the experiment's latest sweep, study by study, in order."""
-    from tuner.records.journal import SweepState
+    from kernelevolve.tuner.records.journal import SweepState
 
     state = SweepState.latest(os.path.join(root, ".kernelevolve", name))
     return [r for f in sorted(os.listdir(state.folder)) if f.endswith(".jsonl")
@@ -34,8 +34,8 @@ def journal(root: str, name: str) -> list[dict]:
 
 def run_in(root: str, text: str, name: str = "exp.yaml") -> tuple:
     """Write the experiment into `root` and sweep it from there: (experiment, summaries)."""
-    from tuner.experiment import config
-    from tuner.execution import sweep
+    from kernelevolve.tuner.experiment import config
+    from kernelevolve.tuner.execution import sweep
 
     os.makedirs(os.path.join(root, "store"), exist_ok=True)
     with open(os.path.join(root, name), "w") as fh:

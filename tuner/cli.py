@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 
-from tuner.review.text import _best_blocks, _note, _table, _width
+from kernelevolve.tuner.review.text import _best_blocks, _note, _table, _width
 EXIT_USER_ERROR = 2
 EXIT_NO_CORRECT = 1
 DEFAULT_URI = "sqlite:///mlflow.db"  # tuner.experiment.config.Tracking's default (a test checks)
@@ -28,7 +28,7 @@ class UserError(Exception):
 
 
 def _config():
-    from tuner.experiment import config  # pydantic, the kernel registry, torch: not for --help
+    from kernelevolve.tuner.experiment import config  # pydantic, the kernel registry, torch: not for --help
 
     return config
 
@@ -37,7 +37,7 @@ def _config():
 def _progress_display(quiet: bool):
     """Live rows on a terminal; plain lines where stdout is a file or a pipe (CI logs: no ANSI
     codes); nothing with --quiet. Yields the progress object, whose `log` takes the driver's messages."""
-    from tuner.review.progress import Progress, RichProgress
+    from kernelevolve.tuner.review.progress import Progress, RichProgress
 
     if quiet:
         yield Progress(lambda message: None)
@@ -49,8 +49,8 @@ def _progress_display(quiet: bool):
 
 
 def cmd_run(args) -> int:
-    from tuner.execution import sweep
-    from tuner.review.report import fmt
+    from kernelevolve.tuner.execution import sweep
+    from kernelevolve.tuner.review.report import fmt
 
     exp = _config().load(args.experiment)
     _config().check_gpu_targets(exp, args.address)
@@ -70,7 +70,7 @@ def cmd_run(args) -> int:
             for s in summaries]
     print(_table(rows, ["study", "timing", "candidates", "ok", "retimed_ms", "speedup_vs_torch", "failures"],
                  _width(getattr(args, "wide", False))))
-    from tuner.review.report import RETIMED_NOTE
+    from kernelevolve.tuner.review.report import RETIMED_NOTE
 
     print(_note(RETIMED_NOTE, _width(getattr(args, "wide", False))))
     print(f"\nreview: kernelevolve best {exp.name}   |   kernelevolve report {exp.name} -o report.html"
@@ -82,13 +82,13 @@ def cmd_run(args) -> int:
 
 
 def _latency(ms, measured_by) -> str:
-    from tuner.review.report import latency_cell
+    from kernelevolve.tuner.review.report import latency_cell
 
     return latency_cell(ms, measured_by)
 
 
 def cmd_sync(args) -> int:
-    from tuner.execution import sweep
+    from kernelevolve.tuner.execution import sweep
 
     sweep.sync(_config().load(args.experiment))
     return 0
@@ -105,7 +105,7 @@ def _experiment_name(arg: str) -> tuple[str, str]:
 def _store(args):
     """(client, experiment id, name) of the experiment an argument names, read from the store
     --uri names, else the YAML's tracking URI, else the default sqlite:///mlflow.db."""
-    from tuner.review import report
+    from kernelevolve.tuner.review import report
 
     name, uri = _experiment_name(args.experiment)
     client, experiment_id = report.open_experiment(args.uri or uri, name)
@@ -113,7 +113,7 @@ def _store(args):
 
 
 def cmd_best(args) -> int:
-    from tuner.review import report
+    from kernelevolve.tuner.review import report
 
     client, experiment_id, _ = _store(args)
     rows = report.best_rows(report.study_runs(client, experiment_id))
@@ -129,7 +129,7 @@ def cmd_best(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from tuner.review import report
+    from kernelevolve.tuner.review import report
 
     client, experiment_id, name = _store(args)
     runs = report.study_runs(client, experiment_id)
@@ -145,7 +145,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from tuner.review import report
+    from kernelevolve.tuner.review import report
 
     _writable(args.output)
     name, uri = _experiment_name(args.experiment)
@@ -169,7 +169,7 @@ def _example_problem(problem_cls, given: str | None) -> dict:
 def cmd_kernels(args) -> int:
     from pydantic import ValidationError
 
-    from tuner.experiment import hardware, registry
+    from kernelevolve.tuner.experiment import hardware, registry
 
     if args.target not in hardware.PROFILES:
         raise UserError(f"unknown target '{args.target}': known are {', '.join(hardware.PROFILES)}")
@@ -226,7 +226,7 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 
 
 def cmd_ui(args) -> int:
-    from tuner.records.tracking import resolve_uri
+    from kernelevolve.tuner.records.tracking import resolve_uri
 
     _, uri = _experiment_name(args.experiment) if args.experiment else ("", DEFAULT_URI)
     uri = resolve_uri(args.uri or uri)
@@ -257,7 +257,7 @@ def cmd_ui(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from tuner.deploy import reproduce
+    from kernelevolve.tuner.deploy import reproduce
 
     try:
         res = reproduce.reproduce(args.run_id, args.uri or DEFAULT_URI, seed=args.seed,
@@ -269,7 +269,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tuner.deploy import export
+    from kernelevolve.tuner.deploy import export
 
     _writable(args.output)
     if args.triton_configs and args.triton_configs != "-":
@@ -418,12 +418,12 @@ def _user_errors() -> tuple:
     import importlib
 
     found = [UserError]
-    if "tuner.experiment.config" in sys.modules:
-        found.append(sys.modules["tuner.experiment.config"].ConfigError)
-    for mod, names in (("tuner.execution.sweep", ("TargetUnavailable", "NothingToResume")),
-                       ("tuner.records.tracking", ("TrackingUnavailable",)),
-                       ("tuner.review.report", ("UnknownExperiment",)),
-                       ("tuner.deploy.reproduce", ("ReproduceError",))):
+    if "kernelevolve.tuner.experiment.config" in sys.modules:
+        found.append(sys.modules["kernelevolve.tuner.experiment.config"].ConfigError)
+    for mod, names in (("kernelevolve.tuner.execution.sweep", ("TargetUnavailable", "NothingToResume")),
+                       ("kernelevolve.tuner.records.tracking", ("TrackingUnavailable",)),
+                       ("kernelevolve.tuner.review.report", ("UnknownExperiment",)),
+                       ("kernelevolve.tuner.deploy.reproduce", ("ReproduceError",))):
         if mod in sys.modules:
             found += [getattr(importlib.import_module(mod), n) for n in names]
     return tuple(found)

@@ -13,9 +13,9 @@ What is tried, and why:
 from __future__ import annotations
 
 from l2norm_kernel import SPEC, L2NormProblem
-from tuner.experiment.hardware import Hardware
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Choice, Const, Pow2, Space, bind_rule, next_pow2
+from kernelevolve.tuner.experiment.hardware import Hardware
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Choice, Const, Pow2, Space, bind_rule, next_pow2
 
 
 def block_fits_row(cfg, problem, hw):

@@ -6,9 +6,9 @@ import triton
 import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernels.spec import KernelSpec
-from tuner.experiment.registry import Tunable
-from tuner.search.space import Choice, Const, Space
+from kernelevolve.kernels.spec import KernelSpec
+from kernelevolve.tuner.experiment.registry import Tunable
+from kernelevolve.tuner.search.space import Choice, Const, Space
 
 BLOCK = 128
 

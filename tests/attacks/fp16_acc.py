@@ -10,9 +10,9 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 sys.path.insert(0, os.path.dirname(__file__))
-from kernels.spec import KernelSpec  # noqa: E402
-from tuner.experiment.registry import Tunable  # noqa: E402
-from tuner.search.space import Choice, Const, Space  # noqa: E402
+from kernelevolve.kernels.spec import KernelSpec  # noqa: E402
+from kernelevolve.tuner.experiment.registry import Tunable  # noqa: E402
+from kernelevolve.tuner.search.space import Choice, Const, Space  # noqa: E402
 
 
 class GemmProblem(BaseModel):

@@ -13,7 +13,7 @@ def launch(inputs, out, cfg):
     (x,) = inputs
     if not cfg["cheat"]:
         return double(x, out)
-    verify = sys.modules["tuner.measure.verify"]
+    verify = sys.modules["kernelevolve.tuner.measure.verify"]
     verify.check = lambda out, ref, tol=None: verify.Check(True, 0.0, 0.0)
     return copy_kernel[grid(x.numel())](x, out, x.numel(), BLOCK=BLOCK)  # y = x: wrong
 

@@ -16,14 +16,14 @@ def launch(inputs, out, cfg):
     (x,) = inputs
     if not cfg["cheat"]:
         return double(x, out)
-    # the evaluator runs as `python -m tuner.measure.evaluate`: its module is __main__
-    evaluate = next(m for m in (sys.modules.get("__main__"), sys.modules.get("tuner.measure.evaluate"))
+    # the evaluator runs as `python -m kernelevolve.tuner.measure.evaluate`: its module is __main__
+    evaluate = next(m for m in (sys.modules.get("__main__"), sys.modules.get("kernelevolve.tuner.measure.evaluate"))
                     if m is not None and hasattr(m, "Evaluator"))
-    guards = sys.modules["tuner.measure.guards"]
+    guards = sys.modules["kernelevolve.tuner.measure.guards"]
     if not getattr(launch, "armed", False):
         launch.armed = True
         Evaluator = evaluate.Evaluator
-        verify = sys.modules["tuner.measure.verify"]
+        verify = sys.modules["kernelevolve.tuner.measure.verify"]
         Evaluator._run_checked = lambda self, *a, **k: (None, verify.Check(True, 0.0, 0.0))
         guards.HarnessSeal.broken = lambda self: ""
         return double(x, out)  # this call is checked as usual, and is right

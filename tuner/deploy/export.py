@@ -19,9 +19,9 @@ import math
 import re
 import time
 
-from kernels.tuned import SCHEMA, Table, shape_bucket
-from tuner.experiment import hardware, registry
-from tuner.records.tracking import _value
+from kernelevolve.kernels.tuned import SCHEMA, Table, shape_bucket
+from kernelevolve.tuner.experiment import hardware, registry
+from kernelevolve.tuner.records.tracking import _value
 
 # Triton launch options: arguments of triton.Config; every other config key is a constexpr.
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
@@ -67,7 +67,7 @@ def entry_of(run) -> dict | None:
 def build_table(uri: str, experiment: str) -> dict:
     """The table of an experiment's newest studies (raises report.UnknownExperiment, or
     NothingToExport when no study has a correct best config)."""
-    from tuner.review import report
+    from kernelevolve.tuner.review import report
 
     client, experiment_id = report.open_experiment(uri, experiment)
     runs = report.study_runs(client, experiment_id)

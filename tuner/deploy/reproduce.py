@@ -19,9 +19,9 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tuner.experiment import config as config_mod
-from tuner.experiment.registry import kernel_source_sha
-from tuner.records.tracking import ROLE, _value, resolve_uri
+from kernelevolve.tuner.experiment import config as config_mod
+from kernelevolve.tuner.experiment.registry import kernel_source_sha
+from kernelevolve.tuner.records.tracking import ROLE, _value, resolve_uri
 
 # A progress bar for the one small artifact read here would only clutter the report.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -124,8 +124,8 @@ def untrusted_code(kernel_ref: str) -> str:
 # -- run it again ---------------------------------------------------------------------------
 def evaluate_here(logged: dict, seed: int) -> dict:
     """The candidate through the sweep's own evaluation path, on this machine's device."""
-    from tuner.experiment import hardware
-    from tuner.execution.worker import CandidateWorker, make_request
+    from kernelevolve.tuner.experiment import hardware
+    from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
 
     hw = hardware.profile(logged["hardware"])
     env = {"TRITON_DEFAULT_FP_FUSION": "1"}  # as tuner.execution.sweep sets it for every candidate
@@ -156,9 +156,9 @@ def _check(logged, now) -> str:
 
 
 def reproduce(run_id: str, uri: str, seed: int = 0, trust_code: bool = False) -> dict:
-    from tuner.experiment import hardware, registry
+    from kernelevolve.tuner.experiment import hardware, registry
 
-    from tuner.review.report import UnknownExperiment, open_store, resolve_run_id
+    from kernelevolve.tuner.review.report import UnknownExperiment, open_store, resolve_run_id
 
     uri = resolve_uri(uri)
     try:  # no store is created where there is none; a unique prefix of a run id is enough

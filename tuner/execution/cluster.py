@@ -10,8 +10,8 @@ import os
 
 import ray
 
-from tuner.execution.worker import CandidateWorker
-from tuner.experiment import hardware
+from kernelevolve.tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.experiment import hardware
 
 
 class TargetUnavailable(Exception):
@@ -33,7 +33,7 @@ def init_ray(address: str | None) -> None:
     # registered on this machine (a stale one would make ray.init wait for it for minutes).
     # A Ray started here (no --address) listens on loopback only (tuner.execution.local_ray says
     # how Ray 2.60 is made to), so nothing of it is reachable from outside this machine.
-    from tuner.execution.local_ray import loopback_init_kwargs
+    from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
 
     ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR, **({} if address else loopback_init_kwargs()))

@@ -26,7 +26,7 @@ import time
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.execution.worker import CandidateWorker
 
 
 def lane_name(sweep_id: str, node_id: str, gpu_id: str) -> str:

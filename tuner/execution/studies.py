@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tuner.records.journal import SweepState
+from kernelevolve.tuner.records.journal import SweepState
 
 
 def summarize(records: list[dict], retimed: dict | None) -> dict:
@@ -36,7 +36,7 @@ def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | Non
     if not s.warm_start:
         return points, None
     if "warm_start" not in state.study(study.key):
-        from tuner.deploy.export import warm_start_points
+        from kernelevolve.tuner.deploy.export import warm_start_points
 
         warm, entries = warm_start_points(s.warm_start, study)
         state.update(study.key, warm_start={"table": s.warm_start, "configs": warm, "entries": entries})

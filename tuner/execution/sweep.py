@@ -30,20 +30,20 @@ import uuid
 import ray
 from ray import tune
 
-from tuner.execution import cluster, lanes
-from tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
-from tuner.execution.studies import _enumerate, _start_points, summarize  # noqa: F401 - public
-from tuner.execution.trial import StudyResources, run_candidate
-from tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
-from tuner.execution.worker import make_request
-from tuner.experiment import config as config_mod
-from tuner.records.journal import SweepState, unique_by_candidate
-from tuner.records.recorder import StudyRecorder, Writer
-from tuner.records.schema import record_of
-from tuner.records.tracking import Tracker
-from tuner.review.progress import Progress
-from tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
-from tuner.search.sweep_search import STUDY_PARAM, SweepSearch
+from kernelevolve.tuner.execution import cluster, lanes
+from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
+from kernelevolve.tuner.execution.studies import _enumerate, _start_points, summarize  # noqa: F401 - public
+from kernelevolve.tuner.execution.trial import StudyResources, run_candidate
+from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
+from kernelevolve.tuner.execution.worker import make_request
+from kernelevolve.tuner.experiment import config as config_mod
+from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
+from kernelevolve.tuner.records.recorder import StudyRecorder, Writer
+from kernelevolve.tuner.records.schema import record_of
+from kernelevolve.tuner.records.tracking import Tracker
+from kernelevolve.tuner.review.progress import Progress
+from kernelevolve.tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
+from kernelevolve.tuner.search.sweep_search import STUDY_PARAM, SweepSearch
 
 
 COMPILE_INPUT_BYTES = 1 << 30  # inputs a trial's compiling process keeps, across studies
@@ -107,7 +107,7 @@ class Sweep:
                                           {"op": "probe"}, timeout_s=300)
             self.devices[target.name] = cluster.check_device(target, info)
             return self.devices[target.name]
-        from tuner.experiment import hardware
+        from kernelevolve.tuner.experiment import hardware
 
         infos = dict(zip(self.lanes, ray.get(list(self.lane_warm.values()))))
         for info in infos.values():
@@ -246,7 +246,7 @@ class Sweep:
             self.log(f"  {study.key}: the space is exhausted: every one of its "
                      f"{summary['proposals'].get('valid_configs') or 'valid'} valid configs was evaluated")
         history = [{"params": p, "state": st, "value": v} for p, st, v in plan.searcher.history()]
-        from tuner.review.plots import render_safely
+        from kernelevolve.tuner.review.plots import render_safely
 
         # drawn in a Ray task: the plots of studies that end together draw in parallel, and the
         # thread that writes MLflow never waits for matplotlib

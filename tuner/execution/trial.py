@@ -20,8 +20,8 @@ import ray
 from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from tuner.execution.worker import CandidateWorker, make_request
-from tuner.search.protocol import OBJECTIVE, PENALTY, STUDY_PARAM, objective_of
+from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
+from kernelevolve.tuner.search.protocol import OBJECTIVE, PENALTY, STUDY_PARAM, objective_of
 
 _WORKERS: dict[str, CandidateWorker] = {}
 ACTOR_STARTED = time.time()  # when this trial actor imported the engine (records: actor_started)
@@ -67,7 +67,7 @@ def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
     if not ctx["lanes"]:
         return _with_retries(lambda: worker.request(request, timeout), ctx["retries"])
     # GPU: steps 1-2 in this actor's own process, 3-4 on the lane of its GPU
-    from tuner.execution.lanes import my_lane
+    from kernelevolve.tuner.execution.lanes import my_lane
 
     compiled = _with_retries(lambda: worker.request(dict(request, op="compile"), timeout), ctx["retries"])
     if compiled.get("status") != "ok":

@@ -64,7 +64,7 @@ class JudgeFailed(EOFError):
 
 
 class CandidateWorker:
-    """Runs requests in a child `python -m tuner.measure.evaluate`, with a timeout per request."""
+    """Runs requests in a child `python -m kernelevolve.tuner.measure.evaluate`, with a timeout per request."""
 
     def __init__(self, env: dict | None = None, cwd: str | None = None, startup_timeout_s: float = 300):
         self.env = dict(os.environ, **(env or {}))
@@ -85,7 +85,7 @@ class CandidateWorker:
         env = dict(self.env, KERNELEVOLVE_EVIDENCE_FDS=f"{ev_w},{ack_r}")
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tuner.measure.evaluate"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "kernelevolve.tuner.measure.evaluate"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=self.cwd,
                 start_new_session=True,  # its own process group: a kill takes its children too
                 pass_fds=(ev_w, ack_r))
@@ -110,7 +110,7 @@ class CandidateWorker:
         env = dict(self.env, KERNELEVOLVE_JUDGE_IN=str(ev_r), KERNELEVOLVE_JUDGE_OUT=str(ack_w))
         try:
             self.judge = subprocess.Popen(
-                [sys.executable, "-m", "tuner.measure.judge"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "kernelevolve.tuner.measure.judge"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=self.cwd,
                 start_new_session=True, pass_fds=(ev_r, ack_w))
         finally:

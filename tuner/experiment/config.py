@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from tuner.experiment import hardware, registry
-from tuner.search.samplers import SAMPLERS
+from kernelevolve.tuner.experiment import hardware, registry
+from kernelevolve.tuner.search.samplers import SAMPLERS
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -250,7 +250,7 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
     if len(set(names)) != len(names):
         raise _fail(path, "targets", f"target names repeat: {names}")
     if s.warm_start is not None:
-        from kernels.tuned import Table, TableError
+        from kernelevolve.kernels.tuned import Table, TableError
 
         table_path = os.path.normpath(os.path.join(base, s.warm_start))
         try:

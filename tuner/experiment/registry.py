@@ -16,27 +16,27 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from kernels.spec import KernelSpec
+from kernelevolve.kernels.spec import KernelSpec
 
 BUILTIN: dict[str, str] = {
-    "matmul": "search_spaces.matmul:TUNABLE",
-    "gemm_epilogue": "search_spaces.gemm_epilogue:TUNABLE",
-    "gemm_fp8": "search_spaces.gemm_fp8:TUNABLE",
-    "bmm": "search_spaces.bmm:TUNABLE",
-    "conv2d": "search_spaces.conv2d:TUNABLE",
-    "softmax": "search_spaces.softmax:TUNABLE",
-    "layer_norm_fwd": "search_spaces.norms:LAYER_NORM_FWD",
-    "layer_norm_bwd": "search_spaces.norms:LAYER_NORM_BWD",
-    "rms_norm_fwd": "search_spaces.norms:RMS_NORM_FWD",
-    "rms_norm_bwd": "search_spaces.norms:RMS_NORM_BWD",
-    "embedding_bag_fwd": "search_spaces.embedding_bag:EMBEDDING_BAG_FWD",
-    "embedding_bag_bwd": "search_spaces.embedding_bag:EMBEDDING_BAG_BWD",
-    "jagged_to_padded_dense": "search_spaces.jagged:JAGGED_TO_PADDED",
-    "padded_dense_to_jagged": "search_spaces.jagged:PADDED_TO_JAGGED",
-    "jagged_softmax": "search_spaces.jagged:JAGGED_SOFTMAX",
-    "jagged_dense_bmm": "search_spaces.jagged:JAGGED_DENSE_BMM",
-    "dot_interaction": "search_spaces.interaction:TUNABLE",
-    "attention": "search_spaces.attention:TUNABLE",
+    "matmul": "kernelevolve.search_spaces.matmul:TUNABLE",
+    "gemm_epilogue": "kernelevolve.search_spaces.gemm_epilogue:TUNABLE",
+    "gemm_fp8": "kernelevolve.search_spaces.gemm_fp8:TUNABLE",
+    "bmm": "kernelevolve.search_spaces.bmm:TUNABLE",
+    "conv2d": "kernelevolve.search_spaces.conv2d:TUNABLE",
+    "softmax": "kernelevolve.search_spaces.softmax:TUNABLE",
+    "layer_norm_fwd": "kernelevolve.search_spaces.norms:LAYER_NORM_FWD",
+    "layer_norm_bwd": "kernelevolve.search_spaces.norms:LAYER_NORM_BWD",
+    "rms_norm_fwd": "kernelevolve.search_spaces.norms:RMS_NORM_FWD",
+    "rms_norm_bwd": "kernelevolve.search_spaces.norms:RMS_NORM_BWD",
+    "embedding_bag_fwd": "kernelevolve.search_spaces.embedding_bag:EMBEDDING_BAG_FWD",
+    "embedding_bag_bwd": "kernelevolve.search_spaces.embedding_bag:EMBEDDING_BAG_BWD",
+    "jagged_to_padded_dense": "kernelevolve.search_spaces.jagged:JAGGED_TO_PADDED",
+    "padded_dense_to_jagged": "kernelevolve.search_spaces.jagged:PADDED_TO_JAGGED",
+    "jagged_softmax": "kernelevolve.search_spaces.jagged:JAGGED_SOFTMAX",
+    "jagged_dense_bmm": "kernelevolve.search_spaces.jagged:JAGGED_DENSE_BMM",
+    "dot_interaction": "kernelevolve.search_spaces.interaction:TUNABLE",
+    "attention": "kernelevolve.search_spaces.attention:TUNABLE",
 }
 
 

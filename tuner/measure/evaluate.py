@@ -20,7 +20,7 @@ float64 reference from pristine inputs, guard zones, inputs unchanged, canaries,
 is computed by the judge, a process of its own where no candidate code runs
 (tuner/measure/judge.py); the parent records the judge's verdict, not this process's word.
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
-as timeout or runtime_error. This module is the child process's main: `python -m tuner.measure.evaluate`.
+as timeout or runtime_error. This module is the child process's main: `python -m kernelevolve.tuner.measure.evaluate`.
 
 The process lives for the sweep (one per GPU lane, one per compile slot): it keeps the CUDA
 context, each study's input sets and references (InputSets, bounded in bytes) and the compiled
@@ -34,9 +34,9 @@ import time
 import traceback
 from contextlib import contextmanager
 
-from tuner.measure.input_sets import INPUT_SETS, InputSets
-from tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guarded_output
-from tuner.records.schema import STATUSES  # noqa: F401 - every candidate ends in one of them
+from kernelevolve.tuner.measure.input_sets import INPUT_SETS, InputSets
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guarded_output
+from kernelevolve.tuner.records.schema import STATUSES  # noqa: F401 - every candidate ends in one of them
 
 
 def _error_classes():
@@ -88,7 +88,7 @@ class Evaluator:
     def __init__(self):
         import torch
 
-        from tuner.experiment.hardware import detect_device
+        from kernelevolve.tuner.experiment.hardware import detect_device
 
         self.torch = torch
         self.interpreter = os.environ.get("TRITON_INTERPRET") == "1"
@@ -108,8 +108,8 @@ class Evaluator:
         self.oor_errors, self.compile_errors = _error_classes()
         # the check functions' identities as imported now, before any candidate code runs here
         # (a naive replacement is caught at once; the judge holds the verdict either way)
-        from tuner.measure import guards
-        from tuner.measure.evidence import JudgeLink
+        from kernelevolve.tuner.measure import guards
+        from kernelevolve.tuner.measure.evidence import JudgeLink
 
         self._guards = guards
         self._seal = guards.HarnessSeal(owners={Evaluator: ("_run_checked", "_submit", "_set", "_audit",
@@ -126,7 +126,7 @@ class Evaluator:
     def _lock(self):
         """Exclusive use of this process's device for verification and timing. On the CPU too:
         concurrent interpreter candidates would otherwise disturb each other's wall time."""
-        from tuner.measure.clocks import device_lock
+        from kernelevolve.tuner.measure.clocks import device_lock
 
         return device_lock(self.info["gpu_uuid"])
 
@@ -134,7 +134,7 @@ class Evaluator:
         return bench.get("clock", "do_bench") if self.device.type == "cuda" else "wall"
 
     def _time(self, fn, bench: dict, rep_ms: float | None = None, before=None):
-        from tuner.measure.clocks import measure
+        from kernelevolve.tuner.measure.clocks import measure
 
         return measure(fn, self._clock(bench), bench.get("warmup_ms", 25), rep_ms or bench.get("rep_ms", 100),
                        bench.get("wall_reps", 3), before=before)
@@ -143,7 +143,7 @@ class Evaluator:
         """(tunable, problem, hardware, study key) of a request, loaded once per study."""
         import json
 
-        from tuner.experiment import hardware, registry
+        from kernelevolve.tuner.experiment import hardware, registry
 
         key = (req["kernel_ref"], json.dumps(req["problem"], sort_keys=True), req["hardware"])
         if key not in self.studies:
@@ -188,7 +188,7 @@ class Evaluator:
                 reduction, launches=None, row=None, calls=None):
         """Hand one check's evidence to the judge; its outcome as a Check (to stop early: the
         verdict itself is the judge's, which the parent reads)."""
-        from tuner.measure.verify import Check
+        from kernelevolve.tuner.measure.verify import Check
 
         if self._judge is None:
             raise RuntimeError("no judge: run evaluation processes through tuner.execution.worker."
@@ -210,7 +210,7 @@ class Evaluator:
         """Launch on copies of the study's input set `index` (inside canary bands, with pristine
         copies kept aside) into a poisoned output between poisoned guard zones; the judge checks
         the output against the reference, the guards, the inputs and the canaries."""
-        from kernels.spec import reduction_length
+        from kernelevolve.kernels.spec import reduction_length
 
         pooled, ref = self._set(spec, problem, study, index)
         if perturb_seed is not None:  # the set with one element moved: its own reference
@@ -237,7 +237,7 @@ class Evaluator:
     def _check_timed(self, spec, problem, study, index: int, timed, outputs: TimedOutputs, ref,
                      row=None):
         """The judge checks the sampled timed calls' outputs (and the inputs they were given)."""
-        from kernels.spec import reduction_length
+        from kernelevolve.kernels.spec import reduction_length
 
         return self._submit("timed", "timed calls", outputs.samples(), outputs.shape_of, ref,
                             timed, reduction_length(spec, problem),
@@ -360,7 +360,7 @@ class Evaluator:
         return dict(rec, status="ok")
 
     def _rates(self, spec, problem, hw, ms: float) -> dict:
-        from tuner.experiment.hardware import ceiling_for
+        from kernelevolve.tuner.experiment.hardware import ceiling_for
 
         s = ms * 1e-3
         flops, nbytes = spec.flops(problem) / s, spec.bytes_moved(problem) / s
@@ -460,7 +460,7 @@ class Evaluator:
 
 
 def serve() -> None:
-    from tuner.execution.worker import recv, send
+    from kernelevolve.tuner.execution.worker import recv, send
 
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever kernels print goes to stderr, never into the channel

@@ -114,7 +114,7 @@ class JudgeLink:
         self.transport = "host"
 
     def _send(self, msg: dict, ipc: bool) -> dict:
-        from tuner.execution.worker import _HEADER, recv
+        from kernelevolve.tuner.execution.worker import _HEADER, recv
 
         data = pickle.dumps(encode_all(msg, ipc))
         self.out.write(_HEADER.pack(len(data)) + data)

@@ -259,11 +259,11 @@ class HarnessSeal:
     patches this class too; the verdict itself is the judge's (tuner/measure/judge.py), in a
     process no candidate runs in."""
 
-    def __init__(self, names: tuple = ("tuner.measure.verify:check", "tuner.measure.verify:poison",
-                                       "tuner.measure.guards:guard_inputs",
-                                       "tuner.measure.guards:count_launches",
-                                       "tuner.measure.timed_outputs:guarded_output",
-                                       "tuner.measure.timed_outputs:TimedOutputs._before"),
+    def __init__(self, names: tuple = ("kernelevolve.tuner.measure.verify:check", "kernelevolve.tuner.measure.verify:poison",
+                                       "kernelevolve.tuner.measure.guards:guard_inputs",
+                                       "kernelevolve.tuner.measure.guards:count_launches",
+                                       "kernelevolve.tuner.measure.timed_outputs:guarded_output",
+                                       "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._before"),
                  owners: dict | None = None):
         self.names = names
         self.sealed = {n: self._get(n) for n in names}
@@ -301,7 +301,7 @@ def ceiling_violation(ms: float, flops: float, nbytes: float, hw, dtype: str,
     dtype's FLOP ceiling) or the fewest bytes a perfect kernel moves (at the copy bandwidth
     ceiling) would take longer than `margin` times the measured time. `bandwidth=False` where L2
     was not flushed between repetitions (data may then come from cache, faster than HBM)."""
-    from tuner.experiment.hardware import ceiling_for
+    from kernelevolve.tuner.experiment.hardware import ceiling_for
 
     if not ms or ms <= 0 or getattr(hw, "interpreter", False):
         return ""

@@ -38,10 +38,10 @@ import traceback
 
 import torch
 
-from tuner.measure import evidence
-from tuner.measure.guards import NO_LAUNCH, input_damage
-from tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_writes
-from tuner.measure.verify import check, tolerance_for
+from kernelevolve.tuner.measure import evidence
+from kernelevolve.tuner.measure.guards import NO_LAUNCH, input_damage
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_writes
+from kernelevolve.tuner.measure.verify import check, tolerance_for
 
 CHUNK = 1 << 24  # elements fingerprinted at a time (bounds the judge's temporary memory)
 SAMPLED = 1 << 16  # positions of an input tensor fingerprinted (references: all of them)
@@ -223,7 +223,7 @@ class Judge:
 
 
 def serve() -> None:
-    from tuner.execution.worker import recv, send
+    from kernelevolve.tuner.execution.worker import recv, send
 
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -290,7 +290,7 @@ def _from_evaluator(judge: Judge, msg: dict) -> dict:
 
 
 def recv_bytes(fh) -> bytes:
-    from tuner.execution.worker import _HEADER
+    from kernelevolve.tuner.execution.worker import _HEADER
 
     head = fh.read(_HEADER.size)
     if len(head) < _HEADER.size:

@@ -26,7 +26,7 @@ import random
 
 import torch
 
-from tuner.measure.verify import poison
+from kernelevolve.tuner.measure.verify import poison
 
 # Poisoned elements on each side of every output: a kernel that writes past its output's ends
 # lands here and is caught (instead of silently corrupting a neighbour).

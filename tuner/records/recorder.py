@@ -11,8 +11,8 @@ import queue
 import threading
 import time
 
-from tuner.records.journal import SweepState, unique_by_candidate
-from tuner.records.tracking import Tracker
+from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
+from kernelevolve.tuner.records.tracking import Tracker
 
 
 class Writer:

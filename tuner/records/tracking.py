@@ -18,8 +18,8 @@ import time
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from tuner.experiment.registry import kernel_source_sha
-from tuner.records.schema import METRIC_KEYS, TAG_KEYS
+from kernelevolve.tuner.experiment.registry import kernel_source_sha
+from kernelevolve.tuner.records.schema import METRIC_KEYS, TAG_KEYS
 
 # A tracking server that is away must cost seconds, not MLflow's default minutes of retries:
 # the journal keeps every record, and the next sync (or `kernelevolve sync`) sends it.
@@ -204,7 +204,7 @@ class Tracker:
         failure is written to the notes (and a tag); a store that is away still raises.
         `rendered`: (pngs, notes) drawn elsewhere (the sweep draws them in a Ray task, off the
         thread that writes MLflow)."""
-        from tuner.review import plots  # matplotlib loads only when a study ends, not for `best`
+        from kernelevolve.tuner.review import plots  # matplotlib loads only when a study ends, not for `best`
 
         if rendered is None:
             run = self.client.get_run(parent_id)

@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tuner.experiment import hardware
+from kernelevolve.tuner.experiment import hardware
 
 STATUSES = ("ok", "invalid", "compile_error", "out_of_resources", "incorrect", "runtime_error", "timeout")
 STATUS_COLORS = {"ok": "#2a9d4b", "invalid": "#9e9e9e", "compile_error": "#e76f51",

@@ -16,8 +16,8 @@ import time
 
 from mlflow.tracking import MlflowClient
 
-from tuner.review import plots
-from tuner.records.tracking import _value, candidate_records, resolve_uri
+from kernelevolve.tuner.review import plots
+from kernelevolve.tuner.records.tracking import _value, candidate_records, resolve_uri
 
 # A progress bar per downloaded plot would drown the one line `kernelevolve report` prints.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

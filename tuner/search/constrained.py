@@ -26,8 +26,8 @@ import numpy as np
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
-from tuner.search.space import Choice, Space, config_key
+from kernelevolve.tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
+from kernelevolve.tuner.search.space import Choice, Space, config_key
 
 # In a space searched by rejection, a suggestion that met this many broken proposals in a row is
 # drawn at random among the valid configs instead (seeded; its result is still told to the

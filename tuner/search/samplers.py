@@ -7,9 +7,9 @@ import warnings
 
 import optuna
 
-from tuner.search.space import Space
+from kernelevolve.tuner.search.space import Space
 
-from tuner.search.protocol import OBJECTIVE, PENALTY, objective_of  # noqa: F401 - re-exported
+from kernelevolve.tuner.search.protocol import OBJECTIVE, PENALTY, objective_of  # noqa: F401 - re-exported
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -15,8 +15,8 @@ from collections import Counter
 
 from ray.tune.search import Searcher
 
-from tuner.search.constrained import ConstrainedSearch
-from tuner.search.protocol import OBJECTIVE, STUDY_PARAM
+from kernelevolve.tuner.search.constrained import ConstrainedSearch
+from kernelevolve.tuner.search.protocol import OBJECTIVE, STUDY_PARAM
 
 
 class SweepSearch(Searcher):
