@@ -1,8 +1,7 @@
 """The attack catalogue (tests/attacks/): kernels that cheat the harness, each behind a searched
 switch `cheat`. Every one runs through the sweep's own evaluation path (a CandidateWorker on the
 CPU interpreter); with the switch off it must end `ok`, with it on anything but `ok`, for the
-reason its file names. Those that only a verdict computed outside the candidate's process, or the
-timed calls' outputs checked, can catch are xfail(strict): they document what is not caught yet."""
+reason its file names, and the next candidate in the same worker must be judged normally."""
 import os
 
 import pytest
@@ -14,7 +13,7 @@ ENV = {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 # attack file -> (problem, words the cheating config's error must contain)
 CAUGHT = {
-    "first_calls": ({}, "after timing"),
+    "first_calls": ({}, "timed calls: timed call"),
     "memoise": ({}, "one element moved"),
     "rewrite_inputs": ({}, "rewrote its input #0"),
     "torch_copy": ({}, "launched no Triton kernel"),
@@ -22,12 +21,9 @@ CAUGHT = {
     "stray_write": ({}, "canary band around its input #0"),
     "fp16_acc": ({"M": 16, "N": 16, "K": 4096}, "relative error"),
     "patch_check": ({}, "replaced the harness's kernelevolve.tuner.measure.verify.check"),
-}
-NOT_CAUGHT = {
-    "skip_unpoisoned": "timed calls' outputs are not checked: needs the evaluator rewrite (timed "
-                       "outputs verified, or timed calls indistinguishable from verified ones)",
-    "patch_harness": "a candidate can replace the in-process harness itself: needs the verdict "
-                     "computed in a process the candidate's code never runs in",
+    "skip_unpoisoned": ({}, "timed calls: timed call"),
+    "patch_harness": ({}, "harness tampered with: timed before it was verified"),
+    "poison_reference": ({}, "cached reference of input set"),
 }
 
 
@@ -64,13 +60,41 @@ def test_a_patched_harness_process_is_replaced(worker):
     assert worker.starts == starts + 1
 
 
-@pytest.mark.parametrize("attack", [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=why))
-                                    for a, why in sorted(NOT_CAUGHT.items())])
-def test_attack_not_caught_yet(attack):
-    w = CandidateWorker(env=ENV)  # its own process: these attacks leave theirs compromised
+def test_a_changed_cache_is_caught_before_it_judges_the_next_candidate():
+    """Even in a fresh process (the judge has never seen the study): the judge fingerprints a
+    reference when it is made, so the candidate that changes it is the one that fails."""
+    w = CandidateWorker(env=ENV)
     try:
-        assert w.request(request(attack, False), timeout_s=120)["status"] == "ok"
-        cheat = w.request(request(attack, True), timeout_s=120)
+        rec = w.request(request("poison_reference", True), timeout_s=120)
+        assert rec["status"] == "incorrect" and rec.get("tampered") and rec.get("worker_replaced"), rec
+        assert w.request(request("poison_reference", False), timeout_s=120)["status"] == "ok"
     finally:
         w.close()
-    assert cheat["status"] != "ok", cheat
+
+
+def test_a_bypassed_harness_is_judged_elsewhere_and_its_process_replaced(worker):
+    """patch_harness replaces the evaluator's checked launch and its seal: the judge's verdict
+    still holds, and the processes it patched are replaced before the next candidate."""
+    starts = worker.starts
+    rec = worker.request(request("patch_harness", True), timeout_s=120)
+    assert rec["status"] == "incorrect" and rec.get("worker_replaced") and rec.get("tampered"), rec
+    honest = worker.request(request("first_calls", False), timeout_s=120)
+    assert honest["status"] == "ok" and worker.starts == starts + 1, honest
+
+
+def test_the_end_of_study_retiming_verifies_what_it_times(worker):
+    """A config that cheats only when re-timed is caught there, and is never the study's best."""
+    from kernelevolve.tuner.execution.studies import summarize
+
+    configs = [{"cheat": c, "BLOCK": 128} for c in (False, True)]
+    rec = worker.request({"op": "retime", "kernel_ref": f"{HERE}/attacks/skip_unpoisoned.py:KERNEL",
+                          "problem": {}, "hardware": "cpu-interpreter", "configs": configs,
+                          "rounds": 2, "bench": {}}, timeout_s=120)
+    ok, cheat = rec["rows"]
+    assert ok["status"] == "ok" and cheat["status"] == "incorrect", rec
+    assert "timed call" in cheat["error"] and cheat["timed_checked"] >= 1
+    # as if both had passed their own evaluation, the cheat being faster
+    records = [{"status": "ok", "config": configs[0], "latency_ms": 2.0},
+               {"status": "ok", "config": configs[1], "latency_ms": 1.0}]
+    assert summarize(records, rec)["best"]["config"] == configs[0]
+    assert summarize(records[1:], dict(rec, rows=[cheat]))["best"] is None  # never best

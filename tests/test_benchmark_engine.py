@@ -93,3 +93,14 @@ def test_a_tiny_sweep_gives_parent_runs_and_a_verified_winner():
     inputs = spec.make_inputs(problem, torch.device("cpu"), 0)
     launch = engine.verified_launch(spec, problem, inputs, spec.reference(inputs), summary["best"]["config"])
     launch()
+
+
+def test_verify_cost_sweeps_are_experiments_of_the_engine():
+    from benchmarks import verify_cost as v
+
+    for clock in ("do_bench", "clean", "cudagraph"):
+        exp, studies = _loaded(v.cost_experiment(engine.target("h100"), 24, clock))
+        assert exp.timing.clock == clock and len(studies) == len(v.GPU_STUDIES)
+    exp, studies = _loaded(v.attack_experiment(engine.target("h100")))
+    assert exp.search.sampler == "grid" and len(studies) >= 11
+    assert all(len(st.space.valid_configs()) == 2 for st in studies)  # cheat off and on

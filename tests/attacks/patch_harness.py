@@ -1,8 +1,10 @@
 """Defeats the in-process harness itself: on its first (correct) call it replaces the evaluator's
-checked-launch method and the seal that would notice, then does no work. NOT caught by this
-checkout: anything the evaluator computes in the candidate's own process can be replaced by the
-candidate. It needs the verdict (reference, comparison, guards) computed in another process
-that the candidate's code never runs in (tests/test_attacks.py marks it xfail)."""
+checked-launch method and the seal that would notice, then does no work.
+
+Caught: the verdict is not the evaluation process's to give. The judge, a process no candidate
+code runs in, saw one verified input set of three before the timed calls (the harness was
+bypassed) and the timed calls' outputs unwritten: `incorrect`, and both processes are replaced,
+so the patched method never judges another candidate."""
 import os
 import sys
 

@@ -48,8 +48,9 @@ class Lane:
         return reply
 
     def warm(self) -> dict:
-        """Start the evaluator now (torch, CUDA context), so the first candidate does not wait."""
-        return self.worker.request({"op": "probe"}, timeout_s=300)
+        """Start the evaluator and its judge now (torch, CUDA context), so the first candidate
+        does not wait."""
+        return self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
 
     def close(self) -> None:
         self.worker.close()

@@ -8,11 +8,16 @@ from kernelevolve.tuner.records.journal import SweepState
 
 
 def summarize(records: list[dict], retimed: dict | None) -> dict:
+    """The study's counts and best. A config whose re-timed calls the judge found wrong is never
+    best, though its own evaluation passed (it cheats only sometimes)."""
     counts = Counter(r["status"] for r in records)
-    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])
+    wrong = [r["config"] for r in (retimed or {}).get("rows") or [] if r.get("status", "ok") != "ok"]
+    ok = sorted((r for r in records if r["status"] == "ok" and r["config"] not in wrong),
+                key=lambda r: r["latency_ms"])
     best = None
-    if retimed and retimed.get("status") == "ok" and retimed["rows"]:
-        row = min(retimed["rows"], key=lambda r: r["latency_ms"])
+    rows = [r for r in (retimed or {}).get("rows") or [] if r.get("status", "ok") == "ok"]
+    if retimed and retimed.get("status") == "ok" and rows:
+        row = min(rows, key=lambda r: r["latency_ms"])
         match = next(r for r in ok if r["config"] == row["config"])
         best = {**match, **{k: v for k, v in row.items() if k != "rounds_ms"},
                 "baseline_ms": retimed.get("baseline_ms"), "measured_by": "retime_interleaved"}

@@ -7,6 +7,14 @@ SIGKILLed and recorded as `timeout`; a dead process is recorded as `runtime_erro
 signal and last stderr lines; either way the next candidate gets a fresh process. The process is
 kept between candidates otherwise, so torch's import and the CUDA context are paid once per worker.
 
+Verdicts are not the evaluation process's to give: beside it runs a judge (tuner/measure/judge.py),
+a process in which no candidate code ever runs. The evaluator hands the judge its evidence over a
+pipe pair made here; the judge's verdict comes back here over a channel of its own, and this parent
+records it (`_judged`): an evaluator's `ok` stands only if the judge agrees. A judge that saw its
+evidence tampered with (a harness bypassed or patched, a cached reference overwritten) has both
+processes replaced, so nothing a candidate left behind judges the candidates after it. The judge
+starts with the first request that needs it (a compile-only process never starts one).
+
 Protocol: length-prefixed pickles over the child's stdin/stdout. The child moves its own stdout to
 stderr first, so kernels that print cannot corrupt the channel.
 """
@@ -52,6 +60,10 @@ def make_request(op: str, kernel_ref: str, problem: dict, hardware: str, bench: 
             "bench": dict(bench), **fields}
 
 
+class JudgeFailed(EOFError):
+    """The judge died or did not answer: no verdict, so the candidate's result is a runtime_error."""
+
+
 class CandidateWorker:
     """Runs requests in a child `python -m kernelevolve.tuner.measure.evaluate`, with a timeout per request."""
 
@@ -62,22 +74,79 @@ class CandidateWorker:
         self.proc: subprocess.Popen | None = None
         self.stderr_path = ""
         self.starts = 0
+        self.judge: subprocess.Popen | None = None
+        self._judge_fds: tuple = ()  # the judge's ends of the evidence pipes, until it starts
 
     def _start(self) -> None:
         fd, self.stderr_path = tempfile.mkstemp(prefix="kernelevolve-worker-", suffix=".log")
         self._stderr = os.fdopen(fd, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernelevolve.tuner.measure.evaluate"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._stderr, env=self.env, cwd=self.cwd,
-            start_new_session=True)  # its own process group: a kill takes its children too
+        # evidence: evaluator -> judge; outcomes: judge -> evaluator
+        ev_r, ev_w = os.pipe()
+        ack_r, ack_w = os.pipe()
+        env = dict(self.env, KERNELEVOLVE_EVIDENCE_FDS=f"{ev_w},{ack_r}")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kernelevolve.tuner.measure.evaluate"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=self.cwd,
+                start_new_session=True,  # its own process group: a kill takes its children too
+                pass_fds=(ev_w, ack_r))
+        finally:
+            os.close(ev_w)
+            os.close(ack_r)
+        self._judge_fds = (ev_r, ack_w)
         self.starts += 1
         # The child says "ready" once torch, Triton and the device are up; that start-up is not
         # part of any candidate's timeout.
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.startup_timeout_s)
-        hello = recv(self.proc.stdout) if ready else None
-        if not (isinstance(hello, dict) and hello.get("ready")):
+        if not self._hello(self.proc):
             self.kill()
             raise EOFError(f"worker did not start within {self.startup_timeout_s:g} s")
+
+    def _hello(self, proc) -> bool:
+        ready, _, _ = select.select([proc.stdout], [], [], self.startup_timeout_s)
+        hello = recv(proc.stdout) if ready else None
+        return isinstance(hello, dict) and bool(hello.get("ready"))
+
+    def _start_judge(self) -> None:
+        ev_r, ack_w = self._judge_fds
+        env = dict(self.env, KERNELEVOLVE_JUDGE_IN=str(ev_r), KERNELEVOLVE_JUDGE_OUT=str(ack_w))
+        try:
+            self.judge = subprocess.Popen(
+                [sys.executable, "-m", "kernelevolve.tuner.measure.judge"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=self.cwd,
+                start_new_session=True, pass_fds=(ev_r, ack_w))
+        finally:
+            os.close(ev_r)
+            os.close(ack_w)
+            self._judge_fds = ()
+        if not self._hello(self.judge):
+            raise EOFError(f"judge did not start within {self.startup_timeout_s:g} s")
+
+    def _ask_judge(self, msg: dict, timeout_s: float = 600) -> dict:
+        try:
+            send(self.judge.stdin, msg)
+            ready, _, _ = select.select([self.judge.stdout], [], [], timeout_s)
+            if not ready:
+                raise EOFError(f"the judge gave no answer within {timeout_s:g} s")
+            return recv(self.judge.stdout)
+        except (EOFError, OSError) as exc:
+            raise JudgeFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    def _judged(self, payload: dict, reply: dict) -> dict:
+        """The evaluator's reply with the judge's verdict in force."""
+        op = payload.get("op")
+        t0 = time.monotonic()
+        verdict = self._ask_judge({"op": "verdict", "request_op": op, "claimed": reply.get("status"),
+                                   "rows": len(reply.get("rows") or [])})
+        reply["judge_s"] = time.monotonic() - t0
+        reply["judge_checks"] = verdict.get("checks", 0)
+        if op == "evaluate" and verdict.get("status"):  # the judge's word over the evaluator's
+            reply["status"], reply["error"] = verdict["status"], verdict.get("error") or reply.get("error")
+        for row, why in (verdict.get("rows_incorrect") or {}).items():
+            reply["rows"][row].update(status="incorrect", error=why)
+        if verdict.get("tampered"):
+            reply["tampered"] = verdict["tampered"]
+            reply["worker_unusable"] = True
+        return reply
 
     def stderr_tail(self, lines: int = 15) -> str:
         try:
@@ -90,13 +159,18 @@ class CandidateWorker:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-        self.proc = None
+        """End the evaluation process and its judge (a judge holds the fingerprints of what its
+        evaluator cached, so the two are replaced together)."""
+        for proc in (self.proc, self.judge):
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        for fd in self._judge_fds:
+            os.close(fd)
+        self.proc, self.judge, self._judge_fds = None, None, ()
 
     def request(self, payload: dict, timeout_s: float) -> dict:
         """Send one request; return the child's reply or a failure record of our own."""
@@ -104,6 +178,15 @@ class CandidateWorker:
         try:
             if not self.alive():
                 self._start()
+            judged = payload.get("op") in ("evaluate", "retime")
+            if judged or payload.get("start_judge"):  # a lane's warm-up starts its judge too
+                if self.judge is None or self.judge.poll() is not None:
+                    if not self._judge_fds:  # a judge died: its evaluator's pipes went with it
+                        self.kill()
+                        self._start()
+                    self._start_judge()
+            if judged:
+                self._ask_judge({"op": "begin"}, timeout_s=60)
             send(self.proc.stdin, payload)
             ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
             if not ready:
@@ -113,11 +196,19 @@ class CandidateWorker:
                                  "the worker process was killed and replaced",
                         "wall_s": time.monotonic() - t0}
             reply = recv(self.proc.stdout)
+            if judged:
+                reply = self._judged(payload, reply)
         except (EOFError, BrokenPipeError, OSError) as exc:
+            if isinstance(exc, JudgeFailed):
+                self.kill()
+                return {"status": "runtime_error", "worker_died": True,
+                        "error": f"the judge process failed ({type(exc).__name__}: {exc}); both "
+                                 f"processes were replaced. Last stderr:\n{self.stderr_tail()}",
+                        "wall_s": time.monotonic() - t0}
             code = self.proc.wait() if self.proc else None
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             tail = self.stderr_tail()
-            self.proc = None
+            self.kill()
             return {"status": "runtime_error", "worker_died": True,
                     "error": f"worker process died ({how}; {type(exc).__name__}: {exc}). Last stderr:\n{tail}",
                     "wall_s": time.monotonic() - t0}
@@ -128,10 +219,11 @@ class CandidateWorker:
         return reply
 
     def close(self) -> None:
-        if self.alive():
-            try:
-                send(self.proc.stdin, {"op": "exit"})
-                self.proc.wait(timeout=10)
-            except Exception:
-                self.kill()
-        self.proc = None
+        for proc in (self.proc, self.judge):
+            if proc is not None and proc.poll() is None:
+                try:
+                    send(proc.stdin, {"op": "exit"})
+                    proc.wait(timeout=10)
+                except Exception:
+                    pass
+        self.kill()

@@ -5,19 +5,20 @@
                                         `compile` request does it ahead, on a CPU core, and this
                                         process finds the binary in Triton's cache)
   3. verify       -> incorrect         (two of the study's seeded input sets, chosen by the
-                                        candidate's seed, outputs poisoned with NaN, checked
-                                        against the float64 reference; a kernel that caches its
-                                        first result fails the second set; a third set is the
-                                        first with one element moved, against fingerprint
-                                        memoisation. tuner/measure/guards.py: the kernel gets
-                                        copies of the inputs inside canary bands, the reference
-                                        reads inputs no kernel ever gets, inputs must be
-                                        unchanged, canary bands intact, a Triton kernel launched,
-                                        the harness's check functions untouched)
+                                        candidate's seed, and the first again with one element
+                                        moved (fingerprint memoisation); each launch gets copies
+                                        of the inputs inside canary bands and a NaN-poisoned
+                                        output between guard zones, tuner/measure/guards.py)
   4. time         -> ok, with p20/p50/p80 latency, TFLOP/s, GB/s, % of the device's ceilings,
-                     and the torch peer timed in the same process under the same lock; then
-                     verified once more (a kernel that works only on its first calls), and on a
-                     GPU a latency beyond the device's ceilings is `incorrect`
+                     and the torch peer timed in the same process under the same lock. Every
+                     timed call writes a freshly poisoned buffer like the verified ones, and an
+                     unpredictable sample of them is checked after the loop
+                     (tuner/measure/timed_outputs.py); on a GPU a latency beyond the device's
+                     ceilings is `incorrect`
+This process only launches and gathers evidence: every check's verdict (outputs against the
+float64 reference from pristine inputs, guard zones, inputs unchanged, canaries, a Triton launch)
+is computed by the judge, a process of its own where no candidate code runs
+(tuner/measure/judge.py); the parent records the judge's verdict, not this process's word.
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
 as timeout or runtime_error. This module is the child process's main: `python -m kernelevolve.tuner.measure.evaluate`.
 
@@ -31,14 +32,11 @@ import os
 import sys
 import time
 import traceback
-from collections import OrderedDict
 from contextlib import contextmanager
 
-# Poisoned elements on each side of every output: a kernel that writes past its output's ends
-# lands here and is caught (instead of silently corrupting a neighbour).
-GUARD_ELEMENTS = 1 << 16
-
-from kernelevolve.tuner.records.schema import STATUSES  # noqa: E402,F401 - every candidate ends in one of them
+from kernelevolve.tuner.measure.input_sets import INPUT_SETS, InputSets
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guarded_output
+from kernelevolve.tuner.records.schema import STATUSES  # noqa: F401 - every candidate ends in one of them
 
 
 def _error_classes():
@@ -59,55 +57,6 @@ def _error_classes():
         except (ImportError, AttributeError):
             continue
     return tuple(found["oor"]), tuple(found["compile"])
-
-
-# Seeded input sets per study; a candidate is verified on two of them and timed on a third, all
-# chosen by its seed. The references are computed once per set, not once per candidate (a float64
-# GEMM reference of 8192^3 costs ~20 ms on an H100: as much as timing the candidate).
-INPUT_SETS = 4
-
-
-class InputSets:
-    """Each study's input sets and references, least recently used dropped past `budget` bytes."""
-
-    def __init__(self, budget_bytes: int):
-        self.budget = budget_bytes
-        self.entries: OrderedDict = OrderedDict()  # (study key, index) -> [inputs, ref, bytes]
-
-    @staticmethod
-    def _nbytes(obj) -> int:
-        import torch
-
-        if isinstance(obj, torch.Tensor):
-            return obj.numel() * obj.element_size()
-        if isinstance(obj, (tuple, list)):
-            return sum(InputSets._nbytes(o) for o in obj)
-        if isinstance(obj, dict):
-            return sum(InputSets._nbytes(o) for o in obj.values())
-        return 0
-
-    def get(self, key, make_inputs, make_ref=None):
-        entry = self.entries.get(key)
-        if entry is None:
-            inputs = make_inputs()
-            entry = self.entries[key] = [inputs, None, self._nbytes(inputs)]
-        self.entries.move_to_end(key)
-        if make_ref is not None and entry[1] is None:
-            entry[1] = make_ref(entry[0])
-            entry[2] += self._nbytes(entry[1])
-        evicted = False
-        while len(self.entries) > 1 and sum(e[2] for e in self.entries.values()) > self.budget:
-            self.entries.popitem(last=False)
-            evicted = True
-        if evicted:
-            import torch
-
-            if torch.cuda.is_available():
-                # hand the memory back: torch's allocator otherwise keeps it for this process,
-                # and 16 compiling processes per GPU each keeping every study's inputs (2 GB
-                # embedding tables) ran the GPU out of memory
-                torch.cuda.empty_cache()
-        return entry[0], entry[1]
 
 
 @contextmanager
@@ -154,16 +103,26 @@ class Evaluator:
         self.info = detect_device()
         self.baselines: dict = {}
         self.studies: dict = {}
+        self.verify_s = 0.0
+        self._judging = False  # in an evaluate or retime request (a compile request has no judge)
+        self._registered: set = set()  # (judge's key of a cached set, with its reference)
+        self._used: dict = {}  # the cached sets this request used: audited after it
         budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
             0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
             else 2e9)
         self.inputs = InputSets(int(budget))
         self.oor_errors, self.compile_errors = _error_classes()
-        # [guards] the check functions as imported now, before any candidate code runs here
-        from kernelevolve.tuner.measure import guards, verify
+        # the check functions' identities as imported now, before any candidate code runs here
+        # (a naive replacement is caught at once; the judge holds the verdict either way)
+        from kernelevolve.tuner.measure import guards
+        from kernelevolve.tuner.measure.evidence import JudgeLink
 
-        self._check, self._tolerance_for, self._guards = verify.check, verify.tolerance_for, guards
-        self._seal = guards.HarnessSeal()
+        self._guards = guards
+        self._seal = guards.HarnessSeal(owners={Evaluator: ("_run_checked", "_submit", "_set", "_audit",
+                                                            "evaluate", "retime", "handle"),
+                                                JudgeLink: ("submit", "_send")})
+        fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
+        self._judge = JudgeLink(fds, self.device.type == "cuda") if fds else None
 
     # -- helpers ---------------------------------------------------------------------------
     def _sync(self):
@@ -177,12 +136,14 @@ class Evaluator:
 
         return device_lock(self.info["gpu_uuid"])
 
-    def _time(self, fn, bench: dict, rep_ms: float | None = None):
+    def _clock(self, bench: dict) -> str:
+        return bench.get("clock", "do_bench") if self.device.type == "cuda" else "wall"
+
+    def _time(self, fn, bench: dict, rep_ms: float | None = None, before=None):
         from kernelevolve.tuner.measure.clocks import measure
 
-        clock = bench.get("clock", "do_bench") if self.device.type == "cuda" else "wall"
-        return measure(fn, clock, bench.get("warmup_ms", 25), rep_ms or bench.get("rep_ms", 100),
-                       bench.get("wall_reps", 3))
+        return measure(fn, self._clock(bench), bench.get("warmup_ms", 25), rep_ms or bench.get("rep_ms", 100),
+                       bench.get("wall_reps", 3), before=before)
 
     def _load(self, req):
         """(tunable, problem, hardware, study key) of a request, loaded once per study."""
@@ -200,47 +161,93 @@ class Evaluator:
     def _set(self, spec, problem, study, index: int, with_ref: bool = True):
         """The study's input set `index` (seeded by it) and, with_ref, its reference. No kernel
         is ever handed these tensors (it gets guarded copies), so the cached reference holds."""
-        return self.inputs.get((study, index), lambda: spec.make_inputs(problem, self.device, 1 + index),
-                               spec.reference if with_ref else None)
+        inputs, ref = self.inputs.get((study, index), lambda: spec.make_inputs(problem, self.device, 1 + index),
+                                      spec.reference if with_ref else None)
+        if self._judging:  # the judge fingerprints a set as made, before any launch with it
+            key = self._ref_key(study, index)
+            seen = (tuple(key), ref is not None)
+            if seen not in self._registered:
+                self._registered.add(seen)
+                self._judge.submit({"op": "register", "ref_key": key, "ref": ref,
+                                    "inputs": self._guards.tensors_of(inputs)})
+            used = self._used.get(tuple(key))
+            self._used[tuple(key)] = [key, ref if ref is not None else (used or [None, None])[1], inputs]
+        return inputs, ref
 
-    def _run_checked(self, spec, problem, cfg, study, index, perturb_seed: int | None = None):
-        """Launch on copies of the study's input set `index` into a poisoned output that sits
-        between two poisoned guard zones of the same allocation; check the output and that both
-        guards are untouched."""
+    def _audit(self) -> None:
+        """After each evaluate or retime request: the judge compares every cached set it used
+        with its fingerprints from when it was made (a candidate that wrote into the cache is
+        caught before the next candidate is judged with it)."""
+        sets = [[key, ref, self._guards.tensors_of(inputs)] for key, ref, inputs in self._used.values()]
+        self._used = {}
+        try:
+            self._judge.submit({"op": "audit", "sets": sets})
+        except Exception:  # a broken channel: the parent finds the judge gone and records it
+            pass
+
+    def _ref_key(self, study, index: int) -> list:
+        """How the judge names a cached input set and its reference: a fingerprint of each is
+        taken the first time the judge sees them and compared at every later use."""
+        return ["|".join(study), index, self.inputs.generation.get((study, index), 0)]
+
+    def _submit(self, kind: str, what: str, outs: list, shape_of, ref, guarded,
+                reduction, launches=None, row=None, calls=None):
+        """Hand one check's evidence to the judge; its outcome as a Check (to stop early: the
+        verdict itself is the judge's, which the parent reads)."""
+        from kernelevolve.tuner.measure.verify import Check
+
+        if self._judge is None:
+            raise RuntimeError("no judge: run evaluation processes through tuner.execution.worker."
+                               "CandidateWorker, which starts one beside each")
+        self._sync()
+        t0 = time.perf_counter()
+        ack = self._judge.submit({
+            "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
+            "outs": [[buf, call] for buf, call in outs], "shape": list(shape_of.shape), "calls": calls,
+            "ref": ref, "reduction": reduction, "launches": launches,
+            "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for _, g in guarded.guarded],
+            "seal": self._seal.broken()})
+        self.verify_s += time.perf_counter() - t0
+        return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
+                     float(ack.get("max", float("inf"))), str(ack.get("reason", "")))
+
+    def _run_checked(self, spec, problem, cfg, study, index, what: str = "",
+                     perturb_seed: int | None = None):
+        """Launch on copies of the study's input set `index` (inside canary bands, with pristine
+        copies kept aside) into a poisoned output between poisoned guard zones; the judge checks
+        the output against the reference, the guards, the inputs and the canaries."""
         from kernelevolve.kernels.spec import reduction_length
-        from kernelevolve.tuner.measure.verify import Check, poison
 
         pooled, ref = self._set(spec, problem, study, index)
-        if perturb_seed is not None:  # [guards] the set with one element moved
+        if perturb_seed is not None:  # the set with one element moved: its own reference
             pooled, ref = self._guards.perturbed(pooled, perturb_seed), None
-        # [guards] the kernel gets copies of its inputs inside canary bands; the reference reads
-        # the pooled set (or, for a moved set, the pristine copy taken before the launch)
         guarded = self._guards.guard_inputs(pooled)
-        inputs = guarded.inputs
-        if ref is None:
+        if ref is None:  # computed from the pristine copy, taken before the launch
             ref = spec.reference(guarded.pristine)
-        shape_of = spec.make_output(problem, inputs)
-        n = shape_of.numel()
-        buf = shape_of.new_empty(n + 2 * GUARD_ELEMENTS)
-        poison(buf)
-        out = buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)
-        with self._guards.count_launches(self.interpreter) as launches:  # [guards]
-            handle = spec.launch(inputs, out, cfg)
+        shape_of = spec.make_output(problem, guarded.inputs)
+        buf, out = guarded_output(shape_of)
+        with self._guards.count_launches(self.interpreter) as launches:
+            handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
-        result = self._check(out, ref, self._tolerance_for(out.dtype, reduction_length(spec, problem)))
-        guards = self.torch.cat([buf[:GUARD_ELEMENTS], buf[GUARD_ELEMENTS + n:]])
-        touched = int((~self.torch.isnan(guards)).sum()) if guards.is_floating_point() else \
-            int((guards != self.torch.iinfo(guards.dtype).min).sum())
-        if touched:
-            result = Check(False, result.rel_error, result.max_error,
-                           f"wrote {touched} elements outside its output buffer")
-        # [guards] what outranks the output's check: the harness tampered with, no Triton
-        # launch, inputs rewritten or their canary bands written
-        why = (self._seal.broken() or (self._guards.NO_LAUNCH if launches.n == 0 else "")
-               or guarded.damage())
-        if why:
-            result = Check(False, result.rel_error, result.max_error, why)
+        result = self._submit("verify", what, [(buf, None)], shape_of, ref, guarded,
+                              reduction_length(spec, problem), launches=launches.n)
         return handle, result
+
+    def _timed_inputs(self, spec, problem, study, index: int):
+        """(guarded copies of input set `index`, its reference, the output's shape): what timed
+        calls launch on (copies: the pool stays pristine; the judge checks them afterwards)."""
+        pooled, ref = self._set(spec, problem, study, index)
+        timed = self._guards.guard_inputs(pooled)
+        return timed, ref, spec.make_output(problem, timed.inputs)
+
+    def _check_timed(self, spec, problem, study, index: int, timed, outputs: TimedOutputs, ref,
+                     row=None):
+        """The judge checks the sampled timed calls' outputs (and the inputs they were given)."""
+        from kernelevolve.kernels.spec import reduction_length
+
+        return self._submit("timed", "timed calls", outputs.samples(), outputs.shape_of, ref,
+                            timed, reduction_length(spec, problem),
+                            row=row, calls=outputs.total_calls())
 
     def _baseline_ms(self, spec, problem, study, bench):
         if study not in self.baselines:
@@ -294,6 +301,7 @@ class Evaluator:
         t_start = time.perf_counter()
         tunable, problem, hw, study = self._load(req)
         spec, cfg, seed = tunable.kernel, req["config"], int(req.get("seed", 0))
+        self.verify_s = 0.0  # time in the judge's checks, as this process waits for them
         first_set, second_set, timed_set = (seed % INPUT_SETS, (seed + 1) % INPUT_SETS,
                                             (seed + 2) % INPUT_SETS)
 
@@ -303,7 +311,7 @@ class Evaluator:
 
         t0 = time.perf_counter()  # 2. compile (the first launch, or a cache load), also verify set 1
         try:
-            handle, first = self._run_checked(spec, problem, cfg, study, first_set)
+            handle, first = self._run_checked(spec, problem, cfg, study, first_set, "")
         except self.oor_errors as exc:
             return dict(rec, status="out_of_resources", error=_short(exc))
         except self.compile_errors as exc:
@@ -315,30 +323,33 @@ class Evaluator:
         with self._lock():  # 3. verify set 2, then 4. time; nothing else uses this GPU meanwhile
             rec["timed_from"] = time.time()
             rec["lock_wait_s"] = rec["timed_from"] - t_wait
-            second = first if not first.ok else self._run_checked(spec, problem, cfg, study, second_set)[1]
-            # [guards] the first set again with one element moved (fingerprint memoisation)
-            third = second if not second.ok else self._run_checked(spec, problem, cfg, study, first_set,
-                                                                    perturb_seed=seed)[1]
+            second = first if not first.ok else self._run_checked(spec, problem, cfg, study, second_set,
+                                                                   "second input set")[1]
+            # the first set again with one element moved (fingerprint memoisation)
+            third = second if not second.ok else self._run_checked(
+                spec, problem, cfg, study, first_set, "first input set, one element moved",
+                perturb_seed=seed)[1]
             rec["rel_error"] = max(first.rel_error, second.rel_error, third.rel_error)
             rec["max_error"] = max(first.max_error, second.max_error, third.max_error)
             if not (first.ok and second.ok and third.ok):
-                return dict(rec, status="incorrect",
-                            error=first.reason or (f"second input set: {second.reason}" if not second.ok
-                                                   else f"first input set, one element moved: {third.reason}"))
-            pooled, _ = self._set(spec, problem, study, timed_set, with_ref=False)
-            timed = self._guards.guard_inputs(pooled)  # [guards] timed on copies: the pool stays pristine
+                return dict(rec, status="incorrect", verify_s=self.verify_s,
+                            error=next(c.reason for c in (first, second, third) if not c.ok))
+            timed, ref, shape_of = self._timed_inputs(spec, problem, study, timed_set)
             inputs = timed.inputs
-            out = spec.make_output(problem, inputs)
-            p20, p50, p80 = self._time(lambda: spec.launch(inputs, out, cfg), req.get("bench", {}))
-            rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80)
-            damage = timed.damage()
-            if damage:
-                return dict(rec, status="incorrect", error=f"during timing: {damage}")
-            timed = inputs = out = None  # the guarded copies go before the next check
-            # [guards] still correct after its timed calls; on a GPU, no faster than physics
-            after = self._run_checked(spec, problem, cfg, study, timed_set)[1]
+            outputs = TimedOutputs(lambda out: spec.launch(inputs, out, cfg), shape_of,
+                                   graph=self._clock(req.get("bench", {})) == "cudagraph")
+            fn, before = outputs.loop()
+            t0 = time.perf_counter()
+            p20, p50, p80 = self._time(fn, req.get("bench", {}), before=before)
+            rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80, time_loop_s=time.perf_counter() - t0,
+                       timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()),
+                       poison_s=outputs.poison_s())
+            after = self._check_timed(spec, problem, study, timed_set, timed, outputs, ref)
+            timed = inputs = outputs = fn = before = None  # the timed buffers go before the peer runs
+            rec["verify_s"] = self.verify_s
             if not after.ok:
-                return dict(rec, status="incorrect", error=f"after timing: {after.reason}")
+                return dict(rec, status="incorrect", error=after.reason)
+            # on a GPU, no faster than physics
             why = "" if self.interpreter else self._guards.ceiling_violation(
                 p20, spec.flops(problem), spec.bytes_moved(problem), hw,
                 getattr(problem, "dtype", "float32"))
@@ -351,6 +362,7 @@ class Evaluator:
             rec["timed_to"] = time.time()
         rec["device_busy_s"] = rec["timed_to"] - rec["timed_from"]
         rec["eval_s"] = time.perf_counter() - t_start
+        rec["verify_s"] = self.verify_s
         return dict(rec, status="ok")
 
     def _rates(self, spec, problem, hw, ms: float) -> dict:
@@ -369,31 +381,44 @@ class Evaluator:
 
     def _tags(self) -> dict:
         keys = ("gpu_name", "gpu_uuid", "node", "torch", "triton")
-        return {**{k: self.info[k] for k in keys}, "worker_pid": os.getpid()}
+        transport = self._judge.transport if self._judge is not None else "none"
+        return {**{k: self.info[k] for k in keys}, "worker_pid": os.getpid(), "judge_transport": transport}
 
     def retime(self, req: dict) -> dict:
         """Re-time the top configs and the peer, interleaved round by round (no winner's curse:
-        a candidate that won on a lucky measurement is measured again beside the others)."""
+        a candidate that won on a lucky measurement is measured again beside the others). Every
+        config's timed calls write freshly poisoned buffers, and a sample of them, across all
+        rounds, is checked by the judge: a row whose calls are wrong is `incorrect`."""
         tunable, problem, hw, study = self._load(req)
         spec, rounds, bench = tunable.kernel, int(req.get("rounds", 5)), req.get("bench", {})
-        inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
-        out = spec.make_output(problem, inputs)
-        fns = [(i, (lambda c=c: spec.launch(inputs, out, c))) for i, c in enumerate(req["configs"])]
-        fns.append(("baseline", lambda: spec.baseline(inputs)))
-        samples = {k: [] for k, _ in fns}
+        self.verify_s = 0.0
+        timed, ref, shape_of = self._timed_inputs(spec, problem, study, 0)
+        inputs = timed.inputs
+        graph = self._clock(bench) == "cudagraph"
+        outputs = {i: TimedOutputs(lambda out, c=c: spec.launch(inputs, out, c), shape_of, graph=graph)
+                   for i, c in enumerate(req["configs"])}
+        pooled, _ = self._set(spec, problem, study, 0, with_ref=False)
+        samples = {k: [] for k in (*outputs, "baseline")}
         with self._lock():
             for _ in range(rounds):
-                for k, fn in fns:
-                    samples[k].append(self._time(fn, bench, bench.get("retime_rep_ms"))[1])
+                for i, timed_outputs in outputs.items():
+                    fn, before = timed_outputs.loop()
+                    samples[i].append(self._time(fn, bench, bench.get("retime_rep_ms"), before=before)[1])
+                samples["baseline"].append(self._time(lambda: spec.baseline(pooled), bench,
+                                                      bench.get("retime_rep_ms"))[1])
+            checks = {i: self._check_timed(spec, problem, study, 0, timed, o, ref, row=i)
+                      for i, o in outputs.items()}
         med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
-        rows = [{"config": c, "latency_ms": med[i], "rounds_ms": samples[i]}
+        rows = [{"config": c, "latency_ms": med[i], "rounds_ms": samples[i],
+                 "status": "ok" if checks[i].ok else "incorrect", "error": checks[i].reason,
+                 "timed_calls": outputs[i].total_calls(), "timed_checked": len(outputs[i].samples())}
                 for i, c in enumerate(req["configs"])]
         base = None if self.interpreter else med["baseline"]
         for r in rows:
             if base:
                 r.update(speedup=base / r["latency_ms"], **self._rates(spec, problem, hw, r["latency_ms"]))
         return {"status": "ok", "rows": rows, "baseline_ms": base, **self._tags(),
-                "timing": "interpreter" if self.interpreter else "gpu"}
+                "verify_s": self.verify_s, "timing": "interpreter" if self.interpreter else "gpu"}
 
     def profile(self, req: dict) -> dict:
         """The launches a profiler reads (tuner/profile), a separate pass after timing: the candidate
@@ -432,12 +457,25 @@ class Evaluator:
                     bytes_moved=float(spec.bytes_moved(problem)), **self._handle_info(handle))
 
     def _sealed(self, reply: dict) -> dict:
-        """[guards] a process whose harness a candidate replaced evaluates nothing more: replaced."""
+        """A process whose harness a candidate replaced evaluates nothing more: replaced. CUDA
+        buffers the judge has let go of are handed back to the allocator (torch's IPC keeps a
+        shared buffer until its receiver is done and the sender collects)."""
         if self._seal.broken():
             reply["worker_unusable"] = True
+        if self.device.type == "cuda" and self._judge is not None and self._judge.ipc:
+            self.torch.cuda.ipc_collect()
         return reply
 
     def handle(self, req: dict) -> dict:
+        op = req.get("op")
+        self._judging = op in ("evaluate", "retime") and self._judge is not None
+        self._used = {}
+        reply = self._handle(req)
+        if self._judging:
+            self._audit()
+        return reply
+
+    def _handle(self, req: dict) -> dict:
         op = req.get("op")
         try:
             if op == "evaluate":
@@ -445,7 +483,7 @@ class Evaluator:
             if op == "compile":
                 return self._sealed(self.compile(req))
             if op == "retime":
-                return self.retime(req)
+                return self._sealed(self.retime(req))
             if op == "profile":
                 return self._sealed(self.profile(req))
             if op == "probe":

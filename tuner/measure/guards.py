@@ -15,14 +15,15 @@ Pure helpers the evaluator (tuner/measure/evaluate.py) calls around each verifie
                      GPU and through the interpreter's grid executor under TRITON_INTERPRET=1 (the
                      hook never fires there): a candidate that computes with torch and launches
                      no Triton kernel is caught.
+  input_damage       the comparison itself (the judge, tuner/measure/judge.py, runs it)
   HarnessSeal        the check functions as they were when the evaluator was imported: a kernel
                      that replaces them from inside its launch (in the same process) is caught.
   ceiling_violation  a latency that implies more than the device's measured bandwidth or FLOP
                      ceiling (tuner/experiment/hardware.py) is not a fast kernel: it skipped work.
 
-Limits, said plainly: all of this runs in the candidate's own process, so a kernel written to
-defeat this module itself (patching its functions, or torch's) is not stopped here; that needs
-the verdict computed in another process. See docs/reliability.md.
+The evaluator prepares guarded inputs and counts launches in the candidate's own process; the
+comparisons that decide (input_damage, the output check) run in the judge's process, where no
+candidate code runs (tuner/measure/judge.py). See docs/reliability.md.
 """
 from __future__ import annotations
 
@@ -85,15 +86,23 @@ class GuardedInputs:
     def damage(self) -> str:
         """Why the inputs or their canaries are not as they were before the launch ('' if they are)."""
         for i, g in self.guarded:
-            now, before = g.buf, g.pristine_buf
-            if not torch.equal(now[g.lo:g.hi], before[g.lo:g.hi]):
-                n = int((now[g.lo:g.hi] != before[g.lo:g.hi]).sum())
-                return (f"rewrote its input #{i} ({n} bytes changed); inputs must be left as "
-                        "they were (the reference is computed from a pristine copy)")
-            outside = int((now[:g.lo] != CANARY_BYTE).sum()) + int((now[g.hi:] != CANARY_BYTE).sum())
-            if outside:
-                return f"wrote {outside} bytes into the canary band around its input #{i}"
+            why = input_damage(i, g.buf, g.pristine_buf, g.lo, g.hi)
+            if why:
+                return why
         return ""
+
+
+def input_damage(i: int, now: torch.Tensor, before: torch.Tensor, lo: int, hi: int) -> str:
+    """Why input #i's guarded bytes `now` differ from the copy `before` taken ahead of the launch
+    (the tensor's bytes at [lo, hi), canary bands around them); '' if they do not."""
+    if not torch.equal(now[lo:hi], before[lo:hi]):
+        n = int((now[lo:hi] != before[lo:hi]).sum())
+        return (f"rewrote its input #{i} ({n} bytes changed); inputs must be left as "
+                "they were (the reference is computed from a pristine copy)")
+    outside = int((now[:lo] != CANARY_BYTE).sum()) + int((now[hi:] != CANARY_BYTE).sum())
+    if outside:
+        return f"wrote {outside} bytes into the canary band around its input #{i}"
+    return ""
 
 
 def _map(obj, fn):
@@ -102,6 +111,13 @@ def _map(obj, fn):
     if isinstance(obj, (tuple, list)):
         return type(obj)(_map(o, fn) for o in obj)
     return obj
+
+
+def tensors_of(inputs) -> list:
+    """The tensors among the inputs, in guard_inputs' order (input #i is the i-th)."""
+    found: list = []
+    _map(inputs, lambda t: found.append(t) or t)
+    return found
 
 
 def guard_inputs(inputs, canary_bytes: int = CANARY_BYTES) -> GuardedInputs:
@@ -238,16 +254,25 @@ NO_LAUNCH = "launched no Triton kernel (the candidate must compute its output wi
 class HarnessSeal:
     """Identity of the functions verification relies on, taken when the evaluator is imported
     (before any candidate code runs in the process): a candidate that swaps one of them, or its
-    code object, during its launch is caught. It cannot stop a candidate that patches this class
-    too: that needs the verdict computed outside the candidate's process."""
+    code object, during its launch is caught, and its process replaced. `owners` seals methods of
+    classes too ({class: (method names)}: the evaluator's own). It cannot stop a candidate that
+    patches this class too; the verdict itself is the judge's (tuner/measure/judge.py), in a
+    process no candidate runs in."""
 
     def __init__(self, names: tuple = ("kernelevolve.tuner.measure.verify:check", "kernelevolve.tuner.measure.verify:poison",
-                                       "kernelevolve.tuner.measure.verify:tolerance_for",
                                        "kernelevolve.tuner.measure.guards:guard_inputs",
                                        "kernelevolve.tuner.measure.guards:count_launches",
-                                       "kernelevolve.tuner.measure.guards:GuardedInputs.damage")):
+                                       "kernelevolve.tuner.measure.timed_outputs:guarded_output",
+                                       "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._before"),
+                 owners: dict | None = None):
         self.names = names
         self.sealed = {n: self._get(n) for n in names}
+        self.owners = {cls: {m: self._code(getattr(cls, m, None)) for m in methods}
+                       for cls, methods in (owners or {}).items()}
+
+    @staticmethod
+    def _code(obj):
+        return obj, getattr(obj, "__code__", None)
 
     @staticmethod
     def _get(name: str):
@@ -258,11 +283,12 @@ class HarnessSeal:
         return obj, getattr(obj, "__code__", None)
 
     def broken(self) -> str:
-        changed = [n for n in self.names if self._get(n) != self.sealed[n]]
+        changed = [n.replace(":", ".") for n in self.names if self._get(n) != self.sealed[n]]
+        changed += [f"{cls.__name__}.{m}" for cls, methods in self.owners.items()
+                    for m, sealed in methods.items() if self._code(getattr(cls, m, None)) != sealed]
         if not changed:
             return ""
-        return (f"replaced the harness's {', '.join(n.replace(':', '.') for n in changed)} during its "
-                "launch")
+        return f"replaced the harness's {', '.join(changed)} during its launch"
 
 
 # -- faster than the hardware allows --------------------------------------------------------------

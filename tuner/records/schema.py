@@ -51,6 +51,16 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "trial_started": ("metric", "unix time the candidate's trial began"),
     "timed_from": ("metric", "unix time the timed section began"),
     "timed_to": ("metric", "unix time the timed section ended"),
+    # verification's own cost and coverage (tuner/measure/judge.py, timed_outputs.py)
+    "verify_s": ("metric", "time the evaluator waited on the judge's checks (part of eval_s)"),
+    "judge_s": ("metric", "time the parent waited for the judge's verdict after the evaluator's reply"),
+    "judge_checks": ("metric", "checks the judge ran for this candidate"),
+    "time_loop_s": ("metric", "wall time of the candidate's timing loop (its clock's warm-up and repetitions)"),
+    "poison_s": ("metric", "of time_loop_s: poisoning each timed call's buffer, outside the timed region"),
+    "timed_calls": ("metric", "timed calls of the candidate's timing loop"),
+    "timed_checked": ("metric", "timed calls whose outputs the judge checked (a random sample)"),
+    "judge_transport": ("tag", "how outputs reached the judge: cuda_ipc (in place) or host (copies)"),
+    "tampered": ("tag", "what the judge saw of a harness tampered with (its processes were replaced)"),
     # where it ran
     "gpu_name": ("tag", "torch.cuda.get_device_name"),
     "gpu_uuid": ("tag", "the GPU's UUID"),

@@ -1,0 +1,57 @@
+"""On a GPU: the judge reads the evaluator's buffers through CUDA IPC, every clock checks its timed
+calls, and the attacks that skip timed work end incorrect there too."""
+import os
+
+import pytest
+
+from kernelevolve.tuner.execution.worker import CandidateWorker
+
+pytestmark = pytest.mark.gpu
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _hardware() -> str:
+    import torch
+
+    return "h200" if "H200" in torch.cuda.get_device_name(0) else "h100"
+
+
+def request(attack, cheat, clock="do_bench"):
+    return {"op": "evaluate", "kernel_ref": f"{HERE}/attacks/{attack}.py:KERNEL", "problem": {"n": 1 << 20},
+            "hardware": _hardware(), "config": {"cheat": cheat, "BLOCK": 128}, "seed": 1,
+            "bench": {"clock": clock, "warmup_ms": 5, "rep_ms": 10}}
+
+
+@pytest.fixture(scope="module")
+def worker():
+    w = CandidateWorker()
+    yield w
+    w.close()
+
+
+@pytest.mark.parametrize("clock", ["do_bench", "clean", "cudagraph"])
+def test_every_clock_times_and_checks_an_honest_kernel(worker, clock):
+    rec = worker.request(request("first_calls", False, clock), timeout_s=300)
+    assert rec["status"] == "ok", rec
+    assert rec["judge_transport"] == "cuda_ipc", rec  # the judge read the buffers in place
+    assert rec["timed_checked"] >= 2 and rec["timed_calls"] >= rec["timed_checked"], rec
+    assert rec["verify_s"] < rec["eval_s"]
+
+
+@pytest.mark.parametrize("attack", ["first_calls", "skip_unpoisoned", "patch_harness", "poison_reference"])
+def test_attacks_end_incorrect_on_the_gpu(worker, attack):
+    rec = worker.request(request(attack, True), timeout_s=300)
+    assert rec["status"] == "incorrect", rec
+    assert worker.request(request("first_calls", False), timeout_s=300)["status"] == "ok"
+
+
+def test_the_retiming_checks_each_clock(worker):
+    for clock in ("do_bench", "clean", "cudagraph"):
+        rec = worker.request({"op": "retime", "kernel_ref": f"{HERE}/attacks/first_calls.py:KERNEL",
+                              "problem": {"n": 1 << 20}, "hardware": _hardware(), "rounds": 2,
+                              "configs": [{"cheat": False, "BLOCK": 128}, {"cheat": True, "BLOCK": 128}],
+                              "bench": {"clock": clock, "warmup_ms": 5, "rep_ms": 10}}, timeout_s=300)
+        honest, cheat = rec["rows"]
+        assert honest["status"] == "ok", (clock, rec)
+        # under cudagraph it skips its launches at capture: the capture ring stays poisoned
+        assert cheat["status"] == "incorrect" and "timed call" in cheat["error"], (clock, rec)

@@ -1,0 +1,130 @@
+"""The judge and what feeds it, in-process: timed calls' buffers, the plain-data wire, the verdict."""
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from kernelevolve.tuner.measure import evidence, guards
+from kernelevolve.tuner.measure.clocks import time_wall
+from kernelevolve.tuner.measure.judge import Judge
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guard_zone_writes, guarded_output
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_every_timed_call_writes_a_poisoned_buffer_and_a_sample_of_them_is_kept():
+    seen = []  # per call: (its number, was its buffer all NaN when it began)
+
+    def launch(out):
+        seen.append(bool(torch.isnan(out).all()))
+        out.fill_(float(len(seen)))  # each call writes its own number
+
+    t = TimedOutputs(launch, torch.empty(5, 3), samples=4)
+    fn, before = t.loop()
+    time_wall(fn, reps=30, before=before)
+    fn, before = t.loop()  # a second loop (the re-timing's rounds) continues the same sample
+    time_wall(fn, reps=30, before=before)
+    samples = t.samples()
+    assert t.total_calls() == 60 and len(samples) == 4
+    # every timed call began on a poisoned buffer (each loop's first, warm-up call is not timed)
+    timed = seen[1:31] + seen[32:]
+    assert all(timed) and len(timed) == 60
+    calls = [call for _, call in samples]
+    assert len(set(calls)) == 4 and all(1 <= c <= 60 for c in calls)
+    for buf, call in samples:  # the kept buffer holds what that timed call wrote, guards intact
+        out = buf[GUARD_ELEMENTS:GUARD_ELEMENTS + 15]
+        call_index = call if call <= 30 else call + 1  # + the second loop's warm-up call
+        assert torch.all(out == float(call_index + 1)) and guard_zone_writes(buf) == 0
+
+
+def test_the_sample_is_not_always_the_same_calls():
+    picks = set()
+    for _ in range(6):
+        t = TimedOutputs(lambda out: out.zero_(), torch.empty(4), samples=2)
+        fn, before = t.loop()
+        time_wall(fn, reps=40, before=before)
+        picks.add(tuple(sorted(c for _, c in t.samples())))
+    assert len(picks) > 1  # drawn from the OS's randomness after each call
+
+
+def test_the_wire_carries_data_and_never_code():
+    for t in (torch.randn(3, 4, dtype=torch.float16), torch.arange(7), torch.randn(4, 6).t(),
+              torch.empty(0, 3), torch.ones(5) > 0):
+        msg = pickle.dumps(evidence.encode_all({"x": [t, 2]}, ipc=False))
+        got = evidence.decode_all(evidence.load(msg))["x"][0]
+        assert got.dtype == t.dtype and got.shape == t.shape and torch.equal(got, t)
+    with pytest.raises(pickle.UnpicklingError):
+        evidence.load(pickle.dumps(os.system))  # a global: what a pickle runs code with
+    with pytest.raises(pickle.UnpicklingError):
+        evidence.load(pickle.dumps(torch.ones(2)))  # a raw torch pickle names globals too
+
+
+def _evidence(out_value=2.0, kind="verify", rewrite=False):
+    x = torch.randn(64)
+    g = guards.guard_inputs((x,))
+    buf, out = guarded_output(x)
+    out.copy_(x * out_value)
+    if rewrite:
+        g.inputs[0][3] = 0.0
+    return {"kind": kind, "what": "", "row": None, "guard": GUARD_ELEMENTS, "outs": [[buf, None]],
+            "shape": [64], "calls": None, "ref": (2 * x).double(), "reduction": None,
+            "launches": 1, "inputs": [[gt.buf, gt.pristine_buf, gt.lo, gt.hi] for _, gt in g.guarded],
+            "seal": ""}
+
+
+def test_the_judge_checks_outputs_inputs_and_launches():
+    j = Judge()
+    assert j.judge(_evidence())["ok"]
+    assert "relative error" in j.judge(_evidence(out_value=1.0))["reason"]
+    assert "rewrote its input #0" in j.judge(_evidence(rewrite=True))["reason"]
+    ev = _evidence()
+    ev["outs"][0][0][GUARD_ELEMENTS - 1] = 0.0  # one element before the output
+    assert "outside its output buffer" in j.judge(ev)["reason"]
+    ev = _evidence()
+    ev["launches"] = 0
+    assert "launched no Triton kernel" in j.judge(ev)["reason"]
+    assert not j.tampered
+
+
+def test_a_cached_set_changed_after_it_was_made_is_tampering():
+    j = Judge()
+    ref, table = torch.randn(50).double(), torch.randn(300_000)
+    j.register({"ref_key": ["s", 0, 1], "ref": ref, "inputs": [table]})
+    assert j.audit({"sets": [[["s", 0, 1], ref.clone(), [table.clone()]]]})["ok"] and not j.tampered
+    ref[7] += 1e-9  # any change of a reference
+    bad = j.audit({"sets": [[["s", 0, 1], ref, [table]]]})
+    assert not bad["ok"] and "cached reference of input set 0" in j.tampered
+    j.tampered = ""
+    ref[7] -= 1e-9
+    table[1000:1100] = 0.0  # a stray write into a region of a cached input
+    assert "input #0" in j.audit({"sets": [[["s", 0, 1], ref, [table]]]})["reason"]
+    v = j.verdict("evaluate", "ok")
+    assert v["status"] == "incorrect" and "input #0" in v["error"] and v["tampered"]
+
+
+def test_an_ok_claim_needs_its_evidence():
+    j = Judge()
+    j.audited = True
+    j.judge(_evidence())
+    j.judge(_evidence(kind="timed"))  # timed after one verified set of three
+    v = j.verdict("evaluate", "ok")
+    assert v["status"] == "incorrect" and v["tampered"]
+    j.items, j.tampered, j.audited = [], "", True
+    for _ in range(3):
+        j.judge(_evidence())
+    assert j.verdict("evaluate", "ok")["status"] == "incorrect"  # no timed calls checked
+    j.judge(_evidence(kind="timed"))
+    assert j.verdict("evaluate", "ok") == {"status": "ok", "tampered": "", "checks": 4}
+    j.audited = False  # the evaluator skipped its audit of the cache
+    assert j.verdict("evaluate", "ok")["tampered"]
+
+
+def test_the_judge_imports_no_kernel_code():
+    code = ("import sys, tuner.measure.judge; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kernels', 'search_spaces', 'triton')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT), check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,62 @@
+"""Each study's seeded input sets and their float64 references, cached in the evaluation process.
+
+Why cached: the references are computed once per set, not once per candidate (a float64 GEMM
+reference of 8192^3 costs ~20 ms on an H100: as much as timing the candidate). No kernel is ever
+handed these tensors (it gets guarded copies, tuner/measure/guards.py), and the judge fingerprints
+each set and reference as made and audits them after every request (tuner/measure/judge.py), so a
+cached reference holds for every candidate after the one that made it.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+# Seeded input sets per study; a candidate is verified on two of them and timed on a third, all
+# chosen by its seed.
+INPUT_SETS = 4
+
+
+class InputSets:
+    """Each study's input sets and references, least recently used dropped past `budget` bytes."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self.entries: OrderedDict = OrderedDict()  # (study key, index) -> [inputs, ref, bytes]
+        self.generation: dict = {}  # (study key, index) -> which making of it (the judge's key)
+        self._made = 0
+
+    @staticmethod
+    def _nbytes(obj) -> int:
+        import torch
+
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, (tuple, list)):
+            return sum(InputSets._nbytes(o) for o in obj)
+        if isinstance(obj, dict):
+            return sum(InputSets._nbytes(o) for o in obj.values())
+        return 0
+
+    def get(self, key, make_inputs, make_ref=None):
+        entry = self.entries.get(key)
+        if entry is None:
+            inputs = make_inputs()
+            entry = self.entries[key] = [inputs, None, self._nbytes(inputs)]
+            self._made += 1
+            self.generation[key] = self._made
+        self.entries.move_to_end(key)
+        if make_ref is not None and entry[1] is None:
+            entry[1] = make_ref(entry[0])
+            entry[2] += self._nbytes(entry[1])
+        evicted = False
+        while len(self.entries) > 1 and sum(e[2] for e in self.entries.values()) > self.budget:
+            self.entries.popitem(last=False)
+            evicted = True
+        if evicted:
+            import torch
+
+            if torch.cuda.is_available():
+                # hand the memory back: torch's allocator otherwise keeps it for this process,
+                # and 16 compiling processes per GPU each keeping every study's inputs (2 GB
+                # embedding tables) ran the GPU out of memory
+                torch.cuda.empty_cache()
+        return entry[0], entry[1]

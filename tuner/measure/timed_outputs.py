@@ -1,0 +1,152 @@
+"""Output buffers of verified and timed calls, all alike, and an unpredictable sample of timed calls.
+
+Why: a kernel that can tell a verified call from a timed one (its output buffer is NaN-poisoned
+only when verified, or a timed call reuses a buffer it already wrote) can work only when checked.
+So every call, verified or timed, writes into a buffer from `guarded_output`: one allocation of
+poisoned guard zones around a poisoned output of the same layout. Before each timed call (outside
+the timed region: tuner/measure/clocks.py's `before` hook) the buffer it will write is poisoned
+again, so a skipped call leaves NaN behind, and a uniform random sample of the timed calls
+(reservoir sampling, drawn from the operating system's randomness after each call: the candidate
+cannot know whether the call it is in will be checked) keeps its buffer aside; the judge
+(tuner/measure/judge.py) checks those outputs against the reference after the timing loop.
+
+A kernel that skips a fraction s of its timed calls escapes with probability (1 - s)^m for m
+sampled calls (m = 16: 3% at s = 0.2, 2e-5 at s = 0.5); on a GPU the ceiling check
+(guards.ceiling_violation) catches what skips more than the hardware allows.
+
+Under the `cudagraph` clock the captured calls replay back to back: nothing can poison a buffer
+between them without being timed. There the captured calls write round robin into a capture ring
+that no eager call writes and that is poisoned before the capture, and the ring is checked after
+the last replay: a launcher that skips work when captured leaves NaN; a kernel that tests its own
+output on the device and skips within a replay is caught only by the ceiling check.
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from kernelevolve.tuner.measure.verify import poison
+
+# Poisoned elements on each side of every output: a kernel that writes past its output's ends
+# lands here and is caught (instead of silently corrupting a neighbour).
+GUARD_ELEMENTS = 1 << 16
+MAX_SAMPLES = 16  # timed calls checked per timing loop, at most
+SAMPLE_BYTES = 256 << 20  # ... and at most this many bytes of kept outputs (at least 2 samples)
+
+_RANDOM = random.SystemRandom()  # unpredictable from inside the process (no state to read)
+
+
+def guarded_output(shape_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(buffer, output view): `shape_of`'s shape and dtype in the middle of one allocation with
+    GUARD_ELEMENTS on each side, all poisoned."""
+    n = shape_of.numel()
+    buf = shape_of.new_empty(n + 2 * GUARD_ELEMENTS)
+    poison(buf)
+    return buf, buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)
+
+
+def guard_zone_writes(buf: torch.Tensor) -> int:
+    """Elements written into a guarded_output buffer's guard zones (0 if none)."""
+    zones = torch.cat([buf[:GUARD_ELEMENTS], buf[buf.numel() - GUARD_ELEMENTS:]])
+    if zones.is_floating_point():
+        return int((~torch.isnan(zones)).sum())
+    return int((zones != torch.iinfo(zones.dtype).min).sum())
+
+
+def sample_count(shape_of: torch.Tensor) -> int:
+    nbytes = (shape_of.numel() + 2 * GUARD_ELEMENTS) * shape_of.element_size()
+    return max(2, min(MAX_SAMPLES, SAMPLE_BYTES // max(1, nbytes)))
+
+
+class TimedOutputs:
+    """The output buffers of one config's timed calls. `loop()` gives (fn, before) for one timing
+    loop (clocks.measure(fn, ..., before=before)); `samples()` the (buffer, call number) pairs to
+    check afterwards. Kept across loops (the end-of-study re-timing times each config in rounds)."""
+
+    def __init__(self, launch, shape_of: torch.Tensor, graph: bool = False, samples: int | None = None):
+        self.launch, self.shape_of, self.graph = launch, shape_of, graph
+        self.m = samples or sample_count(shape_of)
+        self.kept: list = []  # [(buf, out, call number)] the reservoir
+        self.spare: list = []  # [(buf, out)] buffers to reuse
+        self.current = guarded_output(shape_of)  # what the next call writes
+        # cudagraph: the captured calls' own buffers, never written by an eager call
+        self.ring = [guarded_output(shape_of) for _ in range(self.m)] if graph else []
+        self.calls = 0  # timed calls so far (all loops)
+        self._pending = False  # the last call was a timed one, not yet offered to the reservoir
+        self._captured = 0
+
+    # -- one timing loop -----------------------------------------------------------------------
+    def loop(self):
+        self._settle()
+        if self.graph:  # a fresh capture: its ring poisoned now, eagerly, outside any timed region
+            for buf, _ in self.ring:
+                poison(buf)
+            self._captured = 0
+        return self._call, (None if self.graph else self._before)
+
+    def _call(self):
+        if self.graph and torch.cuda.is_current_stream_capturing():
+            buf, out = self.ring[self._captured % len(self.ring)]
+            self._captured += 1
+            return self.launch(out)
+        return self.launch(self.current[1])  # under cudagraph: warm-up and estimate calls only
+
+    def _before(self):
+        """Ahead of a timed call: offer the previous timed call's buffer to the reservoir, then
+        poison the buffer this call writes."""
+        self._settle()
+        self._pending = True
+        self.calls += 1
+        poison(self.current[1])
+
+    def _settle(self):
+        if not self._pending:
+            return
+        self._pending = False
+        entry = (*self.current, self.calls)
+        if len(self.kept) < self.m:
+            self.kept.append(entry)
+        else:
+            j = _RANDOM.randrange(self.calls)  # keep call number `calls` with probability m / calls
+            if j >= self.m:
+                return  # not kept: its buffer is poisoned again and reused by the next call
+            self.spare.append(self.kept[j][:2])
+            self.kept[j] = entry
+        self.current = self.spare.pop() if self.spare else guarded_output(self.shape_of)
+
+    # -- after the loops -----------------------------------------------------------------------
+    def samples(self) -> list[tuple[torch.Tensor, int]]:
+        """(guarded buffer, timed call number) of the calls to check."""
+        self._settle()
+        if self.graph:
+            n = min(self._captured, len(self.ring))
+            return [(buf, i + 1) for i, (buf, _) in enumerate(self.ring[:n])]
+        return [(buf, call) for buf, _, call in self.kept]
+
+    def total_calls(self) -> int:
+        return self._captured if self.graph else self.calls
+
+    def poison_s(self) -> float:
+        """What poisoning before each timed call added to the timing loop's wall time (outside
+        its timed region): one poisoning timed on its own, after the loop, times the calls."""
+        if self.graph or not self.calls:
+            return 0.0
+        out = self.current[1]
+        if out.is_cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(3):
+                poison(out)
+            end.record()
+            end.synchronize()
+            per_call = start.elapsed_time(end) / 3e3
+        else:
+            import time
+
+            t0 = time.perf_counter()
+            for _ in range(3):
+                poison(out)
+            per_call = (time.perf_counter() - t0) / 3
+        return per_call * self.calls
