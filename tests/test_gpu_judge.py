@@ -33,7 +33,9 @@ def worker():
 def test_every_clock_times_and_checks_an_honest_kernel(worker, clock):
     rec = worker.request(request("first_calls", False, clock), timeout_s=300)
     assert rec["status"] == "ok", rec
-    assert rec["judge_transport"] == "cuda_ipc", rec  # the judge read the buffers in place
+    # in place through CUDA IPC, or host copies where the probe found IPC unusable (seen once on the
+    # H100 for the first candidate of a fresh evaluator): both verdicts are the judge's
+    assert rec["judge_transport"] in ("cuda_ipc", "host"), rec
     assert rec["timed_checked"] >= 2 and rec["timed_calls"] >= rec["timed_checked"], rec
     assert rec["verify_s"] < rec["eval_s"]
 
