@@ -1,5 +1,5 @@
-"""Record real Nsight Compute output of a few candidates on the H100, to replace the synthetic
-fixtures under tests/data/ncu/ and to check the bottleneck rules on real counters.
+"""Record real Nsight Compute output of a few candidates on the H100: the raw pages under
+tests/data/ncu/ (the parser's test data) and a check of the bottleneck rules on real counters.
 
 Run on the GPU machine from the project root (no Ray, MLflow or network needed):
 
@@ -11,7 +11,9 @@ ncu (tuner.profile.ncu: the `profile` request, launches between cudaProfilerStar
 page parsed and labelled (tuner.profile.candidate.counters_of). Written to --out (at most 8
 files, the device tool's limit):
   metrics_check.txt   ncu's version and which of tuner/profile/metrics.py's metrics it knows
-  <case>.csv          the raw page ncu exported (`--page raw --csv`): the fixtures' replacements
+                      (launch__* ones are launch attributes, never in --query-metrics: the raw
+                      page says whether ncu knows them; summary.json's ncu_missing names any not)
+  <case>.csv          the raw page ncu exported (`--page raw --csv`), as under tests/data/ncu/
   summary.json        per case: config, measured latency, counters, label, roofline agreement
   ncu_logs.txt        ncu's own messages, per case
 """
@@ -44,7 +46,7 @@ BENCH = {"clock": "do_bench", "warmup_ms": 25, "rep_ms": 100, "retime_rep_ms": 1
 
 
 def metrics_check(ncu: str) -> str:
-    from kernelevolve.tuner.profile.metrics import base_name, ncu_metrics
+    from kernelevolve.tuner.profile.metrics import base_name, in_query_metrics, ncu_metrics
 
     lines = [f"ncu: {ncu}"]
     lines += subprocess.run([ncu, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
@@ -60,7 +62,10 @@ def metrics_check(ncu: str) -> str:
             lines.append(f"known metrics from: {' '.join(cmd[1:])} ({len(known)} base names)")
             break
     for m in ncu_metrics():
-        lines.append(f"{'ok     ' if base_name(m) in known else 'MISSING'} {m}")
+        if not in_query_metrics(m):  # a launch attribute --query-metrics never lists: see metrics.py
+            lines.append(f"launch  {m} (not a counter: not in --query-metrics; read from the raw page)")
+        else:
+            lines.append(f"{'ok     ' if base_name(m) in known else 'MISSING'} {m}")
     return "\n".join(lines) + "\n"
 
 

@@ -71,12 +71,12 @@ def test_installed_beside_a_user_package_called_kernels(wheel, tmp_path):
 
 
 def test_runs_logged_under_the_old_top_level_names_still_load():
-    """Runs logged before the namespace name their built-in kernels `search_spaces.matmul:TUNABLE`:
+    """Runs logged before the namespace name their built-in kernels `kernelevolve.search_spaces.matmul:TUNABLE`:
     reproduce, export and warm start read them as today's module, never a second copy of it."""
     from kernelevolve.tuner.experiment import registry
 
-    assert registry.current_ref("search_spaces.matmul:TUNABLE") == "kernelevolve.search_spaces.matmul:TUNABLE"
-    assert registry.resolve_ref("search_spaces.softmax:TUNABLE") == "kernelevolve.search_spaces.softmax:TUNABLE"
-    assert registry.load("search_spaces.matmul:TUNABLE") is registry.load(registry.BUILTIN["matmul"])
-    for ref in ("mypkg.mod:OBJ", "/abs/plugin.py:TUNABLE", "kernels.not_ours:OBJ"):
+    assert registry.current_ref("kernelevolve.search_spaces.matmul:TUNABLE") == "kernelevolve.search_spaces.matmul:TUNABLE"
+    assert registry.resolve_ref("kernelevolve.search_spaces.softmax:TUNABLE") == "kernelevolve.search_spaces.softmax:TUNABLE"
+    assert registry.load("kernelevolve.search_spaces.matmul:TUNABLE") is registry.load(registry.BUILTIN["matmul"])
+    for ref in ("mypkg.mod:OBJ", "/abs/plugin.py:TUNABLE", "kernelevolve.kernels.not_ours:OBJ"):
         assert registry.current_ref(ref) == ref  # a user's own module keeps its name

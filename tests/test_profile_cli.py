@@ -79,7 +79,8 @@ def test_profile_logs_counters_label_table_and_roofline(store, tmp_path, fake_nc
     run = client.get_run(kid)
     assert run.data.tags["bottleneck"] == "memory-bound"
     assert run.data.tags["ncu_version"].startswith("2025.3.1")
-    assert run.data.metrics["ncu_dram_pct"] == pytest.approx(86.91)
+    # the recorded page's DRAM % (85.46, 84.80, 85.18) weighted by its launches' GPU time
+    assert run.data.metrics["ncu_dram_pct"] == pytest.approx(85.146, abs=1e-3)
     assert run.data.metrics["profile_latency_ms"] == pytest.approx(0.215)
     assert run.data.metrics["ncu_kernel_share"] == pytest.approx(run.data.metrics["ncu_duration_ms"] / 0.215)
     files = {a.path for a in client.list_artifacts(kid, "profile")}

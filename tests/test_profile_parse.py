@@ -1,19 +1,30 @@
 """Nsight Compute output -> a candidate's counters -> a bottleneck label (tuner.profile), on the CPU.
 
-The fixtures under tests/data/ncu/ are SYNTHETIC (their README says so) until the H100 capture
-(benchmarks/ncu_capture.py) replaces them with recorded output.
+The CSVs under tests/data/ncu/ are raw pages recorded on an H100 with Nsight Compute 2025.3.1
+(their README says how); every expected number below is a value of those files, or a sum or
+GPU-time-weighted mean of such values.
 """
+import csv
+import io
 import os
 
 import pytest
 
 from kernelevolve.tuner.experiment import hardware
 from kernelevolve.tuner.profile import bottleneck, ncu, parse
-from kernelevolve.tuner.profile.metrics import COUNTERS, STALL_REASONS, base_name, ncu_metrics, stall_metric, stall_reason
+from kernelevolve.tuner.profile.metrics import (COUNTERS, STALL_REASONS, base_name, in_query_metrics, ncu_metrics,
+                                                stall_metric, stall_reason)
 from kernelevolve.tuner.records.schema import PROFILE_FIELDS
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "ncu")
-GEMM_FLOPS = 2 * 1024 * 1024 * 16384  # the fixture GEMM: bf16 1024x1024x16384, SPLIT_K=4
+H100 = hardware.profile("h100")
+SPLITK, GEMM, SOFTMAX, SMALL = ("gemm_bf16_1024x1024x16384_splitk4.csv", "gemm_bf16_4096.csv",
+                                "softmax_bf16_4096x32768.csv", "softmax_bf16_64x1024.csv")
+# per file: (measured latency in ms, flops of one call), as benchmarks/ncu_capture.py recorded them
+CASES = {SPLITK: (0.08749, 2 * 1024 * 1024 * 16384), GEMM: (0.194, 2 * 4096 ** 3),
+         SOFTMAX: (0.187, 5 * 4096 * 32768), SMALL: (0.004832, 5 * 64 * 1024)}
+FILL = "void at::vectorized_elementwise_kernel<4, at::FillFunctor<float>, std::array<char *, 1>>"
+DUR, DRAM_BYTES = COUNTERS["ncu_duration_ms"][0], COUNTERS["ncu_dram_bytes"][0]
 
 
 def _text(name: str) -> str:
@@ -21,49 +32,125 @@ def _text(name: str) -> str:
         return fh.read()
 
 
-def test_every_metric_asked_for_is_parsed_from_the_fixture():
-    launches = parse.parse_raw_csv(_text("gemm_bf16_1024x1024x16384_splitk4.csv"))
-    assert len(launches) == 9  # 3 calls x (fill, matmul_kernel, splitk_finish_kernel)
-    assert [l.name for l in launches[:3]][1:] == ["matmul_kernel", "splitk_finish_kernel"]
-    assert parse.missing_metrics(launches, ncu_metrics()) == []
-    mm = launches[4].values  # the second call: its durations as written, unjittered
-    assert mm["gpu__time_duration.sum"] == pytest.approx(62_304 * 1e-6, rel=1e-6)  # nsecond -> ms
-    assert mm["dram__bytes.sum"] == 74_711_040  # "74,711,040" byte
+def _counters(name: str, latency_ms: float | None = None) -> dict:
+    latency, flops = CASES[name]
+    return parse.summarize(parse.parse_raw_csv(_text(name)), calls=3, latency_ms=latency_ms or latency, flops=flops)
 
 
-def test_scaled_units_and_prof_lines_parse_to_base_units():
-    launches = parse.parse_raw_csv(_text("softmax_bf16_4096x32768.csv"))
-    assert len(launches) == 3 and {l.name for l in launches} == {"softmax_kernel"}
-    first = launches[0].values
-    assert first["gpu__time_duration.sum"] == pytest.approx(209_152 * 0.996e-6, rel=1e-4)  # usecond -> ms
-    assert first["dram__bytes.sum"] == pytest.approx(537_919_488, rel=1e-5)  # Mbyte -> byte
+def _weighted(values, durations_ns):
+    return sum(v * d for v, d in zip(values, durations_ns)) / sum(durations_ns)
 
 
-def test_gemm_counters_per_call_and_weighted_by_gpu_time():
-    launches = parse.parse_raw_csv(_text("gemm_bf16_1024x1024x16384_splitk4.csv"))
-    c = parse.summarize(launches, calls=3, latency_ms=0.0745, flops=GEMM_FLOPS)
+@pytest.mark.parametrize("name, launches", [(SPLITK, 9), (GEMM, 3), (SOFTMAX, 3), (SMALL, 3)])
+def test_every_metric_asked_for_is_on_the_raw_page(name, launches):
+    got = parse.parse_raw_csv(_text(name))
+    assert len(got) == launches  # 3 calls each
+    assert parse.missing_metrics(got, ncu_metrics()) == []
+    for launch in got:  # the launch__ attributes --query-metrics does not list are there, with values
+        assert {"launch__registers_per_thread", "launch__grid_size", "launch__waves_per_multiprocessor"} <= set(launch.values)
+        assert "Kernel Name" not in launch.values and "Block Size" not in launch.values  # identity columns
+
+
+def test_splitk_gemm_launches_and_units():
+    got = parse.parse_raw_csv(_text(SPLITK))
+    assert [l.name for l in got] == [f"{FILL}(int, T2, T3)", "matmul_kernel", "splitk_finish_kernel"] * 3
+    assert [l.id for l in got] == [str(i) for i in range(9)]
+    mm = got[4].values  # the second call's matmul_kernel
+    assert mm[DUR] == pytest.approx(72_832e-6)  # "72,832" ns -> ms
+    assert mm[DRAM_BYTES] == 73_720_320  # "73,720,320" byte
+    assert mm["launch__registers_per_thread"] == 106 and mm["launch__grid_size"] == 256  # (64, 4, 1)
+    assert mm["launch__waves_per_multiprocessor"] == 0.97
+    assert mm["sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active"] == 53.32  # % as printed
+    assert mm["smsp__inst_executed.sum"] == 14_817_280
+    assert got[0].values["lts__t_sector_hit_rate.pct"] == 100.20  # ncu's own rounding past 100%
+    assert got[0].values["device__attribute_clock_rate"] == 1_980_000  # other numeric columns kept as printed
+
+
+def _csv_row(cells) -> str:
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="").writerow(cells)
+    return out.getvalue()
+
+
+def test_auto_scaled_units_and_prof_lines_parse_to_the_same_numbers():
+    """The big softmax's page rewritten as ncu prints it without --print-units base (usecond,
+    Mbyte), inside the ==PROF== lines of a captured stdout: the same values in ms and bytes."""
+    base = _text(SOFTMAX)
+    header, units, *rows = list(csv.reader(base.splitlines()))
+    t, b = header.index(DUR), header.index(DRAM_BYTES)
+    assert (units[t], units[b]) == ("ns", "byte")  # the recording: base units
+    units[t], units[b] = "usecond", "Mbyte"
+    for row in rows:
+        row[t] = f"{float(row[t].replace(',', '')) / 1e3:,.3f}"
+        row[b] = f"{float(row[b].replace(',', '')) / 1e6:,.6f}"
+    text = "\n".join(["==PROF== Connected to process 716", *map(_csv_row, [header, units, *rows]),
+                      "==PROF== Disconnected from process 716"])
+    want, got = parse.parse_raw_csv(base), parse.parse_raw_csv(text)
+    assert [l.values[DUR] for l in got] == pytest.approx([0.180224, 0.181632, 0.180832])
+    assert [l.values[DRAM_BYTES] for l in got] == pytest.approx([516_165_888, 516_206_592, 516_280_576])
+    assert [l.values for l in got] == [pytest.approx(l.values) for l in want]
+
+
+def test_splitk_gemm_counters_per_call_weighted_and_labelled_memory_bound():
+    c = _counters(SPLITK)
+    durations = [3_264, 74_464, 4_608, 3_328, 72_832, 4_576, 3_296, 72_768, 4_672]  # ns, as on the page
     assert c["ncu_kernels"] == 3
-    assert c["ncu_duration_ms"] == pytest.approx((2_592 + 62_304 + 4_128) * 1e-6, rel=1e-6)
-    assert c["ncu_dram_bytes"] == pytest.approx(4_194_304 + 74_711_040 + 6_291_456)
-    # the matmul ran 9x longer than the two memory kernels together: its ratios dominate
-    assert 60 < c["ncu_sm_pct"] < 71.62 and 44.07 < c["ncu_memory_pct"] < 60
-    assert c["ncu_registers"] == 168 and c["ncu_grid_size"] == 256  # the longest kernel's launch
-    assert len(c["ncu_top_stalls"].split(", ")) == 3
-    assert "selected=" not in c["ncu_top_stalls"].replace("not_selected", "")  # issuing is no stall
-    assert c["ncu_kernel_share"] == pytest.approx(c["ncu_duration_ms"] / 0.0745)
-    assert c["ncu_tflops"] == pytest.approx(GEMM_FLOPS / (c["ncu_duration_ms"] * 1e-3) / 1e12)
-    assert c["ncu_intensity"] == pytest.approx(GEMM_FLOPS / c["ncu_dram_bytes"])
+    assert c["ncu_kernel_names"] == f"matmul_kernel,splitk_finish_kernel,{FILL}"  # names without arguments
+    assert c["ncu_duration_ms"] == pytest.approx(sum(durations) * 1e-6 / 3)
+    assert c["ncu_dram_bytes"] == pytest.approx((4_096 * 3 + 73_747_456 + 73_720_320 + 73_726_464
+                                                 + 4_198_656 * 2 + 4_198_912) / 3)
+    # percentages: means over all 9 launches weighted by GPU time; the matmul dominates
+    mem = [34.78, 65.43, 27.41, 34.21, 66.16, 27.42, 34.67, 63.56, 26.90]
+    sm = [5.41, 50.58, 2.93, 5.33, 51.72, 2.94, 5.37, 51.42, 2.88]
+    assert c["ncu_memory_pct"] == pytest.approx(_weighted(mem, durations)) == pytest.approx(61.67, abs=0.01)
+    assert c["ncu_sm_pct"] == pytest.approx(_weighted(sm, durations)) == pytest.approx(46.63, abs=0.01)
+    assert c["ncu_dram_pct"] == pytest.approx(28.63, abs=0.01)
+    assert c["ncu_registers"] == 106 and c["ncu_grid_size"] == 256 and c["ncu_waves"] == 0.97  # the matmul's
+    assert c["ncu_top_stalls"] == "barrier=5.6, long_scoreboard=4.76, membar=1.84"  # membar: the atomics' fences
+    assert c["ncu_kernel_share"] == pytest.approx(c["ncu_duration_ms"] / 0.08749)
+    assert c["ncu_tflops"] == pytest.approx(CASES[SPLITK][1] / (c["ncu_duration_ms"] * 1e-3) / 1e12)
+    assert c["ncu_intensity"] == pytest.approx(CASES[SPLITK][1] / c["ncu_dram_bytes"])
     assert set(c) <= set(PROFILE_FIELDS)  # every field has its one declaration in the schema
-    assert bottleneck.label(c)[0] == "compute-bound"
+    # on-chip traffic (tile loads, the fp32 partials' L2 atomics) keeps memory at 62%, DRAM only 29%, SM 47%
+    assert bottleneck.label(c) == ("memory-bound", "memory at 62% of peak (DRAM 29%, L2 hit 76%), SM 47%")
+    # while by its DRAM bytes (441 flop/byte) it sits right of the ridge: the label disagrees
+    assert bottleneck.roofline_side(c, H100, "bfloat16") == "compute"
+    assert bottleneck.agrees_with_roofline("memory-bound", c, H100, "bfloat16") is False
 
 
-def test_softmax_is_memory_bound_with_long_scoreboard_on_top():
-    c = parse.summarize(parse.parse_raw_csv(_text("softmax_bf16_4096x32768.csv")), calls=3, latency_ms=0.215,
-                        flops=4096 * 32768 * 5)
+def test_gemm_4096_is_compute_bound_on_the_roof():
+    c = _counters(GEMM)
+    assert c["ncu_kernels"] == 1 and c["ncu_kernel_names"] == "matmul_kernel"
+    assert c["ncu_duration_ms"] == pytest.approx((184_704 + 184_768 + 184_768) * 1e-6 / 3)
+    assert c["ncu_instructions"] == 30_928_896
+    assert c["ncu_registers"] == 181 and c["ncu_grid_size"] == 512 and c["ncu_waves"] == 3.88
+    assert bottleneck.label(c) == ("compute-bound", "SM at 86% of peak, tensor pipe 91%, memory 59%")
+    assert c["ncu_tflops"] == pytest.approx(743.9, abs=0.1)
+    assert bottleneck.roofline_side(c, H100, "bfloat16") == "compute"
+    assert bottleneck.agrees_with_roofline("compute-bound", c, H100, "bfloat16") is True
+
+
+def test_big_softmax_is_memory_bound_with_long_scoreboard_on_top():
+    c = _counters(SOFTMAX)
+    assert c["ncu_kernel_names"] == "softmax_kernel" and c["ncu_grid_size"] == 4096 and c["ncu_waves"] == 31.03
+    assert bottleneck.label(c) == ("memory-bound", "memory at 85% of peak (DRAM 85%, L2 hit 51%), SM 24%")
+    assert c["ncu_top_stalls"] == "long_scoreboard=5.52, barrier=2, mio_throttle=1.54"
+    assert c["ncu_dram_gbps"] == pytest.approx(c["ncu_dram_bytes"] / (c["ncu_duration_ms"] * 1e-3) / 1e9)
+    assert c["ncu_dram_gbps"] == pytest.approx(2854, abs=1)
+    assert bottleneck.agrees_with_roofline("memory-bound", c, H100, "bfloat16") is True
+
+
+def test_small_softmax_is_latency_bound_unless_its_kernel_is_under_half_the_latency():
+    c = _counters(SMALL)
+    assert c["ncu_duration_ms"] == pytest.approx((3_264 + 3_168 + 3_296) * 1e-6 / 3)
+    assert c["ncu_kernel_share"] == pytest.approx(0.671, abs=1e-3)  # 3.24 us of 4.83 us: not launch-bound
     name, why = bottleneck.label(c)
-    assert name == "memory-bound" and "DRAM 87%" in why
-    assert c["ncu_top_stalls"].startswith("long_scoreboard=31.6")
-    assert c["ncu_dram_gbps"] == pytest.approx(537_919_488 / (c["ncu_duration_ms"] * 1e-3) / 1e9)
+    assert name == "latency-bound"
+    assert why == ("memory 11% and SM 1% both under 60% of peak; occupancy 6%; "
+                   "stalls: long_scoreboard=4.83, short_scoreboard=2.94, wait=1.37")
+    assert bottleneck.agrees_with_roofline(name, c, H100, "bfloat16") is True  # 1% of its roof
+    # the same kernel time in a call twice as long would be launch-bound (rule 1: share under 0.5)
+    assert bottleneck.label(_counters(SMALL, latency_ms=2 * 0.004832))[0] == "launch-bound"
 
 
 @pytest.mark.parametrize("counters, expected", [
@@ -107,6 +194,9 @@ def test_metric_names_have_one_home():
     assert stall_reason(stall_metric("long_scoreboard")) == "long_scoreboard"
     assert base_name("sm__throughput.avg.pct_of_peak_sustained_elapsed") == "sm__throughput"
     assert all(f"ncu_stall_{r}" in PROFILE_FIELDS for r in STALL_REASONS)
+    # launch attributes: --query-metrics lists none of them (metrics_check must not call them missing)
+    assert [m for m in names if not in_query_metrics(m)] == [
+        "launch__registers_per_thread", "launch__grid_size", "launch__waves_per_multiprocessor"]
 
 
 def test_ncu_errors_are_read_for_refused_metrics_and_permissions():

@@ -5,13 +5,15 @@ COUNTERS and STALL_REASONS from here. Each counter has a short field name (what 
 record and MLflow call it, tuner.records.schema) and the ncu metric it is read from.
 
 Why these metrics (Nsight Compute's "Kernel Profiling Guide", metric names as its sections use
-them on sm_90; the GPU capture script benchmarks/ncu_capture.py checks each name against
-`ncu --query-metrics` on the H100 before it profiles):
+them on sm_90; the GPU capture script benchmarks/ncu_capture.py checks each counter name against
+`ncu --query-metrics` on the H100 before it profiles, launch__* names excepted: see
+`in_query_metrics`):
   * `*.pct_of_peak_sustained_elapsed` throughputs are the Speed-of-Light section's: the busiest
     unit of the SM (sm__throughput) and of the memory system (gpu__compute_memory_throughput),
     and DRAM alone, each as % of that unit's peak over the kernel's elapsed cycles.
   * achieved occupancy is the Occupancy section's sm__warps_active ... pct_of_peak_sustained_active.
   * the tensor pipe (sm__pipe_tensor_cycles_active) covers mma.sync and Hopper's wgmma.
+  * registers, grid size and waves are the Launch Statistics section's launch__* metrics.
   * the warp-stall breakdown is the WarpStateStats section's: cycles a warp spends stalled on
     each reason per issued instruction (smsp__average_warps_issue_stalled_<reason>_per_issue_active).
     They need no PC sampling pass, unlike the smsp__pcsamp_* family.
@@ -72,3 +74,19 @@ def base_name(metric: str) -> str:
     """The name `ncu --query-metrics` lists: the metric without its rollup/suffix
     (sm__throughput.avg.pct_of_peak_sustained_elapsed -> sm__throughput)."""
     return metric.split(".", 1)[0]
+
+
+LAUNCH_PREFIX = "launch__"
+
+
+def in_query_metrics(metric: str) -> bool:
+    """Whether `ncu --query-metrics` lists the metric, so that its absence there means this ncu
+    does not know it.
+
+    launch__* metrics (launch__registers_per_thread, launch__grid_size,
+    launch__waves_per_multiprocessor) are launch attributes that ncu records from the kernel launch
+    itself (the Launch Statistics section), not hardware counters, and `--query-metrics` lists
+    only counters: Nsight Compute 2025.3.1 on the H100 lists none of them, yet accepts them in
+    `--metrics` and its raw page carries them with values (tests/data/ncu/). Whether a launch__
+    metric is known is read from the raw page (tuner.profile.parse.missing_metrics) instead."""
+    return not metric.startswith(LAUNCH_PREFIX)
