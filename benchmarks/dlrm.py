@@ -431,12 +431,9 @@ def main(argv=None) -> int:
                                              res["batches"][-1]["paths"].items()}}), flush=True)
     res["ok"] = all(r["ok"] for b in res["batches"] for r in b["paths"].values())
     res["wall_s"] = time.time() - t0
-    text = markdown(res)
-    with open(os.path.join(out, "dlrm.md"), "w") as fh:
-        fh.write(text + "\n")
-    with open(os.path.join(out, "dlrm.json"), "w") as fh:
-        json.dump(res, fh, indent=1, default=str)
-    print(text)
+    from benchmarks import engine
+
+    engine.write_results(out, "dlrm", res, markdown(res))
     print(f"\nall paths agree with the fp32 run: {res['ok']}   ({res['wall_s']:.0f} s)")
     return 0 if res["ok"] else 1
 

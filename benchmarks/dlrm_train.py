@@ -443,12 +443,9 @@ def main(argv=None) -> int:
                                         timed=not args.check_only))
     res["ok"] = all(r.get("ok", True) for b in res["batches"] for r in b["paths"].values())
     res["wall_s"] = time.time() - t0
-    text = markdown(res)
-    with open(os.path.join(out, "dlrm_train.md"), "w") as fh:
-        fh.write(text + "\n")
-    with open(os.path.join(out, "dlrm_train.json"), "w") as fh:
-        json.dump(res, fh, indent=1, default=str)
-    print(text)
+    from benchmarks import engine
+
+    engine.write_results(out, "dlrm_train", res, markdown(res))
     print(f"\nevery path agrees with the fp32 run: {res['ok']}   ({res['wall_s']:.0f} s)")
     return 0 if res["ok"] else 1
 

@@ -157,3 +157,15 @@ def keep_store(sw: Sweep, out_dir: str, stem: str) -> str:
     name = f"{stem}.mlflow.db"
     shutil.copy(os.path.join(sw.folder, "mlflow.db"), os.path.join(out_dir, name))
     return name
+
+
+def write_results(out_dir: str, stem: str, res: dict, text: str) -> None:
+    """A benchmark's results: OUT/<stem>.md (its table) and OUT/<stem>.json (every number), and
+    the table printed."""
+    import json
+
+    with open(os.path.join(out_dir, f"{stem}.md"), "w") as fh:
+        fh.write(text + "\n")
+    with open(os.path.join(out_dir, f"{stem}.json"), "w") as fh:
+        json.dump(res, fh, indent=1, default=str)
+    print(text)

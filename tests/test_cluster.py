@@ -33,7 +33,7 @@ kernels:
 targets:
   - {name: lane-h100, hardware: cpu-interpreter, resources: {CPU: 1, lane_h100: 1}}
   - {name: lane-a100, hardware: cpu-interpreter, resources: {CPU: 1, lane_a100: 1}}
-search: {sampler: random, samples: 3, concurrency: 1, seed: 0, timeout_s: 120, top_k: 1}
+search: {sampler: random, samples: 3, concurrency: 1, seed: 0, timeout_s: 300, top_k: 1}
 tracking: {uri: sqlite:///mlflow.db}
 """
 

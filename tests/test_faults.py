@@ -63,7 +63,7 @@ kernels:
   - kernel: {HERE}/faults.py:FAULTS
     problems: [{{n: 1000}}]
 targets: [{{name: cpu-interpreter}}]
-search: {{sampler: grid, concurrency: 2, seed: 0, timeout_s: 8, top_k: 3, retries: 1}}
+search: {{sampler: grid, concurrency: 2, seed: 0, timeout_s: 20, top_k: 3, retries: 1}}
 tracking: {{uri: sqlite:///mlflow.db}}
 """
 

@@ -39,15 +39,20 @@ def send(fh, obj) -> None:
     fh.flush()
 
 
-def recv(fh):
+def recv_bytes(fh) -> bytes:
+    """One length-prefixed message's bytes, undecoded (the judge decodes them as plain data only)."""
     head = fh.read(_HEADER.size)
     if len(head) < _HEADER.size:
-        raise EOFError("worker channel closed")
+        raise EOFError("channel closed")
     (n,) = _HEADER.unpack(head)
     data = fh.read(n)
     if len(data) < n:
-        raise EOFError("worker channel closed mid-message")
-    return pickle.loads(data)
+        raise EOFError("channel closed mid-message")
+    return data
+
+
+def recv(fh):
+    return pickle.loads(recv_bytes(fh))
 
 
 def make_request(op: str, kernel_ref: str, problem: dict, hardware: str, bench: dict, **fields) -> dict:

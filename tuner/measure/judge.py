@@ -290,16 +290,9 @@ def _from_evaluator(judge: Judge, msg: dict) -> dict:
 
 
 def recv_bytes(fh) -> bytes:
-    from kernelevolve.tuner.execution.worker import _HEADER
+    from kernelevolve.tuner.execution.worker import recv_bytes as frame
 
-    head = fh.read(_HEADER.size)
-    if len(head) < _HEADER.size:
-        raise EOFError("channel closed")
-    (n,) = _HEADER.unpack(head)
-    data = fh.read(n)
-    if len(data) < n:
-        raise EOFError("channel closed mid-message")
-    return data
+    return frame(fh)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,22 @@ def latency_by_status(records: list[dict], study: str, label: str) -> bytes:
     return _png(fig)
 
 
+def draw_roofs(ax, xs: list[float], bw, peak, dtype) -> None:
+    """The roofline's two roofs (bandwidth slope, compute ceiling) over a log grid spanning the
+    points' intensities `xs` and the ridge; bw and peak are hardware ceilings or None."""
+    lo, hi = min(xs) / 8, max(xs) * 8
+    if bw is not None and peak is not None:
+        ridge = peak.value / bw.value
+        lo, hi = min(lo, ridge / 8), max(hi, ridge * 8)
+    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    if bw is not None:
+        ax.plot(grid, [bw.value * x / 1e12 for x in grid], "--", color="#1d3557",
+                label=f"bandwidth {bw.value / 1e12:.2f} TB/s ({bw.source})")
+    if peak is not None:
+        ax.plot(grid, [peak.value / 1e12] * len(grid), "-", color="#c1121f",
+                label=f"{dtype} {peak.value / 1e12:.0f} TFLOP/s ({peak.source})")
+
+
 def roofline(records: list[dict], study: str, hw: hardware.Hardware,
              dtype: str | None) -> tuple[bytes | None, str]:
     """(png, "") or (None, why it was skipped). Arithmetic intensity comes from each record's
@@ -213,17 +229,7 @@ def roofline(records: list[dict], study: str, hw: hardware.Hardware,
     fig = _figure(study, timing_label("gpu", hw.name), size=(8.0, 5.0))
     ax = fig.add_subplot()
     xs = [p[0] for p in pts]
-    lo, hi = min(xs) / 8, max(xs) * 8
-    if bw is not None and peak is not None:
-        ridge = peak.value / bw.value
-        lo, hi = min(lo, ridge / 8), max(hi, ridge * 8)
-    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-    if bw is not None:
-        ax.plot(grid, [bw.value * x / 1e12 for x in grid], "--", color="#1d3557",
-                label=f"bandwidth {bw.value / 1e12:.2f} TB/s ({bw.source})")
-    if peak is not None:
-        ax.plot(grid, [peak.value / 1e12] * len(grid), "-", color="#c1121f",
-                label=f"{dtype} {peak.value / 1e12:.0f} TFLOP/s ({peak.source})")
+    draw_roofs(ax, xs, bw, peak, dtype)
     ax.scatter(xs, [p[1] for p in pts], s=20, color=STATUS_COLORS["ok"], zorder=3,
                label=f"ok candidates ({len(pts)})")
     ax.set_xscale("log")

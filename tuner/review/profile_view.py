@@ -13,7 +13,7 @@ import io
 import json
 
 from kernelevolve.tuner.profile import bottleneck
-from kernelevolve.tuner.review.plots import _figure, _png, timing_label
+from kernelevolve.tuner.review.plots import _figure, _png, draw_roofs, timing_label
 
 COLUMNS = ("candidate_id", "run_id", "bottleneck", "roofline_agrees", "profile_latency_ms", "ncu_duration_ms",
            "ncu_kernel_share", "ncu_sm_pct", "ncu_memory_pct", "ncu_dram_pct", "ncu_tensor_pct",
@@ -79,17 +79,7 @@ def counter_roofline(rows: list[dict], study: str, hw, dtype: str | None) -> tup
     fig = _figure(study, timing_label("gpu", hw.name) + ", points from Nsight Compute counters", size=(8.0, 5.0))
     ax = fig.add_subplot()
     xs = [r["ncu_intensity"] for r in pts]
-    lo, hi = min(xs) / 8, max(xs) * 8
-    if bw is not None and peak is not None:
-        ridge = peak.value / bw.value
-        lo, hi = min(lo, ridge / 8), max(hi, ridge * 8)
-    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-    if bw is not None:
-        ax.plot(grid, [bw.value * x / 1e12 for x in grid], "--", color="#1d3557",
-                label=f"bandwidth {bw.value / 1e12:.2f} TB/s ({bw.source})")
-    if peak is not None:
-        ax.plot(grid, [peak.value / 1e12] * len(grid), "-", color="#c1121f",
-                label=f"{dtype} {peak.value / 1e12:.0f} TFLOP/s ({peak.source})")
+    draw_roofs(ax, xs, bw, peak, dtype)
     for name in sorted({r.get("bottleneck", bottleneck.UNKNOWN) for r in pts}):
         mine = [r for r in pts if r.get("bottleneck", bottleneck.UNKNOWN) == name]
         ax.scatter([r["ncu_intensity"] for r in mine], [r["ncu_tflops"] for r in mine], s=30, zorder=3,
