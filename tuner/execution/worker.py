@@ -184,13 +184,16 @@ class CandidateWorker:
             if not self.alive():
                 self._start()
             judged = payload.get("op") in ("evaluate", "retime")
-            if judged or payload.get("start_judge"):  # a lane's warm-up starts its judge too
+            # a profile request verifies its candidate first (through the judge, whose outcome it
+            # reads itself: no verdict is asked), and a lane's warm-up starts its judge too
+            checked = judged or payload.get("op") == "profile"
+            if checked or payload.get("start_judge"):
                 if self.judge is None or self.judge.poll() is not None:
                     if not self._judge_fds:  # a judge died: its evaluator's pipes went with it
                         self.kill()
                         self._start()
                     self._start_judge()
-            if judged:
+            if checked:
                 self._ask_judge({"op": "begin"}, timeout_s=60)
             send(self.proc.stdin, payload)
             ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
