@@ -52,8 +52,9 @@ GPU_STUDIES = [
                            "mode": "sum", "dtype": "float32"}),
 ]
 CPU_STUDIES = [("matmul", {"M": 64, "N": 48, "K": 80, "dtype": "float16"})]
+PARTS = ("guard", "encode", "decode", "check", "release")  # verify_s's parts (records.schema)
 METRICS = ("eval_s", "verify_s", "judge_s", "poison_s", "time_loop_s", "timed_calls", "timed_checked",
-           "latency_ms")
+           "latency_ms", *(f"verify_{p}_s" for p in PARTS))
 
 
 def _children(sw: engine.Sweep) -> list:
@@ -120,8 +121,11 @@ def cost(tgt: dict, samples: int, clocks: list, out: str, log) -> dict:
             row["share"] = _quantiles([r["share"] for r in recs if r["share"] is not None])
             row["share_checks"] = _quantiles([r["share_checks"] for r in recs if r["share_checks"] is not None])
             row["share_poison"] = _quantiles([r["share_poison"] for r in recs if r["share_poison"] is not None])
-            for k in ("eval_s", "verify_s", "judge_s", "poison_s", "timed_calls", "timed_checked"):
+            for k in METRICS:
                 row[k] = _quantiles([r[k] for r in recs if r.get(k) is not None])
+            # the round trips' rest: the pipe and the pickles
+            row["verify_pipe_s"] = _quantiles([r["verify_s"] - sum(r.get(f"verify_{p}_s") or 0 for p in PARTS)
+                                               for r in recs if r.get("verify_s") is not None])
             row["judge_transport"] = sorted({r["judge_transport"] or "?" for r in recs})
         result[clock] = {"mlflow_store": store, "experiment": sw.name,
                          "best": {s["study"]: (s.get("best") or {}).get("latency_ms") for s in sw.summaries},
@@ -205,6 +209,14 @@ def main() -> None:
                          f"| {pct(sh, 'max')} | {pct(ck, 'median')} | {pct(po, 'median')} "
                          f"| {(row['timed_calls'] or {}).get('median', '-')} | {(row['timed_checked'] or {}).get('median', '-')} "
                          f"| {','.join(row['judge_transport'])} |")
+        lines += ["", "where verification's time goes (median ms per candidate):", "",
+                  "| study | eval | verify | guarded copies | encode | judge decode | judge check | release "
+                  "| pipe | poison |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for study, row in res["studies"].items():
+            ms = lambda k: f"{1e3 * row[k]['median']:.1f}" if row.get(k) else "-"  # noqa: E731
+            lines.append(f"| {study} | {ms('eval_s')} | {ms('verify_s')} | "
+                         + " | ".join(ms(f"verify_{p}_s") for p in PARTS)
+                         + f" | {ms('verify_pipe_s')} | {ms('poison_s')} |")
         lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -103,7 +103,7 @@ class Evaluator:
         self.info = detect_device()
         self.baselines: dict = {}
         self.studies: dict = {}
-        self.verify_s = 0.0
+        self._guard_s = 0.0  # this request's guarded copies and outputs (verification's own memory work)
         self._judging = False  # in an evaluate or retime request (a compile request has no judge)
         self._registered: set = set()  # (judge's key of a cached set, with its reference)
         self._used: dict = {}  # the cached sets this request used: audited after it
@@ -200,14 +200,12 @@ class Evaluator:
             raise RuntimeError("no judge: run evaluation processes through tuner.execution.worker."
                                "CandidateWorker, which starts one beside each")
         self._sync()
-        t0 = time.perf_counter()
         ack = self._judge.submit({
             "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
             "outs": [[buf, call] for buf, call in outs], "shape": list(shape_of.shape), "calls": calls,
             "ref": ref, "reduction": reduction, "launches": launches,
             "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for _, g in guarded.guarded],
             "seal": self._seal.broken()})
-        self.verify_s += time.perf_counter() - t0
         return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
                      float(ack.get("max", float("inf"))), str(ack.get("reason", "")))
 
@@ -219,6 +217,7 @@ class Evaluator:
         from kernelevolve.kernels.spec import reduction_length
 
         pooled, ref = self._set(spec, problem, study, index)
+        t0 = time.perf_counter()
         if perturb_seed is not None:  # the set with one element moved: its own reference
             pooled, ref = self._guards.perturbed(pooled, perturb_seed), None
         guarded = self._guards.guard_inputs(pooled)
@@ -226,6 +225,8 @@ class Evaluator:
             ref = spec.reference(guarded.pristine)
         shape_of = spec.make_output(problem, guarded.inputs)
         buf, out = guarded_output(shape_of)
+        self._sync()
+        self._guard_s += time.perf_counter() - t0
         with self._guards.count_launches(self.interpreter) as launches:
             handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
@@ -237,7 +238,10 @@ class Evaluator:
         """(guarded copies of input set `index`, its reference, the output's shape): what timed
         calls launch on (copies: the pool stays pristine; the judge checks them afterwards)."""
         pooled, ref = self._set(spec, problem, study, index)
+        t0 = time.perf_counter()
         timed = self._guards.guard_inputs(pooled)
+        self._sync()
+        self._guard_s += time.perf_counter() - t0
         return timed, ref, spec.make_output(problem, timed.inputs)
 
     def _check_timed(self, spec, problem, study, index: int, timed, outputs: TimedOutputs, ref,
@@ -301,7 +305,6 @@ class Evaluator:
         t_start = time.perf_counter()
         tunable, problem, hw, study = self._load(req)
         spec, cfg, seed = tunable.kernel, req["config"], int(req.get("seed", 0))
-        self.verify_s = 0.0  # time in the judge's checks, as this process waits for them
         first_set, second_set, timed_set = (seed % INPUT_SETS, (seed + 1) % INPUT_SETS,
                                             (seed + 2) % INPUT_SETS)
 
@@ -332,7 +335,7 @@ class Evaluator:
             rec["rel_error"] = max(first.rel_error, second.rel_error, third.rel_error)
             rec["max_error"] = max(first.max_error, second.max_error, third.max_error)
             if not (first.ok and second.ok and third.ok):
-                return dict(rec, status="incorrect", verify_s=self.verify_s,
+                return dict(rec, status="incorrect",
                             error=next(c.reason for c in (first, second, third) if not c.ok))
             timed, ref, shape_of = self._timed_inputs(spec, problem, study, timed_set)
             inputs = timed.inputs
@@ -346,7 +349,6 @@ class Evaluator:
                        poison_s=outputs.poison_s())
             after = self._check_timed(spec, problem, study, timed_set, timed, outputs, ref)
             timed = inputs = outputs = fn = before = None  # the timed buffers go before the peer runs
-            rec["verify_s"] = self.verify_s
             if not after.ok:
                 return dict(rec, status="incorrect", error=after.reason)
             # on a GPU, no faster than physics
@@ -362,7 +364,6 @@ class Evaluator:
             rec["timed_to"] = time.time()
         rec["device_busy_s"] = rec["timed_to"] - rec["timed_from"]
         rec["eval_s"] = time.perf_counter() - t_start
-        rec["verify_s"] = self.verify_s
         return dict(rec, status="ok")
 
     def _rates(self, spec, problem, hw, ms: float) -> dict:
@@ -391,7 +392,6 @@ class Evaluator:
         rounds, is checked by the judge: a row whose calls are wrong is `incorrect`."""
         tunable, problem, hw, study = self._load(req)
         spec, rounds, bench = tunable.kernel, int(req.get("rounds", 5)), req.get("bench", {})
-        self.verify_s = 0.0
         timed, ref, shape_of = self._timed_inputs(spec, problem, study, 0)
         inputs = timed.inputs
         graph = self._clock(bench) == "cudagraph"
@@ -418,7 +418,7 @@ class Evaluator:
             if base:
                 r.update(speedup=base / r["latency_ms"], **self._rates(spec, problem, hw, r["latency_ms"]))
         return {"status": "ok", "rows": rows, "baseline_ms": base, **self._tags(),
-                "verify_s": self.verify_s, "timing": "interpreter" if self.interpreter else "gpu"}
+                "timing": "interpreter" if self.interpreter else "gpu"}
 
     def profile(self, req: dict) -> dict:
         """The launches a profiler reads (tuner/profile), a separate pass after timing: the candidate
@@ -470,10 +470,26 @@ class Evaluator:
         op = req.get("op")
         self._judging = op in ("evaluate", "retime") and self._judge is not None
         self._used = {}
+        self._guard_s = 0.0
+        if self._judge is not None:
+            self._judge.spent = dict.fromkeys(self._judge.spent, 0.0)
         reply = self._handle(req)
         if self._judging:
+            t0 = time.perf_counter()
             self._audit()
+            if "eval_s" in reply:  # the audit is part of the request's evaluation
+                reply["eval_s"] += time.perf_counter() - t0
+            reply.update(self._verify_cost())
         return reply
+
+    def _verify_cost(self) -> dict:
+        """What verification cost this request, outside the timing loop: every round trip to the
+        judge (registering sets, the checks, the audit) and the guarded copies it checks."""
+        spent = self._judge.spent
+        out = {"verify_s": spent["round_trip"] + self._guard_s, "verify_guard_s": self._guard_s}
+        for part in ("encode", "decode", "check", "release"):
+            out[f"verify_{part}_s"] = spent[part]
+        return out
 
     def _handle(self, req: dict) -> dict:
         op = req.get("op")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import time
 
 import torch
 
@@ -100,6 +101,12 @@ def decode_all(obj, device=None):
     return obj
 
 
+# The parts of a round trip to the judge: the whole of it; the evaluator encoding the message
+# (CUDA IPC handles or host copies); the judge decoding it (opening the handles), checking, and
+# releasing the buffers. What is left of the round trip is the pipe and the pickles.
+SPENT = ("round_trip", "encode", "decode", "check", "release")
+
+
 class JudgeLink:
     """The evaluator's end of the wire: `submit(message)` sends one piece of evidence and returns
     the judge's outcome of that check ({ok, reason, rel, max}). The channel's file descriptors come
@@ -112,14 +119,23 @@ class JudgeLink:
         self.cuda = cuda
         self.ipc: bool | None = None  # decided at the first submit (a compile-only process never asks)
         self.transport = "host"
+        self.spent = dict.fromkeys(SPENT, 0.0)  # where the round trips' time went (reset per request)
 
     def _send(self, msg: dict, ipc: bool) -> dict:
         from kernelevolve.tuner.execution.worker import _HEADER, recv
 
+        t0 = time.perf_counter()
         data = pickle.dumps(encode_all(msg, ipc))
+        t_encoded = time.perf_counter()
         self.out.write(_HEADER.pack(len(data)) + data)
         self.out.flush()
-        return recv(self.inp)  # the judge is trusted: its replies are ordinary pickles
+        reply = recv(self.inp)  # the judge is trusted: its replies are ordinary pickles
+        spent = self.spent
+        spent["round_trip"] += time.perf_counter() - t0
+        spent["encode"] += t_encoded - t0
+        for part in ("decode", "check", "release"):
+            spent[part] += float(reply.get("t_" + part, 0.0))
+        return reply
 
     def _probe(self) -> None:
         self.ipc = False

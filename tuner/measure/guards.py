@@ -65,9 +65,14 @@ def guard_tensor(t: torch.Tensor, canary_bytes: int = CANARY_BYTES) -> GuardedTe
     esize = t.element_size()
     span_bytes = _span(t) * esize
     pad = (-span_bytes) % esize
-    buf = torch.full((2 * canary_bytes + span_bytes + pad,), CANARY_BYTE, dtype=torch.uint8,
-                     device=t.device)
     lo = canary_bytes
+    if t.is_contiguous() and t.numel() == _span(t):  # the copy fills the middle: fill the bands only
+        buf = torch.empty((2 * canary_bytes + span_bytes + pad,), dtype=torch.uint8, device=t.device)
+        buf[:lo].fill_(CANARY_BYTE)
+        buf[lo + span_bytes:].fill_(CANARY_BYTE)
+    else:  # the gaps between a strided tensor's elements stay canary bytes too
+        buf = torch.full((2 * canary_bytes + span_bytes + pad,), CANARY_BYTE, dtype=torch.uint8,
+                         device=t.device)
     typed = buf.view(t.dtype) if t.dtype != torch.uint8 else buf
     view = typed.as_strided(tuple(t.shape), tuple(t.stride()), lo // esize)
     view.copy_(t)

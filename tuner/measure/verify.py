@@ -99,30 +99,44 @@ def poison(out: torch.Tensor) -> None:
         out.fill_(torch.iinfo(out.dtype).min)
 
 
+# Outputs of these dtypes are compared in fp32: its rounding of the float64 reference (6e-8
+# relative) is 100x below the tightest bound above (7.7e-6 for fp32 outputs), and fp32 halves the
+# memory traffic of every pass and runs at full rate on GPUs (fp64 does not on most).
+_FP32_COMPARED = (torch.float16, torch.bfloat16, torch.float32)
+
+
 def check(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance | None = None) -> Check:
+    """`out` against `ref` by both measures. On a GPU: a few fused passes and one read back to the
+    host (the judge runs this on every verified launch and on each sampled timed call)."""
     tol = tol or TOLERANCES.get(out.dtype, TOLERANCES[torch.float32])
     if tuple(out.shape) != tuple(ref.shape):
         return Check(False, float("inf"), float("inf"),
                      f"output shape {tuple(out.shape)} != reference shape {tuple(ref.shape)}")
-    got = out.detach().to(torch.float64)
-    want = ref.detach().to(device=got.device, dtype=torch.float64)
-    bad = ~torch.isfinite(got)
-    if bad.any():
-        n = int(bad.sum())
-        return Check(False, float("inf"), float("inf"),
-                     f"{n} of {got.numel()} outputs are NaN/inf (unwritten by the kernel, or overflow)")
-    diff = got - want
-    ref_norm = float(want.norm())
+    dtype = torch.float32 if out.dtype in _FP32_COMPARED else torch.float64
+    got = out.detach().to(dtype)
+    want = ref.detach().to(device=got.device, dtype=dtype)
+    if not got.numel():
+        return Check(True, 0.0, 0.0)
+    diff = got - want  # NaN or inf wherever the output is
+    acc = torch.float64  # the norms accumulate in float64: the sums of squares of 1e8 elements
+    ref_norm = torch.linalg.vector_norm(want, dtype=acc)
     rms = ref_norm / max(1, want.numel()) ** 0.5
-    rel = float(diff.norm()) / max(ref_norm, 1e-30)
-    bound = tol.max_rel_rms * max(rms, 1e-30) + tol.rel_elem * want.abs()
-    ratio = diff.abs() / bound
-    worst = float(ratio.max()) if diff.numel() else 0.0
+    bound = want.abs().mul_(tol.rel_elem).add_(torch.clamp(rms, min=1e-30).to(dtype) * tol.max_rel_rms)
+    ratio = diff.abs().div_(bound)
+    worst, idx = ratio.reshape(-1).max(dim=0)
+    stats = torch.stack([(~torch.isfinite(diff)).sum().to(acc), ref_norm,
+                         torch.linalg.vector_norm(diff, dtype=acc), worst.to(acc), idx.to(acc)])
+    nonfinite, ref_norm, diff_norm, worst, idx = stats.tolist()  # the one read back
+    if nonfinite:
+        return Check(False, float("inf"), float("inf"),
+                     f"{int(nonfinite)} of {got.numel()} outputs are NaN/inf (unwritten by the kernel, "
+                     "or overflow)")
+    rel = diff_norm / max(ref_norm, 1e-30)
     if rel > tol.rel_fro:
         return Check(False, rel, worst, f"relative error {rel:.3g} > {tol.rel_fro:g} for {out.dtype}")
     if worst > 1.0:
-        idx = int(ratio.argmax())
-        got_v, want_v = float(got.flatten()[idx]), float(want.flatten()[idx])
+        idx = int(idx)
+        got_v, want_v = float(got.reshape(-1)[idx]), float(want.reshape(-1)[idx])
         return Check(False, rel, worst,
                      f"element {idx} is {got_v:.4g}, reference {want_v:.4g}: off by {worst:.3g}x "
                      f"its bound ({tol.max_rel_rms:g} x RMS + {tol.rel_elem:g} x |ref|) for {out.dtype}")

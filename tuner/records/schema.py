@@ -52,7 +52,13 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "timed_from": ("metric", "unix time the timed section began"),
     "timed_to": ("metric", "unix time the timed section ended"),
     # verification's own cost and coverage (tuner/measure/judge.py, timed_outputs.py)
-    "verify_s": ("metric", "time the evaluator waited on the judge's checks (part of eval_s)"),
+    "verify_s": ("metric", "verification's cost in the evaluator outside the timing loop (part of eval_s): "
+                           "every round trip to the judge and the guarded copies it checks"),
+    "verify_guard_s": ("metric", "of verify_s: making the guarded input copies and poisoned outputs"),
+    "verify_encode_s": ("metric", "of verify_s: encoding the evidence (CUDA IPC handles or host copies)"),
+    "verify_decode_s": ("metric", "of verify_s: the judge opening the evidence"),
+    "verify_check_s": ("metric", "of verify_s: the judge's checks"),
+    "verify_release_s": ("metric", "of verify_s: the judge releasing the evaluator's buffers"),
     "judge_s": ("metric", "time the parent waited for the judge's verdict after the evaluator's reply"),
     "judge_checks": ("metric", "checks the judge ran for this candidate"),
     "time_loop_s": ("metric", "wall time of the candidate's timing loop (its clock's warm-up and repetitions)"),
