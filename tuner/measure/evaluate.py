@@ -85,6 +85,17 @@ def _kernel_name(handle) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _compact(ref, shape_of):
+    """A float64 reference of a 16- or 32-bit float output, kept in fp32: the judge compares in
+    fp32 (tuner/measure/verify.py), and half the bytes are read at every check and cached."""
+    import torch
+
+    if getattr(ref, "dtype", None) == torch.float64 and \
+            shape_of.dtype in (torch.float16, torch.bfloat16, torch.float32):
+        return ref.float()
+    return ref
+
+
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) < 4000 else text[:4000] + " ..."
@@ -162,7 +173,8 @@ class Evaluator:
         """The study's input set `index` (seeded by it) and, with_ref, its reference. No kernel
         is ever handed these tensors (it gets guarded copies), so the cached reference holds."""
         inputs, ref = self.inputs.get((study, index), lambda: spec.make_inputs(problem, self.device, 1 + index),
-                                      spec.reference if with_ref else None)
+                                      (lambda inp: _compact(spec.reference(inp), spec.make_output(problem, inp)))
+                                      if with_ref else None)
         if self._judging:  # the judge fingerprints a set as made, before any launch with it
             key = self._ref_key(study, index)
             seen = (tuple(key), ref is not None)

@@ -66,19 +66,23 @@ def guard_tensor(t: torch.Tensor, canary_bytes: int = CANARY_BYTES) -> GuardedTe
     span_bytes = _span(t) * esize
     pad = (-span_bytes) % esize
     lo = canary_bytes
+    size = 2 * canary_bytes + span_bytes + pad
+    # the launched buffer and its pristine copy: two halves of one allocation (the judge opens
+    # one CUDA IPC handle for both)
+    both = torch.empty((2 * size,), dtype=torch.uint8, device=t.device)
+    buf, pristine_buf = both[:size], both[size:]
     if t.is_contiguous() and t.numel() == _span(t):  # the copy fills the middle: fill the bands only
-        buf = torch.empty((2 * canary_bytes + span_bytes + pad,), dtype=torch.uint8, device=t.device)
         buf[:lo].fill_(CANARY_BYTE)
         buf[lo + span_bytes:].fill_(CANARY_BYTE)
     else:  # the gaps between a strided tensor's elements stay canary bytes too
-        buf = torch.full((2 * canary_bytes + span_bytes + pad,), CANARY_BYTE, dtype=torch.uint8,
-                         device=t.device)
+        buf.fill_(CANARY_BYTE)
     typed = buf.view(t.dtype) if t.dtype != torch.uint8 else buf
-    view = typed.as_strided(tuple(t.shape), tuple(t.stride()), lo // esize)
+    view = typed.as_strided(tuple(t.shape), tuple(t.stride()), typed.storage_offset() + lo // esize)
     view.copy_(t)
-    pristine_buf = buf.clone()
+    pristine_buf.copy_(buf)
     ptyped = pristine_buf.view(t.dtype) if t.dtype != torch.uint8 else pristine_buf
-    pristine = ptyped.as_strided(tuple(t.shape), tuple(t.stride()), lo // esize)
+    # as_strided counts its offset from the start of the storage, which both halves share
+    pristine = ptyped.as_strided(tuple(t.shape), tuple(t.stride()), ptyped.storage_offset() + lo // esize)
     return GuardedTensor(buf, view, pristine_buf, pristine, lo, lo + span_bytes)
 
 

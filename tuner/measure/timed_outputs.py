@@ -40,10 +40,19 @@ _RANDOM = random.SystemRandom()  # unpredictable from inside the process (no sta
 def guarded_output(shape_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(buffer, output view): `shape_of`'s shape and dtype in the middle of one allocation with
     GUARD_ELEMENTS on each side, all poisoned."""
+    return guarded_outputs(shape_of, 1)[0]
+
+
+def guarded_outputs(shape_of: torch.Tensor, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`count` guarded_output buffers, slots of one allocation (each with its own guard zones).
+    Why one: the judge opens an allocation's CUDA IPC handle once per message, whatever the
+    number of slots it reads there; a handle per buffer cost ~0.2 ms each to open and close."""
     n = shape_of.numel()
-    buf = shape_of.new_empty(n + 2 * GUARD_ELEMENTS)
-    poison(buf)
-    return buf, buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)
+    slot = n + 2 * GUARD_ELEMENTS
+    slab = shape_of.new_empty(slot * count)
+    poison(slab)
+    bufs = [slab[i * slot:(i + 1) * slot] for i in range(count)]
+    return [(buf, buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)) for buf in bufs]
 
 
 def guard_zone_writes(buf: torch.Tensor) -> int:
@@ -68,10 +77,12 @@ class TimedOutputs:
         self.launch, self.shape_of, self.graph = launch, shape_of, graph
         self.m = samples or sample_count(shape_of)
         self.kept: list = []  # [(buf, out, call number)] the reservoir
-        self.spare: list = []  # [(buf, out)] buffers to reuse
-        self.current = guarded_output(shape_of)  # what the next call writes
-        # cudagraph: the captured calls' own buffers, never written by an eager call
-        self.ring = [guarded_output(shape_of) for _ in range(self.m)] if graph else []
+        # m kept and one being written are all the reservoir ever holds; cudagraph: m more, the
+        # captured calls' own buffers, never written by an eager call
+        slots = guarded_outputs(shape_of, self.m + 1 + (self.m if graph else 0))
+        self.spare: list = slots[1:self.m + 1]  # [(buf, out)] buffers to reuse
+        self.current = slots[0]  # what the next call writes
+        self.ring = slots[self.m + 1:]
         self.calls = 0  # timed calls so far (all loops)
         self._pending = False  # the last call was a timed one, not yet offered to the reservoir
         self._captured = 0
@@ -113,7 +124,7 @@ class TimedOutputs:
                 return  # not kept: its buffer is poisoned again and reused by the next call
             self.spare.append(self.kept[j][:2])
             self.kept[j] = entry
-        self.current = self.spare.pop() if self.spare else guarded_output(self.shape_of)
+        self.current = self.spare.pop()  # m + 1 slots: one is always free here
 
     # -- after the loops -----------------------------------------------------------------------
     def samples(self) -> list[tuple[torch.Tensor, int]]:

@@ -112,32 +112,44 @@ def check(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance | None = None) ->
     if tuple(out.shape) != tuple(ref.shape):
         return Check(False, float("inf"), float("inf"),
                      f"output shape {tuple(out.shape)} != reference shape {tuple(ref.shape)}")
-    dtype = torch.float32 if out.dtype in _FP32_COMPARED else torch.float64
-    got = out.detach().to(dtype)
-    want = ref.detach().to(device=got.device, dtype=dtype)
-    if not got.numel():
+    if not out.numel():
         return Check(True, 0.0, 0.0)
-    diff = got - want  # NaN or inf wherever the output is
-    acc = torch.float64  # the norms accumulate in float64: the sums of squares of 1e8 elements
-    ref_norm = torch.linalg.vector_norm(want, dtype=acc)
-    rms = ref_norm / max(1, want.numel()) ** 0.5
-    bound = want.abs().mul_(tol.rel_elem).add_(torch.clamp(rms, min=1e-30).to(dtype) * tol.max_rel_rms)
-    ratio = diff.abs().div_(bound)
-    worst, idx = ratio.reshape(-1).max(dim=0)
-    stats = torch.stack([(~torch.isfinite(diff)).sum().to(acc), ref_norm,
-                         torch.linalg.vector_norm(diff, dtype=acc), worst.to(acc), idx.to(acc)])
-    nonfinite, ref_norm, diff_norm, worst, idx = stats.tolist()  # the one read back
+    ref = ref.detach().to(out.device)
+    nonfinite, ref_norm, diff_norm, worst, idx = _stats(out.detach(), ref, tol).tolist()  # one read back
     if nonfinite:
         return Check(False, float("inf"), float("inf"),
-                     f"{int(nonfinite)} of {got.numel()} outputs are NaN/inf (unwritten by the kernel, "
+                     f"{int(nonfinite)} of {out.numel()} outputs are NaN/inf (unwritten by the kernel, "
                      "or overflow)")
     rel = diff_norm / max(ref_norm, 1e-30)
     if rel > tol.rel_fro:
         return Check(False, rel, worst, f"relative error {rel:.3g} > {tol.rel_fro:g} for {out.dtype}")
     if worst > 1.0:
         idx = int(idx)
-        got_v, want_v = float(got.reshape(-1)[idx]), float(want.reshape(-1)[idx])
+        got_v, want_v = float(out.reshape(-1)[idx]), float(ref.reshape(-1)[idx])
         return Check(False, rel, worst,
                      f"element {idx} is {got_v:.4g}, reference {want_v:.4g}: off by {worst:.3g}x "
                      f"its bound ({tol.max_rel_rms:g} x RMS + {tol.rel_elem:g} x |ref|) for {out.dtype}")
     return Check(True, rel, worst)
+
+
+def _stats(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> torch.Tensor:
+    """float64 [non-finite outputs, ||ref||, ||out - ref||, worst element ratio, its flat index]
+    on out's device: two fused passes on a GPU (tuner/measure/check_kernel.py), torch elsewhere."""
+    if out.is_cuda:
+        from kernelevolve.tuner.measure import check_kernel
+
+        if check_kernel.usable(out, ref):
+            return check_kernel.stats(out, ref, tol.rel_elem, tol.max_rel_rms)
+    dtype = torch.float32 if out.dtype in _FP32_COMPARED else torch.float64
+    got, want = out.to(dtype), ref.to(dtype)
+    diff = got - want  # NaN or inf wherever the output is
+    acc = torch.float64  # the norms accumulate in float64: the sums of squares of 1e8 elements
+    finite = torch.isfinite(diff)
+    ref_norm = torch.linalg.vector_norm(want, dtype=acc)
+    rms = ref_norm / max(1, want.numel()) ** 0.5
+    bound = want.abs().mul_(tol.rel_elem).add_(torch.clamp(rms, min=1e-30).to(dtype) * tol.max_rel_rms)
+    ratio = diff.abs().div_(bound).nan_to_num_(nan=0.0, posinf=0.0)
+    worst, idx = ratio.reshape(-1).max(dim=0)
+    return torch.stack([(~finite).sum().to(acc), ref_norm,
+                        torch.linalg.vector_norm(diff.where(finite, 0.0), dtype=acc), worst.to(acc),
+                        idx.to(acc)])

@@ -1,0 +1,43 @@
+"""The judge's fused check passes (tuner/measure/check_kernel.py) give the statistics of torch's
+path (tuner/measure/verify.py), run here by Triton's interpreter, on the cases a check must tell
+apart: an honest output, a wrong element, NaN left unwritten, inf, a float64 or fp32 reference."""
+import pytest
+import torch
+
+from kernelevolve.tuner.measure import check_kernel, verify
+
+TOL = verify.TOLERANCES[torch.float16]
+
+
+def _case(kind: str, dtype, ref_dtype, n: int = 3 * check_kernel.BLOCK + 17):
+    g = torch.Generator().manual_seed(n)
+    ref = torch.randn(n, generator=g, dtype=torch.float64)
+    out = ref.to(dtype)
+    if kind == "wrong_element":
+        out[check_kernel.BLOCK + 5] += 3.0
+    elif kind == "nan":
+        out[7] = float("nan")
+    elif kind == "inf":
+        out[2 * check_kernel.BLOCK] = float("inf")
+    return out, ref.to(ref_dtype)
+
+
+@pytest.mark.parametrize("kind", ["honest", "wrong_element", "nan", "inf"])
+@pytest.mark.parametrize("dtype,ref_dtype", [(torch.float16, torch.float64), (torch.float32, torch.float32)])
+def test_fused_stats_match_torch(kind, dtype, ref_dtype):
+    out, ref = _case(kind, dtype, ref_dtype)
+    fused = check_kernel.stats(out, ref, TOL.rel_elem, TOL.max_rel_rms).tolist()
+    plain = verify._stats(out, ref, TOL).tolist()
+    assert fused[0] == plain[0]  # non-finite count
+    assert fused[1] == pytest.approx(plain[1], rel=1e-6)  # ||ref||
+    assert fused[2] == pytest.approx(plain[2], rel=1e-4, abs=1e-9)  # ||out - ref|| over finite elements
+    assert fused[3] == pytest.approx(plain[3], rel=1e-4)  # worst ratio
+    if kind == "wrong_element":
+        assert int(fused[4]) == int(plain[4]) == check_kernel.BLOCK + 5
+        assert fused[3] > 1.0
+
+
+def test_usable_only_where_the_kernel_applies():
+    x = torch.zeros(8, dtype=torch.float16)
+    assert not check_kernel.usable(x, x.double())  # CPU tensors: torch's path
+    assert not check_kernel.usable(torch.zeros(8, dtype=torch.int32), x.double())
