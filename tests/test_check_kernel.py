@@ -1,6 +1,6 @@
 """The judge's fused check passes (tuner/measure/check_kernel.py) give the statistics of torch's
 path (tuner/measure/verify.py), run here by Triton's interpreter, on the cases a check must tell
-apart: an honest output, a wrong element, NaN left unwritten, inf, a float64 or fp32 reference."""
+apart (on a GPU, compiled): an honest output, a wrong element, NaN left unwritten, inf, a float64 or fp32 reference."""
 import pytest
 import torch
 
@@ -9,9 +9,12 @@ from kernelevolve.tuner.measure import check_kernel, verify
 TOL = verify.TOLERANCES[torch.float16]
 
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # on a CPU, Triton's interpreter runs them
+
+
 def _case(kind: str, dtype, ref_dtype, n: int = 3 * check_kernel.BLOCK + 17):
     g = torch.Generator().manual_seed(n)
-    ref = torch.randn(n, generator=g, dtype=torch.float64)
+    ref = torch.randn(n, generator=g, dtype=torch.float64).to(DEVICE)
     out = ref.to(dtype)
     if kind == "wrong_element":
         out[check_kernel.BLOCK + 5] += 3.0

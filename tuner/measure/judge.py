@@ -64,6 +64,39 @@ def _short(text: str, n: int = 2000) -> str:
     return text if len(text) <= n else text[:n] + " ..."
 
 
+class _Sections:
+    """Where the judge's time goes, section by section, when KERNELEVOLVE_JUDGE_PROFILE names a
+    folder (a line per message in judge-<pid>.jsonl there; the GPU synchronised at each boundary,
+    so only for diagnosis, never in a timed sweep's normal run)."""
+
+    def __init__(self):
+        folder = os.environ.get("KERNELEVOLVE_JUDGE_PROFILE")
+        self.fh = open(os.path.join(folder, f"judge-{os.getpid()}.jsonl"), "a") if folder else None
+        self.parts: dict = {}
+        self._t = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        if self.fh is None:
+            return
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.parts[name] = self.parts.get(name, 0.0) + now - self._t
+        self._t = now
+
+    def flush(self, **fields) -> None:
+        if self.fh is None:
+            return
+        import json
+
+        self.fh.write(json.dumps({**fields, **self.parts}) + "\n")
+        self.fh.flush()
+        self.parts, self._t = {}, time.perf_counter()
+
+
+SECTIONS = _Sections()
+
+
 class Judge:
     def __init__(self):
         self.secret = secrets.randbits(62)  # the fingerprint weights' seed: never leaves this process
@@ -177,7 +210,9 @@ class Judge:
                 if result.ok and passed is None:
                     passed = (out, result)
             rel, worst = max(rel, result.rel_error), max(worst, result.max_error)
+            SECTIONS.mark("outputs")
             touched = guard_zone_writes(buf)
+            SECTIONS.mark("guard_zones")
             if not result.ok:
                 wrong = _at(where, result.reason)
             elif touched:
@@ -186,11 +221,13 @@ class Judge:
                 break
         # what outranks the output's check (it explains it): no Triton launch, inputs rewritten
         # (a reference computed from them would agree) or their canary bands written
+        SECTIONS.mark("outputs")
         launches = ev.get("launches")
         if launches is not None and int(launches) == 0:
             return self._fail(_at(what, NO_LAUNCH), rel, worst)
         for i, (buf_now, buf_pristine, lo, hi) in enumerate(inputs):
             why = input_damage(i, buf_now, buf_pristine, int(lo), int(hi))
+            SECTIONS.mark("inputs")
             if why:
                 return self._fail(_at(what, why), rel, worst)
         if wrong:
@@ -267,9 +304,12 @@ def serve() -> None:
             data = None
             t0 = time.perf_counter()
             t_decoded = t_checked = t0
+            msg = None
+            SECTIONS.mark("idle")
             try:
                 data = evidence.load(raw)
                 msg = evidence.decode_all(data)
+                SECTIONS.mark("decode")
                 t_decoded = time.perf_counter()
                 reply = _from_evaluator(judge, msg)
                 t_checked = time.perf_counter()
@@ -282,7 +322,10 @@ def serve() -> None:
                                         "reason": f"unreadable evidence: {why}"})
                     reply = {"ok": False, "reason": "unreadable evidence"}
             data = None
+            op = msg.get("op") or msg.get("kind") if isinstance(msg, dict) else "?"
             msg = None  # drop every received CUDA buffer before answering: the sender may free it
+            SECTIONS.mark("release")
+            SECTIONS.flush(op=op)
             t_done = time.perf_counter()
             # where the judge's time went (the evaluator reports it as verification's cost)
             reply["t_decode"], reply["t_check"] = t_decoded - t0, max(0.0, t_checked - t_decoded)
@@ -313,11 +356,10 @@ def serve() -> None:
 def _from_evaluator(judge: Judge, msg: dict) -> dict:
     if msg.get("op") == "probe":  # the evaluator checks that CUDA IPC reaches the judge
         return {"ok": True, "sum": float(msg["tensor"].double().sum())}
-    if msg.get("op") == "register":
-        return judge.register(msg)
-    if msg.get("op") == "audit":
-        return judge.audit(msg)
-    return judge.judge(msg)
+    op = msg.get("op")
+    reply = judge.register(msg) if op == "register" else judge.audit(msg) if op == "audit" else judge.judge(msg)
+    SECTIONS.mark(op if op in ("register", "audit") else "check_rest")
+    return reply
 
 
 def recv_bytes(fh) -> bytes:
