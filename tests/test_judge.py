@@ -128,3 +128,38 @@ def test_the_judge_imports_no_kernel_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=ROOT), check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_registered_set_is_named_by_key_and_still_audited(monkeypatch):
+    """Over CUDA IPC the judge keeps a registered set's views: checks and audits then name it by
+    key. Here CPU tensors stand in for those views (the judge reads the same memory either way)."""
+    monkeypatch.setattr(Judge, "_holdable", staticmethod(lambda t: True))
+    j = Judge()
+    ev = _evidence()
+    x = ev["inputs"][0][1]  # stands in for the cached input
+    ref = ev["ref"]
+    key = ["study", 0, 1]
+    assert j.register({"ref_key": key, "ref": ref, "inputs": [x]})["ok"]
+    named = dict(ev, ref=None, ref_key=key)
+    assert j.judge(named)["ok"]  # the held reference was used
+    assert j.audit({"sets": [[key, None, None]]})["ok"]
+    ref.mul_(0.5)  # a write into the cached reference (what poison_reference does)
+    assert not j.audit({"sets": [[key, None, None]]})["ok"] and "reference" in j.tampered
+    j2 = Judge()
+    j2.register({"ref_key": key, "ref": ref, "inputs": [x]})
+    j2.forget({"ref_key": key})  # a forged forget, to fail the candidates after this one
+    assert not j2.judge(dict(ev, ref=None, ref_key=key))["ok"]
+    assert "named after it was let go" in j2.tampered  # ... replaces the processes
+
+
+def test_dropped_input_sets_are_handed_over_once_for_the_judge_to_let_go():
+    from kernelevolve.tuner.measure.input_sets import InputSets
+
+    sets = InputSets(budget_bytes=3 * 64 * 4)
+    for i in range(5):
+        sets.get(("s", i), lambda: torch.zeros(64), lambda inp: inp.double())
+    dropped = sets.take_evicted()
+    assert dropped and all(len(d) == 3 for d in dropped)  # (study, index, generation)
+    assert sets.take_evicted() == []
+    sets.clear()
+    assert not sets.entries and len(sets.take_evicted()) >= 1

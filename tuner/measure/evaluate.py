@@ -184,13 +184,30 @@ class Evaluator:
                                     "inputs": self._guards.tensors_of(inputs)})
             used = self._used.get(tuple(key))
             self._used[tuple(key)] = [key, ref if ref is not None else (used or [None, None])[1], inputs]
+        self._forget(self.inputs.take_evicted())
         return inputs, ref
+
+    def _forget(self, sets) -> None:
+        """Tell the judge which cached sets are gone, so it lets go of its views of them (their
+        memory is freed once it has: torch's CUDA IPC keeps a shared buffer until then)."""
+        if self._judge is None:
+            return
+        for study, index, generation in sets:
+            self._registered -= {(("|".join(study), index, generation), True),
+                                 (("|".join(study), index, generation), False)}
+            self._judge.submit({"op": "forget", "ref_key": ["|".join(study), index, generation]})
+
+    def _held(self, key: list) -> bool:
+        """Whether the judge keeps this registered set (and its reference) itself: over CUDA IPC,
+        a check or an audit then names it by key instead of sending it again."""
+        return bool(self._judge.ipc) and (tuple(key), True) in self._registered
 
     def _audit(self) -> None:
         """After each evaluate or retime request: the judge compares every cached set it used
         with its fingerprints from when it was made (a candidate that wrote into the cache is
         caught before the next candidate is judged with it)."""
-        sets = [[key, ref, self._guards.tensors_of(inputs)] for key, ref, inputs in self._used.values()]
+        sets = [[key, None, None] if self._held(key) else [key, ref, self._guards.tensors_of(inputs)]
+                for key, ref, inputs in self._used.values()]
         self._used = {}
         try:
             self._judge.submit({"op": "audit", "sets": sets})
@@ -203,7 +220,7 @@ class Evaluator:
         return ["|".join(study), index, self.inputs.generation.get((study, index), 0)]
 
     def _submit(self, kind: str, what: str, outs: list, shape_of, ref, guarded,
-                reduction, launches=None, row=None, calls=None):
+                reduction, launches=None, row=None, calls=None, ref_key=None):
         """Hand one check's evidence to the judge; its outcome as a Check (to stop early: the
         verdict itself is the judge's, which the parent reads)."""
         from kernelevolve.tuner.measure.verify import Check
@@ -215,7 +232,8 @@ class Evaluator:
         ack = self._judge.submit({
             "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
             "outs": [[buf, call] for buf, call in outs], "shape": list(shape_of.shape), "calls": calls,
-            "ref": ref, "reduction": reduction, "launches": launches,
+            "ref": None if ref_key is not None and self._held(ref_key) else ref, "ref_key": ref_key,
+            "reduction": reduction, "launches": launches,
             "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for _, g in guarded.guarded],
             "seal": self._seal.broken()})
         return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
@@ -243,7 +261,8 @@ class Evaluator:
             handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
         result = self._submit("verify", what, [(buf, None)], shape_of, ref, guarded,
-                              reduction_length(spec, problem), launches=launches.n)
+                              reduction_length(spec, problem), launches=launches.n,
+                              ref_key=None if perturb_seed is not None else self._ref_key(study, index))
         return handle, result
 
     def _timed_inputs(self, spec, problem, study, index: int):
@@ -263,7 +282,7 @@ class Evaluator:
 
         return self._submit("timed", "timed calls", outputs.samples(), outputs.shape_of, ref,
                             timed, reduction_length(spec, problem),
-                            row=row, calls=outputs.total_calls())
+                            row=row, calls=outputs.total_calls(), ref_key=self._ref_key(study, index))
 
     def _baseline_ms(self, spec, problem, study, bench):
         if study not in self.baselines:
@@ -525,7 +544,8 @@ class Evaluator:
             # out of memory does not: the allocator's cache is emptied and the process goes on.
             oom = "out of memory" in str(exc).lower()
             if oom and self.device.type == "cuda":
-                self.inputs.entries.clear()
+                self.inputs.clear()
+                self._forget(self.inputs.take_evicted())
                 self.torch.cuda.empty_cache()
             reply["worker_unusable"] = self.device.type == "cuda" and not oom
             return reply

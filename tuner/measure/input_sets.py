@@ -23,6 +23,7 @@ class InputSets:
         self.entries: OrderedDict = OrderedDict()  # (study key, index) -> [inputs, ref, bytes]
         self.generation: dict = {}  # (study key, index) -> which making of it (the judge's key)
         self._made = 0
+        self.evicted: list = []  # (study key, index, generation) dropped since take_evicted()
 
     @staticmethod
     def _nbytes(obj) -> int:
@@ -49,7 +50,7 @@ class InputSets:
             entry[2] += self._nbytes(entry[1])
         evicted = False
         while len(self.entries) > 1 and sum(e[2] for e in self.entries.values()) > self.budget:
-            self.entries.popitem(last=False)
+            self._drop(next(iter(self.entries)))
             evicted = True
         if evicted:
             import torch
@@ -60,3 +61,17 @@ class InputSets:
                 # embedding tables) ran the GPU out of memory
                 torch.cuda.empty_cache()
         return entry[0], entry[1]
+
+    def _drop(self, key) -> None:
+        self.entries.pop(key)
+        self.evicted.append((*key, self.generation.get(key, 0)))
+
+    def clear(self) -> None:
+        """Every set dropped (after running out of device memory)."""
+        for key in list(self.entries):
+            self._drop(key)
+
+    def take_evicted(self) -> list:
+        """The sets dropped since the last call (the judge is told to let go of them)."""
+        out, self.evicted = self.evicted, []
+        return out

@@ -41,7 +41,7 @@ import torch
 
 from kernelevolve.tuner.measure import evidence
 from kernelevolve.tuner.measure.guards import NO_LAUNCH, input_damage
-from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_writes
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_counts
 from kernelevolve.tuner.measure.verify import check, tolerance_for
 
 SAMPLED = 1 << 16  # positions of an input tensor fingerprinted
@@ -102,6 +102,7 @@ class Judge:
         self.secret = secrets.randbits(62)  # the fingerprint weights' seed: never leaves this process
         self.prints: dict = {}  # (study, set, generation, part) -> fingerprint
         self._drawn: dict = {}  # the fingerprints' secret positions and weights, per size
+        self.held: dict = {}  # (study, set, generation) -> (reference, inputs): CUDA IPC views kept
         self.items: list = []  # this candidate's checks: dicts of kind, row, ok, reason
         self.tampered = ""
         self.audited = False  # the evaluator audited its cached sets after this request
@@ -145,16 +146,45 @@ class Judge:
 
     def register(self, msg: dict) -> dict:
         """A cached input set (and its reference) as the evaluator made it, before any candidate
-        launched with it: the fingerprints every audit compares with."""
-        for k, fp in self._prints(tuple(msg["ref_key"]), msg.get("ref"), msg.get("inputs")).items():
+        launched with it: the fingerprints every audit compares with. Over CUDA IPC the judge
+        keeps the set's tensors (views of the evaluator's own memory, opened once): later checks
+        and audits name the set by its key instead of sending it again, and still read what is
+        in the evaluator's memory now. Host copies are not kept (they would never change)."""
+        key, ref, inputs = tuple(msg["ref_key"]), msg.get("ref"), msg.get("inputs")
+        for k, fp in self._prints(key, ref, inputs).items():
             self.prints.setdefault(k, fp)
+        if all(self._holdable(t) for t in [*(inputs or []), *([ref] if ref is not None else [])]):
+            held_ref, held_inputs = self.held.get(key, (None, None))
+            self.held[key] = (ref if ref is not None else held_ref, inputs if inputs else held_inputs)
         return {"ok": True}
+
+    @staticmethod
+    def _holdable(t: torch.Tensor) -> bool:
+        return t.is_cuda  # a view of the evaluator's memory (a host copy would never change)
+
+    def forget(self, msg: dict) -> dict:
+        """The evaluator dropped a cached set: its views are let go (so its memory can be freed)."""
+        self.held.pop(tuple(msg["ref_key"]), None)
+        return {"ok": True}
+
+    def _held(self, key: tuple, ref, inputs) -> tuple:
+        """A message's set: as sent, or the views kept since it was registered."""
+        if ref is None and inputs is None:
+            if key not in self.held:
+                # an honest evaluator names only sets it registered and has not dropped: a set
+                # let go by a forged `forget` (to fail the candidates after this one) ends here,
+                # and the processes are replaced
+                self.tampered = self.tampered or f"input set {key[1]} was named after it was let go"
+                raise ValueError(self.tampered)
+            return self.held[key]
+        return ref, inputs
 
     def audit(self, msg: dict) -> dict:
         """After each request: every cached set it used must be as it was made (no candidate
         wrote into the evaluator's cache for the candidates after it)."""
         self.audited = True
         for key, ref, inputs in msg.get("sets") or []:
+            ref, inputs = self._held(tuple(key), ref, inputs)
             for k, fp in self._prints(tuple(key), ref, inputs).items():
                 first = self.prints.setdefault(k, fp)
                 if fp != first:
@@ -184,6 +214,10 @@ class Judge:
             self.tampered = str(ev["seal"])
             return self._fail(_short(str(ev["seal"])))
         ref, inputs = ev["ref"], ev.get("inputs", [])
+        if ref is None:  # the cached set's reference, named by its key
+            ref = self._held(tuple(ev["ref_key"]), None, None)[0]
+            if ref is None:
+                return self._fail(_at(what, "no reference for the named input set"))
         outs = ev["outs"]
         if not outs:
             return self._fail(_at(what, "no output to check"))
@@ -195,28 +229,25 @@ class Judge:
         rel = worst = 0.0
         wrong = ""  # the first output that fails; what outranks it is checked after
         shape = tuple(ev["shape"])
-        passed = None  # an output that passed the full check, and its result
-        for buf, call in outs:
-            n = buf.numel() - 2 * GUARD_ELEMENTS
-            out = buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape)
+        views = [(buf[GUARD_ELEMENTS:buf.numel() - GUARD_ELEMENTS].view(shape), call) for buf, call in outs]
+        touched = guard_zone_counts([buf for buf, _ in outs])  # every buffer's zones, one read back
+        first = check(views[0][0], ref, tol)
+        # Timed calls share their inputs: an output bit for bit equal to one that passed passes
+        # (one comparison instead of a check, all of them read back at once; NaN never compares
+        # equal, so a skipped call is checked in full). A kernel whose calls differ (atomics)
+        # gets a check per call.
+        differs = [True] * (len(views) - 1)
+        if first.ok and len(views) > 1:
+            differs = [bool(d) for d in torch.stack([(out != views[0][0]).any() for out, _ in views[1:]]).tolist()]
+        SECTIONS.mark("outputs")
+        for i, (out, call) in enumerate(views):
             where = what if call is None else _at(what, f"timed call {call} of {ev.get('calls')}")
-            # Timed calls share their inputs: an output bit for bit equal to one that passed passes
-            # (one fused comparison instead of a check; NaN never compares equal, so a skipped call
-            # is checked in full). A kernel whose calls differ (atomics) gets a check per call.
-            if passed is not None and torch.equal(out, passed[0]):
-                result = passed[1]
-            else:
-                result = check(out, ref, tol)
-                if result.ok and passed is None:
-                    passed = (out, result)
+            result = first if i == 0 or not differs[i - 1] else check(out, ref, tol)
             rel, worst = max(rel, result.rel_error), max(worst, result.max_error)
-            SECTIONS.mark("outputs")
-            touched = guard_zone_writes(buf)
-            SECTIONS.mark("guard_zones")
             if not result.ok:
                 wrong = _at(where, result.reason)
-            elif touched:
-                wrong = _at(where, f"wrote {touched} elements outside its output buffer")
+            elif touched[i]:
+                wrong = _at(where, f"wrote {touched[i]} elements outside its output buffer")
             if wrong:
                 break
         # what outranks the output's check (it explains it): no Triton launch, inputs rewritten
@@ -357,8 +388,9 @@ def _from_evaluator(judge: Judge, msg: dict) -> dict:
     if msg.get("op") == "probe":  # the evaluator checks that CUDA IPC reaches the judge
         return {"ok": True, "sum": float(msg["tensor"].double().sum())}
     op = msg.get("op")
-    reply = judge.register(msg) if op == "register" else judge.audit(msg) if op == "audit" else judge.judge(msg)
-    SECTIONS.mark(op if op in ("register", "audit") else "check_rest")
+    handler = {"register": judge.register, "audit": judge.audit, "forget": judge.forget}.get(op, judge.judge)
+    reply = handler(msg)
+    SECTIONS.mark(op if op in ("register", "audit", "forget") else "check_rest")
     return reply
 
 

@@ -57,10 +57,17 @@ def guarded_outputs(shape_of: torch.Tensor, count: int) -> list[tuple[torch.Tens
 
 def guard_zone_writes(buf: torch.Tensor) -> int:
     """Elements written into a guarded_output buffer's guard zones (0 if none)."""
-    zones = torch.cat([buf[:GUARD_ELEMENTS], buf[buf.numel() - GUARD_ELEMENTS:]])
-    if zones.is_floating_point():
-        return int((~torch.isnan(zones)).sum())
-    return int((zones != torch.iinfo(zones.dtype).min).sum())
+    return guard_zone_counts([buf])[0]
+
+
+def guard_zone_counts(bufs: list) -> list[int]:
+    """guard_zone_writes of each buffer, read back from the device once for all of them."""
+    counts = []
+    for buf in bufs:
+        zones = torch.cat([buf[:GUARD_ELEMENTS], buf[buf.numel() - GUARD_ELEMENTS:]])
+        written = ~torch.isnan(zones) if zones.is_floating_point() else zones != torch.iinfo(zones.dtype).min
+        counts.append(written.sum())
+    return [int(c) for c in torch.stack(counts).tolist()] if counts else []
 
 
 def sample_count(shape_of: torch.Tensor) -> int:
