@@ -88,7 +88,7 @@ def _f(r, k, f="{:.4f}"):
 
 
 def markdown(rows: list[dict], metas: list[dict]) -> str:
-    m = metas[0]
+    m = next((x for x in metas if x.get("args")), metas[0])
     interp = m.get("target") == "cpu-interpreter"
     lines = [f"{'CPU INTERPRETER (wall clock; plumbing only, no performance result)' if interp else 'GPU: ' + str(m.get('gpu'))}"
              f" | torch {m.get('torch')} | triton {m.get('triton')} | helion {m.get('helion') or '-'} | "
@@ -166,8 +166,12 @@ def write(out: Path, rows: list[dict], metas: list[dict], stem: str = "gemm_suit
 
 
 def load(path: str) -> tuple[list[dict], list[dict]]:
-    """(rows, metas) of a suite JSON (one shard's, or a merge's)."""
+    """(rows, metas) of a suite JSON (one shard's, or a merge's), or of a shard's .partial.json (its
+    rows so far: the shapes a shard cut short by its time limit had finished)."""
     data = json.loads(Path(path).read_text())
+    if isinstance(data, list):
+        shard = next((r.get("shard") for r in data if r.get("shard")), "?")
+        return data, [{"shard": f"{shard} (partial: {Path(path).name})", "args": {}}]
     meta = data.get("meta") or {}
     return data.get("rows", []), meta.get("shards") or [meta]
 

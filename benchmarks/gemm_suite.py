@@ -30,7 +30,8 @@ the old hand-picked ResNet conv layers (kernels/conv2d.py vs cuDNN); off by defa
                   per shape with autotune_effort=--helion-effort (default "quick": helion 1.2.0's
                   LFBO tree search, initial population 30, at most 5 generations; "full" took about
                   300 s per shape), on the GEMM shapes whose index is below --helion-shapes
-                  (default 4: the first 4 of the suite; with --shard i/n, n >= 4, one per shard);
+                  (default 4: the first 4 of the suite; with --shard i/n, n >= 4, one per shard, run
+                  first in it);
                   tuning = its autotune() wall time; candidates = configs its search tested.
                   Without helion: a row "not run: helion not installed".
 
@@ -54,19 +55,22 @@ peer or config prints its error and the run goes on.
 Sharding, so that a GPU run fits 600-second device calls: --shard i/n runs the jobs at positions
 j (GEMM shapes first, then the fused layers) with j % n == i - 1, one sweep per shard, and writes
 OUT/gemm_suite_shard<i>of<n>.md/.json/.mlflow.db; `--merge FILES... --out DIR` merges shards'
-JSONs into DIR/gemm_suite.md/.json. Time per shape on the H100 (the 2026-11-26 run of 14 studies
-x 40 candidates: sweep 241 s, peers 213 s): about 17 s of sweep and 15-35 s of peers
-(torch.compile max-autotune 5-32 s, the tutorial autotune 1-30 s, the timings ~3 s) per shape,
-plus ~40 s of start-up per shard (imports, Ray, the device probe) and a Helion quick tune
-(estimated 60-150 s; measure it) on each shard that has a Helion shape. The default 24 + 4 jobs
-in 6 shards (4-5 jobs each): ~40 + 5 x 45 + 150 = ~415 s per shard, under 600 s.
+JSONs into DIR/gemm_suite.md/.json (a shard's .partial.json, the rows of a shard cut short, merges
+too). Time per shape, estimated from the 2026-11-26 H100 run of the earlier suite (14 studies x 40
+candidates: sweep 241 s including ~25 s of Ray start-up, peers 213 s): 15-25 s of sweep per study
+(the studies of a shard run at once) and 15-40 s of peers (torch.compile max-autotune 5-32 s, the
+tutorial autotune 1-30 s, the timings a few s) per shape, plus ~30 s of imports per shard and,
+on each shard with a Helion shape, one Helion quick tune (not measured yet: estimated 60-150 s;
+"full" took ~300 s). The default 24 + 4 jobs in 7 shards (4 jobs each, Helion in shards 1-4):
+~30 + 4 x 25 + 25 + 4 x 30 + 150 = ~425 s per shard. --budget-s 380 bounds the peers; `timeout
+580` around the command leaves the .partial.json of a shard that still runs long.
 
 On the GPU machine, from the project root (.devbundle and .whl carried):
     source .devbundle/activate.sh
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PYTHONPATH
-    python3 benchmarks/gemm_suite.py --out "$OUT" --shard 1/6 --budget-s 330   # ... 6/6
-    python3 benchmarks/gemm_suite.py --merge OUT*/gemm_suite_shard*of6.json --out MERGED
+    timeout 580 python3 benchmarks/gemm_suite.py --out "$OUT" --shard 1/7 --budget-s 380   # ... 7/7
+    python3 benchmarks/gemm_suite.py --merge SHARDS/gemm_suite_shard*of7.json --out MERGED
 .whl/ holds helion-1.2.0-py3-none-any.whl and filecheck-1.0.6-py3-none-any.whl (1.4 MB; the
 image has helion's other requirements: numpy, psutil, rich, scikit-learn, typing-extensions):
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
@@ -86,7 +90,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __name__ == "__main__" and "cpu-interpreter" in sys.argv[1:]:
+if __name__ == "__main__" and any(a.endswith("cpu-interpreter") for a in sys.argv[1:]):
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before the first @triton.jit (gemm_peers)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

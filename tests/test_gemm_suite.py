@@ -141,14 +141,16 @@ def test_a_merge_of_shards_gives_one_table_with_its_geomeans(tmp_path):
                                      "index": 1, "tuning_s": None, "error": "not run: helion not installed"}]
     for name, rows, shard in (("x.json", a, "1/2"), ("y.json", b, "2/2")):
         (tmp_path / name).write_text(json.dumps({"meta": dict(meta, shard=shard), "rows": rows}))
-    text = report.merge([str(tmp_path / "x.json"), str(tmp_path / "y.json")], tmp_path / "m")
+    # a shard cut short by its time limit: its .partial.json (rows so far) merges too
+    (tmp_path / "z.partial.json").write_text(json.dumps([_row("s2", "ours", 1.0, shard="3/3"), _row("s2", "cuBLAS", 1.0)]))
+    text = report.merge([str(tmp_path / n) for n in ("x.json", "y.json", "z.partial.json")], tmp_path / "m")
     data = json.loads((tmp_path / "m" / "gemm_suite.json").read_text())
-    assert len(data["rows"]) == 7 and len(data["meta"]["shards"]) == 2
+    assert len(data["rows"]) == 9 and len(data["meta"]["shards"]) == 3
     g = {(x["ours"], x["peer"]): x for x in data["geomeans"]}
-    assert g[("ours", "cuBLAS")]["n"] == 2 and g[("ours", "cuBLAS")]["geomean"] == pytest.approx(math.sqrt(2.0))
+    assert g[("ours", "cuBLAS")]["n"] == 3 and g[("ours", "cuBLAS")]["geomean"] == pytest.approx(2.0 ** (1 / 3))
     assert g[("ours", "Helion autotune (quick)")]["n"] == 1
     # best Triton: s0's winner is Triton (no impl recorded there: Triton), s1's is vendor
-    assert g[("ours best Triton", "cuBLAS")]["geomean"] == pytest.approx(math.sqrt(2.0 * 0.5))
+    assert g[("ours best Triton", "cuBLAS")]["geomean"] == pytest.approx((2.0 * 0.5 * 1.0) ** (1 / 3))
     assert "not run: helion not installed" in text and "dispatched: vendor" in text
 
 
