@@ -3,7 +3,6 @@ gemm_suite.py, gemm_report.py, helion_peer.py), on the CPU: the generator is det
 seed and keeps to its stated distributions' bounds and shares; the shards cover every job exactly
 once; a merge of shards gives one table with its geomeans; a missing helion is a 'not run' row.
 No timing is asserted."""
-import argparse
 import json
 import math
 
@@ -188,3 +187,36 @@ def test_the_helion_kernel_is_correct_in_the_interpreter():
     from kernelevolve.tuner.measure.verify import check
 
     assert check(fn(), a.double() @ b.double()).ok and cand == 0
+
+
+def test_a_vendor_winner_gets_the_best_triton_config_beside_it():
+    """Records tagged impl: the dispatched winner (vendor here) and the fastest Triton config, each
+    launched, verified and timed (a stand-in spec: this branch has no vendor launcher)."""
+    from types import SimpleNamespace
+
+    from benchmarks import gemm_suite
+
+    launched = []
+
+    def launch(inputs, out, config):
+        launched.append(config["IMPL"])
+        out.copy_(inputs[0] @ inputs[1])
+
+    spec = SimpleNamespace(name="matmul", make_output=lambda p, i: torch.empty(4, 4), launch=launch)
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    records = [{"status": "ok", "latency_ms": 1.0, "config": {"IMPL": "vendor"}},
+               {"status": "ok", "latency_ms": 2.0, "config": {"IMPL": "triton", "BLOCK_M": 64}},
+               {"status": "ok", "latency_ms": 3.0, "config": {"IMPL": "triton", "BLOCK_M": 32}},
+               {"status": "incorrect", "latency_ms": 0.5, "config": {"IMPL": "triton", "BLOCK_M": 16}}]
+    summary = {"best": records[0], "counts": {"ok": 3, "incorrect": 1}}
+    job = gemm_suite.Job("gemm 00 4x4x4 fp32", "gemm", "matmul", {}, 0)
+    rows = gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0, "wall", summary,
+                                {"tuning_s": 5.0}, {"candidates": 4}, records)
+    assert [r["impl"] for r in rows] == [report.OURS, report.BEST_TRITON]
+    assert rows[0]["dispatched_impl"] == "vendor" and rows[1]["config"] == {"IMPL": "triton", "BLOCK_M": 64}
+    assert all(r["verified"] and r["candidates"] == 4 and r["tuning_s"] == 5.0 for r in rows)
+    assert "vendor" in launched and "triton" in launched
+    # a Triton winner: one row, dispatched triton
+    rows = gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0, "wall",
+                                {"best": records[1], "counts": {"ok": 3}}, {"tuning_s": 5.0}, {}, records)
+    assert [(r["impl"], r["dispatched_impl"]) for r in rows] == [(report.OURS, "triton")]
