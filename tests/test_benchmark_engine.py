@@ -30,17 +30,18 @@ def _index(exp, studies):
 def test_gemm_suite_is_one_experiment_of_every_shape(kind):
     from benchmarks import gemm_suite as g
 
-    args = argparse.Namespace(configs=40, threads=8, seed=0, clock="clean")
-    todo = g.jobs(None)
+    args = g.parse(["--out", "unused", "--conv"])
+    todo = g.jobs(args)
     exp, studies = _loaded(g.build(todo, args, engine.target(kind)))
-    assert len(studies) == len(todo) == len(g.SHAPES) + len(g.FUSED) + len(g.CONV_LAYERS)
+    assert len(studies) == len(todo) == 24 + 4 + len(g.CONV_LAYERS)  # generated GEMM + fused, conv opt-in
     assert {st.kernel_name for st in studies} == {"matmul", "gemm_epilogue", "conv2d"}
     assert exp.targets[0].name == kind and exp.targets[0].resources["GPU"] == engine.GPU_SHARE
     assert exp.timing.clock == "clean" and exp.search.samples == 40 and exp.search.concurrency == 8
     sw = _index(exp, studies)
-    keys = [sw.by_problem(kernel, fields)["study"] for _, _, kernel, fields in todo]
+    keys = [sw.by_problem(j.kernel, j.fields)["study"] for j in todo]
     assert len(set(keys)) == len(todo)
-    assert [j[0] for j in g.jobs("conv")] == [c[0] for c in g.CONV_LAYERS]
+    args.only = "conv"
+    assert [j.label for j in g.jobs(args)] == [c[0] for c in g.CONV_LAYERS]
 
 
 def test_ops_bench_is_one_experiment_of_every_op():

@@ -1,0 +1,190 @@
+"""The GEMM suite's table: ratios, geomeans, the markdown, and the merge of several shards' JSONs.
+
+Rows (dicts, one per shape and implementation) come from benchmarks/gemm_suite.py; this module
+only reads them, so `python benchmarks/gemm_suite.py --merge a.json b.json ... --out DIR` can
+rebuild one table from the shards of a run (each shard one device call).
+
+Ours is the study's winner ("ours"; where the candidates' records carry an implementation, impl
+= triton or vendor, the winner is the dispatched one: the fastest of both, and "ours best Triton"
+is the fastest Triton candidate, launched and timed on its own). Every geomean is of throughput
+ratios, ours / peer, over the shapes where both have a verified timing.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+OURS, BEST_TRITON = "ours", "ours best Triton"
+SECTION_ORDER = {"gemm": 0, "fused": 1, "conv": 2}
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """ratio = our TFLOP/s over each peer's, on the ours rows of each shape (vs: {peer: ratio})."""
+    for r in rows:
+        if r["impl"] not in (OURS, BEST_TRITON) or "tflops" not in r or not r.get("verified"):
+            continue
+        r["vs"] = {p["impl"]: r["tflops"] / p["tflops"] for p in rows
+                   if p["shape"] == r["shape"] and p["impl"] not in (OURS, BEST_TRITON) and "tflops" in p
+                   and p.get("verified")}
+
+
+def best_triton_rows(rows: list[dict]) -> dict[str, dict]:
+    """shape -> the row of its best Triton config: the 'ours best Triton' row, or the ours row
+    itself when the dispatched winner is Triton. Empty when no record carried an impl."""
+    if not any(r.get("dispatched_impl") for r in rows):
+        return {}
+    out = {}
+    for r in rows:
+        if r["impl"] == BEST_TRITON or (r["impl"] == OURS and r.get("dispatched_impl") in ("triton", None)):
+            out.setdefault(r["shape"], r)
+    return out
+
+
+def geomeans(rows: list[dict]) -> list[dict]:
+    """[{section, ours, peer, geomean, n}]: ours / peer throughput over the section's shapes, for
+    the dispatched winner and (where impl is recorded) the best Triton config."""
+    out = []
+    views = [(OURS, {r["shape"]: r for r in rows if r["impl"] == OURS})]
+    bt = best_triton_rows(rows)
+    if bt:
+        views.append((BEST_TRITON, bt))
+    for section in sorted({r["section"] for r in rows}, key=lambda s: SECTION_ORDER.get(s, 9)):
+        peers = []
+        for r in rows:
+            if r["section"] == section and r["impl"] not in (OURS, BEST_TRITON) and r["impl"] not in peers:
+                peers.append(r["impl"])
+        for name, by_shape in views:
+            for peer in peers:
+                ratios = []
+                for p in rows:
+                    o = by_shape.get(p["shape"])
+                    if (p["section"] == section and p["impl"] == peer and o is not None and p.get("verified")
+                            and o.get("verified") and "tflops" in p and "tflops" in o):
+                        ratios.append(o["tflops"] / p["tflops"])
+                if ratios:
+                    out.append({"section": section, "ours": name, "peer": peer, "n": len(ratios),
+                                "geomean": math.exp(sum(map(math.log, ratios)) / len(ratios))})
+    return out
+
+
+def tuning_totals(rows: list[dict]) -> list[dict]:
+    """Per section and impl: shapes, tuning wall time summed, candidates summed (where known)."""
+    acc: dict = {}
+    for r in rows:
+        key = (r["section"], r["impl"])
+        a = acc.setdefault(key, {"section": r["section"], "impl": r["impl"], "shapes": 0, "tuning_s": 0.0,
+                                 "candidates": 0, "candidates_known": 0})
+        a["shapes"] += 1
+        a["tuning_s"] += r.get("tuning_s") or 0.0
+        if r.get("candidates") is not None:
+            a["candidates"] += r["candidates"]
+            a["candidates_known"] += 1
+    return sorted(acc.values(), key=lambda a: (SECTION_ORDER.get(a["section"], 9), a["impl"] != OURS))
+
+
+def _f(r, k, f="{:.4f}"):
+    return f.format(r[k]) if r.get(k) is not None else "-"
+
+
+def markdown(rows: list[dict], metas: list[dict]) -> str:
+    m = next((x for x in metas if x.get("args")), metas[0])
+    interp = m.get("target") == "cpu-interpreter"
+    lines = [f"{'CPU INTERPRETER (wall clock; plumbing only, no performance result)' if interp else 'GPU: ' + str(m.get('gpu'))}"
+             f" | torch {m.get('torch')} | triton {m.get('triton')} | helion {m.get('helion') or '-'} | "
+             f"shapes: seed {m['args'].get('seed')}, {m['args'].get('shapes')} GEMM + {m['args'].get('fused')} fused "
+             + ("(benchmarks/gemm_shapes.py) | clock `wall`" if interp else
+                f"(benchmarks/gemm_shapes.py) | clock `{m['args'].get('clock')}` (`cudagraph` where the library "
+                f"peer runs under 50 us), ours and peers alike"),
+             "shards: " + "; ".join(f"{x.get('shard', '1/1')}: sweep {x.get('sweep_s', 0):.0f} s, wall "
+                                    f"{x.get('wall_s', 0):.0f} s, {x.get('studies', '?')} studies, MLflow "
+                                    f"{x.get('mlflow_db')}" for x in metas),
+             "tuning s: ours = the study's wall time in its shard's sweep (the studies of a shard run at once, "
+             "so these overlap; the sweep's wall over its studies is the cost per shape); torch.compile = its "
+             "first call (fresh dynamo); triton autotune = its first call; Helion = its autotune() call. "
+             "candidates: ours = configs evaluated (verified or not); autotune = its config list; "
+             "torch.compile = choices it precompiled (inductor counter); Helion = configs its search tested.",
+             "",
+             "| section | shape | impl | p20 ms | p50 ms | p80 ms | TFLOP/s | tuning s | candidates | "
+             "ours tuning s | ours candidates | ours vs this | note |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    by_shape_ours = {r["shape"]: r for r in rows if r["impl"] == OURS}
+    for r in rows:
+        o = by_shape_ours.get(r["shape"], {})
+        vs = "-"
+        if r["impl"] not in (OURS, BEST_TRITON) and r["impl"] in o.get("vs", {}):
+            vs = f"{o['vs'][r['impl']]:.2f}x"
+        note = r.get("error") or ""
+        if not note and r.get("config"):
+            note = json.dumps(r["config"], sort_keys=True) if isinstance(r["config"], dict) else str(r["config"])
+        if r["impl"] == BEST_TRITON and r.get("vs"):
+            note = "best Triton vs " + ", ".join(f"{k} {v:.2f}x" for k, v in r["vs"].items()) + "; " + note
+        if r.get("dispatched_impl"):
+            note = f"dispatched: {r['dispatched_impl']}; " + note
+        if r["impl"] == OURS and r.get("parent_run_id"):
+            note = f"run {r['parent_run_id']}; " + note
+        if "events_ms" in r:
+            note = f"CUDA graphs; event p50 {r['events_ms']:.4f} ms, host {r['host_us']:.0f} us/call; " + note
+        elif "do_bench_ms" in r:
+            note = f"do_bench p50 {r['do_bench_ms']:.4f} ms; " + note
+        cand = r.get("candidates")
+        lines.append(f"| {r['section']} | {r['shape']} | {r['impl']} | {_f(r, 'latency_p20_ms')} | "
+                     f"{_f(r, 'latency_ms')} | {_f(r, 'latency_p80_ms')} | {_f(r, 'tflops', '{:.1f}')} | "
+                     f"{_f(r, 'tuning_s', '{:.1f}')} | {cand if cand is not None else '-'} | "
+                     f"{_f(r, 'ours_tuning_s', '{:.1f}')} | {r.get('ours_candidates', '-')} | {vs} | "
+                     f"{note.replace('|', '/')[:400]} |")
+    lines += ["", "| geomean over | ours | peer | shapes | ours / peer (throughput) |", "| --- | --- | --- | --- | --- |"]
+    for g in geomeans(rows):
+        lines.append(f"| {g['section']} | {g['ours']} | {g['peer']} | {g['n']} | **{g['geomean']:.3f}x** |")
+    lines += ["", "| tuning, summed over | impl | shapes | tuning s | candidates |", "| --- | --- | --- | --- | --- |"]
+    for t in tuning_totals(rows):
+        c = f"{t['candidates']} ({t['candidates_known']} shapes)" if t["candidates_known"] else "-"
+        lines.append(f"| {t['section']} | {t['impl']} | {t['shapes']} | {t['tuning_s']:.1f} | {c} |")
+    sweeps = sum(x.get("sweep_s", 0) for x in metas)
+    studies = sum(x.get("studies", 0) for x in metas)
+    if studies:
+        lines.append(f"\nours, amortized: the sweeps' wall {sweeps:.0f} s over {studies} studies = "
+                     f"{sweeps / studies:.1f} s per shape (the studies of a shard run at once).")
+    return "\n".join(lines)
+
+
+def order(rows: list[dict]) -> list[dict]:
+    impl_rank = lambda r: 0 if r["impl"] == OURS else 1 if r["impl"] == BEST_TRITON else 2  # noqa: E731
+    return sorted(rows, key=lambda r: (SECTION_ORDER.get(r["section"], 9), r.get("index", 0), impl_rank(r)))
+
+
+def write(out: Path, rows: list[dict], metas: list[dict], stem: str = "gemm_suite") -> str:
+    rows = order(rows)
+    add_ratios(rows)
+    table = markdown(rows, metas)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(table + "\n")
+    (out / f"{stem}.json").write_text(json.dumps({"meta": metas[0] if len(metas) == 1 else {"shards": metas},
+                                                  "geomeans": geomeans(rows), "tuning": tuning_totals(rows),
+                                                  "rows": rows}, indent=1, default=str))
+    return table
+
+
+def load(path: str) -> tuple[list[dict], list[dict]]:
+    """(rows, metas) of a suite JSON (one shard's, or a merge's), or of a shard's .partial.json (its
+    rows so far: the shapes a shard cut short by its time limit had finished)."""
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, list):
+        shard = next((r.get("shard") for r in data if r.get("shard")), "?")
+        return data, [{"shard": f"{shard} (partial: {Path(path).name})", "args": {}}]
+    meta = data.get("meta") or {}
+    return data.get("rows", []), meta.get("shards") or [meta]
+
+
+def merge(paths: list[str], out: Path) -> str:
+    """One table of several shards' JSONs. A shape found in two inputs is kept once (the first)."""
+    rows, metas, seen = [], [], set()
+    for p in paths:
+        r, m = load(p)
+        metas += m
+        for row in r:
+            key = (row["section"], row["shape"], row["impl"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    return write(out, rows, metas)

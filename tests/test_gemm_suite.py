@@ -1,0 +1,222 @@
+"""The GEMM suite's generated shapes, its shards and its table (benchmarks/gemm_shapes.py,
+gemm_suite.py, gemm_report.py, helion_peer.py), on the CPU: the generator is deterministic per
+seed and keeps to its stated distributions' bounds and shares; the shards cover every job exactly
+once; a merge of shards gives one table with its geomeans; a missing helion is a 'not run' row.
+No timing is asserted."""
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks import engine, gemm_report as report, gemm_shapes as gs
+
+SEEDS = [gs.DEFAULT_SEED, 0, 1, 7, 12345]
+
+
+def _args(*extra):
+    from benchmarks import gemm_suite
+
+    return gemm_suite.parse(["--out", "unused", *extra])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_generator_is_deterministic_per_seed(seed):
+    assert gs.generate(24, seed) == gs.generate(24, seed)
+    assert gs.fused_layers(4, seed) == gs.fused_layers(4, seed)
+    assert gs.generate(24, seed) != gs.generate(24, seed + 1000)
+    assert gs.generate(24, seed)[:8] != gs.fused_layers(8, seed)  # its own stream
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n", [24, 40])
+def test_the_shapes_keep_to_the_stated_bounds_and_shares(seed, n):
+    shapes = gs.generate(n, seed)
+    assert len(shapes) == n and [s.index for s in shapes] == list(range(n))
+    for s in shapes:
+        assert gs.M_RANGE[0] <= s.M <= gs.M_RANGE[1]
+        assert gs.NK_RANGE[0] <= s.N <= gs.NK_RANGE[1] and gs.NK_RANGE[0] <= s.K <= gs.NK_RANGE[1]
+        if s.ragged:  # left as drawn: none a multiple of 16
+            assert s.M % 16 and s.N % 16 and s.K % 16
+        else:
+            assert s.M % 16 == 0 and s.N % 16 == 0
+            assert s.K % 16 == 0 or (s.odd_k and s.K % 2 == 1)
+        if s.odd_k:
+            assert s.K % 2 == 1
+    assert sum(s.ragged for s in shapes) == round(n * gs.RAGGED_SHARE)
+    assert sum(s.odd_k for s in shapes) == round(n * gs.ODD_K_SHARE)
+    non16 = sum(1 for s in shapes if s.M % 16 or s.N % 16 or s.K % 16)
+    assert non16 >= round(n * gs.RAGGED_SHARE)
+    dtypes = [s.dtype for s in shapes]
+    assert dtypes.count("bfloat16") == n // 2 and dtypes.count("float16") == n - n // 2
+    assert len({(s.M, s.N, s.K, s.dtype) for s in shapes}) == n  # no repeated study
+
+
+def test_the_draws_spread_over_the_log_range():
+    """Log-uniform: over many draws, each decade-ish third of log(M) gets a fair share."""
+    shapes = gs.generate(600, 3)
+    lo, hi = (math.log(v) for v in gs.M_RANGE)
+    thirds = [0, 0, 0]
+    for s in shapes:
+        thirds[min(2, int(3 * (math.log(s.M) - lo) / (hi - lo)))] += 1
+    assert all(t > 120 for t in thirds), thirds
+
+
+def test_the_fused_layers_are_bias_and_each_activation():
+    from kernelevolve.kernels.gemm_epilogue import FusedGemmProblem
+
+    layers = gs.fused_layers(6, gs.DEFAULT_SEED)
+    assert sorted(s.activation for s in layers) == sorted(list(gs.ACTIVATIONS) * 2)
+    for s in layers:
+        p = FusedGemmProblem(**s.fields())
+        assert p.bias and not p.residual and p.activation in ("relu", "gelu", "silu")
+        assert gs.M_RANGE[0] <= s.M <= gs.M_RANGE[1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 28, 40])
+def test_the_shards_cover_every_job_exactly_once(n):
+    jobs = list(range(28))
+    parts = [gs.shard(jobs, i, n) for i in range(1, n + 1)]
+    assert sorted(j for p in parts for j in p) == jobs
+    assert sum(len(p) for p in parts) == len(jobs)
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    firsts = [next(i for i, p in enumerate(parts) if j in p) for j in range(min(n, len(jobs)))]
+    assert len(set(firsts)) == len(firsts)  # the first n jobs (Helion's) in n different shards
+
+
+def test_the_suite_shards_are_its_jobs_and_helion_spreads():
+    from benchmarks import gemm_suite
+
+    whole = [j.label for j in gemm_suite.jobs(_args())]
+    assert len(whole) == 24 + 4 and len(set(whole)) == len(whole)
+    parts = [gemm_suite.jobs(_args("--shard", f"{i}/6")) for i in range(1, 7)]
+    assert sorted(j.label for p in parts for j in p) == sorted(whole)
+    helion = [sum(1 for j in p if j.section == "gemm" and j.index < 4) for p in parts]
+    assert sum(helion) == 4 and max(helion) == 1
+    for bad in ("0/3", "4/3", "x"):
+        with pytest.raises(ValueError):
+            gs.parse_shard(bad)
+    assert not any(j.section == "conv" for j in gemm_suite.jobs(_args()))  # hand-picked: opt-in
+    assert [j.section for j in gemm_suite.jobs(_args("--conv", "--only", "conv"))] == ["conv"] * 3
+
+
+@pytest.mark.parametrize("kind", ["h100", "h200"])
+def test_a_shard_is_one_experiment_of_its_shapes(kind):
+    from benchmarks import gemm_suite
+
+    args = _args("--shard", "2/6")
+    todo = gemm_suite.jobs(args)
+    exp, _ = engine.load(gemm_suite.build(todo, args, engine.target(kind)))
+    studies = list(exp.studies())
+    assert len(studies) == len(todo) and {st.kernel_name for st in studies} <= {"matmul", "gemm_epilogue"}
+    assert exp.search.samples == 40 and exp.search.concurrency == 8 and exp.timing.clock == "clean"
+    assert not exp.search.start_points and all(not e.start_points for e in exp.kernels)
+
+
+def test_the_cpu_suite_is_tiny_float16_and_loads_for_the_interpreter():
+    from benchmarks import gemm_suite
+
+    args = _args("--target", "cpu-interpreter")
+    todo = gemm_suite.jobs(args)
+    assert [j.section for j in todo] == ["gemm"] * 4 + ["fused"]
+    assert all(j.fields["dtype"] == "float16" and max(j.fields["M"], j.fields["N"], j.fields["K"]) <= 48 for j in todo)
+    exp, _ = engine.load(gemm_suite.build(todo, args, engine.target("cpu-interpreter")))
+    assert exp.targets[0].profile.interpreter and exp.search.samples == 2
+
+
+def _row(shape, impl, ms, section="gemm", **kw):
+    flops = 2e12
+    return {"section": section, "shape": shape, "impl": impl, "index": int(shape[-1]), "tuning_s": 1.0,
+            "latency_ms": ms, "tflops": flops / (ms * 1e-3) / 1e12, "verified": True, **kw}
+
+
+def test_a_merge_of_shards_gives_one_table_with_its_geomeans(tmp_path):
+    meta = {"args": {"seed": 1, "shapes": 2, "fused": 0, "clock": "clean"}, "sweep_s": 10.0, "studies": 1,
+            "target": "h100"}
+    a = [_row("s0", "ours", 1.0, candidates=40), _row("s0", "cuBLAS", 2.0),
+         _row("s0", "Helion autotune (quick)", 1.0, candidates=90)]
+    b = [_row("s1", "ours", 2.0, dispatched_impl="vendor"), _row("s1", "ours best Triton", 4.0),
+         _row("s1", "cuBLAS", 2.0), {"section": "gemm", "shape": "s1", "impl": "Helion autotune (quick)",
+                                     "index": 1, "tuning_s": None, "error": "not run: helion not installed"}]
+    for name, rows, shard in (("x.json", a, "1/2"), ("y.json", b, "2/2")):
+        (tmp_path / name).write_text(json.dumps({"meta": dict(meta, shard=shard), "rows": rows}))
+    # a shard cut short by its time limit: its .partial.json (rows so far) merges too
+    (tmp_path / "z.partial.json").write_text(json.dumps([_row("s2", "ours", 1.0, shard="3/3"), _row("s2", "cuBLAS", 1.0)]))
+    text = report.merge([str(tmp_path / n) for n in ("x.json", "y.json", "z.partial.json")], tmp_path / "m")
+    data = json.loads((tmp_path / "m" / "gemm_suite.json").read_text())
+    assert len(data["rows"]) == 9 and len(data["meta"]["shards"]) == 3
+    g = {(x["ours"], x["peer"]): x for x in data["geomeans"]}
+    assert g[("ours", "cuBLAS")]["n"] == 3 and g[("ours", "cuBLAS")]["geomean"] == pytest.approx(2.0 ** (1 / 3))
+    assert g[("ours", "Helion autotune (quick)")]["n"] == 1
+    # best Triton: s0's winner is Triton (no impl recorded there: Triton), s1's is vendor
+    assert g[("ours best Triton", "cuBLAS")]["geomean"] == pytest.approx((2.0 * 0.5 * 1.0) ** (1 / 3))
+    assert "not run: helion not installed" in text and "dispatched: vendor" in text
+
+
+def test_a_missing_helion_is_a_not_run_row(monkeypatch):
+    from benchmarks import gemm_peers, gemm_suite, helion_peer
+
+    monkeypatch.setattr(helion_peer, "_MISSING", "ModuleNotFoundError: No module named 'helion'")
+    assert helion_peer.available() == "not run: helion not installed"
+    args = _args("--target", "cpu-interpreter")
+    job = gemm_suite.jobs(args)[0]
+    impl, make, need = [p for p in gemm_peers.of(job, args) if p[0].startswith("Helion")][0]
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    r = gemm_suite.timed_peer("gemm", job.label, impl, make, (a, b), a @ b, 1.0, float("inf"), need, "wall", {})
+    assert r["error"] == "not run: helion not installed" and r["tuning_s"] is None
+    assert not any(p[0].startswith("Helion") for p in gemm_peers.of(gemm_suite.jobs(args)[1], args))
+
+
+def test_records_with_an_impl_give_the_best_triton_config():
+    from benchmarks import gemm_suite
+
+    assert gemm_suite.impl_of({"config": {"IMPL": "vendor"}}) == "vendor"
+    assert gemm_suite.impl_of({"tags": {"impl": "triton"}, "config": {}}) == "triton"
+    assert gemm_suite.impl_of({"config": {"BLOCK_M": 64}}) is None
+
+
+def test_the_helion_kernel_is_correct_in_the_interpreter():
+    """Helion's matmul (the peer's kernel) at helion's default config, no search (the autotuner
+    times on CUDA); skipped where helion is not installed."""
+    pytest.importorskip("helion")
+    from benchmarks import helion_peer
+
+    a = torch.randn(40, 35, dtype=torch.float16)
+    b = torch.randn(35, 24, dtype=torch.float16)
+    fn, tuning_s, cand, extra = helion_peer.tune(a, b, effort="none")
+    from kernelevolve.tuner.measure.verify import check
+
+    assert check(fn(), a.double() @ b.double()).ok and cand == 0
+
+
+def test_a_vendor_winner_gets_the_best_triton_config_beside_it():
+    """Records tagged impl: the dispatched winner (vendor here) and the fastest Triton config, each
+    launched, verified and timed (a stand-in spec: this branch has no vendor launcher)."""
+    from types import SimpleNamespace
+
+    from benchmarks import gemm_suite
+
+    launched = []
+
+    def launch(inputs, out, config):
+        launched.append(config["IMPL"])
+        out.copy_(inputs[0] @ inputs[1])
+
+    spec = SimpleNamespace(name="matmul", make_output=lambda p, i: torch.empty(4, 4), launch=launch)
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    records = [{"status": "ok", "latency_ms": 1.0, "config": {"IMPL": "vendor"}},
+               {"status": "ok", "latency_ms": 2.0, "config": {"IMPL": "triton", "BLOCK_M": 64}},
+               {"status": "ok", "latency_ms": 3.0, "config": {"IMPL": "triton", "BLOCK_M": 32}},
+               {"status": "incorrect", "latency_ms": 0.5, "config": {"IMPL": "triton", "BLOCK_M": 16}}]
+    summary = {"best": records[0], "counts": {"ok": 3, "incorrect": 1}}
+    job = gemm_suite.Job("gemm 00 4x4x4 fp32", "gemm", "matmul", {}, 0)
+    rows = gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0, "wall", summary,
+                                {"tuning_s": 5.0}, {"candidates": 4}, records)
+    assert [r["impl"] for r in rows] == [report.OURS, report.BEST_TRITON]
+    assert rows[0]["dispatched_impl"] == "vendor" and rows[1]["config"] == {"IMPL": "triton", "BLOCK_M": 64}
+    assert all(r["verified"] and r["candidates"] == 4 and r["tuning_s"] == 5.0 for r in rows)
+    assert "vendor" in launched and "triton" in launched
+    # a Triton winner: one row, dispatched triton
+    rows = gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0, "wall",
+                                {"best": records[1], "counts": {"ok": 3}}, {"tuning_s": 5.0}, {}, records)
+    assert [(r["impl"], r["dispatched_impl"]) for r in rows] == [(report.OURS, "triton")]
