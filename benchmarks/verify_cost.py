@@ -7,9 +7,11 @@ the GPU lane's evaluator and its judge, every record in MLflow):
            norm, an embedding bag with a 512 MB table), each timed by each clock asked for
            (--clocks, default do_bench, clean, cudagraph: every clock must keep working). From each
            `ok` candidate's MLflow record, the verification share of its evaluation:
-               checks   verify_s   the evaluator waiting on the judge: its checks of the three
-                                   verified sets and the sampled timed calls, the fingerprints,
-                                   the transport (CUDA IPC or host copies)
+               checks   verify_s   verification outside the timing loop: every round trip to
+                                   the judge (registering sets, the three verified launches,
+                                   the sampled timed calls, the audit) and the guarded copies;
+                                   its parts (verify_guard_s, _encode_s, _decode_s, _check_s,
+                                   _release_s; the rest is the pipe) in a second table
                poison   poison_s   poisoning each timed call's buffer, outside the timed region
                verdict  judge_s    the parent waiting for the judge's verdict
            share = (checks + poison + verdict) / (eval_s + verdict). The target: under 10%.
