@@ -18,7 +18,8 @@
 This process only launches and gathers evidence: every check's verdict (outputs against the
 float64 reference from pristine inputs, guard zones, inputs unchanged, canaries, a Triton launch)
 is computed by the judge, a process of its own where no candidate code runs
-(tuner/measure/judge.py); the parent records the judge's verdict, not this process's word.
+(tuner/measure/judge.py; the hand-over of evidence: tuner/measure/handover.py); the parent records
+the judge's verdict, not this process's word.
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
 as timeout or runtime_error. This module is the child process's main: `python -m kernelevolve.tuner.measure.evaluate`.
 
@@ -35,7 +36,7 @@ import traceback
 from contextlib import contextmanager
 
 from kernelevolve.tuner.measure.input_sets import INPUT_SETS, InputSets
-from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guarded_output
+from kernelevolve.tuner.measure.timed_outputs import TimedOutputs, guarded_output
 from kernelevolve.tuner.records.schema import STATUSES  # noqa: F401 - every candidate ends in one of them
 
 
@@ -114,10 +115,6 @@ class Evaluator:
         self.info = detect_device()
         self.baselines: dict = {}
         self.studies: dict = {}
-        self._guard_s = 0.0  # this request's guarded copies and outputs (verification's own memory work)
-        self._judging = False  # in an evaluate or retime request (a compile request has no judge)
-        self._registered: set = set()  # (judge's key of a cached set, with its reference)
-        self._used: dict = {}  # the cached sets this request used: audited after it
         budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
             0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
             else 2e9)
@@ -129,11 +126,15 @@ class Evaluator:
         from kernelevolve.tuner.measure.evidence import JudgeLink
 
         self._guards = guards
-        self._seal = guards.HarnessSeal(owners={Evaluator: ("_run_checked", "_submit", "_set", "_audit",
-                                                            "evaluate", "retime", "handle"),
-                                                JudgeLink: ("submit", "_send")})
+        from kernelevolve.tuner.measure.handover import Handover
+
+        self._seal = guards.HarnessSeal(owners={
+            Evaluator: ("_run_checked", "_check_timed", "_set", "evaluate", "retime", "handle"),
+            Handover: ("note", "submit", "audit", "held", "forget", "guarded"),
+            JudgeLink: ("submit", "_send")})
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
         self._judge = JudgeLink(fds, self.device.type == "cuda") if fds else None
+        self.handover = Handover(self._judge, self.inputs, guards, self._seal, self._sync)
 
     # -- helpers ---------------------------------------------------------------------------
     def _sync(self):
@@ -175,69 +176,8 @@ class Evaluator:
         inputs, ref = self.inputs.get((study, index), lambda: spec.make_inputs(problem, self.device, 1 + index),
                                       (lambda inp: _compact(spec.reference(inp), spec.make_output(problem, inp)))
                                       if with_ref else None)
-        if self._judging:  # the judge fingerprints a set as made, before any launch with it
-            key = self._ref_key(study, index)
-            seen = (tuple(key), ref is not None)
-            if seen not in self._registered:
-                self._registered.add(seen)
-                self._judge.submit({"op": "register", "ref_key": key, "ref": ref,
-                                    "inputs": self._guards.tensors_of(inputs)})
-            used = self._used.get(tuple(key))
-            self._used[tuple(key)] = [key, ref if ref is not None else (used or [None, None])[1], inputs]
-        self._forget(self.inputs.take_evicted())
+        self.handover.note(study, index, inputs, ref)  # the judge fingerprints a set as made
         return inputs, ref
-
-    def _forget(self, sets) -> None:
-        """Tell the judge which cached sets are gone, so it lets go of its views of them (their
-        memory is freed once it has: torch's CUDA IPC keeps a shared buffer until then)."""
-        if self._judge is None:
-            return
-        for study, index, generation in sets:
-            self._registered -= {(("|".join(study), index, generation), True),
-                                 (("|".join(study), index, generation), False)}
-            self._judge.submit({"op": "forget", "ref_key": ["|".join(study), index, generation]})
-
-    def _held(self, key: list) -> bool:
-        """Whether the judge keeps this registered set (and its reference) itself: over CUDA IPC,
-        a check or an audit then names it by key instead of sending it again."""
-        return bool(self._judge.ipc) and (tuple(key), True) in self._registered
-
-    def _audit(self) -> None:
-        """After each evaluate or retime request: the judge compares every cached set it used
-        with its fingerprints from when it was made (a candidate that wrote into the cache is
-        caught before the next candidate is judged with it)."""
-        sets = [[key, None, None] if self._held(key) else [key, ref, self._guards.tensors_of(inputs)]
-                for key, ref, inputs in self._used.values()]
-        self._used = {}
-        try:
-            self._judge.submit({"op": "audit", "sets": sets})
-        except Exception:  # a broken channel: the parent finds the judge gone and records it
-            pass
-
-    def _ref_key(self, study, index: int) -> list:
-        """How the judge names a cached input set and its reference: a fingerprint of each is
-        taken the first time the judge sees them and compared at every later use."""
-        return ["|".join(study), index, self.inputs.generation.get((study, index), 0)]
-
-    def _submit(self, kind: str, what: str, outs: list, shape_of, ref, guarded,
-                reduction, launches=None, row=None, calls=None, ref_key=None):
-        """Hand one check's evidence to the judge; its outcome as a Check (to stop early: the
-        verdict itself is the judge's, which the parent reads)."""
-        from kernelevolve.tuner.measure.verify import Check
-
-        if self._judge is None:
-            raise RuntimeError("no judge: run evaluation processes through tuner.execution.worker."
-                               "CandidateWorker, which starts one beside each")
-        self._sync()
-        ack = self._judge.submit({
-            "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
-            "outs": [[buf, call] for buf, call in outs], "shape": list(shape_of.shape), "calls": calls,
-            "ref": None if ref_key is not None and self._held(ref_key) else ref, "ref_key": ref_key,
-            "reduction": reduction, "launches": launches,
-            "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for _, g in guarded.guarded],
-            "seal": self._seal.broken()})
-        return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
-                     float(ack.get("max", float("inf"))), str(ack.get("reason", "")))
 
     def _run_checked(self, spec, problem, cfg, study, index, what: str = "",
                      perturb_seed: int | None = None):
@@ -247,32 +187,26 @@ class Evaluator:
         from kernelevolve.kernels.spec import reduction_length
 
         pooled, ref = self._set(spec, problem, study, index)
-        t0 = time.perf_counter()
         if perturb_seed is not None:  # the set with one element moved: its own reference
-            pooled, ref = self._guards.perturbed(pooled, perturb_seed), None
-        guarded = self._guards.guard_inputs(pooled)
+            pooled, ref = self.handover.guarded(lambda: self._guards.perturbed(pooled, perturb_seed)), None
+        guarded = self.handover.guarded(lambda: self._guards.guard_inputs(pooled))
         if ref is None:  # computed from the pristine copy, taken before the launch
-            ref = spec.reference(guarded.pristine)
+            ref = self.handover.guarded(lambda: spec.reference(guarded.pristine))
         shape_of = spec.make_output(problem, guarded.inputs)
-        buf, out = guarded_output(shape_of)
-        self._sync()
-        self._guard_s += time.perf_counter() - t0
+        buf, out = self.handover.guarded(lambda: guarded_output(shape_of))
         with self._guards.count_launches(self.interpreter) as launches:
             handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
-        result = self._submit("verify", what, [(buf, None)], shape_of, ref, guarded,
-                              reduction_length(spec, problem), launches=launches.n,
-                              ref_key=None if perturb_seed is not None else self._ref_key(study, index))
+        result = self.handover.submit("verify", what, [(buf, None)], shape_of, ref, guarded,
+                                      reduction_length(spec, problem), launches=launches.n,
+                                      ref_key=None if perturb_seed is not None else self.handover.key(study, index))
         return handle, result
 
     def _timed_inputs(self, spec, problem, study, index: int):
         """(guarded copies of input set `index`, its reference, the output's shape): what timed
         calls launch on (copies: the pool stays pristine; the judge checks them afterwards)."""
         pooled, ref = self._set(spec, problem, study, index)
-        t0 = time.perf_counter()
-        timed = self._guards.guard_inputs(pooled)
-        self._sync()
-        self._guard_s += time.perf_counter() - t0
+        timed = self.handover.guarded(lambda: self._guards.guard_inputs(pooled))
         return timed, ref, spec.make_output(problem, timed.inputs)
 
     def _check_timed(self, spec, problem, study, index: int, timed, outputs: TimedOutputs, ref,
@@ -280,9 +214,9 @@ class Evaluator:
         """The judge checks the sampled timed calls' outputs (and the inputs they were given)."""
         from kernelevolve.kernels.spec import reduction_length
 
-        return self._submit("timed", "timed calls", outputs.samples(), outputs.shape_of, ref,
-                            timed, reduction_length(spec, problem),
-                            row=row, calls=outputs.total_calls(), ref_key=self._ref_key(study, index))
+        return self.handover.submit("timed", "timed calls", outputs.samples(), outputs.shape_of, ref,
+                                    timed, reduction_length(spec, problem), row=row,
+                                    calls=outputs.total_calls(), ref_key=self.handover.key(study, index))
 
     def _baseline_ms(self, spec, problem, study, bench):
         if study not in self.baselines:
@@ -499,28 +433,14 @@ class Evaluator:
 
     def handle(self, req: dict) -> dict:
         op = req.get("op")
-        self._judging = op in ("evaluate", "retime") and self._judge is not None
-        self._used = {}
-        self._guard_s = 0.0
-        if self._judge is not None:
-            self._judge.spent = dict.fromkeys(self._judge.spent, 0.0)
+        self.handover.begin(judging=op in ("evaluate", "retime"))
         reply = self._handle(req)
-        if self._judging:
-            t0 = time.perf_counter()
-            self._audit()
+        if self.handover.judging:
+            audit_s = self.handover.audit()
             if "eval_s" in reply:  # the audit is part of the request's evaluation
-                reply["eval_s"] += time.perf_counter() - t0
-            reply.update(self._verify_cost())
+                reply["eval_s"] += audit_s
+            reply.update(self.handover.cost())
         return reply
-
-    def _verify_cost(self) -> dict:
-        """What verification cost this request, outside the timing loop: every round trip to the
-        judge (registering sets, the checks, the audit) and the guarded copies it checks."""
-        spent = self._judge.spent
-        out = {"verify_s": spent["round_trip"] + self._guard_s, "verify_guard_s": self._guard_s}
-        for part in ("encode", "decode", "check", "release"):
-            out[f"verify_{part}_s"] = spent[part]
-        return out
 
     def _handle(self, req: dict) -> dict:
         op = req.get("op")
@@ -545,7 +465,7 @@ class Evaluator:
             oom = "out of memory" in str(exc).lower()
             if oom and self.device.type == "cuda":
                 self.inputs.clear()
-                self._forget(self.inputs.take_evicted())
+                self.handover.forget(self.inputs.take_evicted())
                 self.torch.cuda.empty_cache()
             reply["worker_unusable"] = self.device.type == "cuda" and not oom
             return reply

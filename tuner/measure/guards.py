@@ -272,6 +272,7 @@ class HarnessSeal:
                                        "kernelevolve.tuner.measure.guards:guard_inputs",
                                        "kernelevolve.tuner.measure.guards:count_launches",
                                        "kernelevolve.tuner.measure.timed_outputs:guarded_output",
+                                       "kernelevolve.tuner.measure.timed_outputs:guarded_outputs",
                                        "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._before"),
                  owners: dict | None = None):
         self.names = names

@@ -1,0 +1,124 @@
+"""The evaluation process's side of its judge: what it registers, hands over, audits and lets go.
+
+The evaluator (tuner/measure/evaluate.py) launches candidates; every verdict is the judge's
+(tuner/measure/judge.py), a process where no candidate code runs. This class is the hand-over
+between them, over the wire of tuner/measure/evidence.py:
+
+  register  each cached input set (and its reference) as it is made, before any launch with it:
+            the judge fingerprints it, and over CUDA IPC keeps its views, so later checks and
+            audits name the set by key instead of sending it again
+  submit    one check's evidence (a verified launch, or a timing loop's sampled calls): outputs
+            between guard zones, the guarded inputs and their pristine copies, the reference (or
+            its key), the number of Triton launches, the seal's word
+  audit     after each evaluate or retime request, every cached set it used, against its
+            fingerprints (a candidate that wrote into the cache is caught before the next one is
+            judged with it)
+  forget    the sets the cache dropped, so the judge lets go of their memory
+  cost      what all of that cost the request (the record's verify_* fields)
+"""
+from __future__ import annotations
+
+import time
+
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS
+
+
+class Handover:
+    def __init__(self, link, inputs, guards, seal, sync):
+        self.link = link  # evidence.JudgeLink, or None in a process without a judge
+        self.inputs = inputs  # the evaluator's InputSets
+        self.guards, self.seal, self.sync = guards, seal, sync
+        self.judging = False  # in an evaluate or retime request (a compile request has no judge)
+        self.registered: set = set()  # (the judge's key of a cached set, with its reference)
+        self.used: dict = {}  # the cached sets this request used: audited after it
+        self.guard_s = 0.0  # this request's guarded copies and outputs (verification's memory work)
+
+    def begin(self, judging: bool) -> None:
+        self.judging = judging and self.link is not None
+        self.used, self.guard_s = {}, 0.0
+        if self.link is not None:
+            self.link.spent = dict.fromkeys(self.link.spent, 0.0)
+
+    def key(self, study, index: int) -> list:
+        """How the judge names a cached input set and its reference: a fingerprint of each is
+        taken the first time the judge sees them and compared at every later use."""
+        return ["|".join(study), index, self.inputs.generation.get((study, index), 0)]
+
+    def note(self, study, index: int, inputs, ref) -> None:
+        """A cached set about to be used: registered with the judge if new (fingerprinted as made,
+        before any launch with it), remembered for the audit; sets the cache dropped forgotten."""
+        if self.judging:
+            key = self.key(study, index)
+            seen = (tuple(key), ref is not None)
+            if seen not in self.registered:
+                self.registered.add(seen)
+                self.link.submit({"op": "register", "ref_key": key, "ref": ref,
+                                  "inputs": self.guards.tensors_of(inputs)})
+            used = self.used.get(tuple(key))
+            self.used[tuple(key)] = [key, ref if ref is not None else (used or [None, None])[1], inputs]
+        self.forget(self.inputs.take_evicted())
+
+    def forget(self, sets) -> None:
+        """Tell the judge which cached sets are gone, so it lets go of its views of them (their
+        memory is freed once it has: torch's CUDA IPC keeps a shared buffer until then)."""
+        if self.link is None:
+            return
+        for study, index, generation in sets:
+            key = ("|".join(study), index, generation)
+            self.registered -= {(key, True), (key, False)}
+            self.link.submit({"op": "forget", "ref_key": list(key)})
+
+    def held(self, key: list) -> bool:
+        """Whether the judge keeps this registered set (and its reference) itself: over CUDA IPC,
+        a check or an audit then names it by key instead of sending it again."""
+        return bool(self.link.ipc) and (tuple(key), True) in self.registered
+
+    def submit(self, kind: str, what: str, outs: list, shape_of, ref, guarded, reduction,
+               launches=None, row=None, calls=None, ref_key=None):
+        """Hand one check's evidence to the judge; its outcome as a Check (to stop early: the
+        verdict itself is the judge's, which the parent reads)."""
+        from kernelevolve.tuner.measure.verify import Check
+
+        if self.link is None:
+            raise RuntimeError("no judge: run evaluation processes through tuner.execution.worker."
+                               "CandidateWorker, which starts one beside each")
+        self.sync()
+        ack = self.link.submit({
+            "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
+            "outs": [[buf, call] for buf, call in outs], "shape": list(shape_of.shape), "calls": calls,
+            "ref": None if ref_key is not None and self.held(ref_key) else ref, "ref_key": ref_key,
+            "reduction": reduction, "launches": launches,
+            "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for _, g in guarded.guarded],
+            "seal": self.seal.broken()})
+        return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
+                     float(ack.get("max", float("inf"))), str(ack.get("reason", "")))
+
+    def guarded(self, make):
+        """make(): guarded copies or outputs, their time counted as verification's."""
+        t0 = time.perf_counter()
+        out = make()
+        self.sync()
+        self.guard_s += time.perf_counter() - t0
+        return out
+
+    def audit(self) -> float:
+        """After each evaluate or retime request: the judge compares every cached set it used
+        with its fingerprints from when it was made. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        sets = [[key, None, None] if self.held(key) else [key, ref, self.guards.tensors_of(inputs)]
+                for key, ref, inputs in self.used.values()]
+        self.used = {}
+        try:
+            self.link.submit({"op": "audit", "sets": sets})
+        except Exception:  # a broken channel: the parent finds the judge gone and records it
+            pass
+        return time.perf_counter() - t0
+
+    def cost(self) -> dict:
+        """What verification cost this request, outside the timing loop: every round trip to the
+        judge (registering sets, the checks, the audit) and the guarded copies it checks."""
+        spent = self.link.spent
+        out = {"verify_s": spent["round_trip"] + self.guard_s, "verify_guard_s": self.guard_s}
+        for part in ("encode", "decode", "check", "release"):
+            out[f"verify_{part}_s"] = spent[part]
+        return out
