@@ -245,7 +245,9 @@ def shape_rows(label, section, kernel, fields, sw: engine.Sweep, args, deadline)
     lib = peers[0][1](inputs)
     lib()
     clock = "cudagraph" if measure(lib, "do_bench", WARMUP_MS, REP_MS)[1] < SHORT_KERNEL_MS else args.clock
-    best = (summary or {}).get("best")
+    # "ours" is the Triton kernel set against the libraries: the best Triton config, not the
+    # dispatched winner (a GEMM study's winner may be the vendor path, i.e. the peer itself)
+    best = (summary or {}).get("best_triton", (summary or {}).get("best"))
     if best is None:
         ours = row(section, label, "ours", flops, tuning_s=prov.get("tuning_s", 0.0),
                    **{**tags, "error": prov.get("error") or "the sweep found no config verified correct"})
