@@ -214,7 +214,7 @@ def test_ui_binds_loopback_by_default_and_prints_the_url(monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_a_gemm_study_shows_the_dispatched_choice_beside_the_best_triton_kernel(review_sweep, capsys):
+def test_a_gemm_study_shows_the_dispatched_choice_beside_the_best_triton_kernel(review_sweep, capsys, tmp_path):
     """The vendor path (torch.mm) is evaluated once per GEMM study, outside the sampler's budget,
     and the summary, `best` and the report name the dispatched winner and the best Triton kernel."""
     state = SweepState.latest(str(review_sweep.root / ".kernelevolve" / NAME))
@@ -233,3 +233,8 @@ def test_a_gemm_study_shows_the_dispatched_choice_beside_the_best_triton_kernel(
         s = by_study[row["study"]]
         assert row["dispatched"] == s["best"]["impl"] and row["config"] == s["best"]["config"]
         assert row["triton_config"] == s["best_triton"]["config"]
+    out = tmp_path / "report.html"
+    assert main(["report", NAME, "--uri", review_sweep.uri, "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "<th>dispatched</th>" in text and "<th>triton_config</th>" in text
+    assert "best Triton config" in text and "dispatched (the implementation the tuned table runs)" in text

@@ -2,14 +2,16 @@
 
 `kernelevolve export EXPERIMENT -o tuned.json` reads the newest parent run of each study from
 MLflow (its `best.*` params and `best_latency_ms`, i.e. the re-timed winner, verified correct) and
-writes one versioned table. The winner is what is dispatched: for a GEMM study, the vendor
-library's path ({"IMPL": "vendor"}, `impl: vendor`) where it was the fastest correct candidate;
-each entry also carries the fastest Triton config (`triton_config`, `triton_latency_ms`), which
-`--triton-configs` and warm starts use, since a vendor path is no triton.Config (kernels/tuned.py reads it; the format is described there). Each entry
+writes one versioned table (kernels/tuned.py reads it; the format is described there). Each entry
 says what it was tuned on: the hardware profile, the substrings that identify that GPU kind
 (`device_match`, from tuner.experiment.hardware: the one place they are defined), the GPU's name and the
 Triton and torch versions. `--triton-configs` writes the same winners as Python lists of
 `triton.Config`, for users of @triton.autotune.
+
+An entry's config is what is dispatched: for a GEMM study, the vendor library's path
+({"IMPL": "vendor"}, `impl: vendor`) where that was the fastest correct candidate. Each entry also
+carries the fastest Triton config (`triton_config`, `triton_latency_ms`), which `--triton-configs`
+and warm starts use instead (a vendor path is no triton.Config and no point of a search space).
 
 A new sweep warm-starts from a table with `search: {warm_start: tuned.json}`: the configs of the
 same kernel, dtype and hardware profile, nearest shapes first, that the new study's space accepts

@@ -301,6 +301,7 @@ def _figure_html(name: str, png: bytes) -> str:
 def _study_html(client, experiment_id: str, key: str, run) -> str:
     tags, params, m = run.data.tags, run.data.params, run.data.metrics
     timing, best = tags.get("timing", ""), best_config(run)
+    [triton_row] = best_rows({key: run})  # (the best Triton kernel, with its fallback for older runs)
     pngs, notes = study_plots(client, experiment_id, run)
     facts = {"timing": f"timing={timing}", "hardware": tags.get("hardware", ""),
              "sampler": params.get("sampler", ""), "seed": params.get("seed", ""),
@@ -311,9 +312,8 @@ def _study_html(client, experiment_id: str, key: str, run) -> str:
              "speedup vs torch": fmt(m.get("best_speedup"), 3),
              "best config": config_cell(best),
              "dispatched (the implementation the tuned table runs)": dispatched_impl(run) or "-",
-             "best Triton latency (ms)": latency_cell(_number(m.get("best_triton_latency_ms")),
-                                                      tags.get("best_triton_measured_by")),
-             "best Triton config": config_cell(best_triton_config(run)),
+             "best Triton latency (ms)": latency_cell(triton_row["triton_ms"], triton_row["triton_measured_by"]),
+             "best Triton config": config_cell(triton_row["triton_config"]),
              "parent run": run.info.run_id, "run state": run.info.status}
     facts_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                          for k, v in facts.items())

@@ -221,7 +221,7 @@ class ConstrainedSearch(Searcher):
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             value = PENALTY  # a trial that crashed still teaches the sampler to stay away
         self.seen[key] = value
-        if inner_id is OUTSIDE:  # not a point of the space: the sampler never hears of it
+        if inner_id == OUTSIDE:  # not a point of the space: the sampler never hears of it
             return
         if inner_id is None:  # drawn at random, not asked of the sampler: told as a finished point
             self.inner.add_evaluated_point(self.space.encode(self.drawn.pop(trial_id)), value)
