@@ -1,5 +1,5 @@
 """The vendor path of the GEMM family: cuBLAS/cuBLASLt through torch, as one candidate among the
-Triton configs.
+Triton configs (matmul and gemm_epilogue launch it here; bmm's launcher calls torch.bmm itself).
 
 Why it is a candidate at all: a tuned table that dispatches to the best Triton config can be
 slower than what the user would have called instead (torch.mm, torch.addmm). So every GEMM study

@@ -34,6 +34,7 @@ def worker():
 def test_trust_is_by_builtin_reference_and_exact_config():
     assert vendor_config_of("matmul") is None  # a name, not a reference: the driver resolves first
     for ref in ("kernelevolve.search_spaces.matmul:TUNABLE", "kernelevolve.search_spaces.gemm_epilogue:TUNABLE",
+                "kernelevolve.search_spaces.bmm:TUNABLE",
                 "search_spaces.matmul:TUNABLE"):  # (the pre-namespace reference of old runs too)
         assert is_declared_vendor(ref, VENDOR_CONFIG), ref
     ref = "kernelevolve.search_spaces.matmul:TUNABLE"
@@ -251,3 +252,22 @@ def test_the_evaluator_asks_no_constraint_of_the_declared_vendor_config():
     problem, hw = MatmulProblem(M=64, N=64, K=64), hardware.profile("cpu-interpreter")
     assert _is_vendor_config(tunable.kernel, VENDOR_CONFIG) and _violations(tunable, problem, hw, VENDOR_CONFIG) == []
     assert not _is_vendor_config(tunable.kernel, {**VENDOR_CONFIG, "BLOCK_M": 16})
+
+
+def test_the_vendor_bmm_is_judged_ok_and_dispatched(worker, tmp_path, monkeypatch):
+    rec = worker.request(req("kernelevolve.search_spaces.bmm:TUNABLE",
+                             {"B": 3, "M": 24, "N": 40, "K": 32, "dtype": "float16"}, VENDOR_CONFIG),
+                         timeout_s=300)
+    assert rec["status"] == "ok" and rec["impl"] == "vendor", rec
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from kernelevolve.kernels import ops  # noqa: F401 - registers torch.ops.kernelevolve.*
+
+    tuned.load_table(_table(tmp_path, "bmm", {"B": 3, "M": 24, "N": 40, "K": 32, "dtype": "float32"},
+                            VENDOR_CONFIG))
+    try:
+        a, b = torch.randn(3, 24, 32), torch.randn(3, 32, 40)
+        with guards.count_launches(interpreter=True) as n:
+            y = torch.ops.kernelevolve.bmm(a, b)
+        assert n.n == 0 and torch.allclose(y, torch.bmm(a, b), atol=1e-4)
+    finally:
+        tuned.clear_table()
