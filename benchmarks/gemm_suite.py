@@ -257,11 +257,13 @@ def ours_rows(job, spec, problem, inputs, ref, flops, clock, summary, prov, base
         return [row(job.section, job.label, report.OURS, flops, tuning_s=prov.get("tuning_s", 0.0),
                     **{**base, "error": prov.get("error") or "the sweep found no config verified correct"})]
     dispatched = best_triton = None
-    if any(impl_of(r) for r in records):
+    if any(impl_of(r) for r in records) or impl_of(best):
         dispatched = impl_of(best) or "triton"
-        if dispatched != "triton":
-            ok = [r for r in records if r.get("status") == "ok" and impl_of(r) in (None, "triton")]
-            best_triton = min(ok, key=lambda r: r["latency_ms"]) if ok else None
+        if dispatched != "triton":  # the engine's summary names its fastest Triton record
+            best_triton = (summary or {}).get("best_triton")
+            if best_triton is None:
+                ok = [r for r in records if r.get("status") == "ok" and impl_of(r) in (None, "triton")]
+                best_triton = min(ok, key=lambda r: r["latency_ms"]) if ok else None
     out = []
     todo = [(report.OURS, best["config"])] + ([(report.BEST_TRITON, best_triton["config"])] if best_triton else [])
     for impl, cfg in todo:

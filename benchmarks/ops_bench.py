@@ -281,7 +281,9 @@ def run_case(case: Case, sw: engine.Sweep, args, copy_bw: float) -> dict:
            "dtype": getattr(problem, "dtype", ""), "library_name": case.library_name,
            **{k: v for k, v in prov.items() if k != "tuning_s"}, "ours_tuning_s": prov.get("tuning_s")}
     inputs = spec.make_inputs(problem, torch.device(DEVICE), args.seed)
-    best = (summary or {}).get("best")
+    # "ours" is the Triton kernel set against the libraries: the best Triton config, not the
+    # dispatched winner (a GEMM study's winner may be the vendor path, i.e. the peer itself)
+    best = (summary or {}).get("best_triton", (summary or {}).get("best"))
     if best:
         row["best_config"] = best["config"]
         try:

@@ -10,6 +10,9 @@ same tile code as kernels/matmul.py (kernels/gemm_tiles.py). Switches:
   num_warps/num_stages   launch options (and AMD's, when the config has them)
 Set by the launcher: EVEN_K (no K masks when K % BLOCK_K == 0). No split-K and no persistent
 loop: the batch already multiplies the programs.
+Not a switch: IMPL="vendor" runs torch.bmm (cuBLAS's batched GEMM) into the same output instead,
+the candidate every bmm study also times so that nothing slower than it is dispatched
+(kernels/gemm_vendor.py).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels import tuned
+from kernelevolve.kernels.gemm_vendor import is_vendor, vendor_config
 from kernelevolve.kernels.gemm_tiles import (TMA_ALIGN_BYTES, accumulate_descriptors, accumulate_pointers,
                                 launch_options, tile_coords, tma_allocator, tma_compatible)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
@@ -76,6 +80,9 @@ DEFAULT_CONFIG = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "TM
 
 def launch(inputs, out: torch.Tensor, config) -> object:
     a, b = inputs
+    if is_vendor(config):  # cuBLAS's batched GEMM through torch: no Triton kernel
+        torch.bmm(a, b, out=out)
+        return None
     cfg = {"TMA": False, "WARP_SPECIALIZE": False, **config}
     batch, M, K = a.shape
     N = b.shape[2]
@@ -162,4 +169,5 @@ SPEC = KernelSpec(
     flops=flops,
     bytes_moved=bytes_moved,
     reduction=lambda p: p.K,  # products summed per output element
+    vendor_config=vendor_config(),  # torch.bmm, timed beside the Triton candidates
 )

@@ -7,6 +7,10 @@ before the one cast and store. With split-K the epilogue runs in the split-K fin
 The peer is torch eager doing the same as separate ops (cuBLAS GEMM, then an add, an
 activation and an add, each a round trip of C through memory).
 
+The vendor candidate (IMPL="vendor", kernels/gemm_vendor.py) is that same epilogue through torch
+into the harness's buffer: torch.addmm (cuBLASLt's bias epilogue), then in-place activation and
+residual; it is timed in every study beside the Triton configs.
+
 Which epilogue is part of the problem, not of the config: the activation travels in the inputs
 tuple (a, b, bias, residual, activation) because launchers see only inputs and config.
 """
@@ -18,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
+from kernelevolve.kernels.gemm_vendor import vendor_config
 from kernelevolve.kernels.matmul import Epilogue, launch_gemm
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
@@ -105,4 +110,5 @@ SPEC = KernelSpec(
     flops=flops,
     bytes_moved=bytes_moved,
     reduction=lambda p: p.K,  # products summed per output element
+    vendor_config=vendor_config(),  # torch.addmm + in-place activation and residual
 )

@@ -20,6 +20,9 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   time is part of the candidate's measured latency. A no-op for an aligned A.
   num_warps / num_stages   Triton launch options; on AMD also waves_per_eu,
                   matrix_instr_nonkdim, kpack
+  IMPL            not a switch of the template and never searched: "vendor" runs cuBLAS/cuBLASLt
+                  through torch instead (kernels/gemm_vendor.py), the candidate every GEMM study
+                  also times; a config without IMPL is a Triton config
 Not searched, set by the launcher from the shapes:
   EVEN_K          K is a multiple of BLOCK_K: the K masks of the pointer loads are dropped
   B_KMAJOR        B is a transposed view (K contiguous): descriptors read it as [N, K]
@@ -41,6 +44,7 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels import tuned
+from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_config
 from kernelevolve.kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, aligned_rows,
                                 apply_epilogue, launch_options, program_slots, tile_coords,
                                 tma_allocator, tma_compatible)
@@ -200,7 +204,11 @@ def even_k(K: int, config) -> bool:
 def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
                 epilogue: Epilogue = NO_EPILOGUE) -> object:
     """out = epilogue(a @ b) for one config. a: [M, K]; b: [K, N], possibly a transposed view of
-    an [N, K] tensor. Returns the main kernel's compiled handle (registers, spills, shared)."""
+    an [N, K] tensor. Returns the main kernel's compiled handle (registers, spills, shared), None
+    for the vendor path (IMPL="vendor": torch, no Triton kernel)."""
+    if is_vendor(config):
+        launch_vendor(a, b, out, epilogue)
+        return None
     cfg = {**SWITCH_DEFAULTS, **config}
     M, K = a.shape
     N = b.shape[1]
@@ -345,4 +353,5 @@ SPEC = KernelSpec(
     flops=flops,
     bytes_moved=bytes_moved,
     reduction=lambda p: p.K,  # products summed per output element
+    vendor_config=vendor_config(),  # torch.mm, timed beside the Triton candidates
 )

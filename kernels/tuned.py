@@ -4,7 +4,12 @@ ask this module for a config when the caller gives none.
 The table is what `kernelevolve export EXPERIMENT -o tuned.json` writes (schema 1):
     {"schema": 1, "entries": [{"kernel", "problem", "shape_bucket", "dtype", "hardware",
                                "device_match", "interpreter", "gpu_name", "triton", "config",
-                               "latency_ms", "run_id", ...}, ...]}
+                               "latency_ms", "impl", "triton_config", "triton_latency_ms",
+                               "run_id", ...}, ...]}
+An entry's `config` is what is dispatched: the fastest correct candidate of its study. For the
+GEMM family that may be the vendor library's path, {"IMPL": "vendor"} (impl "vendor": torch.mm /
+torch.addmm, timed in the same harness as the Triton candidates, kernels/gemm_vendor.py), and the
+entry points then run it; `triton_config` is the fastest Triton config beside it.
 It is found through `load_table(path)` (explicit, wins) or the environment variable
 KERNELEVOLVE_TUNED (a path, read once per path and modification time). No table: defaults.
 

@@ -4,6 +4,8 @@ The batch already multiplies the programs (grid = tiles x batch), so neither spl
 persistent tile loop is offered; tiles, GROUP_M, num_warps/num_stages, and on Hopper TMA and warp
 specialization (per-batch device descriptors) are searched under the matmul constraints
 (search_spaces/gemm_rules.py), with the per-batch matrix as the problem they see.
+Not in the space: torch.bmm (IMPL="vendor", declared by the kernel), evaluated once per study
+outside the sampler, as for matmul.
 """
 from __future__ import annotations
 

@@ -16,6 +16,11 @@ Parameters, by target:
                  is not Hopper, though tensor descriptors do run on the interpreter: the tests
                  launch them directly).
 
+Not in the space: the vendor path (IMPL="vendor", torch.mm / torch.addmm, kernels/gemm_vendor.py).
+The kernel declares it (KernelSpec.vendor_config) and every study evaluates it once, first, in the
+same harness and outside the sampler (tuner/search/constrained.py `outside`): it is a whole other
+implementation, not a value of any switch here, so no proposal is spent on it.
+
 Constraints (search_spaces/gemm_rules.py has the models) reject, before any compile:
   * shared memory: pipeline stages of A and B tiles, TMA barriers, the epilogue tile a persistent
     TMA or warp-specialized kernel keeps staged; more than the chip lets one program opt into is

@@ -81,7 +81,8 @@ def test_a_tiny_sweep_gives_parent_runs_and_a_verified_winner():
     assert os.getcwd() == here and sw.uri == f"sqlite:///{os.path.join(sw.folder, 'mlflow.db')}"
     [summary] = sw.summaries  # the repeated problem is one study
     assert summary["study"] == "matmul/M16_N16_K16_float32/cpu-interpreter"
-    assert summary["parent_run_id"] and sum(summary["counts"].values()) == 2
+    # two Triton candidates (the budget) and the vendor path (torch.mm)
+    assert summary["parent_run_id"] and sum(summary["counts"].values()) == 3
     prov = engine.provenance(sw, sw.by_problem("matmul", fields))
     assert prov["parent_run_id"] == summary["parent_run_id"] and prov["experiment"] == "bench-engine-tiny"
     assert prov["tuning_s"] > 0 and prov["tracking_uri"] == sw.uri

@@ -211,3 +211,30 @@ def test_ui_binds_loopback_by_default_and_prints_the_url(monkeypatch, capsys):
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert seen["kwargs"] == {"start_new_session": True} and isinstance(seen["stopped"], FakeServer)
     assert "http://127.0.0.1:5071" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_gemm_study_shows_the_dispatched_choice_beside_the_best_triton_kernel(review_sweep, capsys, tmp_path):
+    """The vendor path (torch.mm) is evaluated once per GEMM study, outside the sampler's budget,
+    and the summary, `best` and the report name the dispatched winner and the best Triton kernel."""
+    state = SweepState.latest(str(review_sweep.root / ".kernelevolve" / NAME))
+    for s in review_sweep.summaries:
+        journal = unique_by_candidate(state.journal(sweep.slug(s["study"])).records())
+        vendor = [r for r in journal if r.get("impl") == "vendor"]
+        assert len(vendor) == 1 and vendor[0]["status"] == "ok" and vendor[0]["config"] == {"IMPL": "vendor"}
+        assert sum(1 for r in journal if r.get("impl") == "triton") == 4  # the budget, all Triton
+        triton = s["best_triton"]
+        assert triton["impl"] == "triton" and "BLOCK_M" in triton["config"]
+        assert s["best"]["latency_ms"] <= triton["latency_ms"]
+    assert main(["best", NAME, "--uri", review_sweep.uri, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_study = {s["study"]: s for s in review_sweep.summaries}
+    for row in rows:
+        s = by_study[row["study"]]
+        assert row["dispatched"] == s["best"]["impl"] and row["config"] == s["best"]["config"]
+        assert row["triton_config"] == s["best_triton"]["config"]
+    out = tmp_path / "report.html"
+    assert main(["report", NAME, "--uri", review_sweep.uri, "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "<th>dispatched</th>" in text and "<th>triton_config</th>" in text
+    assert "best Triton config" in text and "dispatched (the implementation the tuned table runs)" in text

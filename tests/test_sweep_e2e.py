@@ -50,13 +50,16 @@ def test_store_holds_one_parent_and_one_child_per_candidate(swept):
     assert len(parents) == 1
     assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
     counts = summaries[0]["counts"]
-    assert len(children) == sum(counts.values()) and counts.get("ok", 0) == 6
+    # six Triton candidates (the budget) and the vendor path (torch.mm), evaluated first
+    assert len(children) == sum(counts.values()) and counts.get("ok", 0) == 7
+    assert sorted(c.data.tags["impl"] for c in children) == ["triton"] * 6 + ["vendor"]
     ids = [c.data.tags["candidate_id"] for c in children]
     assert len(set(ids)) == len(ids), "a candidate was logged twice"
     for c in children:
         assert c.data.tags["timing"] == "interpreter"
         assert c.data.metrics["latency_ms"] > 0 and "triton" in c.data.tags
-        assert set(c.data.params) == {d.name for d in next(exp.studies()).space.domains}
+        assert set(c.data.params) == ({"IMPL"} if c.data.tags["impl"] == "vendor" else
+                                      {d.name for d in next(exp.studies()).space.domains})
         # real timestamps: the candidate's own measurement, not the epoch
         assert abs(c.info.start_time / 1e3 - c.data.metrics["timed_from"]) < 5
         assert c.info.start_time > 1.7e12 and c.info.end_time >= c.info.start_time
@@ -76,14 +79,15 @@ def test_no_invalid_proposal_becomes_a_child_run(swept):
     client = MlflowClient(tracking_uri=f"sqlite:///{root}/store/mlflow.db")
     e = client.get_experiment_by_name("e2e")
     runs = client.search_runs([e.experiment_id])
-    children = [r for r in runs if r.data.tags.get("kernelevolve.role") == "candidate"]
+    children = [r for r in runs if r.data.tags.get("kernelevolve.role") == "candidate"
+                and r.data.tags.get("impl") == "triton"]  # (the vendor path is no point of the space)
     [parent] = [r for r in runs if r.data.tags.get("kernelevolve.role") == "study"]
     assert len(children) == 6 and all(c.data.tags["status"] != "invalid" for c in children)
     assert all(not space.violations({k: json.loads(v.lower()) if v in ("True", "False") else
                                      (json.loads(v) if v[:1].isdigit() else v)
                                      for k, v in c.data.params.items()}) for c in children)
     m = parent.data.metrics
-    assert m["proposals"] >= 6 and m["candidates"] == 6
+    assert m["proposals"] >= 6 and m["candidates"] == 7  # with the vendor path, no proposal
     proposals = summaries[0]["proposals"]
     assert proposals["proposals"] == m["proposals"]
     # a proposal moved to a valid config ("projected") is a candidate; one rejected or repeated is not
@@ -97,7 +101,7 @@ def test_concurrent_candidates_never_overlap_their_timed_sections(swept):
     recs = [r for f in os.listdir(state.folder) if f.endswith(".jsonl")
             for r in state.journal(f[:-6]).records() if r["status"] == "ok"]
     spans = sorted((r["timed_from"], r["timed_to"]) for r in recs)
-    assert len(spans) == 6 and len({r["worker_pid"] for r in recs}) == 2  # two workers at once
+    assert len(spans) == 7 and len({r["worker_pid"] for r in recs}) == 2  # two workers at once
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert start >= end, "two candidates were timed at the same time"
 

@@ -83,8 +83,10 @@ def test_sweep_evaluates_the_warm_configs_first(tmp_path):
     (tmp_path / "tuned.json").write_text(json.dumps({"schema": 1, "entries": ENTRIES}))
     exp, [summary] = tiny_sweep.run_in(str(tmp_path), EXP)
     records = tiny_sweep.journal(str(tmp_path), "warm")
-    assert [r["config"] for r in records[:2]] == [B, NEAR]
-    assert summary["counts"].get("ok", 0) == 4
+    # the study's vendor path (torch.mm) first, on top of the budget; then the warm configs
+    assert records[0]["config"] == {"IMPL": "vendor"} and records[0]["impl"] == "vendor"
+    assert [r["config"] for r in records[1:3]] == [B, NEAR]
+    assert summary["counts"].get("ok", 0) == 5
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
     e = client.get_experiment_by_name("warm")
     [parent] = client.search_runs([e.experiment_id], "tags.`kernelevolve.role` = 'study'")

@@ -66,9 +66,15 @@ def cmd_run(args) -> int:
              "ok": s["counts"].get("ok", 0),
              "retimed_ms": _latency((s["best"] or {}).get("latency_ms"), (s["best"] or {}).get("measured_by")),
              "speedup_vs_torch": fmt((s["best"] or {}).get("speedup"), 3),
+             # which implementation won, and the best Triton kernel beside it (a GEMM's winner may
+             # be the vendor path; summaries of studies finished before it existed lack both)
+             "dispatched": (s["best"] or {}).get("impl") or ("triton" if s["best"] else "-"),
+             "triton_ms": _latency((s.get("best_triton") or {}).get("latency_ms"),
+                                   (s.get("best_triton") or {}).get("measured_by")),
              "failures": ", ".join(f"{k}={v}" for k, v in sorted(s["counts"].items()) if k != "ok")}
             for s in summaries]
-    print(_table(rows, ["study", "timing", "candidates", "ok", "retimed_ms", "speedup_vs_torch", "failures"],
+    print(_table(rows, ["study", "timing", "candidates", "ok", "dispatched", "retimed_ms", "triton_ms",
+                        "speedup_vs_torch", "failures"],
                  _width(getattr(args, "wide", False))))
     from kernelevolve.tuner.review.report import RETIMED_NOTE
 

@@ -1,7 +1,11 @@
 """The GEMM family as operators: matmul, bmm, and linear (the fused GEMM + bias + activation +
 residual of kernels/gemm_epilogue.py). Their backwards are GEMMs again, run by these same ops
 (so the tuned table's matmul/bmm entries drive them too); the activation's derivative and the
-bias's sum are torch ops that the compiler fuses."""
+bias's sum are torch ops that the compiler fuses.
+
+matmul, bmm and linear run whatever the tuned table dispatches to for their call: a Triton config,
+or the vendor path ({"IMPL": "vendor"}: torch.mm / torch.bmm / torch.addmm, kernels/gemm_vendor.py)
+where that was the fastest correct candidate of the study (their launchers take both)."""
 from typing import Optional
 
 import torch

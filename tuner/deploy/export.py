@@ -8,6 +8,11 @@ says what it was tuned on: the hardware profile, the substrings that identify th
 Triton and torch versions. `--triton-configs` writes the same winners as Python lists of
 `triton.Config`, for users of @triton.autotune.
 
+An entry's config is what is dispatched: for a GEMM study, the vendor library's path
+({"IMPL": "vendor"}, `impl: vendor`) where that was the fastest correct candidate. Each entry also
+carries the fastest Triton config (`triton_config`, `triton_latency_ms`), which `--triton-configs`
+and warm starts use instead (a vendor path is no triton.Config and no point of a search space).
+
 A new sweep warm-starts from a table with `search: {warm_start: tuned.json}`: the configs of the
 same kernel, dtype and hardware profile, nearest shapes first, that the new study's space accepts
 (its parameters, their values, its constraints) are evaluated first (tuner.execution.sweep).
@@ -46,6 +51,11 @@ def entry_of(run) -> dict | None:
     config = {k[len("best."):]: _value(v) for k, v in params.items() if k.startswith("best.")}
     if not config:
         return None
+    # `config` is what is dispatched: the fastest correct candidate, a GEMM's vendor path
+    # ({"IMPL": "vendor"}) where that won; the fastest Triton config is kept beside it
+    impl = tags.get("best_impl") or "triton"
+    triton = {k[len("best_triton."):]: _value(v) for k, v in params.items() if k.startswith("best_triton.")}
+    triton_ms = metrics.get("best_triton_latency_ms")
     problem = {k[len("problem."):]: _value(v) for k, v in params.items() if k.startswith("problem.")}
     hw_name = tags.get("hardware", "")
     hw = hardware.PROFILES.get(hw_name)
@@ -59,6 +69,10 @@ def entry_of(run) -> dict | None:
         "gpu_name": tags.get("gpu_name", ""), "triton": tags.get("triton", ""),
         "torch": tags.get("torch", ""), "config": config,
         "latency_ms": latency if isinstance(latency, float) and math.isfinite(latency) else None,
+        "impl": impl,
+        "triton_config": triton or (config if impl == "triton" else None),
+        "triton_latency_ms": triton_ms if isinstance(triton_ms, float) and math.isfinite(triton_ms) else (
+            latency if impl == "triton" and isinstance(latency, float) and math.isfinite(latency) else None),
         "run_id": run.info.run_id, "study": tags.get("kernelevolve.study", ""),
         "kernel_source_sha": tags.get("kernel_source_sha", ""),
     }
@@ -121,7 +135,11 @@ def triton_configs_source(table: dict) -> str:
              '(kernels/<kernel>.py); a kernel of your own takes those it declares."""',
              "import triton", ""]
     for name, entries in sorted(groups.items()):
-        entries = sorted(entries, key=lambda e: e["latency_ms"] if e["latency_ms"] is not None else math.inf)
+        # Triton configs only: where the vendor library won, its entry's fastest Triton config
+        entries = [{**e, "config": triton_config_of(e), "latency_ms": e.get("triton_latency_ms")}
+                   if e.get("impl") == "vendor" else e for e in entries]
+        entries = sorted((e for e in entries if e["config"]),
+                         key=lambda e: e["latency_ms"] if e["latency_ms"] is not None else math.inf)
         lines.append(f"{name} = [")
         seen = set()
         for e in entries:
@@ -138,6 +156,13 @@ def triton_configs_source(table: dict) -> str:
                 f"{shape}: {ms} on {e['gpu_name'] or e['hardware']} (run {str(e['run_id'])[:12]})"))
         lines += ["]", ""]
     return "\n".join(lines)
+
+
+def triton_config_of(entry: dict) -> dict | None:
+    """An entry's fastest Triton config: its own config unless the vendor library won there."""
+    if entry.get("impl", "triton") != "vendor":
+        return entry.get("config")
+    return entry.get("triton_config") or None
 
 
 def write(table: dict, path: str) -> None:
@@ -172,11 +197,13 @@ def warm_start_points(path: str, study, limit: int | None = None) -> tuple[list[
     limit = limit if limit is not None else max(1, min(WARM_START_MAX, budget // 2))
     points, notes, seen = [], [], set()
     for e in entries:
-        why = fits(study.space, e["config"])
-        key = json.dumps(e["config"], sort_keys=True)
+        # a study evaluates its vendor path anyway: what warms its sampler is a Triton config
+        config = triton_config_of(e) or {}
+        why = fits(study.space, config)
+        key = json.dumps(config, sort_keys=True)
         used = not why and key not in seen and len(points) < limit
         if used:
-            points.append(dict(e["config"]))
+            points.append(dict(config))
             seen.add(key)
         notes.append({"problem": e["problem"], "run_id": e.get("run_id"), "config": e["config"],
                       "used": used, "why_not": "; ".join(why) if why else

@@ -21,6 +21,7 @@ import threading
 
 import ray
 
+from kernelevolve.tuner.records.schema import is_vendor_record
 from kernelevolve.tuner.search.space import config_key
 
 MAX_FILE_BYTES = 64 << 20  # a .ncu-rep larger than this stays on the node (a note says so)
@@ -117,7 +118,8 @@ def maybe_steer(plan, log) -> None:
         return
     if len(plan.records) - plan.steered_at < p.steer_every:
         return
-    ok = [r for r in plan.records if r["status"] == "ok"]
+    # the best Triton kernel: the rules mutate tile and pipeline choices a vendor path has none of
+    ok = [r for r in plan.records if r["status"] == "ok" and not is_vendor_record(r)]
     best = min(ok, key=lambda r: r["latency_ms"]) if ok else None
     if best is None or best["candidate_id"] in plan.profiled:
         return

@@ -13,6 +13,11 @@ last candidate ends, its top-k are re-timed interleaved with the torch peer on a
 parent run gets the winner, the proposal counts and the review plots. Nothing incorrect can
 win: only candidates whose status is `ok` are re-timed.
 
+A built-in GEMM study also evaluates its kernel's vendor config first (torch.mm / torch.addmm,
+kernels/gemm_vendor.py), in the same harness, outside the sampler's space and on top of the
+budget; it takes part in the re-timing like any correct candidate, and the summary names both the
+fastest correct candidate (`best`, what is dispatched) and the fastest Triton one (`best_triton`).
+
 Nothing is lost: a killed driver is resumed with `--resume` (the journal is replayed into fresh
 searchers); SIGINT or SIGTERM stop the sweep resumably: unfinished studies stay unfinished,
 their parent runs stay open, and the caller exits 130 or 143 with how to resume.
@@ -33,10 +38,11 @@ from ray import tune
 from kernelevolve.tuner.execution import cluster, lanes
 from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
 from kernelevolve.tuner.execution.counters import log_profiles, maybe_steer, profile_finalists
-from kernelevolve.tuner.execution.studies import _start_points, summarize  # noqa: F401 - public
+from kernelevolve.tuner.execution.studies import _start_points, retime_finalists, summarize  # noqa: F401 - public
 from kernelevolve.tuner.execution.trial import StudyResources, run_candidate
 from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
 from kernelevolve.tuner.execution.worker import make_request
+from kernelevolve.tuner.measure.vendor import vendor_config_of
 from kernelevolve.tuner.experiment import config as config_mod
 from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
 from kernelevolve.tuner.records.recorder import StudyRecorder, Writer
@@ -175,12 +181,17 @@ class Sweep:
                 if parent:
                     self.state.update(study.key, parent=parent)
             self.writer.submit(open_parent)
+        # a built-in GEMM's vendor path (torch.mm / addmm) is evaluated first, beside and not
+        # instead of the budget's Triton candidates: what is dispatched is never slower than it
+        vendor = vendor_config_of(study.ref)
+        outside = [vendor] if vendor else []
         searcher = ConstrainedSearch(study.space, s.sampler, s.seed, study.key, s.max_rejects,
-                                     start_points=start_points, valid=None)  # adopted when enumerated
+                                     start_points=start_points, valid=None,  # adopted when enumerated
+                                     outside=outside)
         before = rec.records()
         replayed = searcher.replay(before)
         evaluated = sum(1 for r in before if r["status"] != "invalid")
-        budget = study.budget()
+        budget = study.budget() + len(outside)
         remaining = max(0, budget - evaluated)
         if replayed:
             self.log(f"  {study.key}: resumed, {replayed} journaled candidates told to the sampler, "
@@ -236,7 +247,7 @@ class Sweep:
         the study's candidate writes (the writer thread)."""
         study, s = plan.study, plan.study.experiment.search
         records = unique_by_candidate(plan.recorder.journal.records())
-        top = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["latency_ms"])[: s.top_k]
+        top = retime_finalists(records, s.top_k)
         try:
             retimed = self._retime(plan, top)
         except Exception as exc:  # the study's records stand; its winner is then its own best

@@ -15,6 +15,12 @@ evidence tampered with (a harness bypassed or patched, a cached reference overwr
 processes replaced, so nothing a candidate left behind judges the candidates after it. The judge
 starts with the first request that needs it (a compile-only process never starts one).
 
+The one exemption from a check is decided here too: the judge fails a candidate that launched no
+Triton kernel, except the declared vendor config of a built-in kernel (torch.mm / torch.addmm for
+the GEMM family, timed beside the Triton candidates). This parent decides that from its own
+request (tuner/measure/vendor.py), tells the judge in the `begin` message, and tags the reply's
+`impl` (triton or vendor); neither the evaluator nor the candidate's code has a say.
+
 Protocol: length-prefixed pickles over the child's stdin/stdout. The child moves its own stdout to
 stderr first, so kernels that print cannot corrupt the channel.
 """
@@ -178,7 +184,21 @@ class CandidateWorker:
         self.proc, self.judge, self._judge_fds = None, None, ()
 
     def request(self, payload: dict, timeout_s: float) -> dict:
-        """Send one request; return the child's reply or a failure record of our own."""
+        """Send one request; return the child's reply or a failure record of our own. An
+        `evaluate` record says which implementation the candidate is (`impl`), as decided here."""
+        # the judge's one exemption (no Triton launch), for a built-in's declared vendor config
+        # only: decided here, from the request, before any of its code runs
+        from kernelevolve.tuner.measure.vendor import is_declared_vendor  # (here: the judge
+        # imports this module for its framing and must import no kernel module)
+
+        vendor = payload.get("op") in ("evaluate", "retime", "profile") and is_declared_vendor(
+            payload.get("kernel_ref", ""), payload.get("config"))
+        reply = self._request(payload, timeout_s, vendor)
+        if payload.get("op") == "evaluate":
+            reply["impl"] = "vendor" if vendor else "triton"
+        return reply
+
+    def _request(self, payload: dict, timeout_s: float, vendor: bool) -> dict:
         t0 = time.monotonic()
         try:
             if not self.alive():
@@ -194,7 +214,7 @@ class CandidateWorker:
                         self._start()
                     self._start_judge()
             if checked:
-                self._ask_judge({"op": "begin"}, timeout_s=60)
+                self._ask_judge({"op": "begin", "vendor": vendor}, timeout_s=60)
             send(self.proc.stdin, payload)
             ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
             if not ready:

@@ -20,6 +20,11 @@ What the judge holds against a candidate that takes over its evaluation process:
     compared after every request that used it, so a
     candidate that overwrites a cached reference or input set (to fail or pass the candidates
     after it) is caught, and the process replaced.
+The one check that can be waived: NO_LAUNCH, for the candidate the parent names in its `begin`
+message as a built-in kernel's declared vendor config (torch.mm / torch.addmm, timed beside the
+Triton candidates so that nothing slower than the vendor library is dispatched). The parent decides
+that from its own request (tuner/measure/vendor.py); nothing the evaluator sends can set it, and
+every other check stays on for that candidate.
 What it cannot hold: a candidate that forges well-formed evidence for itself (hands over outputs
 it did not compute with its kernel) from inside its own process. docs/reliability.md says so.
 
@@ -106,6 +111,7 @@ class Judge:
         self.items: list = []  # this candidate's checks: dicts of kind, row, ok, reason
         self.tampered = ""
         self.audited = False  # the evaluator audited its cached sets after this request
+        self.vendor = False  # the parent's word: this request is a built-in's vendor config
 
     # -- fingerprints ----------------------------------------------------------------------------
     def _fingerprint(self, t: torch.Tensor, sampled: bool = False) -> float:
@@ -254,7 +260,7 @@ class Judge:
         # (a reference computed from them would agree) or their canary bands written
         SECTIONS.mark("outputs")
         launches = ev.get("launches")
-        if launches is not None and int(launches) == 0:
+        if launches is not None and int(launches) == 0 and not self.vendor:
             return self._fail(_at(what, NO_LAUNCH), rel, worst)
         for i, (buf_now, buf_pristine, lo, hi) in enumerate(inputs):
             why = input_damage(i, buf_now, buf_pristine, int(lo), int(hi))
@@ -372,6 +378,7 @@ def serve() -> None:
                 return
             if op == "begin":
                 judge.items, judge.tampered, judge.audited = [], "", False
+                judge.vendor = req.get("vendor") is True  # only the parent writes this channel
                 send(proto_out, {"ok": True})
             elif op == "verdict":
                 try:

@@ -17,6 +17,8 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "candidate_id": ("tag", "stable id of the candidate (the Ray Tune trial id)"),
     "study": ("text", "the study key: kernel/problem/target"),
     "config": ("config", "the kernel config as launched (MLflow params)"),
+    "impl": ("tag", "triton, or vendor: a built-in GEMM's declared vendor config (torch.mm / addmm), "
+                    "named so by the trusted parent (tuner/measure/vendor.py)"),
     # outcome
     "status": ("tag", "ok, compile_error, out_of_resources, incorrect, runtime_error, timeout"),
     "error": ("tag", "why a candidate failed (cut to MLflow's tag limit)"),
@@ -114,6 +116,12 @@ RECORD_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind != "config" and
 METRIC_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind == "metric")
 TAG_KEYS = tuple(k for k, (kind, _) in FIELDS.items() if kind == "tag" and k != "error")
 STATUSES = ("ok", "invalid", "compile_error", "out_of_resources", "incorrect", "runtime_error", "timeout")
+
+
+def is_vendor_record(record: dict) -> bool:
+    """A candidate that ran the vendor library, not a Triton kernel (records before the field
+    existed are all Triton)."""
+    return record.get("impl") == "vendor"
 
 
 def record_of(result: dict, candidate_id: str, study: str, config: dict) -> dict:

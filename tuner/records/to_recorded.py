@@ -15,7 +15,7 @@ import json
 from collections import Counter
 
 from kernelevolve.tuner.records.recorded_space import FORMAT, VERSION, RecordedSpace, candidate_of
-from kernelevolve.tuner.records.schema import METRIC_KEYS, TAG_KEYS
+from kernelevolve.tuner.records.schema import METRIC_KEYS, TAG_KEYS, is_vendor_record
 from kernelevolve.tuner.records.tracking import ROLE, _value
 
 # Header keys copied from the study's parent run: tags, then params (as typed values).
@@ -121,6 +121,8 @@ def recorded_spaces(runs: list[dict], source: str, command: str | None = None) -
         space, problem = _space_of(parent)
         seen, candidates, repeats = set(), [], 0
         for run in kids:
+            if is_vendor_record(_record(run)):  # a GEMM's vendor path: no point of the space a
+                continue  # strategy searches (it is evaluated outside the sampler in every study)
             cand = candidate_of(_record(run))
             key = config_key(cand["config"])
             if key in seen:  # the engine never repeats a config; an export of two sweeps might

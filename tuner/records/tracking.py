@@ -173,6 +173,15 @@ class Tracker:
             tags["best_candidate_id"] = best.get("candidate_id", "")
             tags["best_measured_by"] = best.get("measured_by", "")
             self.client.log_text(parent_id, json.dumps(best, indent=2, default=str), "best_config.json")
+            tags["best_impl"] = best.get("impl") or "triton"
+        # the fastest Triton kernel beside the dispatched winner (`best.*`, which is the vendor
+        # library's GEMM where that was fastest): reports show both, the table carries both
+        triton = summary.get("best_triton")
+        if triton:
+            if _finite(triton.get("latency_ms")):
+                metrics["best_triton_latency_ms"] = triton["latency_ms"]
+            params.update({f"best_triton.{k}": str(v) for k, v in triton["config"].items()})
+            tags["best_triton_measured_by"] = triton.get("measured_by", "")
         metrics["candidates"] = sum(summary["counts"].values())
         metrics["candidates_ok"] = summary["counts"].get("ok", 0)
         # The sampler's proposals that cost no candidate: a constraint broken (never a child run)

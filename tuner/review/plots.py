@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from kernelevolve.tuner.experiment import hardware
+from kernelevolve.tuner.records.schema import is_vendor_record
 
 STATUSES = ("ok", "invalid", "compile_error", "out_of_resources", "incorrect", "runtime_error", "timeout")
 STATUS_COLORS = {"ok": "#2a9d4b", "invalid": "#9e9e9e", "compile_error": "#e76f51",
@@ -130,7 +131,8 @@ def param_importances(records: list[dict]) -> tuple[dict[str, float] | None, str
     """(importances, "") or (None, why not)."""
     import optuna
 
-    ok = _ok(records)
+    # the Triton candidates' parameters: a GEMM's vendor path has none of them
+    ok = [r for r in _ok(records) if not is_vendor_record(r)]
     if len(ok) < MIN_OK_FOR_IMPORTANCE:
         return None, (f"needs at least {MIN_OK_FOR_IMPORTANCE} correct candidates; "
                       f"this study has {len(ok)}")

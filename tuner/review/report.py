@@ -23,12 +23,17 @@ from kernelevolve.tuner.records.tracking import _value, candidate_records, resol
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 PLOT_ORDER = ("convergence.png", "param_importance.png", "latency_by_status.png", "roofline.png")
-BEST_COLUMNS = ["study", "timing", "retimed_ms", "speedup_vs_torch", "tflops", "candidates", "config",
-                "run_id"]
+# `dispatched`: which implementation won (what the tuned table runs: "vendor" is torch's cuBLAS
+# path of a GEMM study); the triton_* columns: the fastest Triton kernel, beside it, never in its place
+BEST_COLUMNS = ["study", "timing", "dispatched", "retimed_ms", "speedup_vs_torch", "tflops", "candidates",
+                "config", "triton_ms", "triton_config", "run_id"]
 # What the latency columns hold, printed under every table that shows them.
 RETIMED_NOTE = ("retimed_ms: the winner re-timed at the end of its study, interleaved with the other "
                 "top-k and the torch peer (median); '(sweep)' where that failed: the candidate's "
-                "own sweep measurement, latency_ms of its child run")
+                "own sweep measurement, latency_ms of its child run. dispatched: the winner's "
+                "implementation (triton, or vendor: torch's cuBLAS path of a GEMM, timed in the same "
+                "harness); triton_ms and triton_config: the fastest Triton kernel, the same as the "
+                "winner where Triton won")
 SHORT_ID = 12  # characters of a run id shown in tables; every command taking a run id takes them
 
 
@@ -135,6 +140,16 @@ def best_config(run) -> dict:
     return {k[5:]: config_value(v) for k, v in run.data.params.items() if k.startswith("best.")}
 
 
+def best_triton_config(run) -> dict:
+    """The fastest Triton config of a study run (the same as best_config where Triton won)."""
+    pre = "best_triton."
+    return {k[len(pre):]: config_value(v) for k, v in run.data.params.items() if k.startswith(pre)}
+
+
+def dispatched_impl(run) -> str:
+    return run.data.tags.get("best_impl") or ("triton" if best_config(run) else "")
+
+
 def _number(v):
     return v if isinstance(v, (int, float)) and v == v else None  # NaN -> None (JSON null)
 
@@ -145,6 +160,10 @@ def best_rows(runs: dict) -> list[dict]:
     rows = []
     for key, r in runs.items():
         best, m = best_config(r), r.data.metrics
+        impl = dispatched_impl(r)
+        # runs logged before the best Triton kernel was logged beside the winner: a winner that
+        # is Triton is its own best Triton kernel
+        own = impl == "triton" and "best_triton_latency_ms" not in m
         rows.append({"study": key, "timing": r.data.tags.get("timing", ""),
                      "retimed_ms": _number(m.get("best_latency_ms")),
                      "latency_measured_by": r.data.tags.get("best_measured_by") or None,
@@ -152,6 +171,11 @@ def best_rows(runs: dict) -> list[dict]:
                      "tflops": _number(m.get("best_tflops")),
                      "candidates": int(m.get("candidates", 0)),
                      "config": best or None,
+                     "dispatched": impl or None,
+                     "triton_ms": _number(m.get("best_latency_ms" if own else "best_triton_latency_ms")),
+                     "triton_measured_by": r.data.tags.get("best_measured_by" if own else
+                                                           "best_triton_measured_by") or None,
+                     "triton_config": (best if own else best_triton_config(r)) or None,
                      "run_id": r.info.run_id})
     return rows
 
@@ -170,7 +194,10 @@ def display_best(rows: list[dict]) -> list[dict]:
     """best_rows as table cells: numbers formatted, config as JSON, run ids SHORT_ID long."""
     return [{**r, "retimed_ms": latency_cell(r["retimed_ms"], r["latency_measured_by"]),
              "speedup_vs_torch": fmt(r["speedup_vs_torch"], 3), "tflops": fmt(r["tflops"], 4),
-             "config": config_cell(r["config"]), "run_id": short_id(r["run_id"])} for r in rows]
+             "config": config_cell(r["config"]), "dispatched": r.get("dispatched") or "-",
+             "triton_ms": latency_cell(r.get("triton_ms"), r.get("triton_measured_by")),
+             "triton_config": config_cell(r.get("triton_config")),
+             "run_id": short_id(r["run_id"])} for r in rows]
 
 
 def compare_rows(runs: dict) -> tuple[list[dict], list[str]]:
@@ -274,6 +301,7 @@ def _figure_html(name: str, png: bytes) -> str:
 def _study_html(client, experiment_id: str, key: str, run) -> str:
     tags, params, m = run.data.tags, run.data.params, run.data.metrics
     timing, best = tags.get("timing", ""), best_config(run)
+    [triton_row] = best_rows({key: run})  # (the best Triton kernel, with its fallback for older runs)
     pngs, notes = study_plots(client, experiment_id, run)
     facts = {"timing": f"timing={timing}", "hardware": tags.get("hardware", ""),
              "sampler": params.get("sampler", ""), "seed": params.get("seed", ""),
@@ -283,6 +311,9 @@ def _study_html(client, experiment_id: str, key: str, run) -> str:
                  latency_cell(_number(m.get("best_latency_ms")), tags.get("best_measured_by")),
              "speedup vs torch": fmt(m.get("best_speedup"), 3),
              "best config": config_cell(best),
+             "dispatched (the implementation the tuned table runs)": dispatched_impl(run) or "-",
+             "best Triton latency (ms)": latency_cell(triton_row["triton_ms"], triton_row["triton_measured_by"]),
+             "best Triton config": config_cell(triton_row["triton_config"]),
              "parent run": run.info.run_id, "run state": run.info.status}
     facts_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                          for k, v in facts.items())

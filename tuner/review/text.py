@@ -57,7 +57,10 @@ def _best_blocks(rows: list[dict], width: int) -> str:
         out.append(_elide(f"study {r['study']}   run_id {r['run_id']}", width, middle=True))
         out.append(_elide(f"  retimed_ms {r['retimed_ms']}   speedup_vs_torch {r['speedup_vs_torch']}   "
                           f"tflops {r['tflops']}   candidates {r['candidates']}   timing {r['timing']}", width))
+        out.append(_elide(f"  dispatched {r.get('dispatched', '-')}   triton_ms {r.get('triton_ms', '-')}", width))
         out += _wrap_json("config", r["config"], width)
+        if r.get("dispatched") == "vendor":  # the fastest Triton kernel, never mistaken for the winner
+            out += _wrap_json("triton_config", r.get("triton_config"), width)
     return "\n".join(out)
 
 

@@ -77,11 +77,19 @@ class ValidSet:
         return self.configs[int(np.argmin(dist))]
 
 
+OUTSIDE = "outside"  # the live marker of a config evaluated outside the space (no sampler trial)
+
+
 class ConstrainedSearch(Searcher):
     def __init__(self, space: Space, sampler, seed: int, study_key: str,
-                 max_rejects: int = 2000, start_points: list | None = None, valid="enumerate"):
+                 max_rejects: int = 2000, start_points: list | None = None, valid="enumerate",
+                 outside: list | None = None):
         """`sampler`: a registered name (tuner.search.samplers), or an Optuna sampler built by the
-        caller (a replay hands over a learned sampler with a prior fit on other recorded spaces)."""
+        caller (a replay hands over a learned sampler with a prior fit on other recorded spaces).
+        `outside`: configs that are no point of the space (the vendor library's GEMM,
+        kernels/gemm_vendor.py), each evaluated once, first, and never told to the sampler: a
+        whole other implementation is no evidence about tile sizes, and as a searched dimension
+        it would cost proposals every study."""
         super().__init__(metric=OBJECTIVE, mode="min")
         self.space = space
         self.study_key = study_key
@@ -105,6 +113,8 @@ class ConstrainedSearch(Searcher):
         # configs the counters' rules proposed (tuner.search.steering), handed over by the thread
         # that profiled, evaluated before the sampler is asked again
         self.steered: list[dict] = []
+        self.outside = [dict(c) for c in (outside or [])]
+        self.outside_keys = {config_key(c) for c in self.outside}
         self.counts = Counter()  # proposals, rejected, duplicates, projected, drawn, steered
         self.rejected_by = Counter()  # constraint -> proposals it rejected
         self.exhausted = False
@@ -151,6 +161,14 @@ class ConstrainedSearch(Searcher):
     def suggest(self, trial_id: str):
         if self.exhausted:
             return Searcher.FINISHED
+        while self.outside:  # before the sampler's first proposal
+            cfg = self.outside.pop(0)
+            key = config_key(cfg)
+            if key not in self.seen:
+                self.counts["outside"] += 1
+                self.seen[key] = None
+                self.live[trial_id] = (OUTSIDE, key)
+                return cfg
         steered = self._next_steered()
         if steered is not None:  # told to the sampler as an evaluated point, as a drawn config is
             self.counts["steered"] += 1
@@ -203,6 +221,8 @@ class ConstrainedSearch(Searcher):
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             value = PENALTY  # a trial that crashed still teaches the sampler to stay away
         self.seen[key] = value
+        if inner_id == OUTSIDE:  # not a point of the space: the sampler never hears of it
+            return
         if inner_id is None:  # drawn at random, not asked of the sampler: told as a finished point
             self.inner.add_evaluated_point(self.space.encode(self.drawn.pop(trial_id)), value)
         else:
@@ -226,6 +246,8 @@ class ConstrainedSearch(Searcher):
             if rec.get("status") != "ok" or not isinstance(value, (int, float)) or not math.isfinite(value):
                 value = PENALTY
             self.seen[key] = value
+            if key in self.outside_keys:  # evaluated already; never a sampler's point
+                continue
             if self.valid is not None:
                 self.valid.take(key)
             self.inner.add_evaluated_point(self.space.encode(cfg), value)
@@ -237,6 +259,7 @@ class ConstrainedSearch(Searcher):
         return {"proposals": self.counts["proposals"], "rejected": self.counts["rejected"],
                 "duplicates": self.counts["duplicates"], "projected": self.counts["projected"],
                 "drawn": self.counts["drawn"], "steered": self.counts["steered"],
+                "outside": self.counts["outside"],
                 "rejected_by": dict(self.rejected_by),
                 "valid_configs": len(self.valid.configs) if self.valid is not None else None}
 
