@@ -83,13 +83,18 @@ def _gpu_only(what: str):
 
 
 def compiled(fn, *args):
-    """torch.compile max-autotune of fn, fresh per shape; candidates from inductor's counter."""
+    """torch.compile max-autotune of fn, fresh per shape; candidates from inductor's counter.
+    Mode `max-autotune-no-cudagraphs`: the same autotuning and kernels as `max-autotune`, without
+    its own CUDA graphs around the call, which the shape's clock cannot capture in its graph. On a
+    kernel under 50 us the other rows are timed as graph replays and max-autotune's call would be
+    timed with its launch from Python instead (measured: 5-10x slower than the kernel); this way
+    every row of a shape replays in the same kind of graph."""
     _gpu_only("max-autotune tunes on CUDA")
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()  # a fresh compile per shape: its tuning is what we measure
     counters.clear()
-    c = torch.compile(fn, mode="max-autotune", dynamic=False)
+    c = torch.compile(fn, mode="max-autotune-no-cudagraphs", dynamic=False)
     return {"fn": lambda: c(*args),
             "candidates": lambda: counters["inductor"].get("select_algorithm_num_precompiles") or None}
 
