@@ -15,8 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from kernelevolve.tuner import cli
 from kernelevolve.tuner.cli import main
-from kernelevolve.tuner.experiment import config, registry
+from kernelevolve.tuner.experiment import config, lookup, registry
 from kernelevolve.tuner.review import report
+from kernelevolve.tuner.review.text import _table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -59,7 +60,7 @@ def test_every_command_help_shows_an_example(capsys):
 
 
 def test_cli_default_store_is_the_config_default():
-    assert cli.DEFAULT_URI == config.Tracking().uri
+    assert lookup.DEFAULT_URI == config.Tracking().uri
 
 
 # -- experiment files ---------------------------------------------------------------------------
@@ -209,11 +210,11 @@ def test_report_says_which_latency(store, tmp_path, capsys):
 
 def test_tables_cut_long_cells_only_when_asked_to_fit():
     rows = [{"config": "x" * 80, "study": "y" * 80, "run_id": "0123456789ab"}]
-    fitted = cli._table(rows, ["config", "study", "run_id"], 100)
+    fitted = _table(rows, ["config", "study", "run_id"], 100)
     assert all(len(line) <= 100 for line in fitted.splitlines()) and "..." in fitted
     assert fitted.splitlines()[2].endswith("0123456789ab")  # ids and numbers are never cut
     assert "\x1b[" not in fitted  # no ANSI codes in tables
-    whole = cli._table(rows, ["config", "study", "run_id"], None)
+    whole = _table(rows, ["config", "study", "run_id"], None)
     assert "x" * 80 in whole and "y" * 80 in whole and "cut" not in whole
 
 

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from kernelevolve.tuner import cli
+from kernelevolve.tuner.execution import commands
 from kernelevolve.tuner.review.progress import Progress, RichProgress
 
 
@@ -70,12 +70,12 @@ def test_silent_when_not_a_terminal():
 
 def test_run_picks_rich_only_on_a_terminal(monkeypatch):
     monkeypatch.setattr("sys.stdout.isatty", lambda: False, raising=False)
-    with cli._progress_display(quiet=False) as shown:
+    with commands._progress_display(quiet=False) as shown:
         assert type(shown) is Progress and shown.log is print
-    with cli._progress_display(quiet=True) as shown:
+    with commands._progress_display(quiet=True) as shown:
         assert type(shown) is Progress and shown.log is not print
     monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
-    with cli._progress_display(quiet=False) as shown:
+    with commands._progress_display(quiet=False) as shown:
         assert isinstance(shown, RichProgress)
 
 

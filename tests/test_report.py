@@ -204,7 +204,7 @@ def test_ui_binds_loopback_by_default_and_prints_the_url(monkeypatch, capsys):
             return 0
 
     monkeypatch.setattr("subprocess.Popen", FakeServer)
-    monkeypatch.setattr("kernelevolve.tuner.cli._stop_group", lambda proc: seen.setdefault("stopped", proc))
+    monkeypatch.setattr("kernelevolve.tuner.review.mlflow_ui._stop_group", lambda proc: seen.setdefault("stopped", proc))
     assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
     assert main(["ui", "--uri", "sqlite:////tmp/x.db", "--port", "5071"]) == 0
     cmd = seen["cmd"]
