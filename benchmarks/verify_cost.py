@@ -15,6 +15,8 @@ the GPU lane's evaluator and its judge, every record in MLflow):
                poison   poison_s   poisoning each timed call's buffer, outside the timed region
                verdict  judge_s    the parent waiting for the judge's verdict
            share = (checks + poison + verdict) / (eval_s + verdict). The target: under 10%.
+           --timings: the candidates' timing budget, the suites' short screening and/or an
+           experiment file's defaults (the share depends on it: verification's cost does not).
   attacks  every kernel of tests/attacks/ (its searched switch `cheat` on and off, a grid), as
            plug-ins: each honest config must end `ok`, each cheating one anything else, and no
            cheating config may be a study's best.
@@ -76,13 +78,25 @@ def _quantiles(values: list) -> dict:
             "n": len(v)}
 
 
-def cost_experiment(tgt: dict, samples: int, clock: str) -> dict:
+def timing_budget(name: str) -> dict:
+    """warmup_ms and rep_ms per candidate: `screen`, the short screening the suites use
+    (benchmarks/engine.experiment's), or `default`, what an experiment file gets when it says
+    nothing (tuner/experiment/config.py)."""
+    if name == "screen":
+        return {}
+    from kernelevolve.tuner.experiment.config import Timing
+
+    t = Timing()
+    return {"warmup_ms": t.warmup_ms, "rep_ms": t.rep_ms}
+
+
+def cost_experiment(tgt: dict, samples: int, clock: str, timing: str = "screen") -> dict:
     studies = GPU_STUDIES if tgt["name"] != "cpu-interpreter" else CPU_STUDIES
     kernels: dict = {}
     for k, p in studies:
         kernels.setdefault(k, []).append(p)
-    return engine.experiment(f"verify-cost-{clock}", [{"kernel": k, "problems": p} for k, p in kernels.items()],
-                             tgt, samples=samples, concurrency=8, clock=clock)
+    return engine.experiment(f"verify-cost-{clock}-{timing}", [{"kernel": k, "problems": p} for k, p in kernels.items()],
+                             tgt, samples=samples, concurrency=8, clock=clock, **timing_budget(timing))
 
 
 def attack_experiment(tgt: dict) -> dict:
@@ -98,11 +112,11 @@ def attack_experiment(tgt: dict) -> dict:
     return data
 
 
-def cost(tgt: dict, samples: int, clocks: list, out: str, log) -> dict:
+def cost(tgt: dict, samples: int, clocks: list, out: str, log, timings: tuple = ("screen",)) -> dict:
     result = {}
-    for clock in clocks:
-        sw = engine.sweep(cost_experiment(tgt, samples, clock), log=log)
-        store = engine.keep_store(sw, out, f"verify_cost_{clock}")
+    for clock, timing in [(c, t) for t in timings for c in clocks]:
+        sw = engine.sweep(cost_experiment(tgt, samples, clock, timing), log=log)
+        store = engine.keep_store(sw, out, f"verify_cost_{clock}_{timing}")
         by_study: dict = {}
         for run in _children(sw):
             m, tags = run.data.metrics, run.data.tags
@@ -129,7 +143,8 @@ def cost(tgt: dict, samples: int, clocks: list, out: str, log) -> dict:
             row["verify_pipe_s"] = _quantiles([r["verify_s"] - sum(r.get(f"verify_{p}_s") or 0 for p in PARTS)
                                                for r in recs if r.get("verify_s") is not None])
             row["judge_transport"] = sorted({r["judge_transport"] or "?" for r in recs})
-        result[clock] = {"mlflow_store": store, "experiment": sw.name,
+        result[f"{clock}, {timing} timing"] = {"mlflow_store": store, "experiment": sw.name,
+                                               "timing": {"clock": clock, **(cost_experiment(tgt, 1, clock, timing)["timing"])},
                          "best": {s["study"]: (s.get("best") or {}).get("latency_ms") for s in sw.summaries},
                          "parent_runs": {s["study"]: s.get("parent_run_id") for s in sw.summaries},
                          "studies": by_study}
@@ -169,6 +184,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=24, help="candidates per study of the cost sweep")
     ap.add_argument("--clocks", default="do_bench,clean,cudagraph")
     ap.add_argument("--skip", choices=("cost", "attacks"), action="append", default=[])
+    ap.add_argument("--timings", default="screen",
+                    help="comma-separated: screen (warm-up 5 ms, 20 ms of repetitions, as the suites "
+                         "screen) and/or default (an experiment file's defaults)")
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -184,11 +202,14 @@ def main() -> None:
     if "attacks" not in args.skip:
         report["attacks"] = attacks(tgt, out, log)
     if "cost" not in args.skip:
-        report["cost"] = cost(tgt, args.samples, clocks, out, log)
+        report["cost"] = cost(tgt, args.samples, clocks, out, log,
+                              tuple(t for t in args.timings.split(",") if t))
     # one file per part run, so the attacks and the cost can run as separate commands
     stem = "verify_" + "_".join(p for p in ("attacks", "cost") if p in report)
     if "cost" in report and args.clocks != ap.get_default("clocks"):  # a run per clock: a file each
         stem += "_" + "_".join(clocks)
+    if "cost" in report and args.timings != ap.get_default("timings"):
+        stem += "_" + "_".join(t for t in args.timings.split(",") if t)
     with open(os.path.join(out, f"{stem}.json"), "w") as fh:
         json.dump(report, fh, indent=1, default=str)
     lines = [f"target {report['target']} {report.get('gpu', '')}", ""]
@@ -201,7 +222,7 @@ def main() -> None:
             lines.append(f"| {name} | {h.get('status')} | {c.get('status')} | {c.get('error', '')[:120]} |")
         lines.append("")
     for clock, res in (report.get("cost") or {}).items():
-        lines += [f"cost, clock {clock}:", "",
+        lines += [f"cost, clock {clock} ({res['timing']}):", "",
                   "| study | ok | share median | p90 | max | checks median | poison median | timed calls | checked | transport |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for study, row in res["studies"].items():

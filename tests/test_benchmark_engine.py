@@ -103,6 +103,10 @@ def test_verify_cost_sweeps_are_experiments_of_the_engine():
     for clock in ("do_bench", "clean", "cudagraph"):
         exp, studies = _loaded(v.cost_experiment(engine.target("h100"), 24, clock))
         assert exp.timing.clock == clock and len(studies) == len(v.GPU_STUDIES)
+    from kernelevolve.tuner.experiment.config import Timing
+
+    exp, _ = _loaded(v.cost_experiment(engine.target("h100"), 24, "do_bench", "default"))
+    assert (exp.timing.warmup_ms, exp.timing.rep_ms) == (Timing().warmup_ms, Timing().rep_ms) != (5, 20)
     exp, studies = _loaded(v.attack_experiment(engine.target("h100")))
     assert exp.search.sampler == "grid" and len(studies) >= 11
     assert all(len(st.space.valid_configs()) == 2 for st in studies)  # cheat off and on

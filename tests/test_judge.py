@@ -163,3 +163,10 @@ def test_dropped_input_sets_are_handed_over_once_for_the_judge_to_let_go():
     assert sets.take_evicted() == []
     sets.clear()
     assert not sets.entries and len(sets.take_evicted()) >= 1
+
+
+def test_a_write_into_the_pristine_copy_beside_an_input_is_caught():
+    ev = _evidence()
+    ev["inputs"][0][1][5] ^= 0xFF  # the pristine half's canary band, beside the input's own bytes
+    reason = Judge().judge(ev)["reason"]
+    assert "pristine copy kept beside its input #0" in reason

@@ -10,6 +10,9 @@ lists, tuples, strings, bytes, numbers. A tensor travels as a tuple of such valu
                                   reads the buffers where they are, with no copy (torch's own
                                   sharing of CUDA tensors, torch.multiprocessing.reductions,
                                   with its classes sent by name and admitted from a fixed list)
+  ("arena", generation, offset, dtype, shape, strides)
+                                  a buffer inside the evaluator's arena (tuner/measure/arena.py),
+                                  which the judge opened once and holds: no handle per message
 
 The evaluator keeps every tensor it sent alive until the judge has answered (each message is
 acknowledged), as CUDA IPC requires.
@@ -40,8 +43,12 @@ def _dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def encode(t: torch.Tensor, ipc: bool):
+def encode(t: torch.Tensor, ipc: bool, arena=None):
     dtype = str(t.dtype).removeprefix("torch.")
+    if ipc and arena is not None:
+        where = arena.locate(t)
+        if where is not None:
+            return where
     if ipc and t.is_cuda:
         from torch.multiprocessing.reductions import reduce_tensor
 
@@ -57,8 +64,12 @@ def encode(t: torch.Tensor, ipc: bool):
     return ("host", dtype, tuple(t.shape), raw.cpu().numpy().tobytes())
 
 
-def decode(obj, device: torch.device | None = None) -> torch.Tensor:
+def decode(obj, device: torch.device | None = None, arenas: dict | None = None) -> torch.Tensor:
     kind = obj[0]
+    if kind == "arena":
+        from kernelevolve.tuner.measure.arena import view
+
+        return view(arenas or {}, obj, _dtype(obj[3]))
     if kind == "host":
         _, dtype, shape, raw = obj
         dtype = _dtype(dtype)
@@ -79,25 +90,26 @@ def decode(obj, device: torch.device | None = None) -> torch.Tensor:
     raise ValueError(f"unknown tensor encoding {kind!r}")
 
 
-def encode_all(obj, ipc: bool):
+def encode_all(obj, ipc: bool, arena=None):
     """Every tensor inside nested dicts, lists and tuples encoded; tuples become lists (a list is
     data; a tuple in the message marks an encoded tensor)."""
     if isinstance(obj, torch.Tensor):
-        return encode(obj, ipc)
+        return encode(obj, ipc, arena)
     if isinstance(obj, dict):
-        return {k: encode_all(v, ipc) for k, v in obj.items()}
+        return {k: encode_all(v, ipc, arena) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [encode_all(v, ipc) for v in obj]
+        return [encode_all(v, ipc, arena) for v in obj]
     return obj
 
 
-def decode_all(obj, device=None):
+def decode_all(obj, device=None, arenas: dict | None = None):
+    """`arenas`: the judge's views of the evaluator's arenas, by generation."""
     if isinstance(obj, tuple):
-        return decode(obj, device)
+        return decode(obj, device, arenas)
     if isinstance(obj, dict):
-        return {k: decode_all(v, device) for k, v in obj.items()}
+        return {k: decode_all(v, device, arenas) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [decode_all(v, device) for v in obj]
+        return [decode_all(v, device, arenas) for v in obj]
     return obj
 
 
@@ -119,13 +131,14 @@ class JudgeLink:
         self.cuda = cuda
         self.ipc: bool | None = None  # decided at the first submit (a compile-only process never asks)
         self.transport = "host"
+        self.arena = None  # the evaluator's Arena, once the judge holds it (CUDA IPC only)
         self.spent = dict.fromkeys(SPENT, 0.0)  # where the round trips' time went (reset per request)
 
     def _send(self, msg: dict, ipc: bool) -> dict:
         from kernelevolve.tuner.execution.worker import _HEADER, recv
 
         t0 = time.perf_counter()
-        data = pickle.dumps(encode_all(msg, ipc))
+        data = pickle.dumps(encode_all(msg, ipc, self.arena))
         t_encoded = time.perf_counter()
         self.out.write(_HEADER.pack(len(data)) + data)
         self.out.flush()
@@ -149,7 +162,12 @@ class JudgeLink:
             self.ipc = False
         self.transport = "cuda_ipc" if self.ipc else "host"
 
-    def submit(self, msg: dict) -> dict:
+    def ready(self) -> bool:
+        """Whether the judge reads this process's GPU memory in place (probed once)."""
         if self.ipc is None:
             self._probe()
+        return bool(self.ipc)
+
+    def submit(self, msg: dict) -> dict:
+        self.ready()
         return self._send(msg, self.ipc)

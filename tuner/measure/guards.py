@@ -57,9 +57,14 @@ class GuardedTensor:
     hi: int
 
 
-def guard_tensor(t: torch.Tensor, canary_bytes: int = CANARY_BYTES) -> GuardedTensor:
+def _new_bytes(nbytes: int, device) -> torch.Tensor:
+    return torch.empty((nbytes,), dtype=torch.uint8, device=device)
+
+
+def guard_tensor(t: torch.Tensor, canary_bytes: int = CANARY_BYTES, alloc=None) -> GuardedTensor:
     """A copy of t (same shape, strides, dtype, device) in the middle of a canary-filled byte
-    buffer, and a pristine copy of the whole buffer."""
+    buffer, and a pristine copy of the whole buffer. `alloc(nbytes)`: where the bytes come from
+    (the evaluator's arena, tuner/measure/arena.py; a fresh allocation by default)."""
     if any(s < 0 for s in t.stride()):
         raise ValueError("negative strides are not supported")
     esize = t.element_size()
@@ -69,7 +74,7 @@ def guard_tensor(t: torch.Tensor, canary_bytes: int = CANARY_BYTES) -> GuardedTe
     size = 2 * canary_bytes + span_bytes + pad
     # the launched buffer and its pristine copy: two halves of one allocation (the judge opens
     # one CUDA IPC handle for both)
-    both = torch.empty((2 * size,), dtype=torch.uint8, device=t.device)
+    both = alloc(2 * size) if alloc is not None else _new_bytes(2 * size, t.device)
     buf, pristine_buf = both[:size], both[size:]
     if t.is_contiguous() and t.numel() == _span(t):  # the copy fills the middle: fill the bands only
         buf[:lo].fill_(CANARY_BYTE)
@@ -129,12 +134,12 @@ def tensors_of(inputs) -> list:
     return found
 
 
-def guard_inputs(inputs, canary_bytes: int = CANARY_BYTES) -> GuardedInputs:
+def guard_inputs(inputs, canary_bytes: int = CANARY_BYTES, alloc=None) -> GuardedInputs:
     """Guarded copies of every tensor among the inputs (nested tuples and lists too)."""
     guarded: list = []
 
     def one(t):
-        g = guard_tensor(t, canary_bytes)
+        g = guard_tensor(t, canary_bytes, alloc)
         guarded.append((len(guarded), g))
         return g.view
 

@@ -4,6 +4,9 @@ The evaluator (tuner/measure/evaluate.py) launches candidates; every verdict is 
 (tuner/measure/judge.py), a process where no candidate code runs. This class is the hand-over
 between them, over the wire of tuner/measure/evidence.py:
 
+  arena     the allocation every guarded buffer of a request is carved from (tuner/measure/arena.py),
+            registered once (again only when it grows): over CUDA IPC a message then names its
+            buffers by offset, and the judge opens no handle per message
   register  each cached input set (and its reference) as it is made, before any launch with it:
             the judge fingerprints it, and over CUDA IPC keeps its views, so later checks and
             audits name the set by key instead of sending it again
@@ -32,12 +35,35 @@ class Handover:
         self.registered: set = set()  # (the judge's key of a cached set, with its reference)
         self.used: dict = {}  # the cached sets this request used: audited after it
         self.guard_s = 0.0  # this request's guarded copies and outputs (verification's memory work)
+        self.arena = None  # tuner/measure/arena.Arena, over CUDA IPC only (made at the first begin)
 
     def begin(self, judging: bool) -> None:
         self.judging = judging and self.link is not None
         self.used, self.guard_s = {}, 0.0
         if self.link is not None:
             self.link.spent = dict.fromkeys(self.link.spent, 0.0)
+        if self.judging and self.link.ready():
+            self._arena()
+
+    def _arena(self) -> None:
+        """Start the request's buffers at the arena's beginning; a new (larger) arena is handed to
+        the judge first, itself over CUDA IPC (the judge keeps it and drops the one before)."""
+        import torch
+
+        from kernelevolve.tuner.measure.arena import Arena
+
+        if self.arena is None:
+            self.arena = Arena(torch.device("cuda", torch.cuda.current_device()))
+        if self.arena.reset():
+            self.link.arena = None  # the arena itself travels as an IPC handle
+            self.link.submit({"op": "arena", "generation": self.arena.generation, "tensor": self.arena.buf})
+        self.link.arena = self.arena
+
+    @property
+    def alloc(self):
+        """Where a guarded buffer's bytes come from: the arena over CUDA IPC (`take(nbytes)`);
+        None otherwise (each buffer its own allocation, as guards and timed_outputs make it)."""
+        return self.arena.take if self.arena is not None and self.judging else None
 
     def key(self, study, index: int) -> list:
         """How the judge names a cached input set and its reference: a fingerprint of each is

@@ -46,7 +46,7 @@ import torch
 
 from kernelevolve.tuner.measure import evidence
 from kernelevolve.tuner.measure.guards import NO_LAUNCH, input_damage
-from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_counts
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_tensor
 from kernelevolve.tuner.measure.verify import check, tolerance_for
 
 SAMPLED = 1 << 16  # positions of an input tensor fingerprinted
@@ -112,9 +112,10 @@ class Judge:
         self.tampered = ""
         self.audited = False  # the evaluator audited its cached sets after this request
         self.vendor = False  # the parent's word: this request is a built-in's vendor config
+        self.arenas: dict = {}  # generation -> the evaluator's arena (tuner/measure/arena.py), held
 
     # -- fingerprints ----------------------------------------------------------------------------
-    def _fingerprint(self, t: torch.Tensor, sampled: bool = False) -> float:
+    def _fingerprint(self, t: torch.Tensor, sampled: bool = False) -> torch.Tensor:
         """A projection of t's values on pseudo-random weights seeded by the judge's secret, at
         secret positions: no one without the secret can change t and keep it. `sampled`: at
         SAMPLED positions (input sets can be GBs, checked after every candidate: a stray write
@@ -122,13 +123,14 @@ class Judge:
         the tensor); otherwise (references) every element of a tensor up to REF_SAMPLED elements,
         and REF_SAMPLED positions of a larger one (a change covering a millionth of it is
         found with probability 98%, more with certainty in practice). The positions and weights are drawn once per size and kept: the audit after
-        every candidate then costs one gather and one dot product per tensor."""
+        every candidate then costs one gather and one dot product per tensor. A 0-d float64 tensor
+        on t's device: `_read` brings a request's fingerprints back in one transfer."""
         flat = t.detach().reshape(-1)
         n, m = flat.numel(), SAMPLED if sampled else REF_SAMPLED
         if n > m:
             flat = flat[self._positions(n, m, t.device)]
         part = torch.nan_to_num(flat.to(torch.float64), nan=1.5, posinf=2.5, neginf=-2.5)
-        return float(torch.dot(part, self._weights(part.numel(), t.device)))
+        return torch.dot(part, self._weights(part.numel(), t.device))
 
     def _positions(self, n: int, m: int, device) -> torch.Tensor:
         key = ("positions", n, m, str(device))
@@ -145,10 +147,22 @@ class Judge:
         return self._drawn[key]
 
     def _prints(self, key: tuple, ref, inputs) -> dict:
+        """{(*key, part): fingerprint tensor} of a set's inputs and reference (`_read` them)."""
         found = {f"in{i}": self._fingerprint(t, sampled=True) for i, t in enumerate(inputs or [])}
         if ref is not None:
             found["ref"] = self._fingerprint(ref)
         return {(*key, part): fp for part, fp in found.items()}
+
+    @staticmethod
+    def _read(prints: dict) -> dict:
+        """The fingerprints' values, one transfer per device (a read back each cost ~0.1 ms)."""
+        by_device: dict = {}
+        for k, t in prints.items():
+            by_device.setdefault(t.device, []).append(k)
+        out = {}
+        for device, keys in by_device.items():
+            out.update(zip(keys, torch.stack([prints[k] for k in keys]).tolist()))
+        return out
 
     def register(self, msg: dict) -> dict:
         """A cached input set (and its reference) as the evaluator made it, before any candidate
@@ -157,7 +171,7 @@ class Judge:
         and audits name the set by its key instead of sending it again, and still read what is
         in the evaluator's memory now. Host copies are not kept (they would never change)."""
         key, ref, inputs = tuple(msg["ref_key"]), msg.get("ref"), msg.get("inputs")
-        for k, fp in self._prints(key, ref, inputs).items():
+        for k, fp in self._read(self._prints(key, ref, inputs)).items():
             self.prints.setdefault(k, fp)
         if all(self._holdable(t) for t in [*(inputs or []), *([ref] if ref is not None else [])]):
             held_ref, held_inputs = self.held.get(key, (None, None))
@@ -167,6 +181,16 @@ class Judge:
     @staticmethod
     def _holdable(t: torch.Tensor) -> bool:
         return t.is_cuda  # a view of the evaluator's memory (a host copy would never change)
+
+    def arena(self, msg: dict) -> dict:
+        """The evaluator's new arena: kept (the one before is let go, so its memory can be freed);
+        later messages name buffers inside it by offset. Only over CUDA IPC: a host copy would
+        never change."""
+        t = msg["tensor"]
+        if not self._holdable(t) or t.dtype != torch.uint8 or t.dim() != 1:
+            raise ValueError("an arena must be a 1-D uint8 CUDA buffer shared over IPC")
+        self.arenas = {int(msg["generation"]): t}
+        return {"ok": True}
 
     def forget(self, msg: dict) -> dict:
         """The evaluator dropped a cached set: its views are let go (so its memory can be freed)."""
@@ -189,15 +213,17 @@ class Judge:
         """After each request: every cached set it used must be as it was made (no candidate
         wrote into the evaluator's cache for the candidates after it)."""
         self.audited = True
+        prints: dict = {}
         for key, ref, inputs in msg.get("sets") or []:
             ref, inputs = self._held(tuple(key), ref, inputs)
-            for k, fp in self._prints(tuple(key), ref, inputs).items():
-                first = self.prints.setdefault(k, fp)
-                if fp != first:
-                    what = "reference" if k[-1] == "ref" else f"input #{k[-1][2:]}"
-                    self.tampered = (f"the cached {what} of input set {key[1]} changed after it was "
-                                     "made (a write into memory the kernel does not own)")
-                    return {"ok": False, "reason": self.tampered}
+            prints.update(self._prints(tuple(key), ref, inputs))
+        for k, fp in self._read(prints).items():
+            first = self.prints.setdefault(k, fp)
+            if fp != first:
+                what = "reference" if k[-1] == "ref" else f"input #{k[-1][2:]}"
+                self.tampered = (f"the cached {what} of input set {k[1]} changed after it was "
+                                 "made (a write into memory the kernel does not own)")
+                return {"ok": False, "reason": self.tampered}
         return {"ok": True}
 
     # -- one piece of evidence ---------------------------------------------------------------------
@@ -236,15 +262,24 @@ class Judge:
         wrong = ""  # the first output that fails; what outranks it is checked after
         shape = tuple(ev["shape"])
         views = [(buf[GUARD_ELEMENTS:buf.numel() - GUARD_ELEMENTS].view(shape), call) for buf, call in outs]
-        touched = guard_zone_counts([buf for buf, _ in outs])  # every buffer's zones, one read back
         first = check(views[0][0], ref, tol)
         # Timed calls share their inputs: an output bit for bit equal to one that passed passes
-        # (one comparison instead of a check, all of them read back at once; NaN never compares
-        # equal, so a skipped call is checked in full). A kernel whose calls differ (atomics)
-        # gets a check per call.
+        # (one comparison instead of a check; NaN never compares equal, so a skipped call is
+        # checked in full). A kernel whose calls differ (atomics) gets a check per call.
+        # Every buffer's guard zones, whether each output differs from the first, and whether
+        # each input's guarded bytes differ from their pristine copy: one read back for all.
+        bufs = [buf for buf, _ in outs]
+        flags = [guard_zone_tensor(bufs).to(torch.float64)]
+        if first.ok and len(views) > 1:
+            flags.append(_differs(bufs, views).to(torch.float64))
+        flags += [(torch.ne(now, before).any().reshape(1).to(torch.float64)).to(flags[0].device)
+                  for now, before, _, _ in inputs]
+        read = torch.cat(flags).tolist()
+        touched, read = [int(c) for c in read[:len(bufs)]], read[len(bufs):]
         differs = [True] * (len(views) - 1)
         if first.ok and len(views) > 1:
-            differs = [bool(d) for d in torch.stack([(out != views[0][0]).any() for out, _ in views[1:]]).tolist()]
+            differs, read = [bool(d) for d in read[:len(views) - 1]], read[len(views) - 1:]
+        inputs_changed = [bool(c) for c in read]
         SECTIONS.mark("outputs")
         for i, (out, call) in enumerate(views):
             where = what if call is None else _at(what, f"timed call {call} of {ev.get('calls')}")
@@ -263,10 +298,12 @@ class Judge:
         if launches is not None and int(launches) == 0 and not self.vendor:
             return self._fail(_at(what, NO_LAUNCH), rel, worst)
         for i, (buf_now, buf_pristine, lo, hi) in enumerate(inputs):
-            why = input_damage(i, buf_now, buf_pristine, int(lo), int(hi))
+            if not inputs_changed[i]:  # bit for bit as before the launch, canary bands included
+                continue
+            why = input_damage(i, buf_now, buf_pristine, int(lo), int(hi)) or \
+                f"wrote into the pristine copy kept beside its input #{i} (memory it does not own)"
             SECTIONS.mark("inputs")
-            if why:
-                return self._fail(_at(what, why), rel, worst)
+            return self._fail(_at(what, why), rel, worst)
         if wrong:
             return self._fail(wrong, rel, worst)
         return {"ok": True, "reason": "", "rel": rel, "max": worst}
@@ -345,7 +382,7 @@ def serve() -> None:
             SECTIONS.mark("idle")
             try:
                 data = evidence.load(raw)
-                msg = evidence.decode_all(data)
+                msg = evidence.decode_all(data, arenas=judge.arenas)
                 SECTIONS.mark("decode")
                 t_decoded = time.perf_counter()
                 reply = _from_evaluator(judge, msg)
@@ -391,13 +428,39 @@ def serve() -> None:
                 send(proto_out, {"error": f"unknown judge op {op!r}"})
 
 
+def _differs(bufs: list, views: list) -> torch.Tensor:
+    """Whether each output after the first differs from it anywhere (bool, on the device). The
+    sampled timed calls' buffers are slots of one allocation (timed_outputs.guarded_outputs): read
+    as the rows of one 2-D view, all of them are compared in one pass instead of one each."""
+    first = views[0][0].reshape(-1)
+    n, slot = first.numel(), bufs[0].numel()
+    esize = bufs[0].element_size()
+    same = all(b.numel() == slot and b.dtype == bufs[0].dtype and b.is_contiguous()
+               and b.untyped_storage().data_ptr() == bufs[0].untyped_storage().data_ptr() for b in bufs)
+    if same:
+        low = min(bufs, key=lambda b: b.data_ptr())
+        gaps = [b.data_ptr() - low.data_ptr() for b in bufs[1:]]
+        if all(g % (slot * esize) == 0 for g in gaps):
+            rows = [g // (slot * esize) for g in gaps]
+            try:
+                slab = low.as_strided((max(rows) + 1, slot), (slot, 1))
+            except RuntimeError:  # not inside one storage after all
+                slab = None
+            if slab is not None:
+                inner = slab[:, GUARD_ELEMENTS:GUARD_ELEMENTS + n]
+                ne = (inner != first.view(1, n)).any(dim=1)
+                return ne[torch.tensor(rows, device=ne.device)]
+    return torch.stack([(out != views[0][0]).any() for out, _ in views[1:]])
+
+
 def _from_evaluator(judge: Judge, msg: dict) -> dict:
     if msg.get("op") == "probe":  # the evaluator checks that CUDA IPC reaches the judge
         return {"ok": True, "sum": float(msg["tensor"].double().sum())}
     op = msg.get("op")
-    handler = {"register": judge.register, "audit": judge.audit, "forget": judge.forget}.get(op, judge.judge)
+    handler = {"register": judge.register, "audit": judge.audit, "forget": judge.forget,
+               "arena": judge.arena}.get(op, judge.judge)
     reply = handler(msg)
-    SECTIONS.mark(op if op in ("register", "audit", "forget") else "check_rest")
+    SECTIONS.mark(op if op in ("register", "audit", "forget", "arena") else "check_rest")
     return reply
 
 
