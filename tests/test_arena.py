@@ -71,5 +71,7 @@ def test_on_a_gpu_a_buffer_in_the_arena_travels_by_offset_and_others_by_ipc_hand
     out.copy_(torch.randn(300, 7, device="cuda"))
     msg = evidence.encode_all({"outs": [[buf, None]], "other": torch.ones(3, device="cuda")}, ipc=True, arena=a)
     assert msg["outs"][0][0][0] == "arena" and msg["other"][0] == "ipc"
-    back = evidence.decode_all(evidence.load(__import__("pickle").dumps(msg)), arenas={a.generation: a.buf})
+    # (an IPC handle cannot be opened in the process that made it: only the arena part is read here)
+    back = evidence.decode_all(evidence.load(__import__("pickle").dumps({"outs": msg["outs"]})),
+                               arenas={a.generation: a.buf})
     assert back["outs"][0][0].data_ptr() == buf.data_ptr() and torch.equal(back["outs"][0][0].isnan(), buf.isnan())
