@@ -181,6 +181,8 @@ def copy_view(folder: str, rows: list[dict], out: str, log) -> str | None:
 
 def profile_phase(args, data: dict, runs_path: str, log) -> dict:
     data = {**with_search(data, samples=args.samples), "profile": {**data.get("profile", {}), "top_k": args.top_k}}
+    if args.kernels:  # a shard of the suite
+        data["kernels"] = [e for e in data["kernels"] if e["kernel"] in args.kernels]
     t = time.time()
     sw, folder, stopped = run_sweep(data, log)
     export(os.path.join(folder, "mlflow.db"), runs_path)
@@ -252,17 +254,23 @@ SETTINGS = ("samples", "steer_every", "concurrency", "studies")  # steer runs me
 
 
 def merge(paths: list[str]) -> dict:
-    """Several runs' JSONs as one: the first profile phase, the steer rows of all (a later file's
-    row for the same study and seed wins), the verdict recomputed over them. For a steer phase
-    run as a second GPU command with other seeds."""
+    """Several runs' JSONs as one: the finalists of every profile phase (shards by --kernels), the
+    steer rows of all (a later file's row for the same study and seed wins); agreement and verdict
+    recomputed. For phases or seeds run as separate GPU commands."""
     results = []
     for path in paths:
         with open(path, encoding="utf-8") as fh:
             results.append(json.load(fh))
     out: dict = {"merged_from": paths}
-    prof = next((r["profile"] for r in results if r.get("profile")), None)
-    if prof:
-        out["profile"] = prof
+    profs = [r["profile"] for r in results if r.get("profile")]
+    if profs:  # shards of the profile phase (--kernels): their finalists together
+        rows = list({r["run_id"]: r for p in profs for r in p["rows"]}.values())
+        rows.sort(key=lambda r: (r["study"], r["latency_ms"] if r["latency_ms"] is not None else float("inf")))
+        out["profile"] = {**profs[0], "rows": rows, "agreement": summary.agreement(rows),
+                          "expected": sum(p["expected"] for p in profs),
+                          "studies": sum(p["studies"] for p in profs),
+                          "not_profiled": [n for p in profs for n in p["not_profiled"]],
+                          "view_study": [p["view_study"] for p in profs]}
     steer = [r["steering"] for r in results if r.get("steering")]
     if steer:
         for s in steer[1:]:
@@ -300,10 +308,12 @@ def main(argv=None) -> int:
     ap.add_argument("--steer-concurrency", type=int, default=4, help="candidates in flight per study, steer arms")
     ap.add_argument("--seeds", default="0,1,2", help="steer phase: comma-separated sampler seeds")
     ap.add_argument("--budget-s", type=float, default=540.0, help="no steer seed starts past this")
+    ap.add_argument("--kernels", default="", help="profile phase: only these kernels (comma-separated), a shard")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="merge earlier runs' profile_suite.json into --out")
     ap.add_argument("--target", help="hardware profile (default: this machine's GPU); cpu-interpreter: plumbing")
     args = ap.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.kernels = [k for k in args.kernels.split(",") if k]
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     if args.target == "cpu-interpreter":
         args.samples, args.steer_samples, args.seeds = min(args.samples, 3), min(args.steer_samples, 3), args.seeds[:1]
@@ -318,6 +328,14 @@ def main(argv=None) -> int:
     runs_path = os.path.join(args.out, f"{STEM}.runs.jsonl.gz")
     data = base_experiment(args)
     log(f"{data['name']}: phases {sorted(phases)}, target {data['targets'][0]['name']}, budget {args.budget_s:.0f} s")
+    if args.target != "cpu-interpreter":  # without ncu both phases would run minutes for nothing
+        from kernelevolve.tuner.profile import ncu
+
+        try:
+            log(f"ncu: {ncu.find_ncu()}, version {ncu.version()}")
+        except ncu.NcuUnavailable as exc:
+            log(str(exc))
+            return 2
     result: dict = {"command": sys.argv, "args": {k: v for k, v in vars(args).items()}}
     if "profile" in phases:
         result["profile"] = profile_phase(args, data, runs_path, log)

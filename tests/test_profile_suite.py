@@ -156,22 +156,32 @@ def test_the_docs_view_is_the_study_with_a_disagreement(exported, tmp_path):
     assert (tmp_path / "view_roofline_counters.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_second_steer_run_merges_into_the_first(tmp_path):
-    def run(seed, off, on, **settings):
+def test_shards_and_a_second_steer_run_merge_into_one_result(tmp_path):
+    def finalist(run_id, agrees):
+        return {"run_id": run_id, "study": run_id, "latency_ms": 1.0, "label": "memory-bound", "agrees": agrees}
+
+    def profile(*rows):
+        return {"rows": list(rows), "expected": 3, "studies": 1, "not_profiled": [], "view_study": "s"}
+
+    def steer(seed, off, on, **settings):
         rows = [{"study": "gemm", "seed": seed, "best_ms": 1.0, "off": off, "on": on, "searched_off": 48,
                  "searched_on": 48, "steered": 3}]
-        return {"steering": {"samples": 48, "steer_every": 8, "concurrency": 4, "studies": ["gemm"], **settings,
-                             "rows": rows, "skipped": [], "labels": {}}}
+        return {"samples": 48, "steer_every": 8, "concurrency": 4, "studies": ["gemm"], **settings,
+                "rows": rows, "skipped": [], "labels": {}}
+    results = [{"profile": profile(finalist("a", True), finalist("b", False)), "steering": steer(0, 20, 10)},
+               {"profile": profile(finalist("c", True)), "steering": steer(1, 30, 12)}]
     paths = []
-    for i, res in enumerate([{"profile": {"rows": [], "agreement": {}}, **run(0, 20, 10)}, run(1, 30, 12)]):
+    for i, res in enumerate(results):
         paths.append(str(tmp_path / f"{i}.json"))
         with open(paths[-1], "w") as fh:
             json.dump(res, fh)
     merged = merge(paths)
-    assert merged["profile"] == {"rows": [], "agreement": {}} and merged["steering"]["seeds"] == [0, 1]
+    a = merged["profile"]["agreement"]
+    assert (a["profiled"], a["agree"], merged["profile"]["expected"], merged["profile"]["studies"]) == (3, 2, 6, 2)
+    assert merged["steering"]["seeds"] == [0, 1]
     v = merged["steering"]["verdict"]["per_study"]["gemm"]
     assert (v["seeds"], v["median_off"], v["median_on"], v["helps"]) == (2, 25, 11, True)
     with open(paths[1], "w") as fh:
-        json.dump(run(1, 30, 12, samples=24), fh)
+        json.dump({"steering": steer(1, 30, 12, samples=24)}, fh)
     with pytest.raises(SystemExit, match="samples"):
         merge(paths)
