@@ -14,12 +14,13 @@ import json
 import sys
 
 
-def export(db: str, out: str) -> int:
+def export(db: str, out: str, append: bool = False) -> int:
+    """Write (or, with `append`, add: one file for a benchmark's several stores) every run of `db`."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{db}")
     n = 0
-    with gzip.open(out, "wt") as f:
+    with gzip.open(out, "at" if append else "wt") as f:
         for exp in client.search_experiments():
             for run in client.search_runs([exp.experiment_id], max_results=50000):
                 f.write(json.dumps({
