@@ -70,6 +70,33 @@ def main() -> None:
     gt = guards.guard_inputs((table,))
     res["input_damage_512MB_ms"] = per_call_ms(
         lambda: [guards.input_damage(i, t.buf, t.pristine_buf, t.lo, t.hi) for i, t in gt.guarded], n=10)
+    # the judge's whole handling of one candidate's evidence, in this process (no pipe, no IPC):
+    # what its checks cost on their own, against what a sweep's records say they cost
+    from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS
+
+    b2 = torch.randn(4096, 4096, device=dev, dtype=torch.bfloat16)
+    ref2 = (a.double() @ b2.double()).float()
+    g2 = guards.guard_inputs((a, b2))
+    verify_ev = {"kind": "verify", "what": "", "row": None, "guard": GUARD_ELEMENTS, "shape": [4096, 4096],
+                 "outs": [[buf, None, 0]], "calls": None, "sets": [{"ref": ref, "ref_key": None}],
+                 "reduction": 4096, "launches": 1, "seal": "",
+                 "inputs": [[t.buf, t.pristine_buf, t.lo, t.hi] for _, t in g.guarded]}
+    slots = guarded_outputs(out, 17)
+    outs = []
+    for i, (sbuf, sout) in enumerate(slots[:16]):
+        sout.copy_(ref if i % 2 == 0 else ref2)
+        outs.append([sbuf, i + 1, i % 2])
+    timed_ev = dict(verify_ev, kind="timed", row=0, outs=outs, calls=16,
+                    sets=[{"ref": ref, "ref_key": None}, {"ref": ref2, "ref_key": None}],
+                    inputs=verify_ev["inputs"] + [[t.buf, t.pristine_buf, t.lo, t.hi] for _, t in g2.guarded])
+    jj = Judge()
+    assert jj.judge(verify_ev)["ok"] and jj.judge(timed_ev)["ok"], (jj.judge(verify_ev), jj.judge(timed_ev))
+    res["judge_verify_ms"] = per_call_ms(lambda: jj.judge(verify_ev))
+    res["judge_timed_16_two_sets_ms"] = per_call_ms(lambda: jj.judge(timed_ev))
+    for k in range(3):
+        jj.register({"ref_key": ["s", k, 1], "ref": ref, "inputs": [a, b]})
+    sets = [[["s", k, 1], ref, [a, b]] for k in range(3)]
+    res["judge_audit_3_sets_ms"] = per_call_ms(lambda: jj.audit({"sets": sets}))
     print(json.dumps(res, indent=1))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:

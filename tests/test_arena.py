@@ -75,3 +75,16 @@ def test_on_a_gpu_a_buffer_in_the_arena_travels_by_offset_and_others_by_ipc_hand
     back = evidence.decode_all(evidence.load(__import__("pickle").dumps({"outs": msg["outs"]})),
                                arenas={a.generation: a.buf})
     assert back["outs"][0][0].data_ptr() == buf.data_ptr() and torch.equal(back["outs"][0][0].isnan(), buf.isnan())
+
+
+def test_a_judged_steps_buffers_are_reused_by_the_next_step():
+    a = Arena(torch.device("cpu"))
+    a.want = 4 * ALIGN
+    a.reset()
+    keep = a.take(ALIGN)
+    mark = a.mark()
+    first = a.take(2 * ALIGN)
+    a.release(mark)
+    second = a.take(2 * ALIGN)  # the same bytes: the request needs its largest step, not their sum
+    assert second.data_ptr() == first.data_ptr() and keep.data_ptr() == a.buf.data_ptr()
+    assert a.top == 3 * ALIGN  # not 5: the released step's bytes were taken again

@@ -15,12 +15,13 @@ from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutput
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_every_timed_call_writes_a_poisoned_buffer_and_a_sample_of_them_is_kept():
-    seen = []  # per call: (its number, was its buffer all NaN when it began)
+def test_every_timed_call_writes_a_buffer_that_holds_nan_or_the_other_sets_output():
+    seen = []  # per call: (its input set, what its buffer held when it began)
 
-    def launch(out):
-        seen.append(bool(torch.isnan(out).all()))
-        out.fill_(float(len(seen)))  # each call writes its own number
+    def launch(out, which):
+        held = "nan" if bool(torch.isnan(out).all()) else int(out.reshape(-1)[0]) // 1000
+        seen.append((which, held))
+        out.fill_(1000 * which + len(seen))  # each call writes its set and its number
 
     t = TimedOutputs(launch, torch.empty(5, 3), samples=4)
     fn, before = t.loop()
@@ -29,24 +30,26 @@ def test_every_timed_call_writes_a_poisoned_buffer_and_a_sample_of_them_is_kept(
     time_wall(fn, reps=30, before=before)
     samples = t.samples()
     assert t.total_calls() == 60 and len(samples) == 4
-    # every timed call began on a poisoned buffer (each loop's first, warm-up call is not timed)
+    # every timed call (each loop's first, warm-up call is not timed) began on a buffer that a
+    # skipped call would leave wrong: never written, or written by the other input set
     timed = seen[1:31] + seen[32:]
-    assert all(timed) and len(timed) == 60
-    calls = [call for _, call in samples]
+    assert len(timed) == 60 and all(held in ("nan", 1 - which) for which, held in timed)
+    assert {which for which, _ in timed} == {0, 1}  # both sets are timed
+    calls = [call for _, call, _ in samples]
     assert len(set(calls)) == 4 and all(1 <= c <= 60 for c in calls)
-    for buf, call in samples:  # the kept buffer holds what that timed call wrote, guards intact
+    for buf, call, which in samples:  # the kept buffer holds what that timed call wrote, guards intact
         out = buf[GUARD_ELEMENTS:GUARD_ELEMENTS + 15]
         call_index = call if call <= 30 else call + 1  # + the second loop's warm-up call
-        assert torch.all(out == float(call_index + 1)) and guard_zone_writes(buf) == 0
+        assert torch.all(out == float(1000 * which + call_index + 1)) and guard_zone_writes(buf) == 0
 
 
 def test_the_sample_is_not_always_the_same_calls():
     picks = set()
     for _ in range(6):
-        t = TimedOutputs(lambda out: out.zero_(), torch.empty(4), samples=2)
+        t = TimedOutputs(lambda out, which: out.zero_(), torch.empty(4), samples=2)
         fn, before = t.loop()
         time_wall(fn, reps=40, before=before)
-        picks.add(tuple(sorted(c for _, c in t.samples())))
+        picks.add(tuple(sorted(c for _, c, _ in t.samples())))
     assert len(picks) > 1  # drawn from the OS's randomness after each call
 
 
@@ -163,6 +166,23 @@ def test_dropped_input_sets_are_handed_over_once_for_the_judge_to_let_go():
     assert sets.take_evicted() == []
     sets.clear()
     assert not sets.entries and len(sets.take_evicted()) >= 1
+
+
+def test_timed_calls_are_checked_against_their_own_sets_reference():
+    x, y = torch.randn(64), torch.randn(64)
+    gx, gy = guards.guard_inputs((x,)), guards.guard_inputs((y,))
+    slots = [guarded_output(x) for _ in range(3)]
+    for (buf, out), src in zip(slots, (x, y, x)):
+        out.copy_(2 * src)
+    ev = {"kind": "timed", "what": "timed calls", "row": 0, "guard": GUARD_ELEMENTS, "shape": [64],
+          "outs": [[slots[0][0], 1, 0], [slots[1][0], 2, 1], [slots[2][0], 3, 0]], "calls": 3,
+          "sets": [{"ref": (2 * x).double(), "ref_key": None}, {"ref": (2 * y).double(), "ref_key": None}],
+          "reduction": None, "launches": None, "seal": "",
+          "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for gi in (gx, gy) for _, g in gi.guarded]}
+    assert Judge().judge(ev)["ok"]
+    slots[1][1].copy_(2 * x)  # a skipped call on set 1 leaves set 0's output: wrong for its own set
+    bad = Judge().judge(ev)
+    assert not bad["ok"] and "timed call 2 of 3" in bad["reason"]
 
 
 def test_a_write_into_the_pristine_copy_beside_an_input_is_caught():

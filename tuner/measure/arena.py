@@ -55,6 +55,16 @@ class Arena:
         self.top = start + nbytes
         return self.buf[start:start + nbytes]
 
+    def mark(self) -> int:
+        """Where the request's buffers end now: `release(mark)` hands back what was taken after."""
+        return self.top
+
+    def release(self, mark: int) -> None:
+        """Buffers taken after `mark` are no longer used (a verified launch, once judged): the
+        next ones reuse their bytes, so a request needs the arena of its largest step, not of
+        all its steps together."""
+        self.top = min(self.top, mark)
+
     def locate(self, t: torch.Tensor):
         """("arena", generation, byte offset, dtype, shape, strides) if t lies in the arena."""
         if self.buf is None or not t.is_cuda or t.device != self.buf.device:

@@ -10,9 +10,10 @@
                                         of the inputs inside canary bands and a NaN-poisoned
                                         output between guard zones, tuner/measure/guards.py)
   4. time         -> ok, with p20/p50/p80 latency, TFLOP/s, GB/s, % of the device's ceilings,
-                     and the torch peer timed in the same process under the same lock. Every
-                     timed call writes a freshly poisoned buffer like the verified ones, and an
-                     unpredictable sample of them is checked after the loop
+                     and the torch peer timed in the same process under the same lock. Timed
+                     calls alternate between two more input sets, each writing a buffer that
+                     holds NaN or the other set's output, and an unpredictable sample of them
+                     is checked after the loop
                      (tuner/measure/timed_outputs.py); on a GPU a latency beyond the device's
                      ceilings is `incorrect`
 This process only launches and gathers evidence: every check's verdict (outputs against the
@@ -151,7 +152,7 @@ class Evaluator:
         from kernelevolve.tuner.measure.handover import Handover
 
         self._seal = guards.HarnessSeal(owners={
-            Evaluator: ("_run_checked", "_check_timed", "_set", "evaluate", "retime", "handle"),
+            Evaluator: ("_run_checked", "_check_timed", "_timed_outputs", "_set", "evaluate", "retime", "handle"),
             Handover: ("note", "submit", "audit", "held", "forget", "guarded"),
             JudgeLink: ("submit", "_send")})
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
@@ -217,33 +218,47 @@ class Evaluator:
 
         pooled, ref = self._set(spec, problem, study, index)
         alloc = self.handover.alloc
-        guarded = self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc))
-        shape_of = spec.make_output(problem, guarded.inputs)
-        buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
-        with self._guards.count_launches(self.interpreter) as launches:
-            handle = spec.launch(guarded.inputs, out, cfg)
-            self._sync()
-        result = self.handover.submit("verify", what, [(buf, None)], shape_of, ref, guarded,
-                                      reduction_length(spec, problem), launches=launches.n,
-                                      ref_key=self.handover.key(study, index))
+        with self.handover.step():  # its buffers are free for the next launch once it is judged
+            guarded = self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc))
+            shape_of = spec.make_output(problem, guarded.inputs)
+            buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
+            with self._guards.count_launches(self.interpreter) as launches:
+                handle = spec.launch(guarded.inputs, out, cfg)
+                self._sync()
+            result = self.handover.submit("verify", what, [(buf, None, 0)], shape_of,
+                                          [(ref, self.handover.key(study, index))], [guarded],
+                                          reduction_length(spec, problem), launches=launches.n)
+            guarded = buf = out = None
         return handle, result
 
-    def _timed_inputs(self, spec, problem, study, index: int):
-        """(guarded copies of input set `index`, its reference, the output's shape): what timed
-        calls launch on (copies: the pool stays pristine; the judge checks them afterwards)."""
-        pooled, ref = self._set(spec, problem, study, index)
-        alloc = self.handover.alloc
-        timed = self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc))
-        return timed, ref, spec.make_output(problem, timed.inputs)
+    def _timed_inputs(self, spec, problem, study, indices: tuple):
+        """What timed calls launch on: guarded copies of the input sets `indices` (two: the calls
+        alternate between them, tuner/measure/timed_outputs.py) as [(copies, reference, index)],
+        and the output's shape. Copies: the pool stays pristine; the judge checks them after."""
+        sets = []
+        for index in indices:
+            pooled, ref = self._set(spec, problem, study, index)
+            alloc = self.handover.alloc
+            sets.append((self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc)),
+                         ref, index))
+        return sets, spec.make_output(problem, sets[0][0].inputs)
 
-    def _check_timed(self, spec, problem, study, index: int, timed, outputs: TimedOutputs, ref,
-                     row=None):
-        """The judge checks the sampled timed calls' outputs (and the inputs they were given)."""
+    def _timed_outputs(self, spec, cfg, sets, shape_of, bench: dict) -> TimedOutputs:
+        """One config's timed calls, each on the input set TimedOutputs picks for it."""
+        inputs = [guarded.inputs for guarded, _, _ in sets]
+        return self.handover.guarded(lambda: TimedOutputs(
+            lambda out, which: spec.launch(inputs[which], out, cfg), shape_of,
+            graph=self._clock(bench) == "cudagraph", alloc=self.handover.alloc))
+
+    def _check_timed(self, spec, problem, study, sets, outputs: TimedOutputs, row=None):
+        """The judge checks the sampled timed calls' outputs, each against its own set's
+        reference (and the inputs they were given)."""
         from kernelevolve.kernels.spec import reduction_length
 
-        return self.handover.submit("timed", "timed calls", outputs.samples(), outputs.shape_of, ref,
-                                    timed, reduction_length(spec, problem), row=row,
-                                    calls=outputs.total_calls(), ref_key=self.handover.key(study, index))
+        return self.handover.submit("timed", "timed calls", outputs.samples(), outputs.shape_of,
+                                    [(ref, self.handover.key(study, index)) for _, ref, index in sets],
+                                    [guarded for guarded, _, _ in sets], reduction_length(spec, problem),
+                                    row=row, calls=outputs.total_calls())
 
     def _baseline_ms(self, spec, problem, study, bench):
         if study not in self.baselines:
@@ -299,8 +314,8 @@ class Evaluator:
         t_start = time.perf_counter()
         tunable, problem, hw, study = self._load(req)
         spec, cfg, seed = tunable.kernel, req["config"], int(req.get("seed", 0))
-        first_set, second_set, timed_set = (seed % INPUT_SETS, (seed + 1) % INPUT_SETS,
-                                            (seed + 2) % INPUT_SETS)
+        first_set, second_set = seed % INPUT_SETS, (seed + 1) % INPUT_SETS
+        timed_sets = ((seed + 2) % INPUT_SETS, (seed + 3) % INPUT_SETS)
 
         reasons = _violations(tunable, problem, hw, cfg)  # 1. constraints
         if reasons:
@@ -330,19 +345,16 @@ class Evaluator:
             if not (first.ok and second.ok and third.ok):
                 return dict(rec, status="incorrect",
                             error=next(c.reason for c in (first, second, third) if not c.ok))
-            timed, ref, shape_of = self._timed_inputs(spec, problem, study, timed_set)
-            inputs = timed.inputs
-            outputs = TimedOutputs(lambda out: spec.launch(inputs, out, cfg), shape_of,
-                                   graph=self._clock(req.get("bench", {})) == "cudagraph",
-                                   alloc=self.handover.alloc)
+            sets, shape_of = self._timed_inputs(spec, problem, study, timed_sets)
+            outputs = self._timed_outputs(spec, cfg, sets, shape_of, req.get("bench", {}))
             fn, before = outputs.loop()
             t0 = time.perf_counter()
             p20, p50, p80 = self._time(fn, req.get("bench", {}), before=before)
             rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80, time_loop_s=time.perf_counter() - t0,
                        timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()),
                        poison_s=outputs.poison_s())
-            after = self._check_timed(spec, problem, study, timed_set, timed, outputs, ref)
-            timed = inputs = outputs = fn = before = None  # the timed buffers go before the peer runs
+            after = self._check_timed(spec, problem, study, sets, outputs)
+            sets = outputs = fn = before = None  # the timed buffers go before the peer runs
             if not after.ok:
                 return dict(rec, status="incorrect", error=after.reason)
             # on a GPU, no faster than physics
@@ -382,16 +394,13 @@ class Evaluator:
     def retime(self, req: dict) -> dict:
         """Re-time the top configs and the peer, interleaved round by round (no winner's curse:
         a candidate that won on a lucky measurement is measured again beside the others). Every
-        config's timed calls write freshly poisoned buffers, and a sample of them, across all
-        rounds, is checked by the judge: a row whose calls are wrong is `incorrect`."""
+        config's timed calls alternate between two input sets (a skipped call leaves the other
+        set's output), and a sample of them, across all rounds, is checked by the judge: a row
+        whose calls are wrong is `incorrect`."""
         tunable, problem, hw, study = self._load(req)
         spec, rounds, bench = tunable.kernel, int(req.get("rounds", 5)), req.get("bench", {})
-        timed, ref, shape_of = self._timed_inputs(spec, problem, study, 0)
-        inputs = timed.inputs
-        graph = self._clock(bench) == "cudagraph"
-        outputs = {i: TimedOutputs(lambda out, c=c: spec.launch(inputs, out, c), shape_of, graph=graph,
-                                   alloc=self.handover.alloc)
-                   for i, c in enumerate(req["configs"])}
+        sets, shape_of = self._timed_inputs(spec, problem, study, (0, 1))
+        outputs = {i: self._timed_outputs(spec, c, sets, shape_of, bench) for i, c in enumerate(req["configs"])}
         pooled, _ = self._set(spec, problem, study, 0, with_ref=False)
         samples = {k: [] for k in (*outputs, "baseline")}
         with self._lock():
@@ -401,8 +410,7 @@ class Evaluator:
                     samples[i].append(self._time(fn, bench, bench.get("retime_rep_ms"), before=before)[1])
                 samples["baseline"].append(self._time(lambda: spec.baseline(pooled), bench,
                                                       bench.get("retime_rep_ms"))[1])
-            checks = {i: self._check_timed(spec, problem, study, 0, timed, o, ref, row=i)
-                      for i, o in outputs.items()}
+            checks = {i: self._check_timed(spec, problem, study, sets, o, row=i) for i, o in outputs.items()}
         med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
         rows = [{"config": c, "latency_ms": med[i], "rounds_ms": samples[i],
                  "status": "ok" if checks[i].ok else "incorrect", "error": checks[i].reason,

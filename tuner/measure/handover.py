@@ -22,6 +22,7 @@ between them, over the wire of tuner/measure/evidence.py:
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS
 
@@ -58,6 +59,17 @@ class Handover:
             self.link.arena = None  # the arena itself travels as an IPC handle
             self.link.submit({"op": "arena", "generation": self.arena.generation, "tensor": self.arena.buf})
         self.link.arena = self.arena
+
+    @contextmanager
+    def step(self):
+        """Buffers taken inside are handed back to the arena when it ends (the caller keeps none
+        of them: one verified launch, judged before the next is prepared)."""
+        mark = self.arena.mark() if self.arena is not None else None
+        try:
+            yield
+        finally:
+            if mark is not None:
+                self.arena.release(mark)
 
     @property
     def alloc(self):
@@ -99,10 +111,12 @@ class Handover:
         a check or an audit then names it by key instead of sending it again."""
         return bool(self.link.ipc) and (tuple(key), True) in self.registered
 
-    def submit(self, kind: str, what: str, outs: list, shape_of, ref, guarded, reduction,
-               launches=None, row=None, calls=None, ref_key=None):
+    def submit(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
+               launches=None, row=None, calls=None):
         """Hand one check's evidence to the judge; its outcome as a Check (to stop early: the
-        verdict itself is the judge's, which the parent reads)."""
+        verdict itself is the judge's, which the parent reads). `outs`: (buffer, timed call
+        number or None, input set); `sets`: per input set (reference, the judge's key of the
+        cached set); `guarded`: the GuardedInputs the calls were given, per set."""
         from kernelevolve.tuner.measure.verify import Check
 
         if self.link is None:
@@ -111,10 +125,10 @@ class Handover:
         self.sync()
         ack = self.link.submit({
             "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
-            "outs": [[buf, call] for buf, call in outs], "shape": list(shape_of.shape), "calls": calls,
-            "ref": None if ref_key is not None and self.held(ref_key) else ref, "ref_key": ref_key,
-            "reduction": reduction, "launches": launches,
-            "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for _, g in guarded.guarded],
+            "outs": [[buf, call, which] for buf, call, which in outs], "shape": list(shape_of.shape),
+            "calls": calls, "reduction": reduction, "launches": launches,
+            "sets": [{"ref": None if self.held(key) else ref, "ref_key": key} for ref, key in sets],
+            "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for inputs in guarded for _, g in inputs.guarded],
             "seal": self.seal.broken()})
         return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
                      float(ack.get("max", float("inf"))), str(ack.get("reason", "")))

@@ -245,14 +245,20 @@ class Judge:
         if ev.get("seal"):  # the evaluator's own seal saw its harness replaced
             self.tampered = str(ev["seal"])
             return self._fail(_short(str(ev["seal"])))
-        ref, inputs = ev["ref"], ev.get("inputs", [])
-        if ref is None:  # the cached set's reference, named by its key
-            ref = self._held(tuple(ev["ref_key"]), None, None)[0]
-            if ref is None:
-                return self._fail(_at(what, "no reference for the named input set"))
-        outs = ev["outs"]
+        inputs = ev.get("inputs", [])
+        refs = []  # per input set the calls ran on (timed calls alternate between two)
+        for entry in ev.get("sets") or [{"ref": ev.get("ref"), "ref_key": ev.get("ref_key")}]:
+            ref = entry.get("ref")
+            if ref is None:  # the cached set's reference, named by its key
+                ref = self._held(tuple(entry["ref_key"]), None, None)[0]
+                if ref is None:
+                    return self._fail(_at(what, "no reference for the named input set"))
+            refs.append(ref)
+        outs = [(o[0], o[1], int(o[2]) if len(o) > 2 else 0) for o in ev["outs"]]
         if not outs:
             return self._fail(_at(what, "no output to check"))
+        if any(not 0 <= which < len(refs) for _, _, which in outs):
+            return self._fail(_at(what, "an output names an input set without a reference"))
         if ev.get("kind") == "timed" and self._verified() < NEEDED["evaluate"]["verify"] \
                 and ev.get("row") is None:
             # an honest evaluator times a candidate only after its three verified input sets
@@ -261,29 +267,41 @@ class Judge:
         rel = worst = 0.0
         wrong = ""  # the first output that fails; what outranks it is checked after
         shape = tuple(ev["shape"])
-        views = [(buf[GUARD_ELEMENTS:buf.numel() - GUARD_ELEMENTS].view(shape), call) for buf, call in outs]
-        first = check(views[0][0], ref, tol)
-        # Timed calls share their inputs: an output bit for bit equal to one that passed passes
-        # (one comparison instead of a check; NaN never compares equal, so a skipped call is
-        # checked in full). A kernel whose calls differ (atomics) gets a check per call.
-        # Every buffer's guard zones, whether each output differs from the first, and whether
-        # each input's guarded bytes differ from their pristine copy: one read back for all.
-        bufs = [buf for buf, _ in outs]
+        views = [(buf[GUARD_ELEMENTS:buf.numel() - GUARD_ELEMENTS].view(shape), call, which)
+                 for buf, call, which in outs]
+        by_set: dict = {}  # input set -> its outputs' positions, the first checked in full
+        for i, (_, _, which) in enumerate(views):
+            by_set.setdefault(which, []).append(i)
+        firsts = {which: check(views[pos[0]][0], refs[which], tol) for which, pos in by_set.items()}
+        # Timed calls of one set share their inputs: an output bit for bit equal to that set's
+        # first, which passed, passes (one comparison instead of a check; NaN never compares
+        # equal, so a skipped call is checked in full). A kernel whose calls differ (atomics)
+        # gets a check per call. Every buffer's guard zones, whether each output differs from
+        # its set's first, and whether each input's guarded bytes differ from their pristine
+        # copy: one read back for all.
+        bufs = [buf for buf, _, _ in outs]
         flags = [guard_zone_tensor(bufs).to(torch.float64)]
-        if first.ok and len(views) > 1:
-            flags.append(_differs(bufs, views).to(torch.float64))
+        compared = []  # positions compared with their set's first, in flag order
+        for which, pos in by_set.items():
+            if firsts[which].ok and len(pos) > 1:
+                flags.append(_differs([bufs[i] for i in pos], [views[i] for i in pos]).to(torch.float64))
+                compared += pos[1:]
         flags += [(torch.ne(now, before).any().reshape(1).to(torch.float64)).to(flags[0].device)
                   for now, before, _, _ in inputs]
         read = torch.cat(flags).tolist()
         touched, read = [int(c) for c in read[:len(bufs)]], read[len(bufs):]
-        differs = [True] * (len(views) - 1)
-        if first.ok and len(views) > 1:
-            differs, read = [bool(d) for d in read[:len(views) - 1]], read[len(views) - 1:]
-        inputs_changed = [bool(c) for c in read]
+        same = {i for i, d in zip(compared, read[:len(compared)]) if not d}  # equal to a first that passed
+        inputs_changed = [bool(c) for c in read[len(compared):]]
+        firsts_at = {pos[0]: which for which, pos in by_set.items()}
         SECTIONS.mark("outputs")
-        for i, (out, call) in enumerate(views):
+        for i, (out, call, which) in enumerate(views):
             where = what if call is None else _at(what, f"timed call {call} of {ev.get('calls')}")
-            result = first if i == 0 or not differs[i - 1] else check(out, ref, tol)
+            if i in firsts_at:
+                result = firsts[which]
+            elif i in same:
+                result = firsts[which]
+            else:
+                result = check(out, refs[which], tol)
             rel, worst = max(rel, result.rel_error), max(worst, result.max_error)
             if not result.ok:
                 wrong = _at(where, result.reason)
@@ -450,7 +468,7 @@ def _differs(bufs: list, views: list) -> torch.Tensor:
                 inner = slab[:, GUARD_ELEMENTS:GUARD_ELEMENTS + n]
                 ne = (inner != first.view(1, n)).any(dim=1)
                 return ne[torch.tensor(rows, device=ne.device)]
-    return torch.stack([(out != views[0][0]).any() for out, _ in views[1:]])
+    return torch.stack([(out != views[0][0]).any() for out, *_ in views[1:]])
 
 
 def _from_evaluator(judge: Judge, msg: dict) -> dict:

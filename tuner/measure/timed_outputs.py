@@ -3,22 +3,30 @@
 Why: a kernel that can tell a verified call from a timed one (its output buffer is NaN-poisoned
 only when verified, or a timed call reuses a buffer it already wrote) can work only when checked.
 So every call, verified or timed, writes into a buffer from `guarded_output`: one allocation of
-poisoned guard zones around a poisoned output of the same layout. Before each timed call (outside
-the timed region: tuner/measure/clocks.py's `before` hook) the buffer it will write is poisoned
-again, so a skipped call leaves NaN behind, and a uniform random sample of the timed calls
-(reservoir sampling, drawn from the operating system's randomness after each call: the candidate
-cannot know whether the call it is in will be checked) keeps its buffer aside; the judge
-(tuner/measure/judge.py) checks those outputs against the reference after the timing loop.
+poisoned guard zones around a poisoned output of the same layout, and a skipped timed call must
+leave behind something the check rejects.
+
+Timed calls alternate between two input sets (different seeded data, the same shape), chosen per
+call so that the buffer a call writes holds NaN (never written) or the *other* set's output: a
+call that skips its work, or part of it, leaves an output that is wrong for its own set. Nothing
+has to be written between timed calls for that (a timed call used to be preceded by poisoning
+its whole buffer again: on an H100 up to a fifth of a timing loop's wall time for 64 MB outputs).
+A uniform random sample of the timed calls (reservoir sampling, drawn from the operating system's
+randomness after each call: the candidate cannot know whether the call it is in will be checked)
+keeps its buffer aside; the judge (tuner/measure/judge.py) checks those outputs against their own
+set's reference after the timing loop.
 
 A kernel that skips a fraction s of its timed calls escapes with probability (1 - s)^m for m
 sampled calls (m = 16: 3% at s = 0.2, 2e-5 at s = 0.5); on a GPU the ceiling check
-(guards.ceiling_violation) catches what skips more than the hardware allows.
+(guards.ceiling_violation) catches what skips more than the hardware allows. A kernel that keeps
+both sets' outputs and copies the right one is not caught here (it is the memoising kernel of
+docs/reliability.md's limits; the ceiling check is what bounds it).
 
-Under the `cudagraph` clock the captured calls replay back to back: nothing can poison a buffer
-between them without being timed. There the captured calls write round robin into a capture ring
-that no eager call writes and that is poisoned before the capture, and the ring is checked after
-the last replay: a launcher that skips work when captured leaves NaN; a kernel that tests its own
-output on the device and skips within a replay is caught only by the ceiling check.
+Under the `cudagraph` clock the captured calls replay back to back: nothing can run between them
+without being timed. There the captured calls write round robin into a capture ring that no eager
+call writes and that is poisoned before the capture (first set only), and the ring is checked
+after the last replay: a launcher that skips work when captured leaves NaN; a kernel that tests
+its own output on the device and skips within a replay is caught only by the ceiling check.
 """
 from __future__ import annotations
 
@@ -85,15 +93,19 @@ def sample_count(shape_of: torch.Tensor) -> int:
 
 
 class TimedOutputs:
-    """The output buffers of one config's timed calls. `loop()` gives (fn, before) for one timing
-    loop (clocks.measure(fn, ..., before=before)); `samples()` the (buffer, call number) pairs to
-    check afterwards. Kept across loops (the end-of-study re-timing times each config in rounds)."""
+    """The output buffers of one config's timed calls. `launch(out, which)` runs the candidate on
+    input set `which` (0 or 1) into `out`. `loop()` gives (fn, before) for one timing loop
+    (clocks.measure(fn, ..., before=before)); `samples()` the (buffer, call number, input set)
+    triples to check afterwards. Kept across loops (the end-of-study re-timing times each config
+    in rounds)."""
 
     def __init__(self, launch, shape_of: torch.Tensor, graph: bool = False, samples: int | None = None,
                  alloc=None):
         self.launch, self.shape_of, self.graph = launch, shape_of, graph
         self.m = samples or sample_count(shape_of)
-        self.kept: list = []  # [(buf, out, call number)] the reservoir
+        self.kept: list = []  # [(buf, out, call number, input set)] the reservoir
+        self.which = 0  # the input set of the call being made (warm-up calls: whatever is current)
+        self.writer: dict = {}  # a buffer's address -> the input set that last wrote it
         # m kept and one being written are all the reservoir ever holds; cudagraph: m more, the
         # captured calls' own buffers, never written by an eager call
         slots = guarded_outputs(shape_of, self.m + 1 + (self.m if graph else 0), alloc)
@@ -117,22 +129,26 @@ class TimedOutputs:
         if self.graph and torch.cuda.is_current_stream_capturing():
             buf, out = self.ring[self._captured % len(self.ring)]
             self._captured += 1
-            return self.launch(out)
-        return self.launch(self.current[1])  # under cudagraph: warm-up and estimate calls only
+            return self.launch(out, 0)
+        buf, out = self.current  # under cudagraph: warm-up and estimate calls only
+        self.writer[buf.data_ptr()] = self.which
+        return self.launch(out, self.which)
 
     def _before(self):
         """Ahead of a timed call: offer the previous timed call's buffer to the reservoir, then
-        poison the buffer this call writes."""
+        choose this call's input set: not the one whose output its buffer holds (NaN, never
+        written: either, unpredictably)."""
         self._settle()
         self._pending = True
         self.calls += 1
-        poison(self.current[1])
+        last = self.writer.get(self.current[0].data_ptr())
+        self.which = 1 - last if last is not None else _RANDOM.randrange(2)
 
     def _settle(self):
         if not self._pending:
             return
         self._pending = False
-        entry = (*self.current, self.calls)
+        entry = (*self.current, self.calls, self.which)
         if len(self.kept) < self.m:
             self.kept.append(entry)
         else:
@@ -144,37 +160,18 @@ class TimedOutputs:
         self.current = self.spare.pop()  # m + 1 slots: one is always free here
 
     # -- after the loops -----------------------------------------------------------------------
-    def samples(self) -> list[tuple[torch.Tensor, int]]:
-        """(guarded buffer, timed call number) of the calls to check."""
+    def samples(self) -> list[tuple[torch.Tensor, int, int]]:
+        """(guarded buffer, timed call number, input set) of the calls to check."""
         self._settle()
         if self.graph:
             n = min(self._captured, len(self.ring))
-            return [(buf, i + 1) for i, (buf, _) in enumerate(self.ring[:n])]
-        return [(buf, call) for buf, _, call in self.kept]
+            return [(buf, i + 1, 0) for i, (buf, _) in enumerate(self.ring[:n])]
+        return [(buf, call, which) for buf, _, call, which in self.kept]
 
     def total_calls(self) -> int:
         return self._captured if self.graph else self.calls
 
     def poison_s(self) -> float:
-        """What poisoning before each timed call added to the timing loop's wall time (outside
-        its timed region): one poisoning timed on its own, after the loop, times the calls."""
-        if self.graph or not self.calls:
-            return 0.0
-        out = self.current[1]
-        if out.is_cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            for _ in range(3):
-                poison(out)
-            end.record()
-            end.synchronize()
-            per_call = start.elapsed_time(end) / 3e3
-        else:
-            import time
-
-            t0 = time.perf_counter()
-            for _ in range(3):
-                poison(out)
-            per_call = (time.perf_counter() - t0) / 3
-        return per_call * self.calls
+        """What writing between timed calls added to the timing loop's wall time: nothing since
+        the calls alternate input sets (kept in the record's schema: 0)."""
+        return 0.0
