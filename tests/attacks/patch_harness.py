@@ -1,5 +1,6 @@
-"""Defeats the in-process harness itself: on its first (correct) call it replaces the evaluator's
-checked-launch method and the seal that would notice, then does no work.
+"""Defeats the in-process harness itself: on its first (correct) call it replaces the hand-over of
+the verified launches to the judge (every check "passes" without reaching it) and the seal that
+would notice, then does no work.
 
 Caught: the verdict is not the evaluation process's to give. The judge, a process no candidate
 code runs in, saw one verified input set of three before the timed calls (the harness was
@@ -22,9 +23,10 @@ def launch(inputs, out, cfg):
     guards = sys.modules["kernelevolve.tuner.measure.guards"]
     if not getattr(launch, "armed", False):
         launch.armed = True
-        Evaluator = evaluate.Evaluator
         verify = sys.modules["kernelevolve.tuner.measure.verify"]
-        Evaluator._run_checked = lambda self, *a, **k: (None, verify.Check(True, 0.0, 0.0))
+        handover = sys.modules["kernelevolve.tuner.measure.handover"]
+        handover.Handover.submit_all = lambda self, evidence: [verify.Check(True, 0.0, 0.0) for _ in evidence]
+        evaluate.Evaluator._run_checked = lambda self, *a, **k: (None, verify.Check(True, 0.0, 0.0))
         guards.HarnessSeal.broken = lambda self: ""
         return double(x, out)  # this call is checked as usual, and is right
     return None  # every later call: nothing

@@ -152,8 +152,8 @@ class Evaluator:
         from kernelevolve.tuner.measure.handover import Handover
 
         self._seal = guards.HarnessSeal(owners={
-            Evaluator: ("_run_checked", "_check_timed", "_timed_outputs", "_set", "evaluate", "retime", "handle"),
-            Handover: ("note", "submit", "audit", "held", "forget", "guarded"),
+            Evaluator: ("_launch_guarded", "_run_checked", "_check_timed", "_timed_outputs", "_set", "evaluate", "retime", "handle"),
+            Handover: ("note", "submit", "submit_all", "audit", "held", "forget", "guarded"),
             JudgeLink: ("submit", "_send")})
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
         self._judge = JudgeLink(fds, self.device.type == "cuda") if fds else None
@@ -210,26 +210,30 @@ class Evaluator:
         self.handover.note(study, index, inputs, ref)  # the judge fingerprints a set as made
         return inputs, ref
 
-    def _run_checked(self, spec, problem, cfg, study, index, what: str = ""):
+    def _launch_guarded(self, spec, problem, cfg, study, index, what: str = ""):
         """Launch on copies of the study's input set `index` (inside canary bands, with pristine
-        copies kept aside) into a poisoned output between poisoned guard zones; the judge checks
-        the output against the reference, the guards, the inputs and the canaries."""
+        copies kept aside) into a poisoned output between poisoned guard zones. Returns the
+        compiled kernel and the launch's evidence (Handover._message's arguments): the judge
+        checks the output against the reference, the guards, the inputs and the canaries."""
         from kernelevolve.kernels.spec import reduction_length
 
         pooled, ref = self._set(spec, problem, study, index)
         alloc = self.handover.alloc
-        with self.handover.step():  # its buffers are free for the next launch once it is judged
-            guarded = self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc))
-            shape_of = spec.make_output(problem, guarded.inputs)
-            buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
-            with self._guards.count_launches(self.interpreter) as launches:
-                handle = spec.launch(guarded.inputs, out, cfg)
-                self._sync()
-            result = self.handover.submit("verify", what, [(buf, None, 0)], shape_of,
-                                          [(ref, self.handover.key(study, index))], [guarded],
-                                          reduction_length(spec, problem), launches=launches.n)
-            guarded = buf = out = None
-        return handle, result
+        guarded = self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc))
+        shape_of = spec.make_output(problem, guarded.inputs)
+        buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
+        with self._guards.count_launches(self.interpreter) as launches:
+            handle = spec.launch(guarded.inputs, out, cfg)
+            self._sync()
+        return handle, {"kind": "verify", "what": what, "outs": [(buf, None, 0)], "shape_of": shape_of,
+                        "sets": [(ref, self.handover.key(study, index))], "guarded": [guarded],
+                        "reduction": reduction_length(spec, problem), "launches": launches.n}
+
+    def _run_checked(self, spec, problem, cfg, study, index, what: str = ""):
+        """One verified launch, judged alone (its buffers free again once it is)."""
+        with self.handover.step():
+            handle, evidence = self._launch_guarded(spec, problem, cfg, study, index, what)
+            return handle, self.handover.submit(**evidence)
 
     def _timed_inputs(self, spec, problem, study, indices: tuple):
         """What timed calls launch on: guarded copies of the input sets `indices` (two: the calls
@@ -250,15 +254,15 @@ class Evaluator:
             lambda out, which: spec.launch(inputs[which], out, cfg), shape_of,
             graph=self._clock(bench) == "cudagraph", alloc=self.handover.alloc))
 
-    def _check_timed(self, spec, problem, study, sets, outputs: TimedOutputs, row=None):
+    def _check_timed(self, spec, problem, study, sets, outputs: TimedOutputs, row=None, audit=False):
         """The judge checks the sampled timed calls' outputs, each against its own set's
-        reference (and the inputs they were given)."""
+        reference (and the inputs they were given); `audit`: the cached sets used so far too."""
         from kernelevolve.kernels.spec import reduction_length
 
         return self.handover.submit("timed", "timed calls", outputs.samples(), outputs.shape_of,
                                     [(ref, self.handover.key(study, index)) for _, ref, index in sets],
                                     [guarded for guarded, _, _ in sets], reduction_length(spec, problem),
-                                    row=row, calls=outputs.total_calls())
+                                    row=row, calls=outputs.total_calls(), audit=audit)
 
     def _baseline_ms(self, spec, problem, study, bench):
         if study not in self.baselines:
@@ -322,8 +326,9 @@ class Evaluator:
             return dict(rec, status="invalid", error="; ".join(reasons))
 
         t0 = time.perf_counter()  # 2. compile (the first launch, or a cache load), also verify set 1
+        verified = self.handover.mark()  # the three verified launches' buffers, free once judged
         try:
-            handle, first = self._run_checked(spec, problem, cfg, study, first_set, "")
+            handle, first = self._launch_guarded(spec, problem, cfg, study, first_set, "")
         except self.oor_errors as exc:
             return dict(rec, status="out_of_resources", error=_short(exc))
         except self.compile_errors as exc:
@@ -332,14 +337,17 @@ class Evaluator:
         rec.update(self._handle_info(handle))
 
         t_wait = time.time()
-        with self._lock():  # 3. verify set 2, then 4. time; nothing else uses this GPU meanwhile
+        with self._lock():  # 3. verify sets 2 and 3, then 4. time; nothing else uses this GPU meanwhile
             rec["timed_from"] = time.time()
             rec["lock_wait_s"] = rec["timed_from"] - t_wait
-            second = first if not first.ok else self._run_checked(spec, problem, cfg, study, second_set,
-                                                                   "second input set")[1]
+            second = self._launch_guarded(spec, problem, cfg, study, second_set, "second input set")[1]
             # the first set again with one element moved (fingerprint memoisation)
-            third = second if not second.ok else self._run_checked(
-                spec, problem, cfg, study, f"{first_set}~moved", "first input set, one element moved")[1]
+            third = self._launch_guarded(spec, problem, cfg, study, f"{first_set}~moved",
+                                         "first input set, one element moved")[1]
+            # all three judged in one message (a candidate wrong on the first is launched twice
+            # more for nothing: cheaper than two more round trips for every candidate)
+            first, second, third = self.handover.submit_all([first, second, third])
+            self.handover.release(verified)
             rec["rel_error"] = max(first.rel_error, second.rel_error, third.rel_error)
             rec["max_error"] = max(first.max_error, second.max_error, third.max_error)
             if not (first.ok and second.ok and third.ok):
@@ -353,7 +361,7 @@ class Evaluator:
             rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80, time_loop_s=time.perf_counter() - t0,
                        timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()),
                        poison_s=outputs.poison_s())
-            after = self._check_timed(spec, problem, study, sets, outputs)
+            after = self._check_timed(spec, problem, study, sets, outputs, audit=True)
             sets = outputs = fn = before = None  # the timed buffers go before the peer runs
             if not after.ok:
                 return dict(rec, status="incorrect", error=after.reason)

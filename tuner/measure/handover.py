@@ -37,10 +37,12 @@ class Handover:
         self.used: dict = {}  # the cached sets this request used: audited after it
         self.guard_s = 0.0  # this request's guarded copies and outputs (verification's memory work)
         self.arena = None  # tuner/measure/arena.Arena, over CUDA IPC only (made at the first begin)
+        self.audited_with_check = False
 
     def begin(self, judging: bool) -> None:
         self.judging = judging and self.link is not None
         self.used, self.guard_s = {}, 0.0
+        self.audited_with_check = False  # an audit went with a check this request
         if self.link is not None:
             self.link.spent = dict.fromkeys(self.link.spent, 0.0)
         if self.judging and self.link.ready():
@@ -60,16 +62,24 @@ class Handover:
             self.link.submit({"op": "arena", "generation": self.arena.generation, "tensor": self.arena.buf})
         self.link.arena = self.arena
 
+    def mark(self):
+        """Where the request's arena buffers end now (None without an arena)."""
+        return self.arena.mark() if self.arena is not None else None
+
+    def release(self, mark) -> None:
+        """Buffers taken since `mark` are handed back to the arena (the caller keeps none of
+        them: verified launches, once judged)."""
+        if mark is not None and self.arena is not None:
+            self.arena.release(mark)
+
     @contextmanager
     def step(self):
-        """Buffers taken inside are handed back to the arena when it ends (the caller keeps none
-        of them: one verified launch, judged before the next is prepared)."""
-        mark = self.arena.mark() if self.arena is not None else None
+        """Buffers taken inside are handed back to the arena when it ends."""
+        mark = self.mark()
         try:
             yield
         finally:
-            if mark is not None:
-                self.arena.release(mark)
+            self.release(mark)
 
     @property
     def alloc(self):
@@ -111,27 +121,48 @@ class Handover:
         a check or an audit then names it by key instead of sending it again."""
         return bool(self.link.ipc) and (tuple(key), True) in self.registered
 
-    def submit(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
-               launches=None, row=None, calls=None):
-        """Hand one check's evidence to the judge; its outcome as a Check (to stop early: the
-        verdict itself is the judge's, which the parent reads). `outs`: (buffer, timed call
-        number or None, input set); `sets`: per input set (reference, the judge's key of the
-        cached set); `guarded`: the GuardedInputs the calls were given, per set."""
-        from kernelevolve.tuner.measure.verify import Check
-
-        if self.link is None:
-            raise RuntimeError("no judge: run evaluation processes through tuner.execution.worker."
-                               "CandidateWorker, which starts one beside each")
-        self.sync()
-        ack = self.link.submit({
+    def _message(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
+                 launches=None, row=None, calls=None) -> dict:
+        """One check's evidence. `outs`: (buffer, timed call number or None, input set); `sets`:
+        per input set (reference, the judge's key of the cached set); `guarded`: the
+        GuardedInputs the calls were given, per set."""
+        return {
             "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
             "outs": [[buf, call, which] for buf, call, which in outs], "shape": list(shape_of.shape),
             "calls": calls, "reduction": reduction, "launches": launches,
             "sets": [{"ref": None if self.held(key) else ref, "ref_key": key} for ref, key in sets],
             "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for inputs in guarded for _, g in inputs.guarded],
-            "seal": self.seal.broken()})
-        return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
-                     float(ack.get("max", float("inf"))), str(ack.get("reason", "")))
+            "seal": self.seal.broken()}
+
+    def _link(self):
+        if self.link is None:
+            raise RuntimeError("no judge: run evaluation processes through tuner.execution.worker."
+                               "CandidateWorker, which starts one beside each")
+        self.sync()
+        return self.link
+
+    def submit(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
+               launches=None, row=None, calls=None, audit: bool = False):
+        """Hand one check's evidence to the judge (`_message`); its outcome as a Check (to stop
+        early: the verdict itself is the judge's, which the parent reads). `audit`: the cached
+        sets used so far are audited in the same message (one round trip fewer)."""
+        msg = self._message(kind, what, outs, shape_of, sets, guarded, reduction, launches, row, calls)
+        link = self._link()
+        if audit:
+            msg["audit"] = self._audit_sets()
+            self.audited_with_check = True
+        return _check(link.submit(msg))
+
+    def submit_all(self, evidence: list) -> list:
+        """Several checks' evidence (dicts of `_message`'s arguments) in one message: one round
+        trip for a candidate's three verified launches. Their outcomes as Checks, in order."""
+        msgs = [self._message(**ev) for ev in evidence]
+        reply = self._link().submit({"op": "batch", "items": msgs})
+        results = reply.get("results") or []
+        if len(results) != len(msgs):
+            return [_check({"ok": False, "reason": reply.get("reason") or "the judge did not answer each check"})
+                    for _ in msgs]
+        return [_check(r) for r in results]
 
     def guarded(self, make):
         """make(): guarded copies or outputs, their time counted as verification's."""
@@ -141,13 +172,21 @@ class Handover:
         self.guard_s += time.perf_counter() - t0
         return out
 
-    def audit(self) -> float:
-        """After each evaluate or retime request: the judge compares every cached set it used
-        with its fingerprints from when it was made. Returns the seconds it took."""
-        t0 = time.perf_counter()
+    def _audit_sets(self) -> list:
+        """The cached sets used since the last audit, as the judge's audit reads them."""
         sets = [[key, None, None] if self.held(key) else [key, ref, self.guards.tensors_of(inputs)]
                 for key, ref, inputs in self.used.values()]
         self.used = {}
+        return sets
+
+    def audit(self) -> float:
+        """After each evaluate or retime request: the judge compares every cached set it used
+        (since an audit sent with a check) with its fingerprints from when it was made. Returns
+        the seconds it took."""
+        t0 = time.perf_counter()
+        sets = self._audit_sets()
+        if not sets and self.audited_with_check:
+            return 0.0
         try:
             self.link.submit({"op": "audit", "sets": sets})
         except Exception:  # a broken channel: the parent finds the judge gone and records it
@@ -162,3 +201,10 @@ class Handover:
         for part in ("encode", "decode", "check", "release"):
             out[f"verify_{part}_s"] = spent[part]
         return out
+
+
+def _check(ack: dict):
+    from kernelevolve.tuner.measure.verify import Check
+
+    return Check(bool(ack.get("ok")), float(ack.get("rel", float("inf"))),
+                 float(ack.get("max", float("inf"))), str(ack.get("reason", "")))

@@ -231,12 +231,22 @@ class Judge:
         """Check one verified launch, or a sample of timed calls; returns {ok, reason, rel, max}."""
         try:
             result = self._judge(ev)
+            if "audit" in ev:  # the cached sets used so far, audited in the same message
+                audit = self.audit({"sets": ev["audit"]})
+                if result["ok"] and not audit["ok"]:
+                    result = self._fail(audit["reason"])
         except Exception as exc:  # malformed evidence is a failed check, never a crash of the judge
             result = {"ok": False, "reason": f"the judge could not read the evidence: "
                                              f"{type(exc).__name__}: {_short(str(exc), 500)}",
                       "rel": float("inf"), "max": float("inf")}
         self.items.append({"kind": ev.get("kind"), "row": ev.get("row"), **result})
         return result
+
+    def batch(self, msg: dict) -> dict:
+        """Several checks in one message (a candidate's verified launches), each judged as if
+        sent alone; the outcome of each, in order."""
+        results = [self.judge(ev) for ev in msg.get("items") or []]
+        return {"ok": all(r["ok"] for r in results), "results": results}
 
     def _judge(self, ev: dict) -> dict:
         what = str(ev.get("what", ""))
@@ -475,10 +485,12 @@ def _from_evaluator(judge: Judge, msg: dict) -> dict:
     if msg.get("op") == "probe":  # the evaluator checks that CUDA IPC reaches the judge
         return {"ok": True, "sum": float(msg["tensor"].double().sum())}
     op = msg.get("op")
+    if op == "batch" and not isinstance(msg.get("items"), list):
+        raise ValueError("a batch without its items")
     handler = {"register": judge.register, "audit": judge.audit, "forget": judge.forget,
-               "arena": judge.arena}.get(op, judge.judge)
+               "arena": judge.arena, "batch": judge.batch}.get(op, judge.judge)
     reply = handler(msg)
-    SECTIONS.mark(op if op in ("register", "audit", "forget", "arena") else "check_rest")
+    SECTIONS.mark(op if op in ("register", "audit", "forget", "arena", "batch") else "check_rest")
     return reply
 
 
