@@ -86,7 +86,7 @@ def compile_only():
         JITFunction.run = original
 
 
-def _violations(tunable, problem, hw, cfg) -> list[str]:
+def violations(tunable, problem, hw, cfg) -> list[str]:
     """The space's constraints broken by cfg. The kernel's declared vendor config (torch's GEMM,
     kernels/gemm_vendor.py) is no point of its space: the constraints read tile sizes it does not
     have, so it is not asked. This waives no check of the judge's: whether a config may skip the
@@ -103,19 +103,13 @@ def _is_vendor_config(spec, cfg) -> bool:
     return bool(declared) and dict(cfg) == dict(declared)
 
 
-def _kernel_name(handle) -> str | None:
-    """A compiled Triton kernel's name (what Nsight Compute lists), where the launch returned one."""
-    name = getattr(handle, "name", None) or getattr(getattr(handle, "metadata", None), "name", None)
-    return name if isinstance(name, str) else None
-
-
-def _compact(ref, shape_of):
+def _compact(ref, out_dtype):
     """A float64 reference of a 16- or 32-bit float output, kept in fp32: the judge compares in
     fp32 (tuner/measure/verify.py), and half the bytes are read at every check and cached."""
     import torch
 
     if getattr(ref, "dtype", None) == torch.float64 and \
-            shape_of.dtype in (torch.float16, torch.bfloat16, torch.float32):
+            out_dtype in (torch.float16, torch.bfloat16, torch.float32):
         return ref.float()
     return ref
 
@@ -137,6 +131,7 @@ class Evaluator:
                                    else "cpu")
         self.info = detect_device()
         self.baselines: dict = {}
+        self.out_dtypes: dict = {}  # study -> its output's dtype
         self.studies: dict = {}
         budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
             0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
@@ -193,6 +188,13 @@ class Evaluator:
             self.studies[key] = (tunable, problem, hardware.profile(req["hardware"]), key)
         return self.studies[key]
 
+    def _out_dtype(self, spec, problem, study, inputs):
+        """The study's output dtype, learned from one output made once per study (not one per
+        cached set: an embedding bag's gradient output is 2 GB)."""
+        if study not in self.out_dtypes:
+            self.out_dtypes[study] = spec.make_output(problem, inputs).dtype
+        return self.out_dtypes[study]
+
     def _set(self, spec, problem, study, index, with_ref: bool = True):
         """The study's input set `index` (seeded by it) and, with_ref, its reference. No kernel
         is ever handed these tensors (it gets guarded copies), so the cached reference holds.
@@ -205,7 +207,7 @@ class Evaluator:
         else:
             make = lambda: spec.make_inputs(problem, self.device, 1 + index)  # noqa: E731
         inputs, ref = self.inputs.get((study, index), make,
-                                      (lambda inp: _compact(spec.reference(inp), spec.make_output(problem, inp)))
+                                      (lambda inp: _compact(spec.reference(inp), self._out_dtype(spec, problem, study, inp)))
                                       if with_ref else None)
         self.handover.note(study, index, inputs, ref)  # the judge fingerprints a set as made
         return inputs, ref
@@ -291,7 +293,7 @@ class Evaluator:
         rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
         tunable, problem, hw, study = self._load(req)
         spec, cfg = tunable.kernel, req["config"]
-        reasons = _violations(tunable, problem, hw, cfg)
+        reasons = violations(tunable, problem, hw, cfg)
         if reasons:
             return dict(rec, status="invalid", error="; ".join(reasons))
         if self.interpreter:  # nothing to compile ahead: the interpreter runs the source
@@ -321,7 +323,7 @@ class Evaluator:
         first_set, second_set = seed % INPUT_SETS, (seed + 1) % INPUT_SETS
         timed_sets = ((seed + 2) % INPUT_SETS, (seed + 3) % INPUT_SETS)
 
-        reasons = _violations(tunable, problem, hw, cfg)  # 1. constraints
+        reasons = violations(tunable, problem, hw, cfg)  # 1. constraints
         if reasons:
             return dict(rec, status="invalid", error="; ".join(reasons))
 
@@ -431,42 +433,6 @@ class Evaluator:
         return {"status": "ok", "rows": rows, "baseline_ms": base, **self._tags(),
                 "timing": "interpreter" if self.interpreter else "gpu"}
 
-    def profile(self, req: dict) -> dict:
-        """The launches a profiler reads (tuner/profile), a separate pass after timing: the candidate
-        verified once (which compiles it), one warm call, then `calls` calls between
-        cudaProfilerStart and cudaProfilerStop, so a profiler started with --profile-from-start
-        off sees the candidate's own kernels only (no reference, verification or torch peer).
-        Nothing is timed here; the device lock, held throughout, keeps other candidates' timings
-        undisturbed."""
-        rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
-        tunable, problem, hw, study = self._load(req)
-        spec, cfg, calls = tunable.kernel, req["config"], max(1, int(req.get("calls", 1)))
-        reasons = _violations(tunable, problem, hw, cfg)
-        if reasons:
-            return dict(rec, status="invalid", error="; ".join(reasons))
-        cuda = self.device.type == "cuda"
-        handles = []
-        # the lock from the first launch: during a sweep this process shares the GPU with a lane
-        # that is timing other candidates, and the verification's reference runs on the GPU too
-        with self._lock():
-            handle, first = self._run_checked(spec, problem, cfg, study, 0)
-            if not first.ok:
-                return dict(rec, status="incorrect", error=first.reason)
-            inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
-            out = spec.make_output(problem, inputs)
-            spec.launch(inputs, out, cfg)  # warm: nothing is compiled or loaded inside the range
-            self._sync()
-            if cuda:
-                self.torch.cuda.profiler.start()
-            for _ in range(calls):
-                handles.append(spec.launch(inputs, out, cfg))
-            self._sync()
-            if cuda:
-                self.torch.cuda.profiler.stop()
-        names = sorted({n for n in (_kernel_name(h) for h in [handle, *handles]) if n})
-        return dict(rec, status="ok", calls=calls, kernel_names=names, flops=float(spec.flops(problem)),
-                    bytes_moved=float(spec.bytes_moved(problem)), **self._handle_info(handle))
-
     def _sealed(self, reply: dict) -> dict:
         """A process whose harness a candidate replaced evaluates nothing more: replaced. CUDA
         buffers the judge has let go of are handed back to the allocator (torch's IPC keeps a
@@ -497,8 +463,10 @@ class Evaluator:
                 return self._sealed(self.compile(req))
             if op == "retime":
                 return self._sealed(self.retime(req))
-            if op == "profile":
-                return self._sealed(self.profile(req))
+            if op == "profile":  # the launches a profiler reads (tuner/profile/launches.py)
+                from kernelevolve.tuner.profile.launches import profile_request
+
+                return self._sealed(profile_request(self, req))
             if op == "probe":
                 return {"status": "ok", **self.info}
             return {"status": "runtime_error", "error": f"unknown request op {op!r}"}
