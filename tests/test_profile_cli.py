@@ -131,3 +131,20 @@ def test_a_candidate_that_does_not_run_under_ncu_is_not_labelled(store, fake_ncu
     [err] = [line for line in capsys.readouterr().err.splitlines() if "kernelevolve" in line]
     assert "did not run under ncu: invalid" in err
     assert "bottleneck" not in client.get_run(bad).data.tags
+
+
+def test_the_profile_request_verifies_then_launches_the_candidate_on_the_cpu():
+    """What ncu profiles: a `profile` request served by the sweep's own evaluation processes
+    (the candidate verified by the judge first, then its launches), here on the interpreter."""
+    from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
+
+    worker = CandidateWorker(env={"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""})
+    try:
+        req = make_request("profile", "kernelevolve.search_spaces.softmax:TUNABLE",
+                           {"rows": 64, "cols": 128, "dtype": "float16"}, "cpu-interpreter", {},
+                           config=dict(CONFIG), calls=2)
+        rec = worker.request(req, timeout_s=300)
+    finally:
+        worker.close()
+    assert rec["status"] == "ok", rec
+    assert rec["calls"] == 2 and rec["bytes_moved"] > 0
