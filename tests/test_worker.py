@@ -45,3 +45,33 @@ def test_timeout_kills_and_replaces_the_process(worker):
     assert rec["status"] == "timeout" and "killed" in rec["error"]
     assert worker.request(REQ, timeout_s=120)["status"] == "ok"
     assert worker.starts == 2
+
+
+def test_waiting_for_the_device_is_not_charged_to_the_candidates_timeout(worker):
+    """A profiler or another process holding the GPU for longer than a candidate's timeout (ncu
+    reading a finalist's counters takes seconds to minutes) must not end the candidates queued
+    behind it as `timeout`: the clock starts again once the candidate holds the device."""
+    import threading
+
+    from kernelevolve.tuner.measure.clocks import device_lock
+
+    assert worker.request(REQ, timeout_s=120)["status"] == "ok"  # compiled, sets cached
+    key = worker.request({"op": "probe"}, timeout_s=60)["gpu_uuid"]
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with device_lock(key):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        threading.Timer(12.0, release.set).start()
+        rec = worker.request(REQ, timeout_s=8)
+    finally:
+        release.set()
+        holder.join()
+    assert rec["status"] == "ok", rec
+    assert rec["lock_wait_s"] > 8  # waited past the timeout, and was not killed for it

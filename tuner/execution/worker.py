@@ -61,6 +61,11 @@ def recv(fh):
     return pickle.loads(recv_bytes(fh))
 
 
+# The longest a candidate waits for a busy device before it is ended as a timeout (every holder
+# has its own timeout: a hung one is killed well before this).
+DEVICE_WAIT_S = 3600.0
+
+
 def make_request(op: str, kernel_ref: str, problem: dict, hardware: str, bench: dict, **fields) -> dict:
     """The one shape of a request to an evaluation process (tuner.measure.evaluate reads it):
     `evaluate` (fields: config, seed; compiled when a compile request came first), `compile`
@@ -216,14 +221,23 @@ class CandidateWorker:
             if checked:
                 self._ask_judge({"op": "begin", "vendor": vendor}, timeout_s=60)
             send(self.proc.stdin, payload)
-            ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
-            if not ready:
-                self.kill()
-                return {"status": "timeout",
-                        "error": f"no result within the {timeout_s:g} s per-candidate timeout; "
-                                 "the worker process was killed and replaced",
-                        "wall_s": time.monotonic() - t0}
-            reply = recv(self.proc.stdout)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    self.kill()
+                    return {"status": "timeout",
+                            "error": f"no result within the {timeout_s:g} s per-candidate timeout; "
+                                     "the worker process was killed and replaced",
+                            "wall_s": time.monotonic() - t0}
+                reply = recv(self.proc.stdout)
+                if reply.get("progress") is None:
+                    break
+                # the device is busy (another process timing, a profiler reading a finalist's
+                # counters): the wait is not this candidate's, bounded by DEVICE_WAIT_S; once it
+                # holds the device, its own time counts again from there
+                waiting = reply["progress"] == "device_wait"
+                deadline = time.monotonic() + (DEVICE_WAIT_S if waiting else timeout_s)
             if judged:
                 reply = self._judged(payload, reply)
         except (EOFError, BrokenPipeError, OSError) as exc:

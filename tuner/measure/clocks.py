@@ -31,12 +31,18 @@ LOCK_DIR = os.path.join(tempfile.gettempdir(), "kernelevolve-gpu-locks")
 
 
 @contextmanager
-def device_lock(device_key: str):
-    """Exclusive use of one GPU for timing, across processes on this node."""
+def device_lock(device_key: str, on_wait=None):
+    """Exclusive use of one GPU for timing, across processes on this node. `on_wait()` is called
+    if another process holds it, before waiting for it."""
     os.makedirs(LOCK_DIR, exist_ok=True)
     path = os.path.join(LOCK_DIR, f"{device_key.replace('/', '_')}.lock")
     with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:

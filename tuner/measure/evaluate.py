@@ -45,6 +45,11 @@ from kernelevolve.tuner.records.schema import STATUSES  # noqa: F401 - every can
 # GEMM reference of 4096^3 costs 2.4 ms on an H100: per candidate, a tenth of its evaluation).
 MOVED_SEED = 7919
 
+# The progress frames an evaluation process sends its parent when the device is busy, and when
+# it holds it after waiting: the wait is not charged to the candidate, whose timeout counts again
+# from the second (tuner/execution/worker.py).
+WAITING, LOCKED = "device_wait", "device_locked"
+
 
 def _error_classes():
     """Triton's exception types by failure status (their module paths moved across versions)."""
@@ -131,6 +136,7 @@ class Evaluator:
                                    else "cpu")
         self.info = detect_device()
         self.baselines: dict = {}
+        self.progress = None  # progress(what): a frame to the parent mid-request (serve() sets it)
         self.out_dtypes: dict = {}  # study -> its output's dtype
         self.studies: dict = {}
         budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
@@ -159,12 +165,26 @@ class Evaluator:
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
 
+    @contextmanager
     def _lock(self):
         """Exclusive use of this process's device for verification and timing. On the CPU too:
-        concurrent interpreter candidates would otherwise disturb each other's wall time."""
+        concurrent interpreter candidates would otherwise disturb each other's wall time. Once
+        held, the parent is told (`progress`), so that the time spent waiting for the device
+        (another process timing, a profiler reading a finalist's counters) is not charged to
+        this candidate's timeout."""
         from kernelevolve.tuner.measure.clocks import device_lock
 
-        return device_lock(self.info["gpu_uuid"])
+        waited = []
+
+        def wait():
+            waited.append(True)
+            if self.progress is not None:
+                self.progress(WAITING)
+
+        with device_lock(self.info["gpu_uuid"], on_wait=wait):
+            if waited and self.progress is not None:
+                self.progress(LOCKED)
+            yield
 
     def _clock(self, bench: dict) -> str:
         return bench.get("clock", "do_bench") if self.device.type == "cuda" else "wall"
@@ -492,6 +512,7 @@ def serve() -> None:
     os.dup2(2, 1)  # whatever kernels print goes to stderr, never into the channel
     proto_in = sys.stdin.buffer
     evaluator = Evaluator()
+    evaluator.progress = lambda what: send(proto_out, {"progress": what})
     send(proto_out, {"ready": True, "pid": os.getpid()})
     while True:
         try:
