@@ -38,6 +38,7 @@ class Handover:
         self.guard_s = 0.0  # this request's guarded copies and outputs (verification's memory work)
         self.arena = None  # tuner/measure/arena.Arena, over CUDA IPC only (made at the first begin)
         self.audited_with_check = False
+        self.arena_failed = False  # the judge refused the arena once: never asked again
 
     def begin(self, judging: bool) -> None:
         self.judging = judging and self.link is not None
@@ -55,11 +56,17 @@ class Handover:
 
         from kernelevolve.tuner.measure.arena import Arena
 
+        if self.arena_failed:
+            return
         if self.arena is None:
             self.arena = Arena(torch.device("cuda", torch.cuda.current_device()))
         if self.arena.reset():
             self.link.arena = None  # the arena itself travels as an IPC handle
-            self.link.submit({"op": "arena", "generation": self.arena.generation, "tensor": self.arena.buf})
+            reply = self.link.submit({"op": "arena", "generation": self.arena.generation,
+                                      "tensor": self.arena.buf})
+            if not reply.get("ok"):  # the judge cannot hold it: a handle per buffer, as before
+                self.arena, self.arena_failed = None, True
+                return
         self.link.arena = self.arena
 
     def mark(self):

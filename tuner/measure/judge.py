@@ -417,8 +417,9 @@ def serve() -> None:
                 t_checked = time.perf_counter()
             except Exception as exc:
                 why = f"{type(exc).__name__}: {_short(str(exc), 300)}"
-                if isinstance(data, dict) and data.get("op") == "probe":  # no CUDA IPC: host copies
-                    reply = {"ok": False, "reason": f"probe failed: {why}"}
+                if isinstance(data, dict) and data.get("op") in ("probe", "arena"):
+                    # no CUDA IPC (host copies), or no arena (a handle per buffer): not evidence
+                    reply = {"ok": False, "reason": f"{data.get('op')} failed: {why}"}
                 else:
                     judge.items.append({"kind": "?", "row": None, "ok": False,
                                         "reason": f"unreadable evidence: {why}"})
