@@ -246,11 +246,11 @@ def test_the_report_shows_the_dispatched_choice_beside_the_best_triton_kernel():
 def test_the_evaluator_asks_no_constraint_of_the_declared_vendor_config():
     from kernelevolve.kernels.matmul import MatmulProblem
     from kernelevolve.tuner.experiment import hardware, registry
-    from kernelevolve.tuner.measure.evaluate import _is_vendor_config, _violations
+    from kernelevolve.tuner.measure.evaluate import _is_vendor_config, violations
 
     tunable = registry.load("kernelevolve.search_spaces.matmul:TUNABLE")
     problem, hw = MatmulProblem(M=64, N=64, K=64), hardware.profile("cpu-interpreter")
-    assert _is_vendor_config(tunable.kernel, VENDOR_CONFIG) and _violations(tunable, problem, hw, VENDOR_CONFIG) == []
+    assert _is_vendor_config(tunable.kernel, VENDOR_CONFIG) and violations(tunable, problem, hw, VENDOR_CONFIG) == []
     assert not _is_vendor_config(tunable.kernel, {**VENDOR_CONFIG, "BLOCK_M": 16})
 
 
