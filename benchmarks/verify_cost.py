@@ -12,9 +12,9 @@ the GPU lane's evaluator and its judge, every record in MLflow):
                                    the sampled timed calls, the audit) and the guarded copies;
                                    its parts (verify_guard_s, _encode_s, _decode_s, _check_s,
                                    _release_s; the rest is the pipe) in a second table
-               poison   poison_s   poisoning each timed call's buffer, outside the timed region
                verdict  judge_s    the parent waiting for the judge's verdict
-           share = (checks + poison + verdict) / (eval_s + verdict). The target: under 10%.
+           share = (checks + verdict) / (eval_s + verdict). The target: under 10%. (Nothing is
+           written between timed calls: they alternate input sets, tuner/measure/timed_outputs.py.)
            --timings: the candidates' timing budget, the suites' short screening and/or an
            experiment file's defaults (the share depends on it: verification's cost does not).
   attacks  every kernel of tests/attacks/ (its searched switch `cheat` on and off, a grid), as
@@ -57,7 +57,7 @@ GPU_STUDIES = [
 ]
 CPU_STUDIES = [("matmul", {"M": 64, "N": 48, "K": 80, "dtype": "float16"})]
 PARTS = ("guard", "encode", "decode", "check", "release")  # verify_s's parts (records.schema)
-METRICS = ("eval_s", "verify_s", "judge_s", "poison_s", "time_loop_s", "timed_calls", "timed_checked",
+METRICS = ("eval_s", "verify_s", "judge_s", "time_loop_s", "timed_calls", "timed_checked",
            "latency_ms", *(f"verify_{p}_s" for p in PARTS))
 
 
@@ -125,18 +125,16 @@ def cost(tgt: dict, samples: int, clocks: list, out: str, log, timings: tuple = 
             row["status"][tags.get("status")] = row["status"].get(tags.get("status"), 0) + 1
             if tags.get("status") != "ok":
                 continue
-            checks, poison, verdict = m.get("verify_s", 0.0), m.get("poison_s", 0.0), m.get("judge_s", 0.0)
+            checks, verdict = m.get("verify_s", 0.0), m.get("judge_s", 0.0)
             total = m.get("eval_s", 0.0) + verdict
             row["records"].append({**{k: m.get(k) for k in METRICS},
                                    "judge_transport": tags.get("judge_transport"),
-                                   "share": (checks + poison + verdict) / total if total else None,
-                                   "share_checks": checks / total if total else None,
-                                   "share_poison": poison / total if total else None})
+                                   "share": (checks + verdict) / total if total else None,
+                                   "share_checks": checks / total if total else None})
         for key, row in by_study.items():
             recs = row.pop("records")
             row["share"] = _quantiles([r["share"] for r in recs if r["share"] is not None])
             row["share_checks"] = _quantiles([r["share_checks"] for r in recs if r["share_checks"] is not None])
-            row["share_poison"] = _quantiles([r["share_poison"] for r in recs if r["share_poison"] is not None])
             for k in METRICS:
                 row[k] = _quantiles([r[k] for r in recs if r.get(k) is not None])
             # the round trips' rest: the pipe and the pickles
@@ -223,23 +221,23 @@ def main() -> None:
         lines.append("")
     for clock, res in (report.get("cost") or {}).items():
         lines += [f"cost, clock {clock} ({res['timing']}):", "",
-                  "| study | ok | share median | p90 | max | checks median | poison median | timed calls | checked | transport |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| study | ok | share median | p90 | max | checks median | timed calls | checked | transport |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for study, row in res["studies"].items():
-            sh, ck, po = row["share"], row["share_checks"], row["share_poison"]
+            sh, ck = row["share"], row["share_checks"]
             pct = lambda q, k: f"{100 * q[k]:.1f}%" if q else "-"  # noqa: E731
             lines.append(f"| {study} | {row['status'].get('ok', 0)} | {pct(sh, 'median')} | {pct(sh, 'p90')} "
-                         f"| {pct(sh, 'max')} | {pct(ck, 'median')} | {pct(po, 'median')} "
+                         f"| {pct(sh, 'max')} | {pct(ck, 'median')} "
                          f"| {(row['timed_calls'] or {}).get('median', '-')} | {(row['timed_checked'] or {}).get('median', '-')} "
                          f"| {','.join(row['judge_transport'])} |")
         lines += ["", "where verification's time goes (median ms per candidate):", "",
                   "| study | eval | verify | guarded copies | encode | judge decode | judge check | release "
-                  "| pipe | poison |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| pipe |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for study, row in res["studies"].items():
             ms = lambda k: f"{1e3 * row[k]['median']:.1f}" if row.get(k) else "-"  # noqa: E731
             lines.append(f"| {study} | {ms('eval_s')} | {ms('verify_s')} | "
                          + " | ".join(ms(f"verify_{p}_s") for p in PARTS)
-                         + f" | {ms('verify_pipe_s')} | {ms('poison_s')} |")
+                         + f" | {ms('verify_pipe_s')} |")
         lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -381,8 +381,7 @@ class Evaluator:
             t0 = time.perf_counter()
             p20, p50, p80 = self._time(fn, req.get("bench", {}), before=before)
             rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80, time_loop_s=time.perf_counter() - t0,
-                       timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()),
-                       poison_s=outputs.poison_s())
+                       timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()))
             after = self._check_timed(spec, problem, study, sets, outputs, audit=True)
             sets = outputs = fn = before = None  # the timed buffers go before the peer runs
             if not after.ok:

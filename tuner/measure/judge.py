@@ -302,16 +302,11 @@ class Judge:
         touched, read = [int(c) for c in read[:len(bufs)]], read[len(bufs):]
         same = {i for i, d in zip(compared, read[:len(compared)]) if not d}  # equal to a first that passed
         inputs_changed = [bool(c) for c in read[len(compared):]]
-        firsts_at = {pos[0]: which for which, pos in by_set.items()}
+        firsts_at = {pos[0] for pos in by_set.values()}
         SECTIONS.mark("outputs")
         for i, (out, call, which) in enumerate(views):
             where = what if call is None else _at(what, f"timed call {call} of {ev.get('calls')}")
-            if i in firsts_at:
-                result = firsts[which]
-            elif i in same:
-                result = firsts[which]
-            else:
-                result = check(out, refs[which], tol)
+            result = firsts[which] if i in firsts_at or i in same else check(out, refs[which], tol)
             rel, worst = max(rel, result.rel_error), max(worst, result.max_error)
             if not result.ok:
                 wrong = _at(where, result.reason)

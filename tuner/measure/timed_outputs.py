@@ -170,8 +170,3 @@ class TimedOutputs:
 
     def total_calls(self) -> int:
         return self._captured if self.graph else self.calls
-
-    def poison_s(self) -> float:
-        """What writing between timed calls added to the timing loop's wall time: nothing since
-        the calls alternate input sets (kept in the record's schema: 0)."""
-        return 0.0

@@ -64,7 +64,6 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "judge_s": ("metric", "time the parent waited for the judge's verdict after the evaluator's reply"),
     "judge_checks": ("metric", "checks the judge ran for this candidate"),
     "time_loop_s": ("metric", "wall time of the candidate's timing loop (its clock's warm-up and repetitions)"),
-    "poison_s": ("metric", "of time_loop_s: poisoning each timed call's buffer, outside the timed region"),
     "timed_calls": ("metric", "timed calls of the candidate's timing loop"),
     "timed_checked": ("metric", "timed calls whose outputs the judge checked (a random sample)"),
     "judge_transport": ("tag", "how outputs reached the judge: cuda_ipc (in place) or host (copies)"),
