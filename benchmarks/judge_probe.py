@@ -70,6 +70,16 @@ def main() -> None:
     gt = guards.guard_inputs((table,))
     res["input_damage_512MB_ms"] = per_call_ms(
         lambda: [guards.input_damage(i, t.buf, t.pristine_buf, t.lo, t.hi) for i, t in gt.guarded], n=10)
+    # what the judge runs per input now: one flag on the device, in 8-byte words; with a pristine
+    # copy, and against the cached tensor itself (no pristine copy made)
+    res["input_changed_512MB_ms"] = per_call_ms(
+        lambda: [guards.input_changed(t.buf, t.pristine_buf, t.lo, t.hi).item() for _, t in gt.guarded], n=10)
+    res["guard_inputs_512MB_no_pristine_ms"] = per_call_ms(
+        lambda: guards.guard_inputs((table,), keep_pristine=False), n=10)
+    gs = guards.guard_inputs((table,), keep_pristine=False)
+    res["input_changed_512MB_vs_cached_ms"] = per_call_ms(
+        lambda: [guards.input_changed(t.buf, guards.as_bytes(t.pristine), t.lo, t.hi).item()
+                 for _, t in gs.guarded], n=10)
     # the judge's whole handling of one candidate's evidence, in this process (no pipe, no IPC):
     # what its checks cost on their own, against what a sweep's records say they cost
     from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS

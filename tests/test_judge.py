@@ -190,3 +190,56 @@ def test_a_write_into_the_pristine_copy_beside_an_input_is_caught():
     ev["inputs"][0][1][5] ^= 0xFF  # the pristine half's canary band, beside the input's own bytes
     reason = Judge().judge(ev)["reason"]
     assert "pristine copy kept beside its input #0" in reason
+
+
+def _held_set_evidence(j: Judge, x: torch.Tensor, key=("s", 0, 1)) -> tuple[dict, guards.GuardedInputs]:
+    """A verified launch on a copy of cached set `key`, compared with the set the judge holds
+    (no pristine copy: what the evaluator sends over CUDA IPC, here with CPU tensors)."""
+    j.held[key] = ((2 * x).double(), [x])
+    g = guards.guard_inputs((x,), keep_pristine=False)
+    buf, out = guarded_output(x)
+    out.copy_(2 * x)
+    ev = {"kind": "verify", "what": "", "row": None, "guard": GUARD_ELEMENTS, "outs": [[buf, None]],
+          "shape": list(x.shape), "calls": None, "sets": [{"ref": None, "ref_key": list(key)}],
+          "reduction": None, "launches": 1, "seal": "",
+          "inputs": [[gt.buf, gt.pristine_buf, gt.lo, gt.hi, list(key), i] for i, gt in g.guarded]}
+    return ev, g
+
+
+def test_inputs_of_a_held_set_are_compared_with_the_set_itself():
+    x = torch.randn(1001)  # 4004 bytes: compared as 4-byte words
+    j = Judge()
+    ev, g = _held_set_evidence(j, x)
+    assert g.guarded[0][1].pristine_buf is None and g.guarded[0][1].pristine is x  # no pristine copy made
+    assert j.judge(ev)["ok"]
+    g.inputs[0][500] = x[500] + 1  # the kernel rewrote its input
+    assert "rewrote its input #0" in _reason(j, ev)
+    g.inputs[0][500] = x[500]
+    assert j.judge(ev)["ok"]
+    g.guarded[0][1].buf[3] ^= 0xFF  # a write into the canary band before the input
+    assert "canary band around its input #0" in _reason(j, ev)
+    g.guarded[0][1].buf[3] ^= 0xFF
+    ev["inputs"][0][5] = 1  # an input the cached set does not have
+    assert "the judge could not read the evidence" in _reason(j, ev)
+
+
+def _reason(j: Judge, ev: dict) -> str:
+    res = j.judge(ev)
+    assert not res["ok"]
+    return res["reason"]
+
+
+def test_a_strided_input_keeps_its_pristine_copy():
+    x = torch.randn(8, 6).t()  # gaps between its elements: its copy cannot be compared with it
+    g = guards.guard_inputs((x,), keep_pristine=False)
+    assert g.guarded[0][1].pristine_buf is not None and g.damage() == ""
+
+
+def test_byte_comparison_in_words_finds_a_single_changed_byte():
+    for n in (4096, 4098, 4099):  # 8-byte words, 2-byte remainders (4-byte fails too), odd
+        a = torch.randint(0, 255, (n,), dtype=torch.uint8)
+        b = a.clone()
+        assert not bool(guards.bytes_differ(a, b))
+        b[n - 1] ^= 1
+        assert bool(guards.bytes_differ(a, b))
+        assert bool(guards.bytes_differ(a[1:], b[1:]))  # a misaligned start: compared as bytes

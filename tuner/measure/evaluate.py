@@ -240,8 +240,8 @@ class Evaluator:
         from kernelevolve.kernels.spec import reduction_length
 
         pooled, ref = self._set(spec, problem, study, index)
-        alloc = self.handover.alloc
-        guarded = self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc))
+        alloc, keep = self.handover.alloc, self.handover.keep_pristine(study, index)
+        guarded = self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc, keep_pristine=keep))
         shape_of = spec.make_output(problem, guarded.inputs)
         buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
         with self._guards.count_launches(self.interpreter) as launches:
@@ -264,9 +264,9 @@ class Evaluator:
         sets = []
         for index in indices:
             pooled, ref = self._set(spec, problem, study, index)
-            alloc = self.handover.alloc
-            sets.append((self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc)),
-                         ref, index))
+            alloc, keep = self.handover.alloc, self.handover.keep_pristine(study, index)
+            sets.append((self.handover.guarded(
+                lambda: self._guards.guard_inputs(pooled, alloc=alloc, keep_pristine=keep)), ref, index))
         return sets, spec.make_output(problem, sets[0][0].inputs)
 
     def _timed_outputs(self, spec, cfg, sets, shape_of, bench: dict) -> TimedOutputs:

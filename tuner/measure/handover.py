@@ -128,6 +128,11 @@ class Handover:
         a check or an audit then names it by key instead of sending it again."""
         return bool(self.link.ipc) and (tuple(key), True) in self.registered
 
+    def keep_pristine(self, study, index) -> bool:
+        """Whether a launch on cached set `index` needs pristine copies of its inputs: not where
+        the judge holds the set itself (it compares the guarded copies with it)."""
+        return not self.held(self.key(study, index))
+
     def _message(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
                  launches=None, row=None, calls=None) -> dict:
         """One check's evidence. `outs`: (buffer, timed call number or None, input set); `sets`:
@@ -138,7 +143,10 @@ class Handover:
             "outs": [[buf, call, which] for buf, call, which in outs], "shape": list(shape_of.shape),
             "calls": calls, "reduction": reduction, "launches": launches,
             "sets": [{"ref": None if self.held(key) else ref, "ref_key": key} for ref, key in sets],
-            "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi] for inputs in guarded for _, g in inputs.guarded],
+            # per guarded input: its bytes, their pristine copy (None: compare with the cached
+            # set's tensor the judge holds, named by the set's key and the input's place)
+            "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi, key, i]
+                       for (_, key), inputs in zip(sets, guarded) for i, g in inputs.guarded],
             "seal": self.seal.broken()}
 
     def _link(self):

@@ -45,7 +45,7 @@ import traceback
 import torch
 
 from kernelevolve.tuner.measure import evidence
-from kernelevolve.tuner.measure.guards import NO_LAUNCH, input_damage
+from kernelevolve.tuner.measure.guards import NO_LAUNCH, as_bytes, input_changed, input_damage
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_tensor
 from kernelevolve.tuner.measure.verify import check, tolerance_for
 
@@ -296,8 +296,9 @@ class Judge:
             if firsts[which].ok and len(pos) > 1:
                 flags.append(_differs([bufs[i] for i in pos], [views[i] for i in pos]).to(torch.float64))
                 compared += pos[1:]
-        flags += [(torch.ne(now, before).any().reshape(1).to(torch.float64)).to(flags[0].device)
-                  for now, before, _, _ in inputs]
+        inputs = [self._before(entry) for entry in inputs]
+        flags += [input_changed(now, before, int(lo), int(hi)).reshape(1).to(torch.float64).to(flags[0].device)
+                  for now, before, lo, hi in inputs]
         read = torch.cat(flags).tolist()
         touched, read = [int(c) for c in read[:len(bufs)]], read[len(bufs):]
         same = {i for i, d in zip(compared, read[:len(compared)]) if not d}  # equal to a first that passed
@@ -330,6 +331,24 @@ class Judge:
         if wrong:
             return self._fail(wrong, rel, worst)
         return {"ok": True, "reason": "", "rel": rel, "max": worst}
+
+    def _before(self, entry: list) -> tuple:
+        """(guarded bytes, what they must equal, lo, hi) of one input: its pristine copy, or
+        (pristine None) the bytes of the cached set's tensor the judge holds, named by the set's
+        key and the input's place in it (its fingerprints are audited after every request)."""
+        now, pristine, lo, hi = entry[:4]
+        if pristine is not None:
+            return now, pristine, lo, hi
+        if len(entry) < 6:
+            raise ValueError("an input without its pristine copy or its cached set")
+        held = self._held(tuple(entry[4]), None, None)[1] or []
+        i = int(entry[5])
+        if not 0 <= i < len(held):
+            raise ValueError(f"the cached set has no input #{i}")
+        source = as_bytes(held[i])
+        if source.numel() != int(hi) - int(lo) or not 0 <= int(lo) <= int(hi) <= now.numel():
+            raise ValueError(f"input #{i}'s guarded copy does not match its cached tensor's size")
+        return now, source, lo, hi
 
     def _verified(self) -> int:
         return sum(1 for it in self.items if it["kind"] == "verify" and it["ok"])
