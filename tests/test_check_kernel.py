@@ -44,3 +44,20 @@ def test_usable_only_where_the_kernel_applies():
     x = torch.zeros(8, dtype=torch.float16)
     assert not check_kernel.usable(x, x.double())  # CPU tensors: torch's path
     assert not check_kernel.usable(torch.zeros(8, dtype=torch.int32), x.double())
+
+
+def test_more_blocks_than_one_finishing_step_reduces():
+    """Outputs of more than RB blocks: the one-program passes walk the partials in steps, and the
+    worst element may sit in any step's block."""
+    n = (check_kernel.RB + 3) * check_kernel.BLOCK + 5
+    g = torch.Generator().manual_seed(1)
+    ref = torch.randn(n, generator=g, dtype=torch.float32).to(DEVICE)
+    out = ref.to(torch.float16)
+    out[n - 2] += 4.0  # in the last, partial block, past the first step of partials
+    fused = check_kernel.stats(out, ref, TOL.rel_elem, TOL.max_rel_rms).tolist()
+    plain = verify._stats(out, ref, TOL).tolist()
+    assert fused[0] == plain[0] == 0
+    assert fused[1] == pytest.approx(plain[1], rel=1e-6)
+    assert fused[2] == pytest.approx(plain[2], rel=1e-4)
+    assert fused[3] == pytest.approx(plain[3], rel=1e-4) and fused[3] > 1.0
+    assert int(fused[4]) == int(plain[4]) == n - 2

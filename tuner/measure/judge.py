@@ -45,9 +45,9 @@ import traceback
 import torch
 
 from kernelevolve.tuner.measure import evidence
-from kernelevolve.tuner.measure.guards import NO_LAUNCH, as_bytes, input_changed, input_damage
+from kernelevolve.tuner.measure.guards import NO_LAUNCH, as_bytes, input_damage, inputs_changed
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guard_zone_tensor
-from kernelevolve.tuner.measure.verify import check, tolerance_for
+from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 
 SAMPLED = 1 << 16  # positions of an input tensor fingerprinted
 REF_SAMPLED = 1 << 22  # ... of a reference (all of them up to this many)
@@ -212,50 +212,86 @@ class Judge:
     def audit(self, msg: dict) -> dict:
         """After each request: every cached set it used must be as it was made (no candidate
         wrote into the evaluator's cache for the candidates after it)."""
+        pending = self._audit_prepare(msg.get("sets") or [])
+        return pending.finish(_read_parts(pending.parts))
+
+    def _audit_prepare(self, sets: list) -> "_Pending":
         self.audited = True
         prints: dict = {}
-        for key, ref, inputs in msg.get("sets") or []:
+        for key, ref, inputs in sets:
             ref, inputs = self._held(tuple(key), ref, inputs)
             prints.update(self._prints(tuple(key), ref, inputs))
-        for k, fp in self._read(prints).items():
-            first = self.prints.setdefault(k, fp)
-            if fp != first:
-                what = "reference" if k[-1] == "ref" else f"input #{k[-1][2:]}"
-                self.tampered = (f"the cached {what} of input set {k[1]} changed after it was "
-                                 "made (a write into memory the kernel does not own)")
-                return {"ok": False, "reason": self.tampered}
-        return {"ok": True}
+        keys = list(prints)
+
+        def finish(read: list) -> dict:
+            values = read[0] if read else []
+            for k, fp in zip(keys, values):
+                first = self.prints.setdefault(k, fp)
+                if fp != first:
+                    what = "reference" if k[-1] == "ref" else f"input #{k[-1][2:]}"
+                    self.tampered = (f"the cached {what} of input set {k[1]} changed after it was "
+                                     "made (a write into memory the kernel does not own)")
+                    return {"ok": False, "reason": self.tampered}
+            return {"ok": True}
+
+        parts = [torch.stack([prints[k].to(torch.float64).to(prints[keys[0]].device) for k in keys])] if keys else []
+        return _Pending(parts, finish)
 
     # -- one piece of evidence ---------------------------------------------------------------------
     def judge(self, ev: dict) -> dict:
         """Check one verified launch, or a sample of timed calls; returns {ok, reason, rel, max}."""
-        try:
-            result = self._judge(ev)
-            if "audit" in ev:  # the cached sets used so far, audited in the same message
-                audit = self.audit({"sets": ev["audit"]})
-                if result["ok"] and not audit["ok"]:
-                    result = self._fail(audit["reason"])
-        except Exception as exc:  # malformed evidence is a failed check, never a crash of the judge
-            result = {"ok": False, "reason": f"the judge could not read the evidence: "
-                                             f"{type(exc).__name__}: {_short(str(exc), 500)}",
-                      "rel": float("inf"), "max": float("inf")}
-        self.items.append({"kind": ev.get("kind"), "row": ev.get("row"), **result})
-        return result
+        return self._judge_all([ev])[0]
 
     def batch(self, msg: dict) -> dict:
         """Several checks in one message (a candidate's verified launches), each judged as if
         sent alone; the outcome of each, in order."""
-        results = [self.judge(ev) for ev in msg.get("items") or []]
+        results = self._judge_all(msg.get("items") or [])
         return {"ok": all(r["ok"] for r in results), "results": results}
 
-    def _judge(self, ev: dict) -> dict:
+    def _judge_all(self, evs: list) -> list:
+        """Each piece of evidence judged in two phases: every statistic and flag they need is
+        computed on the device first, then all are read back in one transfer and interpreted.
+        Why: the judge's host time per torch operation, and a wait for the device at each read,
+        were most of what verification cost a candidate; one read lets the host queue the next
+        check while the device runs the last."""
+        pending = []
+        for ev in evs:
+            try:
+                p = self._prepare(ev)
+            except Exception as exc:  # malformed evidence is a failed check, never a crash of the judge
+                p = _unreadable(exc)
+            try:  # the cached sets used so far, audited in the same message (whatever the check found)
+                audit = self._audit_prepare(ev["audit"]) if isinstance(ev, dict) and "audit" in ev else None
+            except Exception as exc:
+                audit = _unreadable(exc)
+            pending.append((p, audit))
+        todo = [x for p, audit in pending for x in (p, audit) if isinstance(x, _Pending)]
+        read = iter(_split(_read_parts([t for x in todo for t in x.parts]), [len(x.parts) for x in todo]))
+        results = []
+        for ev, (p, audit) in zip(evs, pending):
+            got_p = next(read) if isinstance(p, _Pending) else None  # both taken first: the
+            got_audit = next(read) if isinstance(audit, _Pending) else None  # next item's stay aligned
+            try:
+                result = p.finish(got_p) if isinstance(p, _Pending) else p
+                checked = audit.finish(got_audit) if isinstance(audit, _Pending) else audit
+                if checked is not None and result["ok"] and not checked["ok"]:
+                    result = self._fail(checked["reason"])
+            except Exception as exc:
+                result = _unreadable(exc)
+            self.items.append({"kind": ev.get("kind") if isinstance(ev, dict) else "?",
+                               "row": ev.get("row") if isinstance(ev, dict) else None, **result})
+            results.append(result)
+        return results
+
+    def _prepare(self, ev: dict):
+        """A failed check's result at once (malformed or forged evidence), or the device work of
+        the check and how to read it (_Pending)."""
         what = str(ev.get("what", ""))
         if int(ev["guard"]) != GUARD_ELEMENTS:
             return self._fail(_at(what, "output buffers without the harness's guard zones"))
         if ev.get("seal"):  # the evaluator's own seal saw its harness replaced
             self.tampered = str(ev["seal"])
             return self._fail(_short(str(ev["seal"])))
-        inputs = ev.get("inputs", [])
         refs = []  # per input set the calls ran on (timed calls alternate between two)
         for entry in ev.get("sets") or [{"ref": ev.get("ref"), "ref_key": ev.get("ref_key")}]:
             ref = entry.get("ref")
@@ -274,35 +310,40 @@ class Judge:
             # an honest evaluator times a candidate only after its three verified input sets
             self.tampered = "timed before it was verified"
         tol = tolerance_for(outs[0][0].dtype, ev.get("reduction"))
-        rel = worst = 0.0
-        wrong = ""  # the first output that fails; what outranks it is checked after
         shape = tuple(ev["shape"])
         views = [(buf[GUARD_ELEMENTS:buf.numel() - GUARD_ELEMENTS].view(shape), call, which)
                  for buf, call, which in outs]
         by_set: dict = {}  # input set -> its outputs' positions, the first checked in full
         for i, (_, _, which) in enumerate(views):
             by_set.setdefault(which, []).append(i)
-        firsts = {which: check(views[pos[0]][0], refs[which], tol) for which, pos in by_set.items()}
         # Timed calls of one set share their inputs: an output bit for bit equal to that set's
         # first, which passed, passes (one comparison instead of a check; NaN never compares
         # equal, so a skipped call is checked in full). A kernel whose calls differ (atomics)
-        # gets a check per call. Every buffer's guard zones, whether each output differs from
-        # its set's first, and whether each input's guarded bytes differ from their pristine
-        # copy: one read back for all.
+        # gets a check per call. On the device: each set's first output's statistics, every
+        # buffer's guard zones, whether each output differs from its set's first, and whether
+        # each input's guarded bytes differ from what they were copied from.
+        firsts = {which: check_stats(views[pos[0]][0], refs[which], tol) for which, pos in by_set.items()}
+        stat_sets = [which for which, st in firsts.items() if not isinstance(st, Check)]
         bufs = [buf for buf, _, _ in outs]
-        flags = [guard_zone_tensor(bufs).to(torch.float64)]
-        compared = []  # positions compared with their set's first, in flag order
-        for which, pos in by_set.items():
-            if firsts[which].ok and len(pos) > 1:
-                flags.append(_differs([bufs[i] for i in pos], [views[i] for i in pos]).to(torch.float64))
-                compared += pos[1:]
-        inputs = [self._before(entry) for entry in inputs]
-        flags += [input_changed(now, before, int(lo), int(hi)).reshape(1).to(torch.float64).to(flags[0].device)
-                  for now, before, lo, hi in inputs]
-        read = torch.cat(flags).tolist()
-        touched, read = [int(c) for c in read[:len(bufs)]], read[len(bufs):]
-        same = {i for i, d in zip(compared, read[:len(compared)]) if not d}  # equal to a first that passed
-        inputs_changed = [bool(c) for c in read[len(compared):]]
+        compared = [i for pos in by_set.values() for i in pos[1:]]  # compared with their set's first
+        differ = [_differs([bufs[i] for i in pos], [views[i] for i in pos]) for pos in by_set.values() if len(pos) > 1]
+        inputs = [self._before(entry) for entry in ev.get("inputs", [])]
+        parts = [guard_zone_tensor(bufs), torch.cat(differ) if differ else torch.zeros(0),
+                 inputs_changed(inputs)] + [firsts[which] for which in stat_sets]
+
+        def finish(read: list) -> dict:
+            touched, differs, inputs_flags, *stats = read
+            for which, values in zip(stat_sets, stats):
+                firsts[which] = check_verdict(views[by_set[which][0]][0], refs[which], tol, values)
+            same = {i for i, d in zip(compared, differs) if not d and firsts[views[i][2]].ok}
+            return self._verdict(ev, what, views, refs, tol, firsts, by_set, same,
+                                 [int(c) for c in touched], [bool(c) for c in inputs_flags], inputs)
+
+        return _Pending(parts, finish)
+
+    def _verdict(self, ev, what, views, refs, tol, firsts, by_set, same, touched, inputs_changed_, inputs) -> dict:
+        rel = worst = 0.0
+        wrong = ""  # the first output that fails; what outranks it is checked after
         firsts_at = {pos[0] for pos in by_set.values()}
         SECTIONS.mark("outputs")
         for i, (out, call, which) in enumerate(views):
@@ -321,10 +362,10 @@ class Judge:
         launches = ev.get("launches")
         if launches is not None and int(launches) == 0 and not self.vendor:
             return self._fail(_at(what, NO_LAUNCH), rel, worst)
-        for i, (buf_now, buf_pristine, lo, hi) in enumerate(inputs):
-            if not inputs_changed[i]:  # bit for bit as before the launch, canary bands included
+        for i, (buf_now, buf_before, lo, hi) in enumerate(inputs):
+            if not inputs_changed_[i]:  # bit for bit as before the launch, canary bands included
                 continue
-            why = input_damage(i, buf_now, buf_pristine, int(lo), int(hi)) or \
+            why = input_damage(i, buf_now, buf_before, int(lo), int(hi)) or \
                 f"wrote into the pristine copy kept beside its input #{i} (memory it does not own)"
             SECTIONS.mark("inputs")
             return self._fail(_at(what, why), rel, worst)
@@ -469,6 +510,46 @@ def serve() -> None:
                                      "error": "judge failed: " + traceback.format_exc()[-1500:]})
             else:
                 send(proto_out, {"error": f"unknown judge op {op!r}"})
+
+
+class _Pending:
+    """A check's device work (`parts`: 1-D tensors, read back with every other check's of the
+    message) and `finish(values)`: its result from their values, one list per part."""
+
+    def __init__(self, parts: list, finish):
+        self.parts, self.finish = [p.reshape(-1) for p in parts], finish
+
+
+def _read_parts(parts: list) -> list:
+    """The values of every part, one transfer per device: [[float, ...] per part]."""
+    if not parts:
+        return []
+    by_device: dict = {}
+    for i, p in enumerate(parts):
+        by_device.setdefault(p.device, []).append(i)
+    out: list = [None] * len(parts)
+    for device, idx in by_device.items():
+        flat = torch.cat([parts[i].to(torch.float64) for i in idx]).tolist()
+        at = 0
+        for i in idx:
+            n = parts[i].numel()
+            out[i], at = flat[at:at + n], at + n
+    return out
+
+
+def _split(values: list, counts: list) -> list:
+    """values (one list per part) grouped per check: counts[k] parts each."""
+    out, at = [], 0
+    for n in counts:
+        out.append(values[at:at + n])
+        at += n
+    return out
+
+
+def _unreadable(exc: BaseException) -> dict:
+    return {"ok": False, "reason": f"the judge could not read the evidence: "
+                                   f"{type(exc).__name__}: {_short(str(exc), 500)}",
+            "rel": float("inf"), "max": float("inf")}
 
 
 def _differs(bufs: list, views: list) -> torch.Tensor:

@@ -109,13 +109,27 @@ def check(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance | None = None) ->
     """`out` against `ref` by both measures. On a GPU: a few fused passes and one read back to the
     host (the judge runs this on every verified launch and on each sampled timed call)."""
     tol = tol or TOLERANCES.get(out.dtype, TOLERANCES[torch.float32])
+    stats = check_stats(out, ref, tol)
+    if isinstance(stats, Check):
+        return stats
+    return check_verdict(out, ref, tol, stats.tolist())  # one read back
+
+
+def check_stats(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> torch.Tensor | Check:
+    """`check`'s statistics on the device, not read back (the judge reads a message's statistics
+    and flags in one transfer): float64 [non-finite outputs, ||ref||, ||out - ref||, worst element
+    ratio, its flat index]; or the Check itself where no statistic is needed (shapes differ, empty)."""
     if tuple(out.shape) != tuple(ref.shape):
         return Check(False, float("inf"), float("inf"),
                      f"output shape {tuple(out.shape)} != reference shape {tuple(ref.shape)}")
     if not out.numel():
         return Check(True, 0.0, 0.0)
-    ref = ref.detach().to(out.device)
-    nonfinite, ref_norm, diff_norm, worst, idx = _stats(out.detach(), ref, tol).tolist()  # one read back
+    return _stats(out.detach(), ref.detach().to(out.device), tol)
+
+
+def check_verdict(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance, values: list) -> Check:
+    """The Check from `check_stats`' values, read back."""
+    nonfinite, ref_norm, diff_norm, worst, idx = values
     if nonfinite:
         return Check(False, float("inf"), float("inf"),
                      f"{int(nonfinite)} of {out.numel()} outputs are NaN/inf (unwritten by the kernel, "
