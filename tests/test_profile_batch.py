@@ -131,7 +131,7 @@ def test_an_ncu_without_nvtx_ranges_profiles_the_candidates_that_ran_one_per_run
     assert "did not run under ncu: invalid" in b["error"]
     # alone, each is request 0 of its run: the big softmax's page
     assert a["fields"]["bottleneck"] == c["fields"]["bottleneck"] == "memory-bound"
-    assert a["run"]["candidates"] == c["run"]["candidates"] == 1
+    assert a["run"]["candidates"] == c["run"]["candidates"] == 1 and a["run"]["alone"]
 
 
 def test_ncu_refusing_to_profile_is_every_candidates_reason(fake_ncu, tmp_path, monkeypatch):

@@ -108,8 +108,10 @@ def _cost(results: dict[str, dict]) -> str:
         return ""
     served = ", ".join(f"{s:.1f}" for s in run.get("served_s") or [] if isinstance(s, (int, float)))
     passes = f"; {run['passes']} replay passes per kernel at most" if run.get("passes") else ""
+    alone = ("; ncu's page had no NVTX ranges to tell the finalists apart: each profiled again alone"
+             if run.get("alone") else "")
     return (f"ncu: {run['candidates']} candidate(s) in one run, {run['wall_s']:.1f} s "
-            f"(in the target: {served or '-'} s, the first with its start-up{passes})")
+            f"(in the target: {served or '-'} s, the first with its start-up{passes}){alone}")
 
 
 def _profile(records: list[dict], plan, p) -> dict[str, dict]:

@@ -115,6 +115,8 @@ def profile_many(logged: list[dict], workdir: str, calls: int = DEFAULT_CALLS,
         reply = run.replies[j]
         if parts is None and reply.get("status") == "ok":  # no NVTX ranges to tell them apart
             out[i] = profile_many([logged[i]], os.path.join(workdir, f"alone{j}"), calls, timeout_s, env)[0]
+            if "run" in out[i]:
+                out[i]["run"] = dict(out[i]["run"], alone=True)
         else:
             out[i] = _outcome(run, reply, parts[j] if parts else [], logged[i], os.path.join(workdir, str(j)),
                               version)

@@ -73,6 +73,11 @@ def _csv_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("==")]
 
 
+def _is_nvtx(column: str) -> bool:
+    """An NVTX range column, by the names ncu gives them (NVTX_COLUMNS) or their shape."""
+    return column in NVTX_COLUMNS or "_Range:" in column
+
+
 def parse_raw_csv(text: str) -> list[KernelLaunch]:
     """Every launch of a raw-page CSV, in the report's order."""
     rows = list(csv.reader(io.StringIO("\n".join(_csv_lines(text)))))
@@ -83,7 +88,7 @@ def parse_raw_csv(text: str) -> list[KernelLaunch]:
     body = rows[head + 1:]
     units = [""] * len(header)
     id_col, name_col = header.index("ID") if "ID" in header else None, header.index("Kernel Name")
-    nvtx_cols = [header.index(c) for c in NVTX_COLUMNS if c in header]
+    nvtx_cols = [i for i, c in enumerate(header) if _is_nvtx(c)]
     if body and id_col is not None and not body[0][id_col].strip():  # the units row
         units, body = body[0], body[1:]
     launches = []
@@ -92,7 +97,7 @@ def parse_raw_csv(text: str) -> list[KernelLaunch]:
             continue  # a truncated line (ncu killed mid-write) carries nothing trustworthy
         values = {}
         for col, metric in enumerate(header):
-            if metric in IDENTITY:
+            if metric in IDENTITY or col in nvtx_cols:
                 continue
             v = number(row[col])
             if v is not None:
