@@ -54,7 +54,7 @@ requests = _load(args[at + 1])
 replies = _load(args[at + 2]) if os.path.exists(args[at + 2]) else []
 fixtures = os.environ["FAKE_NCU_CSV"].split(os.pathsep)
 nvtx = "--nvtx" in args and not os.environ.get("FAKE_NCU_NO_NVTX")
-header, units, rows, lines = None, None, [], [f"==PROF== Connected to process (fake)"]
+header, units, rows, lines = None, None, [], ["==PROF== Connected to process (fake)"]
 for k, (request, reply) in enumerate(zip(requests, replies)):
     if reply.get("status") != "ok":
         continue
