@@ -305,7 +305,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--experiment", default=EXPERIMENT)
     ap.add_argument("--phases", default="profile,steer", help="comma-separated: profile, steer")
-    ap.add_argument("--samples", type=int, default=16, help="candidates per study, profile phase")
+    ap.add_argument("--samples", type=int, default=12, help="candidates per study, profile phase")
     ap.add_argument("--top-k", type=int, default=2, help="finalists profiled per study")
     ap.add_argument("--steer-samples", type=int, default=48, help="candidates per study, each steer arm")
     ap.add_argument("--steer-every", type=int, default=8)
