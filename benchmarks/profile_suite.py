@@ -4,9 +4,10 @@ and whether steering by the counters reaches a config within 2% of the best in f
 Two phases, each through the product's engine (benchmarks/engine.py: tuner.execution.sweep.run):
 
   profile  experiments/profile-h100.yaml (the GEMM suite's 14 studies and the ops suite's 16, all at
-           once; --samples candidates each) with `profile.top_k` 3: after each study's re-timing its
-           3 finalists are profiled one at a time under ncu and their counters and labels logged to
-           MLflow. The store is exported (export_runs.py) and summarised (profile_summary.py): per
+           once or a shard of them by --kernels; --samples candidates each) with `profile.top_k`
+           --top-k: after each study's re-timing its finalists are profiled together in one ncu run
+           (one launcher call each: the file's `profile.calls`) and their counters and labels
+           logged to MLflow; the log has, per study, what its ncu run cost. The store is exported (export_runs.py) and summarised (profile_summary.py): per
            finalist its study, config, latency, label, roofline position and whether they agree;
            the agreement over all finalists; for each disagreement the counters that explain it.
            The profile view (profile/finalists.csv and profile/roofline_counters.png) of one study,
@@ -30,11 +31,14 @@ summarised all the same. Outputs, written after each phase (at most 6 files):
   profile_suite.runs.jsonl.gz  every MLflow run of every sweep (export_runs.py)
   view_finalists.csv, view_roofline_counters.png  one study's profile view
 
-On the GPU machine (ncu on the PATH; tuner/profile/ncu.py says where else it is looked for):
-    source .devbundle/activate.sh && timeout 580 python3 benchmarks/profile_suite.py --out "$OUT"
-More steer seeds than the budget left, in a second call, then both merged (on any machine):
-    ... timeout 580 python3 benchmarks/profile_suite.py --out "$OUT" --phases steer --seeds 1,2,3
-    python benchmarks/profile_suite.py --merge RUN1/profile_suite.json RUN2/profile_suite.json --out MERGED
+On the GPU machine (ncu on the PATH; tuner/profile/ncu.py says where else it is looked for), the
+profile phase in two calls, the GEMM suite's kernels then the ops, merged after (on any machine):
+    source .devbundle/activate.sh && timeout 520 python3 benchmarks/profile_suite.py --out "$OUT/gemm" \
+        --phases profile --kernels matmul,gemm_epilogue,conv2d
+    source .devbundle/activate.sh && timeout 520 python3 benchmarks/profile_suite.py --out "$OUT/ops" \
+        --phases profile --kernels embedding_bag_fwd,embedding_bag_bwd,jagged_to_padded_dense,...
+    python benchmarks/profile_suite.py --merge GEMM/profile_suite.json OPS/profile_suite.json --out MERGED
+Steer seeds likewise (--phases steer --seeds 1,2,3), merged the same way.
 On a CPU, the plumbing only (the Triton interpreter, two tiny studies, nothing profiled: ncu reads
 a GPU's counters):
     python benchmarks/profile_suite.py --out /tmp/ps --target cpu-interpreter
@@ -301,8 +305,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--experiment", default=EXPERIMENT)
     ap.add_argument("--phases", default="profile,steer", help="comma-separated: profile, steer")
-    ap.add_argument("--samples", type=int, default=24, help="candidates per study, profile phase")
-    ap.add_argument("--top-k", type=int, default=3, help="finalists profiled per study")
+    ap.add_argument("--samples", type=int, default=12, help="candidates per study, profile phase")
+    ap.add_argument("--top-k", type=int, default=2, help="finalists profiled per study")
     ap.add_argument("--steer-samples", type=int, default=48, help="candidates per study, each steer arm")
     ap.add_argument("--steer-every", type=int, default=8)
     ap.add_argument("--steer-concurrency", type=int, default=4, help="candidates in flight per study, steer arms")
@@ -327,6 +331,11 @@ def main(argv=None) -> int:
     log = Log(os.path.join(args.out, f"{STEM}.log"))
     runs_path = os.path.join(args.out, f"{STEM}.runs.jsonl.gz")
     data = base_experiment(args)
+    unknown = sorted(set(args.kernels) - {e["kernel"] for e in data["kernels"]})
+    if unknown:  # a misspelt shard would profile fewer studies and say nothing
+        log(f"--kernels: {', '.join(unknown)} not in {data['name']} "
+            f"(its kernels: {', '.join(e['kernel'] for e in data['kernels'])})")
+        return 2
     log(f"{data['name']}: phases {sorted(phases)}, target {data['targets'][0]['name']}, budget {args.budget_s:.0f} s")
     if args.target != "cpu-interpreter":  # without ncu both phases would run minutes for nothing
         from kernelevolve.tuner.profile import ncu

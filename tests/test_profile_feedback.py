@@ -106,42 +106,55 @@ def test_profiled_finalists_are_logged_on_their_runs(tmp_path):
 
 def _sweep_and_plan(monkeypatch, results: dict, **profiling):
     """The sweep's profiling module and a GPU study's Plan, with the Ray task that would run ncu replaced by `results`
-    (candidate id -> what profile_one returns): the driver's wiring, without Ray or a GPU."""
+    (candidate id -> what profile_batch returns for it): the driver's wiring, without Ray or a GPU.
+    (module, plan, log lines, the candidate ids of each task started)."""
     import types
 
     from kernelevolve.tuner.execution import counters
 
-    monkeypatch.setattr(counters, "profile_remote", lambda rec, logged, calls, timeout: rec["candidate_id"])
-    monkeypatch.setattr(counters.ray, "get", lambda ref, timeout=None: results[ref])
-    lines = []
+    lines, tasks = [], []
+
+    def remote(records, logged, calls, timeout):
+        assert [lg["candidate_id"] for lg in logged] == [r["candidate_id"] for r in records]
+        tasks.append(tuple(r["candidate_id"] for r in records))
+        return tasks[-1]
+    monkeypatch.setattr(counters, "profile_remote", remote)
+    monkeypatch.setattr(counters.ray, "get", lambda ref, timeout=None: [results[cid] for cid in ref])
     exp = types.SimpleNamespace(profile=config.Profiling(**profiling))
     study = types.SimpleNamespace(experiment=exp, key="matmul/x/h100", space=H100_GEMM,
                                   target=types.SimpleNamespace(profile=profile("h100")))
     plan = types.SimpleNamespace(study=study, ctx={"kernel_ref": "k", "problem": {}, "hardware": "h100", "bench": {}},
                                  records=[], profiled={}, steered_at=0, steering=False, finishing=False,
                                  searcher=ConstrainedSearch(H100_GEMM, "tpe", 0, "k", valid=None))
-    return counters, plan, lines
+    return counters, plan, lines, tasks
 
 
-def test_the_sweep_profiles_its_finalists_after_the_retiming(monkeypatch):
+def test_the_sweep_profiles_its_finalists_after_the_retiming_in_one_ncu_run(monkeypatch):
     fields = {"bottleneck": "compute-bound", "bottleneck_reason": "SM at 80% of peak"}
-    profiling, plan, lines = _sweep_and_plan(monkeypatch, {"a": {"fields": fields}, "b": {"error": "no ncu"}}, top_k=2)
+    run = {"candidates": 2, "wall_s": 9.5, "passes": 21, "served_s": [6.0, 1.5]}
+    results = {"a": {"fields": fields, "run": run}, "b": {"error": "the candidate did not run under ncu: incorrect"}}
+    profiling, plan, lines, tasks = _sweep_and_plan(monkeypatch, results, top_k=2)
     top = [{"candidate_id": "a", "config": BEST, "latency_ms": 1.0},
            {"candidate_id": "b", "config": {**BEST, "num_stages": 4}, "latency_ms": 1.1}]
     got = profiling.profile_finalists(plan, top, None, lines.append)
-    assert got == {"a": {"fields": fields}, "b": {"error": "no ncu"}}
-    assert lines == ["  matmul/x/h100: a compute-bound: SM at 80% of peak", "  matmul/x/h100: b not profiled: no ncu"]
+    assert tasks == [("a", "b")]  # the study's finalists: one task, one ncu run
+    assert got == results  # each its own outcome: b's failure costs a nothing
+    assert lines == ["  matmul/x/h100: a compute-bound: SM at 80% of peak",
+                     "  matmul/x/h100: b not profiled: the candidate did not run under ncu: incorrect",
+                     "  matmul/x/h100: ncu: 2 candidate(s) in one run, 9.5 s (in the target: 6.0, 1.5 s, "
+                     "the first with its start-up; 21 replay passes per kernel at most)"]
     plan.study.experiment.profile = config.Profiling()  # top_k 0: off
     assert profiling.profile_finalists(plan, top, None, lines.append) == {}
 
 
 def test_steering_profiles_the_best_so_far_and_queues_the_rules_proposals(monkeypatch):
     fields = {"bottleneck": "latency-bound", "bottleneck_reason": "both under 60%", "ncu_occupancy_pct": 40}
-    profiling, plan, lines = _sweep_and_plan(monkeypatch, {"best": {"fields": fields}}, steer=True, steer_every=2)
+    profiling, plan, lines, tasks = _sweep_and_plan(monkeypatch, {"best": {"fields": fields}}, steer=True,
+                                                    steer_every=2)
     plan.records = [{"candidate_id": "slow", "status": "ok", "latency_ms": 2.0, "config": {**BEST, "BLOCK_N": 64}}]
     profiling.maybe_steer(plan, lines.append)
     assert not plan.steering and plan.searcher.steered == []  # fewer than steer_every candidates
     plan.records.append({"candidate_id": "best", "status": "ok", "latency_ms": 1.0, "config": BEST})
     profiling.steer(plan, plan.records[1], lines.append)  # what maybe_steer's thread runs
     assert [_changed(c) for c in plan.searcher.steered][:2] == [{"num_stages": 4}, {"num_warps": 8}]
-    assert "best so far best latency-bound" in lines[-1] and "best" in plan.profiled
+    assert "best so far best latency-bound" in lines[-1] and "best" in plan.profiled and tasks == [("best",)]

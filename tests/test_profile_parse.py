@@ -208,3 +208,22 @@ def test_ncu_errors_are_read_for_refused_metrics_and_permissions():
     assert cmd[cmd.index("--profile-from-start") + 1] == "off"  # only the candidate's own launches
     assert cmd[cmd.index("--clock-control") + 1] == "none"
     assert cmd[-4:-2] == ["-m", "kernelevolve.tuner.profile.target"]
+
+
+@pytest.mark.parametrize("name", [SPLITK, GEMM, SOFTMAX, SMALL])
+def test_one_profiled_call_reads_as_three_do(name):
+    """Why experiments/profile-h100.yaml profiles one call per finalist (`profile.calls: 1`, a third
+    of the replays of 3): on every recorded page each call alone has the label and top stalls of
+    the three together, and its throughputs within 5% of theirs (GPU-time-weighted means)."""
+    launches = parse.parse_raw_csv(_text(name))
+    latency, flops = CASES[name]
+    three = parse.summarize(launches, 3, latency_ms=latency, flops=flops)
+    per_call = len(launches) // 3
+    for call in range(3):
+        one = parse.summarize(launches[call * per_call:(call + 1) * per_call], 1, latency_ms=latency, flops=flops)
+        assert bottleneck.label(one)[0] == bottleneck.label(three)[0]
+        assert [s.split("=")[0] for s in one["ncu_top_stalls"].split(", ")] == \
+               [s.split("=")[0] for s in three["ncu_top_stalls"].split(", ")]
+        for field in ("ncu_duration_ms", "ncu_sm_pct", "ncu_memory_pct", "ncu_dram_pct", "ncu_occupancy_pct",
+                      "ncu_l2_hit_pct"):
+            assert one[field] == pytest.approx(three[field], rel=0.05), field

@@ -2,16 +2,19 @@
 `profile.top_k`), and its best so far while it runs, to steer the search (`profile.steer`).
 
 When a study ends, its top-k are re-timed interleaved (tuner.execution.sweep); with
-`profile.top_k` > 0 the fastest of them are then profiled one by one (tuner.profile), each in
-its own process under ncu, on the node and GPU of the lane that timed them: a separate pass,
-after every timing of the study, so no measured latency is taken under the profiler. With
-`profile.steer`, every `steer_every` candidates the study's best so far is profiled the same way
-and the rules of tuner.search.steering queue the next configs. The profile runs in a Ray task on
-that node (ncu must run where the GPU is), holding the GPU's timing lock; the counters come back
-to the driver, which writes them to MLflow (the driver owns the records).
+`profile.top_k` > 0 the fastest of them are then profiled (tuner.profile), all of them in one
+process under ncu (one start of ncu, Python, torch and CUDA per study, not per finalist; each
+finalist still verified before its launches are profiled), on the node and GPU of the lane that
+timed the first of them, as the re-timing runs there: a separate pass, after every timing of the
+study, so no measured latency is taken under the profiler. With `profile.steer`, every
+`steer_every` candidates the study's best so far is profiled the same way and the rules of
+tuner.search.steering queue the next configs. The profile runs in a Ray task on that node (ncu
+must run where the GPU is), holding the GPU's timing lock while it verifies and launches; the
+counters come back to the driver, which writes them to MLflow (the driver owns the records).
 
-A candidate that cannot be profiled (no ncu on the node, counters restricted, a timeout) costs
-the study nothing: the reason is logged and tagged on the study's run.
+A candidate that cannot be profiled (no ncu on the node, counters restricted, a timeout, its
+verification failed) costs the study nothing and its fellow finalists nothing: the reason is
+logged and tagged on the study's run.
 """
 from __future__ import annotations
 
@@ -48,35 +51,49 @@ def logged_for(record: dict, ctx: dict, study_key: str) -> dict:
             "bench": ctx["bench"], "config": record["config"], "latency_ms": record.get("latency_ms")}
 
 
-def profile_one(logged: dict, calls: int, timeout_s: float, gpu: str | None) -> dict:
-    """Runs where the GPU is (a Ray task): {"fields", "files": {name: bytes}} or {"error"}."""
-    from kernelevolve.tuner.profile.candidate import ProfileError, profile_logged
+def profile_batch(logged: list[dict], calls: int, timeout_s: float, gpu: str | None) -> list[dict]:
+    """Runs where the GPU is (a Ray task): the candidates in one ncu run; per candidate, in order,
+    {"fields", "files": {name: bytes}, "run": what the run cost} or {"error"}."""
+    from kernelevolve.tuner.profile.candidate import ProfileError, profile_many
     from kernelevolve.tuner.profile.ncu import NcuUnavailable
 
     env = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu not in (None, "") else {}
     with tempfile.TemporaryDirectory(prefix="kernelevolve-ncu-") as tmp:
         try:
-            fields, paths = profile_logged(logged, tmp, calls, timeout_s, env=env)
+            results = profile_many(logged, tmp, calls, timeout_s, env=env)
         except (ProfileError, NcuUnavailable) as exc:
-            return {"error": str(exc)}
-        files = {}
-        for path in paths:
-            if os.path.getsize(path) <= MAX_FILE_BYTES:
-                with open(path, "rb") as fh:
-                    files[os.path.basename(path)] = fh.read()
-    return {"fields": fields, "files": files}
+            return [{"error": str(exc)} for _ in logged]
+        read: dict[str, bytes | None] = {}  # the run's log and report are shared: read once
+        out = []
+        for res in results:
+            if "error" in res:
+                out.append(res)
+                continue
+            for path in res["files"]:
+                if path not in read:
+                    read[path] = _small_file(path)
+            files = {os.path.basename(p): read[p] for p in res["files"] if read[p] is not None}
+            out.append({**res, "files": files})
+    return out
 
 
-def profile_remote(record: dict, logged: dict, calls: int, timeout_s: float):
-    """A Ray task running profile_one on the node and GPU that timed the record."""
+def _small_file(path: str) -> bytes | None:
+    if not os.path.exists(path) or os.path.getsize(path) > MAX_FILE_BYTES:
+        return None
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def profile_remote(records: list[dict], logged: list[dict], calls: int, timeout_s: float):
+    """A Ray task running profile_batch on the node and GPU that timed the first record."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    node = record.get("ray_node_id")
-    gpu = str(record.get("ray_gpu_ids", "")).split(",")[0] or None
+    node = records[0].get("ray_node_id")
+    gpu = str(records[0].get("ray_gpu_ids", "")).split(",")[0] or None
     options = {"num_cpus": 0}
     if node:
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
-    return ray.remote(profile_one).options(**options).remote(logged, calls, timeout_s, gpu)
+    return ray.remote(profile_batch).options(**options).remote(logged, calls, timeout_s, gpu)
 
 
 def _describe(cid: str, res: dict) -> str:
@@ -84,16 +101,33 @@ def _describe(cid: str, res: dict) -> str:
             else f"{cid} not profiled: {res['error']}")
 
 
-def _profile(rec: dict, plan, p) -> dict:
-    ref = profile_remote(rec, logged_for(rec, plan.ctx, plan.study.key), p.calls, p.timeout_s)
+def _cost(results: dict[str, dict]) -> str:
+    """One line of what the study's ncu run cost ("" where none ran)."""
+    run = next((r["run"] for r in results.values() if r.get("run")), None)
+    if not run:
+        return ""
+    served = ", ".join(f"{s:.1f}" for s in run.get("served_s") or [] if isinstance(s, (int, float)))
+    passes = f"; {run['passes']} replay passes per kernel at most" if run.get("passes") else ""
+    alone = ("; ncu's page had no NVTX ranges to tell the finalists apart: each profiled again alone"
+             if run.get("alone") else "")
+    return (f"ncu: {run['candidates']} candidate(s) in one run, {run['wall_s']:.1f} s "
+            f"(in the target: {served or '-'} s, the first with its start-up{passes}){alone}")
+
+
+def _profile(records: list[dict], plan, p) -> dict[str, dict]:
+    """The records profiled together: candidate id -> its outcome."""
+    logged = [logged_for(r, plan.ctx, plan.study.key) for r in records]
+    ids = [r["candidate_id"] for r in records]
+    ref = profile_remote(records, logged, p.calls, p.timeout_s)
     try:
-        return ray.get(ref, timeout=p.timeout_s + 600)
+        got = ray.get(ref, timeout=p.timeout_s * len(records) + 600)
     except Exception as exc:  # a lost task: the study's records stand
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        got = [{"error": f"{type(exc).__name__}: {exc}"} for _ in records]
+    return dict(zip(ids, got))
 
 
 def profile_finalists(plan, top: list[dict], retimed: dict | None, log) -> dict:
-    """The study's fastest finalists under Nsight Compute, one at a time, after its re-timing;
+    """The study's fastest finalists under Nsight Compute, in one ncu run, after its re-timing;
     {} where `profile.top_k` is 0 or the target is no GPU. `plan`: the sweep's Plan of the study."""
     p, study = plan.study.experiment.profile, plan.study
     if not p.top_k or not top:
@@ -102,10 +136,11 @@ def profile_finalists(plan, top: list[dict], retimed: dict | None, log) -> dict:
         log(f"  {study.key}: not profiled (profile.top_k): ncu reads a GPU's counters, this study ran "
             "in the interpreter")
         return {}
-    out = {}
-    for rec in finalists(top, retimed, p.top_k):
-        out[rec["candidate_id"]] = _profile(rec, plan, p)
-        log(f"  {study.key}: {_describe(rec['candidate_id'], out[rec['candidate_id']])}")
+    out = _profile(finalists(top, retimed, p.top_k), plan, p)
+    for cid, res in out.items():
+        log(f"  {study.key}: {_describe(cid, res)}")
+    if _cost(out):
+        log(f"  {study.key}: {_cost(out)}")
     return out
 
 
@@ -133,7 +168,8 @@ def steer(plan, best: dict, log) -> None:
 
     key = plan.study.key
     try:
-        res = plan.profiled[best["candidate_id"]] = _profile(best, plan, plan.study.experiment.profile)
+        res = _profile([best], plan, plan.study.experiment.profile)[best["candidate_id"]]
+        plan.profiled[best["candidate_id"]] = res
         if "error" in res:
             log(f"  ! {key}: steering: {_describe(best['candidate_id'], res)}")
             return

@@ -19,7 +19,8 @@ def profile_request(ev, req: dict) -> dict:
     """The launches a profiler reads (tuner/profile), a separate pass after timing: the candidate
     verified once (which compiles it), one warm call, then `calls` calls between
     cudaProfilerStart and cudaProfilerStop, so a profiler started with --profile-from-start
-    off sees the candidate's own kernels only (no reference, verification or torch peer).
+    off sees the candidate's own kernels only (no reference, verification or torch peer), inside
+    the NVTX range the request names, if any.
     Nothing is timed here; the device lock, held throughout, keeps other candidates' timings
     undisturbed."""
     rec = {"timing": "interpreter" if ev.interpreter else "gpu", **ev._tags()}
@@ -40,11 +41,18 @@ def profile_request(ev, req: dict) -> dict:
         out = spec.make_output(problem, inputs)
         spec.launch(inputs, out, cfg)  # warm: nothing is compiled or loaded inside the range
         ev._sync()
+        # the request's NVTX range (`nvtx`, tuner.profile.batch) around its launches: ncu
+        # (--nvtx) records it with each launch, which tells apart the candidates one process profiles
+        tag = req.get("nvtx") if cuda else None
         if cuda:
             ev.torch.cuda.profiler.start()
+        if tag:
+            ev.torch.cuda.nvtx.range_push(tag)
         for _ in range(calls):
             handles.append(spec.launch(inputs, out, cfg))
         ev._sync()
+        if tag:
+            ev.torch.cuda.nvtx.range_pop()
         if cuda:
             ev.torch.cuda.profiler.stop()
     names = sorted({n for n in (_kernel_name(h) for h in [handle, *handles]) if n})

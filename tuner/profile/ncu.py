@@ -1,22 +1,29 @@
-"""Running Nsight Compute (`ncu`) on one candidate, in its own process, after its timing.
+"""Running Nsight Compute (`ncu`) on candidates, in a process of their own, after their timing.
 
 Two steps, each a subprocess:
-  1. `ncu --profile-from-start off --target-processes all --metrics ... --export REPORT python -m
-     tuner.profile.target REQUEST REPLY`: the target verifies the candidate, then launches it
-     between cudaProfilerStart/Stop (tuner.measure.evaluate: `profile`), so only the candidate's
-     kernels are profiled, never the reference, the verification or the torch peer.
+  1. `ncu --profile-from-start off --target-processes all --nvtx --metrics ... --export REPORT python -m
+     tuner.profile.target REQUESTS REPLIES`: the target verifies each candidate, then launches it
+     between cudaProfilerStart/Stop (tuner.profile.launches), so only the candidates' kernels are
+     profiled, never a reference, a verification or the torch peer.
   2. `ncu --import REPORT --page raw --csv`: the counters as CSV (tuner.profile.parse).
 The report (REPORT.ncu-rep) is kept: it opens in the Nsight Compute GUI.
+
+Several candidates (a study's finalists) go to one ncu run: ncu, Python, torch, Triton and the
+CUDA context start once, and the import runs once. Each request names its NVTX range
+(tuner.profile.batch), which `--nvtx` has ncu record with every launch, so the raw page says
+which launch is whose.
 
 ncu options, and why: `--clock-control none` leaves the GPU's clocks as the timing saw them (ncu
 otherwise locks them to base clocks; the device notes ask for none); `--cache-control all` flushes
 caches between replay passes, as the timing's L2 flush does; `--replay-mode kernel` replays each
-kernel for the passes its metrics need (memory saved and restored: the output stays correct).
-Where ncu is: $KERNELEVOLVE_NCU, else `ncu` on the PATH, else the CUDA toolkit's and Nsight
-Compute's install folders.
+kernel for the passes its metrics need (memory saved and restored: the output stays correct);
+`--nvtx` records the NVTX ranges (no filter: the profiled ranges are what cudaProfilerStart/Stop
+delimit). Where ncu is: $KERNELEVOLVE_NCU, else `ncu` on the PATH, else the CUDA toolkit's and
+Nsight Compute's install folders.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -25,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from kernelevolve.tuner.profile.metrics import base_name, ncu_metrics
@@ -32,7 +40,7 @@ from kernelevolve.tuner.profile.metrics import base_name, ncu_metrics
 NCU_ENV = "KERNELEVOLVE_NCU"
 _INSTALLS = ("/usr/local/cuda/bin/ncu", "/opt/nvidia/nsight-compute/*/ncu", "/usr/local/cuda-*/bin/ncu")
 PROFILE_OPTIONS = ("--target-processes", "all", "--profile-from-start", "off", "--clock-control", "none",
-                   "--cache-control", "all", "--replay-mode", "kernel", "--force-overwrite")
+                   "--cache-control", "all", "--replay-mode", "kernel", "--nvtx", "--force-overwrite")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -72,12 +80,25 @@ def import_command(ncu: str, report: str, base_units: bool = True) -> list[str]:
 
 @dataclass
 class NcuRun:
-    csv: str  # the raw page
-    reply: dict  # the target's reply (tuner.measure.evaluate `profile`)
-    report: str  # path of the .ncu-rep
+    csv: str  # the raw page ("" where no candidate reached its profiled launches: no report)
+    replies: list[dict]  # the target's reply per request, in order (tuner.profile.launches)
+    report: str | None  # path of the .ncu-rep
     log: str  # ncu's own messages
     command: list[str]
     dropped: list[str]  # metrics this ncu does not know, left out after a first refusal
+    wall_s: float = 0.0  # the profiling step, start to report
+
+    @property
+    def reply(self) -> dict:
+        """The reply of a run of one request."""
+        return self.replies[0] if self.replies else {}
+
+    @property
+    def passes(self) -> int | None:
+        """The most replay passes ncu made of one kernel (its log: `... 100% - 21 passes`): what
+        the metric list costs per profiled launch."""
+        found = [int(n) for n in re.findall(r"-\s*(\d+)\s+pass(?:es)?\b", self.log)]
+        return max(found) if found else None
 
 
 def _run(cmd: list[str], timeout_s: float, env: dict, cwd: str) -> tuple[int, str]:
@@ -116,40 +137,58 @@ def why_failed(log: str) -> str:
     return " | ".join(tail)[:600] or "no message"
 
 
-def run(request: dict, workdir: str, timeout_s: float = 900, env: dict | None = None,
+def _replies(path: str, requests: list[dict], why: str) -> list[dict]:
+    """The target's replies, one per request; a request it did not answer (the process ended
+    first) gets a reply saying so."""
+    try:
+        got = json.loads(_read(path) or "[]")
+    except json.JSONDecodeError:
+        got = []
+    got = got if isinstance(got, list) else [got]
+    return got + [{"status": "no_reply", "error": f"the target ended before this request: {why}"}
+                  for _ in requests[len(got):]]
+
+
+def run(requests: list[dict] | dict, workdir: str, timeout_s: float = 900, env: dict | None = None,
         metrics: list[str] | None = None) -> NcuRun:
-    """Profile one candidate request (tuner.execution.worker.make_request("profile", ...)) into
-    `workdir`: profile.ncu-rep, profile.csv, ncu.log, request.json, reply.json."""
+    """Profile candidate requests (tuner.execution.worker.make_request("profile", ...), each with
+    its NVTX range: tuner.profile.batch.tagged) in one ncu run into `workdir`: profile.ncu-rep,
+    profile.csv, ncu.log, requests.json, replies.json. A run where no candidate reached its
+    profiled launches has no report (csv ""): each reply says why. NcuFailed where ncu itself
+    failed (counters restricted, killed at `timeout_s`, no report although a candidate ran)."""
     ncu = find_ncu()
+    requests = requests if isinstance(requests, list) else [requests]
     os.makedirs(workdir, exist_ok=True)
-    paths = {k: os.path.join(workdir, f) for k, f in (("request", "request.json"), ("reply", "reply.json"),
+    paths = {k: os.path.join(workdir, f) for k, f in (("request", "requests.json"), ("reply", "replies.json"),
                                                       ("log", "ncu.log"), ("base", "profile"))}
     with open(paths["request"], "w", encoding="utf-8") as fh:
-        json.dump(request, fh)
+        json.dump(requests, fh)
     # as tuner.execution.sweep sets them for every candidate; the repository importable from any cwd
     run_env = dict(os.environ, TRITON_DEFAULT_FP_FUSION="1", TRITON_INTERPRET="0", **(env or {}))
     run_env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, run_env.get("PYTHONPATH", "")) if p)
     wanted, dropped = list(metrics or ncu_metrics()), []
+    report = paths["base"] + ".ncu-rep"
+    t0 = time.monotonic()
     for attempt in range(2):
+        for stale in (report, paths["reply"]):  # a refused first attempt's files say nothing
+            if os.path.exists(stale):
+                os.remove(stale)
         cmd = profile_command(ncu, paths["base"], paths["log"], paths["request"], paths["reply"], wanted)
         code, out = _run(cmd, timeout_s, run_env, workdir)
         log = _read(paths["log"]) + out
-        report = paths["base"] + ".ncu-rep"
         if os.path.exists(report):
             break
         refused = refused_metrics(log, wanted) if attempt == 0 else []
         if not refused:
-            reply = json.loads(_read(paths["reply"]) or "{}")
-            if reply.get("status") not in (None, "ok"):  # the candidate itself failed: say why
-                raise NcuFailed(f"the candidate did not run under ncu: {reply.get('status')}: "
-                                f"{str(reply.get('error'))[:400]}")
+            answered = os.path.exists(paths["reply"])  # else ncu failed before the target ran
+            replies = _replies(paths["reply"], requests, why_failed(log))
+            if answered and not any(r.get("status") == "ok" for r in replies):  # none ran: each says why
+                return NcuRun("", replies, None, log, cmd, dropped, time.monotonic() - t0)
             raise NcuFailed(f"ncu wrote no report (exit code {code}): {why_failed(log)}")
         dropped += refused
         wanted = [m for m in wanted if m not in refused]
-    reply = json.loads(_read(paths["reply"]) or "{}")
-    if reply.get("status") != "ok":  # a report of a candidate that failed to verify counts nothing
-        raise NcuFailed(f"the candidate did not run under ncu: {reply.get('status', 'no reply')}: "
-                        f"{str(reply.get('error') or why_failed(log))[:400]}")
+    wall_s = time.monotonic() - t0
+    replies = _replies(paths["reply"], requests, why_failed(log))
     code, csv_text = _run(import_command(ncu, report), 300, run_env, workdir)
     if code != 0:  # an ncu without --print-units: its auto-scaled units parse too
         code, csv_text = _run(import_command(ncu, report, base_units=False), 300, run_env, workdir)
@@ -157,13 +196,21 @@ def run(request: dict, workdir: str, timeout_s: float = 900, env: dict | None = 
         raise NcuFailed(f"ncu could not export {report} as CSV: {why_failed(csv_text)}")
     with open(os.path.join(workdir, "profile.csv"), "w", encoding="utf-8") as fh:
         fh.write(csv_text)
-    return NcuRun(csv_text, reply, report, log, cmd, dropped)
+    return NcuRun(csv_text, replies, report, log, cmd, dropped, wall_s)
 
 
 def version(ncu: str | None = None) -> str:
     try:
-        out = subprocess.run([ncu or find_ncu(), "--version"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError, NcuUnavailable):
+        return _version(ncu or find_ncu())
+    except NcuUnavailable:
+        return "unknown"
+
+
+@functools.lru_cache(maxsize=8)  # asked once per profiled study: one `ncu --version` per process
+def _version(ncu: str) -> str:
+    try:
+        out = subprocess.run([ncu, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
     found = re.search(r"Version\s+(\S+)", out)
     return found.group(1) if found else (out.strip().splitlines() or ["unknown"])[-1][:100]

@@ -5,6 +5,11 @@ The raw page is one CSV row per profiled kernel launch: identity columns ("ID", 
 (empty for identity columns). Values may carry thousands separators ("1,234.5") or be "n/a".
 Lines that are not CSV (`==PROF==`, `==WARNING==` from a captured ncu stdout) are skipped.
 
+A report taken with `ncu --nvtx` has one more identity column, the NVTX push/pop range stack of
+each launch ("thread Domain:Push/Pop_Range:PL_Type:...:Msg", e.g. `1  "<default domain>:NAME:none:
+...:none"`): it is kept as the launch's `range`, which tells apart the candidates profiled in one
+process (tuner.profile.batch).
+
 Units are converted to the ones tuner.profile.metrics names (time in ms, bytes in bytes, % as
 %), whatever `--print-units` was, so a report exported with auto-scaled units (usecond,
 Mbyte) parses to the same numbers as one with base units.
@@ -17,8 +22,11 @@ from dataclasses import dataclass, field
 
 from kernelevolve.tuner.profile.metrics import COUNTERS, STALL_REASONS, TOP_STALLS, stall_metric
 
+# NVTX columns: push/pop ranges (what tuner/profile/launches.py pushes) and start/end ranges
+NVTX_COLUMNS = ("thread Domain:Push/Pop_Range:PL_Type:PL_Value:CLR_Type:Color:Msg_Type:Msg",
+                "Id:Domain:Start/Stop_Range:PL_Type:PL_Value:CLR_Type:Color:Msg_Type:Msg")
 IDENTITY = ("ID", "Process ID", "Process Name", "Host Name", "Kernel Name", "Context", "Stream",
-            "Block Size", "Grid Size", "Device", "CC")
+            "Block Size", "Grid Size", "Device", "CC") + NVTX_COLUMNS
 
 _TIME_MS = {"nsecond": 1e-6, "ns": 1e-6, "usecond": 1e-3, "us": 1e-3, "msecond": 1.0, "ms": 1.0,
             "second": 1e3, "s": 1e3}
@@ -32,11 +40,13 @@ class NcuParseError(Exception):
 
 @dataclass
 class KernelLaunch:
-    """One profiled launch: its kernel's name and its metric values in the units of metrics.py."""
+    """One profiled launch: its kernel's name, its metric values in the units of metrics.py, and
+    the NVTX ranges it ran in (the raw cell; "" where the report has no NVTX column)."""
 
     id: str
     name: str
     values: dict[str, float] = field(default_factory=dict)
+    range: str = ""
 
 
 def number(text: str) -> float | None:
@@ -63,6 +73,11 @@ def _csv_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("==")]
 
 
+def _is_nvtx(column: str) -> bool:
+    """An NVTX range column, by the names ncu gives them (NVTX_COLUMNS) or their shape."""
+    return column in NVTX_COLUMNS or "_Range:" in column
+
+
 def parse_raw_csv(text: str) -> list[KernelLaunch]:
     """Every launch of a raw-page CSV, in the report's order."""
     rows = list(csv.reader(io.StringIO("\n".join(_csv_lines(text)))))
@@ -73,6 +88,7 @@ def parse_raw_csv(text: str) -> list[KernelLaunch]:
     body = rows[head + 1:]
     units = [""] * len(header)
     id_col, name_col = header.index("ID") if "ID" in header else None, header.index("Kernel Name")
+    nvtx_cols = [i for i, c in enumerate(header) if _is_nvtx(c)]
     if body and id_col is not None and not body[0][id_col].strip():  # the units row
         units, body = body[0], body[1:]
     launches = []
@@ -81,13 +97,13 @@ def parse_raw_csv(text: str) -> list[KernelLaunch]:
             continue  # a truncated line (ncu killed mid-write) carries nothing trustworthy
         values = {}
         for col, metric in enumerate(header):
-            if metric in IDENTITY:
+            if metric in IDENTITY or col in nvtx_cols:
                 continue
             v = number(row[col])
             if v is not None:
                 values[metric] = to_base(v, units[col] if col < len(units) else "", metric)
         launches.append(KernelLaunch(row[id_col] if id_col is not None else str(len(launches)),
-                                     row[name_col], values))
+                                     row[name_col], values, " ".join(row[c] for c in nvtx_cols)))
     return launches
 
 
