@@ -243,3 +243,13 @@ def test_byte_comparison_in_words_finds_a_single_changed_byte():
         b[n - 1] ^= 1
         assert bool(guards.bytes_differ(a, b))
         assert bool(guards.bytes_differ(a[1:], b[1:]))  # a misaligned start: compared as bytes
+
+
+def test_guard_zones_of_slots_of_one_allocation_are_counted_per_buffer():
+    from kernelevolve.tuner.measure.timed_outputs import guard_zone_counts, guarded_outputs
+
+    slots = [buf for buf, _ in guarded_outputs(torch.empty(10), 5)]
+    slots[3][-1] = 1.0  # past slot 3's output, in its trailing zone
+    slots[1][:3] = 2.0  # before slot 1's output, in its leading zone
+    assert guard_zone_counts([slots[4], slots[3], slots[1]]) == [0, 1, 3]
+    assert guard_zone_counts([slots[3].clone(), slots[1]]) == [1, 3]  # not one allocation: one by one

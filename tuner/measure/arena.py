@@ -77,19 +77,28 @@ class Arena:
                 tuple(t.stride()))
 
 
+_ELEMENT_SIZE: dict = {}  # dtype -> bytes per element
+
+
 def view(held: dict, ref: tuple, dtype: torch.dtype) -> torch.Tensor:
     """The judge's side: the tensor an arena reference names, in the arena view it holds (a
-    generation it does not hold, or bounds outside the arena, raise: malformed evidence)."""
+    generation it does not hold, or bounds outside the arena, raise: malformed evidence).
+    Each arena's typed view is made once per dtype and kept in `held` beside it: a message names
+    20-40 buffers, and every torch operation per buffer costs the judge host time."""
     _, generation, offset, _, shape, stride = ref
     buf = held.get(int(generation))
     if buf is None:
         raise ValueError(f"an arena the judge does not hold (generation {generation})")
-    esize = torch.empty((), dtype=dtype).element_size()
+    esize = _ELEMENT_SIZE.get(dtype)
+    if esize is None:
+        esize = _ELEMENT_SIZE[dtype] = torch.empty((), dtype=dtype).element_size()
     offset, shape, stride = int(offset), tuple(int(s) for s in shape), tuple(int(s) for s in stride)
     if offset < 0 or offset % esize or any(s < 0 for s in stride) or any(n < 0 for n in shape):
         raise ValueError("a malformed arena reference")
     span = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if all(shape) else 0
     if offset + span * esize > buf.numel():
         raise ValueError("an arena reference past the arena's end")
-    typed = buf[:buf.numel() - buf.numel() % esize].view(dtype)
+    typed = held.get((int(generation), dtype))
+    if typed is None:
+        typed = held[(int(generation), dtype)] = buf[:buf.numel() - buf.numel() % esize].view(dtype)
     return typed.as_strided(shape, stride, offset // esize)
