@@ -57,8 +57,8 @@ def main() -> None:
     res["input_damage_2_ms"] = per_call_ms(
         lambda: [guards.input_damage(i, t.buf, t.pristine_buf, t.lo, t.hi) for i, t in g.guarded])
     j = Judge()
-    res["fingerprint_ref_ms"] = per_call_ms(lambda: j._fingerprint(ref))
-    res["fingerprint_input_ms"] = per_call_ms(lambda: j._fingerprint(a, sampled=True))
+    res["fingerprint_ref_ms"] = per_call_ms(lambda: j.prints.of(ref))
+    res["fingerprint_input_ms"] = per_call_ms(lambda: j.prints.of(a, sampled=True))
     res["guard_inputs_2x32MB_ms"] = per_call_ms(lambda: guards.guard_inputs((a, b)))
     res["guarded_output_32MB_ms"] = per_call_ms(lambda: guarded_output(out))
     res["reference_fp64_4096_ms"] = per_call_ms(lambda: (a.double() @ b.double()).float(), n=5)

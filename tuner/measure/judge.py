@@ -36,7 +36,6 @@ KERNELEVOLVE_JUDGE_IN names and are answered on KERNELEVOLVE_JUDGE_OUT.
 from __future__ import annotations
 
 import os
-import secrets
 import select
 import sys
 import time
@@ -45,12 +44,11 @@ import traceback
 import torch
 
 from kernelevolve.tuner.measure import evidence
+from kernelevolve.tuner.measure.fingerprints import Fingerprints
 from kernelevolve.tuner.measure.guards import NO_LAUNCH, as_bytes, input_damage, inputs_changed
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, as_rows, guard_zone_tensor
 from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 
-SAMPLED = 1 << 16  # positions of an input tensor fingerprinted
-REF_SAMPLED = 1 << 22  # ... of a reference (all of them up to this many)
 NEEDED = {"evaluate": {"verify": 3, "timed": 1}}  # evidence an `ok` claim needs
 NEEDED_AUDIT = ("evaluate", "retime")  # requests after which the evaluator audits its cache
 
@@ -104,85 +102,13 @@ SECTIONS = _Sections()
 
 class Judge:
     def __init__(self):
-        self.secret = secrets.randbits(62)  # the fingerprint weights' seed: never leaves this process
-        self.prints: dict = {}  # (study, set, generation, part) -> fingerprint
-        self._drawn: dict = {}  # the fingerprints' secret positions and weights, per size
+        self.prints = Fingerprints()  # of every cached set, taken when it was registered
         self.held: dict = {}  # (study, set, generation) -> (reference, inputs): CUDA IPC views kept
         self.items: list = []  # this candidate's checks: dicts of kind, row, ok, reason
         self.tampered = ""
         self.audited = False  # the evaluator audited its cached sets after this request
         self.vendor = False  # the parent's word: this request is a built-in's vendor config
         self.arenas: dict = {}  # generation -> the evaluator's arena (tuner/measure/arena.py), held
-
-    # -- fingerprints ----------------------------------------------------------------------------
-    def _fingerprint(self, t: torch.Tensor, sampled: bool = False) -> torch.Tensor:
-        """A projection of t's values on pseudo-random weights seeded by the judge's secret, at
-        secret positions: no one without the secret can change t and keep it. `sampled`: at
-        SAMPLED positions (input sets can be GBs, checked after every candidate: a stray write
-        changes a region, which a sample of 65536 positions finds unless it covers under ~1e-4 of
-        the tensor); otherwise (references) every element of a tensor up to REF_SAMPLED elements,
-        and REF_SAMPLED positions of a larger one (a change covering a millionth of it is
-        found with probability 98%, more with certainty in practice). The positions and weights are drawn once per size and kept: the audit after
-        every candidate then costs one gather and one dot product per tensor. A 0-d float64 tensor
-        on t's device: `_read` brings a request's fingerprints back in one transfer."""
-        flat = t.detach().reshape(-1)
-        n, m = flat.numel(), SAMPLED if sampled else REF_SAMPLED
-        if n > m:
-            flat = flat[self._positions(n, m, t.device)]
-        part = torch.nan_to_num(flat.to(torch.float64), nan=1.5, posinf=2.5, neginf=-2.5)
-        return torch.dot(part, self._weights(part.numel(), t.device))
-
-    def _positions(self, n: int, m: int, device) -> torch.Tensor:
-        key = ("positions", n, m, str(device))
-        if key not in self._drawn:
-            g = torch.Generator(device=device).manual_seed((self.secret ^ n ^ 0x5A5A) % (1 << 63))
-            self._drawn[key] = torch.randint(n, (m,), generator=g, device=device)
-        return self._drawn[key]
-
-    def _weights(self, n: int, device) -> torch.Tensor:
-        key = ("weights", n, str(device))
-        if key not in self._drawn:
-            g = torch.Generator(device=device).manual_seed((self.secret + n) % (1 << 63))
-            self._drawn[key] = torch.rand(n, dtype=torch.float64, device=device, generator=g)
-        return self._drawn[key]
-
-    def _prints(self, key: tuple, ref, inputs) -> dict:
-        """{(*key, part): fingerprint tensor} of a set's inputs and reference (`_read` them)."""
-        found = {f"in{i}": self._fingerprint(t, sampled=True) for i, t in enumerate(inputs or [])}
-        if ref is not None:
-            found["ref"] = self._fingerprint(ref)
-        return {(*key, part): fp for part, fp in found.items()}
-
-    def _set_print(self, key: tuple, ref, inputs) -> dict:
-        """{(*key, "set", has ref): one fingerprint of a whole set}: the sampled values of its
-        inputs and reference (the positions `_fingerprint` reads) in one concatenation, projected
-        once on weights of the judge's secret. Why: the audit after every candidate reads each
-        set it used, and a set's 3-5 tensors cost ~2 operations each this way instead of ~5 (each
-        ~10-20 us of the judge's host time on an H100). {} for a set of no tensor."""
-        parts = [(t, True) for t in inputs or []] + ([(ref, False)] if ref is not None else [])
-        if not parts:
-            return {}
-        device = parts[0][0].device
-        gathered = []
-        for t, sampled in parts:
-            flat = t.detach().reshape(-1)
-            n, m = flat.numel(), SAMPLED if sampled else REF_SAMPLED
-            if n > m:
-                flat = flat[self._positions(n, m, t.device)]
-            gathered.append(flat.to(device=device, dtype=torch.float64))
-        values = torch.nan_to_num(torch.cat(gathered), nan=1.5, posinf=2.5, neginf=-2.5)
-        return {(*key, "set", ref is not None): torch.dot(values, self._weights(values.numel(), device))}
-
-    @staticmethod
-    def _read(prints: dict) -> dict:
-        """The fingerprints' values, one transfer per device (a read back each cost ~0.1 ms)."""
-        by_device: dict = {}
-        for k, t in prints.items():
-            by_device.setdefault(t.device, []).append(k)
-        out = {}
-        for device, keys in by_device.items():
-            out.update(zip(keys, torch.stack([prints[k] for k in keys]).tolist()))
-        return out
 
     def register(self, msg: dict) -> dict:
         """A cached input set (and its reference) as the evaluator made it, before any candidate
@@ -191,8 +117,8 @@ class Judge:
         and audits name the set by its key instead of sending it again, and still read what is
         in the evaluator's memory now. Host copies are not kept (they would never change)."""
         key, ref, inputs = tuple(msg["ref_key"]), msg.get("ref"), msg.get("inputs")
-        for k, fp in self._read({**self._prints(key, ref, inputs), **self._set_print(key, ref, inputs)}).items():
-            self.prints.setdefault(k, fp)
+        self.prints.remember(Fingerprints.read({**self.prints.parts(key, ref, inputs),
+                                                **self.prints.of_set(key, ref, inputs)}))
         if all(self._holdable(t) for t in [*(inputs or []), *([ref] if ref is not None else [])]):
             held_ref, held_inputs = self.held.get(key, (None, None))
             self.held[key] = (ref if ref is not None else held_ref, inputs if inputs else held_inputs)
@@ -241,30 +167,21 @@ class Judge:
         named: dict = {}  # a set print's key -> (the set's key, ref, inputs)
         for key, ref, inputs in sets:
             ref, inputs = self._held(tuple(key), ref, inputs)
-            for k, fp in self._set_print(tuple(key), ref, inputs).items():
+            for k, fp in self.prints.of_set(tuple(key), ref, inputs).items():
                 prints[k], named[k] = fp, (tuple(key), ref, inputs)
         keys = list(prints)
 
         def finish(read: list) -> dict:
             values = read[0] if read else []
             for k, fp in zip(keys, values):
-                first = self.prints.setdefault(k, fp)
-                if fp != first:
-                    self.tampered = (f"the cached {self._changed_part(*named[k])} of input set {k[1]} "
+                if not self.prints.same(k, fp):
+                    self.tampered = (f"the cached {self.prints.changed_part(*named[k])} of input set {k[1]} "
                                      "changed after it was made (a write into memory the kernel does not own)")
                     return {"ok": False, "reason": self.tampered}
             return {"ok": True}
 
         parts = [torch.stack([prints[k].to(torch.float64).to(prints[keys[0]].device) for k in keys])] if keys else []
         return _Pending(parts, finish)
-
-    def _changed_part(self, key: tuple, ref, inputs) -> str:
-        """Which part of a set whose fingerprint changed (its parts' own fingerprints, from when
-        it was registered): 'reference', 'input #i', or 'data'."""
-        for k, fp in self._read(self._prints(key, ref, inputs)).items():
-            if k in self.prints and fp != self.prints[k]:
-                return "reference" if k[-1] == "ref" else f"input #{k[-1][2:]}"
-        return "data"
 
     # -- one piece of evidence ---------------------------------------------------------------------
     def judge(self, ev: dict) -> dict:
