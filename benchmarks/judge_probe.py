@@ -80,6 +80,9 @@ def main() -> None:
     res["input_changed_512MB_vs_cached_ms"] = per_call_ms(
         lambda: [guards.input_changed(t.buf, guards.as_bytes(t.pristine), t.lo, t.hi).item()
                  for _, t in gs.guarded], n=10)
+    # the judge's hash of a guarded copy against its source's (taken once): the copy read only
+    words = guards.words_of(gs.guarded[0][1].buf[gs.guarded[0][1].lo:gs.guarded[0][1].hi])
+    res["input_hash_512MB_ms"] = per_call_ms(lambda: j.prints.word_hash(words).item(), n=10)
     # the judge's whole handling of one candidate's evidence, in this process (no pipe, no IPC):
     # what its checks cost on their own, against what a sweep's records say they cost
     from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS

@@ -61,3 +61,24 @@ def test_more_blocks_than_one_finishing_step_reduces():
     assert fused[2] == pytest.approx(plain[2], rel=1e-4)
     assert fused[3] == pytest.approx(plain[3], rel=1e-4) and fused[3] > 1.0
     assert int(fused[4]) == int(plain[4]) == n - 2
+
+
+def test_the_word_hash_changes_with_any_word_and_its_keys():
+    from kernelevolve.tuner.measure.fingerprints import Fingerprints
+
+    fp = Fingerprints()
+    n = 3 * check_kernel.BLOCK + 11
+    words = torch.randint(-(1 << 62), 1 << 62, (n,), dtype=torch.int64).to(DEVICE)
+    h = fp.word_hash(words).item()
+    keys = fp.hash_keys(words.device)
+    assert h == int((words.cpu() * keys.cpu()[torch.arange(n) % check_kernel.HASH_KEYS]).sum())  # sum mod 2^64
+    for i in (0, check_kernel.BLOCK + 7, n - 1):
+        changed = words.clone()
+        changed[i] += 1
+        assert fp.word_hash(changed).item() != h
+    swapped = words.clone()
+    swapped[[3, 4]] = words[[4, 3]]  # the same words in other places
+    assert fp.word_hash(swapped).item() != h
+    assert Fingerprints().word_hash(words).item() != h  # another judge's secret keys
+    small = torch.arange(10, dtype=torch.uint8).to(DEVICE)  # bytes are words too
+    assert fp.word_hash(small).item() != fp.word_hash(small.flip(0)).item()

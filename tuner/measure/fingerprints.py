@@ -89,6 +89,23 @@ class Fingerprints:
             out.update(zip(keys, torch.stack([prints[k] for k in keys]).tolist()))
         return out
 
+    def hash_keys(self, device) -> torch.Tensor:
+        """The word hash's secret odd multipliers (check_kernel.word_hash), drawn once per device."""
+        from kernelevolve.tuner.measure.check_kernel import HASH_KEYS
+
+        key = ("hash_keys", str(device))
+        if key not in self._drawn:
+            g = torch.Generator(device=device).manual_seed((self.secret ^ 0x3C3C3C) % (1 << 63))
+            keys = torch.randint(-(1 << 62), 1 << 62, (HASH_KEYS,), generator=g, device=device, dtype=torch.int64)
+            self._drawn[key] = keys | 1
+        return self._drawn[key]
+
+    def word_hash(self, words: torch.Tensor) -> torch.Tensor:
+        """A keyed hash of every word of a flat integer tensor (0-d int64 on its device)."""
+        from kernelevolve.tuner.measure.check_kernel import word_hash
+
+        return word_hash(words, self.hash_keys(words.device))
+
     # -- comparing them ------------------------------------------------------------------------
     def remember(self, values: dict) -> None:
         """Fingerprints read at registration: the first taken of each is the one compared with."""

@@ -131,7 +131,7 @@ def as_bytes(t: torch.Tensor) -> torch.Tensor:
     return flat.view(torch.uint8) if flat.dtype != torch.uint8 else flat
 
 
-def _words(t: torch.Tensor) -> torch.Tensor:
+def words_of(t: torch.Tensor) -> torch.Tensor:
     """Flat bytes viewed as the widest integer words their length and address allow: a
     comparison of 8-byte words reads the same bytes as one of single bytes but writes an eighth
     of the flags (an equality of two 512 MB buffers: ~3x less memory traffic)."""
@@ -144,7 +144,7 @@ def _words(t: torch.Tensor) -> torch.Tensor:
 def bytes_differ(now: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
     """Whether two flat uint8 buffers of one length differ anywhere (a bool on the device: the
     caller reads it back with whatever else it needs)."""
-    a, b = _words(now), _words(before)
+    a, b = words_of(now), words_of(before)
     if a.dtype != b.dtype:
         a, b = now, before
     return torch.ne(a, b).any()
@@ -157,11 +157,12 @@ def input_changed(now: torch.Tensor, before: torch.Tensor, lo: int, hi: int) -> 
     return inputs_changed([(now, before, lo, hi)])[0] > 0
 
 
-def inputs_changed(entries: list) -> torch.Tensor:
+def inputs_changed(entries: list, middles: list | None = None) -> torch.Tensor:
     """`input_changed` of each (now, before, lo, hi), as float64 flags on the device, in a few
     operations whatever their number: the canary bands of the inputs compared with their source
     tensor are checked together (each torch operation costs the judge ~10-20 us of host time, and
-    a candidate's checks name 10-20 inputs)."""
+    a candidate's checks name 10-20 inputs). `middles[k]`, where given (not None): whether entry
+    k's bytes in [lo, hi) differ from its source, already decided (the judge's word hash)."""
     if not entries:
         return torch.zeros(0, dtype=torch.float64)
     flags, bands, banded = [], [], []
@@ -170,7 +171,8 @@ def inputs_changed(entries: list) -> torch.Tensor:
         if before.numel() == now.numel():
             flags.append(bytes_differ(now, before))
         else:
-            flags.append(bytes_differ(now[lo:hi], before))
+            middle = middles[k] if middles else None
+            flags.append(middle if middle is not None else bytes_differ(now[lo:hi], before))
             bands += [now[:lo], now[hi:]]
             banded.append(k)
     changed = torch.stack(flags)

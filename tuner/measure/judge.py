@@ -45,7 +45,7 @@ import torch
 
 from kernelevolve.tuner.measure import evidence
 from kernelevolve.tuner.measure.fingerprints import Fingerprints
-from kernelevolve.tuner.measure.guards import NO_LAUNCH, as_bytes, input_damage, inputs_changed
+from kernelevolve.tuner.measure.guards import NO_LAUNCH, as_bytes, input_damage, inputs_changed, words_of
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, as_rows, guard_zone_tensor
 from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 
@@ -103,6 +103,7 @@ SECTIONS = _Sections()
 class Judge:
     def __init__(self):
         self.prints = Fingerprints()  # of every cached set, taken when it was registered
+        self.source_hash: dict = {}  # (set key, input #) -> (word dtype, its word hash on the device)
         self.held: dict = {}  # (study, set, generation) -> (reference, inputs): CUDA IPC views kept
         self.items: list = []  # this candidate's checks: dicts of kind, row, ok, reason
         self.tampered = ""
@@ -140,7 +141,9 @@ class Judge:
 
     def forget(self, msg: dict) -> dict:
         """The evaluator dropped a cached set: its views are let go (so its memory can be freed)."""
-        self.held.pop(tuple(msg["ref_key"]), None)
+        key = tuple(msg["ref_key"])
+        self.held.pop(key, None)
+        self.source_hash = {k: v for k, v in self.source_hash.items() if k[0] != key}
         return {"ok": True}
 
     def _held(self, key: tuple, ref, inputs) -> tuple:
@@ -273,9 +276,11 @@ class Judge:
         bufs = [buf for buf, _, _ in outs]
         compared = [i for pos in by_set.values() for i in pos[1:]]  # compared with their set's first
         differ = [_differs([bufs[i] for i in pos], [views[i] for i in pos]) for pos in by_set.values() if len(pos) > 1]
-        inputs = [self._before(entry) for entry in ev.get("inputs", [])]
+        entries = ev.get("inputs", [])
+        inputs = [self._before(entry) for entry in entries]
+        middles = [self._middle_changed(entry, before) for entry, before in zip(entries, inputs)]
         parts = [guard_zone_tensor(bufs), torch.cat(differ) if differ else torch.zeros(0),
-                 inputs_changed(inputs)] + [firsts[which] for which in stat_sets]
+                 inputs_changed(inputs, middles)] + [firsts[which] for which in stat_sets]
 
         def finish(read: list) -> dict:
             touched, differs, inputs_flags, *stats = read
@@ -336,6 +341,26 @@ class Judge:
         if source.numel() != int(hi) - int(lo) or not 0 <= int(lo) <= int(hi) <= now.numel():
             raise ValueError(f"input #{i}'s guarded copy does not match its cached tensor's size")
         return now, source, lo, hi
+
+    def _middle_changed(self, entry: list, before: tuple):
+        """Whether an input's guarded copy differs from the cached tensor it was copied from, by
+        the word hash (tuner/measure/check_kernel.py): the copy is read, and the source's hash was
+        taken once, at its first check; None where the hash does not apply (a pristine copy was
+        sent, no GPU, words of another size): then the bytes are compared."""
+        now, source, lo, hi = before
+        if entry[1] is not None or not (now.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+            return None
+        words = words_of(now[int(lo):int(hi)])
+        key = (tuple(entry[4]), int(entry[5]))
+        taken = self.source_hash.get(key)
+        if taken is None:
+            src_words = words_of(source)
+            if src_words.dtype != words.dtype:
+                return None
+            taken = self.source_hash[key] = (words.dtype, self.prints.word_hash(src_words))
+        if taken[0] != words.dtype:
+            return None
+        return self.prints.word_hash(words) != taken[1]
 
     def _verified(self) -> int:
         return sum(1 for it in self.items if it["kind"] == "verify" and it["ok"])
