@@ -49,7 +49,9 @@ def test_attacks_end_incorrect_on_the_gpu(worker, attack):
     assert rec["status"] == "incorrect", rec
     if attack == "rewrite_inputs":
         assert "rewrote its input" in rec["error"], rec
-    assert worker.request(request("first_calls", False), timeout_s=300)["status"] == "ok"
+    # the same study's honest config after it: the cached sets and the standing input copies the
+    # attack was given (restored by the judge where it changed them) judge it as they should
+    assert worker.request(request(attack, False), timeout_s=300)["status"] == "ok"
 
 
 def test_the_retiming_checks_each_clock(worker):

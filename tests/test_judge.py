@@ -255,3 +255,33 @@ def test_guard_zones_of_slots_of_one_allocation_are_counted_per_buffer():
     slots[1][:3] = 2.0  # before slot 1's output, in its leading zone
     assert guard_zone_counts([slots[4], slots[3], slots[1]]) == [0, 1, 3]
     assert guard_zone_counts([slots[3].clone(), slots[1]]) == [1, 3]  # not one allocation: one by one
+
+
+def test_a_standing_copy_a_candidate_changed_is_restored_by_the_judge():
+    """Standing copies are kept across candidates and named by their set's key: a candidate that
+    rewrites one fails, and the judge restores it before answering, so the next one is judged on
+    the copy as it was (whatever the evaluation process does)."""
+    x = torch.randn(4096)
+    key = ("s", 0, 1)
+    j = Judge()
+    j.held[key] = ((2 * x).double(), [x])
+    g = guards.guard_inputs((x,), keep_pristine=False)
+    j.standing[key] = [g.guarded[0][1].buf]  # what the `standing` message hands over (CUDA only)
+
+    def evidence():
+        buf, out = guarded_output(x)
+        out.copy_(2 * x)
+        return {"kind": "verify", "what": "", "row": None, "guard": GUARD_ELEMENTS, "outs": [[buf, None]],
+                "shape": [4096], "calls": None, "sets": [{"ref": None, "ref_key": list(key)}],
+                "reduction": None, "launches": 1, "seal": "",
+                "inputs": [[None, None, gt.lo, gt.hi, list(key), i] for i, gt in g.guarded]}
+
+    assert j.judge(evidence())["ok"]
+    g.inputs[0][17] = 0.5 + float(x[17])  # the candidate rewrites its input
+    g.guarded[0][1].buf[-1] = 0  # and a canary byte after it
+    assert "rewrote its input #0" in _reason(j, evidence())
+    assert torch.equal(g.inputs[0], x) and int((g.guarded[0][1].buf[g.guarded[0][1].hi:] != guards.CANARY_BYTE).sum()) == 0
+    assert j.judge(evidence())["ok"]  # the next candidate: the copy as it was
+    ev = evidence()
+    ev["inputs"][0][4] = ["s", 9, 1]  # a standing copy the judge was never given
+    assert "could not read the evidence" in _reason(j, ev)

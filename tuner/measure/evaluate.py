@@ -154,7 +154,7 @@ class Evaluator:
 
         self._seal = guards.HarnessSeal(owners={
             Evaluator: ("_launch_guarded", "_run_checked", "_check_timed", "_timed_outputs", "_set", "evaluate", "retime", "handle"),
-            Handover: ("note", "submit", "submit_all", "audit", "held", "forget", "guarded"),
+            Handover: ("note", "submit", "submit_all", "audit", "held", "forget", "guarded", "inputs_for", "_stand"),
             JudgeLink: ("submit", "_send")})
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
         self._judge = JudgeLink(fds, self.device.type == "cuda") if fds else None
@@ -240,9 +240,9 @@ class Evaluator:
         from kernelevolve.kernels.spec import reduction_length
 
         pooled, ref = self._set(spec, problem, study, index)
-        alloc, keep = self.handover.alloc, self.handover.keep_pristine(study, index)
-        guarded = self.handover.guarded(lambda: self._guards.guard_inputs(pooled, alloc=alloc, keep_pristine=keep))
+        guarded = self.handover.inputs_for(study, index, pooled)
         shape_of = spec.make_output(problem, guarded.inputs)
+        alloc = self.handover.alloc
         buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
         with self._guards.count_launches(self.interpreter) as launches:
             handle = spec.launch(guarded.inputs, out, cfg)
@@ -264,9 +264,7 @@ class Evaluator:
         sets = []
         for index in indices:
             pooled, ref = self._set(spec, problem, study, index)
-            alloc, keep = self.handover.alloc, self.handover.keep_pristine(study, index)
-            sets.append((self.handover.guarded(
-                lambda: self._guards.guard_inputs(pooled, alloc=alloc, keep_pristine=keep)), ref, index))
+            sets.append((self.handover.inputs_for(study, index, pooled), ref, index))
         return sets, spec.make_output(problem, sets[0][0].inputs)
 
     def _timed_outputs(self, spec, cfg, sets, shape_of, bench: dict) -> TimedOutputs:

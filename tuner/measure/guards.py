@@ -114,6 +114,7 @@ class GuardedInputs:
     inputs: tuple  # what the kernel is launched with
     pristine: tuple  # the same structure over pristine copies: what the reference is computed from
     guarded: list  # (input index, GuardedTensor)
+    standing: bool = False  # kept across candidates, its buffers held by the judge (tuner/measure/handover.py)
 
     def damage(self) -> str:
         """Why the inputs or their canaries are not as they were before the launch ('' if they are)."""

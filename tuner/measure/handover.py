@@ -16,6 +16,11 @@ between them, over the wire of tuner/measure/evidence.py:
   audit     after each evaluate or retime request, every cached set it used, against its
             fingerprints (a candidate that wrote into the cache is caught before the next one is
             judged with it)
+  standing  the guarded copies of a cached set the judge holds, made once and kept across
+            candidates: the judge checks them after every launch against the set (its word hash)
+            and, where a candidate changed them, restores them itself before answering, so the
+            next candidate gets them as they were whatever this process does (the copies of an
+            embedding bag's 512 MB table, five per candidate, were a fifth of its verification)
   forget    the sets the cache dropped, so the judge lets go of their memory
   cost      what all of that cost the request (the record's verify_* fields)
 """
@@ -39,6 +44,9 @@ class Handover:
         self.arena = None  # tuner/measure/arena.Arena, over CUDA IPC only (made at the first begin)
         self.audited_with_check = False
         self.arena_failed = False  # the judge refused the arena once: never asked again
+        self.standing: dict = {}  # the judge's key of a cached set -> its standing GuardedInputs
+        self.standing_bytes = 0
+        self.standing_failed = False  # the judge refused a standing copy once: never asked again
 
     def begin(self, judging: bool) -> None:
         self.judging = judging and self.link is not None
@@ -121,6 +129,9 @@ class Handover:
         for study, index, generation in sets:
             key = ("|".join(study), index, generation)
             self.registered -= {(key, True), (key, False)}
+            gone = self.standing.pop(key, None)
+            if gone is not None:
+                self.standing_bytes -= sum(g.buf.numel() for _, g in gone.guarded)
             self.link.submit({"op": "forget", "ref_key": list(key)})
 
     def held(self, key: list) -> bool:
@@ -128,10 +139,35 @@ class Handover:
         a check or an audit then names it by key instead of sending it again."""
         return bool(self.link.ipc) and (tuple(key), True) in self.registered
 
-    def keep_pristine(self, study, index) -> bool:
-        """Whether a launch on cached set `index` needs pristine copies of its inputs: not where
-        the judge holds the set itself (it compares the guarded copies with it)."""
-        return not self.held(self.key(study, index))
+    def inputs_for(self, study, index, pooled):
+        """The guarded copies (guards.GuardedInputs) a launch on cached set `index` is given: the
+        set's standing copies where the judge holds the set and keeps them, else copies made for
+        this request (in the arena; with pristine copies unless the judge holds the set)."""
+        key = self.key(study, index)
+        held = self.held(key)
+        if held and not self.standing_failed:
+            standing = self.standing.get(tuple(key)) or self._stand(key, pooled)
+            if standing is not None:
+                return standing
+        alloc = self.alloc
+        return self.guarded(lambda: self.guards.guard_inputs(pooled, alloc=alloc, keep_pristine=not held))
+
+    def _stand(self, key: list, pooled):
+        """Standing copies of a held set, registered with the judge (None where they do not fit
+        the input cache's budget beside the others, a tensor is not dense, or the judge refuses)."""
+        tensors = self.guards.tensors_of(pooled)
+        nbytes = sum(t.numel() * t.element_size() + 2 * self.guards.CANARY_BYTES for t in tensors)
+        if not all(self.guards.dense(t) for t in tensors) or self.standing_bytes + nbytes > self.inputs.budget:
+            return None
+        made = self.guarded(lambda: self.guards.guard_inputs(pooled, keep_pristine=False))
+        reply = self.link.submit({"op": "standing", "ref_key": key, "bufs": [g.buf for _, g in made.guarded]})
+        if not reply.get("ok"):
+            self.standing_failed = True
+            return None
+        made.standing = True
+        self.standing[tuple(key)] = made
+        self.standing_bytes += sum(g.buf.numel() for _, g in made.guarded)
+        return made
 
     def _message(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
                  launches=None, row=None, calls=None) -> dict:
@@ -145,7 +181,8 @@ class Handover:
             "sets": [{"ref": None if self.held(key) else ref, "ref_key": key} for ref, key in sets],
             # per guarded input: its bytes, their pristine copy (None: compare with the cached
             # set's tensor the judge holds, named by the set's key and the input's place)
-            "inputs": [[g.buf, g.pristine_buf, g.lo, g.hi, key, i]
+            # (a standing copy's bytes: None, the judge holds them under the set's key)
+            "inputs": [[None if inputs.standing else g.buf, g.pristine_buf, g.lo, g.hi, key, i]
                        for (_, key), inputs in zip(sets, guarded) for i, g in inputs.guarded],
             "seal": self.seal.broken()}
 

@@ -104,6 +104,7 @@ class Judge:
     def __init__(self):
         self.prints = Fingerprints()  # of every cached set, taken when it was registered
         self.source_hash: dict = {}  # (set key, input #) -> (word dtype, its word hash on the device)
+        self.standing: dict = {}  # set key -> the evaluator's standing guarded copies of its inputs (bytes)
         self.held: dict = {}  # (study, set, generation) -> (reference, inputs): CUDA IPC views kept
         self.items: list = []  # this candidate's checks: dicts of kind, row, ok, reason
         self.tampered = ""
@@ -139,10 +140,23 @@ class Judge:
         self.arenas = {int(msg["generation"]): t}
         return {"ok": True}
 
+    def stand(self, msg: dict) -> dict:
+        """Standing guarded copies of a held set's inputs (handover.Handover._stand): kept, and
+        named by the set's key in later evidence; restored by the judge after any launch that
+        changed them. Only over CUDA IPC, for a set the judge holds."""
+        key, bufs = tuple(msg["ref_key"]), msg.get("bufs") or []
+        held = self.held.get(key, (None, None))[1]
+        if not held or len(bufs) != len(held) or not all(
+                self._holdable(b) and b.dtype == torch.uint8 and b.dim() == 1 for b in bufs):
+            raise ValueError("standing copies need a held set and one CUDA byte buffer per input")
+        self.standing[key] = bufs
+        return {"ok": True}
+
     def forget(self, msg: dict) -> dict:
         """The evaluator dropped a cached set: its views are let go (so its memory can be freed)."""
         key = tuple(msg["ref_key"])
         self.held.pop(key, None)
+        self.standing.pop(key, None)
         self.source_hash = {k: v for k, v in self.source_hash.items() if k[0] != key}
         return {"ok": True}
 
@@ -284,11 +298,21 @@ class Judge:
 
         def finish(read: list) -> dict:
             touched, differs, inputs_flags, *stats = read
+            for entry, before, changed in zip(entries, inputs, inputs_flags):
+                if changed and entry[0] is None:
+                    # told first (the damage is read from it), restored before the judge answers
+                    restore.append((entry, before))
             for which, values in zip(stat_sets, stats):
                 firsts[which] = check_verdict(views[by_set[which][0]][0], refs[which], tol, values)
             same = {i for i, d in zip(compared, differs) if not d and firsts[views[i][2]].ok}
-            return self._verdict(ev, what, views, refs, tol, firsts, by_set, same,
-                                 [int(c) for c in touched], [bool(c) for c in inputs_flags], inputs)
+            try:
+                return self._verdict(ev, what, views, refs, tol, firsts, by_set, same,
+                                     [int(c) for c in touched], [bool(c) for c in inputs_flags], inputs)
+            finally:
+                for entry, before in restore:
+                    _restore(*before)
+
+        restore: list = []
 
         return _Pending(parts, finish)
 
@@ -331,6 +355,11 @@ class Judge:
         now, pristine, lo, hi = entry[:4]
         if pristine is not None:
             return now, pristine, lo, hi
+        if now is None:  # a standing copy, held here
+            bufs = self.standing.get(tuple(entry[4])) if len(entry) >= 6 else None
+            if not bufs or not 0 <= int(entry[5]) < len(bufs):
+                raise ValueError("an input names a standing copy the judge does not hold")
+            now = bufs[int(entry[5])]
         if len(entry) < 6:
             raise ValueError("an input without its pristine copy or its cached set")
         held = self._held(tuple(entry[4]), None, None)[1] or []
@@ -443,7 +472,7 @@ def serve() -> None:
                 t_checked = time.perf_counter()
             except Exception as exc:
                 why = f"{type(exc).__name__}: {_short(str(exc), 300)}"
-                if isinstance(data, dict) and data.get("op") in ("probe", "arena"):
+                if isinstance(data, dict) and data.get("op") in ("probe", "arena", "standing"):
                     # no CUDA IPC (host copies), or no arena (a handle per buffer): not evidence
                     reply = {"ok": False, "reason": f"{data.get('op')} failed: {why}"}
                 else:
@@ -481,6 +510,20 @@ def serve() -> None:
                                      "error": "judge failed: " + traceback.format_exc()[-1500:]})
             else:
                 send(proto_out, {"error": f"unknown judge op {op!r}"})
+
+
+def _restore(now: torch.Tensor, source: torch.Tensor, lo, hi) -> None:
+    """A standing copy a candidate changed, as it was: its source's bytes between canary bands.
+    Why here: the next candidate is given the same copy, and the judge, not the process the
+    candidate ran in, is what decides that it is intact."""
+    from kernelevolve.tuner.measure.guards import CANARY_BYTE
+
+    lo, hi = int(lo), int(hi)
+    now[lo:hi].copy_(source)
+    now[:lo].fill_(CANARY_BYTE)
+    now[hi:].fill_(CANARY_BYTE)
+    if now.is_cuda:
+        torch.cuda.synchronize(now.device)
 
 
 class _Pending:
@@ -544,9 +587,9 @@ def _from_evaluator(judge: Judge, msg: dict) -> dict:
     if op == "batch" and not isinstance(msg.get("items"), list):
         raise ValueError("a batch without its items")
     handler = {"register": judge.register, "audit": judge.audit, "forget": judge.forget,
-               "arena": judge.arena, "batch": judge.batch}.get(op, judge.judge)
+               "arena": judge.arena, "batch": judge.batch, "standing": judge.stand}.get(op, judge.judge)
     reply = handler(msg)
-    SECTIONS.mark(op if op in ("register", "audit", "forget", "arena", "batch") else "check_rest")
+    SECTIONS.mark(op if op in ("register", "audit", "forget", "arena", "batch", "standing") else "check_rest")
     return reply
 
 
