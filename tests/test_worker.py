@@ -75,3 +75,21 @@ def test_waiting_for_the_device_is_not_charged_to_the_candidates_timeout(worker)
         holder.join()
     assert rec["status"] == "ok", rec
     assert rec["lock_wait_s"] > 8  # waited past the timeout, and was not killed for it
+
+
+def test_a_compiling_process_yields_the_cpu_when_asked():
+    """KERNELEVOLVE_NICE (what the sweep sets for a trial's compiling process, sweep.COMPILE_NICE):
+    the evaluation process lowers its own priority, so the GPU lane's evaluator and judge get the
+    cores first; a lane's process is left as it is."""
+    def niceness(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[16])  # field 19: nice
+
+    base = os.nice(0)
+    for asked, expected in (("5", base + 5), ("", base)):
+        w = CandidateWorker(env={"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": "", "KERNELEVOLVE_NICE": asked})
+        try:
+            assert w.request(dict(REQ), 120)["status"] == "ok"
+            assert niceness(w.proc.pid) == min(19, expected)
+        finally:
+            w.close()

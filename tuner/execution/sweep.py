@@ -54,6 +54,11 @@ from kernelevolve.tuner.search.sweep_search import STUDY_PARAM, SweepSearch
 
 
 COMPILE_INPUT_BYTES = 1 << 30  # inputs a trial's compiling process keeps, across studies
+# The niceness of a trial's compiling process (and the compilers it starts): a GPU node runs 16 of
+# them beside each GPU lane's evaluator and judge, and a candidate's verification is host work of
+# the lane's (the judge's checks took ~10 ms a candidate on a busy H100 host against ~6 ms alone).
+# Compiles run ahead of the lane, so they are the ones that can wait for a core.
+COMPILE_NICE = 10
 
 
 class NothingToResume(Exception):
@@ -202,6 +207,8 @@ class Sweep:
             # a trial's own process only compiles: one input set of a study or two is all it needs
             # (16 of them per GPU each keeping a quarter of the GPU's memory ran it out of memory)
             env["KERNELEVOLVE_INPUT_BYTES"] = str(COMPILE_INPUT_BYTES)
+            # ... and yields the CPU to the GPU lane's evaluator and judge (COMPILE_NICE)
+            env["KERNELEVOLVE_NICE"] = str(COMPILE_NICE)
         ctx = {"kernel_ref": study.ref, "problem": study.problem.model_dump(),
                "hardware": target.profile.name, "seed": s.seed, "timeout_s": s.timeout_s,
                "retries": s.retries, "bench": study.experiment.timing.bench_settings(), "env": env,

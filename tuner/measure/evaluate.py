@@ -508,6 +508,9 @@ def serve() -> None:
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever kernels print goes to stderr, never into the channel
     proto_in = sys.stdin.buffer
+    niceness = int(os.environ.get("KERNELEVOLVE_NICE") or 0)
+    if niceness > 0:  # a compiling process yields to the GPU lane (tuner/execution/sweep.py COMPILE_NICE)
+        os.nice(niceness)
     evaluator = Evaluator()
     evaluator.progress = lambda what: send(proto_out, {"progress": what})
     send(proto_out, {"ready": True, "pid": os.getpid()})
