@@ -212,8 +212,9 @@ def test_inputs_of_a_held_set_are_compared_with_the_set_itself():
     ev, g = _held_set_evidence(j, x)
     assert g.guarded[0][1].pristine_buf is None and g.guarded[0][1].pristine is x  # no pristine copy made
     assert j.judge(ev)["ok"]
-    # the copy was compared by its word hash with the source's, taken once (Triton's interpreter here)
-    assert list(j.source_hash) == [(("s", 0, 1), 0)] and j.source_hash[(("s", 0, 1), 0)][0] == torch.int32
+    if os.environ.get("TRITON_INTERPRET") == "1":  # CPU tensors are hashed under the interpreter only
+        # the copy was compared by its word hash with the source's, taken once
+        assert list(j.source_hash) == [(("s", 0, 1), 0)] and j.source_hash[(("s", 0, 1), 0)][0] == torch.int32
     g.inputs[0][500] = x[500] + 1  # the kernel rewrote its input
     assert "rewrote its input #0" in _reason(j, ev)
     g.inputs[0][500] = x[500]
