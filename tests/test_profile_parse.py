@@ -227,3 +227,13 @@ def test_one_profiled_call_reads_as_three_do(name):
         for field in ("ncu_duration_ms", "ncu_sm_pct", "ncu_memory_pct", "ncu_dram_pct", "ncu_occupancy_pct",
                       "ncu_l2_hit_pct"):
             assert one[field] == pytest.approx(three[field], rel=0.05), field
+
+
+def test_a_gemm_whose_tensor_pipe_is_busiest_is_compute_bound():
+    """cuBLAS's 8192^3 bf16 GEMM on the H100 (profile suite, 2026-11-27): memory 94.5% (on-chip),
+    SM 93.3%, tensor pipe 96.8%: the tensor pipe, not the memory, is what it waits on."""
+    from kernelevolve.tuner.profile import bottleneck
+
+    name, _ = bottleneck.label({"ncu_kernel_share": 0.92, "ncu_memory_pct": 94.5, "ncu_sm_pct": 93.3,
+                                "ncu_tensor_pct": 96.8, "ncu_dram_pct": 29.7})
+    assert name == "compute-bound"

@@ -6,7 +6,9 @@ The rules, first match wins (docs/review.md, "Why is my kernel slow?"):
                     of each call is host-side launch cost or gaps between its kernels, which no
                     change inside a kernel recovers.
   2. memory-bound   the busiest memory unit (DRAM, L2 or L1: gpu__compute_memory_throughput) is at
-                    or above SOL_BOUND_PCT of its peak, and at least as busy as the SM.
+                    or above SOL_BOUND_PCT of its peak, and at least as busy as the SM's busiest
+                    unit and the tensor pipe (a GEMM whose tensor pipe runs at 97% is compute-bound
+                    even with its shared memory at 94%).
   3. compute-bound  the SM's busiest unit or the tensor pipe is at or above SOL_BOUND_PCT of peak.
   4. latency-bound  neither reaches SOL_BOUND_PCT: the units wait on latency (memory latency,
                     dependencies, barriers) that too few warps in flight cannot hide; the reason
@@ -45,7 +47,7 @@ def label(counters: dict) -> tuple[str, str]:
         missing = [n for n, v in (("ncu_memory_pct", mem), ("ncu_sm_pct", sm)) if v is None]
         return UNKNOWN, f"counters missing: {', '.join(missing)}"
     compute = max(sm, tensor or 0.0)
-    if mem >= SOL_BOUND_PCT and mem >= sm:
+    if mem >= SOL_BOUND_PCT and mem >= compute:
         return "memory-bound", (f"memory at {_pct(mem)} of peak (DRAM {_pct(dram)}, L2 hit "
                                 f"{_pct(counters.get('ncu_l2_hit_pct'))}), SM {_pct(sm)}")
     if compute >= SOL_BOUND_PCT:
