@@ -157,8 +157,9 @@ class Handover:
         the input cache's budget beside the others, a tensor is not dense, or the judge refuses)."""
         tensors = self.guards.tensors_of(pooled)
         nbytes = sum(t.numel() * t.element_size() + 2 * self.guards.CANARY_BYTES for t in tensors)
-        # at most half the input cache's budget again: a study's own buffers need the rest
-        if not all(self.guards.dense(t) for t in tensors) or self.standing_bytes + nbytes > self.inputs.budget // 2:
+        # at most a quarter of the input cache's budget again (~5 GB on an 80 GB GPU): a study's
+        # own buffers, and a profiler's process beside this one, need the rest
+        if not all(self.guards.dense(t) for t in tensors) or self.standing_bytes + nbytes > self.inputs.budget // 4:
             return None
         made = self.guarded(lambda: self.guards.guard_inputs(pooled, keep_pristine=False))
         reply = self.link.submit({"op": "standing", "ref_key": key, "bufs": [g.buf for _, g in made.guarded]})
