@@ -4,7 +4,8 @@ import torch
 
 from kernelevolve.tuner.measure import evidence
 from kernelevolve.tuner.measure.arena import ALIGN, Arena, view
-from kernelevolve.tuner.measure.judge import Judge, _differs
+from kernelevolve.tuner.measure.judge import Judge
+from kernelevolve.tuner.measure.timed_outputs import differs
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guarded_outputs
 
 
@@ -51,11 +52,11 @@ def test_timed_outputs_in_one_slab_are_compared_as_rows_of_one_view():
     bufs = [buf for buf, _ in slots]
     views = [(buf[GUARD_ELEMENTS:GUARD_ELEMENTS + 1000], None) for buf in bufs]
     order = [2, 0, 5, 3, 1]  # any slots, in any order (a reservoir's sample)
-    got = _differs([bufs[i] for i in order], [views[i] for i in order])
+    got = differs([bufs[i] for i in order], [views[i] for i in order])
     assert got.tolist() == [False, False, True, False]
     separate = [torch.full((1000 + 2 * GUARD_ELEMENTS,), 1.0) for _ in range(3)]
     separate[2][GUARD_ELEMENTS + 7] = float("nan")  # NaN never equals: checked in full
-    assert _differs(separate, [(b[GUARD_ELEMENTS:GUARD_ELEMENTS + 1000], None) for b in separate]).tolist() == [False, True]
+    assert differs(separate, [(b[GUARD_ELEMENTS:GUARD_ELEMENTS + 1000], None) for b in separate]).tolist() == [False, True]
 
 
 @pytest.mark.gpu

@@ -203,6 +203,18 @@ def input_damage(i: int, now: torch.Tensor, before: torch.Tensor, lo: int, hi: i
     return ""
 
 
+def restore(now: torch.Tensor, source: torch.Tensor, lo, hi) -> None:
+    """A standing copy a candidate changed, as it was: its source's bytes between canary bands.
+    The judge calls it (tuner/measure/judge.py): the next candidate is given the same copy, and
+    the judge, not the process the candidate ran in, is what decides that it is intact."""
+    lo, hi = int(lo), int(hi)
+    now[lo:hi].copy_(source)
+    now[:lo].fill_(CANARY_BYTE)
+    now[hi:].fill_(CANARY_BYTE)
+    if now.is_cuda:
+        torch.cuda.synchronize(now.device)
+
+
 def _map(obj, fn):
     if isinstance(obj, torch.Tensor):
         return fn(obj)

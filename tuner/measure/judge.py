@@ -45,8 +45,9 @@ import torch
 
 from kernelevolve.tuner.measure import evidence
 from kernelevolve.tuner.measure.fingerprints import Fingerprints
-from kernelevolve.tuner.measure.guards import NO_LAUNCH, as_bytes, input_damage, inputs_changed, words_of
-from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, as_rows, guard_zone_tensor
+from kernelevolve.tuner.measure.readback import Pending, read_parts, split
+from kernelevolve.tuner.measure.guards import NO_LAUNCH, as_bytes, input_damage, inputs_changed, restore, words_of
+from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, differs, guard_zone_tensor
 from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 
 NEEDED = {"evaluate": {"verify": 3, "timed": 1}}  # evidence an `ok` claim needs
@@ -176,9 +177,9 @@ class Judge:
         """After each request: every cached set it used must be as it was made (no candidate
         wrote into the evaluator's cache for the candidates after it)."""
         pending = self._audit_prepare(msg.get("sets") or [])
-        return pending.finish(_read_parts(pending.parts))
+        return pending.finish(read_parts(pending.parts))
 
-    def _audit_prepare(self, sets: list) -> "_Pending":
+    def _audit_prepare(self, sets: list) -> "Pending":
         self.audited = True
         prints: dict = {}
         named: dict = {}  # a set print's key -> (the set's key, ref, inputs)
@@ -198,7 +199,7 @@ class Judge:
             return {"ok": True}
 
         parts = [torch.stack([prints[k].to(torch.float64).to(prints[keys[0]].device) for k in keys])] if keys else []
-        return _Pending(parts, finish)
+        return Pending(parts, finish)
 
     # -- one piece of evidence ---------------------------------------------------------------------
     def judge(self, ev: dict) -> dict:
@@ -228,15 +229,15 @@ class Judge:
             except Exception as exc:
                 audit = _unreadable(exc)
             pending.append((p, audit))
-        todo = [x for p, audit in pending for x in (p, audit) if isinstance(x, _Pending)]
-        read = iter(_split(_read_parts([t for x in todo for t in x.parts]), [len(x.parts) for x in todo]))
+        todo = [x for p, audit in pending for x in (p, audit) if isinstance(x, Pending)]
+        read = iter(split(read_parts([t for x in todo for t in x.parts]), [len(x.parts) for x in todo]))
         results = []
         for ev, (p, audit) in zip(evs, pending):
-            got_p = next(read) if isinstance(p, _Pending) else None  # both taken first: the
-            got_audit = next(read) if isinstance(audit, _Pending) else None  # next item's stay aligned
+            got_p = next(read) if isinstance(p, Pending) else None  # both taken first: the
+            got_audit = next(read) if isinstance(audit, Pending) else None  # next item's stay aligned
             try:
-                result = p.finish(got_p) if isinstance(p, _Pending) else p
-                checked = audit.finish(got_audit) if isinstance(audit, _Pending) else audit
+                result = p.finish(got_p) if isinstance(p, Pending) else p
+                checked = audit.finish(got_audit) if isinstance(audit, Pending) else audit
                 if checked is not None and result["ok"] and not checked["ok"]:
                     result = self._fail(checked["reason"])
             except Exception as exc:
@@ -248,7 +249,7 @@ class Judge:
 
     def _prepare(self, ev: dict):
         """A failed check's result at once (malformed or forged evidence), or the device work of
-        the check and how to read it (_Pending)."""
+        the check and how to read it (Pending)."""
         what = str(ev.get("what", ""))
         if int(ev["guard"]) != GUARD_ELEMENTS:
             return self._fail(_at(what, "output buffers without the harness's guard zones"))
@@ -289,7 +290,7 @@ class Judge:
         stat_sets = [which for which, st in firsts.items() if not isinstance(st, Check)]
         bufs = [buf for buf, _, _ in outs]
         compared = [i for pos in by_set.values() for i in pos[1:]]  # compared with their set's first
-        differ = [_differs([bufs[i] for i in pos], [views[i] for i in pos]) for pos in by_set.values() if len(pos) > 1]
+        differ = [differs([bufs[i] for i in pos], [views[i] for i in pos]) for pos in by_set.values() if len(pos) > 1]
         entries = ev.get("inputs", [])
         inputs = [self._before(entry) for entry in entries]
         middles = [self._middle_changed(entry, before) for entry, before in zip(entries, inputs)]
@@ -297,24 +298,24 @@ class Judge:
                  inputs_changed(inputs, middles)] + [firsts[which] for which in stat_sets]
 
         def finish(read: list) -> dict:
-            touched, differs, inputs_flags, *stats = read
+            touched, differ_flags, inputs_flags, *stats = read
             for entry, before, changed in zip(entries, inputs, inputs_flags):
                 if changed and entry[0] is None:
                     # told first (the damage is read from it), restored before the judge answers
-                    restore.append((entry, before))
+                    to_restore.append((entry, before))
             for which, values in zip(stat_sets, stats):
                 firsts[which] = check_verdict(views[by_set[which][0]][0], refs[which], tol, values)
-            same = {i for i, d in zip(compared, differs) if not d and firsts[views[i][2]].ok}
+            same = {i for i, d in zip(compared, differ_flags) if not d and firsts[views[i][2]].ok}
             try:
                 return self._verdict(ev, what, views, refs, tol, firsts, by_set, same,
                                      [int(c) for c in touched], [bool(c) for c in inputs_flags], inputs)
             finally:
-                for entry, before in restore:
-                    _restore(*before)
+                for entry, before in to_restore:
+                    restore(*before)
 
-        restore: list = []
+        to_restore: list = []
 
-        return _Pending(parts, finish)
+        return Pending(parts, finish)
 
     def _verdict(self, ev, what, views, refs, tol, firsts, by_set, same, touched, inputs_changed_, inputs) -> dict:
         rel = worst = 0.0
@@ -512,72 +513,10 @@ def serve() -> None:
                 send(proto_out, {"error": f"unknown judge op {op!r}"})
 
 
-def _restore(now: torch.Tensor, source: torch.Tensor, lo, hi) -> None:
-    """A standing copy a candidate changed, as it was: its source's bytes between canary bands.
-    Why here: the next candidate is given the same copy, and the judge, not the process the
-    candidate ran in, is what decides that it is intact."""
-    from kernelevolve.tuner.measure.guards import CANARY_BYTE
-
-    lo, hi = int(lo), int(hi)
-    now[lo:hi].copy_(source)
-    now[:lo].fill_(CANARY_BYTE)
-    now[hi:].fill_(CANARY_BYTE)
-    if now.is_cuda:
-        torch.cuda.synchronize(now.device)
-
-
-class _Pending:
-    """A check's device work (`parts`: 1-D tensors, read back with every other check's of the
-    message) and `finish(values)`: its result from their values, one list per part."""
-
-    def __init__(self, parts: list, finish):
-        self.parts, self.finish = [p.reshape(-1) for p in parts], finish
-
-
-def _read_parts(parts: list) -> list:
-    """The values of every part, one transfer per device: [[float, ...] per part]."""
-    if not parts:
-        return []
-    by_device: dict = {}
-    for i, p in enumerate(parts):
-        by_device.setdefault(p.device, []).append(i)
-    out: list = [None] * len(parts)
-    for device, idx in by_device.items():
-        flat = torch.cat([parts[i].to(torch.float64) for i in idx]).tolist()
-        at = 0
-        for i in idx:
-            n = parts[i].numel()
-            out[i], at = flat[at:at + n], at + n
-    return out
-
-
-def _split(values: list, counts: list) -> list:
-    """values (one list per part) grouped per check: counts[k] parts each."""
-    out, at = [], 0
-    for n in counts:
-        out.append(values[at:at + n])
-        at += n
-    return out
-
-
 def _unreadable(exc: BaseException) -> dict:
     return {"ok": False, "reason": f"the judge could not read the evidence: "
                                    f"{type(exc).__name__}: {_short(str(exc), 500)}",
             "rel": float("inf"), "max": float("inf")}
-
-
-def _differs(bufs: list, views: list) -> torch.Tensor:
-    """Whether each output after the first differs from it anywhere (bool, on the device). The
-    sampled timed calls' buffers are slots of one allocation (timed_outputs.guarded_outputs): read
-    as the rows of one 2-D view, all of them are compared in one pass instead of one each."""
-    first = views[0][0].reshape(-1)
-    n = first.numel()
-    slab, rows = as_rows(bufs)
-    if slab is not None:
-        inner = slab[:, GUARD_ELEMENTS:GUARD_ELEMENTS + n]
-        ne = (inner != first.view(1, n)).any(dim=1)
-        return ne[torch.tensor(rows[1:], device=ne.device)]
-    return torch.stack([(out != views[0][0]).any() for out, *_ in views[1:]])
 
 
 def _from_evaluator(judge: Judge, msg: dict) -> dict:

@@ -199,3 +199,17 @@ class TimedOutputs:
 
     def total_calls(self) -> int:
         return self._captured if self.graph else self.calls
+
+
+def differs(bufs: list, views: list) -> torch.Tensor:
+    """Whether each output after the first differs from it anywhere (bool, on the device). The
+    sampled timed calls' buffers are slots of one allocation (timed_outputs.guarded_outputs): read
+    as the rows of one 2-D view, all of them are compared in one pass instead of one each."""
+    first = views[0][0].reshape(-1)
+    n = first.numel()
+    slab, rows = as_rows(bufs)
+    if slab is not None:
+        inner = slab[:, GUARD_ELEMENTS:GUARD_ELEMENTS + n]
+        ne = (inner != first.view(1, n)).any(dim=1)
+        return ne[torch.tensor(rows[1:], device=ne.device)]
+    return torch.stack([(out != views[0][0]).any() for out, *_ in views[1:]])
