@@ -19,7 +19,13 @@ What the judge holds against a candidate that takes over its evaluation process:
     it, before any candidate launches with it (a projection on weights only the judge knows), is
     compared after every request that used it, so a
     candidate that overwrites a cached reference or input set (to fail or pass the candidates
-    after it) is caught, and the process replaced.
+    after it) is caught, and the process replaced (tuner/measure/fingerprints.py);
+  - the standing input copies it holds (tuner/measure/handover.py): checked after every launch
+    against the cached set (a keyed word hash, tuner/measure/check_kernel.py), and restored here,
+    before the judge answers, where a candidate changed them, so the next candidate is given them
+    as they were whatever the evaluation process does.
+Each message's checks are prepared on the device and read back in one transfer
+(tuner/measure/readback.py): the judge's host time is most of what verification costs.
 The one check that can be waived: NO_LAUNCH, for the candidate the parent names in its `begin`
 message as a built-in kernel's declared vendor config (torch.mm / torch.addmm, timed beside the
 Triton candidates so that nothing slower than the vendor library is dispatched). The parent decides
