@@ -3,7 +3,7 @@
   finalist_rows(runs)     every profiled finalist of an exported MLflow store (export_runs.py's
                           run dicts): study, config, latency, label, roofline position, whether the
                           two agree, and for a disagreement the counters that explain it
-  agreement(rows)         how many labels agree with the roofline (issue "Profile-guided tuning":
+  agreement(rows)         how many labels agree with the roofline (the target of docs/benchmarks.md:
                           at least 90% of finalists)
   not_profiled(runs)      finalists the sweep could not profile, with the reason it logged
   steering_rows(...)      candidates until a config within 2% of the best latency either arm found,
@@ -126,7 +126,7 @@ def not_profiled(runs: list[dict]) -> list[dict]:
 
 
 def agreement(rows: list[dict]) -> dict:
-    """Labels that agree with the roofline position: over the finalists that have one (the issue's
+    """Labels that agree with the roofline position: over the finalists that have one (the target's
     measure) and over all profiled finalists (a finalist without flops has no position)."""
     placed = [r for r in rows if r["agrees"] is not None]
     agree = sum(1 for r in placed if r["agrees"])
