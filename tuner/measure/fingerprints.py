@@ -81,13 +81,9 @@ class Fingerprints:
     @staticmethod
     def read(prints: dict) -> dict:
         """The fingerprints' values, one transfer per device (a read back each cost ~0.1 ms)."""
-        by_device: dict = {}
-        for k, t in prints.items():
-            by_device.setdefault(t.device, []).append(k)
-        out = {}
-        for _, keys in by_device.items():
-            out.update(zip(keys, torch.stack([prints[k] for k in keys]).tolist()))
-        return out
+        from kernelevolve.tuner.measure.readback import read_parts
+
+        return {k: v[0] for k, v in zip(prints, read_parts(list(prints.values())))}
 
     def hash_keys(self, device) -> torch.Tensor:
         """The word hash's secret odd multipliers (check_kernel.word_hash), drawn once per device."""

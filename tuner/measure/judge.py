@@ -196,16 +196,14 @@ class Judge:
         keys = list(prints)
 
         def finish(read: list) -> dict:
-            values = read[0] if read else []
-            for k, fp in zip(keys, values):
+            for k, (fp,) in zip(keys, read):
                 if not self.prints.same(k, fp):
                     self.tampered = (f"the cached {self.prints.changed_part(*named[k])} of input set {k[1]} "
                                      "changed after it was made (a write into memory the kernel does not own)")
                     return {"ok": False, "reason": self.tampered}
             return {"ok": True}
 
-        parts = [torch.stack([prints[k].to(torch.float64).to(prints[keys[0]].device) for k in keys])] if keys else []
-        return Pending(parts, finish)
+        return Pending([prints[k] for k in keys], finish)
 
     # -- one piece of evidence ---------------------------------------------------------------------
     def judge(self, ev: dict) -> dict:
@@ -305,21 +303,17 @@ class Judge:
 
         def finish(read: list) -> dict:
             touched, differ_flags, inputs_flags, *stats = read
-            for entry, before, changed in zip(entries, inputs, inputs_flags):
-                if changed and entry[0] is None:
-                    # told first (the damage is read from it), restored before the judge answers
-                    to_restore.append((entry, before))
             for which, values in zip(stat_sets, stats):
                 firsts[which] = check_verdict(views[by_set[which][0]][0], refs[which], tol, values)
             same = {i for i, d in zip(compared, differ_flags) if not d and firsts[views[i][2]].ok}
             try:
                 return self._verdict(ev, what, views, refs, tol, firsts, by_set, same,
                                      [int(c) for c in touched], [bool(c) for c in inputs_flags], inputs)
-            finally:
-                for entry, before in to_restore:
-                    restore(*before)
-
-        to_restore: list = []
+            finally:  # a standing copy a candidate changed: told first (the damage is read from
+                # it), restored before the judge answers
+                for entry, before, changed in zip(entries, inputs, inputs_flags):
+                    if changed and entry[0] is None:
+                        restore(*before)
 
         return Pending(parts, finish)
 

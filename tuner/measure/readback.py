@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+
 class Pending:
     """A check's device work (`parts`: 1-D tensors, read back with every other check's of the
     message) and `finish(values)`: its result from their values, one list per part."""
@@ -19,7 +20,8 @@ class Pending:
 
 
 def read_parts(parts: list) -> list:
-    """The values of every part, one transfer per device: [[float, ...] per part]."""
+    """The values of every part (a tensor of any shape, flattened), one transfer per device:
+    [[float, ...] per part]."""
     if not parts:
         return []
     by_device: dict = {}
@@ -27,7 +29,7 @@ def read_parts(parts: list) -> list:
         by_device.setdefault(p.device, []).append(i)
     out: list = [None] * len(parts)
     for device, idx in by_device.items():
-        flat = torch.cat([parts[i].to(torch.float64) for i in idx]).tolist()
+        flat = torch.cat([parts[i].reshape(-1).to(torch.float64) for i in idx]).tolist()
         at = 0
         for i in idx:
             n = parts[i].numel()
