@@ -45,7 +45,6 @@ class Handover:
         self.audited_with_check = False
         self.arena_failed = False  # the judge refused the arena once: never asked again
         self.standing: dict = {}  # the judge's key of a cached set -> its standing GuardedInputs
-        self.standing_bytes = 0
         self.standing_failed = False  # the judge refused a standing copy once: never asked again
 
     def begin(self, judging: bool) -> None:
@@ -129,9 +128,7 @@ class Handover:
         for study, index, generation in sets:
             key = ("|".join(study), index, generation)
             self.registered -= {(key, True), (key, False)}
-            gone = self.standing.pop(key, None)
-            if gone is not None:
-                self.standing_bytes -= sum(g.buf.numel() for _, g in gone.guarded)
+            self.standing.pop(key, None)
             self.link.submit({"op": "forget", "ref_key": list(key)})
 
     def held(self, key: list) -> bool:
@@ -157,9 +154,10 @@ class Handover:
         the input cache's budget beside the others, a tensor is not dense, or the judge refuses)."""
         tensors = self.guards.tensors_of(pooled)
         nbytes = sum(t.numel() * t.element_size() + 2 * self.guards.CANARY_BYTES for t in tensors)
+        standing_bytes = sum(g.buf.numel() for made in self.standing.values() for _, g in made.guarded)
         # at most a quarter of the input cache's budget again (~5 GB on an 80 GB GPU): a study's
         # own buffers, and a profiler's process beside this one, need the rest
-        if not all(self.guards.dense(t) for t in tensors) or self.standing_bytes + nbytes > self.inputs.budget // 4:
+        if not all(self.guards.dense(t) for t in tensors) or standing_bytes + nbytes > self.inputs.budget // 4:
             return None
         made = self.guarded(lambda: self.guards.guard_inputs(pooled, keep_pristine=False))
         reply = self.link.submit({"op": "standing", "ref_key": key, "bufs": [g.buf for _, g in made.guarded]})
@@ -168,7 +166,6 @@ class Handover:
             return None
         made.standing = True
         self.standing[tuple(key)] = made
-        self.standing_bytes += sum(g.buf.numel() for _, g in made.guarded)
         return made
 
     def _message(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
