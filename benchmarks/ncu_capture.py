@@ -41,6 +41,17 @@ CASES = (
      {"ONLINE": False, "BLOCK": 32768, "ROWS": 1, "num_warps": 16, "num_stages": 1}, "memory-bound"),
     ("softmax_bf16_64x1024", "softmax", {"rows": 64, "cols": 1024, "dtype": "bfloat16"},
      {"ONLINE": False, "BLOCK": 1024, "ROWS": 1, "num_warps": 4, "num_stages": 1}, "launch-bound"),
+    # finalists whose busiest memory unit is on-chip (the profile suite's GEMMs and attention)
+    ("gemm_bf16_8192_persistent", "matmul", {"M": 8192, "N": 8192, "K": 8192, "dtype": "bfloat16"},
+     {**GEMM, "BLOCK_M": 128, "BLOCK_N": 128, "SPLIT_K": 1, "GROUP_M": 16, "PERSISTENT": True,
+      "num_stages": 5}, "memory-bound"),
+    ("gemm_bf16_8192_vendor", "matmul", {"M": 8192, "N": 8192, "K": 8192, "dtype": "bfloat16"},
+     {"IMPL": "vendor"}, "compute-bound"),
+    ("attention_bf16_b4h16s4096d128", "attention",
+     {"batch": 4, "heads": 16, "seq_len": 4096, "head_dim": 128, "causal": False, "dtype": "bfloat16"},
+     {"BLOCK_M": 64, "BLOCK_N": 64, "SPLIT_MASKED": False, "num_stages": 3, "num_warps": 4}, "memory-bound"),
+    ("layer_norm_bf16_65536x1024_looped", "layer_norm_fwd", {"rows": 65536, "cols": 1024, "dtype": "bfloat16"},
+     {"BLOCK": 512, "LOOPED": True, "ROWS": 1, "num_stages": 2, "num_warps": 2}, "memory-bound"),
 )
 BENCH = {"clock": "do_bench", "warmup_ms": 25, "rep_ms": 100, "retime_rep_ms": 100, "wall_reps": 3}
 
@@ -85,6 +96,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT") or "ncu_capture")
     ap.add_argument("--calls", type=int, default=3)
+    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--probe-metrics", default="",
+                    help="comma-separated ncu metrics asked for beside metrics.py's (e.g. breakdown:"
+                         "gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed): which units "
+                         "a kernel keeps busy, before a counter joins metrics.py")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     from kernelevolve.tuner.experiment import hardware, registry
@@ -99,7 +115,11 @@ def main() -> int:
     with open(os.path.join(args.out, "metrics_check.txt"), "w") as fh:
         fh.write(metrics_check(exe))
     summary, logs = {}, []
+    picked = set(filter(None, args.cases.split(",")))
+    metrics = ncu.ncu_metrics() + [m for m in args.probe_metrics.split(",") if m]
     for name, kernel, problem, config, expected in CASES:
+        if picked and name not in picked:
+            continue
         ref = registry.resolve_ref(kernel)
         t0 = time.time()
         measured = measure(ref, problem, config)
@@ -114,7 +134,7 @@ def main() -> int:
         logged = {"kernel_ref": ref, "problem": problem, "hardware": "h100", "bench": BENCH, "config": config}
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                run = ncu.run(profile_request(logged, args.calls), tmp, timeout_s=900)
+                run = ncu.run(profile_request(logged, args.calls), tmp, timeout_s=900, metrics=metrics)
             except ncu.NcuFailed as exc:
                 row["error"] = str(exc)
                 log_path = os.path.join(tmp, "ncu.log")

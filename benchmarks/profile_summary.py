@@ -22,7 +22,8 @@ from kernelevolve.tuner.profile import bottleneck
 AGREEMENT_TARGET = 0.90
 # the counters a disagreement is read from: which unit was busy, how much of it reached DRAM, and
 # what the SM was waiting on
-EXPLAINING = ("ncu_memory_pct", "ncu_dram_pct", "ncu_l2_hit_pct", "ncu_sm_pct", "ncu_tensor_pct",
+EXPLAINING = ("ncu_memory_pct", "ncu_dram_bw_pct", "ncu_l2_bw_pct", "ncu_l1_bw_pct", "ncu_dram_pct",
+              "ncu_l2_hit_pct", "ncu_sm_pct", "ncu_tensor_pct",
               "ncu_occupancy_pct", "ncu_kernel_share", "ncu_intensity", "ncu_tflops", "ncu_dram_gbps",
               "ncu_top_stalls")
 WITHIN = 1.02  # "within 2% of the best"
@@ -55,16 +56,21 @@ def _pct(v) -> str:
 
 def why_disagrees(label: str, c: dict, side: str, frac: float | None) -> str:
     """The reading of the counters that explains a label the roofline position contradicts. The
-    roofline sees DRAM bytes and flops only; the rules see every unit's % of peak: each case
-    names what one counts and the other does not."""
+    roofline sees flops and each memory level's bytes; the rules see every unit's % of its nominal
+    peak: each case names what one counts and the other does not."""
     sol = bottleneck.SOL_BOUND_PCT
     mem, dram, sm = c.get("ncu_memory_pct"), c.get("ncu_dram_pct"), c.get("ncu_sm_pct")
+    level = bottleneck.busiest_level(c)
     if label == "memory-bound" and side == "compute":
-        if dram is not None and dram < sol:
+        if level is None and dram is not None and dram < sol:
             return (f"the busy memory unit is on-chip (memory {_pct(mem)}, DRAM {_pct(dram)}, L2 hit "
-                    f"{_pct(c.get('ncu_l2_hit_pct'))}): L2 / shared-memory traffic that a roofline drawn "
-                    "from DRAM bytes does not count")
-        return f"DRAM at {_pct(dram)} of peak although the flops per DRAM byte are right of the ridge"
+                    f"{_pct(c.get('ncu_l2_hit_pct'))}) and this record has no L2/L1 bytes (captured "
+                    "before the levels were read): a roofline of DRAM bytes does not count it")
+        name = bottleneck.LEVEL_NAMES[level[0]] if level else "DRAM"
+        return (f"{name} moved {_pct(level[1] if level else dram)} of its peak bandwidth, at least as much as "
+                f"the SM's busiest unit used (SM {_pct(sm)}, tensor pipe {_pct(c.get('ncu_tensor_pct'))}), "
+                "while the flops at the dtype's measured compute ceiling need longer than those bytes at "
+                "the level's nominal peak: the two peaks are of different kinds")
     if label == "compute-bound" and side == "memory":
         return (f"the SM is busy (SM {_pct(sm)}, tensor pipe {_pct(c.get('ncu_tensor_pct'))}) with work the "
                 "roofline's flop count leaves out (address math, exp, reductions, data movement "
@@ -74,9 +80,10 @@ def why_disagrees(label: str, c: dict, side: str, frac: float | None) -> str:
                 f"{_pct(100 * c['ncu_kernel_share'] if 'ncu_kernel_share' in c else None)} of the measured "
                 "call: the roofline point uses the kernels' GPU time, the label the whole call")
     if label == "latency-bound" and frac is not None:
-        return (f"{frac:.0%} of the roof at its intensity while no unit reaches {sol:.0f}% of its own "
-                f"peak (memory {_pct(mem)}, DRAM {_pct(dram)}, SM {_pct(sm)}): the roof is the measured "
-                "copy bandwidth, ncu's % the units' nominal peaks")
+        return (f"{frac:.0%} of the roof at its intensities while no unit reaches {sol:.0f}% of its own "
+                f"nominal peak (memory levels {_pct(level[1] if level else mem)}, SM {_pct(sm)}, tensor pipe "
+                f"{_pct(c.get('ncu_tensor_pct'))}): the compute roof is the dtype's measured ceiling "
+                "(cuBLAS's best), under the tensor pipe's nominal peak")
     return "no reading of the counters explains it; open the .ncu-rep under profile/ of the run"
 
 
@@ -93,6 +100,7 @@ def finalist_rows(runs: list[dict]) -> list[dict]:
         c = _counters(run)
         hw, dtype = _hardware(parent), parent.get("params", {}).get("problem.dtype")
         side = bottleneck.roofline_side(c, hw, dtype) if hw else None
+        roof = bottleneck.binding_roof(c, hw, dtype) if hw else None
         frac = bottleneck.roof_fraction(c, hw, dtype) if hw else None
         agrees = bottleneck.agrees_with_roofline(label, c, hw, dtype) if hw else None
         rows.append({
@@ -102,7 +110,7 @@ def finalist_rows(runs: list[dict]) -> list[dict]:
             "config": run.get("params", {}),
             "latency_ms": c.get("profile_latency_ms") or c.get("latency_ms"),
             "label": label, "reason": run["tags"].get("bottleneck_reason", ""),
-            "roofline_side": side, "ridge": ridge(hw, dtype), "roof_fraction": frac, "agrees": agrees,
+            "roofline_side": side, "roof": roof, "ridge": ridge(hw, dtype), "roof_fraction": frac, "agrees": agrees,
             "counters": {k: c[k] for k in EXPLAINING if k in c},
             "why": why_disagrees(label, c, side, frac) if agrees is False else "",
         })
@@ -246,21 +254,24 @@ def markdown(result: dict) -> str:
                   f"{a['labels']}; agree with the roofline position: {a['agree']} of {a['with_position']} "
                   f"with a position (**{pct}**, target {a['target']:.0%}: {'met' if a['met'] else 'not met'}); "
                   f"{a['no_position']} without one (no flops or no ceiling for the dtype).", "",
+                  "Roofline: the hierarchical roofline's lowest roof for the candidate (compute, or the "
+                  "DRAM, L2 or L1 bytes at that level's peak); % of roof: achieved FLOP/s under it.", "",
                   "| study | candidate | impl | latency ms | label | roofline | % of roof | agrees | config |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in prof["rows"]:
             agrees = {True: "yes", False: "**no**", None: "-"}[r["agrees"]]
             frac = "-" if r["roof_fraction"] is None else f"{r['roof_fraction']:.0%}"
             lines.append(f"| {r['study']} | {r['candidate_id']} | {r['impl']} | {_f(r['latency_ms'], 4)} | "
-                         f"{r['label']} | {r['roofline_side'] or '-'} | {frac} | {agrees} | `{_config(r['config'])}` |")
+                         f"{r['label']} | {r.get('roof') or r['roofline_side'] or '-'} | {frac} | {agrees} | "
+                         f"`{_config(r['config'])}` |")
         bad = [r for r in prof["rows"] if r["agrees"] is False]
         if bad:
             lines += ["", "Where a label and the roofline disagree, and the counters that say why:", "",
                       "| study | candidate | label | roofline | counters | why |", "| --- | --- | --- | --- | --- | --- |"]
             for r in bad:
                 counters = ", ".join(f"{k.removeprefix('ncu_')} {_f(v)}" for k, v in r["counters"].items())
-                lines.append(f"| {r['study']} | {r['candidate_id']} | {r['label']} | {r['roofline_side']} "
-                             f"(ridge {_f(r['ridge'])} flop/B) | {counters} | {r['why']} |")
+                lines.append(f"| {r['study']} | {r['candidate_id']} | {r['label']} | {r.get('roof') or r['roofline_side']} "
+                             f"(DRAM ridge {_f(r['ridge'])} flop/B) | {counters} | {r['why']} |")
         if prof.get("not_profiled"):
             lines += ["", "Not profiled:", ""] + [f"- {n['study']} {n['candidate_id']}: {n['why']}"
                                                    for n in prof["not_profiled"]]

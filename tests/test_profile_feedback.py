@@ -147,6 +147,42 @@ def test_the_sweep_profiles_its_finalists_after_the_retiming_in_one_ncu_run(monk
     assert profiling.profile_finalists(plan, top, None, lines.append) == {}
 
 
+def test_a_finalist_out_of_gpu_memory_is_profiled_again_after_the_lane_hands_its_inputs_back(monkeypatch):
+    fields = {"bottleneck": "memory-bound", "bottleneck_reason": "DRAM 85%"}
+    oom = {"error": "the candidate did not run under ncu: runtime_error: OutOfMemoryError: CUDA out of memory."}
+    answers = {"a": [{"fields": fields}], "b": [oom, {"fields": fields}]}  # b: out of memory, then ok
+    profiling, plan, lines, tasks = _sweep_and_plan(monkeypatch, {}, top_k=2)
+    asked = []
+
+    class Lane:  # the lane actor's handle: request.remote(payload, timeout) -> its reply
+        class request:
+            @staticmethod
+            def remote(payload, timeout):
+                asked.append(payload["op"])
+                return {"status": "ok", "released_bytes": 30 << 30}
+
+    monkeypatch.setattr(profiling.ray, "get", lambda ref, timeout=None: ref if isinstance(ref, dict)
+                        else [answers[cid].pop(0) for cid in ref])
+    top = [{"candidate_id": "a", "config": BEST, "latency_ms": 1.0},
+           {"candidate_id": "b", "config": {**BEST, "num_stages": 4}, "latency_ms": 1.1}]
+    got = profiling.profile_finalists(plan, top, None, lines.append, lane_of=lambda record: Lane)
+    assert tasks == [("a", "b"), ("b",)] and asked == ["release"]  # only b again, after the release
+    assert got == {"a": {"fields": fields}, "b": {"fields": fields}}
+    assert "1 finalist(s) ran out of GPU memory under ncu; the lane handed back 30.0 GiB" in "\n".join(lines)
+    # without a lane (a sweep on Ray tasks) the failure is recorded as it came
+    answers.update(a=[{"fields": fields}], b=[oom])
+    got = profiling.profile_finalists(plan, top, None, lines.append)
+    assert got["b"] == oom
+
+
+def test_the_evaluator_releases_its_cached_inputs_on_request():
+    from kernelevolve.tuner.measure.evaluate import Evaluator
+
+    ev = Evaluator()
+    reply = ev.handle({"op": "release"})
+    assert reply["status"] == "ok" and reply["released_bytes"] == 0  # the CPU: nothing held on a GPU
+
+
 def test_steering_profiles_the_best_so_far_and_queues_the_rules_proposals(monkeypatch):
     fields = {"bottleneck": "latency-bound", "bottleneck_reason": "both under 60%", "ncu_occupancy_pct": 40}
     profiling, plan, lines, tasks = _sweep_and_plan(monkeypatch, {"best": {"fields": fields}}, steer=True,

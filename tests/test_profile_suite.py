@@ -126,7 +126,7 @@ def test_markdown_names_each_disagreement_with_its_counters(exported):
     text = summary.markdown({"profile": {"rows": rows, "agreement": summary.agreement(rows), "expected": 3,
                                          "not_profiled": summary.not_profiled(runs), "device": "H100"}})
     assert "1 of 2 with a position (**50%**, target 90%: not met)" in text
-    assert "| memory-bound | compute (ridge 246 flop/B) |" in text and "c_00003: ncu did not finish" in text
+    assert "| memory-bound | compute (DRAM ridge 246 flop/B) |" in text and "c_00003: ncu did not finish" in text
 
 
 def test_the_experiment_holds_the_gemm_and_ops_suites_and_the_steer_studies():

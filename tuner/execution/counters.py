@@ -126,9 +126,25 @@ def _profile(records: list[dict], plan, p) -> dict[str, dict]:
     return dict(zip(ids, got))
 
 
-def profile_finalists(plan, top: list[dict], retimed: dict | None, log) -> dict:
+def out_of_memory(res: dict) -> bool:
+    return "out of memory" in str(res.get("error", "")).lower()
+
+
+def release_lane(lane) -> str:
+    """Ask a GPU lane's evaluator to hand its cached input sets back to the GPU; what it freed."""
+    reply = ray.get(lane.request.remote({"op": "release"}, 120), timeout=300)
+    return f"{reply.get('released_bytes', 0) / 2**30:.1f} GiB" if reply.get("status") == "ok" else \
+        f"nothing ({reply.get('error', 'no reply')})"
+
+
+def profile_finalists(plan, top: list[dict], retimed: dict | None, log, lane_of=None) -> dict:
     """The study's fastest finalists under Nsight Compute, in one ncu run, after its re-timing;
-    {} where `profile.top_k` is 0 or the target is no GPU. `plan`: the sweep's Plan of the study."""
+    {} where `profile.top_k` is 0 or the target is no GPU. `plan`: the sweep's Plan of the study.
+
+    The profiled process shares the GPU with the sweep's lane, whose evaluator keeps every study's
+    input sets (up to a quarter of the GPU) and the compiling processes' contexts: a finalist whose
+    profile ran out of memory is profiled once more after `lane_of(record)`'s evaluator has handed
+    its cached sets back (it makes them again when next asked)."""
     p, study = plan.study.experiment.profile, plan.study
     if not p.top_k or not top:
         return {}
@@ -136,7 +152,17 @@ def profile_finalists(plan, top: list[dict], retimed: dict | None, log) -> dict:
         log(f"  {study.key}: not profiled (profile.top_k): ncu reads a GPU's counters, this study ran "
             "in the interpreter")
         return {}
-    out = _profile(finalists(top, retimed, p.top_k), plan, p)
+    picked = finalists(top, retimed, p.top_k)
+    out = _profile(picked, plan, p)
+    again = [r for r in picked if out_of_memory(out[r["candidate_id"]])]
+    if again and lane_of is not None:
+        try:
+            freed = release_lane(lane_of(again[0]))
+        except Exception as exc:  # the retry is still worth its try
+            freed = f"nothing ({type(exc).__name__}: {exc})"
+        log(f"  {study.key}: {len(again)} finalist(s) ran out of GPU memory under ncu; the lane handed "
+            f"back {freed} of cached inputs; profiling them again")
+        out.update(_profile(again, plan, p))
     for cid, res in out.items():
         log(f"  {study.key}: {_describe(cid, res)}")
     if _cost(out):

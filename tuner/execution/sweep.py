@@ -260,7 +260,8 @@ class Sweep:
         except Exception as exc:  # the study's records stand; its winner is then its own best
             retimed = {"status": "runtime_error", "error": f"re-timing failed: {type(exc).__name__}: {exc}"}
         # the finalists, and the candidates profiled for steering while the study ran
-        profiled = {**plan.profiled, **profile_finalists(plan, top, retimed, self.log)}
+        profiled = {**plan.profiled, **profile_finalists(plan, top, retimed, self.log,
+                                                         self._lane_of if plan.ctx["lanes"] else None)}
         summary = summarize(records, retimed)
         if profiled:
             summary["bottlenecks"] = {cid: r.get("fields", {}).get("bottleneck", "not profiled")

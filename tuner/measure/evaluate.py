@@ -486,6 +486,8 @@ class Evaluator:
                 return self._sealed(profile_request(self, req))
             if op == "probe":
                 return {"status": "ok", **self.info}
+            if op == "release":  # a profile of this GPU ran out of memory (tuner/execution/counters.py)
+                return {"status": "ok", "released_bytes": self.release()}
             return {"status": "runtime_error", "error": f"unknown request op {op!r}"}
         except Exception as exc:  # anything the steps did not classify
             reply = {"status": "runtime_error", "error": _short(exc),
@@ -494,12 +496,22 @@ class Evaluator:
             # A CUDA error (illegal address, ...) can leave the context unusable: be replaced. Running
             # out of memory does not: the allocator's cache is emptied and the process goes on.
             oom = "out of memory" in str(exc).lower()
-            if oom and self.device.type == "cuda":
-                self.inputs.clear()
-                self.handover.forget(self.inputs.take_evicted())
-                self.torch.cuda.empty_cache()
+            if oom:
+                self.release()
             reply["worker_unusable"] = self.device.type == "cuda" and not oom
             return reply
+
+
+    def release(self) -> int:
+        """Every cached input set dropped and the allocator's cache handed back to the GPU (they
+        are made again on the next request that needs them); the bytes handed back."""
+        if self.device.type != "cuda":
+            return 0
+        before = self.torch.cuda.memory_reserved()
+        self.inputs.clear()
+        self.handover.forget(self.inputs.take_evicted())
+        self.torch.cuda.empty_cache()
+        return before - self.torch.cuda.memory_reserved()
 
 
 def serve() -> None:

@@ -42,6 +42,20 @@ COUNTERS: dict[str, tuple[str, str]] = {
                          "cycles between a warp's issued instructions (stalls included)"),
 }
 
+# The memory levels of the hierarchical roofline (Yang, Kurth and Williams, "Hierarchical Roofline
+# Analysis for GPUs", 2020, as Nsight Compute's metrics name them): the bytes each level moved, its
+# peak in bytes per cycle and its clock, so a level's peak bandwidth is the one of the run's own
+# clocks. DRAM is the device memory; L2 is every byte through the L2 slices (reads, writes, fills);
+# L1 is every byte through the L1/TEX cache's tag stage (global and local accesses: a TMA copy
+# into shared memory bypasses it). Why bytes and not gpu__compute_memory_throughput: that one is
+# the busiest of many memory sub-units, several of them port or pipeline activity (the L2-to-SM
+# crossbar's busy cycles, the LSU data pipe's wavefronts); a roofline places bytes.
+LEVELS: dict[str, tuple[str, str, str]] = {
+    "dram": ("dram__bytes.sum", "dram__bytes.sum.peak_sustained", "dram__cycles_elapsed.avg.per_second"),
+    "l2": ("lts__t_bytes.sum", "lts__t_bytes.sum.peak_sustained", "lts__cycles_elapsed.avg.per_second"),
+    "l1": ("l1tex__t_bytes.sum", "l1tex__t_bytes.sum.peak_sustained", "l1tex__cycles_elapsed.avg.per_second"),
+}
+
 # The WarpStateStats reasons (sm_70 and later), each read as
 # smsp__average_warps_issue_stalled_<reason>_per_issue_active.ratio.
 STALL_REASONS = ("long_scoreboard", "short_scoreboard", "wait", "barrier", "membar", "mio_throttle",
@@ -67,7 +81,8 @@ def stall_reason(metric: str) -> str | None:
 
 def ncu_metrics() -> list[str]:
     """Every metric `ncu --metrics` is asked for, in a stable order."""
-    return [m for m, _ in COUNTERS.values()] + [stall_metric(r) for r in STALL_REASONS]
+    names = [m for m, _ in COUNTERS.values()] + [m for level in LEVELS.values() for m in level]
+    return list(dict.fromkeys(names)) + [stall_metric(r) for r in STALL_REASONS]
 
 
 def base_name(metric: str) -> str:

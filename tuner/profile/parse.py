@@ -20,7 +20,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-from kernelevolve.tuner.profile.metrics import COUNTERS, STALL_REASONS, TOP_STALLS, stall_metric
+from kernelevolve.tuner.profile.metrics import COUNTERS, LEVELS, STALL_REASONS, TOP_STALLS, stall_metric
 
 # NVTX columns: push/pop ranges (what tuner/profile/launches.py pushes) and start/end ranges
 NVTX_COLUMNS = ("thread Domain:Push/Pop_Range:PL_Type:PL_Value:CLR_Type:Color:Msg_Type:Msg",
@@ -30,6 +30,8 @@ IDENTITY = ("ID", "Process ID", "Process Name", "Host Name", "Kernel Name", "Con
 
 _TIME_MS = {"nsecond": 1e-6, "ns": 1e-6, "usecond": 1e-3, "us": 1e-3, "msecond": 1.0, "ms": 1.0,
             "second": 1e3, "s": 1e3}
+_HZ = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9, "cycle/second": 1.0, "cycle/msecond": 1e3,
+       "cycle/usecond": 1e6, "cycle/nsecond": 1e9}
 _BYTES = {"byte": 1.0, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
           "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 
@@ -66,6 +68,10 @@ def to_base(value: float, unit: str, metric: str) -> float:
         return value * _TIME_MS.get(unit, 1e-6)  # no unit printed: ncu's base unit, nanoseconds
     if unit in _BYTES:
         return value * _BYTES[unit]
+    if unit.lower() in _HZ:  # a clock: per second
+        return value * _HZ[unit.lower()]
+    if unit.endswith("/cycle") and unit[:-len("/cycle")] in _BYTES:  # a peak: bytes per cycle
+        return value * _BYTES[unit[:-len("/cycle")]]
     return value
 
 
@@ -166,6 +172,32 @@ def summarize(launches: list[KernelLaunch], calls: int, latency_ms: float | None
         out["ncu_tflops"] = flops / (d * 1e-3) / 1e12
         if b:
             out["ncu_intensity"] = flops / b
+    out.update(level_fields(picked, calls, flops))
+    return out
+
+
+def level_fields(launches: list[KernelLaunch], calls: int, flops: float | None = None) -> dict:
+    """Each memory level's bytes per call, peak bandwidth and use of it (metrics.LEVELS): the
+    hierarchical roofline's inputs. A level's use is its bytes over what its peak could have moved
+    in the launches' GPU time, each launch at its own clocks (so a level at 100% moved its peak)."""
+    dur = COUNTERS["ncu_duration_ms"][0]
+    out: dict = {}
+    for level, (nbytes, peak, clock) in LEVELS.items():
+        have = [l for l in launches if all(m in l.values for m in (nbytes, peak, clock, dur))]
+        if not have:
+            continue
+        moved = sum(l.values[nbytes] for l in have)
+        could = sum(l.values[peak] * l.values[clock] * l.values[dur] * 1e-3 for l in have)  # bytes
+        seconds = sum(l.values[dur] * 1e-3 for l in have)
+        if could <= 0 or seconds <= 0:
+            continue
+        out[f"ncu_{level}_peak_gbps"] = could / seconds / 1e9
+        out[f"ncu_{level}_bw_pct"] = 100.0 * moved / could
+        if level == "dram":  # its bytes per call and intensity are ncu_dram_bytes and ncu_intensity
+            continue
+        out[f"ncu_{level}_bytes"] = moved / max(1, int(calls))
+        if flops and moved:
+            out[f"ncu_{level}_intensity"] = flops * max(1, int(calls)) / moved
     return out
 
 

@@ -85,7 +85,7 @@ FIELDS: dict[str, tuple[Kind, str]] = {
 # timing, never part of the candidate's own record). Logged on the candidate's child run by
 # tuner.records.profile_log; the ncu metric each counter is read from: tuner.profile.metrics.
 def _profile_fields() -> dict[str, tuple[Kind, str]]:
-    from kernelevolve.tuner.profile.metrics import COUNTERS, STALL_REASONS
+    from kernelevolve.tuner.profile.metrics import COUNTERS, LEVELS, STALL_REASONS
 
     fields: dict[str, tuple[Kind, str]] = {k: ("metric", doc) for k, (_, doc) in COUNTERS.items()}
     fields.update({
@@ -104,6 +104,13 @@ def _profile_fields() -> dict[str, tuple[Kind, str]]:
     })
     fields.update({f"ncu_stall_{r}": ("metric", f"warp cycles stalled on {r} per issued instruction")
                    for r in STALL_REASONS})
+    for level in LEVELS:  # the hierarchical roofline's memory levels (tuner.profile.parse level_fields)
+        name = level.upper()
+        fields[f"ncu_{level}_peak_gbps"] = ("metric", f"{name} peak bandwidth at the run's clocks (GB/s)")
+        fields[f"ncu_{level}_bw_pct"] = ("metric", f"{name} bytes over what its peak could move in the kernels' time, %")
+        if level != "dram":  # DRAM's bytes and intensity: ncu_dram_bytes, ncu_intensity
+            fields[f"ncu_{level}_bytes"] = ("metric", f"bytes through the {name}, one call")
+            fields[f"ncu_{level}_intensity"] = ("metric", f"the kernel's flops over {name} bytes")
     return fields
 
 
