@@ -260,11 +260,18 @@ SETTINGS = ("samples", "steer_every", "concurrency", "studies")  # steer runs me
 def merge(paths: list[str]) -> dict:
     """Several runs' JSONs as one: the finalists of every profile phase (shards by --kernels), the
     steer rows of all (a later file's row for the same study and seed wins); agreement and verdict
-    recomputed. For phases or seeds run as separate GPU commands."""
+    recomputed. For phases or seeds run as separate GPU commands. Where a run's MLflow export sits
+    beside its JSON, its finalists' rows are read again from the recorded counters, so the rules
+    of today's tuner.profile.bottleneck label them."""
     results = []
     for path in paths:
         with open(path, encoding="utf-8") as fh:
-            results.append(json.load(fh))
+            result = json.load(fh)
+        runs_path = os.path.join(os.path.dirname(path), f"{STEM}.runs.jsonl.gz")
+        if result.get("profile") and os.path.exists(runs_path):
+            with gzip.open(runs_path, "rt", encoding="utf-8") as fh:
+                result["profile"]["rows"] = summary.finalist_rows([json.loads(line) for line in fh if line.strip()])
+        results.append(result)
     out: dict = {"merged_from": paths}
     profs = [r["profile"] for r in results if r.get("profile")]
     if profs:  # shards of the profile phase (--kernels): their finalists together

@@ -72,6 +72,13 @@ def why_disagrees(label: str, c: dict, side: str, frac: float | None) -> str:
                 "while the flops at the dtype's measured compute ceiling need longer than those bytes at "
                 "the level's nominal peak: the two peaks are of different kinds")
     if label == "compute-bound" and side == "memory":
+        compute = max(sm or 0.0, c.get("ncu_tensor_pct") or 0.0)
+        if level and level[1] >= sol:
+            return (f"at two roofs at once: {bottleneck.LEVEL_NAMES[level[0]]} moved {_pct(level[1])} of its "
+                    f"peak bandwidth and the SM's busiest unit ran at {_pct(compute)} (SM {_pct(sm)}, tensor "
+                    f"pipe {_pct(c.get('ncu_tensor_pct'))}): the rule names the busier unit, by "
+                    f"{compute - level[1]:.1f} points; the roofline the lower roof, at the dtype's measured "
+                    "compute ceiling")
         return (f"the SM is busy (SM {_pct(sm)}, tensor pipe {_pct(c.get('ncu_tensor_pct'))}) with work the "
                 "roofline's flop count leaves out (address math, exp, reductions, data movement "
                 "through registers): its position comes from the kernel's nominal flops only")

@@ -307,3 +307,16 @@ def test_an_l2_bound_kernel_sits_under_the_l2_roof():
     assert bottleneck.label(c)[0] == "memory-bound"
     assert bottleneck.agrees_with_roofline("memory-bound", c, H100, "bfloat16") is True
     assert bottleneck.roof_fraction(c, H100, "bfloat16") == pytest.approx(200e12 / (20.0 * 13000e9))
+
+
+def test_a_kernel_without_flops_sits_under_its_busiest_levels_roof():
+    # a jagged layout change: no flops in its cost model, DRAM at 82% of its peak
+    c = {"ncu_dram_bw_pct": 82.0, "ncu_l2_bw_pct": 40.0, "ncu_l1_bw_pct": 3.0, "ncu_sm_pct": 20.0,
+         "ncu_memory_pct": 82.0}
+    assert bottleneck.binding_roof(c, H100, "bfloat16") == "dram"
+    assert bottleneck.roof_fraction(c, H100, "bfloat16") == pytest.approx(0.82)
+    assert bottleneck.agrees_with_roofline("memory-bound", c, H100, "bfloat16") is True
+    slow = {**c, "ncu_dram_bw_pct": 30.0, "ncu_memory_pct": 30.0}
+    assert bottleneck.label(slow)[0] == "latency-bound"
+    assert bottleneck.agrees_with_roofline("latency-bound", slow, H100, "bfloat16") is True
+    assert bottleneck.binding_roof({"ncu_sm_pct": 20.0}, H100, "bfloat16") is None  # no bytes, no flops: unplaced

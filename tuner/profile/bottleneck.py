@@ -114,8 +114,16 @@ def roof_times(counters: dict, hw, dtype: str | None) -> dict[str, float] | None
     return times
 
 
+def no_flops(counters: dict) -> bool:
+    """A kernel that does no arithmetic the cost model counts (a layout change: jagged to padded):
+    it sits at intensity zero, under the bandwidth roof of its busiest memory level."""
+    return "ncu_tflops" not in counters and "ncu_intensity" not in counters and busiest_level(counters) is not None
+
+
 def binding_roof(counters: dict, hw, dtype: str | None) -> str | None:
     """The roof the hierarchical roofline puts the candidate under: "compute", "dram", "l2" or "l1"."""
+    if no_flops(counters):
+        return busiest_level(counters)[0]
     times = roof_times(counters, hw, dtype)
     return None if times is None else max(times, key=times.get)
 
@@ -128,7 +136,10 @@ def roofline_side(counters: dict, hw, dtype: str | None) -> str | None:
 
 
 def roof_fraction(counters: dict, hw, dtype: str | None) -> float | None:
-    """Achieved FLOP/s over the lowest roof at the candidate's measured intensities (1.0 = on it)."""
+    """Achieved FLOP/s over the lowest roof at the candidate's measured intensities (1.0 = on it);
+    for a kernel without flops, its busiest level's bytes over that level's peak."""
+    if no_flops(counters):
+        return busiest_level(counters)[1] / 100
     times, tflops = roof_times(counters, hw, dtype), counters.get("ncu_tflops")
     if times is None or not tflops:
         return None
