@@ -96,9 +96,25 @@ def main(argv=None) -> int:
     ap.add_argument("--samplers", help="comma-separated (default: every registered sampler)")
     ap.add_argument("--skip", default="", help="comma-separated samplers left out (e.g. gp: slow on a CPU)")
     ap.add_argument("--out", required=True, help="JSON file (a .md table is written beside it)")
+    ap.add_argument("--replay", default="",
+                    help="comma-separated parts of space names to search (default: every space); the "
+                         "others still give priors: spaces split across processes")
+    ap.add_argument("--combine", nargs="+", metavar="JSON",
+                    help="earlier runs' JSONs merged into --out (and its .md), replaying nothing")
     ap.add_argument("--markdown-only", action="store_true",
                     help="rewrite the .md table from an existing --out JSON, replaying nothing")
     args = ap.parse_args(argv)
+    if args.combine:
+        parts = []
+        for path in args.combine:
+            with open(path, encoding="utf-8") as fh:
+                parts.append(json.load(fh))
+        if len({p["meta"]["seeds"] for p in parts}) > 1:
+            raise SystemExit("replay_compare: error: the runs to combine used different --seeds")
+        meta = {**parts[0]["meta"], "spaces": [s for p in parts for s in p["meta"]["spaces"]]}
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump({"meta": meta, "results": [r for p in parts for r in p["results"]]}, fh, separators=(",", ":"))
+        args.markdown_only = True
     if args.markdown_only:
         with open(args.out, encoding="utf-8") as fh:
             done = json.load(fh)
@@ -113,8 +129,9 @@ def main(argv=None) -> int:
     names = args.samplers.split(",") if args.samplers else list(SAMPLERS)
     names = [n for n in names if n not in args.skip.split(",")]
     every = [recorded_space.read(p) for p in datasets(args.paths)]
+    searched = [s for s in every if not args.replay or any(part in s.name for part in args.replay.split(","))]
     results = []
-    for space in every:
+    for space in searched:
         prior = prior_for(space, every)
         for name in names + ([PRIOR] if prior and "learned" in names else []):
             t0 = time.time()
@@ -125,7 +142,7 @@ def main(argv=None) -> int:
             results.append(r)
             print(f"{r['label']:<100} {name:<14} median {r['median']:>5g} p90 {r['p90']:>5g} "
                   f"of {r['valid_configs']}  ({r['wall_s']} s)", flush=True)
-    meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in every]}
+    meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in searched]}
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump({"meta": meta, "results": results}, fh, separators=(",", ":"))  # curves: compact
     shown = names + ([PRIOR] if "learned" in names else [])

@@ -176,3 +176,23 @@ def test_cli_dataset_writes_one_file_per_study(tmp_path, capsys):
     mine = recorded_space.read(str(out_dir / os.path.basename(CI_SPACE)))
     committed = recorded_space.read(CI_SPACE)
     assert [config_key(c["config"]) for c in mine.candidates] == [config_key(c["config"]) for c in committed.candidates]
+
+
+def test_replay_compare_splits_spaces_across_runs_and_combines_them(tmp_path):
+    """benchmarks/replay_compare.py: `--replay` searches some spaces while every given space can
+    still be a prior (spaces split across processes), `--combine` merges the runs' JSONs into one
+    table; the combined results are the two runs' own."""
+    from benchmarks import replay_compare
+
+    a, b, both = (str(tmp_path / f"{n}.json") for n in ("a", "b", "both"))
+    common = [CI_SPACE, PARTIAL_SPACE, "--seeds", "2", "--samplers", "random,learned"]
+    assert replay_compare.main(common + ["--replay", "causalFalse", "--out", a]) == 0
+    assert replay_compare.main(common + ["--replay", "causalTrue", "--out", b]) == 0
+    first, second = json.load(open(a)), json.load(open(b))
+    assert [r["sampler"] for r in first["results"]] == ["random", "learned", "learned+prior"]
+    assert first["results"][2]["prior"] and "causalTrue" in first["results"][2]["prior"][0]  # the other, as a prior
+    assert len(first["meta"]["spaces"]) == 1 and "causalFalse" in first["meta"]["spaces"][0]
+    assert replay_compare.main(["--combine", a, b, "--out", both]) == 0
+    merged = json.load(open(both))
+    assert merged["results"] == first["results"] + second["results"]
+    assert "learned+prior" in open(str(tmp_path / "both.md")).read()
