@@ -89,6 +89,13 @@ def markdown(results: list[dict], samplers: list[str], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(path: str, results: list[dict], shown: list[str], meta: dict) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"meta": meta, "results": results}, fh, separators=(",", ":"))  # curves: compact
+    with open(os.path.splitext(path)[0] + ".md", "w", encoding="utf-8") as fh:
+        fh.write(markdown(results, shown, meta))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", help="recorded spaces, or folders of them")
@@ -96,6 +103,9 @@ def main(argv=None) -> int:
     ap.add_argument("--samplers", help="comma-separated (default: every registered sampler)")
     ap.add_argument("--skip", default="", help="comma-separated samplers left out (e.g. gp: slow on a CPU)")
     ap.add_argument("--out", required=True, help="JSON file (a .md table is written beside it)")
+    ap.add_argument("--budget", type=int,
+                    help="candidates per search at most (default: the space's valid configs); a median "
+                         "past it shows as '>B'. Keeps a slow sampler's replay of a 2,000-config space short")
     ap.add_argument("--replay", default="",
                     help="comma-separated parts of space names to search (default: every space); the "
                          "others still give priors: spaces split across processes")
@@ -130,24 +140,23 @@ def main(argv=None) -> int:
     names = [n for n in names if n not in args.skip.split(",")]
     every = [recorded_space.read(p) for p in datasets(args.paths)]
     searched = [s for s in every if not args.replay or any(part in s.name for part in args.replay.split(","))]
+    skip = set(args.skip.split(","))
+    meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in searched],
+            "budget": args.budget}
+    shown = names + ([PRIOR] if "learned" in names and PRIOR not in skip else [])
     results = []
     for space in searched:
         prior = prior_for(space, every)
-        for name in names + ([PRIOR] if prior and "learned" in names else []):
+        for name in names + ([PRIOR] if prior and "learned" in names and PRIOR not in skip else []):
             t0 = time.time()
             sampler = replay.with_prior(space, prior) if name == PRIOR else name
-            r = replay.replay(space, sampler, args.seeds)
+            r = replay.replay(space, sampler, args.seeds, budget=args.budget)
             r.update(sampler=name, label=label(space), wall_s=round(time.time() - t0, 1),
                      prior=[label(p) for p in prior] if name == PRIOR else None)
             results.append(r)
             print(f"{r['label']:<100} {name:<14} median {r['median']:>5g} p90 {r['p90']:>5g} "
                   f"of {r['valid_configs']}  ({r['wall_s']} s)", flush=True)
-    meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in searched]}
-    with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump({"meta": meta, "results": results}, fh, separators=(",", ":"))  # curves: compact
-    shown = names + ([PRIOR] if "learned" in names else [])
-    with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as fh:
-        fh.write(markdown(results, shown, meta))
+            write(args.out, results, shown, meta)  # after each: a run cut short keeps what it did
     print(f"-> {args.out} and {os.path.splitext(args.out)[0]}.md")
     return 0
 
