@@ -143,11 +143,12 @@ def main(argv=None) -> int:
     skip = set(args.skip.split(","))
     meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in searched],
             "budget": args.budget}
-    shown = names + ([PRIOR] if "learned" in names and PRIOR not in skip else [])
+    with_prior = "learned" in names and PRIOR not in skip
+    shown = names + ([PRIOR] if with_prior else [])
     results = []
     for space in searched:
         prior = prior_for(space, every)
-        for name in names + ([PRIOR] if prior and "learned" in names and PRIOR not in skip else []):
+        for name in names + ([PRIOR] if prior and with_prior else []):
             t0 = time.time()
             sampler = replay.with_prior(space, prior) if name == PRIOR else name
             r = replay.replay(space, sampler, args.seeds, budget=args.budget)

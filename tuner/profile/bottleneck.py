@@ -35,6 +35,8 @@ DRAM, as the flat roofline did.
 """
 from __future__ import annotations
 
+from kernelevolve.tuner.profile.metrics import LEVELS
+
 SOL_BOUND_PCT = 60.0
 LAUNCH_SHARE = 0.5
 LABELS = ("launch-bound", "memory-bound", "compute-bound", "latency-bound")
@@ -45,7 +47,7 @@ def _pct(v) -> str:
     return f"{v:.0f}%" if isinstance(v, (int, float)) else "n/a"
 
 
-LEVEL_NAMES = {"dram": "DRAM", "l2": "L2", "l1": "L1"}
+LEVEL_NAMES = {lv: lv.upper() for lv in LEVELS}  # "dram" -> "DRAM", as reasons and docs name them
 
 
 def busiest_level(counters: dict) -> tuple[str, float] | None:
