@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernelevolve.kernels.gemm_vendor import vendor_config
+from kernelevolve.kernels.gemm_vendor import vendor_configs
 from kernelevolve.kernels.matmul import Epilogue, launch_gemm
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
@@ -110,5 +110,5 @@ SPEC = KernelSpec(
     flops=flops,
     bytes_moved=bytes_moved,
     reduction=lambda p: p.K,  # products summed per output element
-    vendor_config=vendor_config(),  # torch.addmm + in-place activation and residual
+    vendor_configs=vendor_configs,  # torch.addmm + in-place activation and residual (padded too)
 )

@@ -21,8 +21,9 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
   num_warps / num_stages   Triton launch options; on AMD also waves_per_eu,
                   matrix_instr_nonkdim, kpack
   IMPL            not a switch of the template and never searched: "vendor" runs cuBLAS/cuBLASLt
-                  through torch instead (kernels/gemm_vendor.py), the candidate every GEMM study
-                  also times; a config without IMPL is a Triton config
+                  through torch instead (kernels/gemm_vendor.py; with PAD_BYTES on zero-padded
+                  copies of misaligned operands), the candidates every GEMM study also times; a
+                  config without IMPL is a Triton config
 Not searched, set by the launcher from the shapes:
   EVEN_K          K is a multiple of BLOCK_K: the K masks of the pointer loads are dropped
   B_KMAJOR        B is a transposed view (K contiguous): descriptors read it as [N, K]
@@ -44,7 +45,7 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels import tuned
-from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_config
+from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, aligned_rows,
                                 apply_epilogue, launch_options, program_slots, tile_coords,
                                 tma_allocator, tma_compatible)
@@ -207,7 +208,7 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     an [N, K] tensor. Returns the main kernel's compiled handle (registers, spills, shared), None
     for the vendor path (IMPL="vendor": torch, no Triton kernel)."""
     if is_vendor(config):
-        launch_vendor(a, b, out, epilogue)
+        launch_vendor(a, b, out, epilogue, config)
         return None
     cfg = {**SWITCH_DEFAULTS, **config}
     M, K = a.shape
@@ -353,5 +354,5 @@ SPEC = KernelSpec(
     flops=flops,
     bytes_moved=bytes_moved,
     reduction=lambda p: p.K,  # products summed per output element
-    vendor_config=vendor_config(),  # torch.mm, timed beside the Triton candidates
+    vendor_configs=vendor_configs,  # torch.mm (on padded copies too where rows are misaligned)
 )

@@ -41,12 +41,13 @@ class KernelSpec:
                   The tuner's tolerance grows with it at the rate of an fp32 accumulator, and an
                   fp32 output with a declared reduction is allowed Triton's tf32 dot
                   (tuner/measure/verify.py: tolerance_for).
-    vendor_config: a config that runs the vendor library instead of Triton (the GEMM family:
-                  {"IMPL": "vendor"}, kernels/gemm_vendor.py), evaluated first in every study so
-                  that nothing is dispatched that is slower than it. Honoured only for the
-                  built-in kernels (tuner/measure/vendor.py): a plug-in may declare it, and its
-                  candidate is then judged as any other, which fails one that launches no Triton
-                  kernel.
+    vendor_configs: problem -> the configs that run the vendor library instead of Triton (the
+                  GEMM family: {"IMPL": "vendor"}, and cuBLAS on padded operands where rows are
+                  misaligned, kernels/gemm_vendor.py), evaluated first in every study so that
+                  nothing is dispatched that is slower than them. Honoured only for the built-in
+                  kernels (tuner/measure/vendor.py): a plug-in may declare them, and its
+                  candidates are then judged as any other, which fails one that launches no
+                  Triton kernel.
     """
 
     name: str
@@ -60,7 +61,7 @@ class KernelSpec:
     flops: Callable[[Any], float]
     bytes_moved: Callable[[Any], float]
     reduction: Callable[[Any], int] | None = None
-    vendor_config: Mapping[str, Any] | None = None
+    vendor_configs: Callable[[Any], list[Mapping[str, Any]]] | None = None
 
 
 def reduction_length(spec: KernelSpec, problem) -> int:

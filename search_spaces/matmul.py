@@ -17,7 +17,7 @@ Parameters, by target:
                  launch them directly).
 
 Not in the space: the vendor path (IMPL="vendor", torch.mm / torch.addmm, kernels/gemm_vendor.py).
-The kernel declares it (KernelSpec.vendor_config) and every study evaluates it once, first, in the
+The kernel declares it (KernelSpec.vendor_configs) and every study evaluates it once, first, in the
 same harness and outside the sampler (tuner/search/constrained.py `outside`): it is a whole other
 implementation, not a value of any switch here, so no proposal is spent on it.
 

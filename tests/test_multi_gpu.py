@@ -39,7 +39,9 @@ def test_candidates_spread_over_every_gpu_of_the_node(two_fake_gpus, tmp_path, m
     monkeypatch.chdir(tmp_path)
     (tmp_path / "exp.yaml").write_text(EXP)
     [summary] = sweep.run(config.load("exp.yaml"), log=lambda m: None)
-    assert summary["counts"]["ok"] == 9  # 8 Triton candidates + the vendor path (torch.mm)
+    # 8 Triton candidates + the vendor paths: torch.mm, and torch.mm on padded copies (K=50
+    # fp32: 200-byte rows of A, not 16-byte aligned)
+    assert summary["counts"]["ok"] == 10
     state = SweepState.latest(str(tmp_path / ".kernelevolve" / "lanes"))
     recs = [r for f in os.listdir(state.folder) if f.endswith(".jsonl")
             for r in state.journal(f[:-6]).records() if r["status"] == "ok"]

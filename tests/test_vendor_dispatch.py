@@ -9,11 +9,11 @@ import torch
 
 from kernelevolve.kernels import matmul as matmul_kernel
 from kernelevolve.kernels import tuned
-from kernelevolve.kernels.gemm_vendor import VENDOR_CONFIG, impl_of, is_vendor
+from kernelevolve.kernels.gemm_vendor import PADDED_CONFIG, VENDOR_CONFIG, impl_of, is_vendor
 from kernelevolve.tuner.execution.worker import CandidateWorker
 from kernelevolve.tuner.measure import guards
 from kernelevolve.tuner.measure.judge import Judge
-from kernelevolve.tuner.measure.vendor import is_declared_vendor, vendor_config_of
+from kernelevolve.tuner.measure.vendor import is_declared_vendor, vendor_configs_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -31,19 +31,57 @@ def worker():
     w.close()
 
 
+GEMM = {"M": 64, "N": 64, "K": 64, "dtype": "float16"}
+BMM = {"B": 2, "M": 64, "N": 64, "K": 64, "dtype": "float16"}
+MISALIGNED = {"M": 48, "N": 45, "K": 71, "dtype": "float16"}  # rows of 142 and 90 bytes
+
+
 def test_trust_is_by_builtin_reference_and_exact_config():
-    assert vendor_config_of("matmul") is None  # a name, not a reference: the driver resolves first
-    for ref in ("kernelevolve.search_spaces.matmul:TUNABLE", "kernelevolve.search_spaces.gemm_epilogue:TUNABLE",
-                "kernelevolve.search_spaces.bmm:TUNABLE",
-                "search_spaces.matmul:TUNABLE"):  # (the pre-namespace reference of old runs too)
-        assert is_declared_vendor(ref, VENDOR_CONFIG), ref
+    assert vendor_configs_of("matmul", GEMM) == []  # a name, not a reference: the driver resolves first
+    for ref, problem in (("kernelevolve.search_spaces.matmul:TUNABLE", GEMM),
+                         ("kernelevolve.search_spaces.gemm_epilogue:TUNABLE", GEMM),
+                         ("kernelevolve.search_spaces.bmm:TUNABLE", BMM),
+                         ("search_spaces.matmul:TUNABLE", GEMM)):  # (the pre-namespace reference of old runs too)
+        assert is_declared_vendor(ref, VENDOR_CONFIG, problem), ref
     ref = "kernelevolve.search_spaces.matmul:TUNABLE"
-    assert not is_declared_vendor(ref, {**VENDOR_CONFIG, "BLOCK_M": 64})
-    assert not is_declared_vendor(ref, matmul_kernel.DEFAULT_CONFIG)
-    assert not is_declared_vendor("kernelevolve.search_spaces.softmax:TUNABLE", VENDOR_CONFIG)
-    assert not is_declared_vendor(f"{HERE}/attacks/vendor_claim.py:KERNEL", VENDOR_CONFIG)
-    assert not is_declared_vendor(f"{HERE}/attacks/vendor_claim.py:MATMUL", VENDOR_CONFIG)
+    assert not is_declared_vendor(ref, {**VENDOR_CONFIG, "BLOCK_M": 64}, GEMM)
+    assert not is_declared_vendor(ref, matmul_kernel.DEFAULT_CONFIG, GEMM)
+    assert not is_declared_vendor(ref, VENDOR_CONFIG, {"M": -1})  # a problem the kernel refuses
+    assert not is_declared_vendor("kernelevolve.search_spaces.softmax:TUNABLE", VENDOR_CONFIG, GEMM)
+    assert not is_declared_vendor(f"{HERE}/attacks/vendor_claim.py:KERNEL", VENDOR_CONFIG, {"n": 64})
+    assert not is_declared_vendor(f"{HERE}/attacks/vendor_claim.py:MATMUL", VENDOR_CONFIG, GEMM)
     assert impl_of(VENDOR_CONFIG) == "vendor" and impl_of(matmul_kernel.DEFAULT_CONFIG) == "triton"
+    assert impl_of(PADDED_CONFIG) == "vendor"
+
+
+def test_padded_operands_are_a_vendor_candidate_only_where_a_row_is_misaligned():
+    for ref in ("kernelevolve.search_spaces.matmul:TUNABLE", "kernelevolve.search_spaces.gemm_epilogue:TUNABLE"):
+        assert vendor_configs_of(ref, GEMM) == [VENDOR_CONFIG]
+        assert vendor_configs_of(ref, MISALIGNED) == [VENDOR_CONFIG, PADDED_CONFIG]
+        assert vendor_configs_of(ref, {**GEMM, "K": 60}) == [VENDOR_CONFIG, PADDED_CONFIG]  # 120-byte rows
+        assert vendor_configs_of(ref, {**GEMM, "K": 60, "dtype": "float32"}) == [VENDOR_CONFIG]  # 240 bytes
+        assert is_declared_vendor(ref, PADDED_CONFIG, MISALIGNED)
+        assert not is_declared_vendor(ref, PADDED_CONFIG, GEMM)  # declared for misaligned rows only
+    assert vendor_configs_of("kernelevolve.search_spaces.bmm:TUNABLE", {**BMM, "N": 45}) == [VENDOR_CONFIG]
+
+
+@pytest.mark.parametrize("b_kmajor", [False, True])
+def test_cublas_on_padded_operands_computes_the_same_product(b_kmajor):
+    from kernelevolve.kernels.gemm_vendor import launch_vendor
+    from kernelevolve.kernels.matmul import Epilogue
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(37, 71, generator=gen)
+    b = torch.randn(45, 71, generator=gen).t() if b_kmajor else torch.randn(71, 45, generator=gen)
+    bias, residual = torch.randn(45, generator=gen), torch.randn(37, 45, generator=gen)
+    plain, padded = torch.empty(37, 45), torch.full((37, 45), float("nan"))
+    ep = Epilogue(bias=bias, activation="gelu", residual=residual)
+    launch_vendor(a, b, plain, ep, VENDOR_CONFIG)
+    launch_vendor(a, b, padded, ep, PADDED_CONFIG)
+    want = torch.nn.functional.gelu(a.double() @ b.double() + bias.double()) + residual.double()
+    assert torch.allclose(padded.double(), want, atol=1e-4) and torch.allclose(padded, plain, atol=1e-5)
+    launch_vendor(a, b, padded, Epilogue(), PADDED_CONFIG)  # no epilogue: the product alone
+    assert torch.allclose(padded.double(), a.double() @ b.double(), atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -52,6 +90,17 @@ def test_the_vendor_matmul_is_judged_ok(worker, dtype):
                              {"M": 48, "N": 40, "K": 72, "dtype": dtype}, VENDOR_CONFIG), timeout_s=300)
     assert rec["status"] == "ok", rec
     assert rec["impl"] == "vendor" and rec["latency_ms"] > 0 and rec["judge_checks"] >= 4
+
+
+@pytest.mark.parametrize("ref, problem", [
+    ("kernelevolve.search_spaces.matmul:TUNABLE", MISALIGNED),
+    ("kernelevolve.search_spaces.gemm_epilogue:TUNABLE", {**MISALIGNED, "dtype": "float32", "N": 45, "K": 70,
+                                                          "activation": "silu", "bias": True, "residual": True}),
+])
+def test_the_padded_vendor_gemm_is_judged_ok(worker, ref, problem):
+    rec = worker.request(req(ref, problem, PADDED_CONFIG), timeout_s=300)
+    assert rec["status"] == "ok", rec
+    assert rec["impl"] == "vendor" and rec["judge_checks"] >= 4
 
 
 def test_the_vendor_fused_gemm_is_judged_ok_and_a_triton_config_still_is_triton(worker):
@@ -199,6 +248,11 @@ def test_the_vendor_config_is_evaluated_first_and_never_told_to_the_sampler():
     assert r.replay([{"config": VENDOR_CONFIG, "status": "ok", "objective": -3.0},
                      {"config": first, "status": "ok", "objective": -2.0}]) == 1
     assert r.suggest("t2") != VENDOR_CONFIG
+    # a journal of another version of the kernel, with a vendor config this study no longer
+    # evaluates: kept out of the sampler, and the resume goes on
+    old = ConstrainedSearch(space, "tpe", 0, "k", outside=[VENDOR_CONFIG])
+    assert old.replay([{"config": {**VENDOR_CONFIG, "PAD_BYTES": 16}, "status": "ok", "objective": -1.0},
+                       {"config": first, "status": "ok", "objective": -2.0}]) == 1
 
 
 class _Run:
@@ -250,8 +304,11 @@ def test_the_evaluator_asks_no_constraint_of_the_declared_vendor_config():
 
     tunable = registry.load("kernelevolve.search_spaces.matmul:TUNABLE")
     problem, hw = MatmulProblem(M=64, N=64, K=64), hardware.profile("cpu-interpreter")
-    assert _is_vendor_config(tunable.kernel, VENDOR_CONFIG) and violations(tunable, problem, hw, VENDOR_CONFIG) == []
-    assert not _is_vendor_config(tunable.kernel, {**VENDOR_CONFIG, "BLOCK_M": 16})
+    assert _is_vendor_config(tunable.kernel, problem, VENDOR_CONFIG)
+    assert violations(tunable, problem, hw, VENDOR_CONFIG) == []
+    assert not _is_vendor_config(tunable.kernel, problem, {**VENDOR_CONFIG, "BLOCK_M": 16})
+    assert not _is_vendor_config(tunable.kernel, problem, PADDED_CONFIG)  # aligned rows: not declared
+    assert _is_vendor_config(tunable.kernel, MatmulProblem(M=64, N=45, K=64), PADDED_CONFIG)
 
 
 def test_the_vendor_bmm_is_judged_ok_and_dispatched(worker, tmp_path, monkeypatch):

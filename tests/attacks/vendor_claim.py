@@ -1,4 +1,4 @@
-"""Claims the vendor exemption from a plug-in: declares `vendor_config` = {"IMPL": "vendor"} (what
+"""Claims the vendor exemption from a plug-in: declares `vendor_configs` = [{"IMPL": "vendor"}] (what
 the built-in GEMMs declare) and computes its output with torch under that config. Caught: the
 exemption from the no-Triton-launch check is the trusted parent's to give, and only to a built-in
 kernel's declared vendor config (tuner/measure/vendor.py); a plug-in's declaration counts for
@@ -25,5 +25,5 @@ def launch(inputs, out, cfg):
     return double(x, out)
 
 
-KERNEL = vec_tunable("vendor_claim", launch, vendor_config={"IMPL": "vendor"})
+KERNEL = vec_tunable("vendor_claim", launch, vendor_configs=lambda problem: [{"IMPL": "vendor"}])
 MATMUL = Tunable(kernel=matmul.SPEC, space=matmul_space)

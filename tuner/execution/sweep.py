@@ -42,7 +42,7 @@ from kernelevolve.tuner.execution.studies import _start_points, retime_finalists
 from kernelevolve.tuner.execution.trial import StudyResources, run_candidate
 from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
 from kernelevolve.tuner.execution.worker import make_request
-from kernelevolve.tuner.measure.vendor import vendor_config_of
+from kernelevolve.tuner.measure.vendor import vendor_configs_of
 from kernelevolve.tuner.experiment import config as config_mod
 from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
 from kernelevolve.tuner.records.recorder import StudyRecorder, Writer
@@ -188,8 +188,7 @@ class Sweep:
             self.writer.submit(open_parent)
         # a built-in GEMM's vendor path (torch.mm / addmm) is evaluated first, beside and not
         # instead of the budget's Triton candidates: what is dispatched is never slower than it
-        vendor = vendor_config_of(study.ref)
-        outside = [vendor] if vendor else []
+        outside = vendor_configs_of(study.ref, study.problem.model_dump())
         searcher = ConstrainedSearch(study.space, s.sampler, s.seed, study.key, s.max_rejects,
                                      start_points=start_points, valid=None,  # adopted when enumerated
                                      outside=outside)

@@ -197,7 +197,7 @@ class CandidateWorker:
         # imports this module for its framing and must import no kernel module)
 
         vendor = payload.get("op") in ("evaluate", "retime", "profile") and is_declared_vendor(
-            payload.get("kernel_ref", ""), payload.get("config"))
+            payload.get("kernel_ref", ""), payload.get("config"), payload.get("problem") or {})
         reply = self._request(payload, timeout_s, vendor)
         if payload.get("op") == "evaluate":
             reply["impl"] = "vendor" if vendor else "triton"

@@ -8,11 +8,12 @@ dispatched) launches none by design, so it needs the one exemption, and the exem
 claimable by a candidate:
   - only a built-in kernel, named by its registry reference (tuner.experiment.registry.BUILTIN:
     a module of this package, never a user's file or module), may have one;
-  - the config must equal that kernel's `KernelSpec.vendor_config` exactly;
+  - the config must equal one of the configs that kernel's `KernelSpec.vendor_configs` declares
+    for the request's problem, exactly;
   - this is computed by the parent (tuner/execution/worker.py) from the request it sends, before
     any candidate code runs for it, and sent to the judge in its `begin` message; the evaluator's
     claims play no part.
-A plug-in that declares the same `vendor_config`, or names {"IMPL": "vendor"} in its space, is
+A plug-in that declares the same `vendor_configs`, or names {"IMPL": "vendor"} in its space, is
 therefore judged like every other candidate, and fails with NO_LAUNCH if it launches no Triton
 kernel. Every other check (outputs, guard zones, inputs, canaries) applies to the vendor
 candidate too.
@@ -25,29 +26,38 @@ from kernelevolve.kernels.gemm_vendor import IMPL_KEY
 
 
 @functools.lru_cache(maxsize=None)
-def declared_vendor_config(kernel_ref: str) -> tuple | None:
-    """The vendor config a built-in kernel declares, as sorted items (hashable); None for a
-    plug-in or a kernel without one. Imports the built-in module (package code, trusted) once."""
+def _builtin_kernel(kernel_ref: str):
+    """The KernelSpec of a built-in kernel, None for a plug-in. Imports the built-in module
+    (package code, trusted) once."""
     from kernelevolve.tuner.experiment import registry
 
     ref = registry.current_ref(kernel_ref or "")
     if ref not in registry.BUILTIN.values():
         return None
     try:
-        cfg = getattr(registry.load(ref).kernel, "vendor_config", None)
+        return registry.load(ref).kernel
     except registry.KernelNotFound:
         return None
-    return tuple(sorted(dict(cfg).items())) if cfg else None
 
 
-def vendor_config_of(kernel_ref: str) -> dict | None:
-    found = declared_vendor_config(kernel_ref)
-    return dict(found) if found is not None else None
+def vendor_configs_of(kernel_ref: str, problem: dict) -> list[dict]:
+    """The vendor configs a built-in kernel declares for this problem (kernels/gemm_vendor.py:
+    cuBLAS, and cuBLAS on padded operands where rows are misaligned); [] for a plug-in, a kernel
+    without any, or a problem the kernel's model refuses."""
+    spec = _builtin_kernel(kernel_ref)
+    declare = getattr(spec, "vendor_configs", None)
+    if declare is None:
+        return []
+    try:
+        model = spec.problem.model_validate(dict(problem or {}))
+    except Exception:  # noqa: BLE001 - a problem the kernel refuses has no vendor path either
+        return []
+    return [dict(c) for c in declare(model)]
 
 
-def is_declared_vendor(kernel_ref: str, config) -> bool:
-    """Whether this request's config is the declared vendor config of a built-in kernel."""
+def is_declared_vendor(kernel_ref: str, config, problem: dict) -> bool:
+    """Whether this request's config is one of the vendor configs a built-in kernel declares for
+    the request's problem."""
     if not isinstance(config, dict) or IMPL_KEY not in config:
         return False  # a Triton config: no kernel module is imported to say so
-    declared = vendor_config_of(kernel_ref)
-    return declared is not None and dict(config) == declared
+    return dict(config) in vendor_configs_of(kernel_ref, problem)

@@ -248,6 +248,10 @@ class ConstrainedSearch(Searcher):
             self.seen[key] = value
             if key in self.outside_keys:  # evaluated already; never a sampler's point
                 continue
+            if not isinstance(cfg, dict) or not {d.name for d in self.space.searched} <= set(cfg):
+                # no point of the space: a config outside it that this study no longer evaluates
+                # (a vendor path journaled by another version of the kernel); kept, never told
+                continue
             if self.valid is not None:
                 self.valid.take(key)
             self.inner.add_evaluated_point(self.space.encode(cfg), value)
