@@ -9,6 +9,8 @@ problem differs (any GPU kind), never on the space searched nor on its problem o
     python benchmarks/replay_compare.py benchmarks/data/recorded --seeds 20 \
         --out docs/results/replay_dev.json [--samplers tpe,random,learned] [--skip gp]
 
+`--samplers learned+prior` replays the learned sampler with a prior alone (not without one).
+
 Writes the JSON (every result, with regret curves) and a Markdown table beside it (.md): per
 space, each sampler's median candidates to within 2% (p90 in brackets), and per sampler the
 geometric mean over spaces of its median relative to TPE's, the median over spaces of its median
@@ -138,12 +140,14 @@ def main(argv=None) -> int:
 
     names = args.samplers.split(",") if args.samplers else list(SAMPLERS)
     names = [n for n in names if n not in args.skip.split(",")]
+    prior_only = PRIOR in names  # --samplers learned+prior: the prior's rows without learned's
+    names = [n for n in names if n != PRIOR]
     every = [recorded_space.read(p) for p in datasets(args.paths)]
     searched = [s for s in every if not args.replay or any(part in s.name for part in args.replay.split(","))]
     skip = set(args.skip.split(","))
     meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in searched],
             "budget": args.budget}
-    with_prior = "learned" in names and PRIOR not in skip
+    with_prior = ("learned" in names or prior_only) and PRIOR not in skip
     shown = names + ([PRIOR] if with_prior else [])
     results = []
     for space in searched:
