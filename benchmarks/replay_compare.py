@@ -136,9 +136,9 @@ def main(argv=None) -> int:
         return 0
     from kernelevolve.tuner.records import recorded_space
     from kernelevolve.tuner.search import replay
-    from kernelevolve.tuner.search.samplers import SAMPLERS
+    from kernelevolve.tuner.search.samplers import DISTINCT
 
-    names = args.samplers.split(",") if args.samplers else list(SAMPLERS)
+    names = args.samplers.split(",") if args.samplers else list(DISTINCT)
     names = [n for n in names if n not in args.skip.split(",")]
     prior_only = PRIOR in names  # --samplers learned+prior: the prior's rows without learned's
     names = [n for n in names if n != PRIOR]
