@@ -123,7 +123,8 @@ def main(argv=None) -> int:
                 parts.append(json.load(fh))
         if len({p["meta"]["seeds"] for p in parts}) > 1:
             raise SystemExit("replay_compare: error: the runs to combine used different --seeds")
-        meta = {**parts[0]["meta"], "spaces": [s for p in parts for s in p["meta"]["spaces"]]}
+        # a space replayed by several runs (other samplers) is listed once
+        meta = {**parts[0]["meta"], "spaces": list(dict.fromkeys(s for p in parts for s in p["meta"]["spaces"]))}
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump({"meta": meta, "results": [r for p in parts for r in p["results"]]}, fh, separators=(",", ":"))
         args.markdown_only = True

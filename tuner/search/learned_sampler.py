@@ -106,9 +106,12 @@ class LearnedSampler(PoolSampler):
 
 
 def subsample(values: list[float], failed: list[bool], rng: np.random.Generator,
-              cap: int = PRIOR_MAX, top: float = PRIOR_TOP) -> np.ndarray:
-    """Indices of the candidates of one prior space to fit on (all of them up to `cap`): the
-    fastest `top` share of the correct ones (at most cap // 2), then a uniform sample of the rest."""
+              cap: int | None = None, top: float | None = None) -> np.ndarray:
+    """Indices of the candidates of one prior space to fit on (all of them up to `cap`, PRIOR_MAX
+    unless given): the fastest `top` share of the correct ones (PRIOR_TOP unless given; at most
+    cap // 2), then a uniform sample of the rest."""
+    cap = PRIOR_MAX if cap is None else cap
+    top = PRIOR_TOP if top is None else top
     n = len(values)
     if n <= cap:
         return np.arange(n)
