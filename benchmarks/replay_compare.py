@@ -1,8 +1,9 @@
 """Every registered sampler replayed on recorded spaces: candidates to within 2% of each space's oracle.
 
 For each recorded space (tuner/records/recorded_space.py) and each sampler of the registry
-(tuner/search/samplers.py), `--seeds` searches through tuner.search.replay (the sweep's
-ConstrainedSearch, answered from the recording, one candidate in flight), and once more the
+(tuner/search/samplers.py; `auto`, which is tpe or learned by the space's size, only when named),
+`--seeds` searches through tuner.search.replay (the sweep's ConstrainedSearch, answered from the
+recording, one candidate in flight), and once more the
 learned sampler with a prior: fit first on the other recorded spaces of the same kernel whose
 problem differs (any GPU kind), never on the space searched nor on its problem on another GPU.
 
