@@ -33,8 +33,13 @@ KAPPA = 0.5  # optimism: how much the ensemble's spread counts against its mean
 PRIOR_HALF = 10  # own results at which the study's model and the prior weigh the same
 # Candidates of one prior space the prior is fit on, at most. A 2,000-config GEMM recording gives
 # 2,000: three of them made the prior's k-nearest-neighbours a pool x 6,000 distance matrix, 0.6 s
-# per proposal on a 2-core CPU (a replay of 400 candidates x 5 seeds: 20 minutes a space), while
-# 500 per space already cover the space's regions. Kept: the fastest PRIOR_TOP of the correct ones
+# per proposal on a 2-core CPU when it was predicted at every proposal (a replay of 400
+# candidates x 5 seeds: 20 minutes a space). The prior's prediction is now made once per config
+# (_prior_score), which alone brings that replay to 1.5-2 minutes; the cap keeps the fit and that
+# one prediction bounded as priors grow (more shapes, more GPU kinds), and 500 per space already
+# cover a space's regions: on the four 2,000-config GEMM recordings, the capped and the whole prior
+# needed as many candidates (geomean over the four, 5 seeds: 0.25 and 0.28 of TPE's;
+# docs/results/replay/h100_2000_spaces_prior*.md). Kept: the fastest PRIOR_TOP of the correct ones
 # (where the search must go, so the neighbours of the best stay dense), and a seeded uniform sample
 # of the rest, failures in their proportion. Targets are computed on the whole space first, so the
 # subsample does not move its centring.
