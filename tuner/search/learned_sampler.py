@@ -35,7 +35,7 @@ PRIOR_HALF = 10  # own results at which the study's model and the prior weigh th
 # 2,000: three of them made the prior's k-nearest-neighbours a pool x 6,000 distance matrix, 0.6 s
 # per proposal on a 2-core CPU when it was predicted at every proposal (a replay of 400
 # candidates x 5 seeds: 20 minutes a space). The prior's prediction is now made once per config
-# (_prior_score), which alone brings that replay to 1.5-2 minutes; the cap keeps the fit and that
+# (_prior_score), which alone brings that replay under 2 minutes; the cap keeps the fit and that
 # one prediction bounded as priors grow (more shapes, more GPU kinds), and 500 per space already
 # cover a space's regions: on the four 2,000-config GEMM recordings, the capped and the whole prior
 # needed as many candidates (geomean over the four, 5 seeds: 0.25 and 0.28 of TPE's;
