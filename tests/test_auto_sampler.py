@@ -107,3 +107,21 @@ def test_auto_sampler_pickles_after_choosing(tmp_path):
     optuna.create_study(sampler=sampler).ask(fixed_distributions=SMALL.distributions())
     again = pickle.loads(pickle.dumps(sampler))
     assert again.chosen == "tpe" and "_valid_cache" not in again.space.__dict__
+
+
+def test_a_sweep_that_names_no_sampler_searches_with_auto_and_says_which(tmp_path):
+    """A real sweep (Ray Tune, the interpreter, MLflow) of an experiment that names no sampler: the
+    parent run records `auto` and the sampler it chose (the interaction's interpreter space is
+    small: TPE)."""
+    from mlflow.tracking import MlflowClient
+
+    from tests import tiny_sweep
+
+    exp, _ = tiny_sweep.run_in(str(tmp_path), tiny_sweep.EXP.replace("sampler: tpe, ", ""))
+    assert exp.search.sampler == "auto"
+    evaluated = [r for r in tiny_sweep.journal(str(tmp_path), exp.name) if r["status"] != "invalid"]
+    assert len(evaluated) == 5 and all(r["status"] == "ok" for r in evaluated)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+    [parent] = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
+                                  "tags.`kernelevolve.role` = 'study'")
+    assert (parent.data.params["sampler"], parent.data.params["sampler_resolved"]) == ("auto", "tpe")
