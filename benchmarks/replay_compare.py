@@ -1,13 +1,16 @@
 """Every registered sampler replayed on recorded spaces: candidates to within 2% of each space's oracle.
 
 For each recorded space (tuner/records/recorded_space.py) and each sampler of the registry
-(tuner/search/samplers.py), `--seeds` searches through tuner.search.replay (the sweep's
-ConstrainedSearch, answered from the recording, one candidate in flight), and once more the
+(tuner/search/samplers.py; `auto`, which is tpe or learned by the space's size, only when named),
+`--seeds` searches through tuner.search.replay (the sweep's ConstrainedSearch, answered from the
+recording, one candidate in flight), and once more the
 learned sampler with a prior: fit first on the other recorded spaces of the same kernel whose
 problem differs (any GPU kind), never on the space searched nor on its problem on another GPU.
 
     python benchmarks/replay_compare.py benchmarks/data/recorded --seeds 20 \
         --out docs/results/replay_dev.json [--samplers tpe,random,learned] [--skip gp]
+
+`--samplers learned+prior` replays the learned sampler with a prior alone (not without one).
 
 Writes the JSON (every result, with regret curves) and a Markdown table beside it (.md): per
 space, each sampler's median candidates to within 2% (p90 in brackets), and per sampler the
@@ -121,7 +124,8 @@ def main(argv=None) -> int:
                 parts.append(json.load(fh))
         if len({p["meta"]["seeds"] for p in parts}) > 1:
             raise SystemExit("replay_compare: error: the runs to combine used different --seeds")
-        meta = {**parts[0]["meta"], "spaces": [s for p in parts for s in p["meta"]["spaces"]]}
+        # a space replayed by several runs (other samplers) is listed once
+        meta = {**parts[0]["meta"], "spaces": list(dict.fromkeys(s for p in parts for s in p["meta"]["spaces"]))}
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump({"meta": meta, "results": [r for p in parts for r in p["results"]]}, fh, separators=(",", ":"))
         args.markdown_only = True
@@ -134,16 +138,18 @@ def main(argv=None) -> int:
         return 0
     from kernelevolve.tuner.records import recorded_space
     from kernelevolve.tuner.search import replay
-    from kernelevolve.tuner.search.samplers import SAMPLERS
+    from kernelevolve.tuner.search.samplers import DISTINCT
 
-    names = args.samplers.split(",") if args.samplers else list(SAMPLERS)
+    names = args.samplers.split(",") if args.samplers else list(DISTINCT)
     names = [n for n in names if n not in args.skip.split(",")]
+    prior_only = PRIOR in names  # --samplers learned+prior: the prior's rows without learned's
+    names = [n for n in names if n != PRIOR]
     every = [recorded_space.read(p) for p in datasets(args.paths)]
     searched = [s for s in every if not args.replay or any(part in s.name for part in args.replay.split(","))]
     skip = set(args.skip.split(","))
     meta = {"seeds": args.seeds, "tolerance": replay.TOLERANCE, "spaces": [label(s) for s in searched],
             "budget": args.budget}
-    with_prior = "learned" in names and PRIOR not in skip
+    with_prior = ("learned" in names or prior_only) and PRIOR not in skip
     shown = names + ([PRIOR] if with_prior else [])
     results = []
     for space in searched:

@@ -68,6 +68,15 @@ def test_malformed_files(tmp_path, text, words):
         config.load(write(tmp_path, text))
 
 
+def test_the_default_sampler_is_auto(tmp_path):
+    """A file that names no sampler gets "auto" (learned or TPE by the size of the space); one that
+    names a sampler keeps it."""
+    exp = config.load(write(tmp_path, GOOD.replace("sampler: tpe, ", "")))
+    assert exp.search.sampler == "auto"
+    assert config.load(write(tmp_path, GOOD, "tpe.yaml")).search.sampler == "tpe"
+    assert config.load(write(tmp_path, GOOD.replace("sampler: tpe", "sampler: auto"), "auto.yaml")).search.sampler == "auto"
+
+
 def test_grid_budget_must_match_the_grid(tmp_path):
     path = write(tmp_path, GOOD.replace("sampler: tpe", "sampler: grid"))
     with pytest.raises(config.ConfigError, match="exhaustive"):

@@ -41,6 +41,7 @@ def test_parent_run_records_what_a_rerun_needs():
     [parent] = client.search_runs([exp.experiment_id], "tags.`kernelevolve.role` = 'study'")
     p, t = parent.data.params, parent.data.tags
     assert (p["sampler"], p["seed"], p["samples"], p["concurrency"]) == ("tpe", "4", "5", "1")
+    assert p["sampler_resolved"] == "tpe"  # a named sampler is the one that searched
     assert {k: p[f"problem.{k}"] for k in ("batch", "features", "dim", "dtype")} == \
         {"batch": "16", "features": "6", "dim": "64", "dtype": "float16"}
     for tag in ("optuna", "ray", "triton", "torch", "git_commit", "kernel_ref"):

@@ -106,6 +106,46 @@ def test_a_prior_ranks_from_the_first_proposal():
     assert config_key(first) in {config_key(c["config"]) for c in ranked[:len(ranked) // 2]}
 
 
+def _recorded(problem, n, seed=0):
+    """A recorded space of SPACE's configs (repeated to n candidates), every tenth one failed."""
+    rng = np.random.default_rng(seed)
+    configs = SPACE.valid_configs()
+    cands = [{"config": configs[i % len(configs)], "status": "runtime_error" if i % 10 == 9 else "ok",
+              "latency_ms": float(latency(configs[i % len(configs)]) * (1 + 0.1 * rng.random()))}
+             for i in range(n)]
+    return recorded_space.RecordedSpace({"problem": problem}, cands)
+
+
+def test_a_large_prior_is_subsampled_to_the_cap_keeping_the_fastest():
+    from kernelevolve.tuner.search import learned_sampler
+
+    big, small = _recorded({"rows": 4096}, 2000), _recorded({"rows": 512}, 120)
+    sampler = LearnedSampler(SPACE, seed=0, prior=[big, small], problem={"rows": 1024})
+    # each prior space gives at most PRIOR_MAX points: the large one its cap, the small one all
+    assert len(sampler.prior.y) == learned_sampler.PRIOR_MAX + 120
+
+    values = [float(np.log10(c["latency_ms"])) for c in big.candidates]
+    failed = [c["status"] != "ok" for c in big.candidates]
+    keep = learned_sampler.subsample(values, failed, np.random.default_rng(0))
+    assert len(keep) == learned_sampler.PRIOR_MAX == len(set(keep.tolist()))
+    ok = sorted((v, i) for i, (v, f) in enumerate(zip(values, failed)) if not f)
+    fastest = {i for _, i in ok[:int(learned_sampler.PRIOR_TOP * len(ok))]}
+    assert fastest <= set(keep.tolist())  # the fastest tenth is always kept
+    assert 0 < sum(failed[i] for i in keep) < len(keep) // 4  # failures stay, about in proportion
+    same = learned_sampler.subsample(values, failed, np.random.default_rng(0))
+    assert same.tolist() == keep.tolist()  # seeded
+    assert learned_sampler.subsample(values[:100], failed[:100], np.random.default_rng(0)).tolist() == list(range(100))
+
+
+def test_the_prior_predicts_each_config_once():
+    sampler = LearnedSampler(SPACE, seed=0, prior=[_recorded({"rows": 4096}, 600)], problem={"rows": 1024})
+    calls = []
+    predict = sampler.prior.predict
+    sampler.prior.predict = lambda x: calls.append(len(x)) or predict(x)
+    _study(sampler, 15)
+    assert sum(calls) == len(SPACE.valid_configs())  # every valid config predicted once, not once a proposal
+
+
 def test_features_are_by_value_so_shapes_share_them():
     f = Featurizer(SPACE.describe(), problems=[{"rows": 1024, "dtype": "bfloat16"}])
     v = f.vector({"BLOCK": 64, "WARPS": 2, "STAGES": 3, "LOAD": "cg"}, {"rows": 1023, "dtype": "bfloat16"})

@@ -196,3 +196,7 @@ def test_replay_compare_splits_spaces_across_runs_and_combines_them(tmp_path):
     merged = json.load(open(both))
     assert merged["results"] == first["results"] + second["results"]
     assert "learned+prior" in open(str(tmp_path / "both.md")).read()
+    only = str(tmp_path / "only.json")
+    assert replay_compare.main([CI_SPACE, PARTIAL_SPACE, "--seeds", "1", "--samplers", "learned+prior",
+                                "--replay", "causalFalse", "--out", only]) == 0
+    assert [r["sampler"] for r in json.load(open(only))["results"]] == ["learned+prior"]

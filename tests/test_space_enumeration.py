@@ -68,3 +68,30 @@ def test_rules_that_read_in_every_way():
     fast = space.valid_configs()
     assert fast == brute_force(space)
     assert 0 < len(fast) < space.size()
+
+
+_SUM_CALLS = []
+
+
+def _sum_at_most_40(cfg):
+    """A + B at most 40"""
+    _SUM_CALLS.append(1)
+    return "too big" if cfg["A"] + cfg["B"] > 40 else None
+
+
+def test_the_valid_set_is_enumerated_once_and_shared():
+    """The searcher, the pool sampler and the `auto` sampler's count read one enumeration; each
+    caller gets its own copies; a pickled space leaves the set behind."""
+    import pickle
+
+    calls = _SUM_CALLS
+    calls.clear()
+    space = Space((IntRange("A", 1, 30), IntRange("B", 1, 30)), constraints=(_sum_at_most_40,))
+    first = space.valid_configs()
+    asked = len(calls)
+    assert space.valid_count() == len(first) == len(brute_force(space)) and len(calls) == asked + 30 * 30
+    again = space.valid_configs()
+    first[0]["A"] = 99
+    assert again[0]["A"] == 1 and space.valid_configs()[0]["A"] == 1  # copies
+    assert len(calls) == asked + 900  # the brute force above, not a second walk
+    assert "_valid_cache" not in pickle.loads(pickle.dumps(space)).__dict__

@@ -85,7 +85,8 @@ class Target(BaseModel):
 
 class Search(BaseModel):
     model_config = _STRICT
-    sampler: str = "tpe"
+    # "auto": the learned sampler for a space of >= 2,000 valid configs, else TPE (tuner.search.samplers)
+    sampler: str = "auto"
     # candidates evaluated per study; grid: the whole grid
     samples: PositiveInt | None = Field(default=None, le=MAX_SAMPLES)
     concurrency: PositiveInt = Field(default=1, le=MAX_CONCURRENCY)

@@ -139,7 +139,8 @@ class Tracker:
                     optuna=optuna.__version__, ray=ray.__version__)
         run = self.client.create_run(self.experiment_id, tags=tags)
         params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
-        params.update({"sampler": s.sampler, "seed": s.seed, "samples": study.budget(),
+        params.update({"sampler": s.sampler, "sampler_resolved": _resolved(s.sampler, study),
+                       "seed": s.seed, "samples": study.budget(),
                        "concurrency": s.concurrency, "timeout_s": s.timeout_s, "top_k": s.top_k,
                        "resources": json.dumps(study.target.ray_resources(), sort_keys=True),
                        # whether the counters steered this study's search: its candidates-to-best depend on it
@@ -275,3 +276,14 @@ class Tracker:
         for rec in records:
             self.log_candidate(parent_id, rec, study_tags)
         return len(self._known(parent_id)) - before
+
+
+def _resolved(sampler: str, study) -> str:
+    """The sampler that searches the study: "auto" names the one it builds for the study's space
+    (learned or tpe, by the count of its valid configs); any other is itself."""
+    space = getattr(study, "space", None)
+    if sampler != "auto" or space is None:
+        return sampler
+    from kernelevolve.tuner.search.samplers import auto_choice
+
+    return auto_choice(space)

@@ -298,13 +298,19 @@ def _figure_html(name: str, png: bytes) -> str:
             f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
+def _sampler_cell(params: dict) -> str:
+    """The sampler as the experiment named it, and the one "auto" chose: "auto (learned)"."""
+    named, resolved = params.get("sampler", ""), params.get("sampler_resolved")
+    return f"{named} ({resolved})" if resolved and resolved != named else named
+
+
 def _study_html(client, experiment_id: str, key: str, run) -> str:
     tags, params, m = run.data.tags, run.data.params, run.data.metrics
     timing, best = tags.get("timing", ""), best_config(run)
     [triton_row] = best_rows({key: run})  # (the best Triton kernel, with its fallback for older runs)
     pngs, notes = study_plots(client, experiment_id, run)
     facts = {"timing": f"timing={timing}", "hardware": tags.get("hardware", ""),
-             "sampler": params.get("sampler", ""), "seed": params.get("seed", ""),
+             "sampler": _sampler_cell(params), "seed": params.get("seed", ""),
              "candidates": fmt(m.get("candidates")), "ok": fmt(m.get("candidates_ok")),
              "statuses": tags.get("status_counts", ""),
              "best latency (ms), re-timed at the end of the study":

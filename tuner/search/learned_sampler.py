@@ -13,19 +13,38 @@ pool: a model of two points ranks nothing.
 A prior: candidates of other recorded spaces of the same kernel (other shapes, other GPU kinds;
 tuner.records.recorded_space). A model fit on them ranks from the first proposal; it is blended
 with the study's own model, whose weight grows with the study's own results (n / (n + PRIOR_HALF)).
+Each prior space gives at most PRIOR_MAX of its candidates (the fastest and a seeded sample of the
+rest), and the prior's prediction of a config is made once and remembered: it does not change
+with the study's results.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from kernelevolve.tuner.search.cost_model import CostModel, Featurizer, targets
 from kernelevolve.tuner.search.pool_sampler import PoolSampler
 from kernelevolve.tuner.search.protocol import PENALTY
-from kernelevolve.tuner.search.space import Space
+from kernelevolve.tuner.search.space import Space, config_key
 
 STARTUP = 4  # completed trials before the study's own model proposes (without a prior)
 KAPPA = 0.5  # optimism: how much the ensemble's spread counts against its mean
 PRIOR_HALF = 10  # own results at which the study's model and the prior weigh the same
+# Candidates of one prior space the prior is fit on, at most. A 2,000-config GEMM recording gives
+# 2,000: three of them made the prior's k-nearest-neighbours a pool x 6,000 distance matrix, 0.6 s
+# per proposal on a 2-core CPU when it was predicted at every proposal (a replay of 400
+# candidates x 5 seeds: 20 minutes a space). The prior's prediction is now made once per config
+# (_prior_score), which alone brings that replay under 2 minutes; the cap keeps the fit and that
+# one prediction bounded as priors grow (more shapes, more GPU kinds), and 500 per space already
+# cover a space's regions: on the four 2,000-config GEMM recordings, the capped and the whole prior
+# needed as many candidates (geomean over the four, 5 seeds: 0.25 and 0.28 of TPE's;
+# docs/results/replay/h100_2000_spaces_prior*.md). Kept: the fastest PRIOR_TOP of the correct ones
+# (where the search must go, so the neighbours of the best stay dense), and a seeded uniform sample
+# of the rest, failures in their proportion. Targets are computed on the whole space first, so the
+# subsample does not move its centring.
+PRIOR_MAX = 500
+PRIOR_TOP = 0.1  # share of a prior space's correct candidates always kept (the fastest), at most half the cap
 
 
 class LearnedSampler(PoolSampler):
@@ -38,6 +57,7 @@ class LearnedSampler(PoolSampler):
         problems = [self.problem] + [p.header["problem"] for p in (prior or [])]
         self.features = Featurizer(space.describe(), problems if prior else [])
         self.prior = self._fit_prior(prior) if prior else None
+        self._prior_scores: dict[str, float] = {}  # config key -> the prior's optimistic score
 
     def choose(self, pool, study, trial, rng):
         done = self.completed(study)
@@ -55,8 +75,10 @@ class LearnedSampler(PoolSampler):
                 continue
             failed = [c["status"] != "ok" for c in cands]
             values = [0.0 if f else float(np.log10(c["latency_ms"] / 1e3)) for c, f in zip(cands, failed)]
-            xs.append(self.features.matrix([c["config"] for c in cands], rec.header["problem"]))
-            ys.append(targets(values, failed))  # centred per space: shapes differ in scale
+            y = targets(values, failed)  # centred per space: shapes differ in scale
+            keep = subsample(values, failed, np.random.default_rng([self.seed or 0, len(xs)]))
+            xs.append(self.features.matrix([cands[i]["config"] for i in keep], rec.header["problem"]))
+            ys.append(y[keep])
         if not xs:
             return None
         return CostModel(np.random.default_rng(self.seed or 0)).fit(np.vstack(xs), np.concatenate(ys))
@@ -74,6 +96,32 @@ class LearnedSampler(PoolSampler):
             weight = len(done) / (len(done) + PRIOR_HALF) if self.prior is not None else 1.0
             score += weight * (mean - KAPPA * spread)
         if self.prior is not None:
-            mean, spread = self.prior.predict(x_pool)
-            score += (1.0 - weight) * (mean - KAPPA * spread)
+            score += (1.0 - weight) * self._prior_score(pool, x_pool)
         return score
+
+    def _prior_score(self, pool: list[dict], x_pool: np.ndarray) -> np.ndarray:
+        """The prior's mean - KAPPA x spread per pool config, each predicted once per study."""
+        keys = [config_key(c) for c in pool]
+        new = [i for i, k in enumerate(keys) if k not in self._prior_scores]
+        if new:
+            mean, spread = self.prior.predict(x_pool[new])
+            for i, v in zip(new, mean - KAPPA * spread):
+                self._prior_scores[keys[i]] = float(v)
+        return np.array([self._prior_scores[k] for k in keys])
+
+
+def subsample(values: list[float], failed: list[bool], rng: np.random.Generator,
+              cap: int | None = None, top: float | None = None) -> np.ndarray:
+    """Indices of the candidates of one prior space to fit on (all of them up to `cap`, PRIOR_MAX
+    unless given): the fastest `top` share of the correct ones (PRIOR_TOP unless given; at most
+    cap // 2), then a uniform sample of the rest."""
+    cap = PRIOR_MAX if cap is None else cap
+    top = PRIOR_TOP if top is None else top
+    n = len(values)
+    if n <= cap:
+        return np.arange(n)
+    ok = [i for i in range(n) if not failed[i]]
+    best = sorted(ok, key=lambda i: values[i])[:min(cap // 2, math.ceil(top * len(ok)))]
+    rest = np.setdiff1d(np.arange(n), best)
+    return np.sort(np.concatenate([np.array(best, dtype=int),
+                                   rng.choice(rest, cap - len(best), replace=False)]))

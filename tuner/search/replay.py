@@ -65,6 +65,9 @@ class RecordedConfigs(Space):
     def valid_configs(self) -> list[dict]:
         return [dict(c) for c in self.recorded]
 
+    def valid_count(self) -> int:
+        return len(self.recorded)
+
 
 def domain_of(param: dict):
     """A domain from the header's description of it (Space.describe)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Sequence
@@ -28,6 +29,9 @@ Constraint = Callable[[dict], "str | None"]
 # them (tuner.search.pool_sampler). Here, importable without Ray, so both read the one value.
 ENUMERATE_MAX = 2_000_000  # raw points: Space.valid_configs walks them as a tree (GEMM spaces of 205k and
 # 410k raw points: 0.2-0.9 s on a 2-core CI machine); the Hopper conv space (39M raw, 41 s) is searched by rejection
+
+
+_ENUMERATING = threading.Lock()
 
 
 def bind_rule(fn, problem, hw) -> Constraint:
@@ -192,6 +196,30 @@ class Space:
         return {d.name: [d.encode(v) for v in d.values()] for d in self.searched}
 
     def valid_configs(self) -> list[dict]:
+        """Every config that passes the constraints, in the order of itertools.product (copies:
+        the set is enumerated once per space and shared by its searcher, its pool sampler and the
+        `auto` sampler's choice, whichever thread asks first)."""
+        return [dict(c) for c in self._valid()]
+
+    def valid_count(self) -> int:
+        """How many configs pass the constraints (the set enumerated once, as valid_configs)."""
+        return len(self._valid())
+
+    def _valid(self) -> list[dict]:
+        cached = self.__dict__.get("_valid_cache")
+        if cached is None:
+            with _ENUMERATING:  # two threads asking at once: one walk, not two
+                cached = self.__dict__.get("_valid_cache")
+                if cached is None:
+                    cached = self._enumerate()
+                    object.__setattr__(self, "_valid_cache", cached)  # frozen: not a field
+        return cached
+
+    def __getstate__(self):
+        # a pickled space (a searcher's checkpoint) leaves the enumerated set behind: it is rebuilt
+        return {k: v for k, v in self.__dict__.items() if k != "_valid_cache"}
+
+    def _enumerate(self) -> list[dict]:
         """Every config that passes the constraints, in the order of itertools.product.
 
         Evaluating every constraint on every raw config took 10-20 s for a 200k-config GEMM space
