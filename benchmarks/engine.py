@@ -53,8 +53,9 @@ def target(kind: str | None = None) -> dict:
 def experiment(name: str, kernels: list[dict], tgt: dict, *, samples: int, concurrency: int = 8,
                seed: int = 0, clock: str = "do_bench", timeout_s: float = 120, top_k: int = 3,
                warmup_ms: float = 5, rep_ms: float = 20, retime_rep_ms: float = 100,
-               retime_rounds: int = 5) -> dict:
-    """An experiment dict. `kernels`: [{"kernel": name, "problems": [fields, ...]}, ...]; problems
+               retime_rounds: int = 5, sampler: str = "tpe") -> dict:
+    """An experiment dict (`sampler`: tpe by default, as every published figure so far was searched;
+    "auto" is the product's default, tuner/search/samplers.py). `kernels`: [{"kernel": name, "problems": [fields, ...]}, ...]; problems
     repeated within a kernel are dropped (one study each). No start points: every config a
     benchmark reports was found by the search itself."""
     entries = []
@@ -65,7 +66,7 @@ def experiment(name: str, kernels: list[dict], tgt: dict, *, samples: int, concu
                 problems.append(dict(p))
         entries.append({"kernel": k["kernel"], "problems": problems})
     return {"name": name, "kernels": entries, "targets": [tgt],
-            "search": {"sampler": "tpe", "samples": samples, "concurrency": max(1, min(concurrency, samples)),
+            "search": {"sampler": sampler, "samples": samples, "concurrency": max(1, min(concurrency, samples)),
                        "seed": seed, "timeout_s": timeout_s, "top_k": top_k},
             "timing": {"clock": clock if clock in GPU_CLOCKS else "do_bench", "warmup_ms": warmup_ms,
                        "rep_ms": rep_ms, "retime_rep_ms": retime_rep_ms, "retime_rounds": retime_rounds},

@@ -100,6 +100,7 @@ import triton  # noqa: E402
 
 from benchmarks import engine, gemm_peers as peers, gemm_report as report, gemm_shapes as shapes  # noqa: E402
 from kernelevolve.tuner.experiment import registry  # noqa: E402
+from kernelevolve.tuner.search.samplers import SAMPLERS  # noqa: E402
 from kernelevolve.tuner.measure.clocks import host_us, measure  # noqa: E402
 from kernelevolve.tuner.measure.verify import check  # noqa: E402
 
@@ -156,7 +157,8 @@ def build(todo: list[Job], args, tgt: dict) -> dict:
     cpu = tgt["name"] == "cpu-interpreter"
     extra = dict(top_k=1, retime_rounds=1, timeout_s=600) if cpu else {}
     return engine.experiment("gemm-suite", [{"kernel": k, "problems": p} for k, p in kernels.items()], tgt,
-                             samples=args.configs, concurrency=args.threads, seed=args.seed, clock=args.clock, **extra)
+                             samples=args.configs, concurrency=args.threads, seed=args.seed, clock=args.clock,
+                             sampler=args.sampler, **extra)
 
 
 # ---- timing, verification, rows -----------------------------------------------------------------
@@ -328,6 +330,8 @@ def parse(argv=None):
     ap.add_argument("--configs", type=int, help="candidates per shape (search.samples; default 40, CPU 2)")
     ap.add_argument("--threads", type=int, help="candidates in flight per shape (default 8, CPU 1)")
     ap.add_argument("--clock", choices=["clean", "do_bench"], default="clean", help="the sweep's and the rows' clock")
+    ap.add_argument("--sampler", default="tpe", choices=sorted(SAMPLERS),
+                    help="the sweep's sampler (default tpe, as the recorded shards; auto: the product's default)")
     ap.add_argument("--only", help="comma-separated sections (gemm, fused, conv) or parts of shape labels")
     args = ap.parse_args(argv)
     defaults = CPU_DEFAULTS if args.target == "cpu-interpreter" else GPU_DEFAULTS
