@@ -21,7 +21,6 @@ as % of the space, and on how many spaces it needed at most half TPE's median.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -35,16 +34,18 @@ PRIOR = "learned+prior"
 
 
 def datasets(paths: list[str]) -> list[str]:
-    out = []
-    for p in paths:
-        out += sorted(glob.glob(os.path.join(p, "**", "*.jsonl.gz"), recursive=True)) if os.path.isdir(p) else [p]
-    return out
+    from kernelevolve.tuner.search import prior
+
+    return [f for p in paths for f in prior.paths(p)]
 
 
 def prior_for(space, every: list) -> list:
-    """Other recorded spaces of the same kernel at another problem (any GPU kind)."""
-    return [o for o in every if o.header["kernel"] == space.header["kernel"]
-            and o.header["problem"] != space.header["problem"]]
+    """Other recorded spaces of the same kernel at another problem (any GPU kind): a sweep's prior
+    (tuner.search.prior.prior_for), less the same problem on another GPU kind."""
+    from kernelevolve.tuner.search import prior
+
+    h = space.header
+    return prior.prior_for(every, h["kernel"], h["problem"], h["hardware"], other_problems=True)
 
 
 def label(space) -> str:

@@ -49,6 +49,7 @@ from kernelevolve.tuner.records.recorder import StudyRecorder, Writer
 from kernelevolve.tuner.records.schema import record_of
 from kernelevolve.tuner.records.tracking import Tracker
 from kernelevolve.tuner.review.progress import Progress
+from kernelevolve.tuner.search import prior as prior_mod
 from kernelevolve.tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
 from kernelevolve.tuner.search.sweep_search import STUDY_PARAM, SweepSearch
 
@@ -110,6 +111,17 @@ class Sweep:
         self.stopper = StopOnSignal()
         self.fatal: Exception | None = None
         self.plans_seen = False
+        # search.prior: every recorded space it names, read once; each study learns from those of
+        # its own kernel (prior_of)
+        self.recorded = prior_mod.load(exp.search.prior) if exp.search.prior else None
+
+    def prior_of(self, study) -> list | None:
+        """The recorded spaces the study's sampler is fit on first (tuner.search.prior.prior_for):
+        its kernel's, at other problems or on other hardware. None: the experiment names no prior."""
+        if self.recorded is None:
+            return None
+        return prior_mod.prior_for(self.recorded, study.kernel_name, study.problem.model_dump(),
+                                   study.target.profile.name, space=study.space)
 
     # -- set-up, once per sweep ------------------------------------------------------------
     def device(self, target) -> dict:
@@ -170,19 +182,26 @@ class Sweep:
         s, target = study.experiment.search, study.target
         rec = StudyRecorder(self.tracker, self.state, study, slug(study.key), self.log)
         start_points, warm = _start_points(study, self.state, self.log)
+        prior = self.prior_of(study)
+        if prior is not None:
+            self.log(f"  {study.key}: a prior of {len(prior)} recorded space(s) of {study.kernel_name}"
+                     + ("" if prior else f" ({s.prior} holds none at another problem or GPU: "
+                        f"{s.sampler} searches without one)"))
         if not rec.parent:  # the parent run is opened by the writer, before any of its candidates
             artifacts = {"experiment.yaml": config_mod.dump(study.experiment),
                          "search_space.json": study.space.to_json()}
             if warm is not None:  # what the warm start enqueued: the table file may change later
                 artifacts["warm_start.json"] = json.dumps(warm, indent=1, default=str)
+            if prior is not None:  # which recordings the sampler was fit on: the folder may change later
+                artifacts["prior_spaces.json"] = json.dumps(prior_mod.describe(prior), indent=1, default=str)
 
-            def open_parent(study=study, artifacts=artifacts):
+            def open_parent(study=study, artifacts=artifacts, prior=prior):
                 try:
                     device = self.device(study.target)
                 except TargetUnavailable:
                     return  # the sweep stops and says why
                 parent = rec._guard("start", lambda: self.tracker.start_study(
-                    study, self.state.sweep_id, artifacts, device))
+                    study, self.state.sweep_id, artifacts, device, prior=prior))
                 if parent:
                     self.state.update(study.key, parent=parent)
             self.writer.submit(open_parent)
@@ -191,7 +210,7 @@ class Sweep:
         outside = vendor_configs_of(study.ref, study.problem.model_dump())
         searcher = ConstrainedSearch(study.space, s.sampler, s.seed, study.key, s.max_rejects,
                                      start_points=start_points, valid=None,  # adopted when enumerated
-                                     outside=outside)
+                                     outside=outside, prior=prior, problem=study.problem.model_dump())
         before = rec.records()
         replayed = searcher.replay(before)
         evaluated = sum(1 for r in before if r["status"] != "invalid")

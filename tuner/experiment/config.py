@@ -101,6 +101,11 @@ class Search(BaseModel):
     # nearest shapes of the same kernel, dtype and hardware that a study's space accepts are
     # evaluated first, after start_points (tuner/deploy/export.py: warm_start_points).
     warm_start: str | None = None
+    # Recorded spaces (`kernelevolve dataset`: a *.jsonl.gz file or a folder of them, relative to
+    # this file): the learned sampler of each study is fit first on those of the study's kernel at
+    # other shapes or on other GPU kinds, never on its own problem and hardware (tuner/search/prior.py).
+    # With a prior, "auto" searches with the learned sampler whatever the size of the space.
+    prior: str | None = None
 
 
 class Timing(BaseModel):
@@ -275,6 +280,24 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
                         "name a table written by `kernelevolve export EXPERIMENT -o tuned.json`") from None
         # absolute: the sweep (and the logged experiment YAML) must not depend on the cwd
         s = s.model_copy(update={"warm_start": table_path})
+        exp = exp.model_copy(update={"search": s})
+    if s.prior is not None:
+        from kernelevolve.tuner.records.recorded_space import RecordedSpaceError
+        from kernelevolve.tuner.search import prior as prior_mod
+        from kernelevolve.tuner.search.samplers import PRIOR_AWARE
+
+        if s.sampler not in PRIOR_AWARE:
+            raise _fail(path, "search.prior", f"the {s.sampler} sampler learns nothing from recorded spaces",
+                        "a prior is what the learned sampler is fit on first: set sampler: auto or "
+                        "learned, or leave prior out")
+        prior_path = os.path.normpath(os.path.join(base, s.prior))
+        try:
+            prior_mod.load(prior_path)
+        except RecordedSpaceError as exc:
+            raise _fail(path, "search.prior", str(exc),
+                        "name a recorded space written by `kernelevolve dataset`, or a folder of them") from None
+        # absolute: the sweep (and the logged experiment YAML) must not depend on the cwd
+        s = s.model_copy(update={"prior": prior_path})
         exp = exp.model_copy(update={"search": s})
     refs = []
     for i, entry in enumerate(exp.kernels):

@@ -41,6 +41,7 @@ class RecordedSpaceError(Exception):
 class RecordedSpace:
     header: dict
     candidates: list[dict] = field(default_factory=list)
+    path: str = field(default="", compare=False)  # the file it was read from ("": built in memory)
 
     @property
     def name(self) -> str:
@@ -102,7 +103,7 @@ def read(path: str) -> RecordedSpace:
                                  "(make one with `kernelevolve dataset`)")
     header, candidates = lines[0], lines[1:]
     check(header, candidates, path)
-    return RecordedSpace(header, candidates)
+    return RecordedSpace(header, candidates, os.path.abspath(path))
 
 
 def check(header: dict, candidates: list, path: str) -> None:

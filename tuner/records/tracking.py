@@ -121,7 +121,10 @@ class Tracker:
         self.commit = git_commit()
 
     # -- studies -----------------------------------------------------------------------------
-    def start_study(self, study, sweep_id: str, artifacts: dict[str, str], device: dict) -> str:
+    def start_study(self, study, sweep_id: str, artifacts: dict[str, str], device: dict,
+                    prior: list | None = None) -> str:
+        """The study's parent run. `prior`: the recorded spaces its sampler is fit on first (None:
+        the experiment names no search.prior)."""
         s = study.experiment.search
         tags = {ROLE: "study", "mlflow.runName": study.key, "kernelevolve.study": study.key,
                 "kernelevolve.sweep": sweep_id, "kernel": study.kernel_name, "kernel_ref": study.ref,
@@ -139,13 +142,15 @@ class Tracker:
                     optuna=optuna.__version__, ray=ray.__version__)
         run = self.client.create_run(self.experiment_id, tags=tags)
         params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
-        params.update({"sampler": s.sampler, "sampler_resolved": _resolved(s.sampler, study),
+        params.update({"sampler": s.sampler, "sampler_resolved": _resolved(s.sampler, study, prior),
                        "seed": s.seed, "samples": study.budget(),
                        "concurrency": s.concurrency, "timeout_s": s.timeout_s, "top_k": s.top_k,
                        "resources": json.dumps(study.target.ray_resources(), sort_keys=True),
                        # whether the counters steered this study's search: its candidates-to-best depend on it
                        "profile_top_k": study.experiment.profile.top_k,
                        "profile_steer": study.experiment.profile.steer})
+        if prior is not None:  # search.prior: how many recorded spaces the sampler was fit on first
+            params["prior_spaces"] = len(prior)
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         for name, text in artifacts.items():
             self.client.log_text(run.info.run_id, text, name)
@@ -278,12 +283,13 @@ class Tracker:
         return len(self._known(parent_id)) - before
 
 
-def _resolved(sampler: str, study) -> str:
+def _resolved(sampler: str, study, prior: list | None = None) -> str:
     """The sampler that searches the study: "auto" names the one it builds for the study's space
-    (learned or tpe, by the count of its valid configs); any other is itself."""
+    ("learned+prior" where the study has a prior, else learned or tpe by the count of its valid
+    configs); "learned" with a prior is "learned+prior"; any other is itself."""
     space = getattr(study, "space", None)
-    if sampler != "auto" or space is None:
+    if sampler not in ("auto", "learned") or space is None:
         return sampler
-    from kernelevolve.tuner.search.samplers import auto_choice
+    from kernelevolve.tuner.search.samplers import resolved
 
-    return auto_choice(space)
+    return resolved(sampler, space, prior)

@@ -29,6 +29,7 @@ def cmd_replay(args) -> int:
     from kernelevolve.tuner.records import recorded_space
     from kernelevolve.tuner.review import replay_view
     from kernelevolve.tuner.search import replay
+    from kernelevolve.tuner.search.prior import prior_for
 
     names = _sampler_names(args.sampler)
     if args.seeds < 1 or (args.budget is not None and args.budget < 1) or args.concurrency < 1:
@@ -44,11 +45,12 @@ def cmd_replay(args) -> int:
     priors = [recorded_space.read(p) for p in args.prior]
     results = []
     for sp in spaces:
+        h = sp.header
+        own = prior_for(priors, h["kernel"], h["problem"], h["hardware"])  # as a sweep's prior
         for name in names:
             sampler, label = name, name
-            same_kernel = [p for p in priors if p.header["kernel"] == sp.header["kernel"]]
-            if name == "learned" and same_kernel:
-                sampler, label = replay.with_prior(sp, same_kernel), replay.with_prior.name
+            if name == "learned" and own:
+                sampler, label = replay.with_prior(sp, own), replay.with_prior.name
             results.append(replay.replay(sp, sampler, args.seeds, budget=args.budget, space_mode=args.space,
                                          concurrency=args.concurrency, tolerance=args.within))
             results[-1]["sampler"] = label

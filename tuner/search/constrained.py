@@ -83,9 +83,11 @@ OUTSIDE = "outside"  # the live marker of a config evaluated outside the space (
 class ConstrainedSearch(Searcher):
     def __init__(self, space: Space, sampler, seed: int, study_key: str,
                  max_rejects: int = 2000, start_points: list | None = None, valid="enumerate",
-                 outside: list | None = None):
+                 outside: list | None = None, prior: list | None = None, problem: dict | None = None):
         """`sampler`: a registered name (tuner.search.samplers), or an Optuna sampler built by the
         caller (a replay hands over a learned sampler with a prior fit on other recorded spaces).
+        `prior`, `problem`: the recorded spaces a registered sampler that learns ("learned",
+        "auto") is fit on first (tuner.search.prior), and the study's problem.
         `outside`: configs that are no point of the space (the vendor library's GEMM,
         kernels/gemm_vendor.py), each evaluated once, first, and never told to the sampler: a
         whole other implementation is no evidence about tile sizes, and as a searched dimension
@@ -96,7 +98,7 @@ class ConstrainedSearch(Searcher):
         self.max_rejects = max_rejects
         self.inner = OptunaSearch(
             space=space.distributions(), metric=OBJECTIVE, mode="min",
-            sampler=make_sampler(sampler, space, seed) if isinstance(sampler, str) else sampler,
+            sampler=make_sampler(sampler, space, seed, prior, problem) if isinstance(sampler, str) else sampler,
             points_to_evaluate=[space.encode(p) for p in (start_points or [])] or None,
         )
         if valid == "enumerate":  # the space's valid configs, enumerated here where few enough

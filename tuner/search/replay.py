@@ -167,16 +167,19 @@ def run_seed(recorded: RecordedSpace, sampler, seed: int, *, budget: int, space:
 
 
 class with_prior:  # noqa: N801 - used as a sampler factory, like the registry's lambdas
-    """The learned sampler fit first on other recorded spaces of the kernel. Never on the space
-    searched: a prior space of the same problem and hardware is dropped, whatever the caller passed
-    (the same problem on another GPU kind stays: that is a transfer across GPU kinds)."""
+    """The learned sampler fit first on other recorded spaces of the kernel, as a sweep's prior is
+    chosen (tuner.search.prior.prior_for): of the same kernel, and never the space searched: a
+    prior space of the same problem and hardware is dropped, whatever the caller passed (the same
+    problem on another GPU kind stays: that is a transfer across GPU kinds)."""
 
     name = "learned+prior"
 
     def __init__(self, recorded: RecordedSpace, prior: list[RecordedSpace]):
-        self.problem = recorded.header["problem"]
-        self.prior = [p for p in prior if p.header["problem"] != self.problem
-                      or p.header["hardware"] != recorded.header["hardware"]]
+        from kernelevolve.tuner.search.prior import prior_for
+
+        h = recorded.header
+        self.problem = h["problem"]
+        self.prior = prior_for(prior, h["kernel"], self.problem, h["hardware"])
 
     def __call__(self, space: Space, seed: int):
         from kernelevolve.tuner.search.learned_sampler import LearnedSampler

@@ -1,5 +1,6 @@
-"""The sampler registry: Optuna's samplers by name (and "auto", the default: the learned sampler or
-TPE by the size of the space), and the objective every sampler minimises.
+"""The sampler registry: Optuna's samplers by name (and "auto", the default: the learned sampler with
+the study's prior where it has one, else the learned sampler or TPE by the size of the space), and
+the objective every sampler minimises.
 
 Importable without Ray (the experiment loader and the CLI check a sampler's name with it)."""
 from __future__ import annotations
@@ -28,12 +29,21 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # points, the Hopper conv) stays on TPE: there the learned sampler only chooses among a random
 # sample of its valid configs, which no replay has measured.
 AUTO_LEARNED_MIN = 2_000
+# With a prior (recorded spaces of the same kernel: tuner.search.prior), "auto" builds the learned
+# sampler fit on it, whatever the size of the space: replayed on the H100 recordings, the learned
+# sampler with a prior needed 2.9x fewer candidates than TPE on the five small whole spaces that had
+# one (30-666 configs) and 4.5x fewer on the 2,000-config samples (docs/benchmarks.md).
+WITH_PRIOR = "learned+prior"  # what "auto" (or "learned") resolves to where a prior is used
+PRIOR_AWARE = ("learned", "auto")  # the samplers that use a prior; any other searches without it
 
 
-def auto_choice(space: Space) -> str:
-    """The registered sampler "auto" builds for this space: "learned" or "tpe". The valid configs
-    are counted from the space's one enumeration (Space.valid_count), which its searcher and the
-    learned sampler's pool share; a space of fewer raw points than the threshold is not enumerated."""
+def auto_choice(space: Space, prior: list | None = None) -> str:
+    """The sampler "auto" builds for this space: "learned+prior" where the study has a non-empty
+    prior, else "learned" or "tpe" by its size. The valid configs are counted from the space's one
+    enumeration (Space.valid_count), which its searcher and the learned sampler's pool share; a
+    space of fewer raw points than the threshold is not enumerated."""
+    if prior:
+        return WITH_PRIOR
     raw = space.size()
     if raw < AUTO_LEARNED_MIN or raw > ENUMERATE_MAX:
         return "tpe"
@@ -41,21 +51,29 @@ def auto_choice(space: Space) -> str:
 
 
 class AutoSampler(optuna.samplers.BaseSampler):
-    """The learned sampler or TPE, as auto_choice says, chosen at the study's first proposal (not
-    when the searcher is built: a sweep enumerates its studies' valid sets in a thread meanwhile).
-    Every call goes to the sampler chosen; `chosen` names it."""
+    """The learned sampler (with the study's prior where it has one) or TPE, as auto_choice says,
+    chosen at the study's first proposal (not when the searcher is built: a sweep enumerates its
+    studies' valid sets in a thread meanwhile). Every call goes to the sampler chosen; `chosen`
+    names it."""
 
-    def __init__(self, space: Space, seed: int | None = None):
+    def __init__(self, space: Space, seed: int | None = None, *, prior: list | None = None,
+                 problem: dict | None = None):
         self.space = space
         self.seed = seed
+        self.prior = list(prior or [])
+        self.problem = problem
         self.chosen: str | None = None
         self._inner = None
 
     @property
     def inner(self):
         if self._inner is None:
-            self.chosen = auto_choice(self.space)
-            self._inner = SAMPLERS[self.chosen](self.space, self.seed)
+            self.chosen = auto_choice(self.space, self.prior)
+            if self.chosen == WITH_PRIOR:
+                self._inner = LearnedSampler(self.space, self.seed, prior=self.prior, problem=self.problem)
+            else:
+                self._inner = SAMPLERS[self.chosen](self.space, self.seed)
+            self.prior = []  # fit into the learned sampler: the recordings need not travel with it
         return self._inner
 
     def infer_relative_search_space(self, study, trial):
@@ -92,14 +110,32 @@ SAMPLERS = {
     # valid untried configs only (tuner.search.pool_sampler): uniformly at random, or as a cost
     # model ranks them (tuner.search.learned_sampler)
     "uniform": lambda space, seed: UniformSampler(space, seed),
-    "learned": lambda space, seed: LearnedSampler(space, seed),
-    # the default: "learned" for a space of at least AUTO_LEARNED_MIN valid configs, else "tpe"
-    "auto": lambda space, seed: AutoSampler(space, seed),
+    "learned": lambda space, seed, prior=None, problem=None: LearnedSampler(
+        space, seed, prior=prior or None, problem=problem),
+    # the default: "learned" with the study's prior where it has one; without, "learned" for a
+    # space of at least AUTO_LEARNED_MIN valid configs, else "tpe"
+    "auto": lambda space, seed, prior=None, problem=None: AutoSampler(space, seed, prior=prior, problem=problem),
 }
 # what a replay of "every sampler" runs: "auto" is one of two of them on each space
 DISTINCT = [n for n in SAMPLERS if n != "auto"]
 
 
-def make_sampler(name: str, space: Space, seed: int):
+def make_sampler(name: str, space: Space, seed: int, prior: list | None = None,
+                 problem: dict | None = None):
+    """The named sampler for a study's space. `prior`: recorded spaces of the study's kernel
+    (tuner.search.prior.prior_for), `problem`: the study's problem; only the samplers of
+    PRIOR_AWARE use them, the others search as they would without."""
+    if name in PRIOR_AWARE:
+        return SAMPLERS[name](space, seed, prior=prior, problem=problem)
     return SAMPLERS[name](space, seed)
+
+
+def resolved(name: str, space: Space, prior: list | None = None) -> str:
+    """The sampler that searches a study: "auto" names the one it builds (auto_choice), "learned"
+    with a non-empty prior is "learned+prior", any other is itself."""
+    if name == "auto":
+        return auto_choice(space, prior)
+    if name == "learned" and prior:
+        return WITH_PRIOR
+    return name
 
