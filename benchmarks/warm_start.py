@@ -7,7 +7,12 @@ tuner.execution.sweep.run, in this process:
   warm    the same sweep, same seed, with `search: {warm_start: <that table>}`: the table's configs
           for the nearest shapes (same kernel, dtype, hardware) that the target's space accepts are
           evaluated first, then TPE goes on (having been told their results)
-Each arm is one experiment holding all its shapes (one study per shape), so Ray starts once.
+  prior   (with --prior PATH) the product's default sampler `auto` with `search: {prior: PATH}`:
+          the learned sampler fit first on the recorded spaces of matmul at other shapes
+          (tuner/search/prior.py never gives a study its own problem on its own GPU kind)
+--arms picks which run (default: source,cold,warm, and prior with --prior; `cold,prior` needs no
+source sweep). Each arm is one experiment holding all its shapes (one study per shape), so Ray
+starts once.
 
 Reported per target: trials to within 2% of the best latency found by either arm (evaluated
 candidates in order, constraint-rejected proposals not counted; at concurrency 1 the journal order
@@ -16,6 +21,7 @@ of the sweeps themselves (one do_bench each, L2 flushed); the two arms run minut
 same GPU. Each arm compiles into a fresh Triton cache, so no arm inherits another's compiles.
 
     python benchmarks/warm_start.py --out out/ [--samples 16] [--seeds 0] [--concurrency 1]
+    python benchmarks/warm_start.py --out out/ --arms cold,prior --prior benchmarks/data/recorded/h100
     python benchmarks/warm_start.py --smoke --out out/   # CPU interpreter, one tiny pair: plumbing only
 """
 from __future__ import annotations
@@ -42,7 +48,8 @@ SMOKE_PAIRS = [({"M": 48, "N": 40, "K": 56}, {"M": 40, "N": 48, "K": 60})]
 WITHIN = 1.02
 
 
-def sweep_arm(work: str, name: str, problems: list[dict], args, warm_table: str | None = None) -> list[dict]:
+def sweep_arm(work: str, name: str, problems: list[dict], args, warm_table: str | None = None,
+              prior: str | None = None) -> list[dict]:
     """One sweep of all `problems`; per study: its summary and its journaled records in order."""
     from kernelevolve.tuner.experiment import config
     from kernelevolve.tuner.execution import sweep
@@ -54,6 +61,8 @@ def sweep_arm(work: str, name: str, problems: list[dict], args, warm_table: str 
               "seed": args.seed, "timeout_s": 120, "top_k": 2}
     if warm_table:
         search["warm_start"] = warm_table
+    if prior:
+        search.update(sampler="auto", prior=prior)
     exp = {"name": name, "kernels": [{"kernel": "matmul", "problems": problems}], "targets": [target],
            "search": search, "timing": {"retime_rounds": 3},
            "tracking": {"uri": f"sqlite:///{os.path.join(work, 'mlflow.db')}"}}
@@ -82,8 +91,9 @@ def trials_to(records: list[dict], best_ms: float) -> int | None:
     return None
 
 
-def compare(cold: dict, warm: dict, source: dict) -> dict:
-    oks = [r["latency_ms"] for arm in (cold, warm) for r in arm["records"] if r["status"] == "ok"]
+def compare(arms: dict[str, dict], source: dict | None) -> dict:
+    """One target shape: each arm's trials to within 2% of the best that any arm found."""
+    oks = [r["latency_ms"] for arm in arms.values() for r in arm["records"] if r["status"] == "ok"]
     best = min(oks) if oks else None
 
     def arm_row(arm):
@@ -91,12 +101,14 @@ def compare(cold: dict, warm: dict, source: dict) -> dict:
         return {"trials_to_2pct": trials_to(arm["records"], best) if best else None,
                 "evaluated": sum(1 for r in arm["records"] if r["status"] != "invalid"),
                 "best_ms": min(ok) if ok else None, "fit_s": arm["summary"].get("wall_s"),
-                "retimed_best_ms": (arm["summary"].get("best") or {}).get("latency_ms")}
-    ws = warm.get("warm_start") or {}
-    gpu = next((r["gpu_name"] for r in cold["records"] if r.get("gpu_name")), "")
-    return {"target": cold["problem"], "source": source["problem"], "best_ms": best, "gpu_name": gpu,
-            "cold": arm_row(cold), "warm": arm_row(warm), "warm_configs": len(ws.get("configs", [])),
-            "table_entries": len(ws.get("entries", []))}
+                "retimed_best_ms": (arm["summary"].get("best") or {}).get("latency_ms"),
+                "parent_run_id": arm["summary"].get("parent_run_id")}
+    first = next(iter(arms.values()))
+    ws = (arms.get("warm") or {}).get("warm_start") or {}
+    gpu = next((r["gpu_name"] for arm in arms.values() for r in arm["records"] if r.get("gpu_name")), "")
+    return {"target": first["problem"], "source": source["problem"] if source else None, "best_ms": best,
+            "gpu_name": gpu, **{name: arm_row(arm) for name, arm in arms.items()},
+            "warm_configs": len(ws.get("configs", [])), "table_entries": len(ws.get("entries", []))}
 
 
 def run_seed(work: str, args, pairs) -> list[dict]:
@@ -106,13 +118,19 @@ def run_seed(work: str, args, pairs) -> list[dict]:
     sources = [dict(s, dtype=dtype) for s, _ in pairs]
     targets = [dict(t, dtype=dtype) for _, t in pairs]
     t0 = time.time()
-    src = sweep_arm(work, f"ws-source-s{args.seed}", sources, args)
-    table_path = os.path.join(work, f"tuned-s{args.seed}.json")
-    export.write(export.build_table(f"sqlite:///{os.path.join(work, 'mlflow.db')}", f"ws-source-s{args.seed}"),
-                 table_path)
-    cold = sweep_arm(work, f"ws-cold-s{args.seed}", targets, args)
-    warm = sweep_arm(work, f"ws-warm-s{args.seed}", targets, args, warm_table=table_path)
-    rows = [dict(compare(c, w, s), seed=args.seed) for c, w, s in zip(cold, warm, src)]
+    src, arms = [None] * len(targets), {}
+    if "warm" in args.arms or "source" in args.arms:
+        src = sweep_arm(work, f"ws-source-s{args.seed}", sources, args)
+        table_path = os.path.join(work, f"tuned-s{args.seed}.json")
+        export.write(export.build_table(f"sqlite:///{os.path.join(work, 'mlflow.db')}", f"ws-source-s{args.seed}"),
+                     table_path)
+    if "cold" in args.arms:
+        arms["cold"] = sweep_arm(work, f"ws-cold-s{args.seed}", targets, args)
+    if "warm" in args.arms:
+        arms["warm"] = sweep_arm(work, f"ws-warm-s{args.seed}", targets, args, warm_table=table_path)
+    if "prior" in args.arms:
+        arms["prior"] = sweep_arm(work, f"ws-prior-s{args.seed}", targets, args, prior=args.prior)
+    rows = [dict(compare({n: a[i] for n, a in arms.items()}, src[i]), seed=args.seed) for i in range(len(targets))]
     print(f"seed {args.seed}: {time.time() - t0:.0f} s", flush=True)
     return rows
 
@@ -122,18 +140,23 @@ def _n(v) -> str:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    lines = [f"Warm start on {meta['device']} ({meta['timing']}): TPE, {meta['samples']} candidates per "
+    arms = [a for a in ("cold", "warm", "prior") if any(a in r for r in rows)]
+    what = {"cold": "cold (TPE)", "warm": "warm (table)", "prior": "prior (auto + recorded spaces)"}
+    lines = [f"Warm start on {meta['device']} ({meta['timing']}): {meta['samples']} candidates per "
              f"study, concurrency {meta['concurrency']}, trials counted among evaluated candidates"
-             + ("" if meta["concurrency"] == 1 else " in completion order"), "",
-             "| target | table from | seed | cold: trials to 2% | warm: trials to 2% | cold best ms "
-             "| warm best ms | warm configs from table |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             + ("" if meta["concurrency"] == 1 else " in completion order")
+             + "; the best is the best any arm found", "",
+             "| target | table from | seed | " + " | ".join(f"{what[a]}: trials to 2%" for a in arms)
+             + " | " + " | ".join(f"{a} best ms" for a in arms) + " | parent runs | warm configs from table |",
+             "| --- | --- | --- | " + "--- | " * (2 * len(arms) + 2)]
+    shape = lambda p: "x".join(str(p[k]) for k in ("M", "N", "K")) if p else "-"  # noqa: E731
+    fmt = lambda v: f"{v:.4f}" if v else "-"  # noqa: E731
     for r in rows:
-        shape = lambda p: "x".join(str(p[k]) for k in ("M", "N", "K"))  # noqa: E731
-        fmt = lambda v: f"{v:.4f}" if v else "-"  # noqa: E731
-        lines.append(f"| {shape(r['target'])} | {shape(r['source'])} | {r['seed']} "
-                     f"| {_n(r['cold']['trials_to_2pct'])} | {_n(r['warm']['trials_to_2pct'])} "
-                     f"| {fmt(r['cold']['best_ms'])} | {fmt(r['warm']['best_ms'])} "
-                     f"| {r['warm_configs']} of {r['table_entries']} |")
+        runs = ", ".join(f"{a} {(r[a].get('parent_run_id') or '')[:8]}" for a in arms)
+        lines.append(f"| {shape(r['target'])} | {shape(r['source'])} | {r['seed']} | "
+                     + " | ".join(_n(r[a]["trials_to_2pct"]) for a in arms) + " | "
+                     + " | ".join(fmt(r[a]["best_ms"]) for a in arms)
+                     + f" | {runs} | {r['warm_configs']} of {r['table_entries']} |")
     return "\n".join(lines)
 
 
@@ -146,7 +169,14 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="h100", help="hardware profile of the GPU (default h100)")
     ap.add_argument("--pairs", help="comma-separated indices into PAIRS (default all)")
     ap.add_argument("--smoke", action="store_true", help="CPU interpreter, one tiny pair, 4 samples")
+    ap.add_argument("--prior", help="recorded spaces (file or folder) for the prior arm")
+    ap.add_argument("--arms", help="comma-separated among source, cold, warm, prior "
+                                   "(default source,cold,warm, and prior with --prior)")
     args = ap.parse_args(argv)
+    args.arms = set((args.arms or "source,cold,warm" + (",prior" if args.prior else "")).split(","))
+    args.prior = os.path.abspath(args.prior) if args.prior else None  # before the chdir below
+    if args.arms - {"source", "cold", "warm", "prior"} or ("prior" in args.arms and not args.prior):
+        ap.error("--arms takes source, cold, warm and prior (prior needs --prior PATH)")
     pairs = SMOKE_PAIRS if args.smoke else [PAIRS[int(i)] for i in (args.pairs or "").split(",") if i] or PAIRS
     if args.smoke:
         args.samples, args.concurrency = min(args.samples, 4), 1
