@@ -14,8 +14,9 @@ tuner.execution.sweep.run, in this process:
 source sweep). Each arm is one experiment holding all its shapes (one study per shape), so Ray
 starts once.
 
-Reported per target: trials to within 2% of the best latency found by either arm (evaluated
-candidates in order, constraint-rejected proposals not counted; at concurrency 1 the journal order
+Reported per target: trials to within 2% of the best Triton latency found by any arm (the
+sampler's evaluated candidates in order: the vendor path and constraint-rejected proposals not
+counted; at concurrency 1 the journal order
 is the proposal order), each arm's best, and how many configs the table gave. Latencies are those
 of the sweeps themselves (one do_bench each, L2 flushed); the two arms run minutes apart on the
 same GPU. Each arm compiles into a fresh Triton cache, so no arm inherits another's compiles.
@@ -82,9 +83,17 @@ def sweep_arm(work: str, name: str, problems: list[dict], args, warm_table: str 
     return out
 
 
+def searched(records: list[dict]) -> list[dict]:
+    """The sampler's evaluated candidates, in order: not the vendor path (cuBLAS, evaluated first in
+    every GEMM study and never a sampler's proposal), not a rejected proposal."""
+    from kernelevolve.tuner.records.schema import is_vendor_record
+
+    return [r for r in records if r["status"] != "invalid" and not is_vendor_record(r)]
+
+
 def trials_to(records: list[dict], best_ms: float) -> int | None:
-    """1-based index, among evaluated candidates, of the first within WITHIN x best_ms."""
-    evaluated = [r for r in records if r["status"] != "invalid"]
+    """1-based index, among the sampler's evaluated candidates, of the first within WITHIN x best_ms."""
+    evaluated = searched(records)
     for i, r in enumerate(evaluated, 1):
         if r["status"] == "ok" and r["latency_ms"] <= WITHIN * best_ms:
             return i
@@ -93,13 +102,13 @@ def trials_to(records: list[dict], best_ms: float) -> int | None:
 
 def compare(arms: dict[str, dict], source: dict | None) -> dict:
     """One target shape: each arm's trials to within 2% of the best that any arm found."""
-    oks = [r["latency_ms"] for arm in arms.values() for r in arm["records"] if r["status"] == "ok"]
+    oks = [r["latency_ms"] for arm in arms.values() for r in searched(arm["records"]) if r["status"] == "ok"]
     best = min(oks) if oks else None
 
     def arm_row(arm):
-        ok = [r["latency_ms"] for r in arm["records"] if r["status"] == "ok"]
+        ok = [r["latency_ms"] for r in searched(arm["records"]) if r["status"] == "ok"]
         return {"trials_to_2pct": trials_to(arm["records"], best) if best else None,
-                "evaluated": sum(1 for r in arm["records"] if r["status"] != "invalid"),
+                "evaluated": len(searched(arm["records"])),
                 "best_ms": min(ok) if ok else None, "fit_s": arm["summary"].get("wall_s"),
                 "retimed_best_ms": (arm["summary"].get("best") or {}).get("latency_ms"),
                 "parent_run_id": arm["summary"].get("parent_run_id")}

@@ -16,6 +16,15 @@ with the study's own model, whose weight grows with the study's own results (n /
 Each prior space gives at most PRIOR_MAX of its candidates (the fastest and a seeded sample of the
 rest), and the prior's prediction of a config is made once and remembered: it does not change
 with the study's results.
+
+A prior can be wrong for a new shape, and a search that only follows it learns nothing to say so:
+on the H100, the prior of four other GEMM shapes sent a held-out 8192x1024x1024 bf16 study to
+split-K=8 tiles for all 16 of its candidates (0.53-0.56 ms each; TPE's best 0.038 ms), and the
+study's own model, fit on 16 equally bad results, had no contrast to rank by. So while a prior is
+followed, every EXPLORE_EVERY-th proposal is a valid config drawn at random (the contrast), and
+once the study has TRUST_MIN results the prior is followed only while it ranks them the right way
+round (Spearman correlation of its predictions with the measured latencies above 0); otherwise the
+study's own model alone proposes.
 """
 from __future__ import annotations
 
@@ -31,6 +40,8 @@ from kernelevolve.tuner.search.space import Space, config_key
 STARTUP = 4  # completed trials before the study's own model proposes (without a prior)
 KAPPA = 0.5  # optimism: how much the ensemble's spread counts against its mean
 PRIOR_HALF = 10  # own results at which the study's model and the prior weigh the same
+EXPLORE_EVERY = 4  # while a prior is followed, every 4th proposal is drawn at random (docstring)
+TRUST_MIN = 4  # own results before the prior's ranking of them is checked
 # Candidates of one prior space the prior is fit on, at most. A 2,000-config GEMM recording gives
 # 2,000: three of them made the prior's k-nearest-neighbours a pool x 6,000 distance matrix, 0.6 s
 # per proposal on a 2-core CPU when it was predicted at every proposal (a replay of 400
@@ -63,8 +74,21 @@ class LearnedSampler(PoolSampler):
         done = self.completed(study)
         if self.prior is None and len(done) < STARTUP:
             return pool[int(rng.integers(len(pool)))]
-        score = self._score(pool, done, rng)
+        follow = self.prior is not None and self.trusts_prior(done)
+        if follow and trial.number % EXPLORE_EVERY == EXPLORE_EVERY - 1:
+            return pool[int(rng.integers(len(pool)))]
+        score = self._score(pool, done, rng, follow)
         return pool[int(np.argmin(score + 1e-9 * rng.random(len(score))))]  # ties: at random
+
+    def trusts_prior(self, done: list) -> bool:
+        """Whether the prior ranks the study's own results the right way round (module docstring):
+        True until TRUST_MIN of them, then while the rank correlation of its predictions with the
+        measured values (a failure: the search's penalty, slowest of all) is above 0."""
+        if len(done) < TRUST_MIN:
+            return True
+        configs = [self.space.decode(t.params) for t in done]
+        predicted = self._prior_score(configs, self.features.matrix(configs, self.problem))
+        return _rank_correlation(predicted, np.array([t.value for t in done], dtype=float)) > 0.0
 
     def _fit_prior(self, prior: list) -> CostModel | None:
         names = {d.name for d in self.space.domains}
@@ -83,7 +107,7 @@ class LearnedSampler(PoolSampler):
             return None
         return CostModel(np.random.default_rng(self.seed or 0)).fit(np.vstack(xs), np.concatenate(ys))
 
-    def _score(self, pool: list[dict], done: list, rng) -> np.ndarray:
+    def _score(self, pool: list[dict], done: list, rng, follow_prior: bool) -> np.ndarray:
         x_pool = self.features.matrix(pool, self.problem)
         score = np.zeros(len(pool))
         weight = 0.0
@@ -93,9 +117,9 @@ class LearnedSampler(PoolSampler):
             own = CostModel(rng).fit(self.features.matrix(configs, self.problem),
                                      targets([t.value for t in done], failed))
             mean, spread = own.predict(x_pool)
-            weight = len(done) / (len(done) + PRIOR_HALF) if self.prior is not None else 1.0
+            weight = len(done) / (len(done) + PRIOR_HALF) if follow_prior else 1.0
             score += weight * (mean - KAPPA * spread)
-        if self.prior is not None:
+        if follow_prior:
             score += (1.0 - weight) * self._prior_score(pool, x_pool)
         return score
 
@@ -108,6 +132,14 @@ class LearnedSampler(PoolSampler):
             for i, v in zip(new, mean - KAPPA * spread):
                 self._prior_scores[keys[i]] = float(v)
         return np.array([self._prior_scores[k] for k in keys])
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties broken by position); 0 where either side is constant."""
+    ra, rb = np.argsort(np.argsort(a)).astype(float), np.argsort(np.argsort(b)).astype(float)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def subsample(values: list[float], failed: list[bool], rng: np.random.Generator,
