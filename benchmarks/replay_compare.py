@@ -16,7 +16,9 @@ Writes the JSON (every result, with regret curves) and a Markdown table beside i
 space, each sampler's median candidates to within 2% (p90 in brackets), and per sampler the
 geometric mean over spaces of its median relative to TPE's, the median over spaces of its median
 as % of the space, and on how many spaces it needed at most half TPE's median.
-`--markdown-only --out FILE.json` rewrites the table from an earlier run's JSON.
+`--markdown-only --out FILE.json` rewrites the table from an earlier run's JSON. `--combine` merges
+runs of other --seeds or --budget (a slow sampler replayed on shorter terms): each result keeps its
+own, and such a sampler's column header and a note say which.
 """
 from __future__ import annotations
 
@@ -54,14 +56,44 @@ def label(space) -> str:
     return f"{space.name} ({space.header.get('gpu_name') or space.header['hardware']}; {source})"
 
 
+def _values(vals) -> str:
+    return "/".join(f"{v:g}" for v in sorted(set(vals)))
+
+
+def own_terms(results: list[dict], samplers: list[str], meta: dict) -> dict[str, str]:
+    """Samplers replayed with other seeds or another budget than the table's (`meta`: runs of
+    several --seeds or --budget combined): each one's own, e.g. {"gp": "3 seeds, B=150"}."""
+    out = {}
+    for name in samplers:
+        mine = [r for r in results if r["sampler"] == name]
+        seeds = [r.get("seeds", meta["seeds"]) for r in mine]  # older rows (printed lines): the run's
+        budgets = [r["budget"] for r in mine]
+        usual = [min(meta.get("budget") or r["valid_configs"], r["valid_configs"]) for r in mine]
+        terms = []
+        if set(seeds) != {meta["seeds"]}:
+            terms.append(f"{_values(seeds)} seed" + ("" if set(seeds) == {1} else "s"))
+        if budgets != usual:
+            terms.append(f"B={_values(budgets)}")
+        if terms:
+            out[name] = ", ".join(terms)
+    return out
+
+
 def markdown(results: list[dict], samplers: list[str], meta: dict) -> str:
     spaces = list(dict.fromkeys(r["label"] for r in results))
     cell = {(r["label"], r["sampler"]): r for r in results}
+    own = own_terms(results, samplers, meta)
+    budget = f"at most {meta['budget']} candidates per search (B)" if meta.get("budget") else \
+        "at most the space's valid configs per search (B)"
     lines = [f"Replay of recorded spaces: median candidates to within {100 * meta['tolerance']:g}% of "
-             f"the oracle (p90 in brackets), {meta['seeds']} seeds per sampler, one candidate in flight. "
-             "'>B': not reached within the space's B configs by at least half the seeds.", "",
-             "| space | configs | " + " | ".join(samplers) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in samplers) + " |"]
+             f"the oracle (p90 in brackets), {meta['seeds']} seeds per sampler, {budget}, one candidate "
+             "in flight. '>B': not reached within B candidates by at least half the seeds; the rows "
+             "below count it as B + 1."]
+    if own:
+        lines.append("Replayed on other terms (the column's header says which; a '>B' of a smaller B "
+                     "counts less in the rows below): " + "; ".join(f"{n}: {t}" for n, t in own.items()) + ".")
+    lines += ["", "| space | configs | " + " | ".join(f"{n} ({own[n]})" if n in own else n for n in samplers) + " |",
+              "| --- | --- | " + " | ".join("---" for _ in samplers) + " |"]
     for s in spaces:
         row = [s, str(next(r["valid_configs"] for r in results if r["label"] == s))]
         for name in samplers:
@@ -87,7 +119,9 @@ def markdown(results: list[dict], samplers: list[str], meta: dict) -> str:
     halves = []
     for name in samplers:
         both = [s for s in spaces if (s, name) in cell and (s, "tpe") in cell]
-        wins = sum(cell[(s, name)]["median"] <= cell[(s, "tpe")]["median"] / 2 for s in both)
+        # a median past its own budget is no win, even where B + 1 is below half TPE's (a smaller B)
+        wins = sum(cell[(s, name)]["median"] <= min(cell[(s, name)]["budget"], cell[(s, "tpe")]["median"] / 2)
+                   for s in both)
         halves.append(f"{wins}/{len(both)}" if both else "-")
     lines.append("| **spaces with at most half TPE's median** | | " + " | ".join(halves) + " |")
     return "\n".join(lines) + "\n"
@@ -114,7 +148,8 @@ def main(argv=None) -> int:
                     help="comma-separated parts of space names to search (default: every space); the "
                          "others still give priors: spaces split across processes")
     ap.add_argument("--combine", nargs="+", metavar="JSON",
-                    help="earlier runs' JSONs merged into --out (and its .md), replaying nothing")
+                    help="earlier runs' JSONs merged into --out (and its .md), replaying nothing; a sampler "
+                         "replayed with other --seeds or --budget says so in its column's header")
     ap.add_argument("--markdown-only", action="store_true",
                     help="rewrite the .md table from an existing --out JSON, replaying nothing")
     args = ap.parse_args(argv)
@@ -123,10 +158,13 @@ def main(argv=None) -> int:
         for path in args.combine:
             with open(path, encoding="utf-8") as fh:
                 parts.append(json.load(fh))
-        if len({p["meta"]["seeds"] for p in parts}) > 1:
-            raise SystemExit("replay_compare: error: the runs to combine used different --seeds")
-        # a space replayed by several runs (other samplers) is listed once
-        meta = {**parts[0]["meta"], "spaces": list(dict.fromkeys(s for p in parts for s in p["meta"]["spaces"]))}
+        for p in parts:  # each result keeps its run's seeds: the table shows a sampler's own
+            for r in p["results"]:
+                r.setdefault("seeds", p["meta"]["seeds"])
+        # the table's terms are those of the run with the most results; a space replayed by
+        # several runs (other samplers) is listed once
+        main_run = max(parts, key=lambda p: len(p["results"]))
+        meta = {**main_run["meta"], "spaces": list(dict.fromkeys(s for p in parts for s in p["meta"]["spaces"]))}
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump({"meta": meta, "results": [r for p in parts for r in p["results"]]}, fh, separators=(",", ":"))
         args.markdown_only = True

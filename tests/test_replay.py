@@ -200,3 +200,32 @@ def test_replay_compare_splits_spaces_across_runs_and_combines_them(tmp_path):
     assert replay_compare.main([CI_SPACE, PARTIAL_SPACE, "--seeds", "1", "--samplers", "learned+prior",
                                 "--replay", "causalFalse", "--out", only]) == 0
     assert [r["sampler"] for r in json.load(open(only))["results"]] == ["learned+prior"]
+
+
+def test_replay_compare_combines_runs_of_other_seeds_and_budget(tmp_path):
+    """A slow sampler replayed with fewer seeds and a smaller --budget combines with the others:
+    each result keeps its seeds and budget, its column's header and a note say so, and a median
+    past its own smaller budget counts as B + 1 but never as at most half TPE's."""
+    from benchmarks import replay_compare
+
+    a, b, both = (str(tmp_path / f"{n}.json") for n in ("a", "b", "both"))
+    assert replay_compare.main([CI_SPACE, "--seeds", "2", "--samplers", "tpe,random", "--out", a]) == 0
+    assert replay_compare.main([CI_SPACE, "--seeds", "1", "--budget", "3", "--samplers", "qmc", "--out", b]) == 0
+    assert replay_compare.main(["--combine", a, b, "--out", both]) == 0
+    merged = json.load(open(both))
+    assert merged["meta"]["seeds"] == 2 and merged["meta"]["budget"] is None  # the run with the most results
+    assert [(r["sampler"], r["seeds"], r["budget"]) for r in merged["results"]] == \
+        [("tpe", 2, 30), ("random", 2, 30), ("qmc", 1, 3)]
+    md = open(str(tmp_path / "both.md")).read()
+    assert "| tpe | random | qmc (1 seed, B=3) |" in md and "qmc: 1 seed, B=3." in md
+
+    def row(sampler, median, budget):
+        return {"label": "s", "sampler": sampler, "median": median, "p90": median, "budget": budget,
+                "valid_configs": 2000, "median_pct": median / 20, "seeds": 5}
+
+    table = replay_compare.markdown([row("tpe", 100, 400), row("gp", 31, 30), row("learned", 20, 400)],
+                                    ["tpe", "gp", "learned"], {"seeds": 5, "tolerance": 0.02, "budget": 400})
+    assert "| s | 2000 | 100 (100) | >30 (>30) | 20 (20) |" in table
+    assert "| **geomean of median / TPE's** | | 1.00 | 0.31 | 0.20 |" in table  # '>30' counted as 31
+    assert "| **spaces with at most half TPE's median** | | 0/1 | 0/1 | 1/1 |" in table
+    assert "gp (B=30)" in table and "| tpe |" in table
