@@ -249,6 +249,18 @@ def load(path: str) -> Experiment:
     return _resolve(exp, path)
 
 
+def _checked_path(path: str, base: str, field: str, value: str, load, errors, hint: str) -> str:
+    """A file the experiment names (relative to the experiment file), read once to check it: its
+    absolute path, so that the sweep and the logged experiment YAML do not depend on the cwd; a
+    file that `load` refuses is one clear error naming the field."""
+    resolved = os.path.normpath(os.path.join(base, value))
+    try:
+        load(resolved)
+    except errors as exc:
+        raise _fail(path, field, str(exc), hint) from None
+    return resolved
+
+
 def _resolve(exp: Experiment, path: str) -> Experiment:
     base = os.path.dirname(os.path.abspath(path))
     s = exp.search
@@ -272,15 +284,9 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
     if s.warm_start is not None:
         from kernelevolve.kernels.tuned import Table, TableError
 
-        table_path = os.path.normpath(os.path.join(base, s.warm_start))
-        try:
-            Table.from_file(table_path)
-        except TableError as exc:
-            raise _fail(path, "search.warm_start", str(exc),
-                        "name a table written by `kernelevolve export EXPERIMENT -o tuned.json`") from None
-        # absolute: the sweep (and the logged experiment YAML) must not depend on the cwd
-        s = s.model_copy(update={"warm_start": table_path})
-        exp = exp.model_copy(update={"search": s})
+        s = s.model_copy(update={"warm_start": _checked_path(
+            path, base, "search.warm_start", s.warm_start, Table.from_file, TableError,
+            "name a table written by `kernelevolve export EXPERIMENT -o tuned.json`")})
     if s.prior is not None:
         from kernelevolve.tuner.records.recorded_space import RecordedSpaceError
         from kernelevolve.tuner.search import prior as prior_mod
@@ -290,15 +296,10 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
             raise _fail(path, "search.prior", f"the {s.sampler} sampler learns nothing from recorded spaces",
                         "a prior is what the learned sampler is fit on first: set sampler: auto or "
                         "learned, or leave prior out")
-        prior_path = os.path.normpath(os.path.join(base, s.prior))
-        try:
-            prior_mod.load(prior_path)
-        except RecordedSpaceError as exc:
-            raise _fail(path, "search.prior", str(exc),
-                        "name a recorded space written by `kernelevolve dataset`, or a folder of them") from None
-        # absolute: the sweep (and the logged experiment YAML) must not depend on the cwd
-        s = s.model_copy(update={"prior": prior_path})
-        exp = exp.model_copy(update={"search": s})
+        s = s.model_copy(update={"prior": _checked_path(
+            path, base, "search.prior", s.prior, prior_mod.load, RecordedSpaceError,
+            "name a recorded space written by `kernelevolve dataset`, or a folder of them")})
+    exp = exp.model_copy(update={"search": s})
     refs = []
     for i, entry in enumerate(exp.kernels):
         try:
