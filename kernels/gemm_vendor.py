@@ -41,8 +41,6 @@ ROW_BYTES = 128  # where the padded copies' rows start: Inductor's padding_align
 VENDOR_CONFIG = {IMPL_KEY: VENDOR}  # a copy is what callers get (vendor_config())
 PADDED_CONFIG = {IMPL_KEY: VENDOR, PAD_KEY: ROW_BYTES}
 
-_ELEMENT_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
-
 
 def vendor_config() -> dict:
     return dict(VENDOR_CONFIG)
@@ -51,8 +49,10 @@ def vendor_config() -> dict:
 def misaligned(problem) -> bool:
     """Whether a GEMM problem's rows (A's of K elements, B's and C's of N) do not all start
     ALIGN_BYTES-aligned: only then can padding change what cuBLAS runs."""
-    size = _ELEMENT_BYTES.get(getattr(problem, "dtype", ""), 0)
-    return bool(size) and any((d * size) % ALIGN_BYTES for d in (problem.K, problem.N))
+    from kernelevolve.kernels.spec import element_size  # (torch: only where a problem is asked about)
+
+    size = element_size(problem.dtype)
+    return any((d * size) % ALIGN_BYTES for d in (problem.K, problem.N))
 
 
 def vendor_configs(problem) -> list[dict]:

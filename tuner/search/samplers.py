@@ -31,8 +31,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 AUTO_LEARNED_MIN = 2_000
 # With a prior (recorded spaces of the same kernel: tuner.search.prior), "auto" builds the learned
 # sampler fit on it, whatever the size of the space: replayed on the H100 recordings, the learned
-# sampler with a prior needed 2.9x fewer candidates than TPE on the five small whole spaces that had
-# one (30-666 configs) and 4.5x fewer on the 2,000-config samples (docs/benchmarks.md).
+# sampler with a prior (and its trust check, tuner.search.learned_sampler) needed 2.7x fewer
+# candidates than TPE on the five small whole spaces that had one (30-666 configs) and 5.4x fewer
+# on the 2,000-config samples (docs/benchmarks.md).
 WITH_PRIOR = "learned+prior"  # what "auto" (or "learned") resolves to where a prior is used
 PRIOR_AWARE = ("learned", "auto")  # the samplers that use a prior; any other searches without it
 
