@@ -39,7 +39,7 @@ from kernelevolve.tuner.execution import cluster, lanes
 from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
 from kernelevolve.tuner.execution.counters import log_profiles, maybe_steer, profile_finalists
 from kernelevolve.tuner.execution.studies import _start_points, retime_finalists, summarize  # noqa: F401 - public
-from kernelevolve.tuner.execution.trial import StudyResources, run_candidate
+from kernelevolve.tuner.execution.trial import StudyResources, run_candidates
 from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
 from kernelevolve.tuner.execution.worker import make_request
 from kernelevolve.tuner.measure.vendor import vendor_configs_of
@@ -51,6 +51,7 @@ from kernelevolve.tuner.records.tracking import Tracker
 from kernelevolve.tuner.review.progress import Progress
 from kernelevolve.tuner.search import prior as prior_mod
 from kernelevolve.tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
+from kernelevolve.tuner.search.protocol import BATCH_PARAM, batch_size, decode_batch, replies_of
 from kernelevolve.tuner.search.sweep_search import STUDY_PARAM, SweepSearch
 
 
@@ -238,15 +239,17 @@ class Sweep:
 
     # -- while the Tuner runs ---------------------------------------------------------------
     def on_result(self, trial, result: dict) -> None:
-        config = dict(trial.config)
-        key = config.pop(STUDY_PARAM)
+        """A trial's candidates, each journaled as its own record (in the trial's order)."""
+        key = trial.config[STUDY_PARAM]
         plan = self.plans[key]
-        rec = record_of(result, trial.trial_id, key, config)
-        plan.recorder.journal.append(rec)
-        plan.records.append(rec)
+        members = decode_batch(trial.config[BATCH_PARAM])
+        for member, reply in zip(members, replies_of(result, len(members))):
+            rec = record_of(reply, member["candidate_id"], key, member["config"])
+            plan.recorder.journal.append(rec)
+            plan.records.append(rec)
+            self.progress.candidate(plan.study, rec)
+            maybe_steer(plan, self.log)  # profile.steer: off by default
         self.writer.submit(plan.recorder.sync)
-        self.progress.candidate(plan.study, rec)
-        maybe_steer(plan, self.log)  # profile.steer: off by default
 
     def maybe_finish(self, search: SweepSearch) -> None:
         """Finish every study whose candidates have all ended (called after each result)."""
@@ -338,9 +341,10 @@ class Sweep:
         t0 = time.time()
         plans = {k: p for k, p in self.plans.items()}
         todo = {k: p for k, p in plans.items() if p.remaining > 0}
+        caps = {k: p.study.experiment.search.concurrency for k, p in todo.items()}
+        batch = {k: batch_size(caps[k], p.study.experiment.search.candidates_per_trial) for k, p in todo.items()}
         search = SweepSearch({k: p.searcher for k, p in todo.items()},
-                             {k: p.remaining for k, p in todo.items()},
-                             {k: p.study.experiment.search.concurrency for k, p in todo.items()})
+                             {k: p.remaining for k, p in todo.items()}, caps, batch)
         for key, plan in plans.items():  # nothing left to run: finish now
             if key not in todo:
                 plan.finishing = True
@@ -349,6 +353,8 @@ class Sweep:
             return
         room = sum(cluster.room_for(need) for need in
                    {json.dumps(p.ctx["resources"], sort_keys=True) for p in todo.values()})
+        # trials, not candidates: each study has at most ceil(cap / batch) trials out
+        trials_at_once = sum(-(-caps[k] // batch[k]) for k in todo)
         stopper = self.stopper
         sweep_ctx = {"sweep_id": self.state.sweep_id, "studies": {k: p.ctx for k, p in todo.items()}}
         resources = StudyResources({k: p.ctx["resources"] for k, p in todo.items()})
@@ -372,18 +378,19 @@ class Sweep:
             for sig in previous:
                 signal.signal(sig, on_signal)
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(run_candidate, sweep=sweep_ctx), resources),
+            tune.with_resources(tune.with_parameters(run_candidates, sweep=sweep_ctx), resources),
             # as many in flight as the cluster has room for (more would only wait as PENDING trials,
             # each holding a proposal its study's sampler made without knowing the results before it)
             tune_config=tune.TuneConfig(search_alg=search, num_samples=sum(search.left.values()),
-                                        max_concurrent_trials=max(1, min(sum(search.caps.values()), room)),
+                                        max_concurrent_trials=max(1, min(trials_at_once, room)),
                                         reuse_actors=True),
             run_config=tune.RunConfig(
                 name=slug(f"{self.state.sweep_id}-{len(os.listdir(self.state.folder))}"), verbose=0,
                 storage_path=os.path.join(self.state.folder, "ray"), stop=stopper,
                 callbacks=[RecordCallback(self.state.sweep_id)]),
         )
-        self.log(f"Tuner starting at {time.time():.3f} (unix), {room} candidates in flight at most")
+        self.log(f"Tuner starting at {time.time():.3f} (unix), {min(trials_at_once, room)} trials in flight at "
+                 f"most, {max(batch.values())} candidates a trial at most")
         try:
             with trainable_looked_up_once():
                 tuner.fit()

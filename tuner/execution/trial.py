@@ -1,7 +1,8 @@
-"""What runs inside Ray Tune: the trial function of one candidate, of any study of the sweep.
+"""What runs inside Ray Tune: the trial function of a study's candidates, of any study of the sweep.
 
-The sweep runs every study in one Tuner; a trial's config names its study (STUDY_PARAM) and the
-trial finds that study's context in the sweep's. The trial actor (Tune reuses it across
+The sweep runs every study in one Tuner; a trial's config names its study (STUDY_PARAM) and its
+candidates (BATCH_PARAM: several per trial, tuner.search.protocol says why), and the trial finds
+that study's context in the sweep's. The trial actor (Tune reuses it across
 candidates and studies) keeps one evaluation process (tuner.execution.worker) per environment,
 so torch's import and the CUDA context are paid once per slot for the whole sweep.
 
@@ -21,7 +22,8 @@ from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
-from kernelevolve.tuner.search.protocol import OBJECTIVE, PENALTY, STUDY_PARAM, objective_of
+from kernelevolve.tuner.search.protocol import (BATCH_PARAM, BATCH_RESULT, OBJECTIVE, PENALTY, STUDY_PARAM,
+                                                decode_batch, encode_batch, objective_of)
 
 _WORKERS: dict[str, CandidateWorker] = {}
 ACTOR_STARTED = time.time()  # when this trial actor imported the engine (records: actor_started)
@@ -57,51 +59,89 @@ def _with_retries(send, retries: int) -> dict:
     return reply
 
 
-def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
-    """One candidate of the study `ctx`, through the four steps; always a record, never a raise."""
+class _Pending:
+    """A candidate on its way: its reply, or its compile's result and the lane request that
+    verifies and times it (in flight while the trial compiles the next candidate)."""
+
+    def __init__(self, reply: dict | None = None, compiled: dict | None = None, ref=None,
+                 send=None, queued: float = 0.0, retries: int = 0, timeout: float = 0.0):
+        self.reply, self.compiled, self.ref, self.send = reply, compiled, ref, send
+        self.queued, self.retries, self.timeout = queued, retries, timeout
+
+
+def begin(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> _Pending:
+    """Steps 1-2 of one candidate of the study `ctx` (GPU: compile here, then hand it to the lane
+    of this trial's GPU without waiting); the interpreter runs all four steps here."""
     # a seed of its own per candidate, reproducible from the study seed and its id
     seed = (ctx["seed"] * 1_000_003 + zlib.crc32(candidate_id.encode())) % (2**31)
     request = make_request("evaluate", ctx["kernel_ref"], ctx["problem"], ctx["hardware"], ctx["bench"],
                            config=dict(config), seed=seed)
     worker, timeout = _worker(ctx["env"], ctx["cwd"]), ctx["timeout_s"]
     if not ctx["lanes"]:
-        return _with_retries(lambda: worker.request(request, timeout), ctx["retries"])
+        return _Pending(reply=_with_retries(lambda: worker.request(request, timeout), ctx["retries"]))
     # GPU: steps 1-2 in this actor's own process, 3-4 on the lane of its GPU
     from kernelevolve.tuner.execution.lanes import my_lane
 
     compiled = _with_retries(lambda: worker.request(dict(request, op="compile"), timeout), ctx["retries"])
     if compiled.get("status") != "ok":
-        return compiled
-
-    lane = my_lane(sweep["sweep_id"], ctx["lane_env"], ctx["cwd"])
-    queued = time.time()
+        return _Pending(reply=compiled)
     try:
-        # the lane enforces the candidate's timeout; this wait also covers the lane's queue
-        reply = _with_retries(lambda: ray.get(lane.request.remote(dict(request, compiled=True), timeout),
-                                              timeout=timeout * 20 + 600), ctx["retries"])
+        lane = my_lane(sweep["sweep_id"], ctx["lane_env"], ctx["cwd"])
+        send = lambda: lane.request.remote(dict(request, compiled=True), timeout)  # noqa: E731
+        return _Pending(compiled=compiled, ref=send(), send=send, queued=time.time(),
+                        retries=ctx["retries"], timeout=timeout)
+    except Exception as exc:  # no lane: a record, not a raise
+        return _Pending(reply={"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"})
+
+
+def finish(pending: _Pending) -> dict:
+    """Steps 3-4's reply (the lane's), with the compile's figures; always a record, never a raise."""
+    if pending.reply is not None:
+        return pending.reply
+    # the lane enforces the candidate's timeout; this wait also covers the lane's queue
+    wait = pending.timeout * 20 + 600
+    first = [pending.ref]
+    try:
+        reply = _with_retries(lambda: ray.get(first.pop() if first else pending.send(), timeout=wait),
+                              pending.retries)
     except Exception as exc:  # the lane actor died or never answered: a record, not a raise
         reply = {"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"}
-    reply["queue_s"] = max(0.0, reply.pop("lane_started", queued) - queued)
+    reply["queue_s"] = max(0.0, reply.pop("lane_started", pending.queued) - pending.queued)
     for key in ("compile_s", "n_regs", "n_spills", "shared_bytes"):
-        if key in compiled:
-            reply.setdefault(key, compiled[key])
+        if key in pending.compiled:
+            reply.setdefault(key, pending.compiled[key])
     return reply
 
 
-def run_candidate(config: dict, sweep: dict) -> None:
-    """Ray Tune trial function: evaluate one config, report one flat, finite result."""
-    started = time.time()
-    config = dict(config)
-    ctx = sweep["studies"][config.pop(STUDY_PARAM)]
-    trial_id = tune.get_context().get_trial_id()
-    reply = evaluate(config, ctx, sweep, trial_id)
-    reply["ray_node_id"] = ray.get_runtime_context().get_node_id()  # which node measured it
+def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
+    """One candidate of the study `ctx`, through the four steps; always a record, never a raise."""
+    return finish(begin(config, ctx, sweep, candidate_id))
+
+
+def run_candidates(config: dict, sweep: dict) -> None:
+    """Ray Tune trial function: evaluate the trial's candidates (BATCH_PARAM) of its study and
+    report one flat result carrying each one's reply. Each candidate is compiled and handed to
+    the GPU's lane before the next one compiles, so the lane verifies and times one while this
+    process compiles the next."""
+    ctx = sweep["studies"][config[STUDY_PARAM]]
+    node_id = ray.get_runtime_context().get_node_id()  # which node measured it
     # which of the node's GPUs Ray gave this trial (its lane); "" without GPUs
-    reply["ray_gpu_ids"] = ",".join(str(g) for g in ray.get_gpu_ids())
-    reply.pop("worker_died", None)
-    reply.pop("traceback", None)
-    ok = reply.get("status") == "ok"
-    reply[OBJECTIVE] = objective_of(reply["latency_ms"] / 1e3) if ok else PENALTY
-    reply["candidate_id"] = trial_id
-    reply["actor_started"], reply["trial_started"] = ACTOR_STARTED, started
-    tune.report({k: v for k, v in reply.items() if isinstance(v, (int, float, str, bool))})
+    gpu_ids = ",".join(str(g) for g in ray.get_gpu_ids())
+    members = decode_batch(config[BATCH_PARAM])
+    pending, started = [], []
+    for member in members:
+        started.append(time.time())
+        pending.append(begin(member["config"], ctx, sweep, member["candidate_id"]))
+    replies = []
+    for member, p, t in zip(members, pending, started):
+        reply = finish(p)
+        reply["ray_node_id"], reply["ray_gpu_ids"] = node_id, gpu_ids
+        reply.pop("worker_died", None)
+        reply.pop("traceback", None)
+        ok = reply.get("status") == "ok"
+        reply[OBJECTIVE] = objective_of(reply["latency_ms"] / 1e3) if ok else PENALTY
+        reply["candidate_id"] = member["candidate_id"]
+        reply["actor_started"], reply["trial_started"] = ACTOR_STARTED, t
+        replies.append({k: v for k, v in reply.items() if isinstance(v, (int, float, str, bool))})
+    tune.report({OBJECTIVE: min(r[OBJECTIVE] for r in replies), "status": "ok",
+                 BATCH_RESULT: encode_batch(replies)})

@@ -90,6 +90,9 @@ class Search(BaseModel):
     # candidates evaluated per study; grid: the whole grid
     samples: PositiveInt | None = Field(default=None, le=MAX_SAMPLES)
     concurrency: PositiveInt = Field(default=1, le=MAX_CONCURRENCY)
+    # Candidates of a study evaluated by one Ray Tune trial (at most `concurrency`); None: half the
+    # concurrency, at most 8 (tuner.search.protocol.batch_size says why trials carry several)
+    candidates_per_trial: PositiveInt | None = Field(default=None, le=MAX_CONCURRENCY)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     timeout_s: float = Field(default=300.0, gt=0, le=MAX_TIMEOUT_S)  # one candidate's limit, compile included
     top_k: PositiveInt = Field(default=3, le=1000)  # re-timed together at the end of each study

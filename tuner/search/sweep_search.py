@@ -8,6 +8,10 @@ after another, so a finished study's re-timing overlaps the others' candidates i
 study's re-timing waiting at the end. The trial's config names its study (STUDY_PARAM), and its
 result goes back to that study's searcher. Studies stay independent: each has its own sampler, seed and history,
 exactly as if it were swept alone.
+
+A trial carries up to `batch[study]` candidates of its study (tuner.search.protocol.batch_size):
+the study's concurrency cap counts candidates, not trials, so batching changes how many proposals
+a study has out without feedback only through the cap, as before.
 """
 from __future__ import annotations
 
@@ -16,19 +20,21 @@ from collections import Counter
 from ray.tune.search import Searcher
 
 from kernelevolve.tuner.search.constrained import ConstrainedSearch
-from kernelevolve.tuner.search.protocol import OBJECTIVE, STUDY_PARAM
+from kernelevolve.tuner.search.protocol import (BATCH_PARAM, OBJECTIVE, STUDY_PARAM, candidate_id, encode_batch,
+                                                replies_of)
 
 
 class SweepSearch(Searcher):
     def __init__(self, studies: dict[str, ConstrainedSearch], budgets: dict[str, int],
-                 caps: dict[str, int]):
+                 caps: dict[str, int], batch: dict[str, int] | None = None):
         super().__init__(metric=OBJECTIVE, mode="min")
         self.studies = studies
         self.left = dict(budgets)  # candidates each study may still hand out
         self.budgets = dict(budgets)
         self.caps = caps
-        self.in_flight = Counter()
-        self.live: dict[str, str] = {}  # trial id -> study key
+        self.batch = {k: max(1, (batch or {}).get(k, 1)) for k in studies}
+        self.in_flight = Counter()  # candidates, not trials
+        self.live: dict[str, tuple[str, list[str]]] = {}  # trial id -> (study key, its candidate ids)
 
     def done(self, key: str) -> bool:
         """A study whose every candidate has been handed out and has finished."""
@@ -40,22 +46,28 @@ class SweepSearch(Searcher):
             return Searcher.FINISHED
         ready = [k for k in open_ if self.in_flight[k] < self.caps[k]]
         for key in ready:
-            cfg = self.studies[key].suggest(trial_id)
-            if cfg == Searcher.FINISHED:
-                continue  # exhausted: its searcher says so from now on
-            if cfg is None:
+            room = min(self.batch[key], self.caps[key] - self.in_flight[key], self.left[key])
+            members = []
+            for i in range(room):
+                cid = candidate_id(trial_id, i)
+                cfg = self.studies[key].suggest(cid)
+                if cfg is None or cfg == Searcher.FINISHED:
+                    break  # none now, or exhausted: its searcher says so from now on
+                members.append({"candidate_id": cid, "config": cfg})
+            if not members:
                 continue
-            self.left[key] -= 1
-            self.in_flight[key] += 1
-            self.live[trial_id] = key
-            return {**cfg, STUDY_PARAM: key}
+            self.left[key] -= len(members)
+            self.in_flight[key] += len(members)
+            self.live[trial_id] = (key, [m["candidate_id"] for m in members])
+            return {STUDY_PARAM: key, BATCH_PARAM: encode_batch(members)}
         if all(self.left[k] == 0 or self.studies[k].exhausted for k in self.studies):
             return Searcher.FINISHED
         return None  # every open study is at its cap: ask again when a candidate ends
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        key = self.live.pop(trial_id, None)
+        key, ids = self.live.pop(trial_id, (None, []))
         if key is None:
             return
-        self.in_flight[key] -= 1
-        self.studies[key].on_trial_complete(trial_id, result, error)
+        for cid, reply in zip(ids, replies_of(result, len(ids))):
+            self.in_flight[key] -= 1
+            self.studies[key].on_trial_complete(cid, reply, error)

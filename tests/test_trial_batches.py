@@ -1,0 +1,100 @@
+"""Several candidates of a study per Ray Tune trial: the searcher hands out batches within the
+study's concurrency cap, every candidate keeps its own result, record and MLflow child run."""
+import os
+
+import pytest
+from mlflow.tracking import MlflowClient
+from ray.tune.search import Searcher
+
+from kernelevolve.tuner.experiment import config
+from kernelevolve.tuner.execution import sweep
+from kernelevolve.tuner.search.constrained import ConstrainedSearch
+from kernelevolve.tuner.search.protocol import (BATCH_PARAM, BATCH_RESULT, OBJECTIVE, PENALTY, STUDY_PARAM,
+                                                batch_size, decode_batch, encode_batch, replies_of)
+from kernelevolve.tuner.search.space import Choice, Pow2, Space, config_key
+from kernelevolve.tuner.search.sweep_search import SweepSearch
+
+
+def _space() -> Space:
+    return Space(domains=(Pow2("BLOCK", 16, 256), Choice("num_warps", (1, 2, 4, 8))))
+
+
+def _search(budget: int, cap: int, batch: int) -> SweepSearch:
+    return SweepSearch({"s": ConstrainedSearch(_space(), "tpe", 0, "s")}, {"s": budget}, {"s": cap}, {"s": batch})
+
+
+def test_batch_size_is_half_the_concurrency_at_most_eight_and_never_above_it():
+    assert [batch_size(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [1, 1, 1, 2, 4, 8, 8]
+    assert batch_size(4, requested=16) == 4 and batch_size(8, requested=3) == 3
+
+
+def test_a_trial_carries_distinct_candidates_within_the_cap():
+    search = _search(budget=10, cap=6, batch=4)
+    first = search.suggest("t1")
+    members = decode_batch(first[BATCH_PARAM])
+    assert first[STUDY_PARAM] == "s" and len(members) == 4
+    assert [m["candidate_id"] for m in members] == ["t1-0", "t1-1", "t1-2", "t1-3"]
+    # the cap counts candidates: 2 more may go out, not another 4
+    second = decode_batch(search.suggest("t2")[BATCH_PARAM])
+    assert len(second) == 2 and search.in_flight["s"] == 6
+    assert search.suggest("t3") is None  # at the cap: asked again when a trial ends
+    keys = {config_key(m["config"]) for m in members + second}
+    assert len(keys) == 6, "a batch repeated a config"
+
+
+def test_each_reply_goes_back_to_its_own_candidate():
+    search = _search(budget=4, cap=4, batch=4)
+    members = decode_batch(search.suggest("t1")[BATCH_PARAM])
+    replies = [{OBJECTIVE: -4.0 - i, "status": "ok"} for i in range(len(members))]
+    search.on_trial_complete("t1", {OBJECTIVE: -7.0, BATCH_RESULT: encode_batch(replies)})
+    study = search.studies["s"]
+    told = {k: v for k, v in study.seen.items()}
+    for m, r in zip(members, replies):
+        assert told[config_key(m["config"])] == r[OBJECTIVE]
+    assert search.done("s") and search.suggest("t2") == Searcher.FINISHED
+
+
+def test_a_trial_that_died_fails_every_candidate_it_carried():
+    search = _search(budget=6, cap=6, batch=3)
+    members = decode_batch(search.suggest("t1")[BATCH_PARAM])
+    search.on_trial_complete("t1", None, error=True)
+    assert search.in_flight["s"] == 0
+    assert all(search.studies["s"].seen[config_key(m["config"])] == PENALTY for m in members)
+    # an error result without per-candidate replies is each candidate's record
+    assert replies_of({"status": "runtime_error", "error": "x"}, 3) == [{"status": "runtime_error", "error": "x"}] * 3
+
+
+EXP = """
+name: batches
+kernels:
+  - kernel: softmax
+    problems: [{rows: 64, cols: 96, dtype: float32}]
+targets: [{name: cpu-interpreter}]
+search: {sampler: tpe, samples: 6, concurrency: 4, candidates_per_trial: 3, seed: 1, timeout_s: 120, top_k: 2}
+tracking: {uri: sqlite:///store/mlflow.db}
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_of_batched_trials_records_every_candidate_once(tmp_path):
+    (tmp_path / "exp.yaml").write_text(EXP)
+    (tmp_path / "store").mkdir()
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        summary = sweep.run(config.load("exp.yaml"), log=lambda m: None)[0]
+    finally:
+        os.chdir(old)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+    exp = client.get_experiment_by_name("batches")
+    children = [r for r in client.search_runs([exp.experiment_id])
+                if r.data.tags.get("kernelevolve.role") == "candidate"]
+    assert len(children) == sum(summary["counts"].values()) == 6
+    ids = [c.data.tags["candidate_id"] for c in children]
+    assert len(set(ids)) == 6
+    trials = {cid.rsplit("-", 1)[0] for cid in ids}
+    assert len(trials) < 6, f"every candidate had a trial of its own: {ids}"
+    # each candidate has its own config and its own measurement
+    assert len({tuple(sorted(c.data.params.items())) for c in children}) == 6
+    assert all(c.data.metrics["latency_ms"] > 0 for c in children if c.data.tags["status"] == "ok")
+    assert summary["best"] is not None
