@@ -9,7 +9,10 @@ Each run compiles into a fresh, empty Triton cache (a first sweep of these kerne
 machine), unless --warm-cache keeps the machine's own; every log line carries the seconds since
 the command started.
 
-    python benchmarks/engine_suite.py --out $OUT/suite.json [--one-at-a-time] [EXP]
+    python benchmarks/engine_suite.py --out $OUT/suite.json [--one-at-a-time] [--gpus N --cpus C] [EXP]
+
+`--gpus N --cpus C` run on the node's first N GPUs and C of its cores (a one- or two-GPU node's
+share of a four-GPU one), so that the rates on 1, 2 and 4 GPUs come from one machine.
 """
 from __future__ import annotations
 
@@ -41,7 +44,11 @@ def main() -> None:
     ap.add_argument("--profile", help="write the driver's cProfile (top functions) to this file")
     ap.add_argument("--warm-cache", action="store_true",
                     help="keep the machine's Triton cache (default: a fresh one, as a first sweep has)")
+    ap.add_argument("--gpus", type=int, help="use only the first N GPUs of this node")
+    ap.add_argument("--cpus", type=int, help="and only this many of its cores (Ray's num_cpus)")
     args = ap.parse_args()
+    if args.gpus:  # before anything initialises CUDA: Ray and torch see only these
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(args.gpus))
     if not args.warm_cache:  # the driver's TRITON_CACHE_DIR reaches every worker and lane
         os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="engine-suite-triton-")
     from kernelevolve.tuner.experiment import config
@@ -69,6 +76,10 @@ def main() -> None:
     with open("exp.yaml", "w", encoding="utf-8") as fh:
         yaml.safe_dump(data, fh, sort_keys=False)
     exp = config.load("exp.yaml")
+    if args.cpus:  # the sweep joins this Ray instead of starting its own with every core
+        from kernelevolve.tuner.execution.cluster import init_ray
+
+        init_ray(None, num_cpus=args.cpus)
     if args.profile:
         import cProfile
         import pstats
@@ -91,6 +102,7 @@ def main() -> None:
     import triton
 
     out = {"experiment": exp.name, "gpu": torch.cuda.get_device_name(0), "gpus": gpus,
+           "cpus": int(ray.cluster_resources().get("CPU", 0)) if ray.is_initialized() else None,
            "torch": torch.__version__, "triton": triton.__version__, "ray": ray.__version__,
            "candidates": n, "wall_s": wall, "candidates_per_min": n / wall * 60,
            "mlflow_uri": tracker.uri, "studies": [

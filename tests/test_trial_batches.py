@@ -98,3 +98,13 @@ def test_a_sweep_of_batched_trials_records_every_candidate_once(tmp_path):
     assert len({tuple(sorted(c.data.params.items())) for c in children}) == 6
     assert all(c.data.metrics["latency_ms"] > 0 for c in children if c.data.tags["status"] == "ok")
     assert summary["best"] is not None
+
+
+def test_a_trial_holds_one_candidates_share_per_candidate():
+    from kernelevolve.tuner.execution.trial import StudyResources
+
+    res = StudyResources({"s": {"CPU": 1, "GPU": 0.0625}}, {"s": 4})
+    assert res.per_trial("s") == {"CPU": 4, "GPU": 0.25}
+    bundle = res({STUDY_PARAM: "s", BATCH_PARAM: encode_batch([{"candidate_id": "t-0", "config": {}}])})
+    # a partial batch asks for the whole batch's share: any trial of the study can reuse the actor
+    assert bundle.required_resources == {"CPU": 4, "GPU": 0.25}

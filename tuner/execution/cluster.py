@@ -20,7 +20,9 @@ class TargetUnavailable(Exception):
 
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the Ray at `address`, or start a private one here (with `num_cpus` of this machine's
+    cores: a benchmark's share of a node; None: all of them)."""
     # Trials must see the driver's cwd: relative kernel paths and stores resolve against it.
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -35,8 +37,9 @@ def init_ray(address: str | None) -> None:
     # how Ray 2.60 is made to), so nothing of it is reachable from outside this machine.
     from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
 
+    local = {} if address else dict(loopback_init_kwargs(), **({"num_cpus": num_cpus} if num_cpus else {}))
     ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, **({} if address else loopback_init_kwargs()))
+             logging_level=logging.ERROR, **local)
 
 
 def target_resources(target) -> dict:
@@ -64,19 +67,34 @@ def check_target(target) -> dict:
     return need
 
 
-def room_for(need) -> int:
-    """How many trials asking for `need` (a dict, or its JSON) the live nodes can hold at once."""
+def _fits_per_node(need) -> list[int]:
     import json
 
     need = json.loads(need) if isinstance(need, str) else need
-    total = 0
+    out = []
     for node in ray.nodes():
         if not node.get("Alive"):
             continue
         have = node["Resources"]
         fits = [have.get(k, 0) / v for k, v in need.items() if v > 0]
-        total += int(min(fits) + 1e-9) if fits else 0
-    return total
+        out.append(int(min(fits) + 1e-9) if fits else 0)
+    return out
+
+
+def room_for(need) -> int:
+    """How many trials asking for `need` (a dict, or its JSON) the live nodes can hold at once."""
+    return sum(_fits_per_node(need))
+
+
+def most_per_trial(need: dict) -> int:
+    """How many candidates asking for `need` each one trial may carry: what one node holds (a
+    trial runs on one node), and no more than one GPU's worth (a trial's candidates all go to
+    the lane of the one GPU Ray gives it)."""
+    most = max(_fits_per_node(need) or [1])
+    share = float(need.get("GPU", 0) or 0)
+    if share > 0:
+        most = min(most, int(1 / share + 1e-9))
+    return max(1, most)
 
 
 def target_env(target) -> dict:

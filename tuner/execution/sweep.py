@@ -8,7 +8,8 @@ to the study furthest behind, each trial asks for its own target's resources
 CPU core while its GPU's lane verifies and times (tuner.execution.trial).
 
 Every candidate is journaled as it ends (fsynced; the driver's source of truth) and written to
-MLflow by a background thread, so the trial loop never waits for a database. When a study's
+MLflow by a background thread through a Ray actor (tuner.records.remote_tracker), so the trial
+loop never waits for a database and never shares the driver's GIL with one. When a study's
 last candidate ends, its top-k are re-timed interleaved with the torch peer on a lane, and its
 parent run gets the winner, the proposal counts and the review plots. Nothing incorrect can
 win: only candidates whose status is `ok` are re-timed.
@@ -46,6 +47,7 @@ from kernelevolve.tuner.measure.vendor import vendor_configs_of
 from kernelevolve.tuner.experiment import config as config_mod
 from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
 from kernelevolve.tuner.records.recorder import StudyRecorder, Writer
+from kernelevolve.tuner.records.remote_tracker import RemoteTracker
 from kernelevolve.tuner.records.schema import record_of
 from kernelevolve.tuner.records.tracking import Tracker
 from kernelevolve.tuner.review.progress import Progress
@@ -305,8 +307,8 @@ class Sweep:
         def send():
             in_mlflow = plan.recorder.finish(summary, history, rendered)
             if profiled and in_mlflow:
-                for note in plan.recorder._guard("profile", lambda: log_profiles(
-                        self.tracker.client, plan.recorder.parent, profiled)) or []:
+                for note in plan.recorder._guard("profile", lambda: self.tracker.with_client(
+                        log_profiles, plan.recorder.parent, profiled)) or []:
                     self.log(f"  ! {study.key}: {note}")
             self.state.update(study.key, done=True, summary=summary, history=history, in_mlflow=in_mlflow)
             self.progress.study_finished(study, summary)
@@ -342,22 +344,23 @@ class Sweep:
         plans = {k: p for k, p in self.plans.items()}
         todo = {k: p for k, p in plans.items() if p.remaining > 0}
         caps = {k: p.study.experiment.search.concurrency for k, p in todo.items()}
-        batch = {k: batch_size(caps[k], p.study.experiment.search.candidates_per_trial) for k, p in todo.items()}
+        batch = {k: min(batch_size(caps[k], p.study.experiment.search.candidates_per_trial),
+                        cluster.most_per_trial(p.ctx["resources"])) for k, p in todo.items()}
         search = SweepSearch({k: p.searcher for k, p in todo.items()},
                              {k: p.remaining for k, p in todo.items()}, caps, batch)
+        resources = StudyResources({k: p.ctx["resources"] for k, p in todo.items()}, batch)
         for key, plan in plans.items():  # nothing left to run: finish now
             if key not in todo:
                 plan.finishing = True
                 threading.Thread(target=self._finish, args=(plan,), daemon=True).start()
         if not todo:
             return
-        room = sum(cluster.room_for(need) for need in
-                   {json.dumps(p.ctx["resources"], sort_keys=True) for p in todo.values()})
+        room = sum(cluster.room_for(need) for need in  # in trials
+                   {json.dumps(resources.per_trial(k), sort_keys=True) for k in todo})
         # trials, not candidates: each study has at most ceil(cap / batch) trials out
         trials_at_once = sum(-(-caps[k] // batch[k]) for k in todo)
         stopper = self.stopper
         sweep_ctx = {"sweep_id": self.state.sweep_id, "studies": {k: p.ctx for k, p in todo.items()}}
-        resources = StudyResources({k: p.ctx["resources"] for k, p in todo.items()})
 
         def on_result(trial, result):
             if not self.plans_seen:
@@ -435,7 +438,8 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
     store.join()
     if "error" in opened:
         raise opened["error"]
-    tracker = opened["tracker"]
+    # the sweep's writes go through a process of their own (tuner.records.remote_tracker says why)
+    tracker = RemoteTracker(opened["tracker"], exp.name)
     for target in exp.targets:  # every target checked before the first study starts
         check_target(target)
     if not resume:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import ray
 from ray import tune
@@ -30,19 +31,26 @@ ACTOR_STARTED = time.time()  # when this trial actor imported the engine (record
 
 
 class StudyResources:
-    """Ray resources of a trial, by its study's target: what tune.with_resources calls per trial
-    (picklable, as Tune needs)."""
+    """Ray resources of a trial: its study's target's share per candidate, times the study's
+    candidates per trial, whether its batch is full or not (so that Tune can reuse the actor of
+    any trial of the study). A trial of 4 candidates at 1/16 of a GPU each holds a quarter of one
+    GPU: Ray packs trials onto a node's GPUs by their fractions, and a trial of one candidate's
+    share would put every trial of the sweep on the first GPU. Picklable, as Tune needs."""
 
-    def __init__(self, by_study: dict[str, dict]):
-        self.by_study = by_study
+    def __init__(self, by_study: dict[str, dict], batch: dict[str, int] | None = None):
+        self.by_study, self.batch = by_study, batch or {}
+
+    def per_trial(self, key: str) -> dict:
+        n = self.batch.get(key, 1)
+        return {k: v * n for k, v in self.by_study[key].items()}
 
     def __call__(self, config: dict) -> PlacementGroupFactory:
-        res = dict(self.by_study[config[STUDY_PARAM]])
-        return PlacementGroupFactory([res])
+        return PlacementGroupFactory([self.per_trial(config[STUDY_PARAM])])
 
 
-def _worker(env: dict, cwd: str) -> CandidateWorker:
-    key = repr(sorted(env.items())) + cwd
+def _worker(env: dict, cwd: str, slot: int = 0) -> CandidateWorker:
+    """The trial actor's evaluation process for one of its candidate slots (kept for the sweep)."""
+    key = repr(sorted(env.items())) + cwd + f"#{slot}"
     if key not in _WORKERS:
         _WORKERS[key] = CandidateWorker(env=env, cwd=cwd)
     return _WORKERS[key]
@@ -67,16 +75,24 @@ class _Pending:
                  send=None, queued: float = 0.0, retries: int = 0, timeout: float = 0.0):
         self.reply, self.compiled, self.ref, self.send = reply, compiled, ref, send
         self.queued, self.retries, self.timeout = queued, retries, timeout
+        self.started = 0.0
 
 
-def begin(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> _Pending:
+def begin(config: dict, ctx: dict, sweep: dict, candidate_id: str, slot: int = 0) -> _Pending:
+    started = time.time()
+    pending = _begin(config, ctx, sweep, candidate_id, slot)
+    pending.started = started
+    return pending
+
+
+def _begin(config: dict, ctx: dict, sweep: dict, candidate_id: str, slot: int) -> _Pending:
     """Steps 1-2 of one candidate of the study `ctx` (GPU: compile here, then hand it to the lane
     of this trial's GPU without waiting); the interpreter runs all four steps here."""
     # a seed of its own per candidate, reproducible from the study seed and its id
     seed = (ctx["seed"] * 1_000_003 + zlib.crc32(candidate_id.encode())) % (2**31)
     request = make_request("evaluate", ctx["kernel_ref"], ctx["problem"], ctx["hardware"], ctx["bench"],
                            config=dict(config), seed=seed)
-    worker, timeout = _worker(ctx["env"], ctx["cwd"]), ctx["timeout_s"]
+    worker, timeout = _worker(ctx["env"], ctx["cwd"], slot), ctx["timeout_s"]
     if not ctx["lanes"]:
         return _Pending(reply=_with_retries(lambda: worker.request(request, timeout), ctx["retries"]))
     # GPU: steps 1-2 in this actor's own process, 3-4 on the lane of its GPU
@@ -120,28 +136,27 @@ def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
 
 def run_candidates(config: dict, sweep: dict) -> None:
     """Ray Tune trial function: evaluate the trial's candidates (BATCH_PARAM) of its study and
-    report one flat result carrying each one's reply. Each candidate is compiled and handed to
-    the GPU's lane before the next one compiles, so the lane verifies and times one while this
-    process compiles the next."""
+    report one flat result carrying each one's reply. The trial holds one candidate's resources per
+    candidate (StudyResources): each candidate compiles at once in its own evaluation process, and
+    is handed to the GPU's lane as soon as it is compiled."""
     ctx = sweep["studies"][config[STUDY_PARAM]]
     node_id = ray.get_runtime_context().get_node_id()  # which node measured it
     # which of the node's GPUs Ray gave this trial (its lane); "" without GPUs
     gpu_ids = ",".join(str(g) for g in ray.get_gpu_ids())
     members = decode_batch(config[BATCH_PARAM])
-    pending, started = [], []
-    for member in members:
-        started.append(time.time())
-        pending.append(begin(member["config"], ctx, sweep, member["candidate_id"]))
-    replies = []
-    for member, p, t in zip(members, pending, started):
-        reply = finish(p)
+    # threads only wait: each on its own evaluation process, then on the lane's reply
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        pending = list(pool.map(lambda i: begin(members[i]["config"], ctx, sweep,
+                                                members[i]["candidate_id"], slot=i), range(len(members))))
+        replies = list(pool.map(finish, pending))
+    out = []
+    for member, p, reply in zip(members, pending, replies):
         reply["ray_node_id"], reply["ray_gpu_ids"] = node_id, gpu_ids
         reply.pop("worker_died", None)
         reply.pop("traceback", None)
         ok = reply.get("status") == "ok"
         reply[OBJECTIVE] = objective_of(reply["latency_ms"] / 1e3) if ok else PENALTY
         reply["candidate_id"] = member["candidate_id"]
-        reply["actor_started"], reply["trial_started"] = ACTOR_STARTED, t
-        replies.append({k: v for k, v in reply.items() if isinstance(v, (int, float, str, bool))})
-    tune.report({OBJECTIVE: min(r[OBJECTIVE] for r in replies), "status": "ok",
-                 BATCH_RESULT: encode_batch(replies)})
+        reply["actor_started"], reply["trial_started"] = ACTOR_STARTED, p.started
+        out.append({k: v for k, v in reply.items() if isinstance(v, (int, float, str, bool))})
+    tune.report({OBJECTIVE: min(r[OBJECTIVE] for r in out), "status": "ok", BATCH_RESULT: encode_batch(out)})

@@ -243,6 +243,11 @@ class Tracker:
                 json.dump(notes, fh, indent=2)
             self.client.log_artifacts(parent_id, tmp, "plots")
 
+    def with_client(self, fn, *args):
+        """fn(MlflowClient, *args): writes the Tracker has no method for (the same call as
+        tuner.records.remote_tracker's, which runs it in the writer's process)."""
+        return fn(self.client, *args)
+
     # -- candidates ----------------------------------------------------------------------------
     def _known(self, parent_id: str) -> set:
         if parent_id not in self._logged:
