@@ -108,3 +108,47 @@ def test_a_trial_holds_one_candidates_share_per_candidate():
     bundle = res({STUDY_PARAM: "s", BATCH_PARAM: encode_batch([{"candidate_id": "t-0", "config": {}}])})
     # a partial batch asks for the whole batch's share: any trial of the study can reuse the actor
     assert bundle.required_resources == {"CPU": 4, "GPU": 0.25}
+
+
+LN = """
+name: remote-parent
+kernels:
+  - kernel: layer_norm_fwd
+    problems: [{rows: 64, cols: 96, dtype: float32}]
+targets: [{name: cpu-interpreter}]
+search: {sampler: tpe, samples: 4, concurrency: 2, seed: 0}
+tracking: {uri: sqlite:///mlflow.db}
+"""
+
+
+@pytest.mark.slow
+def test_the_writer_process_opens_parent_runs_of_studies_that_do_not_pickle(tmp_path, monkeypatch):
+    """A study can hold what cannot cross to another process (layer_norm's holds torch.ops): its
+    parent run's fields are computed in the driver, only plain data goes to the writer actor."""
+    import ray
+    import ray.cloudpickle as cloudpickle
+
+    from kernelevolve.tuner.execution.cluster import init_ray
+    from kernelevolve.tuner.records.remote_tracker import RemoteTracker
+    from kernelevolve.tuner.records.tracking import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.yaml").write_text(LN)
+    exp = config.load("exp.yaml")
+    study = next(exp.studies())
+    with pytest.raises(TypeError):
+        cloudpickle.dumps(study)  # why the fields are computed on this side
+    init_ray(None)
+    try:
+        remote = RemoteTracker(Tracker(exp.tracking.uri, exp.name), exp.name)
+        parent = remote.start_study(study, "sweep-1", {"experiment.yaml": LN}, {"gpu_name": "none"})
+        remote.sync(parent, [{"candidate_id": "t-0", "status": "ok", "latency_ms": 1.0, "config": {"BLOCK": 64}}],
+                    {"study": study.key})
+    finally:
+        ray.shutdown()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(parent)
+    assert run.data.tags["kernelevolve.study"] == study.key and run.data.tags["kernel"] == "layer_norm_fwd"
+    assert run.data.params["problem.rows"] == "64"
+    [child] = client.search_runs([run.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert child.data.tags["candidate_id"] == "t-0" and child.data.params["BLOCK"] == "64"

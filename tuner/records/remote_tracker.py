@@ -13,7 +13,7 @@ from __future__ import annotations
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from kernelevolve.tuner.records.tracking import Tracker
+from kernelevolve.tuner.records.tracking import Tracker, study_run_fields
 
 
 @ray.remote(num_cpus=0, max_restarts=3, max_task_retries=0)
@@ -47,8 +47,12 @@ class RemoteTracker:
     def _call(self, method: str, *args, **kwargs):
         return ray.get(self.actor.call.remote(method, *args, **kwargs))
 
-    def start_study(self, *args, **kwargs) -> str:
-        return self._call("start_study", *args, **kwargs)
+    def start_study(self, study, sweep_id: str, artifacts: dict[str, str], device: dict,
+                    prior: list | None = None) -> str:
+        """Tracker.start_study's parent run; its fields are computed here, where the study lives
+        (a study holds kernels and spaces that need not pickle: layer_norm's holds torch.ops)."""
+        tags, params = study_run_fields(study, sweep_id, device, self.commit, prior)
+        return self._call("open_study", tags, params, artifacts)
 
     def finish_study(self, *args, **kwargs) -> None:
         return self._call("finish_study", *args, **kwargs)

@@ -125,32 +125,12 @@ class Tracker:
                     prior: list | None = None) -> str:
         """The study's parent run. `prior`: the recorded spaces its sampler is fit on first (None:
         the experiment names no search.prior)."""
-        s = study.experiment.search
-        tags = {ROLE: "study", "mlflow.runName": study.key, "kernelevolve.study": study.key,
-                "kernelevolve.sweep": sweep_id, "kernel": study.kernel_name, "kernel_ref": study.ref,
-                "target": study.target.name, "hardware": study.target.profile.name,
-                "timing": "interpreter" if study.target.profile.interpreter else "gpu",
-                "git_commit": self.commit}
-        tags.update({k: str(device[k]) for k in ("gpu_name", "node", "torch", "triton") if k in device})
-        import optuna
-        import ray
+        tags, params = study_run_fields(study, sweep_id, device, self.commit, prior)
+        return self.open_study(tags, params, artifacts)
 
-
-        # What `kernelevolve reproduce` compares: the kernel's source as swept; and the sampler's
-        # code, without which the same seed need not propose the same candidates.
-        tags.update(kernel_source_sha=kernel_source_sha(study.ref, study.tunable),
-                    optuna=optuna.__version__, ray=ray.__version__)
+    def open_study(self, tags: dict, params: dict, artifacts: dict[str, str]) -> str:
+        """Write a parent run from its fields (plain data: what crosses to the writer's process)."""
         run = self.client.create_run(self.experiment_id, tags=tags)
-        params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
-        params.update({"sampler": s.sampler, "sampler_resolved": _resolved(s.sampler, study, prior),
-                       "seed": s.seed, "samples": study.budget(),
-                       "concurrency": s.concurrency, "timeout_s": s.timeout_s, "top_k": s.top_k,
-                       "resources": json.dumps(study.target.ray_resources(), sort_keys=True),
-                       # whether the counters steered this study's search: its candidates-to-best depend on it
-                       "profile_top_k": study.experiment.profile.top_k,
-                       "profile_steer": study.experiment.profile.steer})
-        if prior is not None:  # search.prior: how many recorded spaces the sampler was fit on first
-            params["prior_spaces"] = len(prior)
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         for name, text in artifacts.items():
             self.client.log_text(run.info.run_id, text, name)
@@ -298,3 +278,34 @@ def _resolved(sampler: str, study, prior: list | None = None) -> str:
     from kernelevolve.tuner.search.samplers import resolved
 
     return resolved(sampler, space, prior)
+
+
+def study_run_fields(study, sweep_id: str, device: dict, commit: str,
+                     prior: list | None = None) -> tuple[dict, dict]:
+    """A study's parent run: its tags and params, computed where the study lives (the driver; a
+    study holds kernels and spaces that need not pickle)."""
+    s = study.experiment.search
+    tags = {ROLE: "study", "mlflow.runName": study.key, "kernelevolve.study": study.key,
+            "kernelevolve.sweep": sweep_id, "kernel": study.kernel_name, "kernel_ref": study.ref,
+            "target": study.target.name, "hardware": study.target.profile.name,
+            "timing": "interpreter" if study.target.profile.interpreter else "gpu",
+            "git_commit": commit}
+    tags.update({k: str(device[k]) for k in ("gpu_name", "node", "torch", "triton") if k in device})
+    import optuna
+    import ray
+
+    # What `kernelevolve reproduce` compares: the kernel's source as swept; and the sampler's
+    # code, without which the same seed need not propose the same candidates.
+    tags.update(kernel_source_sha=kernel_source_sha(study.ref, study.tunable),
+                optuna=optuna.__version__, ray=ray.__version__)
+    params = {f"problem.{k}": v for k, v in study.problem.model_dump().items()}
+    params.update({"sampler": s.sampler, "sampler_resolved": _resolved(s.sampler, study, prior),
+                   "seed": s.seed, "samples": study.budget(),
+                   "concurrency": s.concurrency, "timeout_s": s.timeout_s, "top_k": s.top_k,
+                   "resources": json.dumps(study.target.ray_resources(), sort_keys=True),
+                   # whether the counters steered this study's search: its candidates-to-best depend on it
+                   "profile_top_k": study.experiment.profile.top_k,
+                   "profile_steer": study.experiment.profile.steer})
+    if prior is not None:  # search.prior: how many recorded spaces the sampler was fit on first
+        params["prior_spaces"] = len(prior)
+    return tags, params
