@@ -14,7 +14,7 @@ Kind = Literal["metric", "tag", "text", "config"]
 
 FIELDS: dict[str, tuple[Kind, str]] = {
     # identity
-    "candidate_id": ("tag", "stable id of the candidate (the Ray Tune trial id)"),
+    "candidate_id": ("tag", "stable id of the candidate: its Ray Tune trial id and its place in the trial, <trial id>-<n>"),
     "study": ("text", "the study key: kernel/problem/target"),
     "config": ("config", "the kernel config as launched (MLflow params)"),
     "impl": ("tag", "triton, or vendor: a built-in GEMM's declared vendor config (torch.mm / addmm), "
