@@ -144,9 +144,10 @@ def apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm,
 def store_halves(acc, c_ptr, c_desc, off_m, off_n, M, N, stride_cm, stride_cn,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TMA: tl.constexpr):
     """C[off_m:, off_n:] = acc (in C's dtype), written as two [BLOCK_M, BLOCK_N // 2] halves, as
-    the epilogue of Triton's persistent-matmul tutorial does: the staged copy a descriptor store
-    (or the layout change before a coalesced pointer store) goes through is half the tile, and the
-    first half's store is in flight while the second is converted. c_desc's block is the half."""
+    the epilogue of Triton's persistent-matmul tutorial does: the shared-memory copy a descriptor
+    store is staged through is half the tile, and the first half's store is in flight while the
+    second is converted. c_desc's block is the half. Pointer stores take the same two halves
+    (masked at the edge); they stage nothing apart, so it saves them no shared memory."""
     # (rows, 2, cols/2) puts column n in half n // (BLOCK_N // 2); moving that axis last lets
     # tl.split take the halves apart without any data movement
     halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))

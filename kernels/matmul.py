@@ -59,9 +59,8 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 from kernelevolve.kernels import tuned
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
-                                aligned_rows,
-                                apply_epilogue, launch_options, program_slots, store_halves,
-                                tile_coords, tma_allocator, tma_compatible)
+                                aligned_rows, apply_epilogue, launch_options, program_slots,
+                                store_halves, tile_coords, tma_allocator, tma_compatible)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 
