@@ -22,6 +22,7 @@ from kernelevolve.kernels.bmm import BmmProblem
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, HAS_MAXNREG, HAS_TENSOR_DESCRIPTORS,
                                              launch_options)
 from kernelevolve.search_spaces import bmm, gemm_epilogue, gemm_fp8, matmul
+from kernelevolve.search_spaces.matmul import MAXNREG_VALUES, SEARCH_MAXNREG
 from kernelevolve.search_spaces.gemm_rules import MAXNREG_HEADROOM, shared_memory_bytes
 from kernelevolve.tuner.experiment.hardware import profile
 from kernelevolve.tuner.measure.verify import check, poison
@@ -162,7 +163,8 @@ def test_the_switches_are_searched_on_sm90_only():
     h100 = names(matmul.space(BIG, H100))
     assert ("EPILOGUE_SUBTILE" in h100) == HAS_TENSOR_DESCRIPTORS
     assert ("FLATTEN" in h100) == HAS_LOOP_FLATTEN
-    assert ("maxnreg" in h100) == HAS_MAXNREG
+    # maxnreg: in the template and the rules, not searched (search_spaces/matmul.py SEARCH_MAXNREG says why)
+    assert ("maxnreg" in h100) == (HAS_MAXNREG and SEARCH_MAXNREG)
     for target in ("a100", "mi300x", "cpu-interpreter"):
         assert not names(matmul.space(BIG, profile(target))) & set(NEW), target
         assert not names(gemm_epilogue.space(ge.FusedGemmProblem(M=512, N=512, K=512), profile(target))) & set(NEW)
@@ -171,21 +173,19 @@ def test_the_switches_are_searched_on_sm90_only():
     assert names(fused) & set(NEW) == names(fp8) & set(NEW) == h100 & set(NEW)
     # bmm's template has no persistent loop and stores whole tiles: only maxnreg, no rule of the others
     b = bmm.space(BmmProblem(B=8, M=512, N=512, K=512, dtype="bfloat16"), H100)
-    assert names(b) & set(NEW) == ({"maxnreg"} if HAS_MAXNREG else set())
+    assert names(b) & set(NEW) == ({"maxnreg"} if HAS_MAXNREG and SEARCH_MAXNREG else set())
     assert not any(w in (c.__doc__ or "") for c in b.constraints for w in ("FLATTEN", "EPILOGUE_SUBTILE"))
 
 
 def test_maxnreg_values_are_plain_ints():
-    (dom,) = [d for d in matmul.space(BIG, H100).domains if d.name == "maxnreg"] or [None]
-    if dom is None:
-        pytest.skip("this Triton has no maxnreg option")
-    assert all(type(v) is int for v in dom.values()) and 0 in dom.values()
+    assert all(type(v) is int for v in MAXNREG_VALUES) and 0 in MAXNREG_VALUES
 
 
 def test_epilogue_subtile_rules():
     sp = matmul.space(BIG, H100)
     assert reasons(sp, TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True) == ""
-    assert reasons(sp, TMA=True, WARP_SPECIALIZE=True, EPILOGUE_SUBTILE=True) == ""
+    # a warp-specialized TMA store stages its tile too, but subtiled it failed to compile on the H100
+    assert "failed to compile" in reasons(sp, TMA=True, WARP_SPECIALIZE=True, EPILOGUE_SUBTILE=True)
     assert "stage none" in reasons(sp, EPILOGUE_SUBTILE=True)  # pointer store
     assert "stage none" in reasons(sp, TMA=True, EPILOGUE_SUBTILE=True)  # one tile per program
     few_tiles = matmul.space(mm.MatmulProblem(M=128, N=128, K=8192, dtype="bfloat16"), H100)
@@ -271,11 +271,10 @@ def test_recorded_h100_gemm_spaces_stay_priors():
 @pytest.mark.parametrize("extra", [dict(TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True, num_warps=8, BLOCK_N=256),
                                    dict(TMA=True, PERSISTENT=True, FLATTEN=True, num_warps=8),
                                    dict(TMA=True, PERSISTENT=True, FLATTEN=True, EPILOGUE_SUBTILE=True, maxnreg=168),
-                                   dict(TMA=True, WARP_SPECIALIZE=True, EPILOGUE_SUBTILE=True, num_warps=4),
                                    dict(PERSISTENT=True, FLATTEN=True, num_warps=8),
                                    dict(maxnreg=232, num_warps=4)],
                          ids=["tma-persistent-subtile-256", "tma-persistent-flatten", "flatten-subtile-maxnreg",
-                              "tma-ws-subtile", "pointers-persistent-flatten", "pointers-maxnreg"])
+                              "pointers-persistent-flatten", "pointers-maxnreg"])
 def test_tutorial_switches_bf16_on_gpu(device, extra):
     needs(extra)
     cfg = dict(mm.DEFAULT_CONFIG, BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_stages=3, **extra)

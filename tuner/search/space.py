@@ -27,10 +27,9 @@ Constraint = Callable[[dict], "str | None"]
 # The largest space (raw points) whose valid configs are enumerated: by the searcher, to move a
 # proposal to a valid config (tuner.search.constrained), and by the pool samplers, to choose among
 # them (tuner.search.pool_sampler). Here, importable without Ray, so both read the one value.
-ENUMERATE_MAX = 8_000_000  # raw points: Space.valid_configs walks them as a tree (GEMM spaces of 205k and
-# 410k raw points: 0.2-0.9 s on a 2-core CI machine; the Hopper GEMM spaces with EPILOGUE_SUBTILE, FLATTEN
-# and maxnreg, 3.3M and 6.6M raw, 55k-114k valid: 1.2-3.9 s on a 2-core machine, the constraints pruning
-# the tree early); the Hopper conv space (39M raw, 41 s) is searched by rejection
+ENUMERATE_MAX = 2_000_000  # raw points: Space.valid_configs walks them as a tree (GEMM spaces of 205k and
+# 410k raw points: 0.2-0.9 s on a 2-core CI machine; with Hopper's EPILOGUE_SUBTILE and FLATTEN, 819k and
+# 1.6M raw, 14k-22k valid: 1.0-1.5 s); the Hopper conv space (39M raw, 41 s) is searched by rejection
 
 
 _ENUMERATING = threading.Lock()
