@@ -6,8 +6,10 @@ Device side (@triton.jit, inlined into each template):
   accumulate_descriptors  the same K loop with tensor-descriptor (TMA on Hopper) loads,
                         optionally warp-specialized
   apply_epilogue        per-tensor scales, bias, activation, residual on the fp32 accumulator
+  store_halves          the epilogue-subtiled store: the tile written as two column halves
 Host side:
-  feature detection of the installed Triton (tensor descriptors, warp specialization),
+  feature detection of the installed Triton (tensor descriptors, warp specialization, loop
+  flattening, the maxnreg compile option),
   tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
   program_slots() (how many programs a persistent kernel launches), tma_compatible(),
   aligned_rows() (a copy of a matrix whose rows start 16-byte aligned).
@@ -25,6 +27,20 @@ import triton.language as tl
 HAS_TENSOR_DESCRIPTORS = hasattr(tl, "make_tensor_descriptor") and hasattr(triton, "set_allocator")
 HAS_WARP_SPECIALIZE = "warp_specialize" in inspect.signature(tl.range.__init__).parameters
 HAS_FP8_E4M3 = hasattr(tl, "float8e4nv") and hasattr(torch, "float8_e4m3fn")
+HAS_LOOP_FLATTEN = "flatten" in inspect.signature(tl.range.__init__).parameters
+
+
+def _has_cuda_option(name: str) -> bool:
+    """Whether the NVIDIA backend's compile options (CUDAOptions) take `name`: a kernel launch
+    passes any such option through to the compiler, and raises on one it does not know."""
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+    except ImportError:  # a Triton built without the NVIDIA backend
+        return False
+    return name in getattr(CUDAOptions, "__dataclass_fields__", {})
+
+
+HAS_MAXNREG = _has_cuda_option("maxnreg")
 
 ACTIVATIONS = ("none", "relu", "gelu", "silu")
 
@@ -124,6 +140,32 @@ def apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm,
     return acc
 
 
+@triton.jit
+def store_halves(acc, c_ptr, c_desc, off_m, off_n, M, N, stride_cm, stride_cn,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TMA: tl.constexpr):
+    """C[off_m:, off_n:] = acc (in C's dtype), written as two [BLOCK_M, BLOCK_N // 2] halves, as
+    the epilogue of Triton's persistent-matmul tutorial does: the shared-memory copy a descriptor
+    store is staged through is half the tile, and the first half's store is in flight while the
+    second is converted. c_desc's block is the half. Pointer stores take the same two halves
+    (masked at the edge); they stage nothing apart, so it saves them no shared memory."""
+    # (rows, 2, cols/2) puts column n in half n // (BLOCK_N // 2); moving that axis last lets
+    # tl.split take the halves apart without any data movement
+    halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+    left, right = tl.split(halves)
+    half = BLOCK_N // 2
+    if TMA:  # the descriptor store clips each half at the matrix edge: no mask needed
+        c_desc.store([off_m, off_n], left.to(c_desc.dtype))
+        c_desc.store([off_m, off_n + half], right.to(c_desc.dtype))
+    else:
+        offs_m = off_m + tl.arange(0, BLOCK_M)
+        offs_n = off_n + tl.arange(0, BLOCK_N // 2)
+        ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+        row_ok = offs_m[:, None] < M
+        tl.store(ptrs, left.to(c_ptr.dtype.element_ty), mask=row_ok & (offs_n[None, :] < N))
+        tl.store(ptrs + half * stride_cn, right.to(c_ptr.dtype.element_ty),
+                 mask=row_ok & (offs_n[None, :] + half < N))
+
+
 # --- host side -----------------------------------------------------------------------------------
 
 def _scratch(size: int, alignment: int, stream):
@@ -192,9 +234,14 @@ def aligned_rows(t: torch.Tensor) -> torch.Tensor:
 
 def launch_options(config) -> dict:
     """The Triton launch options a config carries. AMD's (waves_per_eu, matrix_instr_nonkdim,
-    kpack) are passed only when the config has them: the NVIDIA backend rejects unknown ones."""
+    kpack) are passed only when the config has them: the NVIDIA backend rejects unknown ones.
+    maxnreg (NVIDIA: the most registers one thread may use, ptx .maxnreg) is passed only when it is
+    set and not 0: 0, like a config without the key, means the compiler's own choice, and keeps
+    the option (and the kernel's cache key) exactly what it was before maxnreg was searched."""
     opts = {"num_warps": config["num_warps"], "num_stages": config["num_stages"]}
     for key in ("waves_per_eu", "matrix_instr_nonkdim", "kpack"):
         if key in config:
             opts[key] = config[key]
+    if config.get("maxnreg"):
+        opts["maxnreg"] = int(config["maxnreg"])
     return opts

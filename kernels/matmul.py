@@ -14,6 +14,17 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   no tail of half-empty waves, and launch cost paid once per SM
   TMA             tensor-descriptor loads and stores (TMA on Hopper) instead of pointer loads
   WARP_SPECIALIZE producer/consumer warps in the K loop (Hopper, with TMA; Triton feature-detected)
+  EPILOGUE_SUBTILE the output tile is stored as two column halves (Triton's persistent-matmul
+                  tutorial): the staged copy of a TMA store (or the layout change before a
+                  pointer store) holds half the tile, shared memory the pipeline can use, and the
+                  first half's store overlaps the second's conversion. SPLIT_K=1 only (split-K
+                  partials go to the workspace; the finish kernel stores C)
+  FLATTEN         the persistent tile loop is flattened with its K loop into one loop
+                  (tl.range(..., flatten=True); Triton feature-detected), so Triton's software
+                  pipeline runs across tile boundaries: the next tile's loads are issued while
+                  this tile's last MMAs and its store run. PERSISTENT=True only
+  maxnreg         NVIDIA compile option: the most registers a thread may use (ptx .maxnreg);
+                  0, like a config without it, leaves it to the compiler (Triton feature-detected)
   STAGE_A         copy A first into a buffer whose rows start 128-byte aligned (gemm_tiles.aligned_rows),
                   for an A whose row stride is not a multiple of 16 bytes (odd K in fp16/bf16): its
                   loads then vectorize and pipeline asynchronously, and TMA can read it. The copy's
@@ -28,7 +39,8 @@ Not searched, set by the launcher from the shapes:
   EVEN_K          K is a multiple of BLOCK_K: the K masks of the pointer loads are dropped
   B_KMAJOR        B is a transposed view (K contiguous): descriptors read it as [N, K]
 The same template carries the fused epilogue (kernels/gemm_epilogue.py) and fp8 per-tensor scales
-(kernels/gemm_fp8.py) as constexprs, applied to the fp32 accumulator before the one store.
+(kernels/gemm_fp8.py) as constexprs, applied to the fp32 accumulator before the store (before
+the split into halves with EPILOGUE_SUBTILE).
 
 The file also holds the launcher, the input checks of the public entry point, the float64
 reference, the cuBLAS peer (torch.matmul) and the cost model, so tests and benchmarks import
@@ -46,9 +58,9 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels import tuned
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
-from kernelevolve.kernels.gemm_tiles import (accumulate_descriptors, accumulate_pointers, aligned_rows,
-                                apply_epilogue, launch_options, program_slots, tile_coords,
-                                tma_allocator, tma_compatible)
+from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
+                                aligned_rows, apply_epilogue, launch_options, program_slots,
+                                store_halves, tile_coords, tma_allocator, tma_compatible)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -63,7 +75,7 @@ class MatmulProblem(BaseModel):
 
 
 @triton.jit
-def _gemm_tile(tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
+def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
                bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
                stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                stride_rm, stride_rn, stride_ws,
@@ -71,8 +83,10 @@ def _gemm_tile(tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
                GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr,
                TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr, EVEN_K: tl.constexpr,
                B_KMAJOR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
-               ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
-    """One output tile (or its pid_k-th K slice): accumulate, then store or hand on the sum."""
+               ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+               EPILOGUE_SUBTILE: tl.constexpr, FLATTEN: tl.constexpr):
+    """One output tile (or its pid_k-th K slice): accumulate, then store or hand on the sum.
+    store_tile_id is the same tile, counted apart from tile_id in a flattened loop (FLATTEN)."""
     pid_m, pid_n = tile_coords(tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if TMA:
@@ -82,13 +96,23 @@ def _gemm_tile(tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
         acc = accumulate_pointers(acc, a_ptr, b_ptr, pid_m, pid_n, M, N, K, stride_am, stride_ak,
                                   stride_bk, stride_bn, pid_k, SPLIT_K, BLOCK_M, BLOCK_N, BLOCK_K,
                                   EVEN_K)
+    if FLATTEN:
+        # As in Triton's persistent-matmul tutorial: the flattened loop is software-pipelined
+        # across tiles, so the store's coordinates come from their own counter rather than from
+        # values the next tile's loads (issued earlier, in another pipeline stage) also use.
+        pid_m, pid_n = tile_coords(store_tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     if SPLIT_K == 1:
+        # the epilogue (scales, bias, activation, residual) runs on the whole fp32 tile before
+        # any store, subtiled or not
         acc = apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm, stride_rn,
                              scale_a_ptr, scale_b_ptr, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
-        if TMA:  # the descriptor store clips the tile at the matrix edge: no mask needed
+        if EPILOGUE_SUBTILE:
+            store_halves(acc, c_ptr, c_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N, stride_cm,
+                         stride_cn, BLOCK_M, BLOCK_N, TMA)
+        elif TMA:  # the descriptor store clips the tile at the matrix edge: no mask needed
             c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], acc.to(c_desc.dtype))
         else:
             c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
@@ -112,9 +136,11 @@ def matmul_kernel(
     PERSISTENT: tl.constexpr, TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
     EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
-    HAS_RESIDUAL: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, EPILOGUE_SUBTILE: tl.constexpr, FLATTEN: tl.constexpr,
 ):
     tl.static_assert(not (PERSISTENT and SPLIT_K > 1), "persistent tiles are never split along K")
+    tl.static_assert(not (EPILOGUE_SUBTILE and SPLIT_K > 1), "split-K partials are not subtiled")
+    tl.static_assert(not FLATTEN or PERSISTENT, "FLATTEN flattens the persistent tile loop")
     a_desc = None
     b_desc = None
     c_desc = None
@@ -127,24 +153,38 @@ def matmul_kernel(
         else:
             b_desc = tl.make_tensor_descriptor(b_ptr, shape=[K, N], strides=[stride_bk, 1],
                                                block_shape=[BLOCK_K, BLOCK_N])
-        if SPLIT_K == 1:
+        if SPLIT_K == 1:  # EPILOGUE_SUBTILE stores half a tile at a time
             c_desc = tl.make_tensor_descriptor(c_ptr, shape=[M, N], strides=[stride_cm, 1],
-                                               block_shape=[BLOCK_M, BLOCK_N])
+                                               block_shape=[BLOCK_M, BLOCK_N // (1 + EPILOGUE_SUBTILE)])
     if PERSISTENT:
         num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
-        for tile_id in range(tl.program_id(0), num_tiles, tl.num_programs(0)):
-            _gemm_tile(tile_id, 0, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, bias_ptr,
-                       residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, stride_am, stride_ak,
-                       stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn, stride_ws,
-                       BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K, TWO_PASS, TMA,
-                       WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION,
-                       HAS_RESIDUAL)
+        if FLATTEN:  # the store's tile counter (see _gemm_tile), one step behind until the loop adds it
+            store_tile_id = tl.program_id(0) - tl.num_programs(0)
+            # tl.range's flatten exists only where HAS_LOOP_FLATTEN: a constexpr-false branch is
+            # never compiled, so a Triton without it still compiles FLATTEN=False
+            for tile_id in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=True):
+                store_tile_id += tl.num_programs(0)
+                _gemm_tile(tile_id, store_tile_id, 0, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
+                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, stride_am,
+                           stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm,
+                           stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K,
+                           TWO_PASS, TMA, WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS,
+                           ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
+        else:
+            for tile_id in range(tl.program_id(0), num_tiles, tl.num_programs(0)):
+                _gemm_tile(tile_id, tile_id, 0, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
+                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, stride_am,
+                           stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm,
+                           stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K,
+                           TWO_PASS, TMA, WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS,
+                           ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
     else:  # one tile per program; program_id(1) is the K slice when SPLIT_K > 1
-        _gemm_tile(tl.program_id(0), tl.program_id(1), a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
-                   bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, stride_am, stride_ak,
-                   stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn, stride_ws,
-                   BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K, TWO_PASS, TMA, WARP_SPECIALIZE,
-                   EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+        _gemm_tile(tl.program_id(0), tl.program_id(0), tl.program_id(1), a_ptr, b_ptr, c_ptr,
+                   a_desc, b_desc, c_desc, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
+                   stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm,
+                   stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K, TWO_PASS, TMA,
+                   WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL,
+                   EPILOGUE_SUBTILE, FLATTEN)
 
 
 @triton.jit
@@ -171,7 +211,8 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 # The switches added after the first template, and their values when a config does not name
 # them: what every config launched before they existed meant.
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
-                   "WARP_SPECIALIZE": False, "STAGE_A": False}
+                   "WARP_SPECIALIZE": False, "STAGE_A": False, "EPILOGUE_SUBTILE": False,
+                   "FLATTEN": False, "maxnreg": 0}
 SPLIT_K_REDUCES = ("atomic", "two_pass")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
@@ -220,6 +261,13 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
         raise ValueError("PERSISTENT=True runs whole tiles: it takes SPLIT_K=1")
     if cfg["WARP_SPECIALIZE"] and not cfg["TMA"]:
         raise ValueError("WARP_SPECIALIZE=True needs TMA=True (the producer warp issues TMA copies)")
+    if cfg["EPILOGUE_SUBTILE"] and split_k > 1:
+        raise ValueError("EPILOGUE_SUBTILE=True splits the store of C: it takes SPLIT_K=1 "
+                         "(with a split, the finish kernel stores C)")
+    if cfg["FLATTEN"] and not cfg["PERSISTENT"]:
+        raise ValueError("FLATTEN=True flattens the persistent tile loop: it needs PERSISTENT=True")
+    if cfg["FLATTEN"] and not HAS_LOOP_FLATTEN:
+        raise ValueError(f"FLATTEN=True needs tl.range(flatten=...), which triton {triton.__version__} lacks")
     b_kmajor = b.stride(0) == 1 and b.stride(1) != 1
     if cfg["STAGE_A"]:
         a = aligned_rows(a)
@@ -253,6 +301,7 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
         GROUP_M=cfg["GROUP_M"], SPLIT_K=split_k, TWO_PASS=two_pass,
         PERSISTENT=bool(cfg["PERSISTENT"]), TMA=bool(cfg["TMA"]),
         WARP_SPECIALIZE=bool(cfg["WARP_SPECIALIZE"]), EVEN_K=even_k(K, cfg), B_KMAJOR=b_kmajor,
+        EPILOGUE_SUBTILE=bool(cfg["EPILOGUE_SUBTILE"]), FLATTEN=bool(cfg["FLATTEN"]),
         **flags, **launch_options(cfg),
     )
     if split_k > 1:
@@ -344,7 +393,8 @@ def bytes_moved(problem: MatmulProblem) -> float:
 SPEC = KernelSpec(
     name="matmul",
     description="GEMM C = A @ B: tiles, GROUP_M swizzle, split-K (atomic or two-pass), "
-                "persistent, TMA and warp specialization as switches",
+                "persistent (flattened or not), TMA, warp specialization and epilogue subtiling "
+                "as switches",
     problem=MatmulProblem,
     make_inputs=make_inputs,
     make_output=make_output,

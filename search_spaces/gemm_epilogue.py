@@ -2,8 +2,9 @@
 
 The epilogue runs on the accumulator in registers, so it changes no tile or pipeline choice; the
 only difference is what the template stores, and the constraints of search_spaces/matmul.py
-(shared memory, registers, split-K, persistent, TMA alignment, warp specialization) apply as
-they are. With split-K the epilogue moves into the split-K finish kernel.
+(shared memory, registers, split-K, persistent, TMA alignment, warp specialization, epilogue
+subtiling, flattening, maxnreg) apply as they are. With EPILOGUE_SUBTILE the epilogue runs on the
+whole tile before it is split into the two stored halves. With split-K the epilogue moves into the split-K finish kernel.
 """
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ def no_warp_specialized_epilogue(cfg: dict):
 
 def space(problem: FusedGemmProblem, hw: Hardware) -> Space:
     e = element_size(problem.dtype)
-    base = gemm_space(GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32"), hw,
-                      stage_a=True)
-    return Space(base.domains, base.constraints + (no_warp_specialized_epilogue,), base.notes, base.canonical)
+    base = gemm_space(GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32",
+                                residual=problem.residual), hw, stage_a=True)
+    return Space(base.domains, base.constraints + (no_warp_specialized_epilogue,), base.notes, base.canonical,
+                 base.defaults)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

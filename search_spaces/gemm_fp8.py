@@ -1,7 +1,8 @@
 """What the fp8 (e4m3, per-tensor scales) GEMM sweep tries: Hopper only.
 
 fp8 tensor cores exist from Hopper (sm90) on. On an sm90 target the space is the matmul space
-(search_spaces/matmul.py: tiles, GROUP_M, split-K, persistent, TMA, warp specialization) with
+(search_spaces/matmul.py: tiles, GROUP_M, split-K, persistent, TMA, warp specialization,
+EPILOGUE_SUBTILE, FLATTEN, maxnreg; the scales are applied before the store, subtiled or not) with
 1-byte operands in its shared-memory and alignment models, and BLOCK_K up to 256 (an fp8 K step
 of 256 moves as many bytes as a 16-bit one of 128). On any other target it has one config and a
 constraint that rejects it with the reason, so `kernelevolve kernels` can still list it and a
@@ -14,7 +15,7 @@ from kernelevolve.kernels.gemm_tiles import HAS_FP8_E4M3
 from kernelevolve.kernels.matmul import DEFAULT_CONFIG
 from kernelevolve.kernels.spec import element_size
 from kernelevolve.search_spaces.gemm_rules import GemmShape, rules
-from kernelevolve.search_spaces.matmul import gemm_domains, one_split_reduce, space_notes
+from kernelevolve.search_spaces.matmul import gemm_domains, later_switch_defaults, one_split_reduce, space_notes
 from kernelevolve.tuner.experiment.hardware import Hardware
 from kernelevolve.tuner.experiment.registry import Tunable
 from kernelevolve.tuner.search.space import Choice, Pow2, Space
@@ -41,7 +42,7 @@ def space(problem: Fp8GemmProblem, hw: Hardware) -> Space:
     domains = tuple(Pow2("BLOCK_K", 32, 256) if d.name == "BLOCK_K" else d for d in gemm_domains(hw))
     shape = GemmShape(problem.M, problem.N, problem.K, 1, element_size(problem.out_dtype))
     return Space(domains=domains, constraints=rules(shape, hw), notes=space_notes(hw),
-                 canonical=(one_split_reduce,))
+                 canonical=(one_split_reduce,), defaults=later_switch_defaults(domains))
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

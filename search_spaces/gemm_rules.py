@@ -11,7 +11,16 @@ Models the rules use, measured where they could be:
     re-checks them): the pipeline keeps num_stages copies of an A tile and a B tile; TMA adds its
     barriers (< 100 B); a persistent TMA kernel keeps one output tile staged for its descriptor
     store; warp specialization stages max(BLOCK_M, 128) x BLOCK_N outputs for its epilogue.
-  * registers: the fp32 accumulator is BLOCK_M*BLOCK_N/(lanes*num_warps) registers per lane.
+    EPILOGUE_SUBTILE stages half of either (triton 3.9: 16 KiB less for 128x128 bf16); a
+    pointer store or a one-tile-per-program TMA store stages nothing apart, subtiled or not.
+    A flattened (FLATTEN) pointer loop was compiled with 48-80 KiB where the model says 64-144:
+    the model keeps the unflattened figure, an upper bound, rather than guess the pipeliner. A
+    flattened loop with a fused residual stages residual tiles too (8 KiB more for 128x128, 32 KiB
+    for 128x256, bf16): the model counts one whole residual tile, an upper bound.
+  * registers: the fp32 accumulator is BLOCK_M*BLOCK_N/(lanes*num_warps) registers per lane. A
+    maxnreg cap must leave MAXNREG_HEADROOM registers above it (ptxas -v on sm90 code, triton
+    3.9: a 128-register accumulator spilled 1 KiB at maxnreg=128, or failed to compile with 8
+    warps, and ran clean at 168; 64-register ones were clean at 128).
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ ACC_REGS_PER_THREAD_MAX = 128  # NVIDIA: 255 is the cap; addresses and operands 
 ACC_REGS_PER_LANE_MAX_AMD = 256  # CDNA3: 512 VGPR+AGPR per lane (not tested here: no AMD machine)
 TMA_BARRIER_BYTES = 1024  # measured 16-56 B of mbarriers; a round margin
 TMA_ALIGN_BYTES = 16
+MAXNREG_HEADROOM = 40  # registers a thread needs beside its accumulator (module docstring)
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float8_e4m3fn": 1}
 
@@ -38,14 +48,17 @@ class GemmShape:
     in_bytes: int  # bytes per A/B element
     out_bytes: int  # bytes per C element
     tf32: bool = False  # float32 inputs (tl.dot runs them as tf32)
+    residual: bool = False  # a fused residual [M, N] is read in the epilogue (kernels/gemm_epilogue.py)
 
 
 def _lanes(hw: Hardware) -> int:
     return 64 if hw.vendor == "amd" else 32
 
 
-def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | None = None) -> int:
-    """The shared memory one program of the GEMM template needs (see the module docstring)."""
+def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | None = None,
+                        residual: bool = False) -> int:
+    """The shared memory one program of the GEMM template needs (see the module docstring).
+    residual: the epilogue reads a residual tile (in the output dtype)."""
     e = dtype if isinstance(dtype, int) else DTYPE_BYTES[dtype]
     out = e if out_dtype is None else (out_dtype if isinstance(out_dtype, int) else DTYPE_BYTES[out_dtype])
     bm, bn = config["BLOCK_M"], config["BLOCK_N"]
@@ -53,10 +66,13 @@ def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | N
     if config.get("TMA", False):
         need += TMA_BARRIER_BYTES
         store = out if config.get("SPLIT_K", 1) == 1 else 4  # split-K partials are fp32
+        staged_n = bn // 2 if config.get("EPILOGUE_SUBTILE", False) else bn  # one half at a time
         if config.get("WARP_SPECIALIZE", False):
-            need += max(bm, 128) * bn * store
+            need += max(bm, 128) * staged_n * store
         elif config.get("PERSISTENT", False):
-            need += bm * bn * store
+            need += bm * staged_n * store
+    if residual and config.get("FLATTEN", False):  # pipelined across tiles: staged (docstring)
+        need += bm * bn * out
     return need
 
 
@@ -114,7 +130,7 @@ class Rule:
     def _shared_memory(cfg, s, hw):
         if not hw.smem_per_block:
             return None
-        need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes)
+        need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes, s.residual)
         if need > hw.smem_per_block:
             return f"shared memory {need} B > {hw.smem_per_block} B per program on {hw.name}"
         return None
@@ -173,6 +189,56 @@ class Rule:
         return None
 
 
+    @staticmethod
+    def _epilogue_subtile(cfg, s, hw):
+        if not cfg.get("EPILOGUE_SUBTILE", False):
+            return None
+        if cfg.get("SPLIT_K", 1) > 1:
+            return "EPILOGUE_SUBTILE splits the store of C: with SPLIT_K > 1 the finish kernel stores C"
+        # The kernel runs it on every store path; the space searches it only where it saves
+        # shared memory (module docstring): elsewhere it would time a near-twin of the same kernel.
+        # On the H100 (triton 3.6) every warp-specialized candidate with a subtiled store failed to
+        # compile (3 of 3 in one suite run: "PassManager::run failed").
+        if cfg.get("WARP_SPECIALIZE", False):
+            return "EPILOGUE_SUBTILE with WARP_SPECIALIZE failed to compile on the H100 (triton 3.6: PassManager::run failed)"
+        if not (cfg.get("TMA", False) and cfg.get("PERSISTENT", False)):
+            return ("EPILOGUE_SUBTILE halves the output tile a persistent TMA store stages; other "
+                    "stores stage none (same shared memory)")
+        if cfg["BLOCK_N"] // 2 * s.out_bytes < TMA_ALIGN_BYTES:
+            return f"EPILOGUE_SUBTILE with BLOCK_N={cfg['BLOCK_N']}: a half row is under {TMA_ALIGN_BYTES} B, TMA's least"
+        return None
+
+    @staticmethod
+    def _flatten(cfg, s, hw):
+        if not cfg.get("FLATTEN", False):
+            return None
+        if not cfg.get("PERSISTENT", False):
+            return "FLATTEN flattens the persistent tile loop: it needs PERSISTENT=True"
+        # compiled for sm90 (triton 3.9): the flattened loop has no ttg.warp_specialize left
+        if cfg.get("WARP_SPECIALIZE", False):
+            return "FLATTEN drops the K loop's warp specialization: the same kernel as WARP_SPECIALIZE=False"
+        return None
+
+    @staticmethod
+    def _maxnreg(cfg, s, hw):
+        cap = cfg.get("maxnreg", 0)
+        if not cap:  # 0: the compiler's own choice
+            return None
+        if hw.vendor != "nvidia":
+            return "maxnreg is an NVIDIA compile option"
+        threads = _lanes(hw) * cfg["num_warps"]
+        # what the compiler allows a thread anyway: the ISA's cap, or the SM's register file
+        # shared by the program's threads (in steps of 8, as registers are allocated)
+        own = min(hw.max_regs_per_thread, hw.regs_per_sm // threads // 8 * 8) if hw.regs_per_sm else hw.max_regs_per_thread
+        if cap >= own:
+            return f"maxnreg={cap} >= the {own} registers {cfg['num_warps']} warps get anyway: the same kernel as maxnreg=0"
+        need = accumulator_regs(cfg, _lanes(hw)) + MAXNREG_HEADROOM
+        if cap < need:
+            return (f"maxnreg={cap} < {need:.0f} registers: the accumulator's "
+                    f"{need - MAXNREG_HEADROOM:.0f} + {MAXNREG_HEADROOM} for addresses and operands (spills)")
+        return None
+
+
 RULES = {
     "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",
     "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles; "
@@ -184,6 +250,11 @@ RULES = {
     "tma_alignment": "TMA only with 16-byte aligned row strides of A (or a staged A), B and C",
     "warp_specialize": "WARP_SPECIALIZE only with TMA, num_warps=4, BLOCK_N <= 128, 16-bit inputs, "
                        "two-pass split-K, and not with 5 stages of 128-row tiles (wrong results)",
+    "epilogue_subtile": "EPILOGUE_SUBTILE only with SPLIT_K=1, on a persistent TMA store (the store that "
+                        "stages the output tile in shared memory), not with WARP_SPECIALIZE (fails to compile)",
+    "flatten": "FLATTEN only with PERSISTENT, and not with WARP_SPECIALIZE (which it drops)",
+    "maxnreg": "maxnreg (NVIDIA) below the compiler's own per-thread cap for num_warps, and at least "
+               "the accumulator's registers + 40",
 }
 
 

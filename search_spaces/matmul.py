@@ -3,9 +3,14 @@
 Parameters, by target:
   every target   BLOCK_M/N/K (powers of two), GROUP_M, SPLIT_K with SPLIT_K_REDUCE
                  ("atomic" or "two_pass"), PERSISTENT, num_warps, num_stages
-  Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, each only when the
-                 installed Triton has it (kernels/gemm_tiles.py feature-detects them). On other
-                 targets these keys are absent and the kernel runs with them off.
+  Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, and the transforms
+                 of Triton's persistent-matmul tutorial: EPILOGUE_SUBTILE (the output tile stored
+                 as two column halves), FLATTEN (the persistent tile loop flattened with its K
+                 loop; not in spaces without the persistent loop) and maxnreg (the compile
+                 option capping registers per thread: 0 = the compiler's choice, 128, 168, 232).
+                 Each only when the installed Triton has it (kernels/gemm_tiles.py feature-detects
+                 them: HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE, HAS_LOOP_FLATTEN, HAS_MAXNREG).
+                 On other targets these keys are absent and the kernel runs with them off.
   odd K          STAGE_A (copy A to 128-byte aligned rows first), on every target, only when A's
                  rows are not 16-byte aligned (K x element size): elsewhere it would be a no-op.
   AMD (vendor "amd", e.g. mi300x)  also the AMD launch options waves_per_eu,
@@ -33,11 +38,16 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
   * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) is not tried.
   * TMA only with 16-byte aligned row strides (odd K or N in 16-bit types cannot use it).
   * warp specialization only where Triton 3.6-3.9 compiles it for sm90 and does not drop it.
+  * EPILOGUE_SUBTILE only on the stores that stage the output tile in shared memory (persistent
+    or warp-specialized TMA, SPLIT_K=1); FLATTEN only with PERSISTENT and without warp
+    specialization (a flattened loop loses it); maxnreg only below what num_warps gets anyway and
+    never below the accumulator's registers + 40 (it would spill).
 """
 from __future__ import annotations
 
-from kernelevolve.kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
-from kernelevolve.kernels.matmul import SPEC, SPLIT_K_REDUCES, MatmulProblem
+from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, HAS_MAXNREG, HAS_TENSOR_DESCRIPTORS,
+                                             HAS_WARP_SPECIALIZE)
+from kernelevolve.kernels.matmul import SPEC, SPLIT_K_REDUCES, SWITCH_DEFAULTS, MatmulProblem
 from kernelevolve.kernels.spec import element_size
 from kernelevolve.search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, TMA_ALIGN_BYTES,  # noqa: F401
                                       GemmShape, accumulator_regs, rules, shared_memory_bytes)
@@ -46,8 +56,21 @@ from kernelevolve.tuner.experiment.registry import Tunable
 from kernelevolve.tuner.search.space import Bool, Choice, Const, IntRange, Pow2, Space
 
 
-def hopper_switches(hw: Hardware) -> tuple:
-    """TMA and warp specialization: domains only on Hopper, and only where Triton has them."""
+# maxnreg values searched: 0 is the compiler's own choice (a plain int: a config is an MLflow param);
+# 168 is what Triton gives a warp-specialized kernel on Hopper, 232 a cap just below the 255 a
+# thread may use, 128 the one that lets 4-warp programs of 64-register accumulators pack densest.
+MAXNREG_VALUES = (0, 128, 168, 232)
+# ... but not searched: its four values made the H100 spaces' valid sets 4x larger (55,040 valid
+# configs of 4096^3 against 14,344; 4.8 s to enumerate against 1.0 s on 2 cores), and the set is
+# enumerated for every GEMM study at the start of a sweep, in the driver. The template and the
+# launcher take it (a start point or a plug-in space can set it); the rules keep it sound.
+SEARCH_MAXNREG = False
+
+
+def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: bool = True) -> tuple:
+    """TMA, warp specialization and the persistent-matmul tutorial's transforms: domains only on
+    Hopper, and only where Triton has them. persistent / epilogue_subtile False leave out FLATTEN /
+    EPILOGUE_SUBTILE (a template without the persistent loop or the halved store)."""
     if hw.arch != "sm90":
         return ()
     out = ()
@@ -55,7 +78,26 @@ def hopper_switches(hw: Hardware) -> tuple:
         out += (Bool("TMA"),)
         if HAS_WARP_SPECIALIZE:
             out += (Bool("WARP_SPECIALIZE"),)
+        if epilogue_subtile:  # searched on TMA stores only (gemm_rules: epilogue_subtile)
+            out += (Bool("EPILOGUE_SUBTILE"),)
+    if persistent and HAS_LOOP_FLATTEN:
+        out += (Bool("FLATTEN"),)
+    if HAS_MAXNREG and SEARCH_MAXNREG:
+        out += (Choice("maxnreg", MAXNREG_VALUES),)
     return out
+
+
+# Switches the Hopper space gained after H100 recordings (benchmarks/data/recorded/h100), tuned
+# tables and experiment files of it were written: a config without them launches with the
+# kernel's default, and the tuner reads it so (Space.defaults), so those stay usable as priors,
+# warm starts and start points.
+LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg")
+
+
+def later_switch_defaults(domains: tuple) -> dict:
+    """Space.defaults for a GEMM-family space: the LATER_SWITCHES it searches, with their defaults."""
+    names = {d.name for d in domains}
+    return {k: SWITCH_DEFAULTS[k] for k in LATER_SWITCHES if k in names}
 
 
 def amd_launch_options(hw: Hardware) -> tuple:
@@ -67,9 +109,11 @@ def amd_launch_options(hw: Hardware) -> tuple:
             Choice("kpack", (1, 2)))
 
 
-def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True) -> tuple:
-    """The GEMM template's parameters on one target. split_k / persistent False leave those
-    switches out (the kernel then runs with its defaults: one split, one tile per program)."""
+def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
+                 epilogue_subtile: bool = True) -> tuple:
+    """The GEMM template's parameters on one target. split_k / persistent / epilogue_subtile False
+    leave those switches out (the kernel then runs with its defaults: one split, one tile per
+    program, one store per tile)."""
     splits = (Pow2("SPLIT_K", 1, 4 if hw.interpreter else 8),
               Choice("SPLIT_K_REDUCE", SPLIT_K_REDUCES)) if split_k else ()
     loop = (Bool("PERSISTENT"),) if persistent else ()
@@ -82,7 +126,8 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True)
                 Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
                 Pow2("num_warps", 4, 8), IntRange("num_stages", 1, 3), *amd_launch_options(hw))
     return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
-            Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop, *hopper_switches(hw),
+            Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
+            *hopper_switches(hw, persistent=persistent, epilogue_subtile=epilogue_subtile),
             Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 5))
 
 
@@ -95,16 +140,20 @@ def space_notes(hw: Hardware) -> str:
 
 
 def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True,
-               stage_a: bool = False) -> Space:
+               stage_a: bool = False, epilogue_subtile: bool = True) -> Space:
     """stage_a: the template's launcher takes STAGE_A (kernels/matmul.py launch_gemm); searched only
-    where A's rows are misaligned."""
-    kinds = tuple(k for k in RULES if (split_k or k != "split_k") and (persistent or k != "persistent"))
+    where A's rows are misaligned. epilogue_subtile: the template has EPILOGUE_SUBTILE (bmm's has not)."""
+    # a rule about a switch the space leaves out is left out with it
+    kinds = tuple(k for k in RULES if (split_k or k != "split_k") and (persistent or k not in ("persistent", "flatten"))
+                  and (epilogue_subtile or k != "epilogue_subtile"))
     # True first: a config that does not name STAGE_A (every warm config: they were written for
     # aligned shapes) is tried staged, which is what won on the H100 (1000x1000x383: 9.7 us staged
     # with TMA, 13-16 us unstaged, in CUDA graphs; docs/benchmarks.md)
     staging = (Choice("STAGE_A", (True, False)),) if stage_a and (shape.K * shape.in_bytes) % TMA_ALIGN_BYTES else ()
-    return Space(domains=gemm_domains(hw, split_k=split_k, persistent=persistent) + staging,
-                 constraints=rules(shape, hw, kinds), notes=space_notes(hw), canonical=(one_split_reduce,))
+    domains = gemm_domains(hw, split_k=split_k, persistent=persistent, epilogue_subtile=epilogue_subtile)
+    return Space(domains=domains + staging,
+                 constraints=rules(shape, hw, kinds), notes=space_notes(hw), canonical=(one_split_reduce,),
+                 defaults=later_switch_defaults(domains))
 
 
 def one_split_reduce(cfg: dict) -> dict:

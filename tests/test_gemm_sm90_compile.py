@@ -5,12 +5,15 @@ launch intercepted, and compiles each captured launch for GPUTarget("cuda", 90) 
 arguments, constexprs and options the launcher chose. Checked per variant: it compiles, Hopper's
 warpgroup MMA (wgmma) is used, warp specialization is really in the code when asked for, and
 the shared memory the compiler reports is within our constraint model (search_spaces/gemm_rules.py:
-never below it, at most 2 KiB above). Also checked: the two Triton limits the warp-specialization
-constraint encodes (num_warps=8 silently drops it; atomic split-K fails to compile).
+never below it, at most 2 KiB above), and a config's maxnreg is the code's .maxnreg. Also checked:
+the two Triton limits the warp-specialization constraint encodes (num_warps=8 silently drops it;
+atomic split-K fails to compile), and the one the flatten constraint encodes (a flattened tile
+loop drops the K loop's warp specialization).
 Running the kernels is what the gpu-marked tests do, on the GPU only.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -33,9 +36,26 @@ CASES = {  # name: (kernel, problem fields, config changes)
     "bmm-tma-ws": ("bmm", {}, dict(TMA=True, WARP_SPECIALIZE=True)),
     "conv-flat-tma": ("conv2d", {}, dict(TMA=True, FLAT_K=True)),
     "conv-nested": ("conv2d", {}, dict(FLAT_K=False)),
+    # the persistent-matmul tutorial's transforms (EPILOGUE_SUBTILE, FLATTEN, maxnreg):
+    "matmul-tma-persistent-subtile": ("matmul", {}, dict(TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True)),
+    "matmul-tma-persistent-256-subtile": ("matmul", {}, dict(TMA=True, PERSISTENT=True, BLOCK_N=256, num_warps=8,
+                                                             EPILOGUE_SUBTILE=True)),
+    "matmul-tma-ws-subtile": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, EPILOGUE_SUBTILE=True)),
+    "matmul-tma-persistent-flatten": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True)),
+    "matmul-pointers-maxnreg": ("matmul", {}, dict(maxnreg=168)),
+    "matmul-tma-persistent-flatten-subtile-maxnreg": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True,
+                                                                         EPILOGUE_SUBTILE=True, maxnreg=232)),
+    "epilogue-gelu-tma-persistent-flatten-subtile": ("gemm_epilogue", dict(activation="gelu"),
+                                                     dict(TMA=True, PERSISTENT=True, FLATTEN=True, EPILOGUE_SUBTILE=True)),
+    "fp8-tma-persistent-subtile": ("gemm_fp8", {}, dict(BLOCK_K=128, TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True)),
     # the Triton limits behind the warp-specialization constraint:
     "ws-dropped-with-8-warps": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, num_warps=8)),
     "ws-atomic-splitk-fails": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4)),
+    # a residual in a flattened loop: the model's upper bound (one whole residual tile staged)
+    "residual-flatten-upper-bound": ("gemm_epilogue", dict(activation="gelu", residual=True),
+                                     dict(TMA=True, PERSISTENT=True, FLATTEN=True, EPILOGUE_SUBTILE=True)),
+    # the Triton limit behind the flatten constraint:
+    "ws-dropped-by-flatten": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, PERSISTENT=True, FLATTEN=True)),
 }
 PROBLEMS = {
     "matmul": dict(M=1024, N=1024, K=1024, dtype="bfloat16"),
@@ -98,9 +118,11 @@ def _child() -> None:
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
             results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             continue
-        results[name] = {"shared": compiled.metadata.shared, "model": shared_memory_bytes(cfg, in_bytes, 2),
+        model = shared_memory_bytes(cfg, in_bytes, 2, residual=fields.get("residual", False))
+        results[name] = {"shared": compiled.metadata.shared, "model": model,
                          "wgmma": "wgmma" in compiled.asm["ptx"],
-                         "warp_specialized": "ttg.warp_specialize" in compiled.asm["ttgir"]}
+                         "warp_specialized": "ttg.warp_specialize" in compiled.asm["ttgir"],
+                         "maxnreg": [int(n) for n in re.findall(r"\.maxnreg\s+(\d+)", compiled.asm["ptx"])]}
     print(json.dumps({"triton": triton.__version__, "results": results}))
 
 
@@ -116,18 +138,40 @@ def compiled():
     return json.loads(proc.stdout.strip().splitlines()[-1])["results"]
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith("ws-")])
+def _needs_features(name):
+    from kernelevolve.kernels.gemm_tiles import HAS_LOOP_FLATTEN, HAS_MAXNREG
+    changes = CASES[name][2]
+    if (changes.get("FLATTEN") and not HAS_LOOP_FLATTEN) or (changes.get("maxnreg") and not HAS_MAXNREG):
+        pytest.skip("this Triton has no tl.range(flatten=...) or no maxnreg option")
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith(("ws-", "residual-"))])
 def test_variant_compiles_for_sm90_within_the_shared_memory_model(compiled, name):
+    _needs_features(name)
     r = compiled[name]
     assert "error" not in r, r.get("error")
     assert r["wgmma"], "Hopper's warpgroup MMA is not used"
     assert r["warp_specialized"] == CASES[name][2].get("WARP_SPECIALIZE", False)
     assert r["shared"] <= r["model"] <= r["shared"] + 2048, r
+    if CASES[name][2].get("maxnreg"):  # the option reached the code (Triton sets its own for warp specialization)
+        assert r["maxnreg"] == [CASES[name][2]["maxnreg"]], r
 
 
 def test_warp_specialization_limits_the_constraint_encodes(compiled):
     assert not compiled["ws-dropped-with-8-warps"].get("warp_specialized", True)
     assert "error" in compiled["ws-atomic-splitk-fails"]
+
+
+def test_a_flattened_residual_stays_under_the_model(compiled):
+    _needs_features("residual-flatten-upper-bound")
+    r = compiled["residual-flatten-upper-bound"]
+    assert "error" not in r and r["shared"] <= r["model"], r
+
+
+def test_flattening_drops_warp_specialization(compiled):
+    _needs_features("ws-dropped-by-flatten")
+    r = compiled["ws-dropped-by-flatten"]
+    assert "error" not in r and not r["warp_specialized"], r
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--child"]:

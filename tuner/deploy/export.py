@@ -176,6 +176,7 @@ def fits(space, config: dict) -> list[str]:
     """Why a config from a table is not a point of `space` (empty when it is one): the same
     parameters, each value one its domain offers, no constraint broken."""
     names = {d.name for d in space.domains}
+    config = space.complete(config)  # a table written before the space gained a switch
     if set(config) != names:
         return [f"parameters {sorted(config)} are not the space's {sorted(names)}"]
     bad = [f"{d.name}={config[d.name]!r} is not among {d.values()}" for d in space.domains
@@ -198,7 +199,7 @@ def warm_start_points(path: str, study, limit: int | None = None) -> tuple[list[
     points, notes, seen = [], [], set()
     for e in entries:
         # a study evaluates its vendor path anyway: what warms its sampler is a Triton config
-        config = triton_config_of(e) or {}
+        config = study.space.complete(triton_config_of(e) or {})
         why = fits(study.space, config)
         key = json.dumps(config, sort_keys=True)
         used = not why and key not in seen and len(points) < limit

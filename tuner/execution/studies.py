@@ -55,8 +55,9 @@ def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | Non
     start's (chosen once per study and kept in the sweep state, so that a resumed study enqueues
     the same ones). Returns them and the warm start's record (None without one)."""
     s = study.experiment.search
-    points = list(study.kernel_start_points)
-    points += [p for p in s.start_points if p not in points]
+    # points written before the space gained a switch mean its default (Space.defaults)
+    points = [study.space.complete(p) for p in study.kernel_start_points]
+    points += [p for p in map(study.space.complete, s.start_points) if p not in points]
     if not s.warm_start:
         return points, None
     if "warm_start" not in state.study(study.key):

@@ -333,6 +333,7 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
                 points = [(f"kernels[{i}].start_points[{k}]", p) for k, p in enumerate(entry.start_points)]
                 points += [(f"search.start_points[{k}]", p) for k, p in enumerate(s.start_points)]
                 for where, point in points:
+                    point = sp.complete(point)
                     if set(point) != names:
                         raise _fail(path, where, f"keys {sorted(point)} are not the parameters of "
                                     f"{entry.kernel}'s space", "expected " + ", ".join(sorted(names)))

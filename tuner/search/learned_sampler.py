@@ -94,7 +94,9 @@ class LearnedSampler(PoolSampler):
         names = {d.name for d in self.space.domains}
         xs, ys = [], []
         for rec in prior:
-            cands = [c for c in rec.candidates if set(c["config"]) == names]
+            # a recording older than a switch of the space: its configs mean the default (Space.defaults)
+            cands = [dict(c, config=self.space.complete(c["config"])) for c in rec.candidates]
+            cands = [c for c in cands if set(c["config"]) == names]
             if not cands:
                 continue
             failed = [c["status"] != "ok" for c in cands]

@@ -49,10 +49,13 @@ def prior_for(recorded: list[RecordedSpace], kernel: str, problem: dict, hardwar
     hardware (the same problem on another GPU kind stays: a transfer across GPU kinds).
 
     `space`: the space searched; a recording whose parameters are not its parameters (an older
-    version of the kernel's space) is left out, since no candidate of it could be learned from.
+    version of the kernel's space) is left out, since no candidate of it could be learned from,
+    unless all it lacks are parameters with a default (Space.defaults: switches added since it
+    was recorded, whose configs then mean the default).
     `other_problems`: also leave out the same problem on another GPU kind (the replay benchmark
     measures transfer across shapes)."""
     names = {d.name for d in space.domains} if space is not None else None
+    defaulted = set(space.defaults) if space is not None else set()
     out = []
     for r in recorded:
         h = r.header
@@ -61,7 +64,8 @@ def prior_for(recorded: list[RecordedSpace], kernel: str, problem: dict, hardwar
         same = _same_problem(h["problem"], problem)
         if same and (other_problems or h["hardware"] == hardware):
             continue
-        if names is not None and {p["name"] for p in h["space"]["parameters"]} != names:
+        recorded_names = {p["name"] for p in h["space"]["parameters"]}
+        if names is not None and not (recorded_names <= names and names - recorded_names <= defaulted):
             continue
         out.append(r)
     return out

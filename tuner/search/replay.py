@@ -143,7 +143,9 @@ def run_seed(recorded: RecordedSpace, sampler, seed: int, *, budget: int, space:
              valid: list[dict], concurrency: int = 1) -> SeedRun:
     """One search of `budget` candidates at most (fewer when the space is exhausted). `sampler`: a
     registry name, or a function (space, seed) -> an Optuna sampler, as the registry's (with_prior)."""
-    by_key = recorded.by_key()
+    # keyed as the space reads them: a recording older than a switch of the kernel's space holds
+    # configs that mean its default (Space.defaults; identity for the recorded space itself)
+    by_key = {config_key(space.complete(c["config"])): c for c in recorded.candidates}
     inner = sampler if isinstance(sampler, str) else sampler(space, seed)
     search = ConstrainedSearch(space, inner, seed, recorded.name, valid=ValidSet(space, valid))
     run, in_flight, asked = SeedRun(seed), deque(), 0

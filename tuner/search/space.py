@@ -28,7 +28,8 @@ Constraint = Callable[[dict], "str | None"]
 # proposal to a valid config (tuner.search.constrained), and by the pool samplers, to choose among
 # them (tuner.search.pool_sampler). Here, importable without Ray, so both read the one value.
 ENUMERATE_MAX = 2_000_000  # raw points: Space.valid_configs walks them as a tree (GEMM spaces of 205k and
-# 410k raw points: 0.2-0.9 s on a 2-core CI machine); the Hopper conv space (39M raw, 41 s) is searched by rejection
+# 410k raw points: 0.2-0.9 s on a 2-core CI machine; with Hopper's EPILOGUE_SUBTILE and FLATTEN, 819k and
+# 1.6M raw, 14k-22k valid: 1.0-1.5 s); the Hopper conv space (39M raw, 41 s) is searched by rejection
 
 
 _ENUMERATING = threading.Lock()
@@ -151,6 +152,11 @@ class Space:
     # constraints accept, instead of being rejected: a sampler then spends its proposals on
     # distinct kernels (the Hopper conv space: 0.5% of raw points valid, most of the rest such twins)
     canonical: tuple = field(default_factory=tuple)
+    # parameter -> the value a config without it means: switches a kernel's space gained after
+    # configs of it were recorded, tabled or written into experiment files (the kernel launches
+    # such a config with its own default; kernels/matmul.py SWITCH_DEFAULTS). Those configs stay
+    # usable as start points, warm starts and priors: `complete` reads them as the kernel does.
+    defaults: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         names = [d.name for d in self.domains]
@@ -172,6 +178,12 @@ class Space:
         for d in self.domains:
             cfg[d.name] = d.value if isinstance(d, Const) else d.decode(raw[d.name])
         return self.canonicalize(cfg)
+
+    def complete(self, config: dict) -> dict:
+        """config with the `defaults` of the parameters of this space it lacks (itself if none)."""
+        names = {d.name for d in self.domains}
+        missing = {k: v for k, v in self.defaults.items() if k in names and k not in config}
+        return {**config, **missing} if missing else config
 
     def canonicalize(self, config: dict) -> dict:
         for fn in self.canonical:
