@@ -109,6 +109,8 @@ def main() -> None:
                {"study": s["study"], "counts": s["counts"], "parent_run_id": s["parent_run_id"],
                 "best_ms": (s["best"] or {}).get("latency_ms"), "measured_by": (s["best"] or {}).get("measured_by"),
                 "peer_ms": (s["best"] or {}).get("baseline_ms"), "best_config": (s["best"] or {}).get("config"),
+                "best_triton_ms": (s.get("best_triton") or {}).get("latency_ms"),
+                "best_triton_config": (s.get("best_triton") or {}).get("config"),
                 "proposals": s.get("proposals"), "wall_s": s.get("wall_s")} for s in summaries]}
     print(json.dumps(out, indent=1, default=str))
     with open(args.out, "w", encoding="utf-8") as fh:
