@@ -277,7 +277,7 @@ def test_recorded_h100_gemm_spaces_stay_priors():
                               "pointers-persistent-flatten", "pointers-maxnreg"])
 def test_tutorial_switches_bf16_on_gpu(device, extra):
     needs(extra)
-    cfg = dict(mm.DEFAULT_CONFIG, BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_stages=3, **extra)
+    cfg = {**mm.DEFAULT_CONFIG, **dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_stages=3), **extra}
     assert matmul.space(mm.MatmulProblem(M=4000, N=4096, K=1024, dtype="bfloat16"), H100).violations(cfg) == []
     result = run(device, (4000, 4096, 1024), "bfloat16", cfg)
     assert result.ok, result.reason

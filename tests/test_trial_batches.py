@@ -152,3 +152,13 @@ def test_the_writer_process_opens_parent_runs_of_studies_that_do_not_pickle(tmp_
     assert run.data.params["problem.rows"] == "64"
     [child] = client.search_runs([run.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert child.data.tags["candidate_id"] == "t-0" and child.data.params["BLOCK"] == "64"
+
+
+def test_a_study_whose_valid_configs_are_being_enumerated_is_asked_for_nothing():
+    search = SweepSearch({"a": ConstrainedSearch(_space(), "tpe", 0, "a"), "b": ConstrainedSearch(_space(), "tpe", 0, "b")},
+                         {"a": 4, "b": 4}, {"a": 4, "b": 4}, {"a": 2, "b": 2})
+    search.studies["a"].awaiting = search.studies["b"].awaiting = True
+    assert search.suggest("t1") is None  # not FINISHED: asked again once a set arrives
+    search.studies["b"].awaiting = False
+    assert search.suggest("t2")[STUDY_PARAM] == "b"
+    assert search.studies["a"].counts["proposals"] == 0  # nothing was asked of a's sampler

@@ -156,8 +156,9 @@ class Sweep:
         cwd = os.getcwd()
         gpu_env = next((cluster.target_env(t) for t in self.exp.targets if not t.profile.interpreter), None)
         # Every study's valid configs are enumerated in a driver thread, in file order, and each
-        # searcher adopts its set when it arrives (until then it searches by rejection, whose
-        # Optuna asks for broken proposals cost the driver's trial loop ~0.1 s a suggestion).
+        # searcher adopts its set when it arrives; until then the study is asked for nothing (by
+        # rejection, Optuna's asks for broken proposals cost the driver's trial loop ~0.1 s a
+        # suggestion, and the enumeration shares its GIL).
         # Not in Ray tasks: their workers import torch and Triton first (~13 s on the H100 node),
         # while the spaces are here already and a tree walk of one takes well under a second.
         pending = [st.key for st in studies if st.space.size() <= ENUMERATE_MAX]
@@ -168,6 +169,8 @@ class Sweep:
                 self.device(target)
         for study in studies:
             self._plan(study, gpu_env, cwd)
+        for key in pending:  # asked for nothing until its set arrives (ConstrainedSearch.awaiting)
+            self.plans[key].searcher.awaiting = True
         threading.Thread(target=self._hand_over, args=(pending, t0), daemon=True).start()
         self.log(f"set-up in {time.time() - t0:.1f} s: {len(studies)} studies planned, "
                  f"{len(pending)} valid sets being enumerated, {len(self.lanes)} GPU lane(s) starting")
@@ -175,10 +178,13 @@ class Sweep:
     def _hand_over(self, pending: list, t0: float) -> None:
         """Enumerate each study's valid configs and hand them to its searcher, in file order."""
         for key in pending:
+            searcher = self.plans[key].searcher
             try:
-                self.plans[key].searcher.arriving = ValidSet(self.plans[key].study.space)
+                searcher.arriving = ValidSet(self.plans[key].study.space)
             except Exception as exc:  # the study goes on by rejection
                 self.log(f"  ! {key}: its valid configs could not be enumerated ({type(exc).__name__}: {exc})")
+            finally:
+                searcher.awaiting = False
         self.log(f"valid configs of every study enumerated {time.time() - t0:.1f} s after set-up began")
 
     def _plan(self, study, gpu_env, cwd: str) -> None:

@@ -108,6 +108,10 @@ class ConstrainedSearch(Searcher):
         # first candidates already run by rejection), handed over by another thread and adopted
         # at the next suggestion, in the thread that suggests.
         self.arriving: ValidSet | None = None
+        # True while that set is being enumerated: the sweep's searcher then asks this study for
+        # nothing (tuner.search.sweep_search), since proposals by rejection meanwhile cost the
+        # driver ~0.1 s each and slow the enumeration they wait for (one GIL)
+        self.awaiting = False
         self.seen: dict[str, float | None] = {}  # config key -> objective (None while running)
         self.live: dict[str, tuple[str, str]] = {}  # Tune trial id -> (Optuna-side id, config key)
         self.rng = random.Random(seed)

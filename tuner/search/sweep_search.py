@@ -44,7 +44,8 @@ class SweepSearch(Searcher):
         open_ = [k for k in self.studies if self.left[k] > 0 and not self.studies[k].exhausted]
         if not open_:
             return Searcher.FINISHED
-        ready = [k for k in open_ if self.in_flight[k] < self.caps[k]]
+        # a study whose valid configs are still being enumerated waits for them (a second or so)
+        ready = [k for k in open_ if self.in_flight[k] < self.caps[k] and not self.studies[k].awaiting]
         for key in ready:
             room = min(self.batch[key], self.caps[key] - self.in_flight[key], self.left[key])
             members = []
