@@ -26,6 +26,7 @@ from kernelevolve.search_spaces.matmul import MAXNREG_VALUES, SEARCH_MAXNREG
 from kernelevolve.search_spaces.gemm_rules import MAXNREG_HEADROOM, shared_memory_bytes
 from kernelevolve.tuner.experiment.hardware import profile
 from kernelevolve.tuner.measure.verify import check, poison
+from test_gemm_switches import run  # one launch-and-check helper for the GEMM switch tests
 
 ODD = (100, 72, 130)  # M, N, K ragged everywhere (K*2 bytes not 16-byte aligned: pointers only)
 TMA_ODD = (100, 72, 136)  # ragged tiles, 16-byte aligned rows (what TMA needs)
@@ -37,6 +38,7 @@ NEW = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg")
 H100 = profile("h100")
 BIG = mm.MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16")
 GOOD = dict(mm.DEFAULT_CONFIG, BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=4, num_stages=3)
+
 
 POINTER_CASES = {
     "subtile": dict(EPILOGUE_SUBTILE=True),
@@ -53,16 +55,6 @@ TMA_CASES = {
     "tma_ws_subtile": dict(TMA=True, WARP_SPECIALIZE=True, EPILOGUE_SUBTILE=True, num_warps=4),
     "tma_persistent_maxnreg": dict(TMA=True, PERSISTENT=True, maxnreg=232),
 }
-
-
-def run(device, shape, dtype, cfg, seed=0):
-    M, N, K = shape
-    problem = mm.MatmulProblem(M=M, N=N, K=K, dtype=dtype)
-    inputs = mm.make_inputs(problem, device, seed)
-    out = mm.make_output(problem, inputs)
-    poison(out)
-    mm.launch(inputs, out, cfg)
-    return check(out, mm.reference(inputs))
 
 
 def needs(cfg):
