@@ -99,7 +99,8 @@ class ConstrainedSearch(Searcher):
         self.inner = OptunaSearch(
             space=space.distributions(), metric=OBJECTIVE, mode="min",
             sampler=make_sampler(sampler, space, seed, prior, problem) if isinstance(sampler, str) else sampler,
-            points_to_evaluate=[space.encode(p) for p in (start_points or [])] or None,
+            # a start point written before a switch existed means it off (Space.defaults)
+            points_to_evaluate=[space.encode(space.complete(p)) for p in (start_points or [])] or None,
         )
         if valid == "enumerate":  # the space's valid configs, enumerated here where few enough
             valid = ValidSet(space) if space.size() <= ENUMERATE_MAX else None
@@ -159,7 +160,7 @@ class ConstrainedSearch(Searcher):
 
     def _next_steered(self) -> dict | None:
         while self.steered:
-            cfg = self.space.canonicalize(self.steered.pop(0))
+            cfg = self.space.canonicalize(self.space.complete(self.steered.pop(0)))
             if config_key(cfg) not in self.seen and not self.space.violations(cfg):
                 return cfg
         return None
