@@ -199,3 +199,10 @@ def test_steering_profiles_the_best_so_far_and_queues_the_rules_proposals(monkey
     profiling.steer(plan, plan.records[1], lines.append)  # what maybe_steer's thread runs
     assert [_changed(c) for c in plan.searcher.steered][:2] == [{"num_stages": 4}, {"num_warps": 8}]
     assert "best so far best latency-bound" in lines[-1] and "best" in plan.profiled and tasks == [("best",)]
+
+
+def test_a_journal_from_before_the_hopper_switches_is_replayed_as_them_off():
+    old = {k: v for k, v in BEST.items() if k not in ("EPILOGUE_SUBTILE", "FLATTEN")}
+    s = ConstrainedSearch(H100_GEMM, "tpe", 0, "k", valid=None)
+    assert s.replay([{"config": old, "status": "ok", "objective": -3.2, "candidate_id": "a"}]) == 1
+    assert s.seen[config_key(BEST)] == -3.2  # the same kernel as BEST: never proposed again

@@ -246,6 +246,8 @@ class ConstrainedSearch(Searcher):
         n = 0
         for rec in records:
             cfg = rec.get("config")
+            if isinstance(cfg, dict) and config_key(cfg) not in self.outside_keys:
+                cfg = self.space.complete(cfg)  # journaled before a switch existed: it was off
             key = config_key(cfg)
             if key in self.seen:
                 continue
