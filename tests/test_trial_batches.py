@@ -144,6 +144,8 @@ def test_the_writer_process_opens_parent_runs_of_studies_that_do_not_pickle(tmp_
         parent = remote.start_study(study, "sweep-1", {"experiment.yaml": LN}, {"gpu_name": "none"})
         remote.sync(parent, [{"candidate_id": "t-0", "status": "ok", "latency_ms": 1.0, "config": {"BLOCK": 64}}],
                     {"study": study.key})
+        # writes the Tracker has no method for (profiles) run with the writer's own client
+        assert remote.with_client(MlflowClient.get_run, parent).info.run_id == parent
     finally:
         ray.shutdown()
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")

@@ -129,11 +129,6 @@ def finish(pending: _Pending) -> dict:
     return reply
 
 
-def evaluate(config: dict, ctx: dict, sweep: dict, candidate_id: str) -> dict:
-    """One candidate of the study `ctx`, through the four steps; always a record, never a raise."""
-    return finish(begin(config, ctx, sweep, candidate_id))
-
-
 def run_candidates(config: dict, sweep: dict) -> None:
     """Ray Tune trial function: evaluate the trial's candidates (BATCH_PARAM) of its study and
     report one flat result carrying each one's reply. The trial holds one candidate's resources per

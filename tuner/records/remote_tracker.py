@@ -24,25 +24,16 @@ class TrackerActor:
     def call(self, method: str, *args, **kwargs):
         return getattr(self.tracker, method)(*args, **kwargs)
 
-    def with_client(self, fn, *args):
-        """fn(MlflowClient, *args), for writes the Tracker has no method for (profiles)."""
-        return fn(self.tracker.client, *args)
-
 
 class RemoteTracker:
     """Tracker's writing methods, run by a TrackerActor. `local` is the driver's own Tracker,
-    opened first (it checks the store is reachable and creates the experiment): reads and the
-    URI come from it, every write of the sweep goes through the actor."""
+    opened first (it checks the store is reachable and creates the experiment): the URI and the
+    commit come from it, every write of the sweep goes through the actor."""
 
     def __init__(self, local: Tracker, experiment: str):
-        self.local = local
-        self.uri, self.experiment_id, self.commit = local.uri, local.experiment_id, local.commit
+        self.uri, self.commit = local.uri, local.commit
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.actor = TrackerActor.options(scheduling_strategy=here).remote(local.uri, experiment)
-
-    @property
-    def client(self):
-        return self.local.client
 
     def _call(self, method: str, *args, **kwargs):
         return ray.get(self.actor.call.remote(method, *args, **kwargs))
@@ -61,4 +52,4 @@ class RemoteTracker:
         return self._call("sync", parent_id, records, study_tags)
 
     def with_client(self, fn, *args):
-        return ray.get(self.actor.with_client.remote(fn, *args))
+        return self._call("with_client", fn, *args)

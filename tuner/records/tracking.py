@@ -224,8 +224,8 @@ class Tracker:
             self.client.log_artifacts(parent_id, tmp, "plots")
 
     def with_client(self, fn, *args):
-        """fn(MlflowClient, *args): writes the Tracker has no method for (the same call as
-        tuner.records.remote_tracker's, which runs it in the writer's process)."""
+        """fn(MlflowClient, *args): writes the Tracker has no method for (profiles); the sweep
+        calls it through tuner.records.remote_tracker, in the writer's process."""
         return fn(self.client, *args)
 
     # -- candidates ----------------------------------------------------------------------------
