@@ -10,6 +10,7 @@ import os
 
 import ray
 
+from kernelevolve.tuner.execution.spawner import ENV as SPAWNER_ENV
 from kernelevolve.tuner.execution.worker import CandidateWorker
 from kernelevolve.tuner.experiment import hardware
 
@@ -104,6 +105,8 @@ def target_env(target) -> dict:
         env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
     if "TRITON_CACHE_DIR" in os.environ:  # a cache chosen by the driver reaches every worker
         env["TRITON_CACHE_DIR"] = os.environ["TRITON_CACHE_DIR"]
+    if SPAWNER_ENV in os.environ and not target.profile.interpreter:  # its node's fork server
+        env[SPAWNER_ENV] = os.environ[SPAWNER_ENV]
     return env
 
 

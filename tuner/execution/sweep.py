@@ -36,7 +36,7 @@ import uuid
 import ray
 from ray import tune
 
-from kernelevolve.tuner.execution import cluster, lanes
+from kernelevolve.tuner.execution import cluster, lanes, spawner
 from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
 from kernelevolve.tuner.execution.counters import log_profiles, maybe_steer, profile_finalists
 from kernelevolve.tuner.execution.studies import _start_points, retime_finalists, summarize  # noqa: F401 - public
@@ -430,6 +430,19 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
         state = SweepState.latest(root)
         if state is None:
             raise NothingToResume(f"no sweep of '{exp.name}' to resume under {root}")
+    # This node's fork server for evaluation processes starts importing torch and Triton now, so
+    # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
+    forks = spawner.start() if any(not t.profile.interpreter for t in exp.targets) else None
+    try:
+        return _run(exp, address, log, resume, progress)
+    finally:
+        if forks is not None:
+            forks.close()
+
+
+def _run(exp, address, log, resume: bool, progress) -> list[dict]:
+    root = state_root(exp.name)
+    state = SweepState.latest(root) if resume else None
     # The MLflow store (a new SQLite store migrates its schema: seconds) opens while Ray starts.
     opened: dict = {}
 

@@ -93,47 +93,67 @@ class CandidateWorker:
         self.judge: subprocess.Popen | None = None
         self._judge_fds: tuple = ()  # the judge's ends of the evidence pipes, until it starts
 
-    def _start(self) -> None:
+    def _launch(self, module: str, pass_fds: tuple, fd_env: dict):
+        """`python -m module` in its own session: forked by the node's spawner
+        (tuner.execution.spawner: torch and Triton already imported) where there is one, else
+        started afresh. `fd_env`: env var -> indices into pass_fds, their numbers in the child."""
+        from kernelevolve.tuner.execution import spawner
+
+        proc = spawner.spawn(self.env.get(spawner.ENV, ""), module, self.env, self.cwd,
+                             self._stderr.fileno(), pass_fds, fd_env)
+        if proc is not None:
+            return proc
+        env = dict(self.env, **{var: ",".join(str(pass_fds[i]) for i in idx) for var, idx in fd_env.items()})
+        return subprocess.Popen(
+            [sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._stderr, env=env, cwd=self.cwd,
+            start_new_session=True,  # its own process group: a kill takes its children too
+            pass_fds=pass_fds)
+
+    def _start(self, with_judge: bool = False) -> None:
+        """The evaluation process and, `with_judge`, its judge: both started before either is
+        waited for (each imports torch and makes a CUDA context: seconds, not to be paid twice
+        in a row on a lane's start)."""
         fd, self.stderr_path = tempfile.mkstemp(prefix="kernelevolve-worker-", suffix=".log")
         self._stderr = os.fdopen(fd, "w")
         # evidence: evaluator -> judge; outcomes: judge -> evaluator
         ev_r, ev_w = os.pipe()
         ack_r, ack_w = os.pipe()
-        env = dict(self.env, KERNELEVOLVE_EVIDENCE_FDS=f"{ev_w},{ack_r}")
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kernelevolve.tuner.measure.evaluate"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=self.cwd,
-                start_new_session=True,  # its own process group: a kill takes its children too
-                pass_fds=(ev_w, ack_r))
+            self.proc = self._launch("kernelevolve.tuner.measure.evaluate", (ev_w, ack_r),
+                                     {"KERNELEVOLVE_EVIDENCE_FDS": [0, 1]})
         finally:
             os.close(ev_w)
             os.close(ack_r)
         self._judge_fds = (ev_r, ack_w)
         self.starts += 1
+        if with_judge:
+            self._launch_judge()
         # The child says "ready" once torch, Triton and the device are up; that start-up is not
         # part of any candidate's timeout.
         if not self._hello(self.proc):
             self.kill()
             raise EOFError(f"worker did not start within {self.startup_timeout_s:g} s")
+        if with_judge and not self._hello(self.judge):
+            raise EOFError(f"judge did not start within {self.startup_timeout_s:g} s")
 
     def _hello(self, proc) -> bool:
         ready, _, _ = select.select([proc.stdout], [], [], self.startup_timeout_s)
         hello = recv(proc.stdout) if ready else None
         return isinstance(hello, dict) and bool(hello.get("ready"))
 
-    def _start_judge(self) -> None:
+    def _launch_judge(self) -> None:
         ev_r, ack_w = self._judge_fds
-        env = dict(self.env, KERNELEVOLVE_JUDGE_IN=str(ev_r), KERNELEVOLVE_JUDGE_OUT=str(ack_w))
         try:
-            self.judge = subprocess.Popen(
-                [sys.executable, "-m", "kernelevolve.tuner.measure.judge"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=self.cwd,
-                start_new_session=True, pass_fds=(ev_r, ack_w))
+            self.judge = self._launch("kernelevolve.tuner.measure.judge", (ev_r, ack_w),
+                                      {"KERNELEVOLVE_JUDGE_IN": [0], "KERNELEVOLVE_JUDGE_OUT": [1]})
         finally:
             os.close(ev_r)
             os.close(ack_w)
             self._judge_fds = ()
+
+    def _start_judge(self) -> None:
+        self._launch_judge()
         if not self._hello(self.judge):
             raise EOFError(f"judge did not start within {self.startup_timeout_s:g} s")
 
@@ -206,18 +226,19 @@ class CandidateWorker:
     def _request(self, payload: dict, timeout_s: float, vendor: bool) -> dict:
         t0 = time.monotonic()
         try:
-            if not self.alive():
-                self._start()
             judged = payload.get("op") in ("evaluate", "retime")
             # a profile request verifies its candidate first (through the judge, whose outcome it
             # reads itself: no verdict is asked), and a lane's warm-up starts its judge too
             checked = judged or payload.get("op") == "profile"
+            if not self.alive():
+                self._start(with_judge=bool(checked or payload.get("start_judge")))
             if checked or payload.get("start_judge"):
                 if self.judge is None or self.judge.poll() is not None:
                     if not self._judge_fds:  # a judge died: its evaluator's pipes went with it
                         self.kill()
-                        self._start()
-                    self._start_judge()
+                        self._start(with_judge=True)
+                    else:
+                        self._start_judge()
             if checked:
                 self._ask_judge({"op": "begin", "vendor": vendor}, timeout_s=60)
             send(self.proc.stdin, payload)
