@@ -64,8 +64,10 @@ def main() -> None:
         data = yaml.safe_load(fh)
     res = dict(data["targets"][0].get("resources") or {"CPU": 1, "GPU": 1})
     if args.one_at_a_time:
+        # a whole GPU per candidate: one runs at a time. The concurrency stays the file's: with
+        # ordered results (search.ordered) it is the search's window, so this is the same search
         res = {"CPU": 1, "GPU": 1}
-        data["search"]["concurrency"] = 1
+        data["search"]["candidates_per_trial"] = 1
         data["name"] += "-one-at-a-time"
     data["targets"] = [{"name": kind, "resources": res}]
     work = tempfile.mkdtemp(prefix="engine-suite-")

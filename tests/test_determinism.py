@@ -72,3 +72,57 @@ def test_model_phase_is_a_function_of_seed_and_results(tmp_path):
     a, b = _drive(0, 15, tmp_path), _drive(0, 15, tmp_path)
     assert a == b
     assert _drive(1, 15, tmp_path) != a
+
+
+def _objective(cfg: dict) -> float:
+    return -3 + 0.1 * math.log2(cfg["BLOCK_M"] * cfg["BLOCK_N"]) - 0.05 * cfg["num_stages"]
+
+
+def _concurrent(window, at_once: int, n: int, order_seed: int) -> list[str]:
+    """n candidates, at most `at_once` out, each ending at a random moment among those out: what a
+    sweep's trials do. Returns the proposals in the order they were made."""
+    import random
+
+    sp = space(MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16"), profile("h100"))
+    s = ConstrainedSearch(sp, "tpe", 0, "k", window=window)
+    rng = random.Random(order_seed)
+    out, running, asked = [], {}, 0
+    while asked < n or running:
+        while len(running) < at_once and asked < n:
+            cfg = s.suggest(f"t{asked}")
+            if cfg is None:
+                break  # ordered: the oldest result it must know has not ended yet
+            running[f"t{asked}"] = cfg
+            out.append(config_key(cfg))
+            asked += 1
+        assert running, "the searcher waits for a result while nothing is out"
+        ended = rng.choice(sorted(running))
+        s.on_trial_complete(ended, {"objective": _objective(running.pop(ended))})
+    return out
+
+
+def test_ordered_results_make_the_search_independent_of_what_runs_at_once():
+    """With results told in proposal order, 8 out at once ending in any order propose exactly
+    what one at a time proposes (the sweep against its one-at-a-time reference, or two runs)."""
+    alone = _concurrent(8, 1, 24, 0)
+    assert _concurrent(8, 8, 24, 1) == alone
+    assert _concurrent(8, 8, 24, 2) == alone
+    assert _concurrent(8, 3, 24, 3) == alone
+    assert len(set(alone)) == 24
+
+
+def test_results_told_as_they_arrive_make_two_runs_two_searches():
+    """What ordered results are for: told as they end, the order they end in steers TPE."""
+    assert _concurrent(None, 8, 24, 1) != _concurrent(None, 8, 24, 2)
+
+
+def test_an_ordered_study_waits_for_its_oldest_result_only():
+    sp = space(MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16"), profile("h100"))
+    s = ConstrainedSearch(sp, "tpe", 0, "k", window=2)
+    a, b = s.suggest("a"), s.suggest("b")
+    assert a and b
+    s.on_trial_complete("b", {"objective": -3.0})
+    assert s.suggest("c") is None  # "c" must know "a"'s result, which has not ended
+    s.on_trial_complete("a", {"objective": -2.0})
+    assert s.suggest("c")
+    assert [state for _, state, _ in s.history()] == ["COMPLETE", "COMPLETE", "RUNNING"]

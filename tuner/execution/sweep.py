@@ -219,7 +219,8 @@ class Sweep:
         outside = vendor_configs_of(study.ref, study.problem.model_dump())
         searcher = ConstrainedSearch(study.space, s.sampler, s.seed, study.key, s.max_rejects,
                                      start_points=start_points, valid=None,  # adopted when enumerated
-                                     outside=outside, prior=prior, problem=study.problem.model_dump())
+                                     outside=outside, prior=prior, problem=study.problem.model_dump(),
+                                     window=s.concurrency if s.ordered else None)
         before = rec.records()
         replayed = searcher.replay(before)
         evaluated = sum(1 for r in before if r["status"] != "invalid")

@@ -93,6 +93,11 @@ class Search(BaseModel):
     # Candidates of a study evaluated by one Ray Tune trial (at most `concurrency`); None: half the
     # concurrency, at most 8 (tuner.search.protocol.batch_size says why trials carry several)
     candidates_per_trial: PositiveInt | None = Field(default=None, le=MAX_CONCURRENCY)
+    # The sampler hears results in the order it proposed them, each when the proposal
+    # `concurrency` places later is made (tuner.search.constrained: ordered): the same file then
+    # proposes the same candidates however many run at once and whatever order they end in.
+    # false: each result is told as it arrives (a slow candidate never holds its study back).
+    ordered: bool = True
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     timeout_s: float = Field(default=300.0, gt=0, le=MAX_TIMEOUT_S)  # one candidate's limit, compile included
     top_k: PositiveInt = Field(default=3, le=1000)  # re-timed together at the end of each study

@@ -14,9 +14,7 @@ import re
 import subprocess
 import tempfile
 import time
-
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from kernelevolve.tuner.experiment.registry import kernel_source_sha
 from kernelevolve.tuner.records.schema import METRIC_KEYS, TAG_KEYS
@@ -26,6 +24,9 @@ from kernelevolve.tuner.records.schema import METRIC_KEYS, TAG_KEYS
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 ROLE = "kernelevolve.role"
 MAX_TAG = 7000  # MLflow caps tag values at 8000 characters
@@ -102,8 +103,18 @@ class TrackingUnavailable(Exception):
     """The tracking store cannot be reached when a sweep starts: a user error (exit 2)."""
 
 
+def _entities():
+    """MLflow's entity classes, imported at first use: importing mlflow takes 1-2 s, which a
+    sweep pays in the thread that opens the store while Ray starts, not in the driver's imports."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    return Metric, Param, RunTag
+
+
 class Tracker:
     def __init__(self, uri: str, experiment: str):
+        from mlflow.tracking import MlflowClient
+
         self.uri = resolve_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
@@ -130,6 +141,7 @@ class Tracker:
 
     def open_study(self, tags: dict, params: dict, artifacts: dict[str, str]) -> str:
         """Write a parent run from its fields (plain data: what crosses to the writer's process)."""
+        _, Param, _ = _entities()
         run = self.client.create_run(self.experiment_id, tags=tags)
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         for name, text in artifacts.items():
@@ -183,6 +195,7 @@ class Tracker:
         if summary.get("exhausted"):
             tags["space_exhausted"] = "true"
         stamp = int(time.time() * 1000)
+        Metric, Param, RunTag = _entities()
         self.client.log_batch(parent_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
                               params=[Param(k, v) for k, v in params.items()],
                               tags=[RunTag(k, v) for k, v in tags.items()])
@@ -253,6 +266,7 @@ class Tracker:
         start = record.get("timed_from") or end
         run = self.client.create_run(self.experiment_id, start_time=int(start * 1000), tags=tags)
         stamp = int(end * 1000)
+        Metric, Param, _ = _entities()
         metrics = [Metric(k, float(record[k]), stamp, 0) for k in METRIC_KEYS if _finite(record.get(k))]
         params = [Param(k, str(v)) for k, v in record.get("config", {}).items()]
         self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
