@@ -127,6 +127,11 @@ class Handover:
             return
         for study, index, generation in sets:
             key = ("|".join(study), index, generation)
+            if not {(key, True), (key, False)} & self.registered:
+                # made in a request that judged nothing and dropped before any did: the judge
+                # holds nothing of it, and in a process whose judge never started (a compile slot,
+                # or one prepared without asking for it) a message would wait for no answer
+                continue
             self.registered -= {(key, True), (key, False)}
             self.standing.pop(key, None)
             self.link.submit({"op": "forget", "ref_key": list(key)})
