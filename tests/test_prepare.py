@@ -89,3 +89,33 @@ def test_a_prepared_study_poisoned_by_another_studys_candidate_is_caught(worker)
     assert rec["status"] == "incorrect" and rec.get("tampered") and rec.get("worker_replaced"), rec
     assert "cached reference of input set" in rec["error"], rec["error"]
     assert worker.request(evaluate(victim, {}, honest, seed=3), timeout_s=120)["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_a_lane_prepares_each_study_in_order_and_reports_the_ones_it_could_not():
+    """lanes.prepare sends without waiting; prepare_report names each failed prepare once."""
+    import ray
+
+    from kernelevolve.tuner.execution import lanes
+    from kernelevolve.tuner.execution.cluster import init_ray
+
+    ctx = {"kernel_ref": MATMUL, "problem": PROBLEM, "hardware": "cpu-interpreter", "bench": {},
+           "timeout_s": 60}
+    init_ray(None)
+    try:
+        lane = lanes.Lane.options(name="lane:test-prepare:node:0").remote("", ENV, os.getcwd())
+        ray.get(lane.warm.remote())
+        sent = lanes.prepare({"lane:test-prepare:node:0": lane},
+                             [("good", ctx), ("broken", dict(ctx, kernel_ref="kernelevolve.no_such_module:T"))])
+        assert [key for _, key, _ in sent] == ["good", "broken"]
+        replies = ray.get([ref for _, _, ref in sent])
+        assert replies[0]["status"] == "ok" and replies[0]["sets"] == INPUT_SETS, replies[0]
+        lines = lanes.prepare_report(sent)
+        assert len(lines) == 2 and "broken: lane lane:test-prepare:node:0 could not prepare it" in lines[0], lines
+        assert "no_such_module" in lines[0] and "prepared 1 of 2" in lines[1], lines
+        # the lane's evaluator kept its process, and judges the prepared study's candidates
+        rec = ray.get(lane.request.remote(evaluate(), 120))
+        assert rec["status"] == "ok" and rec["worker_pid"] == replies[0]["worker_pid"], rec
+        ray.get(lane.close.remote())
+    finally:
+        ray.shutdown()

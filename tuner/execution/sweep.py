@@ -111,6 +111,7 @@ class Sweep:
         self.lock = threading.Lock()
         self.devices: dict[str, dict] = {}
         self.lane_warm: dict = {}
+        self.prepares: list = []  # lanes.prepare's requests, in flight until the lanes answer
         self.stopper = StopOnSignal()
         self.fatal: Exception | None = None
         self.plans_seen = False
@@ -169,6 +170,8 @@ class Sweep:
                 self.device(target)
         for study in studies:
             self._plan(study, gpu_env, cwd)
+        # each lane makes every GPU study's sets ahead of its first candidate (lanes.py says why)
+        self.prepares = lanes.prepare(self.lanes, [(k, p.ctx) for k, p in self.plans.items() if p.ctx["lanes"]])
         for key in pending:  # asked for nothing until its set arrives (ConstrainedSearch.awaiting)
             self.plans[key].searcher.awaiting = True
         threading.Thread(target=self._hand_over, args=(pending, t0), daemon=True).start()
@@ -467,6 +470,8 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
             sweep.setup(studies)
             sweep.run()
             sweep.wait()
+            for line in lanes.prepare_report(sweep.prepares):
+                log(line)
     except Interrupted as stop:
         log(f"stopped: {len(sweep.out)} of {len(studies)} studies finished; the rest resume with "
             f"`kernelevolve run {exp.source_path or exp.name + '.yaml'} --resume`")

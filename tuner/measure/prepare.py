@@ -51,4 +51,4 @@ def prepare_request(ev, req: dict) -> dict:
     if not ev.interpreter:  # the interpreter's candidates are not compared with the peer
         with ev._lock():  # timed like a candidate: under the device lock, nothing else on the GPU
             ev._baseline_ms(spec, problem, study, req.get("bench", {}))
-    return {"status": "ok", "prepare_s": time.perf_counter() - t0, **made}
+    return {"status": "ok", "prepare_s": time.perf_counter() - t0, **made, **ev._tags()}
