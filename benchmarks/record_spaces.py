@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     from benchmarks import engine
     from kernelevolve.tuner.execution import sweep as engine_sweep
     from kernelevolve.tuner.records import recorded_space, to_recorded
+    from kernelevolve.tuner.records.sync import sync
 
     data["targets"] = [engine.target(args.target) if args.target == "cpu-interpreter"
                        else dict(data["targets"][0], name=args.target or engine.gpu_kind()[0])]
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
         engine_sweep.run(exp, log=lambda m: print(m, flush=True))
     except engine_sweep.Interrupted as stop:  # --stop-after: what was recorded is kept
         stopped = str(stop)
-        engine_sweep.sync(exp, log=print)
+        sync(exp, log=print)
     finally:
         done.set()
         os.chdir(here)

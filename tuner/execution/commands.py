@@ -84,7 +84,7 @@ def _latency(ms, measured_by) -> str:
 
 
 def cmd_sync(args) -> int:
-    from kernelevolve.tuner.execution import sweep
+    from kernelevolve.tuner.records.sync import sync
 
-    sweep.sync(_config().load(args.experiment))
+    sync(_config().load(args.experiment))
     return 0

@@ -8,6 +8,12 @@ the GPU that Ray gave the trial. The lane's evaluator process keeps its CUDA con
 input sets and references and every compiled kernel for the whole sweep; the lane is a Ray actor
 that handles one request at a time, so its queue is the GPU's timing order.
 
+Right after its warm-up each lane is sent every GPU study's `prepare` request, in the experiment's
+order (`prepare`, tuner/measure/prepare.py): measured on an H100 (an 8-study sweep), a warm lane sat
+idle for seconds, and then the first candidate of each study paid, on the sweep's critical path,
+for loading its kernel module, making its input sets and float64 references and timing the torch
+peer (3.7 s for the first GEMM 4096^3 candidate, 0.5-0.8 s for the others, one study after another).
+
 A lane is a named Ray actor pinned to its node (`lane:<sweep id>:<node id>:<gpu id>`), asking for no Ray
 resources itself: the trials hold the GPU fractions, and so keep Ray's accounting of how many
 candidates a GPU takes; the lane only does their device work. A candidate that crashes or
@@ -26,7 +32,11 @@ import time
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from kernelevolve.tuner.execution.worker import CandidateWorker
+from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
+
+# A prepare runs no candidate code, so a long limit risks little; a kill would throw away the
+# lane's warm evaluator (its CUDA context, every study prepared before).
+PREPARE_TIMEOUT_S = 600.0
 
 
 def lane_name(sweep_id: str, node_id: str, gpu_id: str) -> str:
@@ -76,6 +86,43 @@ def start_lanes(sweep_id: str, env: dict, cwd: str) -> tuple[dict, dict]:
     return lanes, {name: lane.warm.remote() for name, lane in lanes.items()}
 
 
+def prepare(lanes: dict, studies: list) -> list:
+    """Every study's prepare request to every lane, without waiting: [(lane name, study key, its
+    reply's reference)]. `studies`: [(study key, its plan's ctx)], in the order they are wanted. A
+    lane runs its caller's requests in the order sent, one at a time: the prepares run behind its
+    warm-up and ahead of the candidates, which the trials send later."""
+    sent = []
+    for key, ctx in studies:
+        # start_judge: each set is registered with the judge as made (prepare.py says why)
+        payload = make_request("prepare", ctx["kernel_ref"], ctx["problem"], ctx["hardware"], ctx["bench"],
+                               start_judge=True)
+        for name, lane in lanes.items():
+            sent.append((name, key, lane.request.remote(payload, max(PREPARE_TIMEOUT_S, ctx["timeout_s"]))))
+    return sent
+
+
+def prepare_report(sent: list) -> list[str]:
+    """One line per prepare that failed (that study's first candidate on that lane paid for its sets
+    itself, as without one), and what the others cost. Only those answered: at a sweep's end all
+    are, and a sweep that stops early does not wait for the rest."""
+    done, _ = ray.wait([ref for _, _, ref in sent], num_returns=len(sent), timeout=0) if sent else ([], [])
+    lines, spent, ok = [], 0.0, 0
+    for name, key, ref in sent:
+        if ref not in done:
+            continue
+        try:
+            reply = ray.get(ref)
+        except Exception as exc:  # the lane actor died: its candidates recorded that themselves
+            reply = {"status": "runtime_error", "error": f"{type(exc).__name__}: {exc}"}
+        if reply.get("status") == "ok":
+            ok, spent = ok + 1, spent + reply.get("prepare_s", 0.0)
+            continue
+        why = (str(reply.get("error") or reply.get("status")).splitlines() or ["?"])[0][:300]
+        lines.append(f"  ! {key}: lane {name} could not prepare it ({why}); its first candidate there paid instead")
+    if sent:
+        lines.append(f"lanes prepared {ok} of {len(sent)} (study, lane) pairs ahead of their candidates "
+                     f"in {spent:.1f} s of lane time")
+    return lines
 
 
 def my_lane(sweep_id: str, env: dict, cwd: str) -> "ray.actor.ActorHandle":

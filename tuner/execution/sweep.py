@@ -111,6 +111,7 @@ class Sweep:
         self.lock = threading.Lock()
         self.devices: dict[str, dict] = {}
         self.lane_warm: dict = {}
+        self.prepares: list = []  # lanes.prepare's requests, in flight until the lanes answer
         self.stopper = StopOnSignal()
         self.fatal: Exception | None = None
         self.plans_seen = False
@@ -169,6 +170,8 @@ class Sweep:
                 self.device(target)
         for study in studies:
             self._plan(study, gpu_env, cwd)
+        # each lane makes every GPU study's sets ahead of its first candidate (lanes.py says why)
+        self.prepares = lanes.prepare(self.lanes, [(k, p.ctx) for k, p in self.plans.items() if p.ctx["lanes"]])
         for key in pending:  # asked for nothing until its set arrives (ConstrainedSearch.awaiting)
             self.plans[key].searcher.awaiting = True
         threading.Thread(target=self._hand_over, args=(pending, t0), daemon=True).start()
@@ -481,6 +484,8 @@ def _run(exp, address, log, resume: bool, progress) -> list[dict]:
             sweep.setup(studies)
             sweep.run()
             sweep.wait()
+            for line in lanes.prepare_report(sweep.prepares):
+                log(line)
     except Interrupted as stop:
         log(f"stopped: {len(sweep.out)} of {len(studies)} studies finished; the rest resume with "
             f"`kernelevolve run {exp.source_path or exp.name + '.yaml'} --resume`")
@@ -491,25 +496,3 @@ def _run(exp, address, log, resume: bool, progress) -> list[dict]:
             lanes.stop_lanes(state.sweep_id)
     return [finished.get(st.key) or sweep.out[st.key] for st in exp.studies()]
 
-
-def sync(exp, log=print) -> dict:
-    """Send every journaled record of the experiment's latest sweep to MLflow; finish the parent
-    runs of studies that ended while MLflow was away. Returns counts of what was written."""
-    state = SweepState.latest(state_root(exp.name))
-    if state is None:
-        raise NothingToResume(f"no sweep of '{exp.name}' under {state_root(exp.name)}")
-    tracker = Tracker(exp.tracking.uri, exp.name)
-    written, finished = 0, 0
-    for study in exp.studies():
-        st = state.study(study.key)
-        if not st.get("parent"):
-            continue
-        journal = state.journal(slug(study.key))
-        tags = {"study": study.key, "target": study.target.name, "kernel": study.kernel_name}
-        written += tracker.sync(st["parent"], unique_by_candidate(journal.records()), tags)
-        if st.get("done") and not st.get("in_mlflow"):
-            tracker.finish_study(st["parent"], st["summary"], st.get("history", []))
-            state.update(study.key, in_mlflow=True)
-            finished += 1
-    log(f"sync {state.sweep_id}: {written} candidate records written, {finished} studies finished")
-    return {"written": written, "finished": finished}

@@ -154,7 +154,7 @@ class Evaluator:
 
         self._seal = guards.HarnessSeal(owners={
             Evaluator: ("_launch_guarded", "_run_checked", "_check_timed", "_timed_outputs", "_set", "evaluate", "retime", "handle"),
-            Handover: ("note", "submit", "submit_all", "audit", "held", "forget", "guarded", "inputs_for", "_stand"),
+            Handover: ("note", "register", "submit", "submit_all", "audit", "held", "forget", "guarded", "inputs_for", "_stand"),
             JudgeLink: ("submit", "_send")})
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
         self._judge = JudgeLink(fds, self.device.type == "cuda") if fds else None
@@ -484,6 +484,10 @@ class Evaluator:
                 from kernelevolve.tuner.profile.launches import profile_request
 
                 return self._sealed(profile_request(self, req))
+            if op == "prepare":  # a study's sets, references and peer timing, ahead of its candidates
+                from kernelevolve.tuner.measure.prepare import prepare_request
+
+                return self._sealed(prepare_request(self, req))
             if op == "probe":
                 return {"status": "ok", **self.info}
             if op == "release":  # a profile of this GPU ran out of memory (tuner/execution/counters.py)

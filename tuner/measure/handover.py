@@ -9,7 +9,9 @@ between them, over the wire of tuner/measure/evidence.py:
             buffers by offset, and the judge opens no handle per message
   register  each cached input set (and its reference) as it is made, before any launch with it:
             the judge fingerprints it, and over CUDA IPC keeps its views, so later checks and
-            audits name the set by key instead of sending it again
+            audits name the set by key instead of sending it again (a set made in a request that
+            judges nothing: at the first judged request that uses it, or, in a lane's prepare,
+            at once, tuner/measure/prepare.py)
   submit    one check's evidence (a verified launch, or a timing loop's sampled calls): outputs
             between guard zones, the guarded inputs and their pristine copies, the reference (or
             its key), the number of Triton launches, the seal's word
@@ -110,15 +112,22 @@ class Handover:
         """A cached set about to be used: registered with the judge if new (fingerprinted as made,
         before any launch with it), remembered for the audit; sets the cache dropped forgotten."""
         if self.judging:
-            key = self.key(study, index)
-            seen = (tuple(key), ref is not None)
-            if seen not in self.registered:
-                self.registered.add(seen)
-                self.link.submit({"op": "register", "ref_key": key, "ref": ref,
-                                  "inputs": self.guards.tensors_of(inputs)})
+            key = self.register(study, index, inputs, ref)
             used = self.used.get(tuple(key))
             self.used[tuple(key)] = [key, ref if ref is not None else (used or [None, None])[1], inputs]
         self.forget(self.inputs.take_evicted())
+
+    def register(self, study, index: int, inputs, ref) -> list:
+        """A cached set registered with the judge if it has not been (with its reference, if made);
+        its key. Outside a judged request only where the judge is known to run (a lane's prepare,
+        tuner/measure/prepare.py): nothing else would answer."""
+        key = self.key(study, index)
+        seen = (tuple(key), ref is not None)
+        if self.link is not None and seen not in self.registered:
+            self.registered.add(seen)
+            self.link.submit({"op": "register", "ref_key": key, "ref": ref,
+                              "inputs": self.guards.tensors_of(inputs)})
+        return key
 
     def forget(self, sets) -> None:
         """Tell the judge which cached sets are gone, so it lets go of its views of them (their
@@ -127,6 +136,11 @@ class Handover:
             return
         for study, index, generation in sets:
             key = ("|".join(study), index, generation)
+            if not {(key, True), (key, False)} & self.registered:
+                # made in a request that judged nothing and dropped before any did: the judge
+                # holds nothing of it, and in a process whose judge never started (a compile slot,
+                # or one prepared without asking for it) a message would wait for no answer
+                continue
             self.registered -= {(key, True), (key, False)}
             self.standing.pop(key, None)
             self.link.submit({"op": "forget", "ref_key": list(key)})

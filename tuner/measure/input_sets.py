@@ -62,6 +62,15 @@ class InputSets:
                 torch.cuda.empty_cache()
         return entry[0], entry[1]
 
+    def nbytes(self, key) -> int:
+        """A cached set's bytes, with its reference (0 if not cached)."""
+        entry = self.entries.get(key)
+        return entry[2] if entry is not None else 0
+
+    def room(self) -> int:
+        """Bytes the cache takes before it drops a set."""
+        return self.budget - sum(e[2] for e in self.entries.values())
+
     def _drop(self, key) -> None:
         self.entries.pop(key)
         self.evicted.append((*key, self.generation.get(key, 0)))
