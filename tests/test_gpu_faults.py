@@ -4,6 +4,7 @@ import os
 import pytest
 
 import faults
+from kernelevolve.tuner.execution import spawner
 from kernelevolve.tuner.execution.worker import CandidateWorker
 
 pytestmark = pytest.mark.gpu
@@ -16,11 +17,18 @@ def request(fault):
             "bench": {"warmup_ms": 5, "rep_ms": 10}}
 
 
-@pytest.fixture
-def worker():
+@pytest.fixture(params=["started", "forked"])
+def worker(request):
+    """Each fault in a process started afresh, and in one forked by a sweep's fork server
+    (tuner.execution.spawner: torch and Triton imported before the fork, CUDA after it)."""
+    server = spawner.start() if request.param == "forked" else None
     w = CandidateWorker()
     yield w
+    if server is not None:
+        assert isinstance(w.proc, spawner.Spawned) or w.proc is None
     w.close()
+    if server is not None:
+        server.close()
 
 
 def test_illegal_address_replaces_the_worker(worker):
