@@ -113,11 +113,20 @@ def main() -> None:
                 "peer_ms": (s["best"] or {}).get("baseline_ms"), "best_config": (s["best"] or {}).get("config"),
                 "best_triton_ms": (s.get("best_triton") or {}).get("latency_ms"),
                 "best_triton_config": (s.get("best_triton") or {}).get("config"),
-                "proposals": s.get("proposals"), "wall_s": s.get("wall_s")} for s in summaries]}
+                "proposals": s.get("proposals"), "wall_s": s.get("wall_s"),
+                # the finalists' interleaved rounds beside their sweep measurements: how far the
+                # study's own timing and its re-timing agree
+                "retimed": _retimed(s)} for s in summaries]}
     print(json.dumps(out, indent=1, default=str))
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(out, fh, indent=1, default=str)
     shutil.copy(os.path.join(work, "mlflow.db"), os.path.splitext(os.path.abspath(args.out))[0] + ".mlflow.db")
+
+
+def _retimed(summary: dict) -> list[dict]:
+    rows = ((summary.get("retime") or {}).get("rows")) or []
+    return [{"config": r.get("config"), "status": r.get("status"), "latency_ms": r.get("latency_ms"),
+             "rounds_ms": r.get("rounds_ms")} for r in rows]
 
 
 if __name__ == "__main__":
