@@ -78,21 +78,18 @@ def main() -> None:
     with open("exp.yaml", "w", encoding="utf-8") as fh:
         yaml.safe_dump(data, fh, sort_keys=False)
     exp = config.load("exp.yaml")
-    if args.cpus:  # the sweep joins this Ray instead of starting its own with every core
-        from kernelevolve.tuner.execution.cluster import init_ray
-
-        init_ray(None, num_cpus=args.cpus)
     if args.profile:
         import cProfile
         import pstats
 
         prof = cProfile.Profile()
-        summaries = prof.runcall(sweep.run, exp, log=log)
+        summaries = prof.runcall(sweep.run, exp, log=log, num_cpus=args.cpus)
         with open(args.profile, "w", encoding="utf-8") as fh:
             for order in ("cumulative", "tottime"):
                 pstats.Stats(prof, stream=fh).sort_stats(order).print_stats(45)
     else:
-        summaries = sweep.run(exp, log=log)
+        # --cpus: the Ray the sweep starts gets only this many cores
+        summaries = sweep.run(exp, log=log, num_cpus=args.cpus)
     tracker = Tracker(exp.tracking.uri, exp.name)
     last = 0.0  # the last MLflow record: the end of the measured span
     for run in tracker.client.search_runs([tracker.experiment_id], max_results=50000):

@@ -164,3 +164,19 @@ def test_a_study_whose_valid_configs_are_being_enumerated_is_asked_for_nothing()
     search.studies["b"].awaiting = False
     assert search.suggest("t2")[STUDY_PARAM] == "b"
     assert search.studies["a"].counts["proposals"] == 0  # nothing was asked of a's sampler
+
+
+def test_each_study_is_announced_once_as_its_first_trial_goes_out_and_the_hook_never_pickles():
+    """The sweep sends a study's prepare to the lanes when its first trial goes out; Tune pickles
+    its searcher, which must not take the sweep's hook along."""
+    import pickle
+
+    out = []
+    search = SweepSearch({"a": ConstrainedSearch(_space(), "tpe", 0, "a"), "b": ConstrainedSearch(_space(), "tpe", 0, "b")},
+                         {"a": 4, "b": 4}, {"a": 2, "b": 2}, {"a": 2, "b": 2}, first_out=out.append)
+    trials = [search.suggest(f"t{i}") for i in range(3)]
+    assert [t[STUDY_PARAM] for t in trials[:2]] == ["a", "b"] and trials[2] is None  # both at their cap
+    assert out == ["a", "b"]
+    search.on_trial_complete("t0", {BATCH_RESULT: trials[0][BATCH_PARAM]})
+    assert search.suggest("t3")[STUDY_PARAM] == "a" and out == ["a", "b"]
+    assert pickle.loads(pickle.dumps(search)).first_out is None

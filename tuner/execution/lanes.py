@@ -8,11 +8,13 @@ the GPU that Ray gave the trial. The lane's evaluator process keeps its CUDA con
 input sets and references and every compiled kernel for the whole sweep; the lane is a Ray actor
 that handles one request at a time, so its queue is the GPU's timing order.
 
-Right after its warm-up each lane is sent every GPU study's `prepare` request, in the experiment's
-order (`prepare`, tuner/measure/prepare.py): measured on an H100 (an 8-study sweep), a warm lane sat
-idle for seconds, and then the first candidate of each study paid, on the sweep's critical path,
-for loading its kernel module, making its input sets and float64 references and timing the torch
-peer (3.7 s for the first GEMM 4096^3 candidate, 0.5-0.8 s for the others, one study after another).
+As a study's first trial goes out, each lane is sent the study's `prepare` request
+(tuner/measure/prepare.py), which it runs while that trial's candidates compile: measured on an
+H100 (an 8-study sweep), a warm lane sat idle for seconds, and then the first candidate of each
+study paid, on the sweep's critical path, for loading its kernel module, making its input sets and
+float64 references and timing the torch peer (3.7 s for the first GEMM 4096^3 candidate, 0.5-0.8 s
+for the others, one study after another). Sent for every study at the set-up instead, the lanes
+of a 32-study sweep spent their first 4-8 s on studies whose turn came a minute later.
 
 A lane is a named Ray actor pinned to its node (`lane:<sweep id>:<node id>:<gpu id>`), asking for no Ray
 resources itself: the trials hold the GPU fractions, and so keep Ray's accounting of how many
@@ -21,7 +23,9 @@ corrupts the lane's evaluator (an illegal memory access) is recorded and the eva
 is replaced (tuner.execution.worker); the lane actor itself stays.
 
 Compiles run in each trial actor's own evaluation process (tuner.execution.trial), started at the
-actor's first candidate and kept for the sweep. Measured on the H100 node: pre-starting 16 such
+actor's first candidate and kept for the sweep; the node's fork server forks it (and a lane's
+evaluator and judge, started together), with torch and Triton imported once
+(tuner.execution.spawner). Measured on the H100 node: pre-starting 16 such
 processes beside the lane (to have them warm before the Tuner starts) made the set-up 9 s longer
 (16 CUDA contexts created at once) and the first result no sooner, so they are not pre-started.
 """

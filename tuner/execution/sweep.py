@@ -170,8 +170,6 @@ class Sweep:
                 self.device(target)
         for study in studies:
             self._plan(study, gpu_env, cwd)
-        # each lane makes every GPU study's sets ahead of its first candidate (lanes.py says why)
-        self.prepares = lanes.prepare(self.lanes, [(k, p.ctx) for k, p in self.plans.items() if p.ctx["lanes"]])
         for key in pending:  # asked for nothing until its set arrives (ConstrainedSearch.awaiting)
             self.plans[key].searcher.awaiting = True
         threading.Thread(target=self._hand_over, args=(pending, t0), daemon=True).start()
@@ -356,8 +354,14 @@ class Sweep:
         caps = {k: p.study.experiment.search.concurrency for k, p in todo.items()}
         batch = {k: min(batch_size(caps[k], p.study.experiment.search.candidates_per_trial),
                         cluster.most_per_trial(p.ctx["resources"])) for k, p in todo.items()}
+        def prepare(key: str) -> None:
+            """Each lane makes a GPU study's sets as its first trial goes out, while that trial's
+            candidates compile (lanes.py says why). Not all at the set-up: a 32-study sweep's lanes
+            then spent their first 4-8 s on studies whose turn came a minute later."""
+            if self.plans[key].ctx["lanes"]:
+                self.prepares += lanes.prepare(self.lanes, [(key, self.plans[key].ctx)])
         search = SweepSearch({k: p.searcher for k, p in todo.items()},
-                             {k: p.remaining for k, p in todo.items()}, caps, batch)
+                             {k: p.remaining for k, p in todo.items()}, caps, batch, first_out=prepare)
         resources = StudyResources({k: p.ctx["resources"] for k, p in todo.items()}, batch)
         for key, plan in plans.items():  # nothing left to run: finish now
             if key not in todo:
@@ -428,7 +432,10 @@ class Sweep:
         return [self.out[k] for k in self.plans]
 
 
-def run(exp, address: str | None = None, log=print, resume: bool = False, progress=None) -> list[dict]:
+def run(exp, address: str | None = None, log=print, resume: bool = False, progress=None,
+        num_cpus: int | None = None) -> list[dict]:
+    """Sweep every study of `exp`; returns each study's summary in file order. `num_cpus`: of a
+    Ray started here, this many of the machine's cores (None: all)."""
     root = state_root(exp.name)
     if resume:
         state = SweepState.latest(root)
@@ -438,13 +445,13 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
     forks = spawner.start() if any(not t.profile.interpreter for t in exp.targets) else None
     try:
-        return _run(exp, address, log, resume, progress)
+        return _run(exp, address, log, resume, progress, num_cpus)
     finally:
         if forks is not None:
             forks.close()
 
 
-def _run(exp, address, log, resume: bool, progress) -> list[dict]:
+def _run(exp, address, log, resume: bool, progress, num_cpus) -> list[dict]:
     root = state_root(exp.name)
     state = SweepState.latest(root) if resume else None
     # The MLflow store (a new SQLite store migrates its schema: seconds) opens while Ray starts.
@@ -457,7 +464,7 @@ def _run(exp, address, log, resume: bool, progress) -> list[dict]:
             opened["error"] = exc
     store = threading.Thread(target=open_store, daemon=True)
     store.start()
-    init_ray(address or exp.ray.address)
+    init_ray(address or exp.ray.address, num_cpus)
     store.join()
     if "error" in opened:
         raise opened["error"]

@@ -26,7 +26,8 @@ from kernelevolve.tuner.search.protocol import (BATCH_PARAM, OBJECTIVE, STUDY_PA
 
 class SweepSearch(Searcher):
     def __init__(self, studies: dict[str, ConstrainedSearch], budgets: dict[str, int],
-                 caps: dict[str, int], batch: dict[str, int] | None = None):
+                 caps: dict[str, int], batch: dict[str, int] | None = None, first_out=None):
+        """`first_out(study key)`: called as a study's first trial is handed out."""
         super().__init__(metric=OBJECTIVE, mode="min")
         self.studies = studies
         self.left = dict(budgets)  # candidates each study may still hand out
@@ -35,6 +36,12 @@ class SweepSearch(Searcher):
         self.batch = {k: max(1, (batch or {}).get(k, 1)) for k in studies}
         self.in_flight = Counter()  # candidates, not trials
         self.live: dict[str, tuple[str, list[str]]] = {}  # trial id -> (study key, its candidate ids)
+        self.first_out, self.started = first_out, set()
+
+    def __getstate__(self):
+        # Tune pickles its searcher with the experiment's state: the hook (the sweep's, holding
+        # locks and lanes) stays behind; it only starts lanes' work early
+        return dict(self.__dict__, first_out=None)
 
     def done(self, key: str) -> bool:
         """A study whose every candidate has been handed out and has finished."""
@@ -60,6 +67,10 @@ class SweepSearch(Searcher):
             self.left[key] -= len(members)
             self.in_flight[key] += len(members)
             self.live[trial_id] = (key, [m["candidate_id"] for m in members])
+            if key not in self.started:
+                self.started.add(key)
+                if self.first_out is not None:
+                    self.first_out(key)
             return {STUDY_PARAM: key, BATCH_PARAM: encode_batch(members)}
         if all(self.left[k] == 0 or self.studies[k].exhausted for k in self.studies):
             return Searcher.FINISHED
