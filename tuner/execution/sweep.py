@@ -10,9 +10,9 @@ CPU core while its GPU's lane verifies and times (tuner.execution.trial).
 Every candidate is journaled as it ends (fsynced; the driver's source of truth) and written to
 MLflow by a background thread through a Ray actor (tuner.records.remote_tracker), so the trial
 loop never waits for a database and never shares the driver's GIL with one. When a study's
-last candidate ends, its top-k are re-timed interleaved with the torch peer on a lane, and its
-parent run gets the winner, the proposal counts and the review plots. Nothing incorrect can
-win: only candidates whose status is `ok` are re-timed.
+last candidate ends, its end runs in a thread of its own (tuner.execution.study_end): its top-k
+re-timed interleaved with the torch peer on a lane, and its parent run given the winner, the
+proposal counts and the review plots.
 
 A built-in GEMM study also evaluates its kernel's vendor config first (torch.mm / torch.addmm,
 kernels/gemm_vendor.py), in the same harness, outside the sampler's space and on top of the
@@ -36,16 +36,15 @@ import uuid
 import ray
 from ray import tune
 
-from kernelevolve.tuner.execution import cluster, lanes, spawner
+from kernelevolve.tuner.execution import cluster, lanes, spawner, study_end
 from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
-from kernelevolve.tuner.execution.counters import log_profiles, maybe_steer, profile_finalists
-from kernelevolve.tuner.execution.studies import _start_points, retime_finalists, summarize  # noqa: F401 - public
+from kernelevolve.tuner.execution.counters import maybe_steer
+from kernelevolve.tuner.execution.studies import _start_points
 from kernelevolve.tuner.execution.trial import StudyResources, run_candidates
 from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
-from kernelevolve.tuner.execution.worker import make_request
 from kernelevolve.tuner.measure.vendor import vendor_configs_of
 from kernelevolve.tuner.experiment import config as config_mod
-from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
+from kernelevolve.tuner.records.journal import SweepState
 from kernelevolve.tuner.records.recorder import StudyRecorder, Writer
 from kernelevolve.tuner.records.remote_tracker import RemoteTracker
 from kernelevolve.tuner.records.schema import record_of
@@ -266,79 +265,7 @@ class Sweep:
         for key, plan in self.plans.items():
             if not plan.finishing and search.done(key):
                 plan.finishing = True
-                threading.Thread(target=self._finish, args=(plan,), daemon=True).start()
-
-    def _finish(self, plan: Plan) -> None:
-        """A study's end, in its own thread; whatever fails there, the sweep still hears of it."""
-        try:
-            self._finish_study(plan)
-        except Exception as exc:
-            self.log(f"  ! {plan.study.key}: its end failed: {type(exc).__name__}: {exc}")
-            summary = summarize(unique_by_candidate(plan.recorder.journal.records()), None)
-            summary.update(study=plan.study.key, parent_run_id=plan.recorder.parent,
-                           error=f"{type(exc).__name__}: {exc}")
-            with self.lock:
-                self.out[plan.study.key] = summary
-
-    def _finish_study(self, plan: Plan) -> None:
-        """Re-time the study's top-k beside the peer on a lane; then its parent run, in order with
-        the study's candidate writes (the writer thread)."""
-        study, s = plan.study, plan.study.experiment.search
-        records = unique_by_candidate(plan.recorder.journal.records())
-        top = retime_finalists(records, s.top_k)
-        try:
-            retimed = self._retime(plan, top)
-        except Exception as exc:  # the study's records stand; its winner is then its own best
-            retimed = {"status": "runtime_error", "error": f"re-timing failed: {type(exc).__name__}: {exc}"}
-        # the finalists, and the candidates profiled for steering while the study ran
-        profiled = {**plan.profiled, **profile_finalists(plan, top, retimed, self.log,
-                                                         self._lane_of if plan.ctx["lanes"] else None)}
-        summary = summarize(records, retimed)
-        if profiled:
-            summary["bottlenecks"] = {cid: r.get("fields", {}).get("bottleneck", "not profiled")
-                                      for cid, r in profiled.items()}
-        summary.update(study=study.key, parent_run_id=plan.recorder.parent, wall_s=time.time() - plan.t0,
-                       timing="interpreter" if study.target.profile.interpreter else "gpu",
-                       proposals=plan.searcher.proposals(), exhausted=plan.searcher.exhausted)
-        if plan.searcher.exhausted:
-            self.log(f"  {study.key}: the space is exhausted: every one of its "
-                     f"{summary['proposals'].get('valid_configs') or 'valid'} valid configs was evaluated")
-        history = [{"params": p, "state": st, "value": v} for p, st, v in plan.searcher.history()]
-        from kernelevolve.tuner.review.plots import render_safely
-
-        # drawn in a Ray task: the plots of studies that end together draw in parallel, and the
-        # thread that writes MLflow never waits for matplotlib
-        draw = ray.remote(render_safely).options(num_cpus=0)
-        rendered = ray.get(draw.remote(records, study.key, study.target.profile.name, summary["timing"],
-                                       getattr(study.problem, "dtype", None)))
-
-        def send():
-            in_mlflow = plan.recorder.finish(summary, history, rendered)
-            if profiled and in_mlflow:
-                for note in plan.recorder._guard("profile", lambda: self.tracker.with_client(
-                        log_profiles, plan.recorder.parent, profiled)) or []:
-                    self.log(f"  ! {study.key}: {note}")
-            self.state.update(study.key, done=True, summary=summary, history=history, in_mlflow=in_mlflow)
-            self.progress.study_finished(study, summary)
-            with self.lock:
-                self.out[study.key] = summary
-        self.writer.submit(send)
-
-    def _retime(self, plan: Plan, top: list[dict]) -> dict | None:
-        s = plan.study.experiment.search
-        retimed = None
-        if top:
-            ctx = plan.ctx
-            payload = make_request("retime", ctx["kernel_ref"], ctx["problem"], ctx["hardware"], ctx["bench"],
-                                   configs=[r["config"] for r in top],
-                                   rounds=plan.study.experiment.timing.retime_rounds)
-            timeout = s.timeout_s * (len(top) + 1)
-            if plan.ctx["lanes"]:
-                lane = self._lane_of(top[0])
-                retimed = ray.get(lane.request.remote(payload, timeout), timeout=timeout + 600)
-            else:
-                retimed = cluster.remote_request(plan.ctx["resources"], plan.ctx["env"], payload, timeout)
-        return retimed
+                threading.Thread(target=study_end.finish, args=(self, plan), daemon=True).start()
 
     def _lane_of(self, record: dict):
         """The lane that measured a record (its GPU); any lane of the sweep if that one is gone."""
@@ -366,7 +293,7 @@ class Sweep:
         for key, plan in plans.items():  # nothing left to run: finish now
             if key not in todo:
                 plan.finishing = True
-                threading.Thread(target=self._finish, args=(plan,), daemon=True).start()
+                threading.Thread(target=study_end.finish, args=(self, plan), daemon=True).start()
         if not todo:
             return
         room = sum(cluster.room_for(need) for need in  # in trials
