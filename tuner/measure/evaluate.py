@@ -37,6 +37,7 @@ import traceback
 from contextlib import contextmanager
 
 from kernelevolve.tuner.measure.input_sets import INPUT_SETS, InputSets
+from kernelevolve.tuner.measure.launch_failures import compile_only, error_classes, short_error
 from kernelevolve.tuner.measure.timed_outputs import TimedOutputs, guarded_output
 from kernelevolve.tuner.records.schema import STATUSES  # noqa: F401 - every candidate ends in one of them
 
@@ -49,46 +50,6 @@ MOVED_SEED = 7919
 # it holds it after waiting: the wait is not charged to the candidate, whose timeout counts again
 # from the second (tuner/execution/worker.py).
 WAITING, LOCKED = "device_wait", "device_locked"
-
-
-def _error_classes():
-    """Triton's exception types by failure status (their module paths moved across versions)."""
-    import importlib
-
-    found = {"oor": [], "compile": []}
-    for mod, name, bucket in (("triton.runtime.errors", "OutOfResources", "oor"),
-                              ("triton.runtime.autotuner", "OutOfResources", "oor"),
-                              ("triton.compiler.errors", "CompilationError", "compile"),
-                              ("triton.runtime.errors", "PTXASError", "compile"),
-                              ("triton.compiler.errors", "CompileTimeAssertionFailure", "compile"),
-                              # the interpreter reports kernel-code errors (what the compiler
-                              # would reject) when it runs the kernel
-                              ("triton.runtime.interpreter", "InterpreterError", "compile")):
-        try:
-            found[bucket].append(getattr(importlib.import_module(mod), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found["oor"]), tuple(found["compile"])
-
-
-@contextmanager
-def compile_only():
-    """Every Triton launch inside compiles (or finds the binary in the cache) without running:
-    JITFunction.run's own warm-up mode, on triton 3.6 to 3.9. Torch work in a launcher (a staging
-    copy, an index check) still runs. Why: the compile slots compile ahead of the GPU lane and must
-    not put work on the GPU the lane is timing."""
-    from triton.runtime.jit import JITFunction
-
-    original = JITFunction.run
-
-    def warm(self, *args, grid, warmup, **kwargs):
-        return original(self, *args, grid=grid, warmup=True, **kwargs)
-
-    JITFunction.run = warm
-    try:
-        yield
-    finally:
-        JITFunction.run = original
 
 
 def violations(tunable, problem, hw, cfg) -> list[str]:
@@ -119,10 +80,6 @@ def _compact(ref, out_dtype):
     return ref
 
 
-def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) < 4000 else text[:4000] + " ..."
-
 
 class Evaluator:
     def __init__(self):
@@ -143,7 +100,7 @@ class Evaluator:
             0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
             else 2e9)
         self.inputs = InputSets(int(budget))
-        self.oor_errors, self.compile_errors = _error_classes()
+        self.oor_errors, self.compile_errors = error_classes()
         # the check functions' identities as imported now, before any candidate code runs here
         # (a naive replacement is caught at once; the judge holds the verdict either way)
         from kernelevolve.tuner.measure import guards
@@ -326,9 +283,9 @@ class Evaluator:
                 handle = spec.launch(inputs, out, cfg)
             rec.update(self._handle_info(handle))
         except self.oor_errors as exc:
-            return dict(rec, status="out_of_resources", error=_short(exc))
+            return dict(rec, status="out_of_resources", error=short_error(exc))
         except self.compile_errors as exc:
-            return dict(rec, status="compile_error", error=_short(exc))
+            return dict(rec, status="compile_error", error=short_error(exc))
         rec["compile_s"] = time.perf_counter() - t0
         return dict(rec, status="ok")
 
@@ -350,9 +307,9 @@ class Evaluator:
         try:
             handle, first = self._launch_guarded(spec, problem, cfg, study, first_set, "")
         except self.oor_errors as exc:
-            return dict(rec, status="out_of_resources", error=_short(exc))
+            return dict(rec, status="out_of_resources", error=short_error(exc))
         except self.compile_errors as exc:
-            return dict(rec, status="compile_error", error=_short(exc))
+            return dict(rec, status="compile_error", error=short_error(exc))
         rec["load_s" if req.get("compiled") else "compile_s"] = time.perf_counter() - t0
         rec.update(self._handle_info(handle))
 
@@ -494,7 +451,7 @@ class Evaluator:
                 return {"status": "ok", "released_bytes": self.release()}
             return {"status": "runtime_error", "error": f"unknown request op {op!r}"}
         except Exception as exc:  # anything the steps did not classify
-            reply = {"status": "runtime_error", "error": _short(exc),
+            reply = {"status": "runtime_error", "error": short_error(exc),
                      "traceback": traceback.format_exc()[-4000:], **self._tags(),
                      "timing": "interpreter" if self.interpreter else "gpu"}
             # A CUDA error (illegal address, ...) can leave the context unusable: be replaced. Running

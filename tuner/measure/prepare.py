@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from kernelevolve.tuner.measure.evaluate import _short
+from kernelevolve.tuner.measure.launch_failures import short_error
 from kernelevolve.tuner.measure.input_sets import INPUT_SETS
 
 
@@ -36,7 +36,7 @@ def prepare_request(ev, req: dict) -> dict:
     except Exception as exc:  # a record, not a raise, and not the evaluator's generic one: that
         # replaces a GPU process after any error, and a lane's (its CUDA context, the studies
         # prepared before this one) is worth keeping over a study that fails to load
-        return {"status": "runtime_error", "error": _short(exc), **ev._tags()}
+        return {"status": "runtime_error", "error": short_error(exc), **ev._tags()}
     spec = tunable.kernel
     made = {"sets": 0, "moved": 0}
     for index in [*range(INPUT_SETS), *(f"{i}~moved" for i in range(INPUT_SETS))]:
