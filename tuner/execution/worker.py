@@ -70,8 +70,9 @@ def make_request(op: str, kernel_ref: str, problem: dict, hardware: str, bench: 
     """The one shape of a request to an evaluation process (tuner.measure.evaluate reads it):
     `evaluate` (fields: config, seed; compiled when a compile request came first), `compile`
     (config), `retime` (configs, rounds), `profile` (config, calls: the launches a profiler
-    reads, tuner.profile). The sweep's trials, its end-of-study re-timing, `kernelevolve
-    reproduce` and `kernelevolve profile` all build theirs here."""
+    reads, tuner.profile), `prepare` (a study's input sets and references made ahead of its
+    candidates, tuner.measure.prepare). The sweep's trials and lanes, its end-of-study re-timing,
+    `kernelevolve reproduce` and `kernelevolve profile` all build theirs here."""
     return {"op": op, "kernel_ref": kernel_ref, "problem": dict(problem), "hardware": hardware,
             "bench": dict(bench), **fields}
 
