@@ -103,9 +103,14 @@ def test_concurrent_candidates_never_overlap_their_timed_sections(swept):
     recs = [r for f in os.listdir(state.folder) if f.endswith(".jsonl")
             for r in state.journal(f[:-6]).records() if r["status"] == "ok"]
     spans = sorted((r["timed_from"], r["timed_to"]) for r in recs)
-    assert len(spans) == 8 and len({r["worker_pid"] for r in recs}) == 2  # two workers at once
+    assert len(spans) == 8 and len({r["worker_pid"] for r in recs}) >= 2
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert start >= end, "two candidates were timed at the same time"
+    # ... while two were evaluated at once: some candidate began before the one before it ended.
+    # (How many worker processes that takes is Tune's business: a trial actor left idle while a
+    # study waits for its oldest result, search.ordered, may be replaced by a new one.)
+    lives = sorted((r["trial_started"], r["timed_to"]) for r in recs)
+    assert any(start < end for (_, end), (start, _) in zip(lives, lives[1:])), lives
 
 
 def test_best_candidate_is_correct(swept):
