@@ -95,3 +95,48 @@ def test_the_valid_set_is_enumerated_once_and_shared():
     assert again[0]["A"] == 1 and space.valid_configs()[0]["A"] == 1  # copies
     assert len(calls) == asked + 900  # the brute force above, not a second walk
     assert "_valid_cache" not in pickle.loads(pickle.dumps(space)).__dict__
+
+
+def test_sets_enumerated_in_forked_processes_are_the_walk_here():
+    """The sweep's valid sets come from processes forked from the driver (tuner.search.valid_sets):
+    spaces whose rules are lambdas (which do not pickle) arrive with the same configs, in the same
+    order, and the same encoding as a walk in this process; a rule that raises comes back as that
+    study's error, the other studies' sets unharmed; a space too large to enumerate is handed back
+    unwalked; an adopted set is what later asks of the space read."""
+    import numpy as np
+
+    from kernelevolve.tuner.search.constrained import ValidSet
+    from kernelevolve.tuner.search.space import ENUMERATE_MAX
+    from kernelevolve.tuner.search.valid_sets import Enumerations
+
+    def boom(cfg):
+        """raises"""
+        raise RuntimeError("a broken rule")
+
+    spaces = {
+        "lambdas": Space((Pow2("A", 4, 64), Pow2("B", 8, 128), Choice("C", ["on", "off"])),
+                         constraints=(lambda c: c["A"] * c["B"] > 1024 and "too big",)),
+        "ranges": Space((IntRange("A", 1, 30), IntRange("B", 1, 30)), constraints=(_sum_at_most_40,)),
+        "broken": Space((IntRange("A", 1, 3),), constraints=(boom,)),
+        "huge": Space(tuple(IntRange(f"D{i}", 1, 40) for i in range(5))),
+    }
+    assert spaces["huge"].size() > ENUMERATE_MAX
+    _SUM_CALLS.clear()
+    enum = Enumerations(spaces, workers=2)
+    try:
+        got = {key: (configs, vectors, error) for key, configs, vectors, error in enum.as_arrived(list(spaces))}
+    finally:
+        enum.close()
+    assert set(got) == set(spaces)
+    assert not _SUM_CALLS  # the walks ran in the children
+    for key in ("lambdas", "ranges"):
+        configs, vectors, error = got[key]
+        assert error is None and configs == spaces[key].valid_configs()
+        assert np.array_equal(vectors, ValidSet.vectors_of(spaces[key], configs))
+    assert got["huge"] == (None, None, None)
+    assert isinstance(got["broken"][2], RuntimeError) and got["broken"][0] is None
+    # adopted, the set is the space's: not walked again here
+    fresh = Space((IntRange("A", 1, 30), IntRange("B", 1, 30)), constraints=(_sum_at_most_40,))
+    _SUM_CALLS.clear()
+    fresh.adopt_valid(got["ranges"][0])
+    assert fresh.valid_count() == len(got["ranges"][0]) and not _SUM_CALLS

@@ -51,9 +51,10 @@ from kernelevolve.tuner.records.schema import record_of
 from kernelevolve.tuner.records.tracking import Tracker
 from kernelevolve.tuner.review.progress import Progress
 from kernelevolve.tuner.search import prior as prior_mod
-from kernelevolve.tuner.search.constrained import ENUMERATE_MAX, ConstrainedSearch, ValidSet
+from kernelevolve.tuner.search.constrained import ConstrainedSearch, ValidSet
 from kernelevolve.tuner.search.protocol import BATCH_PARAM, batch_size, decode_batch, replies_of
 from kernelevolve.tuner.search.sweep_search import STUDY_PARAM, SweepSearch
+from kernelevolve.tuner.search.valid_sets import Enumerations, enumerable
 
 
 COMPILE_INPUT_BYTES = 1 << 30  # inputs a trial's compiling process keeps, across studies
@@ -101,8 +102,10 @@ class Plan:
 
 
 class Sweep:
-    def __init__(self, exp, state: SweepState, tracker: Tracker, progress, log):
+    def __init__(self, exp, state: SweepState, tracker: Tracker, progress, log,
+                 enumerations: Enumerations | None = None):
         self.exp, self.state, self.tracker, self.progress, self.log = exp, state, tracker, progress, log
+        self.enumerations = enumerations  # every study's valid set, on its way (valid_sets)
         self.writer = Writer()
         self.plans: dict[str, Plan] = {}
         self.lanes: dict = {}
@@ -110,6 +113,7 @@ class Sweep:
         self.lock = threading.Lock()
         self.devices: dict[str, dict] = {}
         self.lane_warm: dict = {}
+        self.self_checks: list = []  # each lane's first verification, run ahead (lanes.SELF_CHECK)
         self.prepares: list = []  # lanes.prepare's requests, in flight until the lanes answer
         self.stopper = StopOnSignal()
         self.fatal: Exception | None = None
@@ -155,15 +159,15 @@ class Sweep:
         t0 = time.time()
         cwd = os.getcwd()
         gpu_env = next((cluster.target_env(t) for t in self.exp.targets if not t.profile.interpreter), None)
-        # Every study's valid configs are enumerated in a driver thread, in file order, and each
-        # searcher adopts its set when it arrives; until then the study is asked for nothing (by
-        # rejection, Optuna's asks for broken proposals cost the driver's trial loop ~0.1 s a
-        # suggestion, and the enumeration shares its GIL).
-        # Not in Ray tasks: their workers import torch and Triton first (~13 s on the H100 node),
-        # while the spaces are here already and a tree walk of one takes well under a second.
-        pending = [st.key for st in studies if st.space.size() <= ENUMERATE_MAX]
+        # Every study's valid configs are enumerated in processes forked as the sweep began
+        # (tuner.search.valid_sets says why), and each searcher adopts its set when it arrives;
+        # until then the study is asked for nothing (by rejection, Optuna's asks for broken
+        # proposals cost the driver's trial loop ~0.1 s a suggestion).
+        pending = [st.key for st in studies if enumerable(st.space)]
         if gpu_env is not None:
-            self.lanes, self.lane_warm = lanes.start_lanes(self.state.sweep_id, gpu_env, cwd)
+            gpu = next(t for t in self.exp.targets if not t.profile.interpreter)
+            self.lanes, self.lane_warm, self.self_checks = lanes.start_lanes(
+                self.state.sweep_id, gpu_env, cwd, gpu.profile.name)
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
             if target.profile.interpreter:
                 self.device(target)
@@ -176,11 +180,20 @@ class Sweep:
                  f"{len(pending)} valid sets being enumerated, {len(self.lanes)} GPU lane(s) starting")
 
     def _hand_over(self, pending: list, t0: float) -> None:
-        """Enumerate each study's valid configs and hand them to its searcher, in file order."""
-        for key in pending:
-            searcher = self.plans[key].searcher
+        """Hand each study's valid configs to its searcher as they arrive from the enumerating
+        processes; a set they did not make is walked here (a study that cannot be walked goes on
+        by rejection)."""
+        arrivals = (self.enumerations.as_arrived(pending) if self.enumerations is not None
+                    else ((k, None, None, None) for k in pending))
+        for key, configs, vectors, error in arrivals:
+            searcher, space = self.plans[key].searcher, self.plans[key].study.space
             try:
-                searcher.arriving = ValidSet(self.plans[key].study.space)
+                if error is not None:
+                    self.log(f"  ! {key}: enumerating in a process failed ({type(error).__name__}: "
+                             f"{error}); walking it here")
+                if configs is not None:
+                    space.adopt_valid(configs)
+                searcher.arriving = ValidSet(space, space.valid_configs(), vectors)
             except Exception as exc:  # the study goes on by rejection
                 self.log(f"  ! {key}: its valid configs could not be enumerated ({type(exc).__name__}: {exc})")
             finally:
@@ -368,17 +381,21 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
         state = SweepState.latest(root)
         if state is None:
             raise NothingToResume(f"no sweep of '{exp.name}' to resume under {root}")
+    # Every study's valid configs: forked first, while this process has no threads of Ray's yet
+    # (tuner.search.valid_sets says why)
+    enumerations = Enumerations({st.key: st.space for st in exp.studies()})
     # This node's fork server for evaluation processes starts importing torch and Triton now, so
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
     forks = spawner.start() if any(not t.profile.interpreter for t in exp.targets) else None
     try:
-        return _run(exp, address, log, resume, progress, num_cpus)
+        return _run(exp, address, log, resume, progress, num_cpus, enumerations)
     finally:
+        enumerations.close()
         if forks is not None:
             forks.close()
 
 
-def _run(exp, address, log, resume: bool, progress, num_cpus) -> list[dict]:
+def _run(exp, address, log, resume: bool, progress, num_cpus, enumerations=None) -> list[dict]:
     root = state_root(exp.name)
     state = SweepState.latest(root) if resume else None
     # The MLflow store (a new SQLite store migrates its schema: seconds) opens while Ray starts.
@@ -412,13 +429,13 @@ def _run(exp, address, log, resume: bool, progress, num_cpus) -> list[dict]:
             finished[study.key] = done["summary"]
         else:
             studies.append(study)
-    sweep = Sweep(exp, state, tracker, progress, log)
+    sweep = Sweep(exp, state, tracker, progress, log, enumerations)
     try:
         if studies:
             sweep.setup(studies)
             sweep.run()
             sweep.wait()
-            for line in lanes.prepare_report(sweep.prepares):
+            for line in lanes.self_check_report(sweep.self_checks) + lanes.prepare_report(sweep.prepares):
                 log(line)
     except Interrupted as stop:
         log(f"stopped: {len(sweep.out)} of {len(studies)} studies finished; the rest resume with "

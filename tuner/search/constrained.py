@@ -53,17 +53,27 @@ def rule_name(rule) -> str:
 class ValidSet:
     """The space's valid configs as vectors of the sampler's encoding, for nearest-valid moves."""
 
-    def __init__(self, space: Space, configs: list[dict] | None = None):
+    def __init__(self, space: Space, configs: list[dict] | None = None, vectors: np.ndarray | None = None):
+        """`configs`, `vectors`: the set and its encoding made elsewhere (tuner.search.valid_sets:
+        a process of the sweep's), else made here."""
         self.configs = space.valid_configs() if configs is None else configs
         self.keys = {config_key(c): i for i, c in enumerate(self.configs)}
         self.space = space
-        self.vectors = np.array([self.vector(c) for c in self.configs], dtype=np.float32).reshape(
-            len(self.configs), -1)
+        self.vectors = self.vectors_of(space, self.configs) if vectors is None else vectors
         self.free = np.ones(len(self.configs), dtype=bool)
 
+    @classmethod
+    def vectors_of(cls, space: Space, configs: list[dict]) -> np.ndarray:
+        """The sampler's encoding of each config (one row each)."""
+        return np.array([cls.encode(space, c) for c in configs], dtype=np.float32).reshape(len(configs), -1)
+
     def vector(self, cfg: dict) -> list[float]:
+        return self.encode(self.space, cfg)
+
+    @staticmethod
+    def encode(space: Space, cfg: dict) -> list[float]:
         out = []
-        for d in self.space.searched:
+        for d in space.searched:
             values = d.values()
             if isinstance(d, Choice):  # unordered: one-hot, half a unit each, so a change costs 1
                 out += [0.5 if cfg[d.name] == v else 0.0 for v in values]

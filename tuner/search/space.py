@@ -13,7 +13,6 @@ it checkpoints the searcher.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from dataclasses import dataclass, field
@@ -216,6 +215,13 @@ class Space:
     def valid_count(self) -> int:
         """How many configs pass the constraints (the set enumerated once, as valid_configs)."""
         return len(self._valid())
+
+    def adopt_valid(self, configs: list[dict]) -> None:
+        """The set enumerated elsewhere (tuner.search.valid_sets: a process forked from this one,
+        walking this very space), kept as if walked here: later asks share it."""
+        with _ENUMERATING:
+            if self.__dict__.get("_valid_cache") is None:
+                object.__setattr__(self, "_valid_cache", configs)  # frozen: not a field
 
     def _valid(self) -> list[dict]:
         cached = self.__dict__.get("_valid_cache")

@@ -1,0 +1,76 @@
+"""Every study's valid configs, enumerated in processes forked from the driver as the sweep starts.
+
+Why not in the driver: walking a GEMM space (Space.valid_configs: 20k valid configs of 800k raw
+points) and encoding its set for the searcher (ValidSet) take ~1 s of Python each study. In a
+driver thread that held the driver's one GIL for 6.3 s of the 8-study suite's start on the H100
+node (32 studies: ~25 s), while Ray Tune's loop, in the same process, was creating the first
+trials' actors. Why forked: a space's rules are Python callables (lambdas among them) that do
+not pickle, while a child forked from the driver holds every space already; only its result, the
+configs and their encoding (~4 MB for 20k configs), comes back through the pool's pipe. Why not
+Ray tasks: a Ray worker imports the kernels (torch, Triton) before it can build a space (~13 s on
+the H100 node then). The pool is forked before Ray and the sweep's threads start (sweep.run),
+from a driver that has started no CUDA.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+
+from kernelevolve.tuner.search.space import ENUMERATE_MAX
+
+_SPACES: dict = {}  # study key -> space, set before the fork: what the children walk
+
+
+def _enumerate(key: str):
+    from kernelevolve.tuner.search.constrained import ValidSet
+
+    space = _SPACES[key]
+    configs = space.valid_configs()
+    return configs, ValidSet.vectors_of(space, configs)
+
+
+def enumerable(space) -> bool:
+    """Whether a space's valid configs are enumerated at all (else it is searched by rejection)."""
+    return space.size() <= ENUMERATE_MAX
+
+
+class Enumerations:
+    """The valid sets of `spaces` (study key -> Space) being enumerated by `workers` forked
+    processes (default: half the machine's cores, at most one per study)."""
+
+    def __init__(self, spaces: dict, workers: int | None = None):
+        self.keys = [k for k, space in spaces.items() if enumerable(space)]
+        self.futures: dict[str, Future] = {}
+        self.pool = None
+        if not self.keys:
+            return
+        _SPACES.clear()
+        _SPACES.update({k: spaces[k] for k in self.keys})
+        workers = workers or max(1, min(len(self.keys), (os.cpu_count() or 2) // 2))
+        # fork: the children need the spaces' rules, which do not pickle (the docstring says why)
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        # the longest walks first (GEMM spaces), so that the last set arrives soonest
+        for key in sorted(self.keys, key=lambda k: -spaces[k].size()):
+            self.futures[key] = self.pool.submit(_enumerate, key)
+
+    def as_arrived(self, keys) -> "iter":
+        """(key, configs, vectors or None, error or None) for each of `keys`, as each set arrives.
+        A key that was not enumerated here (a space too large, a broken pool) comes with
+        configs None: the caller walks it itself or searches it by rejection."""
+        mine = {self.futures[k]: k for k in keys if k in self.futures}
+        for key in keys:
+            if key not in self.futures:
+                yield key, None, None, None
+        for fut in as_completed(mine):
+            try:
+                configs, vectors = fut.result()
+                yield mine[fut], configs, vectors, None
+            except Exception as exc:  # a child died or a rule raised: said by the caller
+                yield mine[fut], None, None, exc
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        _SPACES.clear()
