@@ -3,27 +3,34 @@
 # last MLflow record, Ray start included) on the node's first 1, 2 and 4 GPUs with 16 cores per
 # GPU (a one-, two- and four-GPU node's share of this one), all on one machine.
 #   bash benchmarks/engine_scaling.sh OUT [suite ...]      (default: suite-h100 suite-h100-large)
-# Writes OUT/<suite>_g<n>.json and .log per run, and OUT/scaling.tgz with every run's MLflow store.
+# Writes OUT/scaling.tgz: per run <suite>_g<n>.json, .log.gz and .runs.jsonl.gz (every record of
+# the run's MLflow store, benchmarks/export_runs.py): small enough to come back from a device
+# call, where an archive of the six stores themselves (24 MB) did not.
 set -u
 out=$1; shift
 suites=${*:-suite-h100 suite-h100-large}
 here=$(cd "$(dirname "$0")/.." && pwd)
 gpus=$(nvidia-smi -L | wc -l)
-mkdir -p "$out/runs"
+mkdir -p "$out"
 # imports once before the first timed run, so that no run pays a cold page cache
 python3 -c "import torch, triton, ray.tune, mlflow, optuna" 2>/dev/null
 for suite in $suites; do
   for n in 4 2 1; do
     [ "$n" -le "$gpus" ] || continue
     name=${suite}_g$n
-    timeout 300 python3 "$here/benchmarks/engine_suite.py" --out "$out/runs/$name.json" --gpus "$n" \
-      --cpus $((16 * n)) "$here/experiments/$suite.yaml" > "$out/runs/$name.log" 2>&1
-    python3 - "$out/runs/$name.json" <<'PY' || echo "$name: failed (see its log)"
+    timeout 300 python3 "$here/benchmarks/engine_suite.py" --out "$out/$name.json" --gpus "$n" \
+      --cpus $((16 * n)) "$here/experiments/$suite.yaml" > "$out/$name.log" 2>&1
+    python3 - "$out/$name.json" <<'PY' || echo "$name: failed (see its log)"
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"{r['experiment']} on {r['gpus']} x {r['gpu']} ({r['cpus']} cores): {r['candidates']} candidates "
       f"in {r['wall_s']:.1f} s = {r['candidates_per_min']:.0f}/min")
 PY
+    python3 "$here/benchmarks/export_runs.py" "$out/$name.mlflow.db" "$out/$name.runs.jsonl.gz" >/dev/null \
+      && rm -f "$out/$name.mlflow.db"
+    gzip -f "$out/$name.log"
   done
 done
-tar czf "$out/scaling.tgz" -C "$out" runs && rm -rf "$out/runs"
+# one file back from a device call (its limit is on the number of files)
+tar czf "$out/scaling.tgz" -C "$out" $(cd "$out" && ls -- *.json *.log.gz *.runs.jsonl.gz 2>/dev/null) \
+  && (cd "$out" && rm -f -- *.json *.log.gz *.runs.jsonl.gz)
