@@ -12,7 +12,7 @@ Host side:
   flattening, the maxnreg compile option),
   tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
   program_slots() (how many programs a persistent kernel launches), tma_compatible(),
-  aligned_rows() (a copy of a matrix whose rows start 16-byte aligned).
+  aligned_rows() (a copy of a matrix whose rows start 128-byte aligned: STAGE_A, STAGE_B).
 """
 from __future__ import annotations
 
@@ -74,9 +74,12 @@ def accumulate_pointers(acc, a_ptr, b_ptr, pid_m, pid_n, M, N, K,
                         EVEN_K: tl.constexpr):
     """acc += A[tile rows, K blocks k_first, k_first + k_step, ...] @ B[same K blocks, tile cols].
 
-    Rows and columns past the edge wrap around (modulo) instead of being masked: the loads stay in
-    bounds and unmasked, and only the store masks. When K is a multiple of BLOCK_K (EVEN_K) the K
-    masks go too, and the loads are plain vector loads."""
+    Rows and columns past the edge wrap around (modulo M and N) instead of being masked: the loads
+    stay in bounds and unmasked, and only the store masks. N may be more than B's columns where
+    B's rows are padded (a staged B, kernels/matmul.py): a wrap at a multiple of 16 keeps the
+    column offsets provably contiguous, and a padding column only feeds an output column the store
+    masks. When K is a multiple of BLOCK_K (EVEN_K) the K masks go too, and the loads are plain
+    vector loads."""
     offs_am = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
     offs_bn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
     offs_k = tl.arange(0, BLOCK_K)
@@ -218,10 +221,12 @@ STAGE_PITCH_BYTES = 128  # a staged copy's rows start on 128-byte lines (one L2 
 
 def aligned_rows(t: torch.Tensor) -> torch.Tensor:
     """t itself if a tensor descriptor can read it, else a copy whose rows start 128-byte aligned:
-    a [rows, cols] view of a [rows, pitch] buffer (the pitch's tail columns are never read: pointer
-    loads mask them, descriptors clip at cols). For a matrix like [1000, 383] fp16 (766-byte rows)
-    every row starts at a different alignment, so loads cannot be vectorized or asynchronous (cp.async
-    and TMA move 4 to 16 aligned bytes); one streaming copy buys both for the whole K loop."""
+    a [rows, cols] view of a [rows, pitch] buffer, the pitch's tail columns left unwritten
+    (descriptors clip at cols; pointer loads mask them, or, for a staged B, read them only into
+    output columns the store masks: kernels/matmul.py stage_b). For a matrix like [1000, 383] fp16
+    (766-byte rows) every row starts at a different alignment, so loads cannot be vectorized or
+    asynchronous (cp.async and TMA move 4 to 16 aligned bytes); one streaming copy buys both for
+    the whole K loop."""
     if tma_compatible(t) is None:
         return t
     rows, cols = t.shape

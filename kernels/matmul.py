@@ -29,6 +29,13 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   for an A whose row stride is not a multiple of 16 bytes (odd K in fp16/bf16): its
                   loads then vectorize and pipeline asynchronously, and TMA can read it. The copy's
                   time is part of the candidate's measured latency. A no-op for an aligned A.
+  STAGE_B         the same for B: copied first into a buffer whose rows start 128-byte aligned, for a B
+                  whose rows are not 16-byte aligned (N, or K for a transposed view, odd in fp16/bf16).
+                  The copy keeps B's layout (a K-major B stays K-major). TMA then reads B through
+                  its descriptor; the pointer loads of a staged row-major B wrap their columns at
+                  the buffer's pitch instead of at N (b_cols), so they stay contiguous and vectorize.
+                  C keeps N: where its rows are misaligned it is stored by pointers (TMA_STORE).
+                  The copy is part of the measured latency, as STAGE_A's. A no-op for an aligned B.
   num_warps / num_stages   Triton launch options; on AMD also waves_per_eu,
                   matrix_instr_nonkdim, kpack
   IMPL            not a switch of the template and never searched: "vendor" runs cuBLAS/cuBLASLt
@@ -38,6 +45,10 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
 Not searched, set by the launcher from the shapes:
   EVEN_K          K is a multiple of BLOCK_K: the K masks of the pointer loads are dropped
   B_KMAJOR        B is a transposed view (K contiguous): descriptors read it as [N, K]
+  b_cols          (an argument, not a constexpr) the columns B's pointer loads may read and wrap at:
+                  N, or a staged row-major B's pitch (stage_b)
+  TMA_STORE       TMA=True and C's rows are 16-byte aligned (SPLIT_K=1): C is stored through its
+                  descriptor; otherwise (odd N with a staged B) by pointers, the loads still by TMA
 The same template carries the fused epilogue (kernels/gemm_epilogue.py) and fp8 per-tensor scales
 (kernels/gemm_fp8.py) as constexprs, applied to the fp32 accumulator before the store (before
 the split into halves with EPILOGUE_SUBTILE).
@@ -76,13 +87,13 @@ class MatmulProblem(BaseModel):
 
 @triton.jit
 def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
-               bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
+               bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
                stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                stride_rm, stride_rn, stride_ws,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr,
-               TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr, EVEN_K: tl.constexpr,
-               B_KMAJOR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+               TMA: tl.constexpr, TMA_STORE: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
+               EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
                ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
                EPILOGUE_SUBTILE: tl.constexpr, FLATTEN: tl.constexpr):
     """One output tile (or its pid_k-th K slice): accumulate, then store or hand on the sum.
@@ -93,7 +104,9 @@ def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_des
         acc = accumulate_descriptors(acc, a_desc, b_desc, pid_m, pid_n, K, pid_k, SPLIT_K,
                                      BLOCK_M, BLOCK_N, BLOCK_K, B_KMAJOR, WARP_SPECIALIZE)
     else:
-        acc = accumulate_pointers(acc, a_ptr, b_ptr, pid_m, pid_n, M, N, K, stride_am, stride_ak,
+        # B's columns wrap at b_cols, not N: a staged B's pitch is a multiple of 16, so the
+        # wrapped offsets stay provably contiguous (an odd N would make every load scalar)
+        acc = accumulate_pointers(acc, a_ptr, b_ptr, pid_m, pid_n, M, b_cols, K, stride_am, stride_ak,
                                   stride_bk, stride_bn, pid_k, SPLIT_K, BLOCK_M, BLOCK_N, BLOCK_K,
                                   EVEN_K)
     if FLATTEN:
@@ -111,8 +124,8 @@ def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_des
                              scale_a_ptr, scale_b_ptr, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
         if EPILOGUE_SUBTILE:
             store_halves(acc, c_ptr, c_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N, stride_cm,
-                         stride_cn, BLOCK_M, BLOCK_N, TMA)
-        elif TMA:  # the descriptor store clips the tile at the matrix edge: no mask needed
+                         stride_cn, BLOCK_M, BLOCK_N, TMA_STORE)
+        elif TMA_STORE:  # the descriptor store clips the tile at the matrix edge: no mask needed
             c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], acc.to(c_desc.dtype))
         else:
             c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
@@ -128,19 +141,20 @@ def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_des
 @triton.jit
 def matmul_kernel(
     a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr,
-    M, N, K,
+    M, N, K, b_cols,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
     stride_ws,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr,
-    PERSISTENT: tl.constexpr, TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
-    EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
+    PERSISTENT: tl.constexpr, TMA: tl.constexpr, TMA_STORE: tl.constexpr,
+    WARP_SPECIALIZE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, EPILOGUE_SUBTILE: tl.constexpr, FLATTEN: tl.constexpr,
 ):
     tl.static_assert(not (PERSISTENT and SPLIT_K > 1), "persistent tiles are never split along K")
     tl.static_assert(not (EPILOGUE_SUBTILE and SPLIT_K > 1), "split-K partials are not subtiled")
     tl.static_assert(not FLATTEN or PERSISTENT, "FLATTEN flattens the persistent tile loop")
+    tl.static_assert(not TMA_STORE or (TMA and SPLIT_K == 1), "C is stored by TMA only with TMA loads, unsplit")
     a_desc = None
     b_desc = None
     c_desc = None
@@ -153,9 +167,9 @@ def matmul_kernel(
         else:
             b_desc = tl.make_tensor_descriptor(b_ptr, shape=[K, N], strides=[stride_bk, 1],
                                                block_shape=[BLOCK_K, BLOCK_N])
-        if SPLIT_K == 1:  # EPILOGUE_SUBTILE stores half a tile at a time
-            c_desc = tl.make_tensor_descriptor(c_ptr, shape=[M, N], strides=[stride_cm, 1],
-                                               block_shape=[BLOCK_M, BLOCK_N // (1 + EPILOGUE_SUBTILE)])
+    if TMA_STORE:  # EPILOGUE_SUBTILE stores half a tile at a time
+        c_desc = tl.make_tensor_descriptor(c_ptr, shape=[M, N], strides=[stride_cm, 1],
+                                           block_shape=[BLOCK_M, BLOCK_N // (1 + EPILOGUE_SUBTILE)])
     if PERSISTENT:
         num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
         if FLATTEN:  # the store's tile counter (see _gemm_tile), one step behind until the loop adds it
@@ -165,26 +179,26 @@ def matmul_kernel(
             for tile_id in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=True):
                 store_tile_id += tl.num_programs(0)
                 _gemm_tile(tile_id, store_tile_id, 0, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
-                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, stride_am,
-                           stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm,
-                           stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K,
-                           TWO_PASS, TMA, WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS,
-                           ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
+                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
+                           stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+                           stride_rm, stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
+                           SPLIT_K, TWO_PASS, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR,
+                           HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
         else:
             for tile_id in range(tl.program_id(0), num_tiles, tl.num_programs(0)):
                 _gemm_tile(tile_id, tile_id, 0, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
-                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, stride_am,
-                           stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm,
-                           stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K,
-                           TWO_PASS, TMA, WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS,
-                           ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
+                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
+                           stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+                           stride_rm, stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
+                           SPLIT_K, TWO_PASS, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR,
+                           HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
     else:  # one tile per program; program_id(1) is the K slice when SPLIT_K > 1
         _gemm_tile(tl.program_id(0), tl.program_id(0), tl.program_id(1), a_ptr, b_ptr, c_ptr,
                    a_desc, b_desc, c_desc, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
-                   stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm,
-                   stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K, TWO_PASS, TMA,
-                   WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL,
-                   EPILOGUE_SUBTILE, FLATTEN)
+                   b_cols, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+                   stride_rm, stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K,
+                   TWO_PASS, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS,
+                   ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
 
 
 @triton.jit
@@ -211,7 +225,7 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 # The switches added after the first template, and their values when a config does not name
 # them: what every config launched before they existed meant.
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
-                   "WARP_SPECIALIZE": False, "STAGE_A": False, "EPILOGUE_SUBTILE": False,
+                   "WARP_SPECIALIZE": False, "STAGE_A": False, "STAGE_B": False, "EPILOGUE_SUBTILE": False,
                    "FLATTEN": False, "maxnreg": 0}
 SPLIT_K_REDUCES = ("atomic", "two_pass")
 
@@ -243,6 +257,18 @@ def even_k(K: int, config) -> bool:
     return K % config["BLOCK_K"] == 0
 
 
+def stage_b(b: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """STAGE_B: (B with 16-byte aligned rows, the columns its pointer loads may read). A K-major B
+    (a transposed view) is staged as its [N, K] rows, so it stays K-major; any other B as [K, N]
+    rows, and then the loads may read up to the pitch: aligned_rows allocated whole rows, and a
+    column past N only feeds an output column the store masks. B itself where it is aligned."""
+    N = b.shape[1]
+    if b.stride(0) == 1 and b.stride(1) != 1:
+        return aligned_rows(b.t()).t(), N
+    staged = aligned_rows(b)
+    return staged, (N if staged is b else staged.stride(0))
+
+
 def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
                 epilogue: Epilogue = NO_EPILOGUE) -> object:
     """out = epilogue(a @ b) for one config. a: [M, K]; b: [K, N], possibly a transposed view of
@@ -268,17 +294,23 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
         raise ValueError("FLATTEN=True flattens the persistent tile loop: it needs PERSISTENT=True")
     if cfg["FLATTEN"] and not HAS_LOOP_FLATTEN:
         raise ValueError(f"FLATTEN=True needs tl.range(flatten=...), which triton {triton.__version__} lacks")
-    b_kmajor = b.stride(0) == 1 and b.stride(1) != 1
     if cfg["STAGE_A"]:
         a = aligned_rows(a)
+    b_cols = N
+    if cfg["STAGE_B"]:
+        b, b_cols = stage_b(b)
+    b_kmajor = b.stride(0) == 1 and b.stride(1) != 1
     if cfg["TMA"]:
-        for name, t in (("a", a), ("b", b)) + ((("out", out),) if split_k == 1 else ()):
+        for name, t in (("a", a), ("b", b)):
             why = tma_compatible(t)
             if why:
                 raise ValueError(f"TMA=True cannot read {name} {tuple(t.shape)}: {why}")
-        if a.stride(1) != 1 or (split_k == 1 and out.stride(1) != 1):
-            raise ValueError("TMA=True needs a and out row-major (last dimension contiguous)")
+        if a.stride(1) != 1:
+            raise ValueError("TMA=True needs a row-major (last dimension contiguous)")
         tma_allocator(a.device)
+    # C keeps its own rows: where a descriptor cannot write them (odd N, reached through a staged
+    # B) the loads still go through TMA and C is stored by pointers
+    tma_store = bool(cfg["TMA"]) and split_k == 1 and out.stride(1) == 1 and tma_compatible(out) is None
     if split_k == 1:
         target, stride_ws = out, 0
     elif two_pass:  # every element of every slab is written by its split: no zero-fill
@@ -294,12 +326,12 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
                  ACTIVATION=ep.activation, HAS_RESIDUAL=res is not None)
     rstrides = (res.stride(0), res.stride(1)) if res is not None else (0, 0)
     handle = matmul_kernel[grid](
-        a, b, target, ep.bias, res, ep.scale_a, ep.scale_b, M, N, K,
+        a, b, target, ep.bias, res, ep.scale_a, ep.scale_b, M, N, K, b_cols,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1),
         target.stride(-2), target.stride(-1), *rstrides, stride_ws,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
         GROUP_M=cfg["GROUP_M"], SPLIT_K=split_k, TWO_PASS=two_pass,
-        PERSISTENT=bool(cfg["PERSISTENT"]), TMA=bool(cfg["TMA"]),
+        PERSISTENT=bool(cfg["PERSISTENT"]), TMA=bool(cfg["TMA"]), TMA_STORE=tma_store,
         WARP_SPECIALIZE=bool(cfg["WARP_SPECIALIZE"]), EVEN_K=even_k(K, cfg), B_KMAJOR=b_kmajor,
         EPILOGUE_SUBTILE=bool(cfg["EPILOGUE_SUBTILE"]), FLATTEN=bool(cfg["FLATTEN"]),
         **flags, **launch_options(cfg),
@@ -319,6 +351,17 @@ def launch(inputs, out: torch.Tensor, config) -> object:
     """Run the template for one config, writing `out`. Returns Triton's compiled-kernel handle."""
     a, b = inputs
     return launch_gemm(a, b, out, config)
+
+
+def tma_usable(cfg: dict, a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether launch_gemm can run cfg on these operands as far as TMA goes (a config tuned for a
+    neighbouring shape may ask for TMA they cannot take): A row-major, A and B readable by
+    descriptors once staged (STAGE_A stages a row-major A, STAGE_B any B). C never rules TMA out:
+    where its rows are misaligned it is stored by pointers."""
+    if not cfg.get("TMA"):
+        return True
+    return a.stride(1) == 1 and bool(cfg.get("STAGE_A") or not tma_compatible(a)) and \
+        bool(cfg.get("STAGE_B") or not tma_compatible(b))
 
 
 def check_inputs(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -345,14 +388,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor, config=None) -> torch.Tensor:
     check_inputs(a, b)
     out = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
     if not config:
-        # A config tuned for a neighbouring shape may ask for TMA these tensors cannot take.
-        def usable(cfg):
-            staged = cfg.get("STAGE_A") and a.stride(1) == 1
-            return not cfg.get("TMA") or (a.stride(1) == 1 and not any(
-                tma_compatible(t) for t in ((b, out) if staged else (a, b, out))))
-
         config = tuned.config_for("matmul", {"M": a.shape[0], "N": b.shape[1], "K": a.shape[1]},
-                                  a.dtype, a.device, DEFAULT_CONFIG, usable)
+                                  a.dtype, a.device, DEFAULT_CONFIG, lambda cfg: tma_usable(cfg, a, b))
     launch((a, b), out, config)
     return out
 

@@ -30,7 +30,7 @@ def no_warp_specialized_epilogue(cfg: dict):
 def space(problem: FusedGemmProblem, hw: Hardware) -> Space:
     e = element_size(problem.dtype)
     base = gemm_space(GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32",
-                                residual=problem.residual), hw, stage_a=True)
+                                residual=problem.residual), hw, stage_a=True, stage_b=True)
     return Space(base.domains, base.constraints + (no_warp_specialized_epilogue,), base.notes, base.canonical,
                  base.defaults)
 

@@ -17,6 +17,10 @@ Models the rules use, measured where they could be:
     the model keeps the unflattened figure, an upper bound, rather than guess the pipeliner. A
     flattened loop with a fused residual stages residual tiles too (8 KiB more for 128x128, 32 KiB
     for 128x256, bf16): the model counts one whole residual tile, an upper bound.
+    A C with misaligned rows (odd N, TMA loads through a staged B) is stored by pointers: a
+    persistent TMA kernel then stages no output tile (triton 3.9: 98,328 B for 128x128x64 in 3
+    stages, as with one tile per program); a warp-specialized one staged 16.5 KiB where the model
+    keeps the 32 KiB of its TMA store (one config measured: an upper bound, not a fit).
   * registers: the fp32 accumulator is BLOCK_M*BLOCK_N/(lanes*num_warps) registers per lane. A
     maxnreg cap must leave MAXNREG_HEADROOM registers above it (ptxas -v on sm90 code, triton
     3.9: a 128-register accumulator spilled 1 KiB at maxnreg=128, or failed to compile with 8
@@ -56,9 +60,10 @@ def _lanes(hw: Hardware) -> int:
 
 
 def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | None = None,
-                        residual: bool = False) -> int:
+                        residual: bool = False, c_aligned: bool = True) -> int:
     """The shared memory one program of the GEMM template needs (see the module docstring).
-    residual: the epilogue reads a residual tile (in the output dtype)."""
+    residual: the epilogue reads a residual tile (in the output dtype). c_aligned: C's rows are
+    16-byte aligned, so a TMA kernel stores C through a descriptor (else by pointers)."""
     e = dtype if isinstance(dtype, int) else DTYPE_BYTES[dtype]
     out = e if out_dtype is None else (out_dtype if isinstance(out_dtype, int) else DTYPE_BYTES[out_dtype])
     bm, bn = config["BLOCK_M"], config["BLOCK_N"]
@@ -69,7 +74,7 @@ def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | N
         staged_n = bn // 2 if config.get("EPILOGUE_SUBTILE", False) else bn  # one half at a time
         if config.get("WARP_SPECIALIZE", False):
             need += max(bm, 128) * staged_n * store
-        elif config.get("PERSISTENT", False):
+        elif config.get("PERSISTENT", False) and c_aligned:
             need += bm * staged_n * store
     if residual and config.get("FLATTEN", False):  # pipelined across tiles: staged (docstring)
         need += bm * bn * out
@@ -130,7 +135,8 @@ class Rule:
     def _shared_memory(cfg, s, hw):
         if not hw.smem_per_block:
             return None
-        need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes, s.residual)
+        need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes, s.residual,
+                                   c_aligned=(s.N * s.out_bytes) % TMA_ALIGN_BYTES == 0)
         if need > hw.smem_per_block:
             return f"shared memory {need} B > {hw.smem_per_block} B per program on {hw.name}"
         return None
@@ -158,7 +164,11 @@ class Rule:
         if not cfg.get("TMA", False):
             return None
         a_rows = () if cfg.get("STAGE_A") else (("A rows (K x in)", s.K * s.in_bytes),)  # staged: aligned
-        for what, nbytes in a_rows + (("B rows (N x in)", s.N * s.in_bytes), ("C rows (N x out)", s.N * s.out_bytes)):
+        # a staged B is the matmul template's, whose launcher stores a C it cannot describe by
+        # pointers (TMA_STORE off): only the loads need TMA then
+        b_c_rows = () if cfg.get("STAGE_B") else (("B rows (N x in)", s.N * s.in_bytes),
+                                                   ("C rows (N x out)", s.N * s.out_bytes))
+        for what, nbytes in a_rows + b_c_rows:
             if nbytes % TMA_ALIGN_BYTES:
                 return f"TMA needs {TMA_ALIGN_BYTES}-byte aligned row strides: {what} = {nbytes} B"
         return None
@@ -204,6 +214,9 @@ class Rule:
         if not (cfg.get("TMA", False) and cfg.get("PERSISTENT", False)):
             return ("EPILOGUE_SUBTILE halves the output tile a persistent TMA store stages; other "
                     "stores stage none (same shared memory)")
+        if (s.N * s.out_bytes) % TMA_ALIGN_BYTES:
+            return (f"EPILOGUE_SUBTILE with C rows of {s.N * s.out_bytes} B: not 16-byte aligned, C is "
+                    "stored by pointers, which stage no tile to halve")
         if cfg["BLOCK_N"] // 2 * s.out_bytes < TMA_ALIGN_BYTES:
             return f"EPILOGUE_SUBTILE with BLOCK_N={cfg['BLOCK_N']}: a half row is under {TMA_ALIGN_BYTES} B, TMA's least"
         return None
@@ -247,11 +260,13 @@ RULES = {
     "shared_memory": "pipeline stages + TMA barriers + staged epilogue tile <= the program's shared memory",
     "registers": "fp32 accumulator <= 128 registers per thread (256 per lane on AMD)",
     "hopper_mma_rows": "on Hopper, BLOCK_M >= 64 when M allows it",
-    "tma_alignment": "TMA only with 16-byte aligned row strides of A (or a staged A), B and C",
+    "tma_alignment": "TMA only with 16-byte aligned row strides of A (or a staged A), and of B and C "
+                     "(or a staged B, C then stored by pointers)",
     "warp_specialize": "WARP_SPECIALIZE only with TMA, num_warps=4, BLOCK_N <= 128, 16-bit inputs, "
                        "two-pass split-K, and not with 5 stages of 128-row tiles (wrong results)",
     "epilogue_subtile": "EPILOGUE_SUBTILE only with SPLIT_K=1, on a persistent TMA store (the store that "
-                        "stages the output tile in shared memory), not with WARP_SPECIALIZE (fails to compile)",
+                        "stages the output tile in shared memory; C's rows 16-byte aligned), not with "
+                        "WARP_SPECIALIZE (fails to compile)",
     "flatten": "FLATTEN only with PERSISTENT, and not with WARP_SPECIALIZE (which it drops)",
     "maxnreg": "maxnreg (NVIDIA) below the compiler's own per-thread cap for num_warps, and at least "
                "the accumulator's registers + 40",

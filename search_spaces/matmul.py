@@ -13,6 +13,11 @@ Parameters, by target:
                  On other targets these keys are absent and the kernel runs with them off.
   odd K          STAGE_A (copy A to 128-byte aligned rows first), on every target, only when A's
                  rows are not 16-byte aligned (K x element size): elsewhere it would be a no-op.
+  odd N          STAGE_B (copy B to 128-byte aligned rows first: TMA can read it, pointer loads
+                 vectorize), on every target, only when B's rows are not 16-byte aligned (N x
+                 element size). C's rows are then misaligned too and C is stored by pointers,
+                 so EPILOGUE_SUBTILE (which halves a TMA store's staged tile) is pinned off there:
+                 it could never be valid, and pinning it keeps the space's raw size what it was.
   AMD (vendor "amd", e.g. mi300x)  also the AMD launch options waves_per_eu,
                  matrix_instr_nonkdim and kpack. AMD IS NOT TESTED HERE: the project has no AMD
                  machine; the ranges follow AMD's Triton tuning guide and are unmeasured.
@@ -36,7 +41,8 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
     SPLIT_K_REDUCE varied only when there is a split.
   * PERSISTENT only when there are more tiles than SMs (else nothing to loop over) and no split-K.
   * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) is not tried.
-  * TMA only with 16-byte aligned row strides (odd K or N in 16-bit types cannot use it).
+  * TMA only with 16-byte aligned row strides (odd K or N in 16-bit types cannot use it), unless
+    the operand is staged (STAGE_A, STAGE_B); a staged B's misaligned C is stored by pointers.
   * warp specialization only where Triton 3.6-3.9 compiles it for sm90 and does not drop it.
   * EPILOGUE_SUBTILE only on the stores that stage the output tile in shared memory (persistent
     or warp-specialized TMA, SPLIT_K=1); FLATTEN only with PERSISTENT and without warp
@@ -87,11 +93,11 @@ def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: 
     return out
 
 
-# Switches the Hopper space gained after H100 recordings (benchmarks/data/recorded/h100), tuned
-# tables and experiment files of it were written: a config without them launches with the
+# Switches the GEMM spaces gained after H100 recordings (benchmarks/data/recorded/h100), tuned
+# tables and experiment files of them were written: a config without them launches with the
 # kernel's default, and the tuner reads it so (Space.defaults), so those stay usable as priors,
-# warm starts and start points.
-LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg")
+# warm starts and start points. (A recorded config of an odd-N shape ran with B unstaged.)
+LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B")
 
 
 def later_switch_defaults(domains: tuple) -> dict:
@@ -140,9 +146,10 @@ def space_notes(hw: Hardware) -> str:
 
 
 def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True,
-               stage_a: bool = False, epilogue_subtile: bool = True) -> Space:
-    """stage_a: the template's launcher takes STAGE_A (kernels/matmul.py launch_gemm); searched only
-    where A's rows are misaligned. epilogue_subtile: the template has EPILOGUE_SUBTILE (bmm's has not)."""
+               stage_a: bool = False, stage_b: bool = False, epilogue_subtile: bool = True) -> Space:
+    """stage_a / stage_b: the template's launcher takes STAGE_A / STAGE_B (kernels/matmul.py
+    launch_gemm); each searched only where that operand's rows are misaligned. epilogue_subtile:
+    the template has EPILOGUE_SUBTILE (bmm's has not)."""
     # a rule about a switch the space leaves out is left out with it
     kinds = tuple(k for k in RULES if (split_k or k != "split_k") and (persistent or k not in ("persistent", "flatten"))
                   and (epilogue_subtile or k != "epilogue_subtile"))
@@ -150,10 +157,16 @@ def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persiste
     # aligned shapes) is tried staged, which is what won on the H100 (1000x1000x383: 9.7 us staged
     # with TMA, 13-16 us unstaged, in CUDA graphs; docs/benchmarks.md)
     staging = (Choice("STAGE_A", (True, False)),) if stage_a and (shape.K * shape.in_bytes) % TMA_ALIGN_BYTES else ()
+    if stage_b and (shape.N * shape.in_bytes) % TMA_ALIGN_BYTES:
+        staging += (Bool("STAGE_B"),)
     domains = gemm_domains(hw, split_k=split_k, persistent=persistent, epilogue_subtile=epilogue_subtile)
+    if (shape.N * shape.out_bytes) % TMA_ALIGN_BYTES:
+        # C is stored by pointers, staged B or not: EPILOGUE_SUBTILE is never valid (gemm_rules
+        # epilogue_subtile), and as a constant it does not double the raw space STAGE_B doubles
+        domains = tuple(Const(d.name, False) if d.name == "EPILOGUE_SUBTILE" else d for d in domains)
     return Space(domains=domains + staging,
                  constraints=rules(shape, hw, kinds), notes=space_notes(hw), canonical=(one_split_reduce,),
-                 defaults=later_switch_defaults(domains))
+                 defaults=later_switch_defaults(domains + staging))
 
 
 def one_split_reduce(cfg: dict) -> dict:
@@ -170,7 +183,7 @@ def shape_of(problem: MatmulProblem) -> GemmShape:
 
 
 def space(problem: MatmulProblem, hw: Hardware) -> Space:
-    return gemm_space(shape_of(problem), hw, stage_a=True)
+    return gemm_space(shape_of(problem), hw, stage_a=True, stage_b=True)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

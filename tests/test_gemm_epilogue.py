@@ -33,6 +33,15 @@ def test_epilogue_bias_activation_residual(device, activation, where):
     assert result.ok, result.reason
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # unwritten pitch columns of the staged B (masked lanes)
+@pytest.mark.parametrize("where", sorted(WHERE))
+def test_epilogue_with_a_staged_b_odd_n(device, where):
+    # N=45: B's and C's rows 90 bytes; B staged (STAGE_B), TMA loads, C stored by pointers
+    p = ge.FusedGemmProblem(M=100, N=45, K=136, dtype="float16", activation="gelu", residual=True)
+    result = run(device, p, dict(CFG, STAGE_B=True, **WHERE[where]))
+    assert result.ok, result.reason
+
+
 @pytest.mark.parametrize("bias,residual", [(False, False), (True, False), (False, True)])
 def test_epilogue_parts_alone_fp32_odd_k(device, bias, residual):
     p = ge.FusedGemmProblem(M=33, N=17, K=65, dtype="float32", activation="gelu", bias=bias, residual=residual)

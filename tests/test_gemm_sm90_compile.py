@@ -8,7 +8,8 @@ the shared memory the compiler reports is within our constraint model (search_sp
 never below it, at most 2 KiB above), and a config's maxnreg is the code's .maxnreg. Also checked:
 the two Triton limits the warp-specialization constraint encodes (num_warps=8 silently drops it;
 atomic split-K fails to compile), and the one the flatten constraint encodes (a flattened tile
-loop drops the K loop's warp specialization).
+loop drops the K loop's warp specialization). For an odd N with a staged B (STAGE_B): TMA loads
+with C stored by pointers, and pointer loads of B as asynchronous as an aligned B's.
 Running the kernels is what the gpu-marked tests do, on the GPU only.
 """
 import json
@@ -21,6 +22,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, SPLIT_K=1, num_warps=4, num_stages=3)
+ODD_N = dict(N=1001)
 CASES = {  # name: (kernel, problem fields, config changes)
     "matmul-pointers": ("matmul", {}, {}),
     "matmul-persistent": ("matmul", {}, dict(PERSISTENT=True)),
@@ -56,6 +58,15 @@ CASES = {  # name: (kernel, problem fields, config changes)
                                      dict(TMA=True, PERSISTENT=True, FLATTEN=True, EPILOGUE_SUBTILE=True)),
     # the Triton limit behind the flatten constraint:
     "ws-dropped-by-flatten": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, PERSISTENT=True, FLATTEN=True)),
+    # odd N (2002-byte rows of B and C): B staged, C stored by pointers (STAGE_B)
+    "matmul-stage-b-pointers": ("matmul", ODD_N, dict(STAGE_B=True)),
+    "matmul-stage-b-tma": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True)),
+    "matmul-stage-b-tma-persistent-256": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True, PERSISTENT=True,
+                                                                BLOCK_N=256, num_warps=8)),
+    "epilogue-stage-b-tma-persistent": ("gemm_epilogue", dict(ODD_N, activation="gelu", residual=True),
+                                        dict(STAGE_B=True, TMA=True, PERSISTENT=True)),
+    "ws-stage-b-upper-bound": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True, WARP_SPECIALIZE=True)),
+    "odd-n-unstaged-pointers": ("matmul", ODD_N, {}),  # what STAGE_B is measured against
 }
 PROBLEMS = {
     "matmul": dict(M=1024, N=1024, K=1024, dtype="bfloat16"),
@@ -118,11 +129,15 @@ def _child() -> None:
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
             results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             continue
-        model = shared_memory_bytes(cfg, in_bytes, 2, residual=fields.get("residual", False))
+        model = shared_memory_bytes(cfg, in_bytes, 2, residual=fields.get("residual", False),
+                                    c_aligned=fields.get("N", 1024) * 2 % 16 == 0)
+        ptx = compiled.asm["ptx"]
         results[name] = {"shared": compiled.metadata.shared, "model": model,
-                         "wgmma": "wgmma" in compiled.asm["ptx"],
+                         "async_copies": len(re.findall(r"cp\.async\.c[ag]\.shared\.global", ptx)),
+                         "tma_stores": len(re.findall(r"cp\.async\.bulk\.tensor[^;]*global\.shared", ptx)),
+                         "wgmma": "wgmma" in ptx,
                          "warp_specialized": "ttg.warp_specialize" in compiled.asm["ttgir"],
-                         "maxnreg": [int(n) for n in re.findall(r"\.maxnreg\s+(\d+)", compiled.asm["ptx"])]}
+                         "maxnreg": [int(n) for n in re.findall(r"\.maxnreg\s+(\d+)", ptx)]}
     print(json.dumps({"triton": triton.__version__, "results": results}))
 
 
@@ -145,7 +160,7 @@ def _needs_features(name):
         pytest.skip("this Triton has no tl.range(flatten=...) or no maxnreg option")
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith(("ws-", "residual-"))])
+@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith(("ws-", "residual-", "odd-n-"))])
 def test_variant_compiles_for_sm90_within_the_shared_memory_model(compiled, name):
     _needs_features(name)
     r = compiled[name]
@@ -172,6 +187,24 @@ def test_flattening_drops_warp_specialization(compiled):
     _needs_features("ws-dropped-by-flatten")
     r = compiled["ws-dropped-by-flatten"]
     assert "error" not in r and not r["warp_specialized"], r
+
+
+def test_a_staged_b_is_read_like_an_aligned_one(compiled):
+    staged, unstaged, aligned = (compiled[n] for n in ("matmul-stage-b-pointers", "odd-n-unstaged-pointers",
+                                                       "matmul-pointers"))
+    # an odd N's B rows take scalar loads outside the pipeline; staged, B is copied asynchronously
+    # into the pipeline's shared memory exactly as an aligned B is
+    assert staged["async_copies"] == aligned["async_copies"] > unstaged["async_copies"], (staged, unstaged)
+    assert staged["shared"] == aligned["shared"] > unstaged["shared"]
+    for name in ("matmul-stage-b-tma", "matmul-stage-b-tma-persistent-256", "epilogue-stage-b-tma-persistent"):
+        assert compiled[name]["tma_stores"] == 0, name  # C's 2002-byte rows: stored by pointers
+    assert compiled["matmul-tma-persistent-256"]["tma_stores"] > 0  # (an aligned C: by its descriptor)
+
+
+def test_a_warp_specialized_staged_b_stays_under_the_model(compiled):
+    r = compiled["ws-stage-b-upper-bound"]
+    assert "error" not in r and r["warp_specialized"] and r["shared"] <= r["model"], r
+    assert r["tma_stores"] == 0
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--child"]:

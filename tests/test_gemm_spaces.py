@@ -11,10 +11,11 @@ from kernelevolve.kernels.gemm_epilogue import FusedGemmProblem
 from kernelevolve.kernels.gemm_fp8 import Fp8GemmProblem
 from kernelevolve.kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
 from kernelevolve.kernels.matmul import DEFAULT_CONFIG, MatmulProblem
-from kernelevolve.search_spaces import bmm, conv2d, gemm_fp8, matmul
+from kernelevolve.search_spaces import bmm, conv2d, gemm_epilogue, gemm_fp8, matmul
 from kernelevolve.search_spaces.gemm_rules import shared_memory_bytes
 from kernelevolve.tuner.experiment.hardware import PROFILES, profile
 from kernelevolve.tuner.experiment.registry import BUILTIN, load
+from kernelevolve.tuner.search.space import Const
 
 BIG = MatmulProblem(M=4096, N=4096, K=4096, dtype="bfloat16")
 H100 = profile("h100")
@@ -77,6 +78,51 @@ def test_tma_needs_aligned_rows():
     assert "STAGE_A" not in names(odd_n) and "B rows" in reasons(odd_n, TMA=True, STAGE_A=True)
     assert "STAGE_A" not in names(matmul.space(BIG, H100)) and "STAGE_A" not in names(bmm.space(
         BmmProblem(B=2, M=64, N=64, K=383, dtype="bfloat16"), H100))
+    # a staged B lifts it for B, and C (odd N too) is stored by pointers
+    assert "STAGE_B" in names(odd_n) and reasons(odd_n, TMA=True, STAGE_B=True) == ""
+    assert "A rows" in reasons(odd, TMA=True, STAGE_B=True)
+
+
+ODD_N = MatmulProblem(M=1000, N=383, K=384, dtype="bfloat16")  # B's and C's rows: 766 B
+
+
+def test_stage_b_only_where_b_rows_are_misaligned():
+    for target in ("h100", "a100", "cpu-interpreter"):
+        hw = profile(target)
+        assert "STAGE_B" in names(matmul.space(ODD_N, hw)), target
+        assert "STAGE_B" in names(gemm_epilogue.space(FusedGemmProblem(M=1000, N=383, K=384), hw)), target
+        assert "STAGE_B" not in names(matmul.space(BIG, hw)), target
+        assert "STAGE_B" not in names(matmul.space(MatmulProblem(M=1000, N=384, K=383, dtype="bfloat16"), hw))
+    assert "STAGE_B" not in names(bmm.space(BmmProblem(B=2, M=64, N=383, K=64, dtype="bfloat16"), H100))
+    # an aligned problem's space is the one built without the switch: same domains, same size
+    aligned, without = matmul.space(BIG, H100), matmul.gemm_space(matmul.shape_of(BIG), H100, stage_a=True)
+    assert aligned.domains == without.domains and aligned.size() == without.size()
+
+
+def test_stage_b_space_adds_staged_configs_and_keeps_the_raw_size():
+    sp = matmul.space(ODD_N, H100)
+    without = matmul.gemm_space(matmul.shape_of(ODD_N), H100, stage_a=True)
+    # odd N: C is stored by pointers, so EPILOGUE_SUBTILE (never valid there) is pinned off and
+    # STAGE_B takes its factor of two: the raw space (what decides enumeration) keeps its size
+    assert {d.name: d for d in sp.domains}["EPILOGUE_SUBTILE"] == Const("EPILOGUE_SUBTILE", False)
+    assert sp.size() == matmul.space(BIG, H100).size() == 2 * without.size()
+    staged = [c for c in sp.valid_configs() if c["STAGE_B"]]
+    unstaged = [{k: v for k, v in c.items() if k != "STAGE_B"} for c in sp.valid_configs() if not c["STAGE_B"]]
+    assert unstaged == without.valid_configs()  # unstaged configs are the space without the switch
+    assert not any(c["TMA"] for c in unstaged) and any(c["TMA"] for c in staged)
+    assert any(c["TMA"] and c["PERSISTENT"] for c in staged) and not any(c["EPILOGUE_SUBTILE"] for c in staged)
+    # a config written before the switch ran B unstaged: that is how the space reads it
+    assert sp.complete({"BLOCK_M": 64})["STAGE_B"] is False
+    assert "stored by pointers" in reasons(sp, TMA=True, STAGE_B=True, PERSISTENT=True, EPILOGUE_SUBTILE=True)
+
+
+def test_shared_memory_model_without_a_staged_c_tile():
+    # a misaligned C is stored by pointers: a persistent TMA kernel stages no output tile then
+    # (tests/test_gemm_sm90_compile.py compiles it); warp specialization keeps its upper bound
+    cfg = dict(GOOD, TMA=True, PERSISTENT=True)
+    assert shared_memory_bytes(cfg, "bfloat16", c_aligned=False) == 3 * (128 + 128) * 64 * 2 + 1024
+    ws = dict(GOOD, TMA=True, WARP_SPECIALIZE=True)
+    assert shared_memory_bytes(ws, "bfloat16", c_aligned=False) == shared_memory_bytes(ws, "bfloat16")
 
 
 def test_persistent_and_split_k_rules():

@@ -11,6 +11,7 @@ import torch
 
 from kernelevolve.kernels import matmul as mm
 from kernelevolve.kernels.gemm_tiles import launch_options
+from kernelevolve.kernels.spec import element_size
 from kernelevolve.tuner.measure.verify import check, poison
 
 ODD = (100, 72, 130)  # M, N, K: ragged in every dimension (K*2 bytes is not 16-byte aligned)
@@ -73,6 +74,94 @@ def test_stage_a_makes_a_misaligned_a_readable(device, extra):
     assert result.ok, result.reason
 
 
+ODD_N = (100, 45, 130)  # N=45 fp16: 90-byte rows of B and C; K odd too (STAGE_A for TMA)
+ODD_N_ONLY = (100, 37, 136)  # N=37: B and C misaligned, A aligned
+STAGE_B_SWITCHES = {
+    "pointers": {},
+    "persistent": dict(PERSISTENT=True),
+    "splitk3_atomic": dict(SPLIT_K=3, BLOCK_K=16),
+    "splitk3_two_pass": dict(SPLIT_K=3, BLOCK_K=16, SPLIT_K_REDUCE="two_pass"),
+    "tma": dict(TMA=True),
+    "tma_persistent": dict(TMA=True, PERSISTENT=True),
+    "tma_persistent_subtile": dict(TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True),
+    "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
+    "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
+}
+
+
+# A staged B's pointer loads read the buffer's unwritten pitch columns into output columns the
+# store masks: the interpreter's numpy warns about what it finds there.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("shape", [ODD_N, ODD_N_ONLY], ids=["odd_n_odd_k", "odd_n"])
+@pytest.mark.parametrize("name", sorted(STAGE_B_SWITCHES))
+def test_stage_b_makes_a_misaligned_b_readable(device, name, shape, dtype):
+    # TMA reads B (and A, staged where K is odd) through descriptors; C (odd N) is stored by pointers
+    cfg = dict(BASE, STAGE_B=True, **STAGE_B_SWITCHES[name])
+    if cfg["TMA"] and (shape[2] * element_size(dtype)) % 16:
+        cfg["STAGE_A"] = True
+    result = run(device, shape, dtype, cfg)
+    assert result.ok, result.reason
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("name", ["pointers", "splitk3_two_pass"])
+def test_stage_b_beside_a_staged_a_on_pointer_loads(device, name):
+    # (the TMA cases above stage A where K is odd; these are both copies with pointer loads)
+    result = run(device, ODD_N, "float16", dict(BASE, STAGE_A=True, STAGE_B=True, **STAGE_B_SWITCHES[name]))
+    assert result.ok, result.reason
+
+
+@pytest.mark.parametrize("tma", [False, True])
+def test_stage_b_keeps_a_k_major_b_k_major(device, tma):
+    """B as the transpose of an [N, K] tensor with odd K: staged as [N, K] rows, read as B_KMAJOR."""
+    a = torch.randn(100, 130, device=device, dtype=torch.float16)
+    b_t = torch.randn(45, 130, device=device, dtype=torch.float16)
+    staged, cols = mm.stage_b(b_t.t())
+    assert staged.stride(0) == 1 and staged.stride(1) == 192 and cols == 45  # 260 B -> 384 B rows
+    out = torch.empty(100, 45, device=device, dtype=torch.float16)
+    poison(out)
+    mm.launch_gemm(a, b_t.t(), out, dict(BASE, STAGE_A=tma, STAGE_B=True, TMA=tma))
+    assert check(out, a.double() @ b_t.double().t()).ok
+
+
+def test_stage_b_buffer_has_aligned_rows():
+    from kernelevolve.kernels.gemm_tiles import tma_compatible
+    b = torch.randn(7, 45).half()
+    staged, cols = mm.stage_b(b)
+    assert staged.shape == b.shape and torch.equal(staged, b)
+    # 45 halves (90 B) -> a 64-half (128 B) pitch, which the pointer loads may read and wrap at
+    # (tma_compatible checks the base address too: 16-byte aligned, as the allocator gives it)
+    assert staged.stride() == (64, 1) and cols == 64 and tma_compatible(staged) is None
+    f32 = torch.randn(7, 45)
+    assert mm.stage_b(f32)[0].stride() == (64, 1) and mm.stage_b(f32)[1] == 64  # 180 B -> 256 B
+    aligned = torch.randn(7, 48).half()
+    assert mm.stage_b(aligned)[0] is aligned and mm.stage_b(aligned)[1] == 48
+
+
+def test_tma_loads_with_a_misaligned_c_store_by_pointers(device):
+    """N=45 with B given K-major (aligned 272-byte rows of [N, K]): TMA reads A and B, while C's
+    90-byte rows take pointer stores, no staging needed."""
+    a = torch.randn(100, 136, device=device, dtype=torch.float16)
+    b_t = torch.randn(45, 136, device=device, dtype=torch.float16)
+    for extra in ({}, dict(PERSISTENT=True), dict(PERSISTENT=True, EPILOGUE_SUBTILE=True)):
+        out = torch.empty(100, 45, device=device, dtype=torch.float16)
+        poison(out)
+        mm.launch_gemm(a, b_t.t(), out, dict(BASE, TMA=True, **extra))
+        assert check(out, a.double() @ b_t.double().t()).ok, extra
+
+
+def test_tma_usable_follows_the_staging():
+    a_odd, b_odd = torch.randn(8, 13).half(), torch.randn(13, 45).half()
+    a, b = torch.randn(8, 16).half(), torch.randn(16, 48).half()
+    tma = dict(TMA=True)
+    assert mm.tma_usable({}, a_odd, b_odd) and mm.tma_usable(tma, a, b)
+    assert not mm.tma_usable(tma, a, b_odd) and mm.tma_usable(dict(tma, STAGE_B=True), a, b_odd)
+    assert not mm.tma_usable(dict(tma, STAGE_B=True), a_odd, b_odd)
+    assert mm.tma_usable(dict(tma, STAGE_A=True, STAGE_B=True), a_odd, b_odd)
+    assert not mm.tma_usable(dict(tma, STAGE_A=True, STAGE_B=True), a_odd.t().contiguous().t(), b_odd)
+
+
 def test_aligned_rows_copies_only_what_needs_it():
     from kernelevolve.kernels.gemm_tiles import aligned_rows, tma_compatible
     odd = torch.randn(5, 13).half()
@@ -114,13 +203,14 @@ def test_configs_without_the_new_switches_still_launch(device):
 
 @pytest.mark.parametrize("cfg,words", [
     (dict(TMA=True), "16 B"),  # ODD: K*2 = 260 bytes per row
+    (dict(TMA=True, STAGE_A=True), "cannot read b"),  # ODD_N: N*2 = 90 bytes per row of B
     (dict(PERSISTENT=True, SPLIT_K=2), "SPLIT_K=1"),
     (dict(WARP_SPECIALIZE=True), "needs TMA"),
     (dict(SPLIT_K=2, SPLIT_K_REDUCE="tree"), "SPLIT_K_REDUCE"),
 ])
 def test_launcher_rejects_impossible_switches(device, cfg, words):
     with pytest.raises(ValueError, match=words):
-        run(device, ODD, "float16", dict(BASE, **cfg))
+        run(device, ODD_N if cfg.get("STAGE_A") else ODD, "float16", dict(BASE, **cfg))
 
 
 def test_amd_options_reach_the_launch_only_when_configured():

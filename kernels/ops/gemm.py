@@ -21,26 +21,13 @@ from kernelevolve.kernels.ops.configs import layout, resolve
 OPS = ("matmul", "bmm", "linear")
 
 
-def _gemm_usable(a, b, n):
-    """A tuned config from a neighbouring shape may ask for TMA these tensors cannot take (the
-    check of kernels/matmul.py's entry point; the output is fresh: aligned where its rows are)."""
-    out_ok = (n * a.element_size()) % TMA_ALIGN_BYTES == 0
-
-    def usable(cfg):
-        if not cfg.get("TMA"):
-            return True
-        staged = cfg.get("STAGE_A") and a.stride(1) == 1
-        return a.stride(1) == 1 and out_ok and not any(tma_compatible(t) for t in ((b,) if staged else (a, b)))
-    return usable
-
-
 def _gemm_config(kernel, a, b, extras=None):
     M, K = a.shape
     N = b.shape[1]
     key = (kernel, M, N, K, a.dtype, a.device, layout(a, b), tuple((extras or {}).items()))
     return tuned.resolved.get(key) or resolve(key, kernel, {"M": M, "N": N, "K": K}, a.dtype, a.device,
                                               matmul_kernel.DEFAULT_CONFIG,
-                                              _gemm_usable(a, b, N), extras)
+                                              lambda cfg: matmul_kernel.tma_usable(cfg, a, b), extras)
 
 
 # ---- matmul ------------------------------------------------------------------------------------
