@@ -335,7 +335,8 @@ class Evaluator:
             fn, before = outputs.loop()
             t0 = time.perf_counter()
             p20, p50, p80 = self._time(fn, req.get("bench", {}), before=before)
-            rec.update(latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80, time_loop_s=time.perf_counter() - t0,
+            rec.update(clock=self._clock(req.get("bench", {})),
+                       latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80, time_loop_s=time.perf_counter() - t0,
                        timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()))
             after = self._check_timed(spec, problem, study, sets, outputs, audit=True)
             sets = outputs = fn = before = None  # the timed buffers go before the peer runs
