@@ -73,9 +73,8 @@ def main() -> None:
                 for cfg in w.values():
                     if cfg and cfg not in configs:
                         configs.append(cfg)
-            t = study.experiment.timing
             req = make_request("retime", study.ref, study.problem.model_dump(), study.target.profile.name,
-                               t.bench_settings(), configs=configs, rounds=args.rounds)
+                               study.bench_settings(), configs=configs, rounds=args.rounds)
             reply = worker.request(req, timeout_s=600)
             rows = reply.get("rows") or []
             ms = {json.dumps(r["config"], sort_keys=True): r["latency_ms"] for r in rows if r.get("status") == "ok"}

@@ -31,7 +31,6 @@ import yaml
 # Per candidate: one CPU core (its compile) and 1/16 of a GPU, so up to 16 compile ahead per GPU
 # while the GPU's lane verifies and times one at a time (as experiments/suite-h100.yaml).
 GPU_SHARE = 0.0625
-GPU_CLOCKS = {"do_bench", "clean", "cudagraph"}
 
 
 def gpu_kind() -> tuple[str, int]:
@@ -57,7 +56,10 @@ def experiment(name: str, kernels: list[dict], tgt: dict, *, samples: int, concu
     """An experiment dict (`sampler`: tpe by default, as every published figure so far was searched;
     "auto" is the product's default, tuner/search/samplers.py). `kernels`: [{"kernel": name, "problems": [fields, ...]}, ...]; problems
     repeated within a kernel are dropped (one study each). No start points: every config a
-    benchmark reports was found by the search itself."""
+    benchmark reports was found by the search itself. `clock`: a name `timing.clock` takes
+    (tuner.measure.clocks.TIMING_CLOCKS, `auto` included); any other (the interpreter's `wall`): do_bench."""
+    from kernelevolve.tuner.measure.clocks import TIMING_CLOCKS
+
     entries = []
     for k in kernels:
         problems = []
@@ -68,7 +70,7 @@ def experiment(name: str, kernels: list[dict], tgt: dict, *, samples: int, concu
     return {"name": name, "kernels": entries, "targets": [tgt],
             "search": {"sampler": sampler, "samples": samples, "concurrency": max(1, min(concurrency, samples)),
                        "seed": seed, "timeout_s": timeout_s, "top_k": top_k},
-            "timing": {"clock": clock if clock in GPU_CLOCKS else "do_bench", "warmup_ms": warmup_ms,
+            "timing": {"clock": clock if clock in TIMING_CLOCKS else "do_bench", "warmup_ms": warmup_ms,
                        "rep_ms": rep_ms, "retime_rep_ms": retime_rep_ms, "retime_rounds": retime_rounds},
             "tracking": {"uri": "sqlite:///mlflow.db"}}
 

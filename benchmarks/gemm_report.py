@@ -15,6 +15,8 @@ import json
 import math
 from pathlib import Path
 
+from kernelevolve.tuner.measure.clocks import SHORT_KERNEL_US
+
 OURS, BEST_TRITON = "ours", "ours best Triton"
 SECTION_ORDER = {"gemm": 0, "fused": 1, "conv": 2}
 
@@ -87,6 +89,16 @@ def _f(r, k, f="{:.4f}"):
     return f.format(r[k]) if r.get(k) is not None else "-"
 
 
+def _clock(r) -> str:
+    """The clock that timed a row and where it came from (the study's, gemm_suite.study_clock)."""
+    if not r.get("clock"):  # not run, or failed before its timing
+        return "-"
+    text = r["clock"]
+    if r.get("clock_failed"):
+        text += f" ({r['clock_failed']} failed here)"
+    return text + (f"; {r['clock_from']}" if r.get("clock_from") else "")
+
+
 def markdown(rows: list[dict], metas: list[dict]) -> str:
     m = next((x for x in metas if x.get("args")), metas[0])
     interp = m.get("target") == "cpu-interpreter"
@@ -94,8 +106,10 @@ def markdown(rows: list[dict], metas: list[dict]) -> str:
              f" | torch {m.get('torch')} | triton {m.get('triton')} | helion {m.get('helion') or '-'} | "
              f"shapes: seed {m['args'].get('seed')}, {m['args'].get('shapes')} GEMM + {m['args'].get('fused')} fused "
              + ("(benchmarks/gemm_shapes.py) | clock `wall`" if interp else
-                f"(benchmarks/gemm_shapes.py) | clock `{m['args'].get('clock')}` (`cudagraph` where the library "
-                f"peer runs under 50 us), ours and peers alike"),
+                f"(benchmarks/gemm_shapes.py) | clock `{m['args'].get('clock')}`"
+                + (" (per study, fixed before its search: `cudagraph` where the shape's roofline time is under "
+                   f"{SHORT_KERNEL_US:g} us, else `clean`)" if m['args'].get('clock') == "auto" else "")
+                + "; each row by its study's clock, ours and peers alike (column clock: which, and why)"),
              "shards: " + "; ".join(f"{x.get('shard', '1/1')}: sweep {x.get('sweep_s', 0):.0f} s, wall "
                                     f"{x.get('wall_s', 0):.0f} s, {x.get('studies', '?')} studies, MLflow "
                                     f"{x.get('mlflow_db')}" for x in metas),
@@ -105,9 +119,9 @@ def markdown(rows: list[dict], metas: list[dict]) -> str:
              "candidates: ours = configs evaluated (verified or not); autotune = its config list; "
              "torch.compile = choices it precompiled (inductor counter); Helion = configs its search tested.",
              "",
-             "| section | shape | impl | p20 ms | p50 ms | p80 ms | TFLOP/s | tuning s | candidates | "
+             "| section | shape | impl | clock | p20 ms | p50 ms | p80 ms | TFLOP/s | tuning s | candidates | "
              "ours tuning s | ours candidates | ours vs this | note |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     by_shape_ours = {r["shape"]: r for r in rows if r["impl"] == OURS}
     for r in rows:
         o = by_shape_ours.get(r["shape"], {})
@@ -128,7 +142,8 @@ def markdown(rows: list[dict], metas: list[dict]) -> str:
         elif "do_bench_ms" in r:
             note = f"do_bench p50 {r['do_bench_ms']:.4f} ms; " + note
         cand = r.get("candidates")
-        lines.append(f"| {r['section']} | {r['shape']} | {r['impl']} | {_f(r, 'latency_p20_ms')} | "
+        lines.append(f"| {r['section']} | {r['shape']} | {r['impl']} | {_clock(r).replace('|', '/')} | "
+                     f"{_f(r, 'latency_p20_ms')} | "
                      f"{_f(r, 'latency_ms')} | {_f(r, 'latency_p80_ms')} | {_f(r, 'tflops', '{:.1f}')} | "
                      f"{_f(r, 'tuning_s', '{:.1f}')} | {cand if cand is not None else '-'} | "
                      f"{_f(r, 'ours_tuning_s', '{:.1f}')} | {r.get('ours_candidates', '-')} | {vs} | "

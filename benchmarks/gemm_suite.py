@@ -41,10 +41,14 @@ the table also gives the sweep's wall over its studies). Rows also carry `experi
 `tracking_uri` and `parent_run_id` (the MLflow parent run of the study that found the config; its
 child runs are every candidate tried). The MLflow store is copied next to the tables.
 
-Clocks (tuner.measure.clocks, by name): the sweep screens and re-times with --clock (default
-`clean`). The side-by-side rows use one named clock for ours and every peer of a shape:
-`cudagraph` where the library peer runs under SHORT_KERNEL_MS (50 us; those rows also keep the
-event-timed p50 and the host's cost per call), else --clock (those rows also keep do_bench's p50).
+Clocks (tuner.measure.clocks, by name): --clock is the experiment's `timing.clock`, `auto` by
+default: each study's clock is fixed before its search by clocks.choose_clock, `cudagraph` where
+the shape's roofline time is under clocks.SHORT_KERNEL_US (50 us), else `clean`; --clock clean or
+do_bench times every study with that clock. The study's candidates, its re-timed finalists and
+its peer are timed with the clock it resolved, and so are the side-by-side rows of its shape: ours
+and every peer, by the clock the study's summary names (the row's `clock`, and in `clock_from`
+where it came from). So the winner is reported on the clock it was chosen on. Graph-timed rows
+also keep the event-timed p50 and the host's cost per call; `clean` rows do_bench's p50.
 
 Geomeans (gemm_report.py): ours / each peer (throughput) over the GEMM shapes (cuBLAS, compile
 max-autotune, triton autotune, Helion on its shapes) and over the fused layers; for "ours best
@@ -99,9 +103,10 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 
 from benchmarks import engine, gemm_peers as peers, gemm_report as report, gemm_shapes as shapes  # noqa: E402
-from kernelevolve.tuner.experiment import registry  # noqa: E402
+from kernelevolve.tuner.experiment import hardware, registry  # noqa: E402
+from kernelevolve.tuner.experiment.config import Timing  # noqa: E402
 from kernelevolve.tuner.search.samplers import SAMPLERS  # noqa: E402
-from kernelevolve.tuner.measure.clocks import host_us, measure  # noqa: E402
+from kernelevolve.tuner.measure.clocks import AUTO, LONG_CLOCKS, SHORT_KERNEL_US, choose_clock, host_us, measure  # noqa: E402
 from kernelevolve.tuner.measure.verify import check  # noqa: E402
 
 CONV_LAYERS = [  # --conv only (hand-picked): ResNet-style 3x3, stride 1, padding 1, batch 32
@@ -109,7 +114,6 @@ CONV_LAYERS = [  # --conv only (hand-picked): ResNet-style 3x3, stride 1, paddin
     ("conv 28x28x128->128 3x3", dict(N=32, H=28, W=28, C_in=128, C_out=128)),
     ("conv 14x14x256->256 3x3", dict(N=32, H=14, W=14, C_in=256, C_out=256)),
 ]
-SHORT_KERNEL_MS = 0.05
 WARMUP_MS, REP_MS = 25, 100  # the side-by-side timing of ours and the peers
 GPU_DEFAULTS = dict(shapes=24, fused=4, configs=40, threads=8, helion_shapes=4)
 CPU_DEFAULTS = dict(shapes=4, fused=1, configs=2, threads=1, helion_shapes=1)
@@ -189,6 +193,12 @@ def timed(fn, clock: str) -> tuple[tuple, str]:
         return measure(fn, "do_bench", WARMUP_MS, REP_MS), "do_bench"
 
 
+def failed_clock(clock: str, used: str) -> dict:
+    """The row's field naming the shape's clock where it could not time this row (`timed` fell
+    back to do_bench): the row then says so beside the clock that did."""
+    return {"clock_failed": clock} if used != clock else {}
+
+
 def other_clocks(fn, clock: str) -> dict:
     """Beside the row's clock: a graph-timed row gets what an eager Python caller sees (event-timed
     p50, host us per call); an event-timed row of another clock do_bench's p50."""
@@ -214,8 +224,8 @@ def timed_peer(section, shape, impl, make, inputs, ref, flops, deadline, need_s,
         verdict = check(out, ref)
         times, used = timed(peer["fn"], clock)
         return row(section, shape, impl, flops, times, tuning_s, candidates=cand, verified=verdict.ok,
-                   error=None if verdict.ok else verdict.reason, clock=used, **peer.get("extra", {}),
-                   **other_clocks(peer["fn"], used), **prov)
+                   error=None if verdict.ok else verdict.reason, clock=used, **failed_clock(clock, used),
+                   **peer.get("extra", {}), **other_clocks(peer["fn"], used), **prov)
     except peers.NotRun as why:
         return row(section, shape, impl, flops, error=str(why), **prov)
     except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
@@ -273,12 +283,24 @@ def ours_rows(job, spec, problem, inputs, ref, flops, clock, summary, prov, base
             fn = engine.verified_launch(spec, problem, inputs, ref, cfg)
             times, used = timed(fn, clock)
             out.append(row(job.section, job.label, impl, flops, times, prov["tuning_s"], verified=True, config=cfg,
-                           clock=used, dispatched_impl=dispatched if impl == report.OURS else None,
+                           clock=used, **failed_clock(clock, used),
+                           dispatched_impl=dispatched if impl == report.OURS else None,
                            **other_clocks(fn, used), **base))
         except Exception as exc:  # noqa: BLE001 - incorrect here, or failing: a result
             out.append(row(job.section, job.label, impl, flops, tuning_s=prov["tuning_s"], config=cfg,
                            **{**base, "error": f"{type(exc).__name__}: {exc}"[:500]}))
     return out
+
+
+def study_clock(summary: dict | None, spec, problem, args) -> tuple[str, str]:
+    """(the clock of a shape's rows, where it came from): the one its study was timed with, as
+    its summary names it (tuner.execution.study_end; `auto` resolved before the search). Without a
+    study summary (the sweep has none for this problem), the same rule on the same target."""
+    if summary and summary.get("clock"):
+        return summary["clock"], f"study: {summary.get('clock_rule') or 'its clock'}"
+    target = hardware.profile(args.target or engine.gpu_kind()[0])
+    choice = choose_clock(args.clock, Timing().long_clock, spec, problem, target)
+    return choice.clock, f"no study summary; rule: {choice.rule}"
 
 
 def shape_rows(job: Job, sw: engine.Sweep, args, deadline) -> list[dict]:
@@ -296,12 +318,8 @@ def shape_rows(job: Job, sw: engine.Sweep, args, deadline) -> list[dict]:
     inputs = spec.make_inputs(problem, torch.device("cpu" if cpu else "cuda"), args.seed)
     ref, flops = spec.reference(inputs), spec.flops(problem)
     todo = peers.of(job, args)
-    if cpu:
-        clock = "wall"
-    else:
-        lib = todo[0][1](inputs)["fn"]
-        lib()
-        clock = "cudagraph" if measure(lib, "do_bench", WARMUP_MS, REP_MS)[1] < SHORT_KERNEL_MS else args.clock
+    clock, clock_from = study_clock(summary, spec, problem, args)
+    extra["clock_from"] = clock_from
     tags = {k: v for k, v in prov.items() if k not in ("tuning_s", "configs")}
     rows = ours_rows(job, spec, problem, inputs, ref, flops, clock, summary, prov,
                      {**tags, **ours_of, **extra, "candidates": ours_of["ours_candidates"]},
@@ -329,7 +347,9 @@ def parse(argv=None):
     ap.add_argument("--budget-s", type=float, default=300.0, help="time for the peers after the sweep")
     ap.add_argument("--configs", type=int, help="candidates per shape (search.samples; default 40, CPU 2)")
     ap.add_argument("--threads", type=int, help="candidates in flight per shape (default 8, CPU 1)")
-    ap.add_argument("--clock", choices=["clean", "do_bench"], default="clean", help="the sweep's and the rows' clock")
+    ap.add_argument("--clock", choices=[AUTO, *LONG_CLOCKS], default=AUTO,
+                    help="timing.clock of the sweep, whose studies' clocks time the rows too (default auto: "
+                         f"cudagraph for a shape whose roofline time is under {SHORT_KERNEL_US:g} us, else clean)")
     ap.add_argument("--sampler", default="tpe", choices=sorted(SAMPLERS),
                     help="the sweep's sampler (default tpe, as the recorded shards; auto: the product's default)")
     ap.add_argument("--only", help="comma-separated sections (gemm, fused, conv) or parts of shape labels")

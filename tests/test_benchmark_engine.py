@@ -36,7 +36,8 @@ def test_gemm_suite_is_one_experiment_of_every_shape(kind):
     assert len(studies) == len(todo) == 24 + 4 + len(g.CONV_LAYERS)  # generated GEMM + fused, conv opt-in
     assert {st.kernel_name for st in studies} == {"matmul", "gemm_epilogue", "conv2d"}
     assert exp.targets[0].name == kind and exp.targets[0].resources["GPU"] == engine.GPU_SHARE
-    assert exp.timing.clock == "clean" and exp.search.samples == 40 and exp.search.concurrency == 8
+    assert exp.timing.clock == "auto" and exp.search.samples == 40 and exp.search.concurrency == 8
+    assert {st.clock.clock for st in studies} == {"cudagraph", "clean"}  # short and long shapes both
     sw = _index(exp, studies)
     keys = [sw.by_problem(j.kernel, j.fields)["study"] for j in todo]
     assert len(set(keys)) == len(todo)

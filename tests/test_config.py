@@ -47,7 +47,7 @@ def test_good_file_loads(tmp_path):
     ("kernel: matmul", "kernel: nowhere/file.py:OBJ", "kernels[0].kernel", "not found"),
     ("kernel: matmul", "kernel: json:dumps", "kernels[0].kernel", "not a kernelevolve.tuner.experiment.registry.Tunable"),
     ("kernel: matmul", "kernel: no_such_module_x:OBJ", "kernels[0].kernel", "cannot import"),
-    ("seed: 0}", "seed: 0}\ntiming: {clock: scrub}", "timing.clock", "'do_bench', 'clean' or 'cudagraph'"),
+    ("seed: 0}", "seed: 0}\ntiming: {clock: scrub}", "timing.clock", "'do_bench', 'clean', 'cudagraph' or 'auto'"),
 ])
 def test_bad_field_names_file_and_field(tmp_path, old, new, field, words):
     path = write(tmp_path, GOOD.replace(old, new))

@@ -42,6 +42,14 @@ def test_parent_run_records_what_a_rerun_needs():
     p, t = parent.data.params, parent.data.tags
     assert (p["sampler"], p["seed"], p["samples"], p["concurrency"]) == ("tpe", "4", "5", "1")
     assert p["sampler_resolved"] == "tpe"  # a named sampler is the one that searched
+    # timing.clock: auto, resolved before the search; the interpreter's only clock is wall time
+    assert (p["clock"], p["clock_resolved"]) == ("auto", "wall") and "clock_estimate_us" not in p
+    timed = [r for r in run["records"] if r["status"] == "ok"]
+    assert timed and all(r["clock"] == "wall" for r in timed)  # each candidate's record says so too
+    [summary] = run["summaries"]
+    assert (summary["clock"], summary["clock_rule"]) == ("wall", "interpreter")
+    kids = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert {c.data.tags.get("clock") for c in kids if c.data.tags.get("status") == "ok"} == {"wall"}
     assert {k: p[f"problem.{k}"] for k in ("batch", "features", "dim", "dtype")} == \
         {"batch": "16", "features": "6", "dim": "64", "dtype": "float16"}
     for tag in ("optuna", "ray", "triton", "torch", "git_commit", "kernel_ref"):

@@ -109,8 +109,28 @@ def test_a_shard_is_one_experiment_of_its_shapes(kind):
     exp, _ = engine.load(gemm_suite.build(todo, args, engine.target(kind)))
     studies = list(exp.studies())
     assert len(studies) == len(todo) and {st.kernel_name for st in studies} <= {"matmul", "gemm_epilogue"}
-    assert exp.search.samples == 40 and exp.search.concurrency == 8 and exp.timing.clock == "clean"
+    assert exp.search.samples == 40 and exp.search.concurrency == 8 and exp.timing.clock == "auto"
     assert not exp.search.start_points and all(not e.start_points for e in exp.kernels)
+    clean, _ = engine.load(gemm_suite.build(todo, _args("--shard", "2/6", "--clock", "clean"), engine.target(kind)))
+    assert {st.clock.clock for st in clean.studies()} == {"clean"}  # a named clock for every study
+
+
+def test_the_rows_of_a_shape_are_timed_by_its_studys_clock():
+    """Ours and every peer of a shape: the clock its study resolved before the search, as its
+    summary names it, and where it came from; without a summary, the same rule on the target."""
+    from benchmarks import gemm_suite
+    from kernelevolve.kernels.matmul import SPEC
+
+    args = _args("--target", "h100")
+    tiny = SPEC.problem(M=256, N=256, K=256, dtype="bfloat16")
+    big = SPEC.problem(M=8192, N=8192, K=8192, dtype="bfloat16")
+    summary = {"study": "matmul/x/h100", "clock": "cudagraph", "clock_rule": "auto: roofline 0.13 us < 50 us"}
+    assert gemm_suite.study_clock(summary, SPEC, big, args) == ("cudagraph", "study: auto: roofline 0.13 us < 50 us")
+    clock, source = gemm_suite.study_clock(None, SPEC, tiny, args)
+    assert clock == "cudagraph" and source.startswith("no study summary; rule: auto: roofline")
+    assert gemm_suite.study_clock(None, SPEC, big, args)[0] == "clean"
+    assert gemm_suite.study_clock(None, SPEC, tiny, _args("--target", "h100", "--clock", "do_bench"))[0] == "do_bench"
+    assert gemm_suite.study_clock(None, SPEC, tiny, _args("--target", "cpu-interpreter"))[0] == "wall"
 
 
 def test_the_cpu_suite_is_tiny_float16_and_loads_for_the_interpreter():
@@ -151,6 +171,13 @@ def test_a_merge_of_shards_gives_one_table_with_its_geomeans(tmp_path):
     # best Triton: s0's winner is Triton (no impl recorded there: Triton), s1's is vendor
     assert g[("ours best Triton", "cuBLAS")]["geomean"] == pytest.approx((2.0 * 0.5 * 1.0) ** (1 / 3))
     assert "not run: helion not installed" in text and "dispatched: vendor" in text
+    # each row names its clock and where it came from (its study's)
+    ours = [_row("s3", "ours", 1.0, clock="cudagraph", clock_from="study: auto: roofline 3 us < 50 us"),
+            _row("s3", "cuBLAS", 1.0, clock="do_bench", clock_failed="cudagraph",
+                 clock_from="study: auto: roofline 3 us < 50 us")]
+    text = report.write(tmp_path / "c", ours, [dict(meta, args=dict(meta["args"], clock="auto"))])
+    assert "| cudagraph; study: auto: roofline 3 us < 50 us |" in text
+    assert "| do_bench (cudagraph failed here); study: auto" in text and "clock `auto` (per study" in text
 
 
 def test_a_missing_helion_is_a_not_run_row(monkeypatch):

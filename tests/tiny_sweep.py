@@ -3,7 +3,9 @@ session per tag and shared by the modules that read it (determinism, reproduce, 
 costs about 20 s on two cores, Ray's start-up more.
 
 The kernel is the DLRM dot interaction: its interpreter space is small and almost all valid, so
-five candidates take five to eight proposals, all within TPE's seeded start-up phase.
+five candidates take five to eight proposals, all within TPE's seeded start-up phase. Its clock is
+`auto`, which the interpreter target resolves to wall time: the path of a resolved clock (parent
+run, records, `kernelevolve reproduce`) is the one a GPU study takes.
 """
 import atexit
 import functools
@@ -18,7 +20,7 @@ kernels:
     problems: [{batch: 16, features: 6, dim: 64, dtype: float16}]
 targets: [{name: cpu-interpreter}]
 search: {sampler: tpe, samples: 5, concurrency: 1, seed: 4, timeout_s: 120, top_k: 2}
-timing: {retime_rounds: 2}
+timing: {clock: auto, retime_rounds: 2}
 tracking: {uri: sqlite:///store/mlflow.db}
 """
 

@@ -41,20 +41,22 @@ def _get_run(client: MlflowClient, run_id: str, uri: str):
         raise ReproduceError(f"cannot read run '{run_id}' from {uri}: {exc}") from None
 
 
-def _timing(client: MlflowClient, parent_id: str) -> tuple[dict, float]:
-    """(bench settings, per-candidate timeout) from the study's resolved experiment YAML; the
-    defaults where that artifact cannot be read (a study logged without it)."""
+def _timing(client: MlflowClient, parent) -> tuple[dict, float]:
+    """(bench settings, per-candidate timeout) from the study's resolved experiment YAML, timed by
+    the clock the study was timed with (its `clock_resolved` param: `timing.clock: auto` resolves
+    per study; studies logged before that param named their clock in the YAML); the defaults where
+    that artifact cannot be read (a study logged without it)."""
     data = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(parent_id, "experiment.yaml", tmp)
+            path = client.download_artifacts(parent.info.run_id, "experiment.yaml", tmp)
             with open(path, encoding="utf-8") as fh:
                 data = yaml.safe_load(fh) or {}
     except Exception:
         pass
     t = config_mod.Timing(**(data.get("timing") or {}))
     timeout = (data.get("search") or {}).get("timeout_s") or config_mod.Search().timeout_s
-    return t.bench_settings(), float(timeout)
+    return t.bench_settings(parent.data.params.get("clock_resolved", t.clock)), float(timeout)
 
 
 def logged_candidate(client: MlflowClient, run_id: str, uri: str) -> dict:
@@ -74,7 +76,7 @@ def logged_candidate(client: MlflowClient, run_id: str, uri: str) -> dict:
         raise ReproduceError(f"run '{run_id}' is not a kernelevolve candidate or study run")
     parent = _get_run(client, run.data.tags.get("mlflow.parentRunId", ""), uri)
     ptags, ctags = parent.data.tags, run.data.tags
-    bench, timeout_s = _timing(client, parent.info.run_id)
+    bench, timeout_s = _timing(client, parent)
     return {
         "run_id": run.info.run_id, "parent_run_id": parent.info.run_id,
         "study": ptags.get("kernelevolve.study", ""), "candidate_id": ctags.get("candidate_id", ""),

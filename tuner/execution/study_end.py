@@ -24,10 +24,17 @@ def finish(sweep, plan) -> None:
     except Exception as exc:
         sweep.log(f"  ! {plan.study.key}: its end failed: {type(exc).__name__}: {exc}")
         summary = summarize(unique_by_candidate(plan.recorder.journal.records()), None)
-        summary.update(study=plan.study.key, parent_run_id=plan.recorder.parent,
+        summary.update(study=plan.study.key, parent_run_id=plan.recorder.parent, **_clock_of(plan.study),
                        error=f"{type(exc).__name__}: {exc}")
         with sweep.lock:
             sweep.out[plan.study.key] = summary
+
+
+def _clock_of(study) -> dict:
+    """The clock the study's candidates, finalists and peer were timed with, and why: a caller
+    that times the winner again (a benchmark beside its peers) uses the same."""
+    return {"clock": study.clock.clock, "clock_rule": study.clock.rule}
+
 
 def _end(sweep, plan) -> None:
     """Re-time the study's top-k beside the peer on a lane; then its parent run, in order with
@@ -47,7 +54,7 @@ def _end(sweep, plan) -> None:
         summary["bottlenecks"] = {cid: r.get("fields", {}).get("bottleneck", "not profiled")
                                   for cid, r in profiled.items()}
     summary.update(study=study.key, parent_run_id=plan.recorder.parent, wall_s=time.time() - plan.t0,
-                   timing="interpreter" if study.target.profile.interpreter else "gpu",
+                   timing="interpreter" if study.target.profile.interpreter else "gpu", **_clock_of(study),
                    proposals=plan.searcher.proposals(), exhausted=plan.searcher.exhausted)
     if plan.searcher.exhausted:
         sweep.log(f"  {study.key}: the space is exhausted: every one of its "

@@ -42,6 +42,7 @@ from kernelevolve.tuner.execution.counters import maybe_steer
 from kernelevolve.tuner.execution.studies import _start_points
 from kernelevolve.tuner.execution.trial import StudyResources, run_candidates
 from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
+from kernelevolve.tuner.measure.clocks import AUTO
 from kernelevolve.tuner.measure.vendor import vendor_configs_of
 from kernelevolve.tuner.experiment import config as config_mod
 from kernelevolve.tuner.records.journal import SweepState
@@ -209,6 +210,8 @@ class Sweep:
             self.log(f"  {study.key}: a prior of {len(prior)} recorded space(s) of {study.kernel_name}"
                      + ("" if prior else f" ({s.prior} holds none at another problem or GPU: "
                         f"{s.sampler} searches without one)"))
+        if study.experiment.timing.clock == AUTO and not target.profile.interpreter:  # which, and why
+            self.log(f"  {study.key}: timed with {study.clock.clock} ({study.clock.rule})")
         if not rec.parent:  # the parent run is opened by the writer, before any of its candidates
             artifacts = {"experiment.yaml": config_mod.dump(study.experiment),
                          "search_space.json": study.space.to_json()}
@@ -252,7 +255,7 @@ class Sweep:
             env["KERNELEVOLVE_NICE"] = str(COMPILE_NICE)
         ctx = {"kernel_ref": study.ref, "problem": study.problem.model_dump(),
                "hardware": target.profile.name, "seed": s.seed, "timeout_s": s.timeout_s,
-               "retries": s.retries, "bench": study.experiment.timing.bench_settings(), "env": env,
+               "retries": s.retries, "bench": study.bench_settings(), "env": env,
                "cwd": cwd, "resources": check_target(target), "lanes": not target.profile.interpreter,
                "lane_env": gpu_env}
         self.plans[study.key] = Plan(study, ctx, rec, searcher, remaining)

@@ -6,6 +6,7 @@ each problem validated by the kernel's own problem model, each target's hardware
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any, Literal
@@ -14,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from kernelevolve.tuner.experiment import hardware, registry
+from kernelevolve.tuner.measure import clocks
 from kernelevolve.tuner.search.samplers import SAMPLERS
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -121,8 +123,11 @@ class Timing(BaseModel):
     # GPU: the named clock (tuner/measure/clocks.py). "do_bench": events, L2 flushed by zeroing
     # (the timed kernel pays the write-back of ~50 MB of dirty lines); "clean": a read-only flush,
     # each call charged its own write-back, for short memory-bound kernels; "cudagraph": replays in
-    # a CUDA graph, no host launch cost, for kernels of a few microseconds. The interpreter: wall.
-    clock: Literal["do_bench", "clean", "cudagraph"] = "do_bench"
+    # a CUDA graph, no host launch cost, for kernels of a few microseconds; "auto": cudagraph for a
+    # study whose roofline time is under clocks.SHORT_KERNEL_US, else long_clock, fixed per study
+    # before its search (clocks.choose_clock). The interpreter: wall.
+    clock: Literal[clocks.TIMING_CLOCKS] = "do_bench"
+    long_clock: Literal[clocks.LONG_CLOCKS] = "clean"  # auto's clock for the studies above the threshold
     warmup_ms: float = Field(default=25, gt=0, le=MAX_TIMING_MS)  # GPU: warm-up, excluded from the figures
     rep_ms: float = Field(default=100, gt=0, le=MAX_TIMING_MS)  # GPU: timed repetitions per candidate
     # GPU: the end-of-study re-timing of the top-k (interleaved with the peer): its own budget, so
@@ -131,10 +136,17 @@ class Timing(BaseModel):
     wall_reps: PositiveInt = Field(default=3, le=10_000)  # interpreter: timed runs after one warm-up
     retime_rounds: PositiveInt = Field(default=5, le=10_000)  # interleaved rounds of the top-k and the peer
 
-    def bench_settings(self) -> dict:
-        """What a worker times a candidate with (tuner/measure/evaluate.py reads it): the sweep's context
-        and `kernelevolve reproduce` send the same."""
-        return {"clock": self.clock, "warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms,
+    @model_validator(mode="after")
+    def _long_clock_with_auto(self):
+        if self.long_clock != Timing.model_fields["long_clock"].default and self.clock != clocks.AUTO:
+            raise ValueError(f"long_clock is the clock of `clock: auto`'s longer studies; with clock: "
+                             f"{self.clock} it would not be used (set clock: auto, or leave long_clock out)")
+        return self
+
+    def bench_settings(self, clock: str) -> dict:
+        """What a worker times a candidate with (tuner/measure/evaluate.py reads it), by the clock
+        the study resolved (Study.clock; `kernelevolve reproduce`: the one its parent run logged)."""
+        return {"clock": clock, "warmup_ms": self.warmup_ms, "rep_ms": self.rep_ms,
                 "retime_rep_ms": self.retime_rep_ms, "wall_reps": self.wall_reps}
 
 
@@ -202,6 +214,17 @@ class Study:
         self.tunable, self.problem, self.target = tunable, problem, target
         self.space = tunable.space(problem, target.profile)
         self.kernel_start_points = list(kernel_start_points)
+
+    @functools.cached_property
+    def clock(self) -> clocks.ClockChoice:
+        """The clock this study is timed with, fixed before its search (`timing.clock: auto` is
+        resolved here, from the study's roofline: the same file on the same target, the same clock)."""
+        t = self.experiment.timing
+        return clocks.choose_clock(t.clock, t.long_clock, self.tunable.kernel, self.problem, self.target.profile)
+
+    def bench_settings(self) -> dict:
+        """What every candidate, the finalists' re-timing and the peer of this study are timed with."""
+        return self.experiment.timing.bench_settings(self.clock.clock)
 
     @property
     def problem_key(self) -> str:

@@ -84,6 +84,26 @@ def ceiling_for(hw: Hardware, kind: str) -> Ceiling | None:
     return hw.ceilings.get(kind)
 
 
+def least_time_s(hw: Hardware, flops: float, nbytes: float, dtype: str | None) -> float | None:
+    """The roofline: the least time any kernel can take on hw for `flops` of work and `nbytes`
+    of the fewest bytes a perfect kernel moves, each at its ceiling, whichever is longer. The
+    work runs at the dtype's FLOP ceiling; where the profile lists none for it (or no dtype is
+    given: an fp8 GEMM's operands), at the fastest FLOP ceiling it lists, which no kernel of any
+    dtype beats. None: the profile lists no ceiling at all (the interpreter). A function of the
+    problem and the profile alone, never of a measurement."""
+    flop_ceilings = [c.value for k, c in hw.ceilings.items() if k.endswith("_flops")]
+    dtype_ceiling = ceiling_for(hw, f"{dtype}_flops") if dtype else None
+    copy = ceiling_for(hw, "copy_bytes")
+    times = []
+    if flop_ceilings and flops:
+        times.append(flops / (dtype_ceiling.value if dtype_ceiling else max(flop_ceilings)))
+    if copy and nbytes:
+        times.append(nbytes / copy.value)
+    if not flop_ceilings and copy is None:
+        return None
+    return max(times, default=0.0)
+
+
 def detect_device() -> dict:
     """Describe the device this process runs kernels on (called in workers, never on the driver)."""
     import platform

@@ -1,11 +1,15 @@
 """Clocks, by name: the one home of how a candidate, a finalist or a peer is timed.
 
-An experiment picks one with `timing.clock` (CLOCKS below); benchmarks call `measure(fn, clock, ...)`
-with the same names, so a figure in docs/ and a sweep's record are taken by the same code.
+An experiment picks one with `timing.clock` (CLOCKS below, or `auto`); benchmarks call
+`measure(fn, clock, ...)` with the same names, so a figure in docs/ and a sweep's record are taken
+by the same code.
   do_bench   triton.testing.do_bench: CUDA events, L2 flushed by zeroing 256 MB before each call
   clean      events after a read-only L2 flush, each call charged its own write-back (time_gpu_clean)
   cudagraph  replays inside a CUDA graph (no host launch cost; L2 not flushed): kernels of a few us
   wall       CPU wall time (the Triton interpreter's only clock; never a performance result)
+  auto       not a clock but a rule (choose_clock): one of the above per study, fixed before its
+             search starts from the study's roofline, so that the winner is chosen on the clock it
+             is reported on
 
 GPU: `triton.testing.do_bench` times with CUDA events, excludes its warm-up, and flushes L2 before
 every repetition (it zeroes a 256 MB buffer); we ask it for the 20th, 50th and 80th percentiles.
@@ -26,6 +30,9 @@ import statistics
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+from kernelevolve.tuner.experiment.hardware import least_time_s
 
 LOCK_DIR = os.path.join(tempfile.gettempdir(), "kernelevolve-gpu-locks")
 
@@ -51,6 +58,47 @@ def device_lock(device_key: str, on_wait=None):
 
 GPU_CLOCKS = ("do_bench", "clean", "cudagraph")
 CLOCKS = GPU_CLOCKS + ("wall",)
+
+# `timing.clock: auto`: each study's clock by choose_clock. Below SHORT_KERNEL_US of estimated peer
+# time a study is timed in CUDA graphs: a Python launch (40-200 us per Triton launch on the H100
+# host) is then as long as the kernel, and events would time the host, not the kernel. Above it,
+# with `timing.long_clock` (one of LONG_CLOCKS): events with the L2 flushed between calls, as a long
+# kernel meets it in a model (cudagraph does not flush).
+AUTO = "auto"
+TIMING_CLOCKS = GPU_CLOCKS + (AUTO,)  # what `timing.clock` may name
+LONG_CLOCKS = ("do_bench", "clean")
+SHORT_KERNEL_US = 50.0
+
+
+@dataclass(frozen=True)
+class ClockChoice:
+    """The clock a study is timed with, and why (logged on its parent run, carried by its summary)."""
+    clock: str  # a name of CLOCKS
+    estimate_us: float | None  # the peer time auto compared with SHORT_KERNEL_US; None: no rule ran
+    rule: str  # how it was chosen, in a few words
+
+
+def choose_clock(clock: str, long_clock: str, spec, problem, hw) -> ClockChoice:
+    """The clock of one study (kernel spec, problem, hardware profile), fixed before its search:
+    every candidate, the re-timing of its finalists and its peer are timed with it.
+
+    `auto`'s rule: the peer's time is estimated by the roofline (hardware.least_time_s of the
+    spec's flops and bytes_moved at the profile's ceilings), not measured, so that the same file on
+    the same target always resolves to the same clock, whatever a timing run would have jittered.
+    Under SHORT_KERNEL_US: `cudagraph`; else `long_clock`. The roofline is a lower bound: a shape
+    whose library peer measures a little over SHORT_KERNEL_US may still be estimated under it.
+    A named clock is taken as named; the interpreter has only `wall`."""
+    if hw.interpreter:
+        return ClockChoice("wall", None, "interpreter")
+    if clock != AUTO:
+        return ClockChoice(clock, None, "timing.clock")
+    seconds = least_time_s(hw, spec.flops(problem), spec.bytes_moved(problem), getattr(problem, "dtype", None))
+    if seconds is None:
+        return ClockChoice(long_clock, None, f"auto: {hw.name} lists no ceiling to estimate with")
+    us = seconds * 1e6
+    if us < SHORT_KERNEL_US:
+        return ClockChoice("cudagraph", us, f"auto: roofline {us:.3g} us < {SHORT_KERNEL_US:g} us")
+    return ClockChoice(long_clock, us, f"auto: roofline {us:.3g} us >= {SHORT_KERNEL_US:g} us")
 
 
 def measure(fn, clock: str = "do_bench", warmup_ms: float = 25, rep_ms: float = 100,

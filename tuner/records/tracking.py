@@ -322,4 +322,9 @@ def study_run_fields(study, sweep_id: str, device: dict, commit: str,
                    "profile_steer": study.experiment.profile.steer})
     if prior is not None:  # search.prior: how many recorded spaces the sampler was fit on first
         params["prior_spaces"] = len(prior)
+    # the clock the file asked for and the one every candidate, finalist and peer was timed with
+    # (timing.clock: auto resolves per study, tuner.measure.clocks.choose_clock)
+    params.update(clock=study.experiment.timing.clock, clock_resolved=study.clock.clock)
+    if study.clock.estimate_us is not None:  # the roofline estimate auto compared with its threshold
+        params["clock_estimate_us"] = f"{study.clock.estimate_us:.4g}"
     return tags, params
