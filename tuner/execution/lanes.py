@@ -102,7 +102,7 @@ def start_lanes(sweep_id: str, env: dict, cwd: str, hardware: str = "") -> tuple
                 str(gpu), env, cwd)
     warm = {name: lane.warm.remote() for name, lane in lanes.items()}
     check = make_request("evaluate", SELF_CHECK["kernel_ref"], SELF_CHECK["problem"], hardware,
-                         Timing(warmup_ms=1, rep_ms=2).bench_settings(), config=dict(SELF_CHECK["config"]),
+                         Timing(warmup_ms=1, rep_ms=2).bench_settings("do_bench"), config=dict(SELF_CHECK["config"]),
                          seed=0)
     # queued behind each lane's warm-up, ahead of any prepare or candidate (one request at a time)
     checks = [(name, lane.request.remote(check, SELF_CHECK_TIMEOUT_S)) for name, lane in lanes.items()]
