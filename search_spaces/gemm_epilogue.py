@@ -11,7 +11,7 @@ from __future__ import annotations
 from kernelevolve.kernels.gemm_epilogue import SPEC, FusedGemmProblem
 from kernelevolve.kernels.spec import element_size
 from kernelevolve.search_spaces.gemm_rules import GemmShape
-from kernelevolve.search_spaces.matmul import gemm_space
+from kernelevolve.search_spaces.matmul import gemm_space, generic_starts
 from kernelevolve.tuner.experiment.hardware import Hardware
 from kernelevolve.tuner.experiment.registry import Tunable
 from kernelevolve.tuner.search.space import Space
@@ -35,4 +35,9 @@ def space(problem: FusedGemmProblem, hw: Hardware) -> Space:
                  base.defaults)
 
 
-TUNABLE = Tunable(kernel=SPEC, space=space)
+def start(problem: FusedGemmProblem, hw: Hardware) -> list[dict]:
+    """The GEMM template's generic starting tiles (search_spaces/matmul.py GENERIC_TILES)."""
+    return generic_starts(space(problem, hw), hw)
+
+
+TUNABLE = Tunable(kernel=SPEC, space=space, start=start)

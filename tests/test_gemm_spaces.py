@@ -187,3 +187,65 @@ def test_every_space_builds_on_every_target_with_documented_rules(kernel, target
     assert all(getattr(c, "__doc__", None) for c in sp.constraints)
     if target == "cpu-interpreter" and kernel != "gemm_fp8":
         assert len(sp.valid_configs()) > 10
+
+
+def test_generic_start_configs_are_valid_shape_generic_and_can_be_turned_off(tmp_path):
+    """The GEMM template's own starting configs (Tunable.start, search_spaces/matmul.py
+    GENERIC_TILES): on Hopper, TMA tiles with exactly the operands the space stages; pointer tiles
+    with B staged, never A; off Hopper no TMA tile; none on the interpreter; each one a complete,
+    valid config of the study's space, for every shape of the generated suite; a sweep's study
+    starts from them after the file's own start points, unless `search.kernel_starts: false`."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from kernelevolve.kernels.matmul import MatmulProblem
+    from kernelevolve.search_spaces import gemm_epilogue, matmul as msp
+    from kernelevolve.tuner.execution.studies import _start_points
+    from kernelevolve.tuner.experiment import config as config_mod
+    from kernelevolve.tuner.experiment.hardware import profile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gemm_shapes
+
+    for hw_name in ("h100", "a100"):
+        hw = profile(hw_name)
+        for shape in gemm_shapes.generate():
+            problem = MatmulProblem(M=shape.M, N=shape.N, K=shape.K, dtype=shape.dtype)
+            space = msp.space(problem, hw)
+            starts = msp.start(problem, hw)
+            assert starts and len(starts) == len({str(sorted(c.items())) for c in starts})
+            staged = {d.name for d in space.domains if d.name in ("STAGE_A", "STAGE_B")}
+            for cfg in starts:
+                assert set(cfg) == {d.name for d in space.domains} and not space.violations(cfg)
+                if cfg.get("TMA"):
+                    assert hw_name == "h100" and all(cfg[s] for s in staged)
+                else:
+                    assert not cfg.get("STAGE_A", False) and cfg.get("STAGE_B", True)
+    assert msp.start(MatmulProblem(M=64, N=64, K=64, dtype="float16"), profile("cpu-interpreter")) == []
+    fused = gemm_epilogue.SPEC.problem(M=331, N=6458, K=5985, dtype="bfloat16", activation="relu")
+    assert gemm_epilogue.start(fused, profile("h100"))
+
+    import textwrap
+
+    first = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 1, "num_warps": 4, "num_stages": 2,
+             "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
+             "WARP_SPECIALIZE": False, "STAGE_A": False}
+
+    class State:
+        def study(self, key):
+            return {}
+    for off in (False, True):
+        path = tmp_path / f"starts_{off}.yaml"
+        path.write_text(textwrap.dedent(f"""\
+            name: starts
+            kernels:
+              - kernel: matmul
+                problems: [{{M: 684, N: 5145, K: 3282, dtype: bfloat16}}]
+            targets: [{{name: h100}}]
+            search: {{samples: 8, kernel_starts: {str(not off).lower()}, start_points: [{json.dumps(first)}]}}
+            """))
+        study = next(iter(config_mod.load(str(path)).studies()))
+        points, _ = _start_points(study, State(), print)
+        assert points[0]["BLOCK_K"] == 32  # the file's own first
+        assert points[1:] == ([] if off else msp.start(study.problem, study.target.profile))

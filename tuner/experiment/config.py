@@ -107,6 +107,9 @@ class Search(BaseModel):
     max_rejects: PositiveInt = Field(default=2000, le=10_000_000)
     retries: int = Field(default=1, ge=0, le=5)  # re-runs of a candidate whose worker process died
     start_points: list[dict[str, Any]] = []  # configs evaluated first, in order (warm start)
+    # each kernel's own generic starting configs (registry.Tunable.start: shape-generic tiles, as
+    # Triton's tutorial list), evaluated after start_points and before the sampler proposes
+    kernel_starts: bool = True
     # A tuned-config table (`kernelevolve export`, relative to this file): its configs for the
     # nearest shapes of the same kernel, dtype and hardware that a study's space accepts are
     # evaluated first, after start_points (tuner/deploy/export.py: warm_start_points).

@@ -44,6 +44,9 @@ BUILTIN: dict[str, str] = {
 class Tunable:
     kernel: KernelSpec
     space: Callable  # (problem, hardware) -> tuner.search.space.Space
+    # (problem, hardware) -> configs of that space evaluated first in every study of the kernel
+    # (search.kernel_starts): the template's own generic starting points, never a shape's own
+    start: Callable | None = None
 
 
 class KernelNotFound(Exception):
