@@ -300,15 +300,15 @@ def test_the_report_shows_the_dispatched_choice_beside_the_best_triton_kernel():
 def test_the_evaluator_asks_no_constraint_of_the_declared_vendor_config():
     from kernelevolve.kernels.matmul import MatmulProblem
     from kernelevolve.tuner.experiment import hardware, registry
-    from kernelevolve.tuner.measure.evaluate import _is_vendor_config, violations
+    from kernelevolve.tuner.measure.constraints import is_vendor_config, violations
 
     tunable = registry.load("kernelevolve.search_spaces.matmul:TUNABLE")
     problem, hw = MatmulProblem(M=64, N=64, K=64), hardware.profile("cpu-interpreter")
-    assert _is_vendor_config(tunable.kernel, problem, VENDOR_CONFIG)
+    assert is_vendor_config(tunable.kernel, problem, VENDOR_CONFIG)
     assert violations(tunable, problem, hw, VENDOR_CONFIG) == []
-    assert not _is_vendor_config(tunable.kernel, problem, {**VENDOR_CONFIG, "BLOCK_M": 16})
-    assert not _is_vendor_config(tunable.kernel, problem, PADDED_CONFIG)  # aligned rows: not declared
-    assert _is_vendor_config(tunable.kernel, MatmulProblem(M=64, N=45, K=64), PADDED_CONFIG)
+    assert not is_vendor_config(tunable.kernel, problem, {**VENDOR_CONFIG, "BLOCK_M": 16})
+    assert not is_vendor_config(tunable.kernel, problem, PADDED_CONFIG)  # aligned rows: not declared
+    assert is_vendor_config(tunable.kernel, MatmulProblem(M=64, N=45, K=64), PADDED_CONFIG)
 
 
 def test_the_vendor_bmm_is_judged_ok_and_dispatched(worker, tmp_path, monkeypatch):

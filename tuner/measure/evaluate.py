@@ -36,6 +36,7 @@ import time
 import traceback
 from contextlib import contextmanager
 
+from kernelevolve.tuner.measure.constraints import is_vendor_config, violations
 from kernelevolve.tuner.measure.input_sets import INPUT_SETS, InputSets
 from kernelevolve.tuner.measure.launch_failures import compile_only, error_classes, short_error
 from kernelevolve.tuner.measure.timed_outputs import TimedOutputs, guarded_output
@@ -50,23 +51,6 @@ MOVED_SEED = 7919
 # it holds it after waiting: the wait is not charged to the candidate, whose timeout counts again
 # from the second (tuner/execution/worker.py).
 WAITING, LOCKED = "device_wait", "device_locked"
-
-
-def violations(tunable, problem, hw, cfg) -> list[str]:
-    """The space's constraints broken by cfg. The kernel's declared vendor config (torch's GEMM,
-    kernels/gemm_vendor.py) is no point of its space: the constraints read tile sizes it does not
-    have, so it is not asked. This waives no check of the judge's: whether a config may skip the
-    no-Triton-launch check is the parent's decision (tuner/measure/vendor.py), not this process's."""
-    if _is_vendor_config(tunable.kernel, problem, cfg):
-        return []
-    return tunable.space(problem, hw).violations(cfg)
-
-
-def _is_vendor_config(spec, problem, cfg) -> bool:
-    """cfg is one of the kernel's declared vendor configs for the problem (what it declares:
-    whether the judge may skip its launch check is not this process's to say)."""
-    declare = getattr(spec, "vendor_configs", None)
-    return declare is not None and dict(cfg) in [dict(c) for c in declare(problem)]
 
 
 def _compact(ref, out_dtype):
@@ -273,7 +257,7 @@ class Evaluator:
             return dict(rec, status="invalid", error="; ".join(reasons))
         if self.interpreter:  # nothing to compile ahead: the interpreter runs the source
             return dict(rec, status="ok")
-        if _is_vendor_config(spec, problem, cfg):  # torch's GEMM: nothing to compile, and a compile slot
+        if is_vendor_config(spec, problem, cfg):  # torch's GEMM: nothing to compile, and a compile slot
             return dict(rec, status="ok")  # must put no work on the GPU the lane is timing
         t0 = time.perf_counter()
         try:

@@ -6,7 +6,7 @@ makes this request, parse.py reads what it wrote).
 """
 from __future__ import annotations
 
-from kernelevolve.tuner.measure.evaluate import violations
+from kernelevolve.tuner.measure.constraints import violations
 
 
 def _kernel_name(handle) -> str | None:
