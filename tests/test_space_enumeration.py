@@ -140,3 +140,7 @@ def test_sets_enumerated_in_forked_processes_are_the_walk_here():
     _SUM_CALLS.clear()
     fresh.adopt_valid(got["ranges"][0])
     assert fresh.valid_count() == len(got["ranges"][0]) and not _SUM_CALLS
+    # not forked (the sweep's caller had started Ray here): every key back unwalked, in order
+    unforked = Enumerations(spaces, fork=False)
+    assert list(unforked.as_arrived(list(spaces))) == [(k, None, None, None) for k in spaces]
+    unforked.close()

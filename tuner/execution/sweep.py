@@ -385,8 +385,10 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
         if state is None:
             raise NothingToResume(f"no sweep of '{exp.name}' to resume under {root}")
     # Every study's valid configs: forked first, while this process has no threads of Ray's yet
-    # (tuner.search.valid_sets says why)
-    enumerations = Enumerations({st.key: st.space for st in exp.studies()})
+    # (tuner.search.valid_sets says why). A caller that started Ray in this process already has
+    # its threads (gRPC, the core worker): a fork copies only the forking thread, and a lock one of
+    # them holds would stay held in the child, so the sets are then walked in a thread as before.
+    enumerations = Enumerations({st.key: st.space for st in exp.studies()}, fork=not ray.is_initialized())
     # This node's fork server for evaluation processes starts importing torch and Triton now, so
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
     forks = spawner.start() if any(not t.profile.interpreter for t in exp.targets) else None

@@ -37,13 +37,14 @@ def enumerable(space) -> bool:
 
 class Enumerations:
     """The valid sets of `spaces` (study key -> Space) being enumerated by `workers` forked
-    processes (default: half the machine's cores, at most one per study)."""
+    processes (default: half the machine's cores, at most one per study). fork=False: none is
+    forked, and every key comes back unwalked (the caller walks it)."""
 
-    def __init__(self, spaces: dict, workers: int | None = None):
+    def __init__(self, spaces: dict, workers: int | None = None, fork: bool = True):
         self.keys = [k for k, space in spaces.items() if enumerable(space)]
         self.futures: dict[str, Future] = {}
         self.pool = None
-        if not self.keys:
+        if not self.keys or not fork:
             return
         _SPACES.clear()
         _SPACES.update({k: spaces[k] for k in self.keys})
