@@ -100,9 +100,9 @@ def test_the_valid_set_is_enumerated_once_and_shared():
 def test_sets_enumerated_in_forked_processes_are_the_walk_here():
     """The sweep's valid sets come from processes forked from the driver (tuner.search.valid_sets):
     spaces whose rules are lambdas (which do not pickle) arrive with the same configs, in the same
-    order, and the same encoding as a walk in this process; a rule that raises comes back as that
-    study's error, the other studies' sets unharmed; a space too large to enumerate is handed back
-    unwalked; an adopted set is what later asks of the space read."""
+    order, and the same encoding and keys as a walk in this process; a rule that raises comes back
+    as that study's error, the other studies' sets unharmed; a space too large to enumerate is
+    handed back unwalked; an adopted set is what later asks of the space read."""
     import numpy as np
 
     from kernelevolve.tuner.search.constrained import ValidSet
@@ -124,23 +124,24 @@ def test_sets_enumerated_in_forked_processes_are_the_walk_here():
     _SUM_CALLS.clear()
     enum = Enumerations(spaces, workers=2)
     try:
-        got = {key: (configs, vectors, error) for key, configs, vectors, error in enum.as_arrived(list(spaces))}
+        got = {key: (parts, error) for key, parts, error in enum.as_arrived(list(spaces))}
     finally:
         enum.close()
     assert set(got) == set(spaces)
     assert not _SUM_CALLS  # the walks ran in the children
     for key in ("lambdas", "ranges"):
-        configs, vectors, error = got[key]
+        (configs, vectors, keys), error = got[key]
         assert error is None and configs == spaces[key].valid_configs()
         assert np.array_equal(vectors, ValidSet.vectors_of(spaces[key], configs))
-    assert got["huge"] == (None, None, None)
-    assert isinstance(got["broken"][2], RuntimeError) and got["broken"][0] is None
+        assert keys == ValidSet.keys_of(configs)
+    assert got["huge"] == (None, None)
+    assert isinstance(got["broken"][1], RuntimeError) and got["broken"][0] is None
     # adopted, the set is the space's: not walked again here
     fresh = Space((IntRange("A", 1, 30), IntRange("B", 1, 30)), constraints=(_sum_at_most_40,))
     _SUM_CALLS.clear()
-    fresh.adopt_valid(got["ranges"][0])
-    assert fresh.valid_count() == len(got["ranges"][0]) and not _SUM_CALLS
+    fresh.adopt_valid(got["ranges"][0][0])
+    assert fresh.valid_count() == len(got["ranges"][0][0]) and not _SUM_CALLS
     # not forked (the sweep's caller had started Ray here): every key back unwalked, in order
     unforked = Enumerations(spaces, fork=False)
-    assert list(unforked.as_arrived(list(spaces))) == [(k, None, None, None) for k in spaces]
+    assert list(unforked.as_arrived(list(spaces))) == [(k, None, None) for k in spaces]
     unforked.close()

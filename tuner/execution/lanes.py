@@ -37,6 +37,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
+from kernelevolve.tuner.experiment import registry
 from kernelevolve.tuner.experiment.config import Timing
 
 # A prepare runs no candidate code, so a long limit risks little; a kill would throw away the
@@ -83,7 +84,7 @@ def gpu_nodes() -> list[tuple[str, int]]:
 # comparisons), paid on the sweep's critical path by whichever candidate came first. So each
 # lane verifies and times one small built-in candidate right after its warm-up, while the first
 # trials' actors start: the vendor GEMM (nothing to compile) in bf16, whose result is no record.
-SELF_CHECK = {"kernel_ref": "kernelevolve.search_spaces.matmul:TUNABLE",
+SELF_CHECK = {"kernel_ref": registry.BUILTIN["matmul"],
               "problem": {"M": 256, "N": 256, "K": 256, "dtype": "bfloat16"}, "config": {"IMPL": "vendor"}}
 SELF_CHECK_TIMEOUT_S = 300.0
 

@@ -52,8 +52,9 @@ def retime_finalists(records: list[dict], top_k: int) -> list[dict]:
 
 def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | None]:
     """The configs evaluated first: the kernel entry's start_points, the search's, the kernel's own
-    generic ones (search.kernel_starts), then the warm start's (chosen once per study and kept in the sweep state, so that a resumed study enqueues
-    the same ones). Returns them and the warm start's record (None without one)."""
+    generic ones (search.kernel_starts), then the warm start's (chosen once per study and kept in
+    the sweep state, so that a resumed study enqueues the same ones). Returns them and the warm
+    start's record (None without one)."""
     s = study.experiment.search
     # points written before the space gained a switch mean its default (Space.defaults)
     points = [study.space.complete(p) for p in study.kernel_start_points]

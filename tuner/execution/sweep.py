@@ -55,7 +55,7 @@ from kernelevolve.tuner.search import prior as prior_mod
 from kernelevolve.tuner.search.constrained import ConstrainedSearch, ValidSet
 from kernelevolve.tuner.search.protocol import BATCH_PARAM, batch_size, decode_batch, replies_of
 from kernelevolve.tuner.search.sweep_search import STUDY_PARAM, SweepSearch
-from kernelevolve.tuner.search.valid_sets import Enumerations, enumerable
+from kernelevolve.tuner.search.valid_sets import Enumerations
 
 
 COMPILE_INPUT_BYTES = 1 << 30  # inputs a trial's compiling process keeps, across studies
@@ -159,14 +159,14 @@ class Sweep:
     def setup(self, studies: list) -> None:
         t0 = time.time()
         cwd = os.getcwd()
-        gpu_env = next((cluster.target_env(t) for t in self.exp.targets if not t.profile.interpreter), None)
+        gpu = next((t for t in self.exp.targets if not t.profile.interpreter), None)
+        gpu_env = cluster.target_env(gpu) if gpu is not None else None
         # Every study's valid configs are enumerated in processes forked as the sweep began
         # (tuner.search.valid_sets says why), and each searcher adopts its set when it arrives;
         # until then the study is asked for nothing (by rejection, Optuna's asks for broken
         # proposals cost the driver's trial loop ~0.1 s a suggestion).
-        pending = [st.key for st in studies if enumerable(st.space)]
-        if gpu_env is not None:
-            gpu = next(t for t in self.exp.targets if not t.profile.interpreter)
+        pending = [st.key for st in studies if st.space.enumerable()]
+        if gpu is not None:
             self.lanes, self.lane_warm, self.self_checks = lanes.start_lanes(
                 self.state.sweep_id, gpu_env, cwd, gpu.profile.name)
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
@@ -185,16 +185,19 @@ class Sweep:
         processes; a set they did not make is walked here (a study that cannot be walked goes on
         by rejection)."""
         arrivals = (self.enumerations.as_arrived(pending) if self.enumerations is not None
-                    else ((k, None, None, None) for k in pending))
-        for key, configs, vectors, error in arrivals:
+                    else ((k, None, None) for k in pending))
+        for key, parts, error in arrivals:
             searcher, space = self.plans[key].searcher, self.plans[key].study.space
             try:
                 if error is not None:
                     self.log(f"  ! {key}: enumerating in a process failed ({type(error).__name__}: "
                              f"{error}); walking it here")
-                if configs is not None:
-                    space.adopt_valid(configs)
-                searcher.arriving = ValidSet(space, space.valid_configs(), vectors)
+                if parts is None:
+                    searcher.arriving = ValidSet(space)
+                else:
+                    configs, vectors, keys = parts
+                    space.adopt_valid(configs)  # the one set its space's other askers read
+                    searcher.arriving = ValidSet(space, space.valid_configs(), vectors, keys)
             except Exception as exc:  # the study goes on by rejection
                 self.log(f"  ! {key}: its valid configs could not be enumerated ({type(exc).__name__}: {exc})")
             finally:
@@ -388,19 +391,21 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
     # (tuner.search.valid_sets says why). A caller that started Ray in this process already has
     # its threads (gRPC, the core worker): a fork copies only the forking thread, and a lock one of
     # them holds would stay held in the child, so the sets are then walked in a thread as before.
-    enumerations = Enumerations({st.key: st.space for st in exp.studies()}, fork=not ray.is_initialized())
+    studies = list(exp.studies())
+    enumerations = Enumerations({st.key: st.space for st in studies}, fork=not ray.is_initialized())
     # This node's fork server for evaluation processes starts importing torch and Triton now, so
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
     forks = spawner.start() if any(not t.profile.interpreter for t in exp.targets) else None
     try:
-        return _run(exp, address, log, resume, progress, num_cpus, enumerations)
+        return _run(exp, studies, address, log, resume, progress, num_cpus, enumerations)
     finally:
         enumerations.close()
         if forks is not None:
             forks.close()
 
 
-def _run(exp, address, log, resume: bool, progress, num_cpus, enumerations=None) -> list[dict]:
+def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
+         enumerations: Enumerations) -> list[dict]:
     root = state_root(exp.name)
     state = SweepState.latest(root) if resume else None
     # The MLflow store (a new SQLite store migrates its schema: seconds) opens while Ray starts.
@@ -427,7 +432,7 @@ def _run(exp, address, log, resume: bool, progress, num_cpus, enumerations=None)
     log(f"sweep {state.sweep_id} of {exp.name}{' (resumed)' if resume else ''}: tracking at {tracker.uri}")
     progress = progress or Progress(log)
     studies, finished = [], {}
-    for study in exp.studies():
+    for study in all_studies:
         done = state.study(study.key)
         if done.get("done"):
             log(f"study {study.key}: already finished in this sweep")
@@ -450,5 +455,5 @@ def _run(exp, address, log, resume: bool, progress, num_cpus, enumerations=None)
         sweep.writer.close()
         if sweep.lanes:
             lanes.stop_lanes(state.sweep_id)
-    return [finished.get(st.key) or sweep.out[st.key] for st in exp.studies()]
+    return [finished.get(st.key) or sweep.out[st.key] for st in all_studies]
 

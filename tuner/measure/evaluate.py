@@ -332,7 +332,7 @@ class Evaluator:
             why = "" if self.interpreter else self._guards.ceiling_violation(
                 p20, spec.flops(problem), spec.bytes_moved(problem), hw,
                 getattr(problem, "dtype", "float32"),
-                bandwidth=self._clock(req.get("bench", {})) != "cudagraph")
+                bandwidth=rec["clock"] != "cudagraph")
             if why:
                 return dict(rec, status="incorrect", error=why)
             if not self.interpreter:

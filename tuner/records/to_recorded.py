@@ -89,10 +89,9 @@ def _first_line(rule) -> str:
 
 
 def _space_header(space, recorded: set[str]) -> dict:
-    from kernelevolve.tuner.search.space import ENUMERATE_MAX
     from kernelevolve.tuner.search.space import config_key
 
-    valid = space.valid_configs() if space.size() <= ENUMERATE_MAX else None
+    valid = space.valid_configs() if space.enumerable() else None
     keys = None if valid is None else {config_key(c) for c in valid}
     return {"parameters": space.describe(),
             "constraints": [_first_line(c) for c in space.constraints],

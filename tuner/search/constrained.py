@@ -34,7 +34,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from kernelevolve.tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
-from kernelevolve.tuner.search.space import ENUMERATE_MAX, Choice, Space, config_key
+from kernelevolve.tuner.search.space import Choice, Space, config_key
 
 # In a space searched by rejection, a suggestion that met this many broken proposals in a row is
 # drawn at random among the valid configs instead (seeded; its result is still told to the
@@ -53,14 +53,20 @@ def rule_name(rule) -> str:
 class ValidSet:
     """The space's valid configs as vectors of the sampler's encoding, for nearest-valid moves."""
 
-    def __init__(self, space: Space, configs: list[dict] | None = None, vectors: np.ndarray | None = None):
-        """`configs`, `vectors`: the set and its encoding made elsewhere (tuner.search.valid_sets:
-        a process of the sweep's), else made here."""
+    def __init__(self, space: Space, configs: list[dict] | None = None, vectors: np.ndarray | None = None,
+                 keys: dict[str, int] | None = None):
+        """`configs`, `vectors`, `keys`: the set, its encoding and its keys made elsewhere
+        (tuner.search.valid_sets: a process of the sweep's), else made here."""
         self.configs = space.valid_configs() if configs is None else configs
-        self.keys = {config_key(c): i for i, c in enumerate(self.configs)}
+        self.keys = self.keys_of(self.configs) if keys is None else keys
         self.space = space
         self.vectors = self.vectors_of(space, self.configs) if vectors is None else vectors
         self.free = np.ones(len(self.configs), dtype=bool)
+
+    @staticmethod
+    def keys_of(configs: list[dict]) -> dict[str, int]:
+        """Each config's key (space.config_key) -> its position."""
+        return {config_key(c): i for i, c in enumerate(configs)}
 
     @classmethod
     def vectors_of(cls, space: Space, configs: list[dict]) -> np.ndarray:
@@ -123,7 +129,7 @@ class ConstrainedSearch(Searcher):
             points_to_evaluate=[space.encode(space.complete(p)) for p in (start_points or [])] or None,
         )
         if valid == "enumerate":  # the space's valid configs, enumerated here where few enough
-            valid = ValidSet(space) if space.size() <= ENUMERATE_MAX else None
+            valid = ValidSet(space) if space.enumerable() else None
         self.valid = valid
         # A ValidSet enumerated elsewhere (the sweep enumerates every study's at once, while the
         # first candidates already run by rejection), handed over by another thread and adopted

@@ -22,7 +22,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from kernelevolve.tuner.search.space import ENUMERATE_MAX, Space, config_key
+from kernelevolve.tuner.search.space import Space, config_key
 
 POOL = 4000  # candidates offered to `choose` per proposal at most (a seeded sample of the pool)
 RANDOM_POOL_DRAWS = 20_000  # raw points drawn where a space is too large to enumerate
@@ -91,7 +91,7 @@ class PoolSampler(BaseSampler):
         """The space's valid configs: enumerated once where the space is small enough, else those
         found in RANDOM_POOL_DRAWS seeded draws (the same ones every time for a seed)."""
         if self._configs is None:
-            if self.space.size() <= ENUMERATE_MAX:
+            if self.space.enumerable():
                 self._configs = self.space.valid_configs()
             else:
                 draw = np.random.default_rng(self.seed or 0)

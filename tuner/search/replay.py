@@ -89,7 +89,7 @@ def space_of(recorded: RecordedSpace, mode: str = "recorded") -> tuple[Space, li
         h = recorded.header
         tunable = registry.load(h["kernel_ref"])
         space = tunable.space(tunable.kernel.problem(**h["problem"]), hardware.profile(h["hardware"]))
-        if space.size() > ENUMERATE_MAX:
+        if not space.enumerable():
             raise ReplayError(f"{recorded.name}: the kernel's space has {space.size()} raw points, too "
                               f"many to enumerate (over {ENUMERATE_MAX}); replay it with --space recorded")
         return space, space.valid_configs()

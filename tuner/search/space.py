@@ -216,6 +216,11 @@ class Space:
         """How many configs pass the constraints (the set enumerated once, as valid_configs)."""
         return len(self._valid())
 
+    def enumerable(self) -> bool:
+        """Whether its valid configs are enumerated at all (ENUMERATE_MAX raw points at most); a
+        larger space is searched by rejection."""
+        return self.size() <= ENUMERATE_MAX
+
     def adopt_valid(self, configs: list[dict]) -> None:
         """The set enumerated elsewhere (tuner.search.valid_sets: a process forked from this one,
         walking this very space), kept as if walked here: later asks share it."""

@@ -6,7 +6,7 @@ driver thread that held the driver's one GIL for 6.3 s of the 8-study suite's st
 node (32 studies: ~25 s), while Ray Tune's loop, in the same process, was creating the first
 trials' actors. Why forked: a space's rules are Python callables (lambdas among them) that do
 not pickle, while a child forked from the driver holds every space already; only its result, the
-configs and their encoding (~4 MB for 20k configs), comes back through the pool's pipe. Why not
+configs, their encoding and their keys (~5 MB for 20k configs), comes back through the pool's pipe. Why not
 Ray tasks: a Ray worker imports the kernels (torch, Triton) before it can build a space (~13 s on
 the H100 node then). The pool is forked before Ray and the sweep's threads start (sweep.run),
 from a driver that has started no CUDA.
@@ -17,8 +17,6 @@ import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
-from kernelevolve.tuner.search.space import ENUMERATE_MAX
-
 _SPACES: dict = {}  # study key -> space, set before the fork: what the children walk
 
 
@@ -27,12 +25,7 @@ def _enumerate(key: str):
 
     space = _SPACES[key]
     configs = space.valid_configs()
-    return configs, ValidSet.vectors_of(space, configs)
-
-
-def enumerable(space) -> bool:
-    """Whether a space's valid configs are enumerated at all (else it is searched by rejection)."""
-    return space.size() <= ENUMERATE_MAX
+    return configs, ValidSet.vectors_of(space, configs), ValidSet.keys_of(configs)
 
 
 class Enumerations:
@@ -41,7 +34,7 @@ class Enumerations:
     forked, and every key comes back unwalked (the caller walks it)."""
 
     def __init__(self, spaces: dict, workers: int | None = None, fork: bool = True):
-        self.keys = [k for k, space in spaces.items() if enumerable(space)]
+        self.keys = [k for k, space in spaces.items() if space.enumerable()]
         self.futures: dict[str, Future] = {}
         self.pool = None
         if not self.keys or not fork:
@@ -56,19 +49,19 @@ class Enumerations:
             self.futures[key] = self.pool.submit(_enumerate, key)
 
     def as_arrived(self, keys) -> "iter":
-        """(key, configs, vectors or None, error or None) for each of `keys`, as each set arrives.
-        A key that was not enumerated here (a space too large, a broken pool) comes with
-        configs None: the caller walks it itself or searches it by rejection."""
+        """(key, parts or None, error or None) for each of `keys`, as each set arrives; parts:
+        (configs, their encoding, their keys), what ValidSet takes. A key that was not enumerated
+        here (a space too large, a broken pool, no fork) comes with parts None: the caller walks
+        it itself or searches it by rejection."""
         mine = {self.futures[k]: k for k in keys if k in self.futures}
         for key in keys:
             if key not in self.futures:
-                yield key, None, None, None
+                yield key, None, None
         for fut in as_completed(mine):
             try:
-                configs, vectors = fut.result()
-                yield mine[fut], configs, vectors, None
+                yield mine[fut], fut.result(), None
             except Exception as exc:  # a child died or a rule raised: said by the caller
-                yield mine[fut], None, None, exc
+                yield mine[fut], None, exc
 
     def close(self) -> None:
         if self.pool is not None:
