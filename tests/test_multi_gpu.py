@@ -2,7 +2,7 @@
 spreads over all of them, one timing lane per GPU (the device lock is keyed by the GPU's UUID).
 Here the GPUs are Ray resources of a local node (no CUDA): the placement and the records are
 real, the timing is the interpreter's. The run on real GPUs is benchmarks/throughput.py on a
-multi-GPU machine (issue 9)."""
+multi-GPU machine."""
 import os
 
 import pytest
