@@ -64,7 +64,11 @@ class Enumerations:
                 yield mine[fut], None, exc
 
     def close(self) -> None:
+        """Walks not started are dropped, running ones awaited (a second or two, and only where the
+        sweep ends before its sets arrived: a user error): a pool shut down without waiting left
+        its wake-up pipe closed under the exit handler of concurrent.futures (Python 3.11), which
+        then printed a traceback after the sweep's one-line error."""
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
         _SPACES.clear()
