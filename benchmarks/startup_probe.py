@@ -6,6 +6,14 @@ compile slots start them) started at once, each until it says it is ready. The r
 first seconds rests on these: a GPU node starts one evaluation process per compile slot.
 
     python benchmarks/startup_probe.py --out $OUT/startup.json [--counts 1,16]
+    python benchmarks/startup_probe.py --out $OUT/slots.json --compile-slots 16,64
+
+`--compile-slots`: N of a sweep's compile slots at once instead (as a node's trials start them:
+each its own evaluation process, forked by the node's fork server, on GPU i % GPUs, niced), each
+compiling one of N distinct configs of a GEMM study into a fresh Triton cache, on described
+inputs (meta tensors) and on device inputs (KERNELEVOLVE_COMPILE_ON); per slot the request's
+wall time (the slot's start included) and the compile's own, and the CUDA contexts the slots
+hold afterwards (nvidia-smi's compute processes).
 """
 from __future__ import annotations
 
@@ -52,11 +60,81 @@ def _workers(n: int, env: dict) -> list[float]:
         return sorted(pool.map(one, range(n)))
 
 
+def _contexts() -> dict:
+    """The processes holding a CUDA context now, and their GPU memory (nvidia-smi)."""
+    try:
+        rows = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=60).stdout.split("\n")
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    mib = [float(r.split(",")[1]) for r in rows if r.count(",") == 1 and r.split(",")[1].strip().isdigit()]
+    return {"processes": len(mib), "gpu_mib": sum(mib)}
+
+
+def _compile_slots(n: int, mode: str, gpus: int) -> dict:
+    """n compile slots at once, each compiling its own config of a GEMM study (module docstring)."""
+    import random
+    import tempfile
+
+    import torch
+
+    from kernelevolve.tuner.execution import spawner
+    from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
+    from kernelevolve.tuner.experiment import hardware, registry
+
+    problem = {"M": 4096, "N": 4096, "K": 4096, "dtype": "bfloat16"}
+    tunable = registry.load(registry.BUILTIN["matmul"])
+    hw = "h200" if "H200" in torch.cuda.get_device_name() else "h100"
+    configs = tunable.space(tunable.kernel.problem(**problem), hardware.profile(hw)).valid_configs()
+    configs = random.Random(n).sample(configs, n)
+    cache = tempfile.mkdtemp(prefix="startup-probe-triton-")
+    env_of = lambda i: {"KERNELEVOLVE_INPUT_BYTES": str(1 << 30), "KERNELEVOLVE_NICE": "10",  # noqa: E731
+                        "KERNELEVOLVE_COMPILE_ON": mode, "CUDA_VISIBLE_DEVICES": str(i % gpus),
+                        "TRITON_CACHE_DIR": cache}
+    server = spawner.start()
+    workers = [CandidateWorker(env=env_of(i), cwd=ROOT) for i in range(n)]
+
+    def one(i):
+        t0 = time.perf_counter()
+        reply = workers[i].request(make_request("compile", registry.BUILTIN["matmul"], problem, hw, {},
+                                                config=configs[i], seed=i), timeout_s=600)
+        return {"wall_s": time.perf_counter() - t0, "compile_s": reply.get("compile_s"),
+                "status": reply.get("status"), "compiled_on": reply.get("compiled_on"),
+                "error": str(reply.get("error", ""))[:200]}
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(n) as pool:
+            slots = list(pool.map(one, range(n)))
+        took = time.perf_counter() - t0
+        held = _contexts()
+    finally:
+        for w in workers:
+            w.close()
+        server.close()
+    walls = sorted(s["wall_s"] for s in slots)
+    return {"mode": mode, "slots": n, "gpus": gpus, "all_done_s": took, "contexts_after": held,
+            "wall_s_p50": walls[len(walls) // 2], "wall_s_max": walls[-1],
+            "statuses": {st: sum(s["status"] == st for s in slots) for st in {s["status"] for s in slots}},
+            "compiled_on": sorted({str(s["compiled_on"]) for s in slots}), "per_slot": slots}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--counts", default="1,16")
+    ap.add_argument("--compile-slots", help="N[,N...]: time N compile slots at once instead (see above)")
     args = ap.parse_args()
+    if args.compile_slots:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        runs = [_compile_slots(int(n), mode, min(gpus, max(1, int(n) // 16)))
+                for n in args.compile_slots.split(",") for mode in ("device", "described")]
+        for r in runs:
+            print(json.dumps({k: v for k, v in r.items() if k != "per_slot"}), flush=True)
+        with open(args.out, "w") as fh:
+            json.dump(runs, fh, indent=1)
+        return
     counts = [int(c) for c in args.counts.split(",")]
     cuda = "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"
     out: dict = {"python": sys.version.split()[0], "imports_s": _wall("import torch, triton")}

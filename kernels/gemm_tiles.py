@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernelevolve.kernels.spec import describing
+
 # What the installed Triton offers. Feature-detected, never assumed from a version number.
 HAS_TENSOR_DESCRIPTORS = hasattr(tl, "make_tensor_descriptor") and hasattr(triton, "set_allocator")
 HAS_WARP_SPECIALIZE = "warp_specialize" in inspect.signature(tl.range.__init__).parameters
@@ -191,9 +193,13 @@ def _sm_count(index: int) -> int:
 
 
 def program_slots(device: torch.device) -> int:
-    """Programs a persistent kernel launches: one per SM (each loops over tiles)."""
+    """Programs a persistent kernel launches: one per SM (each loops over tiles). Described inputs
+    (meta tensors, compiled only: kernels.spec.described) count the SMs of the process's GPU, so
+    that the compile specializes on the count the GPU run will pass."""
     if device.type == "cuda":
         return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    if describing(device) and torch.cuda.is_available():
+        return _sm_count(torch.cuda.current_device())
     return INTERPRETER_PROGRAM_SLOTS
 
 

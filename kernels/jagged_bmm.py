@@ -115,7 +115,7 @@ def bmm_reference(x, offsets, y, max_len, chunk=256):
 
 def _bmm_inputs(p, device, seed):  # (x, offsets, y, max_len, padded x for the peer)
     offsets = make_offsets(p.batch, p.max_len, device)
-    x, gen = random_values(p, device, seed, int(offsets[-1]), p.k)
+    x, gen = random_values(p, device, seed, total_positions(p), p.k)
     y = torch.randn((p.batch, p.k, p.n), generator=gen, device=device).to(DTYPES[p.dtype])
     padded = torch.ops.aten._jagged_to_padded_dense_forward(x, [offsets], [p.max_len], 0.0)
     return x, offsets, y, p.max_len, padded

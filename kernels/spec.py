@@ -7,7 +7,9 @@ tuner imports this type and nothing else from the kernel side; kernels never imp
 """
 from __future__ import annotations
 
+import contextvars
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -73,12 +75,38 @@ def element_size(dtype_name: str) -> int:
     return torch.empty((), dtype=DTYPES[dtype_name]).element_size()
 
 
+# Compiling a config ahead of its GPU run (the tuner's compile slots) needs only what a Triton
+# specialization reads of the inputs: shapes, strides, dtypes and address alignments. Meta tensors
+# carry exactly those, with no bytes and no CUDA context. Inside `described()` a launch is only
+# ever compiled, never run (the tuner's compile_only), so the ops accept meta tensors there and
+# nowhere else: launched for real, a meta tensor's address 0 would be read by the GPU.
+_DESCRIBED = contextvars.ContextVar("kernelevolve_described_inputs", default=False)
+
+
+@contextmanager
+def described():
+    """Launches inside compile on meta tensors (described inputs) instead of device tensors."""
+    token = _DESCRIBED.set(True)
+    try:
+        yield
+    finally:
+        _DESCRIBED.reset(token)
+
+
+def describing(device: torch.device) -> bool:
+    """Whether `device` is a described input's, inside described()."""
+    return device.type == "meta" and _DESCRIBED.get()
+
+
 def check_device(op: str, *tensors: torch.Tensor) -> None:
-    """One device for all inputs, and one the kernels can run on (CUDA, or the CPU interpreter)."""
+    """One device for all inputs, and one the kernels can run on (CUDA, or the CPU interpreter;
+    meta tensors while a launch is only compiled: described())."""
     devices = {t.device for t in tensors}
     if len(devices) > 1:
         raise ValueError(f"{op}: inputs are on different devices ({', '.join(map(str, devices))})")
     dev = devices.pop()
+    if describing(dev):
+        return
     if dev.type != "cuda" and not (dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
         raise ValueError(f"{op}: tensors must be on a CUDA device (or the CPU with TRITON_INTERPRET=1), "
                          f"got {dev}")

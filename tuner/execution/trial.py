@@ -98,13 +98,17 @@ def _begin(config: dict, ctx: dict, sweep: dict, candidate_id: str, slot: int) -
     # GPU: steps 1-2 in this actor's own process, 3-4 on the lane of its GPU
     from kernelevolve.tuner.execution.lanes import my_lane
 
+    asked = time.time()
     compiled = _with_retries(lambda: worker.request(dict(request, op="compile"), timeout), ctx["retries"])
+    compiled["compile_wall_s"] = time.time() - asked  # with the slot's own start, on its first
     if compiled.get("status") != "ok":
         return _Pending(reply=compiled)
     try:
         lane = my_lane(sweep["sweep_id"], ctx["lane_env"], ctx["cwd"])
         send = lambda: lane.request.remote(dict(request, compiled=True), timeout)  # noqa: E731
-        return _Pending(compiled=compiled, ref=send(), send=send, queued=time.time(),
+        ref, queued = send(), time.time()
+        compiled["handoff_s"] = queued - asked - compiled["compile_wall_s"]
+        return _Pending(compiled=compiled, ref=ref, send=send, queued=queued,
                         retries=ctx["retries"], timeout=timeout)
     except Exception as exc:  # no lane: a record, not a raise
         return _Pending(reply={"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"})
@@ -123,7 +127,7 @@ def finish(pending: _Pending) -> dict:
     except Exception as exc:  # the lane actor died or never answered: a record, not a raise
         reply = {"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"}
     reply["queue_s"] = max(0.0, reply.pop("lane_started", pending.queued) - pending.queued)
-    for key in ("compile_s", "n_regs", "n_spills", "shared_bytes"):
+    for key in ("compile_s", "compile_wall_s", "compiled_on", "handoff_s", "n_regs", "n_spills", "shared_bytes"):
         if key in pending.compiled:
             reply.setdefault(key, pending.compiled[key])
     return reply

@@ -65,6 +65,12 @@ def _compact(ref, out_dtype):
 
 
 
+# What a compile slot compiles on: "described" (meta tensors, tuner/measure/described.py), or
+# "device" (the study's input set on the GPU, as every compile did before; kept for comparison:
+# benchmarks/startup_probe.py times both)
+COMPILE_ON = os.environ.get("KERNELEVOLVE_COMPILE_ON", "described")
+
+
 class Evaluator:
     def __init__(self):
         import torch
@@ -84,6 +90,9 @@ class Evaluator:
             0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
             else 2e9)
         self.inputs = InputSets(int(budget))
+        from kernelevolve.tuner.measure.described import Described
+
+        self.described = Described()  # a compile slot's inputs as meta tensors (compile)
         self.oor_errors, self.compile_errors = error_classes()
         # the check functions' identities as imported now, before any candidate code runs here
         # (a naive replacement is caught at once; the judge holds the verdict either way)
@@ -232,11 +241,12 @@ class Evaluator:
         return self.baselines[study]
 
     @staticmethod
-    def _handle_info(handle) -> dict:
-        """Registers, spills and shared memory of a compiled kernel, where Triton has them."""
+    def _handle_info(handle, load: bool = True) -> dict:
+        """Registers, spills and shared memory of a compiled kernel, where Triton has them.
+        `load`: load the binary (a CUDA context's work) for its registers and spills."""
         out = {}
         init = getattr(handle, "_init_handles", None)
-        if callable(init):
+        if callable(init) and load:
             init()  # loads the binary: a kernel over the chip's shared memory raises here
         for attr in ("n_regs", "n_spills"):
             if isinstance(getattr(handle, attr, None), int):
@@ -261,11 +271,20 @@ class Evaluator:
             return dict(rec, status="ok")  # must put no work on the GPU the lane is timing
         t0 = time.perf_counter()
         try:
-            inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
-            out = spec.make_output(problem, inputs)
-            with compile_only():
-                handle = spec.launch(inputs, out, cfg)
-            rec.update(self._handle_info(handle))
+            # on described inputs (meta tensors: no CUDA context, no bytes; described.py says why)
+            # where the study's launcher allows, else on its input set 0 on the device
+            handle = (self.described.compile(spec, problem, study, cfg, self.oor_errors + self.compile_errors)
+                      if self.described.usable(study) and COMPILE_ON != "device" else None)
+            if handle is not None:
+                rec["compiled_on"] = "described"
+                rec.update(self._handle_info(handle, load=False))
+            else:
+                inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
+                out = spec.make_output(problem, inputs)
+                with compile_only():
+                    handle = spec.launch(inputs, out, cfg)
+                rec["compiled_on"] = "device"
+                rec.update(self._handle_info(handle))
         except self.oor_errors as exc:
             return dict(rec, status="out_of_resources", error=short_error(exc))
         except self.compile_errors as exc:
@@ -395,13 +414,14 @@ class Evaluator:
         return {"status": "ok", "rows": rows, "baseline_ms": base, **self._tags(),
                 "timing": "interpreter" if self.interpreter else "gpu"}
 
-    def _sealed(self, reply: dict) -> dict:
+    def _sealed(self, reply: dict, shared: bool = True) -> dict:
         """A process whose harness a candidate replaced evaluates nothing more: replaced. CUDA
         buffers the judge has let go of are handed back to the allocator (torch's IPC keeps a
-        shared buffer until its receiver is done and the sender collects)."""
+        shared buffer until its receiver is done and the sender collects); `shared` False: the
+        request shared none (a compile, which must not make a CUDA context for nothing)."""
         if self._seal.broken():
             reply["worker_unusable"] = True
-        if self.device.type == "cuda" and self._judge is not None and self._judge.ipc:
+        if shared and self.device.type == "cuda" and self._judge is not None and self._judge.ipc:
             self.torch.cuda.ipc_collect()
         return reply
 
@@ -422,7 +442,7 @@ class Evaluator:
             if op == "evaluate":
                 return self._sealed(self.evaluate(req))
             if op == "compile":
-                return self._sealed(self.compile(req))
+                return self._sealed(self.compile(req), shared=False)
             if op == "retime":
                 return self._sealed(self.retime(req))
             if op == "profile":  # the launches a profiler reads (tuner/profile/launches.py)

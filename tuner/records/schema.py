@@ -43,6 +43,11 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "shared_bytes": ("metric", "shared memory per program"),
     # where the time went
     "compile_s": ("metric", "compile time (on a compile slot, ahead of the GPU lane)"),
+    "compile_wall_s": ("metric", "the compile request's wall time in the trial: compile_s, plus the compile "
+                                 "slot's start on its first candidate"),
+    "compiled_on": ("tag", "what the compile slot compiled on: described (meta tensors, no CUDA context) "
+                           "or device (the study's input set on the GPU)"),
+    "handoff_s": ("metric", "from the compile's end to the lane's request being sent (finding the lane)"),
     "load_s": ("metric", "the GPU lane's first launch: a load from Triton's cache + verify set 1"),
     "queue_s": ("metric", "time waiting for the GPU lane"),
     "lock_wait_s": ("metric", "time waiting for the device lock"),
