@@ -60,6 +60,65 @@ def _workers(n: int, env: dict) -> list[float]:
         return sorted(pool.map(one, range(n)))
 
 
+# A compile slot's start, step by step, in one fresh process: each step's seconds and whether the
+# GPU's primary CUDA context is active after it (the driver API's cuDevicePrimaryCtxGetState)
+STEPS = r"""
+import ctypes, json, sys, time
+t = time.perf_counter()
+out = []
+cuda = ctypes.CDLL("libcuda.so.1")
+def ctx():
+    flags, active = ctypes.c_uint(), ctypes.c_int()
+    return bool(cuda.cuDevicePrimaryCtxGetState(0, ctypes.byref(flags), ctypes.byref(active)) == 0 and active.value)
+def step(name, fn):
+    global t
+    fn()
+    now = time.perf_counter()
+    out.append([name, round(now - t, 3), ctx()])
+    t = now
+step("import torch, triton", lambda: __import__("triton.language"))
+step("cuInit", lambda: cuda.cuInit(0))
+step("import the evaluator", lambda: __import__("kernelevolve.tuner.measure.evaluate"))
+import torch
+step("torch.cuda.is_available", torch.cuda.is_available)
+from kernelevolve.tuner.experiment.hardware import detect_device
+step("detect_device", detect_device)
+from triton.runtime.driver import driver
+step("triton driver", lambda: driver.active)
+step("current target", lambda: driver.active.get_current_target())
+from kernelevolve.tuner.experiment import registry
+tunable = registry.load(registry.BUILTIN["matmul"])
+spec = tunable.kernel
+problem = spec.problem(M=4096, N=4096, K=4096, dtype="bfloat16")
+from kernelevolve.tuner.measure.described import Described, make_described
+step("load matmul", lambda: None)
+step("describe inputs", lambda: make_described(spec, problem))
+d = Described()
+cfg = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, SPLIT_K=1, num_warps=4, num_stages=3)
+cfg = tunable.space(problem, __import__("kernelevolve.tuner.experiment.hardware", fromlist=["x"]).profile("h100")).complete(cfg)
+step("compile, described", lambda: d.compile(spec, problem, "s", cfg, ()))
+cfg2 = dict(cfg, BLOCK_N=64)
+step("compile another, described", lambda: d.compile(spec, problem, "s", cfg2, ()))
+step("shared limit", lambda: d._check_shared(type("H", (), {"metadata": type("M", (), {"shared": 1})()})()))
+step("current stream (what a launch asks)", lambda: driver.active.get_current_stream(driver.active.get_current_device()))
+print(json.dumps({"steps": out, "fallbacks": d.fallbacks}))
+"""
+
+
+def _steps(n: int) -> list:
+    """STEPS in n fresh processes at once, each with its own Triton cache: each one's steps."""
+    import tempfile
+
+    def one(_):
+        env = dict(os.environ, TRITON_CACHE_DIR=tempfile.mkdtemp(prefix="startup-steps-"))
+        proc = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, env=env, cwd=ROOT)
+        if proc.returncode:
+            return {"error": proc.stderr[-1500:]}
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
 def _contexts() -> dict:
     """The processes holding a CUDA context now, and their GPU memory (nvidia-smi)."""
     try:
@@ -92,6 +151,10 @@ def _compile_slots(n: int, mode: str, gpus: int) -> dict:
                         "KERNELEVOLVE_COMPILE_ON": mode, "CUDA_VISIBLE_DEVICES": str(i % gpus),
                         "TRITON_CACHE_DIR": cache}
     server = spawner.start()
+    # the server ready first (in a sweep it starts with the driver, long before the first trial)
+    first = CandidateWorker(env=env_of(0), cwd=ROOT)
+    first.request({"op": "probe"}, timeout_s=300)
+    first.close()
     workers = [CandidateWorker(env=env_of(i), cwd=ROOT) for i in range(n)]
 
     def one(i):
@@ -123,7 +186,15 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--counts", default="1,16")
     ap.add_argument("--compile-slots", help="N[,N...]: time N compile slots at once instead (see above)")
+    ap.add_argument("--steps", help="N[,N...]: a compile slot's start step by step, in N processes at once")
     args = ap.parse_args()
+    if args.steps:
+        runs = {n: _steps(int(n)) for n in args.steps.split(",")}
+        for n, r in runs.items():
+            print(n, json.dumps(r[0]), flush=True)
+        with open(args.out, "w") as fh:
+            json.dump(runs, fh, indent=1)
+        return
     if args.compile_slots:
         import torch
 

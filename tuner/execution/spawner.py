@@ -37,8 +37,10 @@ import time
 ENV = "KERNELEVOLVE_SPAWNER"
 _MAX_MESSAGE = 1 << 20
 _MAX_FDS = 16
-# the heavy imports every evaluation process and judge needs, done once here
-PRELOAD = ("numpy", "torch", "triton", "triton.language")
+# the heavy imports every evaluation process and judge needs, done once here: torch, Triton and
+# the engine's measurement modules (no kernel's: a request's kernel is imported by its child)
+PRELOAD = ("numpy", "torch", "triton", "triton.language", "kernelevolve.tuner.measure.evaluate",
+           "kernelevolve.tuner.measure.described")
 # read when those are imported, not later: a child that asks for another value than the server
 # imported them with is refused (its owner starts it afresh). Triton decides at import whether
 # its own @jit helpers (tl.sum, tl.cdiv, ...) are interpreted.
@@ -219,6 +221,7 @@ def serve(path: str) -> None:
             importlib.import_module(name)
         except ImportError:  # a child imports what it needs itself
             pass
+    _warm_meta()
     children: dict[int, socket.socket] = {}  # pid -> its owner's connection
     owner = sys.stdin.fileno()  # the driver's pipe: EOF when it is done or gone
     done: list = []
@@ -243,6 +246,25 @@ def serve(path: str) -> None:
         if listener in ready:
             _fork_one(listener, children, watched)
         _reap(children)
+
+
+def _warm_meta() -> None:
+    """torch's meta-tensor machinery, used once here: a compile slot's described inputs are meta
+    tensors (tuner.measure.described), and torch builds its meta kernels and decompositions at the
+    first meta op of a process: 1.5 s alone, several seconds for 16 slots starting at once.
+    CPU work only: no CUDA call before a fork."""
+    try:
+        import torch
+
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn((64, 32), generator=gen, device="meta").to(torch.bfloat16)
+        b = torch.randint(0, 8, (16,), generator=gen, device="meta")
+        c = torch.zeros(17, dtype=torch.int64, device="meta")
+        c[1:] = torch.cumsum(b, 0)
+        torch.empty_like(a)[:, 1:].contiguous().copy_(a[:, 1:])
+        torch.stack([a, a]).to(torch.float16).t()
+    except Exception:  # noqa: BLE001 - a warm-up only: the children do it themselves
+        pass
 
 
 def _fork_one(listener: socket.socket, children: dict, keep_closed: list) -> None:

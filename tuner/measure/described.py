@@ -61,6 +61,31 @@ def shared_limit() -> int | None:
         return None
 
 
+@contextmanager
+def _no_stream():
+    """Triton's launch asks the driver for the current stream even when it only compiles, and
+    torch makes the process's CUDA context to answer (measured: the context appears at that call,
+    not at Triton's target query or torch's device properties). A compile launches nothing:
+    stream 0 stands in, on the driver object itself (so on any Triton 3.6 to 3.9)."""
+    from triton.runtime.driver import driver
+
+    try:
+        active = driver.active
+    except Exception:  # noqa: BLE001 - no GPU driver here: nothing asks it for a stream
+        yield
+        return
+    had = "get_current_stream" in vars(active)
+    real = active.get_current_stream
+    active.get_current_stream = lambda *args, **kwargs: 0
+    try:
+        yield
+    finally:
+        if had:
+            active.get_current_stream = real
+        else:
+            del active.get_current_stream
+
+
 class Described:
     """A compile slot's described input sets, one per study, and the studies compiled on device
     tensors instead (with why)."""
@@ -82,7 +107,7 @@ class Described:
             if study not in self.sets:
                 self.sets[study] = make_described(spec, problem)
             inputs = self.sets[study]
-            with described(), compile_only():
+            with described(), compile_only(), _no_stream():
                 handle = spec.launch(inputs, spec.make_output(problem, inputs), cfg)
         except hard_errors:
             raise
