@@ -11,7 +11,7 @@ study's parent run in MLflow. This module holds what they share:
   sweep(data)          writes it as exp.yaml into a fresh temp folder, loads it with
                        tuner.experiment.config.load and runs it there; returns a Sweep with the
                        summaries (in the file's study order), the experiment's name and the
-                       tracking URI (absolute: sqlite:///<folder>/mlflow.db)
+                       tracking URI (absolute: sqlite:///<folder>/mlflow.db unless given)
   provenance(...)      what every benchmark row carries: the experiment, the tracking URI, the
                        study's MLflow parent run id, its candidate counts and tuning wall time
   verified_launch(...) the winner's config launched with the kernel's own spec.launch after its
@@ -95,25 +95,28 @@ class Sweep:
         return None
 
 
-def load(data: dict, folder: str | None = None):
+def load(data: dict, folder: str | None = None, uri: str | None = None):
     """Write `data` as exp.yaml into `folder` (a fresh temp folder by default) and load it with
-    the product's loader (every kernel, problem and target validated). (Experiment, folder)."""
+    the product's loader (every kernel, problem and target validated). `uri`: the MLflow tracking
+    URI (absolute; None: sqlite:///<folder>/mlflow.db). (Experiment, folder)."""
     from kernelevolve.tuner.experiment import config
 
     folder = folder or tempfile.mkdtemp(prefix=f"kernelevolve-{data['name']}-")
-    data = dict(data, tracking={"uri": f"sqlite:///{os.path.join(os.path.abspath(folder), 'mlflow.db')}"})
+    uri = uri or f"sqlite:///{os.path.join(os.path.abspath(folder), 'mlflow.db')}"
+    data = dict(data, tracking={"uri": uri})
     path = os.path.join(folder, "exp.yaml")
     with open(path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(data, fh, sort_keys=False)
     return config.load(path), folder
 
 
-def sweep(data: dict, log=print, folder: str | None = None) -> Sweep:
+def sweep(data: dict, log=print, folder: str | None = None, uri: str | None = None) -> Sweep:
     """Run the experiment `data` through the product's engine, from a fresh folder (the working
-    directory is restored afterwards). Raises what the engine raises (ConfigError, Interrupted)."""
+    directory is restored afterwards), tracked at `uri` (as load's). Raises what the engine
+    raises (ConfigError, Interrupted)."""
     from kernelevolve.tuner.execution import sweep as engine
 
-    exp, folder = load(data, folder)
+    exp, folder = load(data, folder, uri)
     here = os.getcwd()
     os.chdir(folder)
     try:

@@ -149,3 +149,20 @@ def test_kernel_start_points_come_first_and_are_checked(tmp_path):
     bad = text.replace("start_points: [{'BLOCK_M': 32", "start_points: [{'BLOCK_Q': 32", 1)
     with pytest.raises(config.ConfigError, match=r"kernels\[0\]\.start_points\[0\].*not the parameters"):
         config.load(write(tmp_path, bad, "bad.yaml"))
+
+
+def test_sampler_none_budgets_the_start_points_and_nothing_else(tmp_path):
+    p1 = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
+          "PERSISTENT": False, "num_warps": 4, "num_stages": 1, "STAGE_A": True}
+    p2 = dict(p1, BLOCK_M=32)
+    text = GOOD.replace("problems: [{M: 100, N: 72, K: 130, dtype: float16}]",
+                        f"problems: [{{M: 100, N: 72, K: 130, dtype: float16}}]\n    start_points: [{p1}, {p2}, {p1}]")
+    text = text.replace("sampler: tpe, samples: 4, concurrency: 2", "sampler: none, concurrency: 8")
+    study = next(config.load(write(tmp_path, text)).studies())
+    assert study.start_points == [p1, p2] and study.budget() == 2  # a repeated point is one candidate
+    for old, new, field in [("concurrency: 8", "samples: 2, concurrency: 2", "search.samples"),
+                            ("concurrency: 8", "concurrency: 8, warm_start: t.json", "search.warm_start"),
+                            ("seed: 0}", "seed: 0}\nprofile: {steer: true}", "profile.steer"),
+                            (f"start_points: [{p1}, {p2}, {p1}]", "start_points: []", "kernels[0].start_points")]:
+        with pytest.raises(config.ConfigError, match=rf"{field.replace('[', '.').replace(']', '.')}: sampler none"):
+            config.load(write(tmp_path, text.replace(old, new), "bad.yaml"))

@@ -8,7 +8,7 @@ from kernelevolve.kernels.matmul import DEFAULT_CONFIG, MatmulProblem
 from kernelevolve.search_spaces.matmul import shared_memory_bytes, space
 from kernelevolve.tuner.experiment.hardware import profile
 from kernelevolve.tuner.search.constrained import ConstrainedSearch
-from kernelevolve.tuner.search.samplers import PENALTY, SAMPLERS
+from kernelevolve.tuner.search.samplers import NONE, PENALTY, SAMPLERS
 from kernelevolve.tuner.search.space import Choice, Const, IntRange, Pow2, Space, config_key
 
 
@@ -82,7 +82,7 @@ def _drive(searcher, n, value_of):
     return seen
 
 
-@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+@pytest.mark.parametrize("sampler", sorted(set(SAMPLERS) - {NONE}))  # "none" proposes nothing
 @pytest.mark.parametrize("enumerated", [True, False])
 def test_every_sampler_proposes_valid_unique_configs(sampler, enumerated):
     p = MatmulProblem(M=100, N=72, K=130, dtype="float16")
@@ -100,6 +100,23 @@ def test_every_sampler_proposes_valid_unique_configs(sampler, enumerated):
         assert counts["proposals"] == 10 and counts["valid_configs"] == len(sp.valid_configs())
     else:  # rejections are counted by rule, never journaled
         assert sum(counts["rejected_by"].values()) >= counts["rejected"]
+
+
+@pytest.mark.parametrize("enumerated", [True, False])
+def test_sampler_none_evaluates_the_start_points_and_proposes_nothing(enumerated):
+    sp = space(MatmulProblem(M=100, N=72, K=130, dtype="float16"), profile("cpu-interpreter"))
+    starts = sp.valid_configs()[:3]
+    s = ConstrainedSearch(sp, NONE, seed=1, study_key="k", start_points=starts)
+    if not enumerated:
+        s.valid = None
+    assert _drive(s, 3, lambda c: {"objective": 0.1}) == starts
+    assert s.proposals()["proposals"] == 3 and s.proposals()["projected"] == 0
+    with pytest.raises(RuntimeError, match="proposes nothing"):  # never a config nobody listed
+        s.suggest("t3")
+    # a resumed study enqueues its start points again: the evaluated ones are passed over
+    again = ConstrainedSearch(sp, NONE, seed=1, study_key="k", start_points=starts)
+    again.replay([{"config": c, "status": "ok", "objective": 0.1} for c in starts[:2]])
+    assert again.suggest("r0") == starts[2] and again.proposals()["projected"] == 0
 
 
 def test_invalid_proposals_are_moved_to_the_nearest_valid_config():

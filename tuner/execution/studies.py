@@ -51,16 +51,12 @@ def retime_finalists(records: list[dict], top_k: int) -> list[dict]:
 
 
 def _start_points(study, state: SweepState, log) -> tuple[list[dict], dict | None]:
-    """The configs evaluated first: the kernel entry's start_points, the search's, the kernel's own
-    generic ones (search.kernel_starts), then the warm start's (chosen once per study and kept in
-    the sweep state, so that a resumed study enqueues the same ones). Returns them and the warm
-    start's record (None without one)."""
+    """The configs evaluated first: the study's own (the kernel entry's start_points, the search's,
+    the kernel's generic ones with search.kernel_starts: Study.start_points), then the warm start's
+    (chosen once per study and kept in the sweep state, so that a resumed study enqueues the same
+    ones). Returns them and the warm start's record (None without one)."""
     s = study.experiment.search
-    # points written before the space gained a switch mean its default (Space.defaults)
-    points = [study.space.complete(p) for p in study.kernel_start_points]
-    points += [p for p in map(study.space.complete, s.start_points) if p not in points]
-    if s.kernel_starts and study.tunable.start is not None:
-        points += [p for p in study.tunable.start(study.problem, study.target.profile) if p not in points]
+    points = list(study.start_points)
     if not s.warm_start:
         return points, None
     if "warm_start" not in state.study(study.key):

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from kernelevolve.tuner.experiment import hardware, registry
 from kernelevolve.tuner.measure import clocks
-from kernelevolve.tuner.search.samplers import SAMPLERS
+from kernelevolve.tuner.search.samplers import NONE, SAMPLERS
+from kernelevolve.tuner.search.space import config_key
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -87,9 +88,10 @@ class Target(BaseModel):
 
 class Search(BaseModel):
     model_config = _STRICT
-    # "auto": the learned sampler for a space of >= 2,000 valid configs, else TPE (tuner.search.samplers)
+    # "auto": the learned sampler for a space of >= 2,000 valid configs, else TPE (tuner.search.samplers);
+    # "none": each study evaluates its start points and nothing else
     sampler: str = "auto"
-    # candidates evaluated per study; grid: the whole grid
+    # candidates evaluated per study; grid: the whole grid; none: the study's start points
     samples: PositiveInt | None = Field(default=None, le=MAX_SAMPLES)
     concurrency: PositiveInt = Field(default=1, le=MAX_CONCURRENCY)
     # Candidates of a study evaluated by one Ray Tune trial (at most `concurrency`); None: half the
@@ -238,11 +240,38 @@ class Study:
     def key(self) -> str:
         return f"{self.kernel_name}/{self.problem_key}/{self.target.name}"
 
+    @functools.cached_property
+    def start_points(self) -> list[dict]:
+        """The configs this study evaluates first (a warm start's come after them: the sweep
+        chooses those, tuner.execution.studies)."""
+        return start_points_of(self.space, self.tunable, self.problem, self.target.profile,
+                               self.kernel_start_points, self.experiment.search)
+
     def budget(self) -> int:
         s = self.experiment.search
+        if s.sampler == NONE:  # its start points and nothing else
+            return len(self.start_points)
         if s.sampler == "grid":
             return s.samples or len(self.space.valid_configs())
         return s.samples or 32
+
+
+def start_points_of(space, tunable, problem, hw, entry_points, search: Search) -> list[dict]:
+    """A study's start points, in order: its kernel entry's, the search's, then with
+    search.kernel_starts the kernel's own (registry.Tunable.start). Each is completed with the
+    space's defaults (a point written before a switch existed means it off) and kept once per
+    config it launches: two points that decode to one canonical config are one candidate, and
+    the second would only come back to the searcher as a repeat."""
+    given = [*entry_points, *search.start_points]
+    if search.kernel_starts and tunable.start is not None:
+        given += tunable.start(problem, hw)
+    points, launched = [], set()
+    for point in map(space.complete, given):
+        key = config_key(space.decode(space.encode(point)))
+        if key not in launched:
+            launched.add(key)
+            points.append(point)
+    return points
 
 
 def _where(loc) -> str:
@@ -301,6 +330,16 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
     if s.sampler not in SAMPLERS:
         raise _fail(path, "search.sampler", f"unknown sampler '{s.sampler}'",
                     "choose one of " + ", ".join(SAMPLERS))
+    if s.sampler == NONE:  # each study's budget is its start points: nothing may add to or cut them
+        only = "sampler none evaluates each study's start points and nothing else"
+        if s.samples is not None:
+            raise _fail(path, "search.samples", f"{only}: its budget is their number", "leave samples out")
+        if s.warm_start is not None:
+            raise _fail(path, "search.warm_start", f"{only}, as the file lists them (a warm start's "
+                        "configs are chosen when the sweep starts)", "list them as start_points")
+        if exp.profile.steer:
+            raise _fail(path, "profile.steer", f"{only} (steering proposes configs of its own)",
+                        "leave steer out")
     for i, t in enumerate(exp.targets):
         prof = t.hardware or t.name
         if prof not in hardware.PROFILES:
@@ -370,6 +409,11 @@ def _resolve(exp: Experiment, path: str) -> Experiment:
                                     f"{entry.kernel}'s space", "expected " + ", ".join(sorted(names)))
                     if sp.violations(point):
                         raise _fail(path, where, "; ".join(sp.violations(point)))
+                if s.sampler == NONE and not start_points_of(sp, tunable, problem, t.profile,
+                                                             entry.start_points, s):
+                    raise _fail(path, f"kernels[{i}].start_points", f"sampler none evaluates start "
+                                f"points only, and {entry.kernel} {raw} on {t.name} has none",
+                                "list the configs to evaluate in the kernel's start_points")
             if s.sampler == "grid":
                 for t in exp.targets:
                     n = len(tunable.space(problem, t.profile).valid_configs())

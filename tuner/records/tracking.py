@@ -80,6 +80,12 @@ def _value(text: str):
 def candidate_records(client: MlflowClient, experiment_id: str, parent_id: str) -> list[dict]:
     """A study's candidates read back from its child runs, as journal-like records, in the order
     they were logged (sync writes them in journal order)."""
+    return [rec for _, rec in candidate_runs(client, experiment_id, parent_id)]
+
+
+def candidate_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[tuple[str, dict]]:
+    """(child run id, its record as candidate_records reads it) of every candidate of a study:
+    what a figure cites its candidate's run by."""
     runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
                               max_results=50000)
     runs.sort(key=lambda r: (r.info.start_time, r.data.tags.get("candidate_id", "")))
@@ -88,7 +94,7 @@ def candidate_records(client: MlflowClient, experiment_id: str, parent_id: str) 
         rec = {k: v for k, v in r.data.tags.items() if k in TAG_KEYS or k == "error"}
         rec.update(r.data.metrics)
         rec["config"] = {k: _value(v) for k, v in r.data.params.items()}
-        out.append(rec)
+        out.append((r.info.run_id, rec))
     return out
 
 

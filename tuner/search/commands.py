@@ -14,14 +14,15 @@ from kernelevolve.tuner.user_errors import UserError, check_writable
 
 
 def _sampler_names(given: list[str]) -> list[str]:
-    from kernelevolve.tuner.search.samplers import DISTINCT, SAMPLERS
+    from kernelevolve.tuner.search.samplers import DISTINCT, NONE, SAMPLERS
 
     names = [n.strip() for g in given for n in g.split(",") if n.strip()]
     if "all" in names:  # not "auto": on each space it is one of tpe and learned
         return list(DISTINCT)
-    unknown = [n for n in names if n not in SAMPLERS]
+    known = [n for n in SAMPLERS if n != NONE]  # "none" proposes nothing: there is no search to replay
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise UserError(f"unknown sampler '{unknown[0]}': known are {', '.join(SAMPLERS)} (or all)")
+        raise UserError(f"unknown sampler '{unknown[0]}': known are {', '.join(known)} (or all)")
     return names
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from kernelevolve.tuner.search.samplers import OBJECTIVE, PENALTY, make_sampler
+from kernelevolve.tuner.search.samplers import OBJECTIVE, PENALTY, NoProposals, make_sampler
 from kernelevolve.tuner.search.space import Choice, Space, config_key
 
 # In a space searched by rejection, a suggestion that met this many broken proposals in a row is
@@ -122,9 +122,15 @@ class ConstrainedSearch(Searcher):
         self.space = space
         self.study_key = study_key
         self.max_rejects = max_rejects
+        if isinstance(sampler, str):
+            sampler = make_sampler(sampler, space, seed, prior, problem)
+        # sampler "none": the start points are the study's only candidates, each evaluated as
+        # listed; one that comes back as a repeat (a resumed study enqueues them all again) is
+        # passed over, never moved to another config or replaced by one drawn at random
+        self.listed_only = isinstance(sampler, NoProposals)
         self.inner = OptunaSearch(
             space=space.distributions(), metric=OBJECTIVE, mode="min",
-            sampler=make_sampler(sampler, space, seed, prior, problem) if isinstance(sampler, str) else sampler,
+            sampler=sampler,
             # a start point written before a switch existed means it off (Space.defaults)
             points_to_evaluate=[space.encode(space.complete(p)) for p in (start_points or [])] or None,
         )
@@ -224,7 +230,7 @@ class ConstrainedSearch(Searcher):
             if self.arriving is not None:  # the enumeration ended: project from now on
                 self.adopt(self.arriving)
                 self.arriving = None
-            if self.valid is None and attempt >= SPARSE_ASKS:
+            if self.valid is None and attempt >= SPARSE_ASKS and not self.listed_only:
                 drawn = self._draw_valid()
                 if drawn is not None:
                     self.counts["drawn"] += 1
@@ -240,7 +246,7 @@ class ConstrainedSearch(Searcher):
             broken = [] if repeat else self._violated(cfg)
             if not repeat and not broken:
                 return self._accept(trial_id, inner_id, cfg)
-            if self.valid is not None:  # move it to the nearest valid config not yet evaluated
+            if self.valid is not None and not self.listed_only:  # to the nearest valid config not yet evaluated
                 near = self.valid.nearest_free(cfg)
                 if near is None:
                     self.exhausted = True

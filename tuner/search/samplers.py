@@ -1,6 +1,6 @@
 """The sampler registry: Optuna's samplers by name (and "auto", the default: the learned sampler with
-the study's prior where it has one, else the learned sampler or TPE by the size of the space), and
-the objective every sampler minimises.
+the study's prior where it has one, else the learned sampler or TPE by the size of the space;
+"none": no proposals, the study's start points only), and the objective every sampler minimises.
 
 Importable without Ray (the experiment loader and the CLI check a sampler's name with it)."""
 from __future__ import annotations
@@ -96,6 +96,28 @@ class AutoSampler(optuna.samplers.BaseSampler):
         self.inner.reseed_rng()
 
 
+# "none": the study evaluates its start points and nothing else (its budget is their number:
+# Study.budget), for a given list of configs to be verified and timed by the engine
+# (benchmarks/probe_configs.py).
+NONE = "none"
+
+
+class NoProposals(optuna.samplers.BaseSampler):
+    """The sampler of "none". Every trial of its study is an enqueued start point, whose values
+    Optuna takes from the queue without asking the sampler; asked for a value all the same, the
+    study would evaluate a config nobody listed, so it raises instead of proposing one."""
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        raise RuntimeError(f"sampler '{NONE}' proposes nothing, but its study asked for a value of "
+                           f"{param_name} after its start points")
+
+
 def _grid(space: Space, seed: int):
     return optuna.samplers.GridSampler(space.grid(), seed=seed)
 
@@ -116,9 +138,11 @@ SAMPLERS = {
     # the default: "learned" with the study's prior where it has one; without, "learned" for a
     # space of at least AUTO_LEARNED_MIN valid configs, else "tpe"
     "auto": lambda space, seed, prior=None, problem=None: AutoSampler(space, seed, prior=prior, problem=problem),
+    NONE: lambda space, seed: NoProposals(),
 }
-# what a replay of "every sampler" runs: "auto" is one of two of them on each space
-DISTINCT = [n for n in SAMPLERS if n != "auto"]
+# what a replay of "every sampler" runs: "auto" is one of two of them on each space, and "none"
+# searches nothing
+DISTINCT = [n for n in SAMPLERS if n not in ("auto", NONE)]
 
 
 def make_sampler(name: str, space: Space, seed: int, prior: list | None = None,
