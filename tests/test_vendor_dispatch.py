@@ -328,3 +328,19 @@ def test_the_vendor_bmm_is_judged_ok_and_dispatched(worker, tmp_path, monkeypatc
         assert n.n == 0 and torch.allclose(y, torch.bmm(a, b), atol=1e-4)
     finally:
         tuned.clear_table()
+
+
+def test_the_pad_copy_fills_past_the_edges_with_zeros_in_one_pass(monkeypatch):
+    """kernels/gemm_pad.copy_rows (the padded path's copies, interpreted here): the values inside,
+    zeros in the padded columns and rows, from a source whose rows start misaligned."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from kernelevolve.kernels.gemm_pad import copy_rows
+
+    src = torch.randn(9, 37, generator=torch.Generator().manual_seed(1))[:, 1:]  # rows 37 apart, 36 wide
+    buf = torch.full((12, 64), float("nan"))
+    dst = copy_rows(src, buf[:, :40])
+    assert torch.equal(dst[:9, :36], src)
+    assert (dst[:9, 36:] == 0).all() and (dst[9:] == 0).all()
+    assert buf[:, 40:].isnan().all()  # nothing written past the destination's own columns
+    with pytest.raises(ValueError, match="at least as large"):
+        copy_rows(src, buf[:8, :40])
