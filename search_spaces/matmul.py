@@ -196,6 +196,15 @@ def space(problem: MatmulProblem, hw: Hardware) -> Space:
 # them aligned), pointer tiles stage B only (a staged A slowed pointer kernels on the H100: its
 # copy is the larger); a tile the space's rules reject for a shape is left out.
 GENERIC_TILES = (
+    # Triton's persistent-matmul tutorial's Hopper kernel: persistent TMA tiles, the epilogue stored
+    # in halves, the tile loop flattened; and its warp-specialized one. Large outputs need them:
+    # through the engine on an H100 (benchmarks/data/hopper_tiles_plan.json, docs/benchmarks.md) the
+    # first ran 62112x3312x768 in 0.49 ms and 20640x2448x128 in 47 us, where the non-persistent
+    # 128x256x64 below took 0.65 ms and 96 us and a 42-candidate search had found 0.57 ms and 60 us.
+    {"TMA": True, "PERSISTENT": True, "EPILOGUE_SUBTILE": True, "FLATTEN": True, "BLOCK_M": 128, "BLOCK_N": 256,
+     "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
+    {"TMA": True, "PERSISTENT": True, "WARP_SPECIALIZE": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64,
+     "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
     {"TMA": True, "BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
     {"TMA": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 8},
     {"TMA": True, "BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
