@@ -2,8 +2,9 @@
 
   1. constraints  -> invalid           (re-checked here: a worker never trusts its input)
   2. compile      -> compile_error / out_of_resources   (the first launch compiles; on a GPU the
-                                        `compile` request does it ahead, on a CPU core, and this
-                                        process finds the binary in Triton's cache)
+                                        `compile` request does it ahead, on a CPU core and on
+                                        described inputs: tuner/measure/compile_ahead.py, and
+                                        this process finds the binary in Triton's cache)
   3. verify       -> incorrect         (two of the study's seeded input sets, chosen by the
                                         candidate's seed, and the first again with one element
                                         moved (fingerprint memoisation); each launch gets copies
@@ -24,9 +25,9 @@ the judge's verdict, not this process's word.
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
 as timeout or runtime_error. This module is the child process's main: `python -m kernelevolve.tuner.measure.evaluate`.
 
-The process lives for the sweep (one per GPU lane, one per compile slot): it keeps the CUDA
+The process lives for the sweep (one per GPU lane, one per compile slot): a lane's keeps the CUDA
 context, each study's input sets and references (InputSets, bounded in bytes) and the compiled
-kernels, so a candidate pays for its own launches only.
+kernels, so a candidate pays for its own launches only; a compile slot's makes no CUDA context.
 """
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ import time
 import traceback
 from contextlib import contextmanager
 
-from kernelevolve.tuner.measure.constraints import is_vendor_config, violations
+from kernelevolve.tuner.measure.constraints import violations
 from kernelevolve.tuner.measure.input_sets import INPUT_SETS, InputSets
-from kernelevolve.tuner.measure.launch_failures import compile_only, error_classes, short_error
+from kernelevolve.tuner.measure.launch_failures import error_classes, short_error
 from kernelevolve.tuner.measure.timed_outputs import TimedOutputs, guarded_output
 from kernelevolve.tuner.records.schema import STATUSES  # noqa: F401 - every candidate ends in one of them
 
@@ -65,12 +66,6 @@ def _compact(ref, out_dtype):
 
 
 
-# What a compile slot compiles on: "described" (meta tensors, tuner/measure/described.py), or
-# "device" (the study's input set on the GPU, as every compile did before; kept for comparison:
-# benchmarks/startup_probe.py times both)
-COMPILE_ON = os.environ.get("KERNELEVOLVE_COMPILE_ON", "described")
-
-
 class Evaluator:
     def __init__(self):
         import torch
@@ -92,7 +87,7 @@ class Evaluator:
         self.inputs = InputSets(int(budget))
         from kernelevolve.tuner.measure.described import Described
 
-        self.described = Described()  # a compile slot's inputs as meta tensors (compile)
+        self.described = Described()  # a compile slot's inputs as meta tensors (compile_ahead.py)
         self.oor_errors, self.compile_errors = error_classes()
         # the check functions' identities as imported now, before any candidate code runs here
         # (a naive replacement is caught at once; the judge holds the verdict either way)
@@ -256,42 +251,6 @@ class Evaluator:
             out["shared_bytes"] = shared
         return out
 
-    def compile(self, req: dict) -> dict:
-        """Steps 1 and 2 only, launching nothing on the device: constraints, then Triton's compile
-        (into its on-disk cache, where the GPU lane's first launch of the same config finds it)."""
-        rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
-        tunable, problem, hw, study = self._load(req)
-        spec, cfg = tunable.kernel, req["config"]
-        reasons = violations(tunable, problem, hw, cfg)
-        if reasons:
-            return dict(rec, status="invalid", error="; ".join(reasons))
-        if self.interpreter:  # nothing to compile ahead: the interpreter runs the source
-            return dict(rec, status="ok")
-        if is_vendor_config(spec, problem, cfg):  # torch's GEMM: nothing to compile, and a compile slot
-            return dict(rec, status="ok")  # must put no work on the GPU the lane is timing
-        t0 = time.perf_counter()
-        try:
-            # on described inputs (meta tensors: no CUDA context, no bytes; described.py says why)
-            # where the study's launcher allows, else on its input set 0 on the device
-            handle = (self.described.compile(spec, problem, study, cfg, self.oor_errors + self.compile_errors)
-                      if self.described.usable(study) and COMPILE_ON != "device" else None)
-            if handle is not None:
-                rec["compiled_on"] = "described"
-                rec.update(self._handle_info(handle, load=False))
-            else:
-                inputs, _ = self._set(spec, problem, study, 0, with_ref=False)
-                out = spec.make_output(problem, inputs)
-                with compile_only():
-                    handle = spec.launch(inputs, out, cfg)
-                rec["compiled_on"] = "device"
-                rec.update(self._handle_info(handle))
-        except self.oor_errors as exc:
-            return dict(rec, status="out_of_resources", error=short_error(exc))
-        except self.compile_errors as exc:
-            return dict(rec, status="compile_error", error=short_error(exc))
-        rec["compile_s"] = time.perf_counter() - t0
-        return dict(rec, status="ok")
-
     # -- the four steps --------------------------------------------------------------------
     def evaluate(self, req: dict) -> dict:
         rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
@@ -441,8 +400,10 @@ class Evaluator:
         try:
             if op == "evaluate":
                 return self._sealed(self.evaluate(req))
-            if op == "compile":
-                return self._sealed(self.compile(req), shared=False)
+            if op == "compile":  # steps 1-2 ahead of the GPU's lane (tuner/measure/compile_ahead.py)
+                from kernelevolve.tuner.measure.compile_ahead import compile_request
+
+                return self._sealed(compile_request(self, req), shared=False)
             if op == "retime":
                 return self._sealed(self.retime(req))
             if op == "profile":  # the launches a profiler reads (tuner/profile/launches.py)
