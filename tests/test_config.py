@@ -135,11 +135,14 @@ def test_shipped_experiment_files_load(path):
     assert list(exp.studies()) and exp.name == Path(path).stem
 
 
+START = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
+         "PERSISTENT": False, "num_warps": 4, "num_stages": 1, "STAGE_A": True}  # a valid matmul config
+
+
 def test_kernel_start_points_come_first_and_are_checked(tmp_path):
     from kernelevolve.tuner.execution.sweep import _start_points
 
-    p1 = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
-          "PERSISTENT": False, "num_warps": 4, "num_stages": 1, "STAGE_A": True}
+    p1 = dict(START)
     p2 = dict(p1, BLOCK_M=32)
     text = GOOD.replace("problems: [{M: 100, N: 72, K: 130, dtype: float16}]",
                         f"problems: [{{M: 100, N: 72, K: 130, dtype: float16}}]\n    start_points: [{p2}]")
@@ -152,8 +155,7 @@ def test_kernel_start_points_come_first_and_are_checked(tmp_path):
 
 
 def test_sampler_none_budgets_the_start_points_and_nothing_else(tmp_path):
-    p1 = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic",
-          "PERSISTENT": False, "num_warps": 4, "num_stages": 1, "STAGE_A": True}
+    p1 = dict(START)
     p2 = dict(p1, BLOCK_M=32)
     text = GOOD.replace("problems: [{M: 100, N: 72, K: 130, dtype: float16}]",
                         f"problems: [{{M: 100, N: 72, K: 130, dtype: float16}}]\n    start_points: [{p1}, {p2}, {p1}]")

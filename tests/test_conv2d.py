@@ -2,11 +2,10 @@
 channel counts, non-square filters, both K-loop shapes (flat and nested), TMA weight tiles,
 TMA activation boxes (X_TMA) and split-K; and the search space's rules for the new switches."""
 import json
-import os
-import subprocess
 import sys
 
 import pytest
+from uninterpreted import run_child
 import torch
 import triton
 import triton.language as tl
@@ -395,14 +394,7 @@ def _compile_sm90_child() -> None:
 
 @pytest.fixture(scope="module")
 def sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--sm90-child"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"the sm90 compile child failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, "--sm90-child")
 
 
 @pytest.mark.parametrize("name", sorted(SM90_CASES))

@@ -7,10 +7,10 @@ real tensors. No GPU is needed: a child process without TRITON_INTERPRET capture
 """
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+from uninterpreted import run_child
 import torch
 
 from kernelevolve.kernels.spec import check_device, described
@@ -173,13 +173,7 @@ def _child() -> None:
 
 @pytest.fixture(scope="module")
 def captured():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"the capturing child failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, "--child")
 
 
 @pytest.mark.parametrize("name", sorted(registry.BUILTIN))
