@@ -52,9 +52,12 @@ def test_named_clock_times_a_candidate(worker, clock):
 
 
 def test_compile_request_launches_nothing_and_the_lane_finds_the_binary(worker):
-    # a compile slot compiles ahead (nothing runs on the GPU); the evaluator's first launch of the
-    # same config is then a load from Triton's cache, not a compile
+    # a compile slot compiles ahead, on described inputs (nothing runs on the GPU, and the binary is
+    # not loaded: its shared memory is known, its registers come with the lane's launch); the
+    # evaluator's first launch of the same config is then a load from Triton's cache, not a compile
     compiled = worker.request(dict(BASE, op="compile", config=dict(GOOD, GROUP_M=2)), timeout_s=300)
-    assert compiled["status"] == "ok" and compiled["compile_s"] > 0 and "n_regs" in compiled, compiled
+    assert compiled["status"] == "ok" and compiled["compile_s"] > 0, compiled
+    assert compiled["compiled_on"] == "described" and isinstance(compiled.get("shared_bytes"), int), compiled
     rec = worker.request(dict(BASE, config=dict(GOOD, GROUP_M=2), compiled=True), timeout_s=300)
     assert rec["status"] == "ok" and rec["load_s"] < compiled["compile_s"], (compiled, rec)
+    assert isinstance(rec.get("n_regs"), int), rec
