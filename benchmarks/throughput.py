@@ -80,6 +80,7 @@ def autotune_arm(configs: list[dict]) -> dict:
     import triton.language as tl  # noqa: F401  (the kernel module needs it loaded)
 
     from kernelevolve.kernels import matmul as mm
+    from kernelevolve.tuner.measure.clocks import measure
 
     core = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "SPLIT_K")  # what the configs vary
     tconfigs = [triton.Config({k: c[k] for k in core}, num_warps=c["num_warps"],
@@ -102,45 +103,43 @@ def autotune_arm(configs: list[dict]) -> dict:
     run()
     torch.cuda.synchronize()
     tune_s = time.time() - t0
-    ms = triton.testing.do_bench(run, warmup=25, rep=200, quantiles=[0.5])
-    ms = ms[0] if isinstance(ms, (list, tuple)) else ms
-    cublas = triton.testing.do_bench(lambda: torch.matmul(a, b), warmup=25, rep=200, quantiles=[0.5])
-    cublas = cublas[0] if isinstance(cublas, (list, tuple)) else cublas
+    ms = measure(run, "do_bench", 25, 200)[1]
+    cublas = measure(lambda: torch.matmul(a, b), "do_bench", 25, 200)[1]
     best = tuned.best_config
     return {"arm": "autotune", "candidates": len(configs), "fit_s": tune_s,
             "per_min": 60 * len(configs) / tune_s, "best_ms": ms, "baseline_ms": cublas,
             "best_config": {**best.kwargs, "num_warps": best.num_warps, "num_stages": best.num_stages}}
 
 
-def agreement(rows: list[dict], rounds: int = 7) -> dict:
-    """Re-time every arm's best config (and cuBLAS) side by side, interleaved, in one process:
-    whether the arms agree must not depend on which run measured which."""
-    import torch
-    import triton.testing
-
+def agreement(rows: list[dict], rounds: int = 7, problem: dict = PROBLEM, hardware: str = "h100") -> dict:
+    """Re-time every arm's best config beside cuBLAS (the kernel's peer) in one evaluation process,
+    with the engine's own interleaved re-timing (the `retime` request: each config's calls judged
+    as in a sweep, the rounds alternating): whether the arms agree must not depend on which run
+    measured which."""
     from kernelevolve.kernels import matmul as mm
-    from kernelevolve.tuner.measure.verify import check
+    from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
+    from kernelevolve.tuner.experiment import registry
+    from kernelevolve.tuner.experiment.config import Timing
 
-    problem = mm.MatmulProblem(**PROBLEM)
-    inputs = mm.make_inputs(problem, torch.device("cuda"), 1)
-    out = mm.make_output(problem, inputs)
     configs = {}
     for r in rows:
         if r.get("best_config"):
             full = dict(mm.DEFAULT_CONFIG, **r["best_config"])
             configs.setdefault(json.dumps(full, sort_keys=True), (full, []))[1].append(r["arm"])
-    samples = {k: [] for k in configs}
-    samples["cuBLAS"] = []
-    for _ in range(rounds):
-        for key, (cfg, _) in configs.items():
-            samples[key].append(triton.testing.do_bench(lambda: mm.launch(inputs, out, cfg), warmup=25, rep=100))
-        samples["cuBLAS"].append(triton.testing.do_bench(lambda: mm.baseline(inputs), warmup=25, rep=100))
-    for key, (cfg, _) in configs.items():  # the agreed winner is also correct on fresh inputs
-        mm.launch(inputs, out, cfg)
-        assert check(out, mm.reference(inputs)).ok
-    med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
-    return {"rows": [{"arms": arms, "config": cfg, "median_ms": med[k]} for k, (cfg, arms) in configs.items()],
-            "cublas_ms": med["cuBLAS"], "rounds": rounds}
+    bench = Timing(warmup_ms=25, rep_ms=100, retime_rep_ms=100).bench_settings("do_bench")
+    worker = CandidateWorker()
+    try:
+        reply = worker.request(make_request("retime", registry.BUILTIN["matmul"], problem, hardware, bench,
+                                            configs=[cfg for cfg, _ in configs.values()], rounds=rounds),
+                               timeout_s=1800)
+    finally:
+        worker.close()
+    if reply.get("status") != "ok":
+        raise RuntimeError(f"the re-timing failed: {reply.get('error')}")
+    by_config = {json.dumps(r["config"], sort_keys=True): r for r in reply["rows"]}
+    return {"rows": [{"arms": arms, "config": cfg, "median_ms": by_config[k]["latency_ms"],
+                      "status": by_config[k]["status"]} for k, (cfg, arms) in configs.items()],
+            "cublas_ms": reply["baseline_ms"], "rounds": rounds}
 
 
 def _write(out: str, rows: list[dict], agree: dict | None) -> str:
@@ -154,11 +153,12 @@ def _write(out: str, rows: list[dict], agree: dict | None) -> str:
         lines.append(f"| {r['arm']} | {r['candidates']} | {r['fit_s']:.1f} | {r['per_min']:.1f} | {busy} | "
                      f"{r['best_ms']:.4f} | {r.get('baseline_ms') or float('nan'):.4f} | {json.dumps(r['best_config'])} |")
     if agree:
-        lines += ["", f"Best configs re-timed side by side ({agree['rounds']} interleaved rounds, one process):", "",
-                  "| found by | median ms | vs cuBLAS | config |", "| --- | --- | --- | --- |"]
+        lines += ["", f"Best configs re-timed side by side by the engine ({agree['rounds']} interleaved rounds, "
+                  "one evaluation process, every config's calls judged):", "",
+                  "| found by | median ms | vs cuBLAS | verdict | config |", "| --- | --- | --- | --- | --- |"]
         for a in agree["rows"]:
             lines.append(f"| {', '.join(a['arms'])} | {a['median_ms']:.4f} | {agree['cublas_ms'] / a['median_ms']:.3f}x "
-                         f"| {json.dumps(a['config'])} |")
+                         f"| {a['status']} | {json.dumps(a['config'])} |")
         lines.append(f"| cuBLAS | {agree['cublas_ms']:.4f} | 1.000x | |")
     text = "\n".join(lines)
     with open(os.path.join(out, "throughput.md"), "w") as fh:

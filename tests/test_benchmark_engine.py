@@ -111,3 +111,18 @@ def test_verify_cost_sweeps_are_experiments_of_the_engine():
     exp, studies = _loaded(v.attack_experiment(engine.target("h100")))
     assert exp.search.sampler == "grid" and len(studies) >= 11
     assert all(len(st.space.valid_configs()) == 2 for st in studies)  # cheat off and on
+
+
+def test_the_throughput_arms_winners_are_re_timed_by_the_engine():
+    """benchmarks/throughput.py compares the arms' winners with the engine's `retime` request (one
+    evaluation process, each config's calls judged), not a timing loop of its own: on the
+    interpreter, two arms that found the same config share one row, and each row has a verdict."""
+    from benchmarks import throughput
+
+    small = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "num_warps": 1, "num_stages": 1}
+    rows = [{"arm": "concurrent", "best_config": small}, {"arm": "serial", "best_config": small},
+            {"arm": "autotune", "best_config": dict(small, BLOCK_N=32)}, {"arm": "broken", "error": "x"}]
+    agree = throughput.agreement(rows, rounds=2, problem={"M": 32, "N": 32, "K": 32, "dtype": "float16"},
+                                 hardware="cpu-interpreter")
+    assert [r["arms"] for r in agree["rows"]] == [["concurrent", "serial"], ["autotune"]]
+    assert all(r["status"] == "ok" and r["median_ms"] > 0 for r in agree["rows"]), agree
