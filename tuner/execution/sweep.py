@@ -251,8 +251,9 @@ class Sweep:
             self.writer.submit(rec.sync)
         env = cluster.target_env(target)
         if not target.profile.interpreter:
-            # a trial's own process only compiles: one input set of a study or two is all it needs
-            # (16 of them per GPU each keeping a quarter of the GPU's memory ran it out of memory)
+            # a trial's own process only compiles, on described inputs (tuner/measure/described.py);
+            # a study that falls back to device inputs needs one input set or two (16 processes
+            # per GPU each keeping a quarter of the GPU's memory ran it out of memory)
             env["KERNELEVOLVE_INPUT_BYTES"] = str(COMPILE_INPUT_BYTES)
             # ... and yields the CPU to the GPU lane's evaluator and judge (COMPILE_NICE)
             env["KERNELEVOLVE_NICE"] = str(COMPILE_NICE)
