@@ -117,11 +117,10 @@ def build(plan: list[dict], target: dict, clock: str = "auto", name: str = "prob
             if why:
                 row["error"] = why
             else:
-                point = space.complete(config)
-                row["launched"] = space.decode(space.encode(point))
+                row["launched"] = space.launched(config)
                 if config_key(row["launched"]) not in launched:  # a repeated config: one candidate, two rows
                     launched.add(config_key(row["launched"]))
-                    points.append(point)
+                    points.append(space.complete(config))
             configs.append(row)
         if points:
             entries.append({"kernel": item["kernel"], "problems": [dict(item["problem"])], "start_points": points})

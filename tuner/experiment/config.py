@@ -267,7 +267,7 @@ def start_points_of(space, tunable, problem, hw, entry_points, search: Search) -
         given += tunable.start(problem, hw)
     points, launched = [], set()
     for point in map(space.complete, given):
-        key = config_key(space.decode(space.encode(point)))
+        key = config_key(space.launched(point))
         if key not in launched:
             launched.add(key)
             points.append(point)

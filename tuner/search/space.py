@@ -184,6 +184,12 @@ class Space:
         missing = {k: v for k, v in self.defaults.items() if k in names and k not in config}
         return {**config, **missing} if missing else config
 
+    def launched(self, config: dict) -> dict:
+        """The config a start point makes the engine launch: completed with the defaults, through
+        the sampler's encoding and back (constants set, in canonical form). Two points with one
+        launched config are one candidate."""
+        return self.decode(self.encode(self.complete(config)))
+
     def canonicalize(self, config: dict) -> dict:
         for fn in self.canonical:
             config = fn(config)
