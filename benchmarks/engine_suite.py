@@ -51,6 +51,9 @@ def main() -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(args.gpus))
     if not args.warm_cache:  # the driver's TRITON_CACHE_DIR reaches every worker and lane
         os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="engine-suite-triton-")
+    from kernelevolve.tuner.execution import spawner
+
+    spawner.start_early()  # as `kernelevolve run` does, before the engine's import
     from kernelevolve.tuner.experiment import config
     from kernelevolve.tuner.execution import sweep
     from kernelevolve.tuner.records.tracking import Tracker

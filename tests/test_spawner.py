@@ -125,3 +125,22 @@ def test_processes_forked_at_once_each_get_their_own_pipes(server):
     finally:
         for w in workers:
             w.close()
+
+
+def test_a_server_started_early_is_the_one_the_sweep_takes(monkeypatch):
+    """start_early (the CLI's, before the engine's import) starts a server only where there is a
+    GPU; start() then hands back that one, once."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    real_exists = os.path.exists
+    monkeypatch.setattr(spawner.os.path, "exists", lambda p: False if p == "/dev/nvidiactl" else real_exists(p))
+    assert spawner.start_early() is None and spawner.take_early() is None
+    monkeypatch.setattr(spawner.os.path, "exists", lambda p: True if p == "/dev/nvidiactl" else real_exists(p))
+    early = spawner.start_early()
+    try:
+        assert early is not None and spawner.start_early() is early  # one per process
+        assert os.environ[spawner.ENV] == early.path
+        taken = spawner.start()
+        assert taken is early and spawner.take_early() is None
+    finally:
+        early.close()
+    assert early.proc.wait(timeout=60) is not None

@@ -39,6 +39,9 @@ def _progress_display(quiet: bool):
 
 
 def cmd_run(args) -> int:
+    from kernelevolve.tuner.execution import spawner
+
+    spawner.start_early()  # its torch import beside the engine's, on a GPU machine (spawner says why)
     from kernelevolve.tuner.execution import sweep
     from kernelevolve.tuner.review.report import fmt
 

@@ -61,6 +61,7 @@ class Lane:
         started = time.time()
         reply = self.worker.request(payload, timeout_s)
         reply["lane_started"] = started
+        reply["lane_s"] = time.time() - started
         return reply
 
     def warm(self) -> dict:
@@ -122,8 +123,10 @@ def self_check_report(checks: list) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - a report line, not a failure of the sweep
             reply = {"status": "runtime_error", "error": f"{type(exc).__name__}: {exc}"}
         if reply.get("status") == "ok":
+            began = reply.get("lane_started", 0.0)
             lines.append(f"lane {name.rsplit(':', 1)[-1]}: self-check ok in {reply.get('eval_s', 0.0):.1f} s "
-                         f"(verified {reply.get('verify_s', 0.0):.1f} s)")
+                         f"(verified {reply.get('verify_s', 0.0):.1f} s), on the lane from unix {began:.3f} "
+                         f"to {began + reply.get('lane_s', 0.0):.3f}")
         else:
             lines.append(f"lane {name.rsplit(':', 1)[-1]}: self-check {reply.get('status')}: "
                          f"{str(reply.get('error', ''))[:300]}")
@@ -150,7 +153,7 @@ def prepare_report(sent: list) -> list[str]:
     itself, as without one), and what the others cost. Only those answered: at a sweep's end all
     are, and a sweep that stops early does not wait for the rest."""
     done, _ = ray.wait([ref for _, _, ref in sent], num_returns=len(sent), timeout=0) if sent else ([], [])
-    lines, spent, ok = [], 0.0, 0
+    lines, spent, ok, spans = [], 0.0, 0, {}
     for name, key, ref in sent:
         if ref not in done:
             continue
@@ -160,12 +163,17 @@ def prepare_report(sent: list) -> list[str]:
             reply = {"status": "runtime_error", "error": f"{type(exc).__name__}: {exc}"}
         if reply.get("status") == "ok":
             ok, spent = ok + 1, spent + reply.get("prepare_s", 0.0)
+            began = reply.get("lane_started", 0.0)
+            first, last = spans.get(name, (began, began))
+            spans[name] = (min(first, began), max(last, began + reply.get("lane_s", 0.0)))
             continue
         why = (str(reply.get("error") or reply.get("status")).splitlines() or ["?"])[0][:300]
         lines.append(f"  ! {key}: lane {name} could not prepare it ({why}); its first candidate there paid instead")
     if sent:
         lines.append(f"lanes prepared {ok} of {len(sent)} (study, lane) pairs ahead of their candidates "
                      f"in {spent:.1f} s of lane time")
+        for name, (first, last) in sorted(spans.items()):
+            lines.append(f"  lane {name.rsplit(':', 1)[-1]}: prepares on the lane from unix {first:.3f} to {last:.3f}")
     return lines
 
 

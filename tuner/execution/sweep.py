@@ -166,7 +166,7 @@ class Sweep:
         # until then the study is asked for nothing (by rejection, Optuna's asks for broken
         # proposals cost the driver's trial loop ~0.1 s a suggestion).
         pending = [st.key for st in studies if st.space.enumerable()]
-        if gpu is not None:
+        if gpu is not None and not self.lanes:  # (the sweep's run started them as Ray came up)
             self.lanes, self.lane_warm, self.self_checks = lanes.start_lanes(
                 self.state.sweep_id, gpu_env, cwd, gpu.profile.name)
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
@@ -396,13 +396,26 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
     enumerations = Enumerations({st.key: st.space for st in studies}, fork=not ray.is_initialized())
     # This node's fork server for evaluation processes starts importing torch and Triton now, so
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
-    forks = spawner.start() if any(not t.profile.interpreter for t in exp.targets) else None
+    if any(not t.profile.interpreter for t in exp.targets):
+        forks = spawner.start()
+    else:  # no GPU target: a server started early for one is not needed
+        forks, early = None, spawner.take_early()
+        if early is not None:
+            early.close()
     try:
         return _run(exp, studies, address, log, resume, progress, num_cpus, enumerations)
     finally:
         enumerations.close()
         if forks is not None:
             forks.close()
+
+
+def _start_lanes(exp, sweep_id: str) -> tuple[dict, dict, list]:
+    """The cluster's GPU lanes for the experiment's first GPU target (none without one)."""
+    gpu = next((t for t in exp.targets if not t.profile.interpreter), None)
+    if gpu is None:
+        return {}, {}, []
+    return lanes.start_lanes(sweep_id, cluster.target_env(gpu), os.getcwd(), gpu.profile.name)
 
 
 def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
@@ -420,27 +433,37 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
     store = threading.Thread(target=open_store, daemon=True)
     store.start()
     init_ray(address or exp.ray.address, num_cpus)
-    store.join()
-    if "error" in opened:
-        raise opened["error"]
-    # the sweep's writes go through a process of their own (tuner.records.remote_tracker says why)
-    tracker = RemoteTracker(opened["tracker"], exp.name)
-    for target in exp.targets:  # every target checked before the first study starts
-        check_target(target)
-    if not resume:
-        sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        state = SweepState.new(root, sweep_id, exp.source_path)
-    log(f"sweep {state.sweep_id} of {exp.name}{' (resumed)' if resume else ''}: tracking at {tracker.uri}")
-    progress = progress or Progress(log)
-    studies, finished = [], {}
-    for study in all_studies:
-        done = state.study(study.key)
-        if done.get("done"):
-            log(f"study {study.key}: already finished in this sweep")
-            finished[study.key] = done["summary"]
-        else:
-            studies.append(study)
-    sweep = Sweep(exp, state, tracker, progress, log, enumerations)
+    sweep_id = state.sweep_id if state is not None else time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    # The GPU lanes start as soon as Ray is up: a lane's start (its actor, evaluator and judge,
+    # then its self-check) took 5-7 s on the H100 and H200 nodes, and the first candidates waited
+    # in its queue for it; the store and the set-up go on meanwhile.
+    early_lanes = _start_lanes(exp, sweep_id)
+    try:
+        store.join()
+        if "error" in opened:
+            raise opened["error"]
+        # the sweep's writes go through a process of their own (tuner.records.remote_tracker says why)
+        tracker = RemoteTracker(opened["tracker"], exp.name)
+        for target in exp.targets:  # every target checked before the first study starts
+            check_target(target)
+        if not resume:
+            state = SweepState.new(root, sweep_id, exp.source_path)
+        log(f"sweep {state.sweep_id} of {exp.name}{' (resumed)' if resume else ''}: tracking at {tracker.uri}")
+        progress = progress or Progress(log)
+        studies, finished = [], {}
+        for study in all_studies:
+            done = state.study(study.key)
+            if done.get("done"):
+                log(f"study {study.key}: already finished in this sweep")
+                finished[study.key] = done["summary"]
+            else:
+                studies.append(study)
+        sweep = Sweep(exp, state, tracker, progress, log, enumerations)
+    except BaseException:  # nothing ran on them: they go with the failed start
+        if early_lanes[0]:
+            lanes.stop_lanes(sweep_id)
+        raise
+    sweep.lanes, sweep.lane_warm, sweep.self_checks = early_lanes
     try:
         if studies:
             sweep.setup(studies)

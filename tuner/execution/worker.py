@@ -240,8 +240,10 @@ class CandidateWorker:
                         self._start(with_judge=True)
                     else:
                         self._start_judge()
+            begun = time.monotonic()
             if checked:
                 self._ask_judge({"op": "begin", "vendor": vendor}, timeout_s=60)
+            begun = time.monotonic() - begun
             send(self.proc.stdin, payload)
             deadline = time.monotonic() + timeout_s
             while True:
@@ -260,6 +262,8 @@ class CandidateWorker:
                 # holds the device, its own time counts again from there
                 waiting = reply["progress"] == "device_wait"
                 deadline = time.monotonic() + (DEVICE_WAIT_S if waiting else timeout_s)
+            if checked:
+                reply["judge_begin_s"] = begun
             if judged:
                 reply = self._judged(payload, reply)
         except (EOFError, BrokenPipeError, OSError) as exc:

@@ -386,8 +386,12 @@ class Evaluator:
 
     def handle(self, req: dict) -> dict:
         op = req.get("op")
+        t0 = time.perf_counter()
         self.handover.begin(judging=op in ("evaluate", "retime"))
+        begun = time.perf_counter() - t0
         reply = self._handle(req)
+        if op == "evaluate":
+            reply["request_setup_s"] = begun
         if self.handover.judging:
             audit_s = self.handover.audit()
             if "eval_s" in reply:  # the audit is part of the request's evaluation

@@ -51,6 +51,11 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "load_s": ("metric", "the GPU lane's first launch: a load from Triton's cache + verify set 1"),
     "queue_s": ("metric", "time waiting for the GPU lane"),
     "lock_wait_s": ("metric", "time waiting for the device lock"),
+    "lane_s": ("metric", "the GPU lane's whole request: its judge's begin, the evaluator's reply, the verdict"),
+    "judge_begin_s": ("metric", "the lane waiting for its judge to begin the request (the judge finishing "
+                                "what came before)"),
+    "request_setup_s": ("metric", "the evaluator's set-up of the request before evaluating it (a new, "
+                                  "larger arena handed to the judge)"),
     "eval_s": ("metric", "time in the evaluator (verify + time)"),
     "wall_s": ("metric", "wall time of a failed request"),
     "device_busy_s": ("metric", "the device held for verification and timing"),

@@ -121,7 +121,10 @@ class Tracker:
     def __init__(self, uri: str, experiment: str):
         from mlflow.tracking import MlflowClient
 
+        from kernelevolve.tuner.records.empty_store import materialize
+
         self.uri = resolve_uri(uri)
+        materialize(self.uri)  # a new SQLite store: a copy of an empty one (empty_store says why)
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
             exp = self.client.get_experiment_by_name(experiment)

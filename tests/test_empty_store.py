@@ -1,0 +1,41 @@
+"""A new SQLite MLflow store is a copy of an empty one (tuner/records/empty_store.py)."""
+import os
+import sqlite3
+
+from kernelevolve.tuner.records import empty_store
+from kernelevolve.tuner.records.tracking import Tracker
+
+
+def test_a_new_store_is_a_copy_that_mlflow_opens_and_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELEVOLVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "a" / "mlflow.db"
+    first.parent.mkdir()
+    Tracker(f"sqlite:///{first}", "exp")  # no empty store cached yet: made by MLflow once, kept
+    [kept] = os.listdir(tmp_path / "cache")
+    made_at = os.stat(tmp_path / "cache" / kept).st_mtime_ns
+    second = tmp_path / "b" / "mlflow.db"
+    second.parent.mkdir()
+    assert empty_store.materialize(f"sqlite:///{second}")
+    assert os.stat(tmp_path / "cache" / kept).st_mtime_ns == made_at  # not made again
+    tracker = Tracker(f"sqlite:///{second}", "exp")
+    run = tracker.client.create_run(tracker.experiment_id)
+    tracker.client.log_metric(run.info.run_id, "latency_ms", 0.5)
+    assert tracker.client.get_run(run.info.run_id).data.metrics == {"latency_ms": 0.5}
+    # MLflow's Default experiment keeps its artifacts where MLflow puts them for this directory
+    assert tracker.client.get_experiment("0").artifact_location == str(tmp_path / "mlruns" / "0")
+    # and the copy's schema is the one the cache was made for (MLflow checked it on opening)
+    with sqlite3.connect(second) as db:
+        revision = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    assert kept.endswith(f"-{revision}.db")
+
+
+def test_existing_stores_and_other_uris_are_left_to_mlflow(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELEVOLVE_CACHE", str(tmp_path / "cache"))
+    existing = tmp_path / "old.db"
+    existing.write_bytes(b"")
+    assert not empty_store.materialize(f"sqlite:///{existing}")
+    assert existing.read_bytes() == b""
+    assert not empty_store.materialize("http://127.0.0.1:5000")
+    assert not empty_store.materialize(f"sqlite:///{tmp_path}/no-such-dir/m.db")
+    assert not (tmp_path / "cache").exists()  # nothing was made for any of them
