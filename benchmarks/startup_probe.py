@@ -7,6 +7,7 @@ first seconds rests on these: a GPU node starts one evaluation process per compi
 
     python benchmarks/startup_probe.py --out $OUT/startup.json [--counts 1,16]
     python benchmarks/startup_probe.py --out $OUT/slots.json --compile-slots 16,64
+    python benchmarks/startup_probe.py --out $OUT/lane.json --lane $OUT/lane_profile
 
 `--compile-slots`: N of a sweep's compile slots at once instead (as a node's trials start them:
 each its own evaluation process, forked by the node's fork server, on GPU i % GPUs, niced), each
@@ -181,13 +182,64 @@ def _compile_slots(n: int, mode: str, gpus: int) -> dict:
             "compiled_on": sorted({str(s["compiled_on"]) for s in slots}), "per_slot": slots}
 
 
+def _lane(folder: str) -> dict:
+    """A GPU lane's start as a sweep makes it, alone on the machine: its evaluator and judge forked
+    at once, then the lane's self-check (tuner.execution.lanes.SELF_CHECK) twice and a GEMM 4096^3
+    vendor candidate twice, each request's wall time and its verification's split. With
+    KERNELEVOLVE_JUDGE_PROFILE and KERNELEVOLVE_EVAL_PROFILE set to `folder`, both processes write
+    where each request's time went (the judge's sections, the evaluator's top functions)."""
+    from kernelevolve.tuner.execution import spawner
+    from kernelevolve.tuner.execution.lanes import SELF_CHECK
+    from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
+    from kernelevolve.tuner.experiment.config import Timing
+
+    os.makedirs(folder, exist_ok=True)
+    env = {"KERNELEVOLVE_JUDGE_PROFILE": folder, "KERNELEVOLVE_EVAL_PROFILE": folder,
+           "CUDA_VISIBLE_DEVICES": "0"}
+    server = spawner.start()
+    bench = Timing(warmup_ms=1, rep_ms=2).bench_settings("do_bench")
+    check = make_request("evaluate", SELF_CHECK["kernel_ref"], SELF_CHECK["problem"], "", bench,
+                         config=dict(SELF_CHECK["config"]), seed=0)
+    big = make_request("evaluate", SELF_CHECK["kernel_ref"], {"M": 4096, "N": 4096, "K": 4096, "dtype": "bfloat16"},
+                       "", bench, config={"IMPL": "vendor"}, seed=0)
+    keys = ("status", "eval_s", "verify_s", "verify_guard_s", "verify_encode_s", "verify_decode_s",
+            "verify_check_s", "verify_release_s", "judge_s", "judge_begin_s", "request_setup_s", "compile_s")
+    out: dict = {}
+    worker = CandidateWorker(env=env, cwd=ROOT)
+    try:
+        # the server's imports first (in a sweep it starts with the command, long before a lane)
+        probe = CandidateWorker(env={"CUDA_VISIBLE_DEVICES": ""}, cwd=ROOT)
+        probe.request({"op": "probe"}, timeout_s=300)
+        probe.close()
+        t0 = time.perf_counter()
+        worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
+        out["start_s"] = time.perf_counter() - t0
+        for name, req in (("self_check_1", check), ("self_check_2", check), ("gemm4096_1", big),
+                          ("gemm4096_2", big)):
+            t0 = time.perf_counter()
+            reply = worker.request(req, timeout_s=300)
+            out[name] = {"wall_s": time.perf_counter() - t0, **{k: reply.get(k) for k in keys if k in reply},
+                         "error": str(reply.get("error") or "")[:300]}
+            print(name, json.dumps(out[name]), flush=True)
+    finally:
+        worker.close()
+        server.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--counts", default="1,16")
     ap.add_argument("--compile-slots", help="N[,N...]: time N compile slots at once instead (see above)")
     ap.add_argument("--steps", help="N[,N...]: a compile slot's start step by step, in N processes at once")
+    ap.add_argument("--lane", help="FOLDER: a GPU lane's start and first requests, profiled into FOLDER")
     args = ap.parse_args()
+    if args.lane:
+        out = _lane(args.lane)
+        with open(args.out, "w") as fh:
+            json.dump(out, fh, indent=1)
+        return
     if args.steps:
         runs = {n: _steps(int(n)) for n in args.steps.split(",")}
         for n, r in runs.items():

@@ -56,6 +56,7 @@ class Lane:
         # Actors that ask for no GPU see every GPU of the node: the evaluator process is given its own.
         self.worker = CandidateWorker(env={**env, "CUDA_VISIBLE_DEVICES": str(gpu_id)}, cwd=cwd)
         self.gpu_id = str(gpu_id)
+        self.created = time.time()
 
     def request(self, payload: dict, timeout_s: float) -> dict:
         started = time.time()
@@ -66,8 +67,10 @@ class Lane:
 
     def warm(self) -> dict:
         """Start the evaluator and its judge now (torch, CUDA context), so the first candidate
-        does not wait."""
-        return self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
+        does not wait. The reply says when the actor came up and how long the start took."""
+        started = time.time()
+        reply = self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
+        return dict(reply, lane_created=self.created, lane_started=started, lane_s=time.time() - started)
 
     def close(self) -> None:
         self.worker.close()
@@ -124,12 +127,34 @@ def self_check_report(checks: list) -> list[str]:
             reply = {"status": "runtime_error", "error": f"{type(exc).__name__}: {exc}"}
         if reply.get("status") == "ok":
             began = reply.get("lane_started", 0.0)
+            split = ", ".join(f"{k[len('verify_'):-2]} {reply[k]:.2f}" for k in
+                              ("verify_guard_s", "verify_encode_s", "verify_decode_s", "verify_check_s",
+                               "verify_release_s") if k in reply)
             lines.append(f"lane {name.rsplit(':', 1)[-1]}: self-check ok in {reply.get('eval_s', 0.0):.1f} s "
-                         f"(verified {reply.get('verify_s', 0.0):.1f} s), on the lane from unix {began:.3f} "
-                         f"to {began + reply.get('lane_s', 0.0):.3f}")
+                         f"(verified {reply.get('verify_s', 0.0):.2f} s: {split}; first launch "
+                         f"{reply.get('compile_s', reply.get('load_s', 0.0)):.2f} s), on the lane from unix "
+                         f"{began:.3f} to {began + reply.get('lane_s', 0.0):.3f}")
         else:
             lines.append(f"lane {name.rsplit(':', 1)[-1]}: self-check {reply.get('status')}: "
                          f"{str(reply.get('error', ''))[:300]}")
+    return lines
+
+
+def warm_report(warm: dict) -> list[str]:
+    """When each lane's actor came up and how long its evaluator and judge took to start."""
+    ready, _ = ray.wait(list(warm.values()), num_returns=len(warm), timeout=0) if warm else ([], [])
+    lines = []
+    for name, ref in warm.items():
+        if ref not in ready:
+            continue
+        try:
+            reply = ray.get(ref)
+        except Exception:  # noqa: BLE001 - a lane that failed its start said so when it was asked
+            continue
+        if "lane_created" in reply:
+            lines.append(f"lane {name.rsplit(':', 1)[-1]}: actor up at unix {reply['lane_created']:.3f}, "
+                         f"evaluator and judge started in {reply['lane_s']:.2f} s (from unix "
+                         f"{reply['lane_started']:.3f})")
     return lines
 
 

@@ -469,7 +469,8 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
             sweep.setup(studies)
             sweep.run()
             sweep.wait()
-            for line in lanes.self_check_report(sweep.self_checks) + lanes.prepare_report(sweep.prepares):
+            for line in (lanes.warm_report(sweep.lane_warm) + lanes.self_check_report(sweep.self_checks)
+                         + lanes.prepare_report(sweep.prepares)):
                 log(line)
     except Interrupted as stop:
         log(f"stopped: {len(sweep.out)} of {len(studies)} studies finished; the rest resume with "

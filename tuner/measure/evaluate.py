@@ -448,6 +448,27 @@ class Evaluator:
         return before - self.torch.cuda.memory_reserved()
 
 
+def _profiled(handle, req: dict) -> dict:
+    """handle(req), under cProfile when KERNELEVOLVE_EVAL_PROFILE names a folder (a diagnosis of
+    where a request's host time goes: evaluator-<pid>-<n>-<op>.txt there, the top functions by
+    cumulative time; never in a timed sweep's normal run)."""
+    folder = os.environ.get("KERNELEVOLVE_EVAL_PROFILE")
+    if not folder:
+        return handle(req)
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    reply = prof.runcall(handle, req)
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(40)
+    _profiled.n = getattr(_profiled, "n", 0) + 1
+    with open(os.path.join(folder, f"evaluator-{os.getpid()}-{_profiled.n}-{req.get('op')}.txt"), "w") as fh:
+        fh.write(text.getvalue())
+    return reply
+
+
 def serve() -> None:
     from kernelevolve.tuner.execution.worker import recv, send
 
@@ -467,7 +488,7 @@ def serve() -> None:
             return
         if req.get("op") == "exit":
             return
-        reply = evaluator.handle(req)
+        reply = _profiled(evaluator.handle, req)
         send(proto_out, reply)
         if reply.get("worker_unusable"):
             return
