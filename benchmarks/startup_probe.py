@@ -182,7 +182,21 @@ def _compile_slots(n: int, mode: str, gpus: int) -> dict:
             "compiled_on": sorted({str(s["compiled_on"]) for s in slots}), "per_slot": slots}
 
 
-def _lane(folder: str) -> dict:
+def _lanes(folder: str) -> dict:
+    """_lane twice, each in a fresh Triton cache: as it is, then after the judge's check kernels
+    were compiled ahead (tuner.measure.check_warmup, timed here)."""
+    import tempfile
+
+    from kernelevolve.tuner.measure import check_warmup
+
+    out = {}
+    for warm in (False, True):
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="lane-probe-triton-")
+        out["warmed" if warm else "cold"] = _lane(os.path.join(folder, "warmed" if warm else "cold"), warm)
+    return out
+
+
+def _lane(folder: str, warm_first: bool = False) -> dict:
     """A GPU lane's start as a sweep makes it, alone on the machine: its evaluator and judge forked
     at once, then the lane's self-check (tuner.execution.lanes.SELF_CHECK) twice and a GEMM 4096^3
     vendor candidate twice, each request's wall time and its verification's split. With
@@ -193,15 +207,27 @@ def _lane(folder: str) -> dict:
     from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
     from kernelevolve.tuner.experiment.config import Timing
 
+    from benchmarks.engine import gpu_kind
+
+    from kernelevolve.tuner.execution.cluster import target_env
+    from kernelevolve.tuner.experiment.hardware import profile
+
+    class _Target:  # what target_env reads of a target: its hardware profile
+        pass
+
     os.makedirs(folder, exist_ok=True)
-    env = {"KERNELEVOLVE_JUDGE_PROFILE": folder, "KERNELEVOLVE_EVAL_PROFILE": folder,
-           "CUDA_VISIBLE_DEVICES": "0"}
+    hardware = gpu_kind()[0]
+    tgt = _Target()
+    tgt.profile = profile(hardware)
     server = spawner.start()
+    # the lane's environment as a sweep gives it (its Triton options are part of the cache's keys)
+    env = {**target_env(tgt), "KERNELEVOLVE_JUDGE_PROFILE": folder, "KERNELEVOLVE_EVAL_PROFILE": folder,
+           "CUDA_VISIBLE_DEVICES": "0"}
     bench = Timing(warmup_ms=1, rep_ms=2).bench_settings("do_bench")
-    check = make_request("evaluate", SELF_CHECK["kernel_ref"], SELF_CHECK["problem"], "", bench,
+    check = make_request("evaluate", SELF_CHECK["kernel_ref"], SELF_CHECK["problem"], hardware, bench,
                          config=dict(SELF_CHECK["config"]), seed=0)
     big = make_request("evaluate", SELF_CHECK["kernel_ref"], {"M": 4096, "N": 4096, "K": 4096, "dtype": "bfloat16"},
-                       "", bench, config={"IMPL": "vendor"}, seed=0)
+                       hardware, bench, config={"IMPL": "vendor"}, seed=0)
     keys = ("status", "eval_s", "verify_s", "verify_guard_s", "verify_encode_s", "verify_decode_s",
             "verify_check_s", "verify_release_s", "judge_s", "judge_begin_s", "request_setup_s", "compile_s")
     out: dict = {}
@@ -211,6 +237,14 @@ def _lane(folder: str) -> dict:
         probe = CandidateWorker(env={"CUDA_VISIBLE_DEVICES": ""}, cwd=ROOT)
         probe.request({"op": "probe"}, timeout_s=300)
         probe.close()
+        if warm_first:
+            from kernelevolve.tuner.measure import check_warmup
+
+            t0 = time.perf_counter()
+            procs = check_warmup.start(target_env(tgt), ROOT)
+            out["warmup_failed"] = sum(1 for p in procs if p.wait() != 0)
+            out["warmup_s"], out["warmup_processes"] = time.perf_counter() - t0, len(procs)
+            print("warm-up", out["warmup_s"], len(procs), out["warmup_failed"], flush=True)
         t0 = time.perf_counter()
         worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
         out["start_s"] = time.perf_counter() - t0
@@ -236,7 +270,7 @@ def main() -> None:
     ap.add_argument("--lane", help="FOLDER: a GPU lane's start and first requests, profiled into FOLDER")
     args = ap.parse_args()
     if args.lane:
-        out = _lane(args.lane)
+        out = _lanes(args.lane)
         with open(args.out, "w") as fh:
             json.dump(out, fh, indent=1)
         return

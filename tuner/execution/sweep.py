@@ -37,6 +37,7 @@ import ray
 from ray import tune
 
 from kernelevolve.tuner.execution import cluster, lanes, spawner, study_end
+from kernelevolve.tuner.measure import check_warmup
 from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
 from kernelevolve.tuner.execution.counters import maybe_steer
 from kernelevolve.tuner.execution.studies import _start_points
@@ -396,14 +397,21 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
     enumerations = Enumerations({st.key: st.space for st in studies}, fork=not ray.is_initialized())
     # This node's fork server for evaluation processes starts importing torch and Triton now, so
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
+    ahead = None
     if any(not t.profile.interpreter for t in exp.targets):
         forks = spawner.start()
+        # the judge's check kernels compile in processes of their own while Ray starts
+        gpu = next(t for t in exp.targets if not t.profile.interpreter)
+        ahead = check_warmup.Ahead(cluster.target_env(gpu), os.getcwd())
     else:  # no GPU target: a server started early for one is not needed
         forks, early = None, spawner.take_early()
         if early is not None:
             early.close()
     try:
-        return _run(exp, studies, address, log, resume, progress, num_cpus, enumerations)
+        summaries = _run(exp, studies, address, log, resume, progress, num_cpus, enumerations)
+        for line in ahead.report() if ahead is not None else []:
+            log(line)
+        return summaries
     finally:
         enumerations.close()
         if forks is not None:
