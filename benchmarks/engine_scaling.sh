@@ -13,10 +13,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 gpus=$(nvidia-smi -L | wc -l)
 mkdir -p "$out"
 # imports once before the first timed run, so that no run pays a cold page cache; and the empty
-# MLflow store new stores are copied from (tuner/records/empty_store.py), made once per machine as
+# MLflow store new stores are copied from (tuner/records/sqlite_store.py), made once per machine as
 # any sweep on it makes it, so that the first run does not pay for it alone
 (cd "$here" && python3 -c "import torch, triton, ray.tune, mlflow, optuna
-from kernelevolve.tuner.records.empty_store import template; template()") 2>/dev/null
+from kernelevolve.tuner.records.sqlite_store import template; template()") 2>/dev/null
 for suite in $suites; do
   for n in 4 2 1; do
     [ "$n" -le "$gpus" ] || continue

@@ -11,7 +11,7 @@ import torch
 HAS_GPU = torch.cuda.is_available()
 if not HAS_GPU:
     os.environ.setdefault("TRITON_INTERPRET", "1")
-# The empty MLflow store new SQLite stores are copied from (tuner/records/empty_store.py) is kept
+# The empty MLflow store new SQLite stores are copied from (tuner/records/sqlite_store.py) is kept
 # for the test run, not in the user's cache: made once, then every test's new store is a copy.
 if "KERNELEVOLVE_CACHE" not in os.environ:
     import tempfile

@@ -111,8 +111,9 @@ def test_a_lane_prepares_each_study_in_order_and_reports_the_ones_it_could_not()
         replies = ray.get([ref for _, _, ref in sent])
         assert replies[0]["status"] == "ok" and replies[0]["sets"] == INPUT_SETS, replies[0]
         lines = lanes.prepare_report(sent)
-        assert len(lines) == 2 and "broken: lane lane:test-prepare:node:0 could not prepare it" in lines[0], lines
+        assert len(lines) == 3 and "broken: lane lane:test-prepare:node:0 could not prepare it" in lines[0], lines
         assert "no_such_module" in lines[0] and "prepared 1 of 2" in lines[1], lines
+        assert "lane 0: prepares on the lane from unix" in lines[2], lines  # when the lane ran them
         # the lane's evaluator kept its process, and judges the prepared study's candidates
         rec = ray.get(lane.request.remote(evaluate(), 120))
         assert rec["status"] == "ok" and rec["worker_pid"] == replies[0]["worker_pid"], rec

@@ -78,7 +78,7 @@ def _end(sweep, plan) -> None:
         sweep.progress.study_finished(study, summary)
         with sweep.lock:
             sweep.out[study.key] = summary
-    sweep.writer.submit(send)
+    sweep.writer.submit(send, plan.study.key)
 
 def _retime(sweep, plan, top: list[dict]) -> dict | None:
     s = plan.study.experiment.search

@@ -233,7 +233,7 @@ class Sweep:
                     study, self.state.sweep_id, artifacts, device, prior=prior))
                 if parent:
                     self.state.update(study.key, parent=parent)
-            self.writer.submit(open_parent)
+            self.writer.submit(open_parent, study.key)
         # a built-in GEMM's vendor path (torch.mm / addmm) is evaluated first, beside and not
         # instead of the budget's Triton candidates: what is dispatched is never slower than it
         outside = vendor_configs_of(study.ref, study.problem.model_dump())
@@ -249,7 +249,7 @@ class Sweep:
         if replayed:
             self.log(f"  {study.key}: resumed, {replayed} journaled candidates told to the sampler, "
                      f"{remaining} to go")
-            self.writer.submit(rec.sync)
+            self.writer.submit_sync(study.key, rec.sync)
         env = cluster.target_env(target)
         if not target.profile.interpreter:
             # a trial's own process only compiles, on described inputs (tuner/measure/described.py);
@@ -279,7 +279,7 @@ class Sweep:
             plan.records.append(rec)
             self.progress.candidate(plan.study, rec)
             maybe_steer(plan, self.log)  # profile.steer: off by default
-        self.writer.submit(plan.recorder.sync)
+        self.writer.submit_sync(key, plan.recorder.sync)
 
     def maybe_finish(self, search: SweepSearch) -> None:
         """Finish every study whose candidates have all ended (called after each result)."""

@@ -1,7 +1,7 @@
 """A study's records on their way to MLflow: from the journal, off the trial loop, tolerant of outages.
 
 The journal (tuner.records.journal) is written first, in the driver's trial loop. MLflow is written
-from it by one background thread (Writer), in order, so the loop that starts candidates never
+from it by background threads (Writer), each study's in order, so the loop that starts candidates never
 waits for a database; a tracking server that is away only delays MLflow (`kernelevolve sync`, or
 the next write, catches up).
 """
@@ -10,23 +10,39 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import zlib
 
 from kernelevolve.tuner.records.journal import SweepState, unique_by_candidate
 from kernelevolve.tuner.records.tracking import Tracker
 
 
+# How many writers a sweep's MLflow writes are spread over (each a thread here and a process of
+# its own: tuner.records.remote_tracker says why several), and which one a study's go to (stable
+# across processes and runs, so that a study's writes keep their order).
+WRITERS = 4
+
+
+def writer_of(key: str, writers: int = WRITERS) -> int:
+    return zlib.crc32(key.encode()) % writers
+
+
 class Writer:
-    """One thread that runs the sweep's MLflow writes in the order they were submitted."""
+    """Threads that run the sweep's MLflow writes: a study's in the order they were submitted, on
+    its writer's thread (writer_of its key); different studies' at once."""
 
-    def __init__(self):
-        self.jobs: queue.Queue = queue.Queue()
+    def __init__(self, writers: int = WRITERS):
+        self.queues: list[queue.Queue] = [queue.Queue() for _ in range(max(1, writers))]
         self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run, name="kernelevolve-mlflow", daemon=True)
-        self.thread.start()
+        self.waiting: set[str] = set()  # studies with a sync queued and not yet begun
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(q,), name=f"kernelevolve-mlflow-{i}", daemon=True)
+                        for i, q in enumerate(self.queues)]
+        for t in self.threads:
+            t.start()
 
-    def _run(self):
+    def _run(self, jobs: queue.Queue):
         while True:
-            job = self.jobs.get()
+            job = jobs.get()
             if job is None:
                 return
             try:
@@ -34,13 +50,29 @@ class Writer:
             except Exception as exc:  # a bug in a write must not stop the others
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
-    def submit(self, job) -> None:
-        self.jobs.put(job)
+    def submit(self, job, key: str = "") -> None:
+        self.queues[writer_of(key, len(self.queues))].put(job)
+
+    def submit_sync(self, key: str, sync) -> None:
+        """A study's sync, unless one is already queued: that one reads every record when it runs
+        (a trial's result queued a sync each; at 10 results a second most were of nothing new)."""
+        with self.lock:
+            if key in self.waiting:
+                return
+            self.waiting.add(key)
+
+        def job():
+            with self.lock:
+                self.waiting.discard(key)
+            sync()
+        self.submit(job, key)
 
     def close(self) -> None:
         """Wait for every submitted write."""
-        self.jobs.put(None)
-        self.thread.join()
+        for jobs in self.queues:
+            jobs.put(None)
+        for t in self.threads:
+            t.join()
 
 
 class StudyRecorder:

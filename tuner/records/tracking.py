@@ -121,10 +121,11 @@ class Tracker:
     def __init__(self, uri: str, experiment: str):
         from mlflow.tracking import MlflowClient
 
-        from kernelevolve.tuner.records.empty_store import materialize
+        from kernelevolve.tuner.records.sqlite_store import fast_writes, materialize
 
         self.uri = resolve_uri(uri)
-        materialize(self.uri)  # a new SQLite store: a copy of an empty one (empty_store says why)
+        materialize(self.uri)  # a new SQLite store: a copy of an empty one (sqlite_store says why)
+        fast_writes(self.uri)  # and its commits appends to a log
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
             exp = self.client.get_experiment_by_name(experiment)

@@ -1,8 +1,11 @@
-"""A new SQLite MLflow store is a copy of an empty one (tuner/records/empty_store.py)."""
+"""A local SQLite MLflow store: made as a copy of an empty one, written through a write-ahead log
+(tuner/records/sqlite_store.py)."""
 import os
 import sqlite3
 
-from kernelevolve.tuner.records import empty_store
+import pytest
+
+from kernelevolve.tuner.records import sqlite_store
 from kernelevolve.tuner.records.tracking import Tracker
 
 
@@ -16,7 +19,7 @@ def test_a_new_store_is_a_copy_that_mlflow_opens_and_writes(tmp_path, monkeypatc
     made_at = os.stat(tmp_path / "cache" / kept).st_mtime_ns
     second = tmp_path / "b" / "mlflow.db"
     second.parent.mkdir()
-    assert empty_store.materialize(f"sqlite:///{second}")
+    assert sqlite_store.materialize(f"sqlite:///{second}")
     assert os.stat(tmp_path / "cache" / kept).st_mtime_ns == made_at  # not made again
     tracker = Tracker(f"sqlite:///{second}", "exp")
     run = tracker.client.create_run(tracker.experiment_id)
@@ -34,8 +37,27 @@ def test_existing_stores_and_other_uris_are_left_to_mlflow(tmp_path, monkeypatch
     monkeypatch.setenv("KERNELEVOLVE_CACHE", str(tmp_path / "cache"))
     existing = tmp_path / "old.db"
     existing.write_bytes(b"")
-    assert not empty_store.materialize(f"sqlite:///{existing}")
+    assert not sqlite_store.materialize(f"sqlite:///{existing}")
     assert existing.read_bytes() == b""
-    assert not empty_store.materialize("http://127.0.0.1:5000")
-    assert not empty_store.materialize(f"sqlite:///{tmp_path}/no-such-dir/m.db")
+    assert not sqlite_store.materialize("http://127.0.0.1:5000")
+    assert not sqlite_store.materialize(f"sqlite:///{tmp_path}/no-such-dir/m.db")
     assert not (tmp_path / "cache").exists()  # nothing was made for any of them
+
+
+def test_a_local_store_is_written_through_a_write_ahead_log(tmp_path, monkeypatch):
+    """Connections to a local SQLite store commit to a write-ahead log and wait for another
+    writer's lock; the store's file says so to any later reader."""
+    if sqlite_store._filesystem(str(tmp_path)).startswith(sqlite_store._NETWORK_FS):
+        pytest.skip("the test's folder is on a network file system, where the journal stays")
+    monkeypatch.setenv("KERNELEVOLVE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.db"
+    tracker = Tracker(f"sqlite:///{path}", "exp")
+    tracker.client.create_run(tracker.experiment_id)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_stores_on_network_file_systems_keep_their_journal(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "_filesystem", lambda path: "nfs4")
+    assert not sqlite_store.fast_writes(f"sqlite:///{tmp_path}/other.db")
+    assert not sqlite_store.fast_writes("http://127.0.0.1:5000")
