@@ -158,10 +158,10 @@ def keep_store(sw: Sweep, out_dir: str, stem: str) -> str:
     """Copy the sweep's MLflow store next to a benchmark's outputs (the temp folder does not outlive
     the machine): OUT/<stem>.mlflow.db; open it with `mlflow ui --backend-store-uri sqlite:///...`.
     Returns the copy's file name."""
-    import shutil
+    from kernelevolve.tuner.records.sqlite_store import copy_store
 
     name = f"{stem}.mlflow.db"
-    shutil.copy(os.path.join(sw.folder, "mlflow.db"), os.path.join(out_dir, name))
+    copy_store(os.path.join(sw.folder, "mlflow.db"), os.path.join(out_dir, name))
     return name
 
 

@@ -3,6 +3,7 @@
 # last MLflow record, Ray start included) on the node's first 1, 2 and 4 GPUs with 16 cores per
 # GPU (a one-, two- and four-GPU node's share of this one), all on one machine.
 #   bash benchmarks/engine_scaling.sh OUT [suite ...]      (default: suite-h100 suite-h100-large)
+#   GPU_COUNTS="4 1" bash benchmarks/engine_scaling.sh ...  (which GPU counts; default 4 2 1)
 # Writes OUT/scaling.tgz: per run <suite>_g<n>.json, .log.gz and .runs.jsonl.gz (every record of
 # the run's MLflow store, benchmarks/export_runs.py): small enough to come back from a device
 # call, where an archive of the six stores themselves (24 MB) did not.
@@ -18,7 +19,7 @@ mkdir -p "$out"
 (cd "$here" && python3 -c "import torch, triton, ray.tune, mlflow, optuna
 from kernelevolve.tuner.records.sqlite_store import template; template()") 2>/dev/null
 for suite in $suites; do
-  for n in 4 2 1; do
+  for n in ${GPU_COUNTS:-4 2 1}; do
     [ "$n" -le "$gpus" ] || continue
     name=${suite}_g$n
     timeout 300 python3 "$here/benchmarks/engine_suite.py" --out "$out/$name.json" --gpus "$n" \

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -56,6 +55,7 @@ def main() -> None:
     spawner.start_early()  # as `kernelevolve run` does, before the engine's import
     from kernelevolve.tuner.experiment import config
     from kernelevolve.tuner.execution import sweep
+    from kernelevolve.tuner.records.sqlite_store import copy_store
     from kernelevolve.tuner.records.tracking import Tracker
 
     from benchmarks.engine import gpu_kind
@@ -120,7 +120,7 @@ def main() -> None:
     print(json.dumps(out, indent=1, default=str))
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(out, fh, indent=1, default=str)
-    shutil.copy(os.path.join(work, "mlflow.db"), os.path.splitext(os.path.abspath(args.out))[0] + ".mlflow.db")
+    copy_store(os.path.join(work, "mlflow.db"), os.path.splitext(os.path.abspath(args.out))[0] + ".mlflow.db")
 
 
 def _retimed(summary: dict) -> list[dict]:

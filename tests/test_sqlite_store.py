@@ -61,3 +61,24 @@ def test_stores_on_network_file_systems_keep_their_journal(tmp_path, monkeypatch
     monkeypatch.setattr(sqlite_store, "_filesystem", lambda path: "nfs4")
     assert not sqlite_store.fast_writes(f"sqlite:///{tmp_path}/other.db")
     assert not sqlite_store.fast_writes("http://127.0.0.1:5000")
+
+
+def test_a_copy_and_a_checkpointed_file_hold_every_commit(tmp_path, monkeypatch):
+    """What is still in the write-ahead log reaches a copy (SQLite's backup) and, after the
+    sweep's checkpoint, the store's file alone."""
+    if sqlite_store._filesystem(str(tmp_path)).startswith(sqlite_store._NETWORK_FS):
+        pytest.skip("the test's folder is on a network file system, where the journal stays")
+    monkeypatch.setenv("KERNELEVOLVE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.db"
+    tracker = Tracker(f"sqlite:///{path}", "exp")
+    run = tracker.client.create_run(tracker.experiment_id).info.run_id
+    assert os.path.getsize(f"{path}-wal") > 0  # the commit is in the log
+    sqlite_store.copy_store(str(path), str(tmp_path / "copy.db"))
+    with sqlite3.connect(tmp_path / "copy.db") as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE run_uuid = ?", (run,)).fetchone()[0] == 1
+    assert sqlite_store.checkpoint(f"sqlite:///{path}")
+    assert os.path.getsize(f"{path}-wal") == 0
+    plain = tmp_path / "plain.db"
+    plain.write_bytes(path.read_bytes())  # the file alone, as a file copy takes it
+    with sqlite3.connect(plain) as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE run_uuid = ?", (run,)).fetchone()[0] == 1

@@ -50,6 +50,7 @@ from kernelevolve.tuner.records.journal import SweepState
 from kernelevolve.tuner.records.recorder import StudyRecorder, Writer
 from kernelevolve.tuner.records.remote_tracker import RemoteTracker
 from kernelevolve.tuner.records.schema import record_of
+from kernelevolve.tuner.records.sqlite_store import checkpoint
 from kernelevolve.tuner.records.tracking import Tracker
 from kernelevolve.tuner.review.progress import Progress
 from kernelevolve.tuner.search import prior as prior_mod
@@ -486,6 +487,7 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
         raise stop
     finally:
         sweep.writer.close()
+        checkpoint(tracker.uri)  # the store's file whole again (tuner.records.sqlite_store)
         if sweep.lanes:
             lanes.stop_lanes(state.sweep_id)
     return [finished.get(st.key) or sweep.out[st.key] for st in all_studies]

@@ -145,3 +145,26 @@ def fast_writes(uri: str) -> bool:
     event.listen(Engine, "connect", on_connect)
     _TUNED.append(path)
     return True
+
+
+def checkpoint(uri: str) -> bool:
+    """Fold a local store's write-ahead log back into its file (at a sweep's end: the file alone
+    then holds every record, as a copy of it or a reader without the log expects); True if done."""
+    if not uri.startswith(PREFIX) or not os.path.exists(uri[len(PREFIX):]):
+        return False
+    try:
+        with sqlite3.connect(uri[len(PREFIX):], timeout=BUSY_TIMEOUT_MS / 1000) as db:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        db.close()
+        return busy == 0
+    except sqlite3.Error:
+        return False
+
+
+def copy_store(source: str, dest: str) -> None:
+    """A consistent copy of the SQLite store at path `source` (its write-ahead log included) at
+    `dest`, through SQLite's backup (a file copy would miss commits still in the log)."""
+    with sqlite3.connect(source, timeout=BUSY_TIMEOUT_MS / 1000) as src, sqlite3.connect(dest) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
