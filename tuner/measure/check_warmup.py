@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import contextmanager
 
 ENV_SHARE = "KERNELEVOLVE_CHECK_WARMUP_SHARE"  # "i/k": this process compiles variants i, i+k, ...
 PROCESSES = 4
@@ -36,26 +35,6 @@ def variants() -> list[tuple]:
     return out + [("hash", w, "", n) for w in ("int64", "int32", "uint8") for n in LENGTHS]
 
 
-@contextmanager
-def _compiling(into: list):
-    """Triton's launches compile only (as tuner.measure.launch_failures.compile_only makes them)
-    and the compiled kernels are kept in `into`, so that their launchers can be built too."""
-    from triton.runtime.jit import JITFunction
-
-    original = JITFunction.run
-
-    def warm(self, *args, grid, warmup, **kwargs):
-        kernel = original(self, *args, grid=grid, warmup=True, **kwargs)
-        into.append(kernel)
-        return kernel
-
-    JITFunction.run = warm
-    try:
-        yield
-    finally:
-        JITFunction.run = original
-
-
 def compile_variant(variant: tuple) -> int:
     """Compile one variant's kernels on meta tensors; returns how many kernels it compiled (or
     found in the cache). Their launchers are built too where the installed Triton builds one per
@@ -64,10 +43,11 @@ def compile_variant(variant: tuple) -> int:
 
     from kernelevolve.tuner.measure import check_kernel
     from kernelevolve.tuner.measure.described import META, _no_stream
+    from kernelevolve.tuner.measure.launch_failures import compile_only
 
     kind, dtype, ref_dtype, n = variant
     kernels: list = []
-    with _compiling(kernels), _no_stream():
+    with compile_only(kernels), _no_stream():
         if kind == "stats":
             out = torch.empty(n, dtype=getattr(torch, dtype), device=META)
             ref = torch.empty(n, dtype=getattr(torch, ref_dtype), device=META)

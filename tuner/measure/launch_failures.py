@@ -28,17 +28,20 @@ def error_classes():
 
 
 @contextmanager
-def compile_only():
+def compile_only(compiled: list | None = None):
     """Every Triton launch inside compiles (or finds the binary in the cache) without running:
     JITFunction.run's own warm-up mode, on triton 3.6 to 3.9. Torch work in a launcher (a staging
     copy, an index check) still runs. Why: the compile slots compile ahead of the GPU lane and must
-    not put work on the GPU the lane is timing."""
+    not put work on the GPU the lane is timing. `compiled`: each compiled kernel is added to it."""
     from triton.runtime.jit import JITFunction
 
     original = JITFunction.run
 
     def warm(self, *args, grid, warmup, **kwargs):
-        return original(self, *args, grid=grid, warmup=True, **kwargs)
+        kernel = original(self, *args, grid=grid, warmup=True, **kwargs)
+        if compiled is not None:
+            compiled.append(kernel)
+        return kernel
 
     JITFunction.run = warm
     try:
