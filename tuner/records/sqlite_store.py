@@ -138,9 +138,12 @@ def fast_writes(uri: str) -> bool:
         row = dbapi_connection.execute("PRAGMA database_list").fetchone()
         if not row or os.path.abspath(row[2] or "") != path:
             return
-        dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        dbapi_connection.execute("PRAGMA journal_mode = WAL")
-        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+        try:
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error:  # a store SQLite cannot switch (read-only): it is written as before
+            pass
 
     event.listen(Engine, "connect", on_connect)
     _TUNED.append(path)
