@@ -104,7 +104,10 @@ def test_a_lane_prepares_each_study_in_order_and_reports_the_ones_it_could_not()
     init_ray(None)
     try:
         lane = lanes.Lane.options(name="lane:test-prepare:node:0").remote("", ENV, os.getcwd())
-        ray.get(lane.warm.remote())
+        warm = {"lane:test-prepare:node:0": lane.warm.remote()}
+        ray.get(list(warm.values()))
+        [up] = lanes.warm_report(warm)  # when the lane's actor came up, how long its start took
+        assert up.startswith("lane 0: actor up at unix ") and "evaluator and judge started in" in up, up
         sent = lanes.prepare({"lane:test-prepare:node:0": lane},
                              [("good", ctx), ("broken", dict(ctx, kernel_ref="kernelevolve.no_such_module:T"))])
         assert [key for _, key, _ in sent] == ["good", "broken"]
