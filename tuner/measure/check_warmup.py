@@ -13,6 +13,10 @@ into the sweep's Triton cache, by a few processes forked from the node's server,
 starts. The judge then loads each from the cache. With a Triton cache that already holds them
 (any later sweep on the machine) each is a lookup.
 
+On the driver's node only (its server and its Triton cache): the lanes of other nodes compile
+what their judges need at their first checks, as before; so does a driver node without a GPU,
+where these processes fail at once (Triton finds no target) and the sweep's report says so.
+
 A pointer that is not 16-byte aligned would be one more specialization: the judge's buffers never
 are (the arena's and the guard zones' offsets are multiples of 512 bytes and 2^16 elements).
 """
