@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole generated GEMM suite in one run on one multi-GPU node: gemm_suite.py's shards, one per
+# GPU, all at once, each on its own GPU and its share of the cores (a one-GPU machine's: 16 of a
+# 4 x H100 node's 64), each with its own sweep of the product's engine and its peers beside it on
+# that GPU; then merged into one table (gemm_suite.py --merge). With n GPUs the suite's 24 + 4
+# jobs are n shards (`--shard i/n`), and with n >= 4 each shard holds one of the 4 Helion shapes.
+#   bash benchmarks/gemm_suite_node.sh OUT [gemm_suite.py options, e.g. --budget-s 380 --helion-effort full]
+# Writes OUT/suite_node.tgz: each shard's .md/.json/.log/.runs.jsonl.gz (its MLflow store
+# exported, benchmarks/export_runs.py) and the merged gemm_suite.md/.json (one file back from a
+# device call). Each shard is cut at 580 s (`timeout`), leaving its .partial.json to merge.
+set -u
+out=$1; shift
+here=$(cd "$(dirname "$0")/.." && pwd)
+gpus=$(nvidia-smi -L | wc -l)
+cores=$(nproc)
+per=$((cores / gpus))
+mkdir -p "$out"
+# imports once, so that no shard pays a cold page cache alone; the empty MLflow store made once
+(cd "$here" && python3 -c "import torch, triton, ray.tune, mlflow, optuna
+from kernelevolve.tuner.records.sqlite_store import template; template()") 2>/dev/null
+for i in $(seq 1 "$gpus"); do
+  g=$((i - 1))
+  CUDA_VISIBLE_DEVICES=$g taskset -c $((g * per))-$((g * per + per - 1)) \
+    timeout 580 python3 "$here/benchmarks/gemm_suite.py" --out "$out/shard$i" --shard "$i/$gpus" "$@" \
+    > "$out/shard$i.log" 2>&1 &
+done
+wait
+shards=$(ls "$out"/shard*/gemm_suite_shard*of"$gpus".json "$out"/shard*/gemm_suite_shard*of"$gpus".partial.json 2>/dev/null)
+python3 "$here/benchmarks/gemm_suite.py" --merge $shards --out "$out/merged" > "$out/merge.log" 2>&1 \
+  || echo "merge failed (see merge.log)"
+for db in "$out"/shard*/*.mlflow.db; do
+  [ -f "$db" ] && python3 "$here/benchmarks/export_runs.py" "$db" "${db%.mlflow.db}.runs.jsonl.gz" >/dev/null && rm -f "$db"
+done
+cat "$out/merged/gemm_suite.md" 2>/dev/null | head -60
+# one file back from a device call (its limit is on the number of files)
+(cd "$out" && tar czf suite_node.tgz -- *.log shard*/ merged/ 2>/dev/null && rm -rf -- *.log shard*/ merged/)
