@@ -20,7 +20,9 @@ mkdir -p "$out"
 from kernelevolve.tuner.records.sqlite_store import template; template()") 2>/dev/null
 for i in $(seq 1 "$gpus"); do
   g=$((i - 1))
-  CUDA_VISIBLE_DEVICES=$g taskset -c $((g * per))-$((g * per + per - 1)) \
+  pin=""  # the shard's cores, where taskset is there to pin them
+  command -v taskset >/dev/null && pin="taskset -c $((g * per))-$((g * per + per - 1))"
+  CUDA_VISIBLE_DEVICES=$g $pin \
     timeout 580 python3 "$here/benchmarks/gemm_suite.py" --out "$out/shard$i" --shard "$i/$gpus" "$@" \
     > "$out/shard$i.log" 2>&1 &
 done
