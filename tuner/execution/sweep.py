@@ -47,7 +47,7 @@ from kernelevolve.tuner.measure.clocks import AUTO
 from kernelevolve.tuner.measure.vendor import vendor_configs_of
 from kernelevolve.tuner.experiment import config as config_mod
 from kernelevolve.tuner.records.journal import SweepState
-from kernelevolve.tuner.records.recorder import StudyRecorder, Writer
+from kernelevolve.tuner.records.recorder import WRITERS, StudyRecorder, Writer
 from kernelevolve.tuner.records.remote_tracker import RemoteTracker
 from kernelevolve.tuner.records.schema import record_of
 from kernelevolve.tuner.records.sqlite_store import checkpoint
@@ -106,10 +106,10 @@ class Plan:
 
 class Sweep:
     def __init__(self, exp, state: SweepState, tracker: Tracker, progress, log,
-                 enumerations: Enumerations | None = None):
+                 enumerations: Enumerations | None = None, writers: int = 1):
         self.exp, self.state, self.tracker, self.progress, self.log = exp, state, tracker, progress, log
         self.enumerations = enumerations  # every study's valid set, on its way (valid_sets)
-        self.writer = Writer()
+        self.writer = Writer(writers)  # as many threads as the tracker has writers
         self.plans: dict[str, Plan] = {}
         self.lanes: dict = {}
         self.out: dict[str, dict] = {}
@@ -452,7 +452,9 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
         if "error" in opened:
             raise opened["error"]
         # the sweep's writes go through a process of their own (tuner.records.remote_tracker says why)
-        tracker = RemoteTracker(opened["tracker"], exp.name)
+        # up to recorder.WRITERS writers, no more than studies (each is a process importing MLflow)
+        writers = min(WRITERS, max(1, len(all_studies)))
+        tracker = RemoteTracker(opened["tracker"], exp.name, writers)
         for target in exp.targets:  # every target checked before the first study starts
             check_target(target)
         if not resume:
@@ -467,7 +469,7 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
                 finished[study.key] = done["summary"]
             else:
                 studies.append(study)
-        sweep = Sweep(exp, state, tracker, progress, log, enumerations)
+        sweep = Sweep(exp, state, tracker, progress, log, enumerations, writers)
     except BaseException:  # nothing ran on them: they go with the failed start
         if early_lanes[0]:
             lanes.stop_lanes(sweep_id)
