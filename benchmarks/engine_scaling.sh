@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # How the engine's rate grows with a node's GPUs: each suite run end to end (command start to the
-# last MLflow record, Ray start included) on the node's first 1, 2 and 4 GPUs with 16 cores per
-# GPU (a one-, two- and four-GPU node's share of this one), all on one machine.
+# last MLflow record, Ray start included) on the node's first 1, 2 and 4 GPUs with 16 logical CPUs
+# per GPU (a one-, two- and four-GPU node's share of this one; each run pinned to that many in
+# whole cores: benchmarks/cpu_share.py says why), all on one machine.
 #   bash benchmarks/engine_scaling.sh OUT [suite ...]      (default: suite-h100 suite-h100-large)
 #   GPU_COUNTS="4 1" bash benchmarks/engine_scaling.sh ...  (which GPU counts; default 4 2 1)
 # Writes OUT/scaling.tgz: per run <suite>_g<n>.json, .log.gz and .runs.jsonl.gz (every record of

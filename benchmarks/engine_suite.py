@@ -44,8 +44,14 @@ def main() -> None:
     ap.add_argument("--warm-cache", action="store_true",
                     help="keep the machine's Triton cache (default: a fresh one, as a first sweep has)")
     ap.add_argument("--gpus", type=int, help="use only the first N GPUs of this node")
-    ap.add_argument("--cpus", type=int, help="and only this many of its cores (Ray's num_cpus)")
+    ap.add_argument("--cpus", type=int, help="and only this many of its logical CPUs: Ray's num_cpus, and "
+                                             "the run pinned to that many in whole cores (benchmarks/cpu_share.py)")
     args = ap.parse_args()
+    if args.cpus:  # before any process starts: Ray's, the fork server's and their children inherit it
+        from benchmarks.cpu_share import pin
+
+        pinned = pin(args.cpus)
+        log(f"pinned to {len(pinned)} logical CPUs: {','.join(map(str, pinned))}")
     if args.gpus:  # before anything initialises CUDA: Ray and torch see only these
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(args.gpus))
     if not args.warm_cache:  # the driver's TRITON_CACHE_DIR reaches every worker and lane

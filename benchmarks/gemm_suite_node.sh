@@ -12,16 +12,14 @@ set -u
 out=$1; shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 gpus=$(nvidia-smi -L | wc -l)
-cores=$(nproc)
-per=$((cores / gpus))
 mkdir -p "$out"
 # imports once, so that no shard pays a cold page cache alone; the empty MLflow store made once
 (cd "$here" && python3 -c "import torch, triton, ray.tune, mlflow, optuna
 from kernelevolve.tuner.records.sqlite_store import template; template()") 2>/dev/null
 for i in $(seq 1 "$gpus"); do
   g=$((i - 1))
-  pin=""  # the shard's cores, where taskset is there to pin them
-  command -v taskset >/dev/null && pin="taskset -c $((g * per))-$((g * per + per - 1))"
+  pin=""  # the shard's share of the node's whole cores, where taskset is there to pin them
+  command -v taskset >/dev/null && pin="taskset -c $(cd "$here" && python3 benchmarks/cpu_share.py $g $gpus)"
   CUDA_VISIBLE_DEVICES=$g $pin \
     timeout 580 python3 "$here/benchmarks/gemm_suite.py" --out "$out/shard$i" --shard "$i/$gpus" "$@" \
     > "$out/shard$i.log" 2>&1 &
