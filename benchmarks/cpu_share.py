@@ -1,10 +1,10 @@
 """A run's share of a node's CPUs, in whole physical cores (both hyperthreads of each).
 
 Why: the scaling runs give each GPU 16 of a node's logical CPUs, as a one-GPU machine has. Unpinned,
-a run on one GPU of a 4-GPU node spread its 16 processes over all 64 logical CPUs, one per physical
-core, while the run on four GPUs had 64 processes on 32 cores' hyperthreads: measured on the 4 x
-H200 node (records of `engine_scaling.sh`), a candidate's compile took 0.28 s on average on one GPU
-and 0.50 s on four. So the one-GPU baseline had more CPU than its share. Pinned to whole cores
+a run on one GPU of a 4-GPU node could spread its 16 processes over all 64 logical CPUs, one per
+physical core, while the run on four GPUs had 64 processes on the cores' hyperthreads: on the 4 x
+H200 node (records of `engine_scaling.sh`) a candidate's compile took 0.28 s on average on one GPU
+and 0.50 s on four. So the one-GPU baseline likely had more CPU than its share. Pinned to whole cores
 (a core's sibling threads together), n GPUs' runs get n times one GPU's CPU, as n machines would.
 
     python3 benchmarks/cpu_share.py I N     # the logical CPUs of share I (0-based) of N, comma-separated
