@@ -187,8 +187,6 @@ def _lanes(folder: str) -> dict:
     were compiled ahead (tuner.measure.check_warmup, timed here)."""
     import tempfile
 
-    from kernelevolve.tuner.measure import check_warmup
-
     out = {}
     for warm in (False, True):
         os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="lane-probe-triton-")
@@ -209,19 +207,18 @@ def _lane(folder: str, warm_first: bool = False) -> dict:
 
     from benchmarks.engine import gpu_kind
 
+    from types import SimpleNamespace
+
     from kernelevolve.tuner.execution.cluster import target_env
     from kernelevolve.tuner.experiment.hardware import profile
 
-    class _Target:  # what target_env reads of a target: its hardware profile
-        pass
-
     os.makedirs(folder, exist_ok=True)
     hardware = gpu_kind()[0]
-    tgt = _Target()
-    tgt.profile = profile(hardware)
     server = spawner.start()
-    # the lane's environment as a sweep gives it (its Triton options are part of the cache's keys)
-    env = {**target_env(tgt), "KERNELEVOLVE_JUDGE_PROFILE": folder, "KERNELEVOLVE_EVAL_PROFILE": folder,
+    # the GPU target's environment as a sweep gives it (its Triton options are part of the cache's
+    # keys); target_env reads only the target's hardware profile
+    target = target_env(SimpleNamespace(profile=profile(hardware)))
+    env = {**target, "KERNELEVOLVE_JUDGE_PROFILE": folder, "KERNELEVOLVE_EVAL_PROFILE": folder,
            "CUDA_VISIBLE_DEVICES": "0"}
     bench = Timing(warmup_ms=1, rep_ms=2).bench_settings("do_bench")
     check = make_request("evaluate", SELF_CHECK["kernel_ref"], SELF_CHECK["problem"], hardware, bench,
@@ -241,7 +238,7 @@ def _lane(folder: str, warm_first: bool = False) -> dict:
             from kernelevolve.tuner.measure import check_warmup
 
             t0 = time.perf_counter()
-            procs = check_warmup.start(target_env(tgt), ROOT)
+            procs = check_warmup.start(target, ROOT)
             out["warmup_failed"] = sum(1 for p in procs if p.wait() != 0)
             out["warmup_s"], out["warmup_processes"] = time.perf_counter() - t0, len(procs)
             print("warm-up", out["warmup_s"], len(procs), out["warmup_failed"], flush=True)

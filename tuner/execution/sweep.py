@@ -161,16 +161,15 @@ class Sweep:
     def setup(self, studies: list) -> None:
         t0 = time.time()
         cwd = os.getcwd()
-        gpu = next((t for t in self.exp.targets if not t.profile.interpreter), None)
+        gpu = gpu_target(self.exp)
         gpu_env = cluster.target_env(gpu) if gpu is not None else None
         # Every study's valid configs are enumerated in processes forked as the sweep began
         # (tuner.search.valid_sets says why), and each searcher adopts its set when it arrives;
         # until then the study is asked for nothing (by rejection, Optuna's asks for broken
         # proposals cost the driver's trial loop ~0.1 s a suggestion).
         pending = [st.key for st in studies if st.space.enumerable()]
-        if gpu is not None and not self.lanes:  # (the sweep's run started them as Ray came up)
-            self.lanes, self.lane_warm, self.self_checks = lanes.start_lanes(
-                self.state.sweep_id, gpu_env, cwd, gpu.profile.name)
+        if not self.lanes:  # (the sweep's run started them as Ray came up)
+            self.lanes, self.lane_warm, self.self_checks = start_gpu_lanes(self.exp, self.state.sweep_id)
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
             if target.profile.interpreter:
                 self.device(target)
@@ -398,11 +397,10 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
     enumerations = Enumerations({st.key: st.space for st in studies}, fork=not ray.is_initialized())
     # This node's fork server for evaluation processes starts importing torch and Triton now, so
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
-    ahead = None
-    if any(not t.profile.interpreter for t in exp.targets):
+    ahead, gpu = None, gpu_target(exp)
+    if gpu is not None:
         forks = spawner.start()
         # the judge's check kernels compile in processes of their own while Ray starts
-        gpu = next(t for t in exp.targets if not t.profile.interpreter)
         ahead = check_warmup.Ahead(cluster.target_env(gpu), os.getcwd())
     else:  # no GPU target: a server started early for one is not needed
         forks, early = None, spawner.take_early()
@@ -419,9 +417,14 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
             forks.close()
 
 
-def _start_lanes(exp, sweep_id: str) -> tuple[dict, dict, list]:
+def gpu_target(exp):
+    """The experiment's first GPU target (its lanes' and fork server's), or None."""
+    return next((t for t in exp.targets if not t.profile.interpreter), None)
+
+
+def start_gpu_lanes(exp, sweep_id: str) -> tuple[dict, dict, list]:
     """The cluster's GPU lanes for the experiment's first GPU target (none without one)."""
-    gpu = next((t for t in exp.targets if not t.profile.interpreter), None)
+    gpu = gpu_target(exp)
     if gpu is None:
         return {}, {}, []
     return lanes.start_lanes(sweep_id, cluster.target_env(gpu), os.getcwd(), gpu.profile.name)
@@ -446,7 +449,7 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
     # The GPU lanes start as soon as Ray is up: a lane's start (its actor, evaluator and judge,
     # then its self-check) took 5-7 s on the H100 and H200 nodes, and the first candidates waited
     # in its queue for it; the store and the set-up go on meanwhile.
-    early_lanes = _start_lanes(exp, sweep_id)
+    early_lanes = start_gpu_lanes(exp, sweep_id)
     try:
         store.join()
         if "error" in opened:
