@@ -5,9 +5,10 @@
 # whole cores: benchmarks/cpu_share.py says why), all on one machine.
 #   bash benchmarks/engine_scaling.sh OUT [suite ...]      (default: suite-h100 suite-h100-large)
 #   GPU_COUNTS="4 1" bash benchmarks/engine_scaling.sh ...  (which GPU counts; default 4 2 1)
-# Writes OUT/scaling.tgz: per run <suite>_g<n>.json, .log.gz and .runs.jsonl.gz (every record of
-# the run's MLflow store, benchmarks/export_runs.py): small enough to come back from a device
-# call, where an archive of the six stores themselves (24 MB) did not.
+# Writes OUT/scaling.tgz: per run <suite>_g<n>.json, .log.gz, .runs.jsonl.gz (every record of
+# the run's MLflow store, benchmarks/export_runs.py) and .timeline.json (where its time went:
+# benchmarks/sweep_timeline.py); small enough to come back from a device call, where an archive
+# of the six stores themselves (24 MB) did not.
 set -u
 out=$1; shift
 suites=${*:-suite-h100 suite-h100-large}
@@ -33,6 +34,8 @@ print(f"{r['experiment']} on {r['gpus']} x {r['gpu']} ({r['cpus']} cores): {r['c
 PY
     python3 "$here/benchmarks/export_runs.py" "$out/$name.mlflow.db" "$out/$name.runs.jsonl.gz" >/dev/null \
       && rm -f "$out/$name.mlflow.db"
+    # its start, ramp, steady state, trial slots and lanes, from the records (sweep_timeline.py)
+    python3 "$here/benchmarks/sweep_timeline.py" "$out/$name.runs.jsonl.gz" --json "$out/$name.timeline.json"
     gzip -f "$out/$name.log"
   done
 done

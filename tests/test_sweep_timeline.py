@@ -1,0 +1,61 @@
+"""A sweep's timeline read from its records (benchmarks/sweep_timeline.py): start, steady state,
+trial slots and lanes, on an export made up so that each figure is known."""
+import gzip
+import json
+
+import pytest
+
+from benchmarks import sweep_timeline
+
+
+def _run(trial: int, index: int, actor: float, start: float, end: float, gpu: str, lane_s: float) -> dict:
+    return {"run_id": f"r{trial}-{index}", "end_time": int(end * 1e3) + 5,
+            "tags": {"kernelevolve.role": "candidate", "candidate_id": f"t{trial}-{index}", "ray_gpu_ids": gpu},
+            "metrics": {"trial_started": start, "actor_started": actor, "timed_to": end, "lane_s": lane_s}}
+
+
+def _sweep() -> list[dict]:
+    """Two actors on two GPUs, 100 trials of 2 candidates each, back to back: a trial starts 0.1 s
+    after the one before it on its actor ends, its candidates end 0.5 and 1.0 s after its start,
+    each holding its lane 0.25 s. The first trial starts at t = 100; a parent run ends 3 s after
+    the last candidate."""
+    rows = []
+    for actor, gpu in ((1.0, "0"), (2.0, "1")):
+        t = 100.0
+        for n in range(50):
+            trial = int(actor) * 1000 + n
+            rows += [_run(trial, 0, actor, t, t + 0.5, gpu, 0.25), _run(trial, 1, actor, t, t + 1.0, gpu, 0.25)]
+            t += 1.1
+    last = max(r["metrics"]["timed_to"] for r in rows)
+    rows.append({"run_id": "parent", "end_time": int((last + 3) * 1e3), "tags": {"kernelevolve.role": "study"},
+                 "metrics": {}})
+    return rows
+
+
+def test_the_figures_of_a_known_sweep():
+    t = sweep_timeline.timeline(_sweep())
+    assert t["candidates"] == 200 and t["trials"] == 100 and t["candidates_per_trial"] == 2
+    assert t["ramp_s"] == pytest.approx(0.5)
+    assert t["after_s"] == pytest.approx(3.0, abs=0.01)
+    # two slots, each ends 2 candidates every 1.1 s
+    assert t["steady_per_s"] == pytest.approx(2 * 2 / 1.1, rel=0.05)
+    assert t["trials_in_flight"] == pytest.approx(2 * 1.0 / 1.1, rel=0.05)
+    assert t["trial_life_s"]["median"] == pytest.approx(1.0)
+    assert t["trial_tail_share"]["median"] == pytest.approx(0.5)  # held 0.5 s for the second
+    assert t["refill_gap_s"]["median"] == pytest.approx(0.1)
+    assert t["lane_busy_share"]["0"] == pytest.approx(2 * 0.25 / 1.1, rel=0.05)
+    assert set(t["lane_busy_share"]) == {"0", "1"}
+
+
+def test_the_command_reads_an_export_and_says_when_it_holds_no_candidates(tmp_path, capsys):
+    path = tmp_path / "sweep.runs.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in _sweep())
+    assert sweep_timeline.main([str(path), "--json", str(tmp_path / "t.json")]) == 0
+    assert "200 candidates in 100 trials" in capsys.readouterr().out
+    assert json.loads((tmp_path / "t.json").read_text())[str(path)]["trials"] == 100
+    empty = tmp_path / "empty.runs.jsonl.gz"
+    with gzip.open(empty, "wt") as fh:
+        fh.write(json.dumps({"run_id": "p", "tags": {"kernelevolve.role": "study"}, "metrics": {}}) + "\n")
+    assert sweep_timeline.main([str(empty)]) == 2
+    assert "no candidate runs" in capsys.readouterr().err
