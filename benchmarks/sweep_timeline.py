@@ -14,6 +14,9 @@ tuner/records/schema.py) from a benchmark's MLflow export (benchmarks/export_run
   refill      on each trial actor, the gap between one trial's end and its next trial's start
               (Ray Tune's turnaround: the result to the driver, the next suggestion, the start)
   lanes       each GPU lane's busy share in the window (its requests' `lane_s`)
+  first wave  the candidates whose trials began before the first result: their compile's wall
+              time, of it the slot's process start and the study's load, the compile itself,
+              the lane's queue and request (medians)
 
     python benchmarks/sweep_timeline.py OUT/suite-h100-large_g4.runs.jsonl.gz [...] [--json OUT.json]
 """
@@ -27,6 +30,8 @@ import sys
 from collections import defaultdict
 
 STEADY = (0.2, 0.8)  # the steady window: between these quantiles of the candidates' ends
+# a first-wave candidate's figures (tuner/records/schema.py)
+WAVE_FIGURES = ("compile_wall_s", "slot_start_s", "study_load_s", "compile_s", "queue_s", "lane_s")
 
 
 def read(path: str) -> list[dict]:
@@ -54,6 +59,13 @@ def _trial(run: dict) -> str:
 def _quantile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+
+
+def stats(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return {"median": statistics.median(values), "mean": statistics.fmean(values),
+            "p90": _quantile(values, 0.9)}
 
 
 def timeline(rows: list[dict]) -> dict:
@@ -88,15 +100,15 @@ def timeline(rows: list[dict]) -> dict:
     for items in by_actor.values():
         items.sort()
         gaps += [b[0] - a[1] for a, b in zip(items, items[1:]) if lo <= b[0] <= hi]
+    # the first wave (trials begun before the first result): where its wait went, by each
+    # candidate's own figures (a slot's process start and study load are paid by its first)
+    first_wave = [r for r in runs if r["metrics"]["trial_started"] < ends[0]]
+    wave = {k: stats([r["metrics"][k] for r in first_wave if k in r["metrics"]])
+            for k in WAVE_FIGURES}
     lane_busy: dict[str, float] = defaultdict(float)
     for r in in_window:
         lane_busy[str(r["tags"].get("ray_gpu_ids", ""))] += r["metrics"].get("lane_s", 0.0)
 
-    def stats(values: list[float]) -> dict | None:
-        if not values:
-            return None
-        return {"median": statistics.median(values), "mean": statistics.fmean(values),
-                "p90": _quantile(values, 0.9)}
     return {
         "candidates": len(runs), "trials": len(spans),
         "candidates_per_trial": len(runs) / len(spans),
@@ -112,6 +124,7 @@ def timeline(rows: list[dict]) -> dict:
         "trial_tail_share": stats(tails),
         "refill_gap_s": stats(gaps),
         "lane_busy_share": {k: v / window for k, v in sorted(lane_busy.items())},
+        "first_wave": {"candidates": len(first_wave), **wave},
     }
 
 
@@ -120,13 +133,16 @@ def describe(name: str, t: dict) -> str:
         v = t[key]
         return "-" if v is None else f"{fmt.format(v['median'])} (mean {fmt.format(v['mean'])})"
     lanes = ", ".join(f"{k or '-'} {v:.0%}" for k, v in t["lane_busy_share"].items())
+    wave = t["first_wave"]
+    parts = ", ".join(f"{k} {v['median']:.2f}" for k, v in wave.items() if isinstance(v, dict))
     return (f"{name}: {t['candidates']} candidates in {t['trials']} trials over {t['span_s']:.1f} s; "
             f"first end {t['ramp_s']:.1f} s after the first trial began, last record "
             f"{t['after_s']:.1f} s after the last end; steady "
             f"{t['steady_per_s']:.1f} candidates/s over {t['steady_window_s']:.1f} s, "
             f"{t['trials_in_flight']:.1f} trials in flight, life {s('trial_life_s')} s, "
             f"after the first end {s('trial_tail_share')} of it, refill gap "
-            f"{s('refill_gap_s', '{:.3f}')} s; lanes busy: {lanes or '-'}")
+            f"{s('refill_gap_s', '{:.3f}')} s; lanes busy: {lanes or '-'}; first wave "
+            f"({wave['candidates']} candidates, medians in s): {parts or '-'}")
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,8 @@ from benchmarks import sweep_timeline
 def _run(trial: int, index: int, actor: float, start: float, end: float, gpu: str, lane_s: float) -> dict:
     return {"run_id": f"r{trial}-{index}", "end_time": int(end * 1e3) + 5,
             "tags": {"kernelevolve.role": "candidate", "candidate_id": f"t{trial}-{index}", "ray_gpu_ids": gpu},
-            "metrics": {"trial_started": start, "actor_started": actor, "timed_to": end, "lane_s": lane_s}}
+            "metrics": {"trial_started": start, "actor_started": actor, "timed_to": end, "lane_s": lane_s,
+                        "compile_wall_s": 0.3}}
 
 
 def _sweep() -> list[dict]:
@@ -45,6 +46,10 @@ def test_the_figures_of_a_known_sweep():
     assert t["refill_gap_s"]["median"] == pytest.approx(0.1)
     assert t["lane_busy_share"]["0"] == pytest.approx(2 * 0.25 / 1.1, rel=0.05)
     assert set(t["lane_busy_share"]) == {"0", "1"}
+    # the first wave: the two trials begun before the first result at t = 100.5
+    assert t["first_wave"]["candidates"] == 4
+    assert t["first_wave"]["compile_wall_s"]["median"] == pytest.approx(0.3)
+    assert t["first_wave"]["slot_start_s"] is None  # not in these records
 
 
 def test_the_command_reads_an_export_and_says_when_it_holds_no_candidates(tmp_path, capsys):

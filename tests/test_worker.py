@@ -36,6 +36,8 @@ def test_process_is_reused_between_candidates(worker):
     a = worker.request(REQ, timeout_s=120)
     b = worker.request(dict(REQ, seed=6), timeout_s=120)
     assert a["worker_pid"] == b["worker_pid"] and worker.starts == 1
+    # the process's start is charged to the request that paid it, and only to that one
+    assert a["worker_start_s"] > 0 and "worker_start_s" not in b
 
 
 def test_timeout_kills_and_replaces_the_process(worker):

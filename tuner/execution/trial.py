@@ -101,6 +101,8 @@ def _begin(config: dict, ctx: dict, sweep: dict, candidate_id: str, slot: int) -
     asked = time.time()
     compiled = _with_retries(lambda: worker.request(dict(request, op="compile"), timeout), ctx["retries"])
     compiled["compile_wall_s"] = time.time() - asked  # with the slot's own start, on its first
+    if "worker_start_s" in compiled:  # that start (the lane's reply may carry its own)
+        compiled["slot_start_s"] = compiled.pop("worker_start_s")
     if compiled.get("status") != "ok":
         return _Pending(reply=compiled)
     try:
@@ -127,7 +129,8 @@ def finish(pending: _Pending) -> dict:
     except Exception as exc:  # the lane actor died or never answered: a record, not a raise
         reply = {"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"}
     reply["queue_s"] = max(0.0, reply.pop("lane_started", pending.queued) - pending.queued)
-    for key in ("compile_s", "compile_wall_s", "compiled_on", "handoff_s", "n_regs", "n_spills", "shared_bytes"):
+    for key in ("compile_s", "compile_wall_s", "slot_start_s", "study_load_s", "compiled_on", "handoff_s",
+                "n_regs", "n_spills", "shared_bytes"):
         if key in pending.compiled:
             reply.setdefault(key, pending.compiled[key])
     return reply

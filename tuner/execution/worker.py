@@ -231,8 +231,11 @@ class CandidateWorker:
             # a profile request verifies its candidate first (through the judge, whose outcome it
             # reads itself: no verdict is asked), and a lane's warm-up starts its judge too
             checked = judged or payload.get("op") == "profile"
+            started = None
             if not self.alive():
+                started = time.monotonic()
                 self._start(with_judge=bool(checked or payload.get("start_judge")))
+                started = time.monotonic() - started
             if checked or payload.get("start_judge"):
                 if self.judge is None or self.judge.poll() is not None:
                     if not self._judge_fds:  # a judge died: its evaluator's pipes went with it
@@ -264,6 +267,8 @@ class CandidateWorker:
                 deadline = time.monotonic() + (DEVICE_WAIT_S if waiting else timeout_s)
             if checked:
                 reply["judge_begin_s"] = begun
+            if started is not None:
+                reply["worker_start_s"] = started
             if judged:
                 reply = self._judged(payload, reply)
         except (EOFError, BrokenPipeError, OSError) as exc:

@@ -24,7 +24,9 @@ def compile_request(ev, req: dict) -> dict:
     """Steps 1 and 2 of `req`'s candidate in the evaluator `ev`; its record (status, compile_s,
     compiled_on, the compiled kernel's registers and shared memory where known)."""
     rec = {"timing": "interpreter" if ev.interpreter else "gpu", **ev._tags()}
+    t0 = time.perf_counter()
     tunable, problem, hw, study = ev._load(req)
+    rec["study_load_s"] = time.perf_counter() - t0
     spec, cfg = tunable.kernel, req["config"]
     reasons = violations(tunable, problem, hw, cfg)
     if reasons:

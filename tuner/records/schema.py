@@ -47,6 +47,12 @@ FIELDS: dict[str, tuple[Kind, str]] = {
                                  "slot's start on its first candidate"),
     "compiled_on": ("tag", "what the compile slot compiled on: described (meta tensors, no CUDA context) "
                            "or device (the study's input set on the GPU)"),
+    "slot_start_s": ("metric", "the compile slot's process start (forked or launched, to ready), paid by "
+                               "the slot's first candidate (part of compile_wall_s)"),
+    "study_load_s": ("metric", "the compile request loading its kernel and problem in the slot (the kernel "
+                               "module imported on a study's first; part of compile_wall_s)"),
+    "worker_start_s": ("metric", "the evaluation process's start (to ready), paid by the request that found "
+                                 "none running"),
     "handoff_s": ("metric", "from the compile's end to the lane's request being sent (finding the lane)"),
     "load_s": ("metric", "the GPU lane's first launch: a load from Triton's cache + verify set 1"),
     "queue_s": ("metric", "time waiting for the GPU lane"),
