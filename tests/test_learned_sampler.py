@@ -53,6 +53,22 @@ def test_proposals_are_within_the_distributions_from_the_first(make):
         assert not SPACE.violations(cfg)  # a pool sampler proposes valid configs only
 
 
+def test_the_valid_configs_features_made_once_rank_as_features_made_per_pool(monkeypatch):
+    """The sampler keeps every valid config's features and takes the pool's rows from them; a
+    sampler that makes them per pool, as before, proposes the very same configs."""
+    cached = [p for p, _ in _study(LearnedSampler(SPACE, seed=3), 16)[1]]
+    per_pool = LearnedSampler(SPACE, seed=3)
+    choose = LearnedSampler.choose
+    monkeypatch.setattr(per_pool, "choose", lambda pool, study, trial, rng, index=None:
+                        choose(per_pool, pool, study, trial, rng, None))
+    assert [p for p, _ in _study(per_pool, 16)[1]] == cached
+    assert per_pool._valid_features is None  # it never made them
+    sampler = LearnedSampler(SPACE, seed=3)
+    index = np.array([5, 0, 17])
+    pool = [sampler.valid_configs()[i] for i in index]
+    assert np.array_equal(sampler._pool_features(pool, index), sampler.features.matrix(pool))
+
+
 @pytest.mark.parametrize("make", [UniformSampler, LearnedSampler])
 def test_the_same_seed_proposes_the_same_configs(make):
     a = [p for p, _ in _study(make(SPACE, seed=7), 10)[1]]

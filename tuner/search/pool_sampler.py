@@ -11,7 +11,7 @@ untried configs directly:
   LearnedSampler ("learned")  the config a cost model ranks best (tuner.search.learned_sampler)
 
 Both are `optuna.samplers.BaseSampler`s: Ray Tune's OptunaSearch drives them as it drives TPE.
-What a subclass decides is `choose(pool, study, trial, rng)`; the pool, the exclusion of what was
+What a subclass decides is `choose(pool, study, trial, rng, index)`; the pool, the exclusion of what was
 tried or is running, and the seeding are here. When the pool is empty (or a subclass declines),
 Optuna's RandomSampler (seeded) answers, and the searcher's projection takes it from there.
 """
@@ -53,12 +53,12 @@ class PoolSampler(BaseSampler):
         rng = np.random.default_rng([self.seed or 0, trial.number])
         taken = self._taken(study, trial, search_space)
         configs = self.valid_configs()
-        pool = [c for c, k in zip(configs, self._config_keys) if k not in taken]
-        if not pool:
+        free = [i for i, k in enumerate(self._config_keys) if k not in taken]
+        if not free:
             return {}
-        if len(pool) > POOL:
-            pool = [pool[i] for i in rng.choice(len(pool), POOL, replace=False)]
-        chosen = self.choose(pool, study, trial, rng)
+        if len(free) > POOL:
+            free = [free[i] for i in rng.choice(len(free), POOL, replace=False)]
+        chosen = self.choose([configs[i] for i in free], study, trial, rng, np.asarray(free))
         return {} if chosen is None else self.space.encode(chosen)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
@@ -79,7 +79,10 @@ class PoolSampler(BaseSampler):
         return taken
 
     # -- for subclasses ---------------------------------------------------------------------
-    def choose(self, pool: list[dict], study, trial, rng: np.random.Generator) -> dict | None:
+    def choose(self, pool: list[dict], study, trial, rng: np.random.Generator,
+               index: np.ndarray | None = None) -> dict | None:
+        """One of `pool` (None: decline). `index`: each pool config's position in valid_configs(),
+        for what a subclass computes once per valid config (None: the pool came from elsewhere)."""
         raise NotImplementedError
 
     @staticmethod
@@ -109,5 +112,5 @@ class PoolSampler(BaseSampler):
 class UniformSampler(PoolSampler):
     """A valid config not yet tried, uniformly at random."""
 
-    def choose(self, pool, study, trial, rng):
+    def choose(self, pool, study, trial, rng, index=None):
         return pool[int(rng.integers(len(pool)))]
