@@ -35,6 +35,7 @@ class PoolSampler(BaseSampler):
         self._random = RandomSampler(seed=seed)
         self._configs: list[dict] | None = None  # the space's valid configs, decoded (launch form)
         self._config_keys: list[str] = []
+        self._key_index: dict[str, int] = {}  # config key -> its position in _configs
         self._trial_keys: dict[int, str] = {}  # finished trial number -> its config's key
 
     # -- Optuna's sampler interface ---------------------------------------------------------
@@ -53,12 +54,16 @@ class PoolSampler(BaseSampler):
         rng = np.random.default_rng([self.seed or 0, trial.number])
         taken = self._taken(study, trial, search_space)
         configs = self.valid_configs()
-        free = [i for i, k in enumerate(self._config_keys) if k not in taken]
-        if not free:
+        # the untried configs' positions, in the valid set's order (a mask: a GEMM space's 13-23k
+        # keys tested one by one took ~2 ms of every proposal)
+        untried = np.ones(len(configs), dtype=bool)
+        untried[[self._key_index[k] for k in taken if k in self._key_index]] = False
+        free = np.flatnonzero(untried)
+        if not len(free):
             return {}
         if len(free) > POOL:
-            free = [free[i] for i in rng.choice(len(free), POOL, replace=False)]
-        chosen = self.choose([configs[i] for i in free], study, trial, rng, np.asarray(free))
+            free = free[rng.choice(len(free), POOL, replace=False)]
+        chosen = self.choose([configs[i] for i in free], study, trial, rng, free)
         return {} if chosen is None else self.space.encode(chosen)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
@@ -106,6 +111,7 @@ class PoolSampler(BaseSampler):
                         found.setdefault(config_key(cfg), cfg)
                 self._configs = list(found.values())
             self._config_keys = [config_key(c) for c in self._configs]
+            self._key_index = {k: i for i, k in enumerate(self._config_keys)}
         return self._configs
 
 
