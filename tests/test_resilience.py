@@ -177,3 +177,17 @@ def test_resume_without_a_sweep_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "exp.yaml", "--resume"]) == 2
     assert "no sweep of 'fresh' to resume" in capsys.readouterr().err
+
+
+def test_a_trials_records_are_journaled_at_once_and_a_cut_last_line_is_skipped(tmp_path):
+    from kernelevolve.tuner.records.journal import Journal
+
+    journal = Journal(str(tmp_path / "j" / "study.jsonl"))
+    journal.extend([{"candidate_id": f"t-{i}", "status": "ok"} for i in range(4)])
+    journal.append({"candidate_id": "u-0", "status": "timeout"})
+    journal.extend([])
+    with open(journal.path, "a", encoding="utf-8") as fh:  # a driver killed mid-write
+        fh.write('{"candidate_id": "v-0", "sta')
+    recs = journal.records()
+    assert [r["candidate_id"] for r in recs] == ["t-0", "t-1", "t-2", "t-3", "u-0"]
+    assert len({r["journal_ts"] for r in recs[:4]}) == 1  # one write for the trial's four

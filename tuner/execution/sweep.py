@@ -273,9 +273,10 @@ class Sweep:
         key = trial.config[STUDY_PARAM]
         plan = self.plans[key]
         members = decode_batch(trial.config[BATCH_PARAM])
-        for member, reply in zip(members, replies_of(result, len(members))):
-            rec = record_of(reply, member["candidate_id"], key, member["config"])
-            plan.recorder.journal.append(rec)
+        recs = [record_of(reply, member["candidate_id"], key, member["config"])
+                for member, reply in zip(members, replies_of(result, len(members)))]
+        plan.recorder.journal.extend(recs)  # one sync for the trial's candidates
+        for rec in recs:
             plan.records.append(rec)
             self.progress.candidate(plan.study, rec)
             maybe_steer(plan, self.log)  # profile.steer: off by default
