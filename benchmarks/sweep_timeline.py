@@ -106,8 +106,9 @@ def timeline(rows: list[dict]) -> dict:
     wave = {k: stats([r["metrics"][k] for r in first_wave if k in r["metrics"]])
             for k in WAVE_FIGURES}
     lane_busy: dict[str, float] = defaultdict(float)
-    for r in in_window:
-        lane_busy[str(r["tags"].get("ray_gpu_ids", ""))] += r["metrics"].get("lane_s", 0.0)
+    for r in in_window:  # GPU targets only: an interpreter's candidate has no lane
+        if "lane_s" in r["metrics"]:
+            lane_busy[str(r["tags"].get("ray_gpu_ids", ""))] += r["metrics"]["lane_s"]
 
     return {
         "candidates": len(runs), "trials": len(spans),
