@@ -58,15 +58,14 @@ def test_the_valid_configs_features_made_once_rank_as_features_made_per_pool(mon
     sampler that makes them per pool, as before, proposes the very same configs."""
     cached = [p for p, _ in _study(LearnedSampler(SPACE, seed=3), 16)[1]]
     per_pool = LearnedSampler(SPACE, seed=3)
-    choose = LearnedSampler.choose
-    monkeypatch.setattr(per_pool, "choose", lambda pool, study, trial, rng, index=None:
-                        choose(per_pool, pool, study, trial, rng, None))
+    monkeypatch.setattr(per_pool, "_pool_features", lambda index: per_pool.features.matrix(
+        [per_pool.valid_configs()[i] for i in index], per_pool.problem))
     assert [p for p, _ in _study(per_pool, 16)[1]] == cached
     assert per_pool._valid_features is None  # it never made them
     sampler = LearnedSampler(SPACE, seed=3)
     index = np.array([5, 0, 17])
     pool = [sampler.valid_configs()[i] for i in index]
-    assert np.array_equal(sampler._pool_features(pool, index), sampler.features.matrix(pool))
+    assert np.array_equal(sampler._pool_features(index), sampler.features.matrix(pool))
 
 
 @pytest.mark.parametrize("make", [UniformSampler, LearnedSampler])

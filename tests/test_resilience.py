@@ -184,7 +184,7 @@ def test_a_trials_records_are_journaled_at_once_and_a_cut_last_line_is_skipped(t
 
     journal = Journal(str(tmp_path / "j" / "study.jsonl"))
     journal.extend([{"candidate_id": f"t-{i}", "status": "ok"} for i in range(4)])
-    journal.append({"candidate_id": "u-0", "status": "timeout"})
+    journal.extend([{"candidate_id": "u-0", "status": "timeout"}])
     journal.extend([])
     with open(journal.path, "a", encoding="utf-8") as fh:  # a driver killed mid-write
         fh.write('{"candidate_id": "v-0", "sta')

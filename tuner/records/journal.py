@@ -18,9 +18,6 @@ class Journal:
         self.path = path
         self._offset = 0  # how far read_new has read
 
-    def append(self, record: dict) -> None:
-        self.extend([record])
-
     def extend(self, records: list[dict]) -> None:
         """Append `records` (a trial's candidates) with one write and one sync: the sweep's driver
         journals every trial on its one thread, and a sync per candidate was paid four times a trial."""

@@ -74,7 +74,7 @@ class LearnedSampler(PoolSampler):
         # box for a GEMM space), on the sweep's driver thread, once per candidate.
         self._valid_features: np.ndarray | None = None
 
-    def choose(self, pool, study, trial, rng, index=None):
+    def choose(self, pool, study, trial, rng, index):
         done = self.completed(study)
         if self.prior is None and len(done) < STARTUP:
             return pool[int(rng.integers(len(pool)))]
@@ -91,7 +91,8 @@ class LearnedSampler(PoolSampler):
         if len(done) < TRUST_MIN:
             return True
         configs = [self.space.decode(t.params) for t in done]
-        predicted = self._prior_score(configs, self.features.matrix(configs, self.problem))
+        predicted = self._prior_score([config_key(c) for c in configs],
+                                      self.features.matrix(configs, self.problem))
         return _rank_correlation(predicted, np.array([t.value for t in done], dtype=float)) > 0.0
 
     def _fit_prior(self, prior: list) -> CostModel | None:
@@ -113,18 +114,14 @@ class LearnedSampler(PoolSampler):
             return None
         return CostModel(np.random.default_rng(self.seed or 0)).fit(np.vstack(xs), np.concatenate(ys))
 
-    def _pool_features(self, pool: list[dict], index: np.ndarray | None) -> np.ndarray:
-        """The pool's feature rows: taken from those of every valid config (made once) where the
-        pool says which they are, else made here."""
-        if index is None:
-            return self.features.matrix(pool, self.problem)
+    def _pool_features(self, index: np.ndarray) -> np.ndarray:
+        """The pool's feature rows, taken from those of every valid config (made once)."""
         if self._valid_features is None:
             self._valid_features = self.features.matrix(self.valid_configs(), self.problem)
         return self._valid_features[index]
 
-    def _score(self, pool: list[dict], done: list, rng, follow_prior: bool,
-               index: np.ndarray | None = None) -> np.ndarray:
-        x_pool = self._pool_features(pool, index)
+    def _score(self, pool: list[dict], done: list, rng, follow_prior: bool, index: np.ndarray) -> np.ndarray:
+        x_pool = self._pool_features(index)
         score = np.zeros(len(pool))
         weight = 0.0
         if len(done) >= 2:
@@ -136,17 +133,15 @@ class LearnedSampler(PoolSampler):
             weight = len(done) / (len(done) + PRIOR_HALF) if follow_prior else 1.0
             score += weight * (mean - KAPPA * spread)
         if follow_prior:
-            keys = None if index is None else [self._config_keys[i] for i in index]
-            score += (1.0 - weight) * self._prior_score(pool, x_pool, keys)
+            score += (1.0 - weight) * self._prior_score([self._config_keys[i] for i in index], x_pool)
         return score
 
-    def _prior_score(self, pool: list[dict], x_pool: np.ndarray, keys: list[str] | None = None) -> np.ndarray:
-        """The prior's mean - KAPPA x spread per pool config, each predicted once per study.
-        `keys`: the pool's config keys where known (else made here)."""
-        keys = keys if keys is not None else [config_key(c) for c in pool]
+    def _prior_score(self, keys: list[str], x: np.ndarray) -> np.ndarray:
+        """The prior's mean - KAPPA x spread per config (`keys`, their feature rows `x`), each
+        predicted once per study."""
         new = [i for i, k in enumerate(keys) if k not in self._prior_scores]
         if new:
-            mean, spread = self.prior.predict(x_pool[new])
+            mean, spread = self.prior.predict(x[new])
             for i, v in zip(new, mean - KAPPA * spread):
                 self._prior_scores[keys[i]] = float(v)
         return np.array([self._prior_scores[k] for k in keys])

@@ -85,9 +85,9 @@ class PoolSampler(BaseSampler):
 
     # -- for subclasses ---------------------------------------------------------------------
     def choose(self, pool: list[dict], study, trial, rng: np.random.Generator,
-               index: np.ndarray | None = None) -> dict | None:
+               index: np.ndarray) -> dict | None:
         """One of `pool` (None: decline). `index`: each pool config's position in valid_configs(),
-        for what a subclass computes once per valid config (None: the pool came from elsewhere)."""
+        for what a subclass computes once per valid config."""
         raise NotImplementedError
 
     @staticmethod
@@ -118,5 +118,5 @@ class PoolSampler(BaseSampler):
 class UniformSampler(PoolSampler):
     """A valid config not yet tried, uniformly at random."""
 
-    def choose(self, pool, study, trial, rng, index=None):
+    def choose(self, pool, study, trial, rng, index):
         return pool[int(rng.integers(len(pool)))]
