@@ -7,7 +7,8 @@
 #   bash benchmarks/gemm_suite_node.sh OUT [gemm_suite.py options, e.g. --budget-s 380 --helion-effort full]
 # Writes OUT/suite_node.tgz: each shard's .md/.json/.log/.runs.jsonl.gz (its MLflow store
 # exported, benchmarks/export_runs.py) and the merged gemm_suite.md/.json (one file back from a
-# device call). Each shard is cut at 580 s (`timeout`), leaving its .partial.json to merge.
+# device call). Each shard is cut at SHARD_TIMEOUT seconds (default 580, one device call), leaving
+# its .partial.json to merge; a run detached across calls (setsid) can give the shards longer.
 set -u
 out=$1; shift
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +22,7 @@ for i in $(seq 1 "$gpus"); do
   pin=""  # the shard's share of the node's whole cores, where taskset is there to pin them
   command -v taskset >/dev/null && pin="taskset -c $(cd "$here" && python3 benchmarks/cpu_share.py $g $gpus)"
   CUDA_VISIBLE_DEVICES=$g $pin \
-    timeout 580 python3 "$here/benchmarks/gemm_suite.py" --out "$out/shard$i" --shard "$i/$gpus" "$@" \
+    timeout "${SHARD_TIMEOUT:-580}" python3 "$here/benchmarks/gemm_suite.py" --out "$out/shard$i" --shard "$i/$gpus" "$@" \
     > "$out/shard$i.log" 2>&1 &
 done
 wait

@@ -31,6 +31,7 @@ processes beside the lane (to have them warm before the Tuner starts) made the s
 """
 from __future__ import annotations
 
+import os
 import time
 
 import ray
@@ -76,6 +77,20 @@ class Lane:
         self.worker.close()
 
 
+def node_gpu_ids(count: int, raylet_env) -> list[str]:
+    """The names Ray gives a node's GPUs in its tasks' ray.get_gpu_ids(), and so a lane's name and
+    its evaluator's CUDA_VISIBLE_DEVICES: a raylet started under CUDA_VISIBLE_DEVICES hands out
+    the entries of that list (Ray's indices into it), any other the indices 0..n-1.
+    `raylet_env`: the environment the node's raylet started with, known for the driver's own node
+    when this process started Ray there (it inherited ours); {} for the others, whose lanes a
+    trial creates by the name it is given (my_lane).
+    Why it matters: with CUDA_VISIBLE_DEVICES=2 (one sweep per GPU of a node, the GEMM suite's
+    shards) lanes named 0..n-1 ran their self-check, prepares and end-of-study re-timings on GPU
+    0, another sweep's GPU, and every trial created a lane of its own for GPU 2."""
+    visible = [d.strip() for d in str(raylet_env.get("CUDA_VISIBLE_DEVICES") or "").split(",") if d.strip()]
+    return visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
+
+
 def gpu_nodes() -> list[tuple[str, int]]:
     """(node id, GPU count) of every live node with GPUs."""
     return [(n["NodeID"], int(n["Resources"].get("GPU", 0))) for n in ray.nodes()
@@ -99,12 +114,13 @@ def start_lanes(sweep_id: str, env: dict, cwd: str, hardware: str = "") -> tuple
     self-check's reply)]). Ray numbers a node's GPUs 0..n-1 as its trials see them in
     ray.get_gpu_ids(). `hardware`: the profile of the GPU target the self-check is run for."""
     lanes = {}
+    here = ray.get_runtime_context().get_node_id()
     for node_id, count in gpu_nodes():
         pin = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        for gpu in range(count):
-            name = lane_name(sweep_id, node_id, str(gpu))
+        for gpu in node_gpu_ids(count, os.environ if node_id == here else {}):
+            name = lane_name(sweep_id, node_id, gpu)
             lanes[name] = Lane.options(name=name, get_if_exists=True, scheduling_strategy=pin).remote(
-                str(gpu), env, cwd)
+                gpu, env, cwd)
     warm = {name: lane.warm.remote() for name, lane in lanes.items()}
     check = make_request("evaluate", SELF_CHECK["kernel_ref"], SELF_CHECK["problem"], hardware,
                          Timing(warmup_ms=1, rep_ms=2).bench_settings("do_bench"), config=dict(SELF_CHECK["config"]),
@@ -203,8 +219,11 @@ def prepare_report(sent: list) -> list[str]:
 
 
 def my_lane(sweep_id: str, env: dict, cwd: str) -> "ray.actor.ActorHandle":
-    """The lane of the GPU Ray gave the calling trial. A node whose GPUs Ray numbers otherwise
-    than 0..n-1 (a raylet started with CUDA_VISIBLE_DEVICES) gets its lane here, on first use."""
+    """The lane of the GPU Ray gave the calling trial. A GPU the sweep started no lane for (a
+    remote raylet started under CUDA_VISIBLE_DEVICES: node_gpu_ids) gets its lane here, on first
+    use. Detached: a lane a trial created must outlive that trial's actor (Tune ends actors as it
+    likes), or Ray ends it with every candidate in its queue ("all references to the actor were
+    removed": 138 candidates of one GEMM-suite shard were lost so); stop_lanes ends it by name."""
     node_id = ray.get_runtime_context().get_node_id()
     gpus = ray.get_gpu_ids()
     if not gpus:
@@ -213,9 +232,17 @@ def my_lane(sweep_id: str, env: dict, cwd: str) -> "ray.actor.ActorHandle":
     try:
         return ray.get_actor(name)
     except ValueError:
-        return Lane.options(name=name, get_if_exists=True, 
+        return Lane.options(name=name, get_if_exists=True, lifetime="detached",
                             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
                             ).remote(str(gpus[0]), env, cwd)
+
+
+def named_lane(name: str):
+    """The sweep's lane of that name, wherever it was started (None if there is none)."""
+    try:
+        return ray.get_actor(name)
+    except ValueError:
+        return None
 
 
 def stop_lanes(sweep_id: str) -> None:

@@ -290,10 +290,11 @@ class Sweep:
                 threading.Thread(target=study_end.finish, args=(self, plan), daemon=True).start()
 
     def _lane_of(self, record: dict):
-        """The lane that measured a record (its GPU); any lane of the sweep if that one is gone."""
+        """The lane that measured a record (its GPU: one a trial started is found by name); any
+        lane of the sweep if that one is gone."""
         name = lanes.lane_name(self.state.sweep_id, record.get("ray_node_id", ""),
                                str(record.get("ray_gpu_ids", "")).split(",")[0])
-        return self.lanes.get(name) or next(iter(self.lanes.values()))
+        return self.lanes.get(name) or lanes.named_lane(name) or next(iter(self.lanes.values()))
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:

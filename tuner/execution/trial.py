@@ -106,8 +106,9 @@ def _begin(config: dict, ctx: dict, sweep: dict, candidate_id: str, slot: int) -
     if compiled.get("status") != "ok":
         return _Pending(reply=compiled)
     try:
-        lane = my_lane(sweep["sweep_id"], ctx["lane_env"], ctx["cwd"])
-        send = lambda: lane.request.remote(dict(request, compiled=True), timeout)  # noqa: E731
+        # the lane is looked up at each send: a resend after its actor died finds it restarted
+        send = lambda: my_lane(sweep["sweep_id"], ctx["lane_env"], ctx["cwd"]).request.remote(  # noqa: E731
+            dict(request, compiled=True), timeout)
         ref, queued = send(), time.time()
         compiled["handoff_s"] = queued - asked - compiled["compile_wall_s"]
         return _Pending(compiled=compiled, ref=ref, send=send, queued=queued,
@@ -123,10 +124,18 @@ def finish(pending: _Pending) -> dict:
     # the lane enforces the candidate's timeout; this wait also covers the lane's queue
     wait = pending.timeout * 20 + 600
     first = [pending.ref]
+    send = lambda: _with_retries(lambda: ray.get(first.pop() if first else pending.send(), timeout=wait),  # noqa: E731
+                                 pending.retries)
     try:
-        reply = _with_retries(lambda: ray.get(first.pop() if first else pending.send(), timeout=wait),
-                              pending.retries)
-    except Exception as exc:  # the lane actor died or never answered: a record, not a raise
+        try:
+            reply = send()
+        except ray.exceptions.RayActorError:
+            # The lane's actor died with this candidate in its queue. A candidate that crashes
+            # kills the lane's evaluator process (a worker_died reply, retried above), never the
+            # actor, so this is not the candidate's doing: sent once more, to the lane restarted.
+            reply = send()
+            reply["retries"] = reply.get("retries", 0) + 1
+    except Exception as exc:  # the lane actor died again or never answered: a record, not a raise
         reply = {"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"}
     reply["queue_s"] = max(0.0, reply.pop("lane_started", pending.queued) - pending.queued)
     for key in ("compile_s", "compile_wall_s", "slot_start_s", "study_load_s", "compiled_on", "handoff_s",
