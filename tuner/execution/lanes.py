@@ -31,7 +31,6 @@ processes beside the lane (to have them warm before the Tuner starts) made the s
 """
 from __future__ import annotations
 
-import os
 import time
 
 import ray
@@ -108,16 +107,19 @@ SELF_CHECK = {"kernel_ref": registry.BUILTIN["matmul"],
 SELF_CHECK_TIMEOUT_S = 300.0
 
 
-def start_lanes(sweep_id: str, env: dict, cwd: str, hardware: str = "") -> tuple[dict, dict, list]:
+def start_lanes(sweep_id: str, env: dict, cwd: str, hardware: str = "",
+                raylet_env: dict | None = None) -> tuple[dict, dict, list]:
     """One lane per GPU of the cluster, its evaluator starting. Returns (lanes, the reference of
     each lane's device probe: ready once its evaluator is up, [(lane name, the reference of its
-    self-check's reply)]). Ray numbers a node's GPUs 0..n-1 as its trials see them in
-    ray.get_gpu_ids(). `hardware`: the profile of the GPU target the self-check is run for."""
+    self-check's reply)]). Each lane is named by the GPU id its trials see in ray.get_gpu_ids()
+    (node_gpu_ids). `hardware`: the profile of the GPU target the self-check is run for.
+    `raylet_env`: the environment the raylet of this process's node started with, where this
+    process started that Ray (None where it joined one: its nodes' lanes then named 0..n-1)."""
     lanes = {}
     here = ray.get_runtime_context().get_node_id()
     for node_id, count in gpu_nodes():
         pin = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        for gpu in node_gpu_ids(count, os.environ if node_id == here else {}):
+        for gpu in node_gpu_ids(count, (raylet_env or {}) if node_id == here else {}):
             name = lane_name(sweep_id, node_id, gpu)
             lanes[name] = Lane.options(name=name, get_if_exists=True, scheduling_strategy=pin).remote(
                 gpu, env, cwd)

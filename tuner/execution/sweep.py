@@ -169,7 +169,8 @@ class Sweep:
         # proposals cost the driver's trial loop ~0.1 s a suggestion).
         pending = [st.key for st in studies if st.space.enumerable()]
         if not self.lanes:  # (the sweep's run started them as Ray came up)
-            self.lanes, self.lane_warm, self.self_checks = start_gpu_lanes(self.exp, self.state.sweep_id)
+            self.lanes, self.lane_warm, self.self_checks = start_gpu_lanes(
+                self.exp, self.state.sweep_id, joined=bool(self.exp.ray.address))
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
             if target.profile.interpreter:
                 self.device(target)
@@ -424,12 +425,14 @@ def gpu_target(exp):
     return next((t for t in exp.targets if not t.profile.interpreter), None)
 
 
-def start_gpu_lanes(exp, sweep_id: str) -> tuple[dict, dict, list]:
-    """The cluster's GPU lanes for the experiment's first GPU target (none without one)."""
+def start_gpu_lanes(exp, sweep_id: str, joined: bool = False) -> tuple[dict, dict, list]:
+    """The cluster's GPU lanes for the experiment's first GPU target (none without one). `joined`:
+    the sweep joined a Ray started elsewhere (whose raylets' environments are not this one's)."""
     gpu = gpu_target(exp)
     if gpu is None:
         return {}, {}, []
-    return lanes.start_lanes(sweep_id, cluster.target_env(gpu), os.getcwd(), gpu.profile.name)
+    return lanes.start_lanes(sweep_id, cluster.target_env(gpu), os.getcwd(), gpu.profile.name,
+                             raylet_env=None if joined else dict(os.environ))
 
 
 def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
@@ -451,7 +454,7 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
     # The GPU lanes start as soon as Ray is up: a lane's start (its actor, evaluator and judge,
     # then its self-check) took 5-7 s on the H100 and H200 nodes, and the first candidates waited
     # in its queue for it; the store and the set-up go on meanwhile.
-    early_lanes = start_gpu_lanes(exp, sweep_id)
+    early_lanes = start_gpu_lanes(exp, sweep_id, joined=bool(address or exp.ray.address))
     try:
         store.join()
         if "error" in opened:
