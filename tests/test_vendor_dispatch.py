@@ -225,6 +225,13 @@ def test_the_summary_names_the_dispatched_winner_and_the_best_triton_kernel():
     retimed["rows"][1]["latency_ms"] = 0.9
     s = summarize(records, retimed)
     assert s["best"]["candidate_id"] == s["best_triton"]["candidate_id"] == "a"
+    # the vendor path screened behind the top-k still goes to the re-timing (every vendor config
+    # once, its fastest correct record; one that failed does not)
+    padded = {**VENDOR_CONFIG, "PAD_BYTES": 128}
+    later = [_rec("a", TRITON_A, 1.0), _rec("b", TRITON_B, 1.5), _rec("v", VENDOR_CONFIG, 2.0, "vendor"),
+             _rec("v2", VENDOR_CONFIG, 2.5, "vendor"), _rec("p", padded, 0.9, "vendor", status="runtime_error")]
+    assert [r["candidate_id"] for r in retime_finalists(later, top_k=2)] == ["a", "b", "v"]
+    assert [r["candidate_id"] for r in retime_finalists(later, top_k=3)] == ["a", "b", "v"]
     # no correct Triton candidate: nothing to call the best Triton kernel
     s = summarize([_rec("v", VENDOR_CONFIG, 1.0, "vendor"), _rec("a", TRITON_A, 2.0, status="incorrect")], None)
     assert s["best"]["impl"] == "vendor" and s["best_triton"] is None
