@@ -19,6 +19,18 @@ from kernelevolve.tuner.measure.clocks import SHORT_KERNEL_US
 
 OURS, BEST_TRITON = "ours", "ours best Triton"
 SECTION_ORDER = {"gemm": 0, "fused": 1, "conv": 2}
+# A row whose 80th-percentile repetition took this much longer than its 20th is flagged: its p50
+# may be either mode (the padded cuBLAS of 62087x309x1672 bf16 on the H200 came out p20 0.166,
+# p50 0.420 ms under `clean`, where do_bench in the same process gave 0.169 ms).
+UNSTEADY = 1.5
+
+
+def unsteady(r: dict) -> str:
+    """A note where the row's repetitions split (UNSTEADY), else ''."""
+    p20, p80 = r.get("latency_p20_ms"), r.get("latency_p80_ms")
+    if not p20 or not p80 or p80 / p20 < UNSTEADY:
+        return ""
+    return f"unsteady: p80 {p80 / p20:.1f}x p20; "
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -141,6 +153,7 @@ def markdown(rows: list[dict], metas: list[dict]) -> str:
             note = f"CUDA graphs; event p50 {r['events_ms']:.4f} ms, host {r['host_us']:.0f} us/call; " + note
         elif "do_bench_ms" in r:
             note = f"do_bench p50 {r['do_bench_ms']:.4f} ms; " + note
+        note = unsteady(r) + note
         cand = r.get("candidates")
         lines.append(f"| {r['section']} | {r['shape']} | {r['impl']} | {_clock(r).replace('|', '/')} | "
                      f"{_f(r, 'latency_p20_ms')} | "

@@ -247,3 +247,13 @@ def test_a_vendor_winner_gets_the_best_triton_config_beside_it():
     rows = gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0, "wall",
                                 {"best": records[1], "counts": {"ok": 3}}, {"tuning_s": 5.0}, {}, records)
     assert [(r["impl"], r["dispatched_impl"]) for r in rows] == [(report.OURS, "triton")]
+
+
+def test_a_row_whose_repetitions_split_is_flagged(tmp_path):
+    meta = {"args": {"seed": 1, "shapes": 1, "fused": 0, "clock": "clean"}, "sweep_s": 1.0, "studies": 1,
+            "target": "h100"}
+    split = dict(_row("s0", "ours", 0.420), latency_p20_ms=0.166, latency_p80_ms=0.485)
+    steady = dict(_row("s0", "cuBLAS", 0.70), latency_p20_ms=0.69, latency_p80_ms=0.71)
+    assert report.unsteady(split) == "unsteady: p80 2.9x p20; " and report.unsteady(steady) == ""
+    text = report.write(tmp_path / "u", [split, steady], [meta])
+    assert sum("unsteady: p80 2.9x p20" in line for line in text.splitlines()) == 1
