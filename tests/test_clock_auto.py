@@ -127,14 +127,15 @@ class _Tracker:
 
 
 def test_the_sweep_times_each_study_and_logs_its_parent_run_with_the_resolved_clock(tmp_path, monkeypatch):
-    """Sweep._plan, without Ray: the context every candidate, the re-timing and the peer of a study
-    are timed from names its resolved clock; the parent run's params say which and why."""
+    """A study's plan, without Ray: the context every candidate, the re-timing and the peer of a
+    study are timed from names its resolved clock; the parent run's params say which and why."""
+    from kernelevolve.tuner.execution import study_plan
     from kernelevolve.tuner.execution import sweep as sweep_mod
     from kernelevolve.tuner.records.journal import SweepState
 
     monkeypatch.chdir(tmp_path)
     exp = config.load(write(tmp_path, EXP))
-    monkeypatch.setattr(sweep_mod, "check_target", lambda target: {"CPU": 1.0, "GPU": 1.0})
+    monkeypatch.setattr(study_plan, "check_target", lambda target: {"CPU": 1.0, "GPU": 1.0})
     tracker, lines = _Tracker(), []
     state = SweepState.new(str(tmp_path / "state"), "sweep-1", exp.source_path)
     progress = SimpleNamespace(study_started=lambda *a: None)
@@ -143,7 +144,7 @@ def test_the_sweep_times_each_study_and_logs_its_parent_run_with_the_resolved_cl
     studies = list(exp.studies())
     try:
         for study in studies:
-            sweep._plan(study, None, str(tmp_path))
+            study_plan.plan(sweep, study, None, str(tmp_path))
     finally:
         sweep.writer.close()
     tiny, big = (sweep.plans[st.key] for st in studies)

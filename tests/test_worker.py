@@ -80,7 +80,7 @@ def test_waiting_for_the_device_is_not_charged_to_the_candidates_timeout(worker)
 
 
 def test_a_compiling_process_yields_the_cpu_when_asked():
-    """KERNELEVOLVE_NICE (what the sweep sets for a trial's compiling process, sweep.COMPILE_NICE):
+    """KERNELEVOLVE_NICE (what the sweep sets for a trial's compiling process, study_plan.COMPILE_NICE):
     the evaluation process lowers its own priority, so the GPU lane's evaluator and judge get the
     cores first; a lane's process is left as it is."""
     def niceness(pid: int) -> int:

@@ -1,7 +1,8 @@
 """The driver: every (kernel, problem, target) study of a sweep at once, in one Ray Tune run.
 
 Set-up is paid once per sweep: Ray, the MLflow experiment, one GPU lane per GPU of the cluster
-(tuner.execution.lanes), one device probe per target, every study's parent run and searcher.
+(tuner.execution.lanes), one device probe per target, every study's parent run and searcher
+(tuner.execution.study_plan).
 Then one Tuner runs the candidates of all studies together: SweepSearch hands each suggestion
 to the study furthest behind, each trial asks for its own target's resources
 (tune.with_resources with a function of the trial's config), and the trial compiles on its own
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import threading
 import time
@@ -36,36 +36,25 @@ import uuid
 import ray
 from ray import tune
 
-from kernelevolve.tuner.execution import cluster, lanes, spawner, study_end
+from kernelevolve.tuner.execution import cluster, lanes, spawner, study_end, study_plan
 from kernelevolve.tuner.measure import check_warmup
 from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target, init_ray  # noqa: F401 - public
 from kernelevolve.tuner.execution.counters import maybe_steer
-from kernelevolve.tuner.execution.studies import _start_points
+from kernelevolve.tuner.execution.study_plan import Plan, slug  # noqa: F401 - slug: public
 from kernelevolve.tuner.execution.trial import StudyResources, run_candidates
 from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
-from kernelevolve.tuner.measure.clocks import AUTO
-from kernelevolve.tuner.measure.vendor import vendor_configs_of
-from kernelevolve.tuner.experiment import config as config_mod
 from kernelevolve.tuner.records.journal import SweepState
-from kernelevolve.tuner.records.recorder import WRITERS, StudyRecorder, Writer
+from kernelevolve.tuner.records.recorder import WRITERS, Writer
 from kernelevolve.tuner.records.remote_tracker import RemoteTracker
 from kernelevolve.tuner.records.schema import record_of
 from kernelevolve.tuner.records.sqlite_store import checkpoint
 from kernelevolve.tuner.records.tracking import Tracker
 from kernelevolve.tuner.review.progress import Progress
 from kernelevolve.tuner.search import prior as prior_mod
-from kernelevolve.tuner.search.constrained import ConstrainedSearch, ValidSet
+from kernelevolve.tuner.search.constrained import ValidSet
 from kernelevolve.tuner.search.protocol import BATCH_PARAM, batch_size, decode_batch, replies_of
 from kernelevolve.tuner.search.sweep_search import STUDY_PARAM, SweepSearch
 from kernelevolve.tuner.search.valid_sets import Enumerations
-
-
-COMPILE_INPUT_BYTES = 1 << 30  # inputs a trial's compiling process keeps, across studies
-# The niceness of a trial's compiling process (and the compilers it starts): a GPU node runs 16 of
-# them beside each GPU lane's evaluator and judge, and a candidate's verification is host work of
-# the lane's (the judge's checks took ~10 ms a candidate on a busy H100 host against ~6 ms alone).
-# Compiles run ahead of the lane, so they are the ones that can wait for a core.
-COMPILE_NICE = 10
 
 
 class NothingToResume(Exception):
@@ -82,26 +71,6 @@ class Interrupted(Exception):
 
 def state_root(exp_name: str) -> str:
     return os.path.abspath(os.path.join(".kernelevolve", exp_name))
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
-class Plan:
-    """One study inside the sweep: its searcher, recorder, budget and, once done, its summary."""
-
-    def __init__(self, study, ctx: dict, recorder: StudyRecorder, searcher: ConstrainedSearch,
-                 remaining: int):
-        self.study, self.ctx, self.recorder, self.searcher = study, ctx, recorder, searcher
-        self.remaining = remaining
-        self.records: list[dict] = []  # this run's candidates, in the order they ended
-        self.t0 = time.time()
-        self.finishing = False
-        # profile.steer: candidate id -> its profile; records seen at the last steer; one at a time
-        self.profiled: dict[str, dict] = {}
-        self.steered_at = 0
-        self.steering = False
 
 
 class Sweep:
@@ -122,16 +91,8 @@ class Sweep:
         self.fatal: Exception | None = None
         self.plans_seen = False
         # search.prior: every recorded space it names, read once; each study learns from those of
-        # its own kernel (prior_of)
+        # its own kernel (study_plan.prior_of)
         self.recorded = prior_mod.load(exp.search.prior) if exp.search.prior else None
-
-    def prior_of(self, study) -> list | None:
-        """The recorded spaces the study's sampler is fit on first (tuner.search.prior.prior_for):
-        its kernel's, at other problems or on other hardware. None: the experiment names no prior."""
-        if self.recorded is None:
-            return None
-        return prior_mod.prior_for(self.recorded, study.kernel_name, study.problem.model_dump(),
-                                   study.target.profile.name, space=study.space)
 
     # -- set-up, once per sweep ------------------------------------------------------------
     def device(self, target) -> dict:
@@ -175,7 +136,7 @@ class Sweep:
             if target.profile.interpreter:
                 self.device(target)
         for study in studies:
-            self._plan(study, gpu_env, cwd)
+            study_plan.plan(self, study, gpu_env, cwd)
         for key in pending:  # asked for nothing until its set arrives (ConstrainedSearch.awaiting)
             self.plans[key].searcher.awaiting = True
         threading.Thread(target=self._hand_over, args=(pending, t0), daemon=True).start()
@@ -205,68 +166,6 @@ class Sweep:
             finally:
                 searcher.awaiting = False
         self.log(f"valid configs of every study enumerated {time.time() - t0:.1f} s after set-up began")
-
-    def _plan(self, study, gpu_env, cwd: str) -> None:
-        s, target = study.experiment.search, study.target
-        rec = StudyRecorder(self.tracker, self.state, study, slug(study.key), self.log)
-        start_points, warm = _start_points(study, self.state, self.log)
-        prior = self.prior_of(study)
-        if prior is not None:
-            self.log(f"  {study.key}: a prior of {len(prior)} recorded space(s) of {study.kernel_name}"
-                     + ("" if prior else f" ({s.prior} holds none at another problem or GPU: "
-                        f"{s.sampler} searches without one)"))
-        if study.experiment.timing.clock == AUTO and not target.profile.interpreter:  # which, and why
-            self.log(f"  {study.key}: timed with {study.clock.clock} ({study.clock.rule})")
-        if not rec.parent:  # the parent run is opened by the writer, before any of its candidates
-            artifacts = {"experiment.yaml": config_mod.dump(study.experiment),
-                         "search_space.json": study.space.to_json()}
-            if warm is not None:  # what the warm start enqueued: the table file may change later
-                artifacts["warm_start.json"] = json.dumps(warm, indent=1, default=str)
-            if prior is not None:  # which recordings the sampler was fit on: the folder may change later
-                artifacts["prior_spaces.json"] = json.dumps(prior_mod.describe(prior), indent=1, default=str)
-
-            def open_parent(study=study, artifacts=artifacts, prior=prior):
-                try:
-                    device = self.device(study.target)
-                except TargetUnavailable:
-                    return  # the sweep stops and says why
-                parent = rec._guard("start", lambda: self.tracker.start_study(
-                    study, self.state.sweep_id, artifacts, device, prior=prior))
-                if parent:
-                    self.state.update(study.key, parent=parent)
-            self.writer.submit(open_parent, study.key)
-        # a built-in GEMM's vendor path (torch.mm / addmm) is evaluated first, beside and not
-        # instead of the budget's Triton candidates: what is dispatched is never slower than it
-        outside = vendor_configs_of(study.ref, study.problem.model_dump())
-        searcher = ConstrainedSearch(study.space, s.sampler, s.seed, study.key, s.max_rejects,
-                                     start_points=start_points, valid=None,  # adopted when enumerated
-                                     outside=outside, prior=prior, problem=study.problem.model_dump(),
-                                     window=s.concurrency if s.ordered else None)
-        before = rec.records()
-        replayed = searcher.replay(before)
-        evaluated = sum(1 for r in before if r["status"] != "invalid")
-        budget = study.budget() + len(outside)
-        remaining = max(0, budget - evaluated)
-        if replayed:
-            self.log(f"  {study.key}: resumed, {replayed} journaled candidates told to the sampler, "
-                     f"{remaining} to go")
-            self.writer.submit_sync(study.key, rec.sync)
-        env = cluster.target_env(target)
-        if not target.profile.interpreter:
-            # a trial's own process only compiles, on described inputs (tuner/measure/described.py);
-            # a study that falls back to device inputs needs one input set or two (16 processes
-            # per GPU each keeping a quarter of the GPU's memory ran it out of memory)
-            env["KERNELEVOLVE_INPUT_BYTES"] = str(COMPILE_INPUT_BYTES)
-            # ... and yields the CPU to the GPU lane's evaluator and judge (COMPILE_NICE)
-            env["KERNELEVOLVE_NICE"] = str(COMPILE_NICE)
-        ctx = {"kernel_ref": study.ref, "problem": study.problem.model_dump(),
-               "hardware": target.profile.name, "seed": s.seed, "timeout_s": s.timeout_s,
-               "retries": s.retries, "bench": study.bench_settings(), "env": env,
-               "cwd": cwd, "resources": check_target(target), "lanes": not target.profile.interpreter,
-               "lane_env": gpu_env}
-        self.plans[study.key] = Plan(study, ctx, rec, searcher, remaining)
-        self.state.update(study.key, attempts=self.state.study(study.key).get("attempts", 0) + 1)
-        self.progress.study_started(study, budget, evaluated)
 
     # -- while the Tuner runs ---------------------------------------------------------------
     def on_result(self, trial, result: dict) -> None:

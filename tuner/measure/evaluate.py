@@ -476,7 +476,7 @@ def serve() -> None:
     os.dup2(2, 1)  # whatever kernels print goes to stderr, never into the channel
     proto_in = sys.stdin.buffer
     niceness = int(os.environ.get("KERNELEVOLVE_NICE") or 0)
-    if niceness > 0:  # a compiling process yields to the GPU lane (tuner/execution/sweep.py COMPILE_NICE)
+    if niceness > 0:  # a compiling process yields to the GPU lane (tuner/execution/study_plan.py COMPILE_NICE)
         os.nice(niceness)
     evaluator = Evaluator()
     evaluator.progress = lambda what: send(proto_out, {"progress": what})
