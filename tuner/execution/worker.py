@@ -146,7 +146,7 @@ class CandidateWorker:
     def _launch_judge(self) -> None:
         ev_r, ack_w = self._judge_fds
         try:
-            self.judge = self._launch("kernelevolve.tuner.measure.judge", (ev_r, ack_w),
+            self.judge = self._launch("kernelevolve.tuner.measure.judge_process", (ev_r, ack_w),
                                       {"KERNELEVOLVE_JUDGE_IN": [0], "KERNELEVOLVE_JUDGE_OUT": [1]})
         finally:
             os.close(ev_r)
