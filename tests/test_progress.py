@@ -83,3 +83,14 @@ def test_plain_lines_keep_their_format(capsys):
     _drive(Progress(print), _study())
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("study matmul/") and "[4/6] timeout" in lines[-1]
+
+
+def test_a_finished_study_says_where_its_end_went(capsys):
+    shown, study = Progress(print), _study()
+    _drive(shown, study)
+    shown.study_finished(study, {"counts": {"ok": 2}, "best": {"latency_ms": 0.41, "measured_by": "sweep"},
+                                 "end_s": {"retime": 0.62, "profile": 0.0, "plots": 2.14, "writer_wait": 3.0,
+                                           "parent_run": 1.25}})
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith("; its end: re-timing 0.6 s, plots 2.1 s, waiting for the writer 3.0 s, "
+                         "its parent run 1.2 s")  # a phase that took no time is left out

@@ -67,6 +67,8 @@ def test_store_holds_one_parent_and_one_child_per_candidate(swept):
         assert c.info.start_time > 1.7e12 and c.info.end_time >= c.info.start_time
     p = parents[0]
     assert p.data.tags["timing"] == "interpreter" and p.data.metrics["best_latency_ms"] > 0
+    # where the study's end went: its re-timing and plots (study_end), seconds
+    assert p.data.metrics["end_retime_s"] > 0 and p.data.metrics["end_plots_s"] > 0
     arts = {a.path for a in client.list_artifacts(p.info.run_id)}
     assert {"experiment.yaml", "search_space.json", "best_config.json"} <= arts
 

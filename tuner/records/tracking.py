@@ -190,6 +190,9 @@ class Tracker:
                 metrics["best_triton_latency_ms"] = triton["latency_ms"]
             params.update({f"best_triton.{k}": str(v) for k, v in triton["config"].items()})
             tags["best_triton_measured_by"] = triton.get("measured_by", "")
+        for k, v in (summary.get("end_s") or {}).items():  # where the study's end went (study_end)
+            if _finite(v):
+                metrics[f"end_{k}_s"] = v
         metrics["candidates"] = sum(summary["counts"].values())
         metrics["candidates_ok"] = summary["counts"].get("ok", 0)
         # The sampler's proposals that cost no candidate: a constraint broken (never a child run)

@@ -44,8 +44,13 @@ class Progress:
         best = summary.get("best") or {}
         which = {"retime_interleaved": " (re-timed at the end of the study)",
                  "sweep": " (its sweep measurement)"}.get(best.get("measured_by"), "")
+        end = summary.get("end_s") or {}
+        names = (("retime", "re-timing"), ("profile", "profiling"), ("plots", "plots"),
+                 ("writer_wait", "waiting for the writer"), ("parent_run", "its parent run"))
+        parts = [f"{label} {end[k]:.1f} s" for k, label in names if end.get(k, 0) >= 0.05]
         self.log(f"study {study.key} finished in {time.time() - self.t0[study.key]:.0f} s: "
-                 f"{summary['counts']}; best {best.get('latency_ms', float('nan')):.4g} ms{which}")
+                 f"{summary['counts']}; best {best.get('latency_ms', float('nan')):.4g} ms{which}"
+                 + (f"; its end: {', '.join(parts)}" if parts else ""))
 
 
 class RichProgress:
