@@ -144,7 +144,7 @@ def test_the_sweep_times_each_study_and_logs_its_parent_run_with_the_resolved_cl
     studies = list(exp.studies())
     try:
         for study in studies:
-            study_plan.plan(sweep, study, None, str(tmp_path))
+            study_plan.plan(sweep, study, str(tmp_path))
     finally:
         sweep.writer.close()
     tiny, big = (sweep.plans[st.key] for st in studies)

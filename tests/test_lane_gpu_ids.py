@@ -42,7 +42,7 @@ class _Trial:
         return ray.get_gpu_ids()
 
     def lane_name(self, sweep_id):
-        lane = lanes.my_lane(sweep_id, {}, ".")
+        lane = lanes.my_lane(sweep_id)
         ray.get(lane.close.remote())  # the lane answers
         return lanes.lane_name(sweep_id, ray.get_runtime_context().get_node_id(), str(ray.get_gpu_ids()[0]))
 
@@ -57,14 +57,16 @@ def test_lanes_are_named_as_ray_numbers_the_gpus_and_outlive_the_trial(gpu_two_v
     assert ray.get(trial.gpu_ids.remote()) == ["2"]
     # the lane the sweep starts for this GPU is the one a trial of it asks for
     assert started == {lanes.lane_name("s1", node, "2")}
-    # a lane a trial creates (no lane by that name yet) outlives the trial's actor
+    # a GPU the sweep started no lane for: the sweep's keeper starts it on the trial's request,
+    # and it outlives the trial's actor
+    lanes.start_keeper("s2", {}, ".")
     name = ray.get(trial.lane_name.remote("s2"))
     ray.kill(trial)
     lane = lanes.named_lane(name)
     assert lane is not None
     ray.get(lane.close.remote(), timeout=60)
-    lanes.stop_lanes("s2")  # and the sweep's end ends it
-    assert lanes.named_lane(name) is None
+    lanes.stop_lanes("s2")  # and the sweep's end ends it and its keeper
+    assert lanes.named_lane(name) is None and lanes.named_lane(lanes.keeper_name("s2")) is None
 
 
 def _pending_on_lanes_that(die: int, monkeypatch):

@@ -115,6 +115,7 @@ def start_lanes(sweep_id: str, env: dict, cwd: str, hardware: str = "",
     (node_gpu_ids). `hardware`: the profile of the GPU target the self-check is run for.
     `raylet_env`: the environment the raylet of this process's node started with, where this
     process started that Ray (None where it joined one: its nodes' lanes then named 0..n-1)."""
+    start_keeper(sweep_id, env, cwd)
     lanes = {}
     here = ray.get_runtime_context().get_node_id()
     for node_id, count in gpu_nodes():
@@ -220,12 +221,48 @@ def prepare_report(sent: list) -> list[str]:
     return lines
 
 
-def my_lane(sweep_id: str, env: dict, cwd: str) -> "ray.actor.ActorHandle":
-    """The lane of the GPU Ray gave the calling trial. A GPU the sweep started no lane for (a
-    remote raylet started under CUDA_VISIBLE_DEVICES: node_gpu_ids) gets its lane here, on first
-    use. Detached: a lane a trial created must outlive that trial's actor (Tune ends actors as it
-    likes), or Ray ends it with every candidate in its queue ("all references to the actor were
-    removed": 138 candidates of one GEMM-suite shard were lost so); stop_lanes ends it by name."""
+def keeper_name(sweep_id: str) -> str:
+    return f"lanes:{sweep_id}"
+
+
+@ray.remote(num_cpus=0)
+class LaneKeeper:
+    """Starts, on a trial's request, the lane of a GPU the sweep started none for (a remote
+    raylet started under CUDA_VISIBLE_DEVICES: node_gpu_ids), and holds it. Why a keeper: a lane
+    is owned by whoever creates it, and Ray ends an actor with its owner; a lane created by a
+    trial died with the trial's actor (Tune ends actors as it likes), with every candidate queued
+    on it ("all references to the actor were removed": 138 candidates of one GEMM-suite shard were
+    lost so). The keeper is the driver's, so its lanes live as long as the sweep, and no longer
+    (a detached lane would outlive a killed driver on a cluster that outlives it)."""
+
+    def __init__(self, sweep_id: str, env: dict, cwd: str):
+        self.sweep_id, self.env, self.cwd = sweep_id, env, cwd
+        self.lanes: dict = {}
+
+    def lane(self, node_id: str, gpu_id: str):
+        name = lane_name(self.sweep_id, node_id, gpu_id)
+        if name not in self.lanes:
+            self.lanes[name] = Lane.options(
+                name=name, get_if_exists=True,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(gpu_id, self.env, self.cwd)
+        return self.lanes[name]
+
+
+_KEEPERS: dict = {}  # sweep id -> its keeper's handle: the driver's reference keeps it alive
+
+
+def start_keeper(sweep_id: str, env: dict, cwd: str):
+    """The sweep's LaneKeeper (one, named), owned by the caller (the driver), which holds it until
+    stop_lanes."""
+    if sweep_id not in _KEEPERS:
+        _KEEPERS[sweep_id] = LaneKeeper.options(name=keeper_name(sweep_id), get_if_exists=True).remote(
+            sweep_id, env, cwd)
+    return _KEEPERS[sweep_id]
+
+
+def my_lane(sweep_id: str) -> "ray.actor.ActorHandle":
+    """The lane of the GPU Ray gave the calling trial: the one the sweep started for it, else the
+    one the sweep's keeper starts for it on this first use (LaneKeeper says why not the trial)."""
     node_id = ray.get_runtime_context().get_node_id()
     gpus = ray.get_gpu_ids()
     if not gpus:
@@ -234,13 +271,11 @@ def my_lane(sweep_id: str, env: dict, cwd: str) -> "ray.actor.ActorHandle":
     try:
         return ray.get_actor(name)
     except ValueError:
-        return Lane.options(name=name, get_if_exists=True, lifetime="detached",
-                            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-                            ).remote(str(gpus[0]), env, cwd)
+        return ray.get(ray.get_actor(keeper_name(sweep_id)).lane.remote(node_id, str(gpus[0])), timeout=60)
 
 
 def named_lane(name: str):
-    """The sweep's lane of that name, wherever it was started (None if there is none)."""
+    """The sweep's actor of that name, a lane or its keeper, whoever started it (None if none)."""
     try:
         return ray.get_actor(name)
     except ValueError:
@@ -248,7 +283,8 @@ def named_lane(name: str):
 
 
 def stop_lanes(sweep_id: str) -> None:
-    """Close every lane of the sweep (its evaluator process exits), then end the actors."""
+    """Close every lane of the sweep (its evaluator process exits), then end the actors, the
+    keeper last."""
     for entry in ray.util.list_named_actors(all_namespaces=False):
         name = entry if isinstance(entry, str) else entry.get("name", "")
         if not name.startswith(f"lane:{sweep_id}:"):
@@ -259,3 +295,6 @@ def stop_lanes(sweep_id: str) -> None:
             ray.kill(lane)
         except Exception:  # a lane already gone has nothing to close
             pass
+    keeper = _KEEPERS.pop(sweep_id, None) or named_lane(keeper_name(sweep_id))
+    if keeper is not None:
+        ray.kill(keeper)

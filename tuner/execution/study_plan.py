@@ -58,9 +58,9 @@ def prior_of(recorded, study) -> list | None:
                                study.target.profile.name, space=study.space)
 
 
-def plan(sweep, study, gpu_env, cwd: str) -> None:
+def plan(sweep, study, cwd: str) -> None:
     """The study's Plan, in sweep.plans; its parent run opened by the sweep's writer (before any of
-    its candidates is written). `gpu_env`: the environment of the sweep's GPU lanes."""
+    its candidates is written)."""
     s, target = study.experiment.search, study.target
     rec = StudyRecorder(sweep.tracker, sweep.state, study, slug(study.key), sweep.log)
     start_points, warm = _start_points(study, sweep.state, sweep.log)
@@ -116,8 +116,7 @@ def plan(sweep, study, gpu_env, cwd: str) -> None:
     ctx = {"kernel_ref": study.ref, "problem": study.problem.model_dump(),
            "hardware": target.profile.name, "seed": s.seed, "timeout_s": s.timeout_s,
            "retries": s.retries, "bench": study.bench_settings(), "env": env,
-           "cwd": cwd, "resources": check_target(target), "lanes": not target.profile.interpreter,
-           "lane_env": gpu_env}
+           "cwd": cwd, "resources": check_target(target), "lanes": not target.profile.interpreter}
     sweep.plans[study.key] = Plan(study, ctx, rec, searcher, remaining)
     sweep.state.update(study.key, attempts=sweep.state.study(study.key).get("attempts", 0) + 1)
     sweep.progress.study_started(study, budget, evaluated)

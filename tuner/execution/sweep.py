@@ -122,8 +122,6 @@ class Sweep:
     def setup(self, studies: list) -> None:
         t0 = time.time()
         cwd = os.getcwd()
-        gpu = gpu_target(self.exp)
-        gpu_env = cluster.target_env(gpu) if gpu is not None else None
         # Every study's valid configs are enumerated in processes forked as the sweep began
         # (tuner.search.valid_sets says why), and each searcher adopts its set when it arrives;
         # until then the study is asked for nothing (by rejection, Optuna's asks for broken
@@ -136,7 +134,7 @@ class Sweep:
             if target.profile.interpreter:
                 self.device(target)
         for study in studies:
-            study_plan.plan(self, study, gpu_env, cwd)
+            study_plan.plan(self, study, cwd)
         for key in pending:  # asked for nothing until its set arrives (ConstrainedSearch.awaiting)
             self.plans[key].searcher.awaiting = True
         threading.Thread(target=self._hand_over, args=(pending, t0), daemon=True).start()

@@ -107,8 +107,7 @@ def _begin(config: dict, ctx: dict, sweep: dict, candidate_id: str, slot: int) -
         return _Pending(reply=compiled)
     try:
         # the lane is looked up at each send: a resend after its actor died finds it restarted
-        send = lambda: my_lane(sweep["sweep_id"], ctx["lane_env"], ctx["cwd"]).request.remote(  # noqa: E731
-            dict(request, compiled=True), timeout)
+        send = lambda: my_lane(sweep["sweep_id"]).request.remote(dict(request, compiled=True), timeout)  # noqa: E731
         ref, queued = send(), time.time()
         compiled["handoff_s"] = queued - asked - compiled["compile_wall_s"]
         return _Pending(compiled=compiled, ref=ref, send=send, queued=queued,
