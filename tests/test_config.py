@@ -140,7 +140,7 @@ START = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1
 
 
 def test_kernel_start_points_come_first_and_are_checked(tmp_path):
-    from kernelevolve.tuner.execution.sweep import _start_points
+    from kernelevolve.tuner.execution.studies import _start_points
 
     p1 = dict(START)
     p2 = dict(p1, BLOCK_M=32)
