@@ -115,12 +115,14 @@ def start_lanes(sweep_id: str, env: dict, cwd: str, hardware: str = "",
     (node_gpu_ids). `hardware`: the profile of the GPU target the self-check is run for.
     `raylet_env`: the environment the raylet of this process's node started with, where this
     process started that Ray (None where it joined one: its nodes' lanes then named 0..n-1)."""
-    start_keeper(sweep_id, env, cwd)
     lanes = {}
     here = ray.get_runtime_context().get_node_id()
     for node_id, count in gpu_nodes():
+        known = node_id == here and raylet_env is not None  # else the names are a guess
+        if not known:  # a trial may find its GPU without a lane: the keeper starts it then
+            start_keeper(sweep_id, env, cwd)
         pin = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        for gpu in node_gpu_ids(count, (raylet_env or {}) if node_id == here else {}):
+        for gpu in node_gpu_ids(count, raylet_env if known else {}):
             name = lane_name(sweep_id, node_id, gpu)
             lanes[name] = Lane.options(name=name, get_if_exists=True, scheduling_strategy=pin).remote(
                 gpu, env, cwd)
@@ -253,7 +255,8 @@ _KEEPERS: dict = {}  # sweep id -> its keeper's handle: the driver's reference k
 
 def start_keeper(sweep_id: str, env: dict, cwd: str):
     """The sweep's LaneKeeper (one, named), owned by the caller (the driver), which holds it until
-    stop_lanes."""
+    stop_lanes. Started only where a node's lane names are a guess (start_lanes): a sweep on the
+    node whose Ray it started names every lane right and pays for no keeper's process."""
     if sweep_id not in _KEEPERS:
         _KEEPERS[sweep_id] = LaneKeeper.options(name=keeper_name(sweep_id), get_if_exists=True).remote(
             sweep_id, env, cwd)

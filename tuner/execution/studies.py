@@ -2,11 +2,11 @@
 valid configs (a Ray task), and the summary written when it ends."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 from kernelevolve.tuner.records.journal import SweepState
 from kernelevolve.tuner.records.schema import is_vendor_record
+from kernelevolve.tuner.search.space import config_key
 
 
 def summarize(records: list[dict], retimed: dict | None) -> dict:
@@ -53,7 +53,7 @@ def retime_finalists(records: list[dict], top_k: int) -> list[dict]:
         top += [r for r in ok if not is_vendor_record(r)][:1]
     vendor = {}  # the fastest correct record of each vendor config (ok is sorted)
     for r in filter(is_vendor_record, ok):
-        vendor.setdefault(json.dumps(r["config"], sort_keys=True), r)
+        vendor.setdefault(config_key(r["config"]), r)
     return top + [r for r in vendor.values() if not any(t["config"] == r["config"] for t in top)]
 
 

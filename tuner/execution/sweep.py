@@ -127,9 +127,6 @@ class Sweep:
         # until then the study is asked for nothing (by rejection, Optuna's asks for broken
         # proposals cost the driver's trial loop ~0.1 s a suggestion).
         pending = [st.key for st in studies if st.space.enumerable()]
-        if not self.lanes:  # (the sweep's run started them as Ray came up)
-            self.lanes, self.lane_warm, self.self_checks = start_gpu_lanes(
-                self.exp, self.state.sweep_id, joined=bool(self.exp.ray.address))
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
             if target.profile.interpreter:
                 self.device(target)
@@ -322,7 +319,7 @@ def gpu_target(exp):
     return next((t for t in exp.targets if not t.profile.interpreter), None)
 
 
-def start_gpu_lanes(exp, sweep_id: str, joined: bool = False) -> tuple[dict, dict, list]:
+def start_gpu_lanes(exp, sweep_id: str, joined: bool) -> tuple[dict, dict, list]:
     """The cluster's GPU lanes for the experiment's first GPU target (none without one). `joined`:
     the sweep joined a Ray started elsewhere (whose raylets' environments are not this one's)."""
     gpu = gpu_target(exp)
