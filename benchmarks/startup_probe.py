@@ -12,7 +12,9 @@ first seconds rests on these: a GPU node starts one evaluation process per compi
 `--compile-slots`: N of a sweep's compile slots at once instead (as a node's trials start them:
 each its own evaluation process, forked by the node's fork server, on GPU i % GPUs, niced), each
 compiling one of N distinct configs of a GEMM study into a fresh Triton cache, on described
-inputs (meta tensors) and on device inputs (KERNELEVOLVE_COMPILE_ON); per slot the request's
+inputs (meta tensors), the same with each slot describing its GPU as it starts (CUDA initialised,
+as every slot did before compiles took the target's profile), and on device inputs
+(KERNELEVOLVE_COMPILE_ON); per slot the request's
 wall time (the slot's start included) and the compile's own, and the CUDA contexts the slots
 hold afterwards (nvidia-smi's compute processes).
 """
@@ -131,6 +133,11 @@ def _contexts() -> dict:
     return {"processes": len(mib), "gpu_mib": sum(mib)}
 
 
+# what a compile slot compiles on, and "+probed": it describes its GPU as it starts (initialising
+# CUDA: every slot did until they took what a compile asks from the target's profile)
+MODES = ("device", "described+probed", "described")
+
+
 def _compile_slots(n: int, mode: str, gpus: int) -> dict:
     """n compile slots at once, each compiling its own config of a GEMM study (module docstring)."""
     import random
@@ -148,9 +155,10 @@ def _compile_slots(n: int, mode: str, gpus: int) -> dict:
     configs = tunable.space(tunable.kernel.problem(**problem), hardware.profile(hw)).valid_configs()
     configs = random.Random(n).sample(configs, n)
     cache = tempfile.mkdtemp(prefix="startup-probe-triton-")
+    compile_on, _, probed = mode.partition("+")
     env_of = lambda i: {"KERNELEVOLVE_INPUT_BYTES": str(1 << 30), "KERNELEVOLVE_NICE": "10",  # noqa: E731
-                        "KERNELEVOLVE_COMPILE_ON": mode, "CUDA_VISIBLE_DEVICES": str(i % gpus),
-                        "TRITON_CACHE_DIR": cache}
+                        "KERNELEVOLVE_COMPILE_ON": compile_on, "CUDA_VISIBLE_DEVICES": str(i % gpus),
+                        "TRITON_CACHE_DIR": cache, "KERNELEVOLVE_DESCRIBE_AT_START": "1" if probed else "0"}
     server = spawner.start()
     # the server ready first (in a sweep it starts with the driver, long before the first trial)
     first = CandidateWorker(env=env_of(0), cwd=ROOT)
@@ -283,7 +291,7 @@ def main() -> None:
 
         gpus = torch.cuda.device_count()
         runs = [_compile_slots(int(n), mode, min(gpus, max(1, int(n) // 16)))
-                for n in args.compile_slots.split(",") for mode in ("device", "described")]
+                for n in args.compile_slots.split(",") for mode in MODES]
         for r in runs:
             print(json.dumps({k: v for k, v in r.items() if k != "per_slot"}), flush=True)
         with open(args.out, "w") as fh:

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernelevolve.kernels.spec import describing
+from kernelevolve.kernels.spec import described_sm_count, describing
 
 # What the installed Triton offers. Feature-detected, never assumed from a version number.
 HAS_TENSOR_DESCRIPTORS = hasattr(tl, "make_tensor_descriptor") and hasattr(triton, "set_allocator")
@@ -198,8 +198,13 @@ def program_slots(device: torch.device) -> int:
     that the compile specializes on the count the GPU run will pass."""
     if device.type == "cuda":
         return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
-    if describing(device) and torch.cuda.is_available():
-        return _sm_count(torch.cuda.current_device())
+    if describing(device):
+        # the target's count where the compile was given one (no CUDA call: a compile slot
+        # initialises no driver), else this process's GPU's
+        if described_sm_count():
+            return described_sm_count()
+        if torch.cuda.is_available():
+            return _sm_count(torch.cuda.current_device())
     return INTERPRETER_PROGRAM_SLOTS
 
 

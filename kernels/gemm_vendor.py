@@ -110,8 +110,9 @@ def _copy(src, dst):
 def launch_vendor(a, b, out, epilogue, config=None) -> None:
     """out = epilogue(a @ b) through torch. `epilogue` is kernels/matmul.py's Epilogue (read by
     attribute: this module is imported by matmul.py). With a bias, torch.addmm (cuBLASLt fuses the
-    bias on CUDA); the activation and the residual are then in-place ops on `out`: cuBLASLt's own
-    GELU epilogue is the tanh approximation, not the exact-erf gelu the template computes.
+    bias on CUDA), with bias and ReLU torch._addmm_activation (cuBLASLt's bias + ReLU epilogue);
+    any other activation and the residual are then in-place ops on `out`: cuBLASLt's own GELU
+    epilogue is the tanh approximation, not the exact-erf gelu the template computes.
     With PAD_BYTES in the config: the GEMM on zero-padded copies where K or N is misaligned
     (module docstring)."""
     import torch
@@ -131,13 +132,19 @@ def launch_vendor(a, b, out, epilogue, config=None) -> None:
         if Np != N:
             bias = F.pad(bias, (0, Np - N)) if bias is not None else None
             target = torch.empty((M, Np), dtype=out.dtype, device=out.device)
-    if bias is not None:
+    activation = getattr(epilogue, "activation", "none")
+    if bias is not None and activation == "relu":
+        # cuBLASLt's bias + ReLU epilogue (torch routes _addmm_activation there where it can, else
+        # addmm then relu): the ReLU on the fp32 accumulator before rounding, which equals the
+        # template's (rounding keeps the sign), without a second pass over the output
+        torch._addmm_activation(bias, a, b, use_gelu=False, out=target)
+        activation = "none"
+    elif bias is not None:
         torch.addmm(bias, a, b, out=target)
     else:
         torch.mm(a, b, out=target)
     if target is not out:
         _copy(target[:, :out.shape[1]], out)
-    activation = getattr(epilogue, "activation", "none")
     if activation == "relu":
         out.relu_()
     elif activation == "silu":

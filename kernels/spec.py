@@ -80,13 +80,16 @@ def element_size(dtype_name: str) -> int:
 # carry exactly those, with no bytes and no CUDA context. Inside `described()` a launch is only
 # ever compiled, never run (the tuner's compile_only), so the ops accept meta tensors there and
 # nowhere else: launched for real, a meta tensor's address 0 would be read by the GPU.
-_DESCRIBED = contextvars.ContextVar("kernelevolve_described_inputs", default=False)
+_DESCRIBED = contextvars.ContextVar("kernelevolve_described_inputs", default=None)
 
 
 @contextmanager
-def described():
-    """Launches inside compile on meta tensors (described inputs) instead of device tensors."""
-    token = _DESCRIBED.set(True)
+def described(sm_count: int = 0):
+    """Launches inside compile on meta tensors (described inputs) instead of device tensors.
+    `sm_count`: the SMs of the GPU the compiled kernel will run on, as its target's profile says
+    (0: not known here), for launchers that size a grid by it (a persistent kernel's programs):
+    read here, the compile asks the CUDA driver nothing."""
+    token = _DESCRIBED.set(int(sm_count))
     try:
         yield
     finally:
@@ -95,7 +98,12 @@ def described():
 
 def describing(device: torch.device) -> bool:
     """Whether `device` is a described input's, inside described()."""
-    return device.type == "meta" and _DESCRIBED.get()
+    return device.type == "meta" and _DESCRIBED.get() is not None
+
+
+def described_sm_count() -> int:
+    """The SM count described() was given (0: none given, or not inside described())."""
+    return _DESCRIBED.get() or 0
 
 
 def check_device(op: str, *tensors: torch.Tensor) -> None:

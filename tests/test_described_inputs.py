@@ -120,6 +120,84 @@ def test_a_kernel_over_the_chip_s_shared_memory_is_out_of_resources_before_any_l
         d.compile(_Spec(shared=300_000), None, "s", {}, (CompileFailed,))
 
 
+def test_the_target_profile_s_shared_memory_decides_without_asking_the_gpu(monkeypatch):
+    from triton.runtime.errors import OutOfResources
+
+    from kernelevolve.tuner.measure import described as described_mod
+
+    monkeypatch.setattr(described_mod, "shared_limit", lambda: pytest.fail("the driver was asked"))
+    h100 = hardware.profile("h100")
+    d = Described()
+    assert d.compile(_Spec(shared=200_000), None, "s", {}, (CompileFailed,), h100) is not None
+    with pytest.raises(OutOfResources):
+        d.compile(_Spec(shared=h100.smem_per_block + 1), None, "s", {}, (CompileFailed,), h100)
+
+
+def test_a_described_persistent_launch_counts_the_target_s_sms():
+    from kernelevolve.kernels.gemm_tiles import INTERPRETER_PROGRAM_SLOTS, program_slots
+
+    meta = torch.device("meta")
+    with described(sm_count=132):
+        assert program_slots(meta) == 132
+    with described():  # no count given, no GPU here: the interpreter's
+        assert program_slots(meta) == INTERPRETER_PROGRAM_SLOTS
+
+
+class _FakeDriver:
+    """Stands in for Triton's active CUDA driver: torch's functions as instance attributes, as
+    triton's GPUDriver sets them, each failing as torch would only by initialising CUDA."""
+
+    def __init__(self):
+        def cuda_init(*args):
+            raise AssertionError("CUDA was initialised")
+        self.get_current_stream = self.get_current_device = self.get_device_capability = cuda_init
+
+    def get_current_target(self):  # CudaDriver's own, on the attributes above
+        major, minor = self.get_device_capability(self.get_current_device())
+        return ("cuda", major * 10 + minor, 32)
+
+
+def test_a_compile_asks_the_profile_not_the_gpu_and_the_driver_is_restored(monkeypatch):
+    from triton.runtime.driver import driver
+
+    from kernelevolve.tuner.measure.described import described_driver
+
+    fake = _FakeDriver()
+    monkeypatch.setattr(driver, "_active", fake)
+    real = dict(vars(fake))
+    with described_driver(hardware.profile("h100")):
+        assert fake.get_current_target() == ("cuda", 90, 32)
+        assert fake.get_current_stream(0) == 0
+    assert vars(fake) == real  # torch's functions back for a launch that runs
+    with described_driver(hardware.profile("mi300x")):  # not an NVIDIA arch: only the stream
+        assert fake.get_current_stream(0) == 0
+        with pytest.raises(AssertionError, match="initialised"):
+            fake.get_current_target()
+    with described_driver(None):  # the judge's check kernels: this process's GPU, stream 0
+        assert fake.get_current_stream(0) == 0
+    assert vars(fake) == real
+
+
+def test_an_evaluation_process_describes_its_device_only_when_asked(monkeypatch):
+    """A compile slot that compiles on described inputs never needs its device: made at start,
+    its description would initialise CUDA in every slot of a node at once."""
+    from kernelevolve.tuner.experiment import hardware as hw_mod
+    from kernelevolve.tuner.measure.compile_ahead import compile_request
+    from kernelevolve.tuner.measure.evaluate import Evaluator
+
+    calls = []
+    monkeypatch.setattr(hw_mod, "detect_device", lambda: calls.append(1) or {
+        "node": "n", "torch": "t", "triton": "tr", "gpu_name": "none (CPU)", "gpu_uuid": "cpu", "gpu_index": -1})
+    ev = Evaluator()
+    assert calls == [] and "info" not in vars(ev) and "device" not in vars(ev)
+    req = {"kernel_ref": registry.BUILTIN["softmax"], "problem": {"rows": 8, "cols": 64, "dtype": "float32"},
+           "hardware": "cpu-interpreter", "config": {"ONLINE": False, "BLOCK": 64, "ROWS": 1, "num_warps": 4, "num_stages": 1}}
+    assert compile_request(ev, req)["status"] == "ok" and calls == []
+    bad = compile_request(ev, dict(req, config={"ONLINE": False, "BLOCK": 48, "ROWS": 1, "num_warps": 4, "num_stages": 1}))  # a failure's record
+    assert bad["status"] == "invalid" and bad["gpu_name"] == "none (CPU)" and calls == [1]
+    assert ev.inputs.budget > 0 and ev.info["gpu_uuid"] == "cpu" and calls == [1]  # described once
+
+
 # -- the launches themselves, captured in a child process without the interpreter ----------------
 def _child() -> None:
     from unittest import mock

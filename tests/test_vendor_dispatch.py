@@ -65,8 +65,8 @@ def test_padded_operands_are_a_vendor_candidate_only_where_a_row_is_misaligned()
     assert vendor_configs_of("kernelevolve.search_spaces.bmm:TUNABLE", {**BMM, "N": 45}) == [VENDOR_CONFIG]
 
 
-@pytest.mark.parametrize("b_kmajor", [False, True])
-def test_cublas_on_padded_operands_computes_the_same_product(b_kmajor):
+@pytest.mark.parametrize("b_kmajor, activation", [(False, "gelu"), (True, "gelu"), (False, "relu"), (True, "relu")])
+def test_cublas_on_padded_operands_computes_the_same_product(b_kmajor, activation):
     from kernelevolve.kernels.gemm_vendor import launch_vendor
     from kernelevolve.kernels.matmul import Epilogue
 
@@ -75,10 +75,11 @@ def test_cublas_on_padded_operands_computes_the_same_product(b_kmajor):
     b = torch.randn(45, 71, generator=gen).t() if b_kmajor else torch.randn(71, 45, generator=gen)
     bias, residual = torch.randn(45, generator=gen), torch.randn(37, 45, generator=gen)
     plain, padded = torch.empty(37, 45), torch.full((37, 45), float("nan"))
-    ep = Epilogue(bias=bias, activation="gelu", residual=residual)
+    ep = Epilogue(bias=bias, activation=activation, residual=residual)
     launch_vendor(a, b, plain, ep, VENDOR_CONFIG)
     launch_vendor(a, b, padded, ep, PADDED_CONFIG)
-    want = torch.nn.functional.gelu(a.double() @ b.double() + bias.double()) + residual.double()
+    act = torch.nn.functional.gelu if activation == "gelu" else torch.relu  # relu: bias + ReLU in one call
+    want = act(a.double() @ b.double() + bias.double()) + residual.double()
     assert torch.allclose(padded.double(), want, atol=1e-4) and torch.allclose(padded, plain, atol=1e-5)
     launch_vendor(a, b, padded, Epilogue(), PADDED_CONFIG)  # no epilogue: the product alone
     assert torch.allclose(padded.double(), a.double() @ b.double(), atol=1e-4)

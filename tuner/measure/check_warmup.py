@@ -46,12 +46,12 @@ def compile_variant(variant: tuple) -> int:
     import torch
 
     from kernelevolve.tuner.measure import check_kernel
-    from kernelevolve.tuner.measure.described import META, _no_stream
+    from kernelevolve.tuner.measure.described import META, described_driver
     from kernelevolve.tuner.measure.launch_failures import compile_only
 
     kind, dtype, ref_dtype, n = variant
     kernels: list = []
-    with compile_only(kernels), _no_stream():
+    with compile_only(kernels), described_driver(None):
         if kind == "stats":
             out = torch.empty(n, dtype=getattr(torch, dtype), device=META)
             ref = torch.empty(n, dtype=getattr(torch, ref_dtype), device=META)

@@ -61,29 +61,54 @@ def shared_limit() -> int | None:
         return None
 
 
+def _nvidia_capability(hw) -> tuple[int, int] | None:
+    """(major, minor) of an NVIDIA target's profile arch ("sm90" -> (9, 0)), else None."""
+    arch = getattr(hw, "arch", "") or ""
+    if getattr(hw, "vendor", "") != "nvidia" or not arch.startswith("sm") or not arch[2:].isdigit():
+        return None
+    return int(arch[2:-1]), int(arch[-1])
+
+
 @contextmanager
-def _no_stream():
-    """Triton's launch asks the driver for the current stream even when it only compiles, and
-    torch makes the process's CUDA context to answer (measured: the context appears at that call,
-    not at Triton's target query or torch's device properties). A compile launches nothing:
-    stream 0 stands in, on the driver object itself (so on any Triton 3.6 to 3.9)."""
+def described_driver(hw):
+    """Triton's driver answering a compile from the target's profile, never from the GPU.
+
+    Why: what a compile asks the driver (the current device, its capability for the target, the
+    current stream) torch answers by initialising CUDA (cuInit, and at the stream a CUDA context:
+    measured, the context appears there), and a node's compile slots all started at once as a
+    sweep began: 64 of them took 4.1 s to their first compile on a 4-GPU node, 0.56 s for 16.
+    A compile launches nothing: device 0, stream 0, and the capability of the target's arch stand
+    in, on the driver object itself (so on any Triton 3.6 to 3.9). For an NVIDIA target the
+    driver is made directly (CudaDriver): Triton's own choice of the active driver asks torch
+    whether CUDA is available, which initialises it. Other vendors keep their driver; only the
+    stream stands in there, as it does wherever `hw` is None (the judge's check kernels, compiled
+    for whatever GPU this process has: tuner/measure/check_warmup.py)."""
     from triton.runtime.driver import driver
 
+    capability = _nvidia_capability(hw)
     try:
+        if capability is not None and getattr(driver, "_active", True) is None:
+            from triton.backends.nvidia.driver import CudaDriver
+
+            driver.set_active(CudaDriver())
         active = driver.active
-    except Exception:  # noqa: BLE001 - no GPU driver here: nothing asks it for a stream
+    except Exception:  # noqa: BLE001 - no GPU driver here: nothing asks it anything
         yield
         return
-    had = "get_current_stream" in vars(active)
-    real = active.get_current_stream
-    active.get_current_stream = lambda *args, **kwargs: 0
+    stand_ins = {"get_current_stream": lambda *args, **kwargs: 0}
+    if capability is not None:
+        stand_ins.update(get_current_device=lambda: 0, get_device_capability=lambda *args: capability)
+    saved = {name: vars(active)[name] for name in stand_ins if name in vars(active)}
+    for name, fn in stand_ins.items():
+        setattr(active, name, fn)
     try:
         yield
     finally:
-        if had:
-            active.get_current_stream = real
-        else:
-            del active.get_current_stream
+        for name in stand_ins:
+            if name in saved:
+                setattr(active, name, saved[name])
+            else:
+                delattr(active, name)
 
 
 class Described:
@@ -98,8 +123,9 @@ class Described:
     def usable(self, study: str) -> bool:
         return study not in self.fallbacks
 
-    def compile(self, spec, problem, study: str, cfg, hard_errors: tuple):
-        """Compile `cfg`'s launch on the study's described inputs; returns the compiled handle.
+    def compile(self, spec, problem, study: str, cfg, hard_errors: tuple, hw=None):
+        """Compile `cfg`'s launch on the study's described inputs for the target `hw` (its profile:
+        arch, SM count, shared memory; None: this process's GPU is asked); returns the compiled handle.
         `hard_errors` (Triton's compile and out-of-resources errors) are the config's own and are
         raised; any other failure is the launcher's need for device tensors: None is returned,
         and the caller compiles on device tensors."""
@@ -107,7 +133,7 @@ class Described:
             if study not in self.sets:
                 self.sets[study] = make_described(spec, problem)
             inputs = self.sets[study]
-            with described(), compile_only(), _no_stream():
+            with described(getattr(hw, "sm_count", 0)), compile_only(), described_driver(hw):
                 handle = spec.launch(inputs, spec.make_output(problem, inputs), cfg)
         except hard_errors:
             raise
@@ -115,16 +141,18 @@ class Described:
             self.fallbacks[study] = short_error(exc)[:300]
             self.sets.pop(study, None)
             return None
-        self._check_shared(handle)
+        self._check_shared(handle, getattr(hw, "smem_per_block", 0))
         return handle
 
-    def _check_shared(self, handle) -> None:
+    def _check_shared(self, handle, limit: int = 0) -> None:
         """A kernel over the chip's shared memory fails where the binary is loaded (which needs a
         CUDA context): the same check as Triton's loader, on the compiled metadata."""
         shared = getattr(getattr(handle, "metadata", None), "shared", None)
         if not isinstance(shared, int):
             return
-        if self.limit is None:
+        if limit:  # the target profile's opt-in shared memory per block: no driver call
+            self.limit = limit
+        elif self.limit is None:
             self.limit = shared_limit() or 0
         if self.limit and shared > self.limit:
             from triton.runtime.errors import OutOfResources

@@ -31,6 +31,7 @@ kernels, so a candidate pays for its own launches only; a compile slot's makes n
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -70,21 +71,13 @@ class Evaluator:
     def __init__(self):
         import torch
 
-        from kernelevolve.tuner.experiment.hardware import detect_device
-
         self.torch = torch
         self.interpreter = os.environ.get("TRITON_INTERPRET") == "1"
-        self.device = torch.device("cuda" if torch.cuda.is_available() and not self.interpreter
-                                   else "cpu")
-        self.info = detect_device()
         self.baselines: dict = {}
         self.progress = None  # progress(what): a frame to the parent mid-request (serve() sets it)
         self.out_dtypes: dict = {}  # study -> its output's dtype
         self.studies: dict = {}
-        budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
-            0.25 * torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
-            else 2e9)
-        self.inputs = InputSets(int(budget))
+        self.inputs = InputSets(self._input_budget)
         from kernelevolve.tuner.measure.described import Described
 
         self.described = Described()  # a compile slot's inputs as meta tensors (compile_ahead.py)
@@ -104,6 +97,29 @@ class Evaluator:
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")
         self._judge = JudgeLink(fds, self.device.type == "cuda") if fds else None
         self.handover = Handover(self._judge, self.inputs, guards, self._seal, self._sync)
+
+    # The device, its description and the input cache's budget are found where first needed, not
+    # as the process starts: a compile slot's compile on described inputs needs none of them, so
+    # it never initialises CUDA (tuner/measure/described.py says why that matters); a lane's
+    # first request (its probe) finds them all.
+    @functools.cached_property
+    def device(self):
+        torch = self.torch
+        return torch.device("cuda" if torch.cuda.is_available() and not self.interpreter else "cpu")
+
+    @functools.cached_property
+    def info(self) -> dict:
+        from kernelevolve.tuner.experiment.hardware import detect_device
+
+        return detect_device()
+
+    def _input_budget(self) -> int:
+        """Bytes of input sets and references this process keeps: KERNELEVOLVE_INPUT_BYTES, else a
+        quarter of the GPU's memory (2 GB on the CPU)."""
+        budget = float(os.environ.get("KERNELEVOLVE_INPUT_BYTES", 0)) or (
+            0.25 * self.torch.cuda.get_device_properties(0).total_memory if self.device.type == "cuda"
+            else 2e9)
+        return int(budget)
 
     # -- helpers ---------------------------------------------------------------------------
     def _sync(self):
@@ -479,6 +495,10 @@ def serve() -> None:
     if niceness > 0:  # a compiling process yields to the GPU lane (tuner/execution/study_plan.py COMPILE_NICE)
         os.nice(niceness)
     evaluator = Evaluator()
+    if os.environ.get("KERNELEVOLVE_DESCRIBE_AT_START") == "1":
+        # every process described its device as it started before compile slots stopped doing
+        # so; kept for benchmarks/startup_probe.py's comparison of the two
+        evaluator.info
     evaluator.progress = lambda what: send(proto_out, {"progress": what})
     send(proto_out, {"ready": True, "pid": os.getpid()})
     while True:

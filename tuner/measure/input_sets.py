@@ -18,12 +18,20 @@ INPUT_SETS = 4
 class InputSets:
     """Each study's input sets and references, least recently used dropped past `budget` bytes."""
 
-    def __init__(self, budget_bytes: int):
-        self.budget = budget_bytes
+    def __init__(self, budget_bytes):
+        """`budget_bytes`: the bytes, or a function that gives them when first asked (a GPU's
+        memory is read only where a set is made: a compile slot makes none)."""
+        self._budget = budget_bytes
         self.entries: OrderedDict = OrderedDict()  # (study key, index) -> [inputs, ref, bytes]
         self.generation: dict = {}  # (study key, index) -> which making of it (the judge's key)
         self._made = 0
         self.evicted: list = []  # (study key, index, generation) dropped since take_evicted()
+
+    @property
+    def budget(self) -> int:
+        if callable(self._budget):
+            self._budget = int(self._budget())
+        return self._budget
 
     @staticmethod
     def _nbytes(obj) -> int:
