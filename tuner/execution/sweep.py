@@ -337,13 +337,17 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
     opened: dict = {}
 
     def open_store():
+        t = time.time()
         try:
             opened["tracker"] = Tracker(exp.tracking.uri, exp.name)
         except Exception as exc:  # raised below, in the caller's thread
             opened["error"] = exc
+        opened["took"] = time.time() - t
+    began = time.time()
     store = threading.Thread(target=open_store, daemon=True)
     store.start()
     init_ray(address or exp.ray.address, num_cpus)
+    ray_s = time.time() - began
     sweep_id = state.sweep_id if state is not None else time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     # The GPU lanes start as soon as Ray is up: a lane's start (its actor, evaluator and judge,
     # then its self-check) took 5-7 s on the H100 and H200 nodes, and the first candidates waited
@@ -353,6 +357,9 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
         store.join()
         if "error" in opened:
             raise opened["error"]
+        # the start's two fixed costs, side by side (docs/benchmarks.md reads them)
+        log(f"Ray {'joined' if address or exp.ray.address else 'started'} in {ray_s:.1f} s; the MLflow store "
+            f"opened in {opened['took']:.1f} s beside it, waited for until {time.time() - began:.1f} s")
         # the sweep's writes go through a process of their own (tuner.records.remote_tracker says why)
         # up to recorder.WRITERS writers, no more than studies (each is a process importing MLflow)
         writers = min(WRITERS, max(1, len(all_studies)))
