@@ -41,6 +41,9 @@ def test_a_forked_evaluator_and_judge_verify_and_time_a_candidate(server):
         assert isinstance(worker.proc, spawner.Spawned) and isinstance(worker.judge, spawner.Spawned)
         assert _parent_of(rec["worker_pid"]) == server.proc.pid
         assert os.getpgid(rec["worker_pid"]) == rec["worker_pid"]  # a session of its own
+        # the start split: the wait for the server's fork, then the forked process's own start
+        assert rec["worker_fork_wait_s"] >= 0 and rec["worker_child_start_s"] > 0
+        assert rec["worker_fork_wait_s"] + rec["worker_child_start_s"] <= rec["worker_start_s"]
         wrong = worker.request(dict(HANG, kernel_ref=f"{HERE}/faults.py:FAULTS",
                                     config={"fault": "nan", "BLOCK": 64}), timeout_s=120)
         assert wrong["status"] == "incorrect", wrong
@@ -79,8 +82,9 @@ def test_a_process_the_server_cannot_make_is_started_afresh(server):
     """The server imported Triton as the interpreter: a GPU-mode process is not forked from it."""
     worker = CandidateWorker(env={"TRITON_INTERPRET": "0", "CUDA_VISIBLE_DEVICES": ""})
     try:
-        worker.request({"op": "probe"}, timeout_s=120)
+        reply = worker.request({"op": "probe"}, timeout_s=120)
         assert not isinstance(worker.proc, spawner.Spawned)
+        assert reply["worker_start_s"] > 0 and "worker_fork_wait_s" not in reply  # no fork to split
     finally:
         worker.close()
 

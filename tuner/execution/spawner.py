@@ -53,8 +53,9 @@ class Spawned:
     pid, stdin, stdout, poll(), wait(). Its exit status comes over its own connection; whether
     it lives, also from a pidfd (the process itself, not its number), which outlives the server."""
 
-    def __init__(self, conn: socket.socket, pid: int, stdin, stdout):
+    def __init__(self, conn: socket.socket, pid: int, stdin, stdout, forked_at: float | None = None):
         self.conn, self.pid, self.stdin, self.stdout = conn, pid, stdin, stdout
+        self.forked_at = forked_at  # the server's clock (time.time) when it forked this process
         self.returncode: int | None = None
         try:
             self.pidfd: int | None = os.pidfd_open(pid)
@@ -128,7 +129,7 @@ def spawn(path: str, module: str, env: dict, cwd: str | None, stderr_fd: int,
         os.close(in_w)
         os.close(out_r)
         return None
-    return Spawned(conn, int(reply["pid"]), os.fdopen(in_w, "wb"), os.fdopen(out_r, "rb"))
+    return Spawned(conn, int(reply["pid"]), os.fdopen(in_w, "wb"), os.fdopen(out_r, "rb"), reply.get("forked_at"))
 
 
 class Server:
@@ -310,10 +311,11 @@ def _fork_one(listener: socket.socket, children: dict, keep_closed: list) -> Non
     pid = os.fork()
     if pid == 0:
         _child(request, fds, [listener, conn, *children.values()])
+    forked_at = time.time()
     for fd in fds:
         os.close(fd)
     try:
-        conn.send(pickle.dumps({"pid": pid}))
+        conn.send(pickle.dumps({"pid": pid, "forked_at": forked_at}))
     except OSError:
         pass
     children[pid] = conn

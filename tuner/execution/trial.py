@@ -101,8 +101,10 @@ def _begin(config: dict, ctx: dict, sweep: dict, candidate_id: str, slot: int) -
     asked = time.time()
     compiled = _with_retries(lambda: worker.request(dict(request, op="compile"), timeout), ctx["retries"])
     compiled["compile_wall_s"] = time.time() - asked  # with the slot's own start, on its first
-    if "worker_start_s" in compiled:  # that start (the lane's reply may carry its own)
-        compiled["slot_start_s"] = compiled.pop("worker_start_s")
+    for worker_key, slot_key in (("worker_start_s", "slot_start_s"), ("worker_fork_wait_s", "slot_fork_wait_s"),
+                                 ("worker_child_start_s", "slot_child_start_s")):
+        if worker_key in compiled:  # that start (the lane's reply may carry its own)
+            compiled[slot_key] = compiled.pop(worker_key)
     if compiled.get("status") != "ok":
         return _Pending(reply=compiled)
     try:
@@ -137,8 +139,8 @@ def finish(pending: _Pending) -> dict:
     except Exception as exc:  # the lane actor died again or never answered: a record, not a raise
         reply = {"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"}
     reply["queue_s"] = max(0.0, reply.pop("lane_started", pending.queued) - pending.queued)
-    for key in ("compile_s", "compile_wall_s", "slot_start_s", "study_load_s", "compiled_on", "handoff_s",
-                "n_regs", "n_spills", "shared_bytes"):
+    for key in ("compile_s", "compile_wall_s", "slot_start_s", "slot_fork_wait_s", "slot_child_start_s",
+                "study_load_s", "compiled_on", "handoff_s", "n_regs", "n_spills", "shared_bytes"):
         if key in pending.compiled:
             reply.setdefault(key, pending.compiled[key])
     return reply

@@ -93,6 +93,7 @@ class CandidateWorker:
         self.starts = 0
         self.judge: subprocess.Popen | None = None
         self._judge_fds: tuple = ()  # the judge's ends of the evidence pipes, until it starts
+        self.start_split: dict = {}  # the last start's parts (_start), reported with worker_start_s
 
     def _launch(self, module: str, pass_fds: tuple, fd_env: dict):
         """`python -m module` in its own session: forked by the node's spawner
@@ -115,6 +116,8 @@ class CandidateWorker:
         """The evaluation process and, `with_judge`, its judge: both started before either is
         waited for (each imports torch and makes a CUDA context: seconds, not to be paid twice
         in a row on a lane's start)."""
+        asked = time.time()
+        self.start_split = {}
         fd, self.stderr_path = tempfile.mkstemp(prefix="kernelevolve-worker-", suffix=".log")
         self._stderr = os.fdopen(fd, "w")
         # evidence: evaluator -> judge; outcomes: judge -> evaluator
@@ -132,16 +135,24 @@ class CandidateWorker:
             self._launch_judge()
         # The child says "ready" once torch, Triton and the device are up; that start-up is not
         # part of any candidate's timeout.
-        if not self._hello(self.proc):
+        hello = self._hello(self.proc)
+        if not hello:
             self.kill()
             raise EOFError(f"worker did not start within {self.startup_timeout_s:g} s")
+        # a forked start, split: the wait for the node's fork server (its one loop forks the
+        # requests of every slot in turn) and the forked process's own start to ready
+        forked_at, ready_at = getattr(self.proc, "forked_at", None), hello.get("ready_at")
+        if forked_at is not None and ready_at is not None:
+            self.start_split = {"worker_fork_wait_s": max(0.0, forked_at - asked),
+                                "worker_child_start_s": max(0.0, ready_at - forked_at)}
         if with_judge and not self._hello(self.judge):
             raise EOFError(f"judge did not start within {self.startup_timeout_s:g} s")
 
-    def _hello(self, proc) -> bool:
+    def _hello(self, proc) -> dict | None:
+        """The process's "ready" message, or None (it did not say so in time)."""
         ready, _, _ = select.select([proc.stdout], [], [], self.startup_timeout_s)
         hello = recv(proc.stdout) if ready else None
-        return isinstance(hello, dict) and bool(hello.get("ready"))
+        return hello if isinstance(hello, dict) and hello.get("ready") else None
 
     def _launch_judge(self) -> None:
         ev_r, ack_w = self._judge_fds
@@ -269,6 +280,7 @@ class CandidateWorker:
                 reply["judge_begin_s"] = begun
             if started is not None:
                 reply["worker_start_s"] = started
+                reply.update(self.start_split)
             if judged:
                 reply = self._judged(payload, reply)
         except (EOFError, BrokenPipeError, OSError) as exc:

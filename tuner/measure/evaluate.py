@@ -500,7 +500,7 @@ def serve() -> None:
         # so; kept for benchmarks/startup_probe.py's comparison of the two
         evaluator.info
     evaluator.progress = lambda what: send(proto_out, {"progress": what})
-    send(proto_out, {"ready": True, "pid": os.getpid()})
+    send(proto_out, {"ready": True, "pid": os.getpid(), "ready_at": time.time()})
     while True:
         try:
             req = recv(proto_in)

@@ -49,6 +49,9 @@ FIELDS: dict[str, tuple[Kind, str]] = {
                            "or device (the study's input set on the GPU)"),
     "slot_start_s": ("metric", "the compile slot's process start (forked or launched, to ready), paid by "
                                "the slot's first candidate (part of compile_wall_s)"),
+    "slot_fork_wait_s": ("metric", "of slot_start_s: from the slot's spawn request to its fork by the node's "
+                                   "fork server (whose one loop forks every slot's process in turn)"),
+    "slot_child_start_s": ("metric", "of slot_start_s: the forked process's own start, from its fork to ready"),
     "study_load_s": ("metric", "the compile request loading its kernel and problem in the slot (the kernel "
                                "module imported on a study's first; part of compile_wall_s)"),
     "worker_start_s": ("metric", "the evaluation process's start (to ready), paid by the request that found "
