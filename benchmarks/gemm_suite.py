@@ -307,8 +307,16 @@ def study_clock(summary: dict | None, spec, problem, args) -> tuple[str, str]:
     return choice.clock, f"no study summary; rule: {choice.rule}"
 
 
-def shape_rows(job: Job, sw: engine.Sweep, args, deadline) -> list[dict]:
-    """Ours (the study's winner, verified again here) and the section's peers, by one clock."""
+def is_slow_peer(impl: str) -> bool:
+    """Helion's autotune: minutes a shape (its full effort ran past 15 on three shapes of a 4 x
+    H200 node), so its rows come after every other row of the shard (`late`): a shard cut short
+    then loses those rows only, not the rest of its shapes' peers behind it."""
+    return impl.startswith("Helion")
+
+
+def shape_rows(job: Job, sw: engine.Sweep, args, deadline, late: bool = False) -> list[dict]:
+    """Ours (the study's winner, verified again here) and the section's peers, by one clock;
+    `late`: the slow peers alone (is_slow_peer), after every shape's other rows."""
     spec = registry.load(registry.resolve_ref(job.kernel)).kernel
     problem = spec.problem(**job.fields)
     summary = sw.by_problem(job.kernel, job.fields)
@@ -321,13 +329,13 @@ def shape_rows(job: Job, sw: engine.Sweep, args, deadline) -> list[dict]:
     cpu = args.target == "cpu-interpreter"
     inputs = spec.make_inputs(problem, torch.device("cpu" if cpu else "cuda"), args.seed)
     ref, flops = spec.reference(inputs), spec.flops(problem)
-    todo = peers.of(job, args)
+    todo = [p for p in peers.of(job, args) if is_slow_peer(p[0]) == late]
     clock, clock_from = study_clock(summary, spec, problem, args)
     extra["clock_from"] = clock_from
     tags = {k: v for k, v in prov.items() if k not in ("tuning_s", "configs")}
-    rows = ours_rows(job, spec, problem, inputs, ref, flops, clock, summary, prov,
-                     {**tags, **ours_of, **extra, "candidates": ours_of["ours_candidates"]},
-                     study_records(sw, summary))
+    rows = [] if late else ours_rows(job, spec, problem, inputs, ref, flops, clock, summary, prov,
+                                     {**tags, **ours_of, **extra, "candidates": ours_of["ours_candidates"]},
+                                     study_records(sw, summary))
     for impl, make, need_s in todo:
         rows.append(timed_peer(job.section, job.label, impl, make, inputs, ref, flops, deadline, need_s, clock,
                                {**where, **ours_of, **extra}))
@@ -391,20 +399,28 @@ def main(argv=None) -> int:
     print(f"{stem}: {len(todo)} jobs: " + "; ".join(j.label for j in todo), flush=True)
     sw = engine.sweep(build(todo, args, engine.target(kind)), log=lambda m: print(m, flush=True))
     sweep_s = time.perf_counter() - start
+    # the engine's records kept as soon as its sweep ends (the peers write none): a shard cut short
+    # later still brings back every candidate
+    mlflow_db = engine.keep_store(sw, str(out), stem)
     deadline = time.perf_counter() + args.budget_s
     rows = []
-    for job in todo:
-        print(f"[{time.perf_counter() - start:6.1f} s] {job.label}: side by side", flush=True)
-        try:
-            rows += shape_rows(job, sw, args, deadline)
-        except Exception as exc:  # noqa: BLE001 - one shape's failure is reported and the run goes on
-            traceback.print_exc()
-            prov = engine.provenance(sw, sw.by_problem(job.kernel, job.fields))
-            rows.append(row(job.section, job.label, report.OURS, 0.0, index=job.index, shard=args.shard or "1/1",
-                            **{**prov, "tuning_s": None, "error": f"{type(exc).__name__}: {exc}"[:500]}))
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        (out / f"{stem}.partial.json").write_text(json.dumps(rows, indent=1, default=str))
+    for late in (False, True):
+        for job in todo:
+            if late and not any(is_slow_peer(p[0]) for p in peers.of(job, args)):
+                continue
+            print(f"[{time.perf_counter() - start:6.1f} s] {job.label}: side by side{' (slow peers)' * late}",
+                  flush=True)
+            try:
+                rows += shape_rows(job, sw, args, deadline, late)
+            except Exception as exc:  # noqa: BLE001 - one shape's failure is reported and the run goes on
+                traceback.print_exc()
+                prov = engine.provenance(sw, sw.by_problem(job.kernel, job.fields))
+                rows.append(row(job.section, job.label, report.OURS, 0.0, index=job.index,
+                                shard=args.shard or "1/1",
+                                **{**prov, "tuning_s": None, "error": f"{type(exc).__name__}: {exc}"[:500]}))
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            (out / f"{stem}.partial.json").write_text(json.dumps(rows, indent=1, default=str))
     helion_version = None
     if any(r["impl"].startswith("Helion") for r in rows):
         try:
@@ -415,7 +431,7 @@ def main(argv=None) -> int:
             pass
     meta = {"target": kind, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none (CPU)",
             "torch": torch.__version__, "triton": triton.__version__, "helion": helion_version,
-            "experiment": sw.name, "tracking_uri": sw.uri, "mlflow_db": engine.keep_store(sw, str(out), stem),
+            "experiment": sw.name, "tracking_uri": sw.uri, "mlflow_db": mlflow_db,
             "sweep_s": sweep_s, "wall_s": time.perf_counter() - start, "shard": f"{i}/{n}", "studies": len(todo),
             "jobs": [j.label for j in todo], "args": vars(args)}
     print(report.write(out, rows, [meta], stem))

@@ -257,3 +257,28 @@ def test_a_row_whose_repetitions_split_is_flagged(tmp_path):
     assert report.unsteady(split) == "unsteady: p80 2.9x p20; " and report.unsteady(steady) == ""
     text = report.write(tmp_path / "u", [split, steady], [meta])
     assert sum("unsteady: p80 2.9x p20" in line for line in text.splitlines()) == 1
+
+
+def test_the_slow_peers_come_after_every_other_row_and_the_store_is_kept_first(tmp_path, monkeypatch):
+    """A shard cut short (a device call's limit) loses Helion's long tunes only: every shape's other
+    rows come first, and the engine's records are copied out as soon as its sweep ends."""
+    from benchmarks import gemm_suite
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    calls = []
+    monkeypatch.setattr(gemm_suite.engine, "sweep", lambda *a, **k: engine.Sweep("x", "sqlite:///x", str(tmp_path), [], []))
+    monkeypatch.setattr(gemm_suite.engine, "keep_store", lambda *a: calls.append("store") or "x.mlflow.db")
+    monkeypatch.setattr(gemm_suite, "build", lambda *a: None)
+
+    def rows(job, sw, args, deadline, late=False):
+        calls.append((job.label, late))
+        return [{"section": job.section, "shape": job.label, "impl": "Helion" if late else "ours"}]
+    monkeypatch.setattr(gemm_suite, "shape_rows", rows)
+    monkeypatch.setattr(gemm_suite.report, "write", lambda out, rows, meta, stem: calls.append(("write", len(rows))))
+    assert gemm_suite.main(["--out", str(tmp_path), "--target", "cpu-interpreter", "--helion-shapes", "2"]) == 0
+    assert calls[0] == "store"
+    shapes = [c for c in calls[1:-1]]
+    early, late = [c for c in shapes if not c[1]], [c for c in shapes if c[1]]
+    assert shapes == early + late and len(late) == 2  # the two Helion shapes, after all the rest
+    assert {c[0] for c in late} <= {c[0] for c in early} and len(early) == len(gemm_suite.jobs(_args("--target", "cpu-interpreter")))
+    assert calls[-1] == ("write", len(shapes))
