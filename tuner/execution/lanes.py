@@ -6,7 +6,8 @@ So a candidate's trial compiles ahead on its own CPU core (tuner.measure.evaluat
 request, which launches nothing), and hands the rest (steps 3 and 4: verify, time) to the lane of
 the GPU that Ray gave the trial. The lane's evaluator process keeps its CUDA context, each study's
 input sets and references and every compiled kernel for the whole sweep; the lane is a Ray actor
-that handles one request at a time, so its queue is the GPU's timing order.
+that runs one request at a time on it, so its queue is the GPU's timing order: by turn (a study's
+preparation and re-timing ahead of the candidates then waiting: TURN_OF_OP), then as sent.
 
 As a study's first trial goes out, each lane is sent the study's `prepare` request
 (tuner/measure/prepare.py), which it runs while that trial's candidates compile: measured on an
@@ -31,7 +32,11 @@ processes beside the lane (to have them warm before the Tuner starts) made the s
 """
 from __future__ import annotations
 
+import heapq
+import itertools
+import threading
 import time
+from contextlib import contextmanager
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -50,17 +55,61 @@ def lane_name(sweep_id: str, node_id: str, gpu_id: str) -> str:
     return f"lane:{sweep_id}:{node_id}:{gpu_id}"
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+# The order a lane takes the requests waiting for it: lower first, then as they came. A study's
+# preparation and its end-of-study re-timing go ahead of the candidates queued then. Why: measured
+# on a 4 x H200 node (the generated GEMM suite, 7 studies a GPU), a study's re-timing waited behind
+# the other studies' candidates for 16-29 s of its end, every such study's result that much later
+# (and a prepare sent as a study's first trial went out waited behind the candidates sent before
+# it, while that trial's candidates were already compiled). The lane's own start and the release
+# of its memory come first of all; a close keeps its place among the candidates.
+TURN_FIRST, TURN_STUDY, TURN_CANDIDATE = 0, 1, 2
+TURN_OF_OP = {"probe": TURN_FIRST, "release": TURN_FIRST, "prepare": TURN_STUDY, "retime": TURN_STUDY}
+# requests inside the actor at once, each waiting for its turn in a thread of its own (past this
+# many, Ray keeps the rest in its own queue, in the order sent, until a thread is free)
+LANE_THREADS = 256
+
+
+class Turns:
+    """One request at a time on the lane's evaluator; the waiting ones by turn, then arrival."""
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._waiting: list = []  # heap of (turn, arrival)
+        self._arrivals = itertools.count()
+        self._busy = False
+
+    @contextmanager
+    def turn(self, turn: int):
+        with self._cv:
+            ticket = (turn, next(self._arrivals))
+            heapq.heappush(self._waiting, ticket)
+            while self._busy or self._waiting[0] != ticket:
+                self._cv.wait()
+            heapq.heappop(self._waiting)
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=LANE_THREADS)
 class Lane:
     def __init__(self, gpu_id: str, env: dict, cwd: str):
         # Actors that ask for no GPU see every GPU of the node: the evaluator process is given its own.
         self.worker = CandidateWorker(env={**env, "CUDA_VISIBLE_DEVICES": str(gpu_id)}, cwd=cwd)
         self.gpu_id = str(gpu_id)
         self.created = time.time()
+        self.turns = Turns()
 
-    def request(self, payload: dict, timeout_s: float) -> dict:
-        started = time.time()
-        reply = self.worker.request(payload, timeout_s)
+    def request(self, payload: dict, timeout_s: float, turn: int | None = None) -> dict:
+        """`payload` run on the lane's evaluator when its turn comes (`turn`: its op's, TURN_OF_OP,
+        unless given)."""
+        with self.turns.turn(TURN_OF_OP.get(payload.get("op"), TURN_CANDIDATE) if turn is None else turn):
+            started = time.time()  # its turn: the wait before it is the candidate's queue_s
+            reply = self.worker.request(payload, timeout_s)
         reply["lane_started"] = started
         reply["lane_s"] = time.time() - started
         return reply
@@ -68,12 +117,14 @@ class Lane:
     def warm(self) -> dict:
         """Start the evaluator and its judge now (torch, CUDA context), so the first candidate
         does not wait. The reply says when the actor came up and how long the start took."""
-        started = time.time()
-        reply = self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
+        with self.turns.turn(TURN_FIRST):
+            started = time.time()
+            reply = self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
         return dict(reply, lane_created=self.created, lane_started=started, lane_s=time.time() - started)
 
     def close(self) -> None:
-        self.worker.close()
+        with self.turns.turn(TURN_CANDIDATE):
+            self.worker.close()
 
 
 def node_gpu_ids(count: int, raylet_env) -> list[str]:
@@ -130,8 +181,8 @@ def start_lanes(sweep_id: str, env: dict, cwd: str, hardware: str = "",
     check = make_request("evaluate", SELF_CHECK["kernel_ref"], SELF_CHECK["problem"], hardware,
                          Timing(warmup_ms=1, rep_ms=2).bench_settings("do_bench"), config=dict(SELF_CHECK["config"]),
                          seed=0)
-    # queued behind each lane's warm-up, ahead of any prepare or candidate (one request at a time)
-    checks = [(name, lane.request.remote(check, SELF_CHECK_TIMEOUT_S)) for name, lane in lanes.items()]
+    # behind each lane's warm-up, ahead of any prepare or candidate
+    checks = [(name, lane.request.remote(check, SELF_CHECK_TIMEOUT_S, TURN_FIRST)) for name, lane in lanes.items()]
     return lanes, warm, checks
 
 
@@ -182,8 +233,8 @@ def warm_report(warm: dict) -> list[str]:
 def prepare(lanes: dict, studies: list) -> list:
     """Every study's prepare request to every lane, without waiting: [(lane name, study key, its
     reply's reference)]. `studies`: [(study key, its plan's ctx)], in the order they are wanted. A
-    lane runs its caller's requests in the order sent, one at a time: the prepares run behind its
-    warm-up and ahead of the candidates, which the trials send later."""
+    lane runs the requests one at a time, a prepare behind its warm-up and ahead of the candidates
+    waiting then (Turns)."""
     sent = []
     for key, ctx in studies:
         # start_judge: each set is registered with the judge as made (prepare.py says why)

@@ -1,0 +1,99 @@
+"""A GPU lane takes its waiting requests by turn, then as sent: a study's preparation and its
+end-of-study re-timing go ahead of the candidates queued then, and the lane's own start first."""
+import os
+import threading
+import time
+
+import pytest
+import ray
+
+from kernelevolve.tuner.execution import lanes
+from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _run_in_turns(turns: lanes.Turns, order: list, plan: list[tuple[str, int]]) -> None:
+    """Hold the lane (a first request), let every planned request queue behind it, then free it."""
+    held, release = threading.Event(), threading.Event()
+
+    def first():
+        with turns.turn(lanes.TURN_CANDIDATE):
+            held.set()
+            release.wait(10)
+
+    def one(name, turn):
+        with turns.turn(turn):
+            order.append(name)
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    held.wait(10)
+    for name, turn in plan:  # one at a time, so that each arrives after the one before
+        threads.append(threading.Thread(target=one, args=(name, turn)))
+        threads[-1].start()
+        deadline = time.time() + 10
+        while len(turns._waiting) < len(threads) - 1 and time.time() < deadline:
+            time.sleep(0.001)
+    release.set()
+    for t in threads:
+        t.join(10)
+
+
+def test_a_study_s_requests_go_ahead_of_the_candidates_waiting_then():
+    order: list = []
+    _run_in_turns(lanes.Turns(), order, [
+        ("candidate a", lanes.TURN_CANDIDATE), ("candidate b", lanes.TURN_CANDIDATE),
+        ("re-timing", lanes.TURN_OF_OP["retime"]), ("candidate c", lanes.TURN_CANDIDATE),
+        ("prepare", lanes.TURN_OF_OP["prepare"]), ("probe", lanes.TURN_OF_OP["probe"])])
+    # the lane's own first; the study's two in the order sent; the candidates in the order sent
+    assert order == ["probe", "re-timing", "prepare", "candidate a", "candidate b", "candidate c"]
+
+
+def test_one_request_at_a_time_on_the_evaluator():
+    turns, inside, most = lanes.Turns(), [], []
+    lock = threading.Lock()
+
+    def one(turn):
+        with turns.turn(turn):
+            with lock:
+                inside.append(1)
+                most.append(len(inside))
+            time.sleep(0.002)
+            with lock:
+                inside.pop()
+    threads = [threading.Thread(target=one, args=(i % 3,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(most) == 40 and max(most) == 1
+
+
+@pytest.fixture
+def local_ray():
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, **loopback_init_kwargs(), logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_real_lane_runs_a_study_s_request_before_the_candidates_queued_before_it(local_ray):
+    """A lane actor with its evaluator on the CPU interpreter: a candidate that hangs holds it
+    (until its timeout), two candidates queue, then a study's request: it runs second."""
+    lane = lanes.Lane.remote("0", {"TRITON_INTERPRET": "1"}, os.getcwd())
+    ray.get(lane.warm.remote())
+    good = {"op": "evaluate", "kernel_ref": f"{HERE}/faults.py:GOOD", "problem": {"n": 64},
+            "hardware": "cpu-interpreter", "config": {"BLOCK": 64}, "seed": 0, "bench": {"rep_ms": 1, "warmup_ms": 1}}
+    hang = dict(good, kernel_ref=f"{HERE}/faults.py:HANG")
+    first = lane.request.remote(hang, 4.0)
+    time.sleep(1.0)  # the hang holds the lane
+    queued = [lane.request.remote(dict(good, seed=i), 120.0) for i in (1, 2)]
+    time.sleep(0.5)
+    study = lane.request.remote({"op": "probe"}, 60.0, lanes.TURN_OF_OP["retime"])
+    replies = ray.get([first, *queued, study], timeout=300)
+    assert replies[0]["status"] == "timeout"
+    assert [r["status"] for r in replies[1:3]] == ["ok", "ok"], replies[1:3]
+    starts = [r["lane_started"] for r in replies]
+    assert starts[0] < starts[3] < starts[1] < starts[2]  # the study's went ahead of both candidates
+    ray.get(lane.close.remote())
