@@ -30,7 +30,7 @@ def test_the_wheel_ships_one_top_level_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"kernelevolve"}, tops
-    for module in ("kernelevolve/tuner/cli.py", "kernelevolve/tuner/measure/evaluate.py",
+    for module in ("kernelevolve/tuner/cli.py", "kernelevolve/tuner/measure/evaluate_process.py",
                    "kernelevolve/kernels/matmul.py", "kernelevolve/search_spaces/matmul.py"):
         assert module in names, module
     entry = next(n for n in names if n.endswith("entry_points.txt"))

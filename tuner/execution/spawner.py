@@ -39,7 +39,7 @@ _MAX_MESSAGE = 1 << 20
 _MAX_FDS = 16
 # the heavy imports every evaluation process and judge needs, done once here: torch, Triton and
 # the engine's measurement modules (no kernel's: a request's kernel is imported by its child)
-PRELOAD = ("numpy", "torch", "triton", "triton.language", "kernelevolve.tuner.measure.evaluate",
+PRELOAD = ("numpy", "torch", "triton", "triton.language", "kernelevolve.tuner.measure.evaluate_process",
            "kernelevolve.tuner.measure.described")
 # read when those are imported, not later: a child that asks for another value than the server
 # imported them with is refused (its owner starts it afresh). Triton decides at import whether

@@ -82,7 +82,7 @@ class JudgeFailed(EOFError):
 
 
 class CandidateWorker:
-    """Runs requests in a child `python -m kernelevolve.tuner.measure.evaluate`, with a timeout per request."""
+    """Runs requests in a child `python -m kernelevolve.tuner.measure.evaluate_process`, with a timeout per request."""
 
     def __init__(self, env: dict | None = None, cwd: str | None = None, startup_timeout_s: float = 300):
         self.env = dict(os.environ, **(env or {}))
@@ -124,7 +124,7 @@ class CandidateWorker:
         ev_r, ev_w = os.pipe()
         ack_r, ack_w = os.pipe()
         try:
-            self.proc = self._launch("kernelevolve.tuner.measure.evaluate", (ev_w, ack_r),
+            self.proc = self._launch("kernelevolve.tuner.measure.evaluate_process", (ev_w, ack_r),
                                      {"KERNELEVOLVE_EVIDENCE_FDS": [0, 1]})
         finally:
             os.close(ev_w)

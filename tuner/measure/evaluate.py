@@ -23,7 +23,8 @@ is computed by the judge, a process of its own where no candidate code runs
 (tuner/measure/judge.py; the hand-over of evidence: tuner/measure/handover.py); the parent records
 the judge's verdict, not this process's word.
 Anything else raised is runtime_error; a hang or a crash is recorded by the parent (worker.py)
-as timeout or runtime_error. This module is the child process's main: `python -m kernelevolve.tuner.measure.evaluate`.
+as timeout or runtime_error. The process's main, the loop that serves its requests, is
+tuner/measure/evaluate_process.py (`python -m kernelevolve.tuner.measure.evaluate_process`).
 
 The process lives for the sweep (one per GPU lane, one per compile slot): a lane's keeps the CUDA
 context, each study's input sets and references (InputSets, bounded in bytes) and the compiled
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -462,57 +462,3 @@ class Evaluator:
         self.handover.forget(self.inputs.take_evicted())
         self.torch.cuda.empty_cache()
         return before - self.torch.cuda.memory_reserved()
-
-
-def _profiled(handle, req: dict) -> dict:
-    """handle(req), under cProfile when KERNELEVOLVE_EVAL_PROFILE names a folder (a diagnosis of
-    where a request's host time goes: evaluator-<pid>-<n>-<op>.txt there, the top functions by
-    cumulative time; never in a timed sweep's normal run)."""
-    folder = os.environ.get("KERNELEVOLVE_EVAL_PROFILE")
-    if not folder:
-        return handle(req)
-    import cProfile
-    import io
-    import pstats
-
-    prof = cProfile.Profile()
-    reply = prof.runcall(handle, req)
-    text = io.StringIO()
-    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(40)
-    _profiled.n = getattr(_profiled, "n", 0) + 1
-    with open(os.path.join(folder, f"evaluator-{os.getpid()}-{_profiled.n}-{req.get('op')}.txt"), "w") as fh:
-        fh.write(text.getvalue())
-    return reply
-
-
-def serve() -> None:
-    from kernelevolve.tuner.execution.worker import recv, send
-
-    proto_out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # whatever kernels print goes to stderr, never into the channel
-    proto_in = sys.stdin.buffer
-    niceness = int(os.environ.get("KERNELEVOLVE_NICE") or 0)
-    if niceness > 0:  # a compiling process yields to the GPU lane (tuner/execution/study_plan.py COMPILE_NICE)
-        os.nice(niceness)
-    evaluator = Evaluator()
-    if os.environ.get("KERNELEVOLVE_DESCRIBE_AT_START") == "1":
-        # every process described its device as it started before compile slots stopped doing
-        # so; kept for benchmarks/startup_probe.py's comparison of the two
-        evaluator.info
-    evaluator.progress = lambda what: send(proto_out, {"progress": what})
-    send(proto_out, {"ready": True, "pid": os.getpid(), "ready_at": time.time()})
-    while True:
-        try:
-            req = recv(proto_in)
-        except EOFError:
-            return
-        if req.get("op") == "exit":
-            return
-        reply = _profiled(evaluator.handle, req)
-        send(proto_out, reply)
-        if reply.get("worker_unusable"):
-            return
-
-
-if __name__ == "__main__":
-    serve()
