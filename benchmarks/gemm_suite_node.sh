@@ -15,6 +15,10 @@
 #             --budget-s 600 > /tmp/suite.log 2>&1 < /dev/null &)
 #           while [ $SECONDS -lt 585 ] && [ ! -f /tmp/suite/suite_node.tgz ]; do sleep 5; done
 #   call 2 (at once, on the machine still held): the same wait, then cp /tmp/suite/suite_node.tgz $OUT
+# Helion's full effort (--helion-effort full, its default) took 370 s on one shape and was still
+# tuning after 893-960 s on the three others (4 x H200, four shards at once): its rows come last in
+# each shard (gemm_suite.py), so a shard cut at SHARD_TIMEOUT loses only those; budget two calls
+# for the rest and a third for Helion's.
 set -u
 out=$1; shift
 here=$(cd "$(dirname "$0")/.." && pwd)
