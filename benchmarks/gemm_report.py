@@ -97,6 +97,30 @@ def tuning_totals(rows: list[dict]) -> list[dict]:
     return sorted(acc.values(), key=lambda a: (SECTION_ORDER.get(a["section"], 9), a["impl"] != OURS))
 
 
+def helion_check(rows: list[dict], metas: list[dict]) -> list[dict]:
+    """Per shape with a verified Helion row: ours (the dispatched winner) against Helion's tuned
+    kernel, and our tuning time against a fifth of Helion's, both by our study's wall (it overlaps
+    the other studies of its shard) and amortised (its shard's sweep wall over its studies): the
+    target "at least as fast, in at most a fifth of its tuning time"."""
+    amortised = {str(m.get("shard", "1/1")): m["sweep_s"] / m["studies"] for m in metas
+                 if m.get("studies") and m.get("sweep_s") is not None}
+    ours = {r["shape"]: r for r in rows if r["impl"] == OURS and r.get("verified") and r.get("latency_ms")}
+    out = []
+    for h in rows:
+        o = ours.get(h["shape"])
+        if not h["impl"].startswith("Helion") or not h.get("verified") or not h.get("tuning_s") or o is None:
+            continue
+        fifth = h["tuning_s"] / 5
+        wall, shared = o.get("tuning_s"), amortised.get(str(o.get("shard", "1/1")))
+        faster = o["latency_ms"] <= h["latency_ms"]
+        out.append({"shape": h["shape"], "ours_ms": o["latency_ms"], "helion_ms": h["latency_ms"],
+                    "ratio": h["latency_ms"] / o["latency_ms"], "ours_wall_s": wall, "ours_amortised_s": shared,
+                    "helion_s": h["tuning_s"], "fifth_s": fifth,
+                    "holds_wall": faster and wall is not None and wall <= fifth,
+                    "holds_amortised": faster and shared is not None and shared <= fifth})
+    return out
+
+
 def _f(r, k, f="{:.4f}"):
     return f.format(r[k]) if r.get(k) is not None else "-"
 
@@ -168,6 +192,19 @@ def markdown(rows: list[dict], metas: list[dict]) -> str:
     for t in tuning_totals(rows):
         c = f"{t['candidates']} ({t['candidates_known']} shapes)" if t["candidates_known"] else "-"
         lines.append(f"| {t['section']} | {t['impl']} | {t['shapes']} | {t['tuning_s']:.1f} | {c} |")
+    checks = helion_check(rows, metas)
+    if checks:
+        lines += ["", "| Helion shape | ours ms | Helion ms | ours / Helion (speed) | our study wall s | ours amortised s "
+                  "| Helion tuning s | as fast in a fifth of its time (wall / amortised) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for c in checks:
+            lines.append(f"| {c['shape']} | {c['ours_ms']:.4f} | {c['helion_ms']:.4f} | {c['ratio']:.2f}x | "
+                         f"{_f(c, 'ours_wall_s', '{:.1f}')} | {_f(c, 'ours_amortised_s', '{:.1f}')} | "
+                         f"{c['helion_s']:.1f} | {'yes' if c['holds_wall'] else 'no'} / "
+                         f"{'yes' if c['holds_amortised'] else 'no'} |")
+        lines.append(f"\nHelion, at least as fast in at most a fifth of its tuning time: "
+                     f"{sum(c['holds_wall'] for c in checks)} of {len(checks)} shapes by our study's wall, "
+                     f"{sum(c['holds_amortised'] for c in checks)} of {len(checks)} amortised.")
     sweeps = sum(x.get("sweep_s", 0) for x in metas)
     studies = sum(x.get("studies", 0) for x in metas)
     if studies:

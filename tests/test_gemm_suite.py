@@ -282,3 +282,18 @@ def test_the_slow_peers_come_after_every_other_row_and_the_store_is_kept_first(t
     assert shapes == early + late and len(late) == 2  # the two Helion shapes, after all the rest
     assert {c[0] for c in late} <= {c[0] for c in early} and len(early) == len(gemm_suite.jobs(_args("--target", "cpu-interpreter")))
     assert calls[-1] == ("write", len(shapes))
+
+
+def test_the_helion_check_is_ours_at_least_as_fast_in_a_fifth_of_its_time():
+    def row(shape, impl, ms, tuning, shard="1/2"):
+        return {"section": "gemm", "shape": shape, "impl": impl, "latency_ms": ms, "tuning_s": tuning,
+                "verified": True, "shard": shard}
+    rows = [row("a", report.OURS, 1.0, 50.0), row("a", "Helion autotune (full)", 1.1, 300.0),  # wall 50 <= 60
+            row("b", report.OURS, 1.0, 90.0), row("b", "Helion autotune (full)", 1.0, 300.0),   # a tie; wall 90 > 60
+            row("c", report.OURS, 1.2, 10.0, "2/2"), row("c", "Helion autotune (full)", 1.0, 500.0),  # slower
+            row("d", report.OURS, 1.0, 10.0), dict(row("d", "Helion autotune (full)", 0.5, 500.0), verified=False)]
+    metas = [{"shard": "1/2", "sweep_s": 140.0, "studies": 7}, {"shard": "2/2", "sweep_s": 70.0, "studies": 7}]
+    got = {c["shape"]: (c["holds_wall"], c["holds_amortised"]) for c in report.helion_check(rows, metas)}
+    assert got == {"a": (True, True), "b": (False, True), "c": (False, False)}  # d: Helion's row not verified
+    text = report.markdown(rows, [dict(m, args={"seed": 1, "shapes": 4, "fused": 0, "clock": "auto"}) for m in metas])
+    assert "1 of 3 shapes by our study's wall, 2 of 3 amortised" in text
