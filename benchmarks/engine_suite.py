@@ -59,6 +59,9 @@ def main() -> None:
     from kernelevolve.tuner.execution import spawner
 
     spawner.start_early()  # as `kernelevolve run` does, before the engine's import
+    from kernelevolve.tuner.execution import early_ray
+
+    early_ray.start_early(args.cpus)  # its private Ray too (the sweep below asks for args.cpus)
     from kernelevolve.tuner.experiment import config
     from kernelevolve.tuner.execution import sweep
     from kernelevolve.tuner.records.sqlite_store import copy_store

@@ -21,26 +21,35 @@ class TargetUnavailable(Exception):
 
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join the Ray at `address`, or start a private one here (with `num_cpus` of this machine's
-    cores: a benchmark's share of a node; None: all of them)."""
-    # Trials must see the driver's cwd: relative kernel paths and stores resolve against it.
-    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # The sweep handles SIGINT and SIGTERM itself (a stop that can be resumed): Tune must not.
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+def init_ray(address: str | None, num_cpus: int | None = None) -> str:
+    """Join the Ray at `address`, or the private one the command started early for this sweep
+    (tuner.execution.early_ray), or start a private one here (with `num_cpus` of this machine's
+    cores: a benchmark's share of a node; None: all of them). Returns how: "joined", "early" or
+    "started"."""
+    from kernelevolve.tuner.execution import early_ray
+    from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs, prepare_environment
+
+    prepare_environment()
+    head = None if address else early_ray.take(num_cpus)
     if ray.is_initialized():
-        return
+        if head is not None:  # this process joined a Ray before: the head is not needed
+            head.close()
+        return "joined"
+    # A private Ray (no --address) listens on loopback only (tuner.execution.local_ray says how
+    # Ray 2.60 is made to), so nothing of it is reachable from outside this machine.
+    if head is not None and head.address():
+        try:
+            ray.init(address=head.address(), log_to_driver=False, logging_level=logging.ERROR,
+                     **loopback_init_kwargs())
+            return "early"
+        except Exception:  # noqa: BLE001 - a head that cannot be joined: this sweep's own Ray instead
+            head.close()
     # address="local": a private Ray for this sweep, never whatever cluster `ray start` left
     # registered on this machine (a stale one would make ray.init wait for it for minutes).
-    # A Ray started here (no --address) listens on loopback only (tuner.execution.local_ray says
-    # how Ray 2.60 is made to), so nothing of it is reachable from outside this machine.
-    from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
-
     local = {} if address else dict(loopback_init_kwargs(), **({"num_cpus": num_cpus} if num_cpus else {}))
     ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR, **local)
+    return "joined" if address else "started"
 
 
 def target_resources(target) -> dict:

@@ -42,6 +42,10 @@ def cmd_run(args) -> int:
     from kernelevolve.tuner.execution import spawner
 
     spawner.start_early()  # its torch import beside the engine's, on a GPU machine (spawner says why)
+    if not args.address and not _names_ray_address(args.experiment):
+        from kernelevolve.tuner.execution import early_ray
+
+        early_ray.start_early()  # the sweep's private Ray, beside the engine's imports (early_ray says why)
     from kernelevolve.tuner.execution import sweep
     from kernelevolve.tuner.review.report import fmt
 
@@ -78,6 +82,19 @@ def cmd_run(args) -> int:
     for study in failed:
         print(f"kernelevolve: no candidate was correct in study {study}", file=sys.stderr)
     return EXIT_NO_CORRECT if failed else 0
+
+
+def _names_ray_address(path: str) -> bool:
+    """Whether the experiment file asks for a Ray cluster (ray.address), read without the engine
+    (a file that cannot be read so answers yes: no Ray is started early, the load reports it)."""
+    try:
+        import yaml
+
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        return bool(((data or {}).get("ray") or {}).get("address"))
+    except Exception:  # noqa: BLE001 - the experiment's load says what is wrong with it
+        return True
 
 
 def _latency(ms, measured_by) -> str:

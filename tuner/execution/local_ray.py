@@ -22,6 +22,18 @@ LOOPBACK = "127.0.0.1"
 ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
+def prepare_environment() -> None:
+    """What every private Ray of a sweep runs with, in this process's environment (a Ray started
+    from here, its raylet and its workers inherit it): tuner.execution.cluster init_ray and the
+    early head (tuner.execution.early_ray) both call it before their Ray starts."""
+    # Trials must see the driver's cwd: relative kernel paths and stores resolve against it.
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # The sweep handles SIGINT and SIGTERM itself (a stop that can be resumed): Tune must not.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+
+
 def loopback_init_kwargs() -> dict:
     """ray.init keyword arguments for a private, loopback-only Ray (call before ray.init)."""
     os.environ[ENV] = "0"  # for processes Ray starts, and for a ray not imported yet

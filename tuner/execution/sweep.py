@@ -314,6 +314,10 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
             forks.close()
 
 
+# how the sweep came to its Ray (cluster.init_ray), as its log says it
+RAY_HOW = {"joined": "joined", "started": "started", "early": "started early (beside the imports), joined"}
+
+
 def gpu_target(exp):
     """The experiment's first GPU target (its lanes' and fork server's), or None."""
     return next((t for t in exp.targets if not t.profile.interpreter), None)
@@ -346,7 +350,7 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
     began = time.time()
     store = threading.Thread(target=open_store, daemon=True)
     store.start()
-    init_ray(address or exp.ray.address, num_cpus)
+    how_ray = init_ray(address or exp.ray.address, num_cpus)
     ray_s = time.time() - began
     sweep_id = state.sweep_id if state is not None else time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     # The GPU lanes start as soon as Ray is up: a lane's start (its actor, evaluator and judge,
@@ -358,7 +362,7 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
         if "error" in opened:
             raise opened["error"]
         # the start's two fixed costs, side by side (docs/benchmarks.md reads them)
-        log(f"Ray {'joined' if address or exp.ray.address else 'started'} in {ray_s:.1f} s; the MLflow store "
+        log(f"Ray {RAY_HOW[how_ray]} in {ray_s:.1f} s; the MLflow store "
             f"opened in {opened['took']:.1f} s beside it, waited for until {time.time() - began:.1f} s")
         # the sweep's writes go through a process of their own (tuner.records.remote_tracker says why)
         # up to recorder.WRITERS writers, no more than studies (each is a process importing MLflow)
