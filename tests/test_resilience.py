@@ -58,6 +58,12 @@ def test_driver_sigkill_then_resume(tmp_path):
         time.sleep(0.5)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
+    # nothing the killed driver started outlives it: its valid-set pool workers (which once stayed
+    # blocked on their pipes for good), its early Ray head and that Ray, its evaluation processes
+    deadline = time.time() + 180
+    while _processes_in(tmp_path) and time.time() < deadline:
+        time.sleep(1)
+    assert not _processes_in(tmp_path), _processes_in(tmp_path)
     before = unique_by_candidate(_journal(tmp_path, "killed"))
     assert 3 <= sum(r["status"] == "ok" for r in before) < 10  # 8 Triton + the two vendor paths
 
@@ -88,6 +94,23 @@ def test_driver_sigkill_then_resume(tmp_path):
     # (the vendor path, evaluated outside the space, is never told to the sampler)
     expected = [(sp.encode(r["config"]), r["objective"]) for r in before if r.get("impl") != "vendor"]
     assert told[: len(expected)] == expected
+
+
+def _processes_in(folder) -> list[str]:
+    """The command lines of the live processes whose working directory is `folder`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd") != str(folder):
+                continue
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                found.append(fh.read().replace(b"\0", b" ").decode(errors="replace")[:120])
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 def _free_port():

@@ -10,8 +10,8 @@ the driver has no thread of Ray's yet (tuner.search.valid_sets says why).
 
 The head (`python -m kernelevolve.tuner.execution.early_ray NUM_CPUS`) calls ray.init as the sweep
 would for a private Ray (loopback only: tuner.execution.local_ray), prints the GCS address, and
-holds that Ray until its stdin closes (the command ended, or died: its pipe closes either way),
-then shuts it down. It runs in a session of its own, so a Ctrl-C meant for the sweep (which stops
+holds that Ray until its stdin closes (the command ended) or the command's process is gone (it
+died, whatever other process still holds the pipe), then shuts it down. It runs in a session of its own, so a Ctrl-C meant for the sweep (which stops
 it resumably) does not end its Ray under it. Ray's token authentication: the head and the driver
 both run with RAY_AUTH_MODE=token (unless the user chose a mode), so the driver reads the token
 the head saved, as a `ray.init()` of its own would have made and read it.
@@ -78,7 +78,8 @@ def start_early(num_cpus: int | None = None) -> Head | None:
         return None
     prepare_environment()
     os.environ.setdefault(AUTH_MODE, "token")
-    proc = subprocess.Popen([sys.executable, "-m", __name__, str(num_cpus or 0)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", __name__, str(num_cpus or 0), str(os.getpid())],
+                            stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     _EARLY = Head(proc, num_cpus)
     return _EARLY
@@ -95,7 +96,15 @@ def take(num_cpus: int | None) -> Head | None:
     return head
 
 
-def _serve(num_cpus: int) -> None:
+def _hold(driver_pid: int, poll_s: float = 0.5) -> None:
+    """Until stdin closes or the driver's process is gone (this head is then another's child)."""
+    while os.getppid() == driver_pid:
+        ready, _, _ = select.select([sys.stdin], [], [], poll_s)
+        if ready and not sys.stdin.read(1):
+            return
+
+
+def _serve(num_cpus: int, driver_pid: int) -> None:
     import logging
     import signal
 
@@ -108,9 +117,9 @@ def _serve(num_cpus: int) -> None:
                        logging_level=logging.ERROR, **loopback_init_kwargs(),
                        **({"num_cpus": num_cpus} if num_cpus else {}))
     print(context.address_info["gcs_address"], flush=True)
-    sys.stdin.read()
+    _hold(driver_pid)
     ray.shutdown()
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    _serve(int(sys.argv[1]), int(sys.argv[2]))

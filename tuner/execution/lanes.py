@@ -60,9 +60,11 @@ def lane_name(sweep_id: str, node_id: str, gpu_id: str) -> str:
 # on a 4 x H200 node (the generated GEMM suite, 7 studies a GPU), a study's re-timing waited behind
 # the other studies' candidates for 16-29 s of its end, every such study's result that much later
 # (and a prepare sent as a study's first trial went out waited behind the candidates sent before
-# it, while that trial's candidates were already compiled). The lane's own start and the release
-# of its memory come first of all; a close keeps its place among the candidates.
-TURN_FIRST, TURN_STUDY, TURN_CANDIDATE = 0, 1, 2
+# it, while that trial's candidates were already compiled). The lane's own start comes first of
+# all, then its self-check and the release of its memory; a close keeps its place among the
+# candidates. Within a turn, arrival order: requests enter the actor's threads as Ray hands them
+# over, so two sent at the same moment may take either order (the candidates' order never mattered).
+TURN_START, TURN_FIRST, TURN_STUDY, TURN_CANDIDATE = 0, 1, 2, 3
 TURN_OF_OP = {"probe": TURN_FIRST, "release": TURN_FIRST, "prepare": TURN_STUDY, "retime": TURN_STUDY}
 # requests inside the actor at once, each waiting for its turn in a thread of its own (past this
 # many, Ray keeps the rest in its own queue, in the order sent, until a thread is free)
@@ -117,7 +119,7 @@ class Lane:
     def warm(self) -> dict:
         """Start the evaluator and its judge now (torch, CUDA context), so the first candidate
         does not wait. The reply says when the actor came up and how long the start took."""
-        with self.turns.turn(TURN_FIRST):
+        with self.turns.turn(TURN_START):
             started = time.time()
             reply = self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
         return dict(reply, lane_created=self.created, lane_started=started, lane_s=time.time() - started)
