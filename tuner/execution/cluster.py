@@ -27,7 +27,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
     cores: a benchmark's share of a node; None: all of them). Returns how: "joined", "early" or
     "started"."""
     from kernelevolve.tuner.execution import early_ray
-    from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs, prepare_environment
+    from kernelevolve.tuner.execution.local_ray import init_private, loopback_init_kwargs, prepare_environment
 
     prepare_environment()
     head = None if address else early_ray.take(num_cpus)
@@ -44,12 +44,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
             return "early"
         except Exception:  # noqa: BLE001 - a head that cannot be joined: this sweep's own Ray instead
             head.close()
-    # address="local": a private Ray for this sweep, never whatever cluster `ray start` left
-    # registered on this machine (a stale one would make ray.init wait for it for minutes).
-    local = {} if address else dict(loopback_init_kwargs(), **({"num_cpus": num_cpus} if num_cpus else {}))
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, **local)
-    return "joined" if address else "started"
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        return "joined"
+    init_private(num_cpus)
+    return "started"
 
 
 def target_resources(target) -> dict:

@@ -11,8 +11,8 @@ the driver has no thread of Ray's yet (tuner.search.valid_sets says why).
 The head (`python -m kernelevolve.tuner.execution.early_ray NUM_CPUS`) calls ray.init as the sweep
 would for a private Ray (loopback only: tuner.execution.local_ray), prints the GCS address, and
 holds that Ray until its stdin closes (the command ended) or the command's process is gone (it
-died, whatever other process still holds the pipe), then shuts it down. It runs in a session of its own, so a Ctrl-C meant for the sweep (which stops
-it resumably) does not end its Ray under it. Ray's token authentication: the head and the driver
+died, whatever other process still holds the pipe), then shuts it down. It runs in a session of
+its own, so a Ctrl-C meant for the sweep (which stops it resumably) does not end its Ray under it. Ray's token authentication: the head and the driver
 both run with RAY_AUTH_MODE=token (unless the user chose a mode), so the driver reads the token
 the head saved, as a `ray.init()` of its own would have made and read it.
 
@@ -105,17 +105,14 @@ def _hold(driver_pid: int, poll_s: float = 0.5) -> None:
 
 
 def _serve(num_cpus: int, driver_pid: int) -> None:
-    import logging
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweep's to handle; this Ray ends with stdin
     import ray
 
-    from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
+    from kernelevolve.tuner.execution.local_ray import init_private
 
-    context = ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                       logging_level=logging.ERROR, **loopback_init_kwargs(),
-                       **({"num_cpus": num_cpus} if num_cpus else {}))
+    context = init_private(num_cpus or None)
     print(context.address_info["gcs_address"], flush=True)
     _hold(driver_pid)
     ray.shutdown()

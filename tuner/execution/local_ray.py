@@ -43,6 +43,19 @@ def loopback_init_kwargs() -> dict:
     return {"_node_ip_address": LOOPBACK}
 
 
+def init_private(num_cpus: int | None = None):
+    """ray.init of a private, loopback-only Ray on this machine (`num_cpus` of its cores; None:
+    all), as both the sweep (tuner.execution.cluster init_ray) and the early head
+    (tuner.execution.early_ray) start it. address="local": never whatever cluster `ray start` left
+    registered on this machine (a stale one would make ray.init wait for it for minutes)."""
+    import logging
+
+    import ray
+
+    return ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                    **loopback_init_kwargs(), **({"num_cpus": num_cpus} if num_cpus else {}))
+
+
 def listening_sockets(pids) -> list[tuple[str, int, int]]:
     """(address, port, pid) of every TCP socket in LISTEN state owned by one of `pids`."""
     import psutil

@@ -27,6 +27,9 @@ from kernelevolve.tuner.search.protocol import (BATCH_PARAM, BATCH_RESULT, OBJEC
                                                 decode_batch, encode_batch, objective_of)
 
 _WORKERS: dict[str, CandidateWorker] = {}
+# a compile slot's start (the worker's reply fields) under the names its candidate's record gives it
+SLOT_START = {"worker_start_s": "slot_start_s", "worker_fork_wait_s": "slot_fork_wait_s",
+              "worker_child_start_s": "slot_child_start_s"}
 ACTOR_STARTED = time.time()  # when this trial actor imported the engine (records: actor_started)
 
 
@@ -101,8 +104,7 @@ def _begin(config: dict, ctx: dict, sweep: dict, candidate_id: str, slot: int) -
     asked = time.time()
     compiled = _with_retries(lambda: worker.request(dict(request, op="compile"), timeout), ctx["retries"])
     compiled["compile_wall_s"] = time.time() - asked  # with the slot's own start, on its first
-    for worker_key, slot_key in (("worker_start_s", "slot_start_s"), ("worker_fork_wait_s", "slot_fork_wait_s"),
-                                 ("worker_child_start_s", "slot_child_start_s")):
+    for worker_key, slot_key in SLOT_START.items():
         if worker_key in compiled:  # that start (the lane's reply may carry its own)
             compiled[slot_key] = compiled.pop(worker_key)
     if compiled.get("status") != "ok":
@@ -139,8 +141,8 @@ def finish(pending: _Pending) -> dict:
     except Exception as exc:  # the lane actor died again or never answered: a record, not a raise
         reply = {"status": "runtime_error", "error": f"GPU lane failed: {type(exc).__name__}: {exc}"}
     reply["queue_s"] = max(0.0, reply.pop("lane_started", pending.queued) - pending.queued)
-    for key in ("compile_s", "compile_wall_s", "slot_start_s", "slot_fork_wait_s", "slot_child_start_s",
-                "study_load_s", "compiled_on", "handoff_s", "n_regs", "n_spills", "shared_bytes"):
+    for key in ("compile_s", "compile_wall_s", *SLOT_START.values(), "study_load_s", "compiled_on", "handoff_s",
+                "n_regs", "n_spills", "shared_bytes"):
         if key in pending.compiled:
             reply.setdefault(key, pending.compiled[key])
     return reply
