@@ -180,3 +180,19 @@ def test_each_study_is_announced_once_as_its_first_trial_goes_out_and_the_hook_n
     search.on_trial_complete("t0", {BATCH_RESULT: trials[0][BATCH_PARAM]})
     assert search.suggest("t3")[STUDY_PARAM] == "a" and out == ["a", "b"]
     assert pickle.loads(pickle.dumps(search)).first_out is None
+
+
+def test_a_trial_actor_imports_neither_torch_nor_triton():
+    """A trial actor only hands candidates to its compile slots and its GPU's lane: importing torch
+    there cost every new actor ~4 s before its first candidate on the H200 nodes (the registry's
+    KernelSpec import pulled it in through lanes.my_lane)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from kernelevolve.tuner.execution import trial, lanes\n"
+            "assert callable(lanes.my_lane) and callable(trial.run_candidates)\n"
+            "print(sorted(m for m in ('torch', 'triton') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

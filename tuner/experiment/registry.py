@@ -14,9 +14,12 @@ import inspect
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from kernelevolve.kernels.spec import KernelSpec
+if TYPE_CHECKING:
+    # for the annotation alone: importing kernels.spec imports torch (1-4 s), and a trial actor
+    # that only sends candidates (tuner/execution/trial.py, lanes.my_lane) must not pay it
+    from kernelevolve.kernels.spec import KernelSpec
 
 BUILTIN: dict[str, str] = {
     "matmul": "kernelevolve.search_spaces.matmul:TUNABLE",
