@@ -98,4 +98,14 @@ def test_a_real_lane_runs_a_study_s_request_before_the_candidates_queued_before_
     assert [r["status"] for r in replies[1:3]] == ["ok", "ok"], replies[1:3]
     starts = [r["lane_started"] for r in replies]
     assert starts[0] < starts[3] < min(starts[1], starts[2])  # the study's went ahead of both candidates
+    # what the lane was busy with: every request's time on it, by op, within its span
+    busy = ray.get(lane.busy.remote())
+    assert set(busy["by_op"]) == {"start", "evaluate", "probe"}
+    assert busy["by_op"]["evaluate"] >= sum(r["lane_s"] for r in replies[:3]) - 1e-6
+    assert busy["by_op"]["evaluate"] >= 3.5  # the hang held it until its timeout
+    first_at, last_at = busy["span"]
+    assert first_at <= starts[0] and last_at >= max(s + r["lane_s"] for s, r in zip(starts, replies)) - 1e-6
+    assert sum(busy["by_op"].values()) <= last_at - first_at + 1e-6  # one request at a time
+    line, = lanes.busy_report({"lane:s:n:0": lane})
+    assert line.startswith("lane 0: busy ") and "candidates" in line and "its start" in line
     ray.get(lane.close.remote())

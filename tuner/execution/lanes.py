@@ -105,15 +105,27 @@ class Lane:
         self.gpu_id = str(gpu_id)
         self.created = time.time()
         self.turns = Turns()
+        # seconds the evaluator was busy, by request op, and the span they fell in (busy_report)
+        self.busy_s: dict[str, float] = {}
+        self.span: list[float] = []
+
+    def _ran(self, op: str, started: float) -> float:
+        ended = time.time()
+        self.busy_s[op] = self.busy_s.get(op, 0.0) + ended - started
+        self.span = [min(self.span[0], started), ended] if self.span else [started, ended]
+        return ended - started
 
     def request(self, payload: dict, timeout_s: float, turn: int | None = None) -> dict:
         """`payload` run on the lane's evaluator when its turn comes (`turn`: its op's, TURN_OF_OP,
         unless given)."""
         with self.turns.turn(TURN_OF_OP.get(payload.get("op"), TURN_CANDIDATE) if turn is None else turn):
             started = time.time()  # its turn: the wait before it is the candidate's queue_s
-            reply = self.worker.request(payload, timeout_s)
+            try:
+                reply = self.worker.request(payload, timeout_s)
+            finally:
+                lane_s = self._ran(str(payload.get("op")), started)
         reply["lane_started"] = started
-        reply["lane_s"] = time.time() - started
+        reply["lane_s"] = lane_s
         return reply
 
     def warm(self) -> dict:
@@ -121,8 +133,16 @@ class Lane:
         does not wait. The reply says when the actor came up and how long the start took."""
         with self.turns.turn(TURN_START):
             started = time.time()
-            reply = self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
-        return dict(reply, lane_created=self.created, lane_started=started, lane_s=time.time() - started)
+            try:
+                reply = self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
+            finally:
+                lane_s = self._ran("start", started)
+        return dict(reply, lane_created=self.created, lane_started=started, lane_s=lane_s)
+
+    def busy(self) -> dict:
+        """What the lane's evaluator spent its time on: {"by_op": seconds, "span": [first request's
+        start, last one's end]} (read without a turn: a threaded actor answers at once)."""
+        return {"by_op": dict(self.busy_s), "span": list(self.span)}
 
     def close(self) -> None:
         with self.turns.turn(TURN_CANDIDATE):
@@ -229,6 +249,33 @@ def warm_report(warm: dict) -> list[str]:
             lines.append(f"lane {name.rsplit(':', 1)[-1]}: actor up at unix {reply['lane_created']:.3f}, "
                          f"evaluator and judge started in {reply['lane_s']:.2f} s (from unix "
                          f"{reply['lane_started']:.3f})")
+    return lines
+
+
+# a lane's request ops as its report names them
+BUSY_NAMES = {"evaluate": "candidates", "retime": "re-timings", "prepare": "prepares",
+              "start": "its start", "release": "releases"}
+
+
+def busy_report(lanes: dict) -> list[str]:
+    """How busy each lane's GPU evaluator was, by what it ran, over the span of its requests: the
+    candidates' own lane time (the records' lane_s) leaves out the end-of-study re-timings and
+    the prepares, which take the same GPU. The lane's self-check is a candidate ("evaluate")."""
+    refs = {name: lane.busy.remote() for name, lane in lanes.items()}
+    lines = []
+    for name, ref in refs.items():
+        try:
+            got = ray.get(ref, timeout=30)
+        except Exception:  # noqa: BLE001 - a report line; a lane that died said so elsewhere
+            continue
+        by_op, span = got.get("by_op") or {}, got.get("span") or []
+        if not by_op or len(span) != 2:
+            continue
+        wall, total = max(span[1] - span[0], 1e-9), sum(by_op.values())
+        parts = ", ".join(f"{BUSY_NAMES.get(op, op)} {s:.1f} s" for op, s in
+                          sorted(by_op.items(), key=lambda kv: -kv[1]))
+        lines.append(f"lane {name.rsplit(':', 1)[-1]}: busy {total:.1f} s of the {wall:.1f} s from its first "
+                     f"request to its last ({100 * total / wall:.0f}%): {parts}")
     return lines
 
 

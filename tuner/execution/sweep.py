@@ -394,7 +394,7 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
             sweep.run()
             sweep.wait()
             for line in (lanes.warm_report(sweep.lane_warm) + lanes.self_check_report(sweep.self_checks)
-                         + lanes.prepare_report(sweep.prepares)):
+                         + lanes.prepare_report(sweep.prepares) + lanes.busy_report(sweep.lanes)):
                 log(line)
     except Interrupted as stop:
         log(f"stopped: {len(sweep.out)} of {len(studies)} studies finished; the rest resume with "
