@@ -54,6 +54,22 @@ def test_attacks_end_incorrect_on_the_gpu(worker, attack):
     assert worker.request(request(attack, False), timeout_s=300)["status"] == "ok"
 
 
+@pytest.mark.parametrize("clock", ["do_bench", "clean", "cudagraph"])
+def test_a_kernel_sent_to_a_stream_of_its_own_is_caught_under_each_clock(clock):
+    """tests/attacks/side_stream.py: its output is right, only the timing would be cheated. On
+    every call: caught in the verified launches; on the timed calls only: by the watched ones."""
+    w = CandidateWorker()  # its own process: the attack's count of its calls starts at zero
+    try:
+        for cheat, where in (("timed", "timed calls"), ("always", "")):
+            rec = w.request(dict(request("side_stream", cheat, clock)), timeout_s=300)
+            assert rec["status"] == "incorrect", (clock, cheat, rec)
+            assert "on a stream other than the one it was called on" in rec["error"], rec
+            assert where in rec["error"], rec
+        assert w.request(request("side_stream", False, clock), timeout_s=300)["status"] == "ok"
+    finally:
+        w.close()
+
+
 def test_the_retiming_checks_each_clock(worker):
     for clock in ("do_bench", "clean", "cudagraph"):
         rec = worker.request({"op": "retime", "kernel_ref": f"{HERE}/attacks/first_calls.py:KERNEL",

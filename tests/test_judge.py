@@ -89,7 +89,65 @@ def test_the_judge_checks_outputs_inputs_and_launches():
     ev = _evidence()
     ev["launches"] = 0
     assert "launched no Triton kernel" in j.judge(ev)["reason"]
+    ev = _evidence()  # a right output, from a kernel sent to a stream of its own
+    ev["off_stream"] = 1
+    assert j.judge(ev)["reason"].startswith("launched a Triton kernel on a stream other than")
     assert not j.tampered
+
+
+class _Launch:
+    """What Triton's launch-enter hook is given (triton 3.x: a LazyDict, its fields in `.data`)."""
+
+    def __init__(self, stream):
+        self.data = {"name": "k", "function": None, "stream": stream}
+
+
+def _hook_chain():
+    import triton
+
+    chain = getattr(getattr(getattr(triton, "knobs", None), "runtime", None), "launch_enter_hook", None)
+    if not hasattr(chain, "calls"):
+        pytest.skip("this Triton has no launch-hook chain to call as a launch would")
+    return chain
+
+
+def test_the_launch_hook_counts_launches_sent_to_another_stream():
+    chain = _hook_chain()
+    with guards.count_launches(interpreter=False, expected_stream=7) as seen:
+        chain(_Launch(7))
+        chain(_Launch(9))  # a side stream
+        chain(None)  # no metadata: counted, its stream unknown
+    assert (seen.n, seen.off_stream) == (3, 1)
+    with guards.count_launches(interpreter=False) as unwatched:  # no stream given: none is judged
+        chain(_Launch(9))
+    assert (unwatched.n, unwatched.off_stream) == (1, 0)
+
+
+def test_timed_calls_watch_their_launches_stream_at_random_and_every_captured_one(monkeypatch):
+    """The eager timed calls' launches are watched at random (WATCH_SHARE), each watch opened
+    ahead of its call and closed at the next (never inside the timed call); under capture every
+    call's launches. Streams here are stand-ins: the hook is called as a launch would call it."""
+    from kernelevolve.tuner.measure import timed_outputs
+
+    chain = _hook_chain()
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: type("S", (), {"cuda_stream": 7})())
+    for side, off in ((7, False), (9, True)):
+        t = TimedOutputs(lambda out, which: (out.zero_(), chain(_Launch(side))), torch.empty(4), samples=2,
+                         watch=True)
+        fn, before = t.loop()
+        time_wall(fn, reps=200, before=before)
+        t.end_loop()
+        assert 20 < t.watched < 100  # about a quarter of 200
+        assert t.off_stream == (t.watched if off else 0)
+        assert chain.calls == [c for c in chain.calls if not isinstance(c, guards.LaunchCount)]
+    # captured calls (cudagraph clock): every one watched
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    t = TimedOutputs(lambda out, which: chain(_Launch(9)), torch.empty(4), samples=2, graph=True, watch=True)
+    fn, _ = t.loop()
+    for _ in range(5):
+        fn()
+    assert (t.watched, t.off_stream) == (5, 5)
+    assert timed_outputs.WATCH_SHARE == 0.25
 
 
 def test_a_cached_set_changed_after_it_was_made_is_tampering():

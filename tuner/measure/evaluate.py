@@ -126,6 +126,11 @@ class Evaluator:
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
 
+    def _stream(self) -> int | None:
+        """The stream the harness calls a candidate on (its launches must go there), or None on
+        the interpreter."""
+        return None if self.interpreter else self.torch.cuda.current_stream().cuda_stream
+
     @contextmanager
     def _lock(self):
         """Exclusive use of this process's device for verification and timing. On the CPU too:
@@ -205,12 +210,13 @@ class Evaluator:
         shape_of = spec.make_output(problem, guarded.inputs)
         alloc = self.handover.alloc
         buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
-        with self._guards.count_launches(self.interpreter) as launches:
+        with self._guards.count_launches(self.interpreter, self._stream()) as launches:
             handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
         return handle, {"kind": "verify", "what": what, "outs": [(buf, None, 0)], "shape_of": shape_of,
                         "sets": [(ref, self.handover.key(study, index))], "guarded": [guarded],
-                        "reduction": reduction_length(spec, problem), "launches": launches.n}
+                        "reduction": reduction_length(spec, problem), "launches": launches.n,
+                        "off_stream": launches.off_stream}
 
     def _run_checked(self, spec, problem, cfg, study, index, what: str = ""):
         """One verified launch, judged alone (its buffers free again once it is)."""
@@ -233,7 +239,7 @@ class Evaluator:
         inputs = [guarded.inputs for guarded, _, _ in sets]
         return self.handover.guarded(lambda: TimedOutputs(
             lambda out, which: spec.launch(inputs[which], out, cfg), shape_of,
-            graph=self._clock(bench) == "cudagraph", alloc=self.handover.alloc))
+            graph=self._clock(bench) == "cudagraph", alloc=self.handover.alloc, watch=not self.interpreter))
 
     def _check_timed(self, spec, problem, study, sets, outputs: TimedOutputs, row=None, audit=False):
         """The judge checks the sampled timed calls' outputs, each against its own set's
@@ -243,7 +249,8 @@ class Evaluator:
         return self.handover.submit("timed", "timed calls", outputs.samples(), outputs.shape_of,
                                     [(ref, self.handover.key(study, index)) for _, ref, index in sets],
                                     [guarded for guarded, _, _ in sets], reduction_length(spec, problem),
-                                    row=row, calls=outputs.total_calls(), audit=audit)
+                                    row=row, calls=outputs.total_calls(), audit=audit,
+                                    off_stream=outputs.off_stream)
 
     def _baseline_ms(self, spec, problem, study, bench):
         if study not in self.baselines:
@@ -313,6 +320,7 @@ class Evaluator:
             fn, before = outputs.loop()
             t0 = time.perf_counter()
             p20, p50, p80 = self._time(fn, req.get("bench", {}), before=before)
+            outputs.end_loop()
             rec.update(clock=self._clock(req.get("bench", {})),
                        latency_p20_ms=p20, latency_ms=p50, latency_p80_ms=p80, time_loop_s=time.perf_counter() - t0,
                        timed_calls=outputs.total_calls(), timed_checked=len(outputs.samples()))
@@ -374,6 +382,7 @@ class Evaluator:
                 for i, timed_outputs in outputs.items():
                     fn, before = timed_outputs.loop()
                     samples[i].append(self._time(fn, bench, bench.get("retime_rep_ms"), before=before)[1])
+                    timed_outputs.end_loop()
                 samples["baseline"].append(self._time(lambda: spec.baseline(pooled), bench,
                                                       bench.get("retime_rep_ms"))[1])
             checks = {i: self._check_timed(spec, problem, study, sets, o, row=i) for i, o in outputs.items()}

@@ -15,7 +15,8 @@ Pure helpers the evaluator (tuner/measure/evaluate.py) calls around each verifie
   count_launches     Triton launches during the verified call, through Triton's launch hook on a
                      GPU and through the interpreter's grid executor under TRITON_INTERPRET=1 (the
                      hook never fires there): a candidate that computes with torch and launches
-                     no Triton kernel is caught.
+                     no Triton kernel is caught; on a GPU, also the launches sent to a stream
+                     other than the caller's (OFF_STREAM), which the clocks' events do not cover.
   input_damage       the comparison itself (the judge, tuner/measure/judge.py, runs it)
   HarnessSeal        the check functions as they were when the evaluator was imported: a kernel
                      that replaces them from inside its launch (in the same process) is caught.
@@ -273,17 +274,45 @@ def perturbed(inputs, seed: int, delta: float = 4.0):
 
 # -- Triton launches during a call ----------------------------------------------------------------
 class LaunchCount:
-    def __init__(self):
+    """Triton launches seen by the launch-enter hook, and how many of them went to a stream other
+    than `expected` (the one the harness called the candidate on; None: not watched)."""
+
+    def __init__(self, expected: int | None = None):
         self.n = 0
         self.route = ""
+        self.expected = expected
+        self.off_stream = 0
 
     def __call__(self, *args, **kwargs):
         self.n += 1
+        if self.expected is not None:
+            stream = launch_stream(args[0] if args else None)
+            if stream is not None and int(stream) != int(self.expected):
+                self.off_stream += 1
+
+
+def launch_stream(metadata):
+    """The stream a Triton launch went to, from the launch-enter hook's argument (triton 3.x's
+    LazyDict: {"name", "function", "stream"} in `.data`, read without its lazy extras), or None."""
+    data = getattr(metadata, "data", None)
+    if isinstance(data, dict):
+        return data.get("stream")
+    return None
+
+
+# Why the stream is checked: the clocks time the calls with events on the stream the harness calls
+# the candidate on (do_bench, clean) or capture that stream (cudagraph). A launcher that sends its
+# kernel to a stream of its own (`with torch.cuda.stream(side): ...`) is not covered by those
+# events, and under capture its launch runs eagerly and is no part of the graph: it would be timed
+# at the cost of an empty call, while its output (written a little later) still checks out.
+OFF_STREAM = ("launched a Triton kernel on a stream other than the one it was called on (its work "
+              "would run outside the timed events)")
 
 
 @contextlib.contextmanager
-def count_launches(interpreter: bool):
-    """Count Triton kernel launches inside the block.
+def count_launches(interpreter: bool, expected_stream: int | None = None):
+    """Count Triton kernel launches inside the block; with `expected_stream` (compiled Triton
+    only), also those that went to another stream (LaunchCount.off_stream).
 
     Compiled Triton: the launch-enter hook (triton >= 3.4: `triton.knobs.runtime.launch_enter_hook`,
     a HookChain with add/remove from 3.5, a plain attribute before; older: the class attribute
@@ -291,7 +320,7 @@ def count_launches(interpreter: bool):
     interpreter runs the kernel's Python body through its own GridExecutor, never a launcher),
     so there the grid executor's __call__ is wrapped for the duration of the block instead.
     """
-    counter = LaunchCount()
+    counter = LaunchCount(None if interpreter else expected_stream)
     undo = []
     if interpreter:
         from triton.runtime import interpreter as interp

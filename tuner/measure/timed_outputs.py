@@ -30,6 +30,7 @@ its own output on the device and skips within a replay is caught only by the cei
 """
 from __future__ import annotations
 
+import contextlib
 import random
 
 import torch
@@ -40,6 +41,8 @@ from kernelevolve.tuner.measure.verify import poison
 # lands here and is caught (instead of silently corrupting a neighbour).
 GUARD_ELEMENTS = 1 << 16
 MAX_SAMPLES = 16  # timed calls checked per timing loop, at most
+# share of the eager timed calls whose Triton launches' stream is watched (each drawn at random)
+WATCH_SHARE = 0.25
 SAMPLE_BYTES = 256 << 20  # ... and at most this many bytes of kept outputs (at least 2 samples)
 
 _RANDOM = random.SystemRandom()  # unpredictable from inside the process (no state to read)
@@ -129,8 +132,14 @@ class TimedOutputs:
     in rounds)."""
 
     def __init__(self, launch, shape_of: torch.Tensor, graph: bool = False, samples: int | None = None,
-                 alloc=None):
+                 alloc=None, watch: bool = False):
         self.launch, self.shape_of, self.graph = launch, shape_of, graph
+        # `watch` (compiled Triton on a GPU): the stream of every captured launch, and of a random
+        # share of the eager timed calls' launches, checked against the caller's (_watched)
+        self.watch = watch
+        self.off_stream = 0  # watched launches that went to another stream (guards.OFF_STREAM)
+        self.watched = 0  # timed calls whose launches were watched
+        self._watching = None  # the open watch of the timed call being made
         self.m = samples or sample_count(shape_of)
         self.kept: list = []  # [(buf, out, call number, input set)] the reservoir
         self.which = 0  # the input set of the call being made (warm-up calls: whatever is current)
@@ -154,26 +163,53 @@ class TimedOutputs:
             self._captured = 0
         return self._call, (None if self.graph else self._before)
 
+    def end_loop(self):
+        """After a timing loop: the last timed call offered to the reservoir and its watch, if it
+        had one, closed (before another config's loop is timed: an open launch hook would add its
+        host cost to that loop's calls)."""
+        self._settle()
+
     def _call(self):
         if self.graph and torch.cuda.is_current_stream_capturing():
             buf, out = self.ring[self._captured % len(self.ring)]
             self._captured += 1
-            return self.launch(out, 0)
+            if not self.watch:
+                return self.launch(out, 0)
+            # a capture is never timed: every captured call's launches are watched
+            with self._watched():
+                return self.launch(out, 0)
         buf, out = self.current  # under cudagraph: warm-up and estimate calls only
         self.writer[buf.data_ptr()] = self.which
         return self.launch(out, self.which)
 
+    @contextlib.contextmanager
+    def _watched(self):
+        from kernelevolve.tuner.measure.guards import count_launches
+
+        with count_launches(False, torch.cuda.current_stream().cuda_stream) as seen:
+            yield
+        self.off_stream += seen.off_stream
+        self.watched += 1
+
     def _before(self):
         """Ahead of a timed call: offer the previous timed call's buffer to the reservoir, then
         choose this call's input set: not the one whose output its buffer holds (NaN, never
-        written: either, unpredictably)."""
+        written: either, unpredictably); and, unpredictably too (WATCH_SHARE), whether its
+        launches' stream is watched. The launch hook's host cost lands while the clock's L2
+        flush runs on the GPU, ahead of the call's start event."""
         self._settle()
         self._pending = True
         self.calls += 1
         last = self.writer.get(self.current[0].data_ptr())
         self.which = 1 - last if last is not None else _RANDOM.randrange(2)
+        if self.watch and _RANDOM.random() < WATCH_SHARE:
+            self._watching = self._watched()
+            self._watching.__enter__()
 
     def _settle(self):
+        if self._watching is not None:  # the watched call has been made: its launches counted
+            watching, self._watching = self._watching, None
+            watching.__exit__(None, None, None)
         if not self._pending:
             return
         self._pending = False
