@@ -61,3 +61,17 @@ def test_compile_request_launches_nothing_and_the_lane_finds_the_binary(worker):
     rec = worker.request(dict(BASE, config=dict(GOOD, GROUP_M=2), compiled=True), timeout_s=300)
     assert rec["status"] == "ok" and rec["load_s"] < compiled["compile_s"], (compiled, rec)
     assert isinstance(rec.get("n_regs"), int), rec
+
+
+TMA_PERSISTENT_WS = {"BLOCK_K": 64, "BLOCK_M": 128, "BLOCK_N": 128, "EPILOGUE_SUBTILE": False, "FLATTEN": False,
+                     "GROUP_M": 8, "PERSISTENT": True, "SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "TMA": True,
+                     "WARP_SPECIALIZE": True, "num_stages": 4, "num_warps": 4}
+
+
+@pytest.mark.parametrize("clock", ["do_bench", "clean", "cudagraph"])
+def test_a_persistent_tma_kernel_launches_on_the_callers_stream(worker, clock):
+    # the launch hook's stream check (guards.OFF_STREAM) watches its verified, captured and a share
+    # of its timed launches: the template's own TMA kernels must pass it under every clock
+    rec = worker.request(dict(BASE, config=TMA_PERSISTENT_WS, bench=dict(BASE["bench"], clock=clock)),
+                         timeout_s=300)
+    assert rec["status"] == "ok", rec
