@@ -28,7 +28,8 @@ def launch(inputs, out, cfg):
         _calls[0] += 1
     if cheat == "always" or (cheat == "timed" and _calls[0] > 3):
         side = _side.setdefault(x.device, torch.cuda.Stream(device=x.device))
-        side.wait_stream(torch.cuda.current_stream())  # its inputs are ready: only the timing is cheated
+        if not torch.cuda.is_current_stream_capturing():  # (a wait on a capturing stream would join
+            side.wait_stream(torch.cuda.current_stream())  # the capture, and fail it unjoined)
         with torch.cuda.stream(side):
             return double(x, out)
     return double(x, out)
