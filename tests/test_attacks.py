@@ -24,6 +24,7 @@ CAUGHT = {
     "skip_unpoisoned": ({}, "timed calls: timed call"),
     "patch_harness": ({}, "harness tampered with: timed before it was verified"),
     "poison_reference": ({}, "cached reference of input set"),
+    "patch_timer": ({}, "triton.testing.do_bench, torch.cuda.Event.elapsed_time, time.perf_counter"),
 }
 
 

@@ -91,7 +91,8 @@ class Evaluator:
         from kernelevolve.tuner.measure.handover import Handover
 
         self._seal = guards.HarnessSeal(owners={
-            Evaluator: ("_launch_guarded", "_run_checked", "_check_timed", "_timed_outputs", "_set", "evaluate", "retime", "handle"),
+            Evaluator: ("_launch_guarded", "_run_checked", "_check_timed", "_timed_outputs", "_time", "_set", "evaluate",
+                        "retime", "handle"),
             Handover: ("note", "register", "submit", "submit_all", "audit", "held", "forget", "guarded", "inputs_for", "_stand"),
             JudgeLink: ("submit", "_send")})
         fds = os.environ.get("KERNELEVOLVE_EVIDENCE_FDS")

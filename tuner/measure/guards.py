@@ -391,22 +391,45 @@ NO_LAUNCH = "launched no Triton kernel (the candidate must compute its output wi
 
 
 # -- the harness's own functions, sealed at import ------------------------------------------------
-class HarnessSeal:
-    """Identity of the functions verification relies on, taken when the evaluator is imported
-    (before any candidate code runs in the process): a candidate that swaps one of them, or its
-    code object, during its launch is caught, and its process replaced. `owners` seals methods of
-    classes too ({class: (method names)}: the evaluator's own). It cannot stop a candidate that
-    patches this class too; the verdict itself is the judge's (tuner/measure/judge.py), in a
-    process no candidate runs in."""
+# The functions a candidate's verdict rests on (HarnessSeal's default)...
+CHECK_NAMES = ("kernelevolve.tuner.measure.verify:check", "kernelevolve.tuner.measure.verify:poison",
+               "kernelevolve.tuner.measure.guards:guard_inputs",
+               "kernelevolve.tuner.measure.guards:count_launches",
+               "kernelevolve.tuner.measure.timed_outputs:guarded_output",
+               "kernelevolve.tuner.measure.timed_outputs:guarded_outputs",
+               "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._before")
+# ... and those its latency rests on: the clocks (tuner/measure/clocks.py) and what they call at
+# each timing, looked up by attribute then. A kernel that swaps one (`triton.testing.do_bench =`
+# a wrapper that halves its result, `torch.cuda.Event.elapsed_time`, the interpreter's
+# `time.perf_counter`) would report the latency it likes with a right output.
+TIMER_NAMES = ("kernelevolve.tuner.measure.clocks:measure", "kernelevolve.tuner.measure.clocks:time_gpu",
+               "kernelevolve.tuner.measure.clocks:time_graph", "kernelevolve.tuner.measure.clocks:time_gpu_clean",
+               "kernelevolve.tuner.measure.clocks:time_wall", "kernelevolve.tuner.measure.clocks:clean_counts",
+               "triton.testing:do_bench", "triton.testing:do_bench_cudagraph",
+               "torch.cuda:Event", "torch.cuda:Event.record", "torch.cuda:Event.elapsed_time",
+               "torch.cuda:synchronize", "time:perf_counter", "statistics:median", "statistics:quantiles")
 
-    def __init__(self, names: tuple = ("kernelevolve.tuner.measure.verify:check", "kernelevolve.tuner.measure.verify:poison",
-                                       "kernelevolve.tuner.measure.guards:guard_inputs",
-                                       "kernelevolve.tuner.measure.guards:count_launches",
-                                       "kernelevolve.tuner.measure.timed_outputs:guarded_output",
-                                       "kernelevolve.tuner.measure.timed_outputs:guarded_outputs",
-                                       "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._before"),
-                 owners: dict | None = None):
+
+class HarnessSeal:
+    """Identity of the functions verification and timing rely on, taken when the evaluator is
+    imported (before any candidate code runs in the process): a candidate that swaps one of them,
+    or its code object, is caught at its next check (each check's evidence carries the seal's
+    word: the timed calls' check comes after the timing), and its process replaced. `owners`
+    seals methods of classes too ({class: (method names)}: the evaluator's own). It cannot stop
+    a candidate that patches this class too, or one that restores what it swapped before the
+    check; the verdict itself is the judge's (tuner/measure/judge.py), in a process no candidate
+    runs in."""
+
+    def __init__(self, names: tuple = CHECK_NAMES + TIMER_NAMES, owners: dict | None = None):
+        import importlib
+
         self.names = names
+        for mod in dict.fromkeys(n.partition(":")[0] for n in names):
+            if mod not in sys.modules:  # sealed as imported, not as absent (a later import is no swap)
+                try:
+                    importlib.import_module(mod)
+                except ImportError:
+                    pass
         self.sealed = {n: self._get(n) for n in names}
         self.owners = {cls: {m: self._code(getattr(cls, m, None)) for m in methods}
                        for cls, methods in (owners or {}).items()}
@@ -429,7 +452,7 @@ class HarnessSeal:
                     for m, sealed in methods.items() if self._code(getattr(cls, m, None)) != sealed]
         if not changed:
             return ""
-        return f"replaced the harness's {', '.join(changed)} during its launch"
+        return f"replaced the harness's {', '.join(changed)}"
 
 
 # -- faster than the hardware allows --------------------------------------------------------------
