@@ -25,6 +25,7 @@ CAUGHT = {
     "patch_harness": ({}, "harness tampered with: timed before it was verified"),
     "poison_reference": ({}, "cached reference of input set"),
     "patch_timer": ({}, "triton.testing.do_bench, torch.cuda.Event.elapsed_time, time.perf_counter"),
+    "deferred_launch": ({}, "timed calls: launched a Triton kernel on a stream other than the one it was called on, or from another thread"),
 }
 
 

@@ -43,7 +43,8 @@ def test_every_clock_times_and_checks_an_honest_kernel(worker, clock):
 # rewrite_inputs and stray_write: over CUDA IPC a guarded input is compared with the cached set the
 # judge holds (no pristine copy), and its canary bands with the canary byte
 @pytest.mark.parametrize("attack", ["first_calls", "skip_unpoisoned", "patch_harness", "poison_reference",
-                                    "rewrite_inputs", "stray_write", "patch_timer"])
+                                    "rewrite_inputs", "stray_write", "patch_timer",
+                                    "deferred_launch"])
 def test_attacks_end_incorrect_on_the_gpu(worker, attack):
     rec = worker.request(request(attack, True), timeout_s=300)
     assert rec["status"] == "incorrect", rec

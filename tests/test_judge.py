@@ -90,7 +90,7 @@ def test_the_judge_checks_outputs_inputs_and_launches():
     ev["launches"] = 0
     assert "launched no Triton kernel" in j.judge(ev)["reason"]
     ev = _evidence()  # a right output, from a kernel sent to a stream of its own
-    ev["off_stream"] = 1
+    ev["stray_launches"] = 1
     assert j.judge(ev)["reason"].startswith("launched a Triton kernel on a stream other than")
     assert not j.tampered
 
@@ -111,16 +111,21 @@ def _hook_chain():
     return chain
 
 
-def test_the_launch_hook_counts_launches_sent_to_another_stream():
+def test_the_launch_hook_counts_launches_sent_to_another_stream_or_from_another_thread():
     chain = _hook_chain()
-    with guards.count_launches(interpreter=False, expected_stream=7) as seen:
+    import threading
+
+    with guards.count_launches(interpreter=False, expected_stream=7, watch=True) as seen:
         chain(_Launch(7))
         chain(_Launch(9))  # a side stream
         chain(None)  # no metadata: counted, its stream unknown
-    assert (seen.n, seen.off_stream) == (3, 1)
-    with guards.count_launches(interpreter=False) as unwatched:  # no stream given: none is judged
+        deferred = threading.Thread(target=chain, args=(_Launch(7),))  # a launch handed to a thread
+        deferred.start()
+        deferred.join()
+    assert (seen.n, seen.stray) == (4, 2)
+    with guards.count_launches(interpreter=False, expected_stream=7) as unwatched:  # counted, not judged
         chain(_Launch(9))
-    assert (unwatched.n, unwatched.off_stream) == (1, 0)
+    assert (unwatched.n, unwatched.stray) == (1, 0)
 
 
 def test_timed_calls_watch_their_launches_stream_at_random_and_every_captured_one(monkeypatch):
@@ -138,7 +143,7 @@ def test_timed_calls_watch_their_launches_stream_at_random_and_every_captured_on
         time_wall(fn, reps=200, before=before)
         t.end_loop()
         assert 20 < t.watched < 100  # about a quarter of 200
-        assert t.off_stream == (t.watched if off else 0)
+        assert t.stray == (t.watched if off else 0)
         assert chain.calls == [c for c in chain.calls if not isinstance(c, guards.LaunchCount)]
     # captured calls (cudagraph clock): every one watched
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
@@ -146,7 +151,7 @@ def test_timed_calls_watch_their_launches_stream_at_random_and_every_captured_on
     fn, _ = t.loop()
     for _ in range(5):
         fn()
-    assert (t.watched, t.off_stream) == (5, 5)
+    assert (t.watched, t.stray) == (5, 5)
     assert timed_outputs.WATCH_SHARE == 0.25
 
 

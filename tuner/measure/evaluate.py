@@ -211,13 +211,13 @@ class Evaluator:
         shape_of = spec.make_output(problem, guarded.inputs)
         alloc = self.handover.alloc
         buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
-        with self._guards.count_launches(self.interpreter, self._stream()) as launches:
+        with self._guards.count_launches(self.interpreter, self._stream(), watch=True) as launches:
             handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
         return handle, {"kind": "verify", "what": what, "outs": [(buf, None, 0)], "shape_of": shape_of,
                         "sets": [(ref, self.handover.key(study, index))], "guarded": [guarded],
                         "reduction": reduction_length(spec, problem), "launches": launches.n,
-                        "off_stream": launches.off_stream}
+                        "stray_launches": launches.stray}
 
     def _run_checked(self, spec, problem, cfg, study, index, what: str = ""):
         """One verified launch, judged alone (its buffers free again once it is)."""
@@ -240,7 +240,8 @@ class Evaluator:
         inputs = [guarded.inputs for guarded, _, _ in sets]
         return self.handover.guarded(lambda: TimedOutputs(
             lambda out, which: spec.launch(inputs[which], out, cfg), shape_of,
-            graph=self._clock(bench) == "cudagraph", alloc=self.handover.alloc, watch=not self.interpreter))
+            graph=self._clock(bench) == "cudagraph", alloc=self.handover.alloc, watch=True,
+            interpreter=self.interpreter))
 
     def _check_timed(self, spec, problem, study, sets, outputs: TimedOutputs, row=None, audit=False):
         """The judge checks the sampled timed calls' outputs, each against its own set's
@@ -251,7 +252,7 @@ class Evaluator:
                                     [(ref, self.handover.key(study, index)) for _, ref, index in sets],
                                     [guarded for guarded, _, _ in sets], reduction_length(spec, problem),
                                     row=row, calls=outputs.total_calls(), audit=audit,
-                                    off_stream=outputs.off_stream)
+                                    stray_launches=outputs.stray)
 
     def _baseline_ms(self, spec, problem, study, bench):
         if study not in self.baselines:

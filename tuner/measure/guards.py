@@ -15,8 +15,9 @@ Pure helpers the evaluator (tuner/measure/evaluate.py) calls around each verifie
   count_launches     Triton launches during the verified call, through Triton's launch hook on a
                      GPU and through the interpreter's grid executor under TRITON_INTERPRET=1 (the
                      hook never fires there): a candidate that computes with torch and launches
-                     no Triton kernel is caught; on a GPU, also the launches sent to a stream
-                     other than the caller's (OFF_STREAM), which the clocks' events do not cover.
+                     no Triton kernel is caught; and the stray ones (STRAY_LAUNCH: from another
+                     thread, or on a GPU to another stream than the caller's), which the clocks'
+                     events do not cover.
   input_damage       the comparison itself (the judge, tuner/measure/judge.py, runs it)
   HarnessSeal        the check functions as they were when the evaluator was imported: a kernel
                      that replaces them from inside its launch (in the same process) is caught.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -274,21 +276,27 @@ def perturbed(inputs, seed: int, delta: float = 4.0):
 
 # -- Triton launches during a call ----------------------------------------------------------------
 class LaunchCount:
-    """Triton launches seen by the launch-enter hook, and how many of them went to a stream other
-    than `expected` (the one the harness called the candidate on; None: not watched)."""
+    """Triton launches seen during a block, and how many of them were stray (`watch`): sent from a
+    thread other than the one that opened the block, or, on a GPU, to a stream other than
+    `expected` (the one the harness called the candidate on)."""
 
-    def __init__(self, expected: int | None = None):
+    def __init__(self, expected: int | None = None, watch: bool = False):
         self.n = 0
         self.route = ""
-        self.expected = expected
-        self.off_stream = 0
+        self.expected, self.watch = expected, watch
+        self.thread = threading.get_ident()
+        self.stray = 0
 
     def __call__(self, *args, **kwargs):
         self.n += 1
-        if self.expected is not None:
+        if not self.watch:
+            return
+        if threading.get_ident() != self.thread:
+            self.stray += 1
+        elif self.expected is not None:
             stream = launch_stream(args[0] if args else None)
             if stream is not None and int(stream) != int(self.expected):
-                self.off_stream += 1
+                self.stray += 1
 
 
 def launch_stream(metadata):
@@ -300,19 +308,20 @@ def launch_stream(metadata):
     return None
 
 
-# Why the stream is checked: the clocks time the calls with events on the stream the harness calls
-# the candidate on (do_bench, clean) or capture that stream (cudagraph). A launcher that sends its
-# kernel to a stream of its own (`with torch.cuda.stream(side): ...`) is not covered by those
-# events, and under capture its launch runs eagerly and is no part of the graph: it would be timed
-# at the cost of an empty call, while its output (written a little later) still checks out.
-OFF_STREAM = ("launched a Triton kernel on a stream other than the one it was called on (its work "
-              "would run outside the timed events)")
+# Why stray launches fail a candidate: the clocks time the calls with events on the stream the
+# harness calls the candidate on (do_bench, clean) or capture that stream (cudagraph). A launcher
+# that sends its kernel to a stream of its own (`with torch.cuda.stream(side): ...`) is not covered
+# by those events, and under capture its launch runs eagerly and is no part of the graph; one that
+# hands the launch to a thread of its own and returns has it land after the call's end event. Each
+# would be timed at the cost of an empty call, while its output (written a little later) checks out.
+STRAY_LAUNCH = ("launched a Triton kernel on a stream other than the one it was called on, or from "
+                "another thread (its work would run outside the timed events)")
 
 
 @contextlib.contextmanager
-def count_launches(interpreter: bool, expected_stream: int | None = None):
-    """Count Triton kernel launches inside the block; with `expected_stream` (compiled Triton
-    only), also those that went to another stream (LaunchCount.off_stream).
+def count_launches(interpreter: bool, expected_stream: int | None = None, watch: bool = False):
+    """Count Triton kernel launches inside the block; `watch`: also the stray ones (another
+    thread's; on a GPU, another stream than `expected_stream`: LaunchCount.stray).
 
     Compiled Triton: the launch-enter hook (triton >= 3.4: `triton.knobs.runtime.launch_enter_hook`,
     a HookChain with add/remove from 3.5, a plain attribute before; older: the class attribute
@@ -320,7 +329,7 @@ def count_launches(interpreter: bool, expected_stream: int | None = None):
     interpreter runs the kernel's Python body through its own GridExecutor, never a launcher),
     so there the grid executor's __call__ is wrapped for the duration of the block instead.
     """
-    counter = LaunchCount(None if interpreter else expected_stream)
+    counter = LaunchCount(None if interpreter else expected_stream, watch)
     undo = []
     if interpreter:
         from triton.runtime import interpreter as interp
@@ -330,7 +339,7 @@ def count_launches(interpreter: bool, expected_stream: int | None = None):
             original = cls.__call__
 
             def counted(self, *a, **k):
-                counter.n += 1
+                counter()
                 return original(self, *a, **k)
 
             cls.__call__ = counted
@@ -342,7 +351,7 @@ def count_launches(interpreter: bool, expected_stream: int | None = None):
 
             def counted_run(self, *a, **k):
                 if not k.get("warmup"):
-                    counter.n += 1
+                    counter()
                 return original_run(self, *a, **k)
 
             fcls.run = counted_run

@@ -45,7 +45,7 @@ import torch
 
 from kernelevolve.tuner.measure.fingerprints import Fingerprints
 from kernelevolve.tuner.measure.readback import Pending, read_parts, split
-from kernelevolve.tuner.measure.guards import NO_LAUNCH, OFF_STREAM, as_bytes, input_damage, inputs_changed, restore, words_of
+from kernelevolve.tuner.measure.guards import NO_LAUNCH, STRAY_LAUNCH, as_bytes, input_damage, inputs_changed, restore, words_of
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, differs, guard_zone_tensor
 from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 
@@ -331,8 +331,8 @@ class Judge:
         launches = ev.get("launches")
         if launches is not None and int(launches) == 0 and not self.vendor:
             return self._fail(_at(what, NO_LAUNCH), rel, worst)
-        if int(ev.get("off_stream") or 0):
-            return self._fail(_at(what, OFF_STREAM), rel, worst)
+        if int(ev.get("stray_launches") or 0):
+            return self._fail(_at(what, STRAY_LAUNCH), rel, worst)
         for i, (buf_now, buf_before, lo, hi) in enumerate(inputs):
             if not inputs_changed_[i]:  # bit for bit as before the launch, canary bands included
                 continue

@@ -132,12 +132,13 @@ class TimedOutputs:
     in rounds)."""
 
     def __init__(self, launch, shape_of: torch.Tensor, graph: bool = False, samples: int | None = None,
-                 alloc=None, watch: bool = False):
+                 alloc=None, watch: bool = False, interpreter: bool = False):
         self.launch, self.shape_of, self.graph = launch, shape_of, graph
-        # `watch` (compiled Triton on a GPU): the stream of every captured launch, and of a random
-        # share of the eager timed calls' launches, checked against the caller's (_watched)
-        self.watch = watch
-        self.off_stream = 0  # watched launches that went to another stream (guards.OFF_STREAM)
+        # `watch`: every captured call's launches, and a random share of the eager timed calls'
+        # (all of them on the interpreter, whose wall clock is no performance figure), watched for
+        # stray launches: from another thread, or on a GPU to another stream (_watched)
+        self.watch, self.interpreter = watch, interpreter
+        self.stray = 0  # stray launches seen (guards.STRAY_LAUNCH)
         self.watched = 0  # timed calls whose launches were watched
         self._watching = None  # the open watch of the timed call being made
         self.m = samples or sample_count(shape_of)
@@ -186,23 +187,24 @@ class TimedOutputs:
     def _watched(self):
         from kernelevolve.tuner.measure.guards import count_launches
 
-        with count_launches(False, torch.cuda.current_stream().cuda_stream) as seen:
+        stream = None if self.interpreter else torch.cuda.current_stream().cuda_stream
+        with count_launches(self.interpreter, stream, watch=True) as seen:
             yield
-        self.off_stream += seen.off_stream
+        self.stray += seen.stray
         self.watched += 1
 
     def _before(self):
         """Ahead of a timed call: offer the previous timed call's buffer to the reservoir, then
         choose this call's input set: not the one whose output its buffer holds (NaN, never
         written: either, unpredictably); and, unpredictably too (WATCH_SHARE), whether its
-        launches' stream is watched. The launch hook's host cost lands while the clock's L2
+        launches are watched. The launch hook's host cost lands while the clock's L2
         flush runs on the GPU, ahead of the call's start event."""
         self._settle()
         self._pending = True
         self.calls += 1
         last = self.writer.get(self.current[0].data_ptr())
         self.which = 1 - last if last is not None else _RANDOM.randrange(2)
-        if self.watch and _RANDOM.random() < WATCH_SHARE:
+        if self.watch and (self.interpreter or _RANDOM.random() < WATCH_SHARE):
             self._watching = self._watched()
             self._watching.__enter__()
 
