@@ -165,12 +165,14 @@ def attacks(tgt: dict, out: str, log) -> dict:
         best[s["study"]] = cfg.get("cheat")
     failures = []
     for name, row in rows.items():
-        honest, cheat = row.get("cheat=False", {}), row.get("cheat=True", {})
+        honest = row.get("cheat=False", {})
         if honest.get("status") != "ok":
             failures.append(f"{name}: the honest config ended {honest.get('status')}")
-        if cheat.get("status") == "ok":
-            failures.append(f"{name}: the cheating config ended ok")
-    failures += [f"{study}: a cheating config was best" for study, c in best.items() if c in (True, "True")]
+        # every other value of the switch is a way to cheat (True, or a named form of the attack)
+        failures += [f"{name}: the cheating config {key} ended ok" for key, cheat in row.items()
+                     if key != "cheat=False" and cheat.get("status") == "ok"]
+    failures += [f"{study}: a cheating config was best" for study, c in best.items()
+                 if c not in (False, "False", None)]
     return {"mlflow_store": store, "experiment": sw.name, "attacks": rows, "best_cheat": best,
             "failures": failures}
 

@@ -70,7 +70,7 @@ TMA_PERSISTENT_WS = {"BLOCK_K": 64, "BLOCK_M": 128, "BLOCK_N": 128, "EPILOGUE_SU
 
 @pytest.mark.parametrize("clock", ["do_bench", "clean", "cudagraph"])
 def test_a_persistent_tma_kernel_launches_on_the_callers_stream(worker, clock):
-    # the launch hook's stream check (guards.STRAY_LAUNCH) watches its verified, captured and a share
+    # the launch hook's stream check (launch_watch.STRAY_LAUNCH) watches its verified, captured and a share
     # of its timed launches: the template's own TMA kernels must pass it under every clock
     # 32 x 32 tiles: more than the SMs, or the space would refuse a persistent launch
     rec = worker.request(dict(BASE, problem={"M": 4096, "N": 4096, "K": 1024, "dtype": "bfloat16"},

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from kernelevolve.tuner.measure import evidence, guards
+from kernelevolve.tuner.measure import evidence, guards, launch_watch
 from kernelevolve.tuner.measure.clocks import time_wall
 from kernelevolve.tuner.measure.judge import Judge
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, TimedOutputs, guard_zone_writes, guarded_output
@@ -115,7 +115,7 @@ def test_the_launch_hook_counts_launches_sent_to_another_stream_or_from_another_
     chain = _hook_chain()
     import threading
 
-    with guards.count_launches(interpreter=False, expected_stream=7, watch=True) as seen:
+    with launch_watch.count_launches(interpreter=False, expected_stream=7, watch=True) as seen:
         chain(_Launch(7))
         chain(_Launch(9))  # a side stream
         chain(None)  # no metadata: counted, its stream unknown
@@ -123,7 +123,7 @@ def test_the_launch_hook_counts_launches_sent_to_another_stream_or_from_another_
         deferred.start()
         deferred.join()
     assert (seen.n, seen.stray) == (4, 2)
-    with guards.count_launches(interpreter=False, expected_stream=7) as unwatched:  # counted, not judged
+    with launch_watch.count_launches(interpreter=False, expected_stream=7) as unwatched:  # counted, not judged
         chain(_Launch(9))
     assert (unwatched.n, unwatched.stray) == (1, 0)
 
@@ -144,7 +144,7 @@ def test_timed_calls_watch_their_launches_stream_at_random_and_every_captured_on
         t.end_loop()
         assert 20 < t.watched < 100  # about a quarter of 200
         assert t.stray == (t.watched if off else 0)
-        assert chain.calls == [c for c in chain.calls if not isinstance(c, guards.LaunchCount)]
+        assert chain.calls == [c for c in chain.calls if not isinstance(c, launch_watch.LaunchCount)]
     # captured calls (cudagraph clock): every one watched
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
     t = TimedOutputs(lambda out, which: chain(_Launch(9)), torch.empty(4), samples=2, graph=True, watch=True)

@@ -11,7 +11,7 @@ from kernelevolve.kernels import matmul as matmul_kernel
 from kernelevolve.kernels import tuned
 from kernelevolve.kernels.gemm_vendor import PADDED_CONFIG, VENDOR_CONFIG, impl_of, is_vendor
 from kernelevolve.tuner.execution.worker import CandidateWorker
-from kernelevolve.tuner.measure import guards
+from kernelevolve.tuner.measure import guards, launch_watch
 from kernelevolve.tuner.measure.judge import Judge
 from kernelevolve.tuner.measure.vendor import is_declared_vendor, vendor_configs_of
 
@@ -121,7 +121,7 @@ def test_a_plugin_cannot_claim_the_exemption(worker, obj):
     problem = {} if obj == "KERNEL" else {"M": 32, "N": 32, "K": 32, "dtype": "float32"}
     rec = worker.request(req(f"{HERE}/attacks/vendor_claim.py:{obj}", problem, VENDOR_CONFIG), timeout_s=300)
     assert rec["status"] == "incorrect", rec
-    assert guards.NO_LAUNCH in rec["error"] and rec["impl"] == "triton", rec
+    assert launch_watch.NO_LAUNCH in rec["error"] and rec["impl"] == "triton", rec
     # the built-in's own vendor candidate, next in the same processes, is still exempt
     rec = worker.request(req("kernelevolve.search_spaces.matmul:TUNABLE",
                              {"M": 32, "N": 32, "K": 32, "dtype": "float32"}, VENDOR_CONFIG), timeout_s=300)
@@ -143,7 +143,7 @@ def _evidence(out_value, launches):
 
 def test_the_judge_waives_only_the_launch_check_and_only_when_told():
     j = Judge()
-    assert guards.NO_LAUNCH in j.judge(_evidence(2.0, 0))["reason"]
+    assert launch_watch.NO_LAUNCH in j.judge(_evidence(2.0, 0))["reason"]
     j.vendor = True  # what the parent's `begin` says for a built-in's vendor config
     assert j.judge(_evidence(2.0, 0))["ok"]
     assert "relative error" in j.judge(_evidence(1.0, 0))["reason"]  # outputs still checked
@@ -178,7 +178,7 @@ def test_the_table_dispatches_to_the_vendor_path(vendor_table, monkeypatch):
                         torch.mm(args[0], args[1], out=args[2]))
     out = matmul_kernel.matmul(a, b)
     assert launched and torch.allclose(out, a @ b, atol=1e-4)
-    with guards.count_launches(interpreter=True) as n:
+    with launch_watch.count_launches(interpreter=True) as n:
         out = matmul_kernel.matmul(a, b, config=matmul_kernel.DEFAULT_CONFIG)  # an explicit config wins
     assert n.n == 1 and torch.allclose(out, a @ b, atol=1e-2)
 
@@ -192,7 +192,7 @@ def test_the_operators_dispatch_to_the_vendor_path(tmp_path, monkeypatch):
     tuned.load_table(_table(tmp_path, "gemm_epilogue", problem, VENDOR_CONFIG))
     try:
         x, wt, bias = torch.randn(32, 32), torch.randn(32, 16), torch.randn(16)
-        with guards.count_launches(interpreter=True) as n:
+        with launch_watch.count_launches(interpreter=True) as n:
             y = torch.ops.kernelevolve.linear(x, wt, bias, None, "relu")
         assert n.n == 0  # cuBLAS/CPU BLAS through torch: no Triton kernel
         assert torch.allclose(y, torch.relu(x @ wt + bias), atol=1e-4)
@@ -331,7 +331,7 @@ def test_the_vendor_bmm_is_judged_ok_and_dispatched(worker, tmp_path, monkeypatc
                             VENDOR_CONFIG))
     try:
         a, b = torch.randn(3, 24, 32), torch.randn(3, 32, 40)
-        with guards.count_launches(interpreter=True) as n:
+        with launch_watch.count_launches(interpreter=True) as n:
             y = torch.ops.kernelevolve.bmm(a, b)
         assert n.n == 0 and torch.allclose(y, torch.bmm(a, b), atol=1e-4)
     finally:

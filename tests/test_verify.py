@@ -136,7 +136,7 @@ from kernelevolve.tuner.measure.verify import TOLERANCES  # noqa: E402
 
 # -- guards: pristine copies, canaries, perturbation, launch counting, seal, ceilings ----------
 from kernelevolve.tuner.experiment import hardware  # noqa: E402
-from kernelevolve.tuner.measure import guards  # noqa: E402
+from kernelevolve.tuner.measure import guards, launch_watch, seal  # noqa: E402
 
 
 def test_guarded_inputs_keep_layout_and_detect_rewrites_and_stray_writes():
@@ -182,13 +182,13 @@ def test_launch_counting_on_the_interpreter(monkeypatch):
         tl.store(x_ptr + offs, tl.load(x_ptr + offs) + 1)
 
     x = torch.zeros(16)
-    with guards.count_launches(interpreter=True) as n:
+    with launch_watch.count_launches(interpreter=True) as n:
         if os.environ.get("TRITON_INTERPRET") == "1":
             k[(1,)](x, BLOCK=16)
             k[(2,)](x, BLOCK=16)
     expected = 2 if os.environ.get("TRITON_INTERPRET") == "1" else 0
     assert n.n == expected and n.route.startswith("interpreter")
-    with guards.count_launches(interpreter=True) as n:
+    with launch_watch.count_launches(interpreter=True) as n:
         x.add_(1)  # torch only
     assert n.n == 0
 
@@ -199,7 +199,7 @@ def test_launch_hook_is_installed_and_removed():
     knobs = getattr(triton, "knobs", None)
     chain = knobs.runtime.launch_enter_hook if knobs is not None else None
     before = list(getattr(chain, "calls", []))
-    with guards.count_launches(interpreter=False) as n:
+    with launch_watch.count_launches(interpreter=False) as n:
         assert n.route
         if hasattr(chain, "calls"):
             assert n in chain.calls
@@ -211,10 +211,27 @@ def test_launch_hook_is_installed_and_removed():
 def test_seal_notices_a_replaced_check_function(monkeypatch):
     from kernelevolve.tuner.measure import verify
 
-    seal = guards.HarnessSeal()
-    assert seal.broken() == ""
+    sealed = seal.HarnessSeal()
+    assert sealed.broken() == ""
     monkeypatch.setattr(verify, "check", lambda *a, **k: verify.Check(True, 0.0, 0.0))
-    assert "kernelevolve.tuner.measure.verify.check" in seal.broken()
+    assert "kernelevolve.tuner.measure.verify.check" in sealed.broken()
+
+
+def test_seal_notices_a_replaced_timer(monkeypatch):
+    import time
+
+    import triton.testing
+
+    from kernelevolve.tuner.measure import clocks
+
+    sealed = seal.HarnessSeal()
+    assert sealed.broken() == ""
+    monkeypatch.setattr(triton.testing, "do_bench", lambda *a, **k: [0.001] * 3)
+    monkeypatch.setattr(clocks, "time_wall", lambda *a, **k: (0.001,) * 3)
+    monkeypatch.setattr(time, "perf_counter", lambda: 0.0)
+    broken = sealed.broken()
+    assert all(n in broken for n in ("triton.testing.do_bench", "kernelevolve.tuner.measure.clocks.time_wall",
+                                     "time.perf_counter")), broken
 
 
 def test_ceiling_violation():

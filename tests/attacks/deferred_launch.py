@@ -2,7 +2,7 @@
 verified ones): the timed call ends before its kernel is even launched, so the clock would time an
 empty call, while the output, written a moment later, checks out. (The next call waits for the
 last thread first, so no two of its launches overlap.) Caught by the launch watch, which counts a
-Triton launch from any thread but the caller's as stray (tuner/measure/guards.py STRAY_LAUNCH): on
+Triton launch from any thread but the caller's as stray (tuner/measure/launch_watch.py STRAY_LAUNCH): on
 the interpreter every timed call is watched, on a GPU a random quarter of them."""
 import os
 import sys

@@ -20,14 +20,14 @@ def launch(inputs, out, cfg):
     # the evaluator runs as `python -m kernelevolve.tuner.measure.evaluate`: its module is __main__
     evaluate = next(m for m in (sys.modules.get("__main__"), sys.modules.get("kernelevolve.tuner.measure.evaluate"))
                     if m is not None and hasattr(m, "Evaluator"))
-    guards = sys.modules["kernelevolve.tuner.measure.guards"]
+    seal = sys.modules["kernelevolve.tuner.measure.seal"]
     if not getattr(launch, "armed", False):
         launch.armed = True
         verify = sys.modules["kernelevolve.tuner.measure.verify"]
         handover = sys.modules["kernelevolve.tuner.measure.handover"]
         handover.Handover.submit_all = lambda self, evidence: [verify.Check(True, 0.0, 0.0) for _ in evidence]
         evaluate.Evaluator._run_checked = lambda self, *a, **k: (None, verify.Check(True, 0.0, 0.0))
-        guards.HarnessSeal.broken = lambda self: ""
+        seal.HarnessSeal.broken = lambda self: ""
         return double(x, out)  # this call is checked as usual, and is right
     return None  # every later call: nothing
 

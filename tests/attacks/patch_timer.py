@@ -1,7 +1,7 @@
 """Computes its output right and swaps the clocks' timers, so that its latency is half what it is:
 the interpreter's wall clock (`time.perf_counter`) and, on a GPU, Triton's `do_bench` and the
 events' `elapsed_time`. Caught by the harness's seal, which holds the timers' identities from
-before any candidate code ran (tuner/measure/guards.py TIMER_NAMES): the timed calls' check
+before any candidate code ran (tuner/measure/seal.py TIMER_NAMES): the timed calls' check
 carries its word; the process is replaced."""
 import os
 import sys

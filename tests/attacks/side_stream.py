@@ -3,7 +3,7 @@ on the caller's stream (do_bench, clean) would time an empty call, and under a C
 the launch would run eagerly, outside the graph, while its output, written a moment later, still
 checks out. `cheat` = "timed" does so only after its first three calls (the verified ones), so
 only the timed calls' watched launches can catch it. GPU only (the interpreter has no streams):
-caught by the launch hook's stream check (tuner/measure/guards.py, STRAY_LAUNCH), in the verified
+caught by the launch hook's stream check (tuner/measure/launch_watch.py, STRAY_LAUNCH), in the verified
 launches and in a random quarter of the timed calls and every captured one
 (tuner/measure/timed_outputs.py)."""
 import os

@@ -84,13 +84,14 @@ class Evaluator:
         self.oor_errors, self.compile_errors = error_classes()
         # the check functions' identities as imported now, before any candidate code runs here
         # (a naive replacement is caught at once; the judge holds the verdict either way)
-        from kernelevolve.tuner.measure import guards
+        from kernelevolve.tuner.measure import guards, launch_watch
         from kernelevolve.tuner.measure.evidence import JudgeLink
-
-        self._guards = guards
         from kernelevolve.tuner.measure.handover import Handover
+        from kernelevolve.tuner.measure.seal import HarnessSeal
 
-        self._seal = guards.HarnessSeal(owners={
+        # looked up through the modules the seal holds, at each call
+        self._guards, self._launch_watch = guards, launch_watch
+        self._seal = HarnessSeal(owners={
             Evaluator: ("_launch_guarded", "_run_checked", "_check_timed", "_timed_outputs", "_time", "_set", "evaluate",
                         "retime", "handle"),
             Handover: ("note", "register", "submit", "submit_all", "audit", "held", "forget", "guarded", "inputs_for", "_stand"),
@@ -211,7 +212,7 @@ class Evaluator:
         shape_of = spec.make_output(problem, guarded.inputs)
         alloc = self.handover.alloc
         buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
-        with self._guards.count_launches(self.interpreter, self._stream(), watch=True) as launches:
+        with self._launch_watch.count_launches(self.interpreter, self._stream(), watch=True) as launches:
             handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
         return handle, {"kind": "verify", "what": what, "outs": [(buf, None, 0)], "shape_of": shape_of,

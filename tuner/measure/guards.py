@@ -12,27 +12,17 @@ Pure helpers the evaluator (tuner/measure/evaluate.py) calls around each verifie
   perturbed          an input set equal to another but for one element per floating tensor: a
                      kernel that memoises on a small fingerprint of its inputs replays a stale,
                      wrong result for it.
-  count_launches     Triton launches during the verified call, through Triton's launch hook on a
-                     GPU and through the interpreter's grid executor under TRITON_INTERPRET=1 (the
-                     hook never fires there): a candidate that computes with torch and launches
-                     no Triton kernel is caught; and the stray ones (STRAY_LAUNCH: from another
-                     thread, or on a GPU to another stream than the caller's), which the clocks'
-                     events do not cover.
   input_damage       the comparison itself (the judge, tuner/measure/judge.py, runs it)
-  HarnessSeal        the check functions as they were when the evaluator was imported: a kernel
-                     that replaces them from inside its launch (in the same process) is caught.
   ceiling_violation  a latency that implies more than the device's measured bandwidth or FLOP
                      ceiling (tuner/experiment/hardware.py) is not a fast kernel: it skipped work.
 
-The evaluator prepares guarded inputs and counts launches in the candidate's own process; the
-comparisons that decide (input_damage, the output check) run in the judge's process, where no
-candidate code runs (tuner/measure/judge.py). See docs/reliability.md.
+Launches during a call are counted and watched in tuner/measure/launch_watch.py, the harness's
+functions sealed in tuner/measure/seal.py. The evaluator prepares guarded inputs in the
+candidate's own process; the comparisons that decide (input_damage, the output check) run in the
+judge's process, where no candidate code runs (tuner/measure/judge.py). See docs/reliability.md.
 """
 from __future__ import annotations
 
-import contextlib
-import sys
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -272,196 +262,6 @@ def perturbed(inputs, seed: int, delta: float = 4.0):
         return c
 
     return _map(inputs, one)
-
-
-# -- Triton launches during a call ----------------------------------------------------------------
-class LaunchCount:
-    """Triton launches seen during a block, and how many of them were stray (`watch`): sent from a
-    thread other than the one that opened the block, or, on a GPU, to a stream other than
-    `expected` (the one the harness called the candidate on)."""
-
-    def __init__(self, expected: int | None = None, watch: bool = False):
-        self.n = 0
-        self.route = ""
-        self.expected, self.watch = expected, watch
-        self.thread = threading.get_ident()
-        self.stray = 0
-
-    def __call__(self, *args, **kwargs):
-        self.n += 1
-        if not self.watch:
-            return
-        if threading.get_ident() != self.thread:
-            self.stray += 1
-        elif self.expected is not None:
-            stream = launch_stream(args[0] if args else None)
-            if stream is not None and int(stream) != int(self.expected):
-                self.stray += 1
-
-
-def launch_stream(metadata):
-    """The stream a Triton launch went to, from the launch-enter hook's argument (triton 3.x's
-    LazyDict: {"name", "function", "stream"} in `.data`, read without its lazy extras), or None."""
-    data = getattr(metadata, "data", None)
-    if isinstance(data, dict):
-        return data.get("stream")
-    return None
-
-
-# Why stray launches fail a candidate: the clocks time the calls with events on the stream the
-# harness calls the candidate on (do_bench, clean) or capture that stream (cudagraph). A launcher
-# that sends its kernel to a stream of its own (`with torch.cuda.stream(side): ...`) is not covered
-# by those events, and under capture its launch runs eagerly and is no part of the graph; one that
-# hands the launch to a thread of its own and returns has it land after the call's end event. Each
-# would be timed at the cost of an empty call, while its output (written a little later) checks out.
-STRAY_LAUNCH = ("launched a Triton kernel on a stream other than the one it was called on, or from "
-                "another thread (its work would run outside the timed events)")
-
-
-@contextlib.contextmanager
-def count_launches(interpreter: bool, expected_stream: int | None = None, watch: bool = False):
-    """Count Triton kernel launches inside the block; `watch`: also the stray ones (another
-    thread's; on a GPU, another stream than `expected_stream`: LaunchCount.stray).
-
-    Compiled Triton: the launch-enter hook (triton >= 3.4: `triton.knobs.runtime.launch_enter_hook`,
-    a HookChain with add/remove from 3.5, a plain attribute before; older: the class attribute
-    `CompiledKernel.launch_enter_hook`). Under TRITON_INTERPRET=1 that hook never fires (the
-    interpreter runs the kernel's Python body through its own GridExecutor, never a launcher),
-    so there the grid executor's __call__ is wrapped for the duration of the block instead.
-    """
-    counter = LaunchCount(None if interpreter else expected_stream, watch)
-    undo = []
-    if interpreter:
-        from triton.runtime import interpreter as interp
-
-        cls = getattr(interp, "GridExecutor", None)
-        if cls is not None:
-            original = cls.__call__
-
-            def counted(self, *a, **k):
-                counter()
-                return original(self, *a, **k)
-
-            cls.__call__ = counted
-            counter.route = "interpreter GridExecutor"
-            undo.append(lambda: setattr(cls, "__call__", original))
-        else:  # an interpreter without GridExecutor: count InterpretedFunction.run
-            fcls = interp.InterpretedFunction
-            original_run = fcls.run
-
-            def counted_run(self, *a, **k):
-                if not k.get("warmup"):
-                    counter()
-                return original_run(self, *a, **k)
-
-            fcls.run = counted_run
-            counter.route = "interpreter InterpretedFunction.run"
-            undo.append(lambda: setattr(fcls, "run", original_run))
-    else:
-        knobs = getattr(__import__("triton"), "knobs", None)
-        runtime = getattr(knobs, "runtime", None) if knobs is not None else None
-        if runtime is not None and hasattr(runtime, "launch_enter_hook"):
-            chain = runtime.launch_enter_hook
-            if hasattr(chain, "add") and hasattr(chain, "remove"):
-                chain.add(counter)
-                undo.append(lambda: chain.remove(counter))
-            else:  # a single hook slot: chain ours in front of whatever is there
-                previous = chain
-
-                def both(*a, **k):
-                    counter(*a, **k)
-                    if previous is not None:
-                        previous(*a, **k)
-
-                runtime.launch_enter_hook = both
-                undo.append(lambda: setattr(runtime, "launch_enter_hook", previous))
-            counter.route = "triton.knobs.runtime.launch_enter_hook"
-        else:
-            from triton.compiler.compiler import CompiledKernel
-
-            previous = getattr(CompiledKernel, "launch_enter_hook", None)
-
-            def both_old(*a, **k):
-                counter(*a, **k)
-                if previous is not None:
-                    previous(*a, **k)
-
-            CompiledKernel.launch_enter_hook = both_old
-            counter.route = "CompiledKernel.launch_enter_hook"
-            undo.append(lambda: setattr(CompiledKernel, "launch_enter_hook", previous))
-    try:
-        yield counter
-    finally:
-        for u in reversed(undo):
-            u()
-
-
-NO_LAUNCH = "launched no Triton kernel (the candidate must compute its output with Triton)"
-
-
-# -- the harness's own functions, sealed at import ------------------------------------------------
-# The functions a candidate's verdict rests on (HarnessSeal's default)...
-CHECK_NAMES = ("kernelevolve.tuner.measure.verify:check", "kernelevolve.tuner.measure.verify:poison",
-               "kernelevolve.tuner.measure.guards:guard_inputs",
-               "kernelevolve.tuner.measure.guards:count_launches",
-               "kernelevolve.tuner.measure.timed_outputs:guarded_output",
-               "kernelevolve.tuner.measure.timed_outputs:guarded_outputs",
-               "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._before")
-# ... and those its latency rests on: the clocks (tuner/measure/clocks.py) and what they call at
-# each timing, looked up by attribute then. A kernel that swaps one (`triton.testing.do_bench =`
-# a wrapper that halves its result, `torch.cuda.Event.elapsed_time`, the interpreter's
-# `time.perf_counter`) would report the latency it likes with a right output.
-TIMER_NAMES = ("kernelevolve.tuner.measure.clocks:measure", "kernelevolve.tuner.measure.clocks:time_gpu",
-               "kernelevolve.tuner.measure.clocks:time_graph", "kernelevolve.tuner.measure.clocks:time_gpu_clean",
-               "kernelevolve.tuner.measure.clocks:time_wall", "kernelevolve.tuner.measure.clocks:clean_counts",
-               "triton.testing:do_bench", "triton.testing:do_bench_cudagraph",
-               "torch.cuda:Event", "torch.cuda:Event.record", "torch.cuda:Event.elapsed_time",
-               "torch.cuda:synchronize", "time:perf_counter", "statistics:median", "statistics:quantiles")
-
-
-class HarnessSeal:
-    """Identity of the functions verification and timing rely on, taken when the evaluator is
-    imported (before any candidate code runs in the process): a candidate that swaps one of them,
-    or its code object, is caught at its next check (each check's evidence carries the seal's
-    word: the timed calls' check comes after the timing), and its process replaced. `owners`
-    seals methods of classes too ({class: (method names)}: the evaluator's own). It cannot stop
-    a candidate that patches this class too, or one that restores what it swapped before the
-    check; the verdict itself is the judge's (tuner/measure/judge.py), in a process no candidate
-    runs in."""
-
-    def __init__(self, names: tuple = CHECK_NAMES + TIMER_NAMES, owners: dict | None = None):
-        import importlib
-
-        self.names = names
-        for mod in dict.fromkeys(n.partition(":")[0] for n in names):
-            if mod not in sys.modules:  # sealed as imported, not as absent (a later import is no swap)
-                try:
-                    importlib.import_module(mod)
-                except ImportError:
-                    pass
-        self.sealed = {n: self._get(n) for n in names}
-        self.owners = {cls: {m: self._code(getattr(cls, m, None)) for m in methods}
-                       for cls, methods in (owners or {}).items()}
-
-    @staticmethod
-    def _code(obj):
-        return obj, getattr(obj, "__code__", None)
-
-    @staticmethod
-    def _get(name: str):
-        mod, _, attr = name.partition(":")
-        obj = sys.modules.get(mod)
-        for part in attr.split("."):
-            obj = getattr(obj, part, None)
-        return obj, getattr(obj, "__code__", None)
-
-    def broken(self) -> str:
-        changed = [n.replace(":", ".") for n in self.names if self._get(n) != self.sealed[n]]
-        changed += [f"{cls.__name__}.{m}" for cls, methods in self.owners.items()
-                    for m, sealed in methods.items() if self._code(getattr(cls, m, None)) != sealed]
-        if not changed:
-            return ""
-        return f"replaced the harness's {', '.join(changed)}"
 
 
 # -- faster than the hardware allows --------------------------------------------------------------

@@ -191,7 +191,7 @@ class Handover:
             "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
             "outs": [[buf, call, which] for buf, call, which in outs], "shape": list(shape_of.shape),
             "calls": calls, "reduction": reduction, "launches": launches,
-            # Triton launches from another thread or to another stream (guards.STRAY_LAUNCH)
+            # Triton launches from another thread or to another stream (launch_watch.STRAY_LAUNCH)
             "stray_launches": int(stray_launches or 0),
             "sets": [{"ref": None if self.held(key) else ref, "ref_key": key} for ref, key in sets],
             # per guarded input: its bytes, their pristine copy (None: compare with the cached

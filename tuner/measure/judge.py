@@ -45,7 +45,8 @@ import torch
 
 from kernelevolve.tuner.measure.fingerprints import Fingerprints
 from kernelevolve.tuner.measure.readback import Pending, read_parts, split
-from kernelevolve.tuner.measure.guards import NO_LAUNCH, STRAY_LAUNCH, as_bytes, input_damage, inputs_changed, restore, words_of
+from kernelevolve.tuner.measure.guards import as_bytes, input_damage, inputs_changed, restore, words_of
+from kernelevolve.tuner.measure.launch_watch import NO_LAUNCH, STRAY_LAUNCH
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, differs, guard_zone_tensor
 from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 

@@ -138,7 +138,7 @@ class TimedOutputs:
         # (all of them on the interpreter, whose wall clock is no performance figure), watched for
         # stray launches: from another thread, or on a GPU to another stream (_watched)
         self.watch, self.interpreter = watch, interpreter
-        self.stray = 0  # stray launches seen (guards.STRAY_LAUNCH)
+        self.stray = 0  # stray launches seen (launch_watch.STRAY_LAUNCH)
         self.watched = 0  # timed calls whose launches were watched
         self._watching = None  # the open watch of the timed call being made
         self.m = samples or sample_count(shape_of)
@@ -185,7 +185,7 @@ class TimedOutputs:
 
     @contextlib.contextmanager
     def _watched(self):
-        from kernelevolve.tuner.measure.guards import count_launches
+        from kernelevolve.tuner.measure.launch_watch import count_launches
 
         stream = None if self.interpreter else torch.cuda.current_stream().cuda_stream
         with count_launches(self.interpreter, stream, watch=True) as seen:

@@ -1,7 +1,7 @@
 """Which candidate is a kernel's declared vendor config: decided in the trusted parent, never by
 the evaluation process or by the kernel's own code.
 
-The judge fails a candidate that launched no Triton kernel (guards.NO_LAUNCH): that is what stops
+The judge fails a candidate that launched no Triton kernel (launch_watch.NO_LAUNCH): that is what stops
 a plug-in from handing back torch's result as its own. The vendor candidate of the GEMM family
 (kernels/gemm_vendor.py: torch.mm / torch.addmm, timed so that nothing slower than it is
 dispatched) launches none by design, so it needs the one exemption, and the exemption must not be
