@@ -17,6 +17,8 @@ tuner/records/schema.py) from a benchmark's MLflow export (benchmarks/export_run
   first wave  the candidates whose trials began before the first result: their compile's wall
               time, of it the slot's process start and the study's load, the compile itself,
               the lane's queue and request (medians)
+  driver lag  a trial's report (`trial_reported`) to the driver taking it in (`driver_heard`):
+              Ray Tune's delivery and the driver's loop, over all trials and for the first
 
     python benchmarks/sweep_timeline.py OUT/suite-h100-large_g4.runs.jsonl.gz [...] [--json OUT.json]
 """
@@ -106,6 +108,11 @@ def timeline(rows: list[dict]) -> dict:
     first_wave = [r for r in runs if r["metrics"]["trial_started"] < ends[0]]
     wave = {k: stats([r["metrics"][k] for r in first_wave if k in r["metrics"]])
             for k in WAVE_FIGURES}
+    # the driver's delay: a trial's report to the driver taking it in (Tune's delivery and the
+    # driver's loop), over all trials and for the first one reported
+    reported = sorted((r["metrics"]["trial_reported"], r["metrics"]["driver_heard"]) for r in runs
+                      if "trial_reported" in r["metrics"] and "driver_heard" in r["metrics"])
+    lag = stats([h - t for t, h in reported])
     lane_busy: dict[str, float] = defaultdict(float)
     for r in in_window:  # GPU targets only: an interpreter's candidate has no lane
         if "lane_s" in r["metrics"]:
@@ -127,6 +134,8 @@ def timeline(rows: list[dict]) -> dict:
         "refill_gap_s": stats(gaps),
         "lane_busy_share": {k: v / window for k, v in sorted(lane_busy.items())},
         "first_wave": {"candidates": len(first_wave), **wave},
+        "driver_lag_s": lag,
+        "first_report_lag_s": reported[0][1] - reported[0][0] if reported else None,
     }
 
 
@@ -144,7 +153,9 @@ def describe(name: str, t: dict) -> str:
             f"{t['trials_in_flight']:.1f} trials in flight, life {s('trial_life_s')} s, "
             f"after the first end {s('trial_tail_share')} of it, refill gap "
             f"{s('refill_gap_s', '{:.3f}')} s; lanes busy: {lanes or '-'}; first wave "
-            f"({wave['candidates']} candidates, medians in s): {parts or '-'}")
+            f"({wave['candidates']} candidates, medians in s): {parts or '-'}; the driver took in a trial's "
+            f"report after {s('driver_lag_s', '{:.3f}')} s"
+            + (f", the first one after {t['first_report_lag_s']:.2f} s" if t["first_report_lag_s"] is not None else ""))
 
 
 def main(argv=None) -> int:

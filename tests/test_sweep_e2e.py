@@ -65,6 +65,9 @@ def test_store_holds_one_parent_and_one_child_per_candidate(swept):
         # real timestamps: the candidate's own measurement, not the epoch
         assert abs(c.info.start_time / 1e3 - c.data.metrics["timed_from"]) < 5
         assert c.info.start_time > 1.7e12 and c.info.end_time >= c.info.start_time
+        # its trial's report, after its timing, and the driver taking it in after that
+        m = c.data.metrics
+        assert m["trial_started"] <= m["timed_to"] <= m["trial_reported"] <= m["driver_heard"]
     p = parents[0]
     assert p.data.tags["timing"] == "interpreter" and p.data.metrics["best_latency_ms"] > 0
     # where the study's end went: its re-timing and plots (study_end), seconds

@@ -50,6 +50,20 @@ def test_the_figures_of_a_known_sweep():
     assert t["first_wave"]["candidates"] == 4
     assert t["first_wave"]["compile_wall_s"]["median"] == pytest.approx(0.3)
     assert t["first_wave"]["slot_start_s"] is None  # not in these records
+    assert t["driver_lag_s"] is None and t["first_report_lag_s"] is None  # nor these
+
+
+def test_the_driver_lag_from_the_reports_to_their_hearing():
+    rows = _sweep()
+    for r in rows:
+        m = r["metrics"]
+        if "trial_started" in m:  # each trial reports 1.0 s after its start; the first heard 3 s later
+            m["trial_reported"] = m["trial_started"] + 1.0
+            m["driver_heard"] = m["trial_reported"] + (3.0 if m["trial_started"] == 100.0 else 0.05)
+    t = sweep_timeline.timeline(rows)
+    assert t["first_report_lag_s"] == pytest.approx(3.0)
+    assert t["driver_lag_s"]["median"] == pytest.approx(0.05)
+    assert "the first one after 3.00 s" in sweep_timeline.describe("x", t)
 
 
 def test_the_command_reads_an_export_and_says_when_it_holds_no_candidates(tmp_path, capsys):

@@ -165,10 +165,11 @@ class Sweep:
     # -- while the Tuner runs ---------------------------------------------------------------
     def on_result(self, trial, result: dict) -> None:
         """A trial's candidates, each journaled as its own record (in the trial's order)."""
+        heard = time.time()
         key = trial.config[STUDY_PARAM]
         plan = self.plans[key]
         members = decode_batch(trial.config[BATCH_PARAM])
-        recs = [record_of(reply, member["candidate_id"], key, member["config"])
+        recs = [record_of(dict(reply, driver_heard=heard), member["candidate_id"], key, member["config"])
                 for member, reply in zip(members, replies_of(result, len(members)))]
         plan.recorder.journal.extend(recs)  # one sync for the trial's candidates
         for rec in recs:

@@ -163,7 +163,7 @@ def run_candidates(config: dict, sweep: dict) -> None:
         pending = list(pool.map(lambda i: begin(members[i]["config"], ctx, sweep,
                                                 members[i]["candidate_id"], slot=i), range(len(members))))
         replies = list(pool.map(finish, pending))
-    out = []
+    out, reported = [], time.time()  # (the report itself follows at once)
     for member, p, reply in zip(members, pending, replies):
         reply["ray_node_id"], reply["ray_gpu_ids"] = node_id, gpu_ids
         reply.pop("worker_died", None)
@@ -171,6 +171,6 @@ def run_candidates(config: dict, sweep: dict) -> None:
         ok = reply.get("status") == "ok"
         reply[OBJECTIVE] = objective_of(reply["latency_ms"] / 1e3) if ok else PENALTY
         reply["candidate_id"] = member["candidate_id"]
-        reply["actor_started"], reply["trial_started"] = ACTOR_STARTED, p.started
+        reply["actor_started"], reply["trial_started"], reply["trial_reported"] = ACTOR_STARTED, p.started, reported
         out.append({k: v for k, v in reply.items() if isinstance(v, (int, float, str, bool))})
     tune.report({OBJECTIVE: min(r[OBJECTIVE] for r in out), "status": "ok", BATCH_RESULT: encode_batch(out)})

@@ -70,6 +70,9 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "device_busy_s": ("metric", "the device held for verification and timing"),
     "actor_started": ("metric", "unix time the trial's Ray actor imported the engine"),
     "trial_started": ("metric", "unix time the candidate's trial began"),
+    "trial_reported": ("metric", "unix time the trial reported its candidates' results to Ray Tune"),
+    "driver_heard": ("metric", "unix time the sweep's driver took in that report (driver_heard - "
+                               "trial_reported: Tune's delivery and the driver's own delay)"),
     "timed_from": ("metric", "unix time the timed section began"),
     "timed_to": ("metric", "unix time the timed section ended"),
     # verification's own cost and coverage (tuner/measure/judge.py, timed_outputs.py)
