@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
+
 class LaunchCount:
     """Triton launches seen during a block, and how many of them were stray (`watch`): sent from a
     thread other than the one that opened the block, or, on a GPU, to a stream other than

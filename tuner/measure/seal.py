@@ -11,9 +11,12 @@ import sys
 CHECK_NAMES = ("kernelevolve.tuner.measure.verify:check", "kernelevolve.tuner.measure.verify:poison",
                "kernelevolve.tuner.measure.guards:guard_inputs",
                "kernelevolve.tuner.measure.launch_watch:count_launches",
+               "kernelevolve.tuner.measure.launch_watch:LaunchCount.__call__",
                "kernelevolve.tuner.measure.timed_outputs:guarded_output",
                "kernelevolve.tuner.measure.timed_outputs:guarded_outputs",
-               "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._before")
+               "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._before",
+               "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._call",
+               "kernelevolve.tuner.measure.timed_outputs:TimedOutputs._watched")
 # ... and those its latency rests on: the clocks (tuner/measure/clocks.py) and what they call at
 # each timing, looked up by attribute then. A kernel that swaps one (`triton.testing.do_bench =`
 # a wrapper that halves its result, `torch.cuda.Event.elapsed_time`, the interpreter's
