@@ -34,7 +34,9 @@ def swept(tmp_path_factory):
     os.chdir(root)
     try:
         exp = config.load("exp.yaml")
-        summaries = sweep.run(exp, log=lambda m: None)
+        lines: list = []
+        summaries = sweep.run(exp, log=lines.append)
+        (root / "sweep.log").write_text("\n".join(lines))
         yield root, exp, summaries
     finally:
         os.chdir(old)
@@ -68,6 +70,8 @@ def test_store_holds_one_parent_and_one_child_per_candidate(swept):
         # its trial's report, after its timing, and the driver taking it in after that
         m = c.data.metrics
         assert m["trial_started"] <= m["timed_to"] <= m["trial_reported"] <= m["driver_heard"]
+    first = [line for line in (root / "sweep.log").read_text().splitlines() if line.startswith("first candidate ended")]
+    assert len(first) == 1 and "its trial's report taken in" in first[0], first
     p = parents[0]
     assert p.data.tags["timing"] == "interpreter" and p.data.metrics["best_latency_ms"] > 0
     # where the study's end went: its re-timing and plots (study_end), seconds

@@ -224,7 +224,12 @@ class Sweep:
 
         def on_result(trial, result):
             if not self.plans_seen:
-                self.log(f"first candidate ended {time.time() - t0:.1f} s after the Tuner started")
+                # and how long its trial's report waited for this driver (records: trial_reported)
+                replies = replies_of(result, len(decode_batch(trial.config[BATCH_PARAM])))
+                reported = min((r["trial_reported"] for r in replies if "trial_reported" in r), default=None)
+                waited = f", its trial's report taken in {time.time() - reported:.1f} s after it was made" \
+                    if reported is not None else ""
+                self.log(f"first candidate ended {time.time() - t0:.1f} s after the Tuner started{waited}")
                 self.plans_seen = True
             self.on_result(trial, result)
             self.maybe_finish(search)
