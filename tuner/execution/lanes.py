@@ -109,35 +109,31 @@ class Lane:
         self.busy_s: dict[str, float] = {}
         self.span: list[float] = []
 
-    def _ran(self, op: str, started: float) -> float:
-        ended = time.time()
-        self.busy_s[op] = self.busy_s.get(op, 0.0) + ended - started
-        self.span = [min(self.span[0], started), ended] if self.span else [started, ended]
-        return ended - started
+    def _on_evaluator(self, turn: int, op: str, payload: dict, timeout_s: float) -> dict:
+        """`payload` run on the evaluator when `turn` comes; its reply with when it began there
+        (the wait before it is a candidate's queue_s) and for how long, counted as `op`'s."""
+        with self.turns.turn(turn):
+            started = time.time()
+            try:
+                reply = self.worker.request(payload, timeout_s)
+            finally:
+                ended = time.time()
+                self.busy_s[op] = self.busy_s.get(op, 0.0) + ended - started
+                self.span = [min(self.span[0], started), ended] if self.span else [started, ended]
+        return dict(reply, lane_started=started, lane_s=ended - started)
 
     def request(self, payload: dict, timeout_s: float, turn: int | None = None) -> dict:
         """`payload` run on the lane's evaluator when its turn comes (`turn`: its op's, TURN_OF_OP,
         unless given)."""
-        with self.turns.turn(TURN_OF_OP.get(payload.get("op"), TURN_CANDIDATE) if turn is None else turn):
-            started = time.time()  # its turn: the wait before it is the candidate's queue_s
-            try:
-                reply = self.worker.request(payload, timeout_s)
-            finally:
-                lane_s = self._ran(str(payload.get("op")), started)
-        reply["lane_started"] = started
-        reply["lane_s"] = lane_s
-        return reply
+        op = payload.get("op")
+        return self._on_evaluator(TURN_OF_OP.get(op, TURN_CANDIDATE) if turn is None else turn, str(op),
+                                  payload, timeout_s)
 
     def warm(self) -> dict:
         """Start the evaluator and its judge now (torch, CUDA context), so the first candidate
         does not wait. The reply says when the actor came up and how long the start took."""
-        with self.turns.turn(TURN_START):
-            started = time.time()
-            try:
-                reply = self.worker.request({"op": "probe", "start_judge": True}, timeout_s=300)
-            finally:
-                lane_s = self._ran("start", started)
-        return dict(reply, lane_created=self.created, lane_started=started, lane_s=lane_s)
+        reply = self._on_evaluator(TURN_START, "start", {"op": "probe", "start_judge": True}, 300)
+        return dict(reply, lane_created=self.created)
 
     def busy(self) -> dict:
         """What the lane's evaluator spent its time on: {"by_op": seconds, "span": [first request's

@@ -90,6 +90,7 @@ class Sweep:
         self.stopper = StopOnSignal()
         self.fatal: Exception | None = None
         self.plans_seen = False
+        self.tuner_started = 0.0  # when run() began (the first result's log line counts from it)
         # search.prior: every recorded space it names, read once; each study learns from those of
         # its own kernel (study_plan.prior_of)
         self.recorded = prior_mod.load(exp.search.prior) if exp.search.prior else None
@@ -171,6 +172,11 @@ class Sweep:
         members = decode_batch(trial.config[BATCH_PARAM])
         recs = [record_of(dict(reply, driver_heard=heard), member["candidate_id"], key, member["config"])
                 for member, reply in zip(members, replies_of(result, len(members)))]
+        if not self.plans_seen:  # and how long its trial's report waited for this driver
+            reported = min((r["trial_reported"] for r in recs if "trial_reported" in r), default=None)
+            waited = "" if reported is None else f", its trial's report taken in {heard - reported:.1f} s after it was made"
+            self.log(f"first candidate ended {heard - self.tuner_started:.1f} s after the Tuner started{waited}")
+            self.plans_seen = True
         plan.recorder.journal.extend(recs)  # one sync for the trial's candidates
         for rec in recs:
             plan.records.append(rec)
@@ -194,7 +200,7 @@ class Sweep:
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
-        t0 = time.time()
+        self.tuner_started = time.time()
         plans = {k: p for k, p in self.plans.items()}
         todo = {k: p for k, p in plans.items() if p.remaining > 0}
         caps = {k: p.study.experiment.search.concurrency for k, p in todo.items()}
@@ -223,14 +229,6 @@ class Sweep:
         sweep_ctx = {"sweep_id": self.state.sweep_id, "studies": {k: p.ctx for k, p in todo.items()}}
 
         def on_result(trial, result):
-            if not self.plans_seen:
-                # and how long its trial's report waited for this driver (records: trial_reported)
-                replies = replies_of(result, len(decode_batch(trial.config[BATCH_PARAM])))
-                reported = min((r["trial_reported"] for r in replies if "trial_reported" in r), default=None)
-                waited = f", its trial's report taken in {time.time() - reported:.1f} s after it was made" \
-                    if reported is not None else ""
-                self.log(f"first candidate ended {time.time() - t0:.1f} s after the Tuner started{waited}")
-                self.plans_seen = True
             self.on_result(trial, result)
             self.maybe_finish(search)
         _ON_RESULT[self.state.sweep_id] = on_result

@@ -128,11 +128,6 @@ class Evaluator:
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
 
-    def _stream(self) -> int | None:
-        """The stream the harness calls a candidate on (its launches must go there), or None on
-        the interpreter."""
-        return None if self.interpreter else self.torch.cuda.current_stream().cuda_stream
-
     @contextmanager
     def _lock(self):
         """Exclusive use of this process's device for verification and timing. On the CPU too:
@@ -212,7 +207,7 @@ class Evaluator:
         shape_of = spec.make_output(problem, guarded.inputs)
         alloc = self.handover.alloc
         buf, out = self.handover.guarded(lambda: guarded_output(shape_of, alloc))
-        with self._launch_watch.count_launches(self.interpreter, self._stream(), watch=True) as launches:
+        with self._launch_watch.count_launches(self.interpreter, watch=True) as launches:
             handle = spec.launch(guarded.inputs, out, cfg)
             self._sync()
         return handle, {"kind": "verify", "what": what, "outs": [(buf, None, 0)], "shape_of": shape_of,

@@ -60,7 +60,8 @@ STRAY_LAUNCH = ("launched a Triton kernel on a stream other than the one it was 
 @contextlib.contextmanager
 def count_launches(interpreter: bool, expected_stream: int | None = None, watch: bool = False):
     """Count Triton kernel launches inside the block; `watch`: also the stray ones (another
-    thread's; on a GPU, another stream than `expected_stream`: LaunchCount.stray).
+    thread's than the one entering the block; on a GPU, another stream than `expected_stream`,
+    by default the stream current as the block is entered: LaunchCount.stray).
 
     Compiled Triton: the launch-enter hook (triton >= 3.4: `triton.knobs.runtime.launch_enter_hook`,
     a HookChain with add/remove from 3.5, a plain attribute before; older: the class attribute
@@ -68,6 +69,10 @@ def count_launches(interpreter: bool, expected_stream: int | None = None, watch:
     interpreter runs the kernel's Python body through its own GridExecutor, never a launcher),
     so there the grid executor's __call__ is wrapped for the duration of the block instead.
     """
+    if watch and not interpreter and expected_stream is None:  # the caller's stream, as its thread
+        import torch
+
+        expected_stream = torch.cuda.current_stream().cuda_stream
     counter = LaunchCount(None if interpreter else expected_stream, watch)
     undo = []
     if interpreter:

@@ -174,10 +174,8 @@ class TimedOutputs:
         if self.graph and torch.cuda.is_current_stream_capturing():
             buf, out = self.ring[self._captured % len(self.ring)]
             self._captured += 1
-            if not self.watch:
-                return self.launch(out, 0)
             # a capture is never timed: every captured call's launches are watched
-            with self._watched():
+            with self._watched() if self.watch else contextlib.nullcontext():
                 return self.launch(out, 0)
         buf, out = self.current  # under cudagraph: warm-up and estimate calls only
         self.writer[buf.data_ptr()] = self.which
@@ -187,8 +185,7 @@ class TimedOutputs:
     def _watched(self):
         from kernelevolve.tuner.measure.launch_watch import count_launches
 
-        stream = None if self.interpreter else torch.cuda.current_stream().cuda_stream
-        with count_launches(self.interpreter, stream, watch=True) as seen:
+        with count_launches(self.interpreter, watch=True) as seen:
             yield
         self.stray += seen.stray
         self.watched += 1
