@@ -71,6 +71,24 @@ def test_a_kernel_sent_to_a_stream_of_its_own_is_caught_under_each_clock(clock):
         w.close()
 
 
+@pytest.mark.parametrize("clock", ["do_bench", "clean", "cudagraph"])
+def test_a_gemm_computed_by_cublas_behind_a_token_triton_launch_is_caught_under_each_clock(clock):
+    """tests/attacks/library_call.py: torch.mm into its output and a one-element Triton copy, so
+    that the launch count sees a Triton kernel. On every call: the verified launches name aten.mm;
+    on the timed calls only: the watched ones do (every captured call, a quarter of the eager)."""
+    w = CandidateWorker()  # its own process: the attack's count of its calls starts at zero
+    try:
+        gemm = {"M": 512, "N": 384, "K": 256, "dtype": "bfloat16"}
+        for cheat, where in (("timed", "timed calls"), (True, "")):
+            rec = w.request(dict(request("library_call", cheat, clock), problem=gemm), timeout_s=300)
+            assert rec["status"] == "incorrect", (clock, cheat, rec)
+            assert "computed with the library's kernels through torch (aten.mm)" in rec["error"], rec
+            assert where in rec["error"], rec
+        assert w.request(dict(request("library_call", False, clock), problem=gemm), timeout_s=300)["status"] == "ok"
+    finally:
+        w.close()
+
+
 def test_the_retiming_checks_each_clock(worker):
     for clock in ("do_bench", "clean", "cudagraph"):
         rec = worker.request({"op": "retime", "kernel_ref": f"{HERE}/attacks/first_calls.py:KERNEL",

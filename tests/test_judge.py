@@ -128,6 +128,41 @@ def test_the_launch_hook_counts_launches_sent_to_another_stream_or_from_another_
     assert (unwatched.n, unwatched.stray) == (1, 0)
 
 
+def test_the_watch_names_the_library_operators_a_call_runs_and_nothing_else():
+    """torch.matmul, F.linear, einsum, softmax and layer_norm reach the library's whole-operator
+    kernels (launch_watch.LIBRARY_OPS), whichever function called them; allocation, copies, views,
+    elementwise arithmetic and a cumulative sum (what a launcher prepares with) do not count."""
+    import torch.nn.functional as F
+
+    a, b = torch.randn(8, 4), torch.randn(4, 6)
+    with launch_watch.count_launches(interpreter=True, watch=True) as seen:
+        out = torch.empty(8, 6)
+        torch.cumsum(torch.ones(5), 0)
+        F.pad(a, (0, 4)).contiguous().t().float().mul_(2).add_(1)
+        torch.matmul(a, b, out=out)
+        F.linear(a, b.t())
+        torch.einsum("mk,kn->mn", a, b)
+        torch.softmax(out, dim=-1)
+        F.layer_norm(out, (6,))
+    assert {"aten.mm", "aten.bmm", "aten._softmax", "aten.native_layer_norm"} <= seen.library
+    assert seen.library <= launch_watch.LIBRARY_OPS
+    with launch_watch.count_launches(interpreter=True, watch=True) as prep:
+        F.pad(a, (0, 4)).contiguous().t().float().mul_(2).add_(1)
+        torch.cumsum(torch.ones(5), 0)
+    with launch_watch.count_launches(interpreter=True) as unwatched:  # counted, not judged
+        torch.mm(a, b)
+    assert prep.library == set() and unwatched.library == set()
+    assert torch.mm(a, b).shape == (8, 6)  # the mode is gone after its block
+
+
+def test_a_library_call_fails_a_candidate_unless_the_parent_named_it_the_vendor_config():
+    j = Judge()
+    out = j.judge(_evidence() | {"library_calls": ["aten.mm"]})
+    assert not out["ok"] and "computed with the library's kernels through torch (aten.mm)" in out["reason"]
+    j.vendor = True  # the parent's word (tuner/measure/vendor.py), never the evaluator's
+    assert j.judge(_evidence() | {"library_calls": ["aten.mm"]})["ok"]
+
+
 def test_timed_calls_watch_their_launches_stream_at_random_and_every_captured_one(monkeypatch):
     """The eager timed calls' launches are watched at random (WATCH_SHARE), each watch opened
     ahead of its call and closed at the next (never inside the timed call); under capture every

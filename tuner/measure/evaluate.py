@@ -213,7 +213,7 @@ class Evaluator:
         return handle, {"kind": "verify", "what": what, "outs": [(buf, None, 0)], "shape_of": shape_of,
                         "sets": [(ref, self.handover.key(study, index))], "guarded": [guarded],
                         "reduction": reduction_length(spec, problem), "launches": launches.n,
-                        "stray_launches": launches.stray}
+                        "stray_launches": launches.stray, "library_calls": sorted(launches.library)}
 
     def _run_checked(self, spec, problem, cfg, study, index, what: str = ""):
         """One verified launch, judged alone (its buffers free again once it is)."""
@@ -248,7 +248,7 @@ class Evaluator:
                                     [(ref, self.handover.key(study, index)) for _, ref, index in sets],
                                     [guarded for guarded, _, _ in sets], reduction_length(spec, problem),
                                     row=row, calls=outputs.total_calls(), audit=audit,
-                                    stray_launches=outputs.stray)
+                                    stray_launches=outputs.stray, library_calls=sorted(outputs.library))
 
     def _baseline_ms(self, spec, problem, study, bench):
         if study not in self.baselines:

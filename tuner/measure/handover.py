@@ -183,7 +183,7 @@ class Handover:
         return made
 
     def _message(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
-                 launches=None, row=None, calls=None, stray_launches: int = 0) -> dict:
+                 launches=None, row=None, calls=None, stray_launches: int = 0, library_calls=()) -> dict:
         """One check's evidence. `outs`: (buffer, timed call number or None, input set); `sets`:
         per input set (reference, the judge's key of the cached set); `guarded`: the
         GuardedInputs the calls were given, per set."""
@@ -193,6 +193,8 @@ class Handover:
             "calls": calls, "reduction": reduction, "launches": launches,
             # Triton launches from another thread or to another stream (launch_watch.STRAY_LAUNCH)
             "stray_launches": int(stray_launches or 0),
+            # the library operators its calls ran through torch (launch_watch.LIBRARY_CALL)
+            "library_calls": [str(op) for op in library_calls or ()],
             "sets": [{"ref": None if self.held(key) else ref, "ref_key": key} for ref, key in sets],
             # per guarded input: its bytes, their pristine copy (None: compare with the cached
             # set's tensor the judge holds, named by the set's key and the input's place)
@@ -209,11 +211,13 @@ class Handover:
         return self.link
 
     def submit(self, kind: str, what: str, outs: list, shape_of, sets: list, guarded: list, reduction,
-               launches=None, row=None, calls=None, audit: bool = False, stray_launches: int = 0):
+               launches=None, row=None, calls=None, audit: bool = False, stray_launches: int = 0,
+               library_calls=()):
         """Hand one check's evidence to the judge (`_message`); its outcome as a Check (to stop
         early: the verdict itself is the judge's, which the parent reads). `audit`: the cached
         sets used so far are audited in the same message (one round trip fewer)."""
-        msg = self._message(kind, what, outs, shape_of, sets, guarded, reduction, launches, row, calls, stray_launches)
+        msg = self._message(kind, what, outs, shape_of, sets, guarded, reduction, launches, row, calls,
+                            stray_launches, library_calls)
         link = self._link()
         if audit:
             msg["audit"] = self._audit_sets()

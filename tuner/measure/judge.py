@@ -26,11 +26,11 @@ What the judge holds against a candidate that takes over its evaluation process:
     as they were whatever the evaluation process does.
 Each message's checks are prepared on the device and read back in one transfer
 (tuner/measure/readback.py): the judge's host time is most of what verification costs.
-The one check that can be waived: NO_LAUNCH, for the candidate the parent names in its `begin`
-message as a built-in kernel's declared vendor config (torch.mm / torch.addmm, timed beside the
-Triton candidates so that nothing slower than the vendor library is dispatched). The parent decides
-that from its own request (tuner/measure/vendor.py); nothing the evaluator sends can set it, and
-every other check stays on for that candidate.
+The checks that can be waived: NO_LAUNCH and LIBRARY_CALL, for the candidate the parent names in
+its `begin` message as a built-in kernel's declared vendor config (torch.mm / torch.addmm, timed
+beside the Triton candidates so that nothing slower than the vendor library is dispatched). The
+parent decides that from its own request (tuner/measure/vendor.py); nothing the evaluator sends can
+set it, and every other check stays on for that candidate.
 What it cannot hold: a candidate that forges well-formed evidence for itself (hands over outputs
 it did not compute with its kernel) from inside its own process. docs/reliability.md says so.
 
@@ -46,7 +46,7 @@ import torch
 from kernelevolve.tuner.measure.fingerprints import Fingerprints
 from kernelevolve.tuner.measure.readback import Pending, read_parts, split
 from kernelevolve.tuner.measure.guards import as_bytes, input_damage, inputs_changed, restore, words_of
-from kernelevolve.tuner.measure.launch_watch import NO_LAUNCH, STRAY_LAUNCH
+from kernelevolve.tuner.measure.launch_watch import LIBRARY_CALL, NO_LAUNCH, STRAY_LAUNCH
 from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, differs, guard_zone_tensor
 from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 
@@ -334,6 +334,9 @@ class Judge:
             return self._fail(_at(what, NO_LAUNCH), rel, worst)
         if int(ev.get("stray_launches") or 0):
             return self._fail(_at(what, STRAY_LAUNCH), rel, worst)
+        if ev.get("library_calls") and not self.vendor:
+            ops = ", ".join(str(op) for op in ev["library_calls"])
+            return self._fail(_at(what, LIBRARY_CALL.format(ops=ops)), rel, worst)
         for i, (buf_now, buf_before, lo, hi) in enumerate(inputs):
             if not inputs_changed_[i]:  # bit for bit as before the launch, canary bands included
                 continue

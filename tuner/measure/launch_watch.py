@@ -1,12 +1,16 @@
-"""Triton launches during a call: counted, and the stray ones told apart.
+"""What a candidate's call ran: its Triton launches counted, the stray ones told apart, and the
+library kernels it called through torch named.
 
 The evaluator (tuner/measure/evaluate.py) counts the Triton launches of each verified call (a
 candidate that computes its output with torch and launches no Triton kernel would be timed as if it
 were the candidate: NO_LAUNCH), and watches for stray launches there, in every captured call and in
 a random share of the timed calls (tuner/measure/timed_outputs.py): a launch from another thread
 than the caller's, or on a GPU to another stream than the one it was called on (STRAY_LAUNCH),
-whose work the clocks' events do not cover. The judge (tuner/measure/judge.py) turns both counts
-into verdicts. See docs/reliability.md.
+whose work the clocks' events do not cover. In the same calls it names the torch operators of the
+library's whole-operator kernels the candidate ran (LIBRARY_OPS: a candidate that launches some
+Triton kernel and computes its result with cuBLAS would pass as a Triton kernel as fast as
+cuBLAS: LIBRARY_CALL). The judge (tuner/measure/judge.py) turns the counts into verdicts. See
+docs/reliability.md.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ class LaunchCount:
         self.expected, self.watch = expected, watch
         self.thread = threading.get_ident()
         self.stray = 0
+        self.library: set = set()  # LIBRARY_OPS the block ran (`watch` only: LibraryCalls)
 
     def __call__(self, *args, **kwargs):
         self.n += 1
@@ -134,10 +139,57 @@ def count_launches(interpreter: bool, expected_stream: int | None = None, watch:
             counter.route = "CompiledKernel.launch_enter_hook"
             undo.append(lambda: setattr(CompiledKernel, "launch_enter_hook", previous))
     try:
-        yield counter
+        if watch:
+            with library_calls(counter):
+                yield counter
+        else:
+            yield counter
     finally:
         for u in reversed(undo):
             u()
 
 
 NO_LAUNCH = "launched no Triton kernel (the candidate must compute its output with Triton)"
+
+
+# The torch operators (aten overload packets, by name) that run a library's whole-operator kernel:
+# the GEMMs, convolutions and attentions whose FLOPs torch's own counter knows
+# (torch.utils.flop_counter), cuBLASLt's GEMM with its epilogue, and the library kernels of the
+# memory-bound families tuned here (softmax, norms, embedding bags). Why these and no more: a
+# candidate that launches some Triton kernel and computes its result with one of them would be
+# recorded, dispatched and reported as a Triton kernel as fast as the library (the vendor path is
+# a candidate of its own, named so, kernels/gemm_vendor.py). Elementwise and data-movement
+# operators stay allowed: a launcher may allocate, pad, cast, copy or sum offsets with torch, and
+# pays for it inside its timed call.
+LIBRARY_OPS = frozenset((
+    "aten.mm", "aten.addmm", "aten._addmm_activation", "aten.bmm", "aten.baddbmm", "aten.addbmm",
+    "aten.mv", "aten.addmv", "aten.dot", "aten.vdot", "aten._int_mm", "aten._scaled_mm",
+    "aten._scaled_grouped_mm", "aten._grouped_mm",
+    "aten.convolution", "aten._convolution", "aten.convolution_overrideable", "aten.cudnn_convolution",
+    "aten.cudnn_convolution_transpose", "aten._slow_conv2d_forward",
+    "aten._scaled_dot_product_flash_attention", "aten._scaled_dot_product_efficient_attention",
+    "aten._scaled_dot_product_cudnn_attention", "aten._flash_attention_forward",
+    "aten._efficient_attention_forward",
+    "aten._softmax", "aten._log_softmax", "aten.native_layer_norm", "aten._fused_rms_norm",
+    "aten.native_group_norm", "aten.native_batch_norm", "aten._native_batch_norm_legit",
+    "aten.embedding", "aten._embedding_bag", "aten._embedding_bag_forward_only",
+))
+
+LIBRARY_CALL = ("computed with the library's kernels through torch ({ops}): a Triton candidate may "
+                "allocate, copy and view tensors with torch, not compute its result with them")
+
+
+def library_calls(counter: LaunchCount):
+    """A torch dispatch mode that adds to `counter.library` every LIBRARY_OPS operator run inside
+    it. Why a dispatch mode: it sees each aten operator as it runs, whichever torch function or
+    composite (torch.matmul, F.linear, einsum) called it, on any device and under capture."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LibraryCalls(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = str(getattr(func, "overloadpacket", func))
+            if name in LIBRARY_OPS:
+                counter.library.add(name)
+            return func(*args, **(kwargs or {}))
+
+    return LibraryCalls()

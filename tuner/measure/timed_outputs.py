@@ -139,6 +139,7 @@ class TimedOutputs:
         # stray launches: from another thread, or on a GPU to another stream (_watched)
         self.watch, self.interpreter = watch, interpreter
         self.stray = 0  # stray launches seen (launch_watch.STRAY_LAUNCH)
+        self.library: set = set()  # library operators the watched calls ran (launch_watch.LIBRARY_CALL)
         self.watched = 0  # timed calls whose launches were watched
         self._watching = None  # the open watch of the timed call being made
         self.m = samples or sample_count(shape_of)
@@ -188,6 +189,7 @@ class TimedOutputs:
         with count_launches(self.interpreter, watch=True) as seen:
             yield
         self.stray += seen.stray
+        self.library |= seen.library
         self.watched += 1
 
     def _before(self):
