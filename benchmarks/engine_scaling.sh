@@ -6,7 +6,8 @@
 #   bash benchmarks/engine_scaling.sh OUT [suite ...]      (default: suite-h100 suite-h100-large)
 #   GPU_COUNTS="4 1" bash benchmarks/engine_scaling.sh ...  (which GPU counts; default 4 2 1)
 # Writes OUT/scaling.tgz: per run <suite>_g<n>.json, .log.gz, .runs.jsonl.gz (every record of
-# the run's MLflow store, benchmarks/export_runs.py) and .timeline.json (where its time went:
+# the run's MLflow store, benchmarks/export_runs.py), .stacks.jsonl.gz (the driver's stack every
+# 20 ms, benchmarks/stack_sampler.py) and .timeline.json (where its time went:
 # benchmarks/sweep_timeline.py); small enough to come back from a device call, where an archive
 # of the six stores themselves (24 MB) did not.
 set -u
@@ -25,7 +26,8 @@ for suite in $suites; do
     [ "$n" -le "$gpus" ] || continue
     name=${suite}_g$n
     timeout 300 python3 "$here/benchmarks/engine_suite.py" --out "$out/$name.json" --gpus "$n" \
-      --cpus $((16 * n)) "$here/experiments/$suite.yaml" > "$out/$name.log" 2>&1
+      --cpus $((16 * n)) --stack-samples "$out/$name.stacks.jsonl" "$here/experiments/$suite.yaml" > "$out/$name.log" 2>&1
+    gzip -f "$out/$name.stacks.jsonl"  # the driver's stack every 20 ms (benchmarks/stack_sampler.py)
     python3 - "$out/$name.json" <<'PY' || echo "$name: failed (see its log)"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -40,5 +42,5 @@ PY
   done
 done
 # one file back from a device call (its limit is on the number of files)
-tar czf "$out/scaling.tgz" -C "$out" $(cd "$out" && ls -- *.json *.log.gz *.runs.jsonl.gz 2>/dev/null) \
-  && (cd "$out" && rm -f -- *.json *.log.gz *.runs.jsonl.gz)
+tar czf "$out/scaling.tgz" -C "$out" $(cd "$out" && ls -- *.json *.log.gz *.jsonl.gz 2>/dev/null) \
+  && (cd "$out" && rm -f -- *.json *.log.gz *.jsonl.gz)

@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--one-at-a-time", action="store_true")
     ap.add_argument("--profile", help="write the driver's cProfile (top functions) to this file")
+    ap.add_argument("--stack-samples", help="sample the driver's stack every 20 ms into this JSON-lines file "
+                                            "(benchmarks/stack_sampler.py)")
     ap.add_argument("--warm-cache", action="store_true",
                     help="keep the machine's Triton cache (default: a fresh one, as a first sweep has)")
     ap.add_argument("--gpus", type=int, help="use only the first N GPUs of this node")
@@ -90,6 +92,12 @@ def main() -> None:
     with open("exp.yaml", "w", encoding="utf-8") as fh:
         yaml.safe_dump(data, fh, sort_keys=False)
     exp = config.load("exp.yaml")
+    sampler = None
+    if args.stack_samples:
+        from benchmarks.stack_sampler import StackSampler
+
+        sampler = StackSampler(args.stack_samples, T0)
+        sampler.start()
     if args.profile:
         import cProfile
         import pstats
@@ -102,6 +110,8 @@ def main() -> None:
     else:
         # --cpus: the Ray the sweep starts gets only this many cores
         summaries = sweep.run(exp, log=log, num_cpus=args.cpus)
+    if sampler is not None:
+        sampler.stop()
     tracker = Tracker(exp.tracking.uri, exp.name)
     last = 0.0  # the last MLflow record: the end of the measured span
     for run in tracker.client.search_runs([tracker.experiment_id], max_results=50000):
