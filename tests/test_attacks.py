@@ -11,8 +11,6 @@ from kernelevolve.tuner.execution.worker import CandidateWorker
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
 
-GEMM = {"M": 48, "N": 40, "K": 32, "dtype": "float32"}
-
 # attack file -> (problem, words the cheating config's error must contain)
 CAUGHT = {
     "first_calls": ({}, "timed calls: timed call"),
@@ -28,7 +26,7 @@ CAUGHT = {
     "poison_reference": ({}, "cached reference of input set"),
     "patch_timer": ({}, "triton.testing.do_bench, torch.cuda.Event.elapsed_time, time.perf_counter"),
     "deferred_launch": ({}, "timed calls: launched a Triton kernel on a stream other than the one it was called on, or from another thread"),
-    "library_call": (GEMM, "computed with the library's kernels through torch (aten.mm)"),
+    "library_call": ({}, "computed with the library's kernels through torch (aten.mm)"),
 }
 
 
@@ -109,6 +107,6 @@ def test_a_library_call_made_only_when_timed_is_caught_in_the_timed_calls(worker
     """library_call's "timed" form is a Triton GEMM for its three verified calls and torch.mm with a
     token Triton launch after them: the watched timed calls (every one on the interpreter) name
     the library operator, and the vendor exemption is not its to claim."""
-    rec = worker.request(request("library_call", "timed", GEMM), timeout_s=120)
+    rec = worker.request(request("library_call", "timed"), timeout_s=120)
     assert rec["status"] == "incorrect", rec
     assert rec["error"].startswith("timed calls") and "aten.mm" in rec["error"], rec["error"]

@@ -18,6 +18,15 @@ from kernelevolve.kernels import matmul  # noqa: E402
 from kernelevolve.tuner.experiment.registry import Tunable  # noqa: E402
 from kernelevolve.tuner.search.space import Choice, Const, Space  # noqa: E402
 
+class SmallGemm(matmul.MatmulProblem):
+    """A GEMM small enough for the interpreter, by default (every attack runs with problem {})."""
+
+    M: int = 48
+    N: int = 40
+    K: int = 32
+    dtype: str = "float32"
+
+
 HONEST = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1,
           "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "num_warps": 4, "num_stages": 1}
 _calls = [0]
@@ -35,6 +44,6 @@ def launch(inputs, out, cfg):
 
 
 SPEC = dataclasses.replace(matmul.SPEC, name="library_call", description="attack: library_call",
-                           launch=launch, vendor_configs=None)
+                           problem=SmallGemm, launch=launch, vendor_configs=None)
 KERNEL = Tunable(SPEC, lambda problem, hw: Space((Choice("cheat", (False, True, "timed")),
                                                   Const("BLOCK", 128))))
