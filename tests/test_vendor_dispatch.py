@@ -128,6 +128,35 @@ def test_a_plugin_cannot_claim_the_exemption(worker, obj):
     assert rec["status"] == "ok", rec
 
 
+def test_a_retiming_judges_the_vendor_row_as_vendor_and_the_triton_rows_as_triton(worker):
+    """The end-of-study re-timing holds the finalists and the vendor paths beside them: the parent
+    names the vendor rows in its `begin`, so that the vendor's library call (aten.mm, which the
+    watched timed calls name) is exempt there and nowhere else."""
+    problem = {"M": 48, "N": 40, "K": 32, "dtype": "float32"}
+    triton_cfg = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1,
+                  "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "num_warps": 4, "num_stages": 1}
+    rec = worker.request({"op": "retime", "kernel_ref": "kernelevolve.search_spaces.matmul:TUNABLE",
+                          "problem": problem, "hardware": "cpu-interpreter", "rounds": 1, "bench": {},
+                          "configs": [triton_cfg, dict(VENDOR_CONFIG)]}, timeout_s=300)
+    assert [r["status"] for r in rec["rows"]] == ["ok", "ok"], rec
+    # a plug-in's GEMM that calls torch.mm in its timed calls is not a vendor row, whatever its config
+    rec = worker.request({"op": "retime", "kernel_ref": f"{HERE}/attacks/library_call.py:KERNEL",
+                          "problem": {}, "hardware": "cpu-interpreter", "rounds": 1, "bench": {},
+                          "configs": [{"cheat": False, "BLOCK": 128}, {"cheat": True, "BLOCK": 128}]},
+                         timeout_s=300)
+    honest, cheat = rec["rows"]
+    assert honest["status"] == "ok" and cheat["status"] == "incorrect", rec
+    assert "aten.mm" in cheat["error"], cheat
+
+
+def test_the_judge_exempts_only_the_rows_the_parent_named():
+    j = Judge()
+    j.vendor_rows = {1}
+    calls = {"library_calls": ["aten.mm"]}
+    assert j.judge({**_evidence(2.0, 1), **calls, "row": 1})["ok"]
+    assert "aten.mm" in j.judge({**_evidence(2.0, 1), **calls, "row": 0})["reason"]
+
+
 def _evidence(out_value, launches):
     from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, guarded_output
 

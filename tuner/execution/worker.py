@@ -228,14 +228,17 @@ class CandidateWorker:
         from kernelevolve.tuner.measure.vendor import is_declared_vendor  # (here: the judge
         # imports this module for its framing and must import no kernel module)
 
-        vendor = payload.get("op") in ("evaluate", "retime", "profile") and is_declared_vendor(
-            payload.get("kernel_ref", ""), payload.get("config"), payload.get("problem") or {})
-        reply = self._request(payload, timeout_s, vendor)
+        op, ref, problem = payload.get("op"), payload.get("kernel_ref", ""), payload.get("problem") or {}
+        vendor = op in ("evaluate", "retime", "profile") and is_declared_vendor(ref, payload.get("config"), problem)
+        # a re-timing's rows: which of its configs are (its finalists and the vendor paths beside them)
+        rows = [i for i, c in enumerate(payload.get("configs") or []) if is_declared_vendor(ref, c, problem)] \
+            if op == "retime" else []
+        reply = self._request(payload, timeout_s, vendor, rows)
         if payload.get("op") == "evaluate":
             reply["impl"] = "vendor" if vendor else "triton"
         return reply
 
-    def _request(self, payload: dict, timeout_s: float, vendor: bool) -> dict:
+    def _request(self, payload: dict, timeout_s: float, vendor: bool, vendor_rows: list) -> dict:
         t0 = time.monotonic()
         try:
             judged = payload.get("op") in ("evaluate", "retime")
@@ -256,7 +259,7 @@ class CandidateWorker:
                         self._start_judge()
             begun = time.monotonic()
             if checked:
-                self._ask_judge({"op": "begin", "vendor": vendor}, timeout_s=60)
+                self._ask_judge({"op": "begin", "vendor": vendor, "vendor_rows": vendor_rows}, timeout_s=60)
             begun = time.monotonic() - begun
             send(self.proc.stdin, payload)
             deadline = time.monotonic() + timeout_s

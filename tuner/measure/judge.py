@@ -111,6 +111,7 @@ class Judge:
         self.tampered = ""
         self.audited = False  # the evaluator audited its cached sets after this request
         self.vendor = False  # the parent's word: this request is a built-in's vendor config
+        self.vendor_rows: set = set()  # ... or, of a re-timing, these rows are
         self.arenas: dict = {}  # generation -> the evaluator's arena (tuner/measure/arena.py), held
 
     def register(self, msg: dict) -> dict:
@@ -330,11 +331,12 @@ class Judge:
         # (a reference computed from them would agree) or their canary bands written
         SECTIONS.mark("outputs")
         launches = ev.get("launches")
-        if launches is not None and int(launches) == 0 and not self.vendor:
+        vendor = self.vendor or ev.get("row") in self.vendor_rows
+        if launches is not None and int(launches) == 0 and not vendor:
             return self._fail(_at(what, NO_LAUNCH), rel, worst)
         if int(ev.get("stray_launches") or 0):
             return self._fail(_at(what, STRAY_LAUNCH), rel, worst)
-        if ev.get("library_calls") and not self.vendor:
+        if ev.get("library_calls") and not vendor:
             ops = ", ".join(str(op) for op in ev["library_calls"])
             return self._fail(_at(what, LIBRARY_CALL.format(ops=ops)), rel, worst)
         for i, (buf_now, buf_before, lo, hi) in enumerate(inputs):

@@ -81,6 +81,7 @@ def serve() -> None:
             if op == "begin":
                 judge.items, judge.tampered, judge.audited = [], "", False
                 judge.vendor = req.get("vendor") is True  # only the parent writes this channel
+                judge.vendor_rows = {int(r) for r in req.get("vendor_rows") or ()}
                 send(proto_out, {"ok": True})
             elif op == "verdict":
                 try:
