@@ -217,6 +217,20 @@ def test_seal_notices_a_replaced_check_function(monkeypatch):
     assert "kernelevolve.tuner.measure.verify.check" in sealed.broken()
 
 
+def test_seal_notices_a_disarmed_library_watch(monkeypatch):
+    """The evaluator seals the library watch's mode (launch_watch.library_mode) as it seals its own
+    methods: a kernel that makes it record nothing is a replaced harness."""
+    from kernelevolve.tuner.measure import launch_watch
+
+    mode = launch_watch.library_mode()
+    assert mode is launch_watch.library_mode()  # one class, made once
+    sealed = seal.HarnessSeal(owners={mode: ("__torch_dispatch__",)})
+    assert sealed.broken() == ""
+    monkeypatch.setattr(mode, "__torch_dispatch__", lambda self, func, types, args=(), kwargs=None:
+                        func(*args, **(kwargs or {})))
+    assert "LibraryCalls.__torch_dispatch__" in sealed.broken()
+
+
 def test_seal_notices_a_replaced_timer(monkeypatch):
     import time
 

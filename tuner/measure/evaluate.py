@@ -92,6 +92,7 @@ class Evaluator:
         # looked up through the modules the seal holds, at each call
         self._guards, self._launch_watch = guards, launch_watch
         self._seal = HarnessSeal(owners={
+            launch_watch.library_mode(): ("__torch_dispatch__",),
             Evaluator: ("_launch_guarded", "_run_checked", "_check_timed", "_timed_outputs", "_time", "_set", "evaluate",
                         "retime", "handle"),
             Handover: ("note", "register", "submit", "submit_all", "audit", "held", "forget", "guarded", "inputs_for", "_stand"),
