@@ -19,6 +19,9 @@ tuner/records/schema.py) from a benchmark's MLflow export (benchmarks/export_run
               the lane's queue and request (medians)
   driver lag  a trial's report (`trial_reported`) to the driver taking it in (`driver_heard`):
               Ray Tune's delivery and the driver's loop, over all trials and for the first
+  answers     the lane's end of a candidate (`lane_ended`) to its trial having the reply
+              (`lane_answered`), and a trial's last reply to its report, for the first wave
+              and for the trials after it
 
     python benchmarks/sweep_timeline.py OUT/suite-h100-large_g4.runs.jsonl.gz [...] [--json OUT.json]
 """
@@ -113,6 +116,20 @@ def timeline(rows: list[dict]) -> dict:
     reported = sorted((r["metrics"]["trial_reported"], r["metrics"]["driver_heard"]) for r in runs
                       if "trial_reported" in r["metrics"] and "driver_heard" in r["metrics"])
     lag = stats([h - t for t, h in reported])
+    # where a trial's candidates were once the lane had finished them: Ray's return of each reply
+    # (lane_ended -> lane_answered) and the trial's wait from its last reply to its report
+    answered = [r for r in runs if "lane_answered" in r["metrics"] and "lane_ended" in r["metrics"]]
+    by_trial: dict = defaultdict(list)
+    for r in answered:
+        by_trial[(r["tags"].get("study"), r["metrics"]["trial_reported"])].append(r["metrics"])
+    waits = {True: [], False: []}  # first wave or not: the trial's report after its last reply
+    for (_, reported_at), ms in by_trial.items():
+        first = min(m["trial_started"] for m in ms) < ends[0]
+        waits[first].append(reported_at - max(m["lane_answered"] for m in ms))
+    answer = {"return_s": stats([r["metrics"]["lane_answered"] - r["metrics"]["lane_ended"] for r in answered]),
+              "first_wave_return_s": stats([r["metrics"]["lane_answered"] - r["metrics"]["lane_ended"]
+                                            for r in answered if r in first_wave]),
+              "first_wave_report_wait_s": stats(waits[True]), "report_wait_s": stats(waits[False])}
     lane_busy: dict[str, float] = defaultdict(float)
     for r in in_window:  # GPU targets only: an interpreter's candidate has no lane
         if "lane_s" in r["metrics"]:
@@ -136,6 +153,7 @@ def timeline(rows: list[dict]) -> dict:
         "first_wave": {"candidates": len(first_wave), **wave},
         "driver_lag_s": lag,
         "first_report_lag_s": reported[0][1] - reported[0][0] if reported else None,
+        "answers": answer,
     }
 
 
@@ -155,7 +173,18 @@ def describe(name: str, t: dict) -> str:
             f"{s('refill_gap_s', '{:.3f}')} s; lanes busy: {lanes or '-'}; first wave "
             f"({wave['candidates']} candidates, medians in s): {parts or '-'}; the driver took in a trial's "
             f"report after {s('driver_lag_s', '{:.3f}')} s"
-            + (f", the first one after {t['first_report_lag_s']:.2f} s" if t["first_report_lag_s"] is not None else ""))
+            + (f", the first one after {t['first_report_lag_s']:.2f} s" if t["first_report_lag_s"] is not None else "")
+            + answers(t.get("answers") or {}))
+
+
+def answers(a: dict) -> str:
+    """The lanes' replies on their way back, where the records carry them (lane_answered)."""
+    if not a.get("return_s"):
+        return ""
+    m = {k: (v["median"] if v else float("nan")) for k, v in a.items()}
+    return (f"; a lane's reply reached its trial after {m['return_s']:.3f} s (first wave "
+            f"{m['first_wave_return_s']:.3f} s), a trial reported {m['report_wait_s']:.3f} s after its "
+            f"last reply (first wave {m['first_wave_report_wait_s']:.3f} s)")
 
 
 def main(argv=None) -> int:

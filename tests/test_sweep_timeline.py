@@ -66,6 +66,28 @@ def test_the_driver_lag_from_the_reports_to_their_hearing():
     assert "the first one after 3.00 s" in sweep_timeline.describe("x", t)
 
 
+def test_the_lanes_replies_on_their_way_back_first_wave_apart():
+    """Each reply reaches its trial 0.01 s after the lane ended it, 2 s for the first wave's; a
+    trial reports at once after its last reply, the first wave's 0.5 s later."""
+    rows = _sweep()
+    for r in rows:
+        m = r["metrics"]
+        if "trial_started" in m:
+            first = m["trial_started"] == 100.0
+            m["lane_ended"] = m["timed_to"]
+            m["lane_answered"] = m["lane_ended"] + (2.0 if first else 0.01)
+            m["trial_reported"] = m["trial_started"] + 1.0 + (2.5 if first else 0.01)
+            m["driver_heard"] = m["trial_reported"]
+    t = sweep_timeline.timeline(rows)
+    a = t["answers"]
+    assert a["first_wave_return_s"]["median"] == pytest.approx(2.0)
+    assert a["return_s"]["median"] == pytest.approx(0.01)
+    assert a["first_wave_report_wait_s"]["median"] == pytest.approx(0.5)
+    assert a["report_wait_s"]["median"] == pytest.approx(0.0, abs=1e-6)
+    assert "reached its trial after 0.010 s (first wave 2.000 s)" in sweep_timeline.describe("x", t)
+    assert "reached its trial" not in sweep_timeline.describe("x", sweep_timeline.timeline(_sweep()))
+
+
 def test_the_command_reads_an_export_and_says_when_it_holds_no_candidates(tmp_path, capsys):
     path = tmp_path / "sweep.runs.jsonl.gz"
     with gzip.open(path, "wt") as fh:

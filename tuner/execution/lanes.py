@@ -120,7 +120,7 @@ class Lane:
                 ended = time.time()
                 self.busy_s[op] = self.busy_s.get(op, 0.0) + ended - started
                 self.span = [min(self.span[0], started), ended] if self.span else [started, ended]
-        return dict(reply, lane_started=started, lane_s=ended - started)
+        return dict(reply, lane_started=started, lane_s=ended - started, lane_ended=ended)
 
     def request(self, payload: dict, timeout_s: float, turn: int | None = None) -> dict:
         """`payload` run on the lane's evaluator when its turn comes (`turn`: its op's, TURN_OF_OP,

@@ -132,6 +132,7 @@ def finish(pending: _Pending) -> dict:
     try:
         try:
             reply = send()
+            reply["lane_answered"] = time.time()  # the lane's reply in this trial's hands
         except ray.exceptions.RayActorError:
             # The lane's actor died with this candidate in its queue. A candidate that crashes
             # kills the lane's evaluator process (a worker_died reply, retried above), never the

@@ -73,6 +73,9 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "trial_reported": ("metric", "unix time the trial reported its candidates' results to Ray Tune"),
     "driver_heard": ("metric", "unix time the sweep's driver took in that report (driver_heard - "
                                "trial_reported: Tune's delivery and the driver's own delay)"),
+    "lane_ended": ("metric", "unix time the GPU lane finished the candidate's request"),
+    "lane_answered": ("metric", "unix time the trial had the lane's reply (lane_answered - lane_ended: Ray's "
+                                "return of it)"),
     "timed_from": ("metric", "unix time the timed section began"),
     "timed_to": ("metric", "unix time the timed section ended"),
     # verification's own cost and coverage (tuner/measure/judge.py, timed_outputs.py)
