@@ -7,7 +7,7 @@
 #   GPU_COUNTS="4 1" bash benchmarks/engine_scaling.sh ...  (which GPU counts; default 4 2 1)
 # Writes OUT/scaling.tgz: per run <suite>_g<n>.json, .log.gz, .runs.jsonl.gz (every record of
 # the run's MLflow store, benchmarks/export_runs.py), .stacks.jsonl.gz (the driver's stack every
-# 20 ms, benchmarks/stack_sampler.py) and .timeline.json (where its time went:
+# 20 ms, and the trial actors' threads over their start: tuner/execution/stacks.py) and .timeline.json (where its time went:
 # benchmarks/sweep_timeline.py); small enough to come back from a device call, where an archive
 # of the six stores themselves (24 MB) did not.
 set -u
@@ -27,7 +27,9 @@ for suite in $suites; do
     name=${suite}_g$n
     timeout 300 python3 "$here/benchmarks/engine_suite.py" --out "$out/$name.json" --gpus "$n" \
       --cpus $((16 * n)) --stack-samples "$out/$name.stacks.jsonl" "$here/experiments/$suite.yaml" > "$out/$name.log" 2>&1
-    gzip -f "$out/$name.stacks.jsonl"  # the driver's stack every 20 ms (benchmarks/stack_sampler.py)
+    # the driver's stack every 20 ms, and each trial actor's threads over its start, in
+    # $name.stacks.jsonl.actors/ (tuner/execution/stacks.py)
+    gzip -f "$out/$name.stacks.jsonl"
     python3 - "$out/$name.json" <<'PY' || echo "$name: failed (see its log)"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -42,5 +44,5 @@ PY
   done
 done
 # one file back from a device call (its limit is on the number of files)
-tar czf "$out/scaling.tgz" -C "$out" $(cd "$out" && ls -- *.json *.log.gz *.jsonl.gz 2>/dev/null) \
-  && (cd "$out" && rm -f -- *.json *.log.gz *.jsonl.gz)
+tar czf "$out/scaling.tgz" -C "$out" $(cd "$out" && ls -d -- *.json *.log.gz *.jsonl.gz *.actors 2>/dev/null) \
+  && (cd "$out" && rm -rf -- *.json *.log.gz *.jsonl.gz *.actors)

@@ -42,13 +42,19 @@ def main() -> None:
     ap.add_argument("--one-at-a-time", action="store_true")
     ap.add_argument("--profile", help="write the driver's cProfile (top functions) to this file")
     ap.add_argument("--stack-samples", help="sample the driver's stack every 20 ms into this JSON-lines file "
-                                            "(benchmarks/stack_sampler.py)")
+                                            "(tuner/execution/stacks.py); the trial actors sample theirs into "
+                                            "FILE's folder")
     ap.add_argument("--warm-cache", action="store_true",
                     help="keep the machine's Triton cache (default: a fresh one, as a first sweep has)")
     ap.add_argument("--gpus", type=int, help="use only the first N GPUs of this node")
     ap.add_argument("--cpus", type=int, help="and only this many of its logical CPUs: Ray's num_cpus, and "
                                              "the run pinned to that many in whole cores (benchmarks/cpu_share.py)")
     args = ap.parse_args()
+    if args.stack_samples:  # before Ray starts: its workers (the trial actors) inherit it
+        from kernelevolve.tuner.execution.stacks import STACK_SAMPLES_ENV, STACK_T0_ENV
+
+        os.environ[STACK_SAMPLES_ENV] = args.stack_samples + ".actors"
+        os.environ[STACK_T0_ENV] = repr(T0)
     if args.cpus:  # before any process starts: Ray's, the fork server's and their children inherit it
         from benchmarks.cpu_share import pin
 
@@ -94,7 +100,7 @@ def main() -> None:
     exp = config.load("exp.yaml")
     sampler = None
     if args.stack_samples:
-        from benchmarks.stack_sampler import StackSampler
+        from kernelevolve.tuner.execution.stacks import StackSampler
 
         sampler = StackSampler(args.stack_samples, T0)
         sampler.start()

@@ -22,6 +22,7 @@ import ray
 from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
+from kernelevolve.tuner.execution.stacks import sample_actor_start
 from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
 from kernelevolve.tuner.search.protocol import (BATCH_PARAM, BATCH_RESULT, OBJECTIVE, PENALTY, STUDY_PARAM,
                                                 decode_batch, encode_batch, objective_of)
@@ -31,6 +32,7 @@ _WORKERS: dict[str, CandidateWorker] = {}
 SLOT_START = {"worker_start_s": "slot_start_s", "worker_fork_wait_s": "slot_fork_wait_s",
               "worker_child_start_s": "slot_child_start_s"}
 ACTOR_STARTED = time.time()  # when this trial actor imported the engine (records: actor_started)
+_SAMPLED: list = []  # this actor's stack sampler, where asked for (tuner/execution/stacks.py)
 
 
 class StudyResources:
@@ -154,6 +156,8 @@ def run_candidates(config: dict, sweep: dict) -> None:
     report one flat result carrying each one's reply. The trial holds one candidate's resources per
     candidate (StudyResources): each candidate compiles at once in its own evaluation process, and
     is handed to the GPU's lane as soon as it is compiled."""
+    if not _SAMPLED:  # a trial actor's first trial (the driver imports this module too)
+        _SAMPLED.append(sample_actor_start("trial", ACTOR_STARTED))
     ctx = sweep["studies"][config[STUDY_PARAM]]
     node_id = ray.get_runtime_context().get_node_id()  # which node measured it
     # which of the node's GPUs Ray gave this trial (its lane); "" without GPUs
