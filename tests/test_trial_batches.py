@@ -196,3 +196,33 @@ def test_a_trial_actor_imports_neither_torch_nor_triton():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_a_lanes_reply_reads_without_torch():
+    """What a trial actor gets back from its GPU's lane is read (unpickled) in the trial's process:
+    a torch object in it (torch.__version__ is a TorchVersion, not a str) made every new trial
+    actor import torch on its first reply, 3-4 s that each first-wave trial of a sweep waited on
+    an H200 node. A real evaluator's reply, unpickled in a fresh process, imports neither."""
+    import pickle
+    import subprocess
+    import sys
+
+    from kernelevolve.tuner.execution.worker import CandidateWorker
+
+    w = CandidateWorker(env={"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""})
+    try:
+        reply = w.request({"op": "evaluate", "kernel_ref": "kernelevolve.search_spaces.matmul:TUNABLE",
+                           "problem": {"M": 32, "N": 32, "K": 32, "dtype": "float32"},
+                           "hardware": "cpu-interpreter", "seed": 1,
+                           "config": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 1,
+                                      "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "num_warps": 4,
+                                      "num_stages": 1}}, 300)
+    finally:
+        w.close()
+    assert reply["status"] == "ok" and reply["torch"], reply
+    code = ("import pickle, sys\n"
+            "reply = pickle.loads(sys.stdin.buffer.read())\n"
+            "print(sorted(m for m in ('torch', 'triton', 'numpy') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(reply), capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.decode().strip() == "[]"

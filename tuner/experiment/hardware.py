@@ -111,7 +111,10 @@ def detect_device() -> dict:
     import torch
     import triton
 
-    info = {"node": platform.node(), "torch": torch.__version__, "triton": triton.__version__}
+    # plain str: torch's TorchVersion pickles as a reference to torch, so every process that read a
+    # reply carrying it imported torch first (a trial actor's first lane reply waited 3-4 s for it
+    # on an H200 node, which every first-wave trial of a sweep paid)
+    info = {"node": platform.node(), "torch": str(torch.__version__), "triton": str(triton.__version__)}
     if torch.cuda.is_available():
         idx = torch.cuda.current_device()
         props = torch.cuda.get_device_properties(idx)
