@@ -34,11 +34,33 @@ GPU_SHARE = 0.0625
 
 
 def gpu_kind() -> tuple[str, int]:
-    """(hardware profile of this machine's GPU: h100 or h200, number of GPUs)."""
-    import torch
+    """(hardware profile of this machine's GPU: h100 or h200, number of GPUs it may use).
 
-    name = torch.cuda.get_device_name(0)
-    return ("h200" if "H200" in name else "h100"), torch.cuda.device_count()
+    Read from nvidia-smi, not torch: a sweep's driver never touches the GPU (its lanes and
+    trials do), and asking torch for the name would make a CUDA context in the benchmark's
+    driver, ~1-3 s of its end-to-end time and GPU memory no `kernelevolve run` spends."""
+    import subprocess
+
+    try:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=60, check=True).stdout.split("\n")
+        names = [n.strip() for n in names if n.strip()]
+    except (OSError, subprocess.SubprocessError):
+        names = []
+    if not names:  # no nvidia-smi: torch's word (it makes the context)
+        import torch
+
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:  # nvidia-smi lists the node's GPUs, whatever the process may use
+        entries = [v.strip() for v in visible.split(",") if v.strip()]
+        if all(v.isdigit() for v in entries):
+            names = [names[int(v)] for v in entries if int(v) < len(names)]
+        else:  # GPU UUIDs: as many as named, of the node's kind
+            names = names[:1] * len(entries) if names else []
+    if not names:
+        raise RuntimeError("no GPU visible to this process (nvidia-smi and torch found none)")
+    return ("h200" if "H200" in names[0] else "h100"), len(names)
 
 
 def target(kind: str | None = None) -> dict:

@@ -128,3 +128,19 @@ def test_the_throughput_arms_winners_are_re_timed_by_the_engine():
                                  hardware="cpu-interpreter")
     assert [r["arms"] for r in agree["rows"]] == [["concurrent", "serial"], ["autotune"]]
     assert all(r["status"] == "ok" and r["median_ms"] > 0 for r in agree["rows"]), agree
+
+
+def test_the_benchmarks_gpu_kind_comes_from_nvidia_smi_and_the_visible_devices(tmp_path, monkeypatch):
+    """No CUDA context in a benchmark's driver (a sweep's driver never touches the GPU): the kind
+    and count come from nvidia-smi, cut to CUDA_VISIBLE_DEVICES as the sweep's Ray sees them."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H200'\necho 'NVIDIA H200'\necho 'NVIDIA H200'\necho 'NVIDIA H200'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert engine.gpu_kind() == ("h200", 4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert engine.gpu_kind() == ("h200", 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(RuntimeError, match="no GPU visible"):
+        engine.gpu_kind()
