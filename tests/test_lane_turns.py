@@ -109,3 +109,24 @@ def test_a_real_lane_runs_a_study_s_request_before_the_candidates_queued_before_
     line, = lanes.busy_report({"lane:s:n:0": lane})
     assert line.startswith("lane 0: busy ") and "candidates" in line and "its start" in line
     ray.get(lane.close.remote())
+
+
+def test_a_lanes_reply_is_builtin_types_only():
+    """What a trial unpickles from its lane: no object of torch or numpy (each would make the trial
+    actor import its library before it can read the reply)."""
+    import pickle
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+
+    reply = {"torch": torch.__version__, "latency_ms": np.float64(0.5), "n": np.int64(3), "ok": True,
+             "rows": [{"p": (np.float32(1.0), 2.0)}], "dtype": torch.float16, "none": None, "raw": b"x"}
+    out = lanes.plain(reply)
+    assert out == {"torch": str(torch.__version__), "latency_ms": 0.5, "n": 3, "ok": True,
+                   "rows": [{"p": [1.0, 2.0]}], "dtype": "torch.float16", "none": None, "raw": b"x"}
+    assert type(out["torch"]) is str and type(out["latency_ms"]) is float and type(out["n"]) is int
+    code = "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print('torch' in sys.modules, 'numpy' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(out), capture_output=True, timeout=60)
+    assert done.stdout.decode().split() == ["False", "False"], done.stderr[-1000:]

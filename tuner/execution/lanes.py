@@ -45,6 +45,27 @@ from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
 from kernelevolve.tuner.experiment import registry
 from kernelevolve.tuner.experiment.config import Timing
 
+def plain(value):
+    """`value` in builtin types only (a str, int or float subclass as the builtin, a scalar of numpy
+    or a 0-d tensor as its item, tuples as lists; anything else but None, bool, bytes, lists and
+    dicts as its str). Why: a trial actor unpickles its lane's
+    reply, and an object of a library in it makes that process import the library first: a
+    torch.__version__ (a TorchVersion) in the evaluator's reply held every first-wave trial's
+    report 3-4 s on an H200 node while its actor imported torch."""
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return value
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if getattr(value, "shape", None) == () and callable(getattr(value, "item", None)):
+        return plain(value.item())  # a numpy scalar, a 0-d tensor
+    return str(value)
+
+
 # A prepare runs no candidate code, so a long limit risks little; a kill would throw away the
 # lane's warm evaluator (its CUDA context, every study prepared before).
 PREPARE_TIMEOUT_S = 600.0
@@ -120,7 +141,7 @@ class Lane:
                 ended = time.time()
                 self.busy_s[op] = self.busy_s.get(op, 0.0) + ended - started
                 self.span = [min(self.span[0], started), ended] if self.span else [started, ended]
-        return dict(reply, lane_started=started, lane_s=ended - started, lane_ended=ended)
+        return plain(dict(reply, lane_started=started, lane_s=ended - started, lane_ended=ended))
 
     def request(self, payload: dict, timeout_s: float, turn: int | None = None) -> dict:
         """`payload` run on the lane's evaluator when its turn comes (`turn`: its op's, TURN_OF_OP,
