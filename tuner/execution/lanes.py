@@ -45,13 +45,14 @@ from kernelevolve.tuner.execution.worker import CandidateWorker, make_request
 from kernelevolve.tuner.experiment import registry
 from kernelevolve.tuner.experiment.config import Timing
 
+
 def plain(value):
     """`value` in builtin types only (a str, int or float subclass as the builtin, a scalar of numpy
     or a 0-d tensor as its item, tuples as lists; anything else but None, bool, bytes, lists and
-    dicts as its str). Why: a trial actor unpickles its lane's
-    reply, and an object of a library in it makes that process import the library first: a
-    torch.__version__ (a TorchVersion) in the evaluator's reply held every first-wave trial's
-    report 3-4 s on an H200 node while its actor imported torch."""
+    dicts as its str). Why: a trial actor unpickles its lane's reply, and an object of a library in
+    it makes that process import the library first: a torch.__version__ (a TorchVersion) in the
+    evaluator's reply held every first-wave trial's report 3-4 s on an H200 node while its actor
+    imported torch."""
     if value is None or type(value) in (bool, int, float, str, bytes):
         return value
     if isinstance(value, dict):

@@ -223,14 +223,14 @@ class CandidateWorker:
     def request(self, payload: dict, timeout_s: float) -> dict:
         """Send one request; return the child's reply or a failure record of our own. An
         `evaluate` record says which implementation the candidate is (`impl`), as decided here."""
-        # the judge's one exemption (no Triton launch), for a built-in's declared vendor config
-        # only: decided here, from the request, before any of its code runs
+        # the judge's one exemption (no Triton launch, a library call), for a built-in's declared
+        # vendor config only: decided here, from the request, before any of its code runs
         from kernelevolve.tuner.measure.vendor import is_declared_vendor  # (here: the judge
         # imports this module for its framing and must import no kernel module)
 
         op, ref, problem = payload.get("op"), payload.get("kernel_ref", ""), payload.get("problem") or {}
         vendor = op in ("evaluate", "retime", "profile") and is_declared_vendor(ref, payload.get("config"), problem)
-        # a re-timing's rows: which of its configs are (its finalists and the vendor paths beside them)
+        # ... and of a re-timing (its finalists and the vendor paths beside them), which rows are
         rows = [i for i, c in enumerate(payload.get("configs") or []) if is_declared_vendor(ref, c, problem)] \
             if op == "retime" else []
         reply = self._request(payload, timeout_s, vendor, rows)

@@ -26,11 +26,11 @@ What the judge holds against a candidate that takes over its evaluation process:
     as they were whatever the evaluation process does.
 Each message's checks are prepared on the device and read back in one transfer
 (tuner/measure/readback.py): the judge's host time is most of what verification costs.
-The checks that can be waived: NO_LAUNCH and LIBRARY_CALL, for the candidate the parent names in
-its `begin` message as a built-in kernel's declared vendor config (torch.mm / torch.addmm, timed
-beside the Triton candidates so that nothing slower than the vendor library is dispatched). The
-parent decides that from its own request (tuner/measure/vendor.py); nothing the evaluator sends can
-set it, and every other check stays on for that candidate.
+The checks that can be waived: NO_LAUNCH and LIBRARY_CALL, for the candidate (or, in a re-timing,
+the rows) the parent names in its `begin` message as a built-in kernel's declared vendor config
+(torch.mm / torch.addmm, timed beside the Triton candidates so that nothing slower than the vendor
+library is dispatched). The parent decides that from its own request (tuner/measure/vendor.py);
+nothing the evaluator sends can set it, and every other check stays on for that candidate.
 What it cannot hold: a candidate that forges well-formed evidence for itself (hands over outputs
 it did not compute with its kernel) from inside its own process. docs/reliability.md says so.
 
