@@ -26,6 +26,7 @@ The backward spec's output is the dense table gradient [num_rows, dim] (rows no 
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -383,6 +384,17 @@ def _forward_bytes(p):  # ids and offsets, the gathered rows, the pooled rows
     return float(n * 8 + (p.num_bags + 1) * 8 + (n + p.num_bags) * p.dim * element_size(p.dtype))
 
 
+def _forward_min_bytes(p):
+    """As _forward_bytes, but each distinct row gathered once: a row that several lookups name
+    can be read from DRAM once and served from the chip after (the judge's ceiling check must
+    not take such a kernel for one that skips work: on an H200, 8192 bags of 50 from 200,000 rows
+    of 1 KiB, honest kernels ran at 5.0-5.3 TB/s of `_forward_bytes`, over the copy ceiling). The
+    ids are uniform over the table (make_bags): n of them name N (1 - (1 - 1/N)^n) rows on average."""
+    n, rows = count_ids(p), p.num_rows
+    distinct = rows * -math.expm1(n * math.log1p(-1.0 / rows)) if rows > 1 else min(n, rows)
+    return float(n * 8 + (p.num_bags + 1) * 8 + (distinct + p.num_bags) * p.dim * element_size(p.dtype))
+
+
 def _backward_bytes(p):  # ids and offsets, grad_out, the dense table gradient
     n = count_ids(p)
     return float(n * 8 + (p.num_bags + 1) * 8 + (p.num_bags + p.num_rows) * p.dim * element_size(p.dtype))
@@ -397,7 +409,7 @@ EMBEDDING_BAG_FWD = KernelSpec(
     description="EmbeddingBag forward (sum/mean over jagged bags); BLOCK_D, bags per program, ids per step",
     problem=EmbeddingBagProblem, make_inputs=make_forward_inputs, make_output=_forward_output,
     launch=_forward_launch, reference=lambda inputs: reference_forward(*inputs),
-    baseline=_forward_baseline, flops=_flops, bytes_moved=_forward_bytes)
+    baseline=_forward_baseline, flops=_flops, bytes_moved=_forward_bytes, min_bytes=_forward_min_bytes)
 
 EMBEDDING_BAG_BWD = KernelSpec(
     name="embedding_bag_bwd",

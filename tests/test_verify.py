@@ -261,3 +261,36 @@ def test_ceiling_violation():
     # no ceiling known for that dtype, or the interpreter: nothing to say
     assert guards.ceiling_violation(1e-9, flops, 0.0, hardware.profile("h200"), "float32") == ""
     assert guards.ceiling_violation(1e-9, flops, 1e12, hardware.profile("cpu-interpreter"), "float32") == ""
+
+
+def test_the_ceiling_holds_an_embedding_bag_to_its_distinct_rows_not_to_every_lookup():
+    """8192 bags of 50 ids (uniform) from 200,000 rows of 256 fp32: honest kernels ran at 5.0-5.3
+    TB/s of every lookup's row on an H200 (rows named twice come from the chip the second time),
+    and the ceiling check, held to every lookup, took them for kernels that skip work. Held to the
+    distinct rows a perfect kernel must read (KernelSpec.min_bytes), they pass; a kernel that
+    skips most rows still does not."""
+    import math
+
+    from kernelevolve.kernels.embedding_bag import EMBEDDING_BAG_BWD, EMBEDDING_BAG_FWD, EmbeddingBagProblem
+    from kernelevolve.kernels.spec import least_bytes
+
+    p = EmbeddingBagProblem(num_bags=8192, avg_bag_len=50, dim=256, num_rows=200_000, mode="mean", dtype="float32")
+    h200 = hardware.profile("h200")
+    every, least = EMBEDDING_BAG_FWD.bytes_moved(p), least_bytes(EMBEDDING_BAG_FWD, p)
+    assert 0.4 < least / every < 0.5  # ~410k lookups name ~174k distinct rows
+    for ms in (0.08058, 0.08554):  # the two honest candidates the old bound failed
+        assert guards.ceiling_violation(ms, 0.0, every, h200, "float32") != ""
+        assert guards.ceiling_violation(ms, 0.0, least, h200, "float32") == ""
+    assert "faster than the hardware allows" in guards.ceiling_violation(0.02, 0.0, least, h200, "float32")
+    # the expectation against a draw of the same ids (make_bags' uniform ids)
+    from kernelevolve.kernels.embedding_bag import make_bags
+
+    indices, _, _ = make_bags(p, torch.device("cpu"), seed=3)
+    drawn = int(torch.unique(indices).numel())
+    n = indices.numel()
+    expected = p.num_rows * -math.expm1(n * math.log1p(-1.0 / p.num_rows))
+    assert abs(drawn - expected) / expected < 0.01
+    # where no row repeats the two agree; the backward's dense gradient is written whole either way
+    q = EmbeddingBagProblem(num_bags=64, avg_bag_len=2, dim=64, num_rows=10**9, mode="sum", dtype="float32")
+    assert least_bytes(EMBEDDING_BAG_FWD, q) == pytest.approx(EMBEDDING_BAG_FWD.bytes_moved(q), rel=1e-6)
+    assert least_bytes(EMBEDDING_BAG_BWD, p) == EMBEDDING_BAG_BWD.bytes_moved(p)

@@ -275,6 +275,8 @@ class Evaluator:
 
     # -- the four steps --------------------------------------------------------------------
     def evaluate(self, req: dict) -> dict:
+        from kernelevolve.kernels.spec import least_bytes
+
         rec = {"timing": "interpreter" if self.interpreter else "gpu", **self._tags()}
         t_start = time.perf_counter()
         tunable, problem, hw, study = self._load(req)
@@ -331,7 +333,7 @@ class Evaluator:
             # kernel left there may come back faster than HBM: its bytes are not held to HBM's
             # bandwidth there (its flops still are)
             why = "" if self.interpreter else self._guards.ceiling_violation(
-                p20, spec.flops(problem), spec.bytes_moved(problem), hw,
+                p20, spec.flops(problem), least_bytes(spec, problem), hw,
                 getattr(problem, "dtype", "float32"),
                 bandwidth=rec["clock"] != "cudagraph")
             if why:
