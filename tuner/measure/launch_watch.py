@@ -160,7 +160,7 @@ NO_LAUNCH = "launched no Triton kernel (the candidate must compute its output wi
 # recorded, dispatched and reported as a Triton kernel as fast as the library (the vendor path is
 # a candidate of its own, named so, kernels/gemm_vendor.py). Elementwise and data-movement
 # operators stay allowed: a launcher may allocate, pad, cast, copy or sum offsets with torch, and
-# pays for it inside its timed call.
+# pays for it inside its timed call. A gather (index_select, embedding) is data movement too.
 LIBRARY_OPS = frozenset((
     "aten.mm", "aten.addmm", "aten._addmm_activation", "aten.bmm", "aten.baddbmm", "aten.addbmm",
     "aten.mv", "aten.addmv", "aten.dot", "aten.vdot", "aten._int_mm", "aten._scaled_mm",
@@ -172,7 +172,7 @@ LIBRARY_OPS = frozenset((
     "aten._efficient_attention_forward",
     "aten._softmax", "aten._log_softmax", "aten.native_layer_norm", "aten._fused_rms_norm",
     "aten.native_group_norm", "aten.native_batch_norm", "aten._native_batch_norm_legit",
-    "aten.embedding", "aten._embedding_bag", "aten._embedding_bag_forward_only",
+    "aten._embedding_bag", "aten._embedding_bag_forward_only",
 ))
 
 LIBRARY_CALL = ("computed with the library's kernels through torch ({ops}): a Triton candidate may "
