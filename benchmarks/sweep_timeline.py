@@ -119,6 +119,7 @@ def timeline(rows: list[dict]) -> dict:
     # where a trial's candidates were once the lane had finished them: Ray's return of each reply
     # (lane_ended -> lane_answered) and the trial's wait from its last reply to its report
     answered = [r for r in runs if "lane_answered" in r["metrics"] and "lane_ended" in r["metrics"]]
+    in_wave = {id(r) for r in first_wave}
     by_trial: dict = defaultdict(list)
     for r in answered:
         by_trial[(r["tags"].get("study"), r["metrics"]["trial_reported"])].append(r["metrics"])
@@ -128,7 +129,7 @@ def timeline(rows: list[dict]) -> dict:
         waits[first].append(reported_at - max(m["lane_answered"] for m in ms))
     answer = {"return_s": stats([r["metrics"]["lane_answered"] - r["metrics"]["lane_ended"] for r in answered]),
               "first_wave_return_s": stats([r["metrics"]["lane_answered"] - r["metrics"]["lane_ended"]
-                                            for r in answered if r in first_wave]),
+                                            for r in answered if id(r) in in_wave]),
               "first_wave_report_wait_s": stats(waits[True]), "report_wait_s": stats(waits[False])}
     lane_busy: dict[str, float] = defaultdict(float)
     for r in in_window:  # GPU targets only: an interpreter's candidate has no lane

@@ -140,7 +140,7 @@ def count_launches(interpreter: bool, expected_stream: int | None = None, watch:
             undo.append(lambda: setattr(CompiledKernel, "launch_enter_hook", previous))
     try:
         if watch:
-            with library_calls(counter):
+            with library_mode()(counter):
                 yield counter
         else:
             yield counter
@@ -206,8 +206,3 @@ def library_mode() -> type:
 
         _LIBRARY_MODE.append(LibraryCalls)
     return _LIBRARY_MODE[0]
-
-
-def library_calls(counter: LaunchCount):
-    """A LibraryCalls mode (library_mode) counting into `counter`."""
-    return library_mode()(counter)

@@ -12,7 +12,6 @@ CHECK_NAMES = ("kernelevolve.tuner.measure.verify:check", "kernelevolve.tuner.me
                "kernelevolve.tuner.measure.guards:guard_inputs",
                "kernelevolve.tuner.measure.launch_watch:count_launches",
                "kernelevolve.tuner.measure.launch_watch:LaunchCount.__call__",
-               "kernelevolve.tuner.measure.launch_watch:library_calls",
                "kernelevolve.tuner.measure.launch_watch:library_mode",
                "kernelevolve.tuner.measure.timed_outputs:guarded_output",
                "kernelevolve.tuner.measure.timed_outputs:guarded_outputs",
