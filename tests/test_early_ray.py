@@ -18,14 +18,17 @@ import json, os, sys
 from kernelevolve.tuner.execution import early_ray
 head = early_ray.start_early({early})
 import ray
+from ray._private import services
 from kernelevolve.tuner.execution import cluster
+scans, scan = [], services._find_address_from_flag  # Ray's search of the machine's processes
+services._find_address_from_flag = lambda flag: scans.append(flag) or scan(flag)
 how = cluster.init_ray(None, {asked})
 @ray.remote
 def pid():
     return os.getpid()
 out = {{"how": how, "cpus": ray.cluster_resources().get("CPU"), "task_pid": ray.get(pid.remote()),
        "head_pid": head.proc.pid if head is not None else None,
-       "head_alive": head is not None and head.proc.poll() is None}}
+       "head_alive": head is not None and head.proc.poll() is None, "node_scans": scans.count("--node_id")}}
 print(json.dumps(out), flush=True)
 """
 
@@ -52,6 +55,7 @@ def _alive(pid: int) -> bool:
 def test_the_sweep_joins_the_ray_started_early_and_it_ends_with_the_command():
     out = _drive(early=1, asked=1)
     assert out["how"] == "early" and out["cpus"] == 1 and out["head_alive"]
+    assert out["node_scans"] == 0  # the driver joined the head's node without searching for it
     import time
 
     deadline = time.time() + 60  # the command ended: its head saw stdin close and shut Ray down
@@ -75,3 +79,16 @@ def test_switched_off_and_too_late_once_ray_is_imported(monkeypatch):
     import ray  # noqa: F401 - this process has imported it (as any test of the engine has)
 
     assert early_ray.start_early() is None and early_ray.take(None) is None
+
+
+def test_join_node_answers_ray_s_search_with_the_known_node_for_the_call_only():
+    from ray._private import services
+
+    from kernelevolve.tuner.execution.local_ray import join_node
+
+    search = services.find_node_ids
+    with join_node("ab12"):
+        assert services.find_node_ids() == {"ab12"}
+    assert services.find_node_ids is search
+    with join_node(None):  # a head that did not say its node: Ray searches as it always does
+        assert services.find_node_ids is search

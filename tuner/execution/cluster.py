@@ -27,7 +27,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
     cores: a benchmark's share of a node; None: all of them). Returns how: "joined", "early" or
     "started"."""
     from kernelevolve.tuner.execution import early_ray
-    from kernelevolve.tuner.execution.local_ray import init_private, loopback_init_kwargs, prepare_environment
+    from kernelevolve.tuner.execution.local_ray import init_private, join_node, loopback_init_kwargs, prepare_environment
 
     prepare_environment()
     head = None if address else early_ray.take(num_cpus)
@@ -39,8 +39,9 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
     # Ray 2.60 is made to), so nothing of it is reachable from outside this machine.
     if head is not None and head.address():
         try:
-            ray.init(address=head.address(), log_to_driver=False, logging_level=logging.ERROR,
-                     **loopback_init_kwargs())
+            with join_node(head.node_id):
+                ray.init(address=head.address(), log_to_driver=False, logging_level=logging.ERROR,
+                         **loopback_init_kwargs())
             return "early"
         except Exception:  # noqa: BLE001 - a head that cannot be joined: this sweep's own Ray instead
             head.close()

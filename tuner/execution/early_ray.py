@@ -9,7 +9,9 @@ init_ray). A process, not a thread of the driver: the sweep forks its valid-set 
 the driver has no thread of Ray's yet (tuner.search.valid_sets says why).
 
 The head (`python -m kernelevolve.tuner.execution.early_ray NUM_CPUS`) calls ray.init as the sweep
-would for a private Ray (loopback only: tuner.execution.local_ray), prints the GCS address, and
+would for a private Ray (loopback only: tuner.execution.local_ray), prints the GCS address and its
+node's id (so that the driver joins that node without searching the machine's processes for it:
+tuner.execution.local_ray.join_node), and
 holds that Ray until its stdin closes (the command ended) or the command's process is gone (it
 died, whatever other process still holds the pipe), then shuts it down. It runs in a session of
 its own, so a Ctrl-C meant for the sweep (which stops it resumably) does not end its Ray under it. Ray's token authentication: the head and the driver
@@ -40,13 +42,14 @@ class Head:
         self.proc, self.num_cpus = proc, num_cpus
         self.started = time.time()
         self._address: str | None = None
+        self.node_id: str | None = None  # the head's Ray node (hex), once address() has it
 
     def address(self, timeout_s: float = READY_TIMEOUT_S) -> str | None:
         """The GCS address once the head's Ray is up (waits for it), or None where it failed."""
         if self._address is None and self.proc.poll() is None:
             ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, self.started + timeout_s - time.time()))
-            line = self.proc.stdout.readline().strip() if ready else ""
-            self._address = line or None
+            words = (self.proc.stdout.readline() if ready else "").split()
+            self._address, self.node_id = (words + [None, None])[:2]
             if self._address is None:
                 self.close()
         return self._address
@@ -113,7 +116,7 @@ def _serve(num_cpus: int, driver_pid: int) -> None:
     from kernelevolve.tuner.execution.local_ray import init_private
 
     context = init_private(num_cpus or None)
-    print(context.address_info["gcs_address"], flush=True)
+    print(context.address_info["gcs_address"], context.address_info["node_id"], flush=True)
     _hold(driver_pid)
     ray.shutdown()
 

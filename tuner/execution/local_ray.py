@@ -16,6 +16,7 @@ agents) listen on the node IP address, here 127.0.0.1, too.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 LOOPBACK = "127.0.0.1"
@@ -54,6 +55,31 @@ def init_private(num_cpus: int | None = None):
 
     return ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                     **loopback_init_kwargs(), **({"num_cpus": num_cpus} if num_cpus else {}))
+
+
+@contextlib.contextmanager
+def join_node(node_id: str | None):
+    """Within it, a ray.init that joins a running Ray connects to the node `node_id` (hex) without
+    looking for it among the machine's processes.
+
+    Why: a driver joining a Ray (Ray 2.60, `services.get_node_to_connect_for_driver`) finds the
+    raylets on its machine by reading every process's command line (`services.find_node_ids`,
+    psutil). On a 4 x H200 node, while the head's Ray started its 64 workers, that read took ~6 s of
+    the sweep's start (driver stack samples, docs/benchmarks.md "A shorter start"). The early head
+    (tuner.execution.early_ray) knows its node, so the search is answered with it; Ray still asks
+    its GCS for that node's details and fails as before if it is not alive. Ray has no parameter
+    for this: the private function is replaced for the call only, and only where it exists."""
+    from ray._private import services
+
+    if not node_id or not callable(getattr(services, "find_node_ids", None)):
+        yield
+        return
+    found = services.find_node_ids
+    services.find_node_ids = lambda: {node_id}
+    try:
+        yield
+    finally:
+        services.find_node_ids = found
 
 
 def listening_sockets(pids) -> list[tuple[str, int, int]]:
