@@ -46,6 +46,7 @@ from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, 
 from kernelevolve.tuner.records.journal import SweepState
 from kernelevolve.tuner.records.recorder import WRITERS, Writer
 from kernelevolve.tuner.records.remote_tracker import RemoteTracker
+from kernelevolve.tuner.records.store_opening import StoreOpening
 from kernelevolve.tuner.records.schema import record_of
 from kernelevolve.tuner.records.sqlite_store import checkpoint
 from kernelevolve.tuner.records.tracking import Tracker
@@ -295,7 +296,11 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
     # its threads (gRPC, the core worker): a fork copies only the forking thread, and a lock one of
     # them holds would stay held in the child, so the sets are then walked in a thread as before.
     studies = list(exp.studies())
-    enumerations = Enumerations({st.key: st.space for st in studies}, fork=not ray.is_initialized())
+    forking = not ray.is_initialized()
+    enumerations = Enumerations({st.key: st.space for st in studies}, fork=forking)
+    # the MLflow store opens in a forked process of its own while Ray starts and the lanes start
+    # (tuner.records.store_opening says why)
+    store = StoreOpening(exp.tracking.uri, exp.name, fork=forking)
     # This node's fork server for evaluation processes starts importing torch and Triton now, so
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
     ahead, gpu = None, gpu_target(exp)
@@ -308,11 +313,12 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
         if early is not None:
             early.close()
     try:
-        summaries = _run(exp, studies, address, log, resume, progress, num_cpus, enumerations)
+        summaries = _run(exp, studies, address, log, resume, progress, num_cpus, enumerations, store)
         for line in ahead.report() if ahead is not None else []:
             log(line)
         return summaries
     finally:
+        store.close()
         enumerations.close()
         if forks is not None:
             forks.close()
@@ -338,22 +344,10 @@ def start_gpu_lanes(exp, sweep_id: str, joined: bool) -> tuple[dict, dict, list]
 
 
 def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
-         enumerations: Enumerations) -> list[dict]:
+         enumerations: Enumerations, store: StoreOpening) -> list[dict]:
     root = state_root(exp.name)
     state = SweepState.latest(root) if resume else None
-    # The MLflow store (a new SQLite store migrates its schema: seconds) opens while Ray starts.
-    opened: dict = {}
-
-    def open_store():
-        t = time.time()
-        try:
-            opened["tracker"] = Tracker(exp.tracking.uri, exp.name)
-        except Exception as exc:  # raised below, in the caller's thread
-            opened["error"] = exc
-        opened["took"] = time.time() - t
     began = time.time()
-    store = threading.Thread(target=open_store, daemon=True)
-    store.start()
     how_ray = init_ray(address or exp.ray.address, num_cpus)
     ray_s = time.time() - began
     sweep_id = state.sweep_id if state is not None else time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -362,16 +356,14 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
     # in its queue for it; the store and the set-up go on meanwhile.
     early_lanes = start_gpu_lanes(exp, sweep_id, joined=bool(address or exp.ray.address))
     try:
-        store.join()
-        if "error" in opened:
-            raise opened["error"]
+        opened = store.result()
         # the start's two fixed costs, side by side (docs/benchmarks.md reads them)
         log(f"Ray {RAY_HOW[how_ray]} in {ray_s:.1f} s; the MLflow store "
-            f"opened in {opened['took']:.1f} s beside it, waited for until {time.time() - began:.1f} s")
+            f"opened in {opened.took_s:.1f} s beside it, waited for until {time.time() - began:.1f} s")
         # the sweep's writes go through a process of their own (tuner.records.remote_tracker says why)
         # up to recorder.WRITERS writers, no more than studies (each is a process importing MLflow)
         writers = min(WRITERS, max(1, len(all_studies)))
-        tracker = RemoteTracker(opened["tracker"], exp.name, writers)
+        tracker = RemoteTracker(opened, exp.name, writers)
         for target in exp.targets:  # every target checked before the first study starts
             check_target(target)
         if not resume:

@@ -33,12 +33,12 @@ class TrackerActor:
 
 
 class RemoteTracker:
-    """Tracker's writing methods, run by TrackerActors. `local` is the driver's own Tracker,
-    opened first (it checks the store is reachable and creates the experiment): the URI and the
-    commit come from it, every write of the sweep goes through the actors, each study's through
-    one of them."""
+    """Tracker's writing methods, run by TrackerActors. `local` is the store as the sweep opened
+    it first (a Tracker, or tuner.records.store_opening's OpenedStore: the store reachable and the
+    experiment created): the URI and the commit come from it, every write of the sweep goes
+    through the actors, each study's through one of them."""
 
-    def __init__(self, local: Tracker, experiment: str, writers: int = WRITERS):
+    def __init__(self, local, experiment: str, writers: int = WRITERS):
         self.uri, self.commit = local.uri, local.commit
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.actors = [TrackerActor.options(scheduling_strategy=here).remote(local.uri, experiment)

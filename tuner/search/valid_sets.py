@@ -13,25 +13,12 @@ from a driver that has started no CUDA.
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
+
+from kernelevolve.tuner.execution.forked import fork_pool
 
 _SPACES: dict = {}  # study key -> space, set before the fork: what the children walk
-
-
-def _die_with_the_driver() -> None:
-    """A pool worker's start (Linux): killed when the driver that forked it dies. Why: a driver
-    killed with SIGKILL left its idle pool workers blocked on their task pipe for good (a fork
-    holds both ends of the pool's pipes, so none ever saw the end), each holding every file the
-    driver had open, the pipe of its early Ray head among them (tuner.execution.early_ray)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the pool ends with the sweep as before
-        pass
 
 
 def _enumerate(key: str):
@@ -57,8 +44,7 @@ class Enumerations:
         _SPACES.update({k: spaces[k] for k in self.keys})
         workers = workers or max(1, min(len(self.keys), (os.cpu_count() or 2) // 2))
         # fork: the children need the spaces' rules, which do not pickle (the docstring says why)
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_die_with_the_driver)
+        self.pool = fork_pool(workers)
         # the longest walks first (GEMM spaces), so that the last set arrives soonest
         for key in sorted(self.keys, key=lambda k: -spaces[k].size()):
             self.futures[key] = self.pool.submit(_enumerate, key)
