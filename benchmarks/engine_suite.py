@@ -67,6 +67,9 @@ def main() -> None:
     from kernelevolve.tuner.execution import spawner
 
     spawner.start_early()  # as `kernelevolve run` does, before the engine's import
+    from kernelevolve.tuner.records import store_opening
+
+    store_opening.start_early()  # and its MLflow store's opener
     from kernelevolve.tuner.execution import early_ray
 
     early_ray.start_early(args.cpus)  # its private Ray too (the sweep below asks for args.cpus)

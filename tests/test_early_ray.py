@@ -25,8 +25,9 @@ services._find_address_from_flag = lambda flag: scans.append(flag) or scan(flag)
 how = cluster.init_ray(None, {asked})
 @ray.remote
 def pid():
-    return os.getpid()
-out = {{"how": how, "cpus": ray.cluster_resources().get("CPU"), "task_pid": ray.get(pid.remote()),
+    return os.getpid(), "kernelevolve.tuner.execution.trial" in sys.modules
+task_pid, preloaded = ray.get(pid.remote())
+out = {{"how": how, "cpus": ray.cluster_resources().get("CPU"), "task_pid": task_pid, "preloaded": preloaded,
        "head_pid": head.proc.pid if head is not None else None,
        "head_alive": head is not None and head.proc.poll() is None, "node_scans": scans.count("--node_id")}}
 print(json.dumps(out), flush=True)
@@ -56,6 +57,7 @@ def test_the_sweep_joins_the_ray_started_early_and_it_ends_with_the_command():
     out = _drive(early=1, asked=1)
     assert out["how"] == "early" and out["cpus"] == 1 and out["head_alive"]
     assert out["node_scans"] == 0  # the driver joined the head's node without searching for it
+    assert out["preloaded"]  # the worker had the trial function's module before any trial came
     import time
 
     deadline = time.time() + 60  # the command ended: its head saw stdin close and shut Ray down

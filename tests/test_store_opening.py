@@ -40,3 +40,29 @@ def test_a_store_that_cannot_be_opened_is_a_user_error_in_the_driver(tmp_path, f
     uri = f"sqlite:///{tmp_path}/a-file/mlflow.db"
     with pytest.raises(TrackingUnavailable, match="cannot be"):
         StoreOpening(uri, "suite", fork=fork).result()
+
+
+def test_an_early_opener_opens_the_store_it_is_sent_once_the_experiment_is_loaded(tmp_path, monkeypatch):
+    from kernelevolve.tuner.records import store_opening
+
+    store_opening.start_early()
+    monkeypatch.chdir(tmp_path)  # the URI is resolved here, not in the opener's cwd
+    opening = StoreOpening("sqlite:///mlflow.db", "suite")
+    assert opening.proc is not None and opening.pool is None  # the early opener took the request
+    opened = opening.result()
+    assert opened.uri == f"sqlite:///{tmp_path}/mlflow.db" and os.path.exists(tmp_path / "mlflow.db")
+    assert opened.experiment_id == StoreOpening(opened.uri, "suite").result().experiment_id  # forked: the same
+
+
+def test_an_early_opener_writes_nothing_before_it_is_asked_and_reports_a_failure(tmp_path, monkeypatch):
+    from kernelevolve.tuner.records import store_opening
+
+    monkeypatch.chdir(tmp_path)
+    store_opening.start_early()
+    unused = store_opening._take_early()  # a command that ended before its sweep began
+    unused.stdin.close()
+    assert unused.wait(timeout=120) == 0 and os.listdir(tmp_path) == []
+    (tmp_path / "a-file").write_text("not a folder")
+    store_opening.start_early()
+    with pytest.raises(TrackingUnavailable, match="cannot be"):
+        StoreOpening(f"sqlite:///{tmp_path}/a-file/mlflow.db", "suite").result()

@@ -42,6 +42,9 @@ def cmd_run(args) -> int:
     from kernelevolve.tuner.execution import spawner
 
     spawner.start_early()  # its torch import beside the engine's, on a GPU machine (spawner says why)
+    from kernelevolve.tuner.records import store_opening
+
+    store_opening.start_early()  # MLflow's imports beside the engine's (store_opening says why)
     if not args.address and not _names_ray_address(args.experiment):
         from kernelevolve.tuner.execution import early_ray
 

@@ -1,19 +1,33 @@
-"""The sweep's MLflow store, opened in a process forked as the sweep begins.
+"""The sweep's MLflow store, opened beside the sweep's start rather than in the driver.
 
 Why: opened in a driver thread beside Ray's start, the store (importing MLflow and SQLAlchemy,
 copying the empty store, creating the experiment) took 5.6-6.9 s on H200 nodes, in Python that
 holds the GIL the driver's Ray join and lane start need; once the join no longer searched the
-machine's processes (tuner.execution.local_ray.join_node) it was the start's longest wait
-(docs/benchmarks.md, "A shorter start"). A forked child does it on a core of its own. The driver
-needs only what the opening yields: the store's URI, the experiment's id and the commit; the
-sweep's writes go through writer processes that open their own Trackers
+machine's processes (tuner.execution.local_ray.join_node) it was the start's longest wait, and
+opened in a forked child as the sweep began it still took 5.4-5.8 s (MLflow's imports, after the
+experiment's load: docs/benchmarks.md, "A shorter start"). So `kernelevolve run` starts an opener
+process as the command begins (start_early), which imports MLflow beside the engine's imports and
+then waits; the sweep sends it the store's URI and the experiment's name once the experiment is
+loaded, and it opens the store. Nothing is written before that request: a command that fails
+earlier (a bad experiment file) leaves no store behind; the opener ends when the command does.
+Without an early opener (the Python API), the store opens in a process forked as the sweep begins.
+
+The driver needs only what the opening yields: the store's URI, the experiment's id and the
+commit; the sweep's writes go through writer processes that open their own Trackers
 (tuner.records.remote_tracker).
 """
 from __future__ import annotations
 
+import json
+import os
+import select
+import subprocess
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+
+OPEN_TIMEOUT_S = 600.0  # an opener that has not answered by then: the store cannot be reached
 
 
 @dataclass(frozen=True)
@@ -22,7 +36,7 @@ class OpenedStore:
     uri: str
     experiment_id: str
     commit: str
-    took_s: float  # from the opening's start to the store ready
+    took_s: float  # from the opening's start (or the request, for an early opener) to the store ready
 
 
 def _open(uri: str, experiment: str, began: float) -> OpenedStore:
@@ -38,11 +52,40 @@ def _open(uri: str, experiment: str, began: float) -> OpenedStore:
     return OpenedStore(tracker.uri, tracker.experiment_id, tracker.commit, time.time() - began)
 
 
+_EARLY: subprocess.Popen | None = None
+
+
+def start_early() -> None:
+    """Start the opener process now, as the command begins (before the engine's imports)."""
+    global _EARLY
+    if _EARLY is None:
+        _EARLY = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+
+
+def _take_early() -> subprocess.Popen | None:
+    global _EARLY
+    proc, _EARLY = _EARLY, None
+    return proc if proc is not None and proc.poll() is None else None
+
+
 class StoreOpening:
-    """The store of `uri` for `experiment`, being opened in a forked process (fork=False: in a
-    thread, for a driver that has Ray's threads already)."""
+    """The store of `uri` for `experiment`, being opened by the early opener where one was
+    started, else in a forked process (fork=False: in a thread, for a driver that has Ray's
+    threads already)."""
 
     def __init__(self, uri: str, experiment: str, fork: bool = True):
+        from kernelevolve.tuner.records.tracking import resolve_uri
+
+        self.pool, self.future, self.proc = None, None, _take_early()
+        uri = resolve_uri(uri)  # this process's cwd: the opener's may be another
+        if self.proc is not None:
+            try:
+                self.proc.stdin.write(json.dumps({"uri": uri, "experiment": experiment}) + "\n")
+                self.proc.stdin.flush()
+                return
+            except OSError:  # it died: opened here instead
+                self.proc = None
         from kernelevolve.tuner.execution.forked import fork_pool
 
         self.pool = fork_pool(1) if fork else ThreadPoolExecutor(max_workers=1)
@@ -50,8 +93,17 @@ class StoreOpening:
 
     def result(self) -> OpenedStore:
         """The opened store (waits for it); raises what the opening raised."""
+        from kernelevolve.tuner.records.tracking import TrackingUnavailable
+
         try:
-            return self.future.result()
+            if self.proc is None:
+                return self.future.result()
+            ready, _, _ = select.select([self.proc.stdout], [], [], OPEN_TIMEOUT_S)
+            line = self.proc.stdout.readline() if ready else ""
+            answer = json.loads(line) if line.strip() else {"error": "the store's opener ended without an answer"}
+            if "error" in answer:
+                raise TrackingUnavailable(answer["error"])
+            return OpenedStore(**answer)
         finally:
             self.close()
 
@@ -59,3 +111,38 @@ class StoreOpening:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+        if self.proc is not None:
+            self.proc.stdin.close()  # the opener ends with its stdin
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+
+def _serve() -> None:
+    """The early opener: MLflow's imports and the cached empty store now, then one request."""
+    from mlflow.tracking import MlflowClient  # noqa: F401 - imported now, used by the Tracker later
+
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the SQLite store's classes
+
+    from kernelevolve.tuner.records.sqlite_store import template
+
+    try:
+        template()  # the machine's empty store, copied from for a new one (once per machine)
+    except Exception:  # noqa: BLE001 - the opening makes it, or lets MLflow migrate, as without this
+        pass
+    line = sys.stdin.readline()  # EOF: the command ended first, nothing is opened
+    if not line.strip():
+        return
+    ask = json.loads(line)
+    try:
+        answer = _open(ask["uri"], ask["experiment"], time.time()).__dict__
+    except Exception as exc:  # noqa: BLE001 - TrackingUnavailable's message, said by the driver
+        answer = {"error": str(exc)}
+    print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _serve()
