@@ -42,7 +42,8 @@ from kernelevolve.tuner.execution.cluster import TargetUnavailable, check_target
 from kernelevolve.tuner.execution.counters import maybe_steer
 from kernelevolve.tuner.execution.study_plan import Plan, slug  # noqa: F401 - slug: public
 from kernelevolve.tuner.execution.trial import StudyResources, run_candidates
-from kernelevolve.tuner.execution.tune_hooks import _ON_RESULT, RecordCallback, StopOnSignal, trainable_looked_up_once
+from kernelevolve.tuner.execution.tune_hooks import (_ON_RESULT, RecordCallback, StopOnSignal, callbacks_not_tagged,
+                                                     trainable_looked_up_once)
 from kernelevolve.tuner.records.journal import SweepState
 from kernelevolve.tuner.records.recorder import WRITERS, Writer
 from kernelevolve.tuner.records.remote_tracker import RemoteTracker
@@ -259,7 +260,7 @@ class Sweep:
         self.log(f"Tuner starting at {time.time():.3f} (unix), {min(trials_at_once, room)} trials in flight at "
                  f"most, {max(batch.values())} candidates a trial at most")
         try:
-            with trainable_looked_up_once():
+            with trainable_looked_up_once(), callbacks_not_tagged():
                 tuner.fit()
         finally:
             _ON_RESULT.pop(self.state.sweep_id, None)
