@@ -23,11 +23,15 @@ from kernelevolve.tuner.execution import cluster
 scans, scan = [], services._find_address_from_flag  # Ray's search of the machine's processes
 services._find_address_from_flag = lambda flag: scans.append(flag) or scan(flag)
 how = cluster.init_ray(None, {asked})
+import psutil, time
+time.sleep(3)  # a worker started ahead for the head's driver would be up by now
+# a Python worker names itself ray::IDLE until it runs something
+ahead = sum(p.name().startswith("ray::IDLE") for p in psutil.Process(head.proc.pid).children(recursive=True)) \
+    if how == "early" else None
 @ray.remote
 def pid():
-    return os.getpid(), "kernelevolve.tuner.execution.trial" in sys.modules
-task_pid, preloaded = ray.get(pid.remote())
-out = {{"how": how, "cpus": ray.cluster_resources().get("CPU"), "task_pid": task_pid, "preloaded": preloaded,
+    return os.getpid()
+out = {{"how": how, "cpus": ray.cluster_resources().get("CPU"), "task_pid": ray.get(pid.remote()), "workers_ahead": ahead,
        "head_pid": head.proc.pid if head is not None else None,
        "head_alive": head is not None and head.proc.poll() is None, "node_scans": scans.count("--node_id")}}
 print(json.dumps(out), flush=True)
@@ -57,7 +61,7 @@ def test_the_sweep_joins_the_ray_started_early_and_it_ends_with_the_command():
     out = _drive(early=1, asked=1)
     assert out["how"] == "early" and out["cpus"] == 1 and out["head_alive"]
     assert out["node_scans"] == 0  # the driver joined the head's node without searching for it
-    assert out["preloaded"]  # the worker had the trial function's module before any trial came
+    assert out["workers_ahead"] == 0  # no Python worker started ahead of any task (local_ray says why)
     import time
 
     deadline = time.time() + 60  # the command ended: its head saw stdin close and shut Ray down

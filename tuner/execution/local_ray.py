@@ -21,8 +21,9 @@ import os
 
 LOOPBACK = "127.0.0.1"
 ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-PRELOAD_ENV = "RAY_preload_python_modules"  # Ray's system config, read by the raylet as it starts
-PRELOADED = ("ray.tune", "kernelevolve.tuner.execution.trial")  # torch-free: see tuner.execution.trial
+# Ray's system config, read by the raylet as it starts: workers started with the raylet (one per
+# core) and for the first driver that joins it
+PRESTART_SWITCHES = ("RAY_enable_worker_prestart", "RAY_prestart_worker_first_driver")
 
 
 def prepare_environment() -> None:
@@ -35,12 +36,13 @@ def prepare_environment() -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # The sweep handles SIGINT and SIGTERM itself (a stop that can be resumed): Tune must not.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    # Every Python worker of this Ray imports Ray Tune and the trial function's module as it starts
-    # (Ray's preload_python_modules: its raylet passes them to each worker it starts, the ones it
-    # starts ahead of any task among them), not when Tune first sends it a trial. Why: on the H200
-    # nodes the first trial actors began 7.5-8.7 s after the Tuner started, importing both while
-    # the lanes, compile slots and valid-set walks of the sweep's start took every core.
-    os.environ.setdefault(PRELOAD_ENV, ",".join(PRELOADED))
+    # No Python workers started ahead of any task: a raylet starts one per core as it starts and
+    # for the first driver that joins it, and Ray Tune's trial actors (a runtime environment of their own) and
+    # the sweep's other actors never run on them (checked on Ray 2.60: a trial actor ran on a
+    # worker started for it, beside the ones started ahead). On a 4 x H200 node that was 64
+    # interpreters importing Ray at once, on the cores the sweep's own start needed.
+    for switch in PRESTART_SWITCHES:
+        os.environ.setdefault(switch, "0")
 
 
 def loopback_init_kwargs() -> dict:

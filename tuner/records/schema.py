@@ -68,7 +68,7 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "eval_s": ("metric", "time in the evaluator (verify + time)"),
     "wall_s": ("metric", "wall time of a failed request"),
     "device_busy_s": ("metric", "the device held for verification and timing"),
-    "actor_started": ("metric", "unix time the trial's Ray actor imported the engine (its worker's start, where Ray preloads it)"),
+    "actor_started": ("metric", "unix time the trial's Ray actor imported the engine"),
     "trial_started": ("metric", "unix time the candidate's trial began"),
     "trial_reported": ("metric", "unix time the trial reported its candidates' results to Ray Tune"),
     "driver_heard": ("metric", "unix time the sweep's driver took in that report (driver_heard - "
