@@ -90,6 +90,44 @@ def test_duplicate_keys_are_rejected(tmp_path, capsys):
     _one_line_error(capsys, str(path), "duplicate key 'name'")
 
 
+def _numpy_refuses_one_element_arrays() -> bool:
+    import numpy as np
+
+    try:
+        int(np.zeros(1, dtype=np.int32))
+        return False
+    except TypeError:
+        return True
+
+
+def test_an_interpreter_that_cannot_run_our_kernels_is_named(monkeypatch):
+    import triton
+
+    from kernelevolve.tuner.experiment.hardware import interpreter_problem
+
+    monkeypatch.setattr(triton, "__version__", "3.7.0")
+    assert interpreter_problem() is None
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    problem = interpreter_problem()
+    assert (problem is not None) == _numpy_refuses_one_element_arrays()
+    assert problem is None or ("triton 3.6.0" in problem and "triton>=3.7 or numpy<2.4" in problem)
+
+
+@pytest.mark.skipif(not _numpy_refuses_one_element_arrays(), reason="this numpy still converts one-element "
+                    "arrays: triton 3.6's interpreter runs here")
+def test_run_on_a_broken_interpreter_is_one_line_before_anything_starts(tmp_path, capsys, monkeypatch):
+    import triton
+
+    from kernelevolve.tuner.execution import sweep
+
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    monkeypatch.setattr(sweep, "run", lambda *a, **k: pytest.fail("the sweep started"))
+    path = tmp_path / "exp.yaml"
+    path.write_text(GOOD)
+    assert main(["run", str(path), "--quiet"]) == 2
+    _one_line_error(capsys, "targets[0]", "triton>=3.7 or numpy<2.4")
+
+
 def test_a_sweep_without_a_correct_candidate_exits_1(tmp_path, capsys, monkeypatch):
     from kernelevolve.tuner.execution import sweep
 

@@ -54,6 +54,7 @@ def cmd_run(args) -> int:
 
     exp = _config().load(args.experiment)
     _config().check_gpu_targets(exp, args.address)
+    _check_interpreter_targets(exp)
     try:
         with _progress_display(args.quiet) as progress:
             summaries = sweep.run(exp, address=args.address, resume=args.resume, log=progress.log,
@@ -85,6 +86,17 @@ def cmd_run(args) -> int:
     for study in failed:
         print(f"kernelevolve: no candidate was correct in study {study}", file=sys.stderr)
     return EXIT_NO_CORRECT if failed else 0
+
+
+def _check_interpreter_targets(exp) -> None:
+    """An interpreter target on a machine whose Triton interpreter cannot run our kernels: the
+    experiment's error (exit 2) before anything starts, not one failed record per candidate."""
+    from kernelevolve.tuner.experiment.hardware import interpreter_problem
+
+    targets = [i for i, t in enumerate(exp.targets) if t.profile.interpreter]
+    problem = interpreter_problem() if targets else None
+    if problem:
+        raise _config().ConfigError(f"{exp.source_path}: targets[{targets[0]}]: {problem}")
 
 
 def _names_ray_address(path: str) -> bool:

@@ -31,6 +31,30 @@ class Hardware:
     ceilings: dict = field(default_factory=dict)  # "copy_bytes", "bfloat16_flops", ...
 
 
+def interpreter_problem() -> str | None:
+    """Why Triton's interpreter cannot run this machine's kernels, or None where it can.
+
+    Triton 3.6's interpreter turns a scalar argument used as a loop bound (`range(0, n, BLOCK)`,
+    in most of our kernels) into a Python int with int() of a one-element numpy array, which numpy
+    2.4 refuses ("only 0-dimensional arrays can be converted to Python scalars"); 3.7 squeezes the
+    array first. Checked here with triton 3.6.0 and 3.7.0 and numpy 2.4.6, and seen on a GPU
+    machine's image (triton 3.6.0, numpy 2.5.2): every such kernel failed at its first launch."""
+    import numpy as np
+    import triton
+
+    try:
+        int(np.zeros(1, dtype=np.int32))
+        return None  # this numpy still converts one-element arrays
+    except TypeError:
+        pass
+    major, minor = (int(p) for p in triton.__version__.split(".")[:2])
+    if (major, minor) >= (3, 7):
+        return None
+    return (f"the Triton interpreter of triton {triton.__version__} cannot run kernels with loops "
+            f"under numpy {np.__version__} (it converts one-element arrays with int(), which numpy "
+            f"2.4 refuses): install triton>=3.7 or numpy<2.4 for the cpu-interpreter target")
+
+
 _H100_MEASURED = "measured 2026-11-24 on this project's H100 (STACK-NOTES.md)"
 
 PROFILES: dict[str, Hardware] = {
