@@ -9,7 +9,11 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   too few tiles to fill the GPU and K is long); the partial sums meet either
   SPLIT_K_REDUCE  "atomic": by fp32 atomic adds into one zeroed [M, N] workspace, or
                   "two_pass": each split stores its own slab of a [SPLIT_K, M, N] workspace and a
-                  second kernel sums the slabs (no zero-fill, no atomics, deterministic)
+                  second kernel sums the slabs (no zero-fill, no atomics, deterministic), or
+                  "in_kernel": the slabs as two_pass's, and the last split of a tile to arrive
+                  (a per-tile arrival counter, reset by that split for the next launch) sums them
+                  in order, applies the epilogue and stores C: one launch instead of two or three,
+                  for the small GEMMs split-K is for, where a launch is a fair share of the time
   PERSISTENT      launch one program per SM, each looping over tiles (vs one tile per program):
                   no tail of half-empty waves, and launch cost paid once per SM
   TMA             tensor-descriptor loads and stores (TMA on Hopper) instead of pointer loads
@@ -87,11 +91,11 @@ class MatmulProblem(BaseModel):
 
 @triton.jit
 def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
-               bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
+               bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr, arrivals_ptr, M, N, K, b_cols,
                stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                stride_rm, stride_rn, stride_ws,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-               GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr,
+               GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr, IN_KERNEL: tl.constexpr,
                TMA: tl.constexpr, TMA_STORE: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
                EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
                ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
@@ -130,6 +134,23 @@ def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_des
         else:
             c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
             tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+    elif IN_KERNEL:  # c_ptr is C; this split's partial goes to its slab of the workspace
+        ws_ptrs = ws_ptr + offs_m[:, None] * N + offs_n[None, :]
+        tl.store(ws_ptrs + pid_k * stride_ws, acc, mask=c_mask)
+        # every thread's partial is stored before the one arrival of this program is counted; the
+        # count's release/acquire (GPU scope) orders the other splits' partials before the loads
+        tl.debug_barrier()
+        arrived = tl.atomic_add(arrivals_ptr + tile_id, 1, sem="acq_rel", scope="gpu")
+        if arrived == SPLIT_K - 1:  # the last of the tile's splits: the others' slabs are written
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            for s in tl.static_range(SPLIT_K):  # in slab order: the sum does not depend on arrivals
+                # .cg: from L2, never from this SM's L1, which may hold a slab of an earlier launch
+                acc += tl.load(ws_ptrs + s * stride_ws, mask=c_mask, other=0.0, cache_modifier=".cg")
+            acc = apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm, stride_rn,
+                                 scale_a_ptr, scale_b_ptr, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+            c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+            tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+            tl.atomic_xchg(arrivals_ptr + tile_id, 0, sem="relaxed", scope="gpu")  # for the next launch
     else:  # c_ptr is the fp32 workspace; splitk_finish_kernel applies the epilogue
         ws_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
         if TWO_PASS:
@@ -140,12 +161,12 @@ def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_des
 
 @triton.jit
 def matmul_kernel(
-    a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr,
+    a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr, arrivals_ptr,
     M, N, K, b_cols,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
     stride_ws,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr, IN_KERNEL: tl.constexpr,
     PERSISTENT: tl.constexpr, TMA: tl.constexpr, TMA_STORE: tl.constexpr,
     WARP_SPECIALIZE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
@@ -179,25 +200,28 @@ def matmul_kernel(
             for tile_id in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=True):
                 store_tile_id += tl.num_programs(0)
                 _gemm_tile(tile_id, store_tile_id, 0, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
-                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
+                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr, arrivals_ptr,
+                           M, N, K, b_cols,
                            stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                            stride_rm, stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
-                           SPLIT_K, TWO_PASS, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR,
+                           SPLIT_K, TWO_PASS, IN_KERNEL, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR,
                            HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
         else:
             for tile_id in range(tl.program_id(0), num_tiles, tl.num_programs(0)):
                 _gemm_tile(tile_id, tile_id, 0, a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc,
-                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
+                           bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr, arrivals_ptr,
+                           M, N, K, b_cols,
                            stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                            stride_rm, stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
-                           SPLIT_K, TWO_PASS, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR,
+                           SPLIT_K, TWO_PASS, IN_KERNEL, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR,
                            HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
     else:  # one tile per program; program_id(1) is the K slice when SPLIT_K > 1
         _gemm_tile(tl.program_id(0), tl.program_id(0), tl.program_id(1), a_ptr, b_ptr, c_ptr,
-                   a_desc, b_desc, c_desc, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
+                   a_desc, b_desc, c_desc, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr,
+                   arrivals_ptr, M, N, K,
                    b_cols, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                    stride_rm, stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SPLIT_K,
-                   TWO_PASS, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS,
+                   TWO_PASS, IN_KERNEL, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR, HAS_SCALE, HAS_BIAS,
                    ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
 
 
@@ -227,7 +251,7 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
                    "WARP_SPECIALIZE": False, "STAGE_A": False, "STAGE_B": False, "EPILOGUE_SUBTILE": False,
                    "FLATTEN": False, "maxnreg": 0}
-SPLIT_K_REDUCES = ("atomic", "two_pass")
+SPLIT_K_REDUCES = ("atomic", "two_pass", "in_kernel")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
 # compiles on every NVIDIA GPU Triton supports and on the interpreter.
@@ -250,6 +274,22 @@ class Epilogue:
 
 
 NO_EPILOGUE = Epilogue()
+
+
+_ARRIVALS: dict = {}  # (device, stream) -> int32 counters, all zero between launches
+
+
+def arrival_counters(device: torch.device, tiles: int) -> torch.Tensor:
+    """SPLIT_K_REDUCE="in_kernel"'s per-tile arrival counters: zeroed once, then left at zero by
+    each launch (the last split of a tile resets its counter), so a launch needs no zero-fill of
+    its own. One set per stream: launches on two streams at once would count into each other's.
+    Grown (zeroed afresh) when a launch has more tiles than any before it."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (str(device), stream)
+    have = _ARRIVALS.get(key)
+    if have is None or have.numel() < tiles:
+        have = _ARRIVALS[key] = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
+    return have
 
 
 def even_k(K: int, config) -> bool:
@@ -281,12 +321,16 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     M, K = a.shape
     N = b.shape[1]
     split_k, two_pass = int(cfg["SPLIT_K"]), cfg["SPLIT_K_REDUCE"] == "two_pass"
+    in_kernel = split_k > 1 and cfg["SPLIT_K_REDUCE"] == "in_kernel"
     if cfg["SPLIT_K_REDUCE"] not in SPLIT_K_REDUCES:
         raise ValueError(f"SPLIT_K_REDUCE must be one of {SPLIT_K_REDUCES}, got {cfg['SPLIT_K_REDUCE']!r}")
     if cfg["PERSISTENT"] and split_k > 1:
         raise ValueError("PERSISTENT=True runs whole tiles: it takes SPLIT_K=1")
     if cfg["WARP_SPECIALIZE"] and not cfg["TMA"]:
         raise ValueError("WARP_SPECIALIZE=True needs TMA=True (the producer warp issues TMA copies)")
+    if cfg["WARP_SPECIALIZE"] and in_kernel:
+        raise ValueError("WARP_SPECIALIZE=True with SPLIT_K_REDUCE='in_kernel': Triton's warp-specialized "
+                         "code drops the reset of the tiles' arrival counters; use 'two_pass'")
     if cfg["EPILOGUE_SUBTILE"] and split_k > 1:
         raise ValueError("EPILOGUE_SUBTILE=True splits the store of C: it takes SPLIT_K=1 "
                          "(with a split, the finish kernel stores C)")
@@ -311,14 +355,17 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     # C keeps its own rows: where a descriptor cannot write them (odd N, reached through a staged
     # B) the loads still go through TMA and C is stored by pointers
     tma_store = bool(cfg["TMA"]) and split_k == 1 and out.stride(1) == 1 and tma_compatible(out) is None
+    tiles = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
+    workspace = arrivals = None
     if split_k == 1:
         target, stride_ws = out, 0
-    elif two_pass:  # every element of every slab is written by its split: no zero-fill
-        target = torch.empty((split_k, M, N), dtype=torch.float32, device=out.device)
-        stride_ws = M * N
+    elif two_pass or in_kernel:  # every element of every slab is written by its split: no zero-fill
+        workspace = torch.empty((split_k, M, N), dtype=torch.float32, device=out.device)
+        target, stride_ws = (out if in_kernel else workspace), M * N
+        arrivals = arrival_counters(out.device, tiles) if in_kernel else None
+        workspace = workspace if in_kernel else None
     else:
         target, stride_ws = torch.zeros((M, N), dtype=torch.float32, device=out.device), 0
-    tiles = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
     grid = (min(tiles, program_slots(a.device)),) if cfg["PERSISTENT"] else (tiles, split_k)
     ep = epilogue
     res = ep.residual
@@ -326,17 +373,17 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
                  ACTIVATION=ep.activation, HAS_RESIDUAL=res is not None)
     rstrides = (res.stride(0), res.stride(1)) if res is not None else (0, 0)
     handle = matmul_kernel[grid](
-        a, b, target, ep.bias, res, ep.scale_a, ep.scale_b, M, N, K, b_cols,
+        a, b, target, ep.bias, res, ep.scale_a, ep.scale_b, workspace, arrivals, M, N, K, b_cols,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1),
         target.stride(-2), target.stride(-1), *rstrides, stride_ws,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
-        GROUP_M=cfg["GROUP_M"], SPLIT_K=split_k, TWO_PASS=two_pass,
+        GROUP_M=cfg["GROUP_M"], SPLIT_K=split_k, TWO_PASS=two_pass, IN_KERNEL=in_kernel,
         PERSISTENT=bool(cfg["PERSISTENT"]), TMA=bool(cfg["TMA"]), TMA_STORE=tma_store,
         WARP_SPECIALIZE=bool(cfg["WARP_SPECIALIZE"]), EVEN_K=even_k(K, cfg), B_KMAJOR=b_kmajor,
         EPILOGUE_SUBTILE=bool(cfg["EPILOGUE_SUBTILE"]), FLATTEN=bool(cfg["FLATTEN"]),
         **flags, **launch_options(cfg),
     )
-    if split_k > 1:
+    if split_k > 1 and not in_kernel:
         finish_grid = (triton.cdiv(M, FINISH_BLOCK), triton.cdiv(N, FINISH_BLOCK))
         splitk_finish_kernel[finish_grid](
             target, out, ep.bias, res, ep.scale_a, ep.scale_b, M, N, stride_ws,

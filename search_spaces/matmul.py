@@ -2,7 +2,7 @@
 
 Parameters, by target:
   every target   BLOCK_M/N/K (powers of two), GROUP_M, SPLIT_K with SPLIT_K_REDUCE
-                 ("atomic" or "two_pass"), PERSISTENT, num_warps, num_stages
+                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT, num_warps, num_stages
   Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, and the transforms
                  of Triton's persistent-matmul tutorial: EPILOGUE_SUBTILE (the output tile stored
                  as two column halves), FLATTEN (the persistent tile loop flattened with its K

@@ -13,6 +13,7 @@ WHERE = {
     "tma_persistent": dict(TMA=True, PERSISTENT=True),
     "splitk_atomic": dict(SPLIT_K=2),
     "splitk_two_pass": dict(SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
+    "splitk_in_kernel": dict(SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
 }
 
 

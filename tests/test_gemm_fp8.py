@@ -32,7 +32,8 @@ def run(device, shape, out_dtype, cfg):
     ((100, 72, 144), dict(TMA=True)),
     ((100, 72, 144), dict(TMA=True, PERSISTENT=True)),
     ((64, 64, 256), dict(SPLIT_K=2, SPLIT_K_REDUCE="two_pass")),
-], ids=["pointers-odd", "tma", "tma-persistent", "splitk-two-pass"])
+    ((64, 64, 256), dict(SPLIT_K=2, SPLIT_K_REDUCE="in_kernel")),
+], ids=["pointers-odd", "tma", "tma-persistent", "splitk-two-pass", "splitk-in-kernel"])
 def test_fp8_scaled_matches_reference(device, shape, extra):
     result, _, _ = run(device, shape, "float16", dict(CFG, **extra))
     assert result.ok, result.reason

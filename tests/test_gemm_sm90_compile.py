@@ -31,6 +31,11 @@ CASES = {  # name: (kernel, problem fields, config changes)
     "matmul-tma-ws": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True)),
     "matmul-tma-ws-splitk-two-pass": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4,
                                                          SPLIT_K_REDUCE="two_pass")),
+    # split-K reduced by the last split of each tile (one launch): its arrival count and slab loads
+    "matmul-pointers-splitk-in-kernel": ("matmul", {}, dict(SPLIT_K=4, SPLIT_K_REDUCE="in_kernel")),
+    "matmul-tma-splitk-in-kernel": ("matmul", {}, dict(TMA=True, SPLIT_K=4, SPLIT_K_REDUCE="in_kernel")),
+    "epilogue-gelu-residual-splitk-in-kernel": ("gemm_epilogue", dict(activation="gelu", residual=True),
+                                                dict(TMA=True, SPLIT_K=4, SPLIT_K_REDUCE="in_kernel")),
     "epilogue-gelu-residual-tma-ws": ("gemm_epilogue", dict(activation="gelu", residual=True),
                                       dict(TMA=True, WARP_SPECIALIZE=True)),
     "fp8-pointers": ("gemm_fp8", {}, dict(BLOCK_K=128)),
@@ -51,6 +56,8 @@ CASES = {  # name: (kernel, problem fields, config changes)
                                                      dict(TMA=True, PERSISTENT=True, FLATTEN=True, EPILOGUE_SUBTILE=True)),
     "fp8-tma-persistent-subtile": ("gemm_fp8", {}, dict(BLOCK_K=128, TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True)),
     # the Triton limits behind the warp-specialization constraint:
+    "ws-splitk-in-kernel-refused": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4,
+                                                        SPLIT_K_REDUCE="in_kernel")),
     "ws-dropped-with-8-warps": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, num_warps=8)),
     "ws-atomic-splitk-fails": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4)),
     # a residual in a flattened loop: the model's upper bound (one whole residual tile staged)
@@ -91,7 +98,7 @@ def _child() -> None:
     from kernelevolve.tuner.experiment.registry import BUILTIN, load
 
     pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32",
-               torch.float8_e4m3fn: "*fp8e4nv"}
+               torch.float8_e4m3fn: "*fp8e4nv", torch.int32: "*i32"}
 
     def compile_launch(kernel, args, kwargs):
         # the signature Triton's own launcher would build: tensors are 16-byte aligned pointers,
@@ -122,7 +129,11 @@ def _child() -> None:
         cfg = {**BASE, **changes}
         calls = []
         with mock.patch.object(JITFunction, "run", lambda self, *a, grid, warmup, **kw: calls.append((self, a, kw))):
-            spec.launch(inputs, out, cfg)
+            try:
+                spec.launch(inputs, out, cfg)
+            except ValueError as exc:  # a combination the launcher refuses: reported as such
+                results[name] = {"error": f"launcher: {exc}"}
+                continue
         in_bytes = 1 if kernel_name == "gemm_fp8" else 2
         try:
             compiled = compile_launch(*calls[0])
@@ -137,7 +148,10 @@ def _child() -> None:
                          "tma_stores": len(re.findall(r"cp\.async\.bulk\.tensor[^;]*global\.shared", ptx)),
                          "wgmma": "wgmma" in ptx,
                          "warp_specialized": "ttg.warp_specialize" in compiled.asm["ttgir"],
-                         "maxnreg": [int(n) for n in re.findall(r"\.maxnreg\s+(\d+)", ptx)]}
+                         "maxnreg": [int(n) for n in re.findall(r"\.maxnreg\s+(\d+)", ptx)],
+                         "atomics": re.findall(r"\b(?:atom|red)\.[\w.]+", ptx),
+                         "cg_loads": len(re.findall(r"\bld\.global\.cg", ptx)),
+                         "barriers": len(re.findall(r"\bbar\.sync\b", ptx))}
     print(json.dumps({"triton": triton.__version__, "results": results}))
 
 
@@ -169,6 +183,21 @@ def test_variant_compiles_for_sm90_within_the_shared_memory_model(compiled, name
 def test_warp_specialization_limits_the_constraint_encodes(compiled):
     assert not compiled["ws-dropped-with-8-warps"].get("warp_specialized", True)
     assert "error" in compiled["ws-atomic-splitk-fails"]
+    # compiled with warp specialization (triton 3.9.0, 2026-11-28), the last split's reset of its
+    # tile's counter was gone from the code: the launcher refuses the combination
+    assert "launcher: WARP_SPECIALIZE=True with SPLIT_K_REDUCE='in_kernel'" in \
+        compiled["ws-splitk-in-kernel-refused"]["error"]
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n.endswith("splitk-in-kernel")])
+def test_split_k_in_kernel_counts_arrivals_at_gpu_scope_and_reads_slabs_from_l2(compiled, name):
+    r = compiled[name]
+    assert "error" not in r, r.get("error")
+    # one acquire-release count of the tile's arrivals, one reset, a barrier before the count
+    # (every thread's partial stored first), and the last split's slab loads past L1 (.cg)
+    assert "atom.global.gpu.acq_rel.add.u32" in r["atomics"], r["atomics"]
+    assert any(a.startswith("atom.global.gpu") and ".exch." in a for a in r["atomics"]), r["atomics"]
+    assert r["cg_loads"] > 0 and r["barriers"] > 0, r
 
 
 def test_a_flattened_residual_stays_under_the_model(compiled):

@@ -27,12 +27,14 @@ POINTER_SWITCHES = {
     "persistent": dict(PERSISTENT=True),
     "splitk3_atomic": dict(SPLIT_K=3, BLOCK_K=16),
     "splitk3_two_pass": dict(SPLIT_K=3, BLOCK_K=16, SPLIT_K_REDUCE="two_pass"),
+    "splitk3_in_kernel": dict(SPLIT_K=3, BLOCK_K=16, SPLIT_K_REDUCE="in_kernel"),
 }
 TMA_SWITCHES = {
     "tma": dict(TMA=True),
     "tma_persistent": dict(TMA=True, PERSISTENT=True),
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
+    "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
 }
 WS_SWITCHES = {  # fp16 only: Hopper's warp specialization does not compile for fp32 (tf32)
     "tma_ws": dict(TMA=True, WARP_SPECIALIZE=True),
@@ -66,6 +68,23 @@ def test_tma_switches(device, name, shape, dtype):
     assert result.ok, result.reason
 
 
+@pytest.mark.parametrize("split_k", [2, 4])
+def test_split_k_in_kernel_leaves_its_arrival_counters_at_zero_for_the_next_launch(device, split_k):
+    """The last split of each tile resets its counter: launch after launch (of other shapes too,
+    sharing the counters) stays right, and no launch needs a zero-fill of its own."""
+    cfg = dict(BASE, SPLIT_K=split_k, BLOCK_K=16, SPLIT_K_REDUCE="in_kernel")
+    for shape in (ODD, EVEN, ODD):
+        result = run(device, shape, "float32", cfg)
+        assert result.ok, result.reason
+        counters = [c for (dev, _), c in mm._ARRIVALS.items() if torch.device(dev).type == torch.device(device).type]
+        assert counters and all(int(c.abs().sum()) == 0 for c in counters)
+
+
+def test_split_k_in_kernel_refuses_warp_specialization():
+    with pytest.raises(ValueError, match="arrival counters"):
+        run("cpu", TMA_ODD, "float16", dict(BASE, TMA=True, WARP_SPECIALIZE=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"))
+
+
 @pytest.mark.parametrize("extra", [{}, dict(TMA=True), dict(TMA=True, PERSISTENT=True),
                                    dict(SPLIT_K=3, BLOCK_K=16)], ids=["pointers", "tma", "tma_persistent", "splitk3"])
 def test_stage_a_makes_a_misaligned_a_readable(device, extra):
@@ -86,6 +105,7 @@ STAGE_B_SWITCHES = {
     "tma_persistent_subtile": dict(TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True),
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
+    "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
 }
 
 
