@@ -187,6 +187,24 @@ def tma_allocator(device: torch.device) -> None:
         triton.set_allocator(_scratch)
 
 
+_ARRIVALS: dict = {}  # (device, stream) -> int32 counters, all zero between launches (arrival_counters)
+
+
+def arrival_counters(device: torch.device, tiles: int) -> torch.Tensor:
+    """The per-tile arrival counters of split-K reduced in the kernel (kernels/matmul.py,
+    SPLIT_K_REDUCE="in_kernel"): zeroed once, then left at zero by each launch (the last split of
+    a tile resets its counter), so a launch needs no zero-fill of its own. One set per stream (as
+    cuBLAS keeps a workspace per stream): launches on two streams at once would count into each
+    other's.
+    Grown (zeroed afresh) when a launch has more tiles than any before it."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (str(device), stream)
+    have = _ARRIVALS.get(key)
+    if have is None or have.numel() < tiles:
+        have = _ARRIVALS[key] = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
+    return have
+
+
 @functools.lru_cache(maxsize=None)
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count

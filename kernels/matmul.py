@@ -74,7 +74,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 from kernelevolve.kernels import tuned
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
-                                aligned_rows, apply_epilogue, launch_options, program_slots,
+                                aligned_rows, apply_epilogue, arrival_counters, launch_options, program_slots,
                                 store_halves, tile_coords, tma_allocator, tma_compatible)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
@@ -274,22 +274,6 @@ class Epilogue:
 
 
 NO_EPILOGUE = Epilogue()
-
-
-_ARRIVALS: dict = {}  # (device, stream) -> int32 counters, all zero between launches
-
-
-def arrival_counters(device: torch.device, tiles: int) -> torch.Tensor:
-    """SPLIT_K_REDUCE="in_kernel"'s per-tile arrival counters: zeroed once, then left at zero by
-    each launch (the last split of a tile resets its counter), so a launch needs no zero-fill of
-    its own. One set per stream: launches on two streams at once would count into each other's.
-    Grown (zeroed afresh) when a launch has more tiles than any before it."""
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
-    key = (str(device), stream)
-    have = _ARRIVALS.get(key)
-    if have is None or have.numel() < tiles:
-        have = _ARRIVALS[key] = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
-    return have
 
 
 def even_k(K: int, config) -> bool:

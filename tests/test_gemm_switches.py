@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from kernelevolve.kernels import matmul as mm
+from kernelevolve.kernels import gemm_tiles
 from kernelevolve.kernels.gemm_tiles import launch_options
 from kernelevolve.kernels.spec import element_size
 from kernelevolve.tuner.measure.verify import check, poison
@@ -76,7 +77,7 @@ def test_split_k_in_kernel_leaves_its_arrival_counters_at_zero_for_the_next_laun
     for shape in (ODD, EVEN, ODD):
         result = run(device, shape, "float32", cfg)
         assert result.ok, result.reason
-        counters = [c for (dev, _), c in mm._ARRIVALS.items() if torch.device(dev).type == torch.device(device).type]
+        counters = [c for (dev, _), c in gemm_tiles._ARRIVALS.items() if torch.device(dev).type == torch.device(device).type]
         assert counters and all(int(c.abs().sum()) == 0 for c in counters)
 
 
