@@ -130,3 +130,14 @@ def test_a_lanes_reply_is_builtin_types_only():
     code = "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print('torch' in sys.modules, 'numpy' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(out), capture_output=True, timeout=60)
     assert done.stdout.decode().split() == ["False", "False"], done.stderr[-1000:]
+
+
+def test_a_self_check_line_names_every_other_span_of_the_lane_s_time():
+    from kernelevolve.tuner.execution.lanes import _self_check_line
+
+    reply = {"status": "ok", "eval_s": 1.2, "verify_s": 0.96, "verify_check_s": 0.67, "compile_s": 0.18,
+             "lane_started": 100.0, "lane_s": 6.25, "queue_s": 4.8, "study_load_s": 0.01, "judge_s": 0.3}
+    line = _self_check_line("0", reply)
+    assert line.startswith("lane 0: self-check ok in 1.2 s") and "to 106.250" in line
+    assert line.endswith("; also judge_s 0.30, queue_s 4.80")  # study_load_s under 50 ms: left out
+    assert _self_check_line("1", {"status": "runtime_error", "error": "boom"}) == "lane 1: self-check runtime_error: boom"
