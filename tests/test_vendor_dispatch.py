@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from interpreted import cpu_interpreter_only, interpreter_runs
 
 from kernelevolve.kernels import matmul as matmul_kernel
 from kernelevolve.kernels import tuned
@@ -68,6 +69,7 @@ def test_padded_operands_are_a_vendor_candidate_only_where_a_row_is_misaligned()
     assert vendor_configs_of("kernelevolve.search_spaces.bmm:TUNABLE", {**BMM, "N": 45}) == [VENDOR_CONFIG]
 
 
+@interpreter_runs
 @pytest.mark.parametrize("b_kmajor, activation", [(False, "gelu"), (True, "gelu"), (False, "relu"), (True, "relu")])
 def test_cublas_on_padded_operands_computes_the_same_product(b_kmajor, activation):
     from kernelevolve.kernels.gemm_vendor import launch_vendor
@@ -90,6 +92,7 @@ def test_cublas_on_padded_operands_computes_the_same_product(b_kmajor, activatio
         assert torch.allclose(padded.double(), a.double() @ b.double(), atol=1e-4)
 
 
+@interpreter_runs
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_the_vendor_matmul_is_judged_ok(worker, dtype):
     rec = worker.request(req("kernelevolve.search_spaces.matmul:TUNABLE",
@@ -103,6 +106,7 @@ def test_the_vendor_matmul_is_judged_ok(worker, dtype):
     ("kernelevolve.search_spaces.gemm_epilogue:TUNABLE", {**MISALIGNED, "dtype": "float32", "N": 45, "K": 70,
                                                           "activation": "silu", "bias": True, "residual": True}),
 ])
+@interpreter_runs
 def test_the_padded_vendor_gemm_is_judged_ok(worker, ref, problem):
     for config in (PADDED_CONFIG, PADDED_IN_PLACE_CONFIG):
         rec = worker.request(req(ref, problem, config), timeout_s=300)
@@ -110,6 +114,7 @@ def test_the_padded_vendor_gemm_is_judged_ok(worker, ref, problem):
         assert rec["impl"] == "vendor" and rec["judge_checks"] >= 4
 
 
+@interpreter_runs
 def test_the_vendor_fused_gemm_is_judged_ok_and_a_triton_config_still_is_triton(worker):
     problem = {"M": 40, "N": 48, "K": 64, "dtype": "float32", "activation": "gelu", "bias": True,
                "residual": True}
@@ -122,6 +127,7 @@ def test_the_vendor_fused_gemm_is_judged_ok_and_a_triton_config_still_is_triton(
     assert rec["status"] == "ok" and rec["impl"] == "triton", rec
 
 
+@interpreter_runs
 @pytest.mark.parametrize("obj", ["KERNEL", "MATMUL"])
 def test_a_plugin_cannot_claim_the_exemption(worker, obj):
     problem = {} if obj == "KERNEL" else {"M": 32, "N": 32, "K": 32, "dtype": "float32"}
@@ -134,6 +140,7 @@ def test_a_plugin_cannot_claim_the_exemption(worker, obj):
     assert rec["status"] == "ok", rec
 
 
+@interpreter_runs
 def test_a_retiming_judges_the_vendor_row_as_vendor_and_the_triton_rows_as_triton(worker):
     """The end-of-study re-timing holds the finalists and the vendor paths beside them: the parent
     names the vendor rows in its `begin`, so that the vendor's library call (aten.mm, which the
@@ -203,6 +210,7 @@ def vendor_table(tmp_path, monkeypatch):
     tuned.clear_table()
 
 
+@cpu_interpreter_only
 def test_the_table_dispatches_to_the_vendor_path(vendor_table, monkeypatch):
     a, b = torch.randn(60, 48), torch.randn(48, 30)
     cfg = tuned.config_for("matmul", {"M": 60, "N": 30, "K": 48}, a.dtype, a.device,
@@ -218,6 +226,7 @@ def test_the_table_dispatches_to_the_vendor_path(vendor_table, monkeypatch):
     assert n.n == 1 and torch.allclose(out, a @ b, atol=1e-2)
 
 
+@cpu_interpreter_only
 def test_the_operators_dispatch_to_the_vendor_path(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     from kernelevolve.kernels import ops  # noqa: F401 - registers torch.ops.kernelevolve.*
@@ -354,6 +363,7 @@ def test_the_evaluator_asks_no_constraint_of_the_declared_vendor_config():
     assert is_vendor_config(tunable.kernel, MatmulProblem(M=64, N=45, K=64), PADDED_CONFIG)
 
 
+@cpu_interpreter_only
 def test_the_vendor_bmm_is_judged_ok_and_dispatched(worker, tmp_path, monkeypatch):
     rec = worker.request(req("kernelevolve.search_spaces.bmm:TUNABLE",
                              {"B": 3, "M": 24, "N": 40, "K": 32, "dtype": "float16"}, VENDOR_CONFIG),
@@ -373,6 +383,7 @@ def test_the_vendor_bmm_is_judged_ok_and_dispatched(worker, tmp_path, monkeypatc
         tuned.clear_table()
 
 
+@cpu_interpreter_only
 def test_the_pad_copy_fills_past_the_edges_with_zeros_in_one_pass(monkeypatch):
     """kernels/gemm_pad.copy_rows (the padded path's copies, interpreted here): the values inside,
     zeros in the padded columns and rows, from a source whose rows start misaligned."""
@@ -391,7 +402,8 @@ def test_the_pad_copy_fills_past_the_edges_with_zeros_in_one_pass(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("config", [VENDOR_CONFIG, PADDED_CONFIG], ids=["vendor", "padded"])
+@pytest.mark.parametrize("config", [VENDOR_CONFIG, PADDED_CONFIG, PADDED_IN_PLACE_CONFIG],
+                         ids=["vendor", "padded", "padded-in-place"])
 def test_cublaslt_bias_relu_epilogue_on_the_gpu(dtype, config):
     """On CUDA, bias + ReLU go through torch._addmm_activation (cuBLASLt's epilogue): the same
     result as the float64 reference, on aligned and misaligned rows, plain and padded."""
