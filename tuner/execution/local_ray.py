@@ -37,10 +37,11 @@ def prepare_environment() -> None:
     # The sweep handles SIGINT and SIGTERM itself (a stop that can be resumed): Tune must not.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     # No Python workers started ahead of any task: a raylet starts one per core as it starts and
-    # for the first driver that joins it, and Ray Tune's trial actors (a runtime environment of their own) and
-    # the sweep's other actors never run on them (checked on Ray 2.60: a trial actor ran on a
-    # worker started for it, beside the ones started ahead). On a 4 x H200 node that was 64
-    # interpreters importing Ray at once, on the cores the sweep's own start needed.
+    # for the first driver that joins it, and Ray Tune's trial actors (a runtime environment of
+    # their own) never run on them (checked on Ray 2.60: a trial actor ran on a worker started for
+    # it, beside the ones started ahead); of the sweep's other actors, the few plain ones (lanes,
+    # MLflow writers, the lane keeper) did, and now start a worker each when asked. On a 4 x H200
+    # node that was 64 interpreters importing Ray at once, on the cores the sweep's own start needed.
     for switch in PRESTART_SWITCHES:
         os.environ.setdefault(switch, "0")
 
