@@ -299,8 +299,8 @@ def run(exp, address: str | None = None, log=print, resume: bool = False, progre
     studies = list(exp.studies())
     forking = not ray.is_initialized()
     enumerations = Enumerations({st.key: st.space for st in studies}, fork=forking)
-    # the MLflow store opens in a forked process of its own while Ray starts and the lanes start
-    # (tuner.records.store_opening says why)
+    # the MLflow store opens while Ray and the lanes start: in the opener `kernelevolve run` started
+    # with the command, else in a process forked now (tuner.records.store_opening says why)
     store = StoreOpening(exp.tracking.uri, exp.name, fork=forking)
     # This node's fork server for evaluation processes starts importing torch and Triton now, so
     # that the lanes' and trials' processes start from it (tuner.execution.spawner says why).
