@@ -195,8 +195,18 @@ def arrival_counters(device: torch.device, tiles: int) -> torch.Tensor:
     SPLIT_K_REDUCE="in_kernel"): zeroed once, then left at zero by each launch (the last split of
     a tile resets its counter), so a launch needs no zero-fill of its own. One set per stream (as
     cuBLAS keeps a workspace per stream): launches on two streams at once would count into each
-    other's.
-    Grown (zeroed afresh) when a launch has more tiles than any before it."""
+    other's. Grown (zeroed afresh) when a launch has more tiles than any before it.
+
+    Inside a CUDA-graph capture no set is made for the capture's stream: a set made there would
+    be zeroed only where that graph replays, and another graph reading it could find it unzeroed.
+    The graph uses a set an eager launch on this device made (as every clock's warm-up does before
+    its capture; the graph then shares it with that stream), or one of its own, allocated and
+    zeroed inside the graph, so zeroed at each replay (a memset node: one more kernel per replay)."""
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        for (dev, _), counters in _ARRIVALS.items():
+            if dev == str(device) and counters.numel() >= tiles:
+                return counters
+        return torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)  # captured: zeroed per replay
     stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
     key = (str(device), stream)
     have = _ARRIVALS.get(key)

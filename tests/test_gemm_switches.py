@@ -268,3 +268,33 @@ def test_gpu_configs_are_valid_in_the_h100_space(shape, cfg):
 def test_hopper_switches_bf16_on_gpu(device, shape, cfg):
     result = run(device, shape, "bfloat16", dict(mm.DEFAULT_CONFIG, **cfg))
     assert result.ok, result.reason
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("warm_first", [True, False], ids=["eager-warm-up", "captured-cold"])
+def test_split_k_in_kernel_replays_right_in_cuda_graphs(monkeypatch, warm_first):
+    """Captured with the counters an eager launch made, or with its own made inside the capture
+    (zeroed at each replay): every replay right, and a second graph beside the first too."""
+    monkeypatch.setattr(gemm_tiles, "_ARRIVALS", {})
+    cfg = dict(BASE, BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, SPLIT_K=4, SPLIT_K_REDUCE="in_kernel")
+    problem = mm.MatmulProblem(M=192, N=160, K=2048, dtype="float16")
+    inputs = mm.make_inputs(problem, torch.device("cuda"), 0)
+    want = mm.reference(inputs)
+    outs, graphs = [], []
+    for _ in range(2):
+        out = mm.make_output(problem, inputs)
+        if warm_first:
+            mm.launch(inputs, out, cfg)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            mm.launch(inputs, out, cfg)
+        outs.append(out)
+        graphs.append(graph)
+    for _ in range(3):
+        for graph, out in zip(graphs, outs):
+            poison(out)
+            graph.replay()
+            torch.cuda.synchronize()
+            result = check(out, want)
+            assert result.ok, result.reason
