@@ -76,7 +76,7 @@ def join_node(node_id: str | None):
     Why: a driver joining a Ray (Ray 2.60, `services.get_node_to_connect_for_driver`) finds the
     raylets on its machine by reading every process's command line (`services.find_node_ids`,
     psutil). On a 4 x H200 node, while the head's Ray started its 64 workers, that read took ~6 s of
-    the sweep's start (driver stack samples, docs/benchmarks.md "A shorter start"). The early head
+    the sweep's start (driver stack samples, docs/benchmarks.md "The start, shortened"). The early head
     (tuner.execution.early_ray) knows its node, so the search is answered with it; Ray still asks
     its GCS for that node's details and fails as before if it is not alive. Ray has no parameter
     for this: the private function is replaced for the call only, and only where it exists."""

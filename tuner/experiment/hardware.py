@@ -37,7 +37,7 @@ def interpreter_problem() -> str | None:
     Triton 3.6's interpreter turns a scalar argument used as a loop bound (`range(0, n, BLOCK)`,
     in most of our kernels) into a Python int with int() of a one-element numpy array, which numpy
     2.4 refuses ("only 0-dimensional arrays can be converted to Python scalars"); 3.7 squeezes the
-    array first. Checked here with triton 3.6.0 and 3.7.0 and numpy 2.4.6, and seen on a GPU
+    array first. Checked on the CPU machine with triton 3.6.0 and 3.7.0 and numpy 2.4.6, and seen on a GPU
     machine's image (triton 3.6.0, numpy 2.5.2): every such kernel failed at its first launch."""
     import numpy as np
     import triton

@@ -5,7 +5,7 @@ copying the empty store, creating the experiment) took 5.6-6.9 s on H200 nodes, 
 holds the GIL the driver's Ray join and lane start need; once the join no longer searched the
 machine's processes (tuner.execution.local_ray.join_node) it was the start's longest wait, and
 opened in a forked child as the sweep began it still took 5.4-5.8 s (MLflow's imports, after the
-experiment's load: docs/benchmarks.md, "A shorter start"). So `kernelevolve run` starts an opener
+experiment's load: docs/benchmarks.md, "The start, shortened"). So `kernelevolve run` starts an opener
 process as the command begins (start_early), which imports MLflow beside the engine's imports and
 then waits; the sweep sends it the store's URI and the experiment's name once the experiment is
 loaded, and it opens the store. Nothing is written before that request: a command that fails
