@@ -202,17 +202,19 @@ def arrival_counters(device: torch.device, tiles: int) -> torch.Tensor:
     The graph uses a set an eager launch on this device made (as every clock's warm-up does before
     its capture; the graph then shares it with that stream), or one of its own, allocated and
     zeroed inside the graph, so zeroed at each replay (a memset node: one more kernel per replay)."""
+    def zeroed():
+        return torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
+
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         for (dev, _), counters in _ARRIVALS.items():
             if dev == str(device) and counters.numel() >= tiles:
                 return counters
-        return torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)  # captured: zeroed per replay
+        return zeroed()  # captured: zeroed at each replay
     stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
     key = (str(device), stream)
-    have = _ARRIVALS.get(key)
-    if have is None or have.numel() < tiles:
-        have = _ARRIVALS[key] = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
-    return have
+    if key not in _ARRIVALS or _ARRIVALS[key].numel() < tiles:
+        _ARRIVALS[key] = zeroed()
+    return _ARRIVALS[key]
 
 
 @functools.lru_cache(maxsize=None)

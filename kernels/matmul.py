@@ -340,14 +340,16 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     # B) the loads still go through TMA and C is stored by pointers
     tma_store = bool(cfg["TMA"]) and split_k == 1 and out.stride(1) == 1 and tma_compatible(out) is None
     tiles = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
-    workspace = arrivals = None
+    workspace = arrivals = None  # in_kernel's slabs and counters (two_pass's slabs are its target)
     if split_k == 1:
         target, stride_ws = out, 0
     elif two_pass or in_kernel:  # every element of every slab is written by its split: no zero-fill
-        workspace = torch.empty((split_k, M, N), dtype=torch.float32, device=out.device)
-        target, stride_ws = (out if in_kernel else workspace), M * N
-        arrivals = arrival_counters(out.device, tiles) if in_kernel else None
-        workspace = workspace if in_kernel else None
+        slabs = torch.empty((split_k, M, N), dtype=torch.float32, device=out.device)
+        stride_ws = M * N
+        if in_kernel:  # the kernel stores C itself
+            target, workspace, arrivals = out, slabs, arrival_counters(out.device, tiles)
+        else:
+            target = slabs
     else:
         target, stride_ws = torch.zeros((M, N), dtype=torch.float32, device=out.device), 0
     grid = (min(tiles, program_slots(a.device)),) if cfg["PERSISTENT"] else (tiles, split_k)

@@ -192,7 +192,8 @@ class Rule:
             # atomic: fails to compile; in_kernel: compiles, but the warp-specialized code has no
             # reset of the tile's arrival counter (tests/test_gemm_sm90_compile.py), so a second
             # launch would sum too early
-            return "WARP_SPECIALIZE with split-K needs SPLIT_K_REDUCE='two_pass' (atomics fail to compile)"
+            return ("WARP_SPECIALIZE with split-K needs SPLIT_K_REDUCE='two_pass' (atomic fails to compile; "
+                    "in_kernel loses its counters' reset)")
         # Not a compile failure: these ran and left outputs unwritten on the H100 (triton 3.6), in 3 of
         # 3 tries (128x128x64 on 512x4096x4096 and 1000x1000x383, 128x64x64 on 30000x768x383; caught
         # by verification, docs/results/gemm_suite*.json), while 5 stages with BLOCK_M=64 and 4
