@@ -141,3 +141,36 @@ def test_a_self_check_line_names_every_other_span_of_the_lane_s_time():
     assert line.startswith("lane 0: self-check ok in 1.2 s") and "to 106.250" in line
     assert line.endswith("; also judge_s 0.30, queue_s 4.80")  # study_load_s under 50 ms: left out
     assert _self_check_line("1", {"status": "runtime_error", "error": "boom"}) == "lane 1: self-check runtime_error: boom"
+
+
+def test_a_slow_vendor_decision_does_not_hold_the_lane_s_evaluator():
+    """Whether a request's config is a declared vendor config may import its kernel's module into
+    the lane actor (torch, Triton: seconds): that is decided before the request waits for its turn,
+    so the evaluator runs the requests behind it meanwhile, and the decision is what the request
+    is then judged by."""
+    deciding, decided = threading.Event(), threading.Event()
+    ran: list = []
+
+    class Worker:
+        def judge_exemptions(self, payload):
+            if payload.get("config") == {"IMPL": "vendor"}:
+                deciding.set()
+                assert decided.wait(10)
+                return True, []
+            return False, []
+
+        def request(self, payload, timeout_s, exemptions=None):
+            ran.append((payload["name"], exemptions))
+            return {"status": "ok"}
+
+    lane = lanes.Lane.__ray_metadata__.modified_class.__new__(lanes.Lane.__ray_metadata__.modified_class)
+    lane.worker, lane.turns, lane.busy_s, lane.span = Worker(), lanes.Turns(), {}, []
+    first = threading.Thread(target=lane.request, args=(
+        {"op": "evaluate", "name": "self-check", "config": {"IMPL": "vendor"}}, 10.0, lanes.TURN_FIRST))
+    first.start()
+    assert deciding.wait(10)
+    reply = lane.request({"op": "evaluate", "name": "candidate", "config": {"BLOCK": 64}}, 10.0)
+    assert reply["status"] == "ok" and ran == [("candidate", (False, []))]  # while the first decides
+    decided.set()
+    first.join(10)
+    assert ran == [("candidate", (False, [])), ("self-check", (True, []))]

@@ -220,11 +220,13 @@ class CandidateWorker:
             os.close(fd)
         self.proc, self.judge, self._judge_fds = None, None, ()
 
-    def request(self, payload: dict, timeout_s: float) -> dict:
-        """Send one request; return the child's reply or a failure record of our own. An
-        `evaluate` record says which implementation the candidate is (`impl`), as decided here."""
-        # the judge's one exemption (no Triton launch, a library call), for a built-in's declared
-        # vendor config only: decided here, from the request, before any of its code runs
+    @staticmethod
+    def judge_exemptions(payload: dict) -> tuple[bool, list]:
+        """The judge's one exemption (no Triton launch, a library call), for a built-in's declared
+        vendor config only, decided from the request before any of its code runs: (whether an
+        evaluation's config is one, which rows of a re-timing are). Deciding it may import the
+        kernel's module (torch, Triton: seconds, once a process): a lane decides it before it
+        waits for its evaluator (lanes.Lane.request), so that import never holds the GPU."""
         from kernelevolve.tuner.measure.vendor import is_declared_vendor  # (here: the judge
         # imports this module for its framing and must import no kernel module)
 
@@ -233,6 +235,13 @@ class CandidateWorker:
         # ... and of a re-timing (its finalists and the vendor paths beside them), which rows are
         rows = [i for i, c in enumerate(payload.get("configs") or []) if is_declared_vendor(ref, c, problem)] \
             if op == "retime" else []
+        return vendor, rows
+
+    def request(self, payload: dict, timeout_s: float, exemptions: tuple[bool, list] | None = None) -> dict:
+        """Send one request; return the child's reply or a failure record of our own. An
+        `evaluate` record says which implementation the candidate is (`impl`), as decided here.
+        `exemptions`: judge_exemptions(payload), where the caller decided it already."""
+        vendor, rows = self.judge_exemptions(payload) if exemptions is None else exemptions
         reply = self._request(payload, timeout_s, vendor, rows)
         if payload.get("op") == "evaluate":
             reply["impl"] = "vendor" if vendor else "triton"
