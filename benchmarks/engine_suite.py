@@ -55,6 +55,12 @@ def main() -> None:
 
         os.environ[STACK_SAMPLES_ENV] = args.stack_samples + ".actors"
         os.environ[STACK_T0_ENV] = repr(T0)
+    sampler = None
+    if args.stack_samples:  # from here: the engine's import and the experiment's load are sampled too
+        from kernelevolve.tuner.execution.stacks import StackSampler
+
+        sampler = StackSampler(args.stack_samples, T0)
+        sampler.start()
     if args.cpus:  # before any process starts: Ray's, the fork server's and their children inherit it
         from benchmarks.cpu_share import pin
 
@@ -101,12 +107,6 @@ def main() -> None:
     with open("exp.yaml", "w", encoding="utf-8") as fh:
         yaml.safe_dump(data, fh, sort_keys=False)
     exp = config.load("exp.yaml")
-    sampler = None
-    if args.stack_samples:
-        from kernelevolve.tuner.execution.stacks import StackSampler
-
-        sampler = StackSampler(args.stack_samples, T0)
-        sampler.start()
     if args.profile:
         import cProfile
         import pstats
