@@ -29,11 +29,11 @@ copies are part of the measured latency: the study decides by measurement whethe
 Inductor does by benchmarking both. The copies are one pass each (kernels/gemm_pad.py: about twice
 as fast as torch's copy into a view plus the zeroed margins).
 
-Where N is misaligned, a third vendor candidate (PADDED_IN_PLACE_CONFIG, PAD_OUTPUT=False) writes C
-in place instead: cuBLAS reads the padded B through a view of its first N columns (rows still
-aligned) and writes the caller's C with its own, misaligned rows. No output buffer, no copy of
-C (for 4330x3050x1649 bf16 the copy alone moves 53 MB); whether cuBLAS's kernel for a misaligned
-C costs more than the copy saves is a measurement, as the padding's is.
+C is written through an aligned buffer too, where N is misaligned, then copied out: cuBLAS writing
+the caller's C in place (the padded B read through a view of its first N columns) was tried as a
+third candidate and measured 2.4x and 4.3x slower than the padded one on a 4 x H200 node
+(4330x3050x1649 and 62087x309x1672 bf16, docs/benchmarks.md): cuBLAS's kernels for a C whose rows
+are misaligned cost far more than the copy.
 """
 from __future__ import annotations
 
@@ -47,8 +47,6 @@ ALIGN_BYTES = 16  # cuBLAS's alignment of sizes and rows for its tensor-core ker
 ROW_BYTES = 128  # where the padded copies' rows start: Inductor's padding_alignment_bytes
 VENDOR_CONFIG = {IMPL_KEY: VENDOR}  # a copy is what callers get (vendor_config())
 PADDED_CONFIG = {IMPL_KEY: VENDOR, PAD_KEY: ROW_BYTES}
-PAD_OUT_KEY = "PAD_OUTPUT"  # False: C written in place, not through a padded buffer (module docstring)
-PADDED_IN_PLACE_CONFIG = {IMPL_KEY: VENDOR, PAD_KEY: ROW_BYTES, PAD_OUT_KEY: False}
 
 
 def vendor_config() -> dict:
@@ -66,14 +64,8 @@ def misaligned(problem) -> bool:
 
 def vendor_configs(problem) -> list[dict]:
     """The vendor candidates of one GEMM problem (KernelSpec.vendor_configs): cuBLAS as called,
-    and, where a row is misaligned, cuBLAS on padded copies, and where N is, also with C written
-    in place (module docstring)."""
-    from kernelevolve.kernels.spec import element_size
-
-    padded = [dict(PADDED_CONFIG)] if misaligned(problem) else []
-    if padded and (problem.N * element_size(problem.dtype)) % ALIGN_BYTES:
-        padded.append(dict(PADDED_IN_PLACE_CONFIG))
-    return [vendor_config()] + padded
+    and, where a row is misaligned, cuBLAS on padded copies (module docstring)."""
+    return [vendor_config()] + ([dict(PADDED_CONFIG)] if misaligned(problem) else [])
 
 
 def is_vendor(config) -> bool:
@@ -143,9 +135,7 @@ def launch_vendor(a, b, out, epilogue, config=None) -> None:
         step = max(1, ALIGN_BYTES // a.element_size())
         Kp, Np = _round_up(K, step), _round_up(N, step)
         a, b = _padded(a, M, Kp, row_bytes), _padded(b, Kp, Np, row_bytes)
-        if Np != N and (config or {}).get(PAD_OUT_KEY, True) is False:
-            b = b[:, :N]  # the padded B's aligned rows, its first N columns: C written in place
-        elif Np != N:
+        if Np != N:
             bias = F.pad(bias, (0, Np - N)) if bias is not None else None
             target = torch.empty((M, Np), dtype=out.dtype, device=out.device)
     activation = getattr(epilogue, "activation", "none")

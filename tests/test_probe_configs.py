@@ -43,8 +43,8 @@ def test_a_gemm_study_re_times_its_configs_and_the_vendor_configs():
     studies = list(exp.studies())
     assert [st.budget() for st in studies] == [len(item["configs"]) for item in plan]
     # the engine adds a built-in GEMM's vendor configs on top of the budget: they are re-timed too
-    # (684x5145x3282 bf16: cuBLAS, on padded copies, and with C written in place: N is misaligned)
-    assert exp.search.top_k == max(len(item["configs"]) for item in plan) + 3
+    # (684x5145x3282 bf16: cuBLAS, and cuBLAS on padded copies: N is misaligned)
+    assert exp.search.top_k == max(len(item["configs"]) for item in plan) + 2
     assert not [c for c in probe.configs if "error" in c]
 
 
