@@ -211,9 +211,10 @@ GENERIC_TILES = (
     {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
     {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
     # split along K, where the rules let a split help (fewer than two waves of tiles: long K),
-    # reduced in the kernel by each tile's last split: of the three reduces the fastest at every
-    # split tried on 128x672x5456 and 192x576x3552 fp16 (4 x H200, benchmarks/probe_configs.py,
-    # docs/benchmarks.md), one launch where two-pass takes two and atomic three
+    # reduced in the kernel by each tile's last split: of the three reduces the fastest at 5 of
+    # the 6 (shape, split) pairs tried on 128x672x5456 and 192x576x3552 fp16, 1% behind two-pass
+    # at the sixth (4 x H200, benchmarks/probe_configs.py, docs/benchmarks.md): one launch where
+    # two-pass takes two and atomic three
     {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8, "num_stages": 3, "num_warps": 4, "SPLIT_K": 4,
      "SPLIT_K_REDUCE": "in_kernel"},
 )
