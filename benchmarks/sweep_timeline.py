@@ -36,8 +36,8 @@ from collections import defaultdict
 
 STEADY = (0.2, 0.8)  # the steady window: between these quantiles of the candidates' ends
 # a first-wave candidate's figures (tuner/records/schema.py)
-WAVE_FIGURES = ("compile_wall_s", "slot_start_s", "slot_fork_wait_s", "slot_child_start_s", "study_load_s",
-                "compile_s", "queue_s", "lane_s")
+WAVE_FIGURES = ("compile_wall_s", "slot_start_s", "slot_fork_wait_s", "slot_child_start_s", "slot_child_setup_s",
+                "slot_child_module_s", "slot_child_evaluator_s", "study_load_s", "compile_s", "queue_s", "lane_s")
 
 
 def read(path: str) -> list[dict]:

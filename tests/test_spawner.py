@@ -44,6 +44,9 @@ def test_a_forked_evaluator_and_judge_verify_and_time_a_candidate(server):
         # the start split: the wait for the server's fork, then the forked process's own start
         assert rec["worker_fork_wait_s"] >= 0 and rec["worker_child_start_s"] > 0
         assert rec["worker_fork_wait_s"] + rec["worker_child_start_s"] <= rec["worker_start_s"]
+        # ... and that start in its parts: set-up after the fork, the module's run, the evaluator's
+        parts = [rec[k] for k in ("worker_child_setup_s", "worker_child_module_s", "worker_child_evaluator_s")]
+        assert min(parts) >= 0 and abs(sum(parts) - rec["worker_child_start_s"]) < 1e-3
         wrong = worker.request(dict(HANG, kernel_ref=f"{HERE}/faults.py:FAULTS",
                                     config={"fault": "nan", "BLOCK": 64}), timeout_s=120)
         assert wrong["status"] == "incorrect", wrong

@@ -30,7 +30,8 @@ from kernelevolve.tuner.search.protocol import (BATCH_PARAM, BATCH_RESULT, OBJEC
 _WORKERS: dict[str, CandidateWorker] = {}
 # a compile slot's start (the worker's reply fields) under the names its candidate's record gives it
 SLOT_START = {"worker_start_s": "slot_start_s", "worker_fork_wait_s": "slot_fork_wait_s",
-              "worker_child_start_s": "slot_child_start_s"}
+              "worker_child_start_s": "slot_child_start_s", "worker_child_setup_s": "slot_child_setup_s",
+              "worker_child_module_s": "slot_child_module_s", "worker_child_evaluator_s": "slot_child_evaluator_s"}
 ACTOR_STARTED = time.time()  # when this trial actor imported the engine (records: actor_started)
 _SAMPLED: list = []  # this actor's stack sampler, where asked for (tuner/execution/stacks.py)
 

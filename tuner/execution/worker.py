@@ -64,6 +64,9 @@ def recv(fh):
 # The longest a candidate waits for a busy device before it is ended as a timeout (every holder
 # has its own timeout: a hung one is killed well before this).
 DEVICE_WAIT_S = 3600.0
+# a forked process's start (worker_child_start_s), in its parts: fork to set up (descriptors,
+# environment, threads), set up to serving (its module run), serving to ready (the evaluator's start)
+CHILD_START_PARTS = ("worker_child_setup_s", "worker_child_module_s", "worker_child_evaluator_s")
 
 
 def make_request(op: str, kernel_ref: str, problem: dict, hardware: str, bench: dict, **fields) -> dict:
@@ -140,11 +143,16 @@ class CandidateWorker:
             self.kill()
             raise EOFError(f"worker did not start within {self.startup_timeout_s:g} s")
         # a forked start, split: the wait for the node's fork server (its one loop forks the
-        # requests of every slot in turn) and the forked process's own start to ready
+        # requests of every slot in turn) and the forked process's own start to ready, and that
+        # in turn: its set-up after the fork, its module's run to serving, the evaluator's start
         forked_at, ready_at = getattr(self.proc, "forked_at", None), hello.get("ready_at")
         if forked_at is not None and ready_at is not None:
             self.start_split = {"worker_fork_wait_s": max(0.0, forked_at - asked),
                                 "worker_child_start_s": max(0.0, ready_at - forked_at)}
+            marks = [forked_at, hello.get("child_set_up"), hello.get("serving_at"), ready_at]
+            if None not in marks:
+                for key, (a, b) in zip(CHILD_START_PARTS, zip(marks, marks[1:])):
+                    self.start_split[key] = max(0.0, b - a)
         if with_judge and not self._hello(self.judge):
             raise EOFError(f"judge did not start within {self.startup_timeout_s:g} s")
 

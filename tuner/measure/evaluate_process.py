@@ -36,6 +36,8 @@ def _profiled(handle, req: dict) -> dict:
 
 
 def serve() -> None:
+    serving = time.time()
+    from kernelevolve.tuner.execution.spawner import child_times
     from kernelevolve.tuner.execution.worker import recv, send
 
     proto_out = os.fdopen(os.dup(1), "wb")
@@ -50,7 +52,8 @@ def serve() -> None:
         # so; kept for benchmarks/startup_probe.py's comparison of the two
         evaluator.info
     evaluator.progress = lambda what: send(proto_out, {"progress": what})
-    send(proto_out, {"ready": True, "pid": os.getpid(), "ready_at": time.time()})
+    send(proto_out, {"ready": True, "pid": os.getpid(), "ready_at": time.time(), "serving_at": serving,
+                     **child_times()})
     while True:
         try:
             req = recv(proto_in)

@@ -52,6 +52,10 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "slot_fork_wait_s": ("metric", "of slot_start_s: from the slot's spawn request to its fork by the node's "
                                    "fork server (whose one loop forks every slot's process in turn)"),
     "slot_child_start_s": ("metric", "of slot_start_s: the forked process's own start, from its fork to ready"),
+    "slot_child_setup_s": ("metric", "of slot_child_start_s: from the fork to the child set up (descriptors, "
+                                     "environment, threads)"),
+    "slot_child_module_s": ("metric", "of slot_child_start_s: the evaluation module's run, to serving"),
+    "slot_child_evaluator_s": ("metric", "of slot_child_start_s: the evaluator's start, to ready"),
     "study_load_s": ("metric", "the compile request loading its kernel and problem in the slot (the kernel "
                                "module imported on a study's first; part of compile_wall_s)"),
     "worker_start_s": ("metric", "the evaluation process's start (to ready), paid by the request that found "
