@@ -135,7 +135,7 @@ class Lane:
         """`payload` run on the evaluator when `turn` comes; its reply with when it began there
         (the wait before it is a candidate's queue_s) and for how long, counted as `op`'s."""
         # before the turn: the first vendor config's decision imports its kernel's module (torch,
-        # Triton) into this actor, 4-6 s on a 4 x H200 node, which held the lane's self-check
+        # Triton) into this actor, ~4 s on a 4 x H200 node, which held the lane's self-check
         # on the evaluator while the GPU waited (the self-check's reply: 9.8 s on the lane, 3.6 s
         # of it evaluating)
         exemptions = self.worker.judge_exemptions(payload)

@@ -45,20 +45,17 @@ PRELOAD = ("numpy", "torch", "triton", "triton.language", "kernelevolve.tuner.me
 # imported them with is refused (its owner starts it afresh). Triton decides at import whether
 # its own @jit helpers (tl.sum, tl.cdiv, ...) are interpreted.
 FIXED_AT_IMPORT = ("TRITON_INTERPRET",)
-# "began,set_up": a forked child's clock (time.time) as it began after the fork and as it was set
-# up (descriptors, environment, threads) before its module runs; its hello reports them
-# (child_times), so a slow start says which part held it
-FORK_TIMES_ENV = "KERNELEVOLVE_FORK_TIMES"
+# a forked child's clock (time.time) once it is set up (descriptors, environment, threads), before
+# its module runs; its hello reports it (child_times), so a slow start says which part held it
+FORK_SET_UP_ENV = "KERNELEVOLVE_FORK_SET_UP"
 
 
 def child_times() -> dict:
-    """This process's FORK_TIMES_ENV as {"child_began": ..., "child_set_up": ...}; {} where it was
-    not forked by the server."""
+    """{"child_set_up": FORK_SET_UP_ENV's time} in a process the server forked, else {}."""
     try:
-        began, set_up = (float(v) for v in os.environ.get(FORK_TIMES_ENV, "").split(","))
-    except ValueError:
+        return {"child_set_up": float(os.environ[FORK_SET_UP_ENV])}
+    except (KeyError, ValueError):
         return {}
-    return {"child_began": began, "child_set_up": set_up}
 
 
 # -- the owner's side -----------------------------------------------------------------------------
@@ -209,7 +206,6 @@ def _start() -> Server:
 # -- the server ------------------------------------------------------------------------------------
 def _child(request: dict, fds: list[int], keep_closed: list) -> None:
     """In the forked child: become the requested process. Never returns."""
-    began = time.time()
     code = 1
     try:
         for s in keep_closed:
@@ -236,8 +232,7 @@ def _child(request: dict, fds: list[int], keep_closed: list) -> None:
             torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
         import runpy
 
-        # when this child began and was set up (FORK_TIMES_ENV), for the process's hello
-        os.environ[FORK_TIMES_ENV] = f"{began:.6f},{time.time():.6f}"
+        os.environ[FORK_SET_UP_ENV] = f"{time.time():.6f}"  # for the process's hello
         sys.argv = [request["module"]]
         runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
         code = 0
