@@ -366,39 +366,6 @@ class Evaluator:
         transport = self._judge.transport if self._judge is not None else "none"
         return {**{k: self.info[k] for k in keys}, "worker_pid": os.getpid(), "judge_transport": transport}
 
-    def retime(self, req: dict) -> dict:
-        """Re-time the top configs and the peer, interleaved round by round (no winner's curse:
-        a candidate that won on a lucky measurement is measured again beside the others). Every
-        config's timed calls alternate between two input sets (a skipped call leaves the other
-        set's output), and a sample of them, across all rounds, is checked by the judge: a row
-        whose calls are wrong is `incorrect`."""
-        tunable, problem, hw, study = self._load(req)
-        spec, rounds, bench = tunable.kernel, int(req.get("rounds", 5)), req.get("bench", {})
-        sets, shape_of = self._timed_inputs(spec, problem, study, (0, 1))
-        outputs = {i: self._timed_outputs(spec, c, sets, shape_of, bench) for i, c in enumerate(req["configs"])}
-        pooled, _ = self._set(spec, problem, study, 0, with_ref=False)
-        samples = {k: [] for k in (*outputs, "baseline")}
-        with self._lock():
-            for _ in range(rounds):
-                for i, timed_outputs in outputs.items():
-                    fn, before = timed_outputs.loop()
-                    samples[i].append(self._time(fn, bench, bench.get("retime_rep_ms"), before=before)[1])
-                    timed_outputs.end_loop()
-                samples["baseline"].append(self._time(lambda: spec.baseline(pooled), bench,
-                                                      bench.get("retime_rep_ms"))[1])
-            checks = {i: self._check_timed(spec, problem, study, sets, o, row=i) for i, o in outputs.items()}
-        med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
-        rows = [{"config": c, "latency_ms": med[i], "rounds_ms": samples[i],
-                 "status": "ok" if checks[i].ok else "incorrect", "error": checks[i].reason,
-                 "timed_calls": outputs[i].total_calls(), "timed_checked": len(outputs[i].samples())}
-                for i, c in enumerate(req["configs"])]
-        base = None if self.interpreter else med["baseline"]
-        for r in rows:
-            if base:
-                r.update(speedup=base / r["latency_ms"], **self._rates(spec, problem, hw, r["latency_ms"]))
-        return {"status": "ok", "rows": rows, "baseline_ms": base, **self._tags(),
-                "timing": "interpreter" if self.interpreter else "gpu"}
-
     def _sealed(self, reply: dict, shared: bool = True) -> dict:
         """A process whose harness a candidate replaced evaluates nothing more: replaced. CUDA
         buffers the judge has let go of are handed back to the allocator (torch's IPC keeps a
@@ -434,8 +401,10 @@ class Evaluator:
                 from kernelevolve.tuner.measure.compile_ahead import compile_request
 
                 return self._sealed(compile_request(self, req), shared=False)
-            if op == "retime":
-                return self._sealed(self.retime(req))
+            if op == "retime":  # a study's finalists and its peer, interleaved (tuner/measure/retime.py)
+                from kernelevolve.tuner.measure.retime import retime_request
+
+                return self._sealed(retime_request(self, req))
             if op == "profile":  # the launches a profiler reads (tuner/profile/launches.py)
                 from kernelevolve.tuner.profile.launches import profile_request
 
