@@ -9,7 +9,8 @@ never below it, at most 2 KiB above), and a config's maxnreg is the code's .maxn
 the two Triton limits the warp-specialization constraint encodes (num_warps=8 silently drops it;
 atomic split-K fails to compile), and the one the flatten constraint encodes (a flattened tile
 loop drops the K loop's warp specialization). For an odd N with a staged B (STAGE_B): TMA loads
-with C stored by pointers, and pointer loads of B as asynchronous as an aligned B's.
+with C stored by pointers, and pointer loads of B as asynchronous as an aligned B's. The
+in-kernel split-K reduce compiles for sm80 too (the template's split start is offered there).
 Running the kernels is what the gpu-marked tests do, on the GPU only.
 """
 import json
@@ -75,6 +76,14 @@ CASES = {  # name: (kernel, problem fields, config changes)
     "ws-stage-b-upper-bound": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True, WARP_SPECIALIZE=True)),
     "odd-n-unstaged-pointers": ("matmul", ODD_N, {}),  # what STAGE_B is measured against
 }
+# compiled for sm80 (Ampere: no TMA, no wgmma): the template's own split-K start (its generic tile,
+# search_spaces/matmul.py GENERIC_TILES, offered on every target whose rules let a split help)
+SM80_CASES = {
+    "matmul-generic-split-start": ("matmul", {}, dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_stages=3,
+                                                      SPLIT_K=4, SPLIT_K_REDUCE="in_kernel")),
+    "epilogue-gelu-residual-splitk-in-kernel": ("gemm_epilogue", dict(activation="gelu", residual=True),
+                                                dict(SPLIT_K=4, SPLIT_K_REDUCE="in_kernel")),
+}
 PROBLEMS = {
     "matmul": dict(M=1024, N=1024, K=1024, dtype="bfloat16"),
     "gemm_epilogue": dict(M=1024, N=1024, K=1024, dtype="bfloat16"),
@@ -100,7 +109,7 @@ def _child() -> None:
     pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32",
                torch.float8_e4m3fn: "*fp8e4nv", torch.int32: "*i32"}
 
-    def compile_launch(kernel, args, kwargs):
+    def compile_launch(kernel, args, kwargs, arch=90):
         # the signature Triton's own launcher would build: tensors are 16-byte aligned pointers,
         # ints equal to 1 are specialised to constants, multiples of 16 are marked as such
         names = kernel.arg_names
@@ -117,11 +126,13 @@ def _child() -> None:
                 sig[name] = "i32" if abs(v) < 2 ** 31 else "i64"
                 if v % 16 == 0:
                     attrs[(i,)] = [["tt.divisibility", 16]]
-        return triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", 90, 32),
+        return triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", arch, 32),
                               options=options)
 
     results = {}
-    for name, (kernel_name, fields, changes) in CASES.items():
+    cases = [(name, case, 90) for name, case in CASES.items()]
+    cases += [(f"{name}@sm80", case, 80) for name, case in SM80_CASES.items()]
+    for name, (kernel_name, fields, changes), arch in cases:
         spec = load(BUILTIN[kernel_name]).kernel
         problem = spec.problem(**{**PROBLEMS[kernel_name], **fields})
         inputs = spec.make_inputs(problem, torch.device("cpu"), 0)
@@ -136,7 +147,7 @@ def _child() -> None:
                 continue
         in_bytes = 1 if kernel_name == "gemm_fp8" else 2
         try:
-            compiled = compile_launch(*calls[0])
+            compiled = compile_launch(*calls[0], arch=arch)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
             results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             continue
@@ -146,7 +157,7 @@ def _child() -> None:
         results[name] = {"shared": compiled.metadata.shared, "model": model,
                          "async_copies": len(re.findall(r"cp\.async\.c[ag]\.shared\.global", ptx)),
                          "tma_stores": len(re.findall(r"cp\.async\.bulk\.tensor[^;]*global\.shared", ptx)),
-                         "wgmma": "wgmma" in ptx,
+                         "wgmma": "wgmma" in ptx, "mma_sync": "mma.sync" in ptx,
                          "warp_specialized": "ttg.warp_specialize" in compiled.asm["ttgir"],
                          "maxnreg": [int(n) for n in re.findall(r"\.maxnreg\s+(\d+)", ptx)],
                          "atomics": re.findall(r"\b(?:atom|red)\.[\w.]+", ptx),
@@ -195,6 +206,18 @@ def test_split_k_in_kernel_counts_arrivals_at_gpu_scope_and_reads_slabs_from_l2(
     assert "error" not in r, r.get("error")
     # one acquire-release count of the tile's arrivals, one reset, a barrier before the count
     # (every thread's partial stored first), and the last split's slab loads past L1 (.cg)
+    assert "atom.global.gpu.acq_rel.add.u32" in r["atomics"], r["atomics"]
+    assert any(a.startswith("atom.global.gpu") and ".exch." in a for a in r["atomics"]), r["atomics"]
+    assert r["cg_loads"] > 0 and r["barriers"] > 0, r
+
+
+@pytest.mark.parametrize("name", [f"{n}@sm80" for n in SM80_CASES])
+def test_split_k_in_kernel_compiles_for_ampere_too(compiled, name):
+    """The template's split start reduces in the kernel on every target: on sm80 it compiles to
+    Ampere's MMA with the same arrival count, reset and L2-only slab loads."""
+    r = compiled[name]
+    assert "error" not in r, r.get("error")
+    assert r["mma_sync"] and not r["wgmma"], r
     assert "atom.global.gpu.acq_rel.add.u32" in r["atomics"], r["atomics"]
     assert any(a.startswith("atom.global.gpu") and ".exch." in a for a in r["atomics"]), r["atomics"]
     assert r["cg_loads"] > 0 and r["barriers"] > 0, r
