@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 ROLE = "kernelevolve.role"
 MAX_TAG = 7000  # MLflow caps tag values at 8000 characters
+SYNC_BATCH = 200  # candidate runs a transaction of MLflow's SQL store at most (sync)
 
 # Which record field goes where in MLflow: tuner.records.schema, the record's one home.
 
@@ -263,13 +264,11 @@ class Tracker:
             self._logged[parent_id] = {r.data.tags.get("candidate_id") for r in runs}
         return self._logged[parent_id]
 
-    def log_candidate(self, parent_id: str, record: dict, study_tags: dict) -> None:
-        cid = record["candidate_id"]
-        known = self._known(parent_id)
-        if cid in known:
-            return
-        tags = {"mlflow.parentRunId": parent_id, ROLE: "candidate", "git_commit": self.commit,
-                "mlflow.runName": _run_name(record), **study_tags}
+    def _candidate_run(self, parent_id: str, record: dict, study_tags: dict):
+        """A journal record as the child run MLflow keeps of it (tuner.records.sql_batch.CandidateRun)."""
+        from kernelevolve.tuner.records.sql_batch import CandidateRun
+
+        tags = {"mlflow.parentRunId": parent_id, ROLE: "candidate", "git_commit": self.commit, **study_tags}
         tags.update({k: str(record[k]) for k in TAG_KEYS if record.get(k) is not None})
         if record.get("error"):
             tags["error"] = str(record["error"])[:MAX_TAG]
@@ -277,22 +276,47 @@ class Tracker:
         # the driver got round to writing it; its metrics carry the same timestamp.
         end = record.get("timed_to") or record.get("journal_ts") or time.time()
         start = record.get("timed_from") or end
-        run = self.client.create_run(self.experiment_id, start_time=int(start * 1000), tags=tags)
-        stamp = int(end * 1000)
+        return CandidateRun(name=_run_name(record), start_ms=int(start * 1000), end_ms=int(end * 1000),
+                            status="FINISHED" if record["status"] == "ok" else "FAILED", tags=tags,
+                            params={k: str(v) for k, v in record.get("config", {}).items()},
+                            metrics={k: float(record[k]) for k in METRIC_KEYS if _finite(record.get(k))})
+
+    def log_candidate(self, parent_id: str, record: dict, study_tags: dict) -> None:
+        """One candidate's child run, through MLflow's client (what a store other than MLflow's
+        SQL store gets; sync writes a SQL store's in one transaction)."""
+        known = self._known(parent_id)
+        if record["candidate_id"] in known:
+            return
+        run = self._candidate_run(parent_id, record, study_tags)
         Metric, Param, _ = _entities()
-        metrics = [Metric(k, float(record[k]), stamp, 0) for k in METRIC_KEYS if _finite(record.get(k))]
-        params = [Param(k, str(v)) for k, v in record.get("config", {}).items()]
-        self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
-        self.client.set_terminated(run.info.run_id, "FINISHED" if record["status"] == "ok" else "FAILED",
-                                   end_time=stamp)
-        known.add(cid)
+        made = self.client.create_run(self.experiment_id, start_time=run.start_ms,
+                                      tags={"mlflow.runName": run.name, **run.tags})
+        self.client.log_batch(made.info.run_id, metrics=[Metric(k, v, run.end_ms, 0) for k, v in run.metrics.items()],
+                              params=[Param(k, v) for k, v in run.params.items()])
+        self.client.set_terminated(made.info.run_id, run.status, end_time=run.end_ms)
+        known.add(record["candidate_id"])
 
     def sync(self, parent_id: str, records: list[dict], study_tags: dict) -> int:
-        """Write every journal record not yet in MLflow; returns how many were written."""
-        before = len(self._known(parent_id))
-        for rec in records:
-            self.log_candidate(parent_id, rec, study_tags)
-        return len(self._known(parent_id)) - before
+        """Write every journal record not yet in MLflow; returns how many were written. In MLflow's
+        SQL store, up to SYNC_BATCH of them a transaction (tuner.records.sql_batch says why)."""
+        from kernelevolve.tuner.records.sql_batch import sql_store, write_runs
+
+        known = self._known(parent_id)
+        new: dict = {}
+        for rec in records:  # each candidate once, as first recorded
+            if rec["candidate_id"] not in known:
+                new.setdefault(rec["candidate_id"], rec)
+        new = list(new.values())
+        store = sql_store(self.client)
+        if store is None:
+            for rec in new:
+                self.log_candidate(parent_id, rec, study_tags)
+            return len(new)
+        for i in range(0, len(new), SYNC_BATCH):
+            chunk = new[i:i + SYNC_BATCH]
+            write_runs(store, self.experiment_id, [self._candidate_run(parent_id, r, study_tags) for r in chunk])
+            known.update(r["candidate_id"] for r in chunk)
+        return len(new)
 
 
 def _resolved(sampler: str, study, prior: list | None = None) -> str:
