@@ -42,21 +42,21 @@ def sql_store(client):
     return store if isinstance(store, SqlAlchemyStore) else None
 
 
-def write_runs(store, experiment_id: str, runs: list[CandidateRun]) -> list[str]:
-    """`runs` in one transaction of `store`; their run ids, in order. All or none are written."""
+def write_runs(store, experiment_id: str, artifact_location: str, runs: list[CandidateRun]) -> list[str]:
+    """`runs` in one transaction of `store`, in the experiment whose artifact location is given;
+    their run ids, in order. All or none are written."""
     from mlflow.entities import LifecycleStage, SourceType
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
     from mlflow.utils.uri import append_to_uri_path
 
-    experiment = store.get_experiment(experiment_id)
     ids, rows = [], {SqlRun: [], SqlTag: [], SqlParam: [], SqlMetric: [], SqlLatestMetric: []}
     for run in runs:
         run_id = uuid.uuid4().hex
         tags = {MLFLOW_RUN_NAME: run.name, **run.tags}
         rows[SqlRun].append(dict(
             name=run.name, run_uuid=run_id, experiment_id=int(experiment_id),
-            artifact_uri=append_to_uri_path(experiment.artifact_location, run_id, "artifacts"),
+            artifact_uri=append_to_uri_path(artifact_location, run_id, "artifacts"),
             source_type=SourceType.to_string(SourceType.UNKNOWN), source_name="", entry_point_name="",
             user_id=tags.get(MLFLOW_USER, "unknown"), status=run.status, start_time=run.start_ms,
             end_time=run.end_ms, deleted_time=None, source_version="", lifecycle_stage=LifecycleStage.ACTIVE))

@@ -140,6 +140,11 @@ class Tracker:
         else:
             self.experiment_id = exp.experiment_id
         self._logged: dict[str, set] = {}  # parent run id -> candidate ids already in MLflow
+        # MLflow's SQL store, where it is one: sync writes its child runs in batches (sql_batch)
+        from kernelevolve.tuner.records.sql_batch import sql_store
+
+        self._sql = sql_store(self.client)
+        self._artifacts = self.client.get_experiment(self.experiment_id).artifact_location if self._sql else None
         self.commit = git_commit()
 
     # -- studies -----------------------------------------------------------------------------
@@ -299,22 +304,22 @@ class Tracker:
     def sync(self, parent_id: str, records: list[dict], study_tags: dict) -> int:
         """Write every journal record not yet in MLflow; returns how many were written. In MLflow's
         SQL store, up to SYNC_BATCH of them a transaction (tuner.records.sql_batch says why)."""
-        from kernelevolve.tuner.records.sql_batch import sql_store, write_runs
+        from kernelevolve.tuner.records.sql_batch import write_runs
 
         known = self._known(parent_id)
-        new: dict = {}
+        pending: dict = {}
         for rec in records:  # each candidate once, as first recorded
             if rec["candidate_id"] not in known:
-                new.setdefault(rec["candidate_id"], rec)
-        new = list(new.values())
-        store = sql_store(self.client)
-        if store is None:
+                pending.setdefault(rec["candidate_id"], rec)
+        new = list(pending.values())
+        if self._sql is None:
             for rec in new:
                 self.log_candidate(parent_id, rec, study_tags)
             return len(new)
         for i in range(0, len(new), SYNC_BATCH):
             chunk = new[i:i + SYNC_BATCH]
-            write_runs(store, self.experiment_id, [self._candidate_run(parent_id, r, study_tags) for r in chunk])
+            write_runs(self._sql, self.experiment_id, self._artifacts,
+                       [self._candidate_run(parent_id, r, study_tags) for r in chunk])
             known.update(r["candidate_id"] for r in chunk)
         return len(new)
 
