@@ -26,8 +26,8 @@ copies). So where K or N is misaligned, a GEMM study also times cuBLAS on copies
 that need it, zero-padded to sizes of whole 16 bytes (zeros add nothing to the dot products) in
 buffers whose rows start PAD_BYTES (128) apart, the result copied out of an aligned buffer. The
 copies are part of the measured latency: the study decides by measurement whether they pay, as
-Inductor does by benchmarking both. The copies are one pass each (kernels/gemm_pad.py: about twice
-as fast as torch's copy into a view plus the zeroed margins).
+Inductor does by benchmarking both. The copies are one pass each (kernels/gemm_passes.py), C's
+copy out with whatever of the epilogue cuBLAS did not apply.
 
 C is written through an aligned buffer too, where N is misaligned, then copied out: cuBLAS writing
 the caller's C in place (the padded B read through a view of its first N columns) was tried as a
@@ -96,14 +96,20 @@ def _padded(t, rows: int, cols: int, row_bytes: int):
     return _copy(t, buf[:, :cols])
 
 
-def _copy(src, dst):
-    """src into dst's top-left corner, zeros in the rest of dst: one pass of kernels/gemm_pad.py
-    on a GPU (or the interpreter), torch's copies elsewhere."""
+def _on_triton(t) -> bool:
+    """Whether the one-pass kernels (kernels/gemm_passes.py) run for t: on a GPU, or interpreted;
+    elsewhere (a CPU tensor outside the interpreter) torch's ops do the same work."""
     import os
 
+    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _copy(src, dst):
+    """src into dst's top-left corner, zeros in the rest of dst: one pass of kernels/gemm_passes.py
+    on a GPU (or the interpreter), torch's copies elsewhere."""
     rows_apart = src.stride(1) == 1 and src.stride(0) >= src.shape[1] and dst.stride(1) == 1
-    if rows_apart and (src.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-        from kernelevolve.kernels.gemm_pad import copy_rows
+    if rows_apart and _on_triton(src):
+        from kernelevolve.kernels.gemm_passes import copy_rows
 
         return copy_rows(src, dst)
     r, c = src.shape
@@ -113,21 +119,53 @@ def _copy(src, dst):
     return dst
 
 
+def _finish(src, out, bias, activation, residual) -> None:
+    """out = activation(src + bias) + residual, src the product (out itself, or the padded
+    buffer's first N columns): one pass of kernels/gemm_passes.py on a GPU (or the interpreter),
+    torch's ops elsewhere."""
+    import torch.nn.functional as F
+
+    if src is out and bias is None and activation == "none" and residual is None:
+        return
+    if src.stride(1) == 1 and out.stride(1) == 1 and _on_triton(out):
+        from kernelevolve.kernels.gemm_passes import epilogue_pass
+
+        epilogue_pass(src, out, bias, activation, residual)
+        return
+    if src is not out:
+        out.copy_(src)
+    if bias is not None:
+        out.add_(bias)
+    if activation == "relu":
+        out.relu_()
+    elif activation == "silu":
+        F.silu(out, inplace=True)
+    elif activation == "gelu":
+        out.copy_(F.gelu(out))
+    if residual is not None:
+        out.add_(residual)
+
+
 def launch_vendor(a, b, out, epilogue, config=None) -> None:
     """out = epilogue(a @ b) through torch. `epilogue` is kernels/matmul.py's Epilogue (read by
-    attribute: this module is imported by matmul.py). With a bias, torch.addmm (cuBLASLt fuses the
-    bias on CUDA), with bias and ReLU torch._addmm_activation (cuBLASLt's bias + ReLU epilogue);
-    any other activation and the residual are then in-place ops on `out`: cuBLASLt's own GELU
-    epilogue is the tanh approximation, not the exact-erf gelu the template computes.
+    attribute: this module is imported by matmul.py). What cuBLASLt fuses it does: a bias alone
+    through torch.addmm, bias + ReLU through torch._addmm_activation (its bias + ReLU epilogue, the
+    ReLU on the fp32 accumulator before rounding, which equals the template's: rounding keeps the
+    sign). Any other activation (cuBLASLt's GELU is the tanh approximation, not the exact-erf gelu
+    the template computes) and the residual: torch.mm, then one pass over C for everything left,
+    bias included (kernels/gemm_passes.py says what this saves, as measured).
     With PAD_BYTES in the config: the GEMM on zero-padded copies where K or N is misaligned
-    (module docstring)."""
+    (module docstring), C's copy out of the padded buffer and the epilogue's rest in one pass."""
     import torch
-    import torch.nn.functional as F
 
     if getattr(epilogue, "scale_a", None) is not None or getattr(epilogue, "scale_b", None) is not None:
         raise ValueError("IMPL='vendor' has no fp8 per-tensor scales path (torch._scaled_mm is "
                          "not wired in); tune gemm_fp8 with Triton configs")
     bias = getattr(epilogue, "bias", None)
+    activation = getattr(epilogue, "activation", "none")
+    residual = getattr(epilogue, "residual", None)
+    if activation not in ("none", "relu", "gelu", "silu"):
+        raise ValueError(f"IMPL='vendor': unknown activation {activation!r}")
     target = out
     row_bytes = int((config or {}).get(PAD_KEY) or 0)
     if row_bytes:
@@ -136,29 +174,16 @@ def launch_vendor(a, b, out, epilogue, config=None) -> None:
         Kp, Np = _round_up(K, step), _round_up(N, step)
         a, b = _padded(a, M, Kp, row_bytes), _padded(b, Kp, Np, row_bytes)
         if Np != N:
-            bias = F.pad(bias, (0, Np - N)) if bias is not None else None
             target = torch.empty((M, Np), dtype=out.dtype, device=out.device)
-    activation = getattr(epilogue, "activation", "none")
-    if bias is not None and activation == "relu":
-        # cuBLASLt's bias + ReLU epilogue (torch routes _addmm_activation there where it can, else
-        # addmm then relu): the ReLU on the fp32 accumulator before rounding, which equals the
-        # template's (rounding keeps the sign), without a second pass over the output
-        torch._addmm_activation(bias, a, b, use_gelu=False, out=target)
-        activation = "none"
-    elif bias is not None:
-        torch.addmm(bias, a, b, out=target)
+    # cuBLASLt takes the bias (and a ReLU) only where C is written in place; a C copied out of a
+    # padded buffer gets the whole epilogue in that copy's pass, at no extra pass
+    cublas_bias = bias if bias is not None and activation in ("none", "relu") and target is out else None
+    if cublas_bias is not None and activation == "relu":
+        torch._addmm_activation(cublas_bias, a, b, use_gelu=False, out=target)
+    elif cublas_bias is not None:
+        torch.addmm(cublas_bias, a, b, out=target)
     else:
         torch.mm(a, b, out=target)
-    if target is not out:
-        _copy(target[:, :out.shape[1]], out)
-    if activation == "relu":
-        out.relu_()
-    elif activation == "silu":
-        F.silu(out, inplace=True)
-    elif activation == "gelu":
-        out.copy_(F.gelu(out))
-    elif activation != "none":
-        raise ValueError(f"IMPL='vendor': unknown activation {activation!r}")
-    residual = getattr(epilogue, "residual", None)
-    if residual is not None:
-        out.add_(residual)
+    if cublas_bias is not None:
+        bias, activation = None, "none"  # cuBLASLt applied them
+    _finish(target if target is out else target[:, :out.shape[1]], out, bias, activation, residual)

@@ -70,7 +70,8 @@ def test_padded_operands_are_a_vendor_candidate_only_where_a_row_is_misaligned()
 
 
 @interpreter_runs
-@pytest.mark.parametrize("b_kmajor, activation", [(False, "gelu"), (True, "gelu"), (False, "relu"), (True, "relu")])
+@pytest.mark.parametrize("b_kmajor, activation", [(False, "gelu"), (True, "gelu"), (False, "relu"), (True, "relu"),
+                                                  (False, "silu"), (False, "none")])
 def test_cublas_on_padded_operands_computes_the_same_product(b_kmajor, activation):
     from kernelevolve.kernels.gemm_vendor import launch_vendor
     from kernelevolve.kernels.matmul import Epilogue
@@ -82,7 +83,8 @@ def test_cublas_on_padded_operands_computes_the_same_product(b_kmajor, activatio
     plain, padded = torch.empty(37, 45), torch.full((37, 45), float("nan"))
     ep = Epilogue(bias=bias, activation=activation, residual=residual)
     launch_vendor(a, b, plain, ep, VENDOR_CONFIG)
-    act = torch.nn.functional.gelu if activation == "gelu" else torch.relu  # relu: bias + ReLU in one call
+    act = {"gelu": torch.nn.functional.gelu, "relu": torch.relu, "silu": torch.nn.functional.silu,
+           "none": lambda x: x}[activation]
     want = act(a.double() @ b.double() + bias.double()) + residual.double()
     launch_vendor(a, b, padded, ep, PADDED_CONFIG)  # N = 45: C through a padded buffer
     assert torch.allclose(padded.double(), want, atol=1e-4) and torch.allclose(padded, plain, atol=1e-5)
@@ -382,19 +384,50 @@ def test_the_vendor_bmm_is_judged_ok_and_dispatched(worker, tmp_path, monkeypatc
 
 @cpu_interpreter_only
 def test_the_pad_copy_fills_past_the_edges_with_zeros_in_one_pass(monkeypatch):
-    """kernels/gemm_pad.copy_rows (the padded path's copies, interpreted here): the values inside,
-    zeros in the padded columns and rows, from a source whose rows start misaligned."""
+    """kernels/gemm_passes.copy_rows (the padded path's copies, interpreted here): the values inside,
+    zeros in the padded columns and rows, from a source whose rows start misaligned; rows narrower
+    and wider than one program's block."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    from kernelevolve.kernels.gemm_pad import copy_rows
+    from kernelevolve.kernels.gemm_passes import BLOCK, copy_rows
 
-    src = torch.randn(9, 37, generator=torch.Generator().manual_seed(1))[:, 1:]  # rows 37 apart, 36 wide
-    buf = torch.full((12, 64), float("nan"))
-    dst = copy_rows(src, buf[:, :40])
-    assert torch.equal(dst[:9, :36], src)
-    assert (dst[:9, 36:] == 0).all() and (dst[9:] == 0).all()
-    assert buf[:, 40:].isnan().all()  # nothing written past the destination's own columns
+    gen = torch.Generator().manual_seed(1)
+    for rows, width, pad_rows, pad_cols in ((9, 36, 3, 4), (5, BLOCK + 37, 2, 11), (70, 3, 1, 5)):
+        src = torch.randn(rows, width + 1, generator=gen)[:, 1:]  # rows width+1 apart, misaligned
+        buf = torch.full((rows + pad_rows, width + pad_cols + 24), float("nan"))
+        dst = copy_rows(src, buf[:, :width + pad_cols])
+        assert torch.equal(dst[:rows, :width], src)
+        assert (dst[:rows, width:] == 0).all() and (dst[rows:] == 0).all()
+        assert buf[:, width + pad_cols:].isnan().all()  # nothing written past the destination's columns
     with pytest.raises(ValueError, match="at least as large"):
-        copy_rows(src, buf[:8, :40])
+        copy_rows(src, buf[:rows - 1, :width])
+
+
+@cpu_interpreter_only
+@pytest.mark.parametrize("activation", ["none", "relu", "gelu", "silu"])
+def test_the_epilogue_pass_applies_bias_activation_and_residual_in_fp32(monkeypatch, activation):
+    """kernels/gemm_passes.epilogue_pass: out of a wider buffer (the padded path's C) or in place,
+    the template's epilogue order (bias, activation, residual), rounded once to the output dtype."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from kernelevolve.kernels.gemm_passes import epilogue_pass
+
+    gen = torch.Generator().manual_seed(2)
+    act = {"none": lambda x: x, "relu": torch.relu, "gelu": torch.nn.functional.gelu,
+           "silu": torch.nn.functional.silu}[activation]
+    wide = torch.randn(13, 40, generator=gen).half()
+    src = wide[:, :37]
+    bias, residual = torch.randn(37, generator=gen).half(), torch.randn(37, 13, generator=gen).half().t()
+    out = torch.full((13, 37), float("nan")).half()
+    epilogue_pass(src, out, bias, activation, residual)  # a transposed residual: strides (1, 13)
+    want = (act(src.float() + bias.float()) + residual.float()).half()
+    assert torch.allclose(out.float(), want.float(), atol=2e-3, rtol=2e-3)
+    assert wide[:, 37:].isfinite().all()  # the source untouched
+    in_place = src.clone()
+    epilogue_pass(in_place, in_place, bias, activation)
+    assert torch.allclose(in_place.float(), act(src.float() + bias.float()).half().float(), atol=2e-3, rtol=2e-3)
+    with pytest.raises(ValueError, match="its own shape"):
+        epilogue_pass(src, torch.empty(14, 37).half(), bias, activation)
+    with pytest.raises(ValueError, match="unknown activation"):
+        epilogue_pass(src, out, bias, "tanh")
 
 
 @pytest.mark.gpu

@@ -63,13 +63,9 @@ def _end(sweep, plan) -> None:
         sweep.log(f"  {study.key}: the space is exhausted: every one of its "
                  f"{summary['proposals'].get('valid_configs') or 'valid'} valid configs was evaluated")
     history = [{"params": p, "state": st, "value": v} for p, st, v in plan.searcher.history()]
-    from kernelevolve.tuner.review.plots import render_safely
-
-    # drawn in a Ray task: the plots of studies that end together draw in parallel, and the
-    # thread that writes MLflow never waits for matplotlib
-    draw = ray.remote(render_safely).options(num_cpus=0)
-    rendered = ray.get(draw.remote(records, study.key, study.target.profile.name, summary["timing"],
-                                   getattr(study.problem, "dtype", None)))
+    # drawn by the sweep's plotting actors, warm from its start (tuner/review/plotter.py says why)
+    rendered = sweep.plotters.draw(records, study.key, study.target.profile.name, summary["timing"],
+                                   getattr(study.problem, "dtype", None))
     drawn_at = time.time()
     # where the study's end went, seconds (its parent run's end_*_s metrics; the driver's log line
     # adds the wait for the writer and the parent run's write): on a 4-GPU node a study's end took

@@ -51,6 +51,7 @@ from kernelevolve.tuner.records.store_opening import StoreOpening
 from kernelevolve.tuner.records.schema import record_of
 from kernelevolve.tuner.records.sqlite_store import checkpoint
 from kernelevolve.tuner.records.tracking import Tracker
+from kernelevolve.tuner.review.plotter import PLOTTERS, Plotters
 from kernelevolve.tuner.review.progress import Progress
 from kernelevolve.tuner.search import prior as prior_mod
 from kernelevolve.tuner.search.constrained import ValidSet
@@ -83,6 +84,7 @@ class Sweep:
         self.writer = Writer(writers)  # as many threads as the tracker has writers
         self.plans: dict[str, Plan] = {}
         self.lanes: dict = {}
+        self.plotters: Plotters | None = None  # the studies' plots' actors (setup starts them)
         self.out: dict[str, dict] = {}
         self.lock = threading.Lock()
         self.devices: dict[str, dict] = {}
@@ -133,6 +135,8 @@ class Sweep:
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
             if target.profile.interpreter:
                 self.device(target)
+        # started now, warm by the first study's end (their imports beside the first trials')
+        self.plotters = Plotters(min(PLOTTERS, len(studies)))
         for study in studies:
             study_plan.plan(self, study, cwd)
         for key in pending:  # asked for nothing until its set arrives (ConstrainedSearch.awaiting)
@@ -399,6 +403,8 @@ def _run(exp, all_studies: list, address, log, resume: bool, progress, num_cpus,
         raise stop
     finally:
         sweep.writer.close()
+        if sweep.plotters is not None:
+            sweep.plotters.close()
         checkpoint(tracker.uri)  # the store's file whole again (tuner.records.sqlite_store)
         if sweep.lanes:
             lanes.stop_lanes(state.sweep_id)

@@ -268,6 +268,19 @@ def render_study(records: list[dict], study: str, hw_name: str, timing: str,
     return pngs, notes
 
 
+def warm_up() -> None:
+    """What a process pays once before its first study's plots: Optuna's importance module, and
+    matplotlib's first figure (its font cache and text layout): ~1.3 s on the CPU box where a
+    warm process draws a study's four plots in ~0.4 s (tuner/review/plotter.py)."""
+    import importlib
+
+    importlib.import_module("optuna.importance")  # for its import's cost, paid here
+
+    fig = _figure("warm-up", "warm-up", size=(2.0, 1.5))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    _png(fig)
+
+
 def render_safely(records: list[dict], study: str, hardware: str, timing: str, dtype) -> tuple[dict, dict]:
     """render_study, with a failure to draw turned into a note instead of an exception."""
     try:
