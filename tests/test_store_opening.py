@@ -49,7 +49,9 @@ def test_an_early_opener_opens_the_store_it_is_sent_once_the_experiment_is_loade
     monkeypatch.chdir(tmp_path)  # the URI is resolved here, not in the opener's cwd
     opening = StoreOpening("sqlite:///mlflow.db", "suite")
     assert opening.proc is not None and opening.pool is None  # the early opener took the request
-    opened = opening.result()
+    proc = opening.proc
+    opened = opening.result()  # its answer, not its exit: it is reaped beside the sweep
+    assert opening.proc is None and proc.wait(timeout=120) == 0
     assert opened.uri == f"sqlite:///{tmp_path}/mlflow.db" and os.path.exists(tmp_path / "mlflow.db")
     assert opened.experiment_id == StoreOpening(opened.uri, "suite").result().experiment_id  # forked: the same
 
