@@ -32,3 +32,16 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def device():
     return torch.device("cuda" if HAS_GPU else "cpu")
+
+
+@pytest.fixture
+def local_ray():
+    """A fresh one-node Ray for the test (2 CPUs, loopback only), shut down after it."""
+    import ray
+
+    from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
+
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, **loopback_init_kwargs(), logging_level="ERROR")
+    yield
+    ray.shutdown()

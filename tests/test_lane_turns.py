@@ -8,7 +8,6 @@ import pytest
 import ray
 
 from kernelevolve.tuner.execution import lanes
-from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -69,14 +68,6 @@ def test_one_request_at_a_time_on_the_evaluator():
     for t in threads:
         t.join(30)
     assert len(most) == 40 and max(most) == 1
-
-
-@pytest.fixture
-def local_ray():
-    ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, **loopback_init_kwargs(), logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

@@ -1,20 +1,10 @@
 """The sweep's plotting actors (tuner/review/plotter.py): they draw a study's plots as
 tuner/review/plots.py does, in turn, and a lost actor costs the study its plots, not its end."""
-import pytest
 import ray
 
-from kernelevolve.tuner.execution.local_ray import loopback_init_kwargs
 from kernelevolve.tuner.review import plots
 from kernelevolve.tuner.review.plotter import Plotters
 from test_report import _records
-
-
-@pytest.fixture
-def local_ray():
-    ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, **loopback_init_kwargs(), logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 def test_plotters_draw_what_the_plots_module_draws_each_actor_in_turn(local_ray):
