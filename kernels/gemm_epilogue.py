@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels.gemm_vendor import vendor_configs
-from kernelevolve.kernels.matmul import Epilogue, launch_gemm
+from kernelevolve.kernels.matmul import Epilogue, launch_gemm, output_for
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 Activation = Literal["none", "relu", "gelu", "silu"]
@@ -57,8 +57,7 @@ def make_inputs(problem: FusedGemmProblem, device, seed: int):
 
 
 def make_output(problem: FusedGemmProblem, inputs) -> torch.Tensor:
-    a = inputs[0]
-    return torch.empty((problem.M, problem.N), dtype=a.dtype, device=a.device)
+    return output_for(problem.M, problem.N, inputs[0])
 
 
 def launch(inputs, out: torch.Tensor, config) -> object:

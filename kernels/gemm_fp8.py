@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernelevolve.kernels.matmul import Epilogue, launch_gemm
+from kernelevolve.kernels.matmul import Epilogue, launch_gemm, output_for
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 E4M3_MAX = 448.0  # largest finite float8_e4m3fn value
@@ -53,7 +53,7 @@ def make_inputs(problem: Fp8GemmProblem, device, seed: int):
 
 
 def make_output(problem: Fp8GemmProblem, inputs) -> torch.Tensor:
-    return torch.empty((problem.M, problem.N), dtype=inputs[4], device=inputs[0].device)
+    return output_for(problem.M, problem.N, inputs[0], dtype=inputs[4])
 
 
 def launch(inputs, out: torch.Tensor, config) -> object:

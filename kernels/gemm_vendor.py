@@ -29,11 +29,13 @@ copies are part of the measured latency: the study decides by measurement whethe
 Inductor does by benchmarking both. The copies are one pass each (kernels/gemm_passes.py), C's
 copy out with whatever of the epilogue cuBLAS did not apply.
 
-C is written through an aligned buffer too, where N is misaligned, then copied out: cuBLAS writing
-the caller's C in place (the padded B read through a view of its first N columns) was tried as a
-third candidate and measured 2.4x and 4.3x slower than the padded one on a 4 x H200 node
-(4330x3050x1649 and 62087x309x1672 bf16, docs/benchmarks.md): cuBLAS's kernels for a C whose rows
-are misaligned cost far more than the copy.
+Where N is misaligned, C's rows must be aligned too. A GEMM's C is made with its rows padded to
+16 bytes (kernels/matmul.py output_for), and cuBLAS writes the padded product into it, the extra
+columns into the rows' padding. A C without that room (a caller's contiguous one) is written
+through an aligned buffer and copied out: cuBLAS writing such a C in place (the padded B read
+through a view of its first N columns) was tried as a third candidate and measured 2.4x and 4.3x
+slower than the copy on a 4 x H200 node (4330x3050x1649 and 62087x309x1672 bf16,
+docs/benchmarks.md): its kernels for misaligned rows cost far more.
 """
 from __future__ import annotations
 
@@ -96,6 +98,20 @@ def _padded(t, rows: int, cols: int, row_bytes: int):
     return _copy(t, buf[:, :cols])
 
 
+def _padded_view(out, width: int):
+    """out [M, N] seen `width` columns wide, where its rows are that far apart and 16-byte aligned
+    and its storage reaches that far (kernels/matmul.py output_for makes C so): then cuBLAS writes
+    the padded product into C itself, the columns past N into the rows' padding. Else None."""
+    M = out.shape[0]
+    esize = out.element_size()
+    pitch = out.stride(0)
+    if out.stride(1) != 1 or pitch < width or (pitch * esize) % ALIGN_BYTES or out.data_ptr() % ALIGN_BYTES:
+        return None
+    if (out.storage_offset() + (M - 1) * pitch + width) * esize > out.untyped_storage().nbytes():
+        return None
+    return out.as_strided((M, width), (pitch, 1))
+
+
 def _on_triton(t) -> bool:
     """Whether the one-pass kernels (kernels/gemm_passes.py) run for t: on a GPU, or interpreted;
     elsewhere (a CPU tensor outside the interpreter) torch's ops do the same work."""
@@ -155,7 +171,8 @@ def launch_vendor(a, b, out, epilogue, config=None) -> None:
     the template computes) and the residual: torch.mm, then one pass over C for everything left,
     bias included (kernels/gemm_passes.py says what this saves, as measured).
     With PAD_BYTES in the config: the GEMM on zero-padded copies where K or N is misaligned
-    (module docstring), C's copy out of the padded buffer and the epilogue's rest in one pass."""
+    (module docstring), into C itself where its rows are padded (kernels/matmul.py output_for),
+    else into a buffer, C's copy out of it and the epilogue's rest then one pass."""
     import torch
 
     if getattr(epilogue, "scale_a", None) is not None or getattr(epilogue, "scale_b", None) is not None:
@@ -174,10 +191,16 @@ def launch_vendor(a, b, out, epilogue, config=None) -> None:
         Kp, Np = _round_up(K, step), _round_up(N, step)
         a, b = _padded(a, M, Kp, row_bytes), _padded(b, Kp, Np, row_bytes)
         if Np != N:
-            target = torch.empty((M, Np), dtype=out.dtype, device=out.device)
-    # cuBLASLt takes the bias (and a ReLU) only where C is written in place; a C copied out of a
-    # padded buffer gets the whole epilogue in that copy's pass, at no extra pass
-    cublas_bias = bias if bias is not None and activation in ("none", "relu") and target is out else None
+            target = _padded_view(out, Np)
+            if target is None:  # a C without room to the right: written through a buffer, copied out
+                target = torch.empty((M, Np), dtype=out.dtype, device=out.device)
+    # cuBLASLt takes the bias (and a ReLU) only where C is written in place (or its rows' padded
+    # view, the bias then zero-padded as wide); a C copied out of a padded buffer gets the whole
+    # epilogue in that copy's pass, at no extra pass
+    in_place = target.data_ptr() == out.data_ptr()
+    cublas_bias = bias if bias is not None and activation in ("none", "relu") and in_place else None
+    if cublas_bias is not None and cublas_bias.shape[0] != target.shape[1]:
+        cublas_bias = torch.nn.functional.pad(cublas_bias, (0, target.shape[1] - cublas_bias.shape[0]))
     if cublas_bias is not None and activation == "relu":
         torch._addmm_activation(cublas_bias, a, b, use_gelu=False, out=target)
     elif cublas_bias is not None:
@@ -186,4 +209,7 @@ def launch_vendor(a, b, out, epilogue, config=None) -> None:
         torch.mm(a, b, out=target)
     if cublas_bias is not None:
         bias, activation = None, "none"  # cuBLASLt applied them
-    _finish(target if target is out else target[:, :out.shape[1]], out, bias, activation, residual)
+    if in_place:
+        _finish(out, out, bias, activation, residual)
+    else:
+        _finish(target[:, :out.shape[1]], out, bias, activation, residual)

@@ -172,6 +172,22 @@ def test_tma_loads_with_a_misaligned_c_store_by_pointers(device):
         assert check(out, a.double() @ b_t.double().t()).ok, extra
 
 
+def test_tma_stores_a_c_whose_rows_are_padded(device):
+    """N=45 with C made as the kernels make it (kernels/matmul.py output_for: rows of 48): its rows
+    are aligned, so TMA stores it, clipped at N; the rows' padding is left as it was."""
+    a = torch.randn(100, 136, device=device, dtype=torch.float16)
+    b_t = torch.randn(45, 136, device=device, dtype=torch.float16)
+    for extra in ({}, dict(PERSISTENT=True), dict(PERSISTENT=True, EPILOGUE_SUBTILE=True)):
+        out = mm.output_for(100, 45, a)
+        whole = out.as_strided((100, 48), (48, 1))
+        poison(whole)
+        cfg = dict(BASE, TMA=True, **extra)
+        assert gemm_tiles.tma_compatible(out) is None  # what makes launch_gemm store by TMA
+        mm.launch_gemm(a, b_t.t(), out, cfg)
+        assert check(out, a.double() @ b_t.double().t()).ok, extra
+        assert whole[:, 45:].isnan().all(), extra  # nothing stored past N
+
+
 def test_tma_usable_follows_the_staging():
     a_odd, b_odd = torch.randn(8, 13).half(), torch.randn(13, 45).half()
     a, b = torch.randn(8, 16).half(), torch.randn(16, 48).half()

@@ -190,6 +190,7 @@ class Handover:
         return {
             "kind": kind, "what": what, "row": row, "guard": GUARD_ELEMENTS,
             "outs": [[buf, call, which] for buf, call, which in outs], "shape": list(shape_of.shape),
+            "stride": list(shape_of.stride()),
             "calls": calls, "reduction": reduction, "launches": launches,
             # Triton launches from another thread or to another stream (launch_watch.STRAY_LAUNCH)
             "stray_launches": int(stray_launches or 0),

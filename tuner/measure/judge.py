@@ -47,7 +47,8 @@ from kernelevolve.tuner.measure.fingerprints import Fingerprints
 from kernelevolve.tuner.measure.readback import Pending, read_parts, split
 from kernelevolve.tuner.measure.guards import as_bytes, input_damage, inputs_changed, restore, words_of
 from kernelevolve.tuner.measure.launch_watch import LIBRARY_CALL, NO_LAUNCH, STRAY_LAUNCH
-from kernelevolve.tuner.measure.timed_outputs import GUARD_ELEMENTS, differs, guard_zone_tensor
+from kernelevolve.tuner.measure.timed_outputs import (GUARD_ELEMENTS, differs, guard_zone_tensor, layout_ok,
+                                                      output_view, span)
 from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 
 NEEDED = {"evaluate": {"verify": 3, "timed": 1}}  # evidence an `ok` claim needs
@@ -274,8 +275,12 @@ class Judge:
             self.tampered = "timed before it was verified"
         tol = tolerance_for(outs[0][0].dtype, ev.get("reduction"))
         shape = tuple(ev["shape"])
-        views = [(buf[GUARD_ELEMENTS:buf.numel() - GUARD_ELEMENTS].view(shape), call, which)
-                 for buf, call, which in outs]
+        stride = tuple(ev.get("stride") or torch.empty(shape, device="meta").stride())
+        if not layout_ok(shape, stride) or any(buf.numel() != span(shape, stride) + 2 * GUARD_ELEMENTS
+                                               for buf, _, _ in outs):
+            self.tampered = f"an output's layout does not match its buffer (shape {shape}, strides {stride})"
+            return self._fail(_at(what, self.tampered))
+        views = [(output_view(buf, shape, stride), call, which) for buf, call, which in outs]
         by_set: dict = {}  # input set -> its outputs' positions, the first checked in full
         for i, (_, _, which) in enumerate(views):
             by_set.setdefault(which, []).append(i)

@@ -48,6 +48,41 @@ SAMPLE_BYTES = 256 << 20  # ... and at most this many bytes of kept outputs (at 
 _RANDOM = random.SystemRandom()  # unpredictable from inside the process (no state to read)
 
 
+def span(shape, stride) -> int:
+    """Elements an output of this layout holds: its numel when contiguous; for a GEMM's C whose
+    rows are padded (kernels/matmul.py output_for) whole rows of the pitch, the last one's padding
+    too (cuBLAS writes the padded product there), inside its slot and never checked."""
+    shape, stride = tuple(shape), tuple(stride)
+    if len(shape) == 2 and shape[0] and stride[1] == 1 and stride[0] > shape[1]:
+        return shape[0] * stride[0]
+    n = 1
+    for size in shape:
+        n *= size
+    return n
+
+
+def layout_ok(shape, stride) -> bool:
+    """Whether (shape, stride) is a layout an output may have: contiguous, or 2-D rows one pitch
+    apart, the pitch at least the row (no element seen twice: the judge takes the layout from the
+    evaluator's message and must not be shown one element for many)."""
+    shape, stride = tuple(shape), tuple(stride)
+    if stride == torch.empty(shape, device="meta").stride():
+        return True
+    return len(shape) == 2 and stride[1] == 1 and stride[0] >= shape[1]
+
+
+def extent(shape_of: torch.Tensor) -> int:
+    """span() of a tensor's own layout."""
+    return span(shape_of.shape, shape_of.stride())
+
+
+def output_view(slot: torch.Tensor, shape, stride) -> torch.Tensor:
+    """The output inside a guarded slot (GUARD_ELEMENTS on each side), in the layout (shape,
+    stride) it was made with: the launcher's, the judge's and every check's one view of it."""
+    inner = slot[GUARD_ELEMENTS:slot.numel() - GUARD_ELEMENTS]
+    return inner.as_strided(tuple(shape), tuple(stride))
+
+
 def guarded_output(shape_of: torch.Tensor, alloc=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(buffer, output view): `shape_of`'s shape and dtype in the middle of one allocation with
     GUARD_ELEMENTS on each side, all poisoned."""
@@ -59,7 +94,7 @@ def guarded_outputs(shape_of: torch.Tensor, count: int, alloc=None) -> list[tupl
     Why one: the judge opens an allocation's CUDA IPC handle once per message, whatever the
     number of slots it reads there; a handle per buffer cost ~0.2 ms each to open and close.
     `alloc(nbytes)`: where the bytes come from (the evaluator's arena, tuner/measure/arena.py)."""
-    n = shape_of.numel()
+    n = extent(shape_of)
     slot = n + 2 * GUARD_ELEMENTS
     if alloc is not None:
         slab = alloc(slot * count * shape_of.element_size()).view(shape_of.dtype)
@@ -67,7 +102,7 @@ def guarded_outputs(shape_of: torch.Tensor, count: int, alloc=None) -> list[tupl
         slab = shape_of.new_empty(slot * count)
     poison(slab)
     bufs = [slab[i * slot:(i + 1) * slot] for i in range(count)]
-    return [(buf, buf[GUARD_ELEMENTS:GUARD_ELEMENTS + n].view(shape_of.shape)) for buf in bufs]
+    return [(buf, output_view(buf, shape_of.shape, shape_of.stride())) for buf in bufs]
 
 
 def guard_zone_writes(buf: torch.Tensor) -> int:
@@ -120,7 +155,7 @@ def guard_zone_tensor(bufs: list) -> torch.Tensor:
 
 
 def sample_count(shape_of: torch.Tensor) -> int:
-    nbytes = (shape_of.numel() + 2 * GUARD_ELEMENTS) * shape_of.element_size()
+    nbytes = (extent(shape_of) + 2 * GUARD_ELEMENTS) * shape_of.element_size()
     return max(2, min(MAX_SAMPLES, SAMPLE_BYTES // max(1, nbytes)))
 
 
@@ -242,11 +277,11 @@ def differs(bufs: list, views: list) -> torch.Tensor:
     """Whether each output after the first differs from it anywhere (bool, on the device). The
     sampled timed calls' buffers are slots of one allocation (timed_outputs.guarded_outputs): read
     as the rows of one 2-D view, all of them are compared in one pass instead of one each."""
-    first = views[0][0].reshape(-1)
-    n = first.numel()
-    slab, rows = as_rows(bufs)
+    first = views[0][0]
+    slab, rows = as_rows(bufs) if first.is_contiguous() else (None, None)  # a padded C: view by view
     if slab is not None:
+        n = first.numel()
         inner = slab[:, GUARD_ELEMENTS:GUARD_ELEMENTS + n]
-        ne = (inner != first.view(1, n)).any(dim=1)
+        ne = (inner != first.reshape(1, n)).any(dim=1)
         return ne[torch.tensor(rows[1:], device=ne.device)]
     return torch.stack([(out != views[0][0]).any() for out, *_ in views[1:]])
