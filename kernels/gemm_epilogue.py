@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels.gemm_vendor import vendor_configs
-from kernelevolve.kernels.matmul import Epilogue, launch_gemm, output_for
+from kernelevolve.kernels.gemm_tiles import output_for
+from kernelevolve.kernels.matmul import Epilogue, launch_gemm
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 Activation = Literal["none", "relu", "gelu", "silu"]

@@ -20,7 +20,8 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from kernelevolve.kernels.matmul import Epilogue, launch_gemm, output_for
+from kernelevolve.kernels.gemm_tiles import output_for
+from kernelevolve.kernels.matmul import Epilogue, launch_gemm
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 E4M3_MAX = 448.0  # largest finite float8_e4m3fn value

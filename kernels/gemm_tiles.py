@@ -13,7 +13,8 @@ Host side:
   flattening, the maxnreg compile option),
   tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
   program_slots() (how many programs a persistent kernel launches), tma_compatible(),
-  aligned_rows() (a copy of a matrix whose rows start 128-byte aligned: STAGE_A, STAGE_B).
+  aligned_rows() (a copy of a matrix whose rows start 128-byte aligned: STAGE_A, STAGE_B),
+  output_for() (a GEMM's C, its rows padded to 16 bytes where N leaves them misaligned).
 """
 from __future__ import annotations
 
@@ -291,6 +292,23 @@ def aligned_rows(t: torch.Tensor) -> torch.Tensor:
         return copy_rows(t, staged)
     staged.copy_(t)
     return staged
+
+
+def output_for(M: int, N: int, like: torch.Tensor, dtype=None) -> torch.Tensor:
+    """C of an [M, N] GEMM (on like's device, in like's dtype or `dtype`): contiguous where its rows
+    are 16-byte aligned, else an [M, N] view of a buffer whose rows are N rounded up to 16 bytes.
+    Why: cuBLAS and TMA write only rows that start aligned. With a contiguous C of misaligned rows
+    the padded vendor path computed into an aligned buffer and copied C out of it (15-18 us of a
+    105 us 4330x3050x1649 bf16 GEMM on an H200, where max-autotune, whose padded mm returns C as
+    such a view, ran in 83 us: docs/benchmarks.md); now cuBLAS writes C in place and a Triton
+    kernel may store it by TMA. Columns N.. of each row are padding: nothing reads them. The
+    entry points (kernels/ops) return C so, as torch.compile does; .contiguous() where a caller
+    needs it."""
+    dtype = dtype or like.dtype
+    per_row = max(1, TMA_ALIGN_BYTES // dtype.itemsize)
+    pitch = -(-N // per_row) * per_row
+    buf = like.new_empty((M, pitch), dtype=dtype)
+    return buf if pitch == N else buf[:, :N]
 
 
 def launch_options(config) -> dict:

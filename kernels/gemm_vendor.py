@@ -30,7 +30,7 @@ Inductor does by benchmarking both. The copies are one pass each (kernels/gemm_p
 copy out with whatever of the epilogue cuBLAS did not apply.
 
 Where N is misaligned, C's rows must be aligned too. A GEMM's C is made with its rows padded to
-16 bytes (kernels/matmul.py output_for), and cuBLAS writes the padded product into it, the extra
+16 bytes (kernels/gemm_tiles.py output_for), and cuBLAS writes the padded product into it, the extra
 columns into the rows' padding. A C without that room (a caller's contiguous one) is written
 through an aligned buffer and copied out: cuBLAS writing such a C in place (the padded B read
 through a view of its first N columns) was tried as a third candidate and measured 2.4x and 4.3x
@@ -100,7 +100,7 @@ def _padded(t, rows: int, cols: int, row_bytes: int):
 
 def _padded_view(out, width: int):
     """out [M, N] seen `width` columns wide, where its rows are that far apart and 16-byte aligned
-    and its storage reaches that far (kernels/matmul.py output_for makes C so): then cuBLAS writes
+    and its storage reaches that far (kernels/gemm_tiles.py output_for makes C so): then cuBLAS writes
     the padded product into C itself, the columns past N into the rows' padding. Else None."""
     M = out.shape[0]
     esize = out.element_size()
@@ -171,7 +171,7 @@ def launch_vendor(a, b, out, epilogue, config=None) -> None:
     the template computes) and the residual: torch.mm, then one pass over C for everything left,
     bias included (kernels/gemm_passes.py says what this saves, as measured).
     With PAD_BYTES in the config: the GEMM on zero-padded copies where K or N is misaligned
-    (module docstring), into C itself where its rows are padded (kernels/matmul.py output_for),
+    (module docstring), into C itself where its rows are padded (kernels/gemm_tiles.py output_for),
     else into a buffer, C's copy out of it and the epilogue's rest then one pass."""
     import torch
 

@@ -72,10 +72,10 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels import tuned
-from kernelevolve.kernels.gemm_vendor import ALIGN_BYTES, is_vendor, launch_vendor, vendor_configs
+from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
-                                aligned_rows, apply_epilogue, arrival_counters, launch_options, program_slots,
-                                store_halves, tile_coords, tma_allocator, tma_compatible)
+                                aligned_rows, apply_epilogue, arrival_counters, launch_options, output_for,
+                                program_slots, store_halves, tile_coords, tma_allocator, tma_compatible)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -433,23 +433,6 @@ def make_inputs(problem: MatmulProblem, device, seed: int):
     a = torch.randn((problem.M, problem.K), generator=gen, device=device, dtype=torch.float32)
     b = torch.randn((problem.K, problem.N), generator=gen, device=device, dtype=torch.float32)
     return a.to(dtype), b.to(dtype)
-
-
-def output_for(M: int, N: int, like: torch.Tensor, dtype=None) -> torch.Tensor:
-    """C of an [M, N] GEMM (on like's device, in like's dtype or `dtype`): contiguous where its rows
-    are 16-byte aligned, else an [M, N] view of a buffer whose rows are N rounded up to 16 bytes.
-    Why: cuBLAS and TMA write only rows that start aligned. With a contiguous C of misaligned rows
-    the padded vendor path computed into an aligned buffer and copied C out of it (15-18 us of a
-    105 us 4330x3050x1649 bf16 GEMM on an H200, where max-autotune, whose padded mm returns C as
-    such a view, ran in 83 us: docs/benchmarks.md); now cuBLAS writes C in place and a Triton
-    kernel may store it by TMA. Columns N.. of each row are padding: nothing reads them. The
-    entry points (kernels/ops) return C so, as torch.compile does; .contiguous() where a caller
-    needs it."""
-    dtype = dtype or like.dtype
-    per_row = max(1, ALIGN_BYTES // torch.empty((), dtype=dtype).element_size())
-    pitch = -(-N // per_row) * per_row
-    buf = like.new_empty((M, pitch), dtype=dtype)
-    return buf if pitch == N else buf[:, :N]
 
 
 def make_output(problem: MatmulProblem, inputs) -> torch.Tensor:

@@ -6,7 +6,8 @@ import torch
 from interpreted import interpreter_runs
 
 from kernelevolve.kernels.gemm_vendor import PADDED_CONFIG, launch_vendor
-from kernelevolve.kernels.matmul import DEFAULT_CONFIG, Epilogue, output_for
+from kernelevolve.kernels.gemm_tiles import output_for
+from kernelevolve.kernels.matmul import DEFAULT_CONFIG, Epilogue
 from kernelevolve.tuner.execution.worker import CandidateWorker
 from kernelevolve.tuner.measure.timed_outputs import (GUARD_ELEMENTS, extent, guarded_output, layout_ok,
                                                       output_view, span)

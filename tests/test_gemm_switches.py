@@ -173,12 +173,12 @@ def test_tma_loads_with_a_misaligned_c_store_by_pointers(device):
 
 
 def test_tma_stores_a_c_whose_rows_are_padded(device):
-    """N=45 with C made as the kernels make it (kernels/matmul.py output_for: rows of 48): its rows
+    """N=45 with C made as the kernels make it (kernels/gemm_tiles.py output_for: rows of 48): its rows
     are aligned, so TMA stores it, clipped at N; the rows' padding is left as it was."""
     a = torch.randn(100, 136, device=device, dtype=torch.float16)
     b_t = torch.randn(45, 136, device=device, dtype=torch.float16)
     for extra in ({}, dict(PERSISTENT=True), dict(PERSISTENT=True, EPILOGUE_SUBTILE=True)):
-        out = mm.output_for(100, 45, a)
+        out = gemm_tiles.output_for(100, 45, a)
         whole = out.as_strided((100, 48), (48, 1))
         poison(whole)
         cfg = dict(BASE, TMA=True, **extra)

@@ -14,7 +14,7 @@ from torch import Tensor
 from kernelevolve.kernels import bmm as bmm_kernel
 from kernelevolve.kernels import matmul as matmul_kernel
 from kernelevolve.kernels import tuned
-from kernelevolve.kernels.gemm_tiles import ACTIVATIONS, TMA_ALIGN_BYTES, tma_compatible
+from kernelevolve.kernels.gemm_tiles import ACTIVATIONS, TMA_ALIGN_BYTES, output_for, tma_compatible
 from kernelevolve.kernels.matmul import Epilogue, launch_gemm
 from kernelevolve.kernels.ops.configs import layout, resolve
 
@@ -34,7 +34,7 @@ def _gemm_config(kernel, a, b, extras=None):
 @torch.library.custom_op("kernelevolve::matmul", mutates_args=())
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """a [M, K] @ b [K, N]; either may be a transposed view (read in place, no copy)."""
-    out = matmul_kernel.output_for(a.shape[0], b.shape[1], a)  # rows padded where misaligned
+    out = output_for(a.shape[0], b.shape[1], a)  # rows padded where misaligned
     if out.numel():  # (an empty grid is not a launch Triton takes)
         launch_gemm(a, b, out, _gemm_config("matmul", a, b))
     return out
@@ -45,7 +45,7 @@ def _(a, b):
     torch._check(a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[0],
                  lambda: f"matmul: [M, K] @ [K, N], got {tuple(a.shape)} and {tuple(b.shape)}")
     torch._check(a.dtype == b.dtype, lambda: f"matmul: one dtype, got {a.dtype} and {b.dtype}")
-    return matmul_kernel.output_for(a.shape[0], b.shape[1], a)  # the real op's layout, strides too
+    return output_for(a.shape[0], b.shape[1], a)  # the real op's layout, strides too
 
 
 def _matmul_setup(ctx, inputs, output):
@@ -110,7 +110,7 @@ bmm.register_autograd(_bmm_backward, setup_context=_matmul_setup)
 def linear(x: Tensor, wt: Tensor, bias: Optional[Tensor], residual: Optional[Tensor], activation: str) -> Tensor:
     """act(x [M, K] @ wt [K, N] + bias [N]) + residual [M, N]; wt is the layer's weight transposed
     (stored so, or a .t() view of an [N, K] weight). activation: none, relu, gelu (erf), silu."""
-    out = matmul_kernel.output_for(x.shape[0], wt.shape[1], x)  # rows padded where misaligned
+    out = output_for(x.shape[0], wt.shape[1], x)  # rows padded where misaligned
     if not out.numel():
         return out
     # extras: the problem fields a tuned gemm_epilogue entry carries beside its sizes
@@ -128,7 +128,7 @@ def _(x, wt, bias, residual, activation):
     torch._check(bias is None or tuple(bias.shape) == (wt.shape[1],), lambda: "linear: bias must be [N]")
     torch._check(residual is None or residual.shape == (x.shape[0], wt.shape[1]),
                  lambda: "linear: residual must be [M, N]")
-    return matmul_kernel.output_for(x.shape[0], wt.shape[1], x)  # the real op's layout, strides too
+    return output_for(x.shape[0], wt.shape[1], x)  # the real op's layout, strides too
 
 
 def _linear_setup(ctx, inputs, output):

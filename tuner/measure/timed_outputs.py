@@ -50,7 +50,7 @@ _RANDOM = random.SystemRandom()  # unpredictable from inside the process (no sta
 
 def span(shape, stride) -> int:
     """Elements an output of this layout holds: its numel when contiguous; for a GEMM's C whose
-    rows are padded (kernels/matmul.py output_for) whole rows of the pitch, the last one's padding
+    rows are padded (kernels/gemm_tiles.py output_for) whole rows of the pitch, the last one's padding
     too (cuBLAS writes the padded product there), inside its slot and never checked."""
     shape, stride = tuple(shape), tuple(stride)
     if len(shape) == 2 and shape[0] and stride[1] == 1 and stride[0] > shape[1]:
