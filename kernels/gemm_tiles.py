@@ -126,7 +126,7 @@ def accumulate_descriptors(acc, a_desc, b_desc, pid_m, pid_n, K, k_first, k_step
 @triton.jit
 def activate(acc, ACTIVATION: tl.constexpr):
     """One of ACTIVATIONS on an fp32 block: the templates' epilogue and the vendor path's epilogue
-    pass (kernels/gemm_pad.py) compute it here, so both round the same values."""
+    pass (kernels/gemm_passes.py) compute it here, so both round the same values."""
     if ACTIVATION == "relu":
         acc = tl.maximum(acc, 0.0)
     elif ACTIVATION == "gelu":  # the exact (erf) GELU, as torch.nn.functional.gelu computes it

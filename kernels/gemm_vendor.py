@@ -24,10 +24,10 @@ torch.compile max-autotune took 0.069 ms by padding (Inductor's autotune log: cu
 688x3288 @ 3288x5152 zero-padded copies whose rows are 128-byte aligned, 0.038 ms, plus the
 copies). So where K or N is misaligned, a GEMM study also times cuBLAS on copies of the operands
 that need it, zero-padded to sizes of whole 16 bytes (zeros add nothing to the dot products) in
-buffers whose rows start PAD_BYTES (128) apart, the result copied out of an aligned buffer. The
+buffers whose rows start PAD_BYTES (128) apart, the product written into C's padded rows (below). The
 copies are part of the measured latency: the study decides by measurement whether they pay, as
-Inductor does by benchmarking both. The copies are one pass each (kernels/gemm_passes.py), C's
-copy out with whatever of the epilogue cuBLAS did not apply.
+Inductor does by benchmarking both. The copies are one pass each (kernels/gemm_passes.py), as is
+whatever of the epilogue cuBLAS does not apply.
 
 Where N is misaligned, C's rows must be aligned too. A GEMM's C is made with its rows padded to
 16 bytes (kernels/gemm_tiles.py output_for), and cuBLAS writes the padded product into it, the extra
