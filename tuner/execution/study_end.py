@@ -64,7 +64,7 @@ def _end(sweep, plan) -> None:
                  f"{summary['proposals'].get('valid_configs') or 'valid'} valid configs was evaluated")
     history = [{"params": p, "state": st, "value": v} for p, st, v in plan.searcher.history()]
     # drawn by the sweep's plotting actors, warm from its start (tuner/review/plotter.py says why)
-    rendered = sweep.plotters.draw(records, study.key, study.target.profile.name, summary["timing"],
+    rendered = sweep.plotter_pool().draw(records, study.key, study.target.profile.name, summary["timing"],
                                    getattr(study.problem, "dtype", None))
     drawn_at = time.time()
     # where the study's end went, seconds (its parent run's end_*_s metrics; the driver's log line

@@ -84,7 +84,7 @@ class Sweep:
         self.writer = Writer(writers)  # as many threads as the tracker has writers
         self.plans: dict[str, Plan] = {}
         self.lanes: dict = {}
-        self.plotters: Plotters | None = None  # the studies' plots' actors (setup starts them)
+        self.plotters: Plotters | None = None  # the studies' plots' actors (plotter_pool)
         self.out: dict[str, dict] = {}
         self.lock = threading.Lock()
         self.devices: dict[str, dict] = {}
@@ -135,8 +135,6 @@ class Sweep:
         for target in self.exp.targets:  # CPU targets now; GPU targets when their lanes are up
             if target.profile.interpreter:
                 self.device(target)
-        # started now, warm by the first study's end (their imports beside the first trials')
-        self.plotters = Plotters(min(PLOTTERS, len(studies)))
         for study in studies:
             study_plan.plan(self, study, cwd)
         for key in pending:  # asked for nothing until its set arrives (ConstrainedSearch.awaiting)
@@ -183,12 +181,22 @@ class Sweep:
             waited = "" if reported is None else f", its trial's report taken in {heard - reported:.1f} s after it was made"
             self.log(f"first candidate ended {heard - self.tuner_started:.1f} s after the Tuner started{waited}")
             self.plans_seen = True
+            self.plotter_pool()  # started now: warm by the first study's end, off the sweep's start
         plan.recorder.journal.extend(recs)  # one sync for the trial's candidates
         for rec in recs:
             plan.records.append(rec)
             self.progress.candidate(plan.study, rec)
             maybe_steer(plan, self.log)  # profile.steer: off by default
         self.writer.submit_sync(key, plan.recorder.sync)
+
+    def plotter_pool(self) -> Plotters:
+        """The sweep's plotting actors (tuner/review/plotter.py), started at its first result:
+        by a study's end they are warm, and their imports did not compete with the start's
+        (trial actors, lanes, compile slots); a study that ends before any result starts them."""
+        with self.lock:
+            if self.plotters is None:
+                self.plotters = Plotters(min(PLOTTERS, len(self.plans) or 1))
+            return self.plotters
 
     def maybe_finish(self, search: SweepSearch) -> None:
         """Finish every study whose candidates have all ended (called after each result)."""

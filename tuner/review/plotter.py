@@ -1,6 +1,6 @@
-"""Where a sweep draws its studies' plots (tuner/review/plots.py): a few Ray actors started with
-the sweep, on the driver's node, each importing matplotlib and Optuna and drawing one figure as it
-starts, so that a study's end finds one ready.
+"""Where a sweep draws its studies' plots (tuner/review/plots.py): a few Ray actors started at the
+sweep's first result, on the driver's node, each importing matplotlib and Optuna and drawing one
+figure as it starts, so that a study's end finds one ready.
 
 Why not a Ray task per study, as before: a task runs in whatever worker Ray has idle, and a study
 that ended while the node was busy got a worker started for it, then paid its imports and
