@@ -285,8 +285,8 @@ def aligned_rows(t: torch.Tensor) -> torch.Tensor:
     buf = torch.empty((rows, -(-cols // per_line) * per_line), dtype=t.dtype, device=t.device)
     staged = buf[:, :cols]
     if t.is_cuda and t.stride(1) == 1:
-        # one pass of our own copy: torch's strided copy_ into the view ran 1.2-1.7x slower on an
-        # H200 (19094x1997 fp16: 92.6 us against 53.8 for the copy's first version)
+        # one pass of our own copy: torch's strided copy_ into the view took 1.2-1.7x as long as
+        # an earlier version of it on an H200 (19094x1997 fp16: 92.6 us against 53.8)
         from kernelevolve.kernels.gemm_passes import copy_rows  # (gemm_passes imports this module)
 
         return copy_rows(t, staged)
