@@ -17,10 +17,10 @@ Models the rules use, measured where they could be:
     the model keeps the unflattened figure, an upper bound, rather than guess the pipeliner. A
     flattened loop with a fused residual stages residual tiles too (8 KiB more for 128x128, 32 KiB
     for 128x256, bf16): the model counts one whole residual tile, an upper bound.
-    A C with misaligned rows (odd N, TMA loads through a staged B) is stored by pointers: a
-    persistent TMA kernel then stages no output tile (triton 3.9: 98,328 B for 128x128x64 in 3
-    stages, as with one tile per program); a warp-specialized one staged 16.5 KiB where the model
-    keeps the 32 KiB of its TMA store (one config measured: an upper bound, not a fit).
+    C's rows are always 16-byte aligned (a GEMM's C is made with them padded where N leaves them
+    misaligned: kernels/gemm_tiles.py output_for), so a persistent TMA kernel always stages its
+    output tile. (A C of misaligned rows, stored by pointers, staged none: triton 3.9, 98,328 B
+    for 128x128x64 in 3 stages; shared_memory_bytes(c_aligned=False) still models it.)
   * registers: the fp32 accumulator is BLOCK_M*BLOCK_N/(lanes*num_warps) registers per lane. A
     maxnreg cap must leave MAXNREG_HEADROOM registers above it (ptxas -v on sm90 code, triton
     3.9: a 128-register accumulator spilled 1 KiB at maxnreg=128, or failed to compile with 8
@@ -135,8 +135,9 @@ class Rule:
     def _shared_memory(cfg, s, hw):
         if not hw.smem_per_block:
             return None
-        need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes, s.residual,
-                                   c_aligned=(s.N * s.out_bytes) % TMA_ALIGN_BYTES == 0)
+        # C's rows are always aligned: a GEMM's C is made with them padded to 16 bytes
+        # (kernels/gemm_tiles.py output_for), so a persistent TMA kernel always stages its tile
+        need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes, s.residual, c_aligned=True)
         if need > hw.smem_per_block:
             return f"shared memory {need} B > {hw.smem_per_block} B per program on {hw.name}"
         return None
@@ -218,9 +219,6 @@ class Rule:
         if not (cfg.get("TMA", False) and cfg.get("PERSISTENT", False)):
             return ("EPILOGUE_SUBTILE halves the output tile a persistent TMA store stages; other "
                     "stores stage none (same shared memory)")
-        if (s.N * s.out_bytes) % TMA_ALIGN_BYTES:
-            return (f"EPILOGUE_SUBTILE with C rows of {s.N * s.out_bytes} B: not 16-byte aligned, C is "
-                    "stored by pointers, which stage no tile to halve")
         if cfg["BLOCK_N"] // 2 * s.out_bytes < TMA_ALIGN_BYTES:
             return f"EPILOGUE_SUBTILE with BLOCK_N={cfg['BLOCK_N']}: a half row is under {TMA_ALIGN_BYTES} B, TMA's least"
         return None

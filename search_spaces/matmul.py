@@ -15,9 +15,9 @@ Parameters, by target:
                  rows are not 16-byte aligned (K x element size): elsewhere it would be a no-op.
   odd N          STAGE_B (copy B to 128-byte aligned rows first: TMA can read it, pointer loads
                  vectorize), on every target, only when B's rows are not 16-byte aligned (N x
-                 element size). C's rows are then misaligned too and C is stored by pointers,
-                 so EPILOGUE_SUBTILE (which halves a TMA store's staged tile) is pinned off there:
-                 it could never be valid, and pinning it keeps the space's raw size what it was.
+                 element size). EPILOGUE_SUBTILE is pinned off there, which keeps the space's
+                 raw size what it was (C was then stored by pointers, where it never applied;
+                 C's rows are now padded and TMA-stored: searching it there is not measured).
   AMD (vendor "amd", e.g. mi300x)  also the AMD launch options waves_per_eu,
                  matrix_instr_nonkdim and kpack. AMD IS NOT TESTED HERE: the project has no AMD
                  machine; the ranges follow AMD's Triton tuning guide and are unmeasured.
@@ -161,8 +161,8 @@ def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persiste
         staging += (Bool("STAGE_B"),)
     domains = gemm_domains(hw, split_k=split_k, persistent=persistent, epilogue_subtile=epilogue_subtile)
     if (shape.N * shape.out_bytes) % TMA_ALIGN_BYTES:
-        # C is stored by pointers, staged B or not: EPILOGUE_SUBTILE is never valid (gemm_rules
-        # epilogue_subtile), and as a constant it does not double the raw space STAGE_B doubles
+        # EPILOGUE_SUBTILE pinned off (module docstring): as a constant it does not double the raw
+        # space STAGE_B doubles
         domains = tuple(Const(d.name, False) if d.name == "EPILOGUE_SUBTILE" else d for d in domains)
     return Space(domains=domains + staging,
                  constraints=rules(shape, hw, kinds), notes=space_notes(hw), canonical=(one_split_reduce,),
