@@ -85,3 +85,18 @@ def test_the_entry_point_returns_c_as_the_harness_made_it():
     y = torch.ops.kernelevolve.matmul(a, b)
     assert y.stride() == (12, 1) and torch.allclose(y, a @ b, atol=1e-4)
     assert torch.allclose(y.contiguous(), a @ b, atol=1e-4)
+
+
+def test_sampled_padded_outputs_are_compared_in_their_layout():
+    """timed_outputs.differs on slots holding a padded C: equal outputs are equal whatever the
+    rows' padding holds; one changed element is found."""
+    from kernelevolve.tuner.measure.timed_outputs import differs, guarded_outputs
+
+    c = output_for(6, 5, torch.empty(1, dtype=torch.float16))
+    slots = guarded_outputs(c, 4)
+    for i, (_, view) in enumerate(slots):
+        view.copy_(torch.arange(30, dtype=torch.float16).reshape(6, 5))
+        view.as_strided((6, 8), (8, 1))[:, 5:].fill_(float(i))  # padding differs slot to slot
+    slots[2][1][3, 4] = -1.0
+    flags = differs([buf for buf, _ in slots], [(view, None, 0) for _, view in slots])
+    assert flags.tolist() == [False, True, False]

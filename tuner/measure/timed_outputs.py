@@ -284,4 +284,7 @@ def differs(bufs: list, views: list) -> torch.Tensor:
         inner = slab[:, GUARD_ELEMENTS:GUARD_ELEMENTS + n]
         ne = (inner != first.reshape(1, n)).any(dim=1)
         return ne[torch.tensor(rows[1:], device=ne.device)]
+    if not first.is_contiguous():  # a GEMM's padded C: the rest stacked into dense rows, one comparison
+        rest = torch.stack([out for out, *_ in views[1:]])
+        return (rest != first.unsqueeze(0)).flatten(1).any(dim=1)
     return torch.stack([(out != views[0][0]).any() for out, *_ in views[1:]])
