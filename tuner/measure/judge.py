@@ -47,8 +47,8 @@ from kernelevolve.tuner.measure.fingerprints import Fingerprints
 from kernelevolve.tuner.measure.readback import Pending, read_parts, split
 from kernelevolve.tuner.measure.guards import as_bytes, input_damage, inputs_changed, restore, words_of
 from kernelevolve.tuner.measure.launch_watch import LIBRARY_CALL, NO_LAUNCH, STRAY_LAUNCH
-from kernelevolve.tuner.measure.timed_outputs import (GUARD_ELEMENTS, differs, guard_zone_tensor, layout_ok,
-                                                      output_view, span)
+from kernelevolve.tuner.measure.timed_outputs import (GUARD_ELEMENTS, dense_strides, differs, guard_zone_tensor,
+                                                      layout_ok, output_view, span)
 from kernelevolve.tuner.measure.verify import Check, check, check_stats, check_verdict, tolerance_for
 
 NEEDED = {"evaluate": {"verify": 3, "timed": 1}}  # evidence an `ok` claim needs
@@ -275,7 +275,7 @@ class Judge:
             self.tampered = "timed before it was verified"
         tol = tolerance_for(outs[0][0].dtype, ev.get("reduction"))
         shape = tuple(ev["shape"])
-        stride = tuple(ev.get("stride") or torch.empty(shape, device="meta").stride())
+        stride = tuple(ev.get("stride") or dense_strides(shape))
         if not layout_ok(shape, stride) or any(buf.numel() != span(shape, stride) + 2 * GUARD_ELEMENTS
                                                for buf, _, _ in outs):
             self.tampered = f"an output's layout does not match its buffer (shape {shape}, strides {stride})"

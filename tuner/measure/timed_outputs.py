@@ -61,12 +61,17 @@ def span(shape, stride) -> int:
     return n
 
 
+def dense_strides(shape) -> tuple:
+    """The strides of a contiguous tensor of this shape."""
+    return torch.empty(tuple(shape), device="meta").stride()
+
+
 def layout_ok(shape, stride) -> bool:
     """Whether (shape, stride) is a layout an output may have: contiguous, or 2-D rows one pitch
     apart, the pitch at least the row (no element seen twice: the judge takes the layout from the
     evaluator's message and must not be shown one element for many)."""
     shape, stride = tuple(shape), tuple(stride)
-    if stride == torch.empty(shape, device="meta").stride():
+    if stride == dense_strides(shape):
         return True
     return len(shape) == 2 and stride[1] == 1 and stride[0] >= shape[1]
 
@@ -278,13 +283,13 @@ def differs(bufs: list, views: list) -> torch.Tensor:
     sampled timed calls' buffers are slots of one allocation (timed_outputs.guarded_outputs): read
     as the rows of one 2-D view, all of them are compared in one pass instead of one each."""
     first = views[0][0]
-    slab, rows = as_rows(bufs) if first.is_contiguous() else (None, None)  # a padded C: view by view
+    if not first.is_contiguous():  # a GEMM's padded C: the rest stacked into dense rows, one comparison
+        rest = torch.stack([out for out, *_ in views[1:]])
+        return (rest != first.unsqueeze(0)).flatten(1).any(dim=1)
+    slab, rows = as_rows(bufs)
     if slab is not None:
         n = first.numel()
         inner = slab[:, GUARD_ELEMENTS:GUARD_ELEMENTS + n]
         ne = (inner != first.reshape(1, n)).any(dim=1)
         return ne[torch.tensor(rows[1:], device=ne.device)]
-    if not first.is_contiguous():  # a GEMM's padded C: the rest stacked into dense rows, one comparison
-        rest = torch.stack([out for out, *_ in views[1:]])
-        return (rest != first.unsqueeze(0)).flatten(1).any(dim=1)
     return torch.stack([(out != views[0][0]).any() for out, *_ in views[1:]])

@@ -154,7 +154,7 @@ def _stats(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> torch.Tensor
 
         # a GEMM's C with padded rows (kernels/gemm_tiles.py output_for) is read through one copy
         # into dense rows, then by the fused passes: ~20 torch operations otherwise (check_kernel)
-        dense = out if out.is_contiguous() else out.contiguous()
+        dense = out.contiguous()  # (out itself where it is)
         if check_kernel.usable(dense, ref):
             return check_kernel.stats(dense, ref, tol.rel_elem, tol.max_rel_rms)
     dtype = torch.float32 if out.dtype in _FP32_COMPARED else torch.float64
