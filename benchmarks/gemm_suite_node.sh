@@ -36,7 +36,9 @@ for i in $(seq 1 "$gpus"); do
     > "$out/shard$i.log" 2>&1 &
 done
 wait
-shards=$(ls "$out"/shard*/gemm_suite_shard*of"$gpus".json "$out"/shard*/gemm_suite_shard*of"$gpus".partial.json 2>/dev/null)
+# (one GPU: gemm_suite.py names its one shard's table gemm_suite.json)
+shards=$(ls "$out"/shard*/gemm_suite_shard*of"$gpus".json "$out"/shard*/gemm_suite_shard*of"$gpus".partial.json \
+  "$out"/shard*/gemm_suite.json "$out"/shard*/gemm_suite.partial.json 2>/dev/null)
 python3 "$here/benchmarks/gemm_suite.py" --merge $shards --out "$out/merged" > "$out/merge.log" 2>&1 \
   || echo "merge failed (see merge.log)"
 for db in "$out"/shard*/*.mlflow.db; do

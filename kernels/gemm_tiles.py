@@ -267,6 +267,19 @@ def tma_compatible(t: torch.Tensor) -> str | None:
     return None
 
 
+def tma_storable(c: torch.Tensor) -> bool:
+    """Whether C may be stored by a tensor descriptor: readable by one (tma_compatible) and, where
+    its rows end off a 16-byte boundary, rows exactly as wide as that boundary (output_for's C).
+    Why: a TMA store writes each row on to the next 16 bytes past N, whatever the row's pitch
+    (H200, triton 3.6: N=33 fp16 wrote columns 33-39, N=45 columns 45-47, fp32 N=33 columns 33-35,
+    into a C whose rows were 48, 64 or 128 wide); in output_for's C that is its own padding, in a
+    view of a wider buffer (a slice of a concatenation) it would be the caller's next columns."""
+    if c.dim() != 2 or c.stride(1) != 1 or tma_compatible(c) is not None:
+        return False
+    per_row = max(1, TMA_ALIGN_BYTES // c.element_size())
+    return c.shape[1] % per_row == 0 or c.stride(0) == -(-c.shape[1] // per_row) * per_row
+
+
 STAGE_PITCH_BYTES = 128  # a staged copy's rows start on 128-byte lines (one L2 line, TMA's swizzle)
 
 

@@ -99,13 +99,14 @@ def _padded(t, rows: int, cols: int, row_bytes: int):
 
 
 def _padded_view(out, width: int):
-    """out [M, N] seen `width` columns wide, where its rows are that far apart and 16-byte aligned
-    and its storage reaches that far (kernels/gemm_tiles.py output_for makes C so): then cuBLAS writes
-    the padded product into C itself, the columns past N into the rows' padding. Else None."""
+    """out [M, N] seen `width` columns wide, where its rows are exactly that far apart and 16-byte
+    aligned and its storage reaches that far (kernels/gemm_tiles.py output_for makes C so): then
+    cuBLAS writes the padded product into C itself, the columns past N into the rows' padding.
+    Else None: in a view of a wider buffer the columns past N are the caller's."""
     M = out.shape[0]
     esize = out.element_size()
     pitch = out.stride(0)
-    if out.stride(1) != 1 or pitch < width or (pitch * esize) % ALIGN_BYTES or out.data_ptr() % ALIGN_BYTES:
+    if out.stride(1) != 1 or pitch != width or (pitch * esize) % ALIGN_BYTES or out.data_ptr() % ALIGN_BYTES:
         return None
     if (out.storage_offset() + (M - 1) * pitch + width) * esize > out.untyped_storage().nbytes():
         return None

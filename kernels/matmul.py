@@ -75,7 +75,8 @@ from kernelevolve.kernels import tuned
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
                                 aligned_rows, apply_epilogue, arrival_counters, launch_options, output_for,
-                                program_slots, store_halves, tile_coords, tma_allocator, tma_compatible)
+                                program_slots, store_halves, tile_coords, tma_allocator, tma_compatible,
+                                tma_storable)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -337,8 +338,9 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
             raise ValueError("TMA=True needs a row-major (last dimension contiguous)")
         tma_allocator(a.device)
     # C keeps its own rows: where a descriptor cannot write them (odd N, reached through a staged
-    # B) the loads still go through TMA and C is stored by pointers
-    tma_store = bool(cfg["TMA"]) and split_k == 1 and out.stride(1) == 1 and tma_compatible(out) is None
+    # B), or could write past N into someone else's columns (gemm_tiles.tma_storable), the loads
+    # still go through TMA and C is stored by pointers
+    tma_store = bool(cfg["TMA"]) and split_k == 1 and tma_storable(out)
     tiles = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
     workspace = arrivals = None  # in_kernel's slabs and counters (two_pass's slabs are its target)
     if split_k == 1:

@@ -174,18 +174,31 @@ def test_tma_loads_with_a_misaligned_c_store_by_pointers(device):
 
 def test_tma_stores_a_c_whose_rows_are_padded(device):
     """N=45 with C made as the kernels make it (kernels/gemm_tiles.py output_for: rows of 48): its rows
-    are aligned, so TMA stores it, clipped at N; the rows' padding is left as it was."""
+    are aligned and their padding is C's own, so TMA stores it (on a GPU a TMA store writes on to
+    the row's next 16 bytes: the padding, which nothing reads)."""
     a = torch.randn(100, 136, device=device, dtype=torch.float16)
     b_t = torch.randn(45, 136, device=device, dtype=torch.float16)
     for extra in ({}, dict(PERSISTENT=True), dict(PERSISTENT=True, EPILOGUE_SUBTILE=True)):
         out = gemm_tiles.output_for(100, 45, a)
-        whole = out.as_strided((100, 48), (48, 1))
-        poison(whole)
-        cfg = dict(BASE, TMA=True, **extra)
-        assert gemm_tiles.tma_compatible(out) is None  # what makes launch_gemm store by TMA
-        mm.launch_gemm(a, b_t.t(), out, cfg)
+        poison(out.as_strided((100, 48), (48, 1)))
+        assert gemm_tiles.tma_storable(out)  # what makes launch_gemm store by TMA
+        mm.launch_gemm(a, b_t.t(), out, dict(BASE, TMA=True, **extra))
         assert check(out, a.double() @ b_t.double().t()).ok, extra
-        assert whole[:, 45:].isnan().all(), extra  # nothing stored past N
+
+
+def test_a_c_inside_a_wider_buffer_keeps_its_neighbours(device):
+    """C = the first 45 columns of a [100, 64] buffer (a slice of a concatenation): a TMA store
+    would write columns 45-47 too (gemm_tiles.tma_storable), so C is stored by pointers and the
+    buffer's other columns keep what they held."""
+    a = torch.randn(100, 136, device=device, dtype=torch.float16)
+    b_t = torch.randn(45, 136, device=device, dtype=torch.float16)
+    wide = torch.full((100, 64), 7.0, device=device, dtype=torch.float16)
+    out = wide[:, :45]
+    assert gemm_tiles.tma_compatible(out) is None and not gemm_tiles.tma_storable(out)
+    for extra in ({}, dict(PERSISTENT=True)):
+        mm.launch_gemm(a, b_t.t(), out, dict(BASE, TMA=True, **extra))
+        assert check(out, a.double() @ b_t.double().t()).ok, extra
+        assert (wide[:, 45:] == 7.0).all(), extra
 
 
 def test_tma_usable_follows_the_staging():
