@@ -15,7 +15,10 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   in order, applies the epilogue and stores C: one launch instead of two or three,
                   for the small GEMMs split-K is for, where a launch is a fair share of the time
   PERSISTENT      launch one program per SM, each looping over tiles (vs one tile per program):
-                  no tail of half-empty waves, and launch cost paid once per SM
+                  launch cost paid once per SM
+  SPLIT_TAIL      PERSISTENT=True only, not with WARP_SPECIALIZE: the loop's last, partial wave
+                  of tiles is cut into K slices, one per program that would idle through it,
+                  met in the kernel as in_kernel's splits meet (kernels/gemm_split_tail.py)
   TMA             tensor-descriptor loads and stores (TMA on Hopper) instead of pointer loads
   WARP_SPECIALIZE producer/consumer warps in the K loop (Hopper, with TMA; Triton feature-detected)
   EPILOGUE_SUBTILE the output tile is stored as two column halves (Triton's persistent-matmul
@@ -72,6 +75,7 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels import tuned
+from kernelevolve.kernels.gemm_split_tail import tail_plan, tail_slice
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
                                 aligned_rows, apply_epilogue, arrival_counters, launch_options, output_for,
@@ -165,15 +169,18 @@ def matmul_kernel(
     a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr, arrivals_ptr,
     M, N, K, b_cols,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
-    stride_ws,
+    stride_ws, tail_tiles, tail_slices,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr, IN_KERNEL: tl.constexpr,
     PERSISTENT: tl.constexpr, TMA: tl.constexpr, TMA_STORE: tl.constexpr,
     WARP_SPECIALIZE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, EPILOGUE_SUBTILE: tl.constexpr, FLATTEN: tl.constexpr,
+    SPLIT_TAIL: tl.constexpr,
 ):
     tl.static_assert(not (PERSISTENT and SPLIT_K > 1), "persistent tiles are never split along K")
+    tl.static_assert(not SPLIT_TAIL or (PERSISTENT and not WARP_SPECIALIZE),
+                     "SPLIT_TAIL splits a persistent loop's last wave, without warp specialization")
     tl.static_assert(not (EPILOGUE_SUBTILE and SPLIT_K > 1), "split-K partials are not subtiled")
     tl.static_assert(not FLATTEN or PERSISTENT, "FLATTEN flattens the persistent tile loop")
     tl.static_assert(not TMA_STORE or (TMA and SPLIT_K == 1), "C is stored by TMA only with TMA loads, unsplit")
@@ -193,7 +200,9 @@ def matmul_kernel(
         c_desc = tl.make_tensor_descriptor(c_ptr, shape=[M, N], strides=[stride_cm, 1],
                                            block_shape=[BLOCK_M, BLOCK_N // (1 + EPILOGUE_SUBTILE)])
     if PERSISTENT:
-        num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
+        # with SPLIT_TAIL the last tail_tiles tiles are cut into K slices after the loop
+        # (kernels/gemm_split_tail.py); the launcher passes 0 otherwise
+        num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N) - tail_tiles
         if FLATTEN:  # the store's tile counter (see _gemm_tile), one step behind until the loop adds it
             store_tile_id = tl.program_id(0) - tl.num_programs(0)
             # tl.range's flatten exists only where HAS_LOOP_FLATTEN: a constexpr-false branch is
@@ -216,6 +225,13 @@ def matmul_kernel(
                            stride_rm, stride_rn, stride_ws, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
                            SPLIT_K, TWO_PASS, IN_KERNEL, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR,
                            HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
+        if SPLIT_TAIL:
+            for unit in range(tl.program_id(0), tail_tiles * tail_slices, tl.num_programs(0)):
+                tail_slice(unit, num_tiles, tail_slices, a_ptr, b_ptr, c_ptr, a_desc, b_desc, ws_ptr,
+                           arrivals_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
+                           stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+                           stride_rm, stride_rn, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, TMA, EVEN_K,
+                           B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
     else:  # one tile per program; program_id(1) is the K slice when SPLIT_K > 1
         _gemm_tile(tl.program_id(0), tl.program_id(0), tl.program_id(1), a_ptr, b_ptr, c_ptr,
                    a_desc, b_desc, c_desc, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr,
@@ -251,7 +267,7 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 # them: what every config launched before they existed meant.
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
                    "WARP_SPECIALIZE": False, "STAGE_A": False, "STAGE_B": False, "EPILOGUE_SUBTILE": False,
-                   "FLATTEN": False, "maxnreg": 0}
+                   "FLATTEN": False, "maxnreg": 0, "SPLIT_TAIL": False}
 SPLIT_K_REDUCES = ("atomic", "two_pass", "in_kernel")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
@@ -323,6 +339,9 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
         raise ValueError("FLATTEN=True flattens the persistent tile loop: it needs PERSISTENT=True")
     if cfg["FLATTEN"] and not HAS_LOOP_FLATTEN:
         raise ValueError(f"FLATTEN=True needs tl.range(flatten=...), which triton {triton.__version__} lacks")
+    if cfg["SPLIT_TAIL"] and (not cfg["PERSISTENT"] or cfg["WARP_SPECIALIZE"]):
+        raise ValueError("SPLIT_TAIL=True splits a persistent loop's last wave: it needs PERSISTENT=True, "
+                         "and not WARP_SPECIALIZE=True (kernels/gemm_split_tail.py)")
     if cfg["STAGE_A"]:
         a = aligned_rows(a)
     b_cols = N
@@ -355,6 +374,11 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     else:
         target, stride_ws = torch.zeros((M, N), dtype=torch.float32, device=out.device), 0
     grid = (min(tiles, program_slots(a.device)),) if cfg["PERSISTENT"] else (tiles, split_k)
+    tail_tiles, tail_slices = tail_plan(tiles, grid[0], triton.cdiv(K, cfg["BLOCK_K"])) if cfg["SPLIT_TAIL"] else (0, 1)
+    if tail_tiles:  # one fp32 tile a slice, and the tail tiles' arrival counters
+        workspace = torch.empty((tail_tiles * tail_slices, cfg["BLOCK_M"] * cfg["BLOCK_N"]),
+                                dtype=torch.float32, device=out.device)
+        arrivals = arrival_counters(out.device, tiles)
     ep = epilogue
     res = ep.residual
     flags = dict(HAS_SCALE=ep.scale_a is not None, HAS_BIAS=ep.bias is not None,
@@ -363,13 +387,13 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     handle = matmul_kernel[grid](
         a, b, target, ep.bias, res, ep.scale_a, ep.scale_b, workspace, arrivals, M, N, K, b_cols,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-        target.stride(-2), target.stride(-1), *rstrides, stride_ws,
+        target.stride(-2), target.stride(-1), *rstrides, stride_ws, tail_tiles, tail_slices,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
         GROUP_M=cfg["GROUP_M"], SPLIT_K=split_k, TWO_PASS=two_pass, IN_KERNEL=in_kernel,
         PERSISTENT=bool(cfg["PERSISTENT"]), TMA=bool(cfg["TMA"]), TMA_STORE=tma_store,
         WARP_SPECIALIZE=bool(cfg["WARP_SPECIALIZE"]), EVEN_K=even_k(K, cfg), B_KMAJOR=b_kmajor,
         EPILOGUE_SUBTILE=bool(cfg["EPILOGUE_SUBTILE"]), FLATTEN=bool(cfg["FLATTEN"]),
-        **flags, **launch_options(cfg),
+        SPLIT_TAIL=bool(tail_tiles), **flags, **launch_options(cfg),
     )
     if split_k > 1 and not in_kernel:
         finish_grid = (triton.cdiv(M, FINISH_BLOCK), triton.cdiv(N, FINISH_BLOCK))

@@ -235,6 +235,24 @@ class Rule:
         return None
 
     @staticmethod
+    def _split_tail(cfg, s, hw):
+        if not cfg.get("SPLIT_TAIL", False):
+            return None
+        if not cfg.get("PERSISTENT", False):
+            return "SPLIT_TAIL cuts a persistent loop's last wave: it needs PERSISTENT=True"
+        if cfg.get("WARP_SPECIALIZE", False):
+            return "SPLIT_TAIL with WARP_SPECIALIZE: warp-specialized code dropped split-K's counter resets"
+        if hw.sm_count:
+            # the launcher's own plan (imported here: the rules module stays free of Triton)
+            from kernelevolve.kernels.gemm_split_tail import tail_plan
+
+            tiles = _tiles(cfg, s)
+            if not tail_plan(tiles, min(tiles, hw.sm_count), -(-s.K // cfg["BLOCK_K"]))[0]:
+                return (f"SPLIT_TAIL with {tiles} tiles on {hw.sm_count} SMs: no last wave it can cut "
+                        "(the same kernel as SPLIT_TAIL=False)")
+        return None
+
+    @staticmethod
     def _maxnreg(cfg, s, hw):
         cap = cfg.get("maxnreg", 0)
         if not cap:  # 0: the compiler's own choice
@@ -270,6 +288,8 @@ RULES = {
                         "stages the output tile in shared memory; C's rows 16-byte aligned), not with "
                         "WARP_SPECIALIZE (fails to compile)",
     "flatten": "FLATTEN only with PERSISTENT, and not with WARP_SPECIALIZE (which it drops)",
+    "split_tail": "SPLIT_TAIL only with PERSISTENT, not with WARP_SPECIALIZE, and where the last wave of "
+                  "tiles leaves programs idle enough to cut it into K slices of two blocks or more",
     "maxnreg": "maxnreg (NVIDIA) below the compiler's own per-thread cap for num_warps, and at least "
                "the accumulator's registers + 40",
 }

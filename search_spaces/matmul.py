@@ -2,7 +2,9 @@
 
 Parameters, by target:
   every target   BLOCK_M/N/K (powers of two), GROUP_M, SPLIT_K with SPLIT_K_REDUCE
-                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT, num_warps, num_stages
+                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT, num_warps, num_stages;
+                 on GPU targets also SPLIT_TAIL (a persistent loop's last, partial wave cut into
+                 K slices; kernels/gemm_split_tail.py)
   Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, and the transforms
                  of Triton's persistent-matmul tutorial: EPILOGUE_SUBTILE (the output tile stored
                  as two column halves), FLATTEN (the persistent tile loop flattened with its K
@@ -39,7 +41,9 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
   * tiles far larger than the problem: rows and columns that are thrown away.
   * split-K only where it can help (fewer than two waves of tiles, a K block per split), and
     SPLIT_K_REDUCE varied only when there is a split.
-  * PERSISTENT only when there are more tiles than SMs (else nothing to loop over) and no split-K.
+  * PERSISTENT only when there are more tiles than SMs (else nothing to loop over) and no split-K;
+    SPLIT_TAIL only with it, without warp specialization, and where the last wave leaves enough
+    programs idle to cut each of its tiles into two or more K slices of two blocks or more.
   * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) is not tried.
   * TMA only with 16-byte aligned row strides (odd K or N in 16-bit types cannot use it), unless
     the operand is staged (STAGE_A, STAGE_B); a staged B's misaligned C is stored by pointers.
@@ -97,7 +101,7 @@ def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: 
 # tables and experiment files of them were written: a config without them launches with the
 # kernel's default, and the tuner reads it so (Space.defaults), so those stay usable as priors,
 # warm starts and start points. (A recorded config of an odd-N shape ran with B unstaged.)
-LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B")
+LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B", "SPLIT_TAIL")
 
 
 def later_switch_defaults(domains: tuple) -> dict:
@@ -123,10 +127,11 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
     splits = (Pow2("SPLIT_K", 1, 4 if hw.interpreter else 8),
               Choice("SPLIT_K_REDUCE", SPLIT_K_REDUCES)) if split_k else ()
     loop = (Bool("PERSISTENT"),) if persistent else ()
-    if hw.interpreter:
+    if hw.interpreter:  # (SPLIT_TAIL not searched: the interpreter's 4 programs have no waves to speak of)
         return (Pow2("BLOCK_M", 16, 64), Pow2("BLOCK_N", 16, 64), Pow2("BLOCK_K", 16, 64),
                 Choice("GROUP_M", (1, 4, 8)), *splits, *loop,
                 Const("num_warps", 4), Const("num_stages", 1))
+    loop += (Bool("SPLIT_TAIL"),) if persistent else ()
     if hw.vendor == "amd":  # LDS is 64 KiB and the stream pipeliner wants few stages
         return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
                 Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
@@ -151,7 +156,8 @@ def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persiste
     launch_gemm); each searched only where that operand's rows are misaligned. epilogue_subtile:
     the template has EPILOGUE_SUBTILE (bmm's has not)."""
     # a rule about a switch the space leaves out is left out with it
-    kinds = tuple(k for k in RULES if (split_k or k != "split_k") and (persistent or k not in ("persistent", "flatten"))
+    kinds = tuple(k for k in RULES if (split_k or k != "split_k")
+                  and (persistent or k not in ("persistent", "flatten", "split_tail"))
                   and (epilogue_subtile or k != "epilogue_subtile"))
     # True first: a config that does not name STAGE_A (every warm config: they were written for
     # aligned shapes) is tried staged, which is what won on the H100 (1000x1000x383: 9.7 us staged
@@ -217,9 +223,15 @@ GENERIC_TILES = (
     # two-pass takes two and atomic three
     {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8, "num_stages": 3, "num_warps": 4, "SPLIT_K": 4,
      "SPLIT_K_REDUCE": "in_kernel"},
+    # the last, partial wave of a persistent loop cut into K slices (kernels/gemm_split_tail.py),
+    # where the rules see such a wave: the tail that held small GEMMs at 0.68-0.75x cuBLAS
+    # (5472x416x1488, 2944x768x400 on 4 x H200). Not yet timed: a start so that a search tries it
+    {"TMA": True, "PERSISTENT": True, "SPLIT_TAIL": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64,
+     "GROUP_M": 8, "num_stages": 4, "num_warps": 8},
 )
 NEUTRAL = {"SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False, "WARP_SPECIALIZE": False,
-           "EPILOGUE_SUBTILE": False, "FLATTEN": False, "maxnreg": 0, "STAGE_A": False, "STAGE_B": False}
+           "EPILOGUE_SUBTILE": False, "FLATTEN": False, "maxnreg": 0, "STAGE_A": False, "STAGE_B": False,
+           "SPLIT_TAIL": False}
 
 
 def generic_starts(space: Space, hw: Hardware) -> list[dict]:

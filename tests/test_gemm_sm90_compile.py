@@ -25,6 +25,7 @@ from uninterpreted import run_child
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, SPLIT_K=1, num_warps=4, num_stages=3)
 ODD_N = dict(N=1001)
+TAIL = dict(M=1152, N=1152)  # 9 x 9 tiles of 128: a last wave of 1 on 4 programs, cut into 4 K slices
 CASES = {  # name: (kernel, problem fields, config changes)
     "matmul-pointers": ("matmul", {}, {}),
     "matmul-persistent": ("matmul", {}, dict(PERSISTENT=True)),
@@ -76,6 +77,14 @@ CASES = {  # name: (kernel, problem fields, config changes)
                                         dict(STAGE_B=True, TMA=True, PERSISTENT=True)),
     "ws-stage-b-upper-bound": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True, WARP_SPECIALIZE=True)),
     "odd-n-unstaged-pointers": ("matmul", ODD_N, {}),  # what STAGE_B is measured against
+    # the last wave cut into K slices (SPLIT_TAIL): 81 tiles on the 4 programs the launcher sees here
+    "matmul-persistent-split-tail": ("matmul", TAIL, dict(PERSISTENT=True, SPLIT_TAIL=True)),
+    "matmul-tma-persistent-subtile-split-tail": ("matmul", TAIL, dict(TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True,
+                                                                      SPLIT_TAIL=True)),
+    "matmul-tma-persistent-flatten-split-tail": ("matmul", TAIL, dict(TMA=True, PERSISTENT=True, FLATTEN=True,
+                                                                      SPLIT_TAIL=True)),
+    "epilogue-gelu-residual-tma-persistent-split-tail": ("gemm_epilogue", dict(TAIL, activation="gelu", residual=True),
+                                                         dict(TMA=True, PERSISTENT=True, SPLIT_TAIL=True)),
 }
 # compiled for sm80 (Ampere: no TMA, no wgmma): the template's own split-K start (its generic tile,
 # search_spaces/matmul.py GENERIC_TILES, offered on every target whose rules let a split help)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from kernelevolve.kernels import matmul as mm
+from kernelevolve.kernels import gemm_split_tail as split_tail
 from kernelevolve.kernels import gemm_tiles
 from kernelevolve.kernels.gemm_tiles import launch_options
 from kernelevolve.kernels.spec import element_size
@@ -79,6 +80,47 @@ def test_split_k_in_kernel_leaves_its_arrival_counters_at_zero_for_the_next_laun
         assert result.ok, result.reason
         counters = [c for (dev, _), c in gemm_tiles._ARRIVALS.items() if torch.device(dev).type == torch.device(device).type]
         assert counters and all(int(c.abs().sum()) == 0 for c in counters)
+
+
+@pytest.mark.parametrize("extra", [{}, dict(TMA=True), dict(TMA=True, EPILOGUE_SUBTILE=True)],
+                         ids=["pointers", "tma", "tma_subtiled"])
+def test_split_tail_cuts_the_last_wave_into_k_slices(device, extra):
+    """SPLIT_TAIL (kernels/gemm_split_tail.py) on 1.5 waves of tiles for this device's programs:
+    the half wave is cut into K slices that meet in the kernel, through the fused epilogue, and
+    the tiles' arrival counters are left at zero for the next launch."""
+    slots = gemm_tiles.program_slots(torch.device(device))
+    rows = -(-(slots * 3 // 2) // 6)  # 6 tile columns of 32: 1.5 waves, ragged at the bottom
+    M, N, K = 64 * rows - 7, 6 * 32, 136
+    tiles = -(-M // 64) * 6
+    assert split_tail.tail_plan(tiles, min(tiles, slots), -(-K // 32))[1] >= 2  # the tail does split
+    gen = torch.Generator().manual_seed(5)
+    a, b = (torch.randn(*s, generator=gen).half().to(device) for s in ((M, K), (K, N)))
+    bias, residual = torch.randn(N, generator=gen).to(device), torch.randn(M, N, generator=gen).half().to(device)
+    ref = torch.relu(a.double() @ b.double() + bias.double()) + residual.double()
+    for launch in range(2):
+        out = torch.empty(M, N, device=device, dtype=torch.float16)
+        poison(out)
+        mm.launch_gemm(a, b, out, dict(BASE, PERSISTENT=True, SPLIT_TAIL=True, **extra),
+                       mm.Epilogue(bias=bias, activation="relu", residual=residual))
+        assert check(out, ref).ok, (launch, extra)
+        counters = [c for (dev, _), c in gemm_tiles._ARRIVALS.items() if torch.device(dev).type == torch.device(device).type]
+        assert counters and all(int(c.abs().sum()) == 0 for c in counters)
+
+
+def test_split_tail_plans_only_a_tail_worth_cutting():
+    assert split_tail.tail_plan(172, 132, 24) == (40, 3)  # 5472x416 at 128x128: 40 tiles, 3 slices each
+    assert split_tail.tail_plan(276, 132, 7) == (12, 3)  # 2944x768x400 at 64x128x64: K allows 3
+    assert split_tail.tail_plan(264, 132, 7) == (0, 1)  # two whole waves: nothing idles
+    assert split_tail.tail_plan(200, 132, 24) == (0, 1)  # 68 tail tiles on 64 idle programs: one slice each
+    assert split_tail.tail_plan(100, 132, 24) == (0, 1)  # under one wave: a persistent loop has no tail
+    assert split_tail.tail_plan(140, 132, 3) == (0, 1)  # three K blocks: no two slices of two
+
+
+def test_split_tail_refuses_what_it_cannot_split():
+    with pytest.raises(ValueError, match="PERSISTENT"):
+        run("cpu", TMA_ODD, "float16", dict(BASE, SPLIT_TAIL=True))
+    with pytest.raises(ValueError, match="WARP_SPECIALIZE"):
+        run("cpu", TMA_ODD, "float16", dict(BASE, TMA=True, PERSISTENT=True, WARP_SPECIALIZE=True, SPLIT_TAIL=True))
 
 
 def test_split_k_in_kernel_refuses_warp_specialization():

@@ -1,0 +1,87 @@
+"""SPLIT_TAIL: a persistent GEMM's last, partial wave of tiles split along K across the programs
+that would otherwise sit idle through it (the data-parallel + split-K hybrid of stream-K).
+
+Why: a GEMM of T output tiles on P programs (one per SM) runs ceil(T / P) waves, the last of
+T % P tiles; through it P - T % P SMs idle. On the ranking suite's small GEMMs that tail is most
+of the loss to cuBLAS (4 x H200, best Triton against cuBLAS with K a multiple of 16,
+docs/benchmarks.md): 5472x416x1488 fp16 at 128x128 tiles is 172 tiles on 132 SMs, two waves the
+second 30% full, and ran at 0.684x cuBLAS; 2944x768x400 fp16 at 64x128 is 276 tiles, three waves
+the last 9% full, 0.754x. Here the first T - T % P tiles run whole, as in any persistent kernel,
+and each of the last T % P tiles is cut into `splits` interleaved K slices, one per idle program,
+so the tail wave takes about 1/splits of a tile's time instead of a whole one.
+
+The slices of a tile meet as split-K's in-kernel reduce does (kernels/matmul.py, SPLIT_K_REDUCE
+"in_kernel"): each stores its fp32 partial in its own slot of a workspace, counts its arrival on
+the tile's counter (gemm_tiles.arrival_counters, left at zero for the next launch), and the last
+to arrive sums the slots in slice order (so the sum does not depend on who came last), applies the
+epilogue and stores C by pointers. The workspace holds only the tail's slices, at most one tile
+per program. Stream-K proper (every program an equal share of all the K iterations, tiles cut at
+arbitrary points) balances better still but makes every tile a possible meeting point; the tail
+is where the idle SMs are.
+
+Not with WARP_SPECIALIZE: Triton's warp-specialized code dropped the reset of split-K's arrival
+counters (kernels/matmul.py refuses in_kernel with it), and the slices count on the same ones.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from kernelevolve.kernels.gemm_tiles import accumulate_descriptors, accumulate_pointers, apply_epilogue, tile_coords
+
+# A slice gets at least this many K blocks: a slice of one block has nothing to pipeline, and its
+# partial's store and reload would cost more than the block's MMAs.
+MIN_K_BLOCKS_PER_SLICE = 2
+
+
+def tail_plan(tiles: int, programs: int, k_blocks: int) -> tuple[int, int]:
+    """(tail tiles, slices per tail tile) of a persistent launch of `programs` programs over
+    `tiles` tiles of `k_blocks` K blocks each; (0, 1) where nothing splits: no partial last
+    wave, or too few idle programs or K blocks for two slices a tile."""
+    tail = tiles % programs if tiles > programs else 0
+    if not tail:
+        return 0, 1
+    slices = min(programs // tail, k_blocks // MIN_K_BLOCKS_PER_SLICE)
+    return (tail, slices) if slices >= 2 else (0, 1)
+
+
+@triton.jit
+def tail_slice(unit, first_tail_tile, slices, a_ptr, b_ptr, c_ptr, a_desc, b_desc, ws_ptr, arrivals_ptr,
+               bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
+               stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+               TMA: tl.constexpr, EVEN_K: tl.constexpr,
+               B_KMAJOR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+               ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
+    """Work unit `unit` of the tail: K slice unit % slices of tail tile unit // slices. Its partial
+    goes to workspace slot `unit`; the tile's last slice to arrive stores C (module docstring)."""
+    tail_index = unit // slices
+    tile_id = first_tail_tile + tail_index
+    pid_m, pid_n = tile_coords(tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if TMA:
+        acc = accumulate_descriptors(acc, a_desc, b_desc, pid_m, pid_n, K, unit % slices, slices,
+                                     BLOCK_M, BLOCK_N, BLOCK_K, B_KMAJOR, False)
+    else:
+        acc = accumulate_pointers(acc, a_ptr, b_ptr, pid_m, pid_n, M, b_cols, K, stride_am, stride_ak,
+                                  stride_bk, stride_bn, unit % slices, slices, BLOCK_M, BLOCK_N, BLOCK_K,
+                                  EVEN_K)
+    in_tile = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    tl.store(ws_ptr + unit * (BLOCK_M * BLOCK_N) + in_tile, acc)
+    # every thread's partial is stored before this program's one arrival is counted; the count's
+    # release/acquire (GPU scope) orders the other slices' partials before the last one's loads
+    tl.debug_barrier()
+    arrived = tl.atomic_add(arrivals_ptr + tile_id, 1, sem="acq_rel", scope="gpu")
+    if arrived == slices - 1:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        first = tail_index * slices
+        for s in range(0, slices):
+            # .cg: from L2, never from this SM's L1, which may hold a slot of an earlier launch
+            acc += tl.load(ws_ptr + (first + s) * (BLOCK_M * BLOCK_N) + in_tile, cache_modifier=".cg")
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        acc = apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm, stride_rn,
+                             scale_a_ptr, scale_b_ptr, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+        c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+        tl.atomic_xchg(arrivals_ptr + tile_id, 0, sem="relaxed", scope="gpu")  # for the next launch
