@@ -341,14 +341,24 @@ def test_hopper_switches_bf16_on_gpu(device, shape, cfg):
     assert result.ok, result.reason
 
 
+def _counted_in_kernel(kind: str):
+    """(config, problem) of a GEMM whose partial sums meet in the kernel on arrival counters:
+    split-K's in-kernel reduce, or the tail split on 1.5 waves of this GPU's programs."""
+    if kind == "split_k":
+        return (dict(BASE, BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, SPLIT_K=4, SPLIT_K_REDUCE="in_kernel"),
+                mm.MatmulProblem(M=192, N=160, K=2048, dtype="float16"))
+    rows = -(-(gemm_tiles.program_slots(torch.device("cuda")) * 3 // 2) // 6)
+    return dict(BASE, PERSISTENT=True, SPLIT_TAIL=True), mm.MatmulProblem(M=64 * rows - 7, N=192, K=520, dtype="float16")
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["split_k", "split_tail"])
 @pytest.mark.parametrize("warm_first", [True, False], ids=["eager-warm-up", "captured-cold"])
-def test_split_k_in_kernel_replays_right_in_cuda_graphs(monkeypatch, warm_first):
+def test_split_k_in_kernel_replays_right_in_cuda_graphs(monkeypatch, warm_first, kind):
     """Captured with the counters an eager launch made, or with its own made inside the capture
     (zeroed at each replay): every replay right, and a second graph beside the first too."""
     monkeypatch.setattr(gemm_tiles, "_ARRIVALS", {})
-    cfg = dict(BASE, BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, SPLIT_K=4, SPLIT_K_REDUCE="in_kernel")
-    problem = mm.MatmulProblem(M=192, N=160, K=2048, dtype="float16")
+    cfg, problem = _counted_in_kernel(kind)
     inputs = mm.make_inputs(problem, torch.device("cuda"), 0)
     want = mm.reference(inputs)
     outs, graphs = [], []
