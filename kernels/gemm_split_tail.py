@@ -2,13 +2,13 @@
 that would otherwise sit idle through it (the data-parallel + split-K hybrid of stream-K).
 
 Why: a GEMM of T output tiles on P programs (one per SM) runs ceil(T / P) waves, the last of
-T % P tiles; through it P - T % P SMs idle. On the ranking suite's small GEMMs that tail is most
-of the loss to cuBLAS (4 x H200, best Triton against cuBLAS with K a multiple of 16,
-docs/benchmarks.md): 5472x416x1488 fp16 at 128x128 tiles is 172 tiles on 132 SMs, two waves the
-second 30% full, and ran at 0.684x cuBLAS; 2944x768x400 fp16 at 64x128 is 276 tiles, three waves
-the last 9% full, 0.754x. Here the first T - T % P tiles run whole, as in any persistent kernel,
-and each of the last T % P tiles is cut into `splits` interleaved K slices, one per idle program,
-so the tail wave takes about 1/splits of a tile's time instead of a whole one.
+T % P tiles; through it P - T % P SMs idle. On two of the ranking suite's small GEMMs the best
+Triton kernel lost to cuBLAS about what that tail leaves idle (4 x H200, docs/benchmarks.md):
+5472x416x1488 fp16 at 128x128 tiles is 172 tiles on 132 SMs, two waves the second 30% full (172
+of 264 tile slots busy: 65%), and ran at 0.684x cuBLAS; 2944x768x400 fp16 at 64x128 is 276
+tiles, three waves the last 9% full (70%), 0.754x. Not yet timed on a GPU. Here the first T - T % P tiles run whole, as in any persistent kernel,
+and each of the last T % P tiles is cut into interleaved K slices, one per idle program,
+so the tail wave takes about a slice's share of a tile's time instead of a whole one.
 
 The slices of a tile meet as split-K's in-kernel reduce does (kernels/matmul.py, SPLIT_K_REDUCE
 "in_kernel"): each stores its fp32 partial in its own slot of a workspace, counts its arrival on
