@@ -14,7 +14,8 @@ Host side:
   tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
   program_slots() (how many programs a persistent kernel launches), tma_compatible(),
   aligned_rows() (a copy of a matrix whose rows start 128-byte aligned: STAGE_A, STAGE_B),
-  output_for() (a GEMM's C, its rows padded to 16 bytes where N leaves them misaligned).
+  output_for() (a GEMM's C, its rows padded to 16 bytes where N leaves them misaligned, by
+  aligned_width(), the padded vendor path's rule too), tma_storable().
 """
 from __future__ import annotations
 
@@ -276,8 +277,16 @@ def tma_storable(c: torch.Tensor) -> bool:
     view of a wider buffer (a slice of a concatenation) it would be the caller's next columns."""
     if c.dim() != 2 or c.stride(1) != 1 or tma_compatible(c) is not None:
         return False
-    per_row = max(1, TMA_ALIGN_BYTES // c.element_size())
-    return c.shape[1] % per_row == 0 or c.stride(0) == -(-c.shape[1] // per_row) * per_row
+    width = aligned_width(c.shape[1], c.element_size())
+    return width == c.shape[1] or c.stride(0) == width
+
+
+def aligned_width(n: int, itemsize: int) -> int:
+    """n elements of `itemsize` bytes, rounded up to whole TMA_ALIGN_BYTES: the width of a row
+    cuBLAS and TMA write (output_for's pitch; the padded vendor path's K and N, whose padded
+    product lands in that pitch: one rule, so the two agree)."""
+    per_row = max(1, TMA_ALIGN_BYTES // itemsize)
+    return -(-n // per_row) * per_row
 
 
 STAGE_PITCH_BYTES = 128  # a staged copy's rows start on 128-byte lines (one L2 line, TMA's swizzle)
@@ -318,8 +327,7 @@ def output_for(M: int, N: int, like: torch.Tensor, dtype=None) -> torch.Tensor:
     entry points (kernels/ops) return C so, as torch.compile does; .contiguous() where a caller
     needs it."""
     dtype = dtype or like.dtype
-    per_row = max(1, TMA_ALIGN_BYTES // dtype.itemsize)
-    pitch = -(-N // per_row) * per_row
+    pitch = aligned_width(N, dtype.itemsize)
     buf = like.new_empty((M, pitch), dtype=dtype)
     return buf if pitch == N else buf[:, :N]
 

@@ -187,9 +187,10 @@ def launch_vendor(a, b, out, epilogue, config=None) -> None:
     target = out
     row_bytes = int((config or {}).get(PAD_KEY) or 0)
     if row_bytes:
+        from kernelevolve.kernels.gemm_tiles import aligned_width  # (torch: imported where used)
+
         (M, K), N = a.shape, b.shape[1]
-        step = max(1, ALIGN_BYTES // a.element_size())
-        Kp, Np = _round_up(K, step), _round_up(N, step)
+        Kp, Np = aligned_width(K, a.element_size()), aligned_width(N, a.element_size())
         a, b = _padded(a, M, Kp, row_bytes), _padded(b, Kp, Np, row_bytes)
         if Np != N:
             target = _padded_view(out, Np)
