@@ -337,11 +337,14 @@ def launch_options(config) -> dict:
     kpack) are passed only when the config has them: the NVIDIA backend rejects unknown ones.
     maxnreg (NVIDIA: the most registers one thread may use, ptx .maxnreg) is passed only when it is
     set and not 0: 0, like a config without the key, means the compiler's own choice, and keeps
-    the option (and the kernel's cache key) exactly what it was before maxnreg was searched."""
+    the option (and the kernel's cache key) exactly what it was before maxnreg was searched.
+    num_ctas (a cluster of CTAs per program, Hopper) likewise only when above 1."""
     opts = {"num_warps": config["num_warps"], "num_stages": config["num_stages"]}
     for key in ("waves_per_eu", "matrix_instr_nonkdim", "kpack"):
         if key in config:
             opts[key] = config[key]
     if config.get("maxnreg"):
         opts["maxnreg"] = int(config["maxnreg"])
+    if config.get("num_ctas", 1) > 1:
+        opts["num_ctas"] = int(config["num_ctas"])
     return opts

@@ -32,6 +32,11 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   this tile's last MMAs and its store run. PERSISTENT=True only
   maxnreg         NVIDIA compile option: the most registers a thread may use (ptx .maxnreg);
                   0, like a config without it, leaves it to the compiler (Triton feature-detected)
+  num_ctas        Triton launch option (Hopper): each program runs as a cluster of that many CTAs
+                  (2 at most here), Triton splitting its tile between them along its longer side;
+                  a persistent loop then launches one program per two SMs. SPLIT_K=1 only, no
+                  SPLIT_TAIL (a split's counters count programs, and both CTAs would arrive), no
+                  WARP_SPECIALIZE (fails to compile)
   STAGE_A         copy A first into a buffer whose rows start 128-byte aligned (gemm_tiles.aligned_rows),
                   for an A whose row stride is not a multiple of 16 bytes (odd K in fp16/bf16): its
                   loads then vectorize and pipeline asynchronously, and TMA can read it. The copy's
@@ -267,7 +272,7 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 # them: what every config launched before they existed meant.
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
                    "WARP_SPECIALIZE": False, "STAGE_A": False, "STAGE_B": False, "EPILOGUE_SUBTILE": False,
-                   "FLATTEN": False, "maxnreg": 0, "SPLIT_TAIL": False}
+                   "FLATTEN": False, "maxnreg": 0, "SPLIT_TAIL": False, "num_ctas": 1}
 SPLIT_K_REDUCES = ("atomic", "two_pass", "in_kernel")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
@@ -342,6 +347,11 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     if cfg["SPLIT_TAIL"] and (not cfg["PERSISTENT"] or cfg["WARP_SPECIALIZE"]):
         raise ValueError("SPLIT_TAIL=True splits a persistent loop's last wave: it needs PERSISTENT=True, "
                          "and not WARP_SPECIALIZE=True (kernels/gemm_split_tail.py)")
+    clusters = int(cfg["num_ctas"])
+    if clusters > 1 and (split_k > 1 or cfg["SPLIT_TAIL"] or cfg["WARP_SPECIALIZE"]):
+        # a cluster runs each program as two CTAs, and both would arrive at a split's counter
+        raise ValueError("num_ctas > 1 runs whole tiles in clusters: it takes SPLIT_K=1, no SPLIT_TAIL "
+                         "and no WARP_SPECIALIZE (which fails to compile with clusters)")
     if cfg["STAGE_A"]:
         a = aligned_rows(a)
     b_cols = N
@@ -373,7 +383,8 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
             target = slabs
     else:
         target, stride_ws = torch.zeros((M, N), dtype=torch.float32, device=out.device), 0
-    grid = (min(tiles, program_slots(a.device)),) if cfg["PERSISTENT"] else (tiles, split_k)
+    # a persistent loop runs one program per SM, one per two SMs in clusters of two
+    grid = (min(tiles, max(1, program_slots(a.device) // clusters)),) if cfg["PERSISTENT"] else (tiles, split_k)
     tail_tiles, tail_slices = tail_plan(tiles, grid[0], triton.cdiv(K, cfg["BLOCK_K"])) if cfg["SPLIT_TAIL"] else (0, 1)
     if tail_tiles:  # one fp32 tile a slice, and the tail tiles' arrival counters
         workspace = torch.empty((tail_tiles * tail_slices, cfg["BLOCK_M"] * cfg["BLOCK_N"]),

@@ -21,6 +21,12 @@ Models the rules use, measured where they could be:
     misaligned: kernels/gemm_tiles.py output_for), so a persistent TMA kernel always stages its
     output tile. (A C of misaligned rows, stored by pointers, staged none: triton 3.9, 98,328 B
     for 128x128x64 in 3 stages; shared_memory_bytes(c_aligned=False) still models it.)
+  * thread-block clusters (num_ctas=2, sm90; triton 3.6 and 3.9, compiled without a GPU): Triton
+    runs each program as a cluster of two CTAs and splits its tile in two along the longer side
+    (BLOCK_M on a tie), so each CTA stages and accumulates half of it: 128x128x64 in 3 stages took
+    73,728 B a CTA against 98,304 without (90,136 against 131,096 persistent with its staged
+    output tile), 64x256x64 73,728 (N split), 128x64x64 49,152 (M split). The models below count
+    one CTA's tile (`cta_tile`). Nothing was multicast in that code: no operand tile is shared.
   * registers: the fp32 accumulator is BLOCK_M*BLOCK_N/(lanes*num_warps) registers per lane. A
     maxnreg cap must leave MAXNREG_HEADROOM registers above it (ptxas -v on sm90 code, triton
     3.9: a 128-register accumulator spilled 1 KiB at maxnreg=128, or failed to compile with 8
@@ -59,14 +65,23 @@ def _lanes(hw: Hardware) -> int:
     return 64 if hw.vendor == "amd" else 32
 
 
+def cta_tile(config: dict) -> tuple[int, int]:
+    """The (rows, columns) of the output tile one CTA computes: the program's whole tile, or with
+    num_ctas=2 half of it, split along its longer side (BLOCK_M on a tie; module docstring)."""
+    bm, bn = config["BLOCK_M"], config["BLOCK_N"]
+    if config.get("num_ctas", 1) > 1:
+        return (bm // 2, bn) if bm >= bn else (bm, bn // 2)
+    return bm, bn
+
+
 def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | None = None,
                         residual: bool = False, c_aligned: bool = True) -> int:
-    """The shared memory one program of the GEMM template needs (see the module docstring).
+    """The shared memory one CTA of the GEMM template needs (see the module docstring).
     residual: the epilogue reads a residual tile (in the output dtype). c_aligned: C's rows are
     16-byte aligned, so a TMA kernel stores C through a descriptor (else by pointers)."""
     e = dtype if isinstance(dtype, int) else DTYPE_BYTES[dtype]
     out = e if out_dtype is None else (out_dtype if isinstance(out_dtype, int) else DTYPE_BYTES[out_dtype])
-    bm, bn = config["BLOCK_M"], config["BLOCK_N"]
+    bm, bn = cta_tile(config)
     need = max(1, config["num_stages"]) * (bm + bn) * config["BLOCK_K"] * e
     if config.get("TMA", False):
         need += TMA_BARRIER_BYTES
@@ -82,7 +97,8 @@ def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | N
 
 
 def accumulator_regs(config: dict, lanes: int = 32) -> float:
-    return config["BLOCK_M"] * config["BLOCK_N"] / (lanes * config["num_warps"])
+    bm, bn = cta_tile(config)
+    return bm * bn / (lanes * config["num_warps"])
 
 
 def _tiles(cfg, s: GemmShape) -> int:
@@ -127,8 +143,9 @@ class Rule:
         if cfg.get("SPLIT_K", 1) > 1:
             return "PERSISTENT runs whole tiles: it takes SPLIT_K=1"
         tiles = _tiles(cfg, s)
-        if hw.sm_count and tiles <= hw.sm_count:
-            return f"PERSISTENT with {tiles} tiles <= {hw.sm_count} SMs: every program gets one tile anyway"
+        programs = hw.sm_count // cfg.get("num_ctas", 1)  # a cluster of two CTAs holds two SMs
+        if hw.sm_count and tiles <= programs:
+            return f"PERSISTENT with {tiles} tiles <= {programs} programs: every program gets one tile anyway"
         return None
 
     @staticmethod
@@ -219,8 +236,36 @@ class Rule:
         if not (cfg.get("TMA", False) and cfg.get("PERSISTENT", False)):
             return ("EPILOGUE_SUBTILE halves the output tile a persistent TMA store stages; other "
                     "stores stage none (same shared memory)")
-        if cfg["BLOCK_N"] // 2 * s.out_bytes < TMA_ALIGN_BYTES:
-            return f"EPILOGUE_SUBTILE with BLOCK_N={cfg['BLOCK_N']}: a half row is under {TMA_ALIGN_BYTES} B, TMA's least"
+        cta_n = cta_tile(cfg)[1]
+        if cta_n // 2 * s.out_bytes < TMA_ALIGN_BYTES:
+            return f"EPILOGUE_SUBTILE with {cta_n} columns a CTA: a half row is under {TMA_ALIGN_BYTES} B, TMA's least"
+        return None
+
+    @staticmethod
+    def _clusters(cfg, s, hw):
+        n = cfg.get("num_ctas", 1)
+        if n == 1:
+            return None
+        if hw.arch != "sm90":
+            return f"num_ctas={n} (thread-block clusters) is searched on Hopper only"
+        if n != 2:
+            return f"num_ctas={n}: only clusters of 2 were compiled and checked"
+        # compiled for sm90 with triton 3.6 and 3.9: PassManager::run failed in the
+        # warp-specialization pass
+        if cfg.get("WARP_SPECIALIZE", False):
+            return "num_ctas=2 with WARP_SPECIALIZE fails to compile (triton 3.6, 3.9)"
+        if cfg.get("EPILOGUE_SUBTILE", False):  # 3.9 compiles it; 3.6 fails as above
+            return "num_ctas=2 with EPILOGUE_SUBTILE fails to compile (triton 3.6)"
+        # the in-kernel reduce's and the tail split's arrival counters count programs, and a
+        # cluster runs each program as two CTAs that would both arrive; atomic and two-pass
+        # splits were never run in clusters here
+        if cfg.get("SPLIT_K", 1) > 1 or cfg.get("SPLIT_TAIL", False):
+            return "num_ctas=2 runs whole tiles: SPLIT_K=1, no SPLIT_TAIL (a split's counters count programs)"
+        rows, cols = cta_tile(cfg)
+        if hw.arch == "sm90" and rows < 64 <= s.M:
+            return f"num_ctas=2 halves BLOCK_M={cfg['BLOCK_M']} to {rows} rows a CTA: Hopper's warpgroup MMA wants 64"
+        if cols < 16:
+            return f"num_ctas=2 halves BLOCK_N={cfg['BLOCK_N']} to {cols} columns a CTA"
         return None
 
     @staticmethod
@@ -290,6 +335,9 @@ RULES = {
     "flatten": "FLATTEN only with PERSISTENT, and not with WARP_SPECIALIZE (which it drops)",
     "split_tail": "SPLIT_TAIL only with PERSISTENT, not with WARP_SPECIALIZE, and where the last wave of "
                   "tiles leaves programs idle enough to cut it into K slices of two blocks or more",
+    "clusters": "num_ctas=2 (thread-block clusters) only on Hopper, not with WARP_SPECIALIZE or "
+                "EPILOGUE_SUBTILE (fail to compile), split-K or SPLIT_TAIL, and with at least 64 rows of "
+                "the tile a CTA",
     "maxnreg": "maxnreg (NVIDIA) below the compiler's own per-thread cap for num_warps, and at least "
                "the accumulator's registers + 40",
 }

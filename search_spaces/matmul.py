@@ -2,10 +2,10 @@
 
 Parameters, by target:
   every target   BLOCK_M/N/K (powers of two), GROUP_M, SPLIT_K with SPLIT_K_REDUCE
-                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT, num_warps, num_stages;
-                 on GPU targets also SPLIT_TAIL (a persistent loop's last, partial wave cut into
-                 K slices; kernels/gemm_split_tail.py)
-  Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, and the transforms
+                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT, num_warps, num_stages.
+                 Not searched: SPLIT_TAIL (SEARCH_SPLIT_TAIL below says why)
+  Hopper (sm90)  also TMA (tensor-descriptor loads/stores), WARP_SPECIALIZE, num_ctas (1, or 2:
+                 each program a cluster of two CTAs, its tile split between them), and the transforms
                  of Triton's persistent-matmul tutorial: EPILOGUE_SUBTILE (the output tile stored
                  as two column halves), FLATTEN (the persistent tile loop flattened with its K
                  loop; not in spaces without the persistent loop) and maxnreg (the compile
@@ -41,9 +41,12 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
   * tiles far larger than the problem: rows and columns that are thrown away.
   * split-K only where it can help (fewer than two waves of tiles, a K block per split), and
     SPLIT_K_REDUCE varied only when there is a split.
-  * PERSISTENT only when there are more tiles than SMs (else nothing to loop over) and no split-K;
-    SPLIT_TAIL only with it, without warp specialization, and where the last wave leaves enough
-    programs idle to cut each of its tiles into two or more K slices of two blocks or more.
+  * PERSISTENT only when there are more tiles than programs (SMs, halved for clusters of two;
+    else nothing to loop over) and no split-K; SPLIT_TAIL (in a config that sets it) only with it,
+    without warp specialization, and where the last wave leaves enough programs idle to cut each
+    of its tiles into two or more K slices of two blocks or more.
+  * num_ctas=2 not with warp specialization or EPILOGUE_SUBTILE (fail to compile), split-K or SPLIT_TAIL, and with
+    64 rows or more of the tile a CTA; shared memory and registers counted per CTA (half a tile).
   * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) is not tried.
   * TMA only with 16-byte aligned row strides (odd K or N in 16-bit types cannot use it), unless
     the operand is staged (STAGE_A, STAGE_B); a staged B's misaligned C is stored by pointers.
@@ -76,14 +79,27 @@ MAXNREG_VALUES = (0, 128, 168, 232)
 # launcher take it (a start point or a plug-in space can set it); the rules keep it sound.
 SEARCH_MAXNREG = False
 
+# Also not searched: SPLIT_TAIL (kernels/gemm_split_tail.py), the last, partial wave of a persistent
+# loop cut into K slices. Built for the small K % 16 GEMMs whose best tiles left a last wave
+# mostly idle, and measured on them through the engine (1 x H200, triton 3.6;
+# benchmarks/data/probe_split_tail.json, docs/benchmarks.md): cut, the persistent loop lost to
+# the same tile uncut in 6 of 7 pairs (by 2-39%) and gained 6% in one, and on all four shapes a
+# one-tile-per-program kernel beat both (21.3 against 24.8-29.2 us on 5472x416x1488).
+# Searched, it made the valid sets 26-32% larger with configs that lose. A start point or a
+# plug-in space can still set it; the rules keep it sound.
+SEARCH_SPLIT_TAIL = False
 
-def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: bool = True) -> tuple:
-    """TMA, warp specialization and the persistent-matmul tutorial's transforms: domains only on
-    Hopper, and only where Triton has them. persistent / epilogue_subtile False leave out FLATTEN /
-    EPILOGUE_SUBTILE (a template without the persistent loop or the halved store)."""
+
+def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: bool = True,
+                    clusters: bool = True) -> tuple:
+    """TMA, warp specialization, clusters and the persistent-matmul tutorial's transforms: domains
+    only on Hopper, and only where Triton has them. persistent / epilogue_subtile / clusters False
+    leave out FLATTEN / EPILOGUE_SUBTILE / num_ctas (a template without the persistent loop, the
+    halved store, or a launcher checked in clusters)."""
     if hw.arch != "sm90":
         return ()
-    out = ()
+    # num_ctas: every Triton 3.x compiles clusters of two for sm90 (checked with 3.6 and 3.9)
+    out = (Choice("num_ctas", (1, 2)),) if clusters else ()
     if HAS_TENSOR_DESCRIPTORS:
         out += (Bool("TMA"),)
         if HAS_WARP_SPECIALIZE:
@@ -101,7 +117,7 @@ def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: 
 # tables and experiment files of them were written: a config without them launches with the
 # kernel's default, and the tuner reads it so (Space.defaults), so those stay usable as priors,
 # warm starts and start points. (A recorded config of an odd-N shape ran with B unstaged.)
-LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B", "SPLIT_TAIL")
+LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B", "SPLIT_TAIL", "num_ctas")
 
 
 def later_switch_defaults(domains: tuple) -> dict:
@@ -120,10 +136,10 @@ def amd_launch_options(hw: Hardware) -> tuple:
 
 
 def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
-                 epilogue_subtile: bool = True) -> tuple:
-    """The GEMM template's parameters on one target. split_k / persistent / epilogue_subtile False
-    leave those switches out (the kernel then runs with its defaults: one split, one tile per
-    program, one store per tile)."""
+                 epilogue_subtile: bool = True, clusters: bool = True) -> tuple:
+    """The GEMM template's parameters on one target. split_k / persistent / epilogue_subtile /
+    clusters False leave those switches out (the kernel then runs with its defaults: one split,
+    one tile per program, one store per tile, one CTA per program)."""
     splits = (Pow2("SPLIT_K", 1, 4 if hw.interpreter else 8),
               Choice("SPLIT_K_REDUCE", SPLIT_K_REDUCES)) if split_k else ()
     loop = (Bool("PERSISTENT"),) if persistent else ()
@@ -131,14 +147,14 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
         return (Pow2("BLOCK_M", 16, 64), Pow2("BLOCK_N", 16, 64), Pow2("BLOCK_K", 16, 64),
                 Choice("GROUP_M", (1, 4, 8)), *splits, *loop,
                 Const("num_warps", 4), Const("num_stages", 1))
-    loop += (Bool("SPLIT_TAIL"),) if persistent else ()
+    loop += (Bool("SPLIT_TAIL"),) if persistent and SEARCH_SPLIT_TAIL else ()
     if hw.vendor == "amd":  # LDS is 64 KiB and the stream pipeliner wants few stages
         return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
                 Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
                 Pow2("num_warps", 4, 8), IntRange("num_stages", 1, 3), *amd_launch_options(hw))
     return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
             Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
-            *hopper_switches(hw, persistent=persistent, epilogue_subtile=epilogue_subtile),
+            *hopper_switches(hw, persistent=persistent, epilogue_subtile=epilogue_subtile, clusters=clusters),
             Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 5))
 
 
@@ -151,21 +167,23 @@ def space_notes(hw: Hardware) -> str:
 
 
 def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True,
-               stage_a: bool = False, stage_b: bool = False, epilogue_subtile: bool = True) -> Space:
+               stage_a: bool = False, stage_b: bool = False, epilogue_subtile: bool = True,
+               clusters: bool = True) -> Space:
     """stage_a / stage_b: the template's launcher takes STAGE_A / STAGE_B (kernels/matmul.py
-    launch_gemm); each searched only where that operand's rows are misaligned. epilogue_subtile:
-    the template has EPILOGUE_SUBTILE (bmm's has not)."""
+    launch_gemm); each searched only where that operand's rows are misaligned. epilogue_subtile /
+    clusters: the template has EPILOGUE_SUBTILE / takes num_ctas (bmm's has neither)."""
     # a rule about a switch the space leaves out is left out with it
     kinds = tuple(k for k in RULES if (split_k or k != "split_k")
                   and (persistent or k not in ("persistent", "flatten", "split_tail"))
-                  and (epilogue_subtile or k != "epilogue_subtile"))
+                  and (epilogue_subtile or k != "epilogue_subtile") and (clusters or k != "clusters"))
     # True first: a config that does not name STAGE_A (every warm config: they were written for
     # aligned shapes) is tried staged, which is what won on the H100 (1000x1000x383: 9.7 us staged
     # with TMA, 13-16 us unstaged, in CUDA graphs; docs/benchmarks.md)
     staging = (Choice("STAGE_A", (True, False)),) if stage_a and (shape.K * shape.in_bytes) % TMA_ALIGN_BYTES else ()
     if stage_b and (shape.N * shape.in_bytes) % TMA_ALIGN_BYTES:
         staging += (Bool("STAGE_B"),)
-    domains = gemm_domains(hw, split_k=split_k, persistent=persistent, epilogue_subtile=epilogue_subtile)
+    domains = gemm_domains(hw, split_k=split_k, persistent=persistent, epilogue_subtile=epilogue_subtile,
+                           clusters=clusters)
     if (shape.N * shape.out_bytes) % TMA_ALIGN_BYTES:
         # EPILOGUE_SUBTILE pinned off (module docstring): as a constant it does not double the raw
         # space STAGE_B doubles
@@ -223,15 +241,10 @@ GENERIC_TILES = (
     # two-pass takes two and atomic three
     {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8, "num_stages": 3, "num_warps": 4, "SPLIT_K": 4,
      "SPLIT_K_REDUCE": "in_kernel"},
-    # the last, partial wave of a persistent loop cut into K slices (kernels/gemm_split_tail.py),
-    # where the rules see such a wave: the tail that held small GEMMs at 0.68-0.75x cuBLAS
-    # (5472x416x1488, 2944x768x400 on 4 x H200). Not yet timed: a start so that a search tries it
-    {"TMA": True, "PERSISTENT": True, "SPLIT_TAIL": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64,
-     "GROUP_M": 8, "num_stages": 4, "num_warps": 8},
 )
 NEUTRAL = {"SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False, "WARP_SPECIALIZE": False,
            "EPILOGUE_SUBTILE": False, "FLATTEN": False, "maxnreg": 0, "STAGE_A": False, "STAGE_B": False,
-           "SPLIT_TAIL": False}
+           "SPLIT_TAIL": False, "num_ctas": 1}
 
 
 def generic_starts(space: Space, hw: Hardware) -> list[dict]:

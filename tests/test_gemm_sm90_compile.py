@@ -5,8 +5,8 @@ launch intercepted, and compiles each captured launch for GPUTarget("cuda", 90) 
 arguments, constexprs and options the launcher chose. Checked per variant: it compiles, Hopper's
 warpgroup MMA (wgmma) is used, warp specialization is really in the code when asked for, and
 the shared memory the compiler reports is within our constraint model (search_spaces/gemm_rules.py:
-never below it, at most 2 KiB above), and a config's maxnreg is the code's .maxnreg. Also checked:
-the two Triton limits the warp-specialization constraint encodes (num_warps=8 silently drops it;
+never below it, at most 2 KiB above; per CTA for clusters of two, num_ctas=2), and a config's
+maxnreg and num_ctas are the code's. Also checked: the two Triton limits the warp-specialization constraint encodes (num_warps=8 silently drops it;
 atomic split-K fails to compile), and the one the flatten constraint encodes (a flattened tile
 loop drops the K loop's warp specialization). For an odd N with a staged B (STAGE_B): TMA loads,
 C (its rows padded, kernels/gemm_tiles.py output_for) stored by its descriptor, and pointer loads
@@ -85,6 +85,12 @@ CASES = {  # name: (kernel, problem fields, config changes)
                                                                       SPLIT_TAIL=True)),
     "epilogue-gelu-residual-tma-persistent-split-tail": ("gemm_epilogue", dict(TAIL, activation="gelu", residual=True),
                                                          dict(TMA=True, PERSISTENT=True, SPLIT_TAIL=True)),
+    # thread-block clusters of two CTAs (num_ctas=2): each CTA stages and accumulates half the tile
+    "matmul-pointers-clusters": ("matmul", {}, dict(num_ctas=2)),
+    "matmul-tma-clusters-64x256": ("matmul", {}, dict(TMA=True, BLOCK_M=64, BLOCK_N=256, num_ctas=2)),
+    "matmul-tma-persistent-flatten-clusters": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True, num_ctas=2)),
+    "epilogue-gelu-residual-tma-persistent-clusters": ("gemm_epilogue", dict(activation="gelu", residual=True),
+                                                       dict(TMA=True, PERSISTENT=True, num_ctas=2)),
 }
 # compiled for sm80 (Ampere: no TMA, no wgmma): the template's own split-K start (its generic tile,
 # search_spaces/matmul.py GENERIC_TILES, offered on every target whose rules let a split help)
@@ -170,6 +176,7 @@ def _child() -> None:
                          "wgmma": "wgmma" in ptx, "mma_sync": "mma.sync" in ptx,
                          "warp_specialized": "ttg.warp_specialize" in compiled.asm["ttgir"],
                          "maxnreg": [int(n) for n in re.findall(r"\.maxnreg\s+(\d+)", ptx)],
+                         "num_ctas": getattr(compiled.metadata, "num_ctas", 1),
                          "atomics": re.findall(r"\b(?:atom|red)\.[\w.]+", ptx),
                          "cg_loads": len(re.findall(r"\bld\.global\.cg", ptx)),
                          "barriers": len(re.findall(r"\bbar\.sync\b", ptx))}
@@ -199,6 +206,7 @@ def test_variant_compiles_for_sm90_within_the_shared_memory_model(compiled, name
     assert r["shared"] <= r["model"] <= r["shared"] + 2048, r
     if CASES[name][2].get("maxnreg"):  # the option reached the code (Triton sets its own for warp specialization)
         assert r["maxnreg"] == [CASES[name][2]["maxnreg"]], r
+    assert r["num_ctas"] == CASES[name][2].get("num_ctas", 1)  # the launch option reached the compile
 
 
 def test_warp_specialization_limits_the_constraint_encodes(compiled):

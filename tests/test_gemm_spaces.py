@@ -68,6 +68,47 @@ def test_warp_specialization_rules():
     assert reasons(sp, TMA=True, WARP_SPECIALIZE=True, BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, num_stages=5) == ""
 
 
+def test_clusters_of_two_ctas_on_hopper_only_and_their_rules():
+    sp = matmul.space(BIG, H100)
+    assert "num_ctas" in names(sp) and reasons(sp, num_ctas=2) == ""
+    for target in ("a100", "mi300x", "cpu-interpreter"):
+        assert "num_ctas" not in names(matmul.space(BIG, profile(target))), target
+    assert "num_ctas" not in names(bmm.space(BmmProblem(B=4, M=1024, N=1024, K=1024, dtype="bfloat16"), H100))
+    assert "num_ctas" in names(gemm_epilogue.space(FusedGemmProblem(M=4096, N=4096, K=4096), H100))
+    assert "fails to compile" in reasons(sp, num_ctas=2, TMA=True, WARP_SPECIALIZE=True)
+    assert "fails to compile" in reasons(sp, num_ctas=2, TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True)
+    few_tiles = matmul.space(MatmulProblem(M=128, N=128, K=8192, dtype="bfloat16"), H100)
+    assert "SPLIT_K=1" in reasons(few_tiles, num_ctas=2, BLOCK_M=128, SPLIT_K=4, SPLIT_K_REDUCE="two_pass")
+    # the tile is split along its longer side (rows on a tie): 128 rows halved to 64 pass, 64 to 32 not
+    assert "wants 64" in reasons(sp, num_ctas=2, BLOCK_M=64, BLOCK_N=64)
+    assert reasons(sp, num_ctas=2, BLOCK_M=128, BLOCK_N=64) == ""
+    assert reasons(sp, num_ctas=2, BLOCK_M=64, BLOCK_N=128) == ""
+    # a persistent loop of clusters runs one program per two SMs: 100 tiles loop there
+    h = matmul.space(MatmulProblem(M=1280, N=1280, K=1024, dtype="bfloat16"), H100)
+    assert "every program gets one tile" in reasons(h, PERSISTENT=True)
+    assert reasons(h, PERSISTENT=True, num_ctas=2) == ""
+
+
+def test_shared_memory_and_registers_are_counted_per_cta_in_a_cluster():
+    from kernelevolve.search_spaces.gemm_rules import accumulator_regs, cta_tile
+    # compiled for sm90 (triton 3.6 and 3.9, tests/test_gemm_sm90_compile.py re-checks): 73,728 B
+    # a CTA for 128x128x64 in 3 stages, 90,136 persistent with TMA; 64x256 splits its columns
+    assert cta_tile(dict(GOOD, num_ctas=2)) == (64, 128)
+    assert cta_tile(dict(GOOD, BLOCK_M=64, BLOCK_N=256, num_ctas=2)) == (64, 128)
+    assert shared_memory_bytes(dict(GOOD, num_ctas=2), 2) == 73728
+    assert shared_memory_bytes(dict(GOOD, num_ctas=2, TMA=True, PERSISTENT=True), 2) == 73728 + 1024 + 64 * 128 * 2
+    assert accumulator_regs(dict(GOOD, num_ctas=2)) == accumulator_regs(GOOD) / 2
+
+
+def test_the_tail_split_is_not_searched_but_a_config_may_set_it():
+    sp = matmul.space(MatmulProblem(M=5472, N=416, K=1488, dtype="float16"), H100)
+    assert "SPLIT_TAIL" not in names(sp) and not matmul.SEARCH_SPLIT_TAIL
+    assert not any(t.get("SPLIT_TAIL") for t in matmul.GENERIC_TILES)
+    # its rule still holds for a start point or plug-in space that sets it
+    assert "PERSISTENT=True" in reasons(sp, SPLIT_TAIL=True)
+    assert reasons(sp, SPLIT_TAIL=True, PERSISTENT=True, BLOCK_K=64) == ""
+
+
 def test_tma_needs_aligned_rows():
     odd = matmul.space(MatmulProblem(M=30000, N=768, K=383, dtype="bfloat16"), H100)
     assert "16-byte" in reasons(odd, TMA=True)

@@ -123,6 +123,39 @@ def test_split_tail_refuses_what_it_cannot_split():
         run("cpu", TMA_ODD, "float16", dict(BASE, TMA=True, PERSISTENT=True, WARP_SPECIALIZE=True, SPLIT_TAIL=True))
 
 
+@pytest.mark.parametrize("extra", [{}, dict(TMA=True), dict(TMA=True, PERSISTENT=True, FLATTEN=True)],
+                         ids=["pointers", "tma", "tma_persistent_flatten"])
+def test_clusters_of_two_ctas_compute_the_same_product(device, extra):
+    """num_ctas=2: each program a cluster of two CTAs sharing its tile (compiled on a GPU; the
+    interpreter runs the program whole, so there this checks the launch path only)."""
+    cfg = dict(BASE, BLOCK_M=128, BLOCK_N=64, num_ctas=2, **extra)
+    for shape in (TMA_ODD, (300, 200, 136)):  # one partial tile; several, so a persistent loop loops
+        result = run(device, shape, "float16", cfg)
+        assert result.ok, result.reason
+
+
+def test_clusters_halve_a_persistent_grid_and_refuse_what_counts_programs(monkeypatch):
+    grids = []
+
+    class Recorder:
+        def __getitem__(self, grid):
+            grids.append(grid)
+            return lambda *args, **kwargs: None
+
+    monkeypatch.setattr(mm, "matmul_kernel", Recorder())
+    monkeypatch.setattr(mm, "program_slots", lambda device: 132)
+    a, b = torch.randn(4096, 64).half(), torch.randn(64, 4096).half()
+    for ctas, programs in ((1, 132), (2, 66)):
+        mm.launch_gemm(a, b, torch.empty(4096, 4096).half(), dict(BASE, BLOCK_M=128, BLOCK_N=128,
+                                                                  PERSISTENT=True, num_ctas=ctas))
+        assert grids[-1] == (programs,)
+    assert launch_options(dict(BASE, num_ctas=2))["num_ctas"] == 2 and "num_ctas" not in launch_options(BASE)
+    for bad in (dict(SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"), dict(PERSISTENT=True, SPLIT_TAIL=True),
+                dict(TMA=True, WARP_SPECIALIZE=True)):
+        with pytest.raises(ValueError, match="num_ctas"):
+            mm.launch_gemm(a, b, torch.empty(4096, 4096).half(), dict(BASE, num_ctas=2, **bad))
+
+
 def test_split_k_in_kernel_refuses_warp_specialization():
     with pytest.raises(ValueError, match="arrival counters"):
         run("cpu", TMA_ODD, "float16", dict(BASE, TMA=True, WARP_SPECIALIZE=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"))
