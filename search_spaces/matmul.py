@@ -4,14 +4,14 @@ Parameters, by target:
   every target   BLOCK_M/N/K (powers of two), GROUP_M, SPLIT_K with SPLIT_K_REDUCE
                  ("atomic", "two_pass" or "in_kernel"), PERSISTENT, num_warps, num_stages.
                  Not searched: SPLIT_TAIL (SEARCH_SPLIT_TAIL below says why)
-  Hopper (sm90)  also TMA (tensor-descriptor loads/stores), WARP_SPECIALIZE, num_ctas (1, or 2:
-                 each program a cluster of two CTAs, its tile split between them), and the transforms
+  Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, and the transforms
                  of Triton's persistent-matmul tutorial: EPILOGUE_SUBTILE (the output tile stored
                  as two column halves), FLATTEN (the persistent tile loop flattened with its K
                  loop; not in spaces without the persistent loop) and maxnreg (the compile
                  option capping registers per thread: 0 = the compiler's choice, 128, 168, 232).
                  Each only when the installed Triton has it (kernels/gemm_tiles.py feature-detects
                  them: HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE, HAS_LOOP_FLATTEN, HAS_MAXNREG).
+                 Not searched, like maxnreg: num_ctas (clusters of two CTAs; SEARCH_CLUSTERS).
                  On other targets these keys are absent and the kernel runs with them off.
   odd K          STAGE_A (copy A to 128-byte aligned rows first), on every target, only when A's
                  rows are not 16-byte aligned (K x element size): elsewhere it would be a no-op.
@@ -76,7 +76,7 @@ MAXNREG_VALUES = (0, 128, 168, 232)
 # ... but not searched: its four values made the H100 spaces' valid sets 4x larger (55,040 valid
 # configs of 4096^3 against 14,344; 4.8 s to enumerate against 1.0 s on 2 cores), and the set is
 # enumerated for every GEMM study at the start of a sweep, in the driver. The template and the
-# launcher take it (a start point or a plug-in space can set it); the rules keep it sound.
+# launcher take it (a plug-in space that searches it can set it); the rules keep it sound.
 SEARCH_MAXNREG = False
 
 # Also not searched: SPLIT_TAIL (kernels/gemm_split_tail.py), the last, partial wave of a persistent
@@ -85,9 +85,19 @@ SEARCH_MAXNREG = False
 # benchmarks/data/probe_split_tail.json, docs/benchmarks.md): cut, the persistent loop lost to
 # the same tile uncut in 6 of 7 pairs (by 2-39%) and gained 6% in one, and on all four shapes a
 # one-tile-per-program kernel beat both (21.3 against 24.8-29.2 us on 5472x416x1488).
-# Searched, it made the valid sets 26-32% larger with configs that lose. A start point or a
-# plug-in space can still set it; the rules keep it sound.
+# Searched, it made the valid sets 26-32% larger with configs that lose. A plug-in space that
+# searches it can still set it; the launcher and the rules take it.
 SEARCH_SPLIT_TAIL = False
+
+# Nor num_ctas=2 (each program a cluster of two CTAs, Triton splitting its tile between them; the
+# launcher and the rules take it, tests/test_gemm_sm90_compile.py compiles it). Measured through
+# the engine on the 13 K % 16 GEMMs of the generated suite (1 x H200, triton 3.6;
+# benchmarks/data/probe_clusters.json, docs/benchmarks.md): the same tile in clusters was 12-21%
+# slower in each of 5 pairs, a tile twice as tall in clusters (the same tile a CTA) from 2% faster
+# to 14% slower in 5 more, and no cluster config beat a shape's best unclustered kernel.
+# Triton 3.6-3.9 multicasts nothing between the two CTAs (no operand tile is shared), so a cluster
+# buys only co-scheduling. Searched, it was 35-45% of the valid configs.
+SEARCH_CLUSTERS = False
 
 
 def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: bool = True,
@@ -99,7 +109,7 @@ def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: 
     if hw.arch != "sm90":
         return ()
     # num_ctas: every Triton 3.x compiles clusters of two for sm90 (checked with 3.6 and 3.9)
-    out = (Choice("num_ctas", (1, 2)),) if clusters else ()
+    out = (Choice("num_ctas", (1, 2)),) if clusters and SEARCH_CLUSTERS else ()
     if HAS_TENSOR_DESCRIPTORS:
         out += (Bool("TMA"),)
         if HAS_WARP_SPECIALIZE:

@@ -68,9 +68,12 @@ def test_warp_specialization_rules():
     assert reasons(sp, TMA=True, WARP_SPECIALIZE=True, BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, num_stages=5) == ""
 
 
-def test_clusters_of_two_ctas_on_hopper_only_and_their_rules():
+def test_clusters_of_two_ctas_on_hopper_only_and_their_rules(monkeypatch):
     sp = matmul.space(BIG, H100)
-    assert "num_ctas" in names(sp) and reasons(sp, num_ctas=2) == ""
+    assert "num_ctas" not in names(sp) and not matmul.SEARCH_CLUSTERS  # measured, not searched
+    assert reasons(sp, num_ctas=2) == ""  # a plug-in space may search it: the rules hold for it
+    monkeypatch.setattr(matmul, "SEARCH_CLUSTERS", True)  # where it would be searched
+    assert "num_ctas" in names(matmul.space(BIG, H100))
     for target in ("a100", "mi300x", "cpu-interpreter"):
         assert "num_ctas" not in names(matmul.space(BIG, profile(target))), target
     assert "num_ctas" not in names(bmm.space(BmmProblem(B=4, M=1024, N=1024, K=1024, dtype="bfloat16"), H100))
@@ -104,7 +107,7 @@ def test_the_tail_split_is_not_searched_but_a_config_may_set_it():
     sp = matmul.space(MatmulProblem(M=5472, N=416, K=1488, dtype="float16"), H100)
     assert "SPLIT_TAIL" not in names(sp) and not matmul.SEARCH_SPLIT_TAIL
     assert not any(t.get("SPLIT_TAIL") for t in matmul.GENERIC_TILES)
-    # its rule still holds for a start point or plug-in space that sets it
+    # its rule still holds for a plug-in space that searches it
     assert "PERSISTENT=True" in reasons(sp, SPLIT_TAIL=True)
     assert reasons(sp, SPLIT_TAIL=True, PERSISTENT=True, BLOCK_K=64) == ""
 

@@ -28,8 +28,9 @@ Constraint = Callable[[dict], "str | None"]
 # them (tuner.search.pool_sampler). Here, importable without Ray, so both read the one value.
 ENUMERATE_MAX = 2_500_000  # raw points: Space.valid_configs walks them as a tree (GEMM spaces of 205k and
 # 410k raw points: 0.2-0.9 s on a 2-core CI machine; with Hopper's EPILOGUE_SUBTILE and FLATTEN, 819k and
-# 1.6M raw, 14k-22k valid: 1.0-1.5 s; with num_ctas too, an aligned Hopper GEMM's 2.46M raw, 24k-31k
-# valid: 0.6-1.4 s on the same kind of machine, the tree's pruning doing most of the work); the Hopper
+# 1.6M raw, 14k-22k valid: 1.0-1.5 s; with a fifth switch (SPLIT_TAIL, later num_ctas, neither searched
+# now), an aligned Hopper GEMM's 2.46M raw, 18k-31k valid: 0.3-1.4 s on the same kind of machine, the
+# tree's pruning doing most of the work); the Hopper
 # GEMMs with a staged operand (4.9M raw) and the Hopper conv space (39M raw, 41 s) are searched by rejection
 
 
