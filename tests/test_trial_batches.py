@@ -156,14 +156,38 @@ def test_the_writer_process_opens_parent_runs_of_studies_that_do_not_pickle(tmp_
     assert child.data.tags["candidate_id"] == "t-0" and child.data.params["BLOCK"] == "64"
 
 
+def _two_studies(**kwargs) -> SweepSearch:
+    return SweepSearch({"a": ConstrainedSearch(_space(), "tpe", 0, "a"), "b": ConstrainedSearch(_space(), "tpe", 0, "b")},
+                       {"a": 4, "b": 4}, {"a": 4, "b": 4}, {"a": 2, "b": 2}, **kwargs)
+
+
 def test_a_study_whose_valid_configs_are_being_enumerated_is_asked_for_nothing():
-    search = SweepSearch({"a": ConstrainedSearch(_space(), "tpe", 0, "a"), "b": ConstrainedSearch(_space(), "tpe", 0, "b")},
-                         {"a": 4, "b": 4}, {"a": 4, "b": 4}, {"a": 2, "b": 2})
+    search = _two_studies(set_wait_s=0.0)
     search.studies["a"].awaiting = search.studies["b"].awaiting = True
     assert search.suggest("t1") is None  # not FINISHED: asked again once a set arrives
     search.studies["b"].awaiting = False
     assert search.suggest("t2")[STUDY_PARAM] == "b"
     assert search.studies["a"].counts["proposals"] == 0  # nothing was asked of a's sampler
+
+
+def test_with_nothing_in_flight_a_suggestion_waits_for_the_first_valid_set_not_tunes_second():
+    """Given None with no trial out, Tune's loop sleeps a whole second; the searcher instead
+    waits for the first study whose valid configs arrive, and hands out its trial at once."""
+    import threading
+    import time
+
+    search = _two_studies()
+    search.studies["a"].awaiting = search.studies["b"].awaiting = True
+    threading.Timer(0.2, lambda: setattr(search.studies["b"], "awaiting", False)).start()
+    t0 = time.monotonic()
+    first = search.suggest("t1")
+    waited = time.monotonic() - t0
+    assert first[STUDY_PARAM] == "b" and 0.15 <= waited < 5.0
+    # with a trial out it never waits: that trial's result must not queue behind the searcher
+    search.studies["b"].awaiting = True
+    search.set_wait_s = 60.0
+    t0 = time.monotonic()
+    assert search.suggest("t2") is None and time.monotonic() - t0 < 5.0
 
 
 def test_each_study_is_announced_once_as_its_first_trial_goes_out_and_the_hook_never_pickles():

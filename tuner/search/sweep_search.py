@@ -15,6 +15,7 @@ a study has out without feedback only through the cap, as before.
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from ray.tune.search import Searcher
@@ -24,10 +25,22 @@ from kernelevolve.tuner.search.protocol import (BATCH_PARAM, OBJECTIVE, STUDY_PA
                                                 replies_of)
 
 
+# Tune's trial loop, given None while no trial is out, sleeps a whole second before it asks again
+# (ray.tune's TuneController._update_trial_queue, blocking); at a sweep's start every study may
+# still be waiting for its valid configs, the first of which arrive well within that second
+# (H200 sweeps: the Tuner blocked 2 s in those sleeps before its first trial). So with nothing in
+# flight the searcher waits for a set itself, looking every SET_POLL_S, for SET_WAIT_S at most;
+# with trials out it never waits (their results would wait behind it).
+SET_POLL_S = 0.01
+SET_WAIT_S = 30.0
+
+
 class SweepSearch(Searcher):
     def __init__(self, studies: dict[str, ConstrainedSearch], budgets: dict[str, int],
-                 caps: dict[str, int], batch: dict[str, int] | None = None, first_out=None):
-        """`first_out(study key)`: called as a study's first trial is handed out."""
+                 caps: dict[str, int], batch: dict[str, int] | None = None, first_out=None,
+                 set_wait_s: float = SET_WAIT_S):
+        """`first_out(study key)`: called as a study's first trial is handed out. `set_wait_s`:
+        how long a suggestion with nothing in flight waits for a study's valid configs."""
         super().__init__(metric=OBJECTIVE, mode="min")
         self.studies = studies
         self.left = dict(budgets)  # candidates each study may still hand out
@@ -37,6 +50,7 @@ class SweepSearch(Searcher):
         self.in_flight = Counter()  # candidates, not trials
         self.live: dict[str, tuple[str, list[str]]] = {}  # trial id -> (study key, its candidate ids)
         self.first_out, self.started = first_out, set()
+        self.set_wait_s = set_wait_s
 
     def __getstate__(self):
         # Tune pickles its searcher with the experiment's state: the hook (the sweep's, holding
@@ -53,6 +67,8 @@ class SweepSearch(Searcher):
             return Searcher.FINISHED
         # a study whose valid configs are still being enumerated waits for them (a second or so)
         ready = [k for k in open_ if self.in_flight[k] < self.caps[k] and not self.studies[k].awaiting]
+        if not ready and not sum(self.in_flight.values()):
+            ready = self._wait_for_a_set(open_)
         for key in ready:
             room = min(self.batch[key], self.caps[key] - self.in_flight[key], self.left[key])
             members = []
@@ -75,6 +91,15 @@ class SweepSearch(Searcher):
         if all(self.left[k] == 0 or self.studies[k].exhausted for k in self.studies):
             return Searcher.FINISHED
         return None  # every open study is at its cap: ask again when a candidate ends
+
+    def _wait_for_a_set(self, open_: list[str]) -> list[str]:
+        """The open studies ready once one's valid configs arrive (SET_WAIT_S at most)."""
+        end = time.monotonic() + getattr(self, "set_wait_s", SET_WAIT_S)  # a searcher pickled before it
+        while True:
+            ready = [k for k in open_ if not self.studies[k].awaiting]
+            if ready or time.monotonic() >= end:
+                return ready
+            time.sleep(SET_POLL_S)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         key, ids = self.live.pop(trial_id, (None, []))
