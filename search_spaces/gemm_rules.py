@@ -247,7 +247,7 @@ class Rule:
         if n == 1:
             return None
         if hw.arch != "sm90":
-            return f"num_ctas={n} (thread-block clusters) is searched on Hopper only"
+            return f"num_ctas={n} (thread-block clusters) is checked on Hopper only"
         if n != 2:
             return f"num_ctas={n}: only clusters of 2 were compiled and checked"
         # compiled for sm90 with triton 3.6 and 3.9: PassManager::run failed in the
@@ -262,7 +262,7 @@ class Rule:
         if cfg.get("SPLIT_K", 1) > 1 or cfg.get("SPLIT_TAIL", False):
             return "num_ctas=2 runs whole tiles: SPLIT_K=1, no SPLIT_TAIL (a split's counters count programs)"
         rows, cols = cta_tile(cfg)
-        if hw.arch == "sm90" and rows < 64 <= s.M:
+        if rows < 64 <= s.M:
             return f"num_ctas=2 halves BLOCK_M={cfg['BLOCK_M']} to {rows} rows a CTA: Hopper's warpgroup MMA wants 64"
         if cols < 16:
             return f"num_ctas=2 halves BLOCK_N={cfg['BLOCK_N']} to {cols} columns a CTA"

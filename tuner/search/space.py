@@ -28,10 +28,10 @@ Constraint = Callable[[dict], "str | None"]
 # them (tuner.search.pool_sampler). Here, importable without Ray, so both read the one value.
 ENUMERATE_MAX = 2_500_000  # raw points: Space.valid_configs walks them as a tree (GEMM spaces of 205k and
 # 410k raw points: 0.2-0.9 s on a 2-core CI machine; with Hopper's EPILOGUE_SUBTILE and FLATTEN, 819k and
-# 1.6M raw, 14k-22k valid: 1.0-1.5 s; with a fifth switch (SPLIT_TAIL, later num_ctas, neither searched
-# now), an aligned Hopper GEMM's 2.46M raw, 18k-31k valid: 0.3-1.4 s on the same kind of machine, the
-# tree's pruning doing most of the work); the Hopper
-# GEMMs with a staged operand (4.9M raw) and the Hopper conv space (39M raw, 41 s) are searched by rejection
+# 1.6M raw, 14k-22k valid: 1.0-1.5 s; a Hopper GEMM with a staged operand, 2.46M raw, 18k-24k valid:
+# 0.3 s on the same kind of machine, the tree's pruning doing most of the work; an aligned one is 1.23M
+# raw, as SPLIT_TAIL and num_ctas are not searched); the Hopper conv space (39M raw, 41 s) is searched
+# by rejection
 
 
 _ENUMERATING = threading.Lock()
