@@ -170,6 +170,20 @@ def test_a_study_whose_valid_configs_are_being_enumerated_is_asked_for_nothing()
     assert search.studies["a"].counts["proposals"] == 0  # nothing was asked of a's sampler
 
 
+def test_a_study_awaiting_its_valid_configs_hands_out_its_listed_configs_first():
+    """The vendor's config and the start points need no valid set: they go out at once, and the
+    study waits for its set only when they are gone."""
+    vendor, starts = {"IMPL": "vendor"}, [{"BLOCK": 64, "num_warps": 4}, {"BLOCK": 128, "num_warps": 8}]
+    study = ConstrainedSearch(_space(), "tpe", 0, "s", start_points=starts, outside=[vendor])
+    search = SweepSearch({"s": study}, {"s": 8}, {"s": 8}, {"s": 2}, set_wait_s=0.0)
+    study.awaiting = True
+    first = [m["config"] for m in decode_batch(search.suggest("t1")[BATCH_PARAM])]
+    second = [m["config"] for m in decode_batch(search.suggest("t2")[BATCH_PARAM])]
+    assert first == [vendor, starts[0]] and second == [starts[1]]
+    assert not study.listed_left and search.suggest("t3") is None  # now it waits for its set
+    assert study.counts["proposals"] == 2  # the start points; nothing drawn or rejected
+
+
 def test_with_nothing_in_flight_a_suggestion_waits_for_the_first_valid_set_not_tunes_second():
     """Given None with no trial out, Tune's loop sleeps a whole second; the searcher instead
     waits for the first study whose valid configs arrive, and hands out its trial at once."""

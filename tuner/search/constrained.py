@@ -142,9 +142,11 @@ class ConstrainedSearch(Searcher):
         # at the next suggestion, in the thread that suggests.
         self.arriving: ValidSet | None = None
         # True while that set is being enumerated: the sweep's searcher then asks this study for
-        # nothing (tuner.search.sweep_search), since proposals by rejection meanwhile cost the
-        # driver ~0.1 s each and slow the enumeration they wait for (one GIL)
+        # nothing but its listed configs (`listed_left`: they need no set), since proposals by
+        # rejection meanwhile cost the driver ~0.1 s each and slow the enumeration they wait for
+        # (one GIL)
         self.awaiting = False
+        self.listed = len(start_points or [])  # the inner searcher hands them out first
         self.seen: dict[str, float | None] = {}  # config key -> objective (None while running)
         self.live: dict[str, tuple[str, str]] = {}  # Tune trial id -> (Optuna-side id, config key)
         self.rng = random.Random(seed)
@@ -161,6 +163,12 @@ class ConstrainedSearch(Searcher):
         self.order: list[str] = []  # trial ids in proposal order (ordered: told in this order)
         self.held: dict[str, float] = {}  # trial id -> its result, ended but not told yet
         self.told = 0  # how many of `order` were told
+
+    @property
+    def listed_left(self) -> bool:
+        """Whether its next suggestion is a listed config (an outside one, or a start point the
+        inner searcher has not handed out yet): one that needs no valid set and no sampler."""
+        return bool(self.outside) or self.counts["proposals"] < self.listed
 
     def _violated(self, cfg: dict) -> list:
         return [c for c in self.space.constraints if c(cfg)]
