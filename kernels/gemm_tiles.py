@@ -157,6 +157,35 @@ def apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm,
 
 
 @triton.jit
+def meet_partials(acc, parts_ptrs, index, part_stride, arrivals_ptr, tile_id, c_ptr, offs_m, offs_n, M, N,
+                  stride_cm, stride_cn, bias_ptr, residual_ptr, stride_rm, stride_rn, scale_a_ptr, scale_b_ptr,
+                  PARTS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
+    """One of a tile's PARTS K slices meets the others in the kernel (split-K's in_kernel reduce,
+    kernels/matmul.py; the tail split, kernels/gemm_split_tail.py): its fp32 partial `acc` goes to
+    slot `index` (parts_ptrs: slot 0's elements, the slots part_stride apart), its arrival is
+    counted on the tile's counter, and the last to arrive sums the slots in slot order (the sum
+    does not depend on who came last), applies the epilogue, stores C by pointers and leaves the
+    counter at zero for the next launch."""
+    c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    tl.store(parts_ptrs + index * part_stride, acc, mask=c_mask)
+    # every thread's partial is stored before this program's one arrival is counted; the count's
+    # release/acquire (GPU scope) orders the other slices' partials before the last one's loads
+    tl.debug_barrier()
+    arrived = tl.atomic_add(arrivals_ptr + tile_id, 1, sem="acq_rel", scope="gpu")
+    if arrived == PARTS - 1:  # the last of the tile's slices: the others' partials are written
+        acc = tl.zeros(acc.shape, dtype=tl.float32)
+        for s in tl.static_range(PARTS):
+            # .cg: from L2, never from this SM's L1, which may hold a slot of an earlier launch
+            acc += tl.load(parts_ptrs + s * part_stride, mask=c_mask, other=0.0, cache_modifier=".cg")
+        acc = apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm, stride_rn,
+                             scale_a_ptr, scale_b_ptr, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+        c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+        tl.atomic_xchg(arrivals_ptr + tile_id, 0, sem="relaxed", scope="gpu")  # for the next launch
+
+
+@triton.jit
 def store_halves(acc, c_ptr, c_desc, off_m, off_n, M, N, stride_cm, stride_cn,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TMA: tl.constexpr):
     """C[off_m:, off_n:] = acc (in C's dtype), written as two [BLOCK_M, BLOCK_N // 2] halves, as

@@ -83,7 +83,8 @@ from kernelevolve.kernels import tuned
 from kernelevolve.kernels.gemm_split_tail import tail_plan, tail_slice
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
-                                aligned_rows, apply_epilogue, arrival_counters, launch_options, output_for,
+                                aligned_rows, apply_epilogue, arrival_counters, launch_options, meet_partials,
+                                output_for,
                                 program_slots, store_halves, tile_coords, tma_allocator, tma_compatible,
                                 tma_storable)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
@@ -145,22 +146,10 @@ def _gemm_tile(tile_id, store_tile_id, pid_k, a_ptr, b_ptr, c_ptr, a_desc, b_des
             c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
             tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
     elif IN_KERNEL:  # c_ptr is C; this split's partial goes to its slab of the workspace
-        ws_ptrs = ws_ptr + offs_m[:, None] * N + offs_n[None, :]
-        tl.store(ws_ptrs + pid_k * stride_ws, acc, mask=c_mask)
-        # every thread's partial is stored before the one arrival of this program is counted; the
-        # count's release/acquire (GPU scope) orders the other splits' partials before the loads
-        tl.debug_barrier()
-        arrived = tl.atomic_add(arrivals_ptr + tile_id, 1, sem="acq_rel", scope="gpu")
-        if arrived == SPLIT_K - 1:  # the last of the tile's splits: the others' slabs are written
-            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-            for s in tl.static_range(SPLIT_K):  # in slab order: the sum does not depend on arrivals
-                # .cg: from L2, never from this SM's L1, which may hold a slab of an earlier launch
-                acc += tl.load(ws_ptrs + s * stride_ws, mask=c_mask, other=0.0, cache_modifier=".cg")
-            acc = apply_epilogue(acc, offs_m, offs_n, M, N, bias_ptr, residual_ptr, stride_rm, stride_rn,
-                                 scale_a_ptr, scale_b_ptr, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
-            c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-            tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
-            tl.atomic_xchg(arrivals_ptr + tile_id, 0, sem="relaxed", scope="gpu")  # for the next launch
+        meet_partials(acc, ws_ptr + offs_m[:, None] * N + offs_n[None, :], pid_k, stride_ws, arrivals_ptr,
+                      tile_id, c_ptr, offs_m, offs_n, M, N, stride_cm, stride_cn, bias_ptr, residual_ptr,
+                      stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, SPLIT_K, HAS_SCALE, HAS_BIAS,
+                      ACTIVATION, HAS_RESIDUAL)
     else:  # c_ptr is the fp32 workspace; splitk_finish_kernel applies the epilogue
         ws_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
         if TWO_PASS:
@@ -174,14 +163,14 @@ def matmul_kernel(
     a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr, arrivals_ptr,
     M, N, K, b_cols,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
-    stride_ws, tail_tiles, tail_slices,
+    stride_ws, tail_tiles,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr, IN_KERNEL: tl.constexpr,
     PERSISTENT: tl.constexpr, TMA: tl.constexpr, TMA_STORE: tl.constexpr,
     WARP_SPECIALIZE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, EPILOGUE_SUBTILE: tl.constexpr, FLATTEN: tl.constexpr,
-    SPLIT_TAIL: tl.constexpr,
+    SPLIT_TAIL: tl.constexpr, TAIL_SLICES: tl.constexpr,
 ):
     tl.static_assert(not (PERSISTENT and SPLIT_K > 1), "persistent tiles are never split along K")
     tl.static_assert(not SPLIT_TAIL or (PERSISTENT and not WARP_SPECIALIZE),
@@ -231,12 +220,12 @@ def matmul_kernel(
                            SPLIT_K, TWO_PASS, IN_KERNEL, TMA, TMA_STORE, WARP_SPECIALIZE, EVEN_K, B_KMAJOR,
                            HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL, EPILOGUE_SUBTILE, FLATTEN)
         if SPLIT_TAIL:
-            for unit in range(tl.program_id(0), tail_tiles * tail_slices, tl.num_programs(0)):
-                tail_slice(unit, num_tiles, tail_slices, a_ptr, b_ptr, c_ptr, a_desc, b_desc, ws_ptr,
+            for unit in range(tl.program_id(0), tail_tiles * TAIL_SLICES, tl.num_programs(0)):
+                tail_slice(unit, num_tiles, a_ptr, b_ptr, c_ptr, a_desc, b_desc, ws_ptr,
                            arrivals_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
                            stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                            stride_rm, stride_rn, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, TMA, EVEN_K,
-                           B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+                           B_KMAJOR, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL, TAIL_SLICES)
     else:  # one tile per program; program_id(1) is the K slice when SPLIT_K > 1
         _gemm_tile(tl.program_id(0), tl.program_id(0), tl.program_id(1), a_ptr, b_ptr, c_ptr,
                    a_desc, b_desc, c_desc, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr,
@@ -398,13 +387,13 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     handle = matmul_kernel[grid](
         a, b, target, ep.bias, res, ep.scale_a, ep.scale_b, workspace, arrivals, M, N, K, b_cols,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-        target.stride(-2), target.stride(-1), *rstrides, stride_ws, tail_tiles, tail_slices,
+        target.stride(-2), target.stride(-1), *rstrides, stride_ws, tail_tiles,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
         GROUP_M=cfg["GROUP_M"], SPLIT_K=split_k, TWO_PASS=two_pass, IN_KERNEL=in_kernel,
         PERSISTENT=bool(cfg["PERSISTENT"]), TMA=bool(cfg["TMA"]), TMA_STORE=tma_store,
         WARP_SPECIALIZE=bool(cfg["WARP_SPECIALIZE"]), EVEN_K=even_k(K, cfg), B_KMAJOR=b_kmajor,
         EPILOGUE_SUBTILE=bool(cfg["EPILOGUE_SUBTILE"]), FLATTEN=bool(cfg["FLATTEN"]),
-        SPLIT_TAIL=bool(tail_tiles), **flags, **launch_options(cfg),
+        SPLIT_TAIL=bool(tail_tiles), TAIL_SLICES=tail_slices, **flags, **launch_options(cfg),
     )
     if split_k > 1 and not in_kernel:
         finish_grid = (triton.cdiv(M, FINISH_BLOCK), triton.cdiv(N, FINISH_BLOCK))
