@@ -48,6 +48,11 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   the buffer's pitch instead of at N (b_cols), so they stay contiguous and vectorize.
                   C keeps N: where its rows are misaligned it is stored by pointers (TMA_STORE).
                   The copy is part of the measured latency, as STAGE_A's. A no-op for an aligned B.
+  EXTRA_M/N       0, 0.25 or 0.5: the tile is widened by that share of BLOCK_M (BLOCK_N), to sizes
+                  that are not powers of two (192 x 128, 128 x 160, ...), as cuBLAS's tiles are;
+                  computed in power-of-two parts by kernels/gemm_tile_parts.py, one tile per
+                  program: not with PERSISTENT, SPLIT_K, SPLIT_TAIL, WARP_SPECIALIZE,
+                  EPILOGUE_SUBTILE or num_ctas (the launcher refuses them)
   num_warps / num_stages   Triton launch options; on AMD also waves_per_eu,
                   matrix_instr_nonkdim, kpack
   IMPL            not a switch of the template and never searched: "vendor" runs cuBLAS/cuBLASLt
@@ -81,6 +86,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels import tuned
 from kernelevolve.kernels.gemm_split_tail import tail_plan, tail_slice
+from kernelevolve.kernels.gemm_tile_parts import has_extra, launch_parted
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
                                 aligned_rows, apply_epilogue, arrival_counters, launch_options, meet_partials,
@@ -261,7 +267,8 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 # them: what every config launched before they existed meant.
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
                    "WARP_SPECIALIZE": False, "STAGE_A": False, "STAGE_B": False, "EPILOGUE_SUBTILE": False,
-                   "FLATTEN": False, "maxnreg": 0, "SPLIT_TAIL": False, "num_ctas": 1}
+                   "FLATTEN": False, "maxnreg": 0, "SPLIT_TAIL": False, "num_ctas": 1,
+                   "EXTRA_M": 0, "EXTRA_N": 0}
 SPLIT_K_REDUCES = ("atomic", "two_pass", "in_kernel")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
@@ -341,6 +348,12 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
         # a cluster runs each program as two CTAs, and both would arrive at a split's counter
         raise ValueError("num_ctas > 1 runs whole tiles in clusters: it takes SPLIT_K=1, no SPLIT_TAIL "
                          "and no WARP_SPECIALIZE (which fails to compile with clusters)")
+    parted = has_extra(cfg)
+    if parted and (cfg["PERSISTENT"] or split_k > 1 or cfg["SPLIT_TAIL"] or cfg["WARP_SPECIALIZE"]
+                   or cfg["EPILOGUE_SUBTILE"] or clusters > 1):
+        raise ValueError("EXTRA_M / EXTRA_N widen a one-tile-per-program kernel (kernels/gemm_tile_parts.py): "
+                         "not with PERSISTENT, SPLIT_K > 1, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE "
+                         "or num_ctas > 1")
     if cfg["STAGE_A"]:
         a = aligned_rows(a)
     b_cols = N
@@ -359,6 +372,9 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     # B), or could write past N into someone else's columns (gemm_tiles.tma_storable), the loads
     # still go through TMA and C is stored by pointers
     tma_store = bool(cfg["TMA"]) and split_k == 1 and tma_storable(out)
+    if parted:
+        return launch_parted(a, b, out, cfg, b_cols, b_kmajor, tma_store, even_k(K, cfg), epilogue,
+                             launch_options(cfg))
     tiles = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
     workspace = arrivals = None  # in_kernel's slabs and counters (two_pass's slabs are its target)
     if split_k == 1:

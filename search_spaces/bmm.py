@@ -24,7 +24,8 @@ def space(problem: BmmProblem, hw: Hardware) -> Space:
     shape = GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32")
     # bmm's template stores whole tiles (no EPILOGUE_SUBTILE); maxnreg reaches it through
     # gemm_tiles.launch_options like every GEMM-family launch
-    return gemm_space(shape, hw, split_k=False, persistent=False, epilogue_subtile=False, clusters=False)
+    return gemm_space(shape, hw, split_k=False, persistent=False, epilogue_subtile=False, clusters=False,
+                      tile_parts=False)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

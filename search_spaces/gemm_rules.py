@@ -30,7 +30,11 @@ Models the rules use, measured where they could be:
   * registers: the fp32 accumulator is BLOCK_M*BLOCK_N/(lanes*num_warps) registers per lane. A
     maxnreg cap must leave MAXNREG_HEADROOM registers above it (ptxas -v on sm90 code, triton
     3.9: a 128-register accumulator spilled 1 KiB at maxnreg=128, or failed to compile with 8
-    warps, and ran clean at 168; 64-register ones were clean at 128).
+    warps, and ran clean at 168; 64-register ones were clean at 128). Accumulators of up to 192
+    registers a thread compile without spills (sm_90a, triton 3.9, ptxas -v: 192x128, 128x192 and
+    160x128 tiles in 4 warps, TMA or pointer loads, 218-255 registers used, no spill), 256 spill
+    (128x256 in 4 warps: 1.1-1.9 KiB): the cap is 192, which only widened tiles
+    (kernels/gemm_tile_parts.py) fall between; power-of-two tiles need 64, 128 or 256.
 """
 from __future__ import annotations
 
@@ -39,11 +43,12 @@ from dataclasses import dataclass
 from kernelevolve.tuner.experiment.hardware import Hardware
 from kernelevolve.tuner.search.space import next_pow2
 
-ACC_REGS_PER_THREAD_MAX = 128  # NVIDIA: 255 is the cap; addresses and operands need the rest
+ACC_REGS_PER_THREAD_MAX = 192  # NVIDIA: 255 is the cap; addresses and operands need the rest (docstring)
 ACC_REGS_PER_LANE_MAX_AMD = 256  # CDNA3: 512 VGPR+AGPR per lane (not tested here: no AMD machine)
 TMA_BARRIER_BYTES = 1024  # measured 16-56 B of mbarriers; a round margin
 TMA_ALIGN_BYTES = 16
 MAXNREG_HEADROOM = 40  # registers a thread needs beside its accumulator (module docstring)
+MIN_DOT_SIDE = 16  # tl.dot's smallest M, N and K on NVIDIA
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float8_e4m3fn": 1}
 
@@ -66,9 +71,12 @@ def _lanes(hw: Hardware) -> int:
 
 
 def cta_tile(config: dict) -> tuple[int, int]:
-    """The (rows, columns) of the output tile one CTA computes: the program's whole tile, or with
-    num_ctas=2 half of it, split along its longer side (BLOCK_M on a tie; module docstring)."""
-    bm, bn = config["BLOCK_M"], config["BLOCK_N"]
+    """The (rows, columns) of the output tile one CTA computes: the program's whole tile (widened
+    by EXTRA_M / EXTRA_N, kernels/gemm_tile_parts.py), or with num_ctas=2 half of it, split along
+    its longer side (BLOCK_M on a tie; module docstring)."""
+    from kernelevolve.kernels.gemm_tile_parts import tile_size  # the kernel's own arithmetic
+
+    bm, bn = tile_size(config)
     if config.get("num_ctas", 1) > 1:
         return (bm // 2, bn) if bm >= bn else (bm, bn // 2)
     return bm, bn
@@ -114,6 +122,27 @@ class Rule:
 
     def __call__(self, cfg: dict):
         return getattr(self, "_" + self.kind)(cfg, self.shape, self.hw)
+
+    @staticmethod
+    def _tile_parts(cfg, s, hw):
+        from kernelevolve.kernels.gemm_tile_parts import extra_size
+
+        extra_m = extra_size(cfg["BLOCK_M"], cfg.get("EXTRA_M", 0))
+        extra_n = extra_size(cfg["BLOCK_N"], cfg.get("EXTRA_N", 0))
+        if not (extra_m or extra_n):
+            return None
+        if (cfg.get("PERSISTENT", False) or cfg.get("SPLIT_K", 1) > 1 or cfg.get("SPLIT_TAIL", False)
+                or cfg.get("WARP_SPECIALIZE", False) or cfg.get("EPILOGUE_SUBTILE", False)
+                or cfg.get("num_ctas", 1) > 1):
+            return ("EXTRA_M / EXTRA_N widen one tile per program: not with PERSISTENT, SPLIT_K > 1, SPLIT_TAIL, "
+                    "WARP_SPECIALIZE, EPILOGUE_SUBTILE or num_ctas > 1")
+        for name, extra, block, dim in (("EXTRA_M", extra_m, cfg["BLOCK_M"], s.M),
+                                        ("EXTRA_N", extra_n, cfg["BLOCK_N"], s.N)):
+            if extra and extra < MIN_DOT_SIDE:
+                return f"{name} adds {extra} < {MIN_DOT_SIDE} (the smallest side of a tl.dot)"
+            if extra and block >= dim:
+                return f"{name} with {block} >= {dim}: the extra part would hold nothing"
+        return None
 
     @staticmethod
     def _tile_fits_problem(cfg, s, hw):
@@ -318,12 +347,15 @@ class Rule:
 
 
 RULES = {
+    "tile_parts": "EXTRA_M / EXTRA_N (tiles widened by a quarter or a half) only on one tile per program "
+                  "(no PERSISTENT, split-K, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or clusters), with "
+                  "extra parts of 16 or more and a block smaller than the problem",
     "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",
     "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles; "
                "SPLIT_K_REDUCE only varies when SPLIT_K > 1",
     "persistent": "PERSISTENT only with SPLIT_K=1 and more output tiles than SMs",
     "shared_memory": "pipeline stages + TMA barriers + staged epilogue tile <= the program's shared memory",
-    "registers": "fp32 accumulator <= 128 registers per thread (256 per lane on AMD)",
+    "registers": "fp32 accumulator <= 192 registers per thread (256 per lane on AMD)",
     "hopper_mma_rows": "on Hopper, BLOCK_M >= 64 when M allows it",
     "tma_alignment": "TMA only with 16-byte aligned row strides of A (or a staged A), and of B and C "
                      "(or a staged B, C then stored by pointers)",

@@ -12,6 +12,9 @@ Parameters, by target:
                  Each only when the installed Triton has it (kernels/gemm_tiles.py feature-detects
                  them: HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE, HAS_LOOP_FLATTEN, HAS_MAXNREG).
                  Not searched, like maxnreg: num_ctas (clusters of two CTAs; SEARCH_CLUSTERS).
+                 EXTRA_M and EXTRA_N (0, 0.25, 0.5): tiles widened by a quarter or a half of a
+                 block, to sides that are not powers of two (192x128, 128x160, 192x96, ...),
+                 as cuBLAS's are (kernels/gemm_tile_parts.py says what they were measured to do).
                  On other targets these keys are absent and the kernel runs with them off.
   odd K          STAGE_A (copy A to 128-byte aligned rows first), on every target, only when A's
                  rows are not 16-byte aligned (K x element size): elsewhere it would be a no-op.
@@ -37,7 +40,7 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
   * shared memory: pipeline stages of A and B tiles, TMA barriers, the epilogue tile a persistent
     TMA or warp-specialized kernel keeps staged; more than the chip lets one program opt into is
     an OutOfResources at launch (a naive space lost 6 of 16 H100 trials to this).
-  * registers: the fp32 accumulator past 128 registers per thread spills.
+  * registers: the fp32 accumulator past 192 registers per thread spills (256 did, 192 did not).
   * tiles far larger than the problem: rows and columns that are thrown away.
   * split-K only where it can help (fewer than two waves of tiles, a K block per split), and
     SPLIT_K_REDUCE varied only when there is a split.
@@ -47,6 +50,9 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
     of its tiles into two or more K slices of two blocks or more.
   * num_ctas=2 not with warp specialization or EPILOGUE_SUBTILE (fail to compile), split-K or SPLIT_TAIL, and with
     64 rows or more of the tile a CTA; shared memory and registers counted per CTA (half a tile).
+  * widened tiles (EXTRA_M / EXTRA_N) only on one tile per program (no persistent loop, split-K,
+    tail split, warp specialization, subtiled store or clusters), with extra parts of 16 or more,
+    and only along a side the problem is longer than its block.
   * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) is not tried.
   * TMA only with 16-byte aligned row strides (odd K or N in 16-bit types cannot use it), unless
     the operand is staged (STAGE_A, STAGE_B); a staged B's misaligned C is stored by pointers.
@@ -58,6 +64,7 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
 """
 from __future__ import annotations
 
+from kernelevolve.kernels.gemm_tile_parts import EXTRA_FRACTIONS
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, HAS_MAXNREG, HAS_TENSOR_DESCRIPTORS,
                                              HAS_WARP_SPECIALIZE)
 from kernelevolve.kernels.matmul import SPEC, SPLIT_K_REDUCES, SWITCH_DEFAULTS, MatmulProblem
@@ -101,11 +108,12 @@ SEARCH_CLUSTERS = False
 
 
 def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: bool = True,
-                    clusters: bool = True) -> tuple:
-    """TMA, warp specialization, clusters and the persistent-matmul tutorial's transforms: domains
-    only on Hopper, and only where Triton has them. persistent / epilogue_subtile / clusters False
-    leave out FLATTEN / EPILOGUE_SUBTILE / num_ctas (a template without the persistent loop, the
-    halved store, or a launcher checked in clusters)."""
+                    clusters: bool = True, tile_parts: bool = True) -> tuple:
+    """TMA, warp specialization, clusters, widened tiles and the persistent-matmul tutorial's
+    transforms: domains only on Hopper, and only where Triton has them. persistent /
+    epilogue_subtile / clusters / tile_parts False leave out FLATTEN / EPILOGUE_SUBTILE / num_ctas /
+    EXTRA_M and EXTRA_N (a template without the persistent loop, the halved store, a launcher
+    checked in clusters, or widened tiles)."""
     if hw.arch != "sm90":
         return ()
     # num_ctas: every Triton 3.x compiles clusters of two for sm90 (checked with 3.6 and 3.9)
@@ -118,6 +126,8 @@ def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: 
             out += (Bool("EPILOGUE_SUBTILE"),)
     if persistent and HAS_LOOP_FLATTEN:
         out += (Bool("FLATTEN"),)
+    if tile_parts:  # after the switches they exclude, so the enumeration's tree prunes them early
+        out += (Choice("EXTRA_M", EXTRA_FRACTIONS), Choice("EXTRA_N", EXTRA_FRACTIONS))
     if HAS_MAXNREG and SEARCH_MAXNREG:
         out += (Choice("maxnreg", MAXNREG_VALUES),)
     return out
@@ -127,7 +137,8 @@ def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: 
 # tables and experiment files of them were written: a config without them launches with the
 # kernel's default, and the tuner reads it so (Space.defaults), so those stay usable as priors,
 # warm starts and start points. (A recorded config of an odd-N shape ran with B unstaged.)
-LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B", "SPLIT_TAIL", "num_ctas")
+LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B", "SPLIT_TAIL", "num_ctas", "EXTRA_M",
+                  "EXTRA_N")
 
 
 def later_switch_defaults(domains: tuple) -> dict:
@@ -146,10 +157,10 @@ def amd_launch_options(hw: Hardware) -> tuple:
 
 
 def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
-                 epilogue_subtile: bool = True, clusters: bool = True) -> tuple:
+                 epilogue_subtile: bool = True, clusters: bool = True, tile_parts: bool = True) -> tuple:
     """The GEMM template's parameters on one target. split_k / persistent / epilogue_subtile /
-    clusters False leave those switches out (the kernel then runs with its defaults: one split,
-    one tile per program, one store per tile, one CTA per program)."""
+    clusters / tile_parts False leave those switches out (the kernel then runs with its defaults:
+    one split, one tile per program, one store per tile, one CTA per program, power-of-two tiles)."""
     splits = (Pow2("SPLIT_K", 1, 4 if hw.interpreter else 8),
               Choice("SPLIT_K_REDUCE", SPLIT_K_REDUCES)) if split_k else ()
     loop = (Bool("PERSISTENT"),) if persistent else ()
@@ -164,7 +175,8 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
                 Pow2("num_warps", 4, 8), IntRange("num_stages", 1, 3), *amd_launch_options(hw))
     return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
             Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
-            *hopper_switches(hw, persistent=persistent, epilogue_subtile=epilogue_subtile, clusters=clusters),
+            *hopper_switches(hw, persistent=persistent, epilogue_subtile=epilogue_subtile, clusters=clusters,
+                             tile_parts=tile_parts),
             Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 5))
 
 
@@ -178,14 +190,16 @@ def space_notes(hw: Hardware) -> str:
 
 def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True,
                stage_a: bool = False, stage_b: bool = False, epilogue_subtile: bool = True,
-               clusters: bool = True) -> Space:
+               clusters: bool = True, tile_parts: bool = True) -> Space:
     """stage_a / stage_b: the template's launcher takes STAGE_A / STAGE_B (kernels/matmul.py
     launch_gemm); each searched only where that operand's rows are misaligned. epilogue_subtile /
-    clusters: the template has EPILOGUE_SUBTILE / takes num_ctas (bmm's has neither)."""
+    clusters / tile_parts: the template has EPILOGUE_SUBTILE / takes num_ctas / widens tiles
+    (bmm's has none of them)."""
     # a rule about a switch the space leaves out is left out with it
     kinds = tuple(k for k in RULES if (split_k or k != "split_k")
                   and (persistent or k not in ("persistent", "flatten", "split_tail"))
-                  and (epilogue_subtile or k != "epilogue_subtile") and (clusters or k != "clusters"))
+                  and (epilogue_subtile or k != "epilogue_subtile") and (clusters or k != "clusters")
+                  and (tile_parts or k != "tile_parts"))
     # True first: a config that does not name STAGE_A (every warm config: they were written for
     # aligned shapes) is tried staged, which is what won on the H100 (1000x1000x383: 9.7 us staged
     # with TMA, 13-16 us unstaged, in CUDA graphs; docs/benchmarks.md)
@@ -193,7 +207,7 @@ def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persiste
     if stage_b and (shape.N * shape.in_bytes) % TMA_ALIGN_BYTES:
         staging += (Bool("STAGE_B"),)
     domains = gemm_domains(hw, split_k=split_k, persistent=persistent, epilogue_subtile=epilogue_subtile,
-                           clusters=clusters)
+                           clusters=clusters, tile_parts=tile_parts)
     if (shape.N * shape.out_bytes) % TMA_ALIGN_BYTES:
         # EPILOGUE_SUBTILE pinned off (module docstring): as a constant it does not double the raw
         # space STAGE_B doubles
@@ -254,7 +268,7 @@ GENERIC_TILES = (
 )
 NEUTRAL = {"SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False, "WARP_SPECIALIZE": False,
            "EPILOGUE_SUBTILE": False, "FLATTEN": False, "maxnreg": 0, "STAGE_A": False, "STAGE_B": False,
-           "SPLIT_TAIL": False, "num_ctas": 1}
+           "SPLIT_TAIL": False, "num_ctas": 1, "EXTRA_M": 0, "EXTRA_N": 0}
 
 
 def generic_starts(space: Space, hw: Hardware) -> list[dict]:

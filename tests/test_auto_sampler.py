@@ -60,7 +60,7 @@ def test_a_space_of_fewer_raw_points_than_the_threshold_is_not_enumerated():
 
 
 def test_a_space_too_large_to_enumerate_stays_on_tpe():
-    huge = Space(tuple(IntRange(f"P{i}", 1, 16) for i in range(6)))  # 16^6 = 16.8M raw points
+    huge = Space(tuple(IntRange(f"P{i}", 1, 16) for i in range(7)))  # 16^7 = 268M raw points
     assert huge.size() > ENUMERATE_MAX and auto_choice(huge) == "tpe"
 
 

@@ -91,6 +91,16 @@ CASES = {  # name: (kernel, problem fields, config changes)
     "matmul-tma-persistent-flatten-clusters": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True, num_ctas=2)),
     "epilogue-gelu-residual-tma-persistent-clusters": ("gemm_epilogue", dict(activation="gelu", residual=True),
                                                        dict(TMA=True, PERSISTENT=True, num_ctas=2)),
+    # tiles widened past a power of two (EXTRA_M / EXTRA_N, kernels/gemm_tile_parts.py): up to four parts
+    "matmul-pointers-extra-m": ("matmul", {}, dict(EXTRA_M=0.5, num_warps=8)),
+    "matmul-tma-extra-m": ("matmul", {}, dict(TMA=True, EXTRA_M=0.5, num_warps=8)),
+    "matmul-tma-extra-m-4-warps": ("matmul", {}, dict(TMA=True, EXTRA_M=0.5, num_stages=4)),
+    "matmul-tma-extra-n-quarter": ("matmul", {}, dict(TMA=True, EXTRA_N=0.25, num_warps=8)),
+    "matmul-tma-extra-mn": ("matmul", {}, dict(TMA=True, BLOCK_N=64, EXTRA_M=0.5, EXTRA_N=0.5)),
+    "epilogue-gelu-residual-tma-extra-m": ("gemm_epilogue", dict(activation="gelu", residual=True),
+                                           dict(TMA=True, EXTRA_M=0.5, num_warps=8)),
+    "fp8-tma-extra-n": ("gemm_fp8", {}, dict(BLOCK_K=128, TMA=True, EXTRA_N=0.5, num_warps=8)),
+    "matmul-stage-b-tma-extra-m": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True, EXTRA_M=0.5, num_warps=8)),
 }
 # compiled for sm80 (Ampere: no TMA, no wgmma): the template's own split-K start (its generic tile,
 # search_spaces/matmul.py GENERIC_TILES, offered on every target whose rules let a split help)

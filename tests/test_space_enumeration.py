@@ -145,3 +145,24 @@ def test_sets_enumerated_in_forked_processes_are_the_walk_here():
     unforked = Enumerations(spaces, fork=False)
     assert list(unforked.as_arrived(list(spaces))) == [(k, None, None) for k in spaces]
     unforked.close()
+
+
+def _first_two_small(cfg):
+    """P0, P1 and P2 at most 2"""
+    return any(cfg.get(f"P{i}", 1) > 2 for i in range(3)) and "too large"
+
+
+def test_a_larger_space_is_walked_only_when_its_rules_leave_few_points():
+    """Past ENUMERATE_MAX raw points, a space is walked when a seeded sample puts its valid points
+    at ENUMERATE_VALID_MAX or fewer (a Hopper GEMM space with widened tiles: 11M raw, ~35k valid),
+    and searched by rejection when its rules are loose: walked, it would hold millions of configs."""
+    from kernelevolve.tuner.search.space import ENUMERATE_MAX, ENUMERATE_SAMPLED_MAX
+
+    loose = Space(tuple(IntRange(f"P{i}", 1, 16) for i in range(6)))  # 16.8M raw, all valid
+    strict = Space(tuple(IntRange(f"P{i}", 1, 16) for i in range(6)), constraints=(_first_two_small,))
+    assert ENUMERATE_MAX < loose.size() <= ENUMERATE_SAMPLED_MAX
+    assert not loose.enumerable()
+    assert strict.enumerable()  # 8 x 16^3 = 32,768 raw points pass: 0.2% of 16.8M
+    assert len(strict.valid_configs()) == 8 * 16 ** 3
+    assert Space(tuple(IntRange(f"P{i}", 1, 16) for i in range(7)), constraints=(_first_two_small,)).size() \
+        > ENUMERATE_SAMPLED_MAX

@@ -28,10 +28,17 @@ Constraint = Callable[[dict], "str | None"]
 # them (tuner.search.pool_sampler). Here, importable without Ray, so both read the one value.
 ENUMERATE_MAX = 2_500_000  # raw points: Space.valid_configs walks them as a tree (GEMM spaces of 205k and
 # 410k raw points: 0.2-0.9 s on a 2-core CI machine; with Hopper's EPILOGUE_SUBTILE and FLATTEN, 819k and
-# 1.6M raw, 14k-22k valid: 1.0-1.5 s; a Hopper GEMM with a staged operand, 2.46M raw, 18k-24k valid:
-# 0.3 s on the same kind of machine, the tree's pruning doing most of the work; an aligned one is 1.23M
-# raw, as SPLIT_TAIL and num_ctas are not searched); the Hopper conv space (39M raw, 41 s) is searched
-# by rejection
+# 1.6M raw, 14k-22k valid: 1.0-1.5 s); the Hopper conv space (39M raw, 41 s) is searched by rejection.
+# A larger space is still walked when its rules leave few points standing, for what the walk costs is
+# the points they leave, not the raw count: up to ENUMERATE_SAMPLED_MAX raw points, when a seeded
+# sample of SAMPLE_POINTS raw points puts its valid ones at ENUMERATE_VALID_MAX or fewer. The Hopper
+# GEMM spaces with widened tiles (EXTRA_M, EXTRA_N) are 11M raw (22M with a staged operand) and
+# 28k-51k valid: walked in 0.6-1.3 s on the same kind of machine, the rules pruning the widened tiles
+# at the switches they exclude. A space of that many raw points and loose rules is searched by
+# rejection, as before: walked, it would hold millions of configs.
+ENUMERATE_SAMPLED_MAX = 25_000_000
+ENUMERATE_VALID_MAX = 100_000
+SAMPLE_POINTS = 4096
 
 
 _ENUMERATING = threading.Lock()
@@ -226,9 +233,29 @@ class Space:
         return len(self._valid())
 
     def enumerable(self) -> bool:
-        """Whether its valid configs are enumerated at all (ENUMERATE_MAX raw points at most); a
-        larger space is searched by rejection."""
-        return self.size() <= ENUMERATE_MAX
+        """Whether its valid configs are enumerated at all: ENUMERATE_MAX raw points at most, or up
+        to ENUMERATE_SAMPLED_MAX when a sample of its raw points puts the valid ones at
+        ENUMERATE_VALID_MAX or fewer; another space is searched by rejection."""
+        raw = self.size()
+        if raw <= ENUMERATE_MAX:
+            return True
+        if raw > ENUMERATE_SAMPLED_MAX:
+            return False
+        share = self.__dict__.get("_valid_share")
+        if share is None:
+            share = self._sampled_valid_share()
+            object.__setattr__(self, "_valid_share", share)  # frozen: not a field
+        return share * raw <= ENUMERATE_VALID_MAX
+
+    def _sampled_valid_share(self) -> float:
+        """The share of SAMPLE_POINTS raw points (seeded: the same answer in every process) that
+        pass the constraints as they are, as the walk takes them."""
+        import random
+
+        rng = random.Random(0)
+        domains = [(d.name, d.values()) for d in self.domains]
+        ok = sum(not self.violations({n: rng.choice(v) for n, v in domains}) for _ in range(SAMPLE_POINTS))
+        return ok / SAMPLE_POINTS
 
     def adopt_valid(self, configs: list[dict]) -> None:
         """The set enumerated elsewhere (tuner.search.valid_sets: a process forked from this one,
