@@ -6,11 +6,14 @@ Why: Triton's blocks are powers of two on every side, and cuBLAS's are not. On a
 tiles of 160x128, 192x96, 192x192, 256x144, 256x160, 64x112, 64x40: sizes that fill the GPU's
 132 SMs in fewer, fuller waves. A 5472x416 output in 128x128 tiles is 172 tiles, two waves of
 which the second is a third full; in 192x128 tiles it is 116, one wave, and each SM does 25% less.
-A throwaway probe on the same GPU (2026-11-29; non-persistent TMA kernels, CUDA-graph clock,
-measured only to decide whether to build this) ran 5472x416x1488 fp16 in 15.5 us with a 192x128
-tile against 18.9 us for the best power-of-two tile of the same kernel (cuBLAS 16.3 us),
-62112x3312x768 bf16 in 508 us at 192x256 against 547 (cuBLAS 502), 10304x192x432 bf16 in 7.0 us
-at 64x192 against 8.2 (cuBLAS 6.2); the engine's own figures are in docs/benchmarks.md.
+
+Measured through the engine (1 x H200, triton 3.6; benchmarks/data/probe_tile_parts.json,
+docs/benchmarks.md): on the 13 K % 16 GEMMs of the generated suite, ten widened tiles beat the
+shape's best power-of-two kernel on one (5472x416x1488: 128x160 in 18.9 us against 21.5), and lost
+on the other twelve; tiles with a quarter-block part ran 2-3x slower than with a half. So the
+spaces do not search them (search_spaces/matmul.py SEARCH_TILE_PARTS). Not yet separated: what the
+tensor descriptors cost. Each program builds up to eight on the device (one per part's block
+shape), where a kernel given descriptors made on the host builds none.
 
 How: a tile of (BLOCK_M + EXTRA_M) x (BLOCK_N + EXTRA_N) keeps one accumulator per part (main,
 extra rows, extra columns, the corner) and one K loop that loads each operand part once and feeds
@@ -29,7 +32,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernelevolve.kernels.gemm_tiles import apply_epilogue, tile_coords
+from kernelevolve.kernels.gemm_tiles import apply_epilogue, host_descriptor, tile_coords
 
 EXTRA_FRACTIONS = (0, 0.25, 0.5)  # the extra rows (columns) of a tile, as a share of BLOCK_M (BLOCK_N)
 
@@ -113,11 +116,12 @@ def _store_part(acc, c_ptr, c_desc, off_m, off_n, M, N, stride_cm, stride_cn, bi
 @triton.jit
 def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
                   stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
+                  a_hd, a2_hd, b_hd, b2_hd, c_hd, cm_hd, cn_hd, cmn_hd,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   EXTRA_M: tl.constexpr, EXTRA_N: tl.constexpr, GROUP_M: tl.constexpr,
                   TMA: tl.constexpr, TMA_STORE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
                   HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
-                  HAS_RESIDUAL: tl.constexpr):
+                  HAS_RESIDUAL: tl.constexpr, HOST_DESCRIPTORS: tl.constexpr):
     """One (BLOCK_M + EXTRA_M) x (BLOCK_N + EXTRA_N) tile per program, in up to four parts (module
     docstring). An EXTRA_* of 0 leaves its parts out at compile time."""
     TILE_M: tl.constexpr = BLOCK_M + EXTRA_M
@@ -130,7 +134,12 @@ def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scal
     a2_desc = None
     b_desc = None
     b2_desc = None
-    if TMA:
+    if TMA and HOST_DESCRIPTORS:  # made on the host (launch_parted), passed as launch parameters
+        a_desc = a_hd
+        a2_desc = a2_hd
+        b_desc = b_hd
+        b2_desc = b2_hd
+    elif TMA:
         a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
                                            block_shape=[BLOCK_M, BLOCK_K])
         if EXTRA_M > 0:
@@ -175,7 +184,12 @@ def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scal
     c_desc_m = None
     c_desc_n = None
     c_desc_mn = None
-    if TMA_STORE:
+    if TMA_STORE and HOST_DESCRIPTORS:
+        c_desc = c_hd
+        c_desc_m = cm_hd
+        c_desc_n = cn_hd
+        c_desc_mn = cmn_hd
+    elif TMA_STORE:
         c_desc = tl.make_tensor_descriptor(c_ptr, shape=[M, N], strides=[stride_cm, 1],
                                            block_shape=[BLOCK_M, BLOCK_N])
         if EXTRA_M > 0:
@@ -205,21 +219,40 @@ def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scal
 
 
 def launch_parted(a, b, out, cfg: dict, b_cols: int, b_kmajor: bool, tma_store: bool, even_k: bool,
-                  epilogue, launch_options: dict):
+                  epilogue, launch_options: dict, host_descriptors: bool = False):
     """out = epilogue(a @ b) with one widened tile per program; a and b already staged and checked
     by the template's launcher (kernels/matmul.py launch_gemm), which calls this."""
     M, K = a.shape
     N = b.shape[1]
     tile_m, tile_n = tile_size(cfg)
+    bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+    em, en = extra_size(bm, cfg.get("EXTRA_M", 0)), extra_size(bn, cfg.get("EXTRA_N", 0))
+    descs = [None] * 8  # a, a2, b, b2, c, c's extra rows, extra columns, corner
+    if host_descriptors:
+        def b_block(cols):
+            return [cols, bk] if b_kmajor else [bk, cols]
+
+        descs[0] = host_descriptor(a, [bm, bk])
+        descs[2] = host_descriptor(b, b_block(bn), kmajor=b_kmajor)
+        if em:
+            descs[1] = host_descriptor(a, [em, bk])
+        if en:
+            descs[3] = host_descriptor(b, b_block(en), kmajor=b_kmajor)
+        if tma_store:
+            descs[4] = host_descriptor(out, [bm, bn])
+            descs[5] = host_descriptor(out, [em, bn]) if em else None
+            descs[6] = host_descriptor(out, [bm, en]) if en else None
+            descs[7] = host_descriptor(out, [em, en]) if em and en else None
     res = epilogue.residual
     rstrides = (res.stride(0), res.stride(1)) if res is not None else (0, 0)
     grid = (triton.cdiv(M, tile_m) * triton.cdiv(N, tile_n),)
     return parted_kernel[grid](
         a, b, out, epilogue.bias, res, epilogue.scale_a, epilogue.scale_b, M, N, K, b_cols,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1), *rstrides,
+        a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1), *rstrides, *descs,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
         EXTRA_M=extra_size(cfg["BLOCK_M"], cfg.get("EXTRA_M", 0)),
         EXTRA_N=extra_size(cfg["BLOCK_N"], cfg.get("EXTRA_N", 0)), GROUP_M=cfg["GROUP_M"],
         TMA=bool(cfg["TMA"]), TMA_STORE=tma_store, EVEN_K=even_k, B_KMAJOR=b_kmajor,
         HAS_SCALE=epilogue.scale_a is not None, HAS_BIAS=epilogue.bias is not None,
-        ACTIVATION=epilogue.activation, HAS_RESIDUAL=res is not None, **launch_options)
+        ACTIVATION=epilogue.activation, HAS_RESIDUAL=res is not None, HOST_DESCRIPTORS=host_descriptors,
+        **launch_options)

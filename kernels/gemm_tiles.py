@@ -12,6 +12,7 @@ Host side:
   feature detection of the installed Triton (tensor descriptors, warp specialization, loop
   flattening, the maxnreg compile option),
   tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
+  host_descriptor() (a descriptor made on the host instead: HOST_DESCRIPTORS),
   program_slots() (how many programs a persistent kernel launches), tma_compatible(),
   aligned_rows() (a copy of a matrix whose rows start 128-byte aligned: STAGE_A, STAGE_B),
   output_for() (a GEMM's C, its rows padded to 16 bytes where N leaves them misaligned, by
@@ -225,6 +226,19 @@ def tma_allocator(device: torch.device) -> None:
     launch, so that a launch from another thread finds it too. The interpreter needs none."""
     if device.type == "cuda":
         triton.set_allocator(_scratch)
+
+
+def host_descriptor(t: torch.Tensor, block_shape: list, kmajor: bool = False):
+    """A tensor descriptor of the 2-D matrix t made on the host (HOST_DESCRIPTORS): Triton passes
+    it to the kernel as a launch parameter, where a descriptor built by tl.make_tensor_descriptor
+    is written by each program to global scratch and fenced before its first copy. kmajor: t is a
+    transposed view (its first dimension contiguous), described as the [cols, rows] matrix it is
+    stored as, as the kernels' device-side descriptors of a K-major B are."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    if kmajor:
+        t = t.t()
+    return TensorDescriptor(t, list(t.shape), [t.stride(0), 1], list(block_shape))
 
 
 _ARRIVALS: dict = {}  # (device, stream) -> int32 counters, all zero between launches (arrival_counters)

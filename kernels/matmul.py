@@ -53,6 +53,9 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   computed in power-of-two parts by kernels/gemm_tile_parts.py, one tile per
                   program: not with PERSISTENT, SPLIT_K, SPLIT_TAIL, WARP_SPECIALIZE,
                   EPILOGUE_SUBTILE or num_ctas (the launcher refuses them)
+  HOST_DESCRIPTORS TMA=True only: the tensor descriptors are made on the host and passed as launch
+                  parameters (gemm_tiles.host_descriptor), instead of built by every program on
+                  the device; not with num_ctas > 1
   num_warps / num_stages   Triton launch options; on AMD also waves_per_eu,
                   matrix_instr_nonkdim, kpack
   IMPL            not a switch of the template and never searched: "vendor" runs cuBLAS/cuBLASLt
@@ -89,7 +92,8 @@ from kernelevolve.kernels.gemm_split_tail import tail_plan, tail_slice
 from kernelevolve.kernels.gemm_tile_parts import has_extra, launch_parted
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
-                                aligned_rows, apply_epilogue, arrival_counters, launch_options, meet_partials,
+                                aligned_rows, apply_epilogue, arrival_counters, host_descriptor, launch_options,
+                                meet_partials,
                                 output_for,
                                 program_slots, store_halves, tile_coords, tma_allocator, tma_compatible,
                                 tma_storable)
@@ -169,14 +173,14 @@ def matmul_kernel(
     a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, ws_ptr, arrivals_ptr,
     M, N, K, b_cols,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
-    stride_ws, tail_tiles,
+    stride_ws, tail_tiles, a_host_desc, b_host_desc, c_host_desc,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, TWO_PASS: tl.constexpr, IN_KERNEL: tl.constexpr,
     PERSISTENT: tl.constexpr, TMA: tl.constexpr, TMA_STORE: tl.constexpr,
     WARP_SPECIALIZE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, EPILOGUE_SUBTILE: tl.constexpr, FLATTEN: tl.constexpr,
-    SPLIT_TAIL: tl.constexpr, TAIL_SLICES: tl.constexpr,
+    SPLIT_TAIL: tl.constexpr, TAIL_SLICES: tl.constexpr, HOST_DESCRIPTORS: tl.constexpr,
 ):
     tl.static_assert(not (PERSISTENT and SPLIT_K > 1), "persistent tiles are never split along K")
     tl.static_assert(not SPLIT_TAIL or (PERSISTENT and not WARP_SPECIALIZE),
@@ -187,7 +191,10 @@ def matmul_kernel(
     a_desc = None
     b_desc = None
     c_desc = None
-    if TMA:  # descriptors are built on the device, once per program (scratch from tma_allocator)
+    if TMA and HOST_DESCRIPTORS:  # made on the host, passed as launch parameters
+        a_desc = a_host_desc
+        b_desc = b_host_desc
+    elif TMA:  # descriptors are built on the device, once per program (scratch from tma_allocator)
         a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
                                            block_shape=[BLOCK_M, BLOCK_K])
         if B_KMAJOR:
@@ -196,7 +203,9 @@ def matmul_kernel(
         else:
             b_desc = tl.make_tensor_descriptor(b_ptr, shape=[K, N], strides=[stride_bk, 1],
                                                block_shape=[BLOCK_K, BLOCK_N])
-    if TMA_STORE:  # EPILOGUE_SUBTILE stores half a tile at a time
+    if TMA_STORE and HOST_DESCRIPTORS:
+        c_desc = c_host_desc
+    elif TMA_STORE:  # EPILOGUE_SUBTILE stores half a tile at a time
         c_desc = tl.make_tensor_descriptor(c_ptr, shape=[M, N], strides=[stride_cm, 1],
                                            block_shape=[BLOCK_M, BLOCK_N // (1 + EPILOGUE_SUBTILE)])
     if PERSISTENT:
@@ -268,7 +277,7 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
                    "WARP_SPECIALIZE": False, "STAGE_A": False, "STAGE_B": False, "EPILOGUE_SUBTILE": False,
                    "FLATTEN": False, "maxnreg": 0, "SPLIT_TAIL": False, "num_ctas": 1,
-                   "EXTRA_M": 0, "EXTRA_N": 0}
+                   "EXTRA_M": 0, "EXTRA_N": 0, "HOST_DESCRIPTORS": False}
 SPLIT_K_REDUCES = ("atomic", "two_pass", "in_kernel")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
@@ -348,6 +357,10 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
         # a cluster runs each program as two CTAs, and both would arrive at a split's counter
         raise ValueError("num_ctas > 1 runs whole tiles in clusters: it takes SPLIT_K=1, no SPLIT_TAIL "
                          "and no WARP_SPECIALIZE (which fails to compile with clusters)")
+    host_descriptors = bool(cfg["HOST_DESCRIPTORS"])
+    if host_descriptors and (not cfg["TMA"] or clusters > 1):
+        raise ValueError("HOST_DESCRIPTORS=True makes TMA's descriptors on the host: it needs TMA=True, "
+                         "and num_ctas=1 (a cluster splits a program's tile between its CTAs)")
     parted = has_extra(cfg)
     if parted and (cfg["PERSISTENT"] or split_k > 1 or cfg["SPLIT_TAIL"] or cfg["WARP_SPECIALIZE"]
                    or cfg["EPILOGUE_SUBTILE"] or clusters > 1):
@@ -367,14 +380,15 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
                 raise ValueError(f"TMA=True cannot read {name} {tuple(t.shape)}: {why}")
         if a.stride(1) != 1:
             raise ValueError("TMA=True needs a row-major (last dimension contiguous)")
-        tma_allocator(a.device)
+        if not host_descriptors:
+            tma_allocator(a.device)
     # C keeps its own rows: where a descriptor cannot write them (odd N, reached through a staged
     # B), or could write past N into someone else's columns (gemm_tiles.tma_storable), the loads
     # still go through TMA and C is stored by pointers
     tma_store = bool(cfg["TMA"]) and split_k == 1 and tma_storable(out)
     if parted:
         return launch_parted(a, b, out, cfg, b_cols, b_kmajor, tma_store, even_k(K, cfg), epilogue,
-                             launch_options(cfg))
+                             launch_options(cfg), host_descriptors)
     tiles = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
     workspace = arrivals = None  # in_kernel's slabs and counters (two_pass's slabs are its target)
     if split_k == 1:
@@ -400,16 +414,24 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     flags = dict(HAS_SCALE=ep.scale_a is not None, HAS_BIAS=ep.bias is not None,
                  ACTIVATION=ep.activation, HAS_RESIDUAL=res is not None)
     rstrides = (res.stride(0), res.stride(1)) if res is not None else (0, 0)
+    a_hd = b_hd = c_hd = None
+    if host_descriptors:
+        bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+        a_hd = host_descriptor(a, [bm, bk])
+        b_hd = host_descriptor(b, [bn, bk] if b_kmajor else [bk, bn], kmajor=b_kmajor)
+        if tma_store:
+            c_hd = host_descriptor(out, [bm, bn // (1 + bool(cfg["EPILOGUE_SUBTILE"]))])
     handle = matmul_kernel[grid](
         a, b, target, ep.bias, res, ep.scale_a, ep.scale_b, workspace, arrivals, M, N, K, b_cols,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-        target.stride(-2), target.stride(-1), *rstrides, stride_ws, tail_tiles,
+        target.stride(-2), target.stride(-1), *rstrides, stride_ws, tail_tiles, a_hd, b_hd, c_hd,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
         GROUP_M=cfg["GROUP_M"], SPLIT_K=split_k, TWO_PASS=two_pass, IN_KERNEL=in_kernel,
         PERSISTENT=bool(cfg["PERSISTENT"]), TMA=bool(cfg["TMA"]), TMA_STORE=tma_store,
         WARP_SPECIALIZE=bool(cfg["WARP_SPECIALIZE"]), EVEN_K=even_k(K, cfg), B_KMAJOR=b_kmajor,
         EPILOGUE_SUBTILE=bool(cfg["EPILOGUE_SUBTILE"]), FLATTEN=bool(cfg["FLATTEN"]),
-        SPLIT_TAIL=bool(tail_tiles), TAIL_SLICES=tail_slices, **flags, **launch_options(cfg),
+        SPLIT_TAIL=bool(tail_tiles), TAIL_SLICES=tail_slices, HOST_DESCRIPTORS=host_descriptors, **flags,
+        **launch_options(cfg),
     )
     if split_k > 1 and not in_kernel:
         finish_grid = (triton.cdiv(M, FINISH_BLOCK), triton.cdiv(N, FINISH_BLOCK))

@@ -145,6 +145,19 @@ class Rule:
         return None
 
     @staticmethod
+    def _host_descriptors(cfg, s, hw):
+        if not cfg.get("HOST_DESCRIPTORS", False):
+            return None
+        if not cfg.get("TMA", False):
+            return "HOST_DESCRIPTORS makes TMA's descriptors on the host: it needs TMA"
+        # compiled for sm90 with triton 3.6 and 3.9: PassManager::run failed
+        if cfg.get("WARP_SPECIALIZE", False):
+            return "HOST_DESCRIPTORS with WARP_SPECIALIZE fails to compile (triton 3.6, 3.9)"
+        if cfg.get("num_ctas", 1) > 1:
+            return "HOST_DESCRIPTORS with num_ctas > 1: a cluster splits the tile the descriptor's block names"
+        return None
+
+    @staticmethod
     def _tile_fits_problem(cfg, s, hw):
         for blk, dim in (("BLOCK_M", s.M), ("BLOCK_N", s.N), ("BLOCK_K", s.K)):
             if blk in cfg and cfg[blk] > next_pow2(dim, 16):
@@ -350,6 +363,8 @@ RULES = {
     "tile_parts": "EXTRA_M / EXTRA_N (tiles widened by a quarter or a half) only on one tile per program "
                   "(no PERSISTENT, split-K, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or clusters), with "
                   "extra parts of 16 or more and a block smaller than the problem",
+    "host_descriptors": "HOST_DESCRIPTORS (TMA's descriptors made on the host) only with TMA, not with "
+                        "WARP_SPECIALIZE (fails to compile) or clusters",
     "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",
     "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles; "
                "SPLIT_K_REDUCE only varies when SPLIT_K > 1",

@@ -63,6 +63,8 @@ CASES = {  # name: (kernel, problem fields, config changes)
                                                         SPLIT_K_REDUCE="in_kernel")),
     "ws-dropped-with-8-warps": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, num_warps=8)),
     "ws-atomic-splitk-fails": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, SPLIT_K=4)),
+    "ws-host-descriptors-fail": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, PERSISTENT=True,
+                                                    HOST_DESCRIPTORS=True)),
     # a residual in a flattened loop: the model's upper bound (one whole residual tile staged)
     "residual-flatten-upper-bound": ("gemm_epilogue", dict(activation="gelu", residual=True),
                                      dict(TMA=True, PERSISTENT=True, FLATTEN=True, EPILOGUE_SUBTILE=True)),
@@ -101,6 +103,15 @@ CASES = {  # name: (kernel, problem fields, config changes)
                                            dict(TMA=True, EXTRA_M=0.5, num_warps=8)),
     "fp8-tma-extra-n": ("gemm_fp8", {}, dict(BLOCK_K=128, TMA=True, EXTRA_N=0.5, num_warps=8)),
     "matmul-stage-b-tma-extra-m": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True, EXTRA_M=0.5, num_warps=8)),
+    # descriptors made on the host (HOST_DESCRIPTORS): passed as launch parameters, none built on the device
+    "matmul-tma-host-descriptors": ("matmul", {}, dict(TMA=True, HOST_DESCRIPTORS=True)),
+    "matmul-tma-persistent-flatten-host-descriptors": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True,
+                                                                          HOST_DESCRIPTORS=True)),
+    "matmul-tma-persistent-subtile-host-descriptors": ("matmul", {}, dict(TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True,
+                                                                          HOST_DESCRIPTORS=True)),
+    "fp8-tma-host-descriptors": ("gemm_fp8", {}, dict(BLOCK_K=128, TMA=True, HOST_DESCRIPTORS=True)),
+    "matmul-tma-extra-mn-host-descriptors": ("matmul", {}, dict(TMA=True, BLOCK_N=64, EXTRA_M=0.5, EXTRA_N=0.5,
+                                                                HOST_DESCRIPTORS=True)),
 }
 # compiled for sm80 (Ampere: no TMA, no wgmma): the template's own split-K start (its generic tile,
 # search_spaces/matmul.py GENERIC_TILES, offered on every target whose rules let a split help)
@@ -148,6 +159,9 @@ def _child() -> None:
                 sig[name], consts[name] = "constexpr", v
             elif isinstance(v, torch.Tensor):
                 sig[name], attrs[(i,)] = pointer[v.dtype], [["tt.divisibility", 16]]
+            elif type(v).__name__ == "TensorDescriptor":  # made on the host (HOST_DESCRIPTORS)
+                block = ", ".join(str(n) for n in v.block_shape)
+                sig[name] = f"tensordesc<{pointer[v.base.dtype][1:]}[{block}]>"
             else:
                 sig[name] = "i32" if abs(v) < 2 ** 31 else "i64"
                 if v % 16 == 0:
@@ -186,6 +200,7 @@ def _child() -> None:
                          "wgmma": "wgmma" in ptx, "mma_sync": "mma.sync" in ptx,
                          "warp_specialized": "ttg.warp_specialize" in compiled.asm["ttgir"],
                          "maxnreg": [int(n) for n in re.findall(r"\.maxnreg\s+(\d+)", ptx)],
+                         "device_descriptors": len(re.findall(r"tensormap\.replace", ptx)),
                          "num_ctas": getattr(compiled.metadata, "num_ctas", 1),
                          "atomics": re.findall(r"\b(?:atom|red)\.[\w.]+", ptx),
                          "cg_loads": len(re.findall(r"\bld\.global\.cg", ptx)),
@@ -226,6 +241,15 @@ def test_warp_specialization_limits_the_constraint_encodes(compiled):
     # tile's counter was gone from the code: the launcher refuses the combination
     assert "launcher: WARP_SPECIALIZE=True with SPLIT_K_REDUCE='in_kernel'" in \
         compiled["ws-splitk-in-kernel-refused"]["error"]
+    # descriptors made on the host do not compile with warp specialization (triton 3.6 and 3.9:
+    # PassManager::run failed): the rules refuse the pair
+    assert "error" in compiled["ws-host-descriptors-fail"]
+
+
+def test_host_descriptors_leave_none_to_build_on_the_device(compiled):
+    for name in [n for n in CASES if n.endswith("host-descriptors")]:
+        assert compiled[name]["device_descriptors"] == 0, name
+    assert compiled["matmul-tma"]["device_descriptors"] > 0  # each program writes its own
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if n.endswith("splitk-in-kernel")])

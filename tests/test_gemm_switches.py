@@ -37,6 +37,11 @@ TMA_SWITCHES = {
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
     "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
+    # the descriptors made on the host (HOST_DESCRIPTORS) instead of by every program
+    "tma_host_descriptors": dict(TMA=True, HOST_DESCRIPTORS=True),
+    "tma_persistent_host_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=True),
+    "tma_splitk2_in_kernel_host_descriptors": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel",
+                                                   HOST_DESCRIPTORS=True),
 }
 WS_SWITCHES = {  # fp16 only: Hopper's warp specialization does not compile for fp32 (tf32)
     "tma_ws": dict(TMA=True, WARP_SPECIALIZE=True),
@@ -182,6 +187,11 @@ STAGE_B_SWITCHES = {
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
     "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
+    # the descriptors made on the host (HOST_DESCRIPTORS) instead of by every program
+    "tma_host_descriptors": dict(TMA=True, HOST_DESCRIPTORS=True),
+    "tma_persistent_host_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=True),
+    "tma_splitk2_in_kernel_host_descriptors": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel",
+                                                   HOST_DESCRIPTORS=True),
 }
 
 
@@ -355,8 +365,13 @@ HOPPER_BF16 = [  # (shape, config): every config valid in the h100 space for its
                               TMA=True, WARP_SPECIALIZE=True, PERSISTENT=True)),
     ((64, 128, 8192), dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=1, num_warps=4, num_stages=3, SPLIT_K=4,
                            SPLIT_K_REDUCE="two_pass", TMA=True, WARP_SPECIALIZE=True)),
+    ((4000, 4096, 1024), dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3,
+                              TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True, HOST_DESCRIPTORS=True)),
+    ((1000, 1000, 392), dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4,
+                             TMA=True, HOST_DESCRIPTORS=True)),
 ]
-HOPPER_IDS = ["pointers", "tma-persistent", "tma-ws", "tma-ws-persistent", "tma-ws-splitk-two-pass"]
+HOPPER_IDS = ["pointers", "tma-persistent", "tma-ws", "tma-ws-persistent", "tma-ws-splitk-two-pass",
+              "tma-persistent-subtile-host-descriptors", "tma-host-descriptors-ragged"]
 
 
 @pytest.mark.parametrize("shape,cfg", HOPPER_BF16, ids=HOPPER_IDS)

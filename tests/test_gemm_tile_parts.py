@@ -125,14 +125,19 @@ def test_the_rules_count_the_widened_tile_and_keep_it_to_one_tile_a_program():
     assert "would hold nothing" in verdict(GOOD, "tile_parts", GemmShape(128, 416, 1488, 2, 2))
 
 
-def test_hopper_spaces_search_widened_tiles_and_bmm_does_not():
+def test_hopper_spaces_search_widened_tiles_only_when_switched_on_and_bmm_never(monkeypatch):
     from kernelevolve.kernels.bmm import BmmProblem
+    from kernelevolve.search_spaces import matmul as matmul_space
     from kernelevolve.search_spaces.bmm import space as bmm_space
 
-    sp = space(mm.MatmulProblem(M=5472, N=416, K=1488, dtype="float16"), HOPPER)
+    problem = mm.MatmulProblem(M=5472, N=416, K=1488, dtype="float16")
+    monkeypatch.setattr(matmul_space, "SEARCH_TILE_PARTS", False)
+    assert "EXTRA_M" not in [d.name for d in space(problem, HOPPER).domains]
+    monkeypatch.setattr(matmul_space, "SEARCH_TILE_PARTS", True)
+    sp = space(problem, HOPPER)
     names = [d.name for d in sp.domains]
     assert "EXTRA_M" in names and "EXTRA_N" in names
-    assert sp.enumerable()  # the tree walk prunes them where excluded (ENUMERATE_MAX)
+    assert sp.enumerable()  # 11M raw points, the tree walk prunes them where excluded (ENUMERATE_MAX)
     assert not sp.violations({**sp.complete({**GOOD, "TMA": True}), "GROUP_M": 8})
     assert "EXTRA_M" not in [d.name for d in bmm_space(BmmProblem(B=2, M=256, N=256, K=256), HOPPER).domains]
     assert "EXTRA_M" not in [d.name for d in space(mm.MatmulProblem(M=64, N=64, K=64), profile("a100")).domains]
@@ -148,20 +153,23 @@ HOPPER_TILES = {  # the tiles cuBLAS ran the suite's aligned GEMMs with, in bf16
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("host", [False, True], ids=["device-descriptors", "host-descriptors"])
 @pytest.mark.parametrize("shape", [(5472, 416, 1488), (1000, 1000, 392)], ids=["suite-shape", "ragged"])
 @pytest.mark.parametrize("name", sorted(HOPPER_TILES))
-def test_hopper_sized_widened_tiles_on_gpu(device, name, shape):
-    result = run(device, shape, "bfloat16", dict(mm.DEFAULT_CONFIG, BLOCK_K=64, **HOPPER_TILES[name]))
+def test_hopper_sized_widened_tiles_on_gpu(device, name, shape, host):
+    cfg = dict(mm.DEFAULT_CONFIG, BLOCK_K=64, **HOPPER_TILES[name], HOST_DESCRIPTORS=host and HOPPER_TILES[name].get("TMA", False))
+    result = run(device, shape, "bfloat16", cfg)
     assert result.ok, result.reason
 
 
 @pytest.mark.gpu
-def test_fp8_scales_on_a_widened_tile_on_gpu(device):
+@pytest.mark.parametrize("host", [False, True], ids=["device-descriptors", "host-descriptors"])
+def test_fp8_scales_on_a_widened_tile_on_gpu(device, host):
     from kernelevolve.kernels import gemm_fp8
 
     problem = gemm_fp8.Fp8GemmProblem(M=1000, N=1024, K=512)
     inputs = gemm_fp8.make_inputs(problem, device, 0)
     out = gemm_fp8.make_output(problem, inputs)
     gemm_fp8.launch(inputs, out, dict(mm.DEFAULT_CONFIG, BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, TMA=True,
-                                      EXTRA_N=0.5, num_warps=8, num_stages=3))
+                                      EXTRA_N=0.5, num_warps=8, num_stages=3, HOST_DESCRIPTORS=host))
     assert check(out, gemm_fp8.reference(inputs)).ok
