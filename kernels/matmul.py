@@ -53,9 +53,14 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   computed in power-of-two parts by kernels/gemm_tile_parts.py, one tile per
                   program: not with PERSISTENT, SPLIT_K, SPLIT_TAIL, WARP_SPECIALIZE,
                   EPILOGUE_SUBTILE or num_ctas (the launcher refuses them)
-  HOST_DESCRIPTORS TMA=True only: the tensor descriptors are made on the host and passed as launch
-                  parameters (gemm_tiles.host_descriptor), instead of built by every program on
-                  the device; not with num_ctas > 1
+  HOST_DESCRIPTORS "auto" (the default), True or False: TMA's tensor descriptors made on the host
+                  and passed as launch parameters (gemm_tiles.host_descriptor), or built by every
+                  program on the device. "auto" makes them on the host wherever that compiles
+                  (TMA, no WARP_SPECIALIZE, num_ctas=1): timed tile for tile through the engine
+                  (1 x H200, triton 3.6; benchmarks/data/probe_host_descriptors.json,
+                  docs/benchmarks.md) it was faster in 27 of 28 pairs, 1.07-2.16x (median 1.45x)
+                  with one tile per program, 1.02-1.07x persistent, and 1.3% slower in one. Not a
+                  search-space parameter: a choice that loses nearly everywhere costs trials
   num_warps / num_stages   Triton launch options; on AMD also waves_per_eu,
                   matrix_instr_nonkdim, kpack
   IMPL            not a switch of the template and never searched: "vendor" runs cuBLAS/cuBLASLt
@@ -277,7 +282,7 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
                    "WARP_SPECIALIZE": False, "STAGE_A": False, "STAGE_B": False, "EPILOGUE_SUBTILE": False,
                    "FLATTEN": False, "maxnreg": 0, "SPLIT_TAIL": False, "num_ctas": 1,
-                   "EXTRA_M": 0, "EXTRA_N": 0, "HOST_DESCRIPTORS": False}
+                   "EXTRA_M": 0, "EXTRA_N": 0, "HOST_DESCRIPTORS": "auto"}
 SPLIT_K_REDUCES = ("atomic", "two_pass", "in_kernel")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
@@ -357,10 +362,16 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
         # a cluster runs each program as two CTAs, and both would arrive at a split's counter
         raise ValueError("num_ctas > 1 runs whole tiles in clusters: it takes SPLIT_K=1, no SPLIT_TAIL "
                          "and no WARP_SPECIALIZE (which fails to compile with clusters)")
-    host_descriptors = bool(cfg["HOST_DESCRIPTORS"])
-    if host_descriptors and (not cfg["TMA"] or clusters > 1):
-        raise ValueError("HOST_DESCRIPTORS=True makes TMA's descriptors on the host: it needs TMA=True, "
-                         "and num_ctas=1 (a cluster splits a program's tile between its CTAs)")
+    host_descriptors = cfg["HOST_DESCRIPTORS"]
+    where_they_compile = bool(cfg["TMA"]) and not cfg["WARP_SPECIALIZE"] and clusters == 1
+    if host_descriptors == "auto":
+        host_descriptors = where_they_compile
+    elif host_descriptors not in (True, False):
+        raise ValueError(f"HOST_DESCRIPTORS must be 'auto', True or False, got {host_descriptors!r}")
+    elif host_descriptors and not where_they_compile:
+        raise ValueError("HOST_DESCRIPTORS=True makes TMA's descriptors on the host: it needs TMA=True, no "
+                         "WARP_SPECIALIZE (fails to compile) and num_ctas=1 (a cluster splits a program's tile "
+                         "between its CTAs)")
     parted = has_extra(cfg)
     if parted and (cfg["PERSISTENT"] or split_k > 1 or cfg["SPLIT_TAIL"] or cfg["WARP_SPECIALIZE"]
                    or cfg["EPILOGUE_SUBTILE"] or clusters > 1):

@@ -146,7 +146,8 @@ class Rule:
 
     @staticmethod
     def _host_descriptors(cfg, s, hw):
-        if not cfg.get("HOST_DESCRIPTORS", False):
+        # "auto" (a config without the key): the launcher makes them on the host where they compile
+        if cfg.get("HOST_DESCRIPTORS", "auto") is not True:
             return None
         if not cfg.get("TMA", False):
             return "HOST_DESCRIPTORS makes TMA's descriptors on the host: it needs TMA"
@@ -363,8 +364,8 @@ RULES = {
     "tile_parts": "EXTRA_M / EXTRA_N (tiles widened by a quarter or a half) only on one tile per program "
                   "(no PERSISTENT, split-K, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or clusters), with "
                   "extra parts of 16 or more and a block smaller than the problem",
-    "host_descriptors": "HOST_DESCRIPTORS (TMA's descriptors made on the host) only with TMA, not with "
-                        "WARP_SPECIALIZE (fails to compile) or clusters",
+    "host_descriptors": "HOST_DESCRIPTORS=True (TMA's descriptors made on the host; 'auto', the default, does "
+                        "so where it compiles) only with TMA, not with WARP_SPECIALIZE (fails to compile) or clusters",
     "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",
     "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles; "
                "SPLIT_K_REDUCE only varies when SPLIT_K > 1",

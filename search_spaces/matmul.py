@@ -106,35 +106,28 @@ SEARCH_SPLIT_TAIL = False
 # buys only co-scheduling. Searched, it was 35-45% of the valid configs.
 SEARCH_CLUSTERS = False
 
-# Nor EXTRA_M / EXTRA_N, tiles widened by a quarter or a half of a block (kernels/gemm_tile_parts.py;
-# the launcher and the rules take them, tests/test_gemm_sm90_compile.py compiles them). Measured
-# through the engine on the 13 K % 16 GEMMs of the generated suite (1 x H200, triton 3.6;
-# benchmarks/data/probe_tile_parts.json, docs/benchmarks.md): faster than the shape's best
-# power-of-two kernel on 1 of 13 (5472x416x1488: 18.9 against 21.5 us, cuBLAS 14.4), slower on the
-# other 12, the quarter-block parts the slowest (2-3x). Searched, they were 38% of the valid configs.
+# EXTRA_M / EXTRA_N: tiles widened by a quarter or a half of a block (kernels/gemm_tile_parts.py).
+# Measured through the engine on the 13 K % 16 GEMMs of the generated suite (1 x H200, triton 3.6;
+# benchmarks/data/probe_tile_parts.json, probe_host_descriptors.json; docs/benchmarks.md): with
+# descriptors built on the device they beat the shape's best power-of-two kernel on 1 of 13; with
+# host descriptors on 3 of 13, by 9-27% (5472x416x1488: 15.3 against 21.0 us, cuBLAS 16.4;
+# 10304x192x432: 7.1 against 7.9; 2944x768x400: 7.1 against 7.7). 38% of the valid configs.
 SEARCH_TILE_PARTS = True
-
-# HOST_DESCRIPTORS: TMA's descriptors made on the host and passed as launch parameters, where the
-# template's programs otherwise each build theirs on the device (kernels/matmul.py).
-SEARCH_HOST_DESCRIPTORS = True
 
 
 def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: bool = True,
-                    clusters: bool = True, tile_parts: bool = True, host_descriptors: bool = True) -> tuple:
+                    clusters: bool = True, tile_parts: bool = True) -> tuple:
     """TMA, warp specialization, clusters, widened tiles and the persistent-matmul tutorial's
     transforms: domains only on Hopper, and only where Triton has them. persistent /
     epilogue_subtile / clusters / tile_parts False leave out FLATTEN / EPILOGUE_SUBTILE / num_ctas /
     EXTRA_M and EXTRA_N (a template without the persistent loop, the halved store, a launcher
-    checked in clusters, or widened tiles); host_descriptors False leaves out HOST_DESCRIPTORS (a
-    launcher that builds descriptors on the device only)."""
+    checked in clusters, or widened tiles)."""
     if hw.arch != "sm90":
         return ()
     # num_ctas: every Triton 3.x compiles clusters of two for sm90 (checked with 3.6 and 3.9)
     out = (Choice("num_ctas", (1, 2)),) if clusters and SEARCH_CLUSTERS else ()
     if HAS_TENSOR_DESCRIPTORS:
         out += (Bool("TMA"),)
-        if host_descriptors and SEARCH_HOST_DESCRIPTORS:
-            out += (Bool("HOST_DESCRIPTORS"),)
         if HAS_WARP_SPECIALIZE:
             out += (Bool("WARP_SPECIALIZE"),)
         if epilogue_subtile:  # searched on TMA stores only (gemm_rules: epilogue_subtile)
@@ -153,7 +146,7 @@ def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: 
 # kernel's default, and the tuner reads it so (Space.defaults), so those stay usable as priors,
 # warm starts and start points. (A recorded config of an odd-N shape ran with B unstaged.)
 LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B", "SPLIT_TAIL", "num_ctas", "EXTRA_M",
-                  "EXTRA_N", "HOST_DESCRIPTORS")
+                  "EXTRA_N")
 
 
 def later_switch_defaults(domains: tuple) -> dict:
@@ -172,8 +165,7 @@ def amd_launch_options(hw: Hardware) -> tuple:
 
 
 def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
-                 epilogue_subtile: bool = True, clusters: bool = True, tile_parts: bool = True,
-                 host_descriptors: bool = True) -> tuple:
+                 epilogue_subtile: bool = True, clusters: bool = True, tile_parts: bool = True) -> tuple:
     """The GEMM template's parameters on one target. split_k / persistent / epilogue_subtile /
     clusters / tile_parts False leave those switches out (the kernel then runs with its defaults:
     one split, one tile per program, one store per tile, one CTA per program, power-of-two tiles)."""
@@ -192,7 +184,7 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
     return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
             Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
             *hopper_switches(hw, persistent=persistent, epilogue_subtile=epilogue_subtile, clusters=clusters,
-                             tile_parts=tile_parts, host_descriptors=host_descriptors),
+                             tile_parts=tile_parts),
             Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 5))
 
 
@@ -206,7 +198,7 @@ def space_notes(hw: Hardware) -> str:
 
 def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True,
                stage_a: bool = False, stage_b: bool = False, epilogue_subtile: bool = True,
-               clusters: bool = True, tile_parts: bool = True, host_descriptors: bool = True) -> Space:
+               clusters: bool = True, tile_parts: bool = True) -> Space:
     """stage_a / stage_b: the template's launcher takes STAGE_A / STAGE_B (kernels/matmul.py
     launch_gemm); each searched only where that operand's rows are misaligned. epilogue_subtile /
     clusters / tile_parts: the template has EPILOGUE_SUBTILE / takes num_ctas / widens tiles
@@ -215,7 +207,7 @@ def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persiste
     kinds = tuple(k for k in RULES if (split_k or k != "split_k")
                   and (persistent or k not in ("persistent", "flatten", "split_tail"))
                   and (epilogue_subtile or k != "epilogue_subtile") and (clusters or k != "clusters")
-                  and (tile_parts or k != "tile_parts") and (host_descriptors or k != "host_descriptors"))
+                  and (tile_parts or k != "tile_parts"))
     # True first: a config that does not name STAGE_A (every warm config: they were written for
     # aligned shapes) is tried staged, which is what won on the H100 (1000x1000x383: 9.7 us staged
     # with TMA, 13-16 us unstaged, in CUDA graphs; docs/benchmarks.md)
@@ -223,7 +215,7 @@ def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persiste
     if stage_b and (shape.N * shape.in_bytes) % TMA_ALIGN_BYTES:
         staging += (Bool("STAGE_B"),)
     domains = gemm_domains(hw, split_k=split_k, persistent=persistent, epilogue_subtile=epilogue_subtile,
-                           clusters=clusters, tile_parts=tile_parts, host_descriptors=host_descriptors)
+                           clusters=clusters, tile_parts=tile_parts)
     if (shape.N * shape.out_bytes) % TMA_ALIGN_BYTES:
         # EPILOGUE_SUBTILE pinned off (module docstring): as a constant it does not double the raw
         # space STAGE_B doubles
@@ -272,6 +264,11 @@ GENERIC_TILES = (
     {"TMA": True, "BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
     {"TMA": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 8},
     {"TMA": True, "BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
+    # a 192 x 128 tile (kernels/gemm_tile_parts.py), cuBLAS's kind of size: of the widened tiles
+    # timed on the 13 K % 16 GEMMs (host descriptors), within 10% of the best widened one on each of
+    # the 4 shapes where a widened tile won or came within 10% of the shape's best
+    {"TMA": True, "EXTRA_M": 0.5, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4,
+     "num_warps": 4},
     {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
     {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
     # split along K, where the rules let a split help (fewer than two waves of tiles: long K),
@@ -284,7 +281,7 @@ GENERIC_TILES = (
 )
 NEUTRAL = {"SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False, "WARP_SPECIALIZE": False,
            "EPILOGUE_SUBTILE": False, "FLATTEN": False, "maxnreg": 0, "STAGE_A": False, "STAGE_B": False,
-           "SPLIT_TAIL": False, "num_ctas": 1, "EXTRA_M": 0, "EXTRA_N": 0, "HOST_DESCRIPTORS": False}
+           "SPLIT_TAIL": False, "num_ctas": 1, "EXTRA_M": 0, "EXTRA_N": 0}
 
 
 def generic_starts(space: Space, hw: Hardware) -> list[dict]:

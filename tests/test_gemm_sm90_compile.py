@@ -103,8 +103,10 @@ CASES = {  # name: (kernel, problem fields, config changes)
                                            dict(TMA=True, EXTRA_M=0.5, num_warps=8)),
     "fp8-tma-extra-n": ("gemm_fp8", {}, dict(BLOCK_K=128, TMA=True, EXTRA_N=0.5, num_warps=8)),
     "matmul-stage-b-tma-extra-m": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True, EXTRA_M=0.5, num_warps=8)),
-    # descriptors made on the host (HOST_DESCRIPTORS): passed as launch parameters, none built on the device
+    # descriptors made on the host (HOST_DESCRIPTORS; "auto", the default, where they compile): passed
+    # as launch parameters, none built on the device
     "matmul-tma-host-descriptors": ("matmul", {}, dict(TMA=True, HOST_DESCRIPTORS=True)),
+    "matmul-tma-device-descriptors": ("matmul", {}, dict(TMA=True, HOST_DESCRIPTORS=False)),
     "matmul-tma-persistent-flatten-host-descriptors": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True,
                                                                           HOST_DESCRIPTORS=True)),
     "matmul-tma-persistent-subtile-host-descriptors": ("matmul", {}, dict(TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True,
@@ -249,7 +251,9 @@ def test_warp_specialization_limits_the_constraint_encodes(compiled):
 def test_host_descriptors_leave_none_to_build_on_the_device(compiled):
     for name in [n for n in CASES if n.endswith("host-descriptors")]:
         assert compiled[name]["device_descriptors"] == 0, name
-    assert compiled["matmul-tma"]["device_descriptors"] > 0  # each program writes its own
+    assert compiled["matmul-tma"]["device_descriptors"] == 0  # "auto": on the host where they compile
+    assert compiled["matmul-tma-device-descriptors"]["device_descriptors"] > 0  # each program writes its own
+    assert compiled["matmul-tma-ws"]["device_descriptors"] > 0
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if n.endswith("splitk-in-kernel")])
