@@ -7,25 +7,26 @@ tiles of 160x128, 192x96, 192x192, 256x144, 256x160, 64x112, 64x40: sizes that f
 132 SMs in fewer, fuller waves. A 5472x416 output in 128x128 tiles is 172 tiles, two waves of
 which the second is a third full; in 192x128 tiles it is 116, one wave, and each SM does 25% less.
 
-Measured through the engine (1 x H200, triton 3.6; benchmarks/data/probe_tile_parts.json,
-docs/benchmarks.md): on the 13 K % 16 GEMMs of the generated suite, ten widened tiles beat the
-shape's best power-of-two kernel on one (5472x416x1488: 128x160 in 18.9 us against 21.5), and lost
-on the other twelve; tiles with a quarter-block part ran 2-3x slower than with a half. So the
-spaces do not search them (search_spaces/matmul.py SEARCH_TILE_PARTS). Not yet separated: what the
-tensor descriptors cost. Each program builds up to eight on the device (one per part's block
-shape), where a kernel given descriptors made on the host builds none.
+Measured through the engine (1 x H200, triton 3.6; benchmarks/data/probe_tile_parts.json and
+probe_host_descriptors.json, docs/benchmarks.md): on the 13 K % 16 GEMMs of the generated suite,
+with descriptors built by every program on the device (up to eight here, one per part's block
+shape) the widened tiles beat the shape's best power-of-two kernel on 1 of 13; with descriptors
+made on the host (HOST_DESCRIPTORS, now the launcher's default) on 3 of 13, by 9-27%
+(5472x416x1488: 15.3 against 21.0 us, cuBLAS 16.4). The Hopper spaces search them
+(search_spaces/matmul.py SEARCH_TILE_PARTS).
 
 How: a tile of (BLOCK_M + EXTRA_M) x (BLOCK_N + EXTRA_N) keeps one accumulator per part (main,
 extra rows, extra columns, the corner) and one K loop that loads each operand part once and feeds
 it to every dot that uses it: the extra rows' A part meets the same B tile as the main rows. Every
 part is a power of two, so each is an ordinary tl.dot, TMA block and store. EXTRA_M is BLOCK_M/2
-or BLOCK_M/4 (so 192, 160, 96, 80 rows), EXTRA_N likewise, either or both.
+or BLOCK_M/4 (so 192, 160, 96, 80 rows), EXTRA_N likewise, either or both (on Hopper the rules
+keep extra rows to 64 or more: a part of 32 rows compiles to mma.sync, not the warpgroup MMA).
 
 What it leaves out (the launcher refuses these, the rules never propose them): the persistent loop,
 split-K, the tail split, warp specialization, the subtiled store and clusters. Each is a loop or
-a store written for one accumulator, and the tiles cuBLAS chose above are one-tile-per-program
-sizes for GEMMs of a few waves, where the one-tile-per-program kernel was also the template's
-fastest (docs/benchmarks.md: the persistent loop lost to it on every short-K shape timed).
+a store written for one accumulator, and the GEMMs the widened tiles are for, of a few waves, are
+where the template's one-tile-per-program kernel was its fastest (docs/benchmarks.md: it beat
+every persistent kernel on the four such shapes timed with the tail split).
 """
 from __future__ import annotations
 

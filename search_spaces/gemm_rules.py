@@ -142,6 +142,11 @@ class Rule:
                 return f"{name} adds {extra} < {MIN_DOT_SIDE} (the smallest side of a tl.dot)"
             if extra and block >= dim:
                 return f"{name} with {block} >= {dim}: the extra part would hold nothing"
+        # compiled for sm90 (triton 3.9): a part of 32 rows is left to mma.sync, not the warpgroup
+        # MMA (columns of 32 are not); timed on an H200 (docs/benchmarks.md), 128 + 32 rows ran
+        # 1.12-2.70x slower than 128 + 64 on each of 12 shapes
+        if hw.arch == "sm90" and extra_m and extra_m < 64:
+            return f"EXTRA_M adds {extra_m} rows < 64: Hopper's warpgroup MMA leaves that part to mma.sync"
         return None
 
     @staticmethod
@@ -369,7 +374,7 @@ class Rule:
 RULES = {
     "tile_parts": "EXTRA_M / EXTRA_N (tiles widened by a quarter or a half) only on one tile per program "
                   "(no PERSISTENT, split-K, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or clusters), with "
-                  "extra parts of 16 or more and a block smaller than the problem",
+                  "extra parts of 16 or more (extra rows of 64 or more on Hopper) and a block smaller than the problem",
     "host_descriptors": "HOST_DESCRIPTORS=True (TMA's descriptors made on the host; 'auto', the default, does "
                         "so where it compiles) only with TMA, not with WARP_SPECIALIZE (fails to compile) or clusters",
     "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",

@@ -111,7 +111,7 @@ SEARCH_CLUSTERS = False
 # benchmarks/data/probe_tile_parts.json, probe_host_descriptors.json; docs/benchmarks.md): with
 # descriptors built on the device they beat the shape's best power-of-two kernel on 1 of 13; with
 # host descriptors on 3 of 13, by 9-27% (5472x416x1488: 15.3 against 21.0 us, cuBLAS 16.4;
-# 10304x192x432: 7.1 against 7.9; 2944x768x400: 7.1 against 7.7). 38% of the valid configs.
+# 10304x192x432: 7.1 against 7.9; 2944x768x400: 7.1 against 7.7). 28% of the valid configs.
 SEARCH_TILE_PARTS = True
 
 

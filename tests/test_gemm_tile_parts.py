@@ -120,6 +120,9 @@ def test_the_rules_count_the_widened_tile_and_keep_it_to_one_tile_a_program():
                 dict(num_ctas=2), dict(SPLIT_TAIL=True)):
         assert "one tile per program" in verdict(dict(GOOD, **bad), "tile_parts")
     assert "smallest side" in verdict(dict(GOOD, BLOCK_M=32, EXTRA_M=0.25), "tile_parts")  # 8 rows
+    assert "mma.sync" in verdict(dict(GOOD, EXTRA_M=0.25), "tile_parts")  # 32 rows: no wgmma on Hopper
+    assert verdict(dict(GOOD, EXTRA_M=0, EXTRA_N=0.25), "tile_parts") is None  # 32 columns: wgmma takes them
+    assert verdict(dict(GOOD, BLOCK_M=256, EXTRA_M=0.25, num_warps=8), "tile_parts") is None
     # a block as long as the problem leaves the extra part empty
     assert "would hold nothing" in verdict(dict(GOOD, EXTRA_M=0, EXTRA_N=0.5, BLOCK_N=512), "tile_parts")
     assert "would hold nothing" in verdict(GOOD, "tile_parts", GemmShape(128, 416, 1488, 2, 2))
