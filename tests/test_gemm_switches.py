@@ -37,7 +37,10 @@ TMA_SWITCHES = {
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
     "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
-    # the descriptors made on the host (HOST_DESCRIPTORS) instead of by every program
+    # the descriptors made on the host (HOST_DESCRIPTORS; "auto", the default, does so wherever that
+    # compiles) or, forced, built by every program on the device
+    "tma_device_descriptors": dict(TMA=True, HOST_DESCRIPTORS=False),
+    "tma_persistent_device_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=False),
     "tma_host_descriptors": dict(TMA=True, HOST_DESCRIPTORS=True),
     "tma_persistent_host_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=True),
     "tma_splitk2_in_kernel_host_descriptors": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel",
@@ -187,7 +190,10 @@ STAGE_B_SWITCHES = {
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
     "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
-    # the descriptors made on the host (HOST_DESCRIPTORS) instead of by every program
+    # the descriptors made on the host (HOST_DESCRIPTORS; "auto", the default, does so wherever that
+    # compiles) or, forced, built by every program on the device
+    "tma_device_descriptors": dict(TMA=True, HOST_DESCRIPTORS=False),
+    "tma_persistent_device_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=False),
     "tma_host_descriptors": dict(TMA=True, HOST_DESCRIPTORS=True),
     "tma_persistent_host_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=True),
     "tma_splitk2_in_kernel_host_descriptors": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel",
