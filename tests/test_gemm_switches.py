@@ -37,14 +37,13 @@ TMA_SWITCHES = {
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
     "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
-    # the descriptors made on the host (HOST_DESCRIPTORS; "auto", the default, does so wherever that
-    # compiles) or, forced, built by every program on the device
+    # the descriptors: made on the host by default ("auto", every entry above), asked for by name, or
+    # forced back to being built by every program on the device
+    "tma_host_descriptors": dict(TMA=True, HOST_DESCRIPTORS=True),
     "tma_device_descriptors": dict(TMA=True, HOST_DESCRIPTORS=False),
     "tma_persistent_device_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=False),
-    "tma_host_descriptors": dict(TMA=True, HOST_DESCRIPTORS=True),
-    "tma_persistent_host_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=True),
-    "tma_splitk2_in_kernel_host_descriptors": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel",
-                                                   HOST_DESCRIPTORS=True),
+    "tma_splitk2_in_kernel_device_descriptors": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel",
+                                                     HOST_DESCRIPTORS=False),
 }
 WS_SWITCHES = {  # fp16 only: Hopper's warp specialization does not compile for fp32 (tf32)
     "tma_ws": dict(TMA=True, WARP_SPECIALIZE=True),
@@ -190,14 +189,7 @@ STAGE_B_SWITCHES = {
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
     "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
-    # the descriptors made on the host (HOST_DESCRIPTORS; "auto", the default, does so wherever that
-    # compiles) or, forced, built by every program on the device
-    "tma_device_descriptors": dict(TMA=True, HOST_DESCRIPTORS=False),
-    "tma_persistent_device_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=False),
-    "tma_host_descriptors": dict(TMA=True, HOST_DESCRIPTORS=True),
-    "tma_persistent_host_descriptors": dict(TMA=True, PERSISTENT=True, HOST_DESCRIPTORS=True),
-    "tma_splitk2_in_kernel_host_descriptors": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel",
-                                                   HOST_DESCRIPTORS=True),
+    "tma_device_descriptors": dict(TMA=True, HOST_DESCRIPTORS=False),  # the above: host-made ("auto")
 }
 
 
