@@ -11,10 +11,10 @@ Parameters, by target:
                  option capping registers per thread: 0 = the compiler's choice, 128, 168, 232).
                  Each only when the installed Triton has it (kernels/gemm_tiles.py feature-detects
                  them: HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE, HAS_LOOP_FLATTEN, HAS_MAXNREG).
-                 Not searched, like maxnreg: num_ctas (clusters of two CTAs; SEARCH_CLUSTERS).
-                 Nor EXTRA_M and EXTRA_N (0, 0.25, 0.5): tiles widened by a quarter or a half
+                 Also EXTRA_M and EXTRA_N (0, 0.25, 0.5): tiles widened by a quarter or a half
                  of a block, to sides that are not powers of two (192x128, 128x160, ...), as
                  cuBLAS's are (SEARCH_TILE_PARTS says what they were measured to do).
+                 Not searched, like maxnreg: num_ctas (clusters of two CTAs; SEARCH_CLUSTERS).
                  On other targets these keys are absent and the kernel runs with them off.
   odd K          STAGE_A (copy A to 128-byte aligned rows first), on every target, only when A's
                  rows are not 16-byte aligned (K x element size): elsewhere it would be a no-op.
@@ -51,8 +51,9 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
   * num_ctas=2 not with warp specialization or EPILOGUE_SUBTILE (fail to compile), split-K or SPLIT_TAIL, and with
     64 rows or more of the tile a CTA; shared memory and registers counted per CTA (half a tile).
   * widened tiles (EXTRA_M / EXTRA_N) only on one tile per program (no persistent loop, split-K,
-    tail split, warp specialization, subtiled store or clusters), with extra parts of 16 or more,
-    and only along a side the problem is longer than its block.
+    tail split, warp specialization, subtiled store or clusters), with extra parts of 16 or more
+    (extra rows of 64 or more on Hopper: fewer compile to mma.sync), and only along a side the
+    problem is longer than its block.
   * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) is not tried.
   * TMA only with 16-byte aligned row strides (odd K or N in 16-bit types cannot use it), unless
     the operand is staged (STAGE_A, STAGE_B); a staged B's misaligned C is stored by pointers.

@@ -33,7 +33,7 @@ ENUMERATE_MAX = 2_500_000  # raw points: Space.valid_configs walks them as a tre
 # the points they leave, not the raw count: up to ENUMERATE_SAMPLED_MAX raw points, when a seeded
 # sample of SAMPLE_POINTS raw points puts its valid ones at ENUMERATE_VALID_MAX or fewer. The Hopper
 # GEMM spaces with widened tiles (EXTRA_M, EXTRA_N) are 11M raw (22M with a staged operand) and
-# 28k-51k valid: walked in 0.6-1.3 s on the same kind of machine, the rules pruning the widened tiles
+# 21k-40k valid: walked in 0.6-1.3 s on the same kind of machine, the rules pruning the widened tiles
 # at the switches they exclude. A space of that many raw points and loose rules is searched by
 # rejection, as before: walked, it would hold millions of configs.
 ENUMERATE_SAMPLED_MAX = 25_000_000
