@@ -536,9 +536,9 @@ def bytes_moved(problem: MatmulProblem) -> float:
 
 SPEC = KernelSpec(
     name="matmul",
-    description="GEMM C = A @ B: tiles, GROUP_M swizzle, split-K (atomic or two-pass), "
-                "persistent (flattened or not), TMA, warp specialization and epilogue subtiling "
-                "as switches",
+    description="GEMM C = A @ B: tiles (widened past powers of two too), GROUP_M swizzle, split-K "
+                "(atomic, two-pass or in-kernel), persistent (flattened or not), TMA, warp "
+                "specialization and epilogue subtiling as switches",
     problem=MatmulProblem,
     make_inputs=make_inputs,
     make_output=make_output,

@@ -25,7 +25,7 @@ def space(problem: BmmProblem, hw: Hardware) -> Space:
     # bmm's template stores whole tiles (no EPILOGUE_SUBTILE); maxnreg reaches it through
     # gemm_tiles.launch_options like every GEMM-family launch
     return gemm_space(shape, hw, split_k=False, persistent=False, epilogue_subtile=False, clusters=False,
-                      tile_parts=False)
+                      tile_parts=False, host_descriptors=False)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space)

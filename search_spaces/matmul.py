@@ -199,16 +199,16 @@ def space_notes(hw: Hardware) -> str:
 
 def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persistent: bool = True,
                stage_a: bool = False, stage_b: bool = False, epilogue_subtile: bool = True,
-               clusters: bool = True, tile_parts: bool = True) -> Space:
+               clusters: bool = True, tile_parts: bool = True, host_descriptors: bool = True) -> Space:
     """stage_a / stage_b: the template's launcher takes STAGE_A / STAGE_B (kernels/matmul.py
     launch_gemm); each searched only where that operand's rows are misaligned. epilogue_subtile /
-    clusters / tile_parts: the template has EPILOGUE_SUBTILE / takes num_ctas / widens tiles
-    (bmm's has none of them)."""
+    clusters / tile_parts / host_descriptors: the template has EPILOGUE_SUBTILE / takes num_ctas /
+    widens tiles / takes HOST_DESCRIPTORS, whose rules the space lists (bmm's has none of them)."""
     # a rule about a switch the space leaves out is left out with it
     kinds = tuple(k for k in RULES if (split_k or k != "split_k")
                   and (persistent or k not in ("persistent", "flatten", "split_tail"))
                   and (epilogue_subtile or k != "epilogue_subtile") and (clusters or k != "clusters")
-                  and (tile_parts or k != "tile_parts"))
+                  and (tile_parts or k != "tile_parts") and (host_descriptors or k != "host_descriptors"))
     # True first: a config that does not name STAGE_A (every warm config: they were written for
     # aligned shapes) is tried staged, which is what won on the H100 (1000x1000x383: 9.7 us staged
     # with TMA, 13-16 us unstaged, in CUDA graphs; docs/benchmarks.md)
