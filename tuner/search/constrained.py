@@ -170,6 +170,12 @@ class ConstrainedSearch(Searcher):
         inner searcher has not handed out yet): one that needs no valid set and no sampler."""
         return bool(self.outside) or self.counts["proposals"] < self.listed
 
+    @property
+    def can_suggest(self) -> bool:
+        """Whether the sweep's searcher may ask it now: its valid configs are in, or it still has
+        listed configs (which need none) to hand out."""
+        return not self.awaiting or self.listed_left
+
     def _violated(self, cfg: dict) -> list:
         return [c for c in self.space.constraints if c(cfg)]
 

@@ -67,15 +67,14 @@ class SweepSearch(Searcher):
             return Searcher.FINISHED
         # a study whose valid configs are still being enumerated hands out its listed configs
         # (the vendor's, its start points) and then waits for them (a second or so)
-        ready = [k for k in open_ if self.in_flight[k] < self.caps[k]
-                 and (not self.studies[k].awaiting or self.studies[k].listed_left)]
+        ready = [k for k in open_ if self.in_flight[k] < self.caps[k] and self.studies[k].can_suggest]
         if not ready and not sum(self.in_flight.values()):
             ready = self._wait_for_a_set(open_)
         for key in ready:
             room = min(self.batch[key], self.caps[key] - self.in_flight[key], self.left[key])
             members = []
             for i in range(room):
-                if self.studies[key].awaiting and not self.studies[key].listed_left:
+                if not self.studies[key].can_suggest:
                     break  # its listed configs are out: the rest waits for its valid set
                 cid = candidate_id(trial_id, i)
                 cfg = self.studies[key].suggest(cid)
@@ -100,7 +99,7 @@ class SweepSearch(Searcher):
         """The open studies ready once one's valid configs arrive (SET_WAIT_S at most)."""
         end = time.monotonic() + getattr(self, "set_wait_s", SET_WAIT_S)  # a searcher pickled before it
         while True:
-            ready = [k for k in open_ if not self.studies[k].awaiting or self.studies[k].listed_left]
+            ready = [k for k in open_ if self.studies[k].can_suggest]
             if ready or time.monotonic() >= end:
                 return ready
             time.sleep(SET_POLL_S)
