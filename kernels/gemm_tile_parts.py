@@ -230,15 +230,12 @@ def launch_parted(a, b, out, cfg: dict, b_cols: int, b_kmajor: bool, tma_store: 
     em, en = extra_size(bm, cfg.get("EXTRA_M", 0)), extra_size(bn, cfg.get("EXTRA_N", 0))
     descs = [None] * 8  # a, a2, b, b2, c, c's extra rows, extra columns, corner
     if host_descriptors:
-        def b_block(cols):
-            return [cols, bk] if b_kmajor else [bk, cols]
-
         descs[0] = host_descriptor(a, [bm, bk])
-        descs[2] = host_descriptor(b, b_block(bn), kmajor=b_kmajor)
+        descs[2] = host_descriptor(b, [bk, bn], kmajor=b_kmajor)
         if em:
             descs[1] = host_descriptor(a, [em, bk])
         if en:
-            descs[3] = host_descriptor(b, b_block(en), kmajor=b_kmajor)
+            descs[3] = host_descriptor(b, [bk, en], kmajor=b_kmajor)
         if tma_store:
             descs[4] = host_descriptor(out, [bm, bn])
             descs[5] = host_descriptor(out, [em, bn]) if em else None

@@ -229,15 +229,16 @@ def tma_allocator(device: torch.device) -> None:
 
 
 def host_descriptor(t: torch.Tensor, block_shape: list, kmajor: bool = False):
-    """A tensor descriptor of the 2-D matrix t made on the host (HOST_DESCRIPTORS): Triton passes
-    it to the kernel as a launch parameter, where a descriptor built by tl.make_tensor_descriptor
-    is written by each program to global scratch and fenced before its first copy. kmajor: t is a
-    transposed view (its first dimension contiguous), described as the [cols, rows] matrix it is
-    stored as, as the kernels' device-side descriptors of a K-major B are."""
+    """A tensor descriptor of the 2-D matrix t, with blocks of block_shape (rows, columns of t),
+    made on the host (HOST_DESCRIPTORS): Triton passes it to the kernel as a launch parameter,
+    where a descriptor built by tl.make_tensor_descriptor is written by each program to global
+    scratch and fenced before its first copy. kmajor: t is a transposed view (its first dimension
+    contiguous), described as the matrix it is stored as, its block transposed with it, as the
+    kernels' device-side descriptors of a K-major B are (the kernel loads [cols, rows] blocks)."""
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     if kmajor:
-        t = t.t()
+        t, block_shape = t.t(), block_shape[::-1]
     return TensorDescriptor(t, list(t.shape), [t.stride(0), 1], list(block_shape))
 
 

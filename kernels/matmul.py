@@ -429,7 +429,7 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     if host_descriptors:
         bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
         a_hd = host_descriptor(a, [bm, bk])
-        b_hd = host_descriptor(b, [bn, bk] if b_kmajor else [bk, bn], kmajor=b_kmajor)
+        b_hd = host_descriptor(b, [bk, bn], kmajor=b_kmajor)
         if tma_store:
             c_hd = host_descriptor(out, [bm, bn // (1 + bool(cfg["EPILOGUE_SUBTILE"]))])
     handle = matmul_kernel[grid](

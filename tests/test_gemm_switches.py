@@ -8,6 +8,7 @@ every test here runs compiled.
 """
 import pytest
 import torch
+from recorded_launches import RecordedLaunches
 
 from kernelevolve.kernels import matmul as mm
 from kernelevolve.kernels import gemm_split_tail as split_tail
@@ -142,20 +143,14 @@ def test_clusters_of_two_ctas_compute_the_same_product(device, extra):
 
 
 def test_clusters_halve_a_persistent_grid_and_refuse_what_counts_programs(monkeypatch):
-    grids = []
-
-    class Recorder:
-        def __getitem__(self, grid):
-            grids.append(grid)
-            return lambda *args, **kwargs: None
-
-    monkeypatch.setattr(mm, "matmul_kernel", Recorder())
+    kernel = RecordedLaunches()
+    monkeypatch.setattr(mm, "matmul_kernel", kernel)
     monkeypatch.setattr(mm, "program_slots", lambda device: 132)
     a, b = torch.randn(4096, 64).half(), torch.randn(64, 4096).half()
     for ctas, programs in ((1, 132), (2, 66)):
         mm.launch_gemm(a, b, torch.empty(4096, 4096).half(), dict(BASE, BLOCK_M=128, BLOCK_N=128,
                                                                   PERSISTENT=True, num_ctas=ctas))
-        assert grids[-1] == (programs,)
+        assert kernel.grids[-1] == (programs,)
     assert launch_options(dict(BASE, num_ctas=2))["num_ctas"] == 2 and "num_ctas" not in launch_options(BASE)
     for bad in (dict(SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"), dict(PERSISTENT=True, SPLIT_TAIL=True),
                 dict(TMA=True, WARP_SPECIALIZE=True)):

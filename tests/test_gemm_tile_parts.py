@@ -6,6 +6,7 @@ compiles. On the CPU the interpreter runs them; on a GPU every test here runs co
 gpu-marked ones run Hopper-sized tiles in bf16 (which the interpreter garbles)."""
 import pytest
 import torch
+from recorded_launches import RecordedLaunches
 
 from kernelevolve.kernels import matmul as mm
 from kernelevolve.kernels.gemm_tile_parts import extra_size, tile_size
@@ -48,17 +49,11 @@ def test_a_widened_tile_covers_the_output_in_fewer_programs(monkeypatch):
     """The grid counts widened tiles: 100 x 72 in 48 x 48 tiles is 3 x 2 programs, not 4 x 3."""
     from kernelevolve.kernels import gemm_tile_parts
 
-    grids = []
-
-    class Recorder:
-        def __getitem__(self, grid):
-            grids.append(grid)
-            return lambda *args, **kwargs: None
-
-    monkeypatch.setattr(gemm_tile_parts, "parted_kernel", Recorder())
+    kernel = RecordedLaunches()
+    monkeypatch.setattr(gemm_tile_parts, "parted_kernel", kernel)
     a, b = torch.randn(100, 48).half(), torch.randn(48, 72).half()
     mm.launch_gemm(a, b, torch.empty(100, 72).half(), dict(BASE, EXTRA_M=0.5, EXTRA_N=0.5))
-    assert grids == [(3 * 2,)]
+    assert kernel.grids == [(3 * 2,)]
     assert tile_size(dict(BASE, EXTRA_M=0.5, EXTRA_N=0.25)) == (48, 40)
 
 
@@ -157,17 +152,12 @@ def test_descriptors_are_made_on_the_host_wherever_they_compile(monkeypatch, cha
     (kernels/matmul.py): the launcher makes them on the host unless that does not compile."""
     from kernelevolve.kernels import gemm_tile_parts
 
-    seen = []
-
-    class Recorder:
-        def __getitem__(self, grid):
-            return lambda *args, **kwargs: seen.append(kwargs["HOST_DESCRIPTORS"])
-
-    monkeypatch.setattr(mm, "matmul_kernel", Recorder())
-    monkeypatch.setattr(gemm_tile_parts, "parted_kernel", Recorder())
+    kernel = RecordedLaunches()  # either kernel: the template's or the widened tiles'
+    monkeypatch.setattr(mm, "matmul_kernel", kernel)
+    monkeypatch.setattr(gemm_tile_parts, "parted_kernel", kernel)
     a, b = torch.randn(256, 64).half(), torch.randn(64, 256).half()
     mm.launch_gemm(a, b, torch.empty(256, 256).half(), dict(BASE, BLOCK_M=64, **changes))
-    assert seen == [host]
+    assert [kwargs["HOST_DESCRIPTORS"] for _, kwargs in kernel.launches] == [host]
     with pytest.raises(ValueError, match="no WARP_SPECIALIZE"):
         mm.launch_gemm(a, b, torch.empty(256, 256).half(), dict(BASE, TMA=True, WARP_SPECIALIZE=True,
                                                                 HOST_DESCRIPTORS=True))
