@@ -50,6 +50,14 @@ def has_extra(config) -> bool:
     return bool(config.get("EXTRA_M", 0) or config.get("EXTRA_N", 0))
 
 
+def excludes_extra(config) -> bool:
+    """Whether the config sets a switch a widened tile is not written for (module docstring): the
+    launcher refuses these, the rules never propose them."""
+    return bool(config.get("PERSISTENT", False) or config.get("SPLIT_K", 1) > 1 or config.get("SPLIT_TAIL", False)
+                or config.get("WARP_SPECIALIZE", False) or config.get("EPILOGUE_SUBTILE", False)
+                or config.get("num_ctas", 1) > 1)
+
+
 def tile_size(config) -> tuple[int, int]:
     """(rows, columns) of one output tile: BLOCK_M x BLOCK_N, widened by EXTRA_M / EXTRA_N."""
     bm, bn = config["BLOCK_M"], config["BLOCK_N"]

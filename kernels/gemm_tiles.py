@@ -228,6 +228,14 @@ def tma_allocator(device: torch.device) -> None:
         triton.set_allocator(_scratch)
 
 
+def host_descriptors_compile(config) -> bool:
+    """Whether a config's TMA descriptors can be made on the host: TMA, no warp specialization
+    (Triton 3.6 and 3.9 fail to compile it), one CTA a program (a cluster splits the tile the
+    descriptor's block names)."""
+    return bool(config.get("TMA", False) and not config.get("WARP_SPECIALIZE", False)
+                and config.get("num_ctas", 1) == 1)
+
+
 def host_descriptor(t: torch.Tensor, block_shape: list, kmajor: bool = False):
     """A tensor descriptor of the 2-D matrix t, with blocks of block_shape (rows, columns of t),
     made on the host (HOST_DESCRIPTORS): Triton passes it to the kernel as a launch parameter,

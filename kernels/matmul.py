@@ -94,10 +94,11 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from kernelevolve.kernels import tuned
 from kernelevolve.kernels.gemm_split_tail import tail_plan, tail_slice
-from kernelevolve.kernels.gemm_tile_parts import has_extra, launch_parted
+from kernelevolve.kernels.gemm_tile_parts import excludes_extra, has_extra, launch_parted
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
-                                aligned_rows, apply_epilogue, arrival_counters, host_descriptor, launch_options,
+                                aligned_rows, apply_epilogue, arrival_counters, host_descriptor,
+                                host_descriptors_compile, launch_options,
                                 meet_partials,
                                 output_for,
                                 program_slots, store_halves, tile_coords, tma_allocator, tma_compatible,
@@ -363,7 +364,7 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
         raise ValueError("num_ctas > 1 runs whole tiles in clusters: it takes SPLIT_K=1, no SPLIT_TAIL "
                          "and no WARP_SPECIALIZE (which fails to compile with clusters)")
     host_descriptors = cfg["HOST_DESCRIPTORS"]
-    where_they_compile = bool(cfg["TMA"]) and not cfg["WARP_SPECIALIZE"] and clusters == 1
+    where_they_compile = host_descriptors_compile(cfg)
     if host_descriptors == "auto":
         host_descriptors = where_they_compile
     elif host_descriptors not in (True, False):
@@ -373,8 +374,7 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
                          "WARP_SPECIALIZE (fails to compile) and num_ctas=1 (a cluster splits a program's tile "
                          "between its CTAs)")
     parted = has_extra(cfg)
-    if parted and (cfg["PERSISTENT"] or split_k > 1 or cfg["SPLIT_TAIL"] or cfg["WARP_SPECIALIZE"]
-                   or cfg["EPILOGUE_SUBTILE"] or clusters > 1):
+    if parted and excludes_extra(cfg):
         raise ValueError("EXTRA_M / EXTRA_N widen a one-tile-per-program kernel (kernels/gemm_tile_parts.py): "
                          "not with PERSISTENT, SPLIT_K > 1, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE "
                          "or num_ctas > 1")

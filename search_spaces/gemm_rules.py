@@ -125,15 +125,13 @@ class Rule:
 
     @staticmethod
     def _tile_parts(cfg, s, hw):
-        from kernelevolve.kernels.gemm_tile_parts import extra_size
+        from kernelevolve.kernels.gemm_tile_parts import excludes_extra, extra_size
 
         extra_m = extra_size(cfg["BLOCK_M"], cfg.get("EXTRA_M", 0))
         extra_n = extra_size(cfg["BLOCK_N"], cfg.get("EXTRA_N", 0))
         if not (extra_m or extra_n):
             return None
-        if (cfg.get("PERSISTENT", False) or cfg.get("SPLIT_K", 1) > 1 or cfg.get("SPLIT_TAIL", False)
-                or cfg.get("WARP_SPECIALIZE", False) or cfg.get("EPILOGUE_SUBTILE", False)
-                or cfg.get("num_ctas", 1) > 1):
+        if excludes_extra(cfg):
             return ("EXTRA_M / EXTRA_N widen one tile per program: not with PERSISTENT, SPLIT_K > 1, SPLIT_TAIL, "
                     "WARP_SPECIALIZE, EPILOGUE_SUBTILE or num_ctas > 1")
         for name, extra, block, dim in (("EXTRA_M", extra_m, cfg["BLOCK_M"], s.M),
@@ -151,17 +149,17 @@ class Rule:
 
     @staticmethod
     def _host_descriptors(cfg, s, hw):
+        from kernelevolve.kernels.gemm_tiles import host_descriptors_compile
+
         # "auto" (a config without the key): the launcher makes them on the host where they compile
-        if cfg.get("HOST_DESCRIPTORS", "auto") is not True:
+        if cfg.get("HOST_DESCRIPTORS", "auto") is not True or host_descriptors_compile(cfg):
             return None
         if not cfg.get("TMA", False):
             return "HOST_DESCRIPTORS makes TMA's descriptors on the host: it needs TMA"
         # compiled for sm90 with triton 3.6 and 3.9: PassManager::run failed
         if cfg.get("WARP_SPECIALIZE", False):
             return "HOST_DESCRIPTORS with WARP_SPECIALIZE fails to compile (triton 3.6, 3.9)"
-        if cfg.get("num_ctas", 1) > 1:
-            return "HOST_DESCRIPTORS with num_ctas > 1: a cluster splits the tile the descriptor's block names"
-        return None
+        return "HOST_DESCRIPTORS with num_ctas > 1: a cluster splits the tile the descriptor's block names"
 
     @staticmethod
     def _tile_fits_problem(cfg, s, hw):
