@@ -33,7 +33,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernelevolve.kernels.gemm_tiles import apply_epilogue, host_descriptor, tile_coords
+from kernelevolve.kernels.gemm_tiles import apply_epilogue, b_descriptor, host_descriptor, tile_coords
 
 EXTRA_FRACTIONS = (0, 0.25, 0.5)  # the extra rows (columns) of a tile, as a share of BLOCK_M (BLOCK_N)
 
@@ -138,7 +138,6 @@ def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scal
     pid_m, pid_n = tile_coords(tl.program_id(0), M, N, TILE_M, TILE_N, GROUP_M)
     off_m = pid_m * TILE_M
     off_n = pid_n * TILE_N
-    # descriptors are built on the device, one per part's block shape (scratch from tma_allocator)
     a_desc = None
     a2_desc = None
     b_desc = None
@@ -148,24 +147,15 @@ def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scal
         a2_desc = a2_hd
         b_desc = b_hd
         b2_desc = b2_hd
-    elif TMA:
+    elif TMA:  # built on the device, one per part's block shape (scratch from tma_allocator)
         a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
                                            block_shape=[BLOCK_M, BLOCK_K])
+        b_desc = b_descriptor(b_ptr, K, N, stride_bk, stride_bn, BLOCK_N, BLOCK_K, B_KMAJOR)
         if EXTRA_M > 0:
             a2_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
                                                 block_shape=[EXTRA_M, BLOCK_K])
-        if B_KMAJOR:
-            b_desc = tl.make_tensor_descriptor(b_ptr, shape=[N, K], strides=[stride_bn, 1],
-                                               block_shape=[BLOCK_N, BLOCK_K])
-            if EXTRA_N > 0:
-                b2_desc = tl.make_tensor_descriptor(b_ptr, shape=[N, K], strides=[stride_bn, 1],
-                                                    block_shape=[EXTRA_N, BLOCK_K])
-        else:
-            b_desc = tl.make_tensor_descriptor(b_ptr, shape=[K, N], strides=[stride_bk, 1],
-                                               block_shape=[BLOCK_K, BLOCK_N])
-            if EXTRA_N > 0:
-                b2_desc = tl.make_tensor_descriptor(b_ptr, shape=[K, N], strides=[stride_bk, 1],
-                                                    block_shape=[BLOCK_K, EXTRA_N])
+        if EXTRA_N > 0:
+            b2_desc = b_descriptor(b_ptr, K, N, stride_bk, stride_bn, EXTRA_N, BLOCK_K, B_KMAJOR)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if EXTRA_M > 0:
         acc_m = tl.zeros((EXTRA_M, BLOCK_N), dtype=tl.float32)

@@ -5,6 +5,8 @@ Device side (@triton.jit, inlined into each template):
   accumulate_pointers   one tile's K loop with pointer loads (masks only when K is ragged)
   accumulate_descriptors  the same K loop with tensor-descriptor (TMA on Hopper) loads,
                         optionally warp-specialized
+  b_descriptor          B's tensor descriptor built on the device, K-major or not
+  meet_partials         a tile's K slices meeting in the kernel (split-K in_kernel, the tail split)
   activate              the epilogue's activation on an fp32 block
   apply_epilogue        per-tensor scales, bias, activation, residual on the fp32 accumulator
   store_halves          the epilogue-subtiled store: the tile written as two column halves
@@ -12,7 +14,8 @@ Host side:
   feature detection of the installed Triton (tensor descriptors, warp specialization, loop
   flattening, the maxnreg compile option),
   tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
-  host_descriptor() (a descriptor made on the host instead: HOST_DESCRIPTORS),
+  host_descriptor(), host_descriptors_compile() (a descriptor made on the host instead, and where
+  that compiles: HOST_DESCRIPTORS),
   program_slots() (how many programs a persistent kernel launches), tma_compatible(),
   aligned_rows() (a copy of a matrix whose rows start 128-byte aligned: STAGE_A, STAGE_B),
   output_for() (a GEMM's C, its rows padded to 16 bytes where N leaves them misaligned, by
@@ -123,6 +126,19 @@ def accumulate_descriptors(acc, a_desc, b_desc, pid_m, pid_n, K, k_first, k_step
             b = b_desc.load([kb * BLOCK_K, off_n])
         acc = tl.dot(a, b, acc)
     return acc
+
+
+@triton.jit
+def b_descriptor(b_ptr, K, N, stride_bk, stride_bn, COLS: tl.constexpr, BLOCK_K: tl.constexpr,
+                 B_KMAJOR: tl.constexpr):
+    """B's descriptor built on the device, for blocks of BLOCK_K x COLS: a K-major B (stored as
+    [N, K]) is described as stored, its blocks [COLS, BLOCK_K] (the kernels transpose them after
+    the load), as gemm_tiles.host_descriptor describes it on the host."""
+    if B_KMAJOR:
+        desc = tl.make_tensor_descriptor(b_ptr, shape=[N, K], strides=[stride_bn, 1], block_shape=[COLS, BLOCK_K])
+    else:
+        desc = tl.make_tensor_descriptor(b_ptr, shape=[K, N], strides=[stride_bk, 1], block_shape=[BLOCK_K, COLS])
+    return desc
 
 
 @triton.jit

@@ -97,7 +97,7 @@ from kernelevolve.kernels.gemm_split_tail import tail_plan, tail_slice
 from kernelevolve.kernels.gemm_tile_parts import excludes_extra, has_extra, launch_parted
 from kernelevolve.kernels.gemm_vendor import is_vendor, launch_vendor, vendor_configs
 from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descriptors, accumulate_pointers,
-                                aligned_rows, apply_epilogue, arrival_counters, host_descriptor,
+                                aligned_rows, b_descriptor, apply_epilogue, arrival_counters, host_descriptor,
                                 host_descriptors_compile, launch_options,
                                 meet_partials,
                                 output_for,
@@ -203,12 +203,7 @@ def matmul_kernel(
     elif TMA:  # descriptors are built on the device, once per program (scratch from tma_allocator)
         a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
                                            block_shape=[BLOCK_M, BLOCK_K])
-        if B_KMAJOR:
-            b_desc = tl.make_tensor_descriptor(b_ptr, shape=[N, K], strides=[stride_bn, 1],
-                                               block_shape=[BLOCK_N, BLOCK_K])
-        else:
-            b_desc = tl.make_tensor_descriptor(b_ptr, shape=[K, N], strides=[stride_bk, 1],
-                                               block_shape=[BLOCK_K, BLOCK_N])
+        b_desc = b_descriptor(b_ptr, K, N, stride_bk, stride_bn, BLOCK_N, BLOCK_K, B_KMAJOR)
     if TMA_STORE and HOST_DESCRIPTORS:
         c_desc = c_host_desc
     elif TMA_STORE:  # EPILOGUE_SUBTILE stores half a tile at a time
