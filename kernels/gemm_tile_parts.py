@@ -22,18 +22,23 @@ part is a power of two, so each is an ordinary tl.dot, TMA block and store. EXTR
 or BLOCK_M/4 (so 192, 160, 96, 80 rows), EXTRA_N likewise, either or both (on Hopper the rules
 keep extra rows to 64 or more: a part of 32 rows compiles to mma.sync, not the warpgroup MMA).
 
-What it leaves out (the launcher refuses these, the rules never propose them): the persistent loop,
-split-K, the tail split, warp specialization, the subtiled store and clusters. Each is a loop or
-a store written for one accumulator, and the GEMMs the widened tiles are for, of a few waves, are
-where the template's one-tile-per-program kernel was its fastest (docs/benchmarks.md: it beat
-every persistent kernel on the four such shapes timed with the tail split).
+One tile per program, or (PERSISTENT) one program per SM looping over the tiles, its tile loop
+flattened with the K loop or not (FLATTEN), as the template's power-of-two tiles: the large GEMMs
+of many waves, where cuBLAS ran 256x160, 192x192 and 256x144 tiles, are where the template's
+persistent loop was its fastest (its best on 62112x3312x768, 20640x2448x128, 3600x2448x256 and
+16624x4048x144 was a persistent 128x256 or 128x128 kernel).
+
+What it leaves out (the launcher refuses these, the rules never propose them): split-K, the tail
+split, warp specialization, the subtiled store and clusters. Each is a reduction, a partition or
+a store written for one accumulator.
 """
 from __future__ import annotations
 
 import triton
 import triton.language as tl
 
-from kernelevolve.kernels.gemm_tiles import apply_epilogue, b_descriptor, host_descriptor, tile_coords
+from kernelevolve.kernels.gemm_tiles import (apply_epilogue, b_descriptor, host_descriptor, program_slots,
+                                             tile_coords)
 
 EXTRA_FRACTIONS = (0, 0.25, 0.5)  # the extra rows (columns) of a tile, as a share of BLOCK_M (BLOCK_N)
 
@@ -53,7 +58,7 @@ def has_extra(config) -> bool:
 def excludes_extra(config) -> bool:
     """Whether the config sets a switch a widened tile is not written for (module docstring): the
     launcher refuses these, the rules never propose them."""
-    return bool(config.get("PERSISTENT", False) or config.get("SPLIT_K", 1) > 1 or config.get("SPLIT_TAIL", False)
+    return bool(config.get("SPLIT_K", 1) > 1 or config.get("SPLIT_TAIL", False)
                 or config.get("WARP_SPECIALIZE", False) or config.get("EPILOGUE_SUBTILE", False)
                 or config.get("num_ctas", 1) > 1)
 
@@ -123,39 +128,22 @@ def _store_part(acc, c_ptr, c_desc, off_m, off_n, M, N, stride_cm, stride_cn, bi
 
 
 @triton.jit
-def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
-                  stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
-                  a_hd, a2_hd, b_hd, b2_hd, c_hd, cm_hd, cn_hd, cmn_hd,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  EXTRA_M: tl.constexpr, EXTRA_N: tl.constexpr, GROUP_M: tl.constexpr,
-                  TMA: tl.constexpr, TMA_STORE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
-                  HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
-                  HAS_RESIDUAL: tl.constexpr, HOST_DESCRIPTORS: tl.constexpr):
-    """One (BLOCK_M + EXTRA_M) x (BLOCK_N + EXTRA_N) tile per program, in up to four parts (module
-    docstring). An EXTRA_* of 0 leaves its parts out at compile time."""
+def _parted_tile(tile_id, store_tile_id, a_ptr, b_ptr, c_ptr, a_desc, a2_desc, b_desc, b2_desc,
+                 c_desc, c_desc_m, c_desc_n, c_desc_mn, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr,
+                 M, N, K, b_cols, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+                 stride_rm, stride_rn,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                 EXTRA_M: tl.constexpr, EXTRA_N: tl.constexpr, GROUP_M: tl.constexpr,
+                 TMA: tl.constexpr, TMA_STORE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
+                 HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
+                 HAS_RESIDUAL: tl.constexpr, FLATTEN: tl.constexpr):
+    """One widened tile: its parts' K loop, then their stores. store_tile_id is the same tile,
+    counted apart in a flattened loop (as kernels/matmul.py's _gemm_tile says why)."""
     TILE_M: tl.constexpr = BLOCK_M + EXTRA_M
     TILE_N: tl.constexpr = BLOCK_N + EXTRA_N
-    pid_m, pid_n = tile_coords(tl.program_id(0), M, N, TILE_M, TILE_N, GROUP_M)
+    pid_m, pid_n = tile_coords(tile_id, M, N, TILE_M, TILE_N, GROUP_M)
     off_m = pid_m * TILE_M
     off_n = pid_n * TILE_N
-    a_desc = None
-    a2_desc = None
-    b_desc = None
-    b2_desc = None
-    if TMA and HOST_DESCRIPTORS:  # made on the host (launch_parted), passed as launch parameters
-        a_desc = a_hd
-        a2_desc = a2_hd
-        b_desc = b_hd
-        b2_desc = b2_hd
-    elif TMA:  # built on the device, one per part's block shape (scratch from tma_allocator)
-        a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
-                                           block_shape=[BLOCK_M, BLOCK_K])
-        b_desc = b_descriptor(b_ptr, K, N, stride_bk, stride_bn, BLOCK_N, BLOCK_K, B_KMAJOR)
-        if EXTRA_M > 0:
-            a2_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
-                                                block_shape=[EXTRA_M, BLOCK_K])
-        if EXTRA_N > 0:
-            b2_desc = b_descriptor(b_ptr, K, N, stride_bk, stride_bn, EXTRA_N, BLOCK_K, B_KMAJOR)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if EXTRA_M > 0:
         acc_m = tl.zeros((EXTRA_M, BLOCK_N), dtype=tl.float32)
@@ -178,6 +166,60 @@ def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scal
             acc_n = tl.dot(a, b2, acc_n)
             if EXTRA_M > 0:
                 acc_mn = tl.dot(a2, b2, acc_mn)
+    if FLATTEN:
+        pid_m, pid_n = tile_coords(store_tile_id, M, N, TILE_M, TILE_N, GROUP_M)
+        off_m = pid_m * TILE_M
+        off_n = pid_n * TILE_N
+    _store_part(acc, c_ptr, c_desc, off_m, off_n, M, N, stride_cm, stride_cn, bias_ptr, residual_ptr,
+                stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, BLOCK_M, BLOCK_N, TMA_STORE, HAS_SCALE,
+                HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+    if EXTRA_M > 0:
+        _store_part(acc_m, c_ptr, c_desc_m, off_m + BLOCK_M, off_n, M, N, stride_cm, stride_cn, bias_ptr,
+                    residual_ptr, stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, EXTRA_M, BLOCK_N, TMA_STORE,
+                    HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+    if EXTRA_N > 0:
+        _store_part(acc_n, c_ptr, c_desc_n, off_m, off_n + BLOCK_N, M, N, stride_cm, stride_cn, bias_ptr,
+                    residual_ptr, stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, BLOCK_M, EXTRA_N, TMA_STORE,
+                    HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+        if EXTRA_M > 0:
+            _store_part(acc_mn, c_ptr, c_desc_mn, off_m + BLOCK_M, off_n + BLOCK_N, M, N, stride_cm, stride_cn,
+                        bias_ptr, residual_ptr, stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, EXTRA_M,
+                        EXTRA_N, TMA_STORE, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+
+
+@triton.jit
+def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scale_b_ptr, M, N, K, b_cols,
+                  stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_rm, stride_rn,
+                  a_hd, a2_hd, b_hd, b2_hd, c_hd, cm_hd, cn_hd, cmn_hd,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                  EXTRA_M: tl.constexpr, EXTRA_N: tl.constexpr, GROUP_M: tl.constexpr,
+                  TMA: tl.constexpr, TMA_STORE: tl.constexpr, EVEN_K: tl.constexpr, B_KMAJOR: tl.constexpr,
+                  HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
+                  HAS_RESIDUAL: tl.constexpr, HOST_DESCRIPTORS: tl.constexpr, PERSISTENT: tl.constexpr,
+                  FLATTEN: tl.constexpr):
+    """(BLOCK_M + EXTRA_M) x (BLOCK_N + EXTRA_N) tiles in up to four parts (module docstring): one
+    per program, or with PERSISTENT one program per SM looping over them (FLATTEN: the tile loop
+    flattened with the K loop, so the next tile's loads overlap this one's stores). An EXTRA_* of 0
+    leaves its parts out at compile time."""
+    tl.static_assert(not FLATTEN or PERSISTENT, "FLATTEN flattens the persistent tile loop")
+    a_desc = None
+    a2_desc = None
+    b_desc = None
+    b2_desc = None
+    if TMA and HOST_DESCRIPTORS:  # made on the host (launch_parted), passed as launch parameters
+        a_desc = a_hd
+        a2_desc = a2_hd
+        b_desc = b_hd
+        b2_desc = b2_hd
+    elif TMA:  # built on the device, one per part's block shape (scratch from tma_allocator)
+        a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
+                                           block_shape=[BLOCK_M, BLOCK_K])
+        b_desc = b_descriptor(b_ptr, K, N, stride_bk, stride_bn, BLOCK_N, BLOCK_K, B_KMAJOR)
+        if EXTRA_M > 0:
+            a2_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
+                                                block_shape=[EXTRA_M, BLOCK_K])
+        if EXTRA_N > 0:
+            b2_desc = b_descriptor(b_ptr, K, N, stride_bk, stride_bn, EXTRA_N, BLOCK_K, B_KMAJOR)
     # one C descriptor per part's block shape (None where C is stored by pointers)
     c_desc = None
     c_desc_m = None
@@ -200,21 +242,33 @@ def parted_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, scal
             if EXTRA_M > 0:
                 c_desc_mn = tl.make_tensor_descriptor(c_ptr, shape=[M, N], strides=[stride_cm, 1],
                                                       block_shape=[EXTRA_M, EXTRA_N])
-    _store_part(acc, c_ptr, c_desc, off_m, off_n, M, N, stride_cm, stride_cn, bias_ptr, residual_ptr,
-                stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, BLOCK_M, BLOCK_N, TMA_STORE, HAS_SCALE,
-                HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
-    if EXTRA_M > 0:
-        _store_part(acc_m, c_ptr, c_desc_m, off_m + BLOCK_M, off_n, M, N, stride_cm, stride_cn, bias_ptr,
-                    residual_ptr, stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, EXTRA_M, BLOCK_N, TMA_STORE,
-                    HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
-    if EXTRA_N > 0:
-        _store_part(acc_n, c_ptr, c_desc_n, off_m, off_n + BLOCK_N, M, N, stride_cm, stride_cn, bias_ptr,
-                    residual_ptr, stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, BLOCK_M, EXTRA_N, TMA_STORE,
-                    HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
-        if EXTRA_M > 0:
-            _store_part(acc_mn, c_ptr, c_desc_mn, off_m + BLOCK_M, off_n + BLOCK_N, M, N, stride_cm, stride_cn,
-                        bias_ptr, residual_ptr, stride_rm, stride_rn, scale_a_ptr, scale_b_ptr, EXTRA_M,
-                        EXTRA_N, TMA_STORE, HAS_SCALE, HAS_BIAS, ACTIVATION, HAS_RESIDUAL)
+    if PERSISTENT:
+        num_tiles = tl.cdiv(M, BLOCK_M + EXTRA_M) * tl.cdiv(N, BLOCK_N + EXTRA_N)
+        if FLATTEN:  # the store's tile counter, one step behind until the loop adds it
+            store_tile_id = tl.program_id(0) - tl.num_programs(0)
+            for tile_id in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=True):
+                store_tile_id += tl.num_programs(0)
+                _parted_tile(tile_id, store_tile_id, a_ptr, b_ptr, c_ptr, a_desc, a2_desc, b_desc, b2_desc,
+                             c_desc, c_desc_m, c_desc_n, c_desc_mn, bias_ptr, residual_ptr, scale_a_ptr,
+                             scale_b_ptr, M, N, K, b_cols, stride_am, stride_ak, stride_bk, stride_bn,
+                             stride_cm, stride_cn, stride_rm, stride_rn, BLOCK_M, BLOCK_N, BLOCK_K,
+                             EXTRA_M, EXTRA_N, GROUP_M, TMA, TMA_STORE, EVEN_K, B_KMAJOR, HAS_SCALE,
+                             HAS_BIAS, ACTIVATION, HAS_RESIDUAL, FLATTEN)
+        else:
+            for tile_id in range(tl.program_id(0), num_tiles, tl.num_programs(0)):
+                _parted_tile(tile_id, tile_id, a_ptr, b_ptr, c_ptr, a_desc, a2_desc, b_desc, b2_desc,
+                             c_desc, c_desc_m, c_desc_n, c_desc_mn, bias_ptr, residual_ptr, scale_a_ptr,
+                             scale_b_ptr, M, N, K, b_cols, stride_am, stride_ak, stride_bk, stride_bn,
+                             stride_cm, stride_cn, stride_rm, stride_rn, BLOCK_M, BLOCK_N, BLOCK_K,
+                             EXTRA_M, EXTRA_N, GROUP_M, TMA, TMA_STORE, EVEN_K, B_KMAJOR, HAS_SCALE,
+                             HAS_BIAS, ACTIVATION, HAS_RESIDUAL, FLATTEN)
+    else:
+        _parted_tile(tl.program_id(0), tl.program_id(0), a_ptr, b_ptr, c_ptr, a_desc, a2_desc, b_desc, b2_desc,
+                     c_desc, c_desc_m, c_desc_n, c_desc_mn, bias_ptr, residual_ptr, scale_a_ptr,
+                     scale_b_ptr, M, N, K, b_cols, stride_am, stride_ak, stride_bk, stride_bn,
+                     stride_cm, stride_cn, stride_rm, stride_rn, BLOCK_M, BLOCK_N, BLOCK_K,
+                     EXTRA_M, EXTRA_N, GROUP_M, TMA, TMA_STORE, EVEN_K, B_KMAJOR, HAS_SCALE,
+                     HAS_BIAS, ACTIVATION, HAS_RESIDUAL, FLATTEN)
 
 
 def launch_parted(a, b, out, cfg: dict, b_cols: int, b_kmajor: bool, tma_store: bool, even_k: bool,
@@ -241,7 +295,9 @@ def launch_parted(a, b, out, cfg: dict, b_cols: int, b_kmajor: bool, tma_store: 
             descs[7] = host_descriptor(out, [em, en]) if em and en else None
     res = epilogue.residual
     rstrides = (res.stride(0), res.stride(1)) if res is not None else (0, 0)
-    grid = (triton.cdiv(M, tile_m) * triton.cdiv(N, tile_n),)
+    tiles = triton.cdiv(M, tile_m) * triton.cdiv(N, tile_n)
+    persistent = bool(cfg.get("PERSISTENT", False))
+    grid = (min(tiles, program_slots(a.device)) if persistent else tiles,)  # persistent: one per SM
     return parted_kernel[grid](
         a, b, out, epilogue.bias, res, epilogue.scale_a, epilogue.scale_b, M, N, K, b_cols,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1), *rstrides, *descs,
@@ -251,4 +307,4 @@ def launch_parted(a, b, out, cfg: dict, b_cols: int, b_kmajor: bool, tma_store: 
         TMA=bool(cfg["TMA"]), TMA_STORE=tma_store, EVEN_K=even_k, B_KMAJOR=b_kmajor,
         HAS_SCALE=epilogue.scale_a is not None, HAS_BIAS=epilogue.bias is not None,
         ACTIVATION=epilogue.activation, HAS_RESIDUAL=res is not None, HOST_DESCRIPTORS=host_descriptors,
-        **launch_options)
+        PERSISTENT=persistent, FLATTEN=bool(cfg.get("FLATTEN", False)), **launch_options)

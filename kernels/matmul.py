@@ -51,8 +51,8 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
   EXTRA_M/N       0, 0.25 or 0.5: the tile is widened by that share of BLOCK_M (BLOCK_N), to sizes
                   that are not powers of two (192 x 128, 128 x 160, ...), as cuBLAS's tiles are;
                   computed in power-of-two parts by kernels/gemm_tile_parts.py, one tile per
-                  program: not with PERSISTENT, SPLIT_K, SPLIT_TAIL, WARP_SPECIALIZE,
-                  EPILOGUE_SUBTILE or num_ctas (the launcher refuses them)
+                  program or in its persistent loop (PERSISTENT, FLATTEN): not with SPLIT_K,
+                  SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or num_ctas (the launcher refuses them)
   HOST_DESCRIPTORS "auto" (the default), True or False: TMA's tensor descriptors made on the host
                   and passed as launch parameters (gemm_tiles.host_descriptor), or built by every
                   program on the device. "auto" makes them on the host wherever that compiles
@@ -370,9 +370,9 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
                          "between its CTAs)")
     parted = has_extra(cfg)
     if parted and excludes_extra(cfg):
-        raise ValueError("EXTRA_M / EXTRA_N widen a one-tile-per-program kernel (kernels/gemm_tile_parts.py): "
-                         "not with PERSISTENT, SPLIT_K > 1, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE "
-                         "or num_ctas > 1")
+        raise ValueError("EXTRA_M / EXTRA_N widen whole tiles, one accumulator a part "
+                         "(kernels/gemm_tile_parts.py): not with SPLIT_K > 1, SPLIT_TAIL, WARP_SPECIALIZE, "
+                         "EPILOGUE_SUBTILE or num_ctas > 1")
     if cfg["STAGE_A"]:
         a = aligned_rows(a)
     b_cols = N

@@ -110,7 +110,10 @@ def accumulator_regs(config: dict, lanes: int = 32) -> float:
 
 
 def _tiles(cfg, s: GemmShape) -> int:
-    return -(-s.M // cfg["BLOCK_M"]) * -(-s.N // cfg["BLOCK_N"])
+    from kernelevolve.kernels.gemm_tile_parts import tile_size  # widened tiles count as one
+
+    tm, tn = tile_size(cfg)
+    return -(-s.M // tm) * -(-s.N // tn)
 
 
 class Rule:
@@ -132,7 +135,7 @@ class Rule:
         if not (extra_m or extra_n):
             return None
         if excludes_extra(cfg):
-            return ("EXTRA_M / EXTRA_N widen one tile per program: not with PERSISTENT, SPLIT_K > 1, SPLIT_TAIL, "
+            return ("EXTRA_M / EXTRA_N widen whole tiles, one accumulator a part: not with SPLIT_K > 1, SPLIT_TAIL, "
                     "WARP_SPECIALIZE, EPILOGUE_SUBTILE or num_ctas > 1")
         for name, extra, block, dim in (("EXTRA_M", extra_m, cfg["BLOCK_M"], s.M),
                                         ("EXTRA_N", extra_n, cfg["BLOCK_N"], s.N)):
@@ -145,6 +148,10 @@ class Rule:
         # 1.12-2.70x slower than 128 + 64 on each of 12 shapes
         if hw.arch == "sm90" and extra_m and extra_m < 64:
             return f"EXTRA_M adds {extra_m} rows < 64: Hopper's warpgroup MMA leaves that part to mma.sync"
+        # compiled for sm90 (triton 3.9), 192 x 128 by pointers, flattened: 155,648 B of shared
+        # memory where the model counts 122,880 (TMA's flattened loops are the model's to 2 KiB)
+        if cfg.get("FLATTEN", False) and not cfg.get("TMA", False):
+            return "FLATTEN with EXTRA_M / EXTRA_N needs TMA (a flattened loop of pointer loads outgrows the shared-memory model)"
         return None
 
     @staticmethod
@@ -370,8 +377,8 @@ class Rule:
 
 
 RULES = {
-    "tile_parts": "EXTRA_M / EXTRA_N (tiles widened by a quarter or a half) only on one tile per program "
-                  "(no PERSISTENT, split-K, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or clusters), with "
+    "tile_parts": "EXTRA_M / EXTRA_N (tiles widened by a quarter or a half) only on whole tiles, one accumulator "
+                  "a part (no split-K, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or clusters; FLATTEN with TMA only), with "
                   "extra parts of 16 or more (extra rows of 64 or more on Hopper) and a block smaller than the problem",
     "host_descriptors": "HOST_DESCRIPTORS=True (TMA's descriptors made on the host; 'auto', the default, does "
                         "so where it compiles) only with TMA, not with WARP_SPECIALIZE (fails to compile) or clusters",

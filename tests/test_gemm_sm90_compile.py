@@ -103,6 +103,14 @@ CASES = {  # name: (kernel, problem fields, config changes)
                                            dict(TMA=True, EXTRA_M=0.5, num_warps=8)),
     "fp8-tma-extra-n": ("gemm_fp8", {}, dict(BLOCK_K=128, TMA=True, EXTRA_N=0.5, num_warps=8)),
     "matmul-stage-b-tma-extra-m": ("matmul", ODD_N, dict(STAGE_B=True, TMA=True, EXTRA_M=0.5, num_warps=8)),
+    # ... in the persistent loop, flattened or not (1024 x 1024 in 192 x 128 tiles: 48, looped over by
+    # the target's SMs only where the compile is given fewer; the loop is compiled either way)
+    "matmul-tma-extra-m-persistent": ("matmul", {}, dict(TMA=True, EXTRA_M=0.5, PERSISTENT=True)),
+    "matmul-tma-extra-mn-persistent-flatten": ("matmul", {}, dict(TMA=True, BLOCK_N=64, EXTRA_M=0.5, EXTRA_N=0.5,
+                                                                   PERSISTENT=True, FLATTEN=True)),
+    "matmul-tma-256x160-persistent-flatten": ("matmul", {}, dict(TMA=True, BLOCK_M=256, EXTRA_N=0.25, num_warps=8,
+                                                                  PERSISTENT=True, FLATTEN=True)),
+    "matmul-pointers-extra-m-persistent": ("matmul", {}, dict(EXTRA_M=0.5, num_warps=8, PERSISTENT=True)),
     # descriptors made on the host (HOST_DESCRIPTORS; "auto", the default, where they compile): passed
     # as launch parameters, none built on the device
     "matmul-tma-host-descriptors": ("matmul", {}, dict(TMA=True, HOST_DESCRIPTORS=True)),

@@ -45,6 +45,18 @@ def test_every_part_of_a_widened_tile_is_computed_and_stored(device, parts, shap
     assert result.ok, result.reason
 
 
+@pytest.mark.parametrize("tma", [False, True], ids=["pointers", "tma"])
+@pytest.mark.parametrize("loop", [dict(PERSISTENT=True), dict(PERSISTENT=True, FLATTEN=True)],
+                         ids=["persistent", "flattened"])
+def test_a_persistent_loop_of_widened_tiles_computes_every_tile(device, loop, tma):
+    """More tiles than programs (a persistent loop's whole point): 100 x 72 in 48 x 40 tiles is
+    3 x 2 = 6 tiles, looped over by the interpreter's 4 programs (one per SM on a GPU: there the
+    gpu-marked test below gives each program several)."""
+    cfg = dict(BASE, TMA=tma, EXTRA_M=0.5, EXTRA_N=0.25, BLOCK_N=32, **loop)
+    result = run(device, RAGGED, "float16", cfg)
+    assert result.ok, result.reason
+
+
 def test_a_widened_tile_covers_the_output_in_fewer_programs(monkeypatch):
     """The grid counts widened tiles: 100 x 72 in 48 x 48 tiles is 3 x 2 programs, not 4 x 3."""
     from kernelevolve.kernels import gemm_tile_parts
@@ -54,6 +66,9 @@ def test_a_widened_tile_covers_the_output_in_fewer_programs(monkeypatch):
     a, b = torch.randn(100, 48).half(), torch.randn(48, 72).half()
     mm.launch_gemm(a, b, torch.empty(100, 72).half(), dict(BASE, EXTRA_M=0.5, EXTRA_N=0.5))
     assert kernel.grids == [(3 * 2,)]
+    monkeypatch.setattr(gemm_tile_parts, "program_slots", lambda device: 4)  # 4 SMs: persistent, one each
+    mm.launch_gemm(a, b, torch.empty(100, 72).half(), dict(BASE, EXTRA_M=0.5, EXTRA_N=0.5, PERSISTENT=True))
+    assert kernel.grids[-1] == (4,) and kernel.launches[-1][1]["PERSISTENT"]
     assert tile_size(dict(BASE, EXTRA_M=0.5, EXTRA_N=0.25)) == (48, 40)
 
 
@@ -83,9 +98,9 @@ def test_a_staged_b_of_odd_n_and_a_k_major_b(device, tma):
     assert check(out, a.double() @ b_t.double().t()).ok
 
 
-@pytest.mark.parametrize("bad", [dict(PERSISTENT=True), dict(SPLIT_K=2), dict(TMA=True, WARP_SPECIALIZE=True),
+@pytest.mark.parametrize("bad", [dict(SPLIT_K=2), dict(TMA=True, WARP_SPECIALIZE=True),
                                  dict(TMA=True, PERSISTENT=True, EPILOGUE_SUBTILE=True), dict(num_ctas=2)],
-                         ids=["persistent", "split-k", "warp-specialized", "subtiled", "clusters"])
+                         ids=["split-k", "warp-specialized", "subtiled", "clusters"])
 def test_the_launcher_refuses_what_widened_tiles_leave_out(bad):
     a, b = torch.randn(64, 64).half(), torch.randn(64, 64).half()
     with pytest.raises(ValueError, match="EXTRA_M / EXTRA_N widen"):
@@ -104,16 +119,25 @@ def verdict(cfg, kind, shape=SHAPE):
     return Rule(kind, shape, HOPPER)(cfg)
 
 
-def test_the_rules_count_the_widened_tile_and_keep_it_to_one_tile_a_program():
+def test_the_rules_count_the_widened_tile_and_keep_it_whole():
     # the models see the whole 192 x 128 tile: its stages, its accumulator
     assert shared_memory_bytes(GOOD, 2, 2) == 4 * (192 + 128) * 64 * 2 + 1024
     assert accumulator_regs(GOOD) == 192 * 128 / 128
     assert verdict(GOOD, "registers") is None  # 192 registers: compiled without spills (gemm_rules)
     assert "registers" in verdict(dict(GOOD, EXTRA_N=0.5), "registers")  # 192 x 192 in 4 warps: 288
     assert verdict(GOOD, "tile_parts") is None
-    for bad in (dict(PERSISTENT=True), dict(SPLIT_K=2), dict(WARP_SPECIALIZE=True), dict(EPILOGUE_SUBTILE=True),
+    for bad in (dict(SPLIT_K=2), dict(WARP_SPECIALIZE=True), dict(EPILOGUE_SUBTILE=True),
                 dict(num_ctas=2), dict(SPLIT_TAIL=True)):
-        assert "one tile per program" in verdict(dict(GOOD, **bad), "tile_parts")
+        assert "widen whole tiles" in verdict(dict(GOOD, **bad), "tile_parts")
+    # in a persistent loop too, where it has widened tiles to share out: 5472 x 416 in 192 x 128
+    # tiles is 29 x 4 = 116 <= 132 SMs, nothing to loop over
+    assert verdict(dict(GOOD, PERSISTENT=True, FLATTEN=True), "tile_parts") is None
+    assert "needs TMA" in verdict(dict(GOOD, PERSISTENT=True, FLATTEN=True, TMA=False), "tile_parts")
+    assert "116 tiles" in verdict(dict(GOOD, PERSISTENT=True), "persistent")
+    assert verdict(dict(GOOD, PERSISTENT=True), "persistent", GemmShape(16624, 4048, 144, 2, 2)) is None
+    # a persistent TMA loop keeps the whole widened tile of C staged: 3 stages of 192 + 128 rows
+    assert shared_memory_bytes(dict(GOOD, PERSISTENT=True, num_stages=3), 2, 2) == (
+        3 * (192 + 128) * 64 * 2 + 1024 + 192 * 128 * 2)
     assert "smallest side" in verdict(dict(GOOD, BLOCK_M=32, EXTRA_M=0.25), "tile_parts")  # 8 rows
     assert "mma.sync" in verdict(dict(GOOD, EXTRA_M=0.25), "tile_parts")  # 32 rows: no wgmma on Hopper
     assert verdict(dict(GOOD, EXTRA_M=0, EXTRA_N=0.25), "tile_parts") is None  # 32 columns: wgmma takes them
@@ -172,12 +196,19 @@ HOPPER_TILES = {  # the tiles cuBLAS ran the suite's aligned GEMMs with, in bf16
     "160x128-pointers": dict(BLOCK_M=128, BLOCK_N=128, EXTRA_M=0.25, num_warps=4, num_stages=3),
     "192x96-tma": dict(BLOCK_M=128, BLOCK_N=64, EXTRA_M=0.5, EXTRA_N=0.5, TMA=True, num_warps=4, num_stages=4),
     "256x160-tma": dict(BLOCK_M=256, BLOCK_N=128, EXTRA_N=0.25, TMA=True, num_warps=8, num_stages=3),
+    "256x160-tma-persistent-flattened": dict(BLOCK_M=256, BLOCK_N=128, EXTRA_N=0.25, TMA=True, num_warps=8,
+                                             num_stages=3, PERSISTENT=True, FLATTEN=True),
+    "192x192-tma-persistent": dict(BLOCK_M=128, BLOCK_N=128, EXTRA_M=0.5, EXTRA_N=0.5, TMA=True, num_warps=8,
+                                   num_stages=3, PERSISTENT=True),
+    "192x128-pointers-persistent-flattened": dict(BLOCK_M=128, BLOCK_N=128, EXTRA_M=0.5, num_warps=4,
+                                                  num_stages=3, PERSISTENT=True, FLATTEN=True),
 }
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("host", [False, True], ids=["device-descriptors", "host-descriptors"])
-@pytest.mark.parametrize("shape", [(5472, 416, 1488), (1000, 1000, 392)], ids=["suite-shape", "ragged"])
+@pytest.mark.parametrize("shape", [(5472, 416, 1488), (1000, 1000, 392), (4000, 2000, 392)],
+                         ids=["suite-shape", "ragged", "many-tiles"])  # many: 336 tiles of 192 x 128, > 132 SMs
 @pytest.mark.parametrize("name", sorted(HOPPER_TILES))
 def test_hopper_sized_widened_tiles_on_gpu(device, name, shape, host):
     cfg = dict(mm.DEFAULT_CONFIG, BLOCK_K=64, **HOPPER_TILES[name], HOST_DESCRIPTORS=host and HOPPER_TILES[name].get("TMA", False))
