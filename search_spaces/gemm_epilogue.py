@@ -11,7 +11,8 @@ from __future__ import annotations
 from kernelevolve.kernels.gemm_epilogue import SPEC, FusedGemmProblem
 from kernelevolve.kernels.spec import element_size
 from kernelevolve.search_spaces.gemm_rules import GemmShape
-from kernelevolve.search_spaces.matmul import gemm_space, generic_starts
+from kernelevolve.search_spaces.gemm_starts import gemm_starts
+from kernelevolve.search_spaces.matmul import gemm_space
 from kernelevolve.tuner.experiment.hardware import Hardware
 from kernelevolve.tuner.experiment.registry import Tunable
 from kernelevolve.tuner.search.space import Space
@@ -27,17 +28,20 @@ def no_warp_specialized_epilogue(cfg: dict):
     return None
 
 
-def space(problem: FusedGemmProblem, hw: Hardware) -> Space:
+def shape_of(problem: FusedGemmProblem) -> GemmShape:
     e = element_size(problem.dtype)
-    base = gemm_space(GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32",
-                                residual=problem.residual), hw, stage_a=True, stage_b=True)
+    return GemmShape(problem.M, problem.N, problem.K, e, e, tf32=problem.dtype == "float32", residual=problem.residual)
+
+
+def space(problem: FusedGemmProblem, hw: Hardware) -> Space:
+    base = gemm_space(shape_of(problem), hw, stage_a=True, stage_b=True)
     return Space(base.domains, base.constraints + (no_warp_specialized_epilogue,), base.notes, base.canonical,
                  base.defaults)
 
 
 def start(problem: FusedGemmProblem, hw: Hardware) -> list[dict]:
-    """The GEMM template's generic starting tiles (search_spaces/matmul.py GENERIC_TILES)."""
-    return generic_starts(space(problem, hw), hw)
+    """The GEMM template's starts (search_spaces/gemm_starts.py): generic tiles and fitted ones."""
+    return gemm_starts(space(problem, hw), hw, shape_of(problem), problem.dtype)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space, start=start)

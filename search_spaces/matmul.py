@@ -72,6 +72,7 @@ from kernelevolve.kernels.matmul import SPEC, SPLIT_K_REDUCES, SWITCH_DEFAULTS, 
 from kernelevolve.kernels.spec import element_size
 from kernelevolve.search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, TMA_ALIGN_BYTES,  # noqa: F401
                                       GemmShape, accumulator_regs, rules, shared_memory_bytes)
+from kernelevolve.search_spaces.gemm_starts import GENERIC_TILES, generic_starts, gemm_starts  # noqa: F401
 from kernelevolve.tuner.experiment.hardware import Hardware
 from kernelevolve.tuner.experiment.registry import Tunable
 from kernelevolve.tuner.search.space import Bool, Choice, Const, IntRange, Pow2, Space
@@ -243,76 +244,8 @@ def space(problem: MatmulProblem, hw: Hardware) -> Space:
     return gemm_space(shape_of(problem), hw, stage_a=True, stage_b=True)
 
 
-# The template's own starting configs (Tunable.start; the sweep evaluates them first unless the
-# file says `search.kernel_starts: false`): shape-generic tiles, as Triton's tutorial list and
-# Inductor's mm configs are, here the ones that won most often on the H100. Why: measured there
-# (docs/benchmarks.md, "B's misaligned rows, staged"), a 42-candidate TPE search of a 35k-config
-# space never reached the TMA configs with both operands staged that ran 1.3-1.9x faster than
-# what it found; a sampler that starts from a few strong points spends its budget near them.
-# Nothing here names a shape: TMA tiles stage whichever operands the space stages (TMA needs
-# them aligned), pointer tiles stage B only (a staged A slowed pointer kernels on the H100: its
-# copy is the larger); a tile the space's rules reject for a shape is left out.
-GENERIC_TILES = (
-    # Triton's persistent-matmul tutorial's Hopper kernel: persistent TMA tiles, the epilogue stored
-    # in halves, the tile loop flattened; and its warp-specialized one. Large outputs need them:
-    # through the engine on an H100 (benchmarks/data/hopper_tiles_plan.json, docs/benchmarks.md) the
-    # first ran 62112x3312x768 in 0.49 ms and 20640x2448x128 in 47 us, where the non-persistent
-    # 128x256x64 below took 0.65 ms and 96 us and a 42-candidate search had found 0.57 ms and 60 us.
-    {"TMA": True, "PERSISTENT": True, "EPILOGUE_SUBTILE": True, "FLATTEN": True, "BLOCK_M": 128, "BLOCK_N": 256,
-     "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
-    {"TMA": True, "PERSISTENT": True, "WARP_SPECIALIZE": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64,
-     "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
-    {"TMA": True, "BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
-    {"TMA": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 8},
-    {"TMA": True, "BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
-    # a 192 x 128 tile (kernels/gemm_tile_parts.py), cuBLAS's kind of size: of the widened tiles
-    # timed on the 13 K % 16 GEMMs (host descriptors), within 10% of the best widened one on each of
-    # the 4 shapes where a widened tile won or came within 10% of the shape's best
-    {"TMA": True, "EXTRA_M": 0.5, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4,
-     "num_warps": 4},
-    {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
-    {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
-    # split along K, where the rules let a split help (fewer than two waves of tiles: long K),
-    # reduced in the kernel by each tile's last split: of the three reduces the fastest at 5 of
-    # the 6 (shape, split) pairs tried on 128x672x5456 and 192x576x3552 fp16, 1% behind two-pass
-    # at the sixth (4 x H200, benchmarks/probe_configs.py, docs/benchmarks.md): one launch where
-    # two-pass takes two and atomic three
-    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8, "num_stages": 3, "num_warps": 4, "SPLIT_K": 4,
-     "SPLIT_K_REDUCE": "in_kernel"},
-)
-NEUTRAL = {"SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False, "WARP_SPECIALIZE": False,
-           "EPILOGUE_SUBTILE": False, "FLATTEN": False, "maxnreg": 0, "STAGE_A": False, "STAGE_B": False,
-           "SPLIT_TAIL": False, "num_ctas": 1, "EXTRA_M": 0, "EXTRA_N": 0}
-
-
-def generic_starts(space: Space, hw: Hardware) -> list[dict]:
-    """GENERIC_TILES as configs of `space` (every parameter set: the tile's, else NEUTRAL's, else
-    the domain's first value), the ones its rules accept, in order. None on the interpreter: its
-    timings say nothing of a GPU's tiles."""
-    if hw.interpreter:
-        return []
-    out = []
-    names = {d.name for d in space.domains}
-    for tile in GENERIC_TILES:
-        if any(k not in names and v != NEUTRAL.get(k) for k, v in tile.items()):
-            continue  # a switch this target's space lacks (TMA off Hopper)
-        cfg = {}
-        for d in space.domains:
-            if d.name in ("STAGE_A", "STAGE_B"):
-                value = d.name == "STAGE_B" or tile.get("TMA", False)  # TMA reads staged operands only
-            else:
-                value = tile.get(d.name, NEUTRAL.get(d.name, d.values()[0]))
-            if value not in d.values():
-                break  # a tile this target's space cannot express
-            cfg[d.name] = value
-        else:
-            if not space.violations(cfg) and cfg not in out:
-                out.append(cfg)
-    return out
-
-
 def start(problem: MatmulProblem, hw: Hardware) -> list[dict]:
-    return generic_starts(space(problem, hw), hw)
+    return gemm_starts(space(problem, hw), hw, shape_of(problem), problem.dtype)
 
 
 TUNABLE = Tunable(kernel=SPEC, space=space, start=start)

@@ -268,10 +268,12 @@ def test_generic_start_configs_are_valid_shape_generic_and_can_be_turned_off(tmp
                 else:
                     assert not cfg.get("STAGE_A", False) and cfg.get("STAGE_B", True)
     assert msp.start(MatmulProblem(M=64, N=64, K=64, dtype="float16"), profile("cpu-interpreter")) == []
-    # few tiles, long K: the split start is offered, reduced in the kernel (one launch)
+    # few tiles, long K: the generic split start is offered (the fitted ones split too), reduced
+    # in the kernel (one launch)
     split = [c for c in msp.start(MatmulProblem(M=128, N=672, K=5456, dtype="float16"), profile("h100"))
              if c["SPLIT_K"] > 1]
-    assert [(c["SPLIT_K"], c["SPLIT_K_REDUCE"]) for c in split] == [(4, "in_kernel")]
+    assert (split[0]["SPLIT_K"], split[0]["BLOCK_K"]) == (4, 128)
+    assert {c["SPLIT_K_REDUCE"] for c in split} == {"in_kernel"}
     fused = gemm_epilogue.SPEC.problem(M=331, N=6458, K=5985, dtype="bfloat16", activation="relu")
     assert gemm_epilogue.start(fused, profile("h100"))
 

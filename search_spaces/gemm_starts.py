@@ -1,0 +1,185 @@
+"""Where a GEMM search starts (Tunable.start of the GEMM family's spaces): the template's
+shape-generic tiles, and tiles fitted to the problem by the wave model.
+
+The sweep evaluates a study's starts first (unless the experiment file says
+`search.kernel_starts: false`); a sampler that starts from a few strong points spends its budget
+near them. Both kinds are configs of the study's own space, checked against its rules; nothing
+here names a shape.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+from kernelevolve.kernels.gemm_tile_parts import EXTRA_FRACTIONS, tile_size
+from kernelevolve.kernels.gemm_waves import tiling_time_s
+from kernelevolve.search_spaces.gemm_rules import GemmShape, accumulator_regs, shared_memory_bytes
+from kernelevolve.tuner.experiment.hardware import Hardware, ceiling_for
+from kernelevolve.tuner.search.space import Space
+
+# The template's own starting configs (Tunable.start; the sweep evaluates them first unless the
+# file says `search.kernel_starts: false`): shape-generic tiles, as Triton's tutorial list and
+# Inductor's mm configs are, here the ones that won most often on the H100. Why: measured there
+# (docs/benchmarks.md, "B's misaligned rows, staged"), a 42-candidate TPE search of a 35k-config
+# space never reached the TMA configs with both operands staged that ran 1.3-1.9x faster than
+# what it found; a sampler that starts from a few strong points spends its budget near them.
+# Nothing here names a shape: TMA tiles stage whichever operands the space stages (TMA needs
+# them aligned), pointer tiles stage B only (a staged A slowed pointer kernels on the H100: its
+# copy is the larger); a tile the space's rules reject for a shape is left out.
+GENERIC_TILES = (
+    # Triton's persistent-matmul tutorial's Hopper kernel: persistent TMA tiles, the epilogue stored
+    # in halves, the tile loop flattened; and its warp-specialized one. Large outputs need them:
+    # through the engine on an H100 (benchmarks/data/hopper_tiles_plan.json, docs/benchmarks.md) the
+    # first ran 62112x3312x768 in 0.49 ms and 20640x2448x128 in 47 us, where the non-persistent
+    # 128x256x64 below took 0.65 ms and 96 us and a 42-candidate search had found 0.57 ms and 60 us.
+    {"TMA": True, "PERSISTENT": True, "EPILOGUE_SUBTILE": True, "FLATTEN": True, "BLOCK_M": 128, "BLOCK_N": 256,
+     "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
+    {"TMA": True, "PERSISTENT": True, "WARP_SPECIALIZE": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64,
+     "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
+    {"TMA": True, "BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
+    {"TMA": True, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 8},
+    {"TMA": True, "BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
+    # a 192 x 128 tile (kernels/gemm_tile_parts.py), cuBLAS's kind of size: of the widened tiles
+    # timed on the 13 K % 16 GEMMs (host descriptors), within 10% of the best widened one on each of
+    # the 4 shapes where a widened tile won or came within 10% of the shape's best
+    {"TMA": True, "EXTRA_M": 0.5, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4,
+     "num_warps": 4},
+    {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 3, "num_warps": 8},
+    {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_stages": 4, "num_warps": 4},
+    # split along K, where the rules let a split help (fewer than two waves of tiles: long K),
+    # reduced in the kernel by each tile's last split: of the three reduces the fastest at 5 of
+    # the 6 (shape, split) pairs tried on 128x672x5456 and 192x576x3552 fp16, 1% behind two-pass
+    # at the sixth (4 x H200, benchmarks/probe_configs.py, docs/benchmarks.md): one launch where
+    # two-pass takes two and atomic three
+    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8, "num_stages": 3, "num_warps": 4, "SPLIT_K": 4,
+     "SPLIT_K_REDUCE": "in_kernel"},
+)
+NEUTRAL = {"SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False, "WARP_SPECIALIZE": False,
+           "EPILOGUE_SUBTILE": False, "FLATTEN": False, "maxnreg": 0, "STAGE_A": False, "STAGE_B": False,
+           "SPLIT_TAIL": False, "num_ctas": 1, "EXTRA_M": 0, "EXTRA_N": 0}
+
+
+def as_config(space: Space, tile: dict) -> dict | None:
+    """A start's keys as a config of `space`: every parameter set (the tile's, else NEUTRAL's,
+    else the domain's first value), or None where the space cannot express it (a switch this
+    target lacks, a value outside a domain) or its rules reject it."""
+    names = {d.name for d in space.domains}
+    if any(k not in names and v != NEUTRAL.get(k) for k, v in tile.items()):
+        return None  # a switch this target's space lacks (TMA off Hopper)
+    cfg = {}
+    for d in space.domains:
+        if d.name in ("STAGE_A", "STAGE_B"):
+            value = d.name == "STAGE_B" or tile.get("TMA", False)  # TMA reads staged operands only
+        else:
+            value = tile.get(d.name, NEUTRAL.get(d.name, d.values()[0]))
+        if value not in d.values():
+            return None  # a tile this target's space cannot express
+        cfg[d.name] = value
+    return None if space.violations(cfg) else cfg
+
+
+def generic_starts(space: Space, hw: Hardware) -> list[dict]:
+    """GENERIC_TILES as configs of `space`, the ones its rules accept, in order. None on the
+    interpreter: its timings say nothing of a GPU's tiles."""
+    if hw.interpreter:
+        return []
+    out = []
+    for tile in GENERIC_TILES:
+        cfg = as_config(space, tile)
+        if cfg is not None and cfg not in out:
+            out.append(cfg)
+    return out
+
+
+# Tiles fitted to the problem: the wave model (kernels/gemm_waves.py) ranks every tile shape the
+# space can express (power-of-two blocks, widened by EXTRA_M / EXTRA_N, split along K) by its
+# waves on this GPU, and the FITTED_STARTS best-ranked shapes are started from. Why: the generic
+# tiles are the same for every shape, and a 40-candidate TPE search of a 30k-config space rarely
+# lands on the one tiling that fills the SMs in one wave: on the 13 K % 16 GEMMs of the generated
+# suite (1 x H200) its best Triton kernel stayed 10% behind cuBLAS on 5472x416x1488, 10304x192x432
+# and 2944x768x400, where cuBLAS ran 160x128, 64x256 and 192x96 tiles.
+FITTED_STARTS = 3
+# a persistent loop only for tilings of this many waves or more: on the few-wave K % 16 GEMMs a
+# one-tile-per-program kernel beat every persistent one timed (search_spaces/matmul.py
+# SEARCH_SPLIT_TAIL), on the many-wave ones a persistent kernel was the best found
+PERSISTENT_MIN_WAVES = 4
+FITTED_BLOCKS_M = (64, 128, 256)
+FITTED_BLOCKS_N = (64, 128, 256)
+# the model's constants were fitted on tiles of 64 to 256 a side, 8K to 32K elements; cuBLAS's
+# largest on the suite was 256 x 160: no fitted start is larger, nor has a side under 64 (the
+# warpgroup MMA's rows; narrower columns were never timed against the model)
+FITTED_MIN_SIDE = 64
+FITTED_MAX_ELEMENTS = 256 * 160
+FITTED_BLOCK_K = 64
+FITTED_STAGES = (4, 3)  # the deepest pipeline the rules let the tile have; two stages hide no latency
+FOUR_WARPS_MAX_REGS = 160  # a wider accumulator takes 8 warps (192x128 in 4 is a generic tile)
+
+
+def programs_per_sm(cfg: dict, shape: GemmShape, hw: Hardware) -> int:
+    """How many of this config's programs one SM holds at once, by shared memory and registers."""
+    smem = shared_memory_bytes(cfg, shape.in_bytes, shape.out_bytes, shape.residual)
+    threads = 32 * cfg["num_warps"]
+    regs = threads * (accumulator_regs(cfg) + 40)  # + addresses and operands (gemm_rules' headroom)
+    by_smem = hw.smem_per_block // max(smem, 1) if hw.smem_per_block else 1
+    by_regs = hw.regs_per_sm // max(int(regs), 1) if hw.regs_per_sm else 1
+    return max(1, min(by_smem, by_regs))
+
+
+def _fitted_config(space: Space, shape: GemmShape, tile: dict, split: int, persistent: bool) -> dict | None:
+    """The tile as a config of `space`: by TMA where the space has it (Hopper: a large tile by
+    pointers is no start worth a candidate), else by pointers; 4 warps for an accumulator of
+    FOUR_WARPS_MAX_REGS or fewer, else 8; the deepest pipeline the rules allow it (shared memory)."""
+    tm, tn = tile_size(tile)
+    tma = any(d.name == "TMA" for d in space.domains)
+    for stages in FITTED_STAGES:
+        cfg = as_config(space, {**tile, "BLOCK_K": min(FITTED_BLOCK_K, max(16, 1 << (shape.K - 1).bit_length())),
+                                "GROUP_M": 8, "SPLIT_K": split, "SPLIT_K_REDUCE": "in_kernel" if split > 1 else "atomic",
+                                "PERSISTENT": persistent, "FLATTEN": persistent and tma, "TMA": tma,
+                                "num_warps": 4 if tm * tn / 128 <= FOUR_WARPS_MAX_REGS else 8,
+                                "num_stages": stages})
+        if cfg is not None:
+            return cfg
+    return None
+
+
+def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> list[dict]:
+    """The FITTED_STARTS tilings the wave model ranks fastest for this problem on `hw`, each as a
+    config `space` accepts (one per tile shape and split). Hopper only: the model's constants were
+    fitted there (kernels/gemm_waves.py), and another chip's would be a guess."""
+    peak = ceiling_for(hw, f"{dtype}_flops") or ceiling_for(hw, "bfloat16_flops")
+    if hw.arch != "sm90" or not hw.sm_count or peak is None:
+        return []
+    domains = {d.name: d.values() for d in space.domains}
+    extras = EXTRA_FRACTIONS if "EXTRA_M" in domains else (0,)
+    splits = [s for s in domains.get("SPLIT_K", (1,))]
+    copy = ceiling_for(hw, "copy_bytes")
+    ranked = []
+    for bm, em, bn, en, split in itertools.product(FITTED_BLOCKS_M, extras, FITTED_BLOCKS_N, extras, splits):
+        tile = {"BLOCK_M": bm, "EXTRA_M": em, "BLOCK_N": bn, "EXTRA_N": en}
+        tm, tn = tile_size(tile)
+        if min(tm, tn) < FITTED_MIN_SIDE or tm * tn > FITTED_MAX_ELEMENTS:
+            continue
+        waves = math.ceil(math.ceil(shape.M / tm) * math.ceil(shape.N / tn) * split / hw.sm_count)
+        persistent = split == 1 and "PERSISTENT" in domains and waves >= PERSISTENT_MIN_WAVES
+        cfg = _fitted_config(space, shape, tile, split, persistent)
+        if cfg is None:
+            continue
+        t = tiling_time_s(shape.M, shape.N, shape.K, tm, tn, sm_count=hw.sm_count, flops_per_s=peak.value,
+                          block_k=cfg["BLOCK_K"], split_k=split, persistent=persistent,
+                          programs_per_sm=programs_per_sm(cfg, shape, hw),
+                          partial_bytes_per_s=copy.value if copy else 0.0)
+        ranked.append((t, (tm, tn, split), cfg))
+    out, seen = [], set()
+    for _, key, cfg in sorted(ranked, key=lambda r: r[0]):
+        if key not in seen:
+            seen.add(key)
+            out.append(cfg)
+        if len(out) == FITTED_STARTS:
+            break
+    return out
+
+
+def gemm_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> list[dict]:
+    """A GEMM study's starts: the generic tiles, then the fitted ones they do not already hold."""
+    generic = generic_starts(space, hw)
+    return generic + [c for c in fitted_starts(space, hw, shape, dtype) if c not in generic]
