@@ -49,6 +49,12 @@ TMA_BARRIER_BYTES = 1024  # measured 16-56 B of mbarriers; a round margin
 TMA_ALIGN_BYTES = 16
 MAXNREG_HEADROOM = 40  # registers a thread needs beside its accumulator (module docstring)
 MIN_DOT_SIDE = 16  # tl.dot's smallest M, N and K on NVIDIA
+# Widened tiles in the persistent loop (kernels/gemm_tile_parts.py: the launcher takes them) are
+# not searched: timed through the engine beside the power-of-two persistent kernels on the four
+# many-wave K % 16 GEMMs of the generated suite (1 x H200, triton 3.6;
+# benchmarks/data/probe_persistent_parts.json, docs/benchmarks.md) they were slower in every one
+# of 36 pairs, 0.52-0.76x of the best (62112x3312x768: 728-872 us against 497 for 128x256).
+SEARCH_PERSISTENT_PARTS = False
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float8_e4m3fn": 1}
 
@@ -137,6 +143,8 @@ class Rule:
         if excludes_extra(cfg):
             return ("EXTRA_M / EXTRA_N widen whole tiles, one accumulator a part: not with SPLIT_K > 1, SPLIT_TAIL, "
                     "WARP_SPECIALIZE, EPILOGUE_SUBTILE or num_ctas > 1")
+        if cfg.get("PERSISTENT", False) and not SEARCH_PERSISTENT_PARTS:
+            return "EXTRA_M / EXTRA_N in a persistent loop: slower than a power-of-two persistent tile in 36 of 36 pairs timed"
         for name, extra, block, dim in (("EXTRA_M", extra_m, cfg["BLOCK_M"], s.M),
                                         ("EXTRA_N", extra_n, cfg["BLOCK_N"], s.N)):
             if extra and extra < MIN_DOT_SIDE:
@@ -378,7 +386,8 @@ class Rule:
 
 RULES = {
     "tile_parts": "EXTRA_M / EXTRA_N (tiles widened by a quarter or a half) only on whole tiles, one accumulator "
-                  "a part (no split-K, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or clusters; FLATTEN with TMA only), with "
+                  "a part (no split-K, SPLIT_TAIL, WARP_SPECIALIZE, EPILOGUE_SUBTILE or clusters; not searched in the "
+                  "persistent loop, FLATTEN there with TMA only), with "
                   "extra parts of 16 or more (extra rows of 64 or more on Hopper) and a block smaller than the problem",
     "host_descriptors": "HOST_DESCRIPTORS=True (TMA's descriptors made on the host; 'auto', the default, does "
                         "so where it compiles) only with TMA, not with WARP_SPECIALIZE (fails to compile) or clusters",

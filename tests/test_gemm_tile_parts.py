@@ -119,7 +119,7 @@ def verdict(cfg, kind, shape=SHAPE):
     return Rule(kind, shape, HOPPER)(cfg)
 
 
-def test_the_rules_count_the_widened_tile_and_keep_it_whole():
+def test_the_rules_count_the_widened_tile_and_keep_it_whole(monkeypatch):
     # the models see the whole 192 x 128 tile: its stages, its accumulator
     assert shared_memory_bytes(GOOD, 2, 2) == 4 * (192 + 128) * 64 * 2 + 1024
     assert accumulator_regs(GOOD) == 192 * 128 / 128
@@ -131,9 +131,14 @@ def test_the_rules_count_the_widened_tile_and_keep_it_whole():
         assert "widen whole tiles" in verdict(dict(GOOD, **bad), "tile_parts")
     # in a persistent loop too, where it has widened tiles to share out: 5472 x 416 in 192 x 128
     # tiles is 29 x 4 = 116 <= 132 SMs, nothing to loop over
+    # the launcher takes them in a persistent loop; the search does not (gemm_rules
+    # SEARCH_PERSISTENT_PARTS: measured slower in every pair)
+    assert "36 of 36" in verdict(dict(GOOD, PERSISTENT=True, FLATTEN=True), "tile_parts")
+    assert "116 tiles" in verdict(dict(GOOD, PERSISTENT=True), "persistent")
+    from kernelevolve.search_spaces import gemm_rules
+    monkeypatch.setattr(gemm_rules, "SEARCH_PERSISTENT_PARTS", True)  # a plug-in space that searches them
     assert verdict(dict(GOOD, PERSISTENT=True, FLATTEN=True), "tile_parts") is None
     assert "needs TMA" in verdict(dict(GOOD, PERSISTENT=True, FLATTEN=True, TMA=False), "tile_parts")
-    assert "116 tiles" in verdict(dict(GOOD, PERSISTENT=True), "persistent")
     assert verdict(dict(GOOD, PERSISTENT=True), "persistent", GemmShape(16624, 4048, 144, 2, 2)) is None
     # a persistent TMA loop keeps the whole widened tile of C staged: 3 stages of 192 + 128 rows
     assert shared_memory_bytes(dict(GOOD, PERSISTENT=True, num_stages=3), 2, 2) == (
@@ -196,8 +201,8 @@ HOPPER_TILES = {  # the tiles cuBLAS ran the suite's aligned GEMMs with, in bf16
     "160x128-pointers": dict(BLOCK_M=128, BLOCK_N=128, EXTRA_M=0.25, num_warps=4, num_stages=3),
     "192x96-tma": dict(BLOCK_M=128, BLOCK_N=64, EXTRA_M=0.5, EXTRA_N=0.5, TMA=True, num_warps=4, num_stages=4),
     "256x160-tma": dict(BLOCK_M=256, BLOCK_N=128, EXTRA_N=0.25, TMA=True, num_warps=8, num_stages=3),
-    "256x160-tma-persistent-flattened": dict(BLOCK_M=256, BLOCK_N=128, EXTRA_N=0.25, TMA=True, num_warps=8,
-                                             num_stages=3, PERSISTENT=True, FLATTEN=True),
+    "256x160-tma-persistent-flattened": dict(BLOCK_M=256, BLOCK_N=128, BLOCK_K=32, EXTRA_N=0.25, TMA=True,
+                                             num_warps=8, num_stages=4, PERSISTENT=True, FLATTEN=True),
     "192x192-tma-persistent": dict(BLOCK_M=128, BLOCK_N=128, EXTRA_M=0.5, EXTRA_N=0.5, TMA=True, num_warps=8,
                                    num_stages=3, PERSISTENT=True),
     "192x128-pointers-persistent-flattened": dict(BLOCK_M=128, BLOCK_N=128, EXTRA_M=0.5, num_warps=4,
@@ -211,7 +216,8 @@ HOPPER_TILES = {  # the tiles cuBLAS ran the suite's aligned GEMMs with, in bf16
                          ids=["suite-shape", "ragged", "many-tiles"])  # many: 336 tiles of 192 x 128, > 132 SMs
 @pytest.mark.parametrize("name", sorted(HOPPER_TILES))
 def test_hopper_sized_widened_tiles_on_gpu(device, name, shape, host):
-    cfg = dict(mm.DEFAULT_CONFIG, BLOCK_K=64, **HOPPER_TILES[name], HOST_DESCRIPTORS=host and HOPPER_TILES[name].get("TMA", False))
+    cfg = {**mm.DEFAULT_CONFIG, "BLOCK_K": 64, **HOPPER_TILES[name],
+           "HOST_DESCRIPTORS": host and HOPPER_TILES[name].get("TMA", False)}
     result = run(device, shape, "bfloat16", cfg)
     assert result.ok, result.reason
 
