@@ -187,7 +187,7 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
             Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
             *hopper_switches(hw, persistent=persistent, epilogue_subtile=epilogue_subtile, clusters=clusters,
                              tile_parts=tile_parts),
-            Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 5))
+            Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 8))
 
 
 def space_notes(hw: Hardware) -> str:
