@@ -55,12 +55,6 @@ MIN_DOT_SIDE = 16  # tl.dot's smallest M, N and K on NVIDIA
 # benchmarks/data/probe_persistent_parts.json, docs/benchmarks.md) they were slower in every one
 # of 36 pairs, 0.52-0.76x of the best (62112x3312x768: 728-872 us against 497 for 128x256).
 SEARCH_PERSISTENT_PARTS = False
-# Pipelines deeper than 5 stages (search_spaces/matmul.py lets num_stages reach 8) only for tiles of
-# at most this many bytes of A and B a stage: small tiles whose K loop waits on memory latency,
-# not on the MMA (cuBLAS ran 128x672x5456 fp16 on the H200 with 64x64x64 tiles in 13 stages:
-# 16 KiB a stage); larger tiles run out of shared memory first, and multiply the space for nothing.
-DEEP_PIPELINE_STAGE_BYTES_MAX = 16384
-DEEP_PIPELINE_STAGES = 5  # more than this is a deep pipeline
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float8_e4m3fn": 1}
 
@@ -187,17 +181,6 @@ class Rule:
         for blk, dim in (("BLOCK_M", s.M), ("BLOCK_N", s.N), ("BLOCK_K", s.K)):
             if blk in cfg and cfg[blk] > next_pow2(dim, 16):
                 return f"{blk}={cfg[blk]} exceeds the problem ({dim} padded to {next_pow2(dim, 16)})"
-        return None
-
-    @staticmethod
-    def _deep_pipeline(cfg, s, hw):
-        if cfg.get("num_stages", 1) <= DEEP_PIPELINE_STAGES:
-            return None
-        tm, tn = cta_tile(cfg)
-        stage = (tm + tn) * cfg["BLOCK_K"] * s.in_bytes
-        if stage > DEEP_PIPELINE_STAGE_BYTES_MAX:
-            return (f"num_stages={cfg['num_stages']} with {stage} B of A and B a stage: more than "
-                    f"{DEEP_PIPELINE_STAGES} stages only for {DEEP_PIPELINE_STAGE_BYTES_MAX} B a stage or less")
         return None
 
     @staticmethod
@@ -412,7 +395,6 @@ RULES = {
     "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles; "
                "SPLIT_K_REDUCE only varies when SPLIT_K > 1",
     "persistent": "PERSISTENT only with SPLIT_K=1 and more output tiles than SMs",
-    "deep_pipeline": "more than 5 pipeline stages only for tiles of at most 16 KiB of A and B a stage",
     "shared_memory": "pipeline stages + TMA barriers + staged epilogue tile <= the program's shared memory",
     "registers": "fp32 accumulator <= 192 registers per thread (256 per lane on AMD)",
     "hopper_mma_rows": "on Hopper, BLOCK_M >= 64 when M allows it",

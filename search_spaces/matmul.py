@@ -183,11 +183,15 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
         return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
                 Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
                 Pow2("num_warps", 4, 8), IntRange("num_stages", 1, 3), *amd_launch_options(hw))
+    # num_stages stops at 5: deeper pipelines (6, 8; cuBLAS ran 128x672x5456 fp16 in 64x64x64 tiles
+    # of 13 stages) were slower than 4 stages in each of 9 pairs timed through the engine on the
+    # small split-K GEMMs (1 x H200, triton 3.6; benchmarks/data/probe_deep_pipelines.json,
+    # docs/benchmarks.md), and with them the valid sets grew by 35-42%
     return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
             Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
             *hopper_switches(hw, persistent=persistent, epilogue_subtile=epilogue_subtile, clusters=clusters,
                              tile_parts=tile_parts),
-            Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 8))
+            Pow2("num_warps", 4, 8), IntRange("num_stages", 2, 5))
 
 
 def space_notes(hw: Hardware) -> str:
