@@ -23,10 +23,11 @@ or BLOCK_M/4 (so 192, 160, 96, 80 rows), EXTRA_N likewise, either or both (on Ho
 keep extra rows to 64 or more: a part of 32 rows compiles to mma.sync, not the warpgroup MMA).
 
 One tile per program, or (PERSISTENT) one program per SM looping over the tiles, its tile loop
-flattened with the K loop or not (FLATTEN), as the template's power-of-two tiles: the large GEMMs
-of many waves, where cuBLAS ran 256x160, 192x192 and 256x144 tiles, are where the template's
-persistent loop was its fastest (its best on 62112x3312x768, 20640x2448x128, 3600x2448x256 and
-16624x4048x144 was a persistent 128x256 or 128x128 kernel).
+flattened with the K loop or not (FLATTEN), as the template's power-of-two tiles. The persistent
+loop was built for the many-wave GEMMs where cuBLAS ran 256x160, 192x192 and 256x144 tiles and
+the template's best was a persistent 128x256 or 128x128 kernel; timed beside those (1 x H200,
+benchmarks/data/probe_persistent_parts.json) it was slower in 36 of 36 pairs, so the search does
+not propose it (search_spaces/gemm_rules.py SEARCH_PERSISTENT_PARTS); the launcher takes it.
 
 What it leaves out (the launcher refuses these, the rules never propose them): split-K, the tail
 split, warp specialization, the subtiled store and clusters. Each is a reduction, a partition or

@@ -180,6 +180,7 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
 
 
 def gemm_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> list[dict]:
-    """A GEMM study's starts: the generic tiles, then the fitted ones they do not already hold."""
-    generic = generic_starts(space, hw)
-    return generic + [c for c in fitted_starts(space, hw, shape, dtype) if c not in generic]
+    """A GEMM study's starts: the fitted ones first (a search of fewer samples than starts keeps
+    the ones chosen for its shape), then the generic tiles they do not already hold."""
+    fitted = fitted_starts(space, hw, shape, dtype)
+    return fitted + [c for c in generic_starts(space, hw) if c not in fitted]

@@ -272,7 +272,7 @@ def test_generic_start_configs_are_valid_shape_generic_and_can_be_turned_off(tmp
     # in the kernel (one launch)
     split = [c for c in msp.start(MatmulProblem(M=128, N=672, K=5456, dtype="float16"), profile("h100"))
              if c["SPLIT_K"] > 1]
-    assert (split[0]["SPLIT_K"], split[0]["BLOCK_K"]) == (4, 128)
+    assert (4, 128) in [(c["SPLIT_K"], c["BLOCK_K"]) for c in split]
     assert {c["SPLIT_K_REDUCE"] for c in split} == {"in_kernel"}
     fused = gemm_epilogue.SPEC.problem(M=331, N=6458, K=5985, dtype="bfloat16", activation="relu")
     assert gemm_epilogue.start(fused, profile("h100"))
