@@ -142,12 +142,24 @@ def _fitted_config(space: Space, shape: GemmShape, tile: dict, split: int, persi
     return None
 
 
+def _mma_peak(hw: Hardware, dtype: str) -> float | None:
+    """The dense MMA peak the wave model divides by: the profile's bf16 ceiling for 16-bit inputs
+    (measured on the H100 and H200, and the one the model's constants were fitted with; fp16 runs
+    at the same rate on Hopper, and the H100 profile's fp16 figure is the datasheet's), its fp32
+    (tf32) ceiling for fp32, else half the bf16 one."""
+    bf16 = ceiling_for(hw, "bfloat16_flops")
+    if dtype == "float32":
+        tf32 = ceiling_for(hw, "float32_flops")
+        return tf32.value if tf32 else (bf16.value / 2 if bf16 else None)
+    return bf16.value if bf16 else None
+
+
 def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> list[dict]:
     """The FITTED_STARTS tilings the wave model ranks fastest for this problem on `hw`, each as a
     config `space` accepts (one per tile shape and split). Hopper only: the model's constants were
     fitted there (kernels/gemm_waves.py), and another chip's would be a guess."""
-    peak = ceiling_for(hw, f"{dtype}_flops") or ceiling_for(hw, "bfloat16_flops")
-    if hw.arch != "sm90" or not hw.sm_count or peak is None:
+    peak = _mma_peak(hw, dtype)
+    if hw.arch != "sm90" or not hw.sm_count or not peak:
         return []
     domains = {d.name: d.values() for d in space.domains}
     extras = EXTRA_FRACTIONS if "EXTRA_M" in domains else (0,)
@@ -164,7 +176,7 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
         cfg = _fitted_config(space, shape, tile, split, persistent)
         if cfg is None:
             continue
-        t = tiling_time_s(shape.M, shape.N, shape.K, tm, tn, sm_count=hw.sm_count, flops_per_s=peak.value,
+        t = tiling_time_s(shape.M, shape.N, shape.K, tm, tn, sm_count=hw.sm_count, flops_per_s=peak,
                           block_k=cfg["BLOCK_K"], split_k=split, persistent=persistent,
                           programs_per_sm=programs_per_sm(cfg, shape, hw),
                           partial_bytes_per_s=copy.value if copy else 0.0)

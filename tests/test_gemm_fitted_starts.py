@@ -108,3 +108,13 @@ def test_no_fitted_starts_off_hopper():
     for name in ("a100", "cpu-interpreter"):
         hw = profile(name)
         assert fitted_starts(space(problem, hw), hw, shape_of(problem), "float16") == []
+
+
+def test_the_model_divides_by_the_measured_16_bit_peak():
+    """fp16 and bf16 run at one rate on Hopper: both use the profile's measured bf16 ceiling (the
+    H100 profile's fp16 figure is the datasheet's, 989 against 742 TFLOP/s measured)."""
+    from kernelevolve.search_spaces.gemm_starts import _mma_peak
+
+    h100 = profile("h100")
+    assert _mma_peak(h100, "float16") == _mma_peak(h100, "bfloat16") == 742e12
+    assert _mma_peak(h100, "float32") == 494e12 and _mma_peak(H200, "float32") == 788e12 / 2
