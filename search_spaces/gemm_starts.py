@@ -17,13 +17,10 @@ from kernelevolve.search_spaces.gemm_rules import MAXNREG_HEADROOM, GemmShape, a
 from kernelevolve.tuner.experiment.hardware import Hardware, ceiling_for
 from kernelevolve.tuner.search.space import Space
 
-# The template's own starting configs (Tunable.start; the sweep evaluates them first unless the
-# file says `search.kernel_starts: false`): shape-generic tiles, as Triton's tutorial list and
-# Inductor's mm configs are, here the ones that won most often on the H100. Why: measured there
-# (docs/benchmarks.md, "B's misaligned rows, staged"), a 42-candidate TPE search of a 35k-config
-# space never reached the TMA configs with both operands staged that ran 1.3-1.9x faster than
-# what it found; a sampler that starts from a few strong points spends its budget near them.
-# Nothing here names a shape: TMA tiles stage whichever operands the space stages (TMA needs
+# Shape-generic tiles, as Triton's tutorial list and Inductor's mm configs are, here the ones that
+# won most often on the H100. Why: measured there (docs/benchmarks.md, "B's misaligned rows,
+# staged"), a 42-candidate TPE search of a 35k-config space never reached the TMA configs with
+# both operands staged that ran 1.3-1.9x faster than what it found. Nothing here names a shape: TMA tiles stage whichever operands the space stages (TMA needs
 # them aligned), pointer tiles stage B only (a staged A slowed pointer kernels on the H100: its
 # copy is the larger); a tile the space's rules reject for a shape is left out.
 GENERIC_TILES = (
@@ -163,7 +160,7 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
         return []
     domains = {d.name: d.values() for d in space.domains}
     extras = EXTRA_FRACTIONS if "EXTRA_M" in domains else (0,)
-    splits = [s for s in domains.get("SPLIT_K", (1,))]
+    splits = list(domains.get("SPLIT_K", (1,)))
     copy = ceiling_for(hw, "copy_bytes")
     ranked = []
     for bm, em, bn, en, split in itertools.product(FITTED_BLOCKS_M, extras, FITTED_BLOCKS_N, extras, splits):
