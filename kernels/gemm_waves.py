@@ -44,8 +44,8 @@ def tiling_time_s(M: int, N: int, K: int, tile_m: int, tile_n: int, *, sm_count:
                   block_k: int = 64, split_k: int = 1, persistent: bool = False, programs_per_sm: int = 1,
                   partial_bytes_per_s: float = 0.0) -> float:
     """Seconds the model gives one tiling (module docstring). flops_per_s: the chip's dense peak
-    for the inputs' dtype; block_k: the K loop's step; partial_bytes_per_s: the chip's memory bandwidth, for a split's fp32
-    partials (0: splits cost nothing extra)."""
+    for the inputs' dtype; block_k: the K loop's step; partial_bytes_per_s: the chip's memory
+    bandwidth, for a split's fp32 partials (0: splits cost nothing extra)."""
     tiles = math.ceil(M / tile_m) * math.ceil(N / tile_n)
     per_sm = math.ceil(tiles * split_k / sm_count)
     c = max(1, min(programs_per_sm, PROGRAMS_PER_SM_MAX))

@@ -20,9 +20,10 @@ from kernelevolve.tuner.search.space import Space
 # Shape-generic tiles, as Triton's tutorial list and Inductor's mm configs are, here the ones that
 # won most often on the H100. Why: measured there (docs/benchmarks.md, "B's misaligned rows,
 # staged"), a 42-candidate TPE search of a 35k-config space never reached the TMA configs with
-# both operands staged that ran 1.3-1.9x faster than what it found. Nothing here names a shape: TMA tiles stage whichever operands the space stages (TMA needs
-# them aligned), pointer tiles stage B only (a staged A slowed pointer kernels on the H100: its
-# copy is the larger); a tile the space's rules reject for a shape is left out.
+# both operands staged that ran 1.3-1.9x faster than what it found. Nothing here names a shape:
+# TMA tiles stage whichever operands the space stages (TMA needs them aligned), pointer tiles
+# stage B only (a staged A slowed pointer kernels on the H100: its copy is the larger); a tile the
+# space's rules reject for a shape is left out.
 GENERIC_TILES = (
     # Triton's persistent-matmul tutorial's Hopper kernel: persistent TMA tiles, the epilogue stored
     # in halves, the tile loop flattened; and its warp-specialized one. Large outputs need them:
