@@ -50,8 +50,9 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
     of its tiles into two or more K slices of two blocks or more.
   * num_ctas=2 not with warp specialization or EPILOGUE_SUBTILE (fail to compile), split-K or SPLIT_TAIL, and with
     64 rows or more of the tile a CTA; shared memory and registers counted per CTA (half a tile).
-  * widened tiles (EXTRA_M / EXTRA_N) only on whole tiles, one per program or in the persistent
-    loop (no split-K, tail split, warp specialization, subtiled store or clusters), with extra parts of 16 or more
+  * widened tiles (EXTRA_M / EXTRA_N) only on whole tiles, one per program (the launcher runs them
+    in the persistent loop too, which is not searched: slower in 36 of 36 pairs timed; no split-K,
+    tail split, warp specialization, subtiled store or clusters), with extra parts of 16 or more
     (extra rows of 64 or more on Hopper: fewer compile to mma.sync), and only along a side the
     problem is longer than its block.
   * Hopper's warpgroup MMA works on 64-row slices: BLOCK_M below 64 (when M allows 64) is not tried.
