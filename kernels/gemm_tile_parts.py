@@ -302,9 +302,7 @@ def launch_parted(a, b, out, cfg: dict, b_cols: int, b_kmajor: bool, tma_store: 
     return parted_kernel[grid](
         a, b, out, epilogue.bias, res, epilogue.scale_a, epilogue.scale_b, M, N, K, b_cols,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1), *rstrides, *descs,
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
-        EXTRA_M=extra_size(cfg["BLOCK_M"], cfg.get("EXTRA_M", 0)),
-        EXTRA_N=extra_size(cfg["BLOCK_N"], cfg.get("EXTRA_N", 0)), GROUP_M=cfg["GROUP_M"],
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, EXTRA_M=em, EXTRA_N=en, GROUP_M=cfg["GROUP_M"],
         TMA=bool(cfg["TMA"]), TMA_STORE=tma_store, EVEN_K=even_k, B_KMAJOR=b_kmajor,
         HAS_SCALE=epilogue.scale_a is not None, HAS_BIAS=epilogue.bias is not None,
         ACTIVATION=epilogue.activation, HAS_RESIDUAL=res is not None, HOST_DESCRIPTORS=host_descriptors,
