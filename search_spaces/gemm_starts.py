@@ -152,17 +152,30 @@ def _mma_peak(hw: Hardware, dtype: str) -> float | None:
     return bf16.value if bf16 else None
 
 
+def modelled_time_s(cfg: dict, shape: GemmShape, hw: Hardware, dtype: str) -> float | None:
+    """The wave model's seconds for one config of a GEMM space on `hw` (its tiling, split,
+    persistent loop and the programs an SM holds of it); None without a FLOP ceiling."""
+    peak = _mma_peak(hw, dtype)
+    if not peak or not hw.sm_count:
+        return None
+    tm, tn = tile_size(cfg)
+    copy = ceiling_for(hw, "copy_bytes")
+    return tiling_time_s(shape.M, shape.N, shape.K, tm, tn, sm_count=hw.sm_count, flops_per_s=peak,
+                         block_k=cfg["BLOCK_K"], split_k=cfg.get("SPLIT_K", 1),
+                         persistent=bool(cfg.get("PERSISTENT", False)),
+                         programs_per_sm=programs_per_sm(cfg, shape, hw),
+                         partial_bytes_per_s=copy.value if copy else 0.0)
+
+
 def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> list[dict]:
     """The FITTED_STARTS tilings the wave model ranks fastest for this problem on `hw`, each as a
     config `space` accepts (one per tile shape and split). Hopper only: the model's constants were
     fitted there (kernels/gemm_waves.py), and another chip's would be a guess."""
-    peak = _mma_peak(hw, dtype)
-    if hw.arch != "sm90" or not hw.sm_count or not peak:
+    if hw.arch != "sm90" or not hw.sm_count or not _mma_peak(hw, dtype):
         return []
     domains = {d.name: d.values() for d in space.domains}
     extras = EXTRA_FRACTIONS if "EXTRA_M" in domains else (0,)
     splits = list(domains.get("SPLIT_K", (1,)))
-    copy = ceiling_for(hw, "copy_bytes")
     ranked = []
     for bm, em, bn, en, split in itertools.product(FITTED_BLOCKS_M, extras, FITTED_BLOCKS_N, extras, splits):
         tile = {"BLOCK_M": bm, "EXTRA_M": em, "BLOCK_N": bn, "EXTRA_N": en}
@@ -174,11 +187,7 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
         cfg = _fitted_config(space, shape, tile, split, persistent)
         if cfg is None:
             continue
-        t = tiling_time_s(shape.M, shape.N, shape.K, tm, tn, sm_count=hw.sm_count, flops_per_s=peak,
-                          block_k=cfg["BLOCK_K"], split_k=split, persistent=persistent,
-                          programs_per_sm=programs_per_sm(cfg, shape, hw),
-                          partial_bytes_per_s=copy.value if copy else 0.0)
-        ranked.append((t, (tm, tn, split), cfg))
+        ranked.append((modelled_time_s(cfg, shape, hw, dtype), (tm, tn, split), cfg))
     out, seen = [], set()
     for _, key, cfg in sorted(ranked, key=lambda r: r[0]):
         if key not in seen:

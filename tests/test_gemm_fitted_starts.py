@@ -13,7 +13,7 @@ from kernelevolve.kernels.gemm_waves import PERSISTENT_TILE_OVERHEAD_S, TILE_OVE
 from kernelevolve.kernels.matmul import MatmulProblem
 from kernelevolve.search_spaces.gemm_rules import GemmShape
 from kernelevolve.search_spaces.gemm_starts import (FITTED_STARTS, PERSISTENT_MIN_WAVES, fitted_starts,
-                                                    programs_per_sm)
+                                                    modelled_time_s, programs_per_sm)
 from kernelevolve.search_spaces.matmul import shape_of, space, start
 from kernelevolve.tuner.experiment.hardware import profile
 
@@ -59,10 +59,7 @@ def test_the_model_against_the_h200_timings_it_was_fitted_to():
     shape's timed tiles within 0.4% of the fastest (geomean), 4.4% at worst."""
     errors, by_shape = [], {}
     for name, shape, cfg, seconds in _probe_points():
-        tm, tn = tile_size(cfg)
-        model = tiling_time_s(shape.M, shape.N, shape.K, tm, tn, sm_count=132, flops_per_s=PEAK,
-                              block_k=cfg["BLOCK_K"], persistent=cfg["PERSISTENT"],
-                              programs_per_sm=programs_per_sm(cfg, shape, H200))
+        model = modelled_time_s(cfg, shape, H200, "bfloat16")
         errors.append(math.log(model / seconds))
         by_shape.setdefault(name, []).append((model, seconds))
     assert len(errors) == 66 and len(by_shape) == 13
@@ -158,13 +155,7 @@ def test_the_model_ranks_tilings_of_spaces_it_was_not_fitted_on(path):
         key = (*tile_size(cfg), cfg.get("SPLIT_K", 1), bool(cfg.get("PERSISTENT")))
         if key not in groups or r["latency_ms"] < groups[key][0]:
             groups[key] = (r["latency_ms"], cfg)
-    ranked = []
-    for (tm, tn, split, persistent), (best, cfg) in groups.items():
-        model = tiling_time_s(shape.M, shape.N, shape.K, tm, tn, sm_count=h100.sm_count, flops_per_s=742e12,
-                              block_k=cfg["BLOCK_K"], split_k=split, persistent=persistent,
-                              programs_per_sm=programs_per_sm(cfg, shape, h100), partial_bytes_per_s=3.02e12)
-        ranked.append((model, best))
-    ranked.sort()
+    ranked = sorted((modelled_time_s(cfg, shape, h100, "bfloat16"), best) for best, cfg in groups.values())
     assert len(ranked) >= 20
     assert _spearman([m for m, _ in ranked], [b for _, b in ranked]) > 0.6
     oracle = min(b for _, b in ranked)
