@@ -83,7 +83,8 @@ import triton.language as tl
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
 
 from kernelevolve.kernels.conv2d_staged import launch_staged
-from kernelevolve.kernels.gemm_tiles import launch_options, program_slots, tile_coords, tma_allocator, tma_compatible
+from kernelevolve.kernels.gemm_tiles import (launch_options, persistent_programs, tile_coords, tma_allocator,
+                                             tma_compatible)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
 
@@ -380,7 +381,7 @@ def launch(inputs, out: torch.Tensor, config) -> object:
         target = torch.zeros((NB, P, Q, C_out), dtype=torch.float32, device=out.device).permute(0, 3, 1, 2)
     tiles = m_tiles * triton.cdiv(C_out, cfg["BLOCK_N"])
     if persistent:  # PROGRAMS_PER_SM programs share an SM (as separate programs' tiles do without it)
-        grid = (min(tiles, program_slots(x.device) * int(cfg["PROGRAMS_PER_SM"])), 1)
+        grid = (persistent_programs(tiles, x.device, cfg), 1)
     else:
         grid = (tiles, split_k)
     handle = conv2d_kernel[grid](

@@ -38,7 +38,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernelevolve.kernels.gemm_tiles import (apply_epilogue, b_descriptor, host_descriptor, program_slots,
+from kernelevolve.kernels.gemm_tiles import (apply_epilogue, b_descriptor, host_descriptor, persistent_programs,
                                              tile_coords)
 
 EXTRA_FRACTIONS = (0, 0.25, 0.5)  # the extra rows (columns) of a tile, as a share of BLOCK_M (BLOCK_N)
@@ -298,7 +298,7 @@ def launch_parted(a, b, out, cfg: dict, b_cols: int, b_kmajor: bool, tma_store: 
     rstrides = (res.stride(0), res.stride(1)) if res is not None else (0, 0)
     tiles = triton.cdiv(M, tile_m) * triton.cdiv(N, tile_n)
     persistent = bool(cfg.get("PERSISTENT", False))
-    grid = (min(tiles, program_slots(a.device)) if persistent else tiles,)  # persistent: one per SM
+    grid = (persistent_programs(tiles, a.device, cfg) if persistent else tiles,)
     return parted_kernel[grid](
         a, b, out, epilogue.bias, res, epilogue.scale_a, epilogue.scale_b, M, N, K, b_cols,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1), *rstrides, *descs,

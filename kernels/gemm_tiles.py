@@ -16,7 +16,8 @@ Host side:
   tma_allocator() (device-side descriptors need a scratch allocator on triton >= 3.6),
   host_descriptor(), host_descriptors_compile() (a descriptor made on the host instead, and where
   that compiles: HOST_DESCRIPTORS),
-  program_slots() (how many programs a persistent kernel launches), tma_compatible(),
+  program_slots() (how many SMs a persistent kernel fills), persistent_programs() (the programs a
+  persistent GEMM launches), tma_compatible(),
   aligned_rows() (a copy of a matrix whose rows start 128-byte aligned: STAGE_A, STAGE_B),
   output_for() (a GEMM's C, its rows padded to 16 bytes where N leaves them misaligned, by
   aligned_width(), the padded vendor path's rule too), tma_storable().
@@ -315,6 +316,13 @@ def program_slots(device: torch.device) -> int:
         if torch.cuda.is_available():
             return _sm_count(torch.cuda.current_device())
     return INTERPRETER_PROGRAM_SLOTS
+
+
+def persistent_programs(tiles: int, device: torch.device, config) -> int:
+    """Programs a persistent GEMM launches: PROGRAMS_PER_SM per SM (one per two SMs' worth in
+    clusters of two, num_ctas=2), never more than its tiles."""
+    slots = program_slots(device) * int(config.get("PROGRAMS_PER_SM", 1)) // int(config.get("num_ctas", 1))
+    return min(tiles, max(1, slots))
 
 
 def tma_compatible(t: torch.Tensor) -> str | None:

@@ -16,6 +16,10 @@ SWITCH_DEFAULTS, so configs written before a switch existed still launch):
                   for the small GEMMs split-K is for, where a launch is a fair share of the time
   PERSISTENT      launch one program per SM, each looping over tiles (vs one tile per program):
                   launch cost paid once per SM
+  PROGRAMS_PER_SM 1 or 2, PERSISTENT=True only: the persistent loop launches that many programs per
+                  SM, so that where two fit in its shared memory and registers one's epilogue
+                  (its store) overlaps the other's K loop, as cuBLAS's ping-pong kernels overlap
+                  two warpgroups' (gemm_tiles.persistent_programs)
   SPLIT_TAIL      PERSISTENT=True only, not with WARP_SPECIALIZE: the loop's last, partial wave
                   of tiles is cut into K slices, one per program that would idle through it,
                   met in the kernel as in_kernel's splits meet (kernels/gemm_split_tail.py)
@@ -101,7 +105,7 @@ from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, accumulate_descri
                                 host_descriptors_compile, launch_options,
                                 meet_partials,
                                 output_for,
-                                program_slots, store_halves, tile_coords, tma_allocator, tma_compatible,
+                                persistent_programs, store_halves, tile_coords, tma_allocator, tma_compatible,
                                 tma_storable)
 from kernelevolve.kernels.spec import DTYPES, KernelSpec, element_size
 
@@ -278,7 +282,7 @@ def splitk_finish_kernel(ws_ptr, c_ptr, bias_ptr, residual_ptr, scale_a_ptr, sca
 SWITCH_DEFAULTS = {"SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False,
                    "WARP_SPECIALIZE": False, "STAGE_A": False, "STAGE_B": False, "EPILOGUE_SUBTILE": False,
                    "FLATTEN": False, "maxnreg": 0, "SPLIT_TAIL": False, "num_ctas": 1,
-                   "EXTRA_M": 0, "EXTRA_N": 0, "HOST_DESCRIPTORS": "auto"}
+                   "EXTRA_M": 0, "EXTRA_N": 0, "HOST_DESCRIPTORS": "auto", "PROGRAMS_PER_SM": 1}
 SPLIT_K_REDUCES = ("atomic", "two_pass", "in_kernel")
 
 # The config the public entry point uses when it is given none: a middle-of-the-road tile that
@@ -353,6 +357,9 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
     if cfg["SPLIT_TAIL"] and (not cfg["PERSISTENT"] or cfg["WARP_SPECIALIZE"]):
         raise ValueError("SPLIT_TAIL=True splits a persistent loop's last wave: it needs PERSISTENT=True, "
                          "and not WARP_SPECIALIZE=True (kernels/gemm_split_tail.py)")
+    if cfg["PROGRAMS_PER_SM"] not in (1, 2) or (cfg["PROGRAMS_PER_SM"] > 1 and not cfg["PERSISTENT"]):
+        raise ValueError(f"PROGRAMS_PER_SM must be 1 or 2, and 2 only with PERSISTENT=True (programs of one "
+                         f"tile each already share SMs as they fit), got {cfg['PROGRAMS_PER_SM']!r}")
     clusters = int(cfg["num_ctas"])
     if clusters > 1 and (split_k > 1 or cfg["SPLIT_TAIL"] or cfg["WARP_SPECIALIZE"]):
         # a cluster runs each program as two CTAs, and both would arrive at a split's counter
@@ -408,8 +415,7 @@ def launch_gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, config,
             target = slabs
     else:
         target, stride_ws = torch.zeros((M, N), dtype=torch.float32, device=out.device), 0
-    # a persistent loop runs one program per SM, one per two SMs in clusters of two
-    grid = (min(tiles, max(1, program_slots(a.device) // clusters)),) if cfg["PERSISTENT"] else (tiles, split_k)
+    grid = (persistent_programs(tiles, a.device, cfg),) if cfg["PERSISTENT"] else (tiles, split_k)
     tail_tiles, tail_slices = tail_plan(tiles, grid[0], triton.cdiv(K, cfg["BLOCK_K"])) if cfg["SPLIT_TAIL"] else (0, 1)
     if tail_tiles:  # one fp32 tile a slice, and the tail tiles' arrival counters
         workspace = torch.empty((tail_tiles * tail_slices, cfg["BLOCK_M"] * cfg["BLOCK_N"]),

@@ -49,6 +49,9 @@ TMA_BARRIER_BYTES = 1024  # measured 16-56 B of mbarriers; a round margin
 TMA_ALIGN_BYTES = 16
 MAXNREG_HEADROOM = 40  # registers a thread needs beside its accumulator (module docstring)
 MIN_DOT_SIDE = 16  # tl.dot's smallest M, N and K on NVIDIA
+# shared memory the driver keeps for each CTA besides what it asks for (NVIDIA: 1 KiB on sm80 and
+# sm90); an SM's shared memory is what one program may opt into plus that reserve (H100: 227 + 1 KiB)
+CTA_RESERVED_SMEM = 1024
 # Widened tiles in the persistent loop (kernels/gemm_tile_parts.py: the launcher takes them) are
 # not searched: timed through the engine beside the power-of-two persistent kernels on the four
 # many-wave K % 16 GEMMs of the generated suite (1 x H200, triton 3.6;
@@ -204,9 +207,29 @@ class Rule:
         if cfg.get("SPLIT_K", 1) > 1:
             return "PERSISTENT runs whole tiles: it takes SPLIT_K=1"
         tiles = _tiles(cfg, s)
-        programs = hw.sm_count // cfg.get("num_ctas", 1)  # a cluster of two CTAs holds two SMs
+        # a cluster of two CTAs holds two SMs; PROGRAMS_PER_SM programs share one
+        programs = hw.sm_count * cfg.get("PROGRAMS_PER_SM", 1) // cfg.get("num_ctas", 1)
         if hw.sm_count and tiles <= programs:
             return f"PERSISTENT with {tiles} tiles <= {programs} programs: every program gets one tile anyway"
+        return None
+
+    @staticmethod
+    def _programs_per_sm(cfg, s, hw):
+        per_sm = cfg.get("PROGRAMS_PER_SM", 1)
+        if per_sm == 1:
+            return None
+        if not cfg.get("PERSISTENT", False):
+            return "PROGRAMS_PER_SM > 1 shares SMs between persistent loops: it needs PERSISTENT=True"
+        if cfg.get("WARP_SPECIALIZE", False):  # its producer warps are not in num_warps: not counted here
+            return "PROGRAMS_PER_SM > 1 with WARP_SPECIALIZE: its extra warps' registers are not modelled"
+        if hw.smem_per_block:
+            need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes, s.residual, c_aligned=True)
+            if per_sm * (need + CTA_RESERVED_SMEM) > hw.smem_per_block + CTA_RESERVED_SMEM:
+                return f"{per_sm} programs of {need} B of shared memory do not fit one SM of {hw.name}"
+        if hw.regs_per_sm:
+            regs = per_sm * 32 * cfg["num_warps"] * (accumulator_regs(cfg) + MAXNREG_HEADROOM)
+            if regs > hw.regs_per_sm:
+                return f"{per_sm} programs need ~{regs:.0f} registers > {hw.regs_per_sm} an SM"
         return None
 
     @staticmethod
@@ -394,7 +417,9 @@ RULES = {
     "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",
     "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles; "
                "SPLIT_K_REDUCE only varies when SPLIT_K > 1",
-    "persistent": "PERSISTENT only with SPLIT_K=1 and more output tiles than SMs",
+    "persistent": "PERSISTENT only with SPLIT_K=1 and more output tiles than programs",
+    "programs_per_sm": "PROGRAMS_PER_SM=2 only with PERSISTENT, without WARP_SPECIALIZE, and where two "
+                       "programs' shared memory and registers fit one SM",
     "shared_memory": "pipeline stages + TMA barriers + staged epilogue tile <= the program's shared memory",
     "registers": "fp32 accumulator <= 192 registers per thread (256 per lane on AMD)",
     "hopper_mma_rows": "on Hopper, BLOCK_M >= 64 when M allows it",

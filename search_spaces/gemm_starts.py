@@ -54,7 +54,7 @@ GENERIC_TILES = (
 )
 NEUTRAL = {"SPLIT_K": 1, "SPLIT_K_REDUCE": "atomic", "PERSISTENT": False, "TMA": False, "WARP_SPECIALIZE": False,
            "EPILOGUE_SUBTILE": False, "FLATTEN": False, "maxnreg": 0, "STAGE_A": False, "STAGE_B": False,
-           "SPLIT_TAIL": False, "num_ctas": 1, "EXTRA_M": 0, "EXTRA_N": 0}
+           "SPLIT_TAIL": False, "num_ctas": 1, "EXTRA_M": 0, "EXTRA_N": 0, "PROGRAMS_PER_SM": 1}
 
 
 def as_config(space: Space, tile: dict) -> dict | None:
@@ -114,13 +114,15 @@ FOUR_WARPS_MAX_REGS = 160  # a wider accumulator takes 8 warps (192x128 in 4 is 
 
 
 def programs_per_sm(cfg: dict, shape: GemmShape, hw: Hardware) -> int:
-    """How many of this config's programs one SM holds at once, by shared memory and registers."""
+    """How many of this config's programs one SM holds at once, by shared memory and registers
+    (a persistent loop's: no more than it launches to an SM, PROGRAMS_PER_SM)."""
     smem = shared_memory_bytes(cfg, shape.in_bytes, shape.out_bytes, shape.residual)
     threads = 32 * cfg["num_warps"]
     regs = threads * (accumulator_regs(cfg) + MAXNREG_HEADROOM)  # + addresses and operands
     by_smem = hw.smem_per_block // max(smem, 1) if hw.smem_per_block else 1
     by_regs = hw.regs_per_sm // max(int(regs), 1) if hw.regs_per_sm else 1
-    return max(1, min(by_smem, by_regs))
+    fit = max(1, min(by_smem, by_regs))
+    return min(fit, cfg.get("PROGRAMS_PER_SM", 1)) if cfg.get("PERSISTENT", False) else fit
 
 
 def _fitted_config(space: Space, shape: GemmShape, tile: dict, split: int, persistent: bool) -> dict | None:

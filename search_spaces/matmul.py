@@ -2,7 +2,8 @@
 
 Parameters, by target:
   every target   BLOCK_M/N/K (powers of two), GROUP_M, SPLIT_K with SPLIT_K_REDUCE
-                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT, num_warps, num_stages.
+                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT with PROGRAMS_PER_SM (1 or 2;
+                 not on the interpreter), num_warps, num_stages.
                  Not searched: SPLIT_TAIL (SEARCH_SPLIT_TAIL below says why)
   Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, and the transforms
                  of Triton's persistent-matmul tutorial: EPILOGUE_SUBTILE (the output tile stored
@@ -44,8 +45,10 @@ Constraints (search_spaces/gemm_rules.py has the models) reject, before any comp
   * tiles far larger than the problem: rows and columns that are thrown away.
   * split-K only where it can help (fewer than two waves of tiles, a K block per split), and
     SPLIT_K_REDUCE varied only when there is a split.
-  * PERSISTENT only when there are more tiles than programs (SMs, halved for clusters of two;
-    else nothing to loop over) and no split-K; SPLIT_TAIL (in a config that sets it) only with it,
+  * PERSISTENT only when there are more tiles than programs (SMs, halved for clusters of two,
+    doubled for PROGRAMS_PER_SM=2; else nothing to loop over) and no split-K; PROGRAMS_PER_SM=2
+    only where two programs' shared memory and registers (the models below) fit one SM, and not
+    with warp specialization (its producer warps are not counted); SPLIT_TAIL (in a config that sets it) only with it,
     without warp specialization, and where the last wave leaves enough programs idle to cut each
     of its tiles into two or more K slices of two blocks or more.
   * num_ctas=2 not with warp specialization or EPILOGUE_SUBTILE (fail to compile), split-K or SPLIT_TAIL, and with
@@ -99,6 +102,17 @@ SEARCH_MAXNREG = False
 # searches it can still set it; the launcher and the rules take it.
 SEARCH_SPLIT_TAIL = False
 
+# PROGRAMS_PER_SM=2: two persistent loops to an SM where both fit, so that one's store overlaps
+# the other's K loop (cuBLAS's ping-pong kernels overlap two warpgroups so on Hopper). Measured
+# through the engine on five many-tile GEMMs of the generated suite, K 128-768 (1 x H200, triton
+# 3.6; benchmarks/data/probe_programs_per_sm.json, docs/benchmarks.md): the same persistent tile
+# two to an SM was faster in 25 of 25 pairs, 1.01-1.44x (median 1.20x), and within 2-4% of the
+# shape's best kernel on three (3600x2448x256: 14.6 against 14.3 us), the best on none: the
+# tiles that fit twice (128x128, 64x256) are smaller than the best ones. Searched: it makes the
+# persistent kernels of 128x128 competitive where they were 15-50% behind; 25-32% more valid
+# configs on the shapes with enough tiles for it.
+SEARCH_PROGRAMS_PER_SM = True
+
 # Nor num_ctas=2 (each program a cluster of two CTAs, Triton splitting its tile between them; the
 # launcher and the rules take it, tests/test_gemm_sm90_compile.py compiles it). Measured through
 # the engine on the 13 K % 16 GEMMs of the generated suite (1 x H200, triton 3.6;
@@ -149,7 +163,7 @@ def hopper_switches(hw: Hardware, *, persistent: bool = True, epilogue_subtile: 
 # kernel's default, and the tuner reads it so (Space.defaults), so those stay usable as priors,
 # warm starts and start points. (A recorded config of an odd-N shape ran with B unstaged.)
 LATER_SWITCHES = ("EPILOGUE_SUBTILE", "FLATTEN", "maxnreg", "STAGE_B", "SPLIT_TAIL", "num_ctas", "EXTRA_M",
-                  "EXTRA_N")
+                  "EXTRA_N", "PROGRAMS_PER_SM")
 
 
 def later_switch_defaults(domains: tuple) -> dict:
@@ -180,6 +194,7 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
                 Choice("GROUP_M", (1, 4, 8)), *splits, *loop,
                 Const("num_warps", 4), Const("num_stages", 1))
     loop += (Bool("SPLIT_TAIL"),) if persistent and SEARCH_SPLIT_TAIL else ()
+    loop += (Choice("PROGRAMS_PER_SM", (1, 2)),) if persistent and SEARCH_PROGRAMS_PER_SM else ()
     if hw.vendor == "amd":  # LDS is 64 KiB and the stream pipeliner wants few stages
         return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
                 Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
@@ -212,7 +227,7 @@ def gemm_space(shape: GemmShape, hw: Hardware, *, split_k: bool = True, persiste
     widens tiles / takes HOST_DESCRIPTORS, whose rules the space lists (bmm's has none of them)."""
     # a rule about a switch the space leaves out is left out with it
     kinds = tuple(k for k in RULES if (split_k or k != "split_k")
-                  and (persistent or k not in ("persistent", "flatten", "split_tail"))
+                  and (persistent or k not in ("persistent", "flatten", "split_tail", "programs_per_sm"))
                   and (epilogue_subtile or k != "epilogue_subtile") and (clusters or k != "clusters")
                   and (tile_parts or k != "tile_parts") and (host_descriptors or k != "host_descriptors"))
     # True first: a config that does not name STAGE_A (every warm config: they were written for

@@ -115,6 +115,18 @@ def test_split_tail_cuts_the_last_wave_into_k_slices(device, extra):
         assert counters and all(int(c.abs().sum()) == 0 for c in counters)
 
 
+@pytest.mark.parametrize("extra", [{}, dict(TMA=True, FLATTEN=True), dict(TMA=True, EPILOGUE_SUBTILE=True)],
+                         ids=["pointers", "tma_flatten", "tma_subtiled"])
+def test_two_persistent_programs_an_sm_compute_the_same_product(device, extra):
+    """PROGRAMS_PER_SM=2: twice the persistent programs, each looping over every grid-th tile, on
+    more tiles than programs (so each loops) with a ragged last row and column of tiles."""
+    slots = 2 * gemm_tiles.program_slots(torch.device(device))
+    M, N, K = 64 * (slots // 4 + 1) - 9, 4 * 32 - 8, 136  # (slots / 4 + 1) x 4 tiles of 64 x 32; rows TMA reads
+    assert -(-M // 64) * -(-N // 32) > slots
+    run_ok = run(device, (M, N, K), "float16", dict(BASE, PERSISTENT=True, PROGRAMS_PER_SM=2, **extra))
+    assert run_ok.ok, run_ok.reason
+
+
 def test_split_tail_plans_only_a_tail_worth_cutting():
     assert split_tail.tail_plan(172, 132, 24) == (40, 3)  # 5472x416 at 128x128: 40 tiles, 3 slices each
     assert split_tail.tail_plan(276, 132, 7) == (12, 3)  # 2944x768x400 at 64x128x64: K allows 3
@@ -145,12 +157,21 @@ def test_clusters_of_two_ctas_compute_the_same_product(device, extra):
 def test_clusters_halve_a_persistent_grid_and_refuse_what_counts_programs(monkeypatch):
     kernel = RecordedLaunches()
     monkeypatch.setattr(mm, "matmul_kernel", kernel)
-    monkeypatch.setattr(mm, "program_slots", lambda device: 132)
+    monkeypatch.setattr(gemm_tiles, "program_slots", lambda device: 132)
     a, b = torch.randn(4096, 64).half(), torch.randn(64, 4096).half()
-    for ctas, programs in ((1, 132), (2, 66)):
+    # 1024 tiles of 128 x 128: a program per SM, per two SMs in clusters, two per SM with PROGRAMS_PER_SM
+    for ctas, per_sm, programs in ((1, 1, 132), (2, 1, 66), (1, 2, 264), (2, 2, 132)):
         mm.launch_gemm(a, b, torch.empty(4096, 4096).half(), dict(BASE, BLOCK_M=128, BLOCK_N=128,
-                                                                  PERSISTENT=True, num_ctas=ctas))
+                                                                  PERSISTENT=True, num_ctas=ctas,
+                                                                  PROGRAMS_PER_SM=per_sm))
         assert kernel.grids[-1] == (programs,)
+    # never more programs than tiles; two per SM only for a persistent loop, and no more than two
+    mm.launch_gemm(a, b[:, :256], torch.empty(4096, 256).half(), dict(BASE, BLOCK_M=128, BLOCK_N=128,
+                                                                      PERSISTENT=True, PROGRAMS_PER_SM=2))
+    assert kernel.grids[-1] == (64,)
+    for bad in (dict(PROGRAMS_PER_SM=2), dict(PERSISTENT=True, PROGRAMS_PER_SM=3)):
+        with pytest.raises(ValueError, match="PROGRAMS_PER_SM"):
+            mm.launch_gemm(a, b, torch.empty(4096, 4096).half(), dict(BASE, **bad))
     assert launch_options(dict(BASE, num_ctas=2))["num_ctas"] == 2 and "num_ctas" not in launch_options(BASE)
     for bad in (dict(SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"), dict(PERSISTENT=True, SPLIT_TAIL=True),
                 dict(TMA=True, WARP_SPECIALIZE=True)):

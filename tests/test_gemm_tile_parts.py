@@ -9,6 +9,7 @@ import torch
 from recorded_launches import RecordedLaunches
 
 from kernelevolve.kernels import matmul as mm
+from kernelevolve.kernels import gemm_tiles
 from kernelevolve.kernels.gemm_tile_parts import extra_size, tile_size
 from kernelevolve.search_spaces.gemm_rules import GemmShape, Rule, accumulator_regs, shared_memory_bytes
 from kernelevolve.search_spaces.matmul import space
@@ -66,9 +67,12 @@ def test_a_widened_tile_covers_the_output_in_fewer_programs(monkeypatch):
     a, b = torch.randn(100, 48).half(), torch.randn(48, 72).half()
     mm.launch_gemm(a, b, torch.empty(100, 72).half(), dict(BASE, EXTRA_M=0.5, EXTRA_N=0.5))
     assert kernel.grids == [(3 * 2,)]
-    monkeypatch.setattr(gemm_tile_parts, "program_slots", lambda device: 4)  # 4 SMs: persistent, one each
+    monkeypatch.setattr(gemm_tiles, "program_slots", lambda device: 2)  # 2 SMs: persistent, one each
     mm.launch_gemm(a, b, torch.empty(100, 72).half(), dict(BASE, EXTRA_M=0.5, EXTRA_N=0.5, PERSISTENT=True))
-    assert kernel.grids[-1] == (4,) and kernel.launches[-1][1]["PERSISTENT"]
+    assert kernel.grids[-1] == (2,) and kernel.launches[-1][1]["PERSISTENT"]
+    mm.launch_gemm(a, b, torch.empty(100, 72).half(), dict(BASE, EXTRA_M=0.5, EXTRA_N=0.5, PERSISTENT=True,
+                                                           PROGRAMS_PER_SM=2))
+    assert kernel.grids[-1] == (4,)
     assert tile_size(dict(BASE, EXTRA_M=0.5, EXTRA_N=0.25)) == (48, 40)
 
 
