@@ -15,6 +15,11 @@ Models the rules use, measured where they could be:
     pointer store or a one-tile-per-program TMA store stages nothing apart, subtiled or not.
     A flattened (FLATTEN) pointer loop was compiled with 48-80 KiB where the model says 64-144:
     the model keeps the unflattened figure, an upper bound, rather than guess the pipeliner. A
+    flattened loop stores its halves (EPILOGUE_SUBTILE) from a tile whose rows are fewer than its
+    warpgroups' 64 each (64 x 256 in 8 warps: the warpgroups split its columns), each fp32 half
+    is re-laid out through shared memory of its own: 32 KiB more for 64x256 and 16 KiB for 64x128
+    (triton 3.6 and 3.9; one such config ran out of shared memory on the H200 before the model
+    counted it). Unflattened, or with 128 rows or more, that scratch shares the pipeline's. A
     flattened loop with a fused residual stages residual tiles too (8 KiB more for 128x128, 32 KiB
     for 128x256, bf16): the model counts one whole residual tile, an upper bound.
     C's rows are always 16-byte aligned (a GEMM's C is made with them padded where N leaves them
@@ -108,6 +113,10 @@ def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | N
             need += max(bm, 128) * staged_n * store
         elif config.get("PERSISTENT", False) and c_aligned:
             need += bm * staged_n * store
+            if config.get("FLATTEN", False) and staged_n < bn and bm < 64 * (config["num_warps"] // 4):
+                # the warpgroups split the tile's columns, so a half is re-laid out through
+                # shared memory, which a flattened loop cannot share with its pipeline (docstring)
+                need += bm * staged_n * 4
     if residual and config.get("FLATTEN", False):  # pipelined across tiles: staged (docstring)
         need += bm * bn * out
     return need

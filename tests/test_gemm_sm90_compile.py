@@ -53,6 +53,10 @@ CASES = {  # name: (kernel, problem fields, config changes)
     "matmul-tma-ws-subtile": ("matmul", {}, dict(TMA=True, WARP_SPECIALIZE=True, EPILOGUE_SUBTILE=True)),
     "matmul-tma-persistent-flatten": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True)),
     "matmul-pointers-maxnreg": ("matmul", {}, dict(maxnreg=168)),
+    # 64 rows in 8 warps: the halves are re-laid out through shared memory the flattened loop keeps apart
+    "matmul-tma-persistent-flatten-subtile-64-rows": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True,
+                                                                         EPILOGUE_SUBTILE=True, BLOCK_M=64,
+                                                                         BLOCK_N=256, num_warps=8, num_stages=2)),
     "matmul-tma-persistent-flatten-subtile-maxnreg": ("matmul", {}, dict(TMA=True, PERSISTENT=True, FLATTEN=True,
                                                                          EPILOGUE_SUBTILE=True, maxnreg=232)),
     "epilogue-gelu-tma-persistent-flatten-subtile": ("gemm_epilogue", dict(activation="gelu"),

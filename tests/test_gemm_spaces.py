@@ -179,6 +179,36 @@ def test_persistent_and_split_k_rules():
     assert "only with SPLIT_K > 1" in reasons(sp, SPLIT_K_REDUCE="two_pass")
 
 
+def test_two_persistent_programs_an_sm_only_where_both_fit():
+    sp = matmul.space(BIG, H100)
+    assert "PROGRAMS_PER_SM" in names(sp)
+    # 128x128x32 in 4 stages with its staged tile: 2 x 97 KiB fit an SM, 4 warps of 128+40 registers too
+    two = dict(BLOCK_K=32, num_stages=4, TMA=True, PERSISTENT=True, PROGRAMS_PER_SM=2)
+    assert reasons(sp, **two) == ""
+    assert "PERSISTENT=True" in reasons(sp, **dict(two, PERSISTENT=False))
+    assert "shared memory" in reasons(sp, **dict(two, BLOCK_K=64))  # 2 x 129 KiB
+    # 128x256 in 8 warps: 128 accumulator registers a thread, 2 x 256 threads x 168 > 64K
+    assert "registers" in reasons(sp, **dict(two, BLOCK_N=256, num_warps=8, num_stages=2))
+    assert "WARP_SPECIALIZE" in reasons(sp, **dict(two, WARP_SPECIALIZE=True))
+    # 2560 x 1280 in 128 x 128 tiles: 200 tiles loop over 132 programs, not over 264
+    mid = matmul.space(MatmulProblem(M=2560, N=1280, K=1024, dtype="bfloat16"), H100)
+    assert reasons(mid, **dict(two, PROGRAMS_PER_SM=1)) == ""
+    assert "every program gets one tile" in reasons(mid, **two)
+    assert "PROGRAMS_PER_SM" not in names(matmul.space(BIG, profile("cpu-interpreter")))
+    assert "PROGRAMS_PER_SM" not in names(bmm.space(BmmProblem(B=4, M=1024, N=1024, K=1024, dtype="bfloat16"), H100))
+
+
+def test_a_flattened_subtiled_store_of_64_rows_in_8_warps_counts_its_relayout():
+    # compiled for sm90 (triton 3.6 and 3.9): 131,088 B for 64x256x64 in 2 stages, 32 KiB over the
+    # pipeline and staged half; one such config ran out of shared memory on the H200
+    cfg = dict(GOOD, BLOCK_M=64, BLOCK_N=256, num_warps=8, num_stages=2, TMA=True, PERSISTENT=True,
+               EPILOGUE_SUBTILE=True)
+    unflattened = shared_memory_bytes(cfg, "bfloat16")
+    assert shared_memory_bytes(dict(cfg, FLATTEN=True), "bfloat16") == unflattened + 64 * 128 * 4
+    assert shared_memory_bytes(dict(cfg, FLATTEN=True, BLOCK_M=128), "bfloat16") == \
+        shared_memory_bytes(dict(cfg, BLOCK_M=128), "bfloat16")  # 128 rows: one warpgroup's 64 each
+
+
 def test_shared_memory_model_counts_the_staged_epilogue_tile():
     base = shared_memory_bytes(GOOD, "bfloat16")
     assert base == 3 * (128 + 128) * 64 * 2
