@@ -207,6 +207,10 @@ class Rule:
         tiles = _tiles(cfg, s)
         if hw.sm_count and tiles >= 2 * hw.sm_count:
             return f"SPLIT_K={n} with {tiles} output tiles: already two waves of {hw.sm_count} SMs"
+        if hw.sm_count and n & (n - 1) and n != hw.sm_count // tiles:
+            # a count between powers of two is there to fill the SMs: only the one that fills a wave
+            return (f"SPLIT_K={n} is not a power of two: only {hw.sm_count // tiles}, the split that fills "
+                    f"one wave of {hw.sm_count} SMs with {tiles} tiles, is")
         return None
 
     @staticmethod
@@ -424,8 +428,8 @@ RULES = {
     "host_descriptors": "HOST_DESCRIPTORS=True (TMA's descriptors made on the host; 'auto', the default, does "
                         "so where it compiles) only with TMA, not with WARP_SPECIALIZE (fails to compile) or clusters",
     "tile_fits_problem": "no tile dimension above the problem's (padded to a power of two)",
-    "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles; "
-               "SPLIT_K_REDUCE only varies when SPLIT_K > 1",
+    "split_k": "SPLIT_K > 1 only with one K block per split and fewer than two waves of tiles, a power of "
+               "two or the count that fills one wave of SMs; SPLIT_K_REDUCE only varies when SPLIT_K > 1",
     "persistent": "PERSISTENT only with SPLIT_K=1 and more output tiles than programs",
     "programs_per_sm": "PROGRAMS_PER_SM=2 only with PERSISTENT, without WARP_SPECIALIZE, and where two "
                        "programs' shared memory and registers fit one SM",

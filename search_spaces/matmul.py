@@ -186,7 +186,9 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
     """The GEMM template's parameters on one target. split_k / persistent / epilogue_subtile /
     clusters / tile_parts False leave those switches out (the kernel then runs with its defaults:
     one split, one tile per program, one store per tile, one CTA per program, power-of-two tiles)."""
-    splits = (Pow2("SPLIT_K", 1, 4 if hw.interpreter else 8),
+    # every split count up to 8 on a GPU, not only powers of two: the count that fills the SMs is
+    # what matters, and 22 tiles in 6 slices are one full wave of 132 SMs (SPLIT_K_COUNTS)
+    splits = (Pow2("SPLIT_K", 1, 4) if hw.interpreter else IntRange("SPLIT_K", 1, 8),
               Choice("SPLIT_K_REDUCE", SPLIT_K_REDUCES)) if split_k else ()
     loop = (Bool("PERSISTENT"),) if persistent else ()
     if hw.interpreter:  # (SPLIT_TAIL not searched: the interpreter's 4 programs have no waves to speak of)

@@ -177,6 +177,13 @@ def test_persistent_and_split_k_rules():
     assert "every program gets one tile" in reasons(small, PERSISTENT=True)
     assert "SPLIT_K=1" in reasons(small, PERSISTENT=True, SPLIT_K=2)
     assert "only with SPLIT_K > 1" in reasons(sp, SPLIT_K_REDUCE="two_pass")
+    # split counts between powers of two: only the one that fills a wave. 128x672 in 64x64 tiles is
+    # 22 tiles: 6 slices each are 132 programs, one per SM of the H100
+    few = matmul.space(MatmulProblem(M=128, N=672, K=5456, dtype="float16"), H100)
+    split = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, SPLIT_K_REDUCE="in_kernel")
+    assert reasons(few, **split, SPLIT_K=6) == "" and reasons(few, **split, SPLIT_K=8) == ""
+    assert "fills one wave" in reasons(few, **split, SPLIT_K=5)
+    assert sorted({c["SPLIT_K"] for c in few.valid_configs()}) == [1, 2, 3, 4, 6, 8]  # 3: 42 tiles of 64x32
 
 
 def test_two_persistent_programs_an_sm_only_where_both_fit():

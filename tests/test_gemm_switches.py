@@ -38,6 +38,7 @@ TMA_SWITCHES = {
     "tma_splitk2_atomic": dict(TMA=True, SPLIT_K=2),
     "tma_splitk2_two_pass": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="two_pass"),
     "tma_splitk2_in_kernel": dict(TMA=True, SPLIT_K=2, SPLIT_K_REDUCE="in_kernel"),
+    "tma_splitk3_in_kernel": dict(TMA=True, SPLIT_K=3, SPLIT_K_REDUCE="in_kernel"),  # the slices interleave
     # the descriptors: made on the host by default ("auto", every entry above), asked for by name, or
     # forced back to being built by every program on the device
     "tma_host_descriptors": dict(TMA=True, HOST_DESCRIPTORS=True),
