@@ -186,8 +186,13 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
     """The GEMM template's parameters on one target. split_k / persistent / epilogue_subtile /
     clusters / tile_parts False leave those switches out (the kernel then runs with its defaults:
     one split, one tile per program, one store per tile, one CTA per program, power-of-two tiles)."""
-    # every split count up to 8 on a GPU, not only powers of two: the count that fills the SMs is
-    # what matters, and 22 tiles in 6 slices are one full wave of 132 SMs (SPLIT_K_COUNTS)
+    # every split count up to 8 on a GPU, not only powers of two: what a split is for is filling the
+    # SMs (the split_k rule keeps, between powers of two, only the count that fills one wave: 42
+    # tiles in 3 slices are 126 programs of 132 SMs). Timed through the engine (1 x H200, triton
+    # 3.6; benchmarks/data/probe_split_fill.json, docs/benchmarks.md): on 128x672x5456, 64x32x128
+    # tiles in 3 slices ran 8.2 us against 8.7 for the best power-of-two split (cuBLAS 7.7); on
+    # 192x576x3552 and 1152x144x864 the filling counts' larger tiles lost (9.7-15 us against 7.3
+    # and 3.8). 8-12% more valid configs on the shapes that can split.
     splits = (Pow2("SPLIT_K", 1, 4) if hw.interpreter else IntRange("SPLIT_K", 1, 8),
               Choice("SPLIT_K_REDUCE", SPLIT_K_REDUCES)) if split_k else ()
     loop = (Bool("PERSISTENT"),) if persistent else ()
