@@ -2,8 +2,9 @@
 
 Parameters, by target:
   every target   BLOCK_M/N/K (powers of two), GROUP_M, SPLIT_K with SPLIT_K_REDUCE
-                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT with PROGRAMS_PER_SM (1 or 2;
-                 not on the interpreter), num_warps, num_stages.
+                 ("atomic", "two_pass" or "in_kernel"), PERSISTENT, num_warps, num_stages;
+                 SPLIT_K every count up to 8 on a GPU (powers of two on the interpreter);
+                 PROGRAMS_PER_SM (1 or 2) on NVIDIA GPUs.
                  Not searched: SPLIT_TAIL (SEARCH_SPLIT_TAIL below says why)
   Hopper (sm90)  also TMA (tensor-descriptor loads/stores) and WARP_SPECIALIZE, and the transforms
                  of Triton's persistent-matmul tutorial: EPILOGUE_SUBTILE (the output tile stored
@@ -106,7 +107,7 @@ SEARCH_SPLIT_TAIL = False
 # the other's K loop (cuBLAS's ping-pong kernels overlap two warpgroups so on Hopper). Measured
 # through the engine on five many-tile GEMMs of the generated suite, K 128-768 (1 x H200, triton
 # 3.6; benchmarks/data/probe_programs_per_sm.json, docs/benchmarks.md): the same persistent tile
-# two to an SM was faster in 25 of 25 pairs, 1.01-1.44x (median 1.20x), and within 2-4% of the
+# two to an SM was faster in 25 of 25 pairs, 1.01-1.44x (median 1.20x), and within 1-4% of the
 # shape's best kernel on three (3600x2448x256: 14.6 against 14.3 us), the best on none: the
 # tiles that fit twice (128x128, 64x256) are smaller than the best ones. Searched: it makes the
 # persistent kernels of 128x128 competitive where they were 15-50% behind; 25-32% more valid
@@ -201,11 +202,12 @@ def gemm_domains(hw: Hardware, *, split_k: bool = True, persistent: bool = True,
                 Choice("GROUP_M", (1, 4, 8)), *splits, *loop,
                 Const("num_warps", 4), Const("num_stages", 1))
     loop += (Bool("SPLIT_TAIL"),) if persistent and SEARCH_SPLIT_TAIL else ()
-    loop += (Choice("PROGRAMS_PER_SM", (1, 2)),) if persistent and SEARCH_PROGRAMS_PER_SM else ()
     if hw.vendor == "amd":  # LDS is 64 KiB and the stream pipeliner wants few stages
         return (Pow2("BLOCK_M", 16, 256), Pow2("BLOCK_N", 16, 256), Pow2("BLOCK_K", 16, 128),
                 Choice("GROUP_M", (1, 4, 8, 16)), *splits, *loop,
                 Pow2("num_warps", 4, 8), IntRange("num_stages", 1, 3), *amd_launch_options(hw))
+    # (NVIDIA only: the rules count two programs' registers with NVIDIA's 32 lanes a warp)
+    loop += (Choice("PROGRAMS_PER_SM", (1, 2)),) if persistent and SEARCH_PROGRAMS_PER_SM else ()
     # num_stages stops at 5: deeper pipelines (6, 8; cuBLAS ran 128x672x5456 fp16 in 64x64x64 tiles
     # of 13 stages) were slower than 4 stages in each of 9 pairs timed through the engine on the
     # small split-K GEMMs (1 x H200, triton 3.6; benchmarks/data/probe_deep_pipelines.json,
