@@ -13,7 +13,8 @@ import math
 
 from kernelevolve.kernels.gemm_tile_parts import EXTRA_FRACTIONS, tile_size
 from kernelevolve.kernels.gemm_waves import tiling_time_s
-from kernelevolve.search_spaces.gemm_rules import MAXNREG_HEADROOM, GemmShape, accumulator_regs, shared_memory_bytes
+from kernelevolve.search_spaces.gemm_resources import MAXNREG_HEADROOM, accumulator_regs, shared_memory_bytes
+from kernelevolve.search_spaces.gemm_rules import GemmShape
 from kernelevolve.tuner.experiment.hardware import Hardware, ceiling_for
 from kernelevolve.tuner.search.space import Space
 

@@ -38,7 +38,7 @@ The kernel declares it (KernelSpec.vendor_configs) and every study evaluates it 
 same harness and outside the sampler (tuner/search/constrained.py `outside`): it is a whole other
 implementation, not a value of any switch here, so no proposal is spent on it.
 
-Constraints (search_spaces/gemm_rules.py has the models) reject, before any compile:
+Constraints (search_spaces/gemm_rules.py; the resource models in gemm_resources.py) reject, before any compile:
   * shared memory: pipeline stages of A and B tiles, TMA barriers, the epilogue tile a persistent
     TMA or warp-specialized kernel keeps staged; more than the chip lets one program opt into is
     an OutOfResources at launch (a naive space lost 6 of 16 H100 trials to this).
@@ -75,8 +75,7 @@ from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, HAS_MAXNREG, HAS_
                                              HAS_WARP_SPECIALIZE)
 from kernelevolve.kernels.matmul import SPEC, SPLIT_K_REDUCES, SWITCH_DEFAULTS, MatmulProblem
 from kernelevolve.kernels.spec import element_size
-from kernelevolve.search_spaces.gemm_rules import (ACC_REGS_PER_THREAD_MAX, RULES, TMA_ALIGN_BYTES,  # noqa: F401
-                                      GemmShape, accumulator_regs, rules, shared_memory_bytes)
+from kernelevolve.search_spaces.gemm_rules import RULES, TMA_ALIGN_BYTES, GemmShape, rules
 from kernelevolve.search_spaces.gemm_starts import GENERIC_TILES, generic_starts, gemm_starts  # noqa: F401
 from kernelevolve.tuner.experiment.hardware import Hardware
 from kernelevolve.tuner.experiment.registry import Tunable

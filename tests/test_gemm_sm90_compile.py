@@ -4,7 +4,7 @@ No GPU is needed: a child process (without TRITON_INTERPRET) runs the real launc
 launch intercepted, and compiles each captured launch for GPUTarget("cuda", 90) with the
 arguments, constexprs and options the launcher chose. Checked per variant: it compiles, Hopper's
 warpgroup MMA (wgmma) is used, warp specialization is really in the code when asked for, and
-the shared memory the compiler reports is within our constraint model (search_spaces/gemm_rules.py:
+the shared memory the compiler reports is within our resource model (search_spaces/gemm_resources.py:
 never below it, at most 2 KiB above; per CTA for clusters of two, num_ctas=2), and a config's
 maxnreg and num_ctas are the code's. Also checked: the two Triton limits the warp-specialization constraint encodes (num_warps=8 silently drops it;
 atomic split-K fails to compile), and the one the flatten constraint encodes (a flattened tile
@@ -154,7 +154,7 @@ def _child() -> None:
     from triton.compiler import ASTSource
     from triton.runtime.jit import JITFunction
 
-    from kernelevolve.search_spaces.gemm_rules import shared_memory_bytes
+    from kernelevolve.search_spaces.gemm_resources import shared_memory_bytes
     from kernelevolve.tuner.experiment.registry import BUILTIN, load
 
     pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32",

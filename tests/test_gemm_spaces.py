@@ -12,7 +12,7 @@ from kernelevolve.kernels.gemm_fp8 import Fp8GemmProblem
 from kernelevolve.kernels.gemm_tiles import HAS_TENSOR_DESCRIPTORS, HAS_WARP_SPECIALIZE
 from kernelevolve.kernels.matmul import DEFAULT_CONFIG, MatmulProblem
 from kernelevolve.search_spaces import bmm, conv2d, gemm_epilogue, gemm_fp8, matmul
-from kernelevolve.search_spaces.gemm_rules import shared_memory_bytes
+from kernelevolve.search_spaces.gemm_resources import shared_memory_bytes
 from kernelevolve.tuner.experiment.hardware import PROFILES, profile
 from kernelevolve.tuner.experiment.registry import BUILTIN, load
 from kernelevolve.tuner.search.space import Const
@@ -93,7 +93,7 @@ def test_clusters_of_two_ctas_on_hopper_only_and_their_rules(monkeypatch):
 
 
 def test_shared_memory_and_registers_are_counted_per_cta_in_a_cluster():
-    from kernelevolve.search_spaces.gemm_rules import accumulator_regs, cta_tile
+    from kernelevolve.search_spaces.gemm_resources import accumulator_regs, cta_tile
     # compiled for sm90 (triton 3.6 and 3.9, tests/test_gemm_sm90_compile.py re-checks): 73,728 B
     # a CTA for 128x128x64 in 3 stages, 90,136 persistent with TMA; 64x256 splits its columns
     assert cta_tile(dict(GOOD, num_ctas=2)) == (64, 128)

@@ -11,7 +11,8 @@ from recorded_launches import RecordedLaunches
 from kernelevolve.kernels import matmul as mm
 from kernelevolve.kernels import gemm_tiles
 from kernelevolve.kernels.gemm_tile_parts import extra_size, tile_size
-from kernelevolve.search_spaces.gemm_rules import GemmShape, Rule, accumulator_regs, shared_memory_bytes
+from kernelevolve.search_spaces.gemm_resources import accumulator_regs, shared_memory_bytes
+from kernelevolve.search_spaces.gemm_rules import GemmShape, Rule
 from kernelevolve.search_spaces.matmul import space
 from kernelevolve.tuner.experiment.hardware import profile
 from kernelevolve.tuner.measure.verify import check, poison

@@ -23,7 +23,7 @@ from kernelevolve.kernels.gemm_tiles import (HAS_LOOP_FLATTEN, HAS_MAXNREG, HAS_
                                              launch_options)
 from kernelevolve.search_spaces import bmm, gemm_epilogue, gemm_fp8, matmul
 from kernelevolve.search_spaces.matmul import MAXNREG_VALUES, SEARCH_MAXNREG
-from kernelevolve.search_spaces.gemm_rules import MAXNREG_HEADROOM, shared_memory_bytes
+from kernelevolve.search_spaces.gemm_resources import MAXNREG_HEADROOM, shared_memory_bytes
 from kernelevolve.tuner.experiment.hardware import profile
 from kernelevolve.tuner.measure.verify import check, poison
 from test_gemm_switches import run  # one launch-and-check helper for the GEMM switch tests

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from kernelevolve.kernels.matmul import DEFAULT_CONFIG, MatmulProblem
-from kernelevolve.search_spaces.matmul import shared_memory_bytes, space
+from kernelevolve.search_spaces.gemm_resources import shared_memory_bytes
+from kernelevolve.search_spaces.matmul import space
 from kernelevolve.tuner.experiment.hardware import profile
 from kernelevolve.tuner.search.constrained import ConstrainedSearch
 from kernelevolve.tuner.search.samplers import NONE, PENALTY, SAMPLERS

@@ -34,9 +34,13 @@ ENUMERATE_MAX = 2_500_000  # raw points: Space.valid_configs walks them as a tre
 # sample of SAMPLE_POINTS raw points puts its valid ones at ENUMERATE_VALID_MAX or fewer. The Hopper
 # GEMM spaces with widened tiles (EXTRA_M, EXTRA_N) are 11M raw (22M with a staged operand) and
 # 21k-40k valid: walked in 0.6-1.3 s on the same kind of machine, the rules pruning the widened tiles
-# at the switches they exclude. A space of that many raw points and loose rules is searched by
+# at the switches they exclude; with two persistent programs an SM (PROGRAMS_PER_SM) and every split
+# count up to 8, 44M raw (88M staged) and 27k-90k valid: walked in 3-8 s each on the 2-core machine
+# with a test run beside it. (At 25M, the limit before, none of the generated suite's 28 GEMM spaces
+# was walked: each was searched by rejection, its sampler's invalid proposals wasted, not moved to
+# the nearest valid config.) A space of that many raw points and loose rules is searched by
 # rejection, as before: walked, it would hold millions of configs.
-ENUMERATE_SAMPLED_MAX = 25_000_000
+ENUMERATE_SAMPLED_MAX = 100_000_000
 ENUMERATE_VALID_MAX = 100_000
 SAMPLE_POINTS = 4096
 
