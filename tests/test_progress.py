@@ -6,12 +6,13 @@ from rich.console import Console
 
 from kernelevolve.tuner.execution import commands
 from kernelevolve.tuner.review.progress import Progress, RichProgress
+from kernelevolve.tuner.search.space import IntRange, Space
 
 
-def _study(key="matmul/M64_N64_K64_float16/h100", interpreter=False):
+def _study(key="matmul/M64_N64_K64_float16/h100", interpreter=False, space=Space((IntRange("BLOCK_M", 1, 4),))):
     target = SimpleNamespace(name=key.rsplit("/", 1)[1], profile=SimpleNamespace(interpreter=interpreter),
                              ray_resources=lambda: {"CPU": 1.0, "GPU": 1.0})
-    return SimpleNamespace(key=key, target=target,
+    return SimpleNamespace(key=key, target=target, space=space,
                            experiment=SimpleNamespace(search=SimpleNamespace(sampler="tpe", concurrency=2)))
 
 
@@ -83,6 +84,16 @@ def test_plain_lines_keep_their_format(capsys):
     _drive(Progress(print), _study())
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("study matmul/") and "[4/6] timeout" in lines[-1]
+
+
+def test_a_study_says_whether_its_valid_configs_are_listed(capsys):
+    """A space past the listing limit is searched by rejection: its log line says so."""
+    Progress(print).study_started(_study(), 6, 0)
+    huge = Space(tuple(IntRange(f"P{i}", 1, 16) for i in range(7)))  # 268M raw points
+    Progress(print).study_started(_study(space=huge), 6, 0)
+    listed, rejected = capsys.readouterr().out.splitlines()
+    assert listed.endswith("its valid configs listed")
+    assert "searched by rejection (268,435,456 raw points" in rejected
 
 
 def test_a_finished_study_says_where_its_end_went(capsys):

@@ -29,8 +29,14 @@ class Progress:
     def study_started(self, study, budget: int, already: int) -> None:
         s = study.experiment.search
         self.done[study.key], self.budget[study.key], self.t0[study.key] = already, budget, time.time()
+        # whether the sampler's invalid proposals are moved to valid configs or refused: a space
+        # past the listing limit (tuner/search/space.py) is searched by rejection, which a run's
+        # log must show (one run's staged GEMM spaces went unlisted without a word)
+        space = study.space
+        how = "its valid configs listed" if space.enumerable() else \
+            f"searched by rejection ({space.size():,} raw points, too many to list)"
         self.log(f"study {study.key}: {s.sampler} sampler, {budget} candidates, "
-                 f"{s.concurrency} at a time, resources {study.target.ray_resources()}")
+                 f"{s.concurrency} at a time, resources {study.target.ray_resources()}, {how}")
 
     def candidate(self, study, rec: dict) -> None:
         if rec["status"] != "invalid":
