@@ -109,7 +109,7 @@ SEARCH_SPLIT_TAIL = False
 # two to an SM was faster in 25 of 25 pairs, 1.01-1.44x (median 1.20x), and within 1-4% of the
 # shape's best kernel on three (3600x2448x256: 14.6 against 14.3 us), the best on none: the
 # tiles that fit twice (128x128, 64x256) are smaller than the best ones. Searched: it makes the
-# persistent kernels of 128x128 competitive where they were 15-50% behind; 25-32% more valid
+# persistent kernels of 128x128 competitive where they were 15-50% behind; 21-32% more valid
 # configs on the shapes with enough tiles for it.
 SEARCH_PROGRAMS_PER_SM = True
 
