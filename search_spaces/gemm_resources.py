@@ -89,3 +89,9 @@ def shared_memory_bytes(config: dict, dtype: str | int, out_dtype: str | int | N
 def accumulator_regs(config: dict, lanes: int = 32) -> float:
     bm, bn = cta_tile(config)
     return bm * bn / (lanes * config["num_warps"])
+
+
+def program_regs(config: dict) -> float:
+    """The registers one program takes of an SM (NVIDIA, 32 lanes a warp): each thread's
+    accumulator and MAXNREG_HEADROOM more for addresses and operands."""
+    return 32 * config["num_warps"] * (accumulator_regs(config) + MAXNREG_HEADROOM)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kernelevolve.search_spaces.gemm_resources import (CTA_RESERVED_SMEM, MAXNREG_HEADROOM, accumulator_regs,
-                                                    cta_tile, shared_memory_bytes)
+                                                    cta_tile, program_regs, shared_memory_bytes)
 from kernelevolve.tuner.experiment.hardware import Hardware
 from kernelevolve.tuner.search.space import next_pow2
 
@@ -160,7 +160,7 @@ class Rule:
             if per_sm * (need + CTA_RESERVED_SMEM) > hw.smem_per_block + CTA_RESERVED_SMEM:
                 return f"{per_sm} programs of {need} B of shared memory do not fit one SM of {hw.name}"
         if hw.regs_per_sm:
-            regs = per_sm * 32 * cfg["num_warps"] * (accumulator_regs(cfg) + MAXNREG_HEADROOM)
+            regs = per_sm * program_regs(cfg)
             if regs > hw.regs_per_sm:
                 return f"{per_sm} programs need ~{regs:.0f} registers > {hw.regs_per_sm} an SM"
         return None
