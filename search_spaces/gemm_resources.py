@@ -95,3 +95,14 @@ def program_regs(config: dict) -> float:
     """The registers one program takes of an SM (NVIDIA, 32 lanes a warp): each thread's
     accumulator and MAXNREG_HEADROOM more for addresses and operands."""
     return 32 * config["num_warps"] * (accumulator_regs(config) + MAXNREG_HEADROOM)
+
+
+def programs_by_smem(need: int, smem_per_block: int) -> int:
+    """How many CTAs of `need` bytes of shared memory one SM holds: an SM has what one program may
+    opt into (smem_per_block) plus one CTA_RESERVED_SMEM, and each CTA takes its need and a reserve."""
+    return (smem_per_block + CTA_RESERVED_SMEM) // (max(need, 1) + CTA_RESERVED_SMEM)
+
+
+def programs_by_regs(config: dict, regs_per_sm: int) -> int:
+    """How many of this config's programs one SM's register file holds (program_regs each)."""
+    return int(regs_per_sm // max(program_regs(config), 1))

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernelevolve.search_spaces.gemm_resources import (CTA_RESERVED_SMEM, MAXNREG_HEADROOM, accumulator_regs,
-                                                    cta_tile, program_regs, shared_memory_bytes)
+from kernelevolve.search_spaces.gemm_resources import (MAXNREG_HEADROOM, accumulator_regs, cta_tile,
+                                                    program_regs, programs_by_regs, programs_by_smem,
+                                                    shared_memory_bytes)
 from kernelevolve.tuner.experiment.hardware import Hardware
 from kernelevolve.tuner.search.space import next_pow2
 
@@ -157,12 +158,10 @@ class Rule:
             return "PROGRAMS_PER_SM > 1 with WARP_SPECIALIZE: its extra warps' registers are not modelled"
         if hw.smem_per_block:
             need = shared_memory_bytes(cfg, s.in_bytes, s.out_bytes, s.residual, c_aligned=True)
-            if per_sm * (need + CTA_RESERVED_SMEM) > hw.smem_per_block + CTA_RESERVED_SMEM:
+            if per_sm > programs_by_smem(need, hw.smem_per_block):
                 return f"{per_sm} programs of {need} B of shared memory do not fit one SM of {hw.name}"
-        if hw.regs_per_sm:
-            regs = per_sm * program_regs(cfg)
-            if regs > hw.regs_per_sm:
-                return f"{per_sm} programs need ~{regs:.0f} registers > {hw.regs_per_sm} an SM"
+        if hw.regs_per_sm and per_sm > programs_by_regs(cfg, hw.regs_per_sm):
+            return f"{per_sm} programs need ~{per_sm * program_regs(cfg):.0f} registers > {hw.regs_per_sm} an SM"
         return None
 
     @staticmethod

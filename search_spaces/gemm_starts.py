@@ -13,7 +13,7 @@ import math
 
 from kernelevolve.kernels.gemm_tile_parts import EXTRA_FRACTIONS, tile_size
 from kernelevolve.kernels.gemm_waves import tiling_time_s
-from kernelevolve.search_spaces.gemm_resources import program_regs, shared_memory_bytes
+from kernelevolve.search_spaces.gemm_resources import programs_by_regs, programs_by_smem, shared_memory_bytes
 from kernelevolve.search_spaces.gemm_rules import GemmShape
 from kernelevolve.tuner.experiment.hardware import Hardware, ceiling_for
 from kernelevolve.tuner.search.space import Space
@@ -118,9 +118,8 @@ def programs_per_sm(cfg: dict, shape: GemmShape, hw: Hardware) -> int:
     """How many of this config's programs one SM holds at once, by shared memory and registers
     (a persistent loop's: no more than it launches to an SM, PROGRAMS_PER_SM)."""
     smem = shared_memory_bytes(cfg, shape.in_bytes, shape.out_bytes, shape.residual)
-    regs = program_regs(cfg)
-    by_smem = hw.smem_per_block // max(smem, 1) if hw.smem_per_block else 1
-    by_regs = hw.regs_per_sm // max(int(regs), 1) if hw.regs_per_sm else 1
+    by_smem = programs_by_smem(smem, hw.smem_per_block) if hw.smem_per_block else 1
+    by_regs = programs_by_regs(cfg, hw.regs_per_sm) if hw.regs_per_sm else 1
     fit = max(1, min(by_smem, by_regs))
     return min(fit, cfg.get("PROGRAMS_PER_SM", 1)) if cfg.get("PERSISTENT", False) else fit
 
