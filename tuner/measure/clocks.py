@@ -194,10 +194,16 @@ def time_gpu_clean(fn, warmup: int, reps: int, before=None) -> tuple[float, floa
     repetition times fn followed by a second read pass, whose misses evict fn's dirty lines, and
     subtracts the median time of that read pass alone after a clean L2 (timed in the same loop):
     what is left is fn's time plus the write-back of everything it wrote, as in a model where the
-    next kernel pays for it. Each repetition also hands the GPU four 85 us read passes, so the host
-    stays ahead and Python launch cost does not leak into the events. The subtraction carries the
-    read pass's jitter (about a microsecond on the H100): for kernels of a few microseconds, time
-    in CUDA graphs instead (time_graph)."""
+    next kernel pays for it. The subtraction carries the read pass's jitter (about a microsecond on
+    the H100): for kernels of a few microseconds, time in CUDA graphs instead (time_graph).
+
+    Events time the GPU's timeline, so wherever the GPU waits for the host to launch fn, the wait
+    is in fn's time. Each repetition hands the GPU four 85 us read passes, which keeps a host of
+    light launches ahead; a heavy one (a staged GEMM's copies, allocations and descriptors: 250 us
+    a call and more, and slower still while other processes load the CPU) was not, and its times
+    came out 1.6-3.3x its GPU time, unsteady (1 x H200, docs/benchmarks.md). So the loop starts
+    behind a GPU wait (gpu_wait, for lead_s) as long as the host's time for all repetitions exceeds the read
+    passes': the host enqueues while the GPU waits, and the GPU then runs them back to back."""
     import torch
 
     dev = torch.cuda.current_device()
@@ -209,10 +215,7 @@ def time_gpu_clean(fn, warmup: int, reps: int, before=None) -> tuple[float, floa
     def flush():
         torch.sum(buf, dim=0, out=sink)  # reads every line of the buffer, writes 4 bytes
 
-    for _ in range(warmup):
-        fn()
-    events = [[torch.cuda.Event(enable_timing=True) for _ in range(4)] for _ in range(reps)]
-    for s, e, fs, fe in events:
+    def rep(s, e, fs, fe):
         if before is not None:
             before()  # ahead of the flush: what it writes is evicted before the start event
         flush()
@@ -224,11 +227,83 @@ def time_gpu_clean(fn, warmup: int, reps: int, before=None) -> tuple[float, floa
         fs.record()
         flush()
         fe.record()
+
+    for _ in range(warmup):
+        fn()
+    events = [[torch.cuda.Event(enable_timing=True) for _ in range(4)] for _ in range(reps)]
+    # the host's time for one repetition, enqueued while the GPU waits (so the host never waits);
+    # the probe's calls are made as timed ones (TimedOutputs checks them alike), only not timed
+    probe = [[torch.cuda.Event(enable_timing=True) for _ in range(4)] for _ in range(HOST_PROBE_REPS)]
+    gpu_wait(HOST_PROBE_WAIT_S)
+    t0 = time.perf_counter()
+    for ev in probe:
+        rep(*ev)
+    probe_s = time.perf_counter() - t0
+    torch.cuda.synchronize()
+    # a call that waits on the GPU itself (a synchronising launcher) outlasts the wait: each of its
+    # repetitions drains the queue, so no lead keeps it ahead
+    if probe_s < HOST_PROBE_WAIT_S:
+        gpu_wait(lead_s(probe_s / HOST_PROBE_REPS, 4 * flush_s(flush), reps))
+    for ev in events:
+        rep(*ev)
     torch.cuda.synchronize()
     alone = sorted(fs.elapsed_time(fe) for _, _, fs, fe in events)[reps // 2]
     times = sorted(s.elapsed_time(e) - alone for s, e, _, _ in events)
     q = [times[min(reps - 1, int(f * reps))] for f in (0.2, 0.5, 0.8)]
     return float(q[0]), float(q[1]), float(q[2])
+
+
+HOST_PROBE_REPS = 3
+HOST_PROBE_WAIT_S = 0.02  # longer than three repetitions take the slowest host seen (< 1 ms each)
+LEAD_MARGIN_S = 0.002  # a scheduler hiccup of the host's, absorbed
+MAX_LEAD_S = 2.0  # past it, a host that slow is past saving: its repetitions show unsteady
+
+
+def lead_s(host_rep_s: float, gpu_rep_s: float, reps: int) -> float:
+    """How long the GPU should wait before `reps` timed repetitions so that the host, taking
+    host_rep_s to enqueue each, never falls behind a GPU that takes at least gpu_rep_s to run
+    each: the host's deficit over all of them, and a margin; no wait where the host keeps up."""
+    deficit = reps * (host_rep_s - gpu_rep_s)
+    return 0.0 if deficit <= 0 else min(MAX_LEAD_S, deficit + LEAD_MARGIN_S)
+
+
+_cycles_per_s: dict = {}
+_flush_s: dict = {}
+
+
+def gpu_wait(seconds: float) -> None:
+    """Enqueue a kernel that keeps the GPU busy for about `seconds` (torch.cuda._sleep spins a
+    number of clock cycles, calibrated once per device by events), returning at once."""
+    import torch
+
+    if seconds <= 0:
+        return
+    dev = torch.cuda.current_device()
+    if dev not in _cycles_per_s:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(1_000_000)  # the first call loads the kernel
+        start.record()
+        torch.cuda._sleep(10_000_000)
+        end.record()
+        torch.cuda.synchronize()
+        _cycles_per_s[dev] = 10_000_000 / (start.elapsed_time(end) / 1e3)
+    torch.cuda._sleep(int(seconds * _cycles_per_s[dev]))
+
+
+def flush_s(flush) -> float:
+    """One read pass's GPU time (median of five), measured once per device."""
+    import torch
+
+    dev = torch.cuda.current_device()
+    if dev not in _flush_s:
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(6)]
+        for start, end in events:
+            start.record()
+            flush()
+            end.record()
+        torch.cuda.synchronize()
+        _flush_s[dev] = sorted(s.elapsed_time(e) for s, e in events[1:])[2] / 1e3
+    return _flush_s[dev]
 
 
 def clean_counts(fn, warmup_ms: float, rep_ms: float) -> tuple[int, int]:
