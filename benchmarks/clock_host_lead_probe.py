@@ -1,16 +1,18 @@
-"""Does the host's launch cost leak into the `clean` clock? The suite's clean-clock rows, re-timed.
+"""Does the host's launch cost leak into an event clock? The suite's clean-clock rows, re-timed.
 
 Events time the GPU's timeline: where the GPU idles waiting for Python to launch the next call,
-the idle time is in the call's time. time_gpu_clean starts its loop behind a GPU wait sized from
-the host's measured cost of a repetition (tuner/measure/clocks.py lead_s); this re-times the
+the idle time is in the call's time. The event clocks (`clean`, `do_bench`) start their loop
+behind a GPU wait sized from the host's measured cost of a repetition (tuner/measure/host_lead.py);
+this re-times the
 configs a GEMM suite run reported on the `clean` clock (its "ours" and "ours best Triton" rows:
 cuBLAS through a padded copy, staged Triton kernels, ...), each launched by the kernel's own
-spec.launch and verified first, four ways in one process: the lead as the clock takes it, and
-the lead forced to zero (clocks.lead_s replaced for the measurement, the clock as it was before),
-each with the host idle and with the host loaded (one busy process per core, as the suite's
-other work can load it), beside `cudagraph` (replayed in a CUDA graph: no host at all).
+spec.launch and verified first, four ways in one process for each --clock (default `clean`): the
+lead as the clock takes it, and the lead forced to zero (host_lead.lead_s replaced for the
+measurement, the clock as it was before), each with the host idle and with the host loaded (one
+busy process per core, as the suite's other work can load it), beside `cudagraph` (replayed in a
+CUDA graph: no host at all).
 
-  python benchmarks/clock_host_lead_probe.py --suite RUN/gemm_suite.json [--suite ...] --out DIR
+  python benchmarks/clock_host_lead_probe.py --suite RUN/gemm_suite.json [--suite ...] [--clock do_bench] --out DIR
       (writes DIR/clock_host_lead_probe.json, prints a table)
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 
 from kernelevolve.tuner.experiment.registry import load, resolve_ref  # noqa: E402
-from kernelevolve.tuner.measure import clocks  # noqa: E402
+from kernelevolve.tuner.measure import clocks, host_lead  # noqa: E402
 from kernelevolve.tuner.measure.verify import check, poison  # noqa: E402
 
 MATMUL = "kernelevolve.search_spaces.matmul:TUNABLE"
@@ -64,14 +66,14 @@ def host_load(busy: bool, seconds: float = 600.0):
 
 @contextmanager
 def no_lead(off: bool):
-    """time_gpu_clean without its lead: clocks.lead_s answering 0 for the block."""
-    real = clocks.lead_s
+    """The event clocks without their lead: host_lead.lead_s answering 0 for the block."""
+    real = host_lead.lead_s
     if off:
-        clocks.lead_s = lambda *a, **k: 0.0
+        host_lead.lead_s = lambda *a, **k: 0.0
     try:
         yield
     finally:
-        clocks.lead_s = real
+        host_lead.lead_s = real
 
 
 def suite_cases(paths: list[str]) -> list[dict]:
@@ -104,24 +106,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", required=True, action="append",
                     help="a gemm_suite.json whose clean-clock rows to re-time (repeatable)")
+    ap.add_argument("--clock", action="append", choices=("clean", "do_bench"),
+                    help="the event clock to re-time with (repeatable; default clean)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     cases = [(r, launcher(r)) for r in suite_cases(args.suite)]
-    ways = [(busy, off) for busy in (False, True) for off in (True, False)]
+    ways = [(clock, busy, off) for clock in (args.clock or ["clean"]) for busy in (False, True) for off in (True, False)]
     results = {id(r): {"shape": r["shape"], "impl": r["impl"], "config": r["config"], "suite": r["suite"],
                        "suite_p20_p50_p80_ms": [r["latency_p20_ms"], r["latency_ms"], r["latency_p80_ms"]]}
                for r, _ in cases}
     for r, fn in cases:
         results[id(r)]["cudagraph"] = list(clocks.measure(fn, "cudagraph", 25, 100))
-    for busy, off in ways:
-        name = f"clean, {'no lead' if off else 'lead'}, host {'loaded' if busy else 'idle'}"
+    names = ["cudagraph"]
+    for clock, busy, off in ways:
+        name = f"{clock}, {'no lead' if off else 'lead'}, host {'loaded' if busy else 'idle'}"
+        names.append(name)
         with host_load(busy):
             for r, fn in cases:
                 with no_lead(off):
-                    results[id(r)][name] = list(clocks.measure(fn, "clean", 25, 100))
+                    results[id(r)][name] = list(clocks.measure(fn, clock, 25, 100))
     rows = list(results.values())
-    names = ["cudagraph"] + [f"clean, {'no lead' if off else 'lead'}, host {'loaded' if busy else 'idle'}"
-                             for busy, off in ways]
     print("| shape | impl | suite p50 us | " + " | ".join(f"{n}: p50 us (p80/p20)" for n in names) + " |")
     for row in rows:
         cells = [f"{row[n][1] * 1e3:.1f} ({row[n][2] / max(row[n][0], 1e-9):.2f})" for n in names]

@@ -22,7 +22,7 @@ SECTION_ORDER = {"gemm": 0, "fused": 1, "conv": 2}
 # A row whose 80th-percentile repetition took this much longer than its 20th is flagged: its p50
 # may be either mode (the padded cuBLAS of 62087x309x1672 bf16 on the H200 came out p20 0.166,
 # p50 0.420 ms under `clean`, where do_bench in the same process gave 0.169 ms: the host's launch
-# cost leaking into the events, which the clean clock's lead has kept out since, clocks.lead_s).
+# cost leaking into the events, which the event clocks' lead keeps out since: tuner/measure/host_lead.py).
 UNSTEADY = 1.5
 
 

@@ -78,6 +78,7 @@ def test_a_changed_cache_is_caught_before_it_judges_the_next_candidate():
 def test_a_bypassed_harness_is_judged_elsewhere_and_its_process_replaced(worker):
     """patch_harness replaces the evaluator's checked launch and its seal: the judge's verdict
     still holds, and the processes it patched are replaced before the next candidate."""
+    assert worker.request(request("first_calls", False), timeout_s=120)["status"] == "ok"  # started
     starts = worker.starts
     rec = worker.request(request("patch_harness", True), timeout_s=120)
     assert rec["status"] == "incorrect" and rec.get("worker_replaced") and rec.get("tampered"), rec

@@ -15,6 +15,9 @@ GPU: `triton.testing.do_bench` times with CUDA events, excludes its warm-up, and
 every repetition (it zeroes a 256 MB buffer); we ask it for the 20th, 50th and 80th percentiles.
 With an experiment's `timing.clock: clean`, time_gpu_clean instead: the L2 is emptied by reading,
 and each call is charged the write-back of its own dirty lines (its docstring says why).
+Both event clocks start their timed loop behind a GPU wait where a call costs the host more to
+launch than a repetition runs on the GPU (tuner/measure/host_lead.py), so that the events time the
+GPU's work and not the GPU waiting for Python.
 Several candidates may share a GPU (fractional Ray GPUs) so that compilation overlaps; their timed
 sections must not overlap, so each holds an exclusive file lock named after the GPU's UUID. The
 lock is a file lock because the contenders are separate processes, possibly of separate actors.
@@ -33,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kernelevolve.tuner.experiment.hardware import least_time_s
+from kernelevolve.tuner.measure import host_lead
 
 LOCK_DIR = os.path.join(tempfile.gettempdir(), "kernelevolve-gpu-locks")
 
@@ -124,10 +128,11 @@ def measure(fn, clock: str = "do_bench", warmup_ms: float = 25, rep_ms: float = 
 class _BeforeEachTimedCall:
     """do_bench's `grad_to_none` entries get `x.grad = None` before each timed call, ahead of the
     L2 flush and the start event (triton 3.6 to 3.9): the one place its loop lets us run work
-    between timed calls without timing it, so that the clock stays Triton's own do_bench."""
+    between timed calls without timing it, so that the clock stays Triton's own do_bench. The
+    first one also enqueues the loop's lead (host_lead: a GPU wait the host gets ahead behind)."""
 
-    def __init__(self, before):
-        self._before = before
+    def __init__(self, before, lead_s: float = 0.0):
+        self._before, self._lead_s = before, lead_s
 
     @property
     def grad(self):
@@ -135,15 +140,48 @@ class _BeforeEachTimedCall:
 
     @grad.setter
     def grad(self, _value):
-        self._before()
+        if self._lead_s:
+            host_lead.gpu_wait(self._lead_s)
+            self._lead_s = 0.0
+        if self._before is not None:
+            self._before()
+
+
+def do_bench_lead_s(fn, rep_ms: float, before=None) -> float:
+    """The GPU wait that keeps the host ahead of do_bench's timed loop (host_lead): the host's time
+    for a repetition like the loop's (`before`, the L2 zeroed, fn between events), against the
+    GPU's, over as many repetitions as do_bench can make of rep_ms (its own estimate of a call
+    includes the zeroing, so at most rep_ms over the GPU's time for one)."""
+    import torch
+    import triton
+
+    driver = triton.runtime.driver.active
+    cache = driver.get_empty_cache_for_benchmark()
+
+    def rep(start, end):
+        if before is not None:
+            before()
+        driver.clear_cache(cache)
+        start.record()
+        fn()
+        end.record()
+
+    probe = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+             for _ in range(host_lead.HOST_PROBE_REPS)]
+    host_rep_s = host_lead.host_probe(rep, probe)
+    if host_rep_s is None:
+        return 0.0
+    gpu_rep_s = host_lead.median_elapsed_s(probe) + host_lead.pass_s("zero", lambda: driver.clear_cache(cache))
+    return host_lead.lead_s(host_rep_s, gpu_rep_s, max(1, int(rep_ms / 1e3 / gpu_rep_s)))
 
 
 def time_gpu(fn, warmup_ms: float = 25, rep_ms: float = 100, before=None) -> tuple[float, float, float]:
     """(p20, p50, p80) in ms of fn on the current GPU by do_bench (L2 zeroed before each call);
-    `before` runs ahead of each timed call, outside its events."""
+    `before` runs ahead of each timed call, outside its events; the timed loop starts behind the
+    GPU wait that keeps a costly launch's host ahead (do_bench_lead_s)."""
     import triton.testing
 
-    hooks = [_BeforeEachTimedCall(before)] if before is not None else None
+    hooks = [_BeforeEachTimedCall(before, do_bench_lead_s(fn, rep_ms, before))]
     q = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, grad_to_none=hooks,
                                 quantiles=[0.2, 0.5, 0.8])
     return float(q[0]), float(q[1]), float(q[2])
@@ -202,8 +240,9 @@ def time_gpu_clean(fn, warmup: int, reps: int, before=None) -> tuple[float, floa
     light launches ahead; a heavy one (a staged GEMM's copies, allocations and descriptors: 250 us
     a call and more, and slower still while other processes load the CPU) was not, and its times
     came out 1.6-3.3x its GPU time, unsteady (1 x H200, docs/benchmarks.md). So the loop starts
-    behind a GPU wait (gpu_wait, for lead_s) as long as the host's time for all repetitions exceeds the read
-    passes': the host enqueues while the GPU waits, and the GPU then runs them back to back."""
+    behind a GPU wait as long as the host's time for all repetitions exceeds the GPU's
+    (tuner/measure/host_lead.py): the host enqueues while the GPU waits, and the GPU then runs
+    them back to back."""
     import torch
 
     dev = torch.cuda.current_device()
@@ -231,19 +270,14 @@ def time_gpu_clean(fn, warmup: int, reps: int, before=None) -> tuple[float, floa
     for _ in range(warmup):
         fn()
     events = [[torch.cuda.Event(enable_timing=True) for _ in range(4)] for _ in range(reps)]
-    # the host's time for one repetition, enqueued while the GPU waits (so the host never waits);
-    # the probe's calls are made as timed ones (TimedOutputs checks them alike), only not timed
-    probe = [[torch.cuda.Event(enable_timing=True) for _ in range(4)] for _ in range(HOST_PROBE_REPS)]
-    gpu_wait(HOST_PROBE_WAIT_S)
-    t0 = time.perf_counter()
-    for ev in probe:
-        rep(*ev)
-    probe_s = time.perf_counter() - t0
-    torch.cuda.synchronize()
-    # a call that waits on the GPU itself (a synchronising launcher) outlasts the wait: each of its
-    # repetitions drains the queue, so no lead keeps it ahead
-    if probe_s < HOST_PROBE_WAIT_S:
-        gpu_wait(lead_s(probe_s / HOST_PROBE_REPS, 4 * flush_s(flush), reps))
+    # the host's time for a repetition, and the GPU's (fn and a read pass, then three more passes),
+    # measured behind a GPU wait (host_lead); the probe's calls are made as timed ones (TimedOutputs
+    # checks them alike), only not timed
+    probe = [[torch.cuda.Event(enable_timing=True) for _ in range(4)] for _ in range(host_lead.HOST_PROBE_REPS)]
+    host_rep_s = host_lead.host_probe(rep, probe)
+    if host_rep_s is not None:
+        gpu_rep_s = host_lead.median_elapsed_s([(s, e) for s, e, _, _ in probe]) + 3 * host_lead.pass_s("read", flush)
+        host_lead.gpu_wait(host_lead.lead_s(host_rep_s, gpu_rep_s, reps))
     for ev in events:
         rep(*ev)
     torch.cuda.synchronize()
@@ -251,59 +285,6 @@ def time_gpu_clean(fn, warmup: int, reps: int, before=None) -> tuple[float, floa
     times = sorted(s.elapsed_time(e) - alone for s, e, _, _ in events)
     q = [times[min(reps - 1, int(f * reps))] for f in (0.2, 0.5, 0.8)]
     return float(q[0]), float(q[1]), float(q[2])
-
-
-HOST_PROBE_REPS = 3
-HOST_PROBE_WAIT_S = 0.02  # longer than three repetitions take the slowest host seen (< 1 ms each)
-LEAD_MARGIN_S = 0.002  # a scheduler hiccup of the host's, absorbed
-MAX_LEAD_S = 2.0  # past it, a host that slow is past saving: its repetitions show unsteady
-
-
-def lead_s(host_rep_s: float, gpu_rep_s: float, reps: int) -> float:
-    """How long the GPU should wait before `reps` timed repetitions so that the host, taking
-    host_rep_s to enqueue each, never falls behind a GPU that takes at least gpu_rep_s to run
-    each: the host's deficit over all of them, and a margin; no wait where the host keeps up."""
-    deficit = reps * (host_rep_s - gpu_rep_s)
-    return 0.0 if deficit <= 0 else min(MAX_LEAD_S, deficit + LEAD_MARGIN_S)
-
-
-_cycles_per_s: dict = {}
-_flush_s: dict = {}
-
-
-def gpu_wait(seconds: float) -> None:
-    """Enqueue a kernel that keeps the GPU busy for about `seconds` (torch.cuda._sleep spins a
-    number of clock cycles, calibrated once per device by events), returning at once."""
-    import torch
-
-    if seconds <= 0:
-        return
-    dev = torch.cuda.current_device()
-    if dev not in _cycles_per_s:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda._sleep(1_000_000)  # the first call loads the kernel
-        start.record()
-        torch.cuda._sleep(10_000_000)
-        end.record()
-        torch.cuda.synchronize()
-        _cycles_per_s[dev] = 10_000_000 / (start.elapsed_time(end) / 1e3)
-    torch.cuda._sleep(int(seconds * _cycles_per_s[dev]))
-
-
-def flush_s(flush) -> float:
-    """One read pass's GPU time (median of five), measured once per device."""
-    import torch
-
-    dev = torch.cuda.current_device()
-    if dev not in _flush_s:
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(6)]
-        for start, end in events:
-            start.record()
-            flush()
-            end.record()
-        torch.cuda.synchronize()
-        _flush_s[dev] = sorted(s.elapsed_time(e) for s, e in events[1:])[2] / 1e3
-    return _flush_s[dev]
 
 
 def clean_counts(fn, warmup_ms: float, rep_ms: float) -> tuple[int, int]:
