@@ -47,8 +47,10 @@ the shape's roofline time is under clocks.SHORT_KERNEL_US (50 us), else `clean`;
 do_bench times every study with that clock. The study's candidates, its re-timed finalists and
 its peer are timed with the clock it resolved, and so are the side-by-side rows of its shape: ours
 and every peer, by the clock the study's summary names (the row's `clock`, and in `clock_from`
-where it came from). So the winner is reported on the clock it was chosen on. Graph-timed rows
-also keep the event-timed p50 and the host's cost per call; `clean` rows do_bench's p50.
+where it came from). So the winner is reported on the clock it was chosen on. A shape's rows are
+made and verified first, then timed together in interleaved rounds (benchmarks/side_by_side.py).
+Graph-timed rows also keep the event-timed p50 and the host's cost per call; `clean` rows
+do_bench's p50.
 
 Geomeans (gemm_report.py): ours / each peer (throughput) over the GEMM shapes (cuBLAS, compile
 max-autotune, triton autotune, Helion on its shapes) and over the fused layers; for "ours best
@@ -107,10 +109,11 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 
 from benchmarks import engine, gemm_peers as peers, gemm_report as report, gemm_shapes as shapes  # noqa: E402
+from benchmarks.side_by_side import Pending, time_together  # noqa: E402
 from kernelevolve.tuner.experiment import hardware, registry  # noqa: E402
 from kernelevolve.tuner.experiment.config import Timing  # noqa: E402
 from kernelevolve.tuner.search.samplers import SAMPLERS  # noqa: E402
-from kernelevolve.tuner.measure.clocks import AUTO, LONG_CLOCKS, SHORT_KERNEL_US, choose_clock, host_us, measure  # noqa: E402
+from kernelevolve.tuner.measure.clocks import AUTO, LONG_CLOCKS, SHORT_KERNEL_US, choose_clock  # noqa: E402
 from kernelevolve.tuner.measure.verify import check  # noqa: E402
 
 CONV_LAYERS = [  # --conv only (hand-picked): ResNet-style 3x3, stride 1, padding 1, batch 32
@@ -118,7 +121,6 @@ CONV_LAYERS = [  # --conv only (hand-picked): ResNet-style 3x3, stride 1, paddin
     ("conv 28x28x128->128 3x3", dict(N=32, H=28, W=28, C_in=128, C_out=128)),
     ("conv 14x14x256->256 3x3", dict(N=32, H=14, W=14, C_in=256, C_out=256)),
 ]
-WARMUP_MS, REP_MS = 25, 100  # the side-by-side timing of ours and the peers
 GPU_DEFAULTS = dict(shapes=24, fused=4, configs=40, threads=8, helion_shapes=4)
 CPU_DEFAULTS = dict(shapes=4, fused=1, configs=2, threads=1, helion_shapes=1)
 
@@ -185,35 +187,10 @@ def row(section, shape, impl, flops, times=None, tuning_s=None, **extra) -> dict
     return r
 
 
-def timed(fn, clock: str) -> tuple[tuple, str]:
-    """(p20, p50, p80) by the named clock; do_bench if that clock fails (a peer running its own
-    CUDA graphs cannot be captured in another)."""
-    if clock == "wall":
-        return measure(fn, "wall", wall_reps=3), "wall"
-    try:
-        return measure(fn, clock, WARMUP_MS, REP_MS), clock
-    except Exception as exc:  # noqa: BLE001
-        print(f"{clock} timing failed ({type(exc).__name__}); do_bench instead", flush=True)
-        return measure(fn, "do_bench", WARMUP_MS, REP_MS), "do_bench"
-
-
-def failed_clock(clock: str, used: str) -> dict:
-    """The row's field naming the shape's clock where it could not time this row (`timed` fell
-    back to do_bench): the row then says so beside the clock that did."""
-    return {"clock_failed": clock} if used != clock else {}
-
-
-def other_clocks(fn, clock: str) -> dict:
-    """Beside the row's clock: a graph-timed row gets what an eager Python caller sees (event-timed
-    p50, host us per call); an event-timed row of another clock do_bench's p50."""
-    if clock == "cudagraph":
-        return {"events_ms": measure(fn, "do_bench", WARMUP_MS, REP_MS)[1], "host_us": host_us(fn)}
-    return {"do_bench_ms": measure(fn, "do_bench", WARMUP_MS, REP_MS)[1]} if clock in ("clean",) else {}
-
-
-def timed_peer(section, shape, impl, make, inputs, ref, flops, deadline, need_s, clock, prov) -> dict:
-    """Make the peer (Helion tunes here), call it once (its tuning, if any), verify it, time it
-    with the shape's clock; skip it if it no longer fits, say why if it cannot run here."""
+def timed_peer(section, shape, impl, make, inputs, ref, flops, deadline, need_s, prov) -> dict | Pending:
+    """Make the peer (Helion tunes here), call it once (its tuning, if any) and verify it: a row
+    to time with the shape's others (side_by_side); skip it if it no longer fits, say why if it
+    cannot run here."""
     if deadline - time.perf_counter() < need_s:
         return row(section, shape, impl, flops, error=f"skipped: less than {need_s} s of the time budget left", **prov)
     try:
@@ -226,10 +203,9 @@ def timed_peer(section, shape, impl, make, inputs, ref, flops, deadline, need_s,
         cand = peer.get("candidates")
         cand = cand() if callable(cand) else cand
         verdict = check(out, ref)
-        times, used = timed(peer["fn"], clock)
-        return row(section, shape, impl, flops, times, tuning_s, candidates=cand, verified=verdict.ok,
-                   error=None if verdict.ok else verdict.reason, clock=used, **failed_clock(clock, used),
-                   **peer.get("extra", {}), **other_clocks(peer["fn"], used), **prov)
+        return Pending(peer["fn"], dict(section=section, shape=shape, impl=impl, flops=flops, tuning_s=tuning_s,
+                                        candidates=cand, verified=verdict.ok,
+                                        error=None if verdict.ok else verdict.reason, **peer.get("extra", {}), **prov))
     except peers.NotRun as why:
         return row(section, shape, impl, flops, error=str(why), **prov)
     except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
@@ -265,9 +241,10 @@ def study_records(sw: engine.Sweep, summary: dict | None) -> list[dict]:
         return []
 
 
-def ours_rows(job, spec, problem, inputs, ref, flops, clock, summary, prov, base, records) -> list[dict]:
+def ours_rows(job, spec, problem, inputs, ref, flops, summary, prov, base, records) -> list:
     """The study's winner ("ours"); where the records carry impl and the winner is not Triton, the
-    best Triton config too ("ours best Triton"). Each launched here, verified again and timed."""
+    best Triton config too ("ours best Triton"). Each launched here and verified again: rows to
+    time with the shape's others (side_by_side), or rows saying why not."""
     best = (summary or {}).get("best")
     if best is None:
         return [row(job.section, job.label, report.OURS, flops, tuning_s=prov.get("tuning_s", 0.0),
@@ -285,11 +262,9 @@ def ours_rows(job, spec, problem, inputs, ref, flops, clock, summary, prov, base
     for impl, cfg in todo:
         try:
             fn = engine.verified_launch(spec, problem, inputs, ref, cfg)
-            times, used = timed(fn, clock)
-            out.append(row(job.section, job.label, impl, flops, times, prov["tuning_s"], verified=True, config=cfg,
-                           clock=used, **failed_clock(clock, used),
-                           dispatched_impl=dispatched if impl == report.OURS else None,
-                           **other_clocks(fn, used), **base))
+            out.append(Pending(fn, dict(section=job.section, shape=job.label, impl=impl, flops=flops,
+                                        tuning_s=prov["tuning_s"], verified=True, config=cfg,
+                                        dispatched_impl=dispatched if impl == report.OURS else None, **base)))
         except Exception as exc:  # noqa: BLE001 - incorrect here, or failing: a result
             out.append(row(job.section, job.label, impl, flops, tuning_s=prov["tuning_s"], config=cfg,
                            **{**base, "error": f"{type(exc).__name__}: {exc}"[:500]}))
@@ -333,13 +308,13 @@ def shape_rows(job: Job, sw: engine.Sweep, args, deadline, late: bool = False) -
     clock, clock_from = study_clock(summary, spec, problem, args)
     extra["clock_from"] = clock_from
     tags = {k: v for k, v in prov.items() if k not in ("tuning_s", "configs")}
-    rows = [] if late else ours_rows(job, spec, problem, inputs, ref, flops, clock, summary, prov,
+    rows = [] if late else ours_rows(job, spec, problem, inputs, ref, flops, summary, prov,
                                      {**tags, **ours_of, **extra, "candidates": ours_of["ours_candidates"]},
                                      study_records(sw, summary))
     for impl, make, need_s in todo:
-        rows.append(timed_peer(job.section, job.label, impl, make, inputs, ref, flops, deadline, need_s, clock,
+        rows.append(timed_peer(job.section, job.label, impl, make, inputs, ref, flops, deadline, need_s,
                                {**where, **ours_of, **extra}))
-    return rows
+    return time_together(rows, clock, row)
 
 
 # ---- the run --------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def test_a_missing_helion_is_a_not_run_row(monkeypatch):
     job = gemm_suite.jobs(args)[0]
     impl, make, need = [p for p in gemm_peers.of(job, args) if p[0].startswith("Helion")][0]
     a, b = torch.randn(4, 4), torch.randn(4, 4)
-    r = gemm_suite.timed_peer("gemm", job.label, impl, make, (a, b), a @ b, 1.0, float("inf"), need, "wall", {})
+    r = gemm_suite.timed_peer("gemm", job.label, impl, make, (a, b), a @ b, 1.0, float("inf"), need, {})
     assert r["error"] == "not run: helion not installed" and r["tuning_s"] is None
     assert not any(p[0].startswith("Helion") for p in gemm_peers.of(gemm_suite.jobs(args)[1], args))
 
@@ -222,6 +222,7 @@ def test_a_vendor_winner_gets_the_best_triton_config_beside_it():
     from types import SimpleNamespace
 
     from benchmarks import gemm_suite
+    from benchmarks.side_by_side import time_together
 
     launched = []
 
@@ -237,15 +238,16 @@ def test_a_vendor_winner_gets_the_best_triton_config_beside_it():
                {"status": "incorrect", "latency_ms": 0.5, "config": {"IMPL": "triton", "BLOCK_M": 16}}]
     summary = {"best": records[0], "counts": {"ok": 3, "incorrect": 1}}
     job = gemm_suite.Job("gemm 00 4x4x4 fp32", "gemm", "matmul", {}, 0)
-    rows = gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0, "wall", summary,
-                                {"tuning_s": 5.0}, {"candidates": 4}, records)
+    rows = time_together(gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0, summary,
+                                              {"tuning_s": 5.0}, {"candidates": 4}, records), "wall", gemm_suite.row)
     assert [r["impl"] for r in rows] == [report.OURS, report.BEST_TRITON]
     assert rows[0]["dispatched_impl"] == "vendor" and rows[1]["config"] == {"IMPL": "triton", "BLOCK_M": 64}
     assert all(r["verified"] and r["candidates"] == 4 and r["tuning_s"] == 5.0 for r in rows)
     assert "vendor" in launched and "triton" in launched
     # a Triton winner: one row, dispatched triton
-    rows = gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0, "wall",
-                                {"best": records[1], "counts": {"ok": 3}}, {"tuning_s": 5.0}, {}, records)
+    rows = time_together(gemm_suite.ours_rows(job, spec, None, (a, b), a.double() @ b.double(), 128.0,
+                                              {"best": records[1], "counts": {"ok": 3}}, {"tuning_s": 5.0}, {},
+                                              records), "wall", gemm_suite.row)
     assert [(r["impl"], r["dispatched_impl"]) for r in rows] == [(report.OURS, "triton")]
 
 
@@ -297,3 +299,33 @@ def test_the_helion_check_is_ours_at_least_as_fast_in_a_fifth_of_its_time():
     assert got == {"a": (True, True), "b": (False, True), "c": (False, False)}  # d: Helion's row not verified
     text = report.markdown(rows, [dict(m, args={"seed": 1, "shapes": 4, "fused": 0, "clock": "auto"}) for m in metas])
     assert "1 of 3 shapes by our study's wall, 2 of 3 amortised" in text
+
+
+def test_a_shapes_rows_are_timed_together_in_interleaved_rounds(monkeypatch):
+    """Every made and verified row of a shape is timed once a round, the order rotated round to
+    round; its quantiles are the medians of its rounds'; a row whose timing fails says why, and
+    rows already made (a skipped peer) pass through in place."""
+    from benchmarks import gemm_suite, side_by_side
+
+    order, per_call = [], {"a": iter([(1.0, 2.0, 3.0), (1.2, 2.4, 3.3), (0.9, 1.9, 2.9)]),
+                           "b": iter([(5.0, 6.0, 7.0)] * 3)}
+
+    def timed(fn, clock, rep_ms):
+        name = fn()
+        order.append(name)
+        if name == "c":
+            raise RuntimeError("cannot be timed here")
+        return next(per_call[name]), clock
+
+    monkeypatch.setattr(side_by_side, "timed", timed)
+    skipped = {"section": "gemm", "shape": "s", "impl": "Helion", "error": "skipped"}
+    items = [side_by_side.Pending(lambda: "a", dict(section="gemm", shape="s", impl="ours", flops=1e9, tuning_s=1.0)),
+             skipped,
+             side_by_side.Pending(lambda: "b", dict(section="gemm", shape="s", impl="cuBLAS", flops=1e9, error=None)),
+             side_by_side.Pending(lambda: "c", dict(section="gemm", shape="s", impl="torch.compile", flops=1e9))]
+    rows = side_by_side.time_together(items, "wall", gemm_suite.row)
+    assert order == ["a", "b", "c", "b", "a", "a", "b"]  # c fails in the first round and is not retried
+    assert [r["impl"] for r in rows] == ["ours", "Helion", "cuBLAS", "torch.compile"] and rows[1] is skipped
+    assert (rows[0]["latency_p20_ms"], rows[0]["latency_ms"], rows[0]["latency_p80_ms"]) == (1.0, 2.0, 3.0)
+    assert rows[2]["latency_ms"] == 6.0 and rows[2]["clock"] == "wall" and rows[2]["error"] is None
+    assert rows[3]["error"] == "RuntimeError: cannot be timed here" and "latency_ms" not in rows[3]
