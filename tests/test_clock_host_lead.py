@@ -107,3 +107,79 @@ def test_do_bench_hook_enqueues_the_lead_once_and_runs_before_every_time(monkeyp
     quiet = _BeforeEachTimedCall(None)
     quiet.grad = None
     assert cuda.sleeps == [int(0.25 * 1e9)] and quiet.grad is None
+
+
+class _FakeGpu:
+    """A GPU timeline in milliseconds for Triton's real do_bench loop: events read it, the L2
+    zeroing, the calls and torch.cuda._sleep advance it (the host's time is not on it)."""
+
+    def __init__(self):
+        self.now_ms, self.sleeps, self.log = 0.0, [], []
+        gpu = self
+
+        class Event:
+            def __init__(self, enable_timing=True):
+                self.t = None
+
+            def record(self):
+                self.t = gpu.now_ms
+
+            def elapsed_time(self, other):
+                return other.t - self.t
+
+        self.Event = Event
+
+    # triton's driver and device interface
+    def get_device_interface(self):
+        return self
+
+    def synchronize(self):
+        pass
+
+    def get_empty_cache_for_benchmark(self):
+        return "cache"
+
+    def clear_cache(self, cache):
+        self.now_ms += 0.08
+        self.log.append("zero")
+
+    def sleep(self, cycles):
+        self.sleeps.append(cycles)
+        self.log.append("wait")
+        self.now_ms += cycles / 1e6  # at 1 GHz
+
+
+def test_do_bench_runs_triton_s_own_loop_behind_the_lead(monkeypatch):
+    """time_gpu through Triton's real do_bench, on a stand-in driver and GPU timeline: a call
+    costly on the host gets one GPU wait, enqueued ahead of the first timed call's L2 zeroing,
+    and `before` runs ahead of every timed call; the times are the calls' own."""
+    import torch
+    import triton
+
+    from kernelevolve.tuner.measure import clocks, host_lead
+
+    gpu = _FakeGpu()
+    monkeypatch.setattr(triton.runtime.driver, "_active", gpu)
+    monkeypatch.setattr(torch.cuda, "Event", gpu.Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "_sleep", gpu.sleep, raising=False)
+    monkeypatch.setitem(host_lead._cycles_per_s, 0, 1e9)
+    monkeypatch.setattr(host_lead, "_pass_s", {})
+    befores = []
+
+    def heavy():  # 0.5 ms of host, 0.01 ms of GPU
+        end = time.perf_counter() + 5e-4
+        while time.perf_counter() < end:
+            pass
+        gpu.now_ms += 0.01
+        gpu.log.append("call")
+
+    p20, p50, p80 = clocks.time_gpu(heavy, warmup_ms=1, rep_ms=5, before=lambda: befores.append(gpu.log.count("call")))
+    assert p20 == p50 == p80 == pytest.approx(0.01)
+    assert len(gpu.sleeps) == 2  # the probe's wait, then the loop's lead
+    lead_at = [i for i, e in enumerate(gpu.log) if e == "wait"][1]
+    assert gpu.log[lead_at + 1] == "zero"  # the lead sits right ahead of the first timed call's zeroing
+    assert gpu.sleeps[1] > 0.5e-3 * 1e9  # at least one repetition's deficit
+    timed_calls = gpu.log[lead_at:].count("call")
+    assert len(befores) == host_lead.HOST_PROBE_REPS + timed_calls  # the probe's calls and each timed one
