@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import triton  # noqa: E402
 
+from benchmarks import engine  # noqa: E402
 from kernelevolve.tuner.experiment.registry import load, resolve_ref  # noqa: E402
 from kernelevolve.tuner.measure import clocks, host_lead  # noqa: E402
-from kernelevolve.tuner.measure.verify import check, poison  # noqa: E402
 
 MATMUL = "kernelevolve.search_spaces.matmul:TUNABLE"
 IMPLS = ("ours", "ours best Triton")
@@ -91,15 +91,11 @@ def suite_cases(paths: list[str]) -> list[dict]:
 
 
 def launcher(row: dict):
+    """The row's config launched by the kernel's own spec.launch, verified first (engine.verified_launch)."""
     spec = load(resolve_ref(MATMUL)).kernel
     problem = spec.problem(**row["problem"])
     inputs = spec.make_inputs(problem, torch.device("cuda"), 0)
-    out = spec.make_output(problem, inputs)
-    poison(out)
-    spec.launch(inputs, out, row["config"])
-    verdict = check(out, spec.reference(inputs))
-    assert verdict.ok, verdict.reason
-    return lambda: spec.launch(inputs, out, row["config"])
+    return engine.verified_launch(spec, problem, inputs, spec.reference(inputs), row["config"])
 
 
 def main() -> None:

@@ -31,21 +31,12 @@ from kernelevolve.kernels.matmul import SWITCH_DEFAULTS, MatmulProblem  # noqa: 
 from kernelevolve.search_spaces.gemm_starts import modelled_time_s  # noqa: E402
 from kernelevolve.search_spaces.matmul import shape_of  # noqa: E402
 from kernelevolve.tuner.experiment.hardware import profile  # noqa: E402
+from kernelevolve.tuner.records.tracking import _value  # noqa: E402
 
 CONSTANTS = ("MMA_EFFICIENCY", "TILE_OVERHEAD_S", "PERSISTENT_TILE_OVERHEAD_S", "PROGRAMS_PER_SM_MAX")
 GRID = list(itertools.product((0.6, 0.7, 0.8, 0.9, 0.975), (2e-6, 2.7e-6, 3.5e-6, 4.5e-6, 6e-6),
                               (1e-6, 1.5e-6, 2.5e-6, 3.5e-6), (2, 3, 4)))
 TOP = 3  # the fitted starts' count (gemm_starts.FITTED_STARTS)
-
-
-def param(value: str):
-    """An MLflow param back to its value (they are logged as str)."""
-    if value in ("True", "False"):
-        return value == "True"
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def read(paths: list[str]) -> dict[str, list[tuple[dict, float]]]:
@@ -61,7 +52,7 @@ def read(paths: list[str]) -> dict[str, list[tuple[dict, float]]]:
                 if (not study.startswith("matmul/") or tags.get("status") != "ok" or "latency_ms" not in metrics
                         or params.get("IMPL") == "vendor"):
                     continue
-                cfg = {**SWITCH_DEFAULTS, **{k: param(v) for k, v in params.items()}}
+                cfg = {**SWITCH_DEFAULTS, **{k: _value(v) for k, v in params.items()}}
                 if cfg["TMA"] and not cfg["WARP_SPECIALIZE"] and cfg["num_ctas"] == 1:
                     out[study.split("/")[1]].append((cfg, metrics["latency_ms"] * 1e-3))
     return out
