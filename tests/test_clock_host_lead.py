@@ -52,66 +52,10 @@ def test_a_host_heavy_call_is_timed_at_its_gpu_time(clock):
     assert h50 < p50 + 0.05 and h80 < p80 + 0.1, ((p20, p50, p80), (h20, h50, h80))
 
 
-class _FakeCuda:
-    """torch.cuda's calls host_lead makes, recorded instead of run (no GPU here)."""
-
-    def __init__(self):
-        self.sleeps = []
-
-    def install(self, monkeypatch):
-        import torch
-
-        from kernelevolve.tuner.measure import host_lead
-
-        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-        monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
-        monkeypatch.setattr(torch.cuda, "_sleep", lambda cycles: self.sleeps.append(cycles), raising=False)
-        monkeypatch.setitem(host_lead._cycles_per_s, 0, 1e9)  # calibrated: 1 GHz
-        return host_lead
-
-
-def test_the_probe_times_the_hosts_repetitions_behind_a_wait(monkeypatch):
-    cuda = _FakeCuda()
-    host_lead = cuda.install(monkeypatch)
-    made = []
-
-    def rep(*ev):
-        made.append(ev)
-        end = time.perf_counter() + 1e-3
-        while time.perf_counter() < end:
-            pass
-
-    host_s = host_lead.host_probe(rep, [(1, 2), (3, 4), (5, 6)])
-    assert made == [(1, 2), (3, 4), (5, 6)]  # each repetition given its own events
-    assert 1e-3 <= host_s < host_lead.HOST_PROBE_WAIT_S
-    assert cuda.sleeps == [int(host_lead.HOST_PROBE_WAIT_S * 1e9)]  # enqueued before them
-
-
-def test_a_repetition_that_outlasts_the_wait_gets_no_lead(monkeypatch):
-    """A launcher that waits on the GPU itself drains the queue every repetition: no lead helps."""
-    host_lead = _FakeCuda().install(monkeypatch)
-    monkeypatch.setattr(host_lead, "HOST_PROBE_WAIT_S", 1e-4)
-    assert host_lead.host_probe(lambda *ev: time.sleep(1e-3), [(0, 0)]) is None
-
-
-def test_do_bench_hook_enqueues_the_lead_once_and_runs_before_every_time(monkeypatch):
-    from kernelevolve.tuner.measure.clocks import _BeforeEachTimedCall
-
-    cuda = _FakeCuda()
-    cuda.install(monkeypatch)
-    calls = []
-    hook = _BeforeEachTimedCall(lambda: calls.append("before"), lead_s=0.25)
-    for _ in range(3):
-        hook.grad = None  # what do_bench does to each grad_to_none entry ahead of a timed call
-    assert calls == ["before"] * 3 and cuda.sleeps == [int(0.25 * 1e9)]
-    quiet = _BeforeEachTimedCall(None)
-    quiet.grad = None
-    assert cuda.sleeps == [int(0.25 * 1e9)] and quiet.grad is None
-
-
 class _FakeGpu:
-    """A GPU timeline in milliseconds for Triton's real do_bench loop: events read it, the L2
-    zeroing, the calls and torch.cuda._sleep advance it (the host's time is not on it)."""
+    """A GPU timeline in milliseconds (no GPU here), for host_lead and Triton's real do_bench loop:
+    events read it, the L2 zeroing, the calls and torch.cuda._sleep advance it (the host's time is
+    not on it)."""
 
     def __init__(self):
         self.now_ms, self.sleeps, self.log = 0.0, [], []
@@ -148,24 +92,70 @@ class _FakeGpu:
         self.log.append("wait")
         self.now_ms += cycles / 1e6  # at 1 GHz
 
+    def install(self, monkeypatch):
+        """torch.cuda's calls and Triton's driver replaced by this timeline; returns host_lead."""
+        import torch
+        import triton
+
+        from kernelevolve.tuner.measure import host_lead
+
+        monkeypatch.setattr(triton.runtime.driver, "_active", self)
+        monkeypatch.setattr(torch.cuda, "Event", self.Event)
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "_sleep", self.sleep, raising=False)
+        monkeypatch.setitem(host_lead._cycles_per_s, 0, 1e9)  # calibrated: 1 GHz
+        monkeypatch.setattr(host_lead, "_pass_s", {})
+        return host_lead
+
+
+def test_the_probe_times_the_hosts_repetitions_behind_a_wait(monkeypatch):
+    cuda = _FakeGpu()
+    host_lead = cuda.install(monkeypatch)
+    made = []
+
+    def rep(*ev):
+        made.append(ev)
+        end = time.perf_counter() + 1e-3
+        while time.perf_counter() < end:
+            pass
+
+    host_s = host_lead.host_probe(rep, [(1, 2), (3, 4), (5, 6)])
+    assert made == [(1, 2), (3, 4), (5, 6)]  # each repetition given its own events
+    assert 1e-3 <= host_s < host_lead.HOST_PROBE_WAIT_S
+    assert cuda.sleeps == [int(host_lead.HOST_PROBE_WAIT_S * 1e9)]  # enqueued before them
+
+
+def test_a_repetition_that_outlasts_the_wait_gets_no_lead(monkeypatch):
+    """A launcher that waits on the GPU itself drains the queue every repetition: no lead helps."""
+    host_lead = _FakeGpu().install(monkeypatch)
+    monkeypatch.setattr(host_lead, "HOST_PROBE_WAIT_S", 1e-4)
+    assert host_lead.host_probe(lambda *ev: time.sleep(1e-3), [(0, 0)]) is None
+
+
+def test_do_bench_hook_enqueues_the_lead_once_and_runs_before_every_time(monkeypatch):
+    from kernelevolve.tuner.measure.clocks import _BeforeEachTimedCall
+
+    cuda = _FakeGpu()
+    cuda.install(monkeypatch)
+    calls = []
+    hook = _BeforeEachTimedCall(lambda: calls.append("before"), lead_s=0.25)
+    for _ in range(3):
+        hook.grad = None  # what do_bench does to each grad_to_none entry ahead of a timed call
+    assert calls == ["before"] * 3 and cuda.sleeps == [int(0.25 * 1e9)]
+    quiet = _BeforeEachTimedCall(None)
+    quiet.grad = None
+    assert cuda.sleeps == [int(0.25 * 1e9)] and quiet.grad is None
+
 
 def test_do_bench_runs_triton_s_own_loop_behind_the_lead(monkeypatch):
     """time_gpu through Triton's real do_bench, on a stand-in driver and GPU timeline: a call
     costly on the host gets one GPU wait, enqueued ahead of the first timed call's L2 zeroing,
     and `before` runs ahead of every timed call; the times are the calls' own."""
-    import torch
-    import triton
-
-    from kernelevolve.tuner.measure import clocks, host_lead
+    from kernelevolve.tuner.measure import clocks
 
     gpu = _FakeGpu()
-    monkeypatch.setattr(triton.runtime.driver, "_active", gpu)
-    monkeypatch.setattr(torch.cuda, "Event", gpu.Event)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(torch.cuda, "_sleep", gpu.sleep, raising=False)
-    monkeypatch.setitem(host_lead._cycles_per_s, 0, 1e9)
-    monkeypatch.setattr(host_lead, "_pass_s", {})
+    host_lead = gpu.install(monkeypatch)
     befores = []
 
     def heavy():  # 0.5 ms of host, 0.01 ms of GPU
