@@ -3,7 +3,7 @@ tuner/review/plots.py does, in turn, and a lost actor costs the study its plots,
 import ray
 
 from kernelevolve.tuner.review import plots
-from kernelevolve.tuner.review.plotter import Plotters
+from kernelevolve.tuner.review.plotter import CLOSED, Plotters
 from test_report import _records
 
 
@@ -34,3 +34,12 @@ def test_a_lost_plotter_costs_the_study_its_plots_not_its_end(local_ray):
         assert pngs == {} and notes["error"].startswith("plots failed to draw: ")
     finally:
         plotters.close()
+
+
+def test_a_study_ending_while_the_sweep_stops_keeps_its_end(local_ray):
+    """A stopping sweep closes its plotters while a study's end may still draw: the draw says so,
+    and raises nothing that would fail the study's end."""
+    plotters = Plotters(1)
+    plotters.close()
+    pngs, notes = plotters.draw(_records(4), "s", "h100", "gpu", "bfloat16")
+    assert pngs == {} and notes == {"error": CLOSED}

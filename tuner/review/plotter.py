@@ -19,6 +19,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 PLOTTERS = 2  # actors a sweep starts (fewer for fewer studies): each a process holding matplotlib
+CLOSED = "plots not drawn: the sweep was stopping and had closed its plotters"
 
 
 @ray.remote(num_cpus=0, max_restarts=1, max_task_retries=1)
@@ -48,6 +49,12 @@ class Plotters:
 
     def draw(self, records: list[dict], study: str, hardware: str, timing: str, dtype) -> tuple[dict, dict]:
         with self._lock:
+            if not self.actors:
+                # closed: a sweep that is stopping (Ctrl-C, SIGTERM, a timeout) closes its plotters
+                # while a study's end may still be drawing; that study keeps its end and its
+                # records, and says why its plots are missing (an H200 probe cut by `timeout`
+                # logged "its end failed: IndexError" here before)
+                return {}, {"error": CLOSED}
             actor = self.actors[next(self._turn)]
         try:
             return ray.get(actor.draw.remote(records, study, hardware, timing, dtype))
@@ -55,6 +62,7 @@ class Plotters:
             return {}, {"error": f"plots failed to draw: {type(exc).__name__}: {exc}"}
 
     def close(self) -> None:
-        for actor in self.actors:
+        with self._lock:
+            actors, self.actors = self.actors, []
+        for actor in actors:
             ray.kill(actor)
-        self.actors = []
