@@ -15,9 +15,7 @@ each tiling's best measured latency per shape (tile, split, persistent loop), an
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
-import json
 import math
 import sys
 from collections import defaultdict
@@ -25,13 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import recorded_gemm  # noqa: E402
 from kernelevolve.kernels import gemm_waves  # noqa: E402
 from kernelevolve.kernels.gemm_tile_parts import tile_size  # noqa: E402
-from kernelevolve.kernels.matmul import SWITCH_DEFAULTS, MatmulProblem  # noqa: E402
 from kernelevolve.search_spaces.gemm_starts import modelled_time_s  # noqa: E402
 from kernelevolve.search_spaces.matmul import shape_of  # noqa: E402
 from kernelevolve.tuner.experiment.hardware import profile  # noqa: E402
-from kernelevolve.tuner.records.tracking import _value  # noqa: E402
 
 CONSTANTS = ("MMA_EFFICIENCY", "TILE_OVERHEAD_S", "PERSISTENT_TILE_OVERHEAD_S", "PROGRAMS_PER_SM_MAX")
 GRID = list(itertools.product((0.6, 0.7, 0.8, 0.9, 0.975), (2e-6, 2.7e-6, 3.5e-6, 4.5e-6, 6e-6),
@@ -43,24 +40,10 @@ def read(paths: list[str]) -> dict[str, list[tuple[dict, float]]]:
     """{problem key: [(config, latency s)]} of the verified TMA candidates of matmul studies (the
     tilings the model ranks are TMA ones; no warp specialization or clusters, which it ignores)."""
     out = defaultdict(list)
-    for path in paths:
-        with gzip.open(path, "rt") as f:
-            for line in f:
-                r = json.loads(line)
-                tags, params, metrics = r.get("tags", {}), r.get("params", {}), r.get("metrics", {})
-                study = tags.get("study", "")
-                if (not study.startswith("matmul/") or tags.get("status") != "ok" or "latency_ms" not in metrics
-                        or params.get("IMPL") == "vendor"):
-                    continue
-                cfg = {**SWITCH_DEFAULTS, **{k: _value(v) for k, v in params.items()}}
-                if cfg["TMA"] and not cfg["WARP_SPECIALIZE"] and cfg["num_ctas"] == 1:
-                    out[study.split("/")[1]].append((cfg, metrics["latency_ms"] * 1e-3))
+    for _, key, cfg, lat in recorded_gemm.candidates(paths):
+        if cfg["TMA"] and not cfg["WARP_SPECIALIZE"] and cfg["num_ctas"] == 1:
+            out[key].append((cfg, lat))
     return out
-
-
-def problem_of(key: str) -> MatmulProblem:
-    m, n, k, *dtype = key.split("_")
-    return MatmulProblem(M=int(m[1:]), N=int(n[1:]), K=int(k[1:]), dtype="_".join(dtype))
 
 
 def regrets(data: dict, hw, constants: tuple, keys) -> list[float]:
@@ -71,7 +54,7 @@ def regrets(data: dict, hw, constants: tuple, keys) -> list[float]:
     try:
         out = []
         for key in keys:
-            problem = problem_of(key)
+            problem = recorded_gemm.problem_of(key)
             shape = shape_of(problem)
             best: dict = {}  # tiling -> (modelled s, best measured s)
             for cfg, lat in data[key]:

@@ -1,0 +1,78 @@
+"""Does a deeper software pipeline help a GEMM? Checked on recorded sweeps, offline.
+
+A config's num_stages is how many K steps its loads run ahead of its MMAs; each stage costs a
+buffer of shared memory, so a deeper pipeline leaves room for fewer programs an SM. Where the K
+loop has few steps, the loads the extra stages would hold are few, and the programs an SM lose
+their overlap. This reads the candidates of recorded sweeps (the `runs.jsonl.gz` exports of
+benchmarks/export_runs.py), pairs each verified Triton config with the same config at another
+depth timed in the same sweep (same study, same export), and reports, by the K loop's steps per
+program (ceil(ceil(K / BLOCK_K) / SPLIT_K)), how often and by how much the shallower one was
+faster. Flattened persistent loops (FLATTEN) are left out: their pipeline runs across tiles, so
+their K loop's length is not the tile's.
+
+  python benchmarks/pipeline_depth_check.py docs/results/<run>/gemm_suite.runs.jsonl.gz [...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import recorded_gemm  # noqa: E402
+
+BUCKETS = ((1, 2), (3, 4), (5, 8), (9, None))  # K steps per program, inclusive
+
+
+def k_steps(cfg: dict, K: int) -> int:
+    return -(-(-(-K // cfg["BLOCK_K"])) // cfg["SPLIT_K"])
+
+
+def bucket(steps: int) -> str:
+    lo, hi = next(b for b in BUCKETS if steps >= b[0] and (b[1] is None or steps <= b[1]))
+    return f"{lo}-{hi}" if hi else f">={lo}"
+
+
+def pairs(paths: list[str]) -> dict[tuple, list[tuple[float, str]]]:
+    """{(K-steps bucket, shallower, deeper): [(deeper's time / shallower's, problem key)]}: per
+    config timed at both depths in one sweep, each depth's fastest timing."""
+    timed = defaultdict(dict)  # (export, problem, config without num_stages) -> {stages: best s}
+    steps = {}
+    for path, key, cfg, lat in recorded_gemm.candidates(paths):
+        if cfg["FLATTEN"]:
+            continue
+        rest = {k: v for k, v in cfg.items() if k != "num_stages"}
+        at = (path, key, json.dumps(rest, sort_keys=True, default=str))
+        depth = timed[at]
+        depth[cfg["num_stages"]] = min(lat, depth.get(cfg["num_stages"], math.inf))
+        steps[at] = k_steps(cfg, recorded_gemm.problem_of(key).K)
+    out = defaultdict(list)
+    for at, depth in timed.items():
+        for shallow in depth:
+            for deep in depth:
+                if deep > shallow:
+                    out[(bucket(steps[at]), shallow, deep)].append((depth[deep] / depth[shallow], at[1]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="runs.jsonl.gz exports of GEMM sweeps")
+    args = ap.parse_args()
+    found = pairs(args.runs)
+    order = {f"{lo}-{hi}" if hi else f">={lo}": i for i, (lo, hi) in enumerate(BUCKETS)}
+    print("| K steps a program | stages | pairs | shallower faster in | deeper's time / shallower's (geomean) | shapes |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (b, shallow, deep), got in sorted(found.items(), key=lambda kv: (order[kv[0][0]], kv[0][1:])):
+        ratios = [r for r, _ in got]
+        g = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        print(f"| {b} | {shallow} against {deep} | {len(got)} | {sum(r > 1 for r in ratios)} | {g:.3f} | "
+              f"{len({k for _, k in got})} |")
+
+
+if __name__ == "__main__":
+    main()
