@@ -29,7 +29,7 @@ BUCKETS = ((1, 2), (3, 4), (5, 8), (9, None))  # K steps per program, inclusive
 
 
 def k_steps(cfg: dict, K: int) -> int:
-    return -(-(-(-K // cfg["BLOCK_K"])) // cfg["SPLIT_K"])
+    return -(-(-(-K // cfg["BLOCK_K"])) // cfg.get("SPLIT_K", 1))  # a config without SPLIT_K is unsplit
 
 
 def bucket(steps: int) -> str:
