@@ -1,7 +1,8 @@
 """Does a deeper software pipeline help a GEMM? Checked on recorded sweeps, offline.
 
-A config's num_stages is how many K steps its loads run ahead of its MMAs; each stage costs a
-buffer of shared memory, so a deeper pipeline leaves room for fewer programs an SM. Where the K
+A config's num_stages is how many shared-memory buffers its K loop's loads cycle through (they
+run up to num_stages - 1 steps ahead of the MMAs), so a deeper pipeline leaves room for fewer
+programs an SM. Where the K
 loop has few steps, the loads the extra stages would hold are few, and the programs an SM lose
 their overlap. This reads the candidates of recorded sweeps (the `runs.jsonl.gz` exports of
 benchmarks/export_runs.py), pairs each verified Triton config with the same config at another
