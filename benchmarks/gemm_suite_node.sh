@@ -10,7 +10,8 @@
 # device call). Each shard is cut at SHARD_TIMEOUT seconds (default 580, one device call), leaving
 # its .partial.json to merge; a run detached across calls (setsid) can give the shards longer.
 # Measured on 4 x H200 (docs/benchmarks.md): 374 s without Helion; with Helion's quick tune on 4
-# shapes the slowest shard took 644 s, more than one 600-second call. Then, as run there:
+# shapes the slowest shard took 644 s, more than one 600-second call. On 2 x H200 without Helion:
+# 560 s, and 316-391 s once torch.compile's caches were warm from a first run. Then, as run there:
 #   call 1: (SHARD_TIMEOUT=1100 setsid nohup bash benchmarks/gemm_suite_node.sh /tmp/suite \
 #             --budget-s 600 > /tmp/suite.log 2>&1 < /dev/null &)
 #           while [ $SECONDS -lt 585 ] && [ ! -f /tmp/suite/suite_node.tgz ]; do sleep 5; done
