@@ -86,6 +86,19 @@ def test_plain_lines_keep_their_format(capsys):
     assert lines[0].startswith("study matmul/") and "[4/6] timeout" in lines[-1]
 
 
+def test_once_two_studies_run_each_candidate_line_names_its_study(capsys):
+    shown, first, second = Progress(print), _study(), _study("matmul/M128_N64_K64_float16/h100")
+    shown.study_started(first, 6, 0)
+    shown.candidate(first, CANDIDATES[0])  # alone: the line as it always was
+    shown.study_started(second, 6, 0)
+    shown.candidate(second, CANDIDATES[3])
+    shown.candidate(first, CANDIDATES[2])
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("study ")]
+    assert lines[0].startswith("  [1/6] ok ")
+    assert lines[1].startswith("  matmul/M128_N64_K64_float16/h100 [1/6] ok ")
+    assert lines[2].startswith("  matmul/M64_N64_K64_float16/h100 [2/6] compile_error ")
+
+
 def test_a_study_says_whether_its_valid_configs_are_listed(capsys):
     """A space past the listing limit is searched by rejection: its log line says so."""
     Progress(print).study_started(_study(), 6, 0)

@@ -43,7 +43,10 @@ class Progress:
             self.done[study.key] += 1
         lat = f"{rec['latency_ms']:.4g} ms" if rec.get("latency_ms") else ""
         err = f"  ({str(rec.get('error', ''))[:120]})" if rec["status"] != "ok" else ""
-        self.log(f"  [{self.done[study.key]}/{self.budget[study.key]}] {rec['status']:<16} {lat:>12}  "
+        # once a second study has started, the studies' lines interleave: each names its study
+        # (a five-study probe's log could not be read back by study without it)
+        whose = f"{study.key} " if len(self.done) > 1 else ""
+        self.log(f"  {whose}[{self.done[study.key]}/{self.budget[study.key]}] {rec['status']:<16} {lat:>12}  "
                  f"{json.dumps(rec['config'])}{err}")
 
     def study_finished(self, study, summary: dict) -> None:
