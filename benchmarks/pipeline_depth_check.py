@@ -2,9 +2,8 @@
 
 A config's num_stages is how many shared-memory buffers its K loop's loads cycle through (they
 run up to num_stages - 1 steps ahead of the MMAs), so a deeper pipeline leaves room for fewer
-programs an SM. Where the K
-loop has few steps, the loads the extra stages would hold are few, and the programs an SM lose
-their overlap. This reads the candidates of recorded sweeps (the `runs.jsonl.gz` exports of
+programs an SM. Where the K loop has few steps, the loads the extra stages would hold are few,
+and the programs an SM lose their overlap. This reads the candidates of recorded sweeps (the `runs.jsonl.gz` exports of
 benchmarks/export_runs.py), pairs each verified Triton config with the same config at another
 depth timed in the same sweep (same study, same export), and reports, by the K loop's steps per
 program (ceil(ceil(K / BLOCK_K) / SPLIT_K)), how often and by how much the shallower one was
@@ -65,7 +64,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="runs.jsonl.gz exports of GEMM sweeps")
     args = ap.parse_args()
     found = pairs(args.runs)
-    order = {f"{lo}-{hi}" if hi else f">={lo}": i for i, (lo, hi) in enumerate(BUCKETS)}
+    order = {bucket(lo): i for i, (lo, _) in enumerate(BUCKETS)}
     print("| K steps a program | stages | pairs | shallower faster in | deeper's time / shallower's (geomean) | shapes |")
     print("| --- | --- | --- | --- | --- | --- |")
     for (b, shallow, deep), got in sorted(found.items(), key=lambda kv: (order[kv[0][0]], kv[0][1:])):
