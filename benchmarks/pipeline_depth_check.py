@@ -24,12 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import recorded_gemm  # noqa: E402
+from kernelevolve.search_spaces.gemm_starts import k_loop_steps  # noqa: E402
 
 BUCKETS = ((1, 2), (3, 4), (5, 8), (9, None))  # K steps per program, inclusive
-
-
-def k_steps(cfg: dict, K: int) -> int:
-    return -(-(-(-K // cfg["BLOCK_K"])) // cfg.get("SPLIT_K", 1))  # a config without SPLIT_K is unsplit
 
 
 def bucket(steps: int) -> str:
@@ -49,7 +46,7 @@ def pairs(paths: list[str]) -> dict[tuple, list[tuple[float, str]]]:
         at = (path, key, json.dumps(rest, sort_keys=True, default=str))
         depth = timed[at]
         depth[cfg["num_stages"]] = min(lat, depth.get(cfg["num_stages"], math.inf))
-        steps[at] = k_steps(cfg, recorded_gemm.problem_of(key).K)
+        steps[at] = k_loop_steps(cfg, recorded_gemm.problem_of(key).K)
     out = defaultdict(list)
     for at, depth in timed.items():
         for shallow in depth:

@@ -199,8 +199,51 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
     return out
 
 
+# A start's pipeline depth on a short K loop. Why: a stage is a shared-memory buffer of an A and a
+# B tile; where a program's K loop has few steps, the loads its stages would run ahead are few and
+# the pipeline's fill is paid whatever its depth, while each buffer costs programs an SM, whose
+# fills and stores overlap one another's MMAs. Timed through the engine on six short-K GEMMs, five
+# of them outside the generated suite (1 x H200, benchmarks/data/probe_short_k_depths_heldout.json;
+# docs/benchmarks.md, "Shallow pipelines on short K"): on loops of 3-7 steps, of four TMA tiles in
+# 2, 3 and 4 stages, 3 stages, or 2 where 2 fit more programs an SM, ran within 1% of the tile's
+# fastest depth in 23 of the 24 (tile, shape) pairs (6% behind in the other); where 2 stages held
+# more programs an SM, 1.06-1.58x faster than 4 in 17 of 18 pairs (4% slower in one). In loops of
+# 9 steps or more the suite's recorded sweeps had 4 stages beat 3 (46 of 71 pairs, 8%;
+# benchmarks/pipeline_depth_check.py): there a start keeps its depth.
+SHORT_LOOP_MAX_STEPS = 8
+SHORT_LOOP_DEPTHS = (3, 2)  # the deepest first: a shallower one only for more programs an SM
+
+
+def k_loop_steps(cfg: dict, K: int) -> int:
+    """The steps of one program's K loop: ceil(ceil(K / BLOCK_K) / SPLIT_K)."""
+    return -(-(-(-K // cfg["BLOCK_K"])) // cfg.get("SPLIT_K", 1))
+
+
+def short_loop_depth(space: Space, hw: Hardware, shape: GemmShape, cfg: dict) -> dict:
+    """`cfg` at the depth its K loop calls for: where the loop has SHORT_LOOP_MAX_STEPS steps or
+    fewer, the deepest of SHORT_LOOP_DEPTHS no deeper than its own that fits the most programs an
+    SM; else `cfg`. Persistent loops keep theirs: a flattened one pipelines across its tiles, and
+    none was timed at these depths."""
+    if cfg.get("PERSISTENT", False) or k_loop_steps(cfg, shape.K) > SHORT_LOOP_MAX_STEPS:
+        return cfg
+    best, fit = None, 0
+    for depth in SHORT_LOOP_DEPTHS:
+        candidate = {**cfg, "num_stages": min(depth, cfg["num_stages"])}
+        if space.violations(candidate):
+            continue
+        programs = programs_per_sm(candidate, shape, hw)
+        if programs > fit:
+            best, fit = candidate, programs
+    return best or cfg
+
+
 def gemm_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> list[dict]:
     """A GEMM study's starts: the fitted ones first (a search of fewer samples than starts keeps
-    the ones chosen for its shape), then the generic tiles they do not already hold."""
-    fitted = fitted_starts(space, hw, shape, dtype)
-    return fitted + [c for c in generic_starts(space, hw) if c not in fitted]
+    the ones chosen for its shape), then the generic tiles they do not already hold; each at the
+    depth its K loop calls for (short_loop_depth)."""
+    out = []
+    for cfg in fitted_starts(space, hw, shape, dtype) + generic_starts(space, hw):
+        cfg = short_loop_depth(space, hw, shape, cfg)
+        if cfg not in out:
+            out.append(cfg)
+    return out

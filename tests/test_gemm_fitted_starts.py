@@ -13,7 +13,7 @@ from kernelevolve.kernels.gemm_waves import PERSISTENT_TILE_OVERHEAD_S, TILE_OVE
 from kernelevolve.kernels.matmul import MatmulProblem
 from kernelevolve.search_spaces.gemm_rules import GemmShape
 from kernelevolve.search_spaces.gemm_starts import (FITTED_STARTS, PERSISTENT_MIN_WAVES, fitted_starts,
-                                                    modelled_time_s, programs_per_sm)
+                                                    modelled_time_s, programs_per_sm, short_loop_depth)
 from kernelevolve.search_spaces.matmul import shape_of, space, start
 from kernelevolve.tuner.experiment.hardware import profile
 
@@ -83,9 +83,11 @@ def test_fitted_starts_are_valid_configs_one_per_tiling(M, N, K, dtype):
         tm, tn = tile_size(cfg)
         waves = math.ceil(math.ceil(M / tm) * math.ceil(N / tn) * cfg["SPLIT_K"] / H200.sm_count)
         assert cfg["PERSISTENT"] == (waves >= PERSISTENT_MIN_WAVES and cfg["SPLIT_K"] == 1)
-    # the study's starts begin with them, then the generic tiles, each once
+    # the study's starts begin with them (at the depth a short K loop calls for), then the generic
+    # tiles, each once
     every = start(problem, H200)
-    assert every[:len(starts)] == starts and len(every) == len({json.dumps(c, sort_keys=True) for c in every})
+    assert every[:len(starts)] == [short_loop_depth(sp, H200, shape_of(problem), c) for c in starts]
+    assert len(every) == len({json.dumps(c, sort_keys=True) for c in every})
 
 
 def test_the_one_wave_tilings_are_ranked_before_two_waves():
