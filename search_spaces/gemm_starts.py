@@ -201,14 +201,18 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
 
 # A start's pipeline depth on a short K loop. Why: a stage is a shared-memory buffer of an A and a
 # B tile; where a program's K loop has few steps, the loads its stages would run ahead are few and
-# the pipeline's fill is paid whatever its depth, while each buffer costs programs an SM, whose
-# fills and stores overlap one another's MMAs. Timed through the engine on six short-K GEMMs, five
-# of them outside the generated suite (1 x H200, benchmarks/data/probe_short_k_depths_heldout.json;
-# docs/benchmarks.md, "Shallow pipelines on short K"): on loops of 3-7 steps, of four TMA tiles in
-# 2, 3 and 4 stages, 3 stages, or 2 where 2 fit more programs an SM, ran within 1% of the tile's
-# fastest depth in 23 of the 24 (tile, shape) pairs (6% behind in the other); where 2 stages held
-# more programs an SM, 1.06-1.58x faster than 4 in 17 of 18 pairs (4% slower in one). In loops of
-# 9 steps or more the suite's recorded sweeps had 4 stages beat 3 (46 of 71 pairs, 8%;
+# its pipeline's fill is paid whatever its depth, while each buffer costs programs an SM, whose
+# fills and stores overlap one another's MMAs, where the launch has programs enough to fill them.
+# Timed through the engine (1 x H200, docs/benchmarks.md "Shallow pipelines on short K",
+# docs/results/gemm_short_k_depths_1xh200/): on six short-K GEMMs of 1,000-1,500 tiles, five
+# outside the generated suite, the 18 of 24 (tile, shape) pairs this moves ran 1.06-1.58x faster
+# than at 4 stages in 17 (4% slower in one); on loops of 2 and 8 steps, 1.03-1.76x in 4 of 4; the
+# 14 suite starts it moves (3600x2448x256, 2944x768x400, 10304x192x432, 16624x4048x144)
+# 1.06-1.41x in 14 of 14. Where the launch has too few programs the depth buys nothing: a
+# whole-suite run that moved those starts too had its searches' best kernels 5-15% slower on
+# 160x1872x144, 2944x768x400, 10304x192x432 and 224x3376x368 (90-243 tiles on 132 SMs), their
+# 4-stage tiles beating the 2-stage ones; this leaves them. In loops of 9 steps or more the
+# suite's recorded sweeps had 4 stages beat 3 (46 of 71 pairs, 8%;
 # benchmarks/pipeline_depth_check.py): there a start keeps its depth.
 SHORT_LOOP_MAX_STEPS = 8
 SHORT_LOOP_DEPTHS = (3, 2)  # the deepest first: a shallower one only for more programs an SM
@@ -219,22 +223,29 @@ def k_loop_steps(cfg: dict, K: int) -> int:
     return -(-(-(-K // cfg["BLOCK_K"])) // cfg.get("SPLIT_K", 1))
 
 
+def programs_running(cfg: dict, shape: GemmShape, hw: Hardware) -> int:
+    """How many of this config's programs an SM runs at once: as many as it holds
+    (programs_per_sm), or as the launch gives it, whichever is fewer."""
+    tm, tn = tile_size(cfg)
+    launched = math.ceil(shape.M / tm) * math.ceil(shape.N / tn) * cfg.get("SPLIT_K", 1)
+    return min(programs_per_sm(cfg, shape, hw), math.ceil(launched / hw.sm_count))
+
+
 def short_loop_depth(space: Space, hw: Hardware, shape: GemmShape, cfg: dict) -> dict:
     """`cfg` at the depth its K loop calls for: where the loop has SHORT_LOOP_MAX_STEPS steps or
-    fewer, the deepest of SHORT_LOOP_DEPTHS no deeper than its own that fits the most programs an
-    SM; else `cfg`. Persistent loops keep theirs: a flattened one pipelines across its tiles, and
-    none was timed at these depths."""
-    if cfg.get("PERSISTENT", False) or k_loop_steps(cfg, shape.K) > SHORT_LOOP_MAX_STEPS:
+    fewer, the deepest of SHORT_LOOP_DEPTHS shallower than its own that runs more programs an SM
+    at once (programs_running), if one does; else `cfg`. Persistent loops keep theirs: a flattened
+    one pipelines across its tiles, and none was timed at these depths."""
+    if (cfg.get("PERSISTENT", False) or not hw.sm_count
+            or k_loop_steps(cfg, shape.K) > SHORT_LOOP_MAX_STEPS):
         return cfg
-    best, fit = None, 0
+    best, running = cfg, programs_running(cfg, shape, hw)
     for depth in SHORT_LOOP_DEPTHS:
-        candidate = {**cfg, "num_stages": min(depth, cfg["num_stages"])}
-        if space.violations(candidate):
-            continue
-        programs = programs_per_sm(candidate, shape, hw)
-        if programs > fit:
-            best, fit = candidate, programs
-    return best or cfg
+        shallower = {**cfg, "num_stages": depth}
+        if depth < cfg["num_stages"] and not space.violations(shallower):
+            if programs_running(shallower, shape, hw) > running:
+                best, running = shallower, programs_running(shallower, shape, hw)
+    return best
 
 
 def gemm_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> list[dict]:
