@@ -206,13 +206,14 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
 # Timed through the engine (1 x H200, docs/benchmarks.md "Shallow pipelines on short K",
 # docs/results/gemm_short_k_depths_1xh200/): on six short-K GEMMs of 1,000-1,500 tiles, five
 # outside the generated suite, the 18 of 24 (tile, shape) pairs this moves ran 1.06-1.58x faster
-# than at 4 stages in 17 (4% slower in one); on loops of 2 and 8 steps, 1.03-1.76x in 4 of 4; the
-# 14 suite starts it moves (3600x2448x256, 2944x768x400, 10304x192x432, 16624x4048x144)
-# 1.06-1.41x in 14 of 14. Where the launch has too few programs the depth buys nothing: a
-# whole-suite run that moved those starts too had its searches' best kernels 5-15% slower on
-# 160x1872x144, 2944x768x400, 10304x192x432 and 224x3376x368 (90-243 tiles on 132 SMs), their
-# 4-stage tiles beating the 2-stage ones; this leaves them. In loops of 9 steps or more the
-# suite's recorded sweeps had 4 stages beat 3 (46 of 71 pairs, 8%;
+# than at 4 stages in 17 (4% slower in one); on loops of 2 and 8 steps, 1.03-1.76x in 4 of 4 (on
+# one, 3 stages 13% faster still); the 14 suite starts it moves (3600x2448x256, 2944x768x400,
+# 10304x192x432, 16624x4048x144) 1.06-1.41x in 14 of 14. Where the launch has too few programs to
+# fill more an SM the depth buys nothing: a whole-suite run whose rule did not count the launch
+# had its searches' best kernels 4-16% slower than in the five runs before on 160x1872x144,
+# 2944x768x400, 10304x192x432 and 224x3376x368 (90-243 tiles of their fitted starts on 132 SMs),
+# the 4-stage tiles beating the 2-stage ones; counted, those tiles keep 4. In loops of 9 steps
+# or more the suite's recorded sweeps had 4 stages beat 3 (46 of 71 pairs, 8%;
 # benchmarks/pipeline_depth_check.py): there a start keeps its depth.
 SHORT_LOOP_MAX_STEPS = 8
 SHORT_LOOP_DEPTHS = (3, 2)  # the deepest first: a shallower one only for more programs an SM
@@ -242,9 +243,11 @@ def short_loop_depth(space: Space, hw: Hardware, shape: GemmShape, cfg: dict) ->
     best, running = cfg, programs_running(cfg, shape, hw)
     for depth in SHORT_LOOP_DEPTHS:
         shallower = {**cfg, "num_stages": depth}
-        if depth < cfg["num_stages"] and not space.violations(shallower):
-            if programs_running(shallower, shape, hw) > running:
-                best, running = shallower, programs_running(shallower, shape, hw)
+        if depth >= cfg["num_stages"] or space.violations(shallower):
+            continue
+        more = programs_running(shallower, shape, hw)
+        if more > running:
+            best, running = shallower, more
     return best
 
 
