@@ -110,7 +110,7 @@ FITTED_BLOCKS_N = (64, 128, 256)
 FITTED_MIN_SIDE = 64
 FITTED_MAX_ELEMENTS = 256 * 160
 FITTED_BLOCK_K = 64
-FITTED_STAGES = (4, 3)  # the deepest pipeline the rules let the tile have; two stages hide no latency
+FITTED_STAGES = (4, 3)  # the deepest pipeline the rules let the tile have (short K loops: short_loop_depth)
 FOUR_WARPS_MAX_REGS = 160  # a wider accumulator takes 8 warps (192x128 in 4 is a generic tile)
 
 
