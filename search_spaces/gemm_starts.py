@@ -212,9 +212,11 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
 # fill more an SM the depth buys nothing: a whole-suite run whose rule did not count the launch
 # had its searches' best kernels 4-16% slower than in the five runs before on 160x1872x144,
 # 2944x768x400, 10304x192x432 and 224x3376x368 (90-243 tiles of their fitted starts on 132 SMs),
-# the 4-stage tiles beating the 2-stage ones; counted, those tiles keep 4. In loops of 9 steps
-# or more the suite's recorded sweeps had 4 stages beat 3 (46 of 71 pairs, 8%;
-# benchmarks/pipeline_depth_check.py): there a start keeps its depth.
+# the 4-stage tiles beating the 2-stage ones; counted, those tiles keep 4. The suite's recorded
+# sweeps, split the same way (benchmarks/pipeline_depth_check.py): on loops of 8 steps or fewer a
+# shallower depth running more programs an SM was faster in 23 of 23 pairs, one running no more
+# than 3 and 4 (2 stages) in 0 of 11; in loops of 9 steps or more 4 stages beat 3 (53 of 77
+# pairs, 8%): there a start keeps its depth.
 SHORT_LOOP_MAX_STEPS = 8
 SHORT_LOOP_DEPTHS = (3, 2)  # the deepest first: a shallower one only for more programs an SM
 
