@@ -214,8 +214,8 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
 # 2944x768x400, 10304x192x432 and 224x3376x368 (90-243 tiles of their fitted starts on 132 SMs),
 # the 4-stage tiles beating the 2-stage ones; counted, those tiles keep 4. The suite's recorded
 # sweeps, split the same way (benchmarks/pipeline_depth_check.py): on loops of 8 steps or fewer a
-# shallower depth running more programs an SM was faster in 23 of 23 pairs, one running no more
-# than 3 and 4 (2 stages) in 0 of 11; in loops of 9 steps or more 4 stages beat 3 (53 of 77
+# shallower depth running more programs an SM was faster in 23 of 23 pairs, and 2 stages running
+# no more than 3 or 4 did in 0 of 11; in loops of 9 steps or more 4 stages beat 3 (53 of 77
 # pairs, 8%): there a start keeps its depth.
 SHORT_LOOP_MAX_STEPS = 8
 SHORT_LOOP_DEPTHS = (3, 2)  # the deepest first: a shallower one only for more programs an SM
