@@ -114,6 +114,12 @@ FITTED_STAGES = (4, 3)  # the deepest pipeline the rules let the tile have (shor
 FOUR_WARPS_MAX_REGS = 160  # a wider accumulator takes 8 warps (192x128 in 4 is a generic tile)
 
 
+def launched_per_sm(shape: GemmShape, tile_m: int, tile_n: int, split: int, hw: Hardware) -> int:
+    """The programs a launch of this tiling and split gives its busiest SM: ceil(programs /
+    sm_count), also its waves at one program an SM."""
+    return math.ceil(math.ceil(shape.M / tile_m) * math.ceil(shape.N / tile_n) * split / hw.sm_count)
+
+
 def programs_per_sm(cfg: dict, shape: GemmShape, hw: Hardware) -> int:
     """How many of this config's programs one SM holds at once, by shared memory and registers
     (a persistent loop's: no more than it launches to an SM, PROGRAMS_PER_SM)."""
@@ -183,7 +189,7 @@ def fitted_starts(space: Space, hw: Hardware, shape: GemmShape, dtype: str) -> l
         tm, tn = tile_size(tile)
         if min(tm, tn) < FITTED_MIN_SIDE or tm * tn > FITTED_MAX_ELEMENTS:
             continue
-        waves = math.ceil(math.ceil(shape.M / tm) * math.ceil(shape.N / tn) * split / hw.sm_count)
+        waves = launched_per_sm(shape, tm, tn, split, hw)
         persistent = split == 1 and "PERSISTENT" in domains and waves >= PERSISTENT_MIN_WAVES
         cfg = _fitted_config(space, shape, tile, split, persistent)
         if cfg is None:
@@ -229,9 +235,7 @@ def k_loop_steps(cfg: dict, K: int) -> int:
 def programs_running(cfg: dict, shape: GemmShape, hw: Hardware) -> int:
     """How many of this config's programs an SM runs at once: as many as it holds
     (programs_per_sm), or as the launch gives it, whichever is fewer."""
-    tm, tn = tile_size(cfg)
-    launched = math.ceil(shape.M / tm) * math.ceil(shape.N / tn) * cfg.get("SPLIT_K", 1)
-    return min(programs_per_sm(cfg, shape, hw), math.ceil(launched / hw.sm_count))
+    return min(programs_per_sm(cfg, shape, hw), launched_per_sm(shape, *tile_size(cfg), cfg.get("SPLIT_K", 1), hw))
 
 
 def short_loop_depth(space: Space, hw: Hardware, shape: GemmShape, cfg: dict) -> dict:
